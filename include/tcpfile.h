@@ -1,0 +1,312 @@
+/*
+ * tcpfile.h - the whole public API of libtcpfile.
+ *
+ * libtcpfile moves files and in-memory messages between machines over TCP:
+ * a client gets, puts and lists files on a server that serves one directory.
+ *
+ * Conventions (they hold for every function below):
+ *  - Every int-returning call returns TF_OK (0) or a negative TF_E* code;
+ *    tf_strerror() turns a code into a sentence, tf_errname() into its name.
+ *  - Handles are opaque. Each *_free / *_close accepts NULL.
+ *  - Out parameters come first. What comes back through **out belongs to the
+ *    caller and is released with the matching tf_*_free / tf_close.
+ *  - The library keeps no global state, prints nothing, installs no signal
+ *    handlers and never raises SIGPIPE.
+ *  - A tf_client is used by one thread at a time; different clients and
+ *    servers may run in parallel threads freely.
+ */
+#ifndef TCPFILE_H
+#define TCPFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tcpfile_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef TF_API
+#  if defined(_WIN32) && defined(TF_SHARED_BUILD)
+#    define TF_API __declspec(dllexport)
+#  elif defined(__GNUC__) || defined(__clang__)
+#    define TF_API __attribute__((visibility("default")))
+#  else
+#    define TF_API
+#  endif
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * X(name, value, message). Released values are never renumbered or reused;
+ * the same numbers (as positive values) travel as status codes on the wire,
+ * see docs/protocol.md.
+ */
+#define TF_ERRNO_MAP(X)                                                        \
+    X(EINVAL, -1, "invalid argument or name")                                 \
+    X(ENOENT, -2, "no such file")                                             \
+    X(EEXIST, -3, "file already exists")                                      \
+    X(EACCES, -4, "permission denied")                                        \
+    X(ETOOBIG, -5, "over a size or count limit")                              \
+    X(ENOSPC, -6, "no space left on device")                                  \
+    X(EIO, -7, "file input/output error")                                     \
+    X(ENET, -8, "network error or connection closed")                         \
+    X(EPROTO, -9, "protocol error")                                           \
+    X(ETIMEDOUT, -10, "timed out")                                            \
+    X(ENOMEM, -11, "out of memory")                                           \
+    X(ECHECKSUM, -12, "checksum mismatch")                                    \
+    X(EBUSY, -13, "server busy")                                              \
+    X(ECANCELED, -14, "cancelled by the caller")                              \
+    X(EINTERNAL, -15, "internal error")
+
+enum tf_error {
+    TF_OK = 0,
+#define TF__ERR_ENUM(name, value, msg) TF_##name = (value),
+    TF_ERRNO_MAP(TF__ERR_ENUM)
+#undef TF__ERR_ENUM
+    TF__ERR_LAST = -15 /* the most negative code in use; grows over time */
+};
+
+/* A sentence describing code ("success" for TF_OK). Never NULL, static. */
+TF_API const char *tf_strerror(int code);
+
+/* The code's name, e.g. "TF_ENOENT". Never NULL ("TF_EUNKNOWN"), static. */
+TF_API const char *tf_errname(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* TF_VERSION_NUMBER of the library actually linked (major<<16|minor<<8|patch). */
+TF_API unsigned tf_version(void);
+/* The same as a "MAJOR.MINOR.PATCH" string. Static, never NULL. */
+TF_API const char *tf_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Options: one opaque bag of tunables, for clients and servers alike.      */
+/* NULL wherever a const tf_options * is taken means "all defaults".        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct tf_options tf_options;
+
+typedef enum tf_option {
+    /* client: how long to wait for the TCP connect and handshake.
+       Milliseconds, 0 = no limit. Default 10000. */
+    TF_OPT_CONNECT_TIMEOUT_MS = 1,
+    /* both: longest wait for the peer to make progress while a request is
+       in flight (a read or write that moves no byte). ms, 0 = no limit.
+       Default 30000. */
+    TF_OPT_IO_TIMEOUT_MS = 2,
+    /* server: close a connection that sends no request for this long.
+       ms, 0 = no limit. Default 300000. */
+    TF_OPT_IDLE_TIMEOUT_MS = 3,
+    /* both: longest name in bytes, 1..4096. Default 255. The server tells
+       the client its limit in the handshake. */
+    TF_OPT_MAX_NAME_LEN = 4,
+    /* server: 1 = refuse every put with TF_EACCES. Default 0. */
+    TF_OPT_READ_ONLY = 5,
+    /* server: connections served at once; the next client is told
+       TF_EBUSY. 1..1000000. Default 1024. */
+    TF_OPT_MAX_CONNECTIONS = 6,
+    /* server: largest upload accepted, bytes, 0 = no limit. Default 0. */
+    TF_OPT_MAX_UPLOAD = 7,
+    /* server: 0 = refuse a put over an existing name with TF_EEXIST.
+       Default 1 (overwrite). */
+    TF_OPT_OVERWRITE = 8,
+    /* client: largest encoded listing accepted from a server, bytes.
+       Default 256 MiB. Also caps tf_get_mem. */
+    TF_OPT_MAX_MEMORY = 9,
+    /* server: most files a listing carries; more gives TF_ETOOBIG.
+       Default 1000000. */
+    TF_OPT_MAX_LIST_ENTRIES = 10,
+    /* server: on tf_server_stop, how long requests in flight may take to
+       finish before their connections are cut. ms. Default 5000. */
+    TF_OPT_STOP_GRACE_MS = 11
+} tf_option;
+
+/* Creates an options object holding the defaults. TF_ENOMEM. */
+TF_API int tf_options_new(tf_options **out);
+/* Releases it; NULL is fine. Handles made with it keep their own copy. */
+TF_API void tf_options_free(tf_options *opt);
+/* Sets one tunable. TF_EINVAL for an unknown key or an out-of-range value. */
+TF_API int tf_options_set(tf_options *opt, tf_option key, int64_t value);
+/* Reads one tunable into *value. TF_EINVAL for an unknown key. */
+TF_API int tf_options_get(const tf_options *opt, tf_option key, int64_t *value);
+
+/*
+ * Progress of one transfer: called as bytes move. total is the full size
+ * when known, otherwise 0. Return 0 to go on, non-zero to cancel: the call
+ * then fails with TF_ECANCELED and (for a get) leaves no partial file.
+ */
+typedef int (*tf_progress_fn)(void *user, uint64_t done, uint64_t total);
+TF_API int tf_options_set_progress(tf_options *opt, tf_progress_fn fn, void *user);
+
+/*
+ * What a server tells its log callback after each request. The library owns
+ * it; it is valid only during the call. Fields may be appended in later
+ * minor versions, so never allocate or copy one by value.
+ */
+typedef struct tf_request_log {
+    const char *peer;      /* "127.0.0.1:50312" or "[::1]:50312"            */
+    const char *op;        /* "get", "put", "list", "connect", "busy", ...  */
+    const char *name;      /* the file name, "" when the request has none   */
+    uint64_t    bytes;     /* payload bytes moved                           */
+    int         result;    /* TF_OK or a negative TF_E* code                */
+    const char *message;   /* detail of a failure, "" on success            */
+    double      seconds;   /* how long the request took                     */
+} tf_request_log;
+
+/* The server calls fn (from its connection threads, possibly at the same
+   time) once per request. NULL fn: no logging (the default). */
+typedef void (*tf_log_fn)(void *user, const tf_request_log *entry);
+TF_API int tf_options_set_log(tf_options *opt, tf_log_fn fn, void *user);
+
+/* ------------------------------------------------------------------------ */
+/* Client                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct tf_client tf_client;   /* one connection to a server */
+typedef struct tf_listing tf_listing; /* the result of tf_list       */
+
+typedef struct tf_entry {
+    const char *name; /* UTF-8, NUL-terminated, owned by the listing */
+    uint64_t size;    /* bytes */
+    int64_t mtime;    /* seconds since the Unix epoch */
+} tf_entry;
+
+/*
+ * Connects to host:port (a name, an IPv4 or IPv6 literal; "[::1]" is
+ * accepted too) and performs the handshake. One connection carries any
+ * number of requests.
+ * Returns TF_OK, TF_EINVAL, TF_ENET (refused, unreachable, no such host),
+ * TF_ETIMEDOUT, TF_EPROTO (not a tcpfile server, no common version),
+ * TF_EBUSY (server full), TF_ENOMEM. On failure *out is NULL; the reason is
+ * not kept anywhere, so callers wanting the detail use tf_connect_ex.
+ */
+TF_API int tf_connect(tf_client **out, const char *host, const char *port,
+                      const tf_options *opt);
+
+/* As tf_connect, and on failure copies a detailed message into errbuf
+   (NUL-terminated, truncated to errlen; errbuf may be NULL). */
+TF_API int tf_connect_ex(tf_client **out, const char *host, const char *port,
+                         const tf_options *opt, char *errbuf, size_t errlen);
+
+/*
+ * Downloads the remote file name into local_path (NULL: ./name). The data
+ * goes to a temporary file beside local_path that is renamed over it only
+ * once complete, so a failure leaves no partial file and an existing file
+ * untouched. When local_path exists and is not a regular file (/dev/null, a
+ * FIFO, a terminal) the data is written straight into it.
+ * Returns TF_OK, TF_EINVAL (bad name), TF_ENOENT, TF_EACCES, TF_EIO (local
+ * file), TF_ENOSPC, TF_ENET, TF_EPROTO, TF_ETIMEDOUT, TF_ECANCELED, ...
+ */
+TF_API int tf_get(tf_client *c, const char *name, const char *local_path);
+
+/* Downloads name and writes it to the open descriptor fd (not closed).
+   Data already written stays written if the transfer then fails. */
+TF_API int tf_get_fd(tf_client *c, const char *name, int fd);
+
+/*
+ * Downloads name into memory: *data (NUL-terminated one byte past *len for
+ * convenience) is the caller's, released with tf_free(). Larger than
+ * TF_OPT_MAX_MEMORY gives TF_ETOOBIG. On failure *data is NULL, *len 0.
+ */
+TF_API int tf_get_mem(tf_client *c, const char *name, void **data, size_t *len);
+
+/*
+ * Uploads local_path as name (NULL: the basename of local_path). The server
+ * stores it atomically: readers see the old content or the new, whole.
+ * Returns TF_OK, TF_EINVAL, TF_ENOENT (local file missing), TF_EIO,
+ * TF_EACCES (read-only server), TF_EEXIST (server refuses overwrite),
+ * TF_ETOOBIG, TF_ENOSPC (server side), TF_ENET, TF_EPROTO, ...
+ */
+TF_API int tf_put(tf_client *c, const char *local_path, const char *name);
+
+/* Uploads size bytes read from fd (from its current offset) as name. */
+TF_API int tf_put_fd(tf_client *c, int fd, uint64_t size, const char *name);
+
+/* Uploads len bytes at data as name. */
+TF_API int tf_put_mem(tf_client *c, const void *data, size_t len, const char *name);
+
+/* Lists the server's regular files, sorted by name bytewise. *out is the
+   caller's, released with tf_listing_free(). */
+TF_API int tf_list(tf_client *c, tf_listing **out);
+
+TF_API size_t tf_listing_count(const tf_listing *l);
+/* Entry i (< count), owned by l; NULL when out of range. */
+TF_API const tf_entry *tf_listing_at(const tf_listing *l, size_t i);
+TF_API void tf_listing_free(tf_listing *l);
+
+/* Detail of c's last failure (the server's message when it sent one), ""
+   after a success or when c is NULL. Valid until the next call on c. */
+TF_API const char *tf_errmsg(const tf_client *c);
+
+/* The name limit the server announced in the handshake. */
+TF_API int tf_client_max_name(const tf_client *c);
+
+/* Closes the connection and frees c. NULL is fine. */
+TF_API void tf_close(tf_client *c);
+
+/* Frees memory the library handed out (tf_get_mem). NULL is fine. */
+TF_API void tf_free(void *p);
+
+/* Checks that name is acceptable (one path component of 1..max_len bytes,
+   valid UTF-8, no '/', no control characters, not "." or ".."); max_len 0
+   means the default 255. Returns TF_OK or TF_EINVAL; when why is not NULL
+   it receives a static sentence saying what is wrong. */
+TF_API int tf_name_check(const char *name, size_t max_len, const char **why);
+
+/* ------------------------------------------------------------------------ */
+/* Server                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct tf_server tf_server;
+
+/*
+ * Opens a server for the directory root, listening on host:port. host NULL
+ * listens on every address, IPv4 and IPv6; port "0" picks a free port (see
+ * tf_server_port). Nothing is served until tf_server_run.
+ * Returns TF_OK, TF_EINVAL, TF_ENOENT / TF_EACCES (root unusable), TF_ENET
+ * (cannot bind: in use, bad address), TF_ENOMEM. When errbuf is not NULL it
+ * receives the detail of a failure.
+ */
+TF_API int tf_server_open(tf_server **out, const char *host, const char *port,
+                          const char *root, const tf_options *opt);
+TF_API int tf_server_open_ex(tf_server **out, const char *host, const char *port,
+                             const char *root, const tf_options *opt,
+                             char *errbuf, size_t errlen);
+
+/* The bound port (useful after port "0"), or a negative code. */
+TF_API int tf_server_port(const tf_server *s);
+
+/* Writes the numeric address of the first listening socket ("0.0.0.0",
+   "::", "127.0.0.1") into buf. TF_EINVAL if buf is too small. */
+TF_API int tf_server_address(const tf_server *s, char *buf, size_t len);
+
+/* Serves clients, each on its own thread, until tf_server_stop. Returns
+   TF_OK after a stop, or a negative code if serving failed. */
+TF_API int tf_server_run(tf_server *s);
+
+/* Asks tf_server_run to return: no new connections are accepted, requests
+   in flight get TF_OPT_STOP_GRACE_MS to finish. Async-signal-safe; may be
+   called from any thread, before or during tf_server_run. */
+TF_API void tf_server_stop(tf_server *s);
+
+/* Frees the server (after tf_server_run has returned, or if it never ran).
+   NULL is fine. */
+TF_API void tf_server_close(tf_server *s);
+
+/* tf_server_open + tf_server_run + tf_server_close in one call: serves
+   until the process ends or serving fails. */
+TF_API int tf_serve(const char *host, const char *port, const char *root,
+                    const tf_options *opt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TCPFILE_H */

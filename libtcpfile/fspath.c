@@ -1,0 +1,428 @@
+/*
+ * fspath.c - the file system: opening files under the served root, writing
+ * through temporaries that are renamed into place, and scanning the root.
+ */
+#include "fspath.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define COPY_BUF ((size_t)128 << 10)
+
+static int fail_fs(tf__err *e, int errnum, const char *what, const char *name)
+{
+    return tf__fail_errno(e, tf__code_from_errno(errnum), errnum, "%s \"%s\"", what, name);
+}
+
+int tf__root_open(const char *root, int *dirfd, tf__err *e)
+{
+    *dirfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*dirfd < 0)
+        return fail_fs(e, errno, "cannot open the directory", root);
+    return TF_OK;
+}
+
+int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, tf__err *e)
+{
+    struct stat st;
+    /* O_NONBLOCK: a FIFO planted in the root must not hang the server;
+       O_NOFOLLOW: a symlink, even one pointing inside the root, is refused. */
+    *fd = openat(rootfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (*fd < 0) {
+        if (errno == ELOOP)
+            return tf__fail(e, TF_EACCES, "\"%s\" is a symbolic link, which is not served",
+                            name);
+        if (errno == ENOENT)
+            return tf__fail(e, TF_ENOENT, "no file named \"%s\"", name);
+        return fail_fs(e, errno, "cannot open", name);
+    }
+    if (fstat(*fd, &st) != 0) {
+        int err = errno;
+        close(*fd);
+        *fd = -1;
+        return fail_fs(e, err, "cannot stat", name);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return tf__fail(e, TF_EACCES, "\"%s\" is not a regular file", name);
+    }
+    *size = (uint64_t)st.st_size;
+    return TF_OK;
+}
+
+int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return tf__fail_errno(e, tf__code_from_errno(errno) == TF_ENOSPC ? TF_ENOSPC
+                                                                             : TF_EIO,
+                                  errno, "writing the file failed");
+        p += n;
+        len -= (size_t)n;
+    }
+    return TF_OK;
+}
+
+/* Creates an unused "<prefix><16 random hex digits>" in dirfd. */
+static int create_temp(int dirfd, const char *prefix, tf__tmpfile *t, tf__err *e)
+{
+    t->dirfd = dirfd;
+    t->direct = 0;
+    for (int attempt = 0; attempt < 16; attempt++) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+            r = (uint64_t)tf__now_ms() * 2654435761u + (uint64_t)attempt;
+        snprintf(t->name, sizeof t->name, "%s%016llx", prefix, (unsigned long long)r);
+        /* 0666 and the process umask, as any new file gets. */
+        t->fd = openat(dirfd, t->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                       0666);
+        if (t->fd >= 0)
+            return TF_OK;
+        if (errno != EEXIST)
+            return tf__fail_errno(e, tf__code_from_errno(errno), errno,
+                                  "cannot create a temporary file");
+    }
+    return tf__fail(e, TF_EIO, "cannot find an unused temporary name");
+}
+
+void tf__tmpfile_abort(tf__tmpfile *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    if (!t->direct && t->name[0] && t->dirfd >= 0)
+        unlinkat(t->dirfd, t->name, 0);
+    t->name[0] = '\0';
+    if (t->dirfd >= 0 && t->dirfd != AT_FDCWD && t->owns_dirfd)
+        close(t->dirfd);
+    t->dirfd = -1;
+}
+
+int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e)
+{
+    memset(t, 0, sizeof *t);
+    t->fd = -1;
+    t->dirfd = -1;
+    if (mkdirat(rootfd, TF_TMP_DIR, 0700) != 0 && errno != EEXIST)
+        return tf__fail_errno(e, tf__code_from_errno(errno), errno,
+                              "cannot create the directory for uploads");
+    int dirfd = openat(rootfd, TF_TMP_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dirfd < 0)
+        return tf__fail_errno(e, tf__code_from_errno(errno), errno,
+                              "cannot open the directory for uploads");
+    t->owns_dirfd = 1;
+    int rc = create_temp(dirfd, "up-", t, e);
+    if (rc != TF_OK) {
+        close(dirfd);
+        t->dirfd = -1;
+    }
+    return rc;
+}
+
+/* rename that refuses to replace, where the kernel and file system allow. */
+static int rename_noreplace(int olddir, const char *old, int newdir, const char *new_name)
+{
+    if (renameat2(olddir, old, newdir, new_name, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+    /* No RENAME_NOREPLACE here: link fails on an existing name, atomically. */
+    if (linkat(olddir, old, newdir, new_name, 0) != 0)
+        return -1;
+    unlinkat(olddir, old, 0);
+    return 0;
+}
+
+int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
+                      tf__err *e)
+{
+    int rc = TF_OK;
+    struct stat st;
+    if (fsync(t->fd) != 0) {
+        rc = tf__fail_errno(e, tf__code_from_errno(errno) == TF_ENOSPC ? TF_ENOSPC : TF_EIO,
+                            errno, "cannot flush \"%s\" to disk", name);
+        goto out;
+    }
+    if (fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            rc = tf__fail(e, TF_EACCES, "\"%s\" exists and is not a regular file", name);
+            goto out;
+        }
+        if (!overwrite) {
+            rc = tf__fail(e, TF_EEXIST, "\"%s\" exists and the server does not overwrite",
+                          name);
+            goto out;
+        }
+    }
+    int r = overwrite ? renameat(t->dirfd, t->name, rootfd, name)
+                      : rename_noreplace(t->dirfd, t->name, rootfd, name);
+    if (r != 0) {
+        rc = errno == EEXIST ? tf__fail(e, TF_EEXIST, "\"%s\" already exists", name)
+                             : fail_fs(e, errno, "cannot store", name);
+        goto out;
+    }
+    t->name[0] = '\0'; /* published: nothing left to remove */
+    /* The rename is durable only once the directory itself is on disk. */
+    if (fsync(rootfd) != 0)
+        rc = tf__fail_errno(e, TF_EIO, errno, "cannot flush the directory to disk");
+out:
+    tf__tmpfile_abort(t);
+    return rc;
+}
+
+int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *final,
+                    size_t final_len, tf__err *e)
+{
+    struct stat st;
+    memset(t, 0, sizeof *t);
+    t->fd = -1;
+    t->dirfd = -1;
+    if (snprintf(final, final_len, "%s", path) >= (int)final_len)
+        return tf__fail(e, TF_EINVAL, "the local path is too long");
+    if (stat(final, &st) == 0 && S_ISDIR(st.st_mode)) {
+        size_t n = strlen(final);
+        const char *sep = n && final[n - 1] == '/' ? "" : "/";
+        if (snprintf(final + n, final_len - n, "%s%s", sep, name) >= (int)(final_len - n))
+            return tf__fail(e, TF_EINVAL, "the local path is too long");
+    }
+    if (stat(final, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* /dev/null, a FIFO, a terminal: write into it, never replace it. */
+        t->fd = open(final, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+        if (t->fd < 0)
+            return fail_fs(e, errno, "cannot open", final);
+        t->direct = 1;
+        return TF_OK;
+    }
+    /* The temporary goes beside the target, so the rename stays within one
+       file system and is atomic. */
+    char dir[PATH_MAX];
+    const char *slash = strrchr(final, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == final)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - final), final);
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return fail_fs(e, errno, "cannot open the directory", dir);
+    t->owns_dirfd = 1;
+    int rc = create_temp(dirfd, ".tcpfile-part-", t, e);
+    if (rc != TF_OK) {
+        close(dirfd);
+        t->dirfd = -1;
+        tf__err cause = *e;
+        return tf__fail(e, rc, "cannot write in \"%s\": %s", dir, cause.msg);
+    }
+    return TF_OK;
+}
+
+int tf__local_commit(tf__tmpfile *t, const char *final, tf__err *e)
+{
+    int rc = TF_OK;
+    if (t->direct) {
+        close(t->fd);
+        t->fd = -1;
+        return TF_OK;
+    }
+    if (close(t->fd) != 0) {
+        t->fd = -1;
+        rc = fail_fs(e, errno, "cannot write", final);
+    } else {
+        t->fd = -1;
+        const char *base = strrchr(final, '/');
+        base = base ? base + 1 : final;
+        if (renameat(t->dirfd, t->name, t->dirfd, base) != 0)
+            rc = fail_fs(e, errno, "cannot create", final);
+        else
+            t->name[0] = '\0';
+    }
+    tf__tmpfile_abort(t);
+    return rc;
+}
+
+/* Copies a stream of unknown length into an unnamed temporary file. */
+static int spool(int in, int *out, uint64_t *size, const char *path, tf__err *e)
+{
+    const char *tmpdir = getenv("TMPDIR");
+    int fd = open(tmpdir && *tmpdir ? tmpdir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return tf__fail_errno(e, TF_EIO, errno, "cannot create a temporary file for \"%s\"",
+                              path);
+    char *buf = malloc(COPY_BUF);
+    if (!buf) {
+        close(fd);
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    }
+    uint64_t total = 0;
+    int rc = TF_OK;
+    for (;;) {
+        ssize_t n = read(in, buf, COPY_BUF);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = fail_fs(e, errno, "cannot read", path);
+            break;
+        }
+        if (n == 0)
+            break;
+        rc = tf__fs_write_all(fd, buf, (size_t)n, e);
+        if (rc != TF_OK)
+            break;
+        total += (uint64_t)n;
+    }
+    free(buf);
+    if (rc == TF_OK && lseek(fd, 0, SEEK_SET) != 0)
+        rc = tf__fail_errno(e, TF_EIO, errno, "cannot rewind the temporary file");
+    if (rc != TF_OK) {
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    *size = total;
+    return TF_OK;
+}
+
+int tf__local_open_read(const char *path, int *fd, uint64_t *size, tf__err *e)
+{
+    struct stat st;
+    *fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+    if (*fd < 0) {
+        if (errno == ENOENT)
+            return tf__fail(e, TF_ENOENT, "no local file \"%s\"", path);
+        return fail_fs(e, errno, "cannot open", path);
+    }
+    if (fstat(*fd, &st) != 0) {
+        int err = errno;
+        close(*fd);
+        *fd = -1;
+        return fail_fs(e, err, "cannot stat", path);
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return tf__fail(e, TF_EINVAL, "\"%s\" is a directory", path);
+    }
+    if (S_ISREG(st.st_mode)) {
+        *size = (uint64_t)st.st_size;
+        return TF_OK;
+    }
+    int in = *fd;
+    int rc = spool(in, fd, size, path, e);
+    close(in);
+    if (rc != TF_OK)
+        *fd = -1;
+    return rc;
+}
+
+/* ---- scanning the root ------------------------------------------------ */
+
+static int compare_entries(const void *a, const void *b)
+{
+    return strcmp(((const tf_entry *)a)->name, ((const tf_entry *)b)->name);
+}
+
+int tf__fs_scan(int rootfd, size_t max_entries, size_t max_name, tf_listing **out,
+                tf__err *e)
+{
+    *out = NULL;
+    /* A fresh open, not dup(): a dup would share (and move) the read offset
+       with every other thread listing the same root. */
+    int fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return tf__fail_errno(e, TF_EIO, errno, "cannot read the directory");
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return tf__fail_errno(e, TF_EIO, errno, "cannot read the directory");
+    }
+    tf_entry *entries = NULL;
+    size_t *offsets = NULL;
+    char *names = NULL;
+    size_t count = 0, cap = 0, names_len = 0, names_cap = 0;
+    int rc = TF_OK;
+    struct dirent *de;
+    /* errno is reset before each readdir: only its own failure ends the loop. */
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        size_t nlen = strlen(de->d_name);
+        struct stat st;
+        if (tf__name_check_bytes(de->d_name, nlen, max_name, NULL) != TF_OK)
+            continue; /* ".", "..", and names no client could ask for */
+        if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+            continue;
+        if (fstatat(rootfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode))
+            continue; /* gone meanwhile, or not a regular file */
+        if (count == max_entries) {
+            rc = tf__fail(e, TF_ETOOBIG, "the directory holds more than %zu files",
+                          max_entries);
+            break;
+        }
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            tf_entry *ne = realloc(entries, ncap * sizeof *ne);
+            size_t *no = ne ? realloc(offsets, ncap * sizeof *no) : NULL;
+            if (ne)
+                entries = ne;
+            if (!ne || !no) {
+                rc = tf__fail(e, TF_ENOMEM, "out of memory listing the directory");
+                break;
+            }
+            offsets = no;
+            cap = ncap;
+        }
+        if (names_len + nlen + 1 > names_cap) {
+            size_t ncap = names_cap ? names_cap * 2 : 4096;
+            while (ncap < names_len + nlen + 1)
+                ncap *= 2;
+            char *nn = realloc(names, ncap);
+            if (!nn) {
+                rc = tf__fail(e, TF_ENOMEM, "out of memory listing the directory");
+                break;
+            }
+            names = nn;
+            names_cap = ncap;
+        }
+        memcpy(names + names_len, de->d_name, nlen + 1);
+        offsets[count] = names_len;
+        entries[count].size = (uint64_t)st.st_size;
+        entries[count].mtime = (int64_t)st.st_mtime;
+        names_len += nlen + 1;
+        count++;
+    }
+    if (rc == TF_OK && errno != 0)
+        rc = tf__fail_errno(e, TF_EIO, errno, "cannot read the directory");
+    closedir(d);
+    tf_listing *l = NULL;
+    if (rc == TF_OK && !(l = calloc(1, sizeof *l)))
+        rc = tf__fail(e, TF_ENOMEM, "out of memory listing the directory");
+    if (rc != TF_OK) {
+        free(entries);
+        free(offsets);
+        free(names);
+        return rc;
+    }
+    /* Names were appended to a growing block; point at them only now. */
+    for (size_t i = 0; i < count; i++)
+        entries[i].name = names + offsets[i];
+    free(offsets);
+    qsort(entries, count, sizeof *entries, compare_entries);
+    l->count = count;
+    l->entries = entries;
+    l->names = names;
+    *out = l;
+    return TF_OK;
+}

@@ -1,0 +1,69 @@
+/*
+ * fspath.h - every file-system access of the library. Server-side calls
+ * work on a directory descriptor of the served root and take names that
+ * tf__name_check_bytes has accepted (one component: no '/', not "..").
+ * Client-side calls work on the caller's own paths.
+ */
+#ifndef TF_FSPATH_H
+#define TF_FSPATH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* The hidden subdirectory of the root that holds uploads in progress. A
+   directory is never listed nor served, so its files cannot be fetched. */
+#define TF_TMP_DIR ".tcpfile-tmp"
+
+/* Opens root as a directory descriptor. TF_ENOENT, TF_EACCES, TF_EINVAL. */
+int tf__root_open(const char *root, int *dirfd, tf__err *e);
+
+/* Opens root/name for reading: regular files only, never through a
+   symlink, never blocking on a FIFO. *size is the file's size. */
+int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, tf__err *e);
+
+/* Writes len bytes to fd; ENOSPC and friends become TF_ENOSPC / TF_EIO. */
+int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e);
+
+/* A file being written under a temporary name, published by rename. */
+typedef struct tf__tmpfile {
+    int dirfd;      /* where the temporary lives */
+    int fd;         /* open for writing; -1 when closed */
+    int direct;     /* 1: writing straight into a non-regular file */
+    int owns_dirfd; /* dirfd was opened for this file and is closed with it */
+    char name[64];  /* the temporary's name inside dirfd */
+} tf__tmpfile;
+
+/* Server side: a new temporary under root/TF_TMP_DIR. */
+int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e);
+/* fsyncs the data, renames it to root/name (refusing an existing name when
+   overwrite is 0, and any name that is not a regular file), fsyncs root. On
+   failure the temporary is removed. */
+int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
+                      tf__err *e);
+
+/* Client side: prepares to write path. If path is an existing directory,
+   the file goes to path/name; if it is an existing non-regular file (a
+   device, a FIFO), it is opened for writing directly; otherwise a
+   temporary is made beside it. */
+int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *final,
+                    size_t final_len, tf__err *e);
+/* Renames the temporary to final (no-op when direct). */
+int tf__local_commit(tf__tmpfile *t, const char *final, tf__err *e);
+
+/* Closes and removes the temporary; safe to call twice or after commit. */
+void tf__tmpfile_abort(tf__tmpfile *t);
+
+/* Opens a local file for upload. *size is its size when it is a regular
+   file; anything else (a pipe, a terminal) is copied into an unnamed
+   temporary first so that its size is known. */
+int tf__local_open_read(const char *path, int *fd, uint64_t *size, tf__err *e);
+
+/* Reads the root's regular files (no symlinks, no directories, no names
+   that fail the name check or exceed max_name) into a listing sorted by
+   name. More than max_entries gives TF_ETOOBIG. */
+int tf__fs_scan(int rootfd, size_t max_entries, size_t max_name, tf_listing **out,
+                tf__err *e);
+
+#endif /* TF_FSPATH_H */

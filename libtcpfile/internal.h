@@ -1,0 +1,65 @@
+/*
+ * internal.h - private structures and helpers shared by the library's
+ * modules. Nothing here is exported: internal functions are tf__name and the
+ * build hides every symbol without TF_API.
+ */
+#ifndef TF_INTERNAL_H
+#define TF_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tcpfile.h"
+
+#define TF_DEFAULT_MAX_NAME 255
+#define TF_ERRMSG_MAX 512
+
+/* printf-style checking for our own formatters. */
+#if defined(__GNUC__) || defined(__clang__)
+#  define TF__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#  define TF__PRINTF(f, a)
+#endif
+
+/* The detail of a failure, kept beside each handle (tf_errmsg). */
+typedef struct tf__err {
+    char msg[TF_ERRMSG_MAX];
+} tf__err;
+
+/* Records a message and returns code, so that each error path is one line:
+   return tf__fail(e, TF_ENOENT, "no file named \"%s\"", name); */
+int tf__fail(tf__err *e, int code, const char *fmt, ...) TF__PRINTF(3, 4);
+/* The same, with ": <strerror(errnum)>" appended. */
+int tf__fail_errno(tf__err *e, int code, int errnum, const char *fmt, ...)
+    TF__PRINTF(4, 5);
+/* The TF_E* code that best describes a file-system errno. */
+int tf__code_from_errno(int errnum);
+void tf__err_clear(tf__err *e);
+
+/* tf_options: values indexed by tf_option key, plus callbacks. */
+#define TF__OPT_COUNT 12
+struct tf_options {
+    int64_t value[TF__OPT_COUNT];
+    tf_progress_fn progress;
+    void *progress_user;
+    tf_log_fn log;
+    void *log_user;
+};
+/* Fills *dst with src, or with the defaults when src is NULL. */
+void tf__options_copy(tf_options *dst, const tf_options *src);
+
+/* A listing: one array of entries and one block holding every name. */
+struct tf_listing {
+    size_t count;
+    tf_entry *entries;
+    char *names;
+};
+
+/* Name validation over (bytes, length), for names that are not C strings. */
+int tf__name_check_bytes(const void *name, size_t len, size_t max_len, const char **why);
+
+/* Monotonic clock, milliseconds. */
+int64_t tf__now_ms(void);
+
+#endif /* TF_INTERNAL_H */

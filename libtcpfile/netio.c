@@ -1,0 +1,413 @@
+/*
+ * netio.c - sockets: resolve, connect, listen, accept, and full reads and
+ * writes with progress timeouts. Everything is non-blocking underneath;
+ * poll() provides the waits, so one code path serves clients and servers.
+ */
+#include "netio.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+/* Larger chunks than this gain nothing and hold the CPU longer per call. */
+#define SENDFILE_CHUNK ((size_t)1 << 30)
+#define FALLBACK_BUF ((size_t)64 << 10)
+
+static int net_code(int errnum)
+{
+    return errnum == ETIMEDOUT ? TF_ETIMEDOUT : TF_ENET;
+}
+
+/* "[::1]" -> "::1" in buf; other hosts are copied as they are. */
+static const char *strip_brackets(const char *host, char *buf, size_t len)
+{
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < len) {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        return buf;
+    }
+    return host;
+}
+
+void tf__format_addr(const struct sockaddr *sa, int with_port, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    if (!with_port)
+        snprintf(buf, len, "%s", host);
+    else if (sa->sa_family == AF_INET6)
+        snprintf(buf, len, "[%s]:%u", host, port);
+    else
+        snprintf(buf, len, "%s:%u", host, port);
+}
+
+static void set_nodelay(int fd)
+{
+    int one = 1;
+    /* Requests and replies are small frames written whole; Nagle would only
+       delay them. A failure here costs latency, not correctness. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* Waits for events on s->fd. TF_OK when ready, else the failure. */
+static int wait_for(tf__stream *s, short events, int timeout_ms, tf__err *e)
+{
+    struct pollfd p[2] = {{.fd = s->fd, .events = events}, {.fd = s->abort_fd, .events = POLLIN}};
+    nfds_t n = s->abort_fd >= 0 ? 2 : 1;
+    for (;;) {
+        int r = poll(p, n, timeout_ms > 0 ? timeout_ms : -1);
+        if (r > 0) {
+            if (n == 2 && p[1].revents)
+                return tf__fail(e, TF_ECANCELED, "the server is stopping");
+            return TF_OK;
+        }
+        if (r == 0)
+            return tf__fail(e, TF_ETIMEDOUT, "the peer made no progress for %d ms",
+                            timeout_ms);
+        if (errno != EINTR)
+            return tf__fail_errno(e, TF_ENET, errno, "poll failed");
+    }
+}
+
+int tf__stream_wait_readable(tf__stream *s, int timeout_ms, tf__err *e)
+{
+    return wait_for(s, POLLIN, timeout_ms, e);
+}
+
+static int connect_one(const struct addrinfo *ai, int timeout_ms, int *out, tf__err *e)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+    if (fd < 0)
+        return tf__fail_errno(e, TF_ENET, errno, "socket failed");
+    char addr[64];
+    tf__format_addr(ai->ai_addr, 1, addr, sizeof addr);
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS) {
+            int err = errno;
+            close(fd);
+            return tf__fail_errno(e, net_code(err), err, "cannot connect to %s", addr);
+        }
+        tf__stream tmp = {.fd = fd, .abort_fd = -1};
+        int rc = wait_for(&tmp, POLLOUT, timeout_ms, e);
+        if (rc != TF_OK) {
+            close(fd);
+            if (rc == TF_ETIMEDOUT)
+                return tf__fail(e, rc, "connecting to %s timed out after %d ms", addr,
+                                timeout_ms);
+            return rc;
+        }
+        int err = 0;
+        socklen_t elen = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+            err = errno;
+        if (err != 0) {
+            close(fd);
+            return tf__fail_errno(e, net_code(err), err, "cannot connect to %s", addr);
+        }
+    }
+    set_nodelay(fd);
+    *out = fd;
+    return TF_OK;
+}
+
+int tf__stream_connect(tf__stream *s, const char *host, const char *port,
+                       int timeout_ms, tf__err *e)
+{
+    char hbuf[256];
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_ADDRCONFIG};
+    struct addrinfo *res = NULL;
+    s->fd = -1;
+    if (!host || !*host || !port || !*port)
+        return tf__fail(e, TF_EINVAL, "host and port are required");
+    const char *h = strip_brackets(host, hbuf, sizeof hbuf);
+    int gai = getaddrinfo(h, port, &hints, &res);
+    if (gai == EAI_ADDRFAMILY || gai == EAI_NONAME) {
+        /* AI_ADDRCONFIG hides loopback-only families on hosts with no other
+           address of that family; ask again without it. */
+        hints.ai_flags = 0;
+        gai = getaddrinfo(h, port, &hints, &res);
+    }
+    if (gai != 0)
+        return tf__fail(e, TF_ENET, "cannot resolve %s port %s: %s", host, port,
+                        gai_strerror(gai));
+    int rc = TF_ENET;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        rc = connect_one(ai, timeout_ms, &s->fd, e);
+        if (rc == TF_OK)
+            break;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+static int listen_one(const struct addrinfo *ai, unsigned short port, int *out, tf__err *e)
+{
+    struct sockaddr_storage ss;
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    if (port) {
+        if (ss.ss_family == AF_INET)
+            ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+        else
+            ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return tf__fail_errno(e, TF_ENET, errno, "socket failed");
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* Each family gets its own socket, so IPv6 ones must not claim IPv4 too. */
+    if (ai->ai_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    char addr[64];
+    tf__format_addr((struct sockaddr *)&ss, 1, addr, sizeof addr);
+    if (bind(fd, (struct sockaddr *)&ss, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int err = errno;
+        close(fd);
+        return tf__fail_errno(e, TF_ENET, err, "cannot listen on %s", addr);
+    }
+    *out = fd;
+    return TF_OK;
+}
+
+static unsigned short bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+int tf__listen(int *fds, int max, int *count, const char *host, const char *port,
+               tf__err *e)
+{
+    char hbuf[256];
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    *count = 0;
+    if (!port || !*port)
+        return tf__fail(e, TF_EINVAL, "a port is required");
+    const char *h = host ? strip_brackets(host, hbuf, sizeof hbuf) : NULL;
+    int gai = getaddrinfo(h, port, &hints, &res);
+    if (gai != 0)
+        return tf__fail(e, TF_ENET, "cannot resolve %s port %s: %s", host ? host : "*",
+                        port, gai_strerror(gai));
+    /* With port 0 the first socket picks the port and the others (the other
+       family) follow it, so that one number reaches the server. */
+    unsigned short chosen = 0;
+    int rc = TF_ENET;
+    tf__err first_failure = {{0}};
+    for (struct addrinfo *ai = res; ai && *count < max; ai = ai->ai_next) {
+        int fd;
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        rc = listen_one(ai, chosen, &fd, e);
+        if (rc != TF_OK) {
+            if (!first_failure.msg[0])
+                first_failure = *e;
+            continue;
+        }
+        if (!chosen)
+            chosen = bound_port(fd);
+        fds[(*count)++] = fd;
+    }
+    freeaddrinfo(res);
+    if (*count == 0) {
+        if (first_failure.msg[0])
+            *e = first_failure;
+        return rc != TF_OK ? rc : TF_ENET;
+    }
+    /* Some families failing (no IPv6 on this host) is fine if one listens. */
+    tf__err_clear(e);
+    return TF_OK;
+}
+
+int tf__accept(int listen_fd, char *peer, size_t peer_len)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = accept4(listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    set_nodelay(fd);
+    tf__format_addr((struct sockaddr *)&ss, 1, peer, peer_len);
+    return fd;
+}
+
+/* Receives at least one byte, or *got = 0 at the peer's end of stream. */
+static int recv_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err *e)
+{
+    *got = 0;
+    for (;;) {
+        ssize_t n = recv(s->fd, buf, cap, MSG_DONTWAIT);
+        if (n >= 0) {
+            *got = (size_t)n;
+            return TF_OK;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return tf__fail_errno(e, net_code(errno), errno, "receive failed");
+        int rc = wait_for(s, POLLIN, s->timeout_ms, e);
+        if (rc != TF_OK)
+            return rc;
+    }
+}
+
+int tf__stream_read_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err *e)
+{
+    int rc = recv_some(s, buf, cap, got, e);
+    if (rc == TF_OK && *got == 0)
+        return tf__fail(e, TF_ENET, "the peer closed the connection");
+    return rc;
+}
+
+int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e)
+{
+    uint8_t *p = buf;
+    size_t done = 0;
+    while (done < len) {
+        size_t got;
+        int rc = recv_some(s, p + done, len - done, &got, e);
+        if (rc != TF_OK)
+            return rc;
+        if (got == 0)
+            return tf__fail(e, TF_ENET,
+                            "the peer closed the connection with %zu of %zu bytes missing",
+                            len - done, len);
+        done += got;
+    }
+    return TF_OK;
+}
+
+int tf__stream_write(tf__stream *s, const void *buf, size_t len, tf__err *e)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = send(s->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return tf__fail_errno(e, net_code(errno), errno, "send failed");
+        int rc = wait_for(s, POLLOUT, s->timeout_ms, e);
+        if (rc != TF_OK)
+            return rc;
+    }
+    return TF_OK;
+}
+
+/* pread + send: for files sendfile refuses, and to tell file errors apart. */
+static int send_file_copy(tf__stream *s, int file_fd, uint64_t *offset, uint64_t len,
+                          tf__err *e)
+{
+    uint8_t buf[FALLBACK_BUF];
+    uint64_t end = *offset + len;
+    while (*offset < end) {
+        uint64_t want = end - *offset;
+        if (want > sizeof buf)
+            want = sizeof buf;
+        ssize_t n = pread(file_fd, buf, (size_t)want, (off_t)*offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return tf__fail_errno(e, TF_EIO, errno, "reading the file failed");
+        if (n == 0)
+            return TF_OK; /* the file ended early: the caller decides */
+        int rc = tf__stream_write(s, buf, (size_t)n, e);
+        if (rc != TF_OK)
+            return rc;
+        *offset += (uint64_t)n;
+    }
+    return TF_OK;
+}
+
+int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t len,
+                         tf__err *e)
+{
+    uint64_t end = *offset + len;
+    while (*offset < end) {
+        uint64_t want = end - *offset;
+        if (want > SENDFILE_CHUNK)
+            want = SENDFILE_CHUNK;
+        off_t off = (off_t)*offset;
+        ssize_t n = sendfile(s->fd, file_fd, &off, (size_t)want);
+        if (n > 0) {
+            *offset = (uint64_t)off;
+            continue;
+        }
+        if (n == 0)
+            return TF_OK; /* the file ended early */
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int rc = wait_for(s, POLLOUT, s->timeout_ms, e);
+            if (rc != TF_OK)
+                return rc;
+            continue;
+        }
+        if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN)
+            return tf__fail_errno(e, TF_ENET, errno, "send failed");
+        /* Anything else (a file system without sendfile, a read error):
+           the copy path either works or says precisely what failed. */
+        return send_file_copy(s, file_fd, offset, end - *offset, e);
+    }
+    return TF_OK;
+}
+
+void tf__stream_close_gently(tf__stream *s, int linger_ms)
+{
+    if (s->fd < 0)
+        return;
+    shutdown(s->fd, SHUT_WR);
+    int64_t deadline = tf__now_ms() + linger_ms;
+    char sink[4096];
+    for (;;) {
+        ssize_t n = recv(s->fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            break;
+        int64_t left = deadline - tf__now_ms();
+        if (left <= 0)
+            break;
+        struct pollfd p = {.fd = s->fd, .events = POLLIN};
+        if (poll(&p, 1, (int)left) <= 0)
+            break;
+    }
+    tf__stream_close(s);
+}
+
+void tf__stream_close(tf__stream *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+}

@@ -1,0 +1,97 @@
+/*
+ * options.c - tf_options: a fixed table of integer tunables behind an
+ * enum-keyed setter, so that new options never change the ABI.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct option_spec {
+    int64_t def, min, max;
+} option_spec;
+
+#define MS_MAX ((int64_t)24 * 3600 * 1000)
+
+/* Indexed by tf_option; index 0 is unused. */
+static const option_spec specs[TF__OPT_COUNT] = {
+    [TF_OPT_CONNECT_TIMEOUT_MS] = {10000, 0, MS_MAX},
+    [TF_OPT_IO_TIMEOUT_MS] = {30000, 0, MS_MAX},
+    [TF_OPT_IDLE_TIMEOUT_MS] = {300000, 0, MS_MAX},
+    [TF_OPT_MAX_NAME_LEN] = {TF_DEFAULT_MAX_NAME, 1, 4096},
+    [TF_OPT_READ_ONLY] = {0, 0, 1},
+    [TF_OPT_MAX_CONNECTIONS] = {1024, 1, 1000000},
+    [TF_OPT_MAX_UPLOAD] = {0, 0, INT64_MAX},
+    [TF_OPT_OVERWRITE] = {1, 0, 1},
+    [TF_OPT_MAX_MEMORY] = {(int64_t)256 << 20, 1, INT64_MAX},
+    [TF_OPT_MAX_LIST_ENTRIES] = {1000000, 1, UINT32_MAX},
+    [TF_OPT_STOP_GRACE_MS] = {5000, 0, MS_MAX},
+};
+
+static int key_known(int key)
+{
+    return key > 0 && key < TF__OPT_COUNT && specs[key].max > 0;
+}
+
+void tf__options_copy(tf_options *dst, const tf_options *src)
+{
+    if (src) {
+        *dst = *src;
+        return;
+    }
+    memset(dst, 0, sizeof *dst);
+    for (int k = 0; k < TF__OPT_COUNT; k++)
+        dst->value[k] = specs[k].def;
+}
+
+int tf_options_new(tf_options **out)
+{
+    if (!out)
+        return TF_EINVAL;
+    *out = malloc(sizeof **out);
+    if (!*out)
+        return TF_ENOMEM;
+    tf__options_copy(*out, NULL);
+    return TF_OK;
+}
+
+void tf_options_free(tf_options *opt)
+{
+    free(opt);
+}
+
+int tf_options_set(tf_options *opt, tf_option key, int64_t value)
+{
+    if (!opt || !key_known((int)key))
+        return TF_EINVAL;
+    if (value < specs[key].min || value > specs[key].max)
+        return TF_EINVAL;
+    opt->value[key] = value;
+    return TF_OK;
+}
+
+int tf_options_get(const tf_options *opt, tf_option key, int64_t *value)
+{
+    if (!opt || !value || !key_known((int)key))
+        return TF_EINVAL;
+    *value = opt->value[key];
+    return TF_OK;
+}
+
+int tf_options_set_progress(tf_options *opt, tf_progress_fn fn, void *user)
+{
+    if (!opt)
+        return TF_EINVAL;
+    opt->progress = fn;
+    opt->progress_user = user;
+    return TF_OK;
+}
+
+int tf_options_set_log(tf_options *opt, tf_log_fn fn, void *user)
+{
+    if (!opt)
+        return TF_EINVAL;
+    opt->log = fn;
+    opt->log_user = user;
+    return TF_OK;
+}

@@ -1,0 +1,362 @@
+/*
+ * wire.c - frame and list codec. Bytes in, structs out (and back); nothing
+ * here touches a socket or a file, so every path is unit-testable.
+ */
+#include "wire.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void tf__put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+void tf__put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+void tf__put_u64(uint8_t *p, uint64_t v)
+{
+    tf__put_u32(p, (uint32_t)(v >> 32));
+    tf__put_u32(p + 4, (uint32_t)v);
+}
+
+uint16_t tf__get_u16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+uint32_t tf__get_u32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
+           (uint32_t)p[3];
+}
+
+uint64_t tf__get_u64(const uint8_t *p)
+{
+    return ((uint64_t)tf__get_u32(p) << 32) | tf__get_u32(p + 4);
+}
+
+uint16_t tf__wire_status(int code)
+{
+    if (code >= 0)
+        return 0;
+    if (code < TF__ERR_LAST)
+        return (uint16_t)-TF_EINTERNAL;
+    return (uint16_t)-code;
+}
+
+int tf__wire_code(uint16_t status)
+{
+    if (status == 0)
+        return TF_OK;
+    if (status > (uint16_t)-TF__ERR_LAST)
+        return TF_EPROTO;
+    return -(int)status;
+}
+
+long tf__wire_encode_client_hello(uint8_t *buf, size_t cap, const tf_wire_client_hello *h)
+{
+    if (cap < TF_WIRE_CLIENT_HELLO_SIZE || h->version_min > h->version_max)
+        return TF_EINVAL;
+    memcpy(buf, TF_WIRE_MAGIC, 4);
+    tf__put_u16(buf + 4, h->version_min);
+    tf__put_u16(buf + 6, h->version_max);
+    tf__put_u32(buf + 8, h->features);
+    tf__put_u32(buf + 12, 0);
+    return TF_WIRE_CLIENT_HELLO_SIZE;
+}
+
+long tf__wire_decode_client_hello(const uint8_t *buf, size_t len, tf_wire_client_hello *h)
+{
+    /* Check the magic as soon as its bytes arrive, so a stray HTTP client is
+       told off at once rather than waited for. */
+    if (memcmp(buf, TF_WIRE_MAGIC, len < 4 ? len : 4) != 0)
+        return TF_EPROTO;
+    if (len < TF_WIRE_CLIENT_HELLO_SIZE)
+        return TF_WIRE_NEED_MORE;
+    h->version_min = tf__get_u16(buf + 4);
+    h->version_max = tf__get_u16(buf + 6);
+    h->features = tf__get_u32(buf + 8);
+    if (h->version_min == 0 || h->version_min > h->version_max)
+        return TF_EPROTO;
+    /* buf + 12 is reserved: ignored, so that a later version may use it. */
+    return TF_WIRE_CLIENT_HELLO_SIZE;
+}
+
+long tf__wire_encode_server_hello(uint8_t *buf, size_t cap, const tf_wire_server_hello *h)
+{
+    size_t need = TF_WIRE_SERVER_HELLO_SIZE + (size_t)h->message_len;
+    if (h->message_len > TF_WIRE_MESSAGE_MAX || cap < need ||
+        h->version_min > h->version_max)
+        return TF_EINVAL;
+    memcpy(buf, TF_WIRE_MAGIC, 4);
+    tf__put_u16(buf + 4, h->version_min);
+    tf__put_u16(buf + 6, h->version_max);
+    tf__put_u32(buf + 8, h->features);
+    tf__put_u16(buf + 12, h->status);
+    tf__put_u16(buf + 14, h->max_name);
+    tf__put_u64(buf + 16, h->max_upload);
+    tf__put_u16(buf + 24, h->message_len);
+    tf__put_u16(buf + 26, 0);
+    if (h->message_len)
+        memcpy(buf + TF_WIRE_SERVER_HELLO_SIZE, h->message, h->message_len);
+    return (long)need;
+}
+
+long tf__wire_decode_server_hello(const uint8_t *buf, size_t len, tf_wire_server_hello *h)
+{
+    if (memcmp(buf, TF_WIRE_MAGIC, len < 4 ? len : 4) != 0)
+        return TF_EPROTO;
+    if (len < TF_WIRE_SERVER_HELLO_SIZE)
+        return TF_WIRE_NEED_MORE;
+    h->version_min = tf__get_u16(buf + 4);
+    h->version_max = tf__get_u16(buf + 6);
+    h->features = tf__get_u32(buf + 8);
+    h->status = tf__get_u16(buf + 12);
+    h->max_name = tf__get_u16(buf + 14);
+    h->max_upload = tf__get_u64(buf + 16);
+    h->message_len = tf__get_u16(buf + 24);
+    if (h->version_min == 0 || h->version_min > h->version_max)
+        return TF_EPROTO;
+    if (h->message_len > TF_WIRE_MESSAGE_MAX)
+        return TF_EPROTO;
+    if (h->status == 0 && (h->max_name == 0 || h->max_name > TF_WIRE_NAME_MAX))
+        return TF_EPROTO;
+    if (len - TF_WIRE_SERVER_HELLO_SIZE < h->message_len)
+        return TF_WIRE_NEED_MORE;
+    h->message = (const char *)buf + TF_WIRE_SERVER_HELLO_SIZE;
+    return TF_WIRE_SERVER_HELLO_SIZE + (long)h->message_len;
+}
+
+uint16_t tf__wire_negotiate(uint16_t a_min, uint16_t a_max, uint16_t b_min, uint16_t b_max)
+{
+    uint16_t lo = a_min > b_min ? a_min : b_min;
+    uint16_t hi = a_max < b_max ? a_max : b_max;
+    return lo <= hi ? hi : 0;
+}
+
+long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
+{
+    size_t need = TF_WIRE_REQUEST_SIZE + (size_t)r->name_len;
+    if (r->name_len > TF_WIRE_NAME_MAX || cap < need)
+        return TF_EINVAL;
+    buf[0] = r->op;
+    buf[1] = r->flags;
+    tf__put_u16(buf + 2, r->name_len);
+    tf__put_u32(buf + 4, 0);
+    tf__put_u64(buf + 8, r->size);
+    tf__put_u64(buf + 16, r->offset);
+    if (r->name_len)
+        memcpy(buf + TF_WIRE_REQUEST_SIZE, r->name, r->name_len);
+    return (long)need;
+}
+
+long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
+                             tf_wire_request *r)
+{
+    if (len < TF_WIRE_REQUEST_SIZE)
+        return TF_WIRE_NEED_MORE;
+    r->op = buf[0];
+    r->flags = buf[1];
+    r->name_len = tf__get_u16(buf + 2);
+    r->size = tf__get_u64(buf + 8);
+    r->offset = tf__get_u64(buf + 16);
+    /* The name limit is checked before we wait for (or look at) the name. */
+    if (max_name > TF_WIRE_NAME_MAX)
+        max_name = TF_WIRE_NAME_MAX;
+    if (r->name_len > max_name)
+        return TF_ETOOBIG;
+    if (len - TF_WIRE_REQUEST_SIZE < r->name_len)
+        return TF_WIRE_NEED_MORE;
+    r->name = (const char *)buf + TF_WIRE_REQUEST_SIZE;
+    return TF_WIRE_REQUEST_SIZE + (long)r->name_len;
+}
+
+long tf__wire_encode_response(uint8_t *buf, size_t cap, const tf_wire_response *r)
+{
+    size_t need = TF_WIRE_RESPONSE_SIZE + (size_t)r->message_len;
+    if (r->message_len > TF_WIRE_MESSAGE_MAX || cap < need)
+        return TF_EINVAL;
+    buf[0] = r->op;
+    buf[1] = r->flags;
+    tf__put_u16(buf + 2, r->status);
+    tf__put_u16(buf + 4, r->message_len);
+    tf__put_u16(buf + 6, 0);
+    tf__put_u64(buf + 8, r->size);
+    if (r->message_len)
+        memcpy(buf + TF_WIRE_RESPONSE_SIZE, r->message, r->message_len);
+    return (long)need;
+}
+
+long tf__wire_decode_response(const uint8_t *buf, size_t len, tf_wire_response *r)
+{
+    if (len < TF_WIRE_RESPONSE_SIZE)
+        return TF_WIRE_NEED_MORE;
+    r->op = buf[0];
+    r->flags = buf[1];
+    r->status = tf__get_u16(buf + 2);
+    r->message_len = tf__get_u16(buf + 4);
+    r->size = tf__get_u64(buf + 8);
+    if (r->message_len > TF_WIRE_MESSAGE_MAX)
+        return TF_EPROTO;
+    if (len - TF_WIRE_RESPONSE_SIZE < r->message_len)
+        return TF_WIRE_NEED_MORE;
+    r->message = (const char *)buf + TF_WIRE_RESPONSE_SIZE;
+    return TF_WIRE_RESPONSE_SIZE + (long)r->message_len;
+}
+
+long tf__wire_encode_trailer(uint8_t *buf, size_t cap, const tf_wire_trailer *t)
+{
+    size_t need = TF_WIRE_TRAILER_SIZE + (size_t)t->digest_len;
+    if (t->digest_len > TF_WIRE_DIGEST_MAX || cap < need)
+        return TF_EINVAL;
+    tf__put_u16(buf, t->status);
+    tf__put_u16(buf + 2, t->digest_len);
+    if (t->digest_len)
+        memcpy(buf + TF_WIRE_TRAILER_SIZE, t->digest, t->digest_len);
+    return (long)need;
+}
+
+long tf__wire_decode_trailer(const uint8_t *buf, size_t len, tf_wire_trailer *t)
+{
+    if (len < TF_WIRE_TRAILER_SIZE)
+        return TF_WIRE_NEED_MORE;
+    t->status = tf__get_u16(buf);
+    t->digest_len = tf__get_u16(buf + 2);
+    if (t->digest_len > TF_WIRE_DIGEST_MAX)
+        return TF_EPROTO;
+    if (len - TF_WIRE_TRAILER_SIZE < t->digest_len)
+        return TF_WIRE_NEED_MORE;
+    t->digest = buf + TF_WIRE_TRAILER_SIZE;
+    return TF_WIRE_TRAILER_SIZE + (long)t->digest_len;
+}
+
+/* ---- list encoding ---------------------------------------------------- */
+
+#define LIST_HEAD_SIZE 4
+#define LIST_ENTRY_FIXED 18 /* u16 name length + u64 size + i64 mtime */
+
+size_t tf__wire_list_entry_size(size_t name_len)
+{
+    return LIST_ENTRY_FIXED + name_len;
+}
+
+long tf__wire_encode_list_head(uint8_t *buf, size_t cap, uint32_t count)
+{
+    if (cap < LIST_HEAD_SIZE)
+        return TF_EINVAL;
+    tf__put_u32(buf, count);
+    return LIST_HEAD_SIZE;
+}
+
+long tf__wire_encode_list_entry(uint8_t *buf, size_t cap, const char *name,
+                                size_t name_len, uint64_t size, int64_t mtime)
+{
+    size_t need = tf__wire_list_entry_size(name_len);
+    if (name_len == 0 || name_len > TF_WIRE_NAME_MAX || cap < need)
+        return TF_EINVAL;
+    tf__put_u16(buf, (uint16_t)name_len);
+    memcpy(buf + 2, name, name_len);
+    tf__put_u64(buf + 2 + name_len, size);
+    tf__put_u64(buf + 10 + name_len, (uint64_t)mtime);
+    return (long)need;
+}
+
+size_t tf__wire_list_size(const tf_listing *l)
+{
+    size_t total = LIST_HEAD_SIZE;
+    for (size_t i = 0; i < l->count; i++)
+        total += tf__wire_list_entry_size(strlen(l->entries[i].name));
+    return total;
+}
+
+long tf__wire_encode_list(uint8_t *buf, size_t cap, const tf_listing *l)
+{
+    if (l->count > UINT32_MAX || cap < tf__wire_list_size(l))
+        return TF_EINVAL;
+    long pos = tf__wire_encode_list_head(buf, cap, (uint32_t)l->count);
+    for (size_t i = 0; i < l->count; i++) {
+        const tf_entry *e = &l->entries[i];
+        long n = tf__wire_encode_list_entry(buf + pos, cap - (size_t)pos, e->name,
+                                            strlen(e->name), e->size, e->mtime);
+        if (n < 0)
+            return n;
+        pos += n;
+    }
+    return pos;
+}
+
+static int compare_entries(const void *a, const void *b)
+{
+    return strcmp(((const tf_entry *)a)->name, ((const tf_entry *)b)->name);
+}
+
+int tf__wire_decode_list(const uint8_t *buf, size_t len, size_t max_name,
+                         tf_listing **out)
+{
+    *out = NULL;
+    if (len < LIST_HEAD_SIZE)
+        return TF_EPROTO;
+    uint32_t count = tf__get_u32(buf);
+    /* Every entry takes at least LIST_ENTRY_FIXED + 1 bytes, so a count the
+       buffer cannot hold is refused before anything is allocated. */
+    if ((uint64_t)count > (len - LIST_HEAD_SIZE) / (LIST_ENTRY_FIXED + 1))
+        return TF_EPROTO;
+    if (max_name > TF_WIRE_NAME_MAX)
+        max_name = TF_WIRE_NAME_MAX;
+
+    /* One pass to validate and measure, one to fill: a single allocation
+       for all names, so the listing frees in two calls whatever its size. */
+    size_t names_bytes = 0;
+    size_t pos = LIST_HEAD_SIZE;
+    for (uint32_t i = 0; i < count; i++) {
+        if (len - pos < 2)
+            return TF_EPROTO;
+        size_t nlen = tf__get_u16(buf + pos);
+        if (nlen == 0 || nlen > max_name)
+            return TF_EPROTO;
+        if (len - pos < tf__wire_list_entry_size(nlen))
+            return TF_EPROTO;
+        if (tf__name_check_bytes(buf + pos + 2, nlen, max_name, NULL) != TF_OK)
+            return TF_EPROTO;
+        names_bytes += nlen + 1;
+        pos += tf__wire_list_entry_size(nlen);
+    }
+    if (pos != len)
+        return TF_EPROTO;
+
+    tf_listing *l = calloc(1, sizeof(*l));
+    if (!l)
+        return TF_ENOMEM;
+    l->entries = calloc(count ? count : 1, sizeof(tf_entry));
+    l->names = malloc(names_bytes ? names_bytes : 1);
+    if (!l->entries || !l->names) {
+        tf_listing_free(l);
+        return TF_ENOMEM;
+    }
+    l->count = count;
+    char *np = l->names;
+    pos = LIST_HEAD_SIZE;
+    for (uint32_t i = 0; i < count; i++) {
+        size_t nlen = tf__get_u16(buf + pos);
+        memcpy(np, buf + pos + 2, nlen);
+        np[nlen] = '\0';
+        l->entries[i].name = np;
+        l->entries[i].size = tf__get_u64(buf + pos + 2 + nlen);
+        l->entries[i].mtime = (int64_t)tf__get_u64(buf + pos + 10 + nlen);
+        np += nlen + 1;
+        pos += tf__wire_list_entry_size(nlen);
+    }
+    qsort(l->entries, count, sizeof(tf_entry), compare_entries);
+    *out = l;
+    return TF_OK;
+}

@@ -1,0 +1,157 @@
+/*
+ * wire.h - the protocol's frames and list encoding as pure functions over
+ * byte buffers. No sockets, no files, no allocation except where a decoder
+ * returns a listing. docs/protocol.md is the specification; this file is
+ * its executable form.
+ *
+ * Decoders take (buf, len) and return the number of bytes consumed (> 0),
+ * TF_WIRE_NEED_MORE when buf holds a valid but incomplete frame, or a
+ * negative TF_E* code (TF_EPROTO malformed, TF_ETOOBIG over a limit). They
+ * never read past buf + len.
+ *
+ * Encoders write into (buf, cap) and return the bytes written, or
+ * TF_EINVAL when cap is too small or a field is out of range.
+ */
+#ifndef TF_WIRE_H
+#define TF_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tcpfile.h"
+
+#define TF_WIRE_MAGIC "TCPF"
+#define TF_WIRE_VERSION 1
+
+/* Decoders return this (positive callers never see it as a length). */
+#define TF_WIRE_NEED_MORE 0
+
+/* Fixed sizes of each frame's head, before its variable fields. */
+#define TF_WIRE_CLIENT_HELLO_SIZE 16
+#define TF_WIRE_SERVER_HELLO_SIZE 28
+#define TF_WIRE_REQUEST_SIZE 24
+#define TF_WIRE_RESPONSE_SIZE 16
+#define TF_WIRE_TRAILER_SIZE 4
+
+/* Hard protocol ceilings: no peer may announce more, whatever it is told. */
+#define TF_WIRE_NAME_MAX 4096     /* bytes of one name             */
+#define TF_WIRE_MESSAGE_MAX 1024  /* bytes of one status message   */
+#define TF_WIRE_DIGEST_MAX 64     /* bytes of one trailer digest   */
+
+enum tf_wire_op {
+    TF_OP_GET = 1,
+    TF_OP_PUT = 2,
+    TF_OP_LIST = 3
+};
+
+/* Feature bits negotiated in the handshake; none are defined in version 1.
+   A peer grants only bits it knows, so unknown bits are always safe. */
+#define TF_FEATURES_KNOWN 0u
+
+typedef struct tf_wire_client_hello {
+    uint16_t version_min;
+    uint16_t version_max;
+    uint32_t features;
+} tf_wire_client_hello;
+
+/* Both hellos are sent at once, neither waiting for the other: each side
+   announces the versions and features it supports, and both compute the
+   same result (tf__wire_negotiate). */
+typedef struct tf_wire_server_hello {
+    uint16_t version_min;
+    uint16_t version_max;
+    uint32_t features;
+    uint16_t status;        /* 0, or a wire status (see tf__wire_status)  */
+    uint16_t max_name;      /* the server's name limit                    */
+    uint64_t max_upload;    /* 0 = no limit                               */
+    const char *message;    /* points into the decoded buffer; not NUL-terminated */
+    uint16_t message_len;
+} tf_wire_server_hello;
+
+typedef struct tf_wire_request {
+    uint8_t op;
+    uint8_t flags;          /* 0 in version 1 */
+    uint64_t size;          /* PUT: payload bytes; otherwise 0 */
+    uint64_t offset;        /* 0 in version 1 (reserved for resume) */
+    const char *name;       /* points into the decoded buffer */
+    uint16_t name_len;
+} tf_wire_request;
+
+typedef struct tf_wire_response {
+    uint8_t op;
+    uint8_t flags;
+    uint16_t status;
+    uint64_t size;
+    const char *message;    /* points into the decoded buffer */
+    uint16_t message_len;
+} tf_wire_response;
+
+typedef struct tf_wire_trailer {
+    uint16_t status;
+    uint16_t digest_len;
+    const uint8_t *digest;  /* points into the decoded buffer */
+} tf_wire_trailer;
+
+/* Status codes on the wire are the API's codes negated: 0 ok, 2 ENOENT... */
+uint16_t tf__wire_status(int code);
+/* And back; an unknown status maps to TF_EPROTO. */
+int tf__wire_code(uint16_t status);
+
+/* The version both sides will speak (the highest they share), or 0 if
+   their ranges do not meet. */
+uint16_t tf__wire_negotiate(uint16_t a_min, uint16_t a_max, uint16_t b_min, uint16_t b_max);
+
+/* Big-endian helpers; the only way the codec touches multi-byte fields. */
+void tf__put_u16(uint8_t *p, uint16_t v);
+void tf__put_u32(uint8_t *p, uint32_t v);
+void tf__put_u64(uint8_t *p, uint64_t v);
+uint16_t tf__get_u16(const uint8_t *p);
+uint32_t tf__get_u32(const uint8_t *p);
+uint64_t tf__get_u64(const uint8_t *p);
+
+long tf__wire_encode_client_hello(uint8_t *buf, size_t cap, const tf_wire_client_hello *h);
+long tf__wire_decode_client_hello(const uint8_t *buf, size_t len, tf_wire_client_hello *h);
+
+long tf__wire_encode_server_hello(uint8_t *buf, size_t cap, const tf_wire_server_hello *h);
+long tf__wire_decode_server_hello(const uint8_t *buf, size_t len, tf_wire_server_hello *h);
+
+/* max_name: the decoder refuses longer names with TF_ETOOBIG (it is the
+   receiver's limit, at most TF_WIRE_NAME_MAX). */
+long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r);
+long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
+                             tf_wire_request *r);
+
+long tf__wire_encode_response(uint8_t *buf, size_t cap, const tf_wire_response *r);
+long tf__wire_decode_response(const uint8_t *buf, size_t len, tf_wire_response *r);
+
+long tf__wire_encode_trailer(uint8_t *buf, size_t cap, const tf_wire_trailer *t);
+long tf__wire_decode_trailer(const uint8_t *buf, size_t len, tf_wire_trailer *t);
+
+/*
+ * The list encoding: u32 count, then per entry u16 name length, the name,
+ * u64 size, i64 mtime. tf__wire_list_entry_size gives one entry's bytes.
+ */
+size_t tf__wire_list_entry_size(size_t name_len);
+/* Writes the 4-byte count. */
+long tf__wire_encode_list_head(uint8_t *buf, size_t cap, uint32_t count);
+/* Appends one entry. */
+long tf__wire_encode_list_entry(uint8_t *buf, size_t cap, const char *name,
+                                size_t name_len, uint64_t size, int64_t mtime);
+
+/* Bytes needed to encode l whole, and the encoding itself (head and every
+   entry, in l's order). */
+size_t tf__wire_list_size(const tf_listing *l);
+long tf__wire_encode_list(uint8_t *buf, size_t cap, const tf_listing *l);
+
+/*
+ * Decodes a whole listing of exactly len bytes into a new tf_listing
+ * (entries sorted by name, bytewise). Unlike the frame decoders this one
+ * needs the complete encoding, since its length is known from the response
+ * head. Refuses (TF_EPROTO) trailing bytes, truncation, empty names, names
+ * that fail tf_name_check, names longer than max_name, and counts that the
+ * buffer cannot hold; TF_ENOMEM if allocation fails.
+ */
+int tf__wire_decode_list(const uint8_t *buf, size_t len, size_t max_name,
+                         tf_listing **out);
+
+#endif /* TF_WIRE_H */
