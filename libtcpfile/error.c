@@ -45,7 +45,7 @@ void tf__err_clear(tf__err *e)
         e->msg[0] = '\0';
 }
 
-static void format_into(tf__err *e, const char *fmt, va_list ap)
+TF__PRINTF(2, 0) static void format_into(tf__err *e, const char *fmt, va_list ap)
 {
     if (!e)
         return;

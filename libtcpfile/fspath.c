@@ -132,6 +132,19 @@ int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e)
     return rc;
 }
 
+int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e)
+{
+    struct stat st;
+    if (fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return TF_OK; /* nothing there (yet) */
+    if (!S_ISREG(st.st_mode))
+        return tf__fail(e, TF_EACCES, "\"%s\" exists and is not a regular file", name);
+    if (!overwrite)
+        return tf__fail(e, TF_EEXIST, "\"%s\" exists and the server does not overwrite",
+                        name);
+    return TF_OK;
+}
+
 /* rename that refuses to replace, where the kernel and file system allow. */
 static int rename_noreplace(int olddir, const char *old, int newdir, const char *new_name)
 {
@@ -150,23 +163,14 @@ int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrit
                       tf__err *e)
 {
     int rc = TF_OK;
-    struct stat st;
     if (fsync(t->fd) != 0) {
         rc = tf__fail_errno(e, tf__code_from_errno(errno) == TF_ENOSPC ? TF_ENOSPC : TF_EIO,
                             errno, "cannot flush \"%s\" to disk", name);
         goto out;
     }
-    if (fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        if (!S_ISREG(st.st_mode)) {
-            rc = tf__fail(e, TF_EACCES, "\"%s\" exists and is not a regular file", name);
-            goto out;
-        }
-        if (!overwrite) {
-            rc = tf__fail(e, TF_EEXIST, "\"%s\" exists and the server does not overwrite",
-                          name);
-            goto out;
-        }
-    }
+    rc = tf__fs_check_target(rootfd, name, overwrite, e);
+    if (rc != TF_OK)
+        goto out;
     int r = overwrite ? renameat(t->dirfd, t->name, rootfd, name)
                       : rename_noreplace(t->dirfd, t->name, rootfd, name);
     if (r != 0) {

@@ -37,6 +37,10 @@ typedef struct tf__tmpfile {
 
 /* Server side: a new temporary under root/TF_TMP_DIR. */
 int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e);
+/* Whether an upload may be stored as name: TF_EEXIST if it exists and
+   overwrite is 0, TF_EACCES if it exists and is not a regular file. */
+int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e);
+
 /* fsyncs the data, renames it to root/name (refusing an existing name when
    overwrite is 0, and any name that is not a regular file), fsyncs root. On
    failure the temporary is removed. */

@@ -189,7 +189,7 @@ static int listen_one(const struct addrinfo *ai, unsigned short port, int *out, 
     return TF_OK;
 }
 
-static unsigned short bound_port(int fd)
+int tf__socket_port(int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
@@ -221,7 +221,7 @@ int tf__listen(int *fds, int max, int *count, const char *host, const char *port
     int rc = TF_ENET;
     tf__err first_failure = {{0}};
     for (struct addrinfo *ai = res; ai && *count < max; ai = ai->ai_next) {
-        int fd;
+        int fd = -1;
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
             continue;
         rc = listen_one(ai, chosen, &fd, e);
@@ -231,7 +231,7 @@ int tf__listen(int *fds, int max, int *count, const char *host, const char *port
             continue;
         }
         if (!chosen)
-            chosen = bound_port(fd);
+            chosen = (unsigned short)tf__socket_port(fd);
         fds[(*count)++] = fd;
     }
     freeaddrinfo(res);
@@ -285,15 +285,20 @@ int tf__stream_read_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__
     return rc;
 }
 
-int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e)
+int tf__stream_read_or_eof(tf__stream *s, void *buf, size_t len, int *eof, tf__err *e)
 {
     uint8_t *p = buf;
     size_t done = 0;
+    *eof = 0;
     while (done < len) {
         size_t got;
         int rc = recv_some(s, p + done, len - done, &got, e);
         if (rc != TF_OK)
             return rc;
+        if (got == 0 && done == 0) {
+            *eof = 1;
+            return tf__fail(e, TF_ENET, "the peer closed the connection");
+        }
         if (got == 0)
             return tf__fail(e, TF_ENET,
                             "the peer closed the connection with %zu of %zu bytes missing",
@@ -301,6 +306,12 @@ int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e)
         done += got;
     }
     return TF_OK;
+}
+
+int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e)
+{
+    int eof;
+    return tf__stream_read_or_eof(s, buf, len, &eof, e);
 }
 
 int tf__stream_write(tf__stream *s, const void *buf, size_t len, tf__err *e)

@@ -36,12 +36,19 @@ int tf__listen(int *fds, int max, int *count, const char *host, const char *port
    address is written into peer ("1.2.3.4:5" or "[::1]:5"). */
 int tf__accept(int listen_fd, char *peer, size_t peer_len);
 
+/* The local port a socket is bound to, 0 if it cannot be read. */
+int tf__socket_port(int fd);
+
 /* Writes "addr" or "addr:port" of a socket address. */
 void tf__format_addr(const struct sockaddr *sa, int with_port, char *buf, size_t len);
 
 /* Reads exactly len bytes. TF_ENET when the peer closes first (the message
    says how many bytes were missing), TF_ETIMEDOUT, TF_ECANCELED. */
 int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e);
+
+/* The same, and *eof = 1 when the peer closed before sending any byte:
+   for the start of a frame, where that is a clean goodbye. */
+int tf__stream_read_or_eof(tf__stream *s, void *buf, size_t len, int *eof, tf__err *e);
 
 /* Reads what is available, at least 1 byte, at most cap; *got is set.
    Used by the frame parsers so that pipelined bytes are not lost. */
