@@ -1,0 +1,22 @@
+# deps.sh - sourced by serve.sh and test.sh: installs the Debian packages
+# named in its arguments that are missing, with sudo when not root.
+tf_install_missing() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+      missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  echo "installing: ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+# What building the library and the programs needs.
+TF_BUILD_PACKAGES=(gcc libc6-dev make cmake pkg-config)
+# What the test suite adds: cmocka, clang (the second compiler) with its
+# sanitizer runtime, and g++ to check that the header compiles as C++.
+TF_TEST_PACKAGES=("${TF_BUILD_PACKAGES[@]}" libcmocka-dev clang libclang-rt-14-dev g++)

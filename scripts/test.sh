@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Quick start, command 2: installs what is missing, then builds and runs the
+# whole test suite twice: with gcc, and with clang under AddressSanitizer +
+# UndefinedBehaviorSanitizer. Warnings are errors in both builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+tf_install_missing "${TF_TEST_PACKAGES[@]}"
+
+jobs=$(nproc)
+run_suite() {
+  local dir=$1; shift
+  echo "== $dir: $*"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs" >/dev/null
+  ctest --test-dir "$dir" --output-on-failure -j"$jobs"
+}
+
+run_suite build-test-gcc -DCMAKE_C_COMPILER=gcc
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  run_suite build-test-clang-asan -DCMAKE_C_COMPILER=clang -DTF_SANITIZE=ON
