@@ -1,0 +1,354 @@
+/*
+ * tcpfile-server - serves one directory to tcpfile clients.
+ *
+ *   tcpfile-server [OPTIONS] PORT [ROOT]
+ *
+ * A thin user of the public API (tcpfile.h only): parse the command line
+ * into tf_options, open the server, print where it listens, log each
+ * request on stdout, and stop cleanly on SIGINT or SIGTERM.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tcpfile.h"
+
+#define PROG "tcpfile-server"
+
+/* Exit statuses, as documented in --help. */
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+/* parse_args: run the server (anything else is an exit status). */
+#define PARSE_RUN (-1)
+
+typedef struct server_args {
+    const char *bind; /* NULL: every address, IPv4 and IPv6 */
+    const char *port;
+    const char *root;
+    int quiet;
+    tf_options *opt;
+} server_args;
+
+/* The signal handler needs the server, and a handler gets no user pointer. */
+static tf_server *g_server;
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "Usage: " PROG " [OPTIONS] PORT [ROOT]\n"
+            "Serve the regular files of directory ROOT (default: the current\n"
+            "directory) to tcpfile-client over TCP. PORT 0 picks a free port.\n"
+            "\n"
+            "Options:\n"
+            "  -b, --bind ADDR          listen on ADDR only (default: every address,\n"
+            "                           IPv4 and IPv6)\n"
+            "      --max-name N         longest file name in bytes, 1..4096 (default 255)\n"
+            "      --max-connections N  clients served at once; more are told the\n"
+            "                           server is busy (default 1024)\n"
+            "      --max-upload BYTES   largest upload accepted; K, M, G, T suffixes\n"
+            "                           multiply by 1024 (default: no limit)\n"
+            "      --read-only          refuse every upload\n"
+            "      --no-overwrite       refuse uploads over an existing file\n"
+            "  -q, --quiet              do not print a line per request\n"
+            "      --help               print this help and exit\n"
+            "      --version            print the library version and exit\n"
+            "\n"
+            "SIGINT or SIGTERM stops the server: requests in flight get a few\n"
+            "seconds to finish. A second signal ends it at once.\n"
+            "Exit status: 0 after a clean stop, 1 if serving failed, 2 for a usage\n"
+            "error.\n");
+}
+
+/* Every usage error is one line on stderr, pointing at --help. */
+static int usage_error(const char *what, const char *arg)
+{
+    if (arg)
+        fprintf(stderr, PROG ": %s \"%s\" (see " PROG " --help)\n", what, arg);
+    else
+        fprintf(stderr, PROG ": %s (see " PROG " --help)\n", what);
+    return EXIT_USAGE;
+}
+
+/* A non-negative decimal number with an optional binary suffix (K, M, G, T
+   when allow_suffix). Refuses signs, spaces and overflow, which strtoll
+   would accept or wrap silently. */
+static int parse_number(const char *s, int allow_suffix, int64_t *out)
+{
+    int64_t v = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (INT64_MAX - (*p - '0')) / 10)
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    if (*p && allow_suffix) {
+        static const char units[] = "KMGT";
+        const char *u = strchr(units, *p == 'k' ? 'K' : *p);
+        if (!u || p[1] != '\0')
+            return -1;
+        for (ptrdiff_t i = 0; i <= u - units; i++) {
+            if (v > INT64_MAX / 1024)
+                return -1;
+            v *= 1024;
+        }
+        p++;
+    }
+    if (*p)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A port as a number 0..65535: getaddrinfo would also take service names
+   and say little about a typo, so be strict and specific here. */
+static int valid_port(const char *s)
+{
+    int64_t v;
+    return parse_number(s, 0, &v) == 0 && v <= 65535;
+}
+
+/* Sets a numeric option from its command-line text; the library knows the
+   valid range, so an out-of-range value is reported as its refusal. */
+static int set_number(tf_options *opt, tf_option key, const char *flag, const char *arg,
+                      int allow_suffix)
+{
+    int64_t v;
+    char what[64];
+    if (parse_number(arg, allow_suffix, &v) != 0) {
+        snprintf(what, sizeof what, "%s needs a non-negative number, not", flag);
+        return usage_error(what, arg);
+    }
+    if (tf_options_set(opt, key, v) != TF_OK) {
+        snprintf(what, sizeof what, "%s: value out of range:", flag);
+        return usage_error(what, arg);
+    }
+    return PARSE_RUN;
+}
+
+/* ---- request log --------------------------------------------------------- */
+
+/* Copies s into buf with control bytes (and, when quoted, '"' and '\\')
+   written as escapes: a peer chooses these bytes, and they must not be
+   able to forge log lines or drive the terminal. */
+static void escape(const char *s, int quoted, char *buf, size_t len)
+{
+    size_t o = 0;
+    for (; *s && o + 5 < len; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(buf + o, len - o, "\\x%02x", ch);
+        else if (quoted && (ch == '"' || ch == '\\'))
+            o += (size_t)snprintf(buf + o, len - o, "\\%c", ch);
+        else
+            buf[o++] = (char)ch;
+    }
+    buf[o] = '\0';
+}
+
+static void log_request(void *user, const tf_request_log *e)
+{
+    (void)user;
+    /* Sized for the longest name the library accepts (4096 bytes), each
+       byte possibly escaped to four. Connection threads have stack to spare
+       for this; a static buffer would need a lock. */
+    char name[4 * 4096 + 1];
+    char message[4 * 512 + 1];
+    char when[32] = "?";
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (gmtime_r(&now.tv_sec, &tm))
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    escape(e->name, 1, name, sizeof name);
+    escape(e->message, 0, message, sizeof message);
+    const char *shown = e->name[0] ? name : "-";
+    int quote = e->name[0] != '\0';
+    /* One printf per line: stdio locks stdout for the whole call, so lines
+       written by several connection threads at once never interleave. */
+    if (e->result == TF_OK)
+        printf("%s %s %s %s%s%s ok %" PRIu64 " bytes %.3f s\n", when, e->peer, e->op,
+               quote ? "\"" : "", shown, quote ? "\"" : "", e->bytes, e->seconds);
+    else
+        printf("%s %s %s %s%s%s failed %" PRIu64 " bytes %.3f s: %s%s%s%s\n", when, e->peer,
+               e->op, quote ? "\"" : "", shown, quote ? "\"" : "", e->bytes, e->seconds,
+               tf_strerror(e->result), message[0] ? " (" : "", message,
+               message[0] ? ")" : "");
+}
+
+/* ---- command line -------------------------------------------------------- */
+
+enum {
+    OPT_MAX_NAME = 256,
+    OPT_MAX_CONNECTIONS,
+    OPT_MAX_UPLOAD,
+    OPT_READ_ONLY,
+    OPT_NO_OVERWRITE,
+    OPT_HELP,
+    OPT_VERSION
+};
+
+/* Fills *a from argv. Returns PARSE_RUN, or the status to exit with. The
+   caller frees a->opt in every case. */
+static int parse_args(int argc, char **argv, server_args *a)
+{
+    static const struct option longopts[] = {
+        {"bind", required_argument, NULL, 'b'},
+        {"max-name", required_argument, NULL, OPT_MAX_NAME},
+        {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+        {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
+        {"read-only", no_argument, NULL, OPT_READ_ONLY},
+        {"no-overwrite", no_argument, NULL, OPT_NO_OVERWRITE},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    memset(a, 0, sizeof *a);
+    a->root = ".";
+    if (tf_options_new(&a->opt) != TF_OK) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return EXIT_FAILED;
+    }
+    /* '+': options end at the first operand, as documented; ':': we print
+       the one-line errors ourselves instead of getopt's. */
+    opterr = 0;
+    int ch, status = PARSE_RUN;
+    while (status == PARSE_RUN && (ch = getopt_long(argc, argv, "+:b:q", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'b':
+            a->bind = optarg;
+            break;
+        case 'q':
+            a->quiet = 1;
+            break;
+        case OPT_MAX_NAME:
+            status = set_number(a->opt, TF_OPT_MAX_NAME_LEN, "--max-name", optarg, 0);
+            break;
+        case OPT_MAX_CONNECTIONS:
+            status = set_number(a->opt, TF_OPT_MAX_CONNECTIONS, "--max-connections", optarg,
+                                0);
+            break;
+        case OPT_MAX_UPLOAD:
+            status = set_number(a->opt, TF_OPT_MAX_UPLOAD, "--max-upload", optarg, 1);
+            break;
+        case OPT_READ_ONLY:
+            tf_options_set(a->opt, TF_OPT_READ_ONLY, 1);
+            break;
+        case OPT_NO_OVERWRITE:
+            tf_options_set(a->opt, TF_OPT_OVERWRITE, 0);
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            return EXIT_OK;
+        case OPT_VERSION:
+            printf(PROG " %s\n", tf_version_string());
+            return EXIT_OK;
+        case ':':
+            return usage_error("missing value for option", argv[optind - 1]);
+        default: {
+            /* A short option is known by optopt; a long one only by the
+               word getopt just stepped over. */
+            char shortopt[3] = {'-', (char)optopt, '\0'};
+            return usage_error("unknown option", optopt ? shortopt : argv[optind - 1]);
+        }
+        }
+    }
+    if (status != PARSE_RUN)
+        return status;
+    int left = argc - optind;
+    if (left < 1)
+        return usage_error("missing PORT", NULL);
+    if (left > 2)
+        return usage_error("too many arguments, starting at", argv[optind + 2]);
+    a->port = argv[optind];
+    if (!valid_port(a->port))
+        return usage_error("PORT must be a number from 0 to 65535, not", a->port);
+    if (left == 2)
+        a->root = argv[optind + 1];
+    if (!a->quiet)
+        tf_options_set_log(a->opt, log_request, NULL);
+    return PARSE_RUN;
+}
+
+/* ---- running -------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    tf_server_stop(g_server); /* async-signal-safe by contract */
+}
+
+static int set_handlers(void (*handler)(int), int flags)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+static int serve(const server_args *a)
+{
+    char err[512];
+    const char *where = a->bind ? a->bind : "every address";
+    tf_server *s;
+    int rc = tf_server_open_ex(&s, a->bind, a->port, a->root, a->opt, err, sizeof err);
+    if (rc != TF_OK) {
+        fprintf(stderr, PROG ": serve \"%s\" on %s port %s: %s%s%s%s\n", a->root, where,
+                a->port, tf_strerror(rc), err[0] ? " (" : "", err, err[0] ? ")" : "");
+        return EXIT_FAILED;
+    }
+    g_server = s;
+    /* SA_RESETHAND: the first signal asks for a clean stop; if that hangs,
+       a second one takes the default action and ends the process. */
+    if (set_handlers(on_signal, SA_RESETHAND) != 0) {
+        fprintf(stderr, PROG ": cannot install signal handlers: %s\n", strerror(errno));
+        tf_server_close(s);
+        return EXIT_FAILED;
+    }
+    char addr[64] = "?";
+    tf_server_address(s, addr, sizeof addr);
+    printf("server up and running on IP: %s port %d\n", addr, tf_server_port(s));
+    /* Scripts wait for this line to learn the port: it must not sit in a
+       buffer. */
+    fflush(stdout);
+
+    rc = tf_server_run(s);
+    /* No handler may reach the server once it is freed. */
+    set_handlers(SIG_IGN, 0);
+    g_server = NULL;
+    tf_server_close(s);
+    if (rc != TF_OK) {
+        fprintf(stderr, PROG ": serve \"%s\" on %s port %s: %s\n", a->root, where, a->port,
+                tf_strerror(rc));
+        return EXIT_FAILED;
+    }
+    printf("server stopped\n");
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    /* Line-buffered even into a file or pipe, so each request line shows up
+       as it happens. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    server_args a;
+    int status = parse_args(argc, argv, &a);
+    if (status == PARSE_RUN)
+        status = serve(&a);
+    tf_options_free(a.opt);
+    if (fflush(stdout) != 0 && status == EXIT_OK)
+        status = EXIT_FAILED;
+    return status;
+}
