@@ -12,6 +12,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -360,6 +362,30 @@ static int send_file_copy(tf__stream *s, int file_fd, uint64_t *offset, uint64_t
     return TF_OK;
 }
 
+/* sendfile has no MSG_NOSIGNAL: writing to a socket the peer has closed
+   raises SIGPIPE, which kills a program that never asked for signals. Block
+   it in this thread for the call and swallow the one the call raised (not
+   one that was already pending). The signal can come with a partial
+   success, not only with EPIPE, hence the check after every call. */
+static ssize_t sendfile_nosignal(int sock, int file_fd, off_t *off, size_t count)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    int was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    ssize_t n = sendfile(sock, file_fd, off, count);
+    int saved = errno;
+    if (!was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+        const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return n;
+}
+
 int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t len,
                          tf__err *e)
 {
@@ -369,7 +395,7 @@ int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t 
         if (want > SENDFILE_CHUNK)
             want = SENDFILE_CHUNK;
         off_t off = (off_t)*offset;
-        ssize_t n = sendfile(s->fd, file_fd, &off, (size_t)want);
+        ssize_t n = sendfile_nosignal(s->fd, file_fd, &off, (size_t)want);
         if (n > 0) {
             *offset = (uint64_t)off;
             continue;
