@@ -321,9 +321,10 @@ static int handle_list(conn *c, const tf_wire_request *r, outcome *o)
     return rc;
 }
 
-/* Reads one request head and its name into buf. Returns TF_OK, a failure
-   that ends the connection, or TF_EINVAL after skipping a name over the
-   limit (the connection goes on). */
+/* Reads one request head and its name into buf (TF_WIRE_REQUEST_SIZE +
+   TF_WIRE_NAME_MAX bytes). Returns TF_OK, a failure that ends the
+   connection, or TF_EINVAL after skipping a name over the limit (the
+   connection goes on). */
 static int read_request(conn *c, uint8_t *buf, tf_wire_request *r, int *eof)
 {
     size_t max_name = (size_t)c->srv->opt.value[TF_OPT_MAX_NAME_LEN];
@@ -332,12 +333,17 @@ static int read_request(conn *c, uint8_t *buf, tf_wire_request *r, int *eof)
         return rc;
     long n = tf__wire_decode_request(buf, TF_WIRE_REQUEST_SIZE, max_name, r);
     if (n == TF_ETOOBIG) {
-        /* The frame is still well formed: skip the name and say why. */
-        uint16_t skip = tf__get_u16(buf + 2);
-        rc = tf__stream_read(&c->s, buf, skip, &c->err);
-        if (rc != TF_OK)
-            return rc;
-        r->op = buf[0];
+        /* The frame is still well formed: skip the name and say why. The
+           name may be longer than buf (up to 65535 bytes), so skip it in
+           pieces, after the head, whose op (already in r) the reply echoes. */
+        size_t skip = tf__get_u16(buf + 2);
+        while (skip > 0) {
+            size_t k = skip < TF_WIRE_NAME_MAX ? skip : TF_WIRE_NAME_MAX;
+            rc = tf__stream_read(&c->s, buf + TF_WIRE_REQUEST_SIZE, k, &c->err);
+            if (rc != TF_OK)
+                return rc;
+            skip -= k;
+        }
         return tf__fail(&c->err, TF_EINVAL, "bad name: the name is longer than the limit "
                                             "(at most %zu bytes)", max_name);
     }
