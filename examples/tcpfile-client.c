@@ -59,30 +59,29 @@ typedef struct progress {
 
 static void usage(FILE *to)
 {
-    fprintf(to,
-            "Usage: " PROG " [OPTIONS] HOST PORT OPERATION...\n"
-            "Operations (several may follow one another on one connection):\n"
-            "  get NAME [LOCAL]   download NAME into LOCAL (default ./NAME);\n"
-            "                     LOCAL \"-\" writes to standard output\n"
-            "  put LOCAL [NAME]   upload LOCAL as NAME (default: LOCAL's last\n"
-            "                     component); LOCAL \"-\" reads standard input,\n"
-            "                     and then NAME is required\n"
-            "  list               print SIZE<TAB>MTIME<TAB>NAME per file, MTIME\n"
-            "                     in ISO 8601 UTC\n"
-            "A word after NAME or LOCAL that is get, put or list starts the next\n"
-            "operation; write ./get to mean a local file named get.\n"
-            "HOST may be a name or an IPv4 or IPv6 address (::1 or [::1]).\n"
-            "\n"
-            "Options (before HOST):\n"
-            "      --timeout SECONDS  give up when connecting takes, or the server\n"
-            "                         stalls for, longer than SECONDS (0 = never;\n"
-            "                         defaults: 10 s to connect, 30 s stalled)\n"
-            "  -q, --quiet            print nothing but results and errors\n"
-            "      --help             print this help and exit\n"
-            "      --version          print the library version and exit\n"
-            "\n"
-            "Exit status: 0 if every operation succeeded, 1 when one failed (the\n"
-            "operations after it are not run), 2 for a usage error.\n");
+    fprintf(to, "Usage: " PROG " [OPTIONS] HOST PORT OPERATION...\n"
+                "Operations (several may follow one another on one connection):\n"
+                "  get NAME [LOCAL]   download NAME into LOCAL (default ./NAME);\n"
+                "                     LOCAL \"-\" writes to standard output\n"
+                "  put LOCAL [NAME]   upload LOCAL as NAME (default: LOCAL's last\n"
+                "                     component); LOCAL \"-\" reads standard input,\n"
+                "                     and then NAME is required\n"
+                "  list               print SIZE<TAB>MTIME<TAB>NAME per file, MTIME\n"
+                "                     in ISO 8601 UTC\n"
+                "A word after NAME or LOCAL that is get, put or list starts the next\n"
+                "operation; write ./get to mean a local file named get.\n"
+                "HOST may be a name or an IPv4 or IPv6 address (::1 or [::1]).\n"
+                "\n"
+                "Options (before HOST):\n"
+                "      --timeout SECONDS  give up when connecting takes, or the server\n"
+                "                         stalls for, longer than SECONDS (0 = never;\n"
+                "                         defaults: 10 s to connect, 30 s stalled)\n"
+                "  -q, --quiet            print nothing but results and errors\n"
+                "      --help             print this help and exit\n"
+                "      --version          print the library version and exit\n"
+                "\n"
+                "Exit status: 0 if every operation succeeded, 1 when one failed (the\n"
+                "operations after it are not run), 2 for a usage error.\n");
 }
 
 /* Every usage error is one line on stderr, pointing at --help. */

@@ -221,7 +221,8 @@ static int parse_args(int argc, char **argv, server_args *a)
        the one-line errors ourselves instead of getopt's. */
     opterr = 0;
     int ch, status = PARSE_RUN;
-    while (status == PARSE_RUN && (ch = getopt_long(argc, argv, "+:b:q", longopts, NULL)) != -1) {
+    while (status == PARSE_RUN &&
+           (ch = getopt_long(argc, argv, "+:b:q", longopts, NULL)) != -1) {
         switch (ch) {
         case 'b':
             a->bind = optarg;
@@ -233,8 +234,8 @@ static int parse_args(int argc, char **argv, server_args *a)
             status = set_number(a->opt, TF_OPT_MAX_NAME_LEN, "--max-name", optarg, 0);
             break;
         case OPT_MAX_CONNECTIONS:
-            status = set_number(a->opt, TF_OPT_MAX_CONNECTIONS, "--max-connections", optarg,
-                                0);
+            status =
+                set_number(a->opt, TF_OPT_MAX_CONNECTIONS, "--max-connections", optarg, 0);
             break;
         case OPT_MAX_UPLOAD:
             status = set_number(a->opt, TF_OPT_MAX_UPLOAD, "--max-upload", optarg, 1);

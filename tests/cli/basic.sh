@@ -3,7 +3,7 @@
 # get (to a file, to ./NAME, to a directory, to stdout), put from stdin,
 # the list format, quiet and verbose clients, IPv6, and the request log.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 
 start_server root
@@ -20,10 +20,10 @@ printf 'spaced\n' >"$TMP/src/my file.txt"
 printf 'utf8\n' >"$TMP/src/résumé.txt"
 
 for f in a.txt empty big.bin "my file.txt" "résumé.txt"; do
-    expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/src/$f"
-    cmp "$TMP/src/$f" "$ROOT/$f" || fail "put \"$f\": stored copy differs"
-    expect 0 "$CLIENT" -q $H "$PORT" get "$f" "$TMP/dst/$f"
-    cmp "$TMP/src/$f" "$TMP/dst/$f" || fail "get \"$f\": downloaded copy differs"
+  expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/src/$f"
+  cmp "$TMP/src/$f" "$ROOT/$f" || fail "put \"$f\": stored copy differs"
+  expect 0 "$CLIENT" -q $H "$PORT" get "$f" "$TMP/dst/$f"
+  cmp "$TMP/src/$f" "$TMP/dst/$f" || fail "get \"$f\": downloaded copy differs"
 done
 pass "put and get round trips (text, empty, 3 MB binary, spaces, UTF-8)"
 
@@ -46,7 +46,7 @@ cmp "$TMP/src/big.bin" "$TMP/out" || fail "get NAME - wrote the wrong bytes to s
 pass "get NAME - writes exactly the file to stdout"
 
 timeout "$CALL_TIMEOUT" cat "$TMP/src/big.bin" |
-    timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - piped.bin
+  timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - piped.bin
 cmp "$TMP/src/big.bin" "$ROOT/piped.bin" || fail "put - NAME from a pipe stored wrong data"
 expect 0 "$CLIENT" -q $H "$PORT" put - redirected.txt <"$TMP/src/a.txt"
 cmp "$TMP/src/a.txt" "$ROOT/redirected.txt" || fail "put - NAME from a file stored wrong data"
@@ -60,19 +60,19 @@ mkdir "$ROOT/subdir" # not a regular file: never listed
 expect 0 "$CLIENT" $H "$PORT" list
 [[ ! -s $TMP/err ]] || fail "list printed on stderr: $(cat "$TMP/err")"
 grep -qxF "$(printf '6\t2001-02-03T04:05:06Z\ta.txt')" "$TMP/out" ||
-    fail "list line for a.txt is not SIZE<TAB>MTIME<TAB>NAME: $(grep a.txt "$TMP/out")"
+  fail "list line for a.txt is not SIZE<TAB>MTIME<TAB>NAME: $(grep a.txt "$TMP/out")"
 want=$(cd "$ROOT" && find . -maxdepth 1 -type f | wc -l)
 got=$(wc -l <"$TMP/out")
 [[ $got == "$want" ]] || fail "list shows $got lines for $want files:
 $(cat "$TMP/out")"
 while IFS=$'\t' read -r size mtime name; do
-    [[ $size =~ ^[0-9]+$ ]] || fail "list: bad SIZE \"$size\""
-    [[ $mtime =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]] ||
-        fail "list: MTIME \"$mtime\" is not ISO 8601 UTC"
-    [[ -f $ROOT/$name ]] || fail "list: \"$name\" is not a file in the root"
-    [[ $size == "$(stat -c %s "$ROOT/$name")" ]] || fail "list: wrong size for \"$name\""
-    [[ $mtime == "$(date -u -d "@$(stat -c %Y "$ROOT/$name")" +%Y-%m-%dT%H:%M:%SZ)" ]] ||
-        fail "list: wrong MTIME for \"$name\": $mtime"
+  [[ $size =~ ^[0-9]+$ ]] || fail "list: bad SIZE \"$size\""
+  [[ $mtime =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]] ||
+    fail "list: MTIME \"$mtime\" is not ISO 8601 UTC"
+  [[ -f $ROOT/$name ]] || fail "list: \"$name\" is not a file in the root"
+  [[ $size == "$(stat -c %s "$ROOT/$name")" ]] || fail "list: wrong size for \"$name\""
+  [[ $mtime == "$(date -u -d "@$(stat -c %Y "$ROOT/$name")" +%Y-%m-%dT%H:%M:%SZ)" ]] ||
+    fail "list: wrong MTIME for \"$name\": $mtime"
 done <"$TMP/out"
 LC_ALL=C sort -c -t $'\t' -k3,3 "$TMP/out" || fail "list is not sorted by name"
 grep -q subdir "$TMP/out" && fail "list shows a directory"
@@ -93,28 +93,28 @@ pass "--timeout SECONDS is accepted (whole, fractional, 0)"
 
 # ---- IPv6 ----------------------------------------------------------------------
 if have_ipv6_loopback; then
-    BIND=::1 start_server root6
-    expect 0 "$CLIENT" -q ::1 "$PORT" put "$TMP/src/a.txt" v6.txt
-    expect 0 "$CLIENT" -q '[::1]' "$PORT" get v6.txt "$TMP/dst/v6.txt" list
-    cmp "$TMP/src/a.txt" "$TMP/dst/v6.txt" || fail "IPv6 round trip differs"
-    grep -qF 'server up and running on IP: ::1 port ' "$TMP/root6.out" ||
-        fail "IPv6 banner: $(head -1 "$TMP/root6.out")"
-    grep -qE '^\S+ \[::1\]:[0-9]+ put "v6.txt" ok ' "$TMP/root6.out" ||
-        fail "IPv6 log lacks the [::1]:port peer"
-    stop_server "$SERVER_PID" INT
-    [[ $STOP_STATUS == 0 ]] || fail "IPv6 server exit status $STOP_STATUS after SIGINT"
-    pass "IPv6: ::1 and [::1] both work; SIGINT stops the server with status 0"
+  BIND=::1 start_server root6
+  expect 0 "$CLIENT" -q ::1 "$PORT" put "$TMP/src/a.txt" v6.txt
+  expect 0 "$CLIENT" -q '[::1]' "$PORT" get v6.txt "$TMP/dst/v6.txt" list
+  cmp "$TMP/src/a.txt" "$TMP/dst/v6.txt" || fail "IPv6 round trip differs"
+  grep -qF 'server up and running on IP: ::1 port ' "$TMP/root6.out" ||
+    fail "IPv6 banner: $(head -1 "$TMP/root6.out")"
+  grep -qE '^\S+ \[::1\]:[0-9]+ put "v6.txt" ok ' "$TMP/root6.out" ||
+    fail "IPv6 log lacks the [::1]:port peer"
+  stop_server "$SERVER_PID" INT
+  [[ $STOP_STATUS == 0 ]] || fail "IPv6 server exit status $STOP_STATUS after SIGINT"
+  pass "IPv6: ::1 and [::1] both work; SIGINT stops the server with status 0"
 else
-    echo "ok - skipped IPv6 checks: ::1 is not configured on lo"
+  echo "ok - skipped IPv6 checks: ::1 is not configured on lo"
 fi
 
 # ---- the server's request log ------------------------------------------------------
 LOG=$TMP/root.out
 grep -qE '^\S+ 127\.0\.0\.1:[0-9]+ put "big\.bin" ok 3000000 bytes [0-9.]+ s$' "$LOG" ||
-    fail "no log line for the put of big.bin:
+  fail "no log line for the put of big.bin:
 $(cat "$LOG")"
 grep -qE '^\S+ 127\.0\.0\.1:[0-9]+ get "my file\.txt" ok 7 bytes ' "$LOG" ||
-    fail "no log line for the get of \"my file.txt\""
+  fail "no log line for the get of \"my file.txt\""
 grep -qE '^\S+ 127\.0\.0\.1:[0-9]+ list - ok [0-9]+ bytes ' "$LOG" || fail "no log line for list"
 tail -n +2 "$LOG" | grep -vE "$LOG_LINE_RE" && fail "malformed log lines above"
 pass "the server logs one well-formed line per request"

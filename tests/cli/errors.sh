@@ -4,28 +4,28 @@
 # stderr; --help and --version; server policies (--read-only,
 # --no-overwrite, --max-upload, --max-name) as seen from the client.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 
 H=127.0.0.1
 
 # ---- --help and --version ---------------------------------------------------
 for prog in "$SERVER" "$CLIENT"; do
-    expect 0 "$prog" --help
-    grep -q '^Usage: ' "$TMP/out" || fail "$prog --help prints no usage"
-    [[ ! -s $TMP/err ]] || fail "$prog --help wrote to stderr"
-    expect 0 "$prog" --version
-    grep -qE '^tcpfile-(server|client) [0-9]+\.[0-9]+\.[0-9]+$' "$TMP/out" ||
-        fail "$prog --version printed: $(cat "$TMP/out")"
+  expect 0 "$prog" --help
+  grep -q '^Usage: ' "$TMP/out" || fail "$prog --help prints no usage"
+  [[ ! -s $TMP/err ]] || fail "$prog --help wrote to stderr"
+  expect 0 "$prog" --version
+  grep -qE '^tcpfile-(server|client) [0-9]+\.[0-9]+\.[0-9]+$' "$TMP/out" ||
+    fail "$prog --version printed: $(cat "$TMP/out")"
 done
 pass "--help and --version exit 0 and print to stdout"
 
 # ---- usage errors: exit 2, one line naming the problem -----------------------
 usage_case() { # usage_case TEXT-EXPECTED-ON-STDERR PROGRAM ARGS...
-    local text=$1
-    shift
-    expect 2 "$@" </dev/null
-    stderr_one_line_with "$text"
+  local text=$1
+  shift
+  expect 2 "$@" </dev/null
+  stderr_one_line_with "$text"
 }
 usage_case 'missing HOST' "$CLIENT"
 usage_case 'missing PORT' "$CLIENT" $H
@@ -56,10 +56,10 @@ pass "usage errors exit 2 with one line on stderr"
 
 # Names no server could accept are refused before anything is sent.
 for bad in ../x a/b .. . /etc/passwd; do
-    expect 2 "$CLIENT" $H 1 get "$bad"
-    stderr_one_line_with "get \"$bad\"" 'bad name'
-    expect 2 "$CLIENT" $H 1 put /etc/hostname "$bad"
-    stderr_one_line_with "\"$bad\"" 'bad name'
+  expect 2 "$CLIENT" $H 1 get "$bad"
+  stderr_one_line_with "get \"$bad\"" 'bad name'
+  expect 2 "$CLIENT" $H 1 put /etc/hostname "$bad"
+  stderr_one_line_with "\"$bad\"" 'bad name'
 done
 expect 2 "$CLIENT" $H 1 put "$TMP/"
 stderr_one_line_with 'bad remote name ""'
@@ -100,7 +100,7 @@ pass "a name over the server's limit exits 1"
 stop_server "$SERVER_PID"
 expect 1 "$CLIENT" $H "$PORT" list
 stderr_one_line_with "connect to $H port $PORT" 'refused' \
-    "is tcpfile-server running on $H port $PORT?"
+  "is tcpfile-server running on $H port $PORT?"
 pass "connection refused exits 1 with a hint: $(cat "$TMP/err")"
 
 # ---- server policies -------------------------------------------------------------
@@ -113,7 +113,7 @@ stderr_one_line_with 'put "' 'up.txt' 'permission denied' 'read-only'
 expect 0 "$CLIENT" -q $H "$PORT" get keep.txt "$TMP/keep.txt" list
 cmp "$TMP/ro/keep.txt" "$TMP/keep.txt" || fail "get from a read-only server differs"
 grep -qE ' put "up\.txt" failed 0 bytes .*permission denied' "$TMP/ro.out" ||
-    fail "the read-only refusal is not logged: $(cat "$TMP/ro.out")"
+  fail "the read-only refusal is not logged: $(cat "$TMP/ro.out")"
 stop_server "$SERVER_PID"
 pass "--read-only refuses put (exit 1, logged) and still serves get and list"
 

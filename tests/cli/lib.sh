@@ -9,8 +9,8 @@
 # a message saying what was expected and what happened.
 
 if [[ $# -ne 2 || ! -x $1 || ! -x $2 ]]; then
-    echo "usage: $0 PATH/TO/tcpfile-server PATH/TO/tcpfile-client" >&2
-    exit 2
+  echo "usage: $0 PATH/TO/tcpfile-server PATH/TO/tcpfile-client" >&2
+  exit 2
 fi
 SERVER=$1
 CLIENT=$2
@@ -24,50 +24,50 @@ SERVER_PIDS=()
 # Only servers not yet reaped are in SERVER_PIDS (stop_server removes
 # them), so a recycled process id is never signalled.
 cleanup() {
-    local pid
-    for pid in "${SERVER_PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
+  local pid
+  for pid in "${SERVER_PIDS[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 CHECKS=0
 fail() {
-    echo "FAIL: $*" >&2
-    exit 1
+  echo "FAIL: $*" >&2
+  exit 1
 }
 pass() {
-    CHECKS=$((CHECKS + 1))
-    echo "ok $CHECKS - $*"
+  CHECKS=$((CHECKS + 1))
+  echo "ok $CHECKS - $*"
 }
 
 # expect STATUS COMMAND...: runs COMMAND (bounded by CALL_TIMEOUT) with
 # stdout in $TMP/out and stderr in $TMP/err, and fails unless it exits with
 # STATUS. Standard input is the caller's, so `expect 0 ... < file` works.
 expect() {
-    local want=$1 got=0
-    shift
-    timeout "$CALL_TIMEOUT" "$@" >"$TMP/out" 2>"$TMP/err" || got=$?
-    if [[ $got != "$want" ]]; then
-        fail "expected exit $want, got $got from: $*
+  local want=$1 got=0
+  shift
+  timeout "$CALL_TIMEOUT" "$@" >"$TMP/out" 2>"$TMP/err" || got=$?
+  if [[ $got != "$want" ]]; then
+    fail "expected exit $want, got $got from: $*
 --- stderr:
 $(cat "$TMP/err")"
-    fi
+  fi
 }
 
 # The last command's stderr must be exactly one line containing each of the
 # given fixed strings.
 stderr_one_line_with() {
-    local lines s
-    lines=$(wc -l <"$TMP/err")
-    [[ $lines == 1 ]] || fail "expected one line on stderr, got $lines:
+  local lines s
+  lines=$(wc -l <"$TMP/err")
+  [[ $lines == 1 ]] || fail "expected one line on stderr, got $lines:
 $(cat "$TMP/err")"
-    for s in "$@"; do
-        grep -qF -- "$s" "$TMP/err" || fail "stderr lacks \"$s\": $(cat "$TMP/err")"
-    done
+  for s in "$@"; do
+    grep -qF -- "$s" "$TMP/err" || fail "stderr lacks \"$s\": $(cat "$TMP/err")"
+  done
 }
 
 # start_server NAME [OPTIONS...]: starts the server in the background on
@@ -75,57 +75,57 @@ $(cat "$TMP/err")"
 # in $TMP/NAME.out and stderr in $TMP/NAME.err. Waits up to 10 s for the
 # banner and sets PORT and SERVER_PID.
 start_server() {
-    local name=$1
-    shift
-    mkdir -p "$TMP/$name"
-    "$SERVER" "$@" -b "${BIND:-127.0.0.1}" 0 "$TMP/$name" \
-        >"$TMP/$name.out" 2>"$TMP/$name.err" &
-    SERVER_PID=$!
-    SERVER_PIDS+=("$SERVER_PID")
-    wait_banner "$TMP/$name.out" "$SERVER_PID"
+  local name=$1
+  shift
+  mkdir -p "$TMP/$name"
+  "$SERVER" "$@" -b "${BIND:-127.0.0.1}" 0 "$TMP/$name" \
+    >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  SERVER_PID=$!
+  SERVER_PIDS+=("$SERVER_PID")
+  wait_banner "$TMP/$name.out" "$SERVER_PID"
 }
 
 # wait_banner FILE PID: waits up to 10 s for the banner in FILE and sets
 # PORT from it; fails early if PID exits first.
 wait_banner() {
-    local file=$1 pid=$2 line i
-    for ((i = 0; i < 100; i++)); do
-        if line=$(grep -m1 '^server up and running on IP: ' "$file"); then
-            [[ $line =~ ^server\ up\ and\ running\ on\ IP:\ [^\ ]+\ port\ ([0-9]+)$ ]] ||
-                fail "malformed banner: $line"
-            PORT=${BASH_REMATCH[1]}
-            ((PORT > 0)) || fail "banner shows port 0 instead of the real port: $line"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || fail "the server exited before its banner:
+  local file=$1 pid=$2 line i
+  for ((i = 0; i < 100; i++)); do
+    if line=$(grep -m1 '^server up and running on IP: ' "$file"); then
+      [[ $line =~ ^server\ up\ and\ running\ on\ IP:\ [^\ ]+\ port\ ([0-9]+)$ ]] ||
+        fail "malformed banner: $line"
+      PORT=${BASH_REMATCH[1]}
+      ((PORT > 0)) || fail "banner shows port 0 instead of the real port: $line"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || fail "the server exited before its banner:
 $(cat "${file%.out}.err" 2>/dev/null)"
-        sleep 0.1
-    done
-    fail "no banner within 10 s in $file"
+    sleep 0.1
+  done
+  fail "no banner within 10 s in $file"
 }
 
 # stop_server PID [SIGNAL]: sends SIGNAL (default TERM) and waits up to 5 s
 # for the server to exit; sets STOP_STATUS to its exit status.
 stop_server() {
-    local pid=$1 sig=${2:-TERM} i
-    kill -"$sig" "$pid"
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && fail "the server did not stop within 5 s of SIG$sig"
-    STOP_STATUS=0
-    wait "$pid" || STOP_STATUS=$?
-    local p rest=()
-    for p in "${SERVER_PIDS[@]}"; do
-        [[ $p == "$pid" ]] || rest+=("$p")
-    done
-    SERVER_PIDS=("${rest[@]}")
+  local pid=$1 sig=${2:-TERM} i
+  kill -"$sig" "$pid"
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && fail "the server did not stop within 5 s of SIG$sig"
+  STOP_STATUS=0
+  wait "$pid" || STOP_STATUS=$?
+  local p rest=()
+  for p in "${SERVER_PIDS[@]}"; do
+    [[ $p == "$pid" ]] || rest+=("$p")
+  done
+  SERVER_PIDS=("${rest[@]}")
 }
 
 # have_ipv6_loopback: whether ::1 is configured, so IPv6 checks can run.
 have_ipv6_loopback() {
-    command -v ip >/dev/null && [[ $(ip -6 addr show lo 2>/dev/null) == *'inet6 ::1/'* ]]
+  command -v ip >/dev/null && [[ $(ip -6 addr show lo 2>/dev/null) == *'inet6 ::1/'* ]]
 }
 
 # A log line for one request: time, peer, operation, name, result, bytes,

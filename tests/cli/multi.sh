@@ -3,7 +3,7 @@
 # connection, run in order, parse greedily (a keyword starts the next
 # operation), and the first failure stops the rest with exit status 1.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 
 start_server root
@@ -18,18 +18,18 @@ printf 'notes\n' >notes.txt
 
 # ---- one connection for everything --------------------------------------------
 expect 0 "$CLIENT" -q $H "$PORT" put a.txt put b.txt remote-b.txt put notes.txt \
-    get a.txt got-a.txt get remote-b.txt - list
+  get a.txt got-a.txt get remote-b.txt - list
 cmp a.txt "$ROOT/a.txt" || fail "multi: put a.txt"
 cmp b.txt "$ROOT/remote-b.txt" || fail "multi: put b.txt remote-b.txt"
 cmp notes.txt "$ROOT/notes.txt" || fail "multi: put notes.txt"
 cmp a.txt got-a.txt || fail "multi: get a.txt got-a.txt"
 # stdout holds b's bytes, then the listing, in the order asked for.
 {
-    cat b.txt
-    printf '4\t%s\ta.txt\n' "$(date -u -d "@$(stat -c %Y "$ROOT/a.txt")" +%Y-%m-%dT%H:%M:%SZ)"
+  cat b.txt
+  printf '4\t%s\ta.txt\n' "$(date -u -d "@$(stat -c %Y "$ROOT/a.txt")" +%Y-%m-%dT%H:%M:%SZ)"
 } >want-head
 head -c "$(stat -c %s want-head)" "$TMP/out" | cmp - want-head ||
-    fail "multi: stdout is not b.txt then the listing:
+  fail "multi: stdout is not b.txt then the listing:
 $(cat "$TMP/out")"
 [[ $(tail -n +2 "$TMP/out" | wc -l) == 3 ]] || fail "multi: the listing should have 3 lines"
 grep -q $'\tremote-b\\.txt$' "$TMP/out" || fail "multi: list misses remote-b.txt"
@@ -37,7 +37,7 @@ n=$(grep -cE ' (put "(a|b|notes|remote-b)\.txt"|get "(a|remote-b)\.txt"|list -) 
 [[ $n == 6 ]] || fail "multi: expected 6 logged requests, found $n:
 $(cat "$LOG")"
 [[ $(grep -E ' (put|get|list) ' "$LOG" | awk '{print $2}' | sort -u | wc -l) == 1 ]] ||
-    fail "multi: the requests came over more than one connection:
+  fail "multi: the requests came over more than one connection:
 $(cat "$LOG")"
 pass "put, put NAME, get LOCAL, get -, list in one invocation over one connection"
 
@@ -67,7 +67,7 @@ cmp "$ROOT/a.txt" a.txt || fail "the operation before the failure did not run"
 $(cat "$TMP/err")"
 grep -q '^tcpfile-client: get "a.txt": 4 bytes' "$TMP/err" || fail "no summary for a.txt"
 grep -q '^tcpfile-client: get "missing.txt": no such file' "$TMP/err" ||
-    fail "no failure line for missing.txt"
+  fail "no failure line for missing.txt"
 tail -n +"$((before + 1))" "$LOG" >"$TMP/log-after"
 grep -q 'remote-b' "$TMP/log-after" && fail "the server saw a request after the failure"
 pass "the first failure stops the run with status 1: $(tail -1 "$TMP/err")"
