@@ -423,7 +423,9 @@ int tf__fs_scan(int rootfd, size_t max_entries, size_t max_name, tf_listing **ou
     for (size_t i = 0; i < count; i++)
         entries[i].name = names + offsets[i];
     free(offsets);
-    qsort(entries, count, sizeof *entries, compare_entries);
+    /* An empty root leaves entries NULL, which qsort may not be given. */
+    if (count > 1)
+        qsort(entries, count, sizeof *entries, compare_entries);
     l->count = count;
     l->entries = entries;
     l->names = names;
