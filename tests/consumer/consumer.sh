@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# consumer.sh BUILD_DIR SOURCE_DIR
+#
+# Checks the installed library the way its users see it: installs BUILD_DIR
+# into a temporary prefix, builds consumer.c with the flags pkg-config gives
+# (against the shared library, then statically against libtcpfile.a), runs
+# both, and checks that the shared library exports only tf_ symbols: every
+# TF_API function of tcpfile.h and nothing else. Prints what it checks;
+# exits non-zero if any check fails. Leaves nothing behind.
+set -u
+
+build_dir=${1:?usage: consumer.sh BUILD_DIR SOURCE_DIR}
+src_dir=${2:?usage: consumer.sh BUILD_DIR SOURCE_DIR}
+cache="$build_dir/CMakeCache.txt"
+
+tmp=$(mktemp -d /tmp/tf-consumer-XXXXXX) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+prefix="$tmp/prefix"
+failures=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+cache_value() {
+  sed -n "s/^$1:[A-Z]*=//p" "$cache" 2>/dev/null | head -n 1
+}
+
+# The compiler the library was built with (so that a clang or sanitizer
+# build links with the matching runtime); CC overrides, cc is the fallback.
+cc_cmd=${CC:-$(cache_value CMAKE_C_COMPILER)}
+cc_cmd=${cc_cmd:-cc}
+extra_flags=()
+if [ "$(cache_value TF_SANITIZE)" = "ON" ]; then
+  extra_flags+=(-fsanitize=address,undefined -fno-omit-frame-pointer)
+fi
+
+echo "== install $build_dir into $prefix"
+if ! cmake --install "$build_dir" --prefix "$prefix" >"$tmp/install.log" 2>&1; then
+  cat "$tmp/install.log" >&2
+  echo "FAIL: cmake --install failed" >&2
+  exit 1
+fi
+
+# GNUInstallDirs may choose lib, lib64 or lib/<multiarch>: look for the file.
+pc=$(find "$prefix" -name tcpfile.pc -path '*/pkgconfig/*' | head -n 1)
+if [ -z "$pc" ]; then
+  echo "FAIL: no tcpfile.pc under $prefix" >&2
+  exit 1
+fi
+pcdir=$(dirname "$pc")
+libdir=$(dirname "$pcdir")
+incdir="$prefix/include"
+echo "   tcpfile.pc: ${pc#"$prefix"/}"
+[ -f "$incdir/tcpfile.h" ] || fail "tcpfile.h is not in $incdir"
+[ -f "$incdir/tcpfile_version.h" ] || fail "tcpfile_version.h is not in $incdir"
+[ -f "$libdir/libtcpfile.a" ] || fail "libtcpfile.a is not in $libdir"
+so=$(find "$libdir" -maxdepth 1 -name 'libtcpfile.so.*' -type f | head -n 1)
+[ -n "$so" ] || fail "no libtcpfile.so.* in $libdir"
+
+pkgconf() {
+  PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_LIBDIR="$pcdir" pkg-config "$@" tcpfile
+}
+
+# The .pc file must describe the prefix the files were installed into.
+pc_libdir=$(pkgconf --variable=libdir)
+pc_incdir=$(pkgconf --variable=includedir)
+pc_defines=()
+if [ "$(realpath -m -- "$pc_libdir")" != "$(realpath -m -- "$libdir")" ] ||
+    [ "$(realpath -m -- "$pc_incdir")" != "$(realpath -m -- "$incdir")" ]; then
+  fail "tcpfile.pc does not follow 'cmake --install --prefix': it says" \
+    "libdir=$pc_libdir includedir=$pc_incdir, the files are in $libdir and $incdir"
+  # Go on with the real locations, so that the other checks still run.
+  pc_defines=(--define-variable=libdir="$libdir" --define-variable=includedir="$incdir")
+fi
+if ! pkgconf --exists; then
+  echo "FAIL: pkg-config cannot read $pc" >&2
+  exit 1
+fi
+version=$(pkgconf --modversion)
+echo "   pkg-config: tcpfile $version"
+
+read -r -a cflags <<<"$(pkgconf "${pc_defines[@]}" --cflags)"
+read -r -a libs <<<"$(pkgconf "${pc_defines[@]}" --libs)"
+read -r -a static_libs <<<"$(pkgconf "${pc_defines[@]}" --static --libs)"
+echo "   --cflags: ${cflags[*]}"
+echo "   --libs: ${libs[*]}"
+echo "   --static --libs: ${static_libs[*]}"
+case " ${static_libs[*]} " in
+*" -pthread "* | *" -lpthread "*) ;;
+*) fail "pkg-config --static --libs does not bring in threads" ;;
+esac
+
+warn=(-std=c11 -Wall -Wextra -Werror)
+
+echo "== shared: $cc_cmd consumer.c \$(pkg-config --cflags --libs tcpfile)"
+if "$cc_cmd" "${warn[@]}" "${extra_flags[@]}" -o "$tmp/consumer" "$src_dir/consumer.c" \
+    "${cflags[@]}" "${libs[@]}"; then
+  if out=$(LD_LIBRARY_PATH="$libdir" "$tmp/consumer"); then
+    echo "   $out"
+    [ "$out" = "consumer: libtcpfile $version works" ] ||
+      fail "the shared consumer says \"$out\", the .pc says version $version"
+  else
+    fail "the consumer built against the shared library failed"
+  fi
+  resolved=$(LD_LIBRARY_PATH="$libdir" ldd "$tmp/consumer" | awk '/libtcpfile/ {print $3}')
+  case "$resolved" in
+  "$prefix"/*) echo "   loads $resolved" ;;
+  *) fail "the consumer loads libtcpfile from '$resolved', not from $prefix" ;;
+  esac
+else
+  fail "cannot build the consumer against the shared library"
+fi
+
+echo "== static: $cc_cmd consumer.c \$(pkg-config --static --cflags --libs tcpfile)"
+# Both libtcpfile.so and libtcpfile.a are installed; ask the linker for the
+# archive explicitly, keeping everything else pkg-config says.
+static_args=()
+for arg in "${static_libs[@]}"; do
+  if [ "$arg" = "-ltcpfile" ]; then
+    static_args+=(-Wl,-Bstatic -ltcpfile -Wl,-Bdynamic)
+  else
+    static_args+=("$arg")
+  fi
+done
+if "$cc_cmd" "${warn[@]}" "${extra_flags[@]}" -o "$tmp/consumer-static" \
+    "$src_dir/consumer.c" "${cflags[@]}" "${static_args[@]}"; then
+  if readelf -d "$tmp/consumer-static" | grep -q 'NEEDED.*libtcpfile'; then
+    fail "the static consumer still needs libtcpfile.so"
+  fi
+  if out=$(env -u LD_LIBRARY_PATH "$tmp/consumer-static"); then
+    echo "   $out"
+  else
+    fail "the consumer linked statically failed"
+  fi
+else
+  fail "cannot build the consumer against libtcpfile.a"
+fi
+
+if [ -n "$so" ]; then
+  echo "== exports of ${so#"$prefix"/}"
+  nm -D --defined-only "$so" | awk 'NF >= 3 {print $3}' | sed 's/@.*//' | sort -u \
+    >"$tmp/exported"
+  grep -v '^tf_[a-z0-9]' "$tmp/exported" >"$tmp/foreign"
+  grep '^tf__' "$tmp/exported" >>"$tmp/foreign"
+  if [ -s "$tmp/foreign" ]; then
+    fail "libtcpfile.so exports symbols other than tf_*: $(tr '\n' ' ' <"$tmp/foreign")"
+  fi
+  # Every TF_API function declared in the public header is exported.
+  grep -E '^TF_API ' "$incdir/tcpfile.h" | grep -o '^[^(]*(' |
+    sed -E 's/.*[ *](tf_[a-z0-9_]+)\($/\1/' | sort -u >"$tmp/declared"
+  missing=$(comm -23 "$tmp/declared" "$tmp/exported" | tr '\n' ' ')
+  extra=$(comm -13 "$tmp/declared" "$tmp/exported" | tr '\n' ' ')
+  [ -z "$missing" ] || fail "declared TF_API but not exported: $missing"
+  [ -z "$extra" ] || fail "exported but not declared in tcpfile.h: $extra"
+  echo "   $(wc -l <"$tmp/exported") symbols, all tf_*, $(wc -l <"$tmp/declared") declared"
+  soname=$(readelf -d "$so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+  major=${version%%.*}
+  [ "$soname" = "libtcpfile.so.$major" ] ||
+    fail "SONAME is '$soname', expected libtcpfile.so.$major"
+fi
+
+if [ "$failures" -ne 0 ]; then
+  echo "consumer check: $failures failure(s)" >&2
+  exit 1
+fi
+echo "consumer check: ok"
