@@ -241,6 +241,11 @@ TF_API size_t tf_listing_count(const tf_listing *l);
 TF_API const tf_entry *tf_listing_at(const tf_listing *l, size_t i);
 TF_API void tf_listing_free(tf_listing *l);
 
+/* After TF_ENET, TF_ETIMEDOUT, TF_EPROTO, TF_ECANCELED or TF_ENOMEM in the
+   middle of a request the connection is out of step and is closed: every
+   later call on c returns TF_ENET, and the caller reconnects. Other
+   failures (TF_ENOENT, TF_EINVAL, a local TF_EIO, ...) leave c usable. */
+
 /* Detail of c's last failure (the server's message when it sent one), ""
    after a success or when c is NULL. Valid until the next call on c. */
 TF_API const char *tf_errmsg(const tf_client *c);

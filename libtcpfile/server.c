@@ -494,8 +494,12 @@ static void *connection_main(void *arg)
         c->s.abort_fd = srv->cut_pipe[0];
         rc = serve_request(c);
     }
+    /* Linger only after an error reply, so the client can read it before
+       our close resets the connection; an idle connection (timed out, or
+       cut by a stop) and a vanished peer are closed at once. */
+    int replied = c->state == CONN_REQUEST && rc != TF_ENET && rc != TF_ECANCELED;
     c->state = CONN_CLOSING;
-    tf__stream_close_gently(&c->s, rc == TF_ENET ? 0 : CLOSE_LINGER_MS);
+    tf__stream_close_gently(&c->s, replied ? CLOSE_LINGER_MS : 0);
     free(c);
 
     pthread_mutex_lock(&srv->lock);
@@ -512,8 +516,9 @@ static void refuse_busy(tf_server *srv, int fd, const char *peer)
     conn c = {.srv = srv, .s = {.fd = fd, .abort_fd = -1, .timeout_ms = BUSY_LINGER_MS}};
     char msg[96];
     snprintf(c.peer, sizeof c.peer, "%s", peer);
-    snprintf(msg, sizeof msg, "the server is full (%lld connections); try again later",
-             (long long)srv->opt.value[TF_OPT_MAX_CONNECTIONS]);
+    long long max = (long long)srv->opt.value[TF_OPT_MAX_CONNECTIONS];
+    snprintf(msg, sizeof msg, "the server is full (%lld connection%s); try again later", max,
+             max == 1 ? "" : "s");
     tf__fail(&c.err, TF_EBUSY, "%s", msg);
     outcome o = {.op = "busy", .result = TF_EBUSY, .started_ms = tf__now_ms()};
     send_hello(&c, TF_EBUSY, msg);
