@@ -78,5 +78,6 @@ int tf_name_check(const char *name, size_t max_len, const char **why)
     /* Read at most one byte past the limit: a name longer than that fails
        anyway, and an unterminated buffer is not scanned for ever. */
     size_t limit = max_len ? max_len : TF_DEFAULT_MAX_NAME;
-    return tf__name_check_bytes(name, strnlen(name, limit + 1), max_len, why);
+    size_t scan = limit < SIZE_MAX ? limit + 1 : limit; /* no wrap to 0 */
+    return tf__name_check_bytes(name, strnlen(name, scan), max_len, why);
 }

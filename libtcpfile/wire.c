@@ -65,7 +65,8 @@ int tf__wire_code(uint16_t status)
 
 long tf__wire_encode_client_hello(uint8_t *buf, size_t cap, const tf_wire_client_hello *h)
 {
-    if (cap < TF_WIRE_CLIENT_HELLO_SIZE || h->version_min > h->version_max)
+    if (cap < TF_WIRE_CLIENT_HELLO_SIZE || h->version_min == 0 ||
+        h->version_min > h->version_max)
         return TF_EINVAL;
     memcpy(buf, TF_WIRE_MAGIC, 4);
     tf__put_u16(buf + 4, h->version_min);
@@ -95,8 +96,10 @@ long tf__wire_decode_client_hello(const uint8_t *buf, size_t len, tf_wire_client
 long tf__wire_encode_server_hello(uint8_t *buf, size_t cap, const tf_wire_server_hello *h)
 {
     size_t need = TF_WIRE_SERVER_HELLO_SIZE + (size_t)h->message_len;
-    if (h->message_len > TF_WIRE_MESSAGE_MAX || cap < need ||
-        h->version_min > h->version_max)
+    /* Refuse what the decoder refuses: never put a malformed hello on the wire. */
+    if (h->message_len > TF_WIRE_MESSAGE_MAX || cap < need || h->version_min == 0 ||
+        h->version_min > h->version_max ||
+        (h->status == 0 && (h->max_name == 0 || h->max_name > TF_WIRE_NAME_MAX)))
         return TF_EINVAL;
     memcpy(buf, TF_WIRE_MAGIC, 4);
     tf__put_u16(buf + 4, h->version_min);

@@ -1,0 +1,1578 @@
+/*
+ * test_wire.c - the frame and list codec (wire.h) against docs/protocol.md.
+ *
+ * Every decoder is fed its input from a malloc'd buffer of exactly the length
+ * it is told, so that AddressSanitizer reports a read past (buf, len). The
+ * expected bytes are written out by hand or built by a byte builder that does
+ * not use the codec's own helpers, so the codec is never its own oracle.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "wire.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Compares two integers and names the case on failure (loops over tables
+   would otherwise only say which line failed). */
+#define expect_int(ctx, got, want)                                                        \
+    do {                                                                                  \
+        long long got_ = (long long)(got);                                                \
+        long long want_ = (long long)(want);                                              \
+        if (got_ != want_) {                                                              \
+            print_error("%s: %s gave %lld, expected %lld\n", (ctx), #got, got_, want_);   \
+            fail();                                                                       \
+        }                                                                                 \
+    } while (0)
+
+#define expect_u64(ctx, got, want)                                                        \
+    do {                                                                                  \
+        uint64_t got_ = (uint64_t)(got);                                                  \
+        uint64_t want_ = (uint64_t)(want);                                                \
+        if (got_ != want_) {                                                              \
+            print_error("%s: %s gave 0x%" PRIx64 ", expected 0x%" PRIx64 "\n", (ctx),     \
+                        #got, got_, want_);                                               \
+            fail();                                                                       \
+        }                                                                                 \
+    } while (0)
+
+/* A heap block of exactly n bytes (malloc(0) may give NULL; a 1-byte block
+   is the fallback only then). */
+static uint8_t *exact_alloc(size_t n)
+{
+    uint8_t *p = malloc(n);
+    if (!p && n == 0)
+        p = malloc(1);
+    assert_non_null(p);
+    return p;
+}
+
+static uint8_t *exact_copy(const void *src, size_t n)
+{
+    uint8_t *p = exact_alloc(n);
+    if (n)
+        memcpy(p, src, n);
+    return p;
+}
+
+/* A byte builder for hand-made inputs: big-endian by explicit shifts. */
+typedef struct bytes {
+    uint8_t data[16384];
+    size_t len;
+} bytes;
+
+static void b_raw(bytes *b, const void *p, size_t n)
+{
+    assert_true(b->len + n <= sizeof b->data);
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static void b_uint(bytes *b, uint64_t v, int width)
+{
+    assert_true(b->len + (size_t)width <= sizeof b->data);
+    for (int i = width - 1; i >= 0; i--)
+        b->data[b->len++] = (uint8_t)(v >> (8 * i));
+}
+
+static void b_entry(bytes *b, const char *name, size_t nlen, uint64_t size, int64_t mtime)
+{
+    b_uint(b, nlen, 2);
+    b_raw(b, name, nlen);
+    b_uint(b, size, 8);
+    b_uint(b, (uint64_t)mtime, 8);
+}
+
+static bytes *b_new(void)
+{
+    bytes *b = calloc(1, sizeof *b);
+    assert_non_null(b);
+    return b;
+}
+
+/* One decoder behind a common signature, for the generic checks. */
+typedef union frame_out {
+    tf_wire_client_hello ch;
+    tf_wire_server_hello sh;
+    tf_wire_request rq;
+    tf_wire_response rs;
+    tf_wire_trailer tr;
+} frame_out;
+
+typedef long (*decode_fn)(const uint8_t *buf, size_t len, frame_out *out);
+
+static long dec_client_hello(const uint8_t *buf, size_t len, frame_out *out)
+{
+    return tf__wire_decode_client_hello(buf, len, &out->ch);
+}
+
+static long dec_server_hello(const uint8_t *buf, size_t len, frame_out *out)
+{
+    return tf__wire_decode_server_hello(buf, len, &out->sh);
+}
+
+static long dec_request(const uint8_t *buf, size_t len, frame_out *out)
+{
+    return tf__wire_decode_request(buf, len, TF_WIRE_NAME_MAX, &out->rq);
+}
+
+static long dec_response(const uint8_t *buf, size_t len, frame_out *out)
+{
+    return tf__wire_decode_response(buf, len, &out->rs);
+}
+
+static long dec_trailer(const uint8_t *buf, size_t len, frame_out *out)
+{
+    return tf__wire_decode_trailer(buf, len, &out->tr);
+}
+
+/* Decodes the first len bytes of frame from a block of exactly len bytes. */
+static long decode_prefix(decode_fn dec, const uint8_t *frame, size_t len)
+{
+    frame_out out;
+    uint8_t *copy = exact_copy(frame, len);
+    long rc = dec(copy, len, &out);
+    free(copy);
+    return rc;
+}
+
+/*
+ * A valid frame of n bytes: every proper prefix is "need more", the whole
+ * frame is consumed exactly, and bytes after it (the next frame) are left
+ * alone.
+ */
+static void check_frame_prefixes(const char *ctx, decode_fn dec, const uint8_t *frame,
+                                 size_t n)
+{
+    char where[160];
+    for (size_t len = 0; len < n; len++) {
+        snprintf(where, sizeof where, "%s, truncated to %zu of %zu bytes", ctx, len, n);
+        expect_int(where, decode_prefix(dec, frame, len), TF_WIRE_NEED_MORE);
+    }
+    expect_int(ctx, decode_prefix(dec, frame, n), (long)n);
+
+    uint8_t *more = exact_alloc(n + 5);
+    memcpy(more, frame, n);
+    memset(more + n, 0xEE, 5);
+    frame_out out;
+    expect_int(ctx, dec(more, n + 5, &out), (long)n);
+    free(more);
+}
+
+/* An encoder must refuse every capacity below n, without writing: each
+   attempt gets a block of exactly that capacity. */
+typedef long (*encode_fn)(uint8_t *buf, size_t cap, const void *frame);
+
+static void check_encoder_capacity(const char *ctx, encode_fn enc, const void *frame,
+                                   size_t n)
+{
+    char where[160];
+    for (size_t cap = 0; cap < n; cap++) {
+        uint8_t *buf = exact_alloc(cap);
+        snprintf(where, sizeof where, "%s, capacity %zu of %zu", ctx, cap, n);
+        expect_int(where, enc(buf, cap, frame), TF_EINVAL);
+        free(buf);
+    }
+    uint8_t *buf = exact_alloc(n);
+    expect_int(ctx, enc(buf, n, frame), (long)n);
+    free(buf);
+}
+
+static long enc_client_hello(uint8_t *buf, size_t cap, const void *f)
+{
+    return tf__wire_encode_client_hello(buf, cap, f);
+}
+
+static long enc_server_hello(uint8_t *buf, size_t cap, const void *f)
+{
+    return tf__wire_encode_server_hello(buf, cap, f);
+}
+
+static long enc_request(uint8_t *buf, size_t cap, const void *f)
+{
+    return tf__wire_encode_request(buf, cap, f);
+}
+
+static long enc_response(uint8_t *buf, size_t cap, const void *f)
+{
+    return tf__wire_encode_response(buf, cap, f);
+}
+
+static long enc_trailer(uint8_t *buf, size_t cap, const void *f)
+{
+    return tf__wire_encode_trailer(buf, cap, f);
+}
+
+/* Encodes with an exact capacity and returns a heap copy of the frame. */
+static uint8_t *encode_exact(const char *ctx, encode_fn enc, const void *frame, size_t n)
+{
+    uint8_t *buf = exact_alloc(n);
+    expect_int(ctx, enc(buf, n, frame), (long)n);
+    return buf;
+}
+
+/* Long payloads for the limit cases. */
+static char msg_max[TF_WIRE_MESSAGE_MAX];
+static char name_max[TF_WIRE_NAME_MAX + 1];
+static uint8_t digest_max[TF_WIRE_DIGEST_MAX];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof msg_max; i++)
+        msg_max[i] = (char)('a' + i % 26);
+    for (size_t i = 0; i < sizeof name_max; i++)
+        name_max[i] = (char)('A' + i % 26);
+    for (size_t i = 0; i < sizeof digest_max; i++)
+        digest_max[i] = (uint8_t)(0xFF - i);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Byte-order helpers                                                       */
+/* ------------------------------------------------------------------------ */
+
+static void test_wire_byte_order_helpers(void **state)
+{
+    (void)state;
+    uint8_t b[8];
+
+    tf__put_u16(b, 0x0102);
+    assert_memory_equal(b, ((uint8_t[]){0x01, 0x02}), 2);
+    tf__put_u16(b, 0xFF80);
+    assert_memory_equal(b, ((uint8_t[]){0xFF, 0x80}), 2);
+    tf__put_u32(b, 0x0A0B0C0Du);
+    assert_memory_equal(b, ((uint8_t[]){0x0A, 0x0B, 0x0C, 0x0D}), 4);
+    tf__put_u64(b, 0x0102030405060708u);
+    assert_memory_equal(b, ((uint8_t[]){1, 2, 3, 4, 5, 6, 7, 8}), 8);
+    tf__put_u64(b, 0x8000000000000001u);
+    assert_memory_equal(b, ((uint8_t[]){0x80, 0, 0, 0, 0, 0, 0, 0x01}), 8);
+
+    assert_int_equal(tf__get_u16((const uint8_t[]){0x12, 0x34}), 0x1234);
+    assert_int_equal(tf__get_u16((const uint8_t[]){0xFF, 0xFE}), 0xFFFE);
+    assert_int_equal(tf__get_u32((const uint8_t[]){0x80, 0x00, 0x00, 0x01}), 0x80000001u);
+    assert_int_equal(tf__get_u32((const uint8_t[]){0xDE, 0xAD, 0xBE, 0xEF}), 0xDEADBEEFu);
+    assert_true(tf__get_u64((const uint8_t[]){1, 2, 3, 4, 5, 6, 7, 8}) ==
+                0x0102030405060708u);
+    assert_true(tf__get_u64((const uint8_t[]){0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                               0xFF}) == UINT64_MAX);
+    assert_true(tf__get_u64((const uint8_t[]){0, 0, 0, 1, 0, 0, 0, 0}) == 0x100000000u);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Client hello                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void test_wire_client_hello_round_trip(void **state)
+{
+    (void)state;
+    static const tf_wire_client_hello cases[] = {
+        {1, 1, 0},
+        {1, 3, 0},
+        {2, 2, 0xFFFFFFFFu},
+        {1, 0xFFFF, 0x80000001u},
+        {0xFFFF, 0xFFFF, 1},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "client hello case %zu", i);
+        const size_t n = TF_WIRE_CLIENT_HELLO_SIZE;
+        uint8_t *buf = encode_exact(ctx, enc_client_hello, &cases[i], n);
+        assert_memory_equal(buf, "TCPF", 4);
+        assert_memory_equal(buf + 12, ((uint8_t[]){0, 0, 0, 0}), 4);
+
+        tf_wire_client_hello h;
+        memset(&h, 0xA5, sizeof h);
+        expect_int(ctx, tf__wire_decode_client_hello(buf, n, &h), (long)n);
+        expect_int(ctx, h.version_min, cases[i].version_min);
+        expect_int(ctx, h.version_max, cases[i].version_max);
+        expect_u64(ctx, h.features, cases[i].features);
+
+        check_frame_prefixes(ctx, dec_client_hello, buf, n);
+        check_encoder_capacity(ctx, enc_client_hello, &cases[i], n);
+        free(buf);
+    }
+}
+
+static void test_wire_client_hello_bytes(void **state)
+{
+    (void)state;
+    static const uint8_t want[] = {0x54, 0x43, 0x50, 0x46, 0x01, 0x02, 0x03, 0x04,
+                                   0xA1, 0xB2, 0xC3, 0xD4, 0x00, 0x00, 0x00, 0x00};
+    tf_wire_client_hello h = {0x0102, 0x0304, 0xA1B2C3D4u};
+    uint8_t buf[TF_WIRE_CLIENT_HELLO_SIZE];
+    memset(buf, 0x55, sizeof buf);
+    assert_int_equal(tf__wire_encode_client_hello(buf, sizeof buf, &h), sizeof want);
+    assert_memory_equal(buf, want, sizeof want);
+
+    /* The reserved word is ignored on receipt. */
+    uint8_t in[sizeof want];
+    memcpy(in, want, sizeof want);
+    memcpy(in + 12, "\xde\xad\xbe\xef", 4);
+    tf_wire_client_hello d;
+    assert_int_equal(tf__wire_decode_client_hello(in, sizeof in, &d), 16);
+    assert_int_equal(d.version_min, 0x0102);
+    assert_int_equal(d.version_max, 0x0304);
+    assert_int_equal(d.features, 0xA1B2C3D4u);
+}
+
+static void test_wire_client_hello_rejects_bad_versions(void **state)
+{
+    (void)state;
+    static const struct {
+        uint8_t vmin[2], vmax[2];
+    } bad[] = {
+        {{0, 0}, {0, 1}},       /* version_min 0 */
+        {{0, 0}, {0, 0}},       /* both 0 */
+        {{0, 2}, {0, 1}},       /* min > max */
+        {{0xFF, 0xFF}, {0, 1}}, /* min > max */
+        {{1, 0}, {0, 0xFF}},    /* 256 > 255: the high byte counts */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        uint8_t in[16] = {'T', 'C', 'P', 'F'};
+        memcpy(in + 4, bad[i].vmin, 2);
+        memcpy(in + 6, bad[i].vmax, 2);
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "bad client hello versions %zu", i);
+        expect_int(ctx, decode_prefix(dec_client_hello, in, sizeof in), TF_EPROTO);
+    }
+
+    uint8_t buf[TF_WIRE_CLIENT_HELLO_SIZE];
+    tf_wire_client_hello h = {2, 1, 0};
+    assert_int_equal(tf__wire_encode_client_hello(buf, sizeof buf, &h), TF_EINVAL);
+    h = (tf_wire_client_hello){0, 1, 0};
+    assert_int_equal(tf__wire_encode_client_hello(buf, sizeof buf, &h), TF_EINVAL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Server hello                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void test_wire_server_hello_round_trip(void **state)
+{
+    (void)state;
+    const tf_wire_server_hello cases[] = {
+        {1, 1, 0, 0, 255, 0, NULL, 0},
+        {1, 2, 5, 0, 1, 1, "", 0},
+        {1, 1, 0, 0, TF_WIRE_NAME_MAX, UINT64_MAX, "hello", 5},
+        {1, 1, 0, 13, 0, 0, "server busy", 11},
+        {3, 7, 0xFFFFFFFFu, 0, 4096, 0x100000000u, msg_max, TF_WIRE_MESSAGE_MAX},
+        {0xFFFF, 0xFFFF, 0, 0xFFFF, 0xFFFF, 42, "\xc3\xa9", 2},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        const tf_wire_server_hello *c = &cases[i];
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "server hello case %zu", i);
+        const size_t n = TF_WIRE_SERVER_HELLO_SIZE + c->message_len;
+        uint8_t *buf = encode_exact(ctx, enc_server_hello, c, n);
+        assert_memory_equal(buf, "TCPF", 4);
+        assert_memory_equal(buf + 26, ((uint8_t[]){0, 0}), 2);
+
+        tf_wire_server_hello h;
+        memset(&h, 0xA5, sizeof h);
+        expect_int(ctx, tf__wire_decode_server_hello(buf, n, &h), (long)n);
+        expect_int(ctx, h.version_min, c->version_min);
+        expect_int(ctx, h.version_max, c->version_max);
+        expect_u64(ctx, h.features, c->features);
+        expect_int(ctx, h.status, c->status);
+        expect_int(ctx, h.max_name, c->max_name);
+        expect_u64(ctx, h.max_upload, c->max_upload);
+        expect_int(ctx, h.message_len, c->message_len);
+        assert_ptr_equal(h.message, buf + TF_WIRE_SERVER_HELLO_SIZE);
+        if (c->message_len)
+            assert_memory_equal(h.message, c->message, c->message_len);
+
+        check_frame_prefixes(ctx, dec_server_hello, buf, n);
+        check_encoder_capacity(ctx, enc_server_hello, c, n);
+        free(buf);
+    }
+}
+
+static void test_wire_server_hello_bytes(void **state)
+{
+    (void)state;
+    static const uint8_t want[] = {
+        0x54, 0x43, 0x50, 0x46,                         /* "TCPF" */
+        0x00, 0x01, 0x02, 0x03,                         /* versions 1..0x0203 */
+        0x0A, 0x0B, 0x0C, 0x0D,                         /* features */
+        0x00, 0x00,                                     /* status */
+        0x10, 0x00,                                     /* max_name 4096 */
+        0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, /* max_upload */
+        0x00, 0x03,                                     /* message_len */
+        0x00, 0x00,                                     /* reserved */
+        'o',  'k',  '!',
+    };
+    tf_wire_server_hello h = {0x0001, 0x0203, 0x0A0B0C0Du, 0, 0x1000, 0x0102030405060708u,
+                              "ok!", 3};
+    uint8_t buf[sizeof want];
+    memset(buf, 0x55, sizeof buf);
+    assert_int_equal(tf__wire_encode_server_hello(buf, sizeof buf, &h), sizeof want);
+    assert_memory_equal(buf, want, sizeof want);
+
+    /* A busy server: status, no name limit, a message; reserved ignored. */
+    static const uint8_t busy[] = {
+        0x54, 0x43, 0x50, 0x46, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x0D, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x04, 0xAB, 0xCD, 'b',  'u',  's',  'y',
+    };
+    tf_wire_server_hello d;
+    assert_int_equal(decode_prefix(dec_server_hello, busy, sizeof busy), sizeof busy);
+    assert_int_equal(tf__wire_decode_server_hello(busy, sizeof busy, &d), sizeof busy);
+    assert_int_equal(d.status, 13);
+    assert_int_equal(tf__wire_code(d.status), TF_EBUSY);
+    assert_int_equal(d.max_name, 0);
+    assert_int_equal(d.message_len, 4);
+    assert_memory_equal(d.message, "busy", 4);
+}
+
+static void test_wire_server_hello_rejects_bad_fields(void **state)
+{
+    (void)state;
+    /* A valid head, then one field spoiled per case; only 28 bytes are
+       given, so an error here is not a "need more" in disguise. */
+    static const struct {
+        size_t off;
+        uint8_t v[2];
+        long want;
+    } cases[] = {
+        {4, {0, 0}, TF_EPROTO},        /* version_min 0 */
+        {4, {0, 2}, TF_EPROTO},        /* version_min 2 > version_max 1 */
+        {14, {0, 0}, TF_EPROTO},       /* status 0 with max_name 0 */
+        {14, {0x10, 0x01}, TF_EPROTO}, /* max_name 4097 */
+        {14, {0xFF, 0xFF}, TF_EPROTO}, /* max_name 65535 */
+        {14, {0x10, 0x00}, 28},        /* max_name 4096 is the ceiling */
+        {14, {0x00, 0x01}, 28},        /* max_name 1 is the floor */
+        {24, {0x04, 0x01}, TF_EPROTO}, /* message_len 1025 */
+        {24, {0xFF, 0xFF}, TF_EPROTO}, /* message_len 65535 */
+        {24, {0x04, 0x00}, TF_WIRE_NEED_MORE}, /* 1024 is allowed: wait */
+        {26, {0xFF, 0xFF}, 28},        /* reserved: ignored */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        uint8_t in[28] = {'T', 'C', 'P', 'F', 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xFF};
+        memcpy(in + cases[i].off, cases[i].v, 2);
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "server hello field case %zu", i);
+        expect_int(ctx, decode_prefix(dec_server_hello, in, sizeof in), cases[i].want);
+    }
+
+    /* A status other than 0 needs no name limit. */
+    uint8_t busy[28] = {'T', 'C', 'P', 'F', 0, 1, 0, 1, 0, 0, 0, 0, 0, 13};
+    assert_int_equal(decode_prefix(dec_server_hello, busy, sizeof busy), 28);
+
+    /* The encoder refuses what the decoder would refuse. */
+    uint8_t buf[TF_WIRE_SERVER_HELLO_SIZE + TF_WIRE_MESSAGE_MAX + 1];
+    tf_wire_server_hello h = {1, 1, 0, 0, 255, 0, msg_max, TF_WIRE_MESSAGE_MAX + 1};
+    assert_int_equal(tf__wire_encode_server_hello(buf, sizeof buf, &h), TF_EINVAL);
+    h = (tf_wire_server_hello){2, 1, 0, 0, 255, 0, NULL, 0};
+    assert_int_equal(tf__wire_encode_server_hello(buf, sizeof buf, &h), TF_EINVAL);
+    h = (tf_wire_server_hello){0, 1, 0, 0, 255, 0, NULL, 0};
+    assert_int_equal(tf__wire_encode_server_hello(buf, sizeof buf, &h), TF_EINVAL);
+    h = (tf_wire_server_hello){1, 1, 0, 0, 0, 0, NULL, 0};
+    assert_int_equal(tf__wire_encode_server_hello(buf, sizeof buf, &h), TF_EINVAL);
+    h = (tf_wire_server_hello){1, 1, 0, 0, TF_WIRE_NAME_MAX + 1, 0, NULL, 0};
+    assert_int_equal(tf__wire_encode_server_hello(buf, sizeof buf, &h), TF_EINVAL);
+    h = (tf_wire_server_hello){1, 1, 0, 13, 0, 0, "busy", 4};
+    assert_int_equal(tf__wire_encode_server_hello(buf, sizeof buf, &h), 32);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Magic                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void test_wire_hello_bad_magic_rejected_at_first_byte(void **state)
+{
+    (void)state;
+    uint8_t ch[TF_WIRE_CLIENT_HELLO_SIZE];
+    uint8_t sh[TF_WIRE_SERVER_HELLO_SIZE];
+    tf_wire_client_hello c = {1, 1, 0};
+    tf_wire_server_hello s = {1, 1, 0, 0, 255, 0, NULL, 0};
+    assert_int_equal(tf__wire_encode_client_hello(ch, sizeof ch, &c), sizeof ch);
+    assert_int_equal(tf__wire_encode_server_hello(sh, sizeof sh, &s), sizeof sh);
+
+    const struct {
+        const char *what;
+        decode_fn dec;
+        const uint8_t *frame;
+        size_t n;
+    } kinds[] = {
+        {"client hello", dec_client_hello, ch, sizeof ch},
+        {"server hello", dec_server_hello, sh, sizeof sh},
+    };
+    for (size_t k = 0; k < ARRAY_LEN(kinds); k++) {
+        for (size_t pos = 0; pos < 4; pos++) {
+            uint8_t bad[TF_WIRE_SERVER_HELLO_SIZE];
+            memcpy(bad, kinds[k].frame, kinds[k].n);
+            bad[pos] ^= 0x20; /* "TCPF" -> "tCPF", "TcPF", ... */
+            for (size_t len = 0; len <= kinds[k].n; len++) {
+                char ctx[96];
+                snprintf(ctx, sizeof ctx, "%s, byte %zu wrong, %zu bytes", kinds[k].what,
+                         pos, len);
+                long want = len <= pos ? TF_WIRE_NEED_MORE : TF_EPROTO;
+                expect_int(ctx, decode_prefix(kinds[k].dec, bad, len), want);
+            }
+        }
+    }
+
+    /* A stray HTTP client is refused at its first byte. */
+    static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (size_t len = 1; len < sizeof http; len++) {
+        assert_int_equal(decode_prefix(dec_client_hello, (const uint8_t *)http, len),
+                         TF_EPROTO);
+        assert_int_equal(decode_prefix(dec_server_hello, (const uint8_t *)http, len),
+                         TF_EPROTO);
+    }
+    /* "TCP" is a valid start; "TCPX" is not. */
+    assert_int_equal(decode_prefix(dec_client_hello, (const uint8_t *)"TCP", 3),
+                     TF_WIRE_NEED_MORE);
+    assert_int_equal(decode_prefix(dec_client_hello, (const uint8_t *)"TCPX", 4),
+                     TF_EPROTO);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Request                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void test_wire_request_round_trip(void **state)
+{
+    (void)state;
+    const tf_wire_request cases[] = {
+        {TF_OP_GET, 0, 0, 0, "hi.txt", 6},
+        {TF_OP_PUT, 0, UINT64_MAX, 0, "x", 1},
+        {TF_OP_PUT, 0, 0x100000000u, 0, "caf\xc3\xa9", 5},
+        {TF_OP_LIST, 0, 0, 0, NULL, 0},
+        {0xFF, 0xFF, 0x0102030405060708u, 0x8877665544332211u, name_max,
+         TF_WIRE_NAME_MAX},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        const tf_wire_request *c = &cases[i];
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "request case %zu", i);
+        const size_t n = TF_WIRE_REQUEST_SIZE + c->name_len;
+        uint8_t *buf = encode_exact(ctx, enc_request, c, n);
+        assert_memory_equal(buf + 4, ((uint8_t[]){0, 0, 0, 0}), 4);
+
+        tf_wire_request r;
+        memset(&r, 0xA5, sizeof r);
+        expect_int(ctx, tf__wire_decode_request(buf, n, TF_WIRE_NAME_MAX, &r), (long)n);
+        expect_int(ctx, r.op, c->op);
+        expect_int(ctx, r.flags, c->flags);
+        expect_u64(ctx, r.size, c->size);
+        expect_u64(ctx, r.offset, c->offset);
+        expect_int(ctx, r.name_len, c->name_len);
+        assert_ptr_equal(r.name, buf + TF_WIRE_REQUEST_SIZE);
+        if (c->name_len)
+            assert_memory_equal(r.name, c->name, c->name_len);
+
+        /* The receiver's own limit: equal is fine, one less is too big. */
+        expect_int(ctx, tf__wire_decode_request(buf, n, c->name_len, &r), (long)n);
+        if (c->name_len) {
+            expect_int(ctx, tf__wire_decode_request(buf, n, c->name_len - 1u, &r),
+                       TF_ETOOBIG);
+        }
+
+        check_frame_prefixes(ctx, dec_request, buf, n);
+        check_encoder_capacity(ctx, enc_request, c, n);
+        free(buf);
+    }
+}
+
+static void test_wire_request_bytes(void **state)
+{
+    (void)state;
+    static const uint8_t want[] = {
+        0x02, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, /* op, flags, len, reserved */
+        0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, /* size */
+        0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF, 0x00, /* offset */
+        'a',  'b',  'c',
+    };
+    tf_wire_request r = {TF_OP_PUT, 0, 0x1122334455667788u, 0x99AABBCCDDEEFF00u, "abc", 3};
+    uint8_t buf[sizeof want];
+    memset(buf, 0x55, sizeof buf);
+    assert_int_equal(tf__wire_encode_request(buf, sizeof buf, &r), sizeof want);
+    assert_memory_equal(buf, want, sizeof want);
+
+    uint8_t in[sizeof want];
+    memcpy(in, want, sizeof want);
+    memcpy(in + 4, "\x01\x02\x03\x04", 4); /* reserved: ignored */
+    tf_wire_request d;
+    assert_int_equal(tf__wire_decode_request(in, sizeof in, 255, &d), sizeof in);
+    assert_int_equal(d.op, 2);
+    assert_int_equal(d.name_len, 3);
+    assert_true(d.size == 0x1122334455667788u);
+    assert_true(d.offset == 0x99AABBCCDDEEFF00u);
+    assert_memory_equal(d.name, "abc", 3);
+}
+
+static void test_wire_request_name_limit(void **state)
+{
+    (void)state;
+    /* Only the 24-byte head is given: an over-long name is refused before
+       its bytes are waited for; an acceptable one is waited for. */
+    static const struct {
+        uint16_t name_len;
+        size_t max_name;
+        long want;
+    } cases[] = {
+        {256, 255, TF_ETOOBIG},
+        {255, 255, TF_WIRE_NEED_MORE},
+        {0xFFFF, 255, TF_ETOOBIG},
+        {0xFFFF, TF_WIRE_NAME_MAX, TF_ETOOBIG},
+        {4097, 10000, TF_ETOOBIG}, /* the receiver's limit is capped at 4096 */
+        {4096, 10000, TF_WIRE_NEED_MORE},
+        {1, 0, TF_ETOOBIG},
+        {0, 0, TF_WIRE_REQUEST_SIZE},
+        {0, 255, TF_WIRE_REQUEST_SIZE},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        uint8_t head[TF_WIRE_REQUEST_SIZE] = {TF_OP_GET};
+        head[2] = (uint8_t)(cases[i].name_len >> 8);
+        head[3] = (uint8_t)cases[i].name_len;
+        uint8_t *buf = exact_copy(head, sizeof head);
+        tf_wire_request r;
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "request name limit case %zu", i);
+        expect_int(ctx, tf__wire_decode_request(buf, sizeof head, cases[i].max_name, &r),
+                   cases[i].want);
+        free(buf);
+    }
+
+    /* The encoder refuses a name over the protocol ceiling. */
+    uint8_t *buf = exact_alloc(TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + 1);
+    tf_wire_request r = {TF_OP_GET, 0, 0, 0, name_max, TF_WIRE_NAME_MAX + 1};
+    assert_int_equal(
+        tf__wire_encode_request(buf, TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + 1, &r),
+        TF_EINVAL);
+    free(buf);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Response                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void test_wire_response_round_trip(void **state)
+{
+    (void)state;
+    const tf_wire_response cases[] = {
+        {TF_OP_GET, 0, 0, 3, NULL, 0},
+        {TF_OP_PUT, 0, 0, UINT64_MAX, "", 0},
+        {TF_OP_GET, 0, 2, 0, "no file named \"x\"", 17},
+        {TF_OP_LIST, 0, 0, 0x100000000u, NULL, 0},
+        {9, 0xAB, 0xFFFF, 0x0102030405060708u, msg_max, TF_WIRE_MESSAGE_MAX},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        const tf_wire_response *c = &cases[i];
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "response case %zu", i);
+        const size_t n = TF_WIRE_RESPONSE_SIZE + c->message_len;
+        uint8_t *buf = encode_exact(ctx, enc_response, c, n);
+        assert_memory_equal(buf + 6, ((uint8_t[]){0, 0}), 2);
+
+        tf_wire_response r;
+        memset(&r, 0xA5, sizeof r);
+        expect_int(ctx, tf__wire_decode_response(buf, n, &r), (long)n);
+        expect_int(ctx, r.op, c->op);
+        expect_int(ctx, r.flags, c->flags);
+        expect_int(ctx, r.status, c->status);
+        expect_u64(ctx, r.size, c->size);
+        expect_int(ctx, r.message_len, c->message_len);
+        assert_ptr_equal(r.message, buf + TF_WIRE_RESPONSE_SIZE);
+        if (c->message_len)
+            assert_memory_equal(r.message, c->message, c->message_len);
+
+        check_frame_prefixes(ctx, dec_response, buf, n);
+        check_encoder_capacity(ctx, enc_response, c, n);
+        free(buf);
+    }
+}
+
+static void test_wire_response_bytes(void **state)
+{
+    (void)state;
+    static const uint8_t want[] = {
+        0x03, 0x01, 0x01, 0x02, 0x00, 0x02, 0x00, 0x00, /* op, flags, status, mlen */
+        0xF0, 0xE0, 0xD0, 0xC0, 0xB0, 0xA0, 0x90, 0x80, /* size */
+        'n',  'o',
+    };
+    tf_wire_response r = {TF_OP_LIST, 0x01, 0x0102, 0xF0E0D0C0B0A09080u, "no", 2};
+    uint8_t buf[sizeof want];
+    memset(buf, 0x55, sizeof buf);
+    assert_int_equal(tf__wire_encode_response(buf, sizeof buf, &r), sizeof want);
+    assert_memory_equal(buf, want, sizeof want);
+
+    uint8_t in[sizeof want];
+    memcpy(in, want, sizeof want);
+    in[6] = 0x7F; /* reserved: ignored */
+    tf_wire_response d;
+    assert_int_equal(tf__wire_decode_response(in, sizeof in, &d), sizeof in);
+    assert_int_equal(d.op, 3);
+    assert_int_equal(d.flags, 1);
+    assert_int_equal(d.status, 0x0102);
+    assert_true(d.size == 0xF0E0D0C0B0A09080u);
+    assert_int_equal(d.message_len, 2);
+    assert_memory_equal(d.message, "no", 2);
+}
+
+static void test_wire_response_message_limit(void **state)
+{
+    (void)state;
+    static const struct {
+        uint16_t message_len;
+        long want;
+    } cases[] = {
+        {TF_WIRE_MESSAGE_MAX + 1, TF_EPROTO},
+        {0xFFFF, TF_EPROTO},
+        {0x8000, TF_EPROTO},
+        {TF_WIRE_MESSAGE_MAX, TF_WIRE_NEED_MORE},
+        {1, TF_WIRE_NEED_MORE},
+        {0, TF_WIRE_RESPONSE_SIZE},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        uint8_t head[TF_WIRE_RESPONSE_SIZE] = {TF_OP_GET, 0, 0, 9};
+        head[4] = (uint8_t)(cases[i].message_len >> 8);
+        head[5] = (uint8_t)cases[i].message_len;
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "response message limit case %zu", i);
+        expect_int(ctx, decode_prefix(dec_response, head, sizeof head), cases[i].want);
+    }
+
+    uint8_t *buf = exact_alloc(TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX + 1);
+    tf_wire_response r = {TF_OP_GET, 0, 9, 0, msg_max, TF_WIRE_MESSAGE_MAX + 1};
+    assert_int_equal(
+        tf__wire_encode_response(buf, TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX + 1, &r),
+        TF_EINVAL);
+    free(buf);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Trailer                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void test_wire_trailer_round_trip(void **state)
+{
+    (void)state;
+    const tf_wire_trailer cases[] = {
+        {0, 0, NULL},
+        {7, 0, NULL},
+        {0xFFFF, 1, (const uint8_t *)"\x00"},
+        {0, TF_WIRE_DIGEST_MAX, digest_max},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        const tf_wire_trailer *c = &cases[i];
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "trailer case %zu", i);
+        const size_t n = TF_WIRE_TRAILER_SIZE + c->digest_len;
+        uint8_t *buf = encode_exact(ctx, enc_trailer, c, n);
+
+        tf_wire_trailer t;
+        memset(&t, 0xA5, sizeof t);
+        expect_int(ctx, tf__wire_decode_trailer(buf, n, &t), (long)n);
+        expect_int(ctx, t.status, c->status);
+        expect_int(ctx, t.digest_len, c->digest_len);
+        assert_ptr_equal(t.digest, buf + TF_WIRE_TRAILER_SIZE);
+        if (c->digest_len)
+            assert_memory_equal(t.digest, c->digest, c->digest_len);
+
+        check_frame_prefixes(ctx, dec_trailer, buf, n);
+        check_encoder_capacity(ctx, enc_trailer, c, n);
+        free(buf);
+    }
+}
+
+static void test_wire_trailer_bytes_and_limit(void **state)
+{
+    (void)state;
+    static const uint8_t want[] = {0x0C, 0x0D, 0x00, 0x03, 0xDE, 0xAD, 0xBE};
+    tf_wire_trailer t = {0x0C0D, 3, (const uint8_t *)"\xde\xad\xbe"};
+    uint8_t buf[sizeof want];
+    assert_int_equal(tf__wire_encode_trailer(buf, sizeof buf, &t), sizeof want);
+    assert_memory_equal(buf, want, sizeof want);
+
+    static const struct {
+        uint16_t digest_len;
+        long want;
+    } cases[] = {
+        {TF_WIRE_DIGEST_MAX + 1, TF_EPROTO},
+        {0xFFFF, TF_EPROTO},
+        {TF_WIRE_DIGEST_MAX, TF_WIRE_NEED_MORE},
+        {0, TF_WIRE_TRAILER_SIZE},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        uint8_t head[TF_WIRE_TRAILER_SIZE] = {0, 0};
+        head[2] = (uint8_t)(cases[i].digest_len >> 8);
+        head[3] = (uint8_t)cases[i].digest_len;
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "trailer digest limit case %zu", i);
+        expect_int(ctx, decode_prefix(dec_trailer, head, sizeof head), cases[i].want);
+    }
+
+    uint8_t big[TF_WIRE_TRAILER_SIZE + TF_WIRE_DIGEST_MAX + 1];
+    uint8_t digest[TF_WIRE_DIGEST_MAX + 1] = {0};
+    t = (tf_wire_trailer){0, TF_WIRE_DIGEST_MAX + 1, digest};
+    assert_int_equal(tf__wire_encode_trailer(big, sizeof big, &t), TF_EINVAL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The example exchange of docs/protocol.md, byte for byte                  */
+/* ------------------------------------------------------------------------ */
+
+static void test_wire_protocol_example(void **state)
+{
+    (void)state;
+    static const uint8_t client_hello[] = {0x54, 0x43, 0x50, 0x46, 0x00, 0x01, 0x00, 0x01,
+                                           0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    static const uint8_t server_hello[] = {
+        0x54, 0x43, 0x50, 0x46, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    static const uint8_t request[] = {0x01, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x68, 0x69, 0x2e,
+                                      0x74, 0x78, 0x74};
+    static const uint8_t response[] = {0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                       0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03};
+    static const uint8_t trailer[] = {0x00, 0x00, 0x00, 0x00};
+    uint8_t buf[64];
+
+    tf_wire_client_hello ch = {TF_WIRE_VERSION, TF_WIRE_VERSION, TF_FEATURES_KNOWN};
+    assert_int_equal(tf__wire_encode_client_hello(buf, sizeof buf, &ch), sizeof client_hello);
+    assert_memory_equal(buf, client_hello, sizeof client_hello);
+
+    tf_wire_server_hello sh = {TF_WIRE_VERSION, TF_WIRE_VERSION, 0, 0, 255, 0, NULL, 0};
+    assert_int_equal(tf__wire_encode_server_hello(buf, sizeof buf, &sh), sizeof server_hello);
+    assert_memory_equal(buf, server_hello, sizeof server_hello);
+    tf_wire_server_hello shd;
+    assert_int_equal(tf__wire_decode_server_hello(server_hello, sizeof server_hello, &shd),
+                     sizeof server_hello);
+    assert_int_equal(shd.max_name, 255);
+    assert_true(shd.max_upload == 0);
+
+    tf_wire_request rq = {TF_OP_GET, 0, 0, 0, "hi.txt", 6};
+    assert_int_equal(tf__wire_encode_request(buf, sizeof buf, &rq), sizeof request);
+    assert_memory_equal(buf, request, sizeof request);
+
+    tf_wire_response rs = {TF_OP_GET, 0, 0, 3, NULL, 0};
+    assert_int_equal(tf__wire_encode_response(buf, sizeof buf, &rs), sizeof response);
+    assert_memory_equal(buf, response, sizeof response);
+
+    tf_wire_trailer tr = {0, 0, NULL};
+    assert_int_equal(tf__wire_encode_trailer(buf, sizeof buf, &tr), sizeof trailer);
+    assert_memory_equal(buf, trailer, sizeof trailer);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Negotiation and status codes                                             */
+/* ------------------------------------------------------------------------ */
+
+static void test_wire_negotiate(void **state)
+{
+    (void)state;
+    static const struct {
+        uint16_t a_min, a_max, b_min, b_max, want;
+    } cases[] = {
+        {1, 1, 1, 1, 1},
+        {1, 3, 1, 2, 2}, /* the docs' example: server 1..3, client 1..2 */
+        {1, 2, 1, 3, 2},
+        {1, 5, 3, 4, 4},
+        {2, 9, 1, 2, 2}, /* ranges touching at one version */
+        {2, 3, 1, 1, 0}, /* disjoint */
+        {50, 60, 1, 1, 0},
+        {1, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF},
+        {1, 0xFFFE, 0xFFFF, 0xFFFF, 0},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "negotiate case %zu", i);
+        expect_int(ctx,
+                   tf__wire_negotiate(cases[i].a_min, cases[i].a_max, cases[i].b_min,
+                                      cases[i].b_max),
+                   cases[i].want);
+        /* Both sides compute the same result. */
+        expect_int(ctx,
+                   tf__wire_negotiate(cases[i].b_min, cases[i].b_max, cases[i].a_min,
+                                      cases[i].a_max),
+                   cases[i].want);
+    }
+}
+
+static void test_wire_status_code_mapping(void **state)
+{
+    (void)state;
+    static const struct {
+        int code;
+        uint16_t status;
+    } table[] = {
+#define ROW(name, value, msg) {TF_##name, (uint16_t)-(value)},
+        TF_ERRNO_MAP(ROW)
+#undef ROW
+    };
+    assert_int_equal(ARRAY_LEN(table), 15);
+    for (size_t i = 0; i < ARRAY_LEN(table); i++) {
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "status of %s", tf_errname(table[i].code));
+        expect_int(ctx, tf__wire_status(table[i].code), table[i].status);
+        expect_int(ctx, tf__wire_code(table[i].status), table[i].code);
+    }
+    /* The documented numbers, spot-checked by hand. */
+    assert_int_equal(tf__wire_status(TF_EINVAL), 1);
+    assert_int_equal(tf__wire_status(TF_ENOENT), 2);
+    assert_int_equal(tf__wire_status(TF_EPROTO), 9);
+    assert_int_equal(tf__wire_status(TF_EBUSY), 13);
+    assert_int_equal(tf__wire_status(TF_EINTERNAL), 15);
+
+    assert_int_equal(tf__wire_status(TF_OK), 0);
+    assert_int_equal(tf__wire_code(0), TF_OK);
+    /* Codes the wire cannot carry become "internal error"... */
+    assert_int_equal(tf__wire_status(-16), 15);
+    assert_int_equal(tf__wire_status(-1000), 15);
+    assert_int_equal(tf__wire_status(INT32_MIN), 15);
+    /* ...and non-negative ones are success. */
+    assert_int_equal(tf__wire_status(1), 0);
+    assert_int_equal(tf__wire_status(INT32_MAX), 0);
+    /* Every status not (yet) defined is a protocol error. */
+    for (unsigned s = 16; s <= 0xFFFF; s++) {
+        if (tf__wire_code((uint16_t)s) != TF_EPROTO) {
+            print_error("status %u gave %d\n", s, tf__wire_code((uint16_t)s));
+            fail();
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lists                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void free_listing(tf_listing *l)
+{
+    tf_listing_free(l);
+}
+
+/* Decodes a list from an exact copy; *out stays valid after the copy goes,
+   since the listing owns its names. */
+static int decode_list_exact(const uint8_t *buf, size_t len, size_t max_name,
+                             tf_listing **out)
+{
+    uint8_t *copy = exact_copy(buf, len);
+    *out = (tf_listing *)(uintptr_t)1; /* must be reset, whatever happens */
+    int rc = tf__wire_decode_list(copy, len, max_name, out);
+    free(copy);
+    return rc;
+}
+
+static void test_wire_list_bytes(void **state)
+{
+    (void)state;
+    static const uint8_t want[] = {
+        0x00, 0x00, 0x00, 0x02,                         /* count */
+        0x00, 0x01, 'a',                                /* name */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, /* size */
+        0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, /* mtime */
+        0x00, 0x02, 'b',  'c',                          /* name */
+        0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, /* size 4 GiB */
+        0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, /* mtime -1 */
+    };
+    tf_entry e[] = {{"a", 5, 0x0102030405060708}, {"bc", 0x100000000u, -1}};
+    tf_listing l = {ARRAY_LEN(e), e, NULL};
+
+    assert_int_equal(tf__wire_list_entry_size(1), 19);
+    assert_int_equal(tf__wire_list_size(&l), sizeof want);
+    uint8_t *buf = exact_alloc(sizeof want);
+    assert_int_equal(tf__wire_encode_list(buf, sizeof want, &l), sizeof want);
+    assert_memory_equal(buf, want, sizeof want);
+    free(buf);
+
+    /* The same bytes, piece by piece. */
+    uint8_t piece[sizeof want];
+    long pos = tf__wire_encode_list_head(piece, sizeof piece, 2);
+    assert_int_equal(pos, 4);
+    long n = tf__wire_encode_list_entry(piece + pos, sizeof piece - (size_t)pos, "a", 1, 5,
+                                        0x0102030405060708);
+    assert_int_equal(n, 19);
+    pos += n;
+    n = tf__wire_encode_list_entry(piece + pos, sizeof piece - (size_t)pos, "bc", 2,
+                                   0x100000000u, -1);
+    assert_int_equal(n, 20);
+    pos += n;
+    assert_int_equal(pos, sizeof want);
+    assert_memory_equal(piece, want, sizeof want);
+
+    tf_listing *d;
+    assert_int_equal(decode_list_exact(want, sizeof want, 255, &d), TF_OK);
+    assert_non_null(d);
+    assert_int_equal(tf_listing_count(d), 2);
+    assert_string_equal(tf_listing_at(d, 0)->name, "a");
+    assert_true(tf_listing_at(d, 0)->size == 5);
+    assert_true(tf_listing_at(d, 0)->mtime == 0x0102030405060708);
+    assert_string_equal(tf_listing_at(d, 1)->name, "bc");
+    assert_true(tf_listing_at(d, 1)->size == 0x100000000u);
+    assert_true(tf_listing_at(d, 1)->mtime == -1);
+    assert_null(tf_listing_at(d, 2));
+    free_listing(d);
+}
+
+static void test_wire_list_encoders_refuse(void **state)
+{
+    (void)state;
+    tf_entry e[] = {{"one", 1, 1}, {"two", 2, 2}};
+    tf_listing l = {ARRAY_LEN(e), e, NULL};
+    size_t need = tf__wire_list_size(&l);
+    assert_int_equal(need, 4 + 2 * (18 + 3));
+    for (size_t cap = 0; cap < need; cap++) {
+        uint8_t *buf = exact_alloc(cap);
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "list capacity %zu of %zu", cap, need);
+        expect_int(ctx, tf__wire_encode_list(buf, cap, &l), TF_EINVAL);
+        free(buf);
+    }
+
+    tf_listing empty = {0, NULL, NULL};
+    assert_int_equal(tf__wire_list_size(&empty), 4);
+    uint8_t four[4];
+    memset(four, 0x55, sizeof four);
+    assert_int_equal(tf__wire_encode_list(four, sizeof four, &empty), 4);
+    assert_memory_equal(four, ((uint8_t[]){0, 0, 0, 0}), 4);
+
+    uint8_t small[3];
+    assert_int_equal(tf__wire_encode_list_head(small, sizeof small, 1), TF_EINVAL);
+
+    uint8_t *buf = exact_alloc(18 + TF_WIRE_NAME_MAX + 1);
+    assert_int_equal(tf__wire_encode_list_entry(buf, 18 + TF_WIRE_NAME_MAX + 1, "", 0, 0, 0),
+                     TF_EINVAL);
+    assert_int_equal(tf__wire_encode_list_entry(buf, 18 + TF_WIRE_NAME_MAX + 1, name_max,
+                                                TF_WIRE_NAME_MAX + 1, 0, 0),
+                     TF_EINVAL);
+    assert_int_equal(tf__wire_encode_list_entry(buf, 18 + TF_WIRE_NAME_MAX + 1, name_max,
+                                                TF_WIRE_NAME_MAX, 0, 0),
+                     18 + TF_WIRE_NAME_MAX);
+    assert_int_equal(tf__wire_encode_list_entry(buf, 20, "abc", 3, 0, 0), TF_EINVAL);
+    free(buf);
+
+    /* An entry with an empty name cannot be encoded as part of a list. */
+    tf_entry bad[] = {{"ok", 1, 1}, {"", 2, 2}};
+    tf_listing lb = {ARRAY_LEN(bad), bad, NULL};
+    uint8_t out[64];
+    assert_int_equal(tf__wire_encode_list(out, sizeof out, &lb), TF_EINVAL);
+}
+
+typedef struct list_case {
+    const char *what;
+    size_t max_name;
+    size_t count;
+    tf_entry entries[12]; /* in the order they are sent */
+    const char *sorted[12];
+} list_case;
+
+static void check_list_round_trip(const list_case *c)
+{
+    tf_listing l = {c->count, (tf_entry *)c->entries, NULL};
+    size_t n = tf__wire_list_size(&l);
+    size_t want_n = 4;
+    for (size_t i = 0; i < c->count; i++)
+        want_n += 18 + strlen(c->entries[i].name);
+    expect_int(c->what, n, want_n);
+
+    uint8_t *buf = exact_alloc(n);
+    expect_int(c->what, tf__wire_encode_list(buf, n, &l), (long)n);
+
+    tf_listing *d;
+    expect_int(c->what, decode_list_exact(buf, n, c->max_name, &d), TF_OK);
+    assert_non_null(d);
+    expect_int(c->what, tf_listing_count(d), c->count);
+    for (size_t i = 0; i < c->count; i++) {
+        const tf_entry *got = tf_listing_at(d, i);
+        assert_non_null(got);
+        if (strcmp(got->name, c->sorted[i]) != 0) {
+            print_error("%s: entry %zu is \"%s\", expected \"%s\"\n", c->what, i, got->name,
+                        c->sorted[i]);
+            fail();
+        }
+        /* Find what was sent under this name: size and mtime travel with it. */
+        const tf_entry *sent = NULL;
+        for (size_t j = 0; j < c->count; j++)
+            if (strcmp(c->entries[j].name, got->name) == 0)
+                sent = &c->entries[j];
+        assert_non_null(sent);
+        expect_u64(c->what, got->size, sent->size);
+        expect_u64(c->what, got->mtime, sent->mtime);
+    }
+    assert_null(tf_listing_at(d, c->count));
+
+    /* Re-encoding the decoded listing gives the same number of bytes. */
+    expect_int(c->what, tf__wire_list_size(d), n);
+    free_listing(d);
+
+    /* Every truncation is malformed: a listing's length is known up front. */
+    for (size_t len = 0; len < n; len++) {
+        char ctx[160];
+        snprintf(ctx, sizeof ctx, "%s, truncated to %zu of %zu", c->what, len, n);
+        expect_int(ctx, decode_list_exact(buf, len, c->max_name, &d), TF_EPROTO);
+        assert_null(d);
+    }
+
+    /* Trailing garbage: one byte, or a whole entry the count does not cover. */
+    bytes *b = b_new();
+    b_raw(b, buf, n);
+    b_uint(b, 0, 1);
+    expect_int(c->what, decode_list_exact(b->data, b->len, c->max_name, &d), TF_EPROTO);
+    assert_null(d);
+    b->len = n;
+    b_entry(b, "extra", 5, 1, 1);
+    expect_int(c->what, decode_list_exact(b->data, b->len, c->max_name, &d), TF_EPROTO);
+    assert_null(d);
+    free(b);
+    free(buf);
+}
+
+static void test_wire_list_round_trip(void **state)
+{
+    (void)state;
+    static const list_case cases[] = {
+        {"empty list", 255, 0, {{0}}, {0}},
+        {"one entry", 255, 1, {{"hello.txt", 12, 1700000000}}, {"hello.txt"}},
+        {"bytewise order",
+         255,
+         10,
+         {{"zeta", 1, 1},
+          {"alpha", 2, 2},
+          {"Beta", 3, 3},
+          {"\xc3\xa9" "clair", 4, 4},
+          {"a b", 5, 5},
+          {"_x", 6, 6},
+          {"a", 7, 7},
+          {"ab", 8, 8},
+          {".hidden", 9, 9},
+          {"~tilde", 10, 10}},
+         {".hidden", "Beta", "_x", "a", "a b", "ab", "alpha", "zeta", "~tilde",
+          "\xc3\xa9" "clair"}},
+        {"64-bit sizes and negative times",
+         255,
+         5,
+         {{"neg", 5000000000u, -86400},
+          {"huge", UINT64_MAX, INT64_MIN},
+          {"big", 0x100000000u, -1},
+          {"max", 1, INT64_MAX},
+          {"four-gib-minus-one", 0xFFFFFFFFu, 0}},
+         {"big", "four-gib-minus-one", "huge", "max", "neg"}},
+        {"multibyte names",
+         255,
+         3,
+         {{"\xf0\x9f\x98\x80", 1, 1}, {"\xe6\x97\xa5\xe6\x9c\xac", 2, 2}, {"caf\xc3\xa9", 3, 3}},
+         {"caf\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac", "\xf0\x9f\x98\x80"}},
+        {"already sorted",
+         255,
+         3,
+         {{"a1", 1, 1}, {"a2", 2, 2}, {"a3", 3, 3}},
+         {"a1", "a2", "a3"}},
+        {"reverse order",
+         255,
+         4,
+         {{"d", 4, 4}, {"c", 3, 3}, {"b", 2, 2}, {"a", 1, 1}},
+         {"a", "b", "c", "d"}},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        check_list_round_trip(&cases[i]);
+}
+
+static void test_wire_list_long_names(void **state)
+{
+    (void)state;
+    static char n255[256], n4096[4097];
+    memset(n255, 'x', 255);
+    memset(n4096, 'y', 4096);
+    list_case c = {"255-byte name", 255, 2, {{n255, 1, 1}, {"a", 2, 2}}, {"a", n255}};
+    check_list_round_trip(&c);
+    list_case big = {"4096-byte name", 4096, 1, {{n4096, 1, 1}}, {n4096}};
+    check_list_round_trip(&big);
+    /* A receiver limit above the protocol ceiling is the ceiling. */
+    big.max_name = 100000;
+    check_list_round_trip(&big);
+}
+
+static void test_wire_list_rejects_malformed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        const char *name;
+        size_t nlen;
+        size_t max_name;
+    } bad_names[] = {
+        {"name with '/'", "a/b", 3, 255},
+        {"name \"/\"", "/", 1, 255},
+        {"name \".\"", ".", 1, 255},
+        {"name \"..\"", "..", 2, 255},
+        {"overlong '/'", "\xc0\xaf", 2, 255},
+        {"surrogate", "\xed\xa0\x80", 3, 255},
+        {"above U+10FFFF", "\xf4\x90\x80\x80", 4, 255},
+        {"lone continuation byte", "a\x80", 2, 255},
+        {"0xFF byte", "\xff", 1, 255},
+        {"embedded NUL", "a\0b", 3, 255},
+        {"control character", "a\x01", 2, 255},
+        {"DEL", "\x7f", 1, 255},
+        {"C1 control", "\xc2\x85", 2, 255},
+        {"longer than max_name", "abcd", 4, 3},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad_names); i++) {
+        bytes *b = b_new();
+        b_uint(b, 1, 4);
+        b_entry(b, bad_names[i].name, bad_names[i].nlen, 1, 1);
+        tf_listing *d;
+        expect_int(bad_names[i].what,
+                   decode_list_exact(b->data, b->len, bad_names[i].max_name, &d), TF_EPROTO);
+        assert_null(d);
+        free(b);
+    }
+
+    /* A name of exactly max_name bytes is fine. */
+    bytes *b = b_new();
+    b_uint(b, 1, 4);
+    b_entry(b, "abcd", 4, 1, 1);
+    tf_listing *d;
+    assert_int_equal(decode_list_exact(b->data, b->len, 4, &d), TF_OK);
+    free_listing(d);
+
+    /* A name truncated mid-sequence must not borrow the size's first byte
+       (0x80 would complete "\xe2\x82" into U+2080). */
+    b->len = 0;
+    b_uint(b, 1, 4);
+    b_entry(b, "\xe2\x82", 2, 0x80A0000000000000u, 1);
+    assert_int_equal(decode_list_exact(b->data, b->len, 255, &d), TF_EPROTO);
+    assert_null(d);
+
+    /* name_len 0. */
+    b->len = 0;
+    b_uint(b, 1, 4);
+    b_entry(b, "", 0, 1, 1);
+    b_uint(b, 0, 1); /* pad so the count check passes */
+    assert_int_equal(decode_list_exact(b->data, b->len, 255, &d), TF_EPROTO);
+    assert_null(d);
+
+    /* name_len over the 4096 ceiling, even with a larger receiver limit. */
+    b->len = 0;
+    b_uint(b, 1, 4);
+    b_entry(b, name_max, TF_WIRE_NAME_MAX + 1, 1, 1);
+    assert_int_equal(decode_list_exact(b->data, b->len, 100000, &d), TF_EPROTO);
+    assert_null(d);
+
+    /* name_len running past the end. */
+    b->len = 0;
+    b_uint(b, 1, 4);
+    b_uint(b, 100, 2);
+    b_raw(b, "abcdefghijklmnopqrstuvwxyz", 26);
+    assert_int_equal(decode_list_exact(b->data, b->len, 255, &d), TF_EPROTO);
+    assert_null(d);
+
+    /* Counts the buffer cannot hold. */
+    static const uint32_t counts[] = {1, 2, 3, 0x7FFFFFFFu, 0xFFFFFFFFu};
+    for (size_t i = 0; i < ARRAY_LEN(counts); i++) {
+        b->len = 0;
+        b_uint(b, counts[i], 4);
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "count %u with no entries", (unsigned)counts[i]);
+        expect_int(ctx, decode_list_exact(b->data, b->len, 255, &d), TF_EPROTO);
+        assert_null(d);
+        if (counts[i] > 1) {
+            b_entry(b, "only", 4, 1, 1);
+            snprintf(ctx, sizeof ctx, "count %u with one entry", (unsigned)counts[i]);
+            expect_int(ctx, decode_list_exact(b->data, b->len, 255, &d), TF_EPROTO);
+            assert_null(d);
+        }
+    }
+    /* A count the size would allow ((len - 4) / 19 = 2) but the entries do
+       not fill. */
+    b->len = 0;
+    b_uint(b, 2, 4);
+    b_entry(b, "abcdefghijklmnopqrstu", 21, 1, 1);
+    assert_int_equal((b->len - 4) / 19, 2);
+    assert_int_equal(decode_list_exact(b->data, b->len, 255, &d), TF_EPROTO);
+    assert_null(d);
+
+    /* Too short for a count at all. */
+    for (size_t len = 0; len < 4; len++) {
+        assert_int_equal(decode_list_exact((const uint8_t *)"\0\0\0\0", len, 255, &d),
+                         TF_EPROTO);
+        assert_null(d);
+    }
+    /* An empty list is exactly 4 bytes. */
+    assert_int_equal(decode_list_exact((const uint8_t *)"\0\0\0\0", 4, 255, &d), TF_OK);
+    assert_non_null(d);
+    assert_int_equal(tf_listing_count(d), 0);
+    assert_null(tf_listing_at(d, 0));
+    free_listing(d);
+    free(b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Garbage                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t xorshift64(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+typedef struct outcome_counts {
+    unsigned ok, need_more, rejected;
+} outcome_counts;
+
+static void count_outcome(outcome_counts *c, long rc)
+{
+    if (rc > 0)
+        c->ok++;
+    else if (rc == 0)
+        c->need_more++;
+    else
+        c->rejected++;
+}
+
+static int entries_sorted(const tf_listing *l)
+{
+    for (size_t i = 1; i < tf_listing_count(l); i++)
+        if (strcmp(tf_listing_at(l, i - 1)->name, tf_listing_at(l, i)->name) > 0)
+            return 0;
+    return 1;
+}
+
+/* Valid frames to mutate, so that random damage reaches deep paths too. */
+typedef struct seed_frame {
+    uint8_t data[96];
+    size_t len;
+} seed_frame;
+
+static void make_seeds(seed_frame *s, size_t *count)
+{
+    size_t n = 0;
+    tf_wire_client_hello ch = {1, 2, 0};
+    s[n].len = (size_t)tf__wire_encode_client_hello(s[n].data, sizeof s[n].data, &ch);
+    n++;
+    tf_wire_server_hello sh = {1, 1, 0, 0, 255, 1000, "msg", 3};
+    s[n].len = (size_t)tf__wire_encode_server_hello(s[n].data, sizeof s[n].data, &sh);
+    n++;
+    tf_wire_request rq = {TF_OP_PUT, 0, 12, 0, "file.bin", 8};
+    s[n].len = (size_t)tf__wire_encode_request(s[n].data, sizeof s[n].data, &rq);
+    n++;
+    tf_wire_response rs = {TF_OP_GET, 0, 2, 0, "no such", 7};
+    s[n].len = (size_t)tf__wire_encode_response(s[n].data, sizeof s[n].data, &rs);
+    n++;
+    tf_wire_trailer tr = {0, 4, (const uint8_t *)"abcd"};
+    s[n].len = (size_t)tf__wire_encode_trailer(s[n].data, sizeof s[n].data, &tr);
+    n++;
+    tf_entry e[] = {{"b", 1, -1}, {"a\xc3\xa9", 0x100000000u, 5}, {"c", 0, 0}};
+    tf_listing l = {ARRAY_LEN(e), e, NULL};
+    s[n].len = (size_t)tf__wire_encode_list(s[n].data, sizeof s[n].data, &l);
+    n++;
+    for (size_t i = 0; i < n; i++)
+        assert_true(s[i].len > 0 && s[i].len <= sizeof s[i].data);
+    *count = n;
+}
+
+static void test_wire_garbage_never_crashes(void **state)
+{
+    (void)state;
+    enum { ITERATIONS = 100000, MAX_LEN = 128 };
+    static const size_t max_names[] = {0, 1, 3, 255, TF_WIRE_NAME_MAX, 65535};
+    seed_frame seeds[8];
+    size_t nseeds;
+    make_seeds(seeds, &nseeds);
+
+    outcome_counts ch = {0}, sh = {0}, rq = {0}, rs = {0}, tr = {0}, li = {0};
+    uint64_t rng = 0x9E3779B97F4A7C15u;
+    uint8_t raw[MAX_LEN];
+
+    for (unsigned it = 0; it < ITERATIONS; it++) {
+        size_t len = (size_t)(xorshift64(&rng) % (MAX_LEN + 1));
+        for (size_t i = 0; i < len; i++)
+            raw[i] = (uint8_t)xorshift64(&rng);
+
+        switch (it % 4) {
+        case 0: /* pure noise */
+            break;
+        case 1: /* plausible hello: the magic, small versions, small lengths */
+            if (len >= 4)
+                memcpy(raw, TF_WIRE_MAGIC, 4);
+            if (len >= 8) {
+                raw[4] = 0;
+                raw[5] = (uint8_t)(raw[5] % 3);
+                raw[6] = 0;
+                raw[7] = (uint8_t)(raw[7] % 3);
+            }
+            if (len >= 16)
+                raw[14] = (uint8_t)(raw[14] % 0x12); /* max_name around 4096 */
+            if (len >= 26) {
+                raw[24] = (uint8_t)(raw[24] % 5); /* message_len around 1024 */
+                raw[25] = (uint8_t)(raw[25] % 100);
+            }
+            break;
+        case 2: /* small length fields for the other frames and the list */
+            if (len >= 4) {
+                /* list count 0..3; request name_len and digest_len 0..3 */
+                raw[0] = 0;
+                raw[1] = 0;
+                raw[2] = 0;
+                raw[3] = (uint8_t)(raw[3] % 4);
+            }
+            if (len >= 6) {
+                /* response message_len and the first list name_len: 0..7 */
+                raw[4] = 0;
+                raw[5] = (uint8_t)(raw[5] % 8);
+            }
+            break;
+        default: { /* a valid frame with one to three bytes changed, cut or grown */
+            const seed_frame *s = &seeds[xorshift64(&rng) % nseeds];
+            size_t keep = s->len < len ? s->len : len;
+            memcpy(raw, s->data, keep);
+            if (xorshift64(&rng) % 4 == 0 && len > s->len)
+                len = s->len; /* sometimes the exact frame length */
+            unsigned flips = (unsigned)(xorshift64(&rng) % 4);
+            for (unsigned f = 0; f < flips && len > 0; f++)
+                raw[xorshift64(&rng) % len] ^= (uint8_t)(1u << (xorshift64(&rng) % 8));
+            break;
+        }
+        }
+
+        uint8_t *buf = exact_copy(raw, len);
+        long rc;
+
+        tf_wire_client_hello c;
+        rc = tf__wire_decode_client_hello(buf, len, &c);
+        assert_true(rc == TF_WIRE_NEED_MORE || rc == TF_EPROTO ||
+                    rc == TF_WIRE_CLIENT_HELLO_SIZE);
+        if (rc > 0) {
+            assert_true(len >= 16);
+            assert_true(c.version_min >= 1 && c.version_min <= c.version_max);
+        }
+        count_outcome(&ch, rc);
+
+        tf_wire_server_hello h;
+        rc = tf__wire_decode_server_hello(buf, len, &h);
+        assert_true(rc >= TF_WIRE_NEED_MORE || rc == TF_EPROTO);
+        if (rc > 0) {
+            assert_int_equal(rc, TF_WIRE_SERVER_HELLO_SIZE + h.message_len);
+            assert_true((size_t)rc <= len);
+            assert_true(h.message_len <= TF_WIRE_MESSAGE_MAX);
+            assert_ptr_equal(h.message, buf + TF_WIRE_SERVER_HELLO_SIZE);
+            assert_true(h.version_min >= 1 && h.version_min <= h.version_max);
+            assert_true(h.status != 0 ||
+                        (h.max_name >= 1 && h.max_name <= TF_WIRE_NAME_MAX));
+        }
+        count_outcome(&sh, rc);
+
+        size_t max_name = max_names[it % ARRAY_LEN(max_names)];
+        tf_wire_request r;
+        rc = tf__wire_decode_request(buf, len, max_name, &r);
+        assert_true(rc >= TF_WIRE_NEED_MORE || rc == TF_ETOOBIG);
+        if (rc > 0) {
+            assert_int_equal(rc, TF_WIRE_REQUEST_SIZE + r.name_len);
+            assert_true((size_t)rc <= len);
+            assert_true(r.name_len <= max_name && r.name_len <= TF_WIRE_NAME_MAX);
+            assert_ptr_equal(r.name, buf + TF_WIRE_REQUEST_SIZE);
+        }
+        count_outcome(&rq, rc);
+
+        tf_wire_response p;
+        rc = tf__wire_decode_response(buf, len, &p);
+        assert_true(rc >= TF_WIRE_NEED_MORE || rc == TF_EPROTO);
+        if (rc > 0) {
+            assert_int_equal(rc, TF_WIRE_RESPONSE_SIZE + p.message_len);
+            assert_true((size_t)rc <= len);
+            assert_true(p.message_len <= TF_WIRE_MESSAGE_MAX);
+        }
+        count_outcome(&rs, rc);
+
+        tf_wire_trailer t;
+        rc = tf__wire_decode_trailer(buf, len, &t);
+        assert_true(rc >= TF_WIRE_NEED_MORE || rc == TF_EPROTO);
+        if (rc > 0) {
+            assert_int_equal(rc, TF_WIRE_TRAILER_SIZE + t.digest_len);
+            assert_true((size_t)rc <= len);
+            assert_true(t.digest_len <= TF_WIRE_DIGEST_MAX);
+        }
+        count_outcome(&tr, rc);
+
+        tf_listing *l = (tf_listing *)(uintptr_t)1;
+        int lrc = tf__wire_decode_list(buf, len, max_name, &l);
+        if (lrc == TF_OK) {
+            assert_non_null(l);
+            assert_true(len >= 4);
+            assert_true(tf_listing_count(l) <= (len - 4) / 19);
+            assert_true(entries_sorted(l));
+            assert_int_equal(tf__wire_list_size(l), len);
+            for (size_t i = 0; i < tf_listing_count(l); i++)
+                assert_int_equal(tf_name_check(tf_listing_at(l, i)->name, max_name, NULL),
+                                 TF_OK);
+            tf_listing_free(l);
+            li.ok++;
+        } else {
+            assert_int_equal(lrc, TF_EPROTO);
+            assert_null(l);
+            li.rejected++;
+        }
+        free(buf);
+    }
+
+    /* The shaping must have reached every outcome, or the loop proves little. */
+    const struct {
+        const char *what;
+        outcome_counts *c;
+    } all[] = {{"client hello", &ch}, {"server hello", &sh}, {"request", &rq},
+               {"response", &rs},     {"trailer", &tr}};
+    for (size_t i = 0; i < ARRAY_LEN(all); i++) {
+        print_message("%-12s ok %6u  need more %6u  rejected %6u\n", all[i].what,
+                      all[i].c->ok, all[i].c->need_more, all[i].c->rejected);
+        assert_true(all[i].c->ok > 0);
+        assert_true(all[i].c->need_more > 0);
+    }
+    print_message("%-12s ok %6u  rejected %6u\n", "list", li.ok, li.rejected);
+    assert_true(li.ok > 0 && li.rejected > 0);
+    assert_true(ch.rejected > 0 && sh.rejected > 0 && rq.rejected > 0 && rs.rejected > 0 &&
+                tr.rejected > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wire_byte_order_helpers),
+        cmocka_unit_test(test_wire_client_hello_round_trip),
+        cmocka_unit_test(test_wire_client_hello_bytes),
+        cmocka_unit_test(test_wire_client_hello_rejects_bad_versions),
+        cmocka_unit_test(test_wire_server_hello_round_trip),
+        cmocka_unit_test(test_wire_server_hello_bytes),
+        cmocka_unit_test(test_wire_server_hello_rejects_bad_fields),
+        cmocka_unit_test(test_wire_hello_bad_magic_rejected_at_first_byte),
+        cmocka_unit_test(test_wire_request_round_trip),
+        cmocka_unit_test(test_wire_request_bytes),
+        cmocka_unit_test(test_wire_request_name_limit),
+        cmocka_unit_test(test_wire_response_round_trip),
+        cmocka_unit_test(test_wire_response_bytes),
+        cmocka_unit_test(test_wire_response_message_limit),
+        cmocka_unit_test(test_wire_trailer_round_trip),
+        cmocka_unit_test(test_wire_trailer_bytes_and_limit),
+        cmocka_unit_test(test_wire_protocol_example),
+        cmocka_unit_test(test_wire_negotiate),
+        cmocka_unit_test(test_wire_status_code_mapping),
+        cmocka_unit_test(test_wire_list_bytes),
+        cmocka_unit_test(test_wire_list_encoders_refuse),
+        cmocka_unit_test(test_wire_list_round_trip),
+        cmocka_unit_test(test_wire_list_long_names),
+        cmocka_unit_test(test_wire_list_rejects_malformed),
+        cmocka_unit_test(test_wire_garbage_never_crashes),
+    };
+    return cmocka_run_group_tests_name("wire", tests, group_setup, NULL);
+}
