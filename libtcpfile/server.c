@@ -560,6 +560,26 @@ static void start_connection(tf_server *srv, int fd, const char *peer)
     }
 }
 
+int tf__server_serve_fd(tf_server *srv, int fd, const char *peer)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return TF_ENOMEM;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0)
+        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    c->srv = srv;
+    c->s.fd = fd;
+    snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "test");
+    pthread_mutex_lock(&srv->lock);
+    srv->active++;
+    pthread_mutex_unlock(&srv->lock);
+    connection_main(c);
+    return TF_OK;
+}
+
 static int accept_loop(tf_server *srv)
 {
     struct pollfd p[MAX_LISTEN + 1];
