@@ -125,7 +125,21 @@ typedef enum tf_option {
     TF_OPT_MAX_LIST_ENTRIES = 10,
     /* server: on tf_server_stop, how long requests in flight may take to
        finish before their connections are cut. ms. Default 5000. */
-    TF_OPT_STOP_GRACE_MS = 11
+    TF_OPT_STOP_GRACE_MS = 11,
+    /* both: 1 = verify every transfer end to end with an XXH3-128 checksum
+       (used when both sides have it on). Default 1. */
+    TF_OPT_CHECKSUM = 12,
+    /* client: 1 = an interrupted tf_get / tf_put keeps what it moved, and
+       the next tf_get / tf_put of the same file continues from there
+       instead of starting over. Default 0. */
+    TF_OPT_RESUME = 13,
+    /* server: seconds an interrupted upload is kept for resuming. Default
+       86400 (a day). */
+    TF_OPT_RESUME_TTL_S = 14,
+    /* server: least bytes per second a request in flight must move,
+       measured over TF_OPT_IO_TIMEOUT_MS windows, so a client trickling
+       bytes cannot hold a connection for ever. 0 = no minimum. Default 1024. */
+    TF_OPT_MIN_RATE = 15
 } tf_option;
 
 /* Creates an options object holding the defaults. TF_ENOMEM. */

@@ -9,14 +9,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include "digest.h"
 #include "fspath.h"
 #include "internal.h"
 #include "netio.h"
+#include "transfer.h"
 #include "wire.h"
 
 #define IO_BUF ((size_t)1 << 20)
-/* Progress is reported at least this often while sending a file. */
-#define SEND_STEP ((uint64_t)4 << 20)
 
 struct tf_client {
     tf__stream s;
@@ -29,12 +31,6 @@ struct tf_client {
     int broken;           /* the stream lost sync: every call fails */
     uint8_t *buf;         /* IO_BUF bytes, allocated on first transfer */
 };
-
-/* Where received payload goes: a descriptor or a memory block. */
-typedef struct sink {
-    int fd;
-    uint8_t *mem;
-} sink;
 
 static const char *op_name(int op)
 {
@@ -71,13 +67,6 @@ static int check_name(tf_client *c, const char *name)
     return TF_OK;
 }
 
-static int report(tf_client *c, uint64_t done, uint64_t total)
-{
-    if (c->opt.progress && c->opt.progress(c->opt.progress_user, done, total) != 0)
-        return tf__fail(&c->err, TF_ECANCELED, "cancelled by the progress callback");
-    return TF_OK;
-}
-
 static int ensure_buf(tf_client *c)
 {
     if (!c->buf && !(c->buf = malloc(IO_BUF)))
@@ -90,7 +79,10 @@ static int ensure_buf(tf_client *c)
 static int handshake(tf_client *c)
 {
     uint8_t out[TF_WIRE_CLIENT_HELLO_SIZE];
-    tf_wire_client_hello ch = {TF_WIRE_VERSION, TF_WIRE_VERSION, TF_FEATURES_KNOWN};
+    uint32_t wanted = TF_FEATURE_RESUME;
+    if (c->opt.value[TF_OPT_CHECKSUM])
+        wanted |= TF_FEATURE_CHECKSUM;
+    tf_wire_client_hello ch = {TF_WIRE_VERSION, TF_WIRE_VERSION, wanted};
     tf__wire_encode_client_hello(out, sizeof out, &ch);
     int rc = tf__stream_write(&c->s, out, sizeof out, &c->err);
     if (rc != TF_OK)
@@ -126,7 +118,7 @@ static int handshake(tf_client *c)
                         "client %u",
                         (unsigned)sh.version_min, (unsigned)sh.version_max,
                         (unsigned)TF_WIRE_VERSION);
-    c->features = sh.features & TF_FEATURES_KNOWN;
+    c->features = sh.features & wanted;
     c->max_name = sh.max_name;
     c->max_upload = sh.max_upload;
     return TF_OK;
@@ -194,12 +186,10 @@ void tf_free(void *p)
 
 /* ---- frames ----------------------------------------------------------- */
 
-static int send_request(tf_client *c, int op, const char *name, uint64_t size)
+static int send_request(tf_client *c, const tf_wire_request *r)
 {
-    uint8_t buf[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX];
-    tf_wire_request r = {.op = (uint8_t)op, .size = size, .name = name,
-                         .name_len = (uint16_t)(name ? strlen(name) : 0)};
-    long n = tf__wire_encode_request(buf, sizeof buf, &r);
+    uint8_t buf[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + TF_UPLOAD_KEY_SIZE];
+    long n = tf__wire_encode_request(buf, sizeof buf, r);
     if (n < 0)
         return tf__fail(&c->err, TF_EINVAL, "cannot encode the request");
     return tf__stream_write(&c->s, buf, (size_t)n, &c->err);
@@ -207,7 +197,8 @@ static int send_request(tf_client *c, int op, const char *name, uint64_t size)
 
 /* Reads one response; a failure status becomes the return code, with the
    server's message kept in tf_errmsg. */
-static int read_response(tf_client *c, int op, const char *name, uint64_t *size)
+static int read_response(tf_client *c, int op, const char *name, uint64_t *size,
+                         uint8_t *flags)
 {
     uint8_t buf[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
     tf_wire_response r;
@@ -231,66 +222,67 @@ static int read_response(tf_client *c, int op, const char *name, uint64_t *size)
                         tf_strerror(code));
     }
     *size = r.size;
+    if (flags)
+        *flags = r.flags;
     return TF_OK;
 }
 
-static int read_trailer(tf_client *c, tf_wire_trailer *t, uint8_t *buf)
+/* ---- payloads ------------------------------------------------------------ */
+
+/* Progress of one transfer, as the caller's callback sees it: resumed
+   bytes count as done. */
+typedef struct progress_ctx {
+    tf_client *c;
+    uint64_t base;
+    uint64_t total;
+} progress_ctx;
+
+static int client_progress(void *ctx, uint64_t done)
 {
-    int rc = tf__stream_read(&c->s, buf, TF_WIRE_TRAILER_SIZE, &c->err);
+    progress_ctx *p = ctx;
+    return p->c->opt.progress(p->c->opt.progress_user, p->base + done, p->total);
+}
+
+static int xfer_begin(tf_client *c, tf__xfer *x, progress_ctx *p)
+{
+    memset(x, 0, sizeof *x);
+    int rc = ensure_buf(c);
     if (rc != TF_OK)
         return rc;
-    long n = tf__wire_decode_trailer(buf, TF_WIRE_TRAILER_SIZE, t);
-    if (n == TF_WIRE_NEED_MORE) {
-        rc = tf__stream_read(&c->s, buf + TF_WIRE_TRAILER_SIZE, t->digest_len, &c->err);
-        if (rc != TF_OK)
-            return rc;
-        n = tf__wire_decode_trailer(buf, TF_WIRE_TRAILER_SIZE + t->digest_len, t);
+    x->s = &c->s;
+    x->buf = c->buf;
+    x->buf_len = IO_BUF;
+    if (p && c->opt.progress) {
+        p->c = c;
+        x->progress = client_progress;
+        x->ctx = p;
     }
-    if (n < 0)
-        return tf__fail(&c->err, TF_EPROTO, "malformed trailer");
+    if (tf__digest_begin(&x->digest, (c->features & TF_FEATURE_CHECKSUM) != 0) != TF_OK)
+        return tf__fail(&c->err, TF_ENOMEM, "out of memory");
     return TF_OK;
 }
 
 /*
- * Receives size payload bytes and the trailer into dst. A local write
- * failure does not stop the reading: the rest is drained, so the connection
- * stays usable, and the write error is returned.
+ * Receives a payload of size bytes into fd / mem (or nowhere) and its
+ * trailer. The result is, in order of precedence: the connection's failure,
+ * the sender's failure or a checksum mismatch, a local write failure.
  */
-static int receive_payload(tf_client *c, uint64_t size, sink *dst)
+static int receive_payload(tf_client *c, tf__xfer *x, int fd, uint8_t *mem, uint64_t size)
 {
-    int rc = ensure_buf(c);
+    int dst_rc, verdict;
+    tf__err dst_err = {{0}}, verdict_err = {{0}};
+    int rc = tf__xfer_recv(x, fd, mem, size, &dst_rc, &dst_err, &c->err);
+    if (rc == TF_OK)
+        rc = tf__xfer_recv_trailer(x, &verdict, &verdict_err, &c->err);
     if (rc != TF_OK)
         return rc;
-    int local_rc = TF_OK;
-    tf__err local_err = {{0}};
-    uint64_t done = 0;
-    rc = report(c, 0, size);
-    while (rc == TF_OK && done < size) {
-        size_t want = size - done < IO_BUF ? (size_t)(size - done) : IO_BUF;
-        size_t got;
-        uint8_t *to = dst->mem ? dst->mem + done : c->buf;
-        rc = tf__stream_read_some(&c->s, to, want, &got, &c->err);
-        if (rc != TF_OK)
-            break;
-        if (!dst->mem && local_rc == TF_OK)
-            local_rc = tf__fs_write_all(dst->fd, c->buf, got, &local_err);
-        done += got;
-        rc = report(c, done, size);
+    if (verdict != TF_OK) {
+        c->err = verdict_err;
+        return verdict;
     }
-    if (rc != TF_OK)
-        return rc;
-    uint8_t tbuf[TF_WIRE_TRAILER_SIZE + TF_WIRE_DIGEST_MAX];
-    tf_wire_trailer t;
-    rc = read_trailer(c, &t, tbuf);
-    if (rc != TF_OK)
-        return rc;
-    if (t.status != 0)
-        return tf__fail(&c->err, tf__wire_code(t.status),
-                        "the server failed while sending: %s",
-                        tf_strerror(tf__wire_code(t.status)));
-    if (local_rc != TF_OK) {
-        c->err = local_err;
-        return local_rc;
+    if (dst_rc != TF_OK) {
+        c->err = dst_err;
+        return dst_rc;
     }
     return TF_OK;
 }
@@ -298,71 +290,129 @@ static int receive_payload(tf_client *c, uint64_t size, sink *dst)
 /* Reads and drops a payload and its trailer, to keep the stream in step. */
 static int discard_payload(tf_client *c, uint64_t size)
 {
-    int rc = ensure_buf(c);
-    if (rc != TF_OK)
-        return rc;
-    uint64_t done = 0;
-    while (done < size) {
-        size_t want = size - done < IO_BUF ? (size_t)(size - done) : IO_BUF;
-        size_t got;
-        rc = tf__stream_read_some(&c->s, c->buf, want, &got, &c->err);
-        if (rc != TF_OK)
-            return rc;
-        done += got;
-    }
-    uint8_t tbuf[TF_WIRE_TRAILER_SIZE + TF_WIRE_DIGEST_MAX];
-    tf_wire_trailer t;
-    return read_trailer(c, &t, tbuf);
+    tf__xfer x;
+    int rc = xfer_begin(c, &x, NULL);
+    if (rc == TF_OK)
+        rc = receive_payload(c, &x, -1, NULL, size);
+    tf__digest_end(&x.digest);
+    return rc;
 }
 
 /* ---- get -------------------------------------------------------------- */
 
-static int get_into(tf_client *c, const char *name, sink *dst)
+/*
+ * Gets name into fd (or mem), resuming at offset when offset > 0: the first
+ * offset bytes are already in fd, and are hashed from it so that the
+ * checksum covers the whole file. If the server cannot honour the offset,
+ * fd is emptied (restart, when not NULL, does it) and the file comes whole.
+ */
+static int get_into(tf_client *c, const char *name, int fd, uint8_t **mem, size_t *mem_len,
+                    uint64_t offset, tf__tmpfile *restart)
 {
+    tf__xfer x;
+    progress_ctx p = {.base = offset};
+    tf_wire_request r = {.op = TF_OP_GET, .name = name, .name_len = (uint16_t)strlen(name),
+                         .offset = offset};
     uint64_t size;
-    int rc = send_request(c, TF_OP_GET, name, 0);
+    uint8_t flags = 0;
+    int rc = xfer_begin(c, &x, &p);
     if (rc == TF_OK)
-        rc = read_response(c, TF_OP_GET, name, &size);
+        rc = send_request(c, &r);
     if (rc == TF_OK)
-        rc = receive_payload(c, size, dst);
-    return break_connection(c, rc);
+        rc = read_response(c, TF_OP_GET, name, &size, &flags);
+    if (rc == TF_OK && offset && (flags & TF_RESP_FROM_START)) {
+        p.base = offset = 0;
+        rc = tf__tmpfile_restart(restart, &c->err);
+    }
+    if (rc == TF_OK && offset && tf__digest_on(&x.digest))
+        rc = tf__fs_hash_prefix(fd, offset, &x.digest, c->buf, IO_BUF, &c->err);
+    if (rc != TF_OK) {
+        tf__digest_end(&x.digest);
+        return rc;
+    }
+    p.total = offset + size;
+    uint8_t *buf = NULL;
+    if (mem) {
+        if (size > (uint64_t)c->opt.value[TF_OPT_MAX_MEMORY] || size >= SIZE_MAX) {
+            tf__digest_end(&x.digest);
+            rc = discard_payload(c, size);
+            return rc != TF_OK ? rc
+                               : tf__fail(&c->err, TF_ETOOBIG,
+                                          "\"%s\" is %llu bytes, over the memory limit "
+                                          "of %lld",
+                                          name, (unsigned long long)size,
+                                          (long long)c->opt.value[TF_OPT_MAX_MEMORY]);
+        }
+        if (!(buf = malloc((size_t)size + 1))) {
+            tf__digest_end(&x.digest);
+            return tf__fail(&c->err, TF_ENOMEM, "out of memory");
+        }
+    }
+    rc = receive_payload(c, &x, fd, buf, size);
+    tf__digest_end(&x.digest);
+    if (mem) {
+        if (rc != TF_OK) {
+            free(buf);
+            return rc;
+        }
+        buf[size] = '\0';
+        *mem = buf;
+        *mem_len = (size_t)size;
+    }
+    return rc;
+}
+
+/* The checks every call makes before touching the connection. */
+static int begin_call(tf_client *c, const char *name)
+{
+    int rc = check_usable(c);
+    return rc == TF_OK ? check_name(c, name) : rc;
 }
 
 int tf_get_fd(tf_client *c, const char *name, int fd)
 {
     if (!c)
         return TF_EINVAL;
-    int rc = check_usable(c);
-    if (rc == TF_OK)
-        rc = check_name(c, name);
+    int rc = begin_call(c, name);
     if (rc == TF_OK && fd < 0)
         rc = tf__fail(&c->err, TF_EINVAL, "bad file descriptor");
     if (rc != TF_OK)
         return rc;
-    sink dst = {.fd = fd};
-    return get_into(c, name, &dst);
+    return break_connection(c, get_into(c, name, fd, NULL, NULL, 0, NULL));
+}
+
+/* Whether a failed get's partial file is worth keeping for a resume: not
+   when the data itself is bad or the file is gone. */
+static int worth_resuming(int rc)
+{
+    return rc != TF_ECHECKSUM && rc != TF_ENOENT && rc != TF_EACCES && rc != TF_EINVAL;
 }
 
 int tf_get(tf_client *c, const char *name, const char *local_path)
 {
     if (!c)
         return TF_EINVAL;
-    int rc = check_usable(c);
-    if (rc == TF_OK)
-        rc = check_name(c, name);
+    int rc = begin_call(c, name);
     if (rc != TF_OK)
         return rc;
     tf__tmpfile t;
     char final[4096];
-    rc = tf__local_begin(local_path ? local_path : name, name, &t, final, sizeof final,
-                         &c->err);
+    uint64_t have = 0;
+    int resume = c->opt.value[TF_OPT_RESUME] && (c->features & TF_FEATURE_RESUME);
+    const char *path = local_path ? local_path : name;
+    if (resume)
+        rc = tf__local_begin_resumable(path, name, &t, final, sizeof final, &have, &c->err);
+    else
+        rc = tf__local_begin(path, name, &t, final, sizeof final, &c->err);
     if (rc != TF_OK)
         return rc;
-    sink dst = {.fd = t.fd};
-    rc = get_into(c, name, &dst);
+    rc = break_connection(c, get_into(c, name, t.fd, NULL, NULL, t.direct ? 0 : have, &t));
     if (rc == TF_OK)
         return tf__local_commit(&t, final, &c->err);
-    tf__tmpfile_abort(&t);
+    if (resume && !t.direct && worth_resuming(rc))
+        tf__tmpfile_keep(&t);
+    else
+        tf__tmpfile_abort(&t);
     return rc;
 }
 
@@ -372,45 +422,19 @@ int tf_get_mem(tf_client *c, const char *name, void **data, size_t *len)
         return TF_EINVAL;
     *data = NULL;
     *len = 0;
-    int rc = check_usable(c);
-    if (rc == TF_OK)
-        rc = check_name(c, name);
+    int rc = begin_call(c, name);
     if (rc != TF_OK)
         return rc;
-    uint64_t size;
-    rc = send_request(c, TF_OP_GET, name, 0);
-    if (rc == TF_OK)
-        rc = read_response(c, TF_OP_GET, name, &size);
-    if (rc != TF_OK)
-        return break_connection(c, rc);
-    if (size > (uint64_t)c->opt.value[TF_OPT_MAX_MEMORY] || size >= SIZE_MAX) {
-        rc = discard_payload(c, size);
-        if (rc == TF_OK)
-            rc = tf__fail(&c->err, TF_ETOOBIG,
-                          "\"%s\" is %llu bytes, over the memory limit of %lld", name,
-                          (unsigned long long)size,
-                          (long long)c->opt.value[TF_OPT_MAX_MEMORY]);
-        return break_connection(c, rc);
-    }
-    uint8_t *mem = malloc((size_t)size + 1);
-    if (!mem)
-        return break_connection(c, tf__fail(&c->err, TF_ENOMEM, "out of memory"));
-    sink dst = {.fd = -1, .mem = mem};
-    rc = receive_payload(c, size, &dst);
-    if (rc != TF_OK) {
-        free(mem);
-        return break_connection(c, rc);
-    }
-    mem[size] = '\0';
+    uint8_t *mem = NULL;
+    rc = break_connection(c, get_into(c, name, -1, &mem, len, 0, NULL));
     *data = mem;
-    *len = (size_t)size;
-    return TF_OK;
+    return rc;
 }
 
 /* ---- put -------------------------------------------------------------- */
 
-/* The source of an upload: a memory block, or a descriptor read with
-   sendfile from off when it can seek, with read() when it cannot. */
+/* The source of an upload: a memory block, or a descriptor read from off
+   when it can seek (sendfile, pread), with read() when it cannot. */
 typedef struct source {
     const uint8_t *mem;
     int fd;
@@ -418,128 +442,81 @@ typedef struct source {
     uint64_t off;
 } source;
 
-static int send_trailer(tf_client *c, int code)
+/* Sends bytes [from, size) of src, hashing [0, from) first when resuming
+   with checksums (the digest covers the whole file). */
+static int send_source(tf_client *c, tf__xfer *x, source *src, uint64_t from, uint64_t size,
+                       int *src_rc, tf__err *src_err)
 {
-    uint8_t buf[TF_WIRE_TRAILER_SIZE];
-    tf_wire_trailer t = {.status = tf__wire_status(code)};
-    tf__wire_encode_trailer(buf, sizeof buf, &t);
-    return tf__stream_write(&c->s, buf, sizeof buf, &c->err);
-}
-
-static int send_zeros(tf_client *c, uint64_t n)
-{
-    int rc = ensure_buf(c);
-    if (rc == TF_OK)
-        memset(c->buf, 0, IO_BUF);
-    while (rc == TF_OK && n > 0) {
-        size_t k = n < IO_BUF ? (size_t)n : IO_BUF;
-        rc = tf__stream_write(&c->s, c->buf, k, &c->err);
-        n -= k;
-    }
-    return rc;
-}
-
-/* Sends up to step bytes of src->fd; *sent says how many. A source that
-   fails or ends early sets *src_rc (not the return value, which is for the
-   connection's own failures). */
-static int send_from_fd(tf_client *c, source *src, uint64_t step, uint64_t *sent,
-                        int *src_rc, tf__err *src_err)
-{
-    *sent = 0;
-    if (src->seekable) {
-        uint64_t off = src->off;
-        int rc = tf__stream_send_file(&c->s, src->fd, &off, step, src_err);
-        *sent = off - src->off;
-        src->off = off;
-        if (rc == TF_EIO) {
-            *src_rc = rc;
-            return TF_OK;
-        }
-        if (rc != TF_OK) {
-            c->err = *src_err;
-            return rc;
-        }
-    } else {
-        int rc = ensure_buf(c);
-        if (rc != TF_OK)
-            return rc;
-        size_t want = step < IO_BUF ? (size_t)step : IO_BUF;
-        ssize_t n;
-        do
-            n = read(src->fd, c->buf, want);
-        while (n < 0 && errno == EINTR);
-        if (n < 0) {
-            *src_rc = tf__fail_errno(src_err, TF_EIO, errno, "reading the source failed");
-            return TF_OK;
-        }
-        rc = tf__stream_write(&c->s, c->buf, (size_t)n, &c->err);
-        if (rc != TF_OK)
-            return rc;
-        *sent = (uint64_t)n;
-        if (n > 0)
-            return TF_OK;
-    }
-    if (*sent == 0 && *src_rc == TF_OK)
-        *src_rc = tf__fail(src_err, TF_EIO, "the source ended before its announced size");
-    return TF_OK;
-}
-
-/* Sends exactly size bytes from src. If the source fails or ends early the
-   rest is zero-filled and *src_rc says why, so that the frame stays whole
-   and the trailer can tell the server to discard the upload. */
-static int send_payload(tf_client *c, source *src, uint64_t size, int *src_rc,
-                        tf__err *src_err)
-{
-    uint64_t done = 0;
-    int rc = report(c, 0, size);
     *src_rc = TF_OK;
-    while (rc == TF_OK && done < size) {
-        uint64_t step = size - done < SEND_STEP ? size - done : SEND_STEP;
-        uint64_t sent = step;
-        if (*src_rc != TF_OK)
-            rc = send_zeros(c, step);
-        else if (src->mem)
-            rc = tf__stream_write(&c->s, src->mem + done, (size_t)step, &c->err);
-        else
-            rc = send_from_fd(c, src, step, &sent, src_rc, src_err);
-        done += sent;
-        if (rc == TF_OK)
-            rc = report(c, done, size);
+    if (src->mem) {
+        tf__digest_update(&x->digest, src->mem, (size_t)from);
+        return tf__xfer_send_mem(x, src->mem + from, size - from, &c->err);
     }
+    if (from && tf__digest_on(&x->digest)) {
+        /* Only tf_put keys its uploads, and its source starts at byte 0. */
+        tf__err hash_err;
+        int hash_rc = tf__fs_hash_prefix(src->fd, from, &x->digest, c->buf,
+                                         IO_BUF, &hash_err);
+        if (hash_rc != TF_OK) {
+            /* fd -1 makes the sender zero-fill the frame, which the failing
+               trailer then tells the server to discard. */
+            int rc = tf__xfer_send_fd(x, -1, NULL, size - from, src_rc, src_err, &c->err);
+            *src_rc = hash_rc;
+            *src_err = hash_err;
+            return rc;
+        }
+    }
+    if (!src->seekable)
+        return tf__xfer_send_fd(x, src->fd, NULL, size - from, src_rc, src_err, &c->err);
+    uint64_t off = src->off + from;
+    int rc = tf__xfer_send_fd(x, src->fd, &off, size - from, src_rc, src_err, &c->err);
+    src->off = off;
     return rc;
 }
 
-static int put_from(tf_client *c, source *src, uint64_t size, const char *name)
+static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
+                    const uint8_t *key)
 {
-    uint64_t ignored;
+    uint64_t from = 0, stored;
     if (c->max_upload && size > c->max_upload)
         return tf__fail(&c->err, TF_ETOOBIG,
                         "\"%s\" is %llu bytes; the server accepts at most %llu", name,
                         (unsigned long long)size, (unsigned long long)c->max_upload);
-    int rc = send_request(c, TF_OP_PUT, name, size);
+    tf_wire_request r = {.op = TF_OP_PUT, .name = name, .name_len = (uint16_t)strlen(name),
+                         .size = size};
+    if (key && (c->features & TF_FEATURE_RESUME)) {
+        r.flags |= TF_REQ_UPLOAD_KEY;
+        r.key = key;
+    }
+    int rc = send_request(c, &r);
     if (rc == TF_OK)
-        rc = read_response(c, TF_OP_PUT, name, &ignored); /* go-ahead or refusal */
+        rc = read_response(c, TF_OP_PUT, name, &from, NULL); /* go-ahead or refusal */
+    if (rc == TF_OK && from > size)
+        rc = tf__fail(&c->err, TF_EPROTO, "the server resumes past the end of the file");
     if (rc != TF_OK)
-        return break_connection(c, rc);
-    int src_rc;
+        return rc;
+    tf__xfer x;
+    progress_ctx p = {.base = from, .total = size};
+    int src_rc = TF_OK;
     tf__err src_err = {{0}};
-    rc = send_payload(c, src, size, &src_rc, &src_err);
+    rc = xfer_begin(c, &x, &p);
     if (rc == TF_OK)
-        rc = send_trailer(c, src_rc);
+        rc = send_source(c, &x, src, from, size, &src_rc, &src_err);
     if (rc == TF_OK)
-        rc = read_response(c, TF_OP_PUT, name, &ignored);
+        rc = tf__xfer_send_trailer(&x, src_rc, &c->err);
+    tf__digest_end(&x.digest);
+    if (rc == TF_OK)
+        rc = read_response(c, TF_OP_PUT, name, &stored, NULL);
     /* A source failure is the real story; the server's refusal of the
        upload we told it to discard only echoes it. */
     if (src_rc != TF_OK && rc != TF_ENET && rc != TF_ETIMEDOUT && rc != TF_EPROTO) {
         c->err = src_err;
         rc = src_rc;
     }
-    if (src->seekable)
-        lseek(src->fd, (off_t)src->off, SEEK_SET);
-    return break_connection(c, rc);
+    return rc;
 }
 
-/* A descriptor's source: sendfile from its offset when it can seek. */
+/* A descriptor's source: from its offset when it can seek. */
 static source fd_source(int fd)
 {
     source src = {.fd = fd};
@@ -549,6 +526,34 @@ static source fd_source(int fd)
         src.off = (uint64_t)off;
     }
     return src;
+}
+
+/* The upload key names one upload, so that only the same upload continues
+   the server's partial data: the name and the source's identity (for a
+   file: device, inode, size and modification time; for memory: content). */
+static void upload_key(const char *name, const void *id, size_t id_len, uint8_t *key)
+{
+    tf__digest d;
+    if (tf__digest_begin(&d, 1) != TF_OK) {
+        memset(key, 0, TF_UPLOAD_KEY_SIZE);
+        return;
+    }
+    tf__digest_update(&d, "tcpfile upload key", 18);
+    tf__digest_update(&d, name, strlen(name) + 1);
+    tf__digest_update(&d, id, id_len);
+    tf__digest_final(&d, key);
+    tf__digest_end(&d);
+}
+
+static int file_key(const char *name, int fd, uint8_t *key)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    int64_t id[5] = {(int64_t)st.st_dev, (int64_t)st.st_ino, (int64_t)st.st_size,
+                     (int64_t)st.st_mtim.tv_sec, (int64_t)st.st_mtim.tv_nsec};
+    upload_key(name, id, sizeof id, key);
+    return 1;
 }
 
 static const char *basename_of(const char *path)
@@ -561,15 +566,16 @@ int tf_put_fd(tf_client *c, int fd, uint64_t size, const char *name)
 {
     if (!c)
         return TF_EINVAL;
-    int rc = check_usable(c);
-    if (rc == TF_OK)
-        rc = check_name(c, name);
+    int rc = begin_call(c, name);
     if (rc == TF_OK && fd < 0)
         rc = tf__fail(&c->err, TF_EINVAL, "bad file descriptor");
     if (rc != TF_OK)
         return rc;
     source src = fd_source(fd);
-    return put_from(c, &src, size, name);
+    rc = break_connection(c, put_from(c, &src, size, name, NULL));
+    if (src.seekable)
+        lseek(fd, (off_t)src.off, SEEK_SET); /* just past what was sent */
+    return rc;
 }
 
 int tf_put(tf_client *c, const char *local_path, const char *name)
@@ -592,7 +598,9 @@ int tf_put(tf_client *c, const char *local_path, const char *name)
     if (rc != TF_OK)
         return rc;
     source src = fd_source(fd);
-    rc = put_from(c, &src, size, name);
+    uint8_t key[TF_UPLOAD_KEY_SIZE];
+    int keyed = c->opt.value[TF_OPT_RESUME] && file_key(name, fd, key);
+    rc = break_connection(c, put_from(c, &src, size, name, keyed ? key : NULL));
     close(fd);
     return rc;
 }
@@ -601,15 +609,17 @@ int tf_put_mem(tf_client *c, const void *data, size_t len, const char *name)
 {
     if (!c)
         return TF_EINVAL;
-    int rc = check_usable(c);
-    if (rc == TF_OK)
-        rc = check_name(c, name);
+    int rc = begin_call(c, name);
     if (rc == TF_OK && !data && len)
         rc = tf__fail(&c->err, TF_EINVAL, "no data given");
     if (rc != TF_OK)
         return rc;
     source src = {.fd = -1, .mem = data ? data : (const uint8_t *)""};
-    return put_from(c, &src, len, name);
+    uint8_t key[TF_UPLOAD_KEY_SIZE];
+    if (c->opt.value[TF_OPT_RESUME])
+        upload_key(name, src.mem, len, key);
+    return break_connection(c, put_from(c, &src, len, name,
+                                        c->opt.value[TF_OPT_RESUME] ? key : NULL));
 }
 
 /* ---- list ------------------------------------------------------------- */
@@ -622,28 +632,32 @@ int tf_list(tf_client *c, tf_listing **out)
     int rc = check_usable(c);
     if (rc != TF_OK)
         return rc;
+    uint8_t *mem = NULL;
+    size_t len = 0;
+    tf_wire_request r = {.op = TF_OP_LIST};
+    tf__xfer x;
     uint64_t size;
-    rc = send_request(c, TF_OP_LIST, NULL, 0);
+    rc = xfer_begin(c, &x, NULL);
     if (rc == TF_OK)
-        rc = read_response(c, TF_OP_LIST, NULL, &size);
-    if (rc != TF_OK)
-        return break_connection(c, rc);
-    if (size > (uint64_t)c->opt.value[TF_OPT_MAX_MEMORY]) {
-        rc = discard_payload(c, size);
+        rc = send_request(c, &r);
+    if (rc == TF_OK)
+        rc = read_response(c, TF_OP_LIST, NULL, &size, NULL);
+    if (rc == TF_OK && size > (uint64_t)c->opt.value[TF_OPT_MAX_MEMORY]) {
+        rc = receive_payload(c, &x, -1, NULL, size);
         if (rc == TF_OK)
             rc = tf__fail(&c->err, TF_ETOOBIG,
                           "the listing is %llu bytes, over the memory limit of %lld",
                           (unsigned long long)size,
                           (long long)c->opt.value[TF_OPT_MAX_MEMORY]);
-        return break_connection(c, rc);
+    } else if (rc == TF_OK) {
+        len = (size_t)size;
+        mem = malloc(len ? len : 1);
+        rc = mem ? receive_payload(c, &x, -1, mem, size)
+                 : tf__fail(&c->err, TF_ENOMEM, "out of memory");
     }
-    uint8_t *mem = malloc(size ? (size_t)size : 1);
-    if (!mem)
-        return break_connection(c, tf__fail(&c->err, TF_ENOMEM, "out of memory"));
-    sink dst = {.fd = -1, .mem = mem};
-    rc = receive_payload(c, size, &dst);
+    tf__digest_end(&x.digest);
     if (rc == TF_OK) {
-        rc = tf__wire_decode_list(mem, (size_t)size, c->max_name, out);
+        rc = tf__wire_decode_list(mem, len, c->max_name, out);
         if (rc == TF_EPROTO)
             tf__fail(&c->err, rc, "the server sent a malformed listing");
         else if (rc != TF_OK)

@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define COPY_BUF ((size_t)128 << 10)
@@ -111,25 +113,130 @@ void tf__tmpfile_abort(tf__tmpfile *t)
     t->dirfd = -1;
 }
 
-int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e)
+void tf__tmpfile_keep(tf__tmpfile *t)
 {
-    memset(t, 0, sizeof *t);
-    t->fd = -1;
-    t->dirfd = -1;
-    if (mkdirat(rootfd, TF_TMP_DIR, 0700) != 0 && errno != EEXIST)
+    t->name[0] = '\0'; /* nothing to remove */
+    tf__tmpfile_abort(t);
+}
+
+int tf__tmpfile_restart(tf__tmpfile *t, tf__err *e)
+{
+    if (ftruncate(t->fd, 0) != 0 || lseek(t->fd, 0, SEEK_SET) != 0)
+        return tf__fail_errno(e, TF_EIO, errno, "cannot empty the temporary file");
+    return TF_OK;
+}
+
+/* Opens root/TF_TMP_DIR, creating it on first use. */
+static int open_tmp_dir(int rootfd, int create, tf__err *e)
+{
+    if (create && mkdirat(rootfd, TF_TMP_DIR, 0700) != 0 && errno != EEXIST)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot create the directory for uploads");
     int dirfd = openat(rootfd, TF_TMP_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dirfd < 0)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot open the directory for uploads");
+    return dirfd;
+}
+
+static void tmpfile_init(tf__tmpfile *t)
+{
+    memset(t, 0, sizeof *t);
+    t->fd = -1;
+    t->dirfd = -1;
+}
+
+int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e)
+{
+    tmpfile_init(t);
+    int dirfd = open_tmp_dir(rootfd, 1, e);
+    if (dirfd < 0)
+        return dirfd;
     t->owns_dirfd = 1;
-    int rc = create_temp(dirfd, "up-", t, e);
+    int rc = create_temp(dirfd, TF_TMP_PLAIN_PREFIX, t, e);
     if (rc != TF_OK) {
         close(dirfd);
         t->dirfd = -1;
     }
     return rc;
+}
+
+/* Opens (creating) dirfd/name for a resumable temporary, locks it, and
+   positions it at its end; *have is its size. */
+static int open_resumable(int dirfd, tf__tmpfile *t, uint64_t size, uint64_t *have,
+                          tf__err *e)
+{
+    struct stat st;
+    t->fd = openat(dirfd, t->name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (t->fd < 0)
+        return tf__fail_errno(e, tf__code_from_errno(errno), errno,
+                              "cannot open the partial file");
+    /* Two connections continuing one upload would interleave their bytes. */
+    if (flock(t->fd, LOCK_EX | LOCK_NB) != 0)
+        return tf__fail(e, TF_EBUSY, "this transfer is in progress on another connection");
+    if (fstat(t->fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return tf__fail(e, TF_EIO, "the partial file is unusable");
+    *have = (uint64_t)st.st_size;
+    if (*have > size) {
+        int rc = tf__tmpfile_restart(t, e);
+        if (rc != TF_OK)
+            return rc;
+        *have = 0;
+    }
+    if (lseek(t->fd, (off_t)*have, SEEK_SET) < 0)
+        return tf__fail_errno(e, TF_EIO, errno, "cannot seek in the partial file");
+    return TF_OK;
+}
+
+int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, tf__tmpfile *t,
+                               uint64_t *have, tf__err *e)
+{
+    tmpfile_init(t);
+    int dirfd = open_tmp_dir(rootfd, 1, e);
+    if (dirfd < 0)
+        return dirfd;
+    t->dirfd = dirfd;
+    t->owns_dirfd = 1;
+    snprintf(t->name, sizeof t->name, "%s%s", TF_TMP_RESUME_PREFIX, stem);
+    int rc = open_resumable(dirfd, t, size, have, e);
+    if (rc != TF_OK) {
+        /* Not ours to delete: it may belong to the other connection. */
+        tf__tmpfile_keep(t);
+    }
+    return rc;
+}
+
+void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s)
+{
+    tf__err ignored;
+    int dirfd = open_tmp_dir(rootfd, 0, &ignored);
+    if (dirfd < 0)
+        return;
+    int listfd = dup(dirfd);
+    DIR *d = listfd >= 0 ? fdopendir(listfd) : NULL;
+    if (!d) {
+        if (listfd >= 0)
+            close(listfd);
+        close(dirfd);
+        return;
+    }
+    time_t now = time(NULL);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        int plain = strncmp(de->d_name, TF_TMP_PLAIN_PREFIX,
+                            strlen(TF_TMP_PLAIN_PREFIX)) == 0;
+        int resumable = strncmp(de->d_name, TF_TMP_RESUME_PREFIX,
+                                strlen(TF_TMP_RESUME_PREFIX)) == 0;
+        if (!plain && !resumable)
+            continue;
+        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if ((plain && all_plain) || (resumable && now - st.st_mtime > ttl_s))
+            unlinkat(dirfd, de->d_name, 0);
+    }
+    closedir(d);
+    close(dirfd);
 }
 
 int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e)
@@ -187,13 +294,12 @@ out:
     return rc;
 }
 
-int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *final,
-                    size_t final_len, tf__err *e)
+/* Resolves the local target: path, or path/name when path is a directory.
+   Returns 1 when it exists and is not a regular file (write into it). */
+static int resolve_target(const char *path, const char *name, char *final, size_t final_len,
+                          tf__err *e)
 {
     struct stat st;
-    memset(t, 0, sizeof *t);
-    t->fd = -1;
-    t->dirfd = -1;
     if (snprintf(final, final_len, "%s", path) >= (int)final_len)
         return tf__fail(e, TF_EINVAL, "the local path is too long");
     if (stat(final, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -202,16 +308,12 @@ int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *fi
         if (snprintf(final + n, final_len - n, "%s%s", sep, name) >= (int)(final_len - n))
             return tf__fail(e, TF_EINVAL, "the local path is too long");
     }
-    if (stat(final, &st) == 0 && !S_ISREG(st.st_mode)) {
-        /* /dev/null, a FIFO, a terminal: write into it, never replace it. */
-        t->fd = open(final, O_WRONLY | O_NOCTTY | O_CLOEXEC);
-        if (t->fd < 0)
-            return fail_fs(e, errno, "cannot open", final);
-        t->direct = 1;
-        return TF_OK;
-    }
-    /* The temporary goes beside the target, so the rename stays within one
-       file system and is atomic. */
+    return stat(final, &st) == 0 && !S_ISREG(st.st_mode);
+}
+
+/* Opens the directory that holds final. */
+static int open_parent(const char *final, tf__err *e)
+{
     char dir[PATH_MAX];
     const char *slash = strrchr(final, '/');
     if (!slash)
@@ -223,15 +325,80 @@ int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *fi
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0)
         return fail_fs(e, errno, "cannot open the directory", dir);
+    return dirfd;
+}
+
+static int open_direct(const char *final, tf__tmpfile *t, tf__err *e)
+{
+    /* /dev/null, a FIFO, a terminal: write into it, never replace it. */
+    t->fd = open(final, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+    if (t->fd < 0)
+        return fail_fs(e, errno, "cannot open", final);
+    t->direct = 1;
+    return TF_OK;
+}
+
+int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *final,
+                    size_t final_len, tf__err *e)
+{
+    tmpfile_init(t);
+    int special = resolve_target(path, name, final, final_len, e);
+    if (special < 0)
+        return special;
+    if (special)
+        return open_direct(final, t, e);
+    /* The temporary goes beside the target, so the rename stays within one
+       file system and is atomic. */
+    int dirfd = open_parent(final, e);
+    if (dirfd < 0)
+        return dirfd;
     t->owns_dirfd = 1;
     int rc = create_temp(dirfd, ".tcpfile-part-", t, e);
     if (rc != TF_OK) {
         close(dirfd);
         t->dirfd = -1;
         tf__err cause = *e;
-        return tf__fail(e, rc, "cannot write in \"%s\": %s", dir, cause.msg);
+        return tf__fail(e, rc, "cannot write beside \"%s\": %s", final, cause.msg);
     }
     return TF_OK;
+}
+
+int tf__local_begin_resumable(const char *path, const char *name, tf__tmpfile *t,
+                              char *final, size_t final_len, uint64_t *have, tf__err *e)
+{
+    tmpfile_init(t);
+    *have = 0;
+    int special = resolve_target(path, name, final, final_len, e);
+    if (special < 0)
+        return special;
+    if (special)
+        return open_direct(final, t, e);
+    int dirfd = open_parent(final, e);
+    if (dirfd < 0)
+        return dirfd;
+    t->dirfd = dirfd;
+    t->owns_dirfd = 1;
+    const char *base = strrchr(final, '/');
+    base = base ? base + 1 : final;
+    if (snprintf(t->name, sizeof t->name, ".%s.tcpfile-part", base) >= (int)sizeof t->name) {
+        /* A long name: the part file is named by a digest of it instead. */
+        tf__digest d;
+        uint8_t h[TF_DIGEST_SIZE];
+        if (tf__digest_begin(&d, 1) != TF_OK) {
+            tf__tmpfile_keep(t);
+            return tf__fail(e, TF_ENOMEM, "out of memory");
+        }
+        tf__digest_update(&d, base, strlen(base));
+        tf__digest_final(&d, h);
+        tf__digest_end(&d);
+        int n = snprintf(t->name, sizeof t->name, ".tcpfile-part-");
+        for (int i = 0; i < 8; i++)
+            n += snprintf(t->name + n, sizeof t->name - (size_t)n, "%02x", h[i]);
+    }
+    int rc = open_resumable(dirfd, t, UINT64_MAX, have, e);
+    if (rc != TF_OK)
+        tf__tmpfile_keep(t);
+    return rc;
 }
 
 int tf__local_commit(tf__tmpfile *t, const char *final, tf__err *e)
@@ -256,6 +423,25 @@ int tf__local_commit(tf__tmpfile *t, const char *final, tf__err *e)
     }
     tf__tmpfile_abort(t);
     return rc;
+}
+
+int tf__fs_hash_prefix(int fd, uint64_t len, tf__digest *d, uint8_t *buf, size_t buf_len,
+                       tf__err *e)
+{
+    uint64_t off = 0;
+    while (off < len) {
+        size_t want = len - off < buf_len ? (size_t)(len - off) : buf_len;
+        ssize_t n = pread(fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return tf__fail_errno(e, TF_EIO, errno, "reading the partial file failed");
+        if (n == 0)
+            return tf__fail(e, TF_EIO, "the partial file is shorter than expected");
+        tf__digest_update(d, buf, (size_t)n);
+        off += (uint64_t)n;
+    }
+    return TF_OK;
 }
 
 /* Copies a stream of unknown length into an unnamed temporary file. */

@@ -10,11 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "digest.h"
 #include "internal.h"
 
 /* The hidden subdirectory of the root that holds uploads in progress. A
    directory is never listed nor served, so its files cannot be fetched. */
 #define TF_TMP_DIR ".tcpfile-tmp"
+#define TF_TMP_PLAIN_PREFIX "up-"
+#define TF_TMP_RESUME_PREFIX "resume-"
 
 /* Opens root as a directory descriptor. TF_ENOENT, TF_EACCES, TF_EINVAL. */
 int tf__root_open(const char *root, int *dirfd, tf__err *e);
@@ -37,6 +40,17 @@ typedef struct tf__tmpfile {
 
 /* Server side: a new temporary under root/TF_TMP_DIR. */
 int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e);
+
+/* Server side, resumable: opens (or creates) root/TF_TMP_DIR/<stem>, locked
+   against a second connection (TF_EBUSY), positioned at its end; *have is
+   what it already holds, at most size (a longer one is emptied). */
+int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, tf__tmpfile *t,
+                               uint64_t *have, tf__err *e);
+
+/* Removes leftovers in root/TF_TMP_DIR: every plain upload temporary (a
+   crash's debris: no connection owns one at start-up) when all_plain is
+   set, and resumable ones untouched for ttl_s seconds. */
+void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s);
 /* Whether an upload may be stored as name: TF_EEXIST if it exists and
    overwrite is 0, TF_EACCES if it exists and is not a regular file. */
 int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e);
@@ -56,8 +70,24 @@ int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *fi
 /* Renames the temporary to final (no-op when direct). */
 int tf__local_commit(tf__tmpfile *t, const char *final, tf__err *e);
 
+/* Client side, resumable: like tf__local_begin, but the temporary has a
+   fixed name beside the target (".<name>.tcpfile-part"), is reused if it
+   exists, and *have says how many bytes it already holds. */
+int tf__local_begin_resumable(const char *path, const char *name, tf__tmpfile *t,
+                              char *final, size_t final_len, uint64_t *have, tf__err *e);
+
+/* Empties an open temporary, to start again from byte 0. */
+int tf__tmpfile_restart(tf__tmpfile *t, tf__err *e);
+
 /* Closes and removes the temporary; safe to call twice or after commit. */
 void tf__tmpfile_abort(tf__tmpfile *t);
+/* Closes the temporary but keeps it on disk, to be resumed later. */
+void tf__tmpfile_keep(tf__tmpfile *t);
+
+/* Feeds bytes [0, len) of fd to d, reading through buf. TF_EIO when the
+   file cannot be read or is shorter. */
+int tf__fs_hash_prefix(int fd, uint64_t len, tf__digest *d, uint8_t *buf, size_t buf_len,
+                       tf__err *e);
 
 /* Opens a local file for upload. *size is its size when it is a regular
    file; anything else (a pipe, a terminal) is copied into an unnamed

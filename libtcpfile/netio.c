@@ -69,17 +69,42 @@ static void set_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+void tf__stream_rate_reset(tf__stream *s)
+{
+    s->waited_ms = 0;
+    s->moved = 0;
+}
+
+/* Fails a peer that has kept us waiting a whole window while moving less
+   than min_rate bytes per second of it. */
+static int rate_check(tf__stream *s, tf__err *e)
+{
+    int64_t window = s->timeout_ms > 0 ? s->timeout_ms : 30000;
+    if (!s->min_rate || s->waited_ms < window)
+        return TF_OK;
+    if (s->moved * 1000 < s->min_rate * (uint64_t)s->waited_ms)
+        return tf__fail(e, TF_ETIMEDOUT,
+                        "the peer is too slow: %llu bytes in %lld ms of waiting (at least "
+                        "%llu bytes/s required)",
+                        (unsigned long long)s->moved, (long long)s->waited_ms,
+                        (unsigned long long)s->min_rate);
+    tf__stream_rate_reset(s);
+    return TF_OK;
+}
+
 /* Waits for events on s->fd. TF_OK when ready, else the failure. */
 static int wait_for(tf__stream *s, short events, int timeout_ms, tf__err *e)
 {
     struct pollfd p[2] = {{.fd = s->fd, .events = events}, {.fd = s->abort_fd, .events = POLLIN}};
     nfds_t n = s->abort_fd >= 0 ? 2 : 1;
     for (;;) {
+        int64_t start = tf__now_ms();
         int r = poll(p, n, timeout_ms > 0 ? timeout_ms : -1);
+        s->waited_ms += tf__now_ms() - start;
         if (r > 0) {
             if (n == 2 && p[1].revents)
                 return tf__fail(e, TF_ECANCELED, "the server is stopping");
-            return TF_OK;
+            return rate_check(s, e);
         }
         if (r == 0)
             return tf__fail(e, TF_ETIMEDOUT, "the peer made no progress for %d ms",
@@ -267,6 +292,7 @@ static int recv_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err 
         ssize_t n = recv(s->fd, buf, cap, MSG_DONTWAIT);
         if (n >= 0) {
             *got = (size_t)n;
+            s->moved += (uint64_t)n;
             return TF_OK;
         }
         if (errno == EINTR)
@@ -322,6 +348,7 @@ int tf__stream_write(tf__stream *s, const void *buf, size_t len, tf__err *e)
     while (len > 0) {
         ssize_t n = send(s->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
+            s->moved += (uint64_t)n;
             p += n;
             len -= (size_t)n;
             continue;
@@ -397,6 +424,7 @@ int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t 
         off_t off = (off_t)*offset;
         ssize_t n = sendfile_nosignal(s->fd, file_fd, &off, (size_t)want);
         if (n > 0) {
+            s->moved += (uint64_t)n;
             *offset = (uint64_t)off;
             continue;
         }

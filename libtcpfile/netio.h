@@ -16,9 +16,19 @@
 
 typedef struct tf__stream {
     int fd;
-    int timeout_ms; /* longest wait without progress; 0 = none */
-    int abort_fd;   /* -1, or a descriptor that turns readable to abort waits */
+    int timeout_ms;        /* longest wait without progress; 0 = none */
+    int abort_fd;          /* -1, or a descriptor that turns readable to abort waits */
+    /* Minimum progress: over every timeout_ms (default 30 s) spent waiting
+       for the peer, at least min_rate bytes per second of that waiting
+       must move, or the stream fails with TF_ETIMEDOUT. Time the caller
+       spends on its own work (disk, fsync) does not count. 0 = off. */
+    uint64_t min_rate;
+    int64_t waited_ms;     /* waiting for the peer, this window */
+    uint64_t moved;        /* bytes moved, this window */
 } tf__stream;
+
+/* Starts a new minimum-progress window (at each request). */
+void tf__stream_rate_reset(tf__stream *s);
 
 /* Resolves host:port ("[::1]" accepted) and connects within timeout_ms,
    trying each address in turn. On success s->fd is an open socket with

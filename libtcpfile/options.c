@@ -26,6 +26,10 @@ static const option_spec specs[TF__OPT_COUNT] = {
     [TF_OPT_MAX_MEMORY] = {(int64_t)256 << 20, 1, INT64_MAX},
     [TF_OPT_MAX_LIST_ENTRIES] = {1000000, 1, UINT32_MAX},
     [TF_OPT_STOP_GRACE_MS] = {5000, 0, MS_MAX},
+    [TF_OPT_CHECKSUM] = {1, 0, 1},
+    [TF_OPT_RESUME] = {0, 0, 1},
+    [TF_OPT_RESUME_TTL_S] = {86400, 1, (int64_t)365 * 86400},
+    [TF_OPT_MIN_RATE] = {1024, 0, (int64_t)1 << 40},
 };
 
 static int key_known(int key)

@@ -13,13 +13,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "fspath.h"
 #include "internal.h"
 #include "netio.h"
+#include "transfer.h"
 #include "wire.h"
 
 #define MAX_LISTEN 8
-#define RECV_BUF ((size_t)256 << 10)
+#define XFER_BUF ((size_t)256 << 10)
 #define THREAD_STACK ((size_t)256 << 10)
 /* How long a refused (busy) client is given to read its refusal. */
 #define BUSY_LINGER_MS 50
@@ -55,6 +57,8 @@ typedef struct conn {
     tf__stream s;
     conn_state state;
     char peer[64];
+    uint32_t features;  /* negotiated in the handshake */
+    uint8_t *buf;       /* XFER_BUF bytes while a transfer is in flight */
     tf__err err;
 } conn;
 
@@ -86,14 +90,15 @@ static void log_request(conn *c, const outcome *o)
 
 /* ---- frames out -------------------------------------------------------- */
 
-static int send_response(conn *c, int op, int code, uint64_t size, const char *message)
+static int send_response(conn *c, int op, int code, uint64_t size, uint8_t flags,
+                         const char *message)
 {
     uint8_t buf[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
     size_t mlen = message ? strlen(message) : 0;
     if (mlen > TF_WIRE_MESSAGE_MAX)
         mlen = TF_WIRE_MESSAGE_MAX;
-    tf_wire_response r = {.op = (uint8_t)op, .status = tf__wire_status(code), .size = size,
-                          .message = message, .message_len = (uint16_t)mlen};
+    tf_wire_response r = {.op = (uint8_t)op, .flags = flags, .status = tf__wire_status(code),
+                          .size = size, .message = message, .message_len = (uint16_t)mlen};
     long n = tf__wire_encode_response(buf, sizeof buf, &r);
     tf__err ignored;
     return tf__stream_write(&c->s, buf, (size_t)n, &ignored);
@@ -102,16 +107,12 @@ static int send_response(conn *c, int op, int code, uint64_t size, const char *m
 /* Replies with the failure recorded in c->err. */
 static int send_failure(conn *c, int op, int code)
 {
-    return send_response(c, op, code, 0, c->err.msg[0] ? c->err.msg : tf_strerror(code));
+    return send_response(c, op, code, 0, 0, c->err.msg[0] ? c->err.msg : tf_strerror(code));
 }
 
-static int send_trailer(conn *c, int code)
+static uint32_t offered_features(const tf_options *opt)
 {
-    uint8_t buf[TF_WIRE_TRAILER_SIZE];
-    tf_wire_trailer t = {.status = tf__wire_status(code)};
-    tf__wire_encode_trailer(buf, sizeof buf, &t);
-    tf__err ignored;
-    return tf__stream_write(&c->s, buf, sizeof buf, &ignored);
+    return TF_FEATURE_RESUME | (opt->value[TF_OPT_CHECKSUM] ? TF_FEATURE_CHECKSUM : 0);
 }
 
 static int send_hello(conn *c, int code, const char *message)
@@ -122,7 +123,7 @@ static int send_hello(conn *c, int code, const char *message)
     tf_wire_server_hello h = {
         .version_min = TF_WIRE_VERSION,
         .version_max = TF_WIRE_VERSION,
-        .features = TF_FEATURES_KNOWN,
+        .features = offered_features(opt),
         .status = tf__wire_status(code),
         .max_name = (uint16_t)opt->value[TF_OPT_MAX_NAME_LEN],
         .max_upload = (uint64_t)opt->value[TF_OPT_MAX_UPLOAD],
@@ -144,138 +145,162 @@ static int check_name(conn *c, const char *name, size_t len)
     return TF_OK;
 }
 
-/* Sends size bytes of fd and a trailer. A file that shrinks or fails to
-   read mid-way is padded, so the frame stays whole, and the trailer tells
-   the client to discard it. A socket failure is returned. */
-static int send_file_body(conn *c, int fd, uint64_t size, outcome *o)
+/* A transfer on this connection: its buffer, and the checksum if in use. */
+static int xfer_begin(conn *c, tf__xfer *x)
 {
-    uint64_t off = 0;
-    tf__err file_err;
-    int rc = tf__stream_send_file(&c->s, fd, &off, size, &file_err);
-    int body_rc = TF_OK;
-    if (rc == TF_EIO || (rc == TF_OK && off < size)) {
-        body_rc = rc == TF_EIO ? TF_EIO : tf__fail(&file_err, TF_EIO,
-                                                    "the file shrank while being sent");
-        c->err = file_err;
-        static const uint8_t zeros[4096];
-        rc = TF_OK;
-        while (rc == TF_OK && off < size) {
-            size_t k = size - off < sizeof zeros ? (size_t)(size - off) : sizeof zeros;
-            rc = tf__stream_write(&c->s, zeros, k, &c->err);
-            off += k;
-        }
-    } else if (rc != TF_OK) {
-        c->err = file_err;
-        return rc;
-    }
-    o->bytes = off;
-    if (rc == TF_OK)
-        rc = send_trailer(c, body_rc);
-    o->result = rc == TF_OK ? body_rc : rc;
-    return rc;
+    memset(x, 0, sizeof *x);
+    if (!c->buf && !(c->buf = malloc(XFER_BUF)))
+        return tf__fail(&c->err, TF_ENOMEM, "out of memory");
+    x->s = &c->s;
+    x->buf = c->buf;
+    x->buf_len = XFER_BUF;
+    if (tf__digest_begin(&x->digest, (c->features & TF_FEATURE_CHECKSUM) != 0) != TF_OK)
+        return tf__fail(&c->err, TF_ENOMEM, "out of memory");
+    return TF_OK;
+}
+
+/* Buffers belong to requests in flight, not to idle connections. */
+static void xfer_end(conn *c, tf__xfer *x)
+{
+    tf__digest_end(&x->digest);
+    free(c->buf);
+    c->buf = NULL;
 }
 
 static int handle_get(conn *c, const tf_wire_request *r, outcome *o)
 {
-    int fd;
-    uint64_t size;
+    int fd = -1;
+    uint64_t size = 0, offset = r->offset;
+    uint8_t flags = 0;
+    tf__xfer x;
     int rc = check_name(c, r->name, r->name_len);
     if (rc == TF_OK)
         rc = tf__fs_open_read(c->srv->rootfd, o->name, &fd, &size, &c->err);
+    if (rc == TF_OK)
+        rc = xfer_begin(c, &x);
+    if (rc == TF_OK && offset > size) {
+        /* The file is shorter than the client's partial copy: it changed,
+           so the client must start again. */
+        flags |= TF_RESP_FROM_START;
+        offset = 0;
+    }
+    /* The checksum covers the whole file, resumed or not. */
+    if (rc == TF_OK && offset && tf__digest_on(&x.digest))
+        rc = tf__fs_hash_prefix(fd, offset, &x.digest, c->buf, XFER_BUF, &c->err);
     if (rc != TF_OK) {
+        if (fd >= 0) {
+            close(fd);
+            xfer_end(c, &x);
+        }
         o->result = rc;
         return send_failure(c, TF_OP_GET, rc);
     }
-    rc = send_response(c, TF_OP_GET, TF_OK, size, NULL);
+    rc = send_response(c, TF_OP_GET, TF_OK, size - offset, flags, NULL);
+    int src_rc = TF_OK;
+    tf__err src_err;
+    uint64_t off = offset;
     if (rc == TF_OK)
-        rc = send_file_body(c, fd, size, o);
-    else
-        o->result = rc;
+        rc = tf__xfer_send_fd(&x, fd, &off, size - offset, &src_rc, &src_err, &c->err);
+    if (rc == TF_OK)
+        rc = tf__xfer_send_trailer(&x, src_rc, &c->err);
+    if (src_rc != TF_OK)
+        c->err = src_err;
+    xfer_end(c, &x);
     close(fd);
+    o->bytes = off - offset;
+    o->result = rc != TF_OK ? rc : src_rc;
     return rc;
 }
 
-/*
- * Receives an upload's payload and trailer into fd. Write failures (a full
- * disk) do not stop the reading, so the stream stays in step and the
- * client hears the real reason; they come back through *store_rc.
- */
-static int receive_body(conn *c, int fd, uint64_t size, int *store_rc, tf__err *store_err,
-                        uint16_t *trailer_status)
+/* The resumable temporary for an upload key and name: a digest of both, so
+   one key cannot reach another name's upload. */
+static void resume_stem(const tf_wire_request *r, char *out, size_t len)
 {
-    uint8_t *buf = malloc(RECV_BUF);
-    if (!buf)
-        return tf__fail(&c->err, TF_ENOMEM, "out of memory");
-    uint64_t done = 0;
-    int rc = TF_OK;
-    *store_rc = TF_OK;
-    while (done < size) {
-        size_t want = size - done < RECV_BUF ? (size_t)(size - done) : RECV_BUF;
-        size_t got;
-        rc = tf__stream_read_some(&c->s, buf, want, &got, &c->err);
-        if (rc != TF_OK)
-            break;
-        if (*store_rc == TF_OK)
-            *store_rc = tf__fs_write_all(fd, buf, got, store_err);
-        done += got;
-    }
-    if (rc == TF_OK) {
-        tf_wire_trailer t;
-        rc = tf__stream_read(&c->s, buf, TF_WIRE_TRAILER_SIZE, &c->err);
-        long n = rc == TF_OK ? tf__wire_decode_trailer(buf, TF_WIRE_TRAILER_SIZE, &t) : 0;
-        if (rc == TF_OK && n == TF_WIRE_NEED_MORE) {
-            rc = tf__stream_read(&c->s, buf + TF_WIRE_TRAILER_SIZE, t.digest_len, &c->err);
-            n = TF_WIRE_TRAILER_SIZE + t.digest_len;
-        }
-        if (rc == TF_OK && n < 0)
-            rc = tf__fail(&c->err, TF_EPROTO, "malformed trailer");
-        if (rc == TF_OK)
-            *trailer_status = t.status;
-    }
-    free(buf);
-    return rc;
+    tf__digest d;
+    uint8_t h[TF_DIGEST_SIZE];
+    out[0] = '\0';
+    if (tf__digest_begin(&d, 1) != TF_OK)
+        return;
+    tf__digest_update(&d, r->key, TF_UPLOAD_KEY_SIZE);
+    tf__digest_update(&d, r->name, r->name_len);
+    tf__digest_final(&d, h);
+    tf__digest_end(&d);
+    for (int i = 0; i < TF_DIGEST_SIZE && (size_t)(2 * i + 2) < len; i++)
+        snprintf(out + 2 * i, len - 2 * (size_t)i, "%02x", h[i]);
 }
 
-static int handle_put(conn *c, const tf_wire_request *r, outcome *o)
+/* Checks a put before any data moves, and opens its temporary: a fresh
+   one, or the partial file of the same upload (then *have > 0). */
+static int put_prepare(conn *c, const tf_wire_request *r, const char *name, tf__tmpfile *t,
+                       uint64_t *have)
 {
     const tf_options *opt = &c->srv->opt;
-    int overwrite = (int)opt->value[TF_OPT_OVERWRITE];
     uint64_t max_upload = (uint64_t)opt->value[TF_OPT_MAX_UPLOAD];
-    tf__tmpfile t;
+    *have = 0;
     int rc = check_name(c, r->name, r->name_len);
     if (rc == TF_OK && opt->value[TF_OPT_READ_ONLY])
         rc = tf__fail(&c->err, TF_EACCES, "the server is read-only");
     if (rc == TF_OK && max_upload && r->size > max_upload)
         rc = tf__fail(&c->err, TF_ETOOBIG, "%llu bytes is over the upload limit of %llu",
                       (unsigned long long)r->size, (unsigned long long)max_upload);
-    /* Refuse before the data moves, not after. */
     if (rc == TF_OK)
-        rc = tf__fs_check_target(c->srv->rootfd, o->name, overwrite, &c->err);
-    if (rc == TF_OK)
-        rc = tf__upload_begin(c->srv->rootfd, &t, &c->err);
+        rc = tf__fs_check_target(c->srv->rootfd, name, (int)opt->value[TF_OPT_OVERWRITE],
+                                 &c->err);
+    if (rc != TF_OK)
+        return rc;
+    if (!r->key)
+        return tf__upload_begin(c->srv->rootfd, t, &c->err);
+    char stem[2 * TF_DIGEST_SIZE + 1];
+    resume_stem(r, stem, sizeof stem);
+    tf__upload_sweep(c->srv->rootfd, 0, opt->value[TF_OPT_RESUME_TTL_S]);
+    return tf__upload_begin_resumable(c->srv->rootfd, stem, r->size, t, have, &c->err);
+}
+
+static int handle_put(conn *c, const tf_wire_request *r, outcome *o)
+{
+    tf__tmpfile t;
+    uint64_t have;
+    tf__xfer x;
+    int rc = put_prepare(c, r, o->name, &t, &have);
+    if (rc == TF_OK) {
+        rc = xfer_begin(c, &x);
+        if (rc == TF_OK && have && tf__digest_on(&x.digest))
+            rc = tf__fs_hash_prefix(t.fd, have, &x.digest, c->buf, XFER_BUF, &c->err);
+        if (rc != TF_OK) {
+            xfer_end(c, &x);
+            tf__tmpfile_keep(&t);
+        }
+    }
     if (rc != TF_OK) {
         o->result = rc;
         return send_failure(c, TF_OP_PUT, rc);
     }
-    rc = send_response(c, TF_OP_PUT, TF_OK, 0, NULL); /* go ahead */
-    int store_rc = TF_OK;
-    tf__err store_err = {{0}};
-    uint16_t trailer_status = 0;
+    /* Go ahead, from byte `have`. */
+    rc = send_response(c, TF_OP_PUT, TF_OK, have, 0, NULL);
+    int store_rc = TF_OK, verdict = TF_OK;
+    tf__err store_err = {{0}}, verdict_err = {{0}};
     if (rc == TF_OK)
-        rc = receive_body(c, t.fd, r->size, &store_rc, &store_err, &trailer_status);
+        rc = tf__xfer_recv(&x, t.fd, NULL, r->size - have, &store_rc, &store_err, &c->err);
+    if (rc == TF_OK)
+        rc = tf__xfer_recv_trailer(&x, &verdict, &verdict_err, &c->err);
+    xfer_end(c, &x);
     if (rc != TF_OK) {
-        tf__tmpfile_abort(&t);
+        /* The connection broke: a resumable upload keeps what arrived. */
+        if (r->key && store_rc == TF_OK)
+            tf__tmpfile_keep(&t);
+        else
+            tf__tmpfile_abort(&t);
         o->result = rc;
         return rc;
     }
-    o->bytes = r->size;
-    if (trailer_status != 0) {
-        store_rc = tf__wire_code(trailer_status);
-        tf__fail(&store_err, store_rc, "the client abandoned the upload: %s",
-                 tf_strerror(store_rc));
+    o->bytes = r->size - have;
+    if (verdict != TF_OK) {
+        store_rc = verdict;
+        store_err = verdict_err;
     }
     if (store_rc == TF_OK)
-        store_rc = tf__upload_commit(c->srv->rootfd, &t, o->name, overwrite, &store_err);
+        store_rc = tf__upload_commit(c->srv->rootfd, &t, o->name,
+                                     (int)c->srv->opt.value[TF_OPT_OVERWRITE], &store_err);
     else
         tf__tmpfile_abort(&t);
     o->result = store_rc;
@@ -283,7 +308,7 @@ static int handle_put(conn *c, const tf_wire_request *r, outcome *o)
         c->err = store_err;
         return send_failure(c, TF_OP_PUT, store_rc);
     }
-    return send_response(c, TF_OP_PUT, TF_OK, r->size, NULL);
+    return send_response(c, TF_OP_PUT, TF_OK, r->size, 0, NULL);
 }
 
 static int handle_list(conn *c, const tf_wire_request *r, outcome *o)
@@ -305,16 +330,20 @@ static int handle_list(conn *c, const tf_wire_request *r, outcome *o)
             rc = tf__fail(&c->err, TF_EINTERNAL, "cannot encode the listing");
     }
     tf_listing_free(l);
+    tf__xfer x;
+    if (rc == TF_OK)
+        rc = xfer_begin(c, &x);
     o->result = rc;
     if (rc != TF_OK) {
         free(buf);
         return send_failure(c, TF_OP_LIST, rc);
     }
-    rc = send_response(c, TF_OP_LIST, TF_OK, len, NULL);
+    rc = send_response(c, TF_OP_LIST, TF_OK, len, 0, NULL);
     if (rc == TF_OK)
-        rc = tf__stream_write(&c->s, buf, len, &c->err);
+        rc = tf__xfer_send_mem(&x, buf, len, &c->err);
     if (rc == TF_OK)
-        rc = send_trailer(c, TF_OK);
+        rc = tf__xfer_send_trailer(&x, TF_OK, &c->err);
+    xfer_end(c, &x);
     free(buf);
     o->bytes = len;
     o->result = rc;
@@ -336,7 +365,7 @@ static int read_request(conn *c, uint8_t *buf, tf_wire_request *r, int *eof)
         /* The frame is still well formed: skip the name and say why. The
            name may be longer than buf (up to 65535 bytes), so skip it in
            pieces, after the head, whose op (already in r) the reply echoes. */
-        size_t skip = tf__get_u16(buf + 2);
+        size_t skip = tf__wire_request_tail(r);
         while (skip > 0) {
             size_t k = skip < TF_WIRE_NAME_MAX ? skip : TF_WIRE_NAME_MAX;
             rc = tf__stream_read(&c->s, buf + TF_WIRE_REQUEST_SIZE, k, &c->err);
@@ -348,10 +377,11 @@ static int read_request(conn *c, uint8_t *buf, tf_wire_request *r, int *eof)
                                             "(at most %zu bytes)", max_name);
     }
     if (n == TF_WIRE_NEED_MORE) {
-        rc = tf__stream_read(&c->s, buf + TF_WIRE_REQUEST_SIZE, r->name_len, &c->err);
+        size_t tail = tf__wire_request_tail(r);
+        rc = tf__stream_read(&c->s, buf + TF_WIRE_REQUEST_SIZE, tail, &c->err);
         if (rc != TF_OK)
             return rc;
-        n = tf__wire_decode_request(buf, TF_WIRE_REQUEST_SIZE + r->name_len, max_name, r);
+        n = tf__wire_decode_request(buf, TF_WIRE_REQUEST_SIZE + tail, max_name, r);
     }
     if (n < 0)
         return tf__fail(&c->err, TF_EPROTO, "malformed request");
@@ -365,11 +395,14 @@ static int request_valid(conn *c, const tf_wire_request *r)
 {
     if (r->op != TF_OP_GET && r->op != TF_OP_PUT && r->op != TF_OP_LIST)
         return tf__fail(&c->err, TF_EPROTO, "unknown operation %u", (unsigned)r->op);
-    if (r->flags != 0)
+    int resume = (c->features & TF_FEATURE_RESUME) != 0;
+    if (r->flags & ~TF_REQ_UPLOAD_KEY)
         return tf__fail(&c->err, TF_EPROTO, "unknown request flags 0x%02x",
                         (unsigned)r->flags);
-    if (r->offset != 0)
-        return tf__fail(&c->err, TF_EPROTO, "a non-zero offset was not negotiated");
+    if (r->flags && (r->op != TF_OP_PUT || !resume))
+        return tf__fail(&c->err, TF_EPROTO, "an upload key needs put and resume");
+    if (r->offset != 0 && (r->op != TF_OP_GET || !resume))
+        return tf__fail(&c->err, TF_EPROTO, "an offset needs get and resume");
     if (r->op != TF_OP_PUT && r->size != 0)
         return tf__fail(&c->err, TF_EPROTO, "a size is only allowed on put");
     return TF_OK;
@@ -392,7 +425,7 @@ static const char *op_label(int op)
 /* Serves one request. Returns TF_OK to go on with the next one. */
 static int serve_request(conn *c)
 {
-    uint8_t buf[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX];
+    uint8_t buf[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + TF_UPLOAD_KEY_SIZE];
     tf_wire_request r = {0};
     outcome o = {.op = "request", .started_ms = tf__now_ms()};
     tf__err_clear(&c->err);
@@ -464,6 +497,7 @@ static int handshake(conn *c)
         0)
         return tf__fail(&c->err, TF_EPROTO, "no common protocol version (client %u-%u)",
                         (unsigned)h.version_min, (unsigned)h.version_max);
+    c->features = h.features & offered_features(&c->srv->opt);
     return TF_OK;
 }
 
@@ -476,6 +510,7 @@ static void *connection_main(void *arg)
 
     c->state = CONN_HANDSHAKE;
     c->s.timeout_ms = (int)opt->value[TF_OPT_IO_TIMEOUT_MS];
+    c->s.min_rate = (uint64_t)opt->value[TF_OPT_MIN_RATE];
     c->s.abort_fd = srv->stop_pipe[0];
     rc = handshake(c);
     if (rc != TF_OK) {
@@ -492,6 +527,7 @@ static void *connection_main(void *arg)
         c->state = CONN_REQUEST;
         /* A request that has begun may finish during a stop's grace period. */
         c->s.abort_fd = srv->cut_pipe[0];
+        tf__stream_rate_reset(&c->s);
         rc = serve_request(c);
     }
     /* Linger only after an error reply, so the client can read it before

@@ -147,10 +147,16 @@ uint16_t tf__wire_negotiate(uint16_t a_min, uint16_t a_max, uint16_t b_min, uint
     return lo <= hi ? hi : 0;
 }
 
+size_t tf__wire_request_tail(const tf_wire_request *r)
+{
+    return (size_t)r->name_len + ((r->flags & TF_REQ_UPLOAD_KEY) ? TF_UPLOAD_KEY_SIZE : 0);
+}
+
 long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
 {
-    size_t need = TF_WIRE_REQUEST_SIZE + (size_t)r->name_len;
-    if (r->name_len > TF_WIRE_NAME_MAX || cap < need)
+    size_t need = TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(r);
+    if (r->name_len > TF_WIRE_NAME_MAX || cap < need ||
+        ((r->flags & TF_REQ_UPLOAD_KEY) && !r->key))
         return TF_EINVAL;
     buf[0] = r->op;
     buf[1] = r->flags;
@@ -160,6 +166,8 @@ long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
     tf__put_u64(buf + 16, r->offset);
     if (r->name_len)
         memcpy(buf + TF_WIRE_REQUEST_SIZE, r->name, r->name_len);
+    if (r->flags & TF_REQ_UPLOAD_KEY)
+        memcpy(buf + TF_WIRE_REQUEST_SIZE + r->name_len, r->key, TF_UPLOAD_KEY_SIZE);
     return (long)need;
 }
 
@@ -173,15 +181,18 @@ long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
     r->name_len = tf__get_u16(buf + 2);
     r->size = tf__get_u64(buf + 8);
     r->offset = tf__get_u64(buf + 16);
+    r->key = NULL;
     /* The name limit is checked before we wait for (or look at) the name. */
     if (max_name > TF_WIRE_NAME_MAX)
         max_name = TF_WIRE_NAME_MAX;
     if (r->name_len > max_name)
         return TF_ETOOBIG;
-    if (len - TF_WIRE_REQUEST_SIZE < r->name_len)
+    if (len - TF_WIRE_REQUEST_SIZE < tf__wire_request_tail(r))
         return TF_WIRE_NEED_MORE;
     r->name = (const char *)buf + TF_WIRE_REQUEST_SIZE;
-    return TF_WIRE_REQUEST_SIZE + (long)r->name_len;
+    if (r->flags & TF_REQ_UPLOAD_KEY)
+        r->key = buf + TF_WIRE_REQUEST_SIZE + r->name_len;
+    return TF_WIRE_REQUEST_SIZE + (long)tf__wire_request_tail(r);
 }
 
 long tf__wire_encode_response(uint8_t *buf, size_t cap, const tf_wire_response *r)

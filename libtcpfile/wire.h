@@ -44,9 +44,18 @@ enum tf_wire_op {
     TF_OP_LIST = 3
 };
 
-/* Feature bits negotiated in the handshake; none are defined in version 1.
-   A peer grants only bits it knows, so unknown bits are always safe. */
-#define TF_FEATURES_KNOWN 0u
+/* Feature bits negotiated in the handshake: in use when both hellos set
+   them. A peer ignores bits it does not know, so new bits are always safe. */
+#define TF_FEATURE_CHECKSUM 0x1u /* trailers carry an XXH3-128 digest   */
+#define TF_FEATURE_RESUME 0x2u   /* offsets and upload keys (resume)   */
+#define TF_FEATURES_KNOWN (TF_FEATURE_CHECKSUM | TF_FEATURE_RESUME)
+
+/* Request flags. */
+#define TF_REQ_UPLOAD_KEY 0x01u  /* put: a 16-byte upload key follows the name */
+#define TF_UPLOAD_KEY_SIZE 16
+/* Response flags. */
+#define TF_RESP_FROM_START 0x01u /* get: the offset was not honoured; the
+                                    payload starts at byte 0 */
 
 typedef struct tf_wire_client_hello {
     uint16_t version_min;
@@ -70,11 +79,12 @@ typedef struct tf_wire_server_hello {
 
 typedef struct tf_wire_request {
     uint8_t op;
-    uint8_t flags;          /* 0 in version 1 */
-    uint64_t size;          /* PUT: payload bytes; otherwise 0 */
-    uint64_t offset;        /* 0 in version 1 (reserved for resume) */
+    uint8_t flags;          /* TF_REQ_* bits */
+    uint64_t size;          /* PUT: the file's full size; otherwise 0 */
+    uint64_t offset;        /* GET: first byte wanted (resume); otherwise 0 */
     const char *name;       /* points into the decoded buffer */
     uint16_t name_len;
+    const uint8_t *key;     /* with TF_REQ_UPLOAD_KEY: 16 bytes after the name */
 } tf_wire_request;
 
 typedef struct tf_wire_response {
@@ -120,6 +130,9 @@ long tf__wire_decode_server_hello(const uint8_t *buf, size_t len, tf_wire_server
 long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r);
 long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
                              tf_wire_request *r);
+
+/* Bytes after the request head: the name, and the upload key if flagged. */
+size_t tf__wire_request_tail(const tf_wire_request *r);
 
 long tf__wire_encode_response(uint8_t *buf, size_t cap, const tf_wire_response *r);
 long tf__wire_decode_response(const uint8_t *buf, size_t len, tf_wire_response *r);

@@ -1267,18 +1267,20 @@ static void test_loopback_unknown_op_closes(void **state)
     } cases[] = {
         {0x7f, 0, 0, 0},        /* unknown op */
         {0, 0, 0, 0},           /* op 0 */
-        {TF_OP_GET, 1, 0, 0},   /* flags */
+        {TF_OP_GET, 0x80, 0, 0}, /* flags nobody defined */
+        {TF_OP_GET, 0x01, 0, 0}, /* an upload key on a get (the key follows the name) */
         {TF_OP_GET, 0, 0, 100}, /* an offset nobody negotiated */
         {TF_OP_LIST, 0, 77, 0}, /* a size on list */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int fd = raw_connect(g.main.port);
         raw_handshake(fd);
-        uint8_t buf[TF_WIRE_REQUEST_SIZE + 8];
+        uint8_t buf[TF_WIRE_REQUEST_SIZE + 8 + TF_UPLOAD_KEY_SIZE];
         tf_wire_request r = {.op = cases[i].op,
                              .flags = cases[i].flags,
                              .size = cases[i].size,
-                             .offset = cases[i].offset};
+                             .offset = cases[i].offset,
+                             .key = (const uint8_t *)"0123456789abcdef"};
         if (cases[i].op == TF_OP_GET) {
             r.name = "whatever";
             r.name_len = 8;

@@ -551,18 +551,20 @@ static void test_wire_request_round_trip(void **state)
 {
     (void)state;
     const tf_wire_request cases[] = {
-        {TF_OP_GET, 0, 0, 0, "hi.txt", 6},
-        {TF_OP_PUT, 0, UINT64_MAX, 0, "x", 1},
-        {TF_OP_PUT, 0, 0x100000000u, 0, "caf\xc3\xa9", 5},
-        {TF_OP_LIST, 0, 0, 0, NULL, 0},
-        {0xFF, 0xFF, 0x0102030405060708u, 0x8877665544332211u, name_max,
-         TF_WIRE_NAME_MAX},
+        {TF_OP_GET, 0, 0, 0, "hi.txt", 6, NULL},
+        {TF_OP_PUT, 0, UINT64_MAX, 0, "x", 1, NULL},
+        {TF_OP_PUT, 0, 0x100000000u, 0, "caf\xc3\xa9", 5, NULL},
+        {TF_OP_LIST, 0, 0, 0, NULL, 0, NULL},
+        {0xFF, 0xFE, 0x0102030405060708u, 0x8877665544332211u, name_max,
+         TF_WIRE_NAME_MAX, NULL},
+        {TF_OP_PUT, TF_REQ_UPLOAD_KEY, 42, 0, "k.bin", 5,
+         (const uint8_t *)"0123456789abcdef"},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         const tf_wire_request *c = &cases[i];
         char ctx[64];
         snprintf(ctx, sizeof ctx, "request case %zu", i);
-        const size_t n = TF_WIRE_REQUEST_SIZE + c->name_len;
+        const size_t n = TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(c);
         uint8_t *buf = encode_exact(ctx, enc_request, c, n);
         assert_memory_equal(buf + 4, ((uint8_t[]){0, 0, 0, 0}), 4);
 
@@ -577,6 +579,12 @@ static void test_wire_request_round_trip(void **state)
         assert_ptr_equal(r.name, buf + TF_WIRE_REQUEST_SIZE);
         if (c->name_len)
             assert_memory_equal(r.name, c->name, c->name_len);
+        if (c->flags & TF_REQ_UPLOAD_KEY) {
+            assert_ptr_equal(r.key, buf + TF_WIRE_REQUEST_SIZE + c->name_len);
+            assert_memory_equal(r.key, c->key, TF_UPLOAD_KEY_SIZE);
+        } else {
+            assert_null(r.key);
+        }
 
         /* The receiver's own limit: equal is fine, one less is too big. */
         expect_int(ctx, tf__wire_decode_request(buf, n, c->name_len, &r), (long)n);
@@ -600,7 +608,7 @@ static void test_wire_request_bytes(void **state)
         0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF, 0x00, /* offset */
         'a',  'b',  'c',
     };
-    tf_wire_request r = {TF_OP_PUT, 0, 0x1122334455667788u, 0x99AABBCCDDEEFF00u, "abc", 3};
+    tf_wire_request r = {TF_OP_PUT, 0, 0x1122334455667788u, 0x99AABBCCDDEEFF00u, "abc", 3, NULL};
     uint8_t buf[sizeof want];
     memset(buf, 0x55, sizeof buf);
     assert_int_equal(tf__wire_encode_request(buf, sizeof buf, &r), sizeof want);
@@ -653,7 +661,7 @@ static void test_wire_request_name_limit(void **state)
 
     /* The encoder refuses a name over the protocol ceiling. */
     uint8_t *buf = exact_alloc(TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + 1);
-    tf_wire_request r = {TF_OP_GET, 0, 0, 0, name_max, TF_WIRE_NAME_MAX + 1};
+    tf_wire_request r = {TF_OP_GET, 0, 0, 0, name_max, TF_WIRE_NAME_MAX + 1, NULL};
     assert_int_equal(
         tf__wire_encode_request(buf, TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + 1, &r),
         TF_EINVAL);
@@ -847,7 +855,8 @@ static void test_wire_protocol_example(void **state)
     static const uint8_t trailer[] = {0x00, 0x00, 0x00, 0x00};
     uint8_t buf[64];
 
-    tf_wire_client_hello ch = {TF_WIRE_VERSION, TF_WIRE_VERSION, TF_FEATURES_KNOWN};
+    /* The documented example is a peer that asks for no features. */
+    tf_wire_client_hello ch = {TF_WIRE_VERSION, TF_WIRE_VERSION, 0};
     assert_int_equal(tf__wire_encode_client_hello(buf, sizeof buf, &ch), sizeof client_hello);
     assert_memory_equal(buf, client_hello, sizeof client_hello);
 
@@ -860,7 +869,7 @@ static void test_wire_protocol_example(void **state)
     assert_int_equal(shd.max_name, 255);
     assert_true(shd.max_upload == 0);
 
-    tf_wire_request rq = {TF_OP_GET, 0, 0, 0, "hi.txt", 6};
+    tf_wire_request rq = {TF_OP_GET, 0, 0, 0, "hi.txt", 6, NULL};
     assert_int_equal(tf__wire_encode_request(buf, sizeof buf, &rq), sizeof request);
     assert_memory_equal(buf, request, sizeof request);
 
@@ -1365,7 +1374,7 @@ static void make_seeds(seed_frame *s, size_t *count)
     tf_wire_server_hello sh = {1, 1, 0, 0, 255, 1000, "msg", 3};
     s[n].len = (size_t)tf__wire_encode_server_hello(s[n].data, sizeof s[n].data, &sh);
     n++;
-    tf_wire_request rq = {TF_OP_PUT, 0, 12, 0, "file.bin", 8};
+    tf_wire_request rq = {TF_OP_PUT, 0, 12, 0, "file.bin", 8, NULL};
     s[n].len = (size_t)tf__wire_encode_request(s[n].data, sizeof s[n].data, &rq);
     n++;
     tf_wire_response rs = {TF_OP_GET, 0, 2, 0, "no such", 7};
@@ -1479,7 +1488,7 @@ static void test_wire_garbage_never_crashes(void **state)
         rc = tf__wire_decode_request(buf, len, max_name, &r);
         assert_true(rc >= TF_WIRE_NEED_MORE || rc == TF_ETOOBIG);
         if (rc > 0) {
-            assert_int_equal(rc, TF_WIRE_REQUEST_SIZE + r.name_len);
+            assert_int_equal(rc, TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(&r));
             assert_true((size_t)rc <= len);
             assert_true(r.name_len <= max_name && r.name_len <= TF_WIRE_NAME_MAX);
             assert_ptr_equal(r.name, buf + TF_WIRE_REQUEST_SIZE);

@@ -59,8 +59,11 @@ echo "   tcpfile.pc: ${pc#"$prefix"/}"
 so=$(find "$libdir" -maxdepth 1 -name 'libtcpfile.so.*' -type f | head -n 1)
 [ -n "$so" ] || fail "no libtcpfile.so.* in $libdir"
 
+# Our prefix first, so no other tcpfile is picked up; the system's own
+# directories after it, for what tcpfile.pc requires (libxxhash).
+sys_pc=$(pkg-config --variable pc_path pkg-config)
 pkgconf() {
-  PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_LIBDIR="$pcdir" pkg-config "$@" tcpfile
+  PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_LIBDIR="$pcdir:$sys_pc" pkg-config "$@" tcpfile
 }
 
 # The .pc file must describe the prefix the files were installed into.

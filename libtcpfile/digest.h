@@ -1,0 +1,26 @@
+/*
+ * digest.h - the end-to-end checksum (XXH3-128) as a streaming state. Pure
+ * computation: no sockets, no files.
+ */
+#ifndef TF_DIGEST_H
+#define TF_DIGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TF_DIGEST_SIZE 16
+
+typedef struct tf__digest {
+    void *state; /* XXH3_state_t *, NULL when checksums are off */
+} tf__digest;
+
+/* Starts a digest when on is non-zero; with on == 0 every other call is a
+   no-op. TF_ENOMEM. */
+int tf__digest_begin(tf__digest *d, int on);
+int tf__digest_on(const tf__digest *d);
+void tf__digest_update(tf__digest *d, const void *data, size_t len);
+/* The digest so far, in XXH3's canonical (big-endian) byte order. */
+void tf__digest_final(const tf__digest *d, uint8_t out[TF_DIGEST_SIZE]);
+void tf__digest_end(tf__digest *d);
+
+#endif /* TF_DIGEST_H */
