@@ -745,6 +745,9 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
         rc = tf__fail_errno(&err, TF_EIO, errno, "cannot create a pipe");
     if (rc == TF_OK)
         rc = tf__listen(s->listen_fds, MAX_LISTEN, &s->nlisten, host, port, &err);
+    /* Uploads cut short by a crash are debris now: no connection owns them. */
+    if (rc == TF_OK)
+        tf__upload_sweep(s->rootfd, 1, s->opt.value[TF_OPT_RESUME_TTL_S]);
     if (rc != TF_OK) {
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "%s", err.msg);

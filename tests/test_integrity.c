@@ -1,0 +1,510 @@
+/*
+ * test_integrity.c - the promises of "nothing lost": end-to-end checksums
+ * (a proxy in the middle flips one bit), resumed downloads and uploads,
+ * the minimum-progress timeout, and the start-up sweep of temporaries.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <utime.h>
+
+#include "testutil.h"
+#include "wire.h"
+
+#define FILE_SIZE ((size_t)8 << 20)
+
+/* ---- a proxy that flips one bit ------------------------------------------ */
+
+typedef struct proxy {
+    int listen_fd;
+    char port[16];
+    const char *server_port;
+    int to_server;      /* flip in the client-to-server direction (else back) */
+    long long flip_at;  /* byte index in that direction; -1: flip nothing */
+    pthread_t thread;
+} proxy;
+
+static int listen_loopback(char *port, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    snprintf(port, len, "%u", (unsigned)ntohs(a.sin_port));
+    return fd;
+}
+
+static int connect_loopback(const char *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Copies what is readable on from to to; flips the bit if it passes by. */
+static int pump(int from, int to, long long *count, long long flip_at)
+{
+    char buf[65536];
+    ssize_t n = recv(from, buf, sizeof buf, 0);
+    if (n <= 0)
+        return -1;
+    if (flip_at >= *count && flip_at < *count + n)
+        buf[flip_at - *count] ^= 0x10;
+    *count += n;
+    for (ssize_t done = 0; done < n;) {
+        ssize_t w = send(to, buf + done, (size_t)(n - done), MSG_NOSIGNAL);
+        if (w <= 0)
+            return -1;
+        done += w;
+    }
+    return 0;
+}
+
+static void *proxy_main(void *arg)
+{
+    proxy *p = arg;
+    int client = accept(p->listen_fd, NULL, NULL);
+    int server = connect_loopback(p->server_port);
+    long long up = 0, down = 0;
+    while (client >= 0 && server >= 0) {
+        struct pollfd f[2] = {{.fd = client, .events = POLLIN}, {.fd = server, .events = POLLIN}};
+        if (poll(f, 2, 10000) <= 0)
+            break;
+        if (f[0].revents && pump(client, server, &up, p->to_server ? p->flip_at : -1) != 0)
+            break;
+        if (f[1].revents && pump(server, client, &down, p->to_server ? -1 : p->flip_at) != 0)
+            break;
+    }
+    if (client >= 0)
+        close(client);
+    if (server >= 0)
+        close(server);
+    return NULL;
+}
+
+static void proxy_start(proxy *p, const char *server_port, int to_server, long long flip_at)
+{
+    p->server_port = server_port;
+    p->to_server = to_server;
+    p->flip_at = flip_at;
+    p->listen_fd = listen_loopback(p->port, sizeof p->port);
+    assert_int_equal(pthread_create(&p->thread, NULL, proxy_main, p), 0);
+}
+
+static void proxy_join(proxy *p)
+{
+    pthread_join(p->thread, NULL);
+    close(p->listen_fd);
+}
+
+static tf_client *connect_via(const proxy *p, const tf_options *opt)
+{
+    tf_client *c = NULL;
+    char err[256];
+    int rc = tf_connect_ex(&c, "127.0.0.1", p->port, opt, err, sizeof err);
+    if (rc != TF_OK)
+        fail_msg("connect through the proxy: %s (%s)", tf_strerror(rc), err);
+    return c;
+}
+
+/* ---- fixtures --------------------------------------------------------------- */
+
+typedef struct fixture {
+    test_server server;
+    char local[256];
+    uint8_t *data;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->data = malloc(FILE_SIZE);
+    tu_fill(f->data, FILE_SIZE, 42);
+    tu_server_start(&f->server, NULL);
+    tu_mkdtemp(f->local, sizeof f->local);
+    char path[512];
+    snprintf(path, sizeof path, "%s/big.bin", f->server.root);
+    tu_write_file(path, f->data, FILE_SIZE);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    tu_server_stop(&f->server, 1);
+    tu_rm_rf(f->local);
+    free(f->data);
+    free(f);
+    return 0;
+}
+
+static tf_options *options(int64_t checksum, int64_t resume)
+{
+    tf_options *o;
+    assert_int_equal(tf_options_new(&o), TF_OK);
+    assert_int_equal(tf_options_set(o, TF_OPT_CHECKSUM, checksum), TF_OK);
+    assert_int_equal(tf_options_set(o, TF_OPT_RESUME, resume), TF_OK);
+    return o;
+}
+
+/* Bytes from the start of the server's stream to the first payload byte of
+   a get of a name (server hello, no message; response head). */
+#define GET_PAYLOAD_START (TF_WIRE_SERVER_HELLO_SIZE + TF_WIRE_RESPONSE_SIZE)
+
+/* ---- checksums ------------------------------------------------------------- */
+
+static void test_integrity_get_bit_flip_is_caught(void **state)
+{
+    fixture *f = *state;
+    proxy p;
+    char dest[512];
+    snprintf(dest, sizeof dest, "%s/flipped.bin", f->local);
+    proxy_start(&p, f->server.port, 0, GET_PAYLOAD_START + 123456);
+    tf_client *c = connect_via(&p, NULL);
+    int rc = tf_get(c, "big.bin", dest);
+    assert_int_equal(rc, TF_ECHECKSUM);
+    assert_non_null(strstr(tf_errmsg(c), "checksum"));
+    assert_int_equal(tu_file_size(dest), -1); /* nothing kept */
+    assert_int_equal(tu_count_prefix(f->local, ".tcpfile-part"), 0);
+    /* The stream is still in step: the same connection goes on. */
+    void *d;
+    size_t n;
+    assert_int_equal(tf_get_mem(c, "big.bin", &d, &n), TF_OK);
+    assert_int_equal(n, FILE_SIZE);
+    assert_memory_equal(d, f->data, FILE_SIZE);
+    tf_free(d);
+    tf_close(c);
+    proxy_join(&p);
+}
+
+static void test_integrity_without_checksum_a_flip_goes_unseen(void **state)
+{
+    fixture *f = *state;
+    proxy p;
+    tf_options *o = options(0, 0);
+    proxy_start(&p, f->server.port, 0, GET_PAYLOAD_START + 99);
+    tf_client *c = connect_via(&p, o);
+    void *d;
+    size_t n;
+    /* This is why the checksum is on by default. */
+    assert_int_equal(tf_get_mem(c, "big.bin", &d, &n), TF_OK);
+    assert_int_equal(n, FILE_SIZE);
+    assert_true(memcmp(d, f->data, FILE_SIZE) != 0);
+    assert_int_equal(((uint8_t *)d)[99] ^ f->data[99], 0x10);
+    tf_free(d);
+    tf_close(c);
+    proxy_join(&p);
+    tf_options_free(o);
+}
+
+static void test_integrity_put_bit_flip_is_caught(void **state)
+{
+    fixture *f = *state;
+    proxy p;
+    const char *name = "upload.bin";
+    /* client hello, the put request (head + name), then the payload */
+    long long start = TF_WIRE_CLIENT_HELLO_SIZE + TF_WIRE_REQUEST_SIZE + (long long)strlen(name);
+    proxy_start(&p, f->server.port, 1, start + 4321);
+    tf_client *c = connect_via(&p, NULL);
+    assert_int_equal(tf_put_mem(c, f->data, FILE_SIZE, name), TF_ECHECKSUM);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", f->server.root, name);
+    assert_int_equal(tu_file_size(path), -1);
+    snprintf(path, sizeof path, "%s/.tcpfile-tmp", f->server.root);
+    assert_int_equal(tu_count_prefix(path, "up-"), 0);
+    /* And the connection goes on. */
+    assert_int_equal(tf_put_mem(c, "ok", 2, name), TF_OK);
+    tf_close(c);
+    proxy_join(&p);
+}
+
+static void test_integrity_checksum_off_on_one_side_still_works(void **state)
+{
+    fixture *f = *state;
+    tf_options *o = options(0, 0);
+    tf_client *c = tu_connect(&f->server, o);
+    void *d;
+    size_t n;
+    assert_int_equal(tf_put_mem(c, f->data, 1000, "plain.bin"), TF_OK);
+    assert_int_equal(tf_get_mem(c, "plain.bin", &d, &n), TF_OK);
+    assert_int_equal(n, 1000);
+    assert_memory_equal(d, f->data, 1000);
+    tf_free(d);
+    tf_close(c);
+    tf_options_free(o);
+}
+
+/* ---- resume ------------------------------------------------------------------ */
+
+typedef struct cancel_at {
+    uint64_t limit;    /* cancel once done passes this; 0: never */
+    uint64_t first;    /* done at the first report */
+    uint64_t last;
+    int calls;
+} cancel_at;
+
+static int cancel_progress(void *user, uint64_t done, uint64_t total)
+{
+    cancel_at *c = user;
+    (void)total;
+    if (c->calls++ == 0)
+        c->first = done;
+    assert_true(done >= c->last);
+    c->last = done;
+    return c->limit && done >= c->limit;
+}
+
+static void test_integrity_resumed_get(void **state)
+{
+    fixture *f = *state;
+    tf_options *o = options(1, 1);
+    cancel_at cut = {.limit = 3 << 20};
+    assert_int_equal(tf_options_set_progress(o, cancel_progress, &cut), TF_OK);
+    char dest[512], part[512];
+    snprintf(dest, sizeof dest, "%s/big.bin", f->local);
+    snprintf(part, sizeof part, "%s/.big.bin.tcpfile-part", f->local);
+
+    tf_client *c = tu_connect(&f->server, o);
+    assert_int_equal(tf_get(c, "big.bin", dest), TF_ECANCELED);
+    tf_close(c);
+    long long kept = tu_file_size(part);
+    assert_true(kept >= 3 << 20 && kept < (long long)FILE_SIZE);
+    assert_int_equal(tu_file_size(dest), -1);
+
+    cut = (cancel_at){0};
+    c = tu_connect(&f->server, o);
+    assert_int_equal(tf_get(c, "big.bin", dest), TF_OK);
+    tf_close(c);
+    assert_int_equal(cut.first, (uint64_t)kept); /* it continued, not restarted */
+    assert_int_equal(cut.last, FILE_SIZE);
+    size_t n;
+    uint8_t *got = tu_read_file(dest, &n);
+    assert_int_equal(n, FILE_SIZE);
+    assert_memory_equal(got, f->data, FILE_SIZE);
+    free(got);
+    assert_int_equal(tu_file_size(part), -1);
+    tf_options_free(o);
+}
+
+static void test_integrity_resumed_get_of_a_changed_file(void **state)
+{
+    fixture *f = *state;
+    tf_options *o = options(1, 1);
+    char dest[512], part[512], src[512];
+    snprintf(dest, sizeof dest, "%s/changing.bin", f->local);
+    snprintf(part, sizeof part, "%s/.changing.bin.tcpfile-part", f->local);
+    snprintf(src, sizeof src, "%s/changing.bin", f->server.root);
+    tf_client *c = tu_connect(&f->server, o);
+
+    /* A stale partial with other bytes: the whole-file checksum refuses the
+       mix, drops the partial, and the next try fetches it whole. */
+    uint8_t stale[4096];
+    memset(stale, 0xEE, sizeof stale);
+    tu_write_file(src, f->data, 100000);
+    tu_write_file(part, stale, sizeof stale);
+    assert_int_equal(tf_get(c, "changing.bin", dest), TF_ECHECKSUM);
+    assert_int_equal(tu_file_size(part), -1);
+    assert_int_equal(tu_file_size(dest), -1);
+    assert_int_equal(tf_get(c, "changing.bin", dest), TF_OK);
+    size_t n;
+    uint8_t *got = tu_read_file(dest, &n);
+    assert_int_equal(n, 100000);
+    assert_memory_equal(got, f->data, 100000);
+    free(got);
+
+    /* A partial longer than the file (it shrank): the server sends it whole. */
+    unlink(dest);
+    tu_write_file(part, f->data, 200000);
+    assert_int_equal(tf_get(c, "changing.bin", dest), TF_OK);
+    got = tu_read_file(dest, &n);
+    assert_int_equal(n, 100000);
+    assert_memory_equal(got, f->data, 100000);
+    free(got);
+    tf_close(c);
+    tf_options_free(o);
+}
+
+static void test_integrity_resumed_put(void **state)
+{
+    fixture *f = *state;
+    tf_options *o = options(1, 1);
+    cancel_at cut = {.limit = 3 << 20};
+    assert_int_equal(tf_options_set_progress(o, cancel_progress, &cut), TF_OK);
+    char local[512], tmpdir[512], final[512];
+    snprintf(local, sizeof local, "%s/up.bin", f->local);
+    snprintf(tmpdir, sizeof tmpdir, "%s/.tcpfile-tmp", f->server.root);
+    snprintf(final, sizeof final, "%s/up.bin", f->server.root);
+    tu_write_file(local, f->data, FILE_SIZE);
+
+    tf_client *c = tu_connect(&f->server, o);
+    assert_int_equal(tf_put(c, local, NULL), TF_ECANCELED);
+    tf_close(c);
+    assert_int_equal(tu_file_size(final), -1);
+
+    /* The server notices the cut on its own time; until then the partial
+       upload is locked by the old connection (TF_EBUSY). */
+    cut = (cancel_at){0};
+    int rc = TF_EBUSY;
+    for (int64_t end = tu_now_ms() + 5000; rc == TF_EBUSY && tu_now_ms() < end;) {
+        c = tu_connect(&f->server, o);
+        cut = (cancel_at){0};
+        rc = tf_put(c, local, NULL);
+        tf_close(c);
+        if (rc == TF_EBUSY)
+            tu_sleep_ms(20);
+    }
+    assert_int_equal(rc, TF_OK);
+    assert_true(cut.first >= 3 << 20 && cut.first < FILE_SIZE); /* continued */
+    assert_int_equal(cut.last, FILE_SIZE);
+    size_t n;
+    uint8_t *got = tu_read_file(final, &n);
+    assert_int_equal(n, FILE_SIZE);
+    assert_memory_equal(got, f->data, FILE_SIZE);
+    free(got);
+    assert_int_equal(tu_count_prefix(tmpdir, "resume-"), 0);
+    tf_options_free(o);
+}
+
+static void test_integrity_other_upload_cannot_continue(void **state)
+{
+    fixture *f = *state;
+    tf_options *o = options(1, 1);
+    cancel_at cut = {.limit = 1 << 20};
+    assert_int_equal(tf_options_set_progress(o, cancel_progress, &cut), TF_OK);
+    tf_client *c = tu_connect(&f->server, o);
+    assert_int_equal(tf_put_mem(c, f->data, FILE_SIZE, "mine.bin"), TF_ECANCELED);
+    tf_close(c);
+    /* Different content under the same name has another key: it starts at 0. */
+    uint8_t *other = malloc(FILE_SIZE);
+    memcpy(other, f->data, FILE_SIZE);
+    other[0] ^= 1;
+    cut = (cancel_at){0};
+    c = tu_connect(&f->server, o);
+    assert_int_equal(tf_put_mem(c, other, FILE_SIZE, "mine.bin"), TF_OK);
+    assert_int_equal(cut.first, 0);
+    cut = (cancel_at){0};
+    void *d;
+    size_t n;
+    assert_int_equal(tf_get_mem(c, "mine.bin", &d, &n), TF_OK);
+    assert_int_equal(n, FILE_SIZE);
+    assert_memory_equal(d, other, FILE_SIZE);
+    tf_free(d);
+    tf_close(c);
+    free(other);
+    tf_options_free(o);
+}
+
+/* ---- slow peers and leftovers -------------------------------------------------- */
+
+static void test_integrity_trickling_client_is_cut(void **state)
+{
+    (void)state;
+    tf_options *o;
+    test_server s;
+    assert_int_equal(tf_options_new(&o), TF_OK);
+    assert_int_equal(tf_options_set(o, TF_OPT_IO_TIMEOUT_MS, 300), TF_OK);
+    assert_int_equal(tf_options_set(o, TF_OPT_MIN_RATE, 1000), TF_OK);
+    tu_server_start(&s, o);
+
+    int fd = connect_loopback(s.port);
+    assert_true(fd >= 0);
+    uint8_t hello[TF_WIRE_CLIENT_HELLO_SIZE];
+    tf_wire_client_hello ch = {1, 1, 0};
+    tf__wire_encode_client_hello(hello, sizeof hello, &ch);
+    assert_int_equal(send(fd, hello, sizeof hello, MSG_NOSIGNAL), (ssize_t)sizeof hello);
+    char sink[256];
+    assert_true(recv(fd, sink, TF_WIRE_SERVER_HELLO_SIZE, MSG_WAITALL) ==
+                TF_WIRE_SERVER_HELLO_SIZE);
+
+    /* One byte of a request every 100 ms: each wait is under the 300 ms
+       I/O timeout, but 3 bytes in 300 ms is far under 1000 bytes/s. */
+    int64_t start = tu_now_ms();
+    uint8_t req[TF_WIRE_REQUEST_SIZE] = {TF_OP_LIST};
+    int closed = 0;
+    for (size_t i = 0; i < sizeof req && !closed; i++) {
+        if (send(fd, req + i, 1, MSG_NOSIGNAL) != 1)
+            closed = 1;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) > 0 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
+            closed = 1;
+    }
+    int64_t took = tu_now_ms() - start;
+    assert_true(closed);
+    assert_true(took < 2000);
+    close(fd);
+
+    /* Everyone else is still served. */
+    tf_client *c = tu_connect(&s, NULL);
+    tf_listing *l;
+    assert_int_equal(tf_list(c, &l), TF_OK);
+    tf_listing_free(l);
+    tf_close(c);
+    tu_server_stop(&s, 1);
+    tf_options_free(o);
+}
+
+static void test_integrity_startup_sweeps_leftovers(void **state)
+{
+    (void)state;
+    char root[256], tmp[512], path[600];
+    tu_mkdtemp(root, sizeof root);
+    snprintf(tmp, sizeof tmp, "%s/.tcpfile-tmp", root);
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    snprintf(path, sizeof path, "%s/up-0123456789abcdef", tmp);
+    tu_write_file(path, "half", 4);
+    snprintf(path, sizeof path, "%s/resume-old", tmp);
+    tu_write_file(path, "old", 3);
+    struct utimbuf two_days_ago = {time(NULL) - 2 * 86400, time(NULL) - 2 * 86400};
+    assert_int_equal(utime(path, &two_days_ago), 0);
+    snprintf(path, sizeof path, "%s/resume-new", tmp);
+    tu_write_file(path, "new", 3);
+
+    test_server s;
+    tu_server_start_in(&s, root, NULL);
+    assert_int_equal(tu_count_prefix(tmp, "up-"), 0);  /* a crash's debris */
+    assert_int_equal(tu_count_prefix(tmp, "resume-old"), 0); /* expired */
+    assert_int_equal(tu_count_prefix(tmp, "resume-new"), 1); /* may yet resume */
+    tu_server_stop(&s, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_integrity_get_bit_flip_is_caught),
+        cmocka_unit_test(test_integrity_without_checksum_a_flip_goes_unseen),
+        cmocka_unit_test(test_integrity_put_bit_flip_is_caught),
+        cmocka_unit_test(test_integrity_checksum_off_on_one_side_still_works),
+        cmocka_unit_test(test_integrity_resumed_get),
+        cmocka_unit_test(test_integrity_resumed_get_of_a_changed_file),
+        cmocka_unit_test(test_integrity_resumed_put),
+        cmocka_unit_test(test_integrity_other_upload_cannot_continue),
+        cmocka_unit_test(test_integrity_trickling_client_is_cut),
+        cmocka_unit_test(test_integrity_startup_sweeps_leftovers),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,153 @@
+/* testutil.c - see testutil.h. Failures abort through cmocka's asserts. */
+#include "testutil.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void tu_mkdtemp(char *path, size_t len)
+{
+    assert_true(snprintf(path, len, "/tmp/tcpfile-test-XXXXXX") < (int)len);
+    assert_non_null(mkdtemp(path));
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+void tu_rm_rf(const char *path)
+{
+    if (path && path[0])
+        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void *serve(void *arg)
+{
+    test_server *t = arg;
+    tf_server_run(t->srv);
+    return NULL;
+}
+
+void tu_server_start_in(test_server *t, const char *root, const tf_options *opt)
+{
+    char err[256];
+    snprintf(t->root, sizeof t->root, "%s", root);
+    int rc = tf_server_open_ex(&t->srv, "127.0.0.1", "0", t->root, opt, err, sizeof err);
+    if (rc != TF_OK)
+        fail_msg("tf_server_open: %s (%s)", tf_strerror(rc), err);
+    snprintf(t->port, sizeof t->port, "%d", tf_server_port(t->srv));
+    assert_int_equal(pthread_create(&t->thread, NULL, serve, t), 0);
+    t->running = 1;
+}
+
+void tu_server_start(test_server *t, const tf_options *opt)
+{
+    char root[256];
+    tu_mkdtemp(root, sizeof root);
+    tu_server_start_in(t, root, opt);
+}
+
+void tu_server_stop(test_server *t, int remove_root)
+{
+    if (!t->running)
+        return;
+    tf_server_stop(t->srv);
+    pthread_join(t->thread, NULL);
+    tf_server_close(t->srv);
+    t->running = 0;
+    if (remove_root)
+        tu_rm_rf(t->root);
+}
+
+tf_client *tu_connect(const test_server *t, const tf_options *opt)
+{
+    tf_client *c = NULL;
+    char err[256];
+    int rc = tf_connect_ex(&c, "127.0.0.1", t->port, opt, err, sizeof err);
+    if (rc != TF_OK)
+        fail_msg("tf_connect: %s (%s)", tf_strerror(rc), err);
+    return c;
+}
+
+void tu_fill(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (uint8_t)x;
+    }
+}
+
+void tu_write_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_true(write(fd, data, len) == (ssize_t)len);
+    assert_int_equal(close(fd), 0);
+}
+
+uint8_t *tu_read_file(const char *path, size_t *len)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    assert_int_equal(fstat(fd, &st), 0);
+    uint8_t *p = malloc((size_t)st.st_size + 1);
+    assert_non_null(p);
+    assert_true(read(fd, p, (size_t)st.st_size) == st.st_size);
+    close(fd);
+    *len = (size_t)st.st_size;
+    return p;
+}
+
+long long tu_file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+int tu_count_prefix(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+void tu_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+int64_t tu_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
