@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -22,6 +24,27 @@
 static int fail_fs(tf__err *e, int errnum, const char *what, const char *name)
 {
     return tf__fail_errno(e, tf__code_from_errno(errnum), errnum, "%s \"%s\"", what, name);
+}
+
+/*
+ * Opens name relative to dirfd, never leaving dirfd and never following a
+ * symlink anywhere on the way: openat2 with RESOLVE_BENEATH where the kernel
+ * has it (5.6+), else openat with O_NOFOLLOW, which is as strict here since
+ * a validated name is a single component.
+ */
+static int open_beneath(int dirfd, const char *name, int flags, mode_t mode)
+{
+#ifdef SYS_openat2
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_NOFOLLOW),
+        .mode = (flags & O_CREAT) ? mode : 0,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof how);
+    if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+        return (int)fd; /* EPERM: a seccomp filter that does not know openat2 */
+#endif
+    return openat(dirfd, name, flags | O_NOFOLLOW, mode);
 }
 
 int tf__root_open(const char *root, int *dirfd, tf__err *e)
@@ -37,7 +60,7 @@ int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, tf__
     struct stat st;
     /* O_NONBLOCK: a FIFO planted in the root must not hang the server;
        O_NOFOLLOW: a symlink, even one pointing inside the root, is refused. */
-    *fd = openat(rootfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    *fd = open_beneath(rootfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0);
     if (*fd < 0) {
         if (errno == ELOOP)
             return tf__fail(e, TF_EACCES, "\"%s\" is a symbolic link, which is not served",
@@ -89,8 +112,7 @@ static int create_temp(int dirfd, const char *prefix, tf__tmpfile *t, tf__err *e
             r = (uint64_t)tf__now_ms() * 2654435761u + (uint64_t)attempt;
         snprintf(t->name, sizeof t->name, "%s%016llx", prefix, (unsigned long long)r);
         /* 0666 and the process umask, as any new file gets. */
-        t->fd = openat(dirfd, t->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                       0666);
+        t->fd = open_beneath(dirfd, t->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (t->fd >= 0)
             return TF_OK;
         if (errno != EEXIST)
@@ -132,7 +154,7 @@ static int open_tmp_dir(int rootfd, int create, tf__err *e)
     if (create && mkdirat(rootfd, TF_TMP_DIR, 0700) != 0 && errno != EEXIST)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot create the directory for uploads");
-    int dirfd = openat(rootfd, TF_TMP_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int dirfd = open_beneath(rootfd, TF_TMP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (dirfd < 0)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot open the directory for uploads");
@@ -167,7 +189,7 @@ static int open_resumable(int dirfd, tf__tmpfile *t, uint64_t size, uint64_t *ha
                           tf__err *e)
 {
     struct stat st;
-    t->fd = openat(dirfd, t->name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+    t->fd = open_beneath(dirfd, t->name, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (t->fd < 0)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot open the partial file");
@@ -531,7 +553,7 @@ int tf__fs_scan(int rootfd, size_t max_entries, size_t max_name, tf_listing **ou
     *out = NULL;
     /* A fresh open, not dup(): a dup would share (and move) the read offset
        with every other thread listing the same root. */
-    int fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = open_beneath(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0)
         return tf__fail_errno(e, TF_EIO, errno, "cannot read the directory");
     DIR *d = fdopendir(fd);
