@@ -1,0 +1,697 @@
+#!/usr/bin/env bash
+# compare.sh - runs the same work on 127.0.0.1 with libtcpfile and with the
+# tools people would use instead (nginx + curl, wrk, iperf3, rsync), several
+# times, alternating them, and prints one table of medians with the ratio of
+# libtcpfile to the best peer on each line (the targets of issue 3).
+#
+#   bench/compare.sh [-r REPS] [-n IDLE_CONNS] [-s SECONDS] [-d PARENT_DIR]
+#                    [-b BUILD_DIR] [-p PORT_BASE] [--no-install] [--keep]
+#
+# Debian 12, as root (or with sudo for the installs). It installs what is
+# missing, builds libtcpfile (Release, TF_BUILD_BENCH=ON) into BUILD_DIR,
+# writes the data into a new directory under PARENT_DIR (default /var/tmp:
+# it must be a disk, not tmpfs, for the durable put to mean anything), and
+# runs every server as its own process on 127.0.0.1, ports PORT_BASE to
+# PORT_BASE+6, with its configuration in that directory. Everything it
+# started is stopped, and the directory removed, on exit.
+#
+# Timing: a single transfer (get, put, 10,000 small gets) is timed as the
+# wall-clock time of the client command, from its start to its exit (bash
+# `time`), for every tool alike. iperf3 and wrk report their own rates, and
+# so does tcpfile-bench for its 64-connection and idle modes. See
+# bench/RESULTS.md for what each line runs.
+set -euo pipefail
+
+REPS=3
+IDLE_N=10000
+WRK_SECONDS=10
+SMALL_N=10000
+PARENT=/var/tmp
+PORT_BASE=27800
+INSTALL=1
+KEEP=0
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+BUILD=$REPO/build-bench
+BIG_BYTES=$((1 << 30))
+IDLE_GETS=20
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+  cat <<EOF
+Options:
+  -r REPS        repetitions of every measurement (default $REPS)
+  -n N           idle connections held (default $IDLE_N)
+  -s SECONDS     duration of the 64-connection runs (default $WRK_SECONDS)
+  -d DIR         where the temporary data directory goes (default $PARENT)
+  -b DIR         build directory (default $BUILD)
+  -p PORT        first of the 7 loopback ports used (default $PORT_BASE)
+  --no-install   do not install packages; fail if a tool is missing
+  --keep         keep the data directory (and its logs) at the end
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    -r) REPS=$2; shift 2 ;;
+    -n) IDLE_N=$2; shift 2 ;;
+    -s) WRK_SECONDS=$2; shift 2 ;;
+    -d) PARENT=$2; shift 2 ;;
+    -b) BUILD=$2; shift 2 ;;
+    -p) PORT_BASE=$2; shift 2 ;;
+    --no-install) INSTALL=0; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "compare.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+for v in REPS IDLE_N WRK_SECONDS PORT_BASE; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: $v must be a positive number" >&2; exit 2; }
+done
+
+P_TF=$PORT_BASE
+P_ON=$((PORT_BASE + 1))
+P_OFF=$((PORT_BASE + 2))
+P_RSYNC=$((PORT_BASE + 3))
+P_IPERF=$((PORT_BASE + 4))
+P_TF_IDLE=$((PORT_BASE + 5))
+P_NGX_IDLE=$((PORT_BASE + 6))
+
+say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { say "FAILED: $*" >&2; exit 1; }
+
+# ---- cleanup: everything we start is listed here ----------------------------
+PIDS=()
+WORK=
+POLICY_CREATED=0
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    # Bounded: a server that does not stop in 5 s is killed.
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+  [ "$POLICY_CREATED" -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    if [ "$KEEP" -eq 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Stops one process we started and drops it from PIDS.
+stop_pid() {
+  local pid=$1 keep=() p
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+# ---- install ------------------------------------------------------------------
+install_missing() {
+  local missing=() pkg sudo=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+      missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$INSTALL" -eq 1 ] || die "missing packages: ${missing[*]} (run without --no-install)"
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  # The packages' own services (nginx on port 80) must not start: we run
+  # our own instances. policy-rc.d is Debian's switch for that; ours is
+  # removed again on exit, an existing one is left alone.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${sudo[@]}" chmod 755 /usr/sbin/policy-rc.d
+    POLICY_CREATED=1
+  fi
+  say "installing: ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+  if [ "$POLICY_CREATED" -eq 1 ]; then
+    "${sudo[@]}" rm -f /usr/sbin/policy-rc.d
+    POLICY_CREATED=0
+  fi
+}
+
+PKGS=(gcc libc6-dev make cmake pkg-config curl wrk iperf3 rsync iproute2 procps coreutils)
+# nginx with the WebDAV module (PUT): Debian's nginx-light, -core and -full
+# all have it built in; take nginx-light unless one is there already.
+if ! command -v nginx >/dev/null; then PKGS+=(nginx-light); fi
+install_missing "${PKGS[@]}"
+nginx -V 2>&1 | grep -q -- --with-http_dav_module || die "this nginx has no WebDAV module"
+
+# ---- limits -------------------------------------------------------------------
+ulimit -Hn 1048576 2>/dev/null || ulimit -Hn 65536 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)"
+NOFILE=$(ulimit -n)
+if [ "$NOFILE" != unlimited ] && [ $((IDLE_N + 512)) -gt "$NOFILE" ]; then
+  IDLE_N=$((NOFILE - 512))
+  say "warning: open-file limit $NOFILE: holding $IDLE_N idle connections instead"
+fi
+NGX_CONNS=$((IDLE_N + 1024))
+
+for p in $P_TF $P_ON $P_OFF $P_RSYNC $P_IPERF $P_TF_IDLE $P_NGX_IDLE; do
+  if [ -n "$(ss -Hltn "sport = :$p")" ]; then die "port $p is in use (choose others with -p)"; fi
+done
+
+# ---- build --------------------------------------------------------------------
+say "building libtcpfile (Release, TF_BUILD_BENCH=ON) in $BUILD"
+cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTF_BUILD_BENCH=ON \
+  -DTF_BUILD_TESTS=OFF -DTF_BUILD_EXAMPLES=ON >/dev/null
+cmake --build "$BUILD" -j "$(nproc)" >/dev/null
+BENCH=$BUILD/bench/tcpfile-bench
+HOLD=$BUILD/bench/holdconns
+TFSERVER=$BUILD/examples/tcpfile-server
+
+# ---- data ---------------------------------------------------------------------
+mkdir -p "$PARENT"
+avail=$(df -Pk "$PARENT" | awk 'NR == 2 { print $4 }')
+[ "$avail" -gt $((5 * 1024 * 1024)) ] || die "need 5 GiB free in $PARENT"
+WORK=$(mktemp -d "$PARENT/tcpfile-bench.XXXXXX")
+D=$WORK/data
+mkdir -p "$D" "$WORK/dst" "$WORK/dav/up" "$WORK/rsup"
+say "data in $WORK ($(findmnt -no FSTYPE -T "$WORK" 2>/dev/null || echo ?))"
+head -c "$BIG_BYTES" /dev/urandom >"$D/big.bin"
+head -c $((1 << 20)) /dev/urandom >"$D/m1.bin"
+head -c $((SMALL_N * 4096)) /dev/urandom >"$WORK/small.all"
+split -b 4096 -a 5 -d "$WORK/small.all" "$D/s"
+rm -f "$WORK/small.all"
+sync
+# Page-cache warm: every file read once before anything is timed.
+cat "$D/big.bin" "$D/m1.bin" >/dev/null
+find "$D" -name 's*' -type f -exec cat {} + >/dev/null
+
+# Helpers' inputs: curl's list of 10,000 URLs, wrk's rotation over them.
+for p in $P_ON $P_OFF; do
+  awk -v n="$SMALL_N" -v p="$p" 'BEGIN {
+    print "write-out = \"%{num_connects} %{size_download}\\n\""
+    for (i = 0; i < n; i++) {
+      printf "url = \"http://127.0.0.1:%d/s%05d\"\noutput = \"/dev/null\"\n", p, i
+    }
+  }' >"$WORK/urls-$p.cfg"
+done
+cat >"$WORK/rotate.lua" <<EOF
+local i = 0
+request = function()
+  i = (i + 1) % $SMALL_N
+  return wrk.format("GET", string.format("/s%05d", i))
+end
+EOF
+
+# ---- servers ------------------------------------------------------------------
+wait_listen() { # PORT PID WHAT
+  for _ in $(seq 100); do
+    [ -n "$(ss -Hltn "sport = :$1")" ] && return 0
+    kill -0 "$2" 2>/dev/null || die "$3 exited at start (see $WORK)"
+    sleep 0.05
+  done
+  die "$3 does not listen on port $1"
+}
+
+start_tcpfile() { # PORT -> TF_PID
+  "$TFSERVER" -q --bind 127.0.0.1 --max-connections "$NGX_CONNS" "$1" "$D" \
+    >"$WORK/tcpfile-$1.log" 2>&1 &
+  TF_PID=$!
+  PIDS+=("$TF_PID")
+  wait_listen "$1" "$TF_PID" tcpfile-server
+}
+
+# nginx: one instance per configuration (sendfile on / off), as a foreground
+# master we own. Defaults otherwise, except what keeps the comparison fair:
+# no access log, keep-alive connections never closed by request count.
+start_nginx() { # NAME PORT SENDFILE -> NGX_PID
+  local dir=$WORK/nginx-$1
+  mkdir -p "$dir/body"
+  cat >"$dir/nginx.conf" <<EOF
+daemon off;
+user root root;
+worker_processes auto;
+worker_rlimit_nofile $NOFILE;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections $NGX_CONNS; }
+http {
+  access_log off;
+  types { application/octet-stream bin; }
+  default_type application/octet-stream;
+  sendfile $3;
+  tcp_nopush on;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  client_body_temp_path $dir/body;
+  server {
+    listen 127.0.0.1:$2;
+    root $D;
+    location /up/ {
+      root $WORK/dav;
+      dav_methods PUT;
+      create_full_put_path on;
+      client_max_body_size 0;
+    }
+  }
+}
+EOF
+  nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
+  NGX_PID=$!
+  PIDS+=("$NGX_PID")
+  wait_listen "$2" "$NGX_PID" "nginx ($1)"
+}
+
+start_tcpfile "$P_TF"
+TF_MAIN=$TF_PID
+start_nginx on "$P_ON" on
+NGX_ON=$NGX_PID
+start_nginx off "$P_OFF" off
+NGX_OFF=$NGX_PID
+
+cat >"$WORK/rsyncd.conf" <<EOF
+pid file = $WORK/rsyncd.pid
+log file = $WORK/rsyncd.log
+use chroot = no
+uid = root
+gid = root
+[data]
+  path = $D
+  read only = yes
+[up]
+  path = $WORK/rsup
+  read only = no
+EOF
+rsync --daemon --no-detach --config="$WORK/rsyncd.conf" --address=127.0.0.1 \
+  --port="$P_RSYNC" &
+RSYNCD=$!
+PIDS+=("$RSYNCD")
+wait_listen "$P_RSYNC" "$RSYNCD" rsyncd
+RSYNC_FSYNC=--fsync
+rsync --help | grep -q -- --fsync || RSYNC_FSYNC=
+
+iperf3 -s -B 127.0.0.1 -p "$P_IPERF" >"$WORK/iperf3.log" 2>&1 &
+IPERF=$!
+PIDS+=("$IPERF")
+wait_listen "$P_IPERF" "$IPERF" "iperf3 -s"
+
+# ---- measuring ----------------------------------------------------------------
+RES=$WORK/results.tsv
+: >"$RES"
+REP=0
+CLK_TCK=$(getconf CLK_TCK)
+
+# CPU seconds used so far by a process and its children (live and reaped).
+tree_cpu() {
+  local total=0 p t
+  for p in "$@" $(pgrep -P "$1" 2>/dev/null || true); do
+    t=$(awk '{ sub(/.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$p/stat" 2>/dev/null) || continue
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+
+# Resident memory of nginx's workers (the master's children), KiB.
+workers_rss() {
+  local total=0 p r
+  for p in $(pgrep -P "$1"); do
+    r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+    total=$((total + ${r:-0}))
+  done
+  echo "$total"
+}
+
+# record TEST TOOL VALUE [CLIENT_CPU_S SERVER_CPU_S]
+record() {
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$REP" "$3" "${4:--}" "${5:--}" >>"$RES"
+  printf '    %-22s %-26s %12s   client CPU %s s, server CPU %s s\n' "$1" "$2" "$3" \
+    "${4:--}" "${5:--}"
+}
+
+# timed SERVER_PID CMD...: runs CMD (bounded by timeout), its output to
+# $WORK/out; sets WALL, CCPU (the client's user + sys) and SCPU (the
+# server process tree's CPU during the run). Returns CMD's status.
+timed() {
+  local spid=$1 s0 s1 rc=0 TIMEFORMAT='%3R %3U %3S' u s
+  shift
+  sync
+  s0=$(tree_cpu "$spid")
+  { time timeout 300 "$@" >"$WORK/out" 2>&1; } 2>"$WORK/time" || rc=$?
+  s1=$(tree_cpu "$spid")
+  read -r WALL u s <"$WORK/time"
+  CCPU=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+  SCPU=$(awk -v a="$s0" -v b="$s1" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / t }')
+  if [ "$rc" -ne 0 ]; then
+    say "command failed ($rc): $*"
+    sed 's/^/      | /' "$WORK/out" | tail -5
+  fi
+  return "$rc"
+}
+
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / s / 1e6 }'; }
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.1f", n / s }'; }
+result_field() { grep '^RESULT' "$WORK/out" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
+# Checks that a file received is the one sent (first repetition only).
+check_same() {
+  [ "$REP" -eq 1 ] || return 0
+  cmp -s "$1" "$2" || die "$3: $2 differs from $1"
+}
+
+# rotate N: the order of N tools for this repetition, so that none is
+# always first.
+order() {
+  local n=$1 i
+  for ((i = 0; i < n; i++)); do echo $(((i + REP - 1) % n)); done
+}
+
+# --- the tests: each runs every tool once ------------------------------------
+
+t_get_null() {
+  local i
+  for i in $(order 4); do
+    case $i in
+      0)
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          get big.bin --out /dev/null &&
+          [ "$(result_field bytes)" = "$BIG_BYTES" ] &&
+          record get_null libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1 | 2)
+        local port=$P_ON pid=$NGX_ON name=nginx-sendfile-on+curl
+        [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=nginx-sendfile-off+curl
+        timed "$pid" curl -sS -f -o /dev/null -w '%{size_download}\n' \
+          "http://127.0.0.1:$port/big.bin" &&
+          [ "$(tail -1 "$WORK/out")" = "$BIG_BYTES" ] &&
+          record get_null "$name" "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      3)
+        # iperf3 reports its own rate (receiver side), converted to bytes/s.
+        timed "$IPERF" iperf3 -c 127.0.0.1 -p "$P_IPERF" -Z -n 1G -J &&
+          record get_null iperf3-Z "$(awk '/"sum_received"/ { f = 1 }
+            f && /"bits_per_second"/ { gsub(/[^0-9.eE+]/, "", $2); printf "%.1f", $2 / 8e6; exit }' \
+            "$WORK/out")" "$CCPU" "$SCPU"
+        ;;
+    esac
+  done
+  return 0
+}
+
+t_get_file() {
+  local i dst=$WORK/dst/big.bin
+  for i in $(order 4); do
+    rm -f "$dst"
+    case $i in
+      0)
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          get big.bin --out "$dst" &&
+          check_same "$D/big.bin" "$dst" libtcpfile &&
+          record get_file libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1 | 2)
+        local port=$P_ON pid=$NGX_ON name=nginx-sendfile-on+curl
+        [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=nginx-sendfile-off+curl
+        timed "$pid" curl -sS -f -o "$dst" "http://127.0.0.1:$port/big.bin" &&
+          check_same "$D/big.bin" "$dst" "$name" &&
+          record get_file "$name" "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      3)
+        timed "$RSYNCD" rsync --whole-file "rsync://127.0.0.1:$P_RSYNC/data/big.bin" "$dst" &&
+          check_same "$D/big.bin" "$dst" rsync &&
+          record get_file rsyncd+rsync "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+    esac
+    rm -f "$dst"
+  done
+  return 0
+}
+
+t_put() {
+  local i
+  for i in $(order 5); do
+    rm -f "$D/up.bin" "$WORK/dav/up/big.bin" "$WORK/rsup/big.bin"
+    case $i in
+      0)
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          put "$D/big.bin" up.bin &&
+          check_same "$D/big.bin" "$D/up.bin" libtcpfile &&
+          record put_durable libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1)
+        # nginx answers before the data is on disk, so the sync (fsync of
+        # the file and its directory) is timed too, to match libtcpfile,
+        # whose server fsyncs the file and the directory before it replies.
+        timed "$NGX_ON" bash -c "curl -sS -f -T '$D/big.bin' -o /dev/null \
+          http://127.0.0.1:$P_ON/up/big.bin && sync '$WORK/dav/up/big.bin' '$WORK/dav/up'" &&
+          check_same "$D/big.bin" "$WORK/dav/up/big.bin" curl-T &&
+          record put_durable curl-T+nginx-dav+sync "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      2)
+        # --fsync: the receiving rsync fsyncs the file before renaming it.
+        local name=rsync--fsync
+        [ -n "$RSYNC_FSYNC" ] || name=rsync+sync
+        if [ -n "$RSYNC_FSYNC" ]; then
+          timed "$RSYNCD" rsync --whole-file --fsync "$D/big.bin" \
+            "rsync://127.0.0.1:$P_RSYNC/up/big.bin"
+        else
+          timed "$RSYNCD" bash -c "rsync --whole-file '$D/big.bin' \
+            rsync://127.0.0.1:$P_RSYNC/up/big.bin && sync '$WORK/rsup/big.bin' '$WORK/rsup'"
+        fi &&
+          check_same "$D/big.bin" "$WORK/rsup/big.bin" rsync &&
+          record put_durable "$name" "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      3)
+        # For information: the same uploads without waiting for the disk.
+        timed "$NGX_ON" curl -sS -f -T "$D/big.bin" -o /dev/null \
+          "http://127.0.0.1:$P_ON/up/big.bin" &&
+          record put_not_durable curl-T+nginx-dav "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      4)
+        timed "$RSYNCD" rsync --whole-file "$D/big.bin" "rsync://127.0.0.1:$P_RSYNC/up/big.bin" &&
+          record put_not_durable rsync "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+    esac
+    rm -f "$D/up.bin" "$WORK/dav/up/big.bin" "$WORK/rsup/big.bin"
+  done
+  return 0
+}
+
+t_small() {
+  local i
+  for i in $(order 3); do
+    case $i in
+      0)
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          small --count "$SMALL_N" --prefix s --files "$SMALL_N" --digits 5 &&
+          [ "$(result_field requests)" = "$SMALL_N" ] &&
+          record small_1conn libtcpfile "$(rate "$SMALL_N" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1 | 2)
+        local port=$P_ON pid=$NGX_ON name=nginx-sendfile-on+curl
+        [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=nginx-sendfile-off+curl
+        # One curl, 10,000 URLs: it reuses its one keep-alive connection.
+        if timed "$pid" curl -sS -f --config "$WORK/urls-$port.cfg"; then
+          local conns bytes
+          read -r conns bytes < <(awk '{ c += $1; b += $2 } END { print c, b }' "$WORK/out")
+          [ "$bytes" = $((SMALL_N * 4096)) ] || die "curl: $bytes bytes, $conns connections"
+          record small_1conn "$name" "$(rate "$SMALL_N" "$WALL")" "$CCPU" "$SCPU"
+          [ "$conns" = 1 ] || say "note: curl opened $conns connections"
+        fi
+        ;;
+    esac
+  done
+  return 0
+}
+
+t_conc() {
+  local i
+  for i in $(order 3); do
+    case $i in
+      0)
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          concurrent --conns 64 --seconds "$WRK_SECONDS" --prefix s --files "$SMALL_N" \
+          --digits 5 &&
+          record conc_64 libtcpfile "$(result_field reqps)" "$CCPU" "$SCPU" &&
+          grep -E 'latency|failures' "$WORK/out" | sed 's/^/      /'
+        ;;
+      1 | 2)
+        local port=$P_ON pid=$NGX_ON name=wrk+nginx-sendfile-on
+        [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=wrk+nginx-sendfile-off
+        if timed "$pid" wrk -t "$(nproc)" -c 64 -d "${WRK_SECONDS}s" --latency \
+          -s "$WORK/rotate.lua" "http://127.0.0.1:$port/"; then
+          grep -q 'Non-2xx' "$WORK/out" && die "wrk: errors from nginx"
+          record conc_64 "$name" "$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/out")" \
+            "$CCPU" "$SCPU"
+          grep -A4 'Latency Distribution' "$WORK/out" | tr -s ' ' | paste -sd' ' |
+            sed 's/^/      /'
+        fi
+        ;;
+    esac
+  done
+  return 0
+}
+
+t_idle() {
+  local i
+  for i in $(order 2); do
+    case $i in
+      0)
+        # A fresh server each time: memory freed by an earlier run would
+        # otherwise be reused and hide the growth.
+        start_tcpfile "$P_TF_IDLE"
+        if timed "$TF_PID" "$BENCH" --host 127.0.0.1 --port "$P_TF_IDLE" --server-pid "$TF_PID" \
+          idle --conns "$IDLE_N" --name m1.bin --gets "$IDLE_GETS"; then
+          record idle_bytes_per_conn libtcpfile "$(result_field bytes_per_conn)"
+          record idle_get_1MiB_max_ms libtcpfile "$(result_field max_ms)"
+          record idle_get_1MiB_p50_ms libtcpfile "$(result_field p50_ms)"
+          grep -E '^  (held|server RSS|per conn|get alone)' "$WORK/out" | sed 's/^/      /'
+        fi
+        stop_pid "$TF_PID"
+        ;;
+      1)
+        start_nginx idle "$P_NGX_IDLE" on
+        local url=http://127.0.0.1:$P_NGX_IDLE/m1.bin r0 r1 hold
+        curl -sS -f -o /dev/null "$url"
+        sleep 1
+        r0=$(workers_rss "$NGX_PID")
+        timeout 300 "$HOLD" 127.0.0.1 "$P_NGX_IDLE" "$IDLE_N" --http /m1.bin --seconds 240 \
+          >"$WORK/hold.out" 2>&1 &
+        hold=$!
+        PIDS+=("$hold")
+        for _ in $(seq 1200); do
+          grep -qs '^ready' "$WORK/hold.out" && break
+          kill -0 "$hold" 2>/dev/null || break
+          sleep 0.1
+        done
+        if [ "$(sed -n 's/^ready //p' "$WORK/hold.out")" = "$IDLE_N" ]; then
+          sleep 1
+          r1=$(workers_rss "$NGX_PID")
+          : >"$WORK/lat"
+          for _ in $(seq "$IDLE_GETS"); do
+            curl -sS -f -o /dev/null -w '%{time_total}\n' "$url" >>"$WORK/lat"
+          done
+          record idle_bytes_per_conn nginx "$(((r1 - r0) * 1024 / IDLE_N))"
+          record idle_get_1MiB_max_ms nginx+curl "$(sort -g "$WORK/lat" |
+            awk 'END { printf "%.3f", $1 * 1000 }')"
+          record idle_get_1MiB_p50_ms nginx+curl "$(sort -g "$WORK/lat" |
+            awk '{ v[NR] = $1 } END { printf "%.3f", v[int((NR + 1) / 2)] * 1000 }')"
+          echo "      nginx workers RSS: before $r0 KiB, holding $IDLE_N: $r1 KiB"
+        else
+          say "holdconns failed: $(cat "$WORK/hold.out")"
+        fi
+        stop_pid "$hold"
+        stop_pid "$NGX_PID"
+        ;;
+    esac
+  done
+  return 0
+}
+
+# ---- run ---------------------------------------------------------------------
+say "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB," \
+  "kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
+say "tools: $(nginx -v 2>&1 | sed 's/.*: //'), $(curl --version | head -1 | cut -d' ' -f1-2)," \
+  "wrk $(dpkg-query -W -f='${Version}' wrk), $(iperf3 --version | head -1 | cut -d' ' -f1-2)," \
+  "rsync $(rsync --version | head -1 | awk '{ print $3 }')," \
+  "libtcpfile $("$BENCH" --version | sed 's/.*libtcpfile //; s/)//') ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+say "$REPS repetitions; idle: $IDLE_N connections; 64 connections for $WRK_SECONDS s"
+START=$(date +%s)
+for ((REP = 1; REP <= REPS; REP++)); do
+  say "repetition $REP of $REPS"
+  say "  get 1 GiB to /dev/null (MB/s)"; t_get_null
+  say "  get 1 GiB to a file (MB/s)"; t_get_file
+  say "  put 1 GiB (MB/s)"; t_put
+  say "  $SMALL_N x 4 KiB gets, one connection (files/s)"; t_small
+  say "  4 KiB gets, 64 connections, $WRK_SECONDS s (requests/s)"; t_conc
+  say "  $IDLE_N idle connections"; t_idle
+done
+say "done in $(($(date +%s) - START)) s"
+
+# ---- the table ----------------------------------------------------------------
+# median TEST TOOL-REGEX: the median over repetitions, per tool; prints
+# "value tool" for the best tool (highest, or lowest with "low").
+medians() {
+  awk -F'\t' '{ print $1 "\t" $2 "\t" $4 }' "$RES" | sort -t$'\t' -k1,1 -k2,2 -k3,3g |
+    awk -F'\t' '
+      { k = $1 "\t" $2; v[k, ++n[k]] = $3; if (!(k in seen)) { seen[k] = 1; keys[++nk] = k } }
+      END {
+        for (i = 1; i <= nk; i++) {
+          k = keys[i]; c = n[k]
+          m = c % 2 ? v[k, (c + 1) / 2] : (v[k, c / 2] + v[k, c / 2 + 1]) / 2
+          printf "%s\t%s\t%d\t%s\t%s\n", k, m, c, v[k, 1], v[k, c]
+        }
+      }'
+}
+medians >"$WORK/medians.tsv"
+
+med() { awk -F'\t' -v t="$1" -v o="$2" '$1 == t && $2 == o { print $3 }' "$WORK/medians.tsv"; }
+best() { # TEST DIRECTION(hi|lo) TOOL-REGEX -> "value tool"
+  awk -F'\t' -v t="$1" -v d="$2" -v re="$3" '
+    $1 == t && $2 != "libtcpfile" && $2 ~ re {
+      if (!f || (d == "hi" ? $3 > b : $3 < b)) { b = $3; w = $2; f = 1 }
+    }
+    END { if (f) print b, w }' "$WORK/medians.tsv"
+}
+
+row() { # WORK UNIT TEST PEER_REGEX DIRECTION TARGET_OP TARGET
+  local ours peer pv pn ratio met
+  ours=$(med "$3" libtcpfile)
+  peer=$(best "$3" "$5" "$4")
+  pv=${peer%% *}
+  pn=${peer#* }
+  if [ -z "$ours" ] || [ -z "$peer" ]; then
+    printf '| %s | %s | %s | %s | – | %s %s | not measured |\n' "$1" "${ours:-–}" \
+      "${pv:-–}" "${pn:-–}" "$6" "$7"
+    return
+  fi
+  ratio=$(awk -v a="$ours" -v b="$pv" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+  met=$(awk -v r="$ratio" -v o="$6" -v t="$7" \
+    'BEGIN { print (((o == "≥" && r >= t) || (o == "≤" && r <= t)) ? "yes" : "**no**") }')
+  printf '| %s (%s) | %s | %s | %s | %s× | %s %s× | %s |\n' "$1" "$2" "$ours" "$pv" "$pn" \
+    "$ratio" "$6" "$7" "$met"
+}
+
+echo
+echo "Medians of $REPS runs on 127.0.0.1 ($(date -u +%Y-%m-%d);" \
+  "$(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB, Linux $(uname -r))."
+echo
+echo "| work | libtcpfile | best peer | peer | ratio | target | met |"
+echo "|---|---|---|---|---|---|---|"
+row "get 1 GiB to /dev/null" MB/s get_null '^nginx' hi "≥" 1.0
+row "get 1 GiB to /dev/null" MB/s get_null '^iperf3' hi "≥" 0.9
+row "get 1 GiB to a file" MB/s get_file '.' hi "≥" 1.0
+row "put 1 GiB, durable" MB/s put_durable '.' hi "≥" 1.0
+row "$SMALL_N × 4 KiB gets, one connection" files/s small_1conn '.' hi "≥" 3.0
+row "4 KiB gets, 64 connections, $WRK_SECONDS s" req/s conc_64 '.' hi "≥" 1.0
+row "$IDLE_N idle connections" bytes/conn idle_bytes_per_conn '.' lo "≤" 2.0
+ours=$(med idle_get_1MiB_max_ms libtcpfile)
+peer=$(med idle_get_1MiB_max_ms nginx+curl)
+met=$(awk -v a="${ours:-1e9}" 'BEGIN { print ((a < 100) ? "yes" : "**no**") }')
+echo "| 1 MiB get while $IDLE_N are held (ms, slowest of $IDLE_GETS, new connection each) |" \
+  "${ours:-–} | ${peer:-–} | nginx+curl | – | < 100 ms | $met |"
+echo
+echo "Every tool (median, runs, lowest, highest):"
+echo
+echo "| measurement | tool | median | runs | lowest | highest |"
+echo "|---|---|---|---|---|---|"
+awk -F'\t' '{ printf "| %s | %s | %s | %d | %s | %s |\n", $1, $2, $3, $4, $5, $6 }' \
+  "$WORK/medians.tsv"
+echo
+echo "Client and server CPU seconds per run (median):"
+echo
+echo "| measurement | tool | client CPU s | server CPU s |"
+echo "|---|---|---|---|"
+awk -F'\t' '$5 != "-" { k = $1 "\t" $2; c[k] = c[k] " " $5; s[k] = s[k] " " $6;
+    if (!(k in seen)) { seen[k] = 1; keys[++n] = k } }
+  function md(str,   a, m, i, j, t) {
+    m = split(substr(str, 2), a, " ")
+    for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  }
+  END { for (i = 1; i <= n; i++) { split(keys[i], kk, "\t");
+    printf "| %s | %s | %s | %s |\n", kk[1], kk[2], md(c[keys[i]]), md(s[keys[i]]) } }' "$RES"
