@@ -139,7 +139,10 @@ typedef enum tf_option {
     /* server: least bytes per second a request in flight must move,
        measured over TF_OPT_IO_TIMEOUT_MS windows, so a client trickling
        bytes cannot hold a connection for ever. 0 = no minimum. Default 1024. */
-    TF_OPT_MIN_RATE = 15
+    TF_OPT_MIN_RATE = 15,
+    /* server: worker threads, each serving many connections through epoll.
+       0 = one per online CPU (the default). */
+    TF_OPT_WORKERS = 16
 } tf_option;
 
 /* Creates an options object holding the defaults. TF_ENOMEM. */

@@ -38,7 +38,7 @@ int tf__code_from_errno(int errnum);
 void tf__err_clear(tf__err *e);
 
 /* tf_options: values indexed by tf_option key, plus callbacks. */
-#define TF__OPT_COUNT 16
+#define TF__OPT_COUNT 17
 struct tf_options {
     int64_t value[TF__OPT_COUNT];
     tf_progress_fn progress;

@@ -394,7 +394,7 @@ static int send_file_copy(tf__stream *s, int file_fd, uint64_t *offset, uint64_t
    it in this thread for the call and swallow the one the call raised (not
    one that was already pending). The signal can come with a partial
    success, not only with EPIPE, hence the check after every call. */
-static ssize_t sendfile_nosignal(int sock, int file_fd, off_t *off, size_t count)
+ssize_t tf__sendfile_nosignal(int sock, int file_fd, off_t *off, size_t count)
 {
     sigset_t pipe_set, old, pending;
     sigemptyset(&pipe_set);
@@ -422,7 +422,7 @@ int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t 
         if (want > SENDFILE_CHUNK)
             want = SENDFILE_CHUNK;
         off_t off = (off_t)*offset;
-        ssize_t n = sendfile_nosignal(s->fd, file_fd, &off, (size_t)want);
+        ssize_t n = tf__sendfile_nosignal(s->fd, file_fd, &off, (size_t)want);
         if (n > 0) {
             s->moved += (uint64_t)n;
             *offset = (uint64_t)off;

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -73,6 +74,9 @@ int tf__stream_write(tf__stream *s, const void *buf, size_t len, tf__err *e);
    file read failure returns TF_EIO with the message saying so. */
 int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t len,
                          tf__err *e);
+
+/* sendfile(2) that never raises SIGPIPE (sendfile has no MSG_NOSIGNAL). */
+ssize_t tf__sendfile_nosignal(int sock, int file_fd, off_t *off, size_t count);
 
 /* Waits until the peer sends something or closes, without reading.
    Returns TF_OK (readable), TF_ETIMEDOUT after timeout_ms (0 = none), or

@@ -243,7 +243,7 @@ static void test_errors_options_unknown_keys_and_null(void **state)
     tf_options *opt = NULL;
     assert_int_equal(tf_options_new(&opt), TF_OK);
 
-    static const int unknown[] = {0, 16, 17, 100, -1, INT_MIN, INT_MAX};
+    static const int unknown[] = {0, 17, 18, 100, -1, INT_MIN, INT_MAX};
     for (size_t i = 0; i < ARRAY_LEN(unknown); i++) {
         int64_t v = 77;
         assert_int_equal(tf_options_set(opt, (tf_option)unknown[i], 0), TF_EINVAL);

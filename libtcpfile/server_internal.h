@@ -1,0 +1,155 @@
+/*
+ * server_internal.h - the event-driven server's structures, shared by
+ * server.c (workers, accepting, timers, stopping) and session.c (one
+ * connection's state machine and its requests).
+ *
+ * Each worker thread owns an epoll instance and the connections it
+ * accepted; a connection never moves between workers, so its state needs no
+ * lock. Connections sit on one of three lists by what they wait for, each
+ * ordered by last progress, so that timeouts are found at the list heads.
+ */
+#ifndef TF_SERVER_INTERNAL_H
+#define TF_SERVER_INTERNAL_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "digest.h"
+#include "fspath.h"
+#include "internal.h"
+#include "wire.h"
+
+#define TF_MAX_LISTEN 8
+
+typedef struct worker worker;
+typedef struct session session;
+
+/* A list of sessions ordered by last progress (oldest first). */
+typedef struct session_list {
+    session *head, *tail;
+    size_t count;
+} session_list;
+
+struct worker {
+    tf_server *srv;
+    int epfd;
+    int listening;        /* the listeners are in this worker's epoll */
+    int stopping;         /* the stop has been seen */
+    int64_t grace_end_ms; /* when stopping: requests in flight end here */
+    session_list idle;    /* between requests: idle timeout */
+    session_list active;  /* handshake or request in flight: I/O timeout */
+    session_list closing; /* reply sent, draining before close: linger */
+    pthread_t thread;
+};
+
+struct tf_server {
+    int listen_fds[TF_MAX_LISTEN];
+    int nlisten;
+    int rootfd;
+    tf_options opt;
+    /* Written once by tf_server_stop: readable for ever after, and in every
+       worker's epoll. A pipe, because write() is async-signal-safe. */
+    int stop_pipe[2];
+    atomic_int stopping;
+    atomic_long sessions; /* open connections, for the connection limit */
+    int nworkers;
+    worker *workers;
+};
+
+/* Where a session is; decides which events it waits for and what a stop,
+   a timeout or a peer's close does to it. */
+typedef enum session_state {
+    S_HELLO,        /* reading the client's hello */
+    S_IDLE,         /* waiting for, or parsing, a request */
+    S_SEND,         /* writing a response: head, body, trailer */
+    S_RECV_BODY,    /* receiving a put's payload */
+    S_RECV_TRAILER, /* receiving a put's trailer */
+    S_CLOSING       /* last reply sent: draining until the peer closes */
+} session_state;
+
+/* What comes after a response has been sent. */
+typedef enum after_send { AFTER_IDLE, AFTER_RECV_BODY, AFTER_CLOSE } after_send;
+
+/* Per request, allocated only while one is in flight. */
+typedef struct request {
+    uint8_t op;
+    char name[TF_WIRE_NAME_MAX + 1];
+    int has_key;
+    int64_t started_ms;
+    uint64_t bytes;         /* payload bytes moved, for the log */
+    int result;             /* for the log */
+    tf__err err;            /* detail of a failure */
+    tf__digest digest;
+    after_send after;
+
+    /* output: head, then a body (file or memory), then a trailer */
+    uint8_t head[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
+    size_t head_len, head_pos;
+    int body_fd;            /* file sent, -1 if none */
+    const uint8_t *body_mem;
+    uint64_t body_off, body_left;
+    int body_rc;            /* the file failed mid-way: zero-fill, fail trailer */
+    int copy_path;          /* sendfile refused this file: pread + send */
+    int has_trailer;
+    uint8_t tail[TF_WIRE_TRAILER_SIZE + TF_DIGEST_SIZE];
+    size_t tail_len, tail_pos; /* tail_len 0 until built */
+
+    /* staging buffer: file data read for sending, or received for a put */
+    uint8_t *buf;
+    size_t buf_pos, buf_end;
+
+    uint8_t *list;          /* an encoded listing, owned */
+
+    /* put */
+    tf__tmpfile tmp;
+    uint64_t size, have, left;
+    int store_rc;
+    tf__err store_err;
+} request;
+
+struct session {
+    int fd;
+    session_state state;
+    uint32_t features;
+    worker *w;
+    session_list *list;
+    session *prev, *next;
+    int64_t last_ms;        /* last progress, for the timeouts */
+    int64_t window_ms;      /* minimum-rate window start */
+    uint64_t window_bytes;
+    uint32_t events;        /* what epoll watches for now */
+    int shut;               /* SHUT_WR done (closing) */
+    size_t skip;            /* bytes of an over-long name still to drop */
+    request *req;
+    union {
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } peer;
+    /* Input: hellos, request heads and names, trailers. Pipelined bytes wait
+       here too. Points at small[] unless a long name needed more. */
+    uint8_t *in;
+    size_t in_len, in_cap;
+    uint8_t small[96];
+};
+
+/* session.c */
+session *tf__session_new(worker *w, int fd, const struct sockaddr *peer);
+/* Sends the hello of a served connection; on failure s is closed. */
+int tf__session_greet(session *s);
+/* Sends the refusal hello of a full server and puts s into closing. */
+void tf__session_refuse(session *s, int code, const char *message);
+/* Handles epoll events for s. May free s. */
+void tf__session_on_events(session *s, uint32_t events);
+/* The server is stopping: an idle session is closed now. */
+void tf__session_on_stop(session *s);
+/* A timeout expired: log it (if a request was in flight) and close. */
+void tf__session_timeout(session *s, int code, const char *why);
+void tf__session_close(session *s);
+
+/* server.c: list and epoll bookkeeping for sessions */
+void tf__session_list_move(session *s, session_list *to, int64_t now_ms);
+int tf__session_watch(session *s, uint32_t events);
+
+#endif /* TF_SERVER_INTERNAL_H */

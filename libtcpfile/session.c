@@ -1,0 +1,974 @@
+/*
+ * session.c - one connection of the event-driven server as an explicit
+ * state machine (see session_state in server_internal.h). Every function
+ * here runs on the connection's worker thread and never blocks on the peer:
+ * when the socket has no room or no data it returns, and epoll calls back.
+ * (Disk work - open, read, write, fsync, rename - is done inline.)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "netio.h"
+#include "server_internal.h"
+
+#define XFER_BUF ((size_t)256 << 10)
+/* Most bytes one session moves per event, so that one fast peer cannot
+   starve the others on its worker. */
+#define EVENT_BUDGET ((size_t)8 << 20)
+/* sendfile's largest step: bounded so the budget above holds. */
+#define SENDFILE_STEP ((size_t)2 << 20)
+
+static const tf_options *opts(const session *s)
+{
+    return &s->w->srv->opt;
+}
+
+static uint32_t offered_features(const tf_options *opt)
+{
+    return TF_FEATURE_RESUME | (opt->value[TF_OPT_CHECKSUM] ? TF_FEATURE_CHECKSUM : 0);
+}
+
+/* ---- logging -------------------------------------------------------------- */
+
+static const char *op_label(int op)
+{
+    switch (op) {
+    case TF_OP_GET:
+        return "get";
+    case TF_OP_PUT:
+        return "put";
+    case TF_OP_LIST:
+        return "list";
+    default:
+        return "bad-request";
+    }
+}
+
+static void log_entry(session *s, const char *op, const char *name, uint64_t bytes, int result,
+                      const char *message, int64_t started_ms)
+{
+    const tf_options *opt = opts(s);
+    if (!opt->log)
+        return;
+    char peer[64];
+    tf__format_addr((const struct sockaddr *)&s->peer, 1, peer, sizeof peer);
+    tf_request_log entry = {
+        .peer = peer,
+        .op = op,
+        .name = name,
+        .bytes = bytes,
+        .result = result,
+        .message = result == TF_OK ? "" : message,
+        .seconds = (double)(tf__now_ms() - started_ms) / 1000.0,
+    };
+    opt->log(opt->log_user, &entry);
+}
+
+/* ---- requests: lifetime ------------------------------------------------------ */
+
+static request *request_begin(session *s, uint8_t op)
+{
+    request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->op = op;
+    r->started_ms = tf__now_ms();
+    r->body_fd = -1;
+    r->tmp.fd = -1;
+    r->tmp.dirfd = -1;
+    if (tf__digest_begin(&r->digest, (s->features & TF_FEATURE_CHECKSUM) != 0) != TF_OK) {
+        free(r);
+        return NULL;
+    }
+    s->req = r;
+    /* The minimum-rate window starts with the request. */
+    s->window_ms = r->started_ms;
+    s->window_bytes = 0;
+    return r;
+}
+
+/* Logs the request and frees what it held. keep_partial: a resumable
+   upload cut off by the connection keeps its bytes for the next attempt. */
+static void request_end(session *s, int keep_partial)
+{
+    request *r = s->req;
+    if (!r)
+        return;
+    log_entry(s, op_label(r->op), r->name, r->bytes, r->result, r->err.msg, r->started_ms);
+    if (r->body_fd >= 0)
+        close(r->body_fd);
+    if (r->tmp.fd >= 0) {
+        if (keep_partial && r->has_key && r->store_rc == TF_OK)
+            tf__tmpfile_keep(&r->tmp);
+        else
+            tf__tmpfile_abort(&r->tmp);
+    }
+    tf__digest_end(&r->digest);
+    free(r->buf);
+    free(r->list);
+    free(r);
+    s->req = NULL;
+}
+
+static int ensure_buf(request *r)
+{
+    if (!r->buf && !(r->buf = malloc(XFER_BUF)))
+        return tf__fail(&r->err, TF_ENOMEM, "out of memory");
+    return TF_OK;
+}
+
+/* ---- moving between states ------------------------------------------------ */
+
+static int watch(session *s, uint32_t events)
+{
+    return tf__session_watch(s, events);
+}
+
+static void enter_closing(session *s)
+{
+    s->state = S_CLOSING;
+    if (!s->shut) {
+        shutdown(s->fd, SHUT_WR);
+        s->shut = 1;
+    }
+    tf__session_list_move(s, &s->w->closing, tf__now_ms());
+    if (watch(s, EPOLLIN) != 0)
+        tf__session_close(s);
+}
+
+static void enter_idle(session *s)
+{
+    s->state = S_IDLE;
+    tf__session_list_move(s, &s->w->idle, tf__now_ms());
+    if (s->in != s->small && s->in_len <= sizeof s->small) {
+        /* A long name needed a big buffer; an idle connection gives it back. */
+        memcpy(s->small, s->in, s->in_len);
+        free(s->in);
+        s->in = s->small;
+        s->in_cap = sizeof s->small;
+    }
+}
+
+/* Ends the session because the connection failed or timed out. */
+static void fail_session(session *s, int code, const char *why)
+{
+    if (s->req) {
+        s->req->result = code;
+        snprintf(s->req->err.msg, sizeof s->req->err.msg, "%s", why);
+        request_end(s, 1);
+    } else if (s->state == S_HELLO || s->in_len > 0) {
+        log_entry(s, s->state == S_HELLO ? "connect" : "request", "", 0, code, why,
+                  s->last_ms);
+    }
+    tf__session_close(s);
+}
+
+static void consume_input(session *s, size_t n)
+{
+    memmove(s->in, s->in + n, s->in_len - n);
+    s->in_len -= n;
+}
+
+/* Counts progress for the timeouts and the minimum rate. Returns non-zero
+   when the peer is too slow (and the session has been closed). */
+static int progressed(session *s, size_t bytes)
+{
+    int64_t now = tf__now_ms();
+    const tf_options *opt = opts(s);
+    tf__session_list_move(s, s->list, now);
+    uint64_t min_rate = (uint64_t)opt->value[TF_OPT_MIN_RATE];
+    int64_t window = opt->value[TF_OPT_IO_TIMEOUT_MS] ? opt->value[TF_OPT_IO_TIMEOUT_MS]
+                                                      : 30000;
+    s->window_bytes += bytes;
+    /* Only a frame in flight has to keep moving; an idle connection waits
+       under the idle timeout instead. */
+    if (!min_rate || s->list != &s->w->active || now - s->window_ms < window)
+        return 0;
+    if (s->window_bytes * 1000 < min_rate * (uint64_t)(now - s->window_ms)) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "the peer is too slow: %llu bytes in %lld ms (at least %llu bytes/s required)",
+                 (unsigned long long)s->window_bytes, (long long)(now - s->window_ms),
+                 (unsigned long long)min_rate);
+        fail_session(s, TF_ETIMEDOUT, why);
+        return 1;
+    }
+    s->window_ms = now;
+    s->window_bytes = 0;
+    return 0;
+}
+
+/* ---- output ------------------------------------------------------------------- */
+
+static void queue_head(session *s, int code, uint64_t size, uint8_t flags, const char *msg)
+{
+    request *r = s->req;
+    size_t mlen = msg ? strlen(msg) : 0;
+    if (mlen > TF_WIRE_MESSAGE_MAX)
+        mlen = TF_WIRE_MESSAGE_MAX;
+    tf_wire_response resp = {.op = r->op, .flags = flags, .status = tf__wire_status(code),
+                             .size = size, .message = msg, .message_len = (uint16_t)mlen};
+    r->head_len = (size_t)tf__wire_encode_response(r->head, sizeof r->head, &resp);
+    r->head_pos = 0;
+}
+
+static void start_send(session *s, after_send after);
+
+/* Replies with the failure recorded in the request. */
+static void reply_failure(session *s, int code, after_send after)
+{
+    request *r = s->req;
+    r->result = code;
+    queue_head(s, code, 0, 0, r->err.msg[0] ? r->err.msg : tf_strerror(code));
+    r->body_left = 0;
+    r->has_trailer = 0;
+    start_send(s, after);
+}
+
+static void build_trailer(request *r)
+{
+    uint8_t digest[TF_DIGEST_SIZE];
+    tf_wire_trailer t = {.status = tf__wire_status(r->body_rc)};
+    if (r->body_rc == TF_OK && tf__digest_on(&r->digest)) {
+        tf__digest_final(&r->digest, digest);
+        t.digest = digest;
+        t.digest_len = TF_DIGEST_SIZE;
+    }
+    r->tail_len = (size_t)tf__wire_encode_trailer(r->tail, sizeof r->tail, &t);
+    r->tail_pos = 0;
+}
+
+/* Sends from memory; returns bytes sent, 0 when the socket is full, or -1
+   (errno set) when the connection failed. */
+static ssize_t send_bytes(session *s, const void *p, size_t n, int more)
+{
+    ssize_t k = send(s->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    return k;
+}
+
+/* The file failed or shrank mid-body: the frame is completed with zeros
+   and the trailer carries the failure. */
+static void body_failed(request *r, int code, int errnum, const char *what)
+{
+    if (errnum)
+        tf__fail_errno(&r->err, code, errnum, "%s", what);
+    else
+        tf__fail(&r->err, code, "%s", what);
+    r->body_rc = code;
+    if (ensure_buf(r) == TF_OK)
+        memset(r->buf, 0, XFER_BUF);
+    r->buf_pos = r->buf_end = 0;
+}
+
+/* One step of the body. Returns bytes sent (0: socket full), or -1. */
+static ssize_t send_body_step(session *s)
+{
+    request *r = s->req;
+    if (r->body_mem) {
+        size_t n = r->body_left < SENDFILE_STEP ? (size_t)r->body_left : SENDFILE_STEP;
+        ssize_t k = send_bytes(s, r->body_mem + r->body_off, n, 0);
+        if (k > 0)
+            tf__digest_update(&r->digest, r->body_mem + r->body_off, (size_t)k);
+        return k;
+    }
+    if (r->body_rc != TF_OK) {
+        if (!r->buf)
+            return -1; /* no memory for the zeros: give up on the connection */
+        size_t n = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
+        return send_bytes(s, r->buf, n, 0);
+    }
+    if (!tf__digest_on(&r->digest) && !r->copy_path) {
+        /* No checksum to compute: let the kernel move the pages. */
+        size_t n = r->body_left < SENDFILE_STEP ? (size_t)r->body_left : SENDFILE_STEP;
+        off_t off = (off_t)r->body_off;
+        ssize_t k = tf__sendfile_nosignal(s->fd, r->body_fd, &off, n);
+        if (k > 0)
+            return k;
+        if (k == 0) {
+            body_failed(r, TF_EIO, 0, "the file shrank while being sent");
+            return 0;
+        }
+        if (errno == EAGAIN || errno == EINTR)
+            return 0;
+        if (errno != EINVAL && errno != ENOSYS && errno != EIO)
+            return -1;
+        /* A file system without sendfile, or a read error: the copy path
+           tells the two apart. */
+        r->copy_path = 1;
+    }
+
+    if (ensure_buf(r) != TF_OK)
+        return -1;
+    if (r->buf_pos == r->buf_end) {
+        size_t want = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
+        ssize_t n = pread(r->body_fd, r->buf, want, (off_t)r->body_off);
+        if (n <= 0) {
+            body_failed(r, TF_EIO, n < 0 ? errno : 0,
+                        n < 0 ? "reading the file failed" : "the file shrank while being sent");
+            return 0;
+        }
+        /* Hash what is read, so the digest describes exactly what is sent. */
+        tf__digest_update(&r->digest, r->buf, (size_t)n);
+        r->buf_pos = 0;
+        r->buf_end = (size_t)n;
+    }
+    ssize_t k = send_bytes(s, r->buf + r->buf_pos, r->buf_end - r->buf_pos, 0);
+    if (k > 0)
+        r->buf_pos += (size_t)k;
+    return k;
+}
+
+/* Writes what it can. Returns 1 when the response is out, 0 when the
+   socket is full, -1 when the connection failed (s is closed). */
+static int send_some(session *s)
+{
+    request *r = s->req;
+    size_t budget = EVENT_BUDGET;
+    while (budget > 0) {
+        ssize_t k;
+        if (r->head_pos < r->head_len) {
+            int more = r->body_left > 0 || r->has_trailer;
+            k = send_bytes(s, r->head + r->head_pos, r->head_len - r->head_pos, more);
+            if (k > 0)
+                r->head_pos += (size_t)k;
+        } else if (r->body_left > 0) {
+            k = send_body_step(s);
+            if (k > 0) {
+                r->body_off += (uint64_t)k;
+                r->body_left -= (uint64_t)k;
+                r->bytes += (uint64_t)k;
+            }
+        } else if (r->has_trailer && r->tail_len == 0) {
+            build_trailer(r);
+            continue;
+        } else if (r->tail_pos < r->tail_len) {
+            k = send_bytes(s, r->tail + r->tail_pos, r->tail_len - r->tail_pos, 0);
+            if (k > 0)
+                r->tail_pos += (size_t)k;
+        } else {
+            return 1;
+        }
+        if (k < 0) {
+            char why[128];
+            snprintf(why, sizeof why, "send failed: %s", strerror(errno));
+            fail_session(s, TF_ENET, why);
+            return -1;
+        }
+        if (k == 0 && r->body_rc == TF_OK)
+            return 0;
+        if (k == 0)
+            continue; /* the body just failed: go on with the zeros */
+        if (progressed(s, (size_t)k))
+            return -1;
+        budget -= (size_t)k < budget ? (size_t)k : budget;
+    }
+    return 0;
+}
+
+static void parse_input(session *s);
+static void receive_body(session *s);
+
+static void sent(session *s)
+{
+    request *r = s->req;
+    if (r->body_rc != TF_OK)
+        r->result = r->body_rc;
+    switch (r->after) {
+    case AFTER_RECV_BODY:
+        s->state = S_RECV_BODY;
+        s->window_ms = tf__now_ms();
+        s->window_bytes = 0;
+        if (watch(s, EPOLLIN) != 0) {
+            fail_session(s, TF_ENET, "epoll failed");
+            return;
+        }
+        receive_body(s);
+        return;
+    case AFTER_CLOSE:
+        request_end(s, 0);
+        enter_closing(s);
+        return;
+    case AFTER_IDLE:
+        request_end(s, 0);
+        enter_idle(s);
+        if (watch(s, EPOLLIN) != 0) {
+            tf__session_close(s);
+            return;
+        }
+        parse_input(s); /* a pipelined request may be waiting */
+        return;
+    }
+}
+
+static void continue_send(session *s)
+{
+    int rc = send_some(s);
+    if (rc == 1)
+        sent(s);
+    else if (rc == 0 && watch(s, EPOLLOUT) != 0)
+        fail_session(s, TF_ENET, "epoll failed");
+}
+
+static void start_send(session *s, after_send after)
+{
+    s->req->after = after;
+    s->state = S_SEND;
+    tf__session_list_move(s, &s->w->active, tf__now_ms());
+    continue_send(s);
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+static int check_name(session *s, const tf_wire_request *q)
+{
+    const char *why;
+    size_t max = (size_t)opts(s)->value[TF_OPT_MAX_NAME_LEN];
+    if (tf__name_check_bytes(q->name, q->name_len, max, &why) != TF_OK)
+        return tf__fail(&s->req->err, TF_EINVAL, "bad name: %s (at most %zu bytes)", why,
+                        max);
+    return TF_OK;
+}
+
+/* Whether a decoded request is one this version can serve. Anything else
+   leaves the stream in an unknown state: the reply closes the connection. */
+static int request_valid(session *s, const tf_wire_request *q)
+{
+    tf__err *e = &s->req->err;
+    int resume = (s->features & TF_FEATURE_RESUME) != 0;
+    if (q->op != TF_OP_GET && q->op != TF_OP_PUT && q->op != TF_OP_LIST)
+        return tf__fail(e, TF_EPROTO, "unknown operation %u", (unsigned)q->op);
+    if (q->flags & ~TF_REQ_UPLOAD_KEY)
+        return tf__fail(e, TF_EPROTO, "unknown request flags 0x%02x", (unsigned)q->flags);
+    if (q->flags && (q->op != TF_OP_PUT || !resume))
+        return tf__fail(e, TF_EPROTO, "an upload key needs put and resume");
+    if (q->offset != 0 && (q->op != TF_OP_GET || !resume))
+        return tf__fail(e, TF_EPROTO, "an offset needs get and resume");
+    if (q->op != TF_OP_PUT && q->size != 0)
+        return tf__fail(e, TF_EPROTO, "a size is only allowed on put");
+    return TF_OK;
+}
+
+static void handle_get(session *s, const tf_wire_request *q)
+{
+    request *r = s->req;
+    uint64_t size = 0, off = q->offset;
+    uint8_t flags = 0;
+    int rc = check_name(s, q);
+    if (rc == TF_OK)
+        rc = tf__fs_open_read(s->w->srv->rootfd, r->name, &r->body_fd, &size, &r->err);
+    if (rc == TF_OK && off > size) {
+        /* Shorter than the client's partial copy: it changed; send it whole. */
+        flags |= TF_RESP_FROM_START;
+        off = 0;
+    }
+    if (rc == TF_OK && tf__digest_on(&r->digest))
+        rc = ensure_buf(r);
+    /* The checksum covers the whole file, resumed or not. */
+    if (rc == TF_OK && off && tf__digest_on(&r->digest))
+        rc = tf__fs_hash_prefix(r->body_fd, off, &r->digest, r->buf, XFER_BUF, &r->err);
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    queue_head(s, TF_OK, size - off, flags, NULL);
+    r->body_off = off;
+    r->body_left = size - off;
+    r->has_trailer = 1;
+    start_send(s, AFTER_IDLE);
+}
+
+/* The resumable temporary for an upload key and name: a digest of both, so
+   one key cannot reach another name's upload. */
+static void resume_stem(const tf_wire_request *q, char *out, size_t len)
+{
+    tf__digest d;
+    uint8_t h[TF_DIGEST_SIZE];
+    out[0] = '\0';
+    if (tf__digest_begin(&d, 1) != TF_OK)
+        return;
+    tf__digest_update(&d, q->key, TF_UPLOAD_KEY_SIZE);
+    tf__digest_update(&d, q->name, q->name_len);
+    tf__digest_final(&d, h);
+    tf__digest_end(&d);
+    for (int i = 0; i < TF_DIGEST_SIZE && (size_t)(2 * i + 2) < len; i++)
+        snprintf(out + 2 * i, len - 2 * (size_t)i, "%02x", h[i]);
+}
+
+static void handle_put(session *s, const tf_wire_request *q)
+{
+    request *r = s->req;
+    const tf_options *opt = opts(s);
+    uint64_t max_upload = (uint64_t)opt->value[TF_OPT_MAX_UPLOAD];
+    int rootfd = s->w->srv->rootfd;
+    int rc = check_name(s, q);
+    if (rc == TF_OK && opt->value[TF_OPT_READ_ONLY])
+        rc = tf__fail(&r->err, TF_EACCES, "the server is read-only");
+    if (rc == TF_OK && max_upload && q->size > max_upload)
+        rc = tf__fail(&r->err, TF_ETOOBIG, "%llu bytes is over the upload limit of %llu",
+                      (unsigned long long)q->size, (unsigned long long)max_upload);
+    /* Refuse before the data moves, not after. */
+    if (rc == TF_OK)
+        rc = tf__fs_check_target(rootfd, r->name, (int)opt->value[TF_OPT_OVERWRITE], &r->err);
+    if (rc == TF_OK)
+        rc = ensure_buf(r);
+    if (rc == TF_OK && q->key) {
+        char stem[2 * TF_DIGEST_SIZE + 1];
+        resume_stem(q, stem, sizeof stem);
+        r->has_key = 1;
+        tf__upload_sweep(rootfd, 0, opt->value[TF_OPT_RESUME_TTL_S]);
+        rc = tf__upload_begin_resumable(rootfd, stem, q->size, &r->tmp, &r->have, &r->err);
+    } else if (rc == TF_OK) {
+        rc = tf__upload_begin(rootfd, &r->tmp, &r->err);
+    }
+    if (rc == TF_OK && r->have && tf__digest_on(&r->digest))
+        rc = tf__fs_hash_prefix(r->tmp.fd, r->have, &r->digest, r->buf, XFER_BUF, &r->err);
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    r->size = q->size;
+    r->left = q->size - r->have;
+    queue_head(s, TF_OK, r->have, 0, NULL); /* go ahead, from byte `have` */
+    start_send(s, AFTER_RECV_BODY);
+}
+
+static void handle_list(session *s, const tf_wire_request *q)
+{
+    request *r = s->req;
+    const tf_options *opt = opts(s);
+    tf_listing *l = NULL;
+    size_t len = 0;
+    int rc = q->name_len ? tf__fail(&r->err, TF_EINVAL, "list takes no name") : TF_OK;
+    if (rc == TF_OK)
+        rc = tf__fs_scan(s->w->srv->rootfd, (size_t)opt->value[TF_OPT_MAX_LIST_ENTRIES],
+                         (size_t)opt->value[TF_OPT_MAX_NAME_LEN], &l, &r->err);
+    if (rc == TF_OK) {
+        len = tf__wire_list_size(l);
+        r->list = malloc(len);
+        if (!r->list)
+            rc = tf__fail(&r->err, TF_ENOMEM, "out of memory encoding the listing");
+        else if (tf__wire_encode_list(r->list, len, l) < 0)
+            rc = tf__fail(&r->err, TF_EINTERNAL, "cannot encode the listing");
+    }
+    tf_listing_free(l);
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    queue_head(s, TF_OK, len, 0, NULL);
+    r->body_mem = r->list;
+    r->body_left = len;
+    r->has_trailer = 1;
+    start_send(s, AFTER_IDLE);
+}
+
+/* ---- receiving a put ------------------------------------------------------------ */
+
+static void store(request *r, const uint8_t *p, size_t n)
+{
+    tf__digest_update(&r->digest, p, n);
+    /* A write failure (a full disk) does not stop the reading: the rest is
+       drained so the stream stays in step, and the client hears why. */
+    if (r->store_rc == TF_OK)
+        r->store_rc = tf__fs_write_all(r->tmp.fd, p, n, &r->store_err);
+    r->left -= n;
+    r->bytes += n;
+}
+
+static void finish_put(session *s, int verdict, const tf__err *verdict_err)
+{
+    request *r = s->req;
+    int rc = r->store_rc;
+    if (verdict != TF_OK) {
+        rc = verdict;
+        r->err = *verdict_err;
+    } else if (rc != TF_OK) {
+        r->err = r->store_err;
+    }
+    if (rc == TF_OK)
+        rc = tf__upload_commit(s->w->srv->rootfd, &r->tmp, r->name,
+                               (int)opts(s)->value[TF_OPT_OVERWRITE], &r->err);
+    else
+        tf__tmpfile_abort(&r->tmp);
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    r->result = TF_OK;
+    queue_head(s, TF_OK, r->size, 0, NULL);
+    start_send(s, AFTER_IDLE);
+}
+
+static void receive_trailer(session *s)
+{
+    request *r = s->req;
+    tf_wire_trailer t;
+    long n = tf__wire_decode_trailer(s->in, s->in_len, &t);
+    if (n == TF_WIRE_NEED_MORE)
+        return;
+    if (n < 0) {
+        fail_session(s, TF_EPROTO, "malformed trailer");
+        return;
+    }
+    int verdict = TF_OK;
+    tf__err verdict_err = {{0}};
+    if (t.status != 0) {
+        verdict = tf__wire_code(t.status);
+        tf__fail(&verdict_err, verdict, "the client abandoned the upload: %s",
+                 tf_strerror(verdict));
+    } else if (tf__digest_on(&r->digest) != (t.digest_len == TF_DIGEST_SIZE) ||
+               (t.digest_len && t.digest_len != TF_DIGEST_SIZE)) {
+        consume_input(s, (size_t)n);
+        fail_session(s, TF_EPROTO, "the trailer does not carry the negotiated checksum");
+        return;
+    } else if (t.digest_len) {
+        uint8_t mine[TF_DIGEST_SIZE];
+        tf__digest_final(&r->digest, mine);
+        if (memcmp(mine, t.digest, TF_DIGEST_SIZE) != 0)
+            verdict = tf__fail(&verdict_err, TF_ECHECKSUM,
+                               "checksum mismatch: the upload was corrupted in transit");
+    }
+    consume_input(s, (size_t)n);
+    finish_put(s, verdict, &verdict_err);
+}
+
+static void enter_trailer(session *s)
+{
+    s->state = S_RECV_TRAILER;
+    receive_trailer(s);
+}
+
+static void receive_body(session *s)
+{
+    request *r = s->req;
+    /* Bytes that arrived with the request come first. */
+    if (s->in_len && r->left) {
+        size_t n = s->in_len < r->left ? s->in_len : (size_t)r->left;
+        store(r, s->in, n);
+        consume_input(s, n);
+    }
+    size_t budget = EVENT_BUDGET;
+    while (r->left > 0 && budget > 0) {
+        size_t want = r->left < XFER_BUF ? (size_t)r->left : XFER_BUF;
+        ssize_t n = recv(s->fd, r->buf, want, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n <= 0) {
+            char why[160];
+            snprintf(why, sizeof why, "the client went away with %llu of %llu bytes sent%s",
+                     (unsigned long long)(r->size - r->left), (unsigned long long)r->size,
+                     r->has_key ? " (kept for resuming)" : "");
+            fail_session(s, TF_ENET, why);
+            return;
+        }
+        store(r, r->buf, (size_t)n);
+        if (progressed(s, (size_t)n))
+            return;
+        budget -= (size_t)n < budget ? (size_t)n : budget;
+    }
+    if (r->left == 0)
+        enter_trailer(s);
+}
+
+/* ---- input ---------------------------------------------------------------------- */
+
+static void on_hello(session *s)
+{
+    tf_wire_client_hello h;
+    long n = tf__wire_decode_client_hello(s->in, s->in_len, &h);
+    if (n == TF_WIRE_NEED_MORE)
+        return;
+    if (n < 0) {
+        fail_session(s, TF_EPROTO, "the peer is not a tcpfile client");
+        return;
+    }
+    if (tf__wire_negotiate(TF_WIRE_VERSION, TF_WIRE_VERSION, h.version_min, h.version_max) ==
+        0) {
+        char why[96];
+        snprintf(why, sizeof why, "no common protocol version (client %u-%u)",
+                 (unsigned)h.version_min, (unsigned)h.version_max);
+        fail_session(s, TF_EPROTO, why);
+        return;
+    }
+    s->features = h.features & offered_features(opts(s));
+    consume_input(s, (size_t)n);
+    enter_idle(s);
+    parse_input(s);
+}
+
+/* Makes room for a request whose name is longer than the small buffer. */
+static int grow_input(session *s, size_t need)
+{
+    if (need <= s->in_cap)
+        return 0;
+    uint8_t *big = malloc(need);
+    if (!big)
+        return -1;
+    memcpy(big, s->in, s->in_len);
+    if (s->in != s->small)
+        free(s->in);
+    s->in = big;
+    s->in_cap = need;
+    return 0;
+}
+
+static void on_request(session *s)
+{
+    size_t max_name = (size_t)opts(s)->value[TF_OPT_MAX_NAME_LEN];
+    tf_wire_request q;
+    long n = tf__wire_decode_request(s->in, s->in_len, max_name, &q);
+    if (n == TF_WIRE_NEED_MORE) {
+        if (s->in_len >= TF_WIRE_REQUEST_SIZE &&
+            grow_input(s, TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(&q)) != 0)
+            fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    request *r = request_begin(s, q.op);
+    if (!r) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    if (n == TF_ETOOBIG) {
+        /* Still well framed: answer, then skip the name as it arrives. */
+        s->skip = TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(&q);
+        tf__fail(&r->err, TF_EINVAL,
+                 "bad name: the name is longer than the limit (at most %zu bytes)",
+                 max_name);
+        size_t drop = s->in_len < s->skip ? s->in_len : s->skip;
+        consume_input(s, drop);
+        s->skip -= drop;
+        reply_failure(s, TF_EINVAL, AFTER_IDLE);
+        return;
+    }
+    snprintf(r->name, sizeof r->name, "%.*s", (int)q.name_len, q.name ? q.name : "");
+    /* Copy what the handlers need, then free the input for what follows. */
+    uint8_t key[TF_UPLOAD_KEY_SIZE];
+    if (q.key) {
+        memcpy(key, q.key, sizeof key);
+        q.key = key;
+    }
+    char name[TF_WIRE_NAME_MAX];
+    memcpy(name, q.name, q.name_len);
+    q.name = name;
+    consume_input(s, (size_t)n);
+    if (request_valid(s, &q) != TF_OK) {
+        reply_failure(s, TF_EPROTO, AFTER_CLOSE);
+        return;
+    }
+    switch (q.op) {
+    case TF_OP_GET:
+        handle_get(s, &q);
+        break;
+    case TF_OP_PUT:
+        handle_put(s, &q);
+        break;
+    default:
+        handle_list(s, &q);
+        break;
+    }
+}
+
+/* Acts on buffered input for as long as the state allows. */
+static void parse_input(session *s)
+{
+    if (s->state == S_HELLO) {
+        on_hello(s);
+        return;
+    }
+    if (s->state == S_RECV_TRAILER) {
+        receive_trailer(s);
+        return;
+    }
+    if (s->state != S_IDLE)
+        return;
+    if (s->skip && s->in_len) {
+        size_t drop = s->in_len < s->skip ? s->in_len : s->skip;
+        consume_input(s, drop);
+        s->skip -= drop;
+    }
+    if (s->w->stopping) {
+        tf__session_close(s); /* no new requests once the server stops */
+        return;
+    }
+    if (!s->skip && s->in_len > 0)
+        on_request(s);
+}
+
+/* Reads into the input buffer. Returns 1 if bytes came, 0 if none were
+   ready, -1 if the session ended (closed here). */
+static int fill_input(session *s)
+{
+    if (s->skip && s->in_len) {
+        size_t drop = s->in_len < s->skip ? s->in_len : s->skip;
+        consume_input(s, drop);
+        s->skip -= drop;
+    }
+    if (s->in_len == s->in_cap)
+        return 1; /* full: let the parser make room */
+    uint8_t *to = s->in + s->in_len;
+    size_t room = s->in_cap - s->in_len;
+    ssize_t n = recv(s->fd, to, room, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n > 0 && s->list == &s->w->idle) {
+        /* A request has begun: from now on it is timed as one. */
+        s->window_ms = tf__now_ms();
+        s->window_bytes = 0;
+        tf__session_list_move(s, &s->w->active, s->window_ms);
+    }
+    if (n == 0 && s->state == S_IDLE && s->in_len == 0 && !s->req) {
+        tf__session_close(s); /* a client leaving between requests */
+        return -1;
+    }
+    if (n <= 0) {
+        fail_session(s, TF_ENET, n == 0 ? "the peer closed the connection mid-frame"
+                                        : "receive failed");
+        return -1;
+    }
+    s->in_len += (size_t)n;
+    if (progressed(s, (size_t)n))
+        return -1;
+    return 1;
+}
+
+static void drain_closing(session *s)
+{
+    char sink[4096];
+    for (;;) {
+        ssize_t n = recv(s->fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        tf__session_close(s); /* the peer has read our reply and closed */
+        return;
+    }
+}
+
+void tf__session_on_events(session *s, uint32_t events)
+{
+    if (s->state == S_CLOSING) {
+        drain_closing(s);
+        return;
+    }
+    if (s->state == S_SEND) {
+        if (events & (EPOLLERR | EPOLLHUP)) {
+            fail_session(s, TF_ENET, "the connection was reset");
+            return;
+        }
+        continue_send(s);
+        return;
+    }
+    if (s->state == S_RECV_BODY) {
+        receive_body(s);
+        return;
+    }
+    /* S_HELLO, S_IDLE, S_RECV_TRAILER: frames through the input buffer. */
+    int rc = fill_input(s);
+    if (rc > 0)
+        parse_input(s);
+}
+
+/* ---- life and death ------------------------------------------------------------- */
+
+static int send_hello(session *s, int code, const char *message)
+{
+    uint8_t buf[TF_WIRE_SERVER_HELLO_SIZE + TF_WIRE_MESSAGE_MAX];
+    const tf_options *opt = opts(s);
+    size_t mlen = message ? strlen(message) : 0;
+    tf_wire_server_hello h = {
+        .version_min = TF_WIRE_VERSION,
+        .version_max = TF_WIRE_VERSION,
+        .features = offered_features(opt),
+        .status = tf__wire_status(code),
+        .max_name = (uint16_t)opt->value[TF_OPT_MAX_NAME_LEN],
+        .max_upload = (uint64_t)opt->value[TF_OPT_MAX_UPLOAD],
+        .message = message,
+        .message_len = (uint16_t)mlen,
+    };
+    long n = tf__wire_encode_server_hello(buf, sizeof buf, &h);
+    /* A new connection's send buffer is empty: the hello goes out whole. */
+    return send(s->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == n ? 0 : -1;
+}
+
+session *tf__session_new(worker *w, int fd, const struct sockaddr *peer)
+{
+    session *s = calloc(1, sizeof *s);
+    if (!s) {
+        close(fd);
+        return NULL;
+    }
+    s->fd = fd;
+    s->w = w;
+    s->in = s->small;
+    s->in_cap = sizeof s->small;
+    s->state = S_HELLO;
+    s->last_ms = s->window_ms = tf__now_ms();
+    if (peer && peer->sa_family == AF_INET6)
+        memcpy(&s->peer.v6, peer, sizeof s->peer.v6);
+    else if (peer)
+        memcpy(&s->peer.v4, peer, sizeof s->peer.v4);
+    atomic_fetch_add(&w->srv->sessions, 1);
+    tf__session_list_move(s, &w->active, s->last_ms);
+    if (watch(s, EPOLLIN) != 0) {
+        tf__session_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+int tf__session_greet(session *s)
+{
+    if (send_hello(s, TF_OK, NULL) != 0) {
+        fail_session(s, TF_ENET, "cannot send the hello");
+        return -1;
+    }
+    return 0;
+}
+
+void tf__session_refuse(session *s, int code, const char *message)
+{
+    log_entry(s, "busy", "", 0, code, message, s->last_ms);
+    if (send_hello(s, code, message) != 0) {
+        tf__session_close(s);
+        return;
+    }
+    enter_closing(s);
+}
+
+void tf__session_on_stop(session *s)
+{
+    /* Idle connections and handshakes end now; requests in flight may
+       finish within the grace period. */
+    if (!s->req)
+        tf__session_close(s);
+}
+
+void tf__session_timeout(session *s, int code, const char *why)
+{
+    if (s->state == S_CLOSING || (s->state == S_IDLE && !s->req)) {
+        tf__session_close(s);
+        return;
+    }
+    fail_session(s, code, why);
+}
+
+void tf__session_close(session *s)
+{
+    if (s->req)
+        request_end(s, 1);
+    tf__session_list_move(s, NULL, 0);
+    close(s->fd); /* also takes it out of the epoll set */
+    if (s->in != s->small)
+        free(s->in);
+    atomic_fetch_sub(&s->w->srv->sessions, 1);
+    free(s);
+}
