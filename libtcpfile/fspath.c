@@ -14,6 +14,7 @@
 #include <linux/openat2.h>
 #include <sys/file.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -445,6 +446,49 @@ int tf__local_commit(tf__tmpfile *t, const char *final, tf__err *e)
     }
     tf__tmpfile_abort(t);
     return rc;
+}
+
+#define DIGEST_XATTR "user.tcpfile.xxh3"
+#define DIGEST_RECORD (1 + 4 * 8 + TF_DIGEST_SIZE) /* version, identity, digest */
+
+/* The identity a remembered digest is valid for. */
+int tf__fs_identity(int fd, uint64_t id[4])
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return -1;
+    id[0] = (uint64_t)st.st_ino;
+    id[1] = (uint64_t)st.st_size;
+    id[2] = (uint64_t)st.st_mtim.tv_sec;
+    id[3] = (uint64_t)st.st_mtim.tv_nsec;
+    return 0;
+}
+
+int tf__fs_digest_load(int fd, uint8_t out[TF_DIGEST_SIZE])
+{
+    uint8_t rec[DIGEST_RECORD];
+    uint64_t id[4];
+    if (fgetxattr(fd, DIGEST_XATTR, rec, sizeof rec) != (ssize_t)sizeof rec || rec[0] != 1 ||
+        tf__fs_identity(fd, id) != 0 || memcmp(rec + 1, id, sizeof id) != 0)
+        return 0;
+    memcpy(out, rec + 1 + sizeof id, TF_DIGEST_SIZE);
+    return 1;
+}
+
+void tf__fs_digest_store(int fd, const uint8_t digest[TF_DIGEST_SIZE], const uint64_t id[4],
+                         int settled)
+{
+    uint8_t rec[DIGEST_RECORD];
+    uint64_t now_id[4];
+    if (tf__fs_identity(fd, now_id) != 0 || memcmp(now_id, id, sizeof now_id) != 0)
+        return;
+    if (settled && (int64_t)now_id[2] > (int64_t)time(NULL) - 2)
+        return;
+    rec[0] = 1;
+    memcpy(rec + 1, now_id, sizeof now_id);
+    memcpy(rec + 1 + sizeof now_id, digest, TF_DIGEST_SIZE);
+    /* Best effort: no xattrs here only means hashing again next time. */
+    (void)fsetxattr(fd, DIGEST_XATTR, rec, sizeof rec, 0);
 }
 
 int tf__fs_hash_prefix(int fd, uint64_t len, tf__digest *d, uint8_t *buf, size_t buf_len,

@@ -84,6 +84,25 @@ void tf__tmpfile_abort(tf__tmpfile *t);
 /* Closes the temporary but keeps it on disk, to be resumed later. */
 void tf__tmpfile_keep(tf__tmpfile *t);
 
+/*
+ * The whole-file checksum remembered beside a file (an extended attribute,
+ * user.tcpfile.xxh3), so that a get can send it with zero-copy sendfile
+ * instead of hashing the file again. It is tied to the file's inode, size
+ * and modification time, and ignored once any of them changes.
+ * tf__fs_digest_load returns 1 and fills out when a valid one is there.
+ * tf__fs_digest_store records digest for fd as it is now (best effort: a
+ * file system without user xattrs simply does not remember).
+ */
+int tf__fs_digest_load(int fd, uint8_t out[TF_DIGEST_SIZE]);
+/* What a remembered digest is tied to: inode, size, mtime (s, ns). */
+int tf__fs_identity(int fd, uint64_t id[4]);
+/* Records digest only if fd's identity is still id (it was not changed
+   while it was hashed); when settled is set, also only if its last change
+   is more than two seconds old, since a change within the same clock tick
+   would not show in the mtime ("racy" timestamps). */
+void tf__fs_digest_store(int fd, const uint8_t digest[TF_DIGEST_SIZE], const uint64_t id[4],
+                         int settled);
+
 /* Feeds bytes [0, len) of fd to d, reading through buf. TF_EIO when the
    file cannot be read or is shorter. */
 int tf__fs_hash_prefix(int fd, uint64_t len, tf__digest *d, uint8_t *buf, size_t buf_len,

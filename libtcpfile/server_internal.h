@@ -92,6 +92,9 @@ typedef struct request {
     uint64_t body_off, body_left;
     int body_rc;            /* the file failed mid-way: zero-fill, fail trailer */
     int copy_path;          /* sendfile refused this file: pread + send */
+    int cached;             /* the file's digest was remembered: sendfile it */
+    uint8_t cached_digest[TF_DIGEST_SIZE];
+    uint64_t file_id[4];    /* the file's identity when opened */
     int has_trailer;
     uint8_t tail[TF_WIRE_TRAILER_SIZE + TF_DIGEST_SIZE];
     size_t tail_len, tail_pos; /* tail_len 0 until built */

@@ -235,10 +235,16 @@ static void build_trailer(request *r)
 {
     uint8_t digest[TF_DIGEST_SIZE];
     tf_wire_trailer t = {.status = tf__wire_status(r->body_rc)};
-    if (r->body_rc == TF_OK && tf__digest_on(&r->digest)) {
+    if (r->body_rc == TF_OK && r->cached) {
+        t.digest = r->cached_digest;
+        t.digest_len = TF_DIGEST_SIZE;
+    } else if (r->body_rc == TF_OK && tf__digest_on(&r->digest)) {
         tf__digest_final(&r->digest, digest);
         t.digest = digest;
         t.digest_len = TF_DIGEST_SIZE;
+        /* A whole file hashed: remember it, so the next get is zero-copy. */
+        if (r->body_fd >= 0 && r->body_off == r->bytes)
+            tf__fs_digest_store(r->body_fd, digest, r->file_id, 1);
     }
     r->tail_len = (size_t)tf__wire_encode_trailer(r->tail, sizeof r->tail, &t);
     r->tail_pos = 0;
@@ -285,7 +291,7 @@ static ssize_t send_body_step(session *s)
         size_t n = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
         return send_bytes(s, r->buf, n, 0);
     }
-    if (!tf__digest_on(&r->digest) && !r->copy_path) {
+    if ((!tf__digest_on(&r->digest) || r->cached) && !r->copy_path) {
         /* No checksum to compute: let the kernel move the pages. */
         size_t n = r->body_left < SENDFILE_STEP ? (size_t)r->body_left : SENDFILE_STEP;
         off_t off = (off_t)r->body_off;
@@ -469,10 +475,14 @@ static void handle_get(session *s, const tf_wire_request *q)
         flags |= TF_RESP_FROM_START;
         off = 0;
     }
-    if (rc == TF_OK && tf__digest_on(&r->digest))
-        rc = ensure_buf(r);
+    if (rc == TF_OK && tf__digest_on(&r->digest)) {
+        tf__fs_identity(r->body_fd, r->file_id);
+        r->cached = tf__fs_digest_load(r->body_fd, r->cached_digest);
+        if (!r->cached)
+            rc = ensure_buf(r);
+    }
     /* The checksum covers the whole file, resumed or not. */
-    if (rc == TF_OK && off && tf__digest_on(&r->digest))
+    if (rc == TF_OK && off && tf__digest_on(&r->digest) && !r->cached)
         rc = tf__fs_hash_prefix(r->body_fd, off, &r->digest, r->buf, XFER_BUF, &r->err);
     if (rc != TF_OK) {
         reply_failure(s, rc, AFTER_IDLE);
@@ -592,6 +602,15 @@ static void finish_put(session *s, int verdict, const tf__err *verdict_err)
         r->err = *verdict_err;
     } else if (rc != TF_OK) {
         r->err = r->store_err;
+    }
+    if (rc == TF_OK && tf__digest_on(&r->digest)) {
+        /* The digest just verified describes the file as stored: keep it
+           beside the file, so that gets of it can be zero-copy. */
+        uint8_t digest[TF_DIGEST_SIZE];
+        uint64_t id[4];
+        tf__digest_final(&r->digest, digest);
+        if (tf__fs_identity(r->tmp.fd, id) == 0)
+            tf__fs_digest_store(r->tmp.fd, digest, id, 0);
     }
     if (rc == TF_OK)
         rc = tf__upload_commit(s->w->srv->rootfd, &r->tmp, r->name,

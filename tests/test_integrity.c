@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <utime.h>
 
@@ -257,6 +258,40 @@ static void test_integrity_checksum_off_on_one_side_still_works(void **state)
     tf_free(d);
     tf_close(c);
     tf_options_free(o);
+}
+
+static void test_integrity_remembered_digest(void **state)
+{
+    fixture *f = *state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/remembered.bin", f->server.root);
+    tf_client *c = tu_connect(&f->server, NULL);
+    assert_int_equal(tf_put_mem(c, f->data, 1 << 20, "remembered.bin"), TF_OK);
+    /* The put left the verified digest beside the file, where the file
+       system keeps user xattrs (tmpfs before Linux 6.6 does not). */
+    int remembered = getxattr(path, "user.tcpfile.xxh3", NULL, 0) > 0;
+    void *d;
+    size_t n;
+    assert_int_equal(tf_get_mem(c, "remembered.bin", &d, &n), TF_OK);
+    assert_int_equal(n, 1 << 20);
+    assert_memory_equal(d, f->data, 1 << 20);
+    tf_free(d);
+
+    /* Changed behind the server's back (same size, other bytes, another
+       mtime): the remembered digest no longer applies, and the get is still
+       right. */
+    uint8_t *other = malloc(1 << 20);
+    tu_fill(other, 1 << 20, 7);
+    tu_write_file(path, other, 1 << 20);
+    struct timeval later[2] = {{time(NULL) + 5, 0}, {time(NULL) + 5, 0}};
+    assert_int_equal(utimes(path, later), 0);
+    assert_int_equal(tf_get_mem(c, "remembered.bin", &d, &n), TF_OK);
+    assert_int_equal(n, 1 << 20);
+    assert_memory_equal(d, other, 1 << 20);
+    tf_free(d);
+    print_message("digest remembered in an xattr: %s\n", remembered ? "yes" : "no (no xattrs)");
+    free(other);
+    tf_close(c);
 }
 
 /* ---- resume ------------------------------------------------------------------ */
@@ -499,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_integrity_without_checksum_a_flip_goes_unseen),
         cmocka_unit_test(test_integrity_put_bit_flip_is_caught),
         cmocka_unit_test(test_integrity_checksum_off_on_one_side_still_works),
+        cmocka_unit_test(test_integrity_remembered_digest),
         cmocka_unit_test(test_integrity_resumed_get),
         cmocka_unit_test(test_integrity_resumed_get_of_a_changed_file),
         cmocka_unit_test(test_integrity_resumed_put),
