@@ -299,6 +299,22 @@ static int set_handlers(void (*handler)(int), int flags)
     return 0;
 }
 
+/* What to do when the server cannot start, if the reason alone does not
+   say. The library's detail carries the strerror() text of the cause. */
+static const char *open_hint(int rc, const char *err)
+{
+    if (rc == TF_ENET && strstr(err, strerror(EADDRINUSE)))
+        return "; another program is using that port: choose another PORT, or 0 for "
+               "any free one";
+    if (rc == TF_ENET && strstr(err, strerror(EADDRNOTAVAIL)))
+        return "; --bind needs an address of this machine";
+    if (rc == TF_ENET && strstr(err, strerror(EACCES)))
+        return "; ports below 1024 need privileges: choose PORT 1024 or above";
+    if (rc == TF_ENOENT)
+        return "; create the directory, or name an existing ROOT";
+    return "";
+}
+
 static int serve(const server_args *a)
 {
     char err[512];
@@ -306,8 +322,9 @@ static int serve(const server_args *a)
     tf_server *s;
     int rc = tf_server_open_ex(&s, a->bind, a->port, a->root, a->opt, err, sizeof err);
     if (rc != TF_OK) {
-        fprintf(stderr, PROG ": serve \"%s\" on %s port %s: %s%s%s%s\n", a->root, where,
-                a->port, tf_strerror(rc), err[0] ? " (" : "", err, err[0] ? ")" : "");
+        fprintf(stderr, PROG ": serve \"%s\" on %s port %s: %s%s%s%s%s\n", a->root, where,
+                a->port, tf_strerror(rc), err[0] ? " (" : "", err, err[0] ? ")" : "",
+                open_hint(rc, err));
         return EXIT_FAILED;
     }
     g_server = s;

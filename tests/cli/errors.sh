@@ -71,12 +71,13 @@ stderr_one_line_with 'no-such-dir'
 start_server root
 ROOT=$TMP/root
 expect 1 "$SERVER" -b $H "$PORT" "$ROOT"
-stderr_one_line_with "port $PORT"
-pass "a missing root or a port in use exits 1 with one line"
+stderr_one_line_with "port $PORT" 'another program is using that port'
+pass "a missing root or a port in use exits 1 with one line saying what to do"
 
 # ---- operation failures: exit 1, one line naming operation, name, reason -------
 expect 1 "$CLIENT" $H "$PORT" get nope.txt "$TMP/nope.txt"
-stderr_one_line_with 'get "nope.txt"' 'no such file' 'no file named "nope.txt"'
+stderr_one_line_with 'get "nope.txt"' 'no such file' 'no file named "nope.txt"' \
+  "; see the names it has with: tcpfile-client $H $PORT list"
 [[ ! -e $TMP/nope.txt ]] || fail "a failed get left a local file"
 (cd "$TMP" && expect 1 "$CLIENT" $H "$PORT" get nope.txt)
 stderr_one_line_with 'tcpfile-client: get "nope.txt": no such file'
@@ -88,13 +89,25 @@ expect 1 "$CLIENT" $H "$PORT" put "$TMP/missing-local.txt"
 stderr_one_line_with 'put "' 'missing-local.txt' 'no such file'
 expect 1 "$CLIENT" $H "$PORT" get x.txt "$TMP/no/such/dir/x.txt"
 stderr_one_line_with 'get "x.txt"' "$TMP/no/such/dir"
+grep -q 'names it has' "$TMP/err" && fail "a missing local directory got the remote hint"
 pass "local failures (missing upload, unwritable destination) exit 1"
 
 # Longer than the server allows (255 by default) yet a valid name.
 long=$(printf 'n%.0s' {1..300})
 expect 1 "$CLIENT" $H "$PORT" get "$long"
 stderr_one_line_with "get \"$long\"" 'invalid argument or name'
-pass "a name over the server's limit exits 1"
+printf 'x\n' >"$TMP/short.txt"
+expect 1 "$CLIENT" $H "$PORT" put "$TMP/short.txt" "$long"
+stderr_one_line_with "as \"$long\"" 'at most 255 bytes' 'upload it under a shorter name'
+pass "a name over the server's limit exits 1 (put: with a hint)"
+
+# A server that accepts connections but never answers: the kernel completes
+# the TCP handshake for a stopped process, the tcpfile handshake never comes.
+kill -STOP "$SERVER_PID"
+expect 1 "$CLIENT" --timeout 0.3 $H "$PORT" list
+kill -CONT "$SERVER_PID"
+stderr_one_line_with "connect to $H port $PORT" 'timed out' '--timeout SECONDS waits longer'
+pass "a connect that times out exits 1 with a hint: $(cat "$TMP/err")"
 
 # Connection refused: the port of a server that has stopped.
 stop_server "$SERVER_PID"
@@ -108,7 +121,8 @@ printf 'data\n' >"$TMP/up.txt"
 start_server ro --read-only
 printf 'keep\n' >"$TMP/ro/keep.txt"
 expect 1 "$CLIENT" $H "$PORT" put "$TMP/up.txt"
-stderr_one_line_with 'put "' 'up.txt' 'permission denied' 'read-only'
+stderr_one_line_with 'put "' 'up.txt' 'permission denied' 'read-only' \
+  'this server only serves get and list'
 [[ ! -e $TMP/ro/up.txt ]] || fail "a read-only server stored an upload"
 expect 0 "$CLIENT" -q $H "$PORT" get keep.txt "$TMP/keep.txt" list
 cmp "$TMP/ro/keep.txt" "$TMP/keep.txt" || fail "get from a read-only server differs"
@@ -120,7 +134,7 @@ pass "--read-only refuses put (exit 1, logged) and still serves get and list"
 start_server noow --no-overwrite
 expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/up.txt" once.txt
 expect 1 "$CLIENT" -q $H "$PORT" put /etc/hostname once.txt
-stderr_one_line_with '"once.txt"' 'already exists'
+stderr_one_line_with '"once.txt"' 'already exists' 'choose another NAME'
 cmp "$TMP/up.txt" "$TMP/noow/once.txt" || fail "--no-overwrite let the file change"
 stop_server "$SERVER_PID"
 pass "--no-overwrite refuses a second put of the same name"

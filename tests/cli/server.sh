@@ -79,7 +79,7 @@ start_server busy --max-connections 1
 SLOW_PID=$!
 wait_connected "$PORT"
 expect 1 "$CLIENT" $H "$PORT" list
-stderr_one_line_with "connect to $H port $PORT" 'server busy'
+stderr_one_line_with "connect to $H port $PORT" 'server busy' 'try again later'
 slow_status=0
 wait "$SLOW_PID" || slow_status=$?
 [[ $slow_status == 0 ]] || fail "the admitted client failed: $(cat "$TMP/slow.err")"
