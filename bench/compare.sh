@@ -306,14 +306,21 @@ RES=$WORK/results.tsv
 REP=0
 CLK_TCK=$(getconf CLK_TCK)
 
-# CPU seconds used so far by a process and its children (live and reaped).
+# Clock ticks of CPU used so far by a process and all its descendants,
+# live and reaped (rsyncd forks two processes per transfer).
 tree_cpu() {
   local total=0 p t
-  for p in "$@" $(pgrep -P "$1" 2>/dev/null || true); do
-    t=$(awk '{ sub(/.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$p/stat" 2>/dev/null) || continue
+  for p in $(descendants "$1"); do
+    t=$(awk '{ sub(/.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$p/stat" 2>/dev/null) ||
+      continue
     total=$((total + ${t:-0}))
   done
   echo "$total"
+}
+descendants() {
+  local c
+  echo "$1"
+  for c in $(pgrep -P "$1" 2>/dev/null || true); do descendants "$c"; done
 }
 
 # Resident memory of nginx's workers (the master's children), KiB.
@@ -342,6 +349,7 @@ timed() {
   sync
   s0=$(tree_cpu "$spid")
   { time timeout 300 "$@" >"$WORK/out" 2>&1; } 2>"$WORK/time" || rc=$?
+  sleep 0.2 # lets the server's side of the transfer finish and be reaped
   s1=$(tree_cpu "$spid")
   read -r WALL u s <"$WORK/time"
   CCPU=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
@@ -374,8 +382,14 @@ order() {
 
 t_get_null() {
   local i
-  for i in $(order 4); do
+  for i in $(order 5); do
     case $i in
+      4)
+        # For information: without the end-to-end checksum (TF_OPT_CHECKSUM).
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          --checksum 0 get big.bin --out /dev/null &&
+          record get_null libtcpfile-nocksum "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
       0)
         timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
           get big.bin --out /dev/null &&
@@ -404,9 +418,15 @@ t_get_null() {
 
 t_get_file() {
   local i dst=$WORK/dst/big.bin
-  for i in $(order 4); do
+  for i in $(order 5); do
     rm -f "$dst"
     case $i in
+      4)
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          --checksum 0 get big.bin --out "$dst" &&
+          check_same "$D/big.bin" "$dst" libtcpfile-nocksum &&
+          record get_file libtcpfile-nocksum "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
       0)
         timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
           get big.bin --out "$dst" &&
@@ -433,9 +453,15 @@ t_get_file() {
 
 t_put() {
   local i
-  for i in $(order 5); do
+  for i in $(order 6); do
     rm -f "$D/up.bin" "$WORK/dav/up/big.bin" "$WORK/rsup/big.bin"
     case $i in
+      5)
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          --checksum 0 put "$D/big.bin" up.bin &&
+          check_same "$D/big.bin" "$D/up.bin" libtcpfile-nocksum &&
+          record put_durable libtcpfile-nocksum "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
       0)
         timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
           put "$D/big.bin" up.bin &&
@@ -598,11 +624,20 @@ say "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB," \
 say "tools: $(nginx -v 2>&1 | sed 's/.*: //'), $(curl --version | head -1 | cut -d' ' -f1-2)," \
   "wrk $(dpkg-query -W -f='${Version}' wrk), $(iperf3 --version | head -1 | cut -d' ' -f1-2)," \
   "rsync $(rsync --version | head -1 | awk '{ print $3 }')," \
-  "libtcpfile $("$BENCH" --version | sed 's/.*libtcpfile //; s/)//') ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+  "libtcpfile $("$BENCH" --version | sed 's/.*libtcpfile //; s/)//')" \
+  "($(git -C "$REPO" describe --always --dirty 2>/dev/null || echo 'not a git checkout'))"
 say "$REPS repetitions; idle: $IDLE_N connections; 64 connections for $WRK_SECONDS s"
+# Other work on the machine skews every figure: show how busy it is.
+busy() {
+  say "load average $(cut -d' ' -f1-3 /proc/loadavg); busiest other processes:" \
+    "$(top -b -n 2 -d 0.5 -w 200 | awk '/^top -/ { n++ }
+      n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 { printf "%s %s%%, ", $12, $9 }' |
+      sed 's/, $//')"
+}
 START=$(date +%s)
 for ((REP = 1; REP <= REPS; REP++)); do
   say "repetition $REP of $REPS"
+  busy
   say "  get 1 GiB to /dev/null (MB/s)"; t_get_null
   say "  get 1 GiB to a file (MB/s)"; t_get_file
   say "  put 1 GiB (MB/s)"; t_put
@@ -610,6 +645,7 @@ for ((REP = 1; REP <= REPS; REP++)); do
   say "  4 KiB gets, 64 connections, $WRK_SECONDS s (requests/s)"; t_conc
   say "  $IDLE_N idle connections"; t_idle
 done
+busy
 say "done in $(($(date +%s) - START)) s"
 
 # ---- the table ----------------------------------------------------------------
@@ -632,7 +668,7 @@ medians >"$WORK/medians.tsv"
 med() { awk -F'\t' -v t="$1" -v o="$2" '$1 == t && $2 == o { print $3 }' "$WORK/medians.tsv"; }
 best() { # TEST DIRECTION(hi|lo) TOOL-REGEX -> "value tool"
   awk -F'\t' -v t="$1" -v d="$2" -v re="$3" '
-    $1 == t && $2 != "libtcpfile" && $2 ~ re {
+    $1 == t && $2 !~ /^libtcpfile/ && $2 ~ re {
       if (!f || (d == "hi" ? $3 > b : $3 < b)) { b = $3; w = $2; f = 1 }
     }
     END { if (f) print b, w }' "$WORK/medians.tsv"

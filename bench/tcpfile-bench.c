@@ -46,6 +46,7 @@ typedef struct args {
     const char *root;
     long server_pid; /* 0: none given */
     int64_t max_connections;
+    int64_t checksum; /* -1: the library's default */
     /* mode */
     const char *mode;
     const char *arg1;
@@ -74,6 +75,9 @@ static void usage(FILE *to)
         "                            and CPU time\n"
         "  --root DIR                in-process server: directory served (default .)\n"
         "  --max-connections N       in-process server: connection limit (20000)\n"
+        "  --checksum 0|1            end-to-end checksums on or off (TF_OPT_CHECKSUM,\n"
+        "                            client and in-process server; default: the\n"
+        "                            library's)\n"
         "\n"
         "Modes:\n"
         "  get NAME      download NAME --count times (1) over one connection to\n"
@@ -121,6 +125,7 @@ enum {
     OPT_ROOT,
     OPT_SERVER_PID,
     OPT_MAX_CONN,
+    OPT_CHECKSUM,
     OPT_OUT,
     OPT_COUNT,
     OPT_PREFIX,
@@ -143,6 +148,7 @@ static int parse_args(int argc, char **argv, args *a)
         {"root", required_argument, NULL, OPT_ROOT},
         {"server-pid", required_argument, NULL, OPT_SERVER_PID},
         {"max-connections", required_argument, NULL, OPT_MAX_CONN},
+        {"checksum", required_argument, NULL, OPT_CHECKSUM},
         {"out", required_argument, NULL, OPT_OUT},
         {"count", required_argument, NULL, OPT_COUNT},
         {"prefix", required_argument, NULL, OPT_PREFIX},
@@ -160,6 +166,7 @@ static int parse_args(int argc, char **argv, args *a)
     memset(a, 0, sizeof *a);
     a->root = ".";
     a->max_connections = 20000;
+    a->checksum = -1;
     a->out = "/dev/null";
     a->prefix = "s";
     a->name = "m1.bin";
@@ -192,6 +199,10 @@ static int parse_args(int argc, char **argv, args *a)
         case OPT_MAX_CONN:
             if (parse_int(optarg, 1, 1000000, &a->max_connections) != 0)
                 return usage_error("--max-connections needs 1..1000000, not", optarg);
+            break;
+        case OPT_CHECKSUM:
+            if (parse_int(optarg, 0, 1, &a->checksum) != 0)
+                return usage_error("--checksum needs 0 or 1, not", optarg);
             break;
         case OPT_OUT:
             a->out = optarg;
@@ -470,6 +481,8 @@ static int target_open(target *t, const args *a)
     if (tf_options_new(&opt) != TF_OK)
         return -1;
     tf_options_set(opt, TF_OPT_MAX_CONNECTIONS, a->max_connections);
+    if (a->checksum >= 0)
+        tf_options_set(opt, TF_OPT_CHECKSUM, a->checksum);
     char err[512];
     int rc = tf_server_open_ex(&t->srv, "127.0.0.1", "0", a->root, opt, err, sizeof err);
     tf_options_free(opt);
@@ -529,11 +542,13 @@ static tf_client *connect_or_report(const target *t, const tf_options *opt)
     return c;
 }
 
-static int make_client_options(tf_options **opt, xfer *x)
+static int make_client_options(tf_options **opt, xfer *x, const args *a)
 {
     if (tf_options_new(opt) != TF_OK)
         return -1;
     tf_options_set_progress(*opt, on_progress, x);
+    if (a->checksum >= 0)
+        tf_options_set(*opt, TF_OPT_CHECKSUM, a->checksum);
     return 0;
 }
 
@@ -576,7 +591,7 @@ static int run_transfer(const args *a, const target *t, int is_put)
 {
     xfer x = {0};
     tf_options *opt;
-    if (make_client_options(&opt, &x) != 0)
+    if (make_client_options(&opt, &x, a) != 0)
         return EXIT_FAILED;
     int64_t count = a->count > 0 ? a->count : 1;
     const char *name = a->arg1;
@@ -644,7 +659,7 @@ static int run_small(const args *a, const target *t)
     xfer x = {0};
     tf_options *opt;
     int devnull = open_devnull();
-    if (devnull < 0 || make_client_options(&opt, &x) != 0)
+    if (devnull < 0 || make_client_options(&opt, &x, a) != 0)
         return EXIT_FAILED;
     int64_t count = a->count > 0 ? a->count : 10000;
     args local = *a;
@@ -714,7 +729,7 @@ static void *worker_main(void *p)
     xfer x = {0};
     tf_options *opt = NULL;
     tf_client *c = NULL;
-    if (make_client_options(&opt, &x) == 0)
+    if (make_client_options(&opt, &x, w->a) == 0)
         c = connect_or_report(w->t, opt);
     /* Every thread, connected or not, must reach the barrier. */
     pthread_barrier_wait(w->start);
@@ -876,7 +891,7 @@ static int run_idle(const args *a, const target *t)
     tf_client **held = calloc((size_t)n, sizeof *held);
     xfer x = {0};
     tf_options *opt;
-    if (!held || make_client_options(&opt, &x) != 0)
+    if (!held || make_client_options(&opt, &x, a) != 0)
         return EXIT_FAILED;
     printf("idle: %" PRId64 " idle connections, %" PRId64
            " gets of %s meanwhile, server %s port %s%s\n",
