@@ -217,7 +217,9 @@ static void run_worker(worker *w)
         if (!w->stopping && atomic_load(&w->srv->stopping))
             begin_stop(w); /* tf_server_run's own stop after a failure */
         expire_all(w, tf__now_ms());
+        tf__worker_bury(w);
     }
+    tf__worker_bury(w);
 }
 
 static void *worker_main(void *arg)
@@ -259,6 +261,7 @@ int tf__server_serve_fd(tf_server *srv, int fd, const char *peer)
     if (!s) {
         if (rc != TF_OK)
             close(fd);
+        tf__worker_bury(&w);
         if (w.epfd >= 0)
             close(w.epfd);
         return rc != TF_OK ? rc : TF_ENOMEM;
@@ -281,11 +284,13 @@ int tf__server_serve_fd(tf_server *srv, int fd, const char *peer)
             if (w.stopping && tf__now_ms() >= w.grace_end_ms)
                 break;
             expire_all(&w, tf__now_ms());
+            tf__worker_bury(&w);
         }
         close_list(&w.active);
         close_list(&w.idle);
         close_list(&w.closing);
     }
+    tf__worker_bury(&w);
     close(w.epfd);
     return TF_OK;
 }

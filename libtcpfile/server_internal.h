@@ -41,6 +41,8 @@ struct worker {
     session_list idle;    /* between requests: idle timeout */
     session_list active;  /* handshake or request in flight: I/O timeout */
     session_list closing; /* reply sent, draining before close: linger */
+    session *graveyard;   /* closed this round; freed when no event can
+                             still point at them */
     pthread_t thread;
 };
 
@@ -124,6 +126,7 @@ struct session {
     uint64_t window_bytes;
     uint32_t events;        /* what epoll watches for now */
     int shut;               /* SHUT_WR done (closing) */
+    int dead;               /* closed; waits in the graveyard to be freed */
     size_t skip;            /* bytes of an over-long name still to drop */
     request *req;
     union {
@@ -149,7 +152,11 @@ void tf__session_on_events(session *s, uint32_t events);
 void tf__session_on_stop(session *s);
 /* A timeout expired: log it (if a request was in flight) and close. */
 void tf__session_timeout(session *s, int code, const char *why);
+/* Closes s at once; its memory lives until tf__worker_bury, so callers
+   up the stack may still look at s->dead. */
 void tf__session_close(session *s);
+/* Frees the sessions closed since the last call. */
+void tf__worker_bury(worker *w);
 
 /* server.c: list and epoll bookkeeping for sessions */
 void tf__session_list_move(session *s, session_list *to, int64_t now_ms);

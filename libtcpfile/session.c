@@ -819,6 +819,12 @@ static void parse_input(session *s)
     }
     if (!s->skip && s->in_len > 0)
         on_request(s);
+    if (!s->dead && s->state == S_IDLE && s->in_len > 0 && s->list == &s->w->idle) {
+        /* Part of a request is here: from now on it is timed as one. */
+        s->window_ms = tf__now_ms();
+        s->window_bytes = 0;
+        tf__session_list_move(s, &s->w->active, s->window_ms);
+    }
 }
 
 /* Reads into the input buffer. Returns 1 if bytes came, 0 if none were
@@ -837,12 +843,7 @@ static int fill_input(session *s)
     ssize_t n = recv(s->fd, to, room, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
-    if (n > 0 && s->list == &s->w->idle) {
-        /* A request has begun: from now on it is timed as one. */
-        s->window_ms = tf__now_ms();
-        s->window_bytes = 0;
-        tf__session_list_move(s, &s->w->active, s->window_ms);
-    }
+
     if (n == 0 && s->state == S_IDLE && s->in_len == 0 && !s->req) {
         tf__session_close(s); /* a client leaving between requests */
         return -1;
@@ -874,6 +875,8 @@ static void drain_closing(session *s)
 
 void tf__session_on_events(session *s, uint32_t events)
 {
+    if (s->dead)
+        return; /* closed earlier in this round of events */
     if (s->state == S_CLOSING) {
         drain_closing(s);
         return;
@@ -982,12 +985,26 @@ void tf__session_timeout(session *s, int code, const char *why)
 
 void tf__session_close(session *s)
 {
+    if (s->dead)
+        return;
+    s->dead = 1;
     if (s->req)
         request_end(s, 1);
     tf__session_list_move(s, NULL, 0);
     close(s->fd); /* also takes it out of the epoll set */
-    if (s->in != s->small)
-        free(s->in);
+    s->fd = -1;
     atomic_fetch_sub(&s->w->srv->sessions, 1);
-    free(s);
+    s->next = s->w->graveyard;
+    s->w->graveyard = s;
+}
+
+void tf__worker_bury(worker *w)
+{
+    while (w->graveyard) {
+        session *s = w->graveyard;
+        w->graveyard = s->next;
+        if (s->in != s->small)
+            free(s->in);
+        free(s);
+    }
 }
