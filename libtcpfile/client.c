@@ -139,7 +139,6 @@ int tf_connect_ex(tf_client **out, const char *host, const char *port,
         return TF_ENOMEM;
     }
     tf__options_copy(&c->opt, opt);
-    c->s.abort_fd = -1;
     c->s.timeout_ms = (int)c->opt.value[TF_OPT_CONNECT_TIMEOUT_MS];
     int rc = tf__stream_connect(&c->s, host, port, c->s.timeout_ms, &c->err);
     if (rc == TF_OK)

@@ -69,54 +69,20 @@ static void set_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-void tf__stream_rate_reset(tf__stream *s)
-{
-    s->waited_ms = 0;
-    s->moved = 0;
-}
-
-/* Fails a peer that has kept us waiting a whole window while moving less
-   than min_rate bytes per second of it. */
-static int rate_check(tf__stream *s, tf__err *e)
-{
-    int64_t window = s->timeout_ms > 0 ? s->timeout_ms : 30000;
-    if (!s->min_rate || s->waited_ms < window)
-        return TF_OK;
-    if (s->moved * 1000 < s->min_rate * (uint64_t)s->waited_ms)
-        return tf__fail(e, TF_ETIMEDOUT,
-                        "the peer is too slow: %llu bytes in %lld ms of waiting (at least "
-                        "%llu bytes/s required)",
-                        (unsigned long long)s->moved, (long long)s->waited_ms,
-                        (unsigned long long)s->min_rate);
-    tf__stream_rate_reset(s);
-    return TF_OK;
-}
-
 /* Waits for events on s->fd. TF_OK when ready, else the failure. */
 static int wait_for(tf__stream *s, short events, int timeout_ms, tf__err *e)
 {
-    struct pollfd p[2] = {{.fd = s->fd, .events = events}, {.fd = s->abort_fd, .events = POLLIN}};
-    nfds_t n = s->abort_fd >= 0 ? 2 : 1;
+    struct pollfd p = {.fd = s->fd, .events = events};
     for (;;) {
-        int64_t start = tf__now_ms();
-        int r = poll(p, n, timeout_ms > 0 ? timeout_ms : -1);
-        s->waited_ms += tf__now_ms() - start;
-        if (r > 0) {
-            if (n == 2 && p[1].revents)
-                return tf__fail(e, TF_ECANCELED, "the server is stopping");
-            return rate_check(s, e);
-        }
+        int r = poll(&p, 1, timeout_ms > 0 ? timeout_ms : -1);
+        if (r > 0)
+            return TF_OK;
         if (r == 0)
             return tf__fail(e, TF_ETIMEDOUT, "the peer made no progress for %d ms",
                             timeout_ms);
         if (errno != EINTR)
             return tf__fail_errno(e, TF_ENET, errno, "poll failed");
     }
-}
-
-int tf__stream_wait_readable(tf__stream *s, int timeout_ms, tf__err *e)
-{
-    return wait_for(s, POLLIN, timeout_ms, e);
 }
 
 static int connect_one(const struct addrinfo *ai, int timeout_ms, int *out, tf__err *e)
@@ -133,7 +99,7 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms, int *out, tf__
             close(fd);
             return tf__fail_errno(e, net_code(err), err, "cannot connect to %s", addr);
         }
-        tf__stream tmp = {.fd = fd, .abort_fd = -1};
+        tf__stream tmp = {.fd = fd};
         int rc = wait_for(&tmp, POLLOUT, timeout_ms, e);
         if (rc != TF_OK) {
             close(fd);
@@ -272,18 +238,6 @@ int tf__listen(int *fds, int max, int *count, const char *host, const char *port
     return TF_OK;
 }
 
-int tf__accept(int listen_fd, char *peer, size_t peer_len)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    int fd = accept4(listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    set_nodelay(fd);
-    tf__format_addr((struct sockaddr *)&ss, 1, peer, peer_len);
-    return fd;
-}
-
 /* Receives at least one byte, or *got = 0 at the peer's end of stream. */
 static int recv_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err *e)
 {
@@ -292,7 +246,6 @@ static int recv_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err 
         ssize_t n = recv(s->fd, buf, cap, MSG_DONTWAIT);
         if (n >= 0) {
             *got = (size_t)n;
-            s->moved += (uint64_t)n;
             return TF_OK;
         }
         if (errno == EINTR)
@@ -313,20 +266,15 @@ int tf__stream_read_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__
     return rc;
 }
 
-int tf__stream_read_or_eof(tf__stream *s, void *buf, size_t len, int *eof, tf__err *e)
+int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e)
 {
     uint8_t *p = buf;
     size_t done = 0;
-    *eof = 0;
     while (done < len) {
         size_t got;
         int rc = recv_some(s, p + done, len - done, &got, e);
         if (rc != TF_OK)
             return rc;
-        if (got == 0 && done == 0) {
-            *eof = 1;
-            return tf__fail(e, TF_ENET, "the peer closed the connection");
-        }
         if (got == 0)
             return tf__fail(e, TF_ENET,
                             "the peer closed the connection with %zu of %zu bytes missing",
@@ -336,19 +284,12 @@ int tf__stream_read_or_eof(tf__stream *s, void *buf, size_t len, int *eof, tf__e
     return TF_OK;
 }
 
-int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e)
-{
-    int eof;
-    return tf__stream_read_or_eof(s, buf, len, &eof, e);
-}
-
 int tf__stream_write(tf__stream *s, const void *buf, size_t len, tf__err *e)
 {
     const uint8_t *p = buf;
     while (len > 0) {
         ssize_t n = send(s->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
-            s->moved += (uint64_t)n;
             p += n;
             len -= (size_t)n;
             continue;
@@ -424,7 +365,6 @@ int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t 
         off_t off = (off_t)*offset;
         ssize_t n = tf__sendfile_nosignal(s->fd, file_fd, &off, (size_t)want);
         if (n > 0) {
-            s->moved += (uint64_t)n;
             *offset = (uint64_t)off;
             continue;
         }
@@ -445,29 +385,6 @@ int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t 
         return send_file_copy(s, file_fd, offset, end - *offset, e);
     }
     return TF_OK;
-}
-
-void tf__stream_close_gently(tf__stream *s, int linger_ms)
-{
-    if (s->fd < 0)
-        return;
-    shutdown(s->fd, SHUT_WR);
-    int64_t deadline = tf__now_ms() + linger_ms;
-    char sink[4096];
-    for (;;) {
-        ssize_t n = recv(s->fd, sink, sizeof sink, MSG_DONTWAIT);
-        if (n > 0)
-            continue;
-        if (n == 0 || (errno != EAGAIN && errno != EINTR))
-            break;
-        int64_t left = deadline - tf__now_ms();
-        if (left <= 0)
-            break;
-        struct pollfd p = {.fd = s->fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left) <= 0)
-            break;
-    }
-    tf__stream_close(s);
 }
 
 void tf__stream_close(tf__stream *s)

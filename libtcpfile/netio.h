@@ -2,8 +2,8 @@
  * netio.h - the transport: every socket call of the library is behind these
  * functions, so that another transport (TLS) can slide in underneath.
  * Sockets are non-blocking; a wait that sees no progress for timeout_ms
- * fails with TF_ETIMEDOUT, and a readable abort_fd (the server's stop
- * signal) ends a wait with TF_ECANCELED.
+ * fails with TF_ETIMEDOUT. (The server drives its sockets from epoll in
+ * session.c and uses only the listening and sendfile helpers here.)
  */
 #ifndef TF_NETIO_H
 #define TF_NETIO_H
@@ -17,19 +17,8 @@
 
 typedef struct tf__stream {
     int fd;
-    int timeout_ms;        /* longest wait without progress; 0 = none */
-    int abort_fd;          /* -1, or a descriptor that turns readable to abort waits */
-    /* Minimum progress: over every timeout_ms (default 30 s) spent waiting
-       for the peer, at least min_rate bytes per second of that waiting
-       must move, or the stream fails with TF_ETIMEDOUT. Time the caller
-       spends on its own work (disk, fsync) does not count. 0 = off. */
-    uint64_t min_rate;
-    int64_t waited_ms;     /* waiting for the peer, this window */
-    uint64_t moved;        /* bytes moved, this window */
+    int timeout_ms; /* longest wait without progress; 0 = none */
 } tf__stream;
-
-/* Starts a new minimum-progress window (at each request). */
-void tf__stream_rate_reset(tf__stream *s);
 
 /* Resolves host:port ("[::1]" accepted) and connects within timeout_ms,
    trying each address in turn. On success s->fd is an open socket with
@@ -42,11 +31,6 @@ int tf__stream_connect(tf__stream *s, const char *host, const char *port,
 int tf__listen(int *fds, int max, int *count, const char *host, const char *port,
                tf__err *e);
 
-/* Accepts one connection as a non-blocking, close-on-exec socket with
-   TCP_NODELAY. Returns the descriptor, or -1 with errno set. The peer's
-   address is written into peer ("1.2.3.4:5" or "[::1]:5"). */
-int tf__accept(int listen_fd, char *peer, size_t peer_len);
-
 /* The local port a socket is bound to, 0 if it cannot be read. */
 int tf__socket_port(int fd);
 
@@ -56,10 +40,6 @@ void tf__format_addr(const struct sockaddr *sa, int with_port, char *buf, size_t
 /* Reads exactly len bytes. TF_ENET when the peer closes first (the message
    says how many bytes were missing), TF_ETIMEDOUT, TF_ECANCELED. */
 int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e);
-
-/* The same, and *eof = 1 when the peer closed before sending any byte:
-   for the start of a frame, where that is a clean goodbye. */
-int tf__stream_read_or_eof(tf__stream *s, void *buf, size_t len, int *eof, tf__err *e);
 
 /* Reads what is available, at least 1 byte, at most cap; *got is set.
    Used by the frame parsers so that pipelined bytes are not lost. */
@@ -77,16 +57,6 @@ int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t 
 
 /* sendfile(2) that never raises SIGPIPE (sendfile has no MSG_NOSIGNAL). */
 ssize_t tf__sendfile_nosignal(int sock, int file_fd, off_t *off, size_t count);
-
-/* Waits until the peer sends something or closes, without reading.
-   Returns TF_OK (readable), TF_ETIMEDOUT after timeout_ms (0 = none), or
-   TF_ECANCELED if abort_fd turned readable. */
-int tf__stream_wait_readable(tf__stream *s, int timeout_ms, tf__err *e);
-
-/* Sends no more (shutdown SHUT_WR), then reads and drops what the peer
-   still sends for up to linger_ms, so that closing does not reset a reply
-   the peer has yet to read. Then closes. */
-void tf__stream_close_gently(tf__stream *s, int linger_ms);
 
 void tf__stream_close(tf__stream *s);
 
