@@ -68,6 +68,10 @@ int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, tf__
                             name);
         if (errno == ENOENT)
             return tf__fail(e, TF_ENOENT, "no file named \"%s\"", name);
+        /* Opening a socket file, or a device without a driver, for reading
+           fails with ENXIO / ENODEV: not a regular file either. */
+        if (errno == ENXIO || errno == ENODEV)
+            return tf__fail(e, TF_EACCES, "\"%s\" is not a regular file", name);
         return fail_fs(e, errno, "cannot open", name);
     }
     if (fstat(*fd, &st) != 0) {
