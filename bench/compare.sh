@@ -119,7 +119,9 @@ stop_pid() {
 install_missing() {
   local missing=() pkg sudo=()
   for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+    # (Here-strings, not pipes into grep -q: with pipefail, grep's early exit
+    # can fail the writer with SIGPIPE and so the whole test.)
+    grep -q 'install ok installed' <<<"$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" ||
       missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -148,7 +150,7 @@ PKGS=(gcc libc6-dev make cmake pkg-config curl wrk iperf3 rsync iproute2 procps 
 # all have it built in; take nginx-light unless one is there already.
 if ! command -v nginx >/dev/null; then PKGS+=(nginx-light); fi
 install_missing "${PKGS[@]}"
-nginx -V 2>&1 | grep -q -- --with-http_dav_module || die "this nginx has no WebDAV module"
+grep -q -- --with-http_dav_module <<<"$(nginx -V 2>&1)" || die "this nginx has no WebDAV module"
 
 # ---- limits -------------------------------------------------------------------
 ulimit -Hn 1048576 2>/dev/null || ulimit -Hn 65536 2>/dev/null || true
@@ -293,7 +295,7 @@ RSYNCD=$!
 PIDS+=("$RSYNCD")
 wait_listen "$P_RSYNC" "$RSYNCD" rsyncd
 RSYNC_FSYNC=--fsync
-rsync --help | grep -q -- --fsync || RSYNC_FSYNC=
+grep -q -- --fsync <<<"$(rsync --help)" || RSYNC_FSYNC=
 
 iperf3 -s -B 127.0.0.1 -p "$P_IPERF" >"$WORK/iperf3.log" 2>&1 &
 IPERF=$!
