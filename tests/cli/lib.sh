@@ -90,7 +90,7 @@ start_server() {
 wait_banner() {
   local file=$1 pid=$2 line i
   for ((i = 0; i < 100; i++)); do
-    if line=$(grep -m1 '^server up and running on IP: ' "$file"); then
+    if line=$(grep -m1 '^server up and running on IP: ' "$file" 2>/dev/null); then
       [[ $line =~ ^server\ up\ and\ running\ on\ IP:\ [^\ ]+\ port\ ([0-9]+)$ ]] ||
         fail "malformed banner: $line"
       PORT=${BASH_REMATCH[1]}
