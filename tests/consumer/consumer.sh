@@ -4,60 +4,15 @@
 # Checks the installed library the way its users see it: installs BUILD_DIR
 # into a temporary prefix, builds consumer.c with the flags pkg-config gives
 # (against the shared library, then statically against libtcpfile.a), runs
-# both, and checks that the shared library exports only tf_ symbols: every
-# TF_API function of tcpfile.h and nothing else. Prints what it checks;
-# exits non-zero if any check fails. Leaves nothing behind.
+# both, builds the README's program (examples/send.c) the same way and runs
+# it against the installed tcpfile-server, and checks that the shared
+# library exports only tf_ symbols: every TF_API function of tcpfile.h and
+# nothing else, under the SONAME libtcpfile.so.MAJOR. Prints what it
+# checks; exits non-zero if any check fails. Leaves nothing behind.
+# consumer_cmake.sh does the same through find_package.
 set -u
-
-build_dir=${1:?usage: consumer.sh BUILD_DIR SOURCE_DIR}
-src_dir=${2:?usage: consumer.sh BUILD_DIR SOURCE_DIR}
-cache="$build_dir/CMakeCache.txt"
-
-tmp=$(mktemp -d /tmp/tf-consumer-XXXXXX) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-prefix="$tmp/prefix"
-failures=0
-
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-cache_value() {
-  sed -n "s/^$1:[A-Z]*=//p" "$cache" 2>/dev/null | head -n 1
-}
-
-# The compiler the library was built with (so that a clang or sanitizer
-# build links with the matching runtime); CC overrides, cc is the fallback.
-cc_cmd=${CC:-$(cache_value CMAKE_C_COMPILER)}
-cc_cmd=${cc_cmd:-cc}
-extra_flags=()
-if [ "$(cache_value TF_SANITIZE)" = "ON" ]; then
-  extra_flags+=(-fsanitize=address,undefined -fno-omit-frame-pointer)
-fi
-
-echo "== install $build_dir into $prefix"
-if ! cmake --install "$build_dir" --prefix "$prefix" >"$tmp/install.log" 2>&1; then
-  cat "$tmp/install.log" >&2
-  echo "FAIL: cmake --install failed" >&2
-  exit 1
-fi
-
-# GNUInstallDirs may choose lib, lib64 or lib/<multiarch>: look for the file.
-pc=$(find "$prefix" -name tcpfile.pc -path '*/pkgconfig/*' | head -n 1)
-if [ -z "$pc" ]; then
-  echo "FAIL: no tcpfile.pc under $prefix" >&2
-  exit 1
-fi
-pcdir=$(dirname "$pc")
-libdir=$(dirname "$pcdir")
-incdir="$prefix/include"
-echo "   tcpfile.pc: ${pc#"$prefix"/}"
-[ -f "$incdir/tcpfile.h" ] || fail "tcpfile.h is not in $incdir"
-[ -f "$incdir/tcpfile_version.h" ] || fail "tcpfile_version.h is not in $incdir"
-[ -f "$libdir/libtcpfile.a" ] || fail "libtcpfile.a is not in $libdir"
-so=$(find "$libdir" -maxdepth 1 -name 'libtcpfile.so.*' -type f | head -n 1)
-[ -n "$so" ] || fail "no libtcpfile.so.* in $libdir"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
 
 # Our prefix first, so no other tcpfile is picked up; the system's own
 # directories after it, for what tcpfile.pc requires (libxxhash).
@@ -141,6 +96,14 @@ else
   fail "cannot build the consumer against libtcpfile.a"
 fi
 
+echo "== the README's program: $cc_cmd send.c \$(pkg-config --cflags --libs tcpfile)"
+if "$cc_cmd" "${warn[@]}" "${extra_flags[@]}" -o "$tmp/send" "$repo_dir/examples/send.c" \
+    "${cflags[@]}" "${libs[@]}"; then
+  LD_LIBRARY_PATH="$libdir" run_send "$tmp/send"
+else
+  fail "cannot build examples/send.c against the installed library"
+fi
+
 if [ -n "$so" ]; then
   echo "== exports of ${so#"$prefix"/}"
   nm -D --defined-only "$so" | awk 'NF >= 3 {print $3}' | sed 's/@.*//' | sort -u \
@@ -164,8 +127,4 @@ if [ -n "$so" ]; then
     fail "SONAME is '$soname', expected libtcpfile.so.$major"
 fi
 
-if [ "$failures" -ne 0 ]; then
-  echo "consumer check: $failures failure(s)" >&2
-  exit 1
-fi
-echo "consumer check: ok"
+finish "consumer check"
