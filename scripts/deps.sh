@@ -18,5 +18,7 @@ tf_install_missing() {
 # What building the library and the programs needs.
 TF_BUILD_PACKAGES=(gcc libc6-dev make cmake pkg-config libxxhash-dev)
 # What the test suite adds: cmocka, clang (the second compiler) with its
-# sanitizer runtime, and g++ to check that the header compiles as C++.
-TF_TEST_PACKAGES=("${TF_BUILD_PACKAGES[@]}" libcmocka-dev clang libclang-rt-14-dev g++)
+# sanitizer runtime, g++ to check that the header compiles as C++, and
+# groff-base (a few MB) to check that the man pages render without warnings.
+TF_TEST_PACKAGES=("${TF_BUILD_PACKAGES[@]}" libcmocka-dev clang libclang-rt-14-dev g++
+  groff-base)
