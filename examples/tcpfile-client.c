@@ -75,6 +75,7 @@ typedef struct progress {
     int bar_enabled;   /* stderr is a terminal, and not -q */
     const char *label; /* "get NAME", "put NAME", "list" */
     int started;       /* the transfer's first callback has come */
+    uint64_t first;    /* done at that callback: bytes a resumed transfer had */
     double start, last_draw;
     int drawn; /* columns of bar on the screen, to erase before other output */
 } progress;
@@ -453,7 +454,7 @@ static void bar_draw(progress *p, double now)
 {
     char stats[160], done[32], total[32], rate[32], eta[16];
     double elapsed = now - p->start;
-    double bps = elapsed > 0 ? (double)p->done / elapsed : 0;
+    double bps = elapsed > 0 ? (double)(p->done - p->first) / elapsed : 0;
     format_size(p->done, done, sizeof done);
     format_size((uint64_t)bps, rate, sizeof rate);
     if (p->total > 0) {
@@ -503,6 +504,7 @@ static int on_progress(void *user, uint64_t done, uint64_t total)
     if (!p->started) {
         p->started = 1;
         p->start = now;
+        p->first = done;
         return 0;
     }
     if (now - p->start >= BAR_DELAY && now - p->last_draw >= BAR_PERIOD)
