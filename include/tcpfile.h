@@ -71,17 +71,20 @@ enum tf_error {
     TF__ERR_LAST = -15 /* the most negative code in use; grows over time */
 };
 
-/* A sentence describing code ("success" for TF_OK). Never NULL, static. */
+/* A sentence describing code ("success" for TF_OK; "unknown error" for a
+   code this version does not know). Static, never NULL, never freed. */
 TF_API const char *tf_strerror(int code);
 
-/* The code's name, e.g. "TF_ENOENT". Never NULL ("TF_EUNKNOWN"), static. */
+/* The code's name, e.g. "TF_ENOENT"; "TF_EUNKNOWN" for a code this version
+   does not know. Static, never NULL, never freed. */
 TF_API const char *tf_errname(int code);
 
 /* ------------------------------------------------------------------------ */
 /* Version                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* TF_VERSION_NUMBER of the library actually linked (major<<16|minor<<8|patch). */
+/* TF_VERSION_NUMBER of the library actually linked (major<<16|minor<<8|patch),
+   which may be newer than the tcpfile_version.h compiled against. */
 TF_API unsigned tf_version(void);
 /* The same as a "MAJOR.MINOR.PATCH" string. Static, never NULL. */
 TF_API const char *tf_version_string(void);
@@ -145,13 +148,20 @@ typedef enum tf_option {
     TF_OPT_WORKERS = 16
 } tf_option;
 
-/* Creates an options object holding the defaults. TF_ENOMEM. */
+/* Creates an options object holding the defaults. *out is the caller's,
+   released with tf_options_free. Returns TF_OK, TF_EINVAL (out NULL) or
+   TF_ENOMEM (then *out is NULL). */
 TF_API int tf_options_new(tf_options **out);
-/* Releases it; NULL is fine. Handles made with it keep their own copy. */
+/* Releases opt; NULL is fine. tf_connect and tf_server_open copy the
+   options they are given, so opt may be changed or freed right after:
+   handles already made keep the values they were made with. */
 TF_API void tf_options_free(tf_options *opt);
-/* Sets one tunable. TF_EINVAL for an unknown key or an out-of-range value. */
+/* Sets one tunable. Returns TF_OK, or TF_EINVAL (opt NULL, a key this
+   version does not know, a value out of the key's range) and then leaves
+   opt unchanged. */
 TF_API int tf_options_set(tf_options *opt, tf_option key, int64_t value);
-/* Reads one tunable into *value. TF_EINVAL for an unknown key. */
+/* Reads one tunable into *value. Returns TF_OK, or TF_EINVAL (opt or value
+   NULL, an unknown key). */
 TF_API int tf_options_get(const tf_options *opt, tf_option key, int64_t *value);
 
 /*
@@ -160,6 +170,16 @@ TF_API int tf_options_get(const tf_options *opt, tf_option key, int64_t *value);
  * then fails with TF_ECANCELED and (for a get) leaves no partial file.
  */
 typedef int (*tf_progress_fn)(void *user, uint64_t done, uint64_t total);
+/*
+ * Makes clients created with opt call fn(user, done, total) during each
+ * tf_get* and tf_put* (not tf_list): once with done 0 when the data starts
+ * to move, then after every block (at least every few MiB), the last time
+ * with done == total. The call comes from the thread running the transfer,
+ * inside it: fn must not use the same tf_client. A resumed transfer
+ * (TF_OPT_RESUME) starts at the bytes it already had. user is passed
+ * through untouched, never freed. fn NULL turns progress reports off (the
+ * default). Returns TF_OK, or TF_EINVAL when opt is NULL.
+ */
 TF_API int tf_options_set_progress(tf_options *opt, tf_progress_fn fn, void *user);
 
 /*
@@ -177,8 +197,15 @@ typedef struct tf_request_log {
     double      seconds;   /* how long the request took                     */
 } tf_request_log;
 
-/* The server calls fn (from its connection threads, possibly at the same
-   time) once per request. NULL fn: no logging (the default). */
+/* A server created with opt calls fn(user, entry) once per request when it
+   ends, and once for each connection turned away ("busy"), failing its
+   handshake ("connect") or sending an unreadable request ("request"). The
+   calls come from the server's worker threads,
+   possibly several at once, so fn must be thread-safe; and while fn runs
+   its worker serves no other connection, so fn should be quick (write a
+   line, queue a record). user is passed through untouched, never freed.
+   fn NULL: no logging (the default). Returns TF_OK, or TF_EINVAL when opt
+   is NULL. */
 typedef void (*tf_log_fn)(void *user, const tf_request_log *entry);
 TF_API int tf_options_set_log(tf_options *opt, tf_log_fn fn, void *user);
 
@@ -201,8 +228,10 @@ typedef struct tf_entry {
  * number of requests.
  * Returns TF_OK, TF_EINVAL, TF_ENET (refused, unreachable, no such host),
  * TF_ETIMEDOUT, TF_EPROTO (not a tcpfile server, no common version),
- * TF_EBUSY (server full), TF_ENOMEM. On failure *out is NULL; the reason is
+ * TF_EBUSY (server full), TF_ENOMEM. On success *out is the caller's,
+ * closed and freed with tf_close. On failure *out is NULL; the reason is
  * not kept anywhere, so callers wanting the detail use tf_connect_ex.
+ * opt NULL means the defaults; it is copied, see tf_options_free.
  */
 TF_API int tf_connect(tf_client **out, const char *host, const char *port,
                       const tf_options *opt);
@@ -223,14 +252,18 @@ TF_API int tf_connect_ex(tf_client **out, const char *host, const char *port,
  */
 TF_API int tf_get(tf_client *c, const char *name, const char *local_path);
 
-/* Downloads name and writes it to the open descriptor fd (not closed).
-   Data already written stays written if the transfer then fails. */
+/* Downloads name and writes it to the open descriptor fd, from its current
+   position; fd stays the caller's and open. Data already written stays
+   written if the transfer then fails. Returns as tf_get (TF_EINVAL also
+   for fd < 0; TF_EIO when writing to fd fails, after which c stays usable). */
 TF_API int tf_get_fd(tf_client *c, const char *name, int fd);
 
 /*
  * Downloads name into memory: *data (NUL-terminated one byte past *len for
  * convenience) is the caller's, released with tf_free(). Larger than
- * TF_OPT_MAX_MEMORY gives TF_ETOOBIG. On failure *data is NULL, *len 0.
+ * TF_OPT_MAX_MEMORY gives TF_ETOOBIG (c stays usable). Returns as tf_get,
+ * and TF_EINVAL when data or len is NULL, TF_ENOMEM. On failure *data is
+ * NULL, *len 0.
  */
 TF_API int tf_get_mem(tf_client *c, const char *name, void **data, size_t *len);
 
@@ -238,24 +271,39 @@ TF_API int tf_get_mem(tf_client *c, const char *name, void **data, size_t *len);
  * Uploads local_path as name (NULL: the basename of local_path). The server
  * stores it atomically: readers see the old content or the new, whole.
  * Returns TF_OK, TF_EINVAL, TF_ENOENT (local file missing), TF_EIO,
- * TF_EACCES (read-only server), TF_EEXIST (server refuses overwrite),
- * TF_ETOOBIG, TF_ENOSPC (server side), TF_ENET, TF_EPROTO, ...
+ * TF_EACCES (read-only server, or local_path unreadable), TF_EEXIST
+ * (server refuses overwrite), TF_ETOOBIG (over the server's upload limit),
+ * TF_ENOSPC (server side), TF_ECHECKSUM (corrupted on the way: nothing is
+ * stored), TF_ENET, TF_ETIMEDOUT, TF_EPROTO, TF_ECANCELED, TF_ENOMEM. A
+ * local_path that cannot seek (a pipe, a terminal, "/dev/stdin") is read to
+ * its end into a temporary file first, to learn its size.
  */
 TF_API int tf_put(tf_client *c, const char *local_path, const char *name);
 
-/* Uploads size bytes read from fd (from its current offset) as name. */
+/* Uploads size bytes read from fd, from its current offset, as name; fd
+   stays the caller's and open. If fd ends or fails before size bytes, the
+   server discards the upload and TF_EIO is returned (c stays usable).
+   Returns as tf_put, and TF_EINVAL for fd < 0. */
 TF_API int tf_put_fd(tf_client *c, int fd, uint64_t size, const char *name);
 
-/* Uploads len bytes at data as name. */
+/* Uploads len bytes at data (still the caller's; NULL only when len is 0)
+   as name. Returns as tf_put. */
 TF_API int tf_put_mem(tf_client *c, const void *data, size_t len, const char *name);
 
 /* Lists the server's regular files, sorted by name bytewise. *out is the
-   caller's, released with tf_listing_free(). */
+   caller's, released with tf_listing_free(); NULL on failure. Returns
+   TF_OK, TF_EINVAL (c or out NULL), TF_ETOOBIG (more than the server's
+   TF_OPT_MAX_LIST_ENTRIES, or a listing over this client's
+   TF_OPT_MAX_MEMORY), TF_EIO (the server could not read its directory),
+   TF_ENOMEM, TF_ENET, TF_ETIMEDOUT, TF_EPROTO, TF_ECHECKSUM. */
 TF_API int tf_list(tf_client *c, tf_listing **out);
 
+/* The number of entries in l (0 when l is NULL). */
 TF_API size_t tf_listing_count(const tf_listing *l);
-/* Entry i (< count), owned by l; NULL when out of range. */
+/* Entry i (< count), owned by l and valid until tf_listing_free(l); NULL
+   when i is out of range or l is NULL. */
 TF_API const tf_entry *tf_listing_at(const tf_listing *l, size_t i);
+/* Frees l and every entry and name in it. NULL is fine. */
 TF_API void tf_listing_free(tf_listing *l);
 
 /* After TF_ENET, TF_ETIMEDOUT, TF_EPROTO, TF_ECANCELED or TF_ENOMEM in the
@@ -267,13 +315,16 @@ TF_API void tf_listing_free(tf_listing *l);
    after a success or when c is NULL. Valid until the next call on c. */
 TF_API const char *tf_errmsg(const tf_client *c);
 
-/* The name limit the server announced in the handshake. */
+/* The longest name, in bytes, that the server announced in the handshake
+   it accepts; TF_EINVAL when c is NULL. */
 TF_API int tf_client_max_name(const tf_client *c);
 
-/* Closes the connection and frees c. NULL is fine. */
+/* Closes the connection and frees c (and the strings tf_errmsg returned).
+   NULL is fine. */
 TF_API void tf_close(tf_client *c);
 
-/* Frees memory the library handed out (tf_get_mem). NULL is fine. */
+/* Frees memory the library handed out (tf_get_mem's *data), which may
+   come from another allocator than the caller's free(). NULL is fine. */
 TF_API void tf_free(void *p);
 
 /* Checks that name is acceptable (one path component of 1..max_len bytes,
@@ -293,8 +344,11 @@ typedef struct tf_server tf_server;
  * listens on every address, IPv4 and IPv6; port "0" picks a free port (see
  * tf_server_port). Nothing is served until tf_server_run.
  * Returns TF_OK, TF_EINVAL, TF_ENOENT / TF_EACCES (root unusable), TF_ENET
- * (cannot bind: in use, bad address), TF_ENOMEM. When errbuf is not NULL it
- * receives the detail of a failure.
+ * (cannot bind: in use, bad address), TF_ENOMEM. On success *out is the
+ * caller's, released with tf_server_close; on failure it is NULL. opt NULL
+ * means the defaults; it is copied, see tf_options_free.
+ * tf_server_open_ex also copies the detail of a failure into errbuf
+ * (NUL-terminated, truncated to errlen; errbuf may be NULL).
  */
 TF_API int tf_server_open(tf_server **out, const char *host, const char *port,
                           const char *root, const tf_options *opt);
@@ -302,15 +356,22 @@ TF_API int tf_server_open_ex(tf_server **out, const char *host, const char *port
                              const char *root, const tf_options *opt,
                              char *errbuf, size_t errlen);
 
-/* The bound port (useful after port "0"), or a negative code. */
+/* The bound port (useful after port "0"), or TF_EINVAL (s NULL, or no
+   longer listening after tf_server_run returned), TF_ENET. */
 TF_API int tf_server_port(const tf_server *s);
 
 /* Writes the numeric address of the first listening socket ("0.0.0.0",
-   "::", "127.0.0.1") into buf. TF_EINVAL if buf is too small. */
+   "::", "127.0.0.1"), NUL-terminated, into buf of len bytes (64 is always
+   enough). Returns TF_OK, TF_EINVAL (s or buf NULL, buf too small, not
+   listening), TF_ENET. */
 TF_API int tf_server_address(const tf_server *s, char *buf, size_t len);
 
-/* Serves clients, each on its own thread, until tf_server_stop. Returns
-   TF_OK after a stop, or a negative code if serving failed. */
+/* Serves clients on the calling thread and worker threads (TF_OPT_WORKERS)
+   until tf_server_stop; then accepts no new connection, gives requests in
+   flight up to TF_OPT_STOP_GRACE_MS to finish, closes its listening sockets
+   and returns. Call it once per server. Returns TF_OK after a stop,
+   TF_EINVAL when s is NULL, or a negative code (TF_ENOMEM, ...) if serving
+   failed. */
 TF_API int tf_server_run(tf_server *s);
 
 /* Asks tf_server_run to return: no new connections are accepted, requests
@@ -323,7 +384,9 @@ TF_API void tf_server_stop(tf_server *s);
 TF_API void tf_server_close(tf_server *s);
 
 /* tf_server_open + tf_server_run + tf_server_close in one call: serves
-   until the process ends or serving fails. */
+   until the process ends or serving fails, with nothing to stop it by (use
+   the three calls for a clean stop). Returns what tf_server_open returned,
+   or what tf_server_run did. */
 TF_API int tf_serve(const char *host, const char *port, const char *root,
                     const tf_options *opt);
 
