@@ -1,0 +1,142 @@
+/*
+ * faultkit - a small client for the fault scripts: what the CLI cannot do.
+ *
+ *   faultkit fill PATH SIZE SEED
+ *       writes SIZE bytes of seeded pseudo-random data (fast, reproducible)
+ *   faultkit put HOST PORT LOCAL NAME [--rate MIB_PER_S] [--resume]
+ *   faultkit get HOST PORT NAME LOCAL [--rate MIB_PER_S] [--resume]
+ *       one transfer, optionally throttled (the progress callback sleeps to
+ *       hold the rate, so a kill -9 can land anywhere inside the transfer)
+ *       and resumable (TF_OPT_RESUME).
+ *
+ * A transfer prints "first N" on stdout at its first progress report (N > 0
+ * means it continued an earlier one) and "done N" at the end, each line
+ * flushed at once so that a killed run leaves them behind. A failure prints
+ * "faultkit: put: TF_ENOSPC: detail" on stderr and exits 1; bad arguments
+ * exit 2. Only tcpfile.h is used.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tcpfile.h"
+
+typedef struct throttle {
+    double rate;  /* bytes per second, 0 = as fast as possible */
+    double start; /* when the first report came */
+    uint64_t base;
+    int reported;
+} throttle;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int on_progress(void *user, uint64_t done, uint64_t total)
+{
+    throttle *t = user;
+    (void)total;
+    if (!t->reported) {
+        t->reported = 1;
+        t->start = now_s();
+        t->base = done;
+        printf("first %" PRIu64 "\n", done);
+        fflush(stdout);
+    }
+    if (t->rate > 0) {
+        double due = t->start + (double)(done - t->base) / t->rate;
+        double wait = due - now_s();
+        if (wait > 0) {
+            struct timespec ts = {(time_t)wait,
+                                  (long)((wait - (double)(time_t)wait) * 1e9)};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+            }
+        }
+    }
+    return 0;
+}
+
+static int fill(const char *path, const char *size_s, const char *seed_s)
+{
+    uint64_t size = strtoull(size_s, NULL, 10);
+    uint64_t x = strtoull(seed_s, NULL, 10) * 0x9E3779B97F4A7C15ull + 1;
+    static uint64_t buf[1 << 16];
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        perror(path);
+        return 1;
+    }
+    while (size > 0) {
+        for (size_t i = 0; i < sizeof buf / sizeof buf[0]; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf[i] = x;
+        }
+        size_t n = size < sizeof buf ? (size_t)size : sizeof buf;
+        if (write(fd, buf, n) != (ssize_t)n) {
+            perror(path);
+            close(fd);
+            return 1;
+        }
+        size -= n;
+    }
+    return close(fd) == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 5 && strcmp(argv[1], "fill") == 0)
+        return fill(argv[2], argv[3], argv[4]);
+    if (argc < 6 || (strcmp(argv[1], "put") != 0 && strcmp(argv[1], "get") != 0)) {
+        fprintf(stderr,
+                "usage: faultkit fill PATH SIZE SEED\n"
+                "       faultkit put HOST PORT LOCAL NAME [--rate MIB] [--resume]\n"
+                "       faultkit get HOST PORT NAME LOCAL [--rate MIB] [--resume]\n");
+        return 2;
+    }
+    throttle t = {0};
+    tf_options *opt;
+    if (tf_options_new(&opt) != TF_OK)
+        return 1;
+    for (int i = 6; i < argc; i++) {
+        if (strcmp(argv[i], "--resume") == 0) {
+            tf_options_set(opt, TF_OPT_RESUME, 1);
+        } else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc) {
+            t.rate = strtod(argv[++i], NULL) * 1048576.0;
+        } else {
+            fprintf(stderr, "faultkit: unknown option %s\n", argv[i]);
+            tf_options_free(opt);
+            return 2;
+        }
+    }
+    tf_options_set_progress(opt, on_progress, &t);
+    char err[512];
+    tf_client *c;
+    int rc = tf_connect_ex(&c, argv[2], argv[3], opt, err, sizeof err);
+    if (rc != TF_OK) {
+        fprintf(stderr, "faultkit: connect: %s: %s\n", tf_errname(rc), err);
+        tf_options_free(opt);
+        return 1;
+    }
+    int put = strcmp(argv[1], "put") == 0;
+    rc = put ? tf_put(c, argv[4], argv[5]) : tf_get(c, argv[4], argv[5]);
+    if (rc == TF_OK)
+        printf("done\n");
+    else
+        fprintf(stderr, "faultkit: %s: %s: %s\n", argv[1], tf_errname(rc), tf_errmsg(c));
+    tf_close(c);
+    tf_options_free(opt);
+    return rc == TF_OK ? 0 : 1;
+}
