@@ -1,0 +1,62 @@
+/*
+ * fuzz_request.c - tf__wire_decode_request on arbitrary bytes. The first
+ * two input bytes are the receiver's max_name (0..65535: the decoder must
+ * clamp it to TF_WIRE_NAME_MAX), the rest is the frame: head, name, and
+ * the upload key when the flags announce one.
+ */
+#include "fuzz.h"
+#include "wire.h"
+
+struct ctx {
+    size_t max_name;
+    tf_wire_request r;
+};
+
+static long decode(const uint8_t *buf, size_t len, void *vctx)
+{
+    struct ctx *c = vctx;
+    return tf__wire_decode_request(buf, len, c->max_name, &c->r);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return 0;
+    struct ctx c;
+    c.max_name = fuzz_take_u16(&data, &size);
+    size_t limit = c.max_name < TF_WIRE_NAME_MAX ? c.max_name : TF_WIRE_NAME_MAX;
+    tf_wire_request r;
+    long n = tf__wire_decode_request(data, size, c.max_name, &r);
+    FUZZ_CHECK(n == TF_WIRE_NEED_MORE || n == TF_ETOOBIG || n >= TF_WIRE_REQUEST_SIZE);
+    /* What follows the head: the name, and an upload key when flagged. */
+    size_t tail = 0;
+    if (size >= TF_WIRE_REQUEST_SIZE)
+        tail = tf__get_u16(data + 2) +
+               ((data[1] & TF_REQ_UPLOAD_KEY) ? TF_UPLOAD_KEY_SIZE : 0);
+    if (n == TF_WIRE_NEED_MORE)
+        FUZZ_CHECK(size < TF_WIRE_REQUEST_SIZE || size - TF_WIRE_REQUEST_SIZE < tail);
+    /* Over the limit is decided from the head alone, before the name. */
+    if (n == TF_ETOOBIG)
+        FUZZ_CHECK(size >= TF_WIRE_REQUEST_SIZE && tf__get_u16(data + 2) > limit);
+    if (n <= 0)
+        return 0;
+
+    FUZZ_CHECK((size_t)n <= size);
+    FUZZ_CHECK(r.name_len <= limit);
+    FUZZ_CHECK((size_t)n == TF_WIRE_REQUEST_SIZE + tail);
+    FUZZ_CHECK(tf__wire_request_tail(&r) == tail);
+    FUZZ_CHECK(r.name == (const char *)data + TF_WIRE_REQUEST_SIZE);
+    if (r.flags & TF_REQ_UPLOAD_KEY)
+        FUZZ_CHECK(r.key == data + TF_WIRE_REQUEST_SIZE + r.name_len);
+    else
+        FUZZ_CHECK(r.key == NULL);
+    /* What was accepted encodes back to the same bytes, but the reserved
+       field, which is sent as zero. */
+    static uint8_t out[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + TF_UPLOAD_KEY_SIZE];
+    FUZZ_CHECK(tf__wire_encode_request(out, sizeof out, &r) == n);
+    FUZZ_CHECK(memcmp(out, data, 4) == 0);
+    FUZZ_CHECK(tf__get_u32(out + 4) == 0);
+    FUZZ_CHECK(memcmp(out + 8, data + 8, (size_t)n - 8) == 0);
+    fuzz_check_prefixes(data, (size_t)n, TF_WIRE_REQUEST_SIZE, decode, &c);
+    return 0;
+}

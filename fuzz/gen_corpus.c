@@ -1,0 +1,461 @@
+/*
+ * gen_corpus.c - writes the seed corpus, a handful of valid (and a few
+ * nearly valid) frames per harness, made with the library's own encoders:
+ *
+ *   fuzz_gen_corpus fuzz/corpus
+ *
+ * The output is committed. Files found by fuzzing (crash reproducers) are
+ * added beside these by hand and are never overwritten by this program.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "digest.h"
+#include "internal.h"
+#include "wire.h"
+
+static const char *out_dir;
+
+typedef struct buf {
+    uint8_t data[16384];
+    size_t len;
+} buf;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "fuzz_gen_corpus: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static void need(long n)
+{
+    if (n < 0) {
+        fprintf(stderr, "fuzz_gen_corpus: an encoder refused a seed (%ld)\n", n);
+        exit(1);
+    }
+}
+
+static void raw(buf *b, const void *p, size_t n)
+{
+    if (b->len + n > sizeof b->data) {
+        fprintf(stderr, "fuzz_gen_corpus: seed too large\n");
+        exit(1);
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static void u8(buf *b, uint8_t v)
+{
+    raw(b, &v, 1);
+}
+
+static void u16(buf *b, uint16_t v)
+{
+    uint8_t p[2];
+    tf__put_u16(p, v);
+    raw(b, p, 2);
+}
+
+static void save(const char *harness, const char *name, const buf *b)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", out_dir, harness);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        die(path);
+    snprintf(path, sizeof path, "%s/%s/%s", out_dir, harness, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(b->data, 1, b->len, f) != b->len || fclose(f) != 0)
+        die(path);
+}
+
+/* ---- frames ------------------------------------------------------------ */
+
+static void client_hello(buf *b, uint16_t lo, uint16_t hi, uint32_t features)
+{
+    tf_wire_client_hello h = {.version_min = lo, .version_max = hi, .features = features};
+    long n = tf__wire_encode_client_hello(b->data + b->len, sizeof b->data - b->len, &h);
+    need(n);
+    b->len += (size_t)n;
+}
+
+static void server_hello(buf *b, int code, uint16_t max_name, uint64_t max_upload,
+                         const char *msg)
+{
+    tf_wire_server_hello h = {.version_min = 1,
+                              .version_max = 1,
+                              .status = tf__wire_status(code),
+                              .max_name = max_name,
+                              .max_upload = max_upload,
+                              .message = msg,
+                              .message_len = (uint16_t)(msg ? strlen(msg) : 0)};
+    long n = tf__wire_encode_server_hello(b->data + b->len, sizeof b->data - b->len, &h);
+    need(n);
+    b->len += (size_t)n;
+}
+
+static void request_ex(buf *b, uint8_t op, const char *name, uint64_t size, uint64_t offset,
+                       const uint8_t *key)
+{
+    tf_wire_request r = {.op = op,
+                         .flags = key ? TF_REQ_UPLOAD_KEY : 0,
+                         .size = size,
+                         .offset = offset,
+                         .name = name,
+                         .name_len = (uint16_t)(name ? strlen(name) : 0),
+                         .key = key};
+    long n = tf__wire_encode_request(b->data + b->len, sizeof b->data - b->len, &r);
+    need(n);
+    b->len += (size_t)n;
+}
+
+static void request(buf *b, uint8_t op, const char *name, uint64_t size)
+{
+    request_ex(b, op, name, size, 0, NULL);
+}
+
+static void response(buf *b, uint8_t op, int code, uint64_t size, const char *msg)
+{
+    tf_wire_response r = {.op = op,
+                          .status = tf__wire_status(code),
+                          .size = size,
+                          .message = msg,
+                          .message_len = (uint16_t)(msg ? strlen(msg) : 0)};
+    long n = tf__wire_encode_response(b->data + b->len, sizeof b->data - b->len, &r);
+    need(n);
+    b->len += (size_t)n;
+}
+
+static void trailer(buf *b, int code, size_t digest_len)
+{
+    uint8_t digest[TF_WIRE_DIGEST_MAX];
+    for (size_t i = 0; i < sizeof digest; i++)
+        digest[i] = (uint8_t)(i * 37 + 1);
+    tf_wire_trailer t = {.status = tf__wire_status(code),
+                         .digest_len = (uint16_t)digest_len,
+                         .digest = digest};
+    long n = tf__wire_encode_trailer(b->data + b->len, sizeof b->data - b->len, &t);
+    need(n);
+    b->len += (size_t)n;
+}
+
+/* A status-0 trailer carrying the XXH3-128 of data (feature CHECKSUM). */
+static void trailer_digest(buf *b, const void *data, size_t len)
+{
+    tf__digest d;
+    uint8_t digest[TF_DIGEST_SIZE];
+    if (tf__digest_begin(&d, 1) != TF_OK)
+        die("tf__digest_begin");
+    tf__digest_update(&d, data, len);
+    tf__digest_final(&d, digest);
+    tf__digest_end(&d);
+    tf_wire_trailer t = {.digest_len = TF_DIGEST_SIZE, .digest = digest};
+    long n = tf__wire_encode_trailer(b->data + b->len, sizeof b->data - b->len, &t);
+    need(n);
+    b->len += (size_t)n;
+}
+
+static void list_entry(buf *b, const char *name, uint64_t size, int64_t mtime)
+{
+    long n = tf__wire_encode_list_entry(b->data + b->len, sizeof b->data - b->len, name,
+                                        strlen(name), size, mtime);
+    need(n);
+    b->len += (size_t)n;
+}
+
+static void list_head(buf *b, uint32_t count)
+{
+    need(tf__wire_encode_list_head(b->data + b->len, sizeof b->data - b->len, count));
+    b->len += 4;
+}
+
+/* ---- per harness --------------------------------------------------------- */
+
+static void gen_client_hello(void)
+{
+    buf b = {.len = 0};
+    client_hello(&b, 1, 1, 0);
+    save("client_hello", "v1", &b);
+    b.len = 0;
+    client_hello(&b, 1, 3, 0xFFFFFFFFu);
+    save("client_hello", "v1-3-features", &b);
+    b.len = 0;
+    client_hello(&b, 2, 2, 0);
+    save("client_hello", "v2-only", &b);
+    b.len = 0;
+    raw(&b, "TCPF\0\0\0\1", 8);
+    save("client_hello", "truncated", &b);
+    b.len = 0;
+    raw(&b, "GET / HTTP/1.1\r\n\r\n", 18);
+    save("client_hello", "http", &b);
+}
+
+static void gen_server_hello(void)
+{
+    buf b = {.len = 0};
+    server_hello(&b, TF_OK, 255, 0, NULL);
+    save("server_hello", "ok", &b);
+    b.len = 0;
+    server_hello(&b, TF_OK, 4096, 1 << 20, NULL);
+    save("server_hello", "limits", &b);
+    b.len = 0;
+    server_hello(&b, TF_EBUSY, 0, 0, "the server is full (4 connections); try again later");
+    save("server_hello", "busy", &b);
+    b.len = 0;
+    server_hello(&b, TF_OK, 255, 0, "welcome");
+    b.len -= 3;
+    save("server_hello", "truncated-message", &b);
+}
+
+static void gen_request(void)
+{
+    buf b = {.len = 0};
+    u16(&b, 255);
+    request(&b, TF_OP_GET, "hello.txt", 0);
+    save("request", "get", &b);
+    b.len = 0;
+    u16(&b, 255);
+    request(&b, TF_OP_PUT, "new file", 12);
+    save("request", "put", &b);
+    b.len = 0;
+    u16(&b, 255);
+    request(&b, TF_OP_LIST, NULL, 0);
+    save("request", "list", &b);
+    b.len = 0;
+    u16(&b, 4);
+    request(&b, TF_OP_GET, "longer-than-four", 0);
+    save("request", "name-over-limit", &b);
+    b.len = 0;
+    u16(&b, 65535);
+    request(&b, TF_OP_GET, "h\xc3\xa9llo", 0);
+    b.len -= 2;
+    save("request", "truncated-name", &b);
+}
+
+static void gen_response(void)
+{
+    buf b = {.len = 0};
+    response(&b, TF_OP_GET, TF_OK, 3, NULL);
+    save("response", "get-ok", &b);
+    b.len = 0;
+    response(&b, TF_OP_GET, TF_ENOENT, 0, "no file named \"x\"");
+    save("response", "enoent", &b);
+    b.len = 0;
+    response(&b, TF_OP_PUT, TF_ETOOBIG, 0, "5000 bytes is over the upload limit of 4096");
+    save("response", "put-toobig", &b);
+    b.len = 0;
+    response(&b, TF_OP_LIST, TF_OK, 1u << 20, NULL);
+    save("response", "list-ok", &b);
+}
+
+static void gen_trailer(void)
+{
+    buf b = {.len = 0};
+    trailer(&b, TF_OK, 0);
+    save("trailer", "ok", &b);
+    b.len = 0;
+    trailer(&b, TF_EIO, 0);
+    save("trailer", "eio", &b);
+    b.len = 0;
+    trailer(&b, TF_OK, 16);
+    save("trailer", "digest16", &b);
+    b.len = 0;
+    trailer(&b, TF_ECHECKSUM, TF_WIRE_DIGEST_MAX);
+    save("trailer", "digest-max", &b);
+}
+
+static void gen_list(void)
+{
+    buf b = {.len = 0};
+    u16(&b, 255);
+    list_head(&b, 0);
+    save("list", "empty", &b);
+    b.len = 0;
+    u16(&b, 255);
+    list_head(&b, 3);
+    list_entry(&b, "b.txt", 12, 1700000000);
+    list_entry(&b, "a", 0, -1);
+    list_entry(&b, "h\xc3\xa9llo \xe2\x82\xac", UINT64_MAX, INT64_MIN);
+    save("list", "three", &b);
+    b.len = 0;
+    u16(&b, 8);
+    list_head(&b, 2);
+    list_entry(&b, "short", 1, 2);
+    list_entry(&b, "much-too-long", 3, 4);
+    save("list", "name-over-limit", &b);
+}
+
+static void gen_names(void)
+{
+    static const struct {
+        const char *file;
+        uint16_t max;
+        const char *name;
+    } names[] = {
+        {"plain", 0, "hello.txt"},
+        {"utf8", 255, "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"},
+        {"dotdot", 255, ".."},
+        {"slash", 255, "a/b"},
+        {"control", 255, "tab\there"},
+        {"overlong", 255, "\xc0\xaf"},
+        {"surrogate", 255, "\xed\xa0\x80"},
+        {"too-long", 4, "abcdef"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        buf b = {.len = 0};
+        u16(&b, names[i].max);
+        raw(&b, names[i].name, strlen(names[i].name));
+        save("names", names[i].file, &b);
+    }
+}
+
+/* fuzz_server: a control byte (bit 0: no hello; bits 1-2: which server;
+   bit 3: CHECKSUM, bit 4: RESUME asked for), then the client's side of a
+   conversation. */
+static void gen_server(void)
+{
+    buf b = {.len = 0};
+    u8(&b, 0);
+    request(&b, TF_OP_GET, "hello.txt", 0);
+    request(&b, TF_OP_LIST, NULL, 0);
+    save("server", "get-list", &b);
+
+    b.len = 0;
+    u8(&b, 0);
+    request(&b, TF_OP_PUT, "new", 5);
+    raw(&b, "12345", 5);
+    trailer(&b, TF_OK, 0);
+    request(&b, TF_OP_GET, "new", 0);
+    request(&b, TF_OP_LIST, NULL, 0);
+    save("server", "put-get", &b);
+
+    b.len = 0;
+    u8(&b, 2); /* no overwrite, tiny limits */
+    request(&b, TF_OP_PUT, "a", 1);
+    request(&b, TF_OP_PUT, "x", 2);
+    raw(&b, "xx", 2);
+    trailer(&b, TF_OK, 0);
+    request(&b, TF_OP_LIST, NULL, 0);
+    request(&b, TF_OP_GET, "too-long-name", 0);
+    request(&b, TF_OP_GET, "empty", 0);
+    save("server", "no-overwrite", &b);
+
+    b.len = 0;
+    u8(&b, 4); /* read-only */
+    request(&b, TF_OP_PUT, "new", 1);
+    request(&b, TF_OP_GET, "a", 0);
+    save("server", "read-only", &b);
+
+    b.len = 0;
+    u8(&b, 0);
+    request(&b, TF_OP_GET, "fifo", 0);
+    request(&b, TF_OP_GET, "link", 0);
+    request(&b, TF_OP_GET, "outside", 0);
+    request(&b, TF_OP_GET, "dir", 0);
+    request(&b, TF_OP_GET, "..", 0);
+    request(&b, TF_OP_GET, "bad\001name", 0);
+    request(&b, TF_OP_PUT, "fifo", 1);
+    request(&b, TF_OP_PUT, "outside", 1);
+    save("server", "traps", &b);
+
+    b.len = 0;
+    u8(&b, 0);
+    request(&b, TF_OP_PUT, "big", 5000);
+    request(&b, TF_OP_PUT, "gone", 4);
+    raw(&b, "data", 4);
+    trailer(&b, TF_ECANCELED, 0);
+    request(&b, TF_OP_PUT, "digest", 1);
+    raw(&b, "d", 1);
+    trailer(&b, TF_OK, 8);
+    save("server", "put-refused-abandoned", &b);
+
+    b.len = 0;
+    u8(&b, 0);
+    request(&b, TF_OP_PUT, "cut", 100);
+    raw(&b, "only a part", 11);
+    save("server", "put-cut", &b);
+
+    b.len = 0;
+    u8(&b, 0);
+    request(&b, 9, NULL, 0);
+    save("server", "bad-op", &b);
+
+    b.len = 0;
+    u8(&b, 1); /* raw: the hello is part of the input */
+    client_hello(&b, 1, 5, 0xFFFFFFFFu);
+    request(&b, TF_OP_LIST, NULL, 0);
+    save("server", "raw-hello", &b);
+
+    b.len = 0;
+    u8(&b, 1);
+    raw(&b, "GET / HTTP/1.1\r\n\r\n", 18);
+    save("server", "http", &b);
+
+    b.len = 0;
+    u8(&b, 8); /* CHECKSUM */
+    request(&b, TF_OP_PUT, "new", 5);
+    raw(&b, "12345", 5);
+    trailer_digest(&b, "12345", 5);
+    request(&b, TF_OP_GET, "new", 0);
+    request(&b, TF_OP_LIST, NULL, 0);
+    save("server", "checksum-put-get", &b);
+
+    b.len = 0;
+    u8(&b, 8);
+    request(&b, TF_OP_PUT, "bad", 5);
+    raw(&b, "12345", 5);
+    trailer_digest(&b, "12346", 5);
+    request(&b, TF_OP_PUT, "nodigest", 1);
+    raw(&b, "x", 1);
+    trailer(&b, TF_OK, 0);
+    save("server", "checksum-mismatch", &b);
+
+    static const uint8_t key[TF_UPLOAD_KEY_SIZE] = "0123456789abcdef";
+    b.len = 0;
+    u8(&b, 8 | 16); /* CHECKSUM and RESUME */
+    request_ex(&b, TF_OP_GET, "a", 0, 10, NULL);
+    request_ex(&b, TF_OP_GET, "hello.txt", 0, 3, NULL);
+    request_ex(&b, TF_OP_GET, "hello.txt", 0, 1000, NULL);
+    request_ex(&b, TF_OP_PUT, "keyed", 4, 0, key);
+    raw(&b, "abcd", 4);
+    trailer_digest(&b, "abcd", 4);
+    save("server", "resume", &b);
+
+    b.len = 0;
+    u8(&b, 16); /* RESUME: a keyed upload cut off keeps its bytes */
+    request_ex(&b, TF_OP_PUT, "partial", 100, 0, key);
+    raw(&b, "the first twenty....", 20);
+    save("server", "resume-put-cut", &b);
+
+    b.len = 0;
+    u8(&b, 0); /* an offset and a key without RESUME */
+    request_ex(&b, TF_OP_PUT, "k", 1, 0, key);
+    save("server", "key-without-resume", &b);
+    b.len = 0;
+    u8(&b, 0);
+    request_ex(&b, TF_OP_GET, "a", 0, 1, NULL);
+    save("server", "offset-without-resume", &b);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+        return 2;
+    }
+    out_dir = argv[1];
+    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
+        die(out_dir);
+    gen_client_hello();
+    gen_server_hello();
+    gen_request();
+    gen_response();
+    gen_trailer();
+    gen_list();
+    gen_names();
+    gen_server();
+    return 0;
+}
