@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Quick start, command 2: installs what is missing, then builds and runs the
 # whole test suite twice: with gcc, and with clang under AddressSanitizer +
-# UndefinedBehaviorSanitizer. Warnings are errors in both builds.
+# UndefinedBehaviorSanitizer. Warnings are errors in both builds. Then it
+# fuzzes every harness in fuzz/ for 20 s and runs the concurrency tests under
+# ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
@@ -19,3 +21,8 @@ run_suite() {
 run_suite build-test-gcc -DCMAKE_C_COMPILER=gcc
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   run_suite build-test-clang-asan -DCMAKE_C_COMPILER=clang -DTF_SANITIZE=ON
+
+# Fuzzing: each libFuzzer harness for 20 s (fuzz/run.sh); then the
+# concurrency tests under ThreadSanitizer (scripts/tsan.sh).
+fuzz/run.sh 20
+scripts/tsan.sh
