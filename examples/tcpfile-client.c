@@ -106,6 +106,9 @@ static void usage(FILE *to)
                 "                         summary lines, no progress bar\n"
                 "  -v, --verbose          also print connection details, the server's\n"
                 "                         limits and the time and rate of each operation\n"
+                "      --resume           keep what an interrupted get or put moved, and\n"
+                "                         continue from there on the next try\n"
+                "      --no-checksum      do not verify transfers end to end (XXH3-128)\n"
                 "      --help             print this help and exit\n"
                 "      --version          print the library version and exit\n"
                 "\n"
@@ -279,7 +282,7 @@ static int parse_ops(char **words, int n, client_args *a)
     return PARSE_RUN;
 }
 
-enum { OPT_TIMEOUT = 256, OPT_HELP, OPT_VERSION };
+enum { OPT_TIMEOUT = 256, OPT_HELP, OPT_VERSION, OPT_RESUME, OPT_NO_CHECKSUM };
 
 /* Fills *a from argv. Returns PARSE_RUN, or the status to exit with. The
    caller frees a->opt and a->ops in every case. */
@@ -290,6 +293,8 @@ static int parse_args(int argc, char **argv, client_args *a)
         {"human-readable", no_argument, NULL, 'h'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
+        {"resume", no_argument, NULL, OPT_RESUME},
+        {"no-checksum", no_argument, NULL, OPT_NO_CHECKSUM},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -318,6 +323,12 @@ static int parse_args(int argc, char **argv, client_args *a)
         case OPT_TIMEOUT:
             if (set_timeout(a->opt, optarg) != PARSE_RUN)
                 return EXIT_USAGE;
+            break;
+        case OPT_RESUME:
+            tf_options_set(a->opt, TF_OPT_RESUME, 1);
+            break;
+        case OPT_NO_CHECKSUM:
+            tf_options_set(a->opt, TF_OPT_CHECKSUM, 0);
             break;
         case OPT_HELP:
             usage(stdout);

@@ -755,6 +755,13 @@ static void on_request(session *s)
         fail_session(s, TF_ENOMEM, "out of memory");
         return;
     }
+    if (n == TF_ETOOBIG && q.op != TF_OP_GET && q.op != TF_OP_PUT && q.op != TF_OP_LIST) {
+        /* Not a request this version knows: like any other, it cannot be
+           framed safely. */
+        tf__fail(&r->err, TF_EPROTO, "unknown operation %u", (unsigned)q.op);
+        reply_failure(s, TF_EPROTO, AFTER_CLOSE);
+        return;
+    }
     if (n == TF_ETOOBIG) {
         /* Still well framed: answer, then skip the name as it arrives. */
         s->skip = TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(&q);

@@ -35,6 +35,17 @@ pass "put LOCAL NAME stores under NAME"
 mkdir -p "$TMP/cwd" "$TMP/into"
 (cd "$TMP/cwd" && expect 0 "$CLIENT" -q $H "$PORT" get big.bin)
 cmp "$TMP/src/big.bin" "$TMP/cwd/big.bin" || fail "get NAME did not save ./NAME"
+
+# --resume continues from a partial download (its first megabyte here) and
+# the whole-file checksum still holds; --no-checksum still gets it right.
+mkdir -p "$TMP/resume"
+head -c 1000000 "$TMP/src/big.bin" >"$TMP/resume/.big.bin.tcpfile-part"
+expect 0 "$CLIENT" -q --resume $H "$PORT" get big.bin "$TMP/resume/big.bin"
+cmp "$TMP/src/big.bin" "$TMP/resume/big.bin" || fail "--resume did not complete the file"
+[[ ! -e $TMP/resume/.big.bin.tcpfile-part ]] || fail "--resume left its part file"
+expect 0 "$CLIENT" -q --no-checksum $H "$PORT" get big.bin "$TMP/resume/plain.bin"
+cmp "$TMP/src/big.bin" "$TMP/resume/plain.bin" || fail "--no-checksum get differs"
+pass "--resume continues a partial download; --no-checksum works"
 expect 0 "$CLIENT" -q $H "$PORT" get a.txt "$TMP/into/"
 cmp "$TMP/src/a.txt" "$TMP/into/a.txt" || fail "get NAME DIR/ did not save DIR/NAME"
 pass "get NAME saves ./NAME; get NAME DIR/ saves DIR/NAME"

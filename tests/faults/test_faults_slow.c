@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +110,7 @@ typedef struct peer {
     size_t len, sent;
     int64_t start_ms; /* when its timed stretch began */
     int64_t cut_ms;   /* how long until the server cut it; -1: not yet */
-    int live;
+    atomic_int live; /* read by the main thread while the trickler writes it */
 } peer;
 
 static peer g_peers[SILENT + TRICKLERS];
