@@ -1,5 +1,5 @@
 /*
- * transfer.c - payload loops shared by client and server (see transfer.h).
+ * transfer.c - the client's payload loops (see transfer.h).
  */
 #include "transfer.h"
 

@@ -1,9 +1,10 @@
 /*
- * transfer.h - moving one payload and its trailer between the stream and a
- * file descriptor or memory, with the optional checksum and progress. The
- * client and the server both move payloads through these functions, so the
- * framing rules (whole frames even when a source fails, drain on a local
- * write failure, verify the digest) live in one place.
+ * transfer.h - moving one payload and its trailer between a blocking-style
+ * stream and a file descriptor or memory, with the optional checksum and
+ * progress: the client's side of every transfer. The framing rules (whole
+ * frames even when a source fails, drain on a local write failure, verify
+ * the digest) are the ones the server's event-driven sessions (session.c)
+ * follow step by step.
  */
 #ifndef TF_TRANSFER_H
 #define TF_TRANSFER_H
