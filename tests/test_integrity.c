@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -527,6 +528,123 @@ static void test_integrity_startup_sweeps_leftovers(void **state)
     tu_server_stop(&s, 1);
 }
 
+/* ---- races and large directories ----------------------------------------------- */
+
+typedef struct racer {
+    const test_server *s;
+    const uint8_t *content; /* RACE_SIZE bytes, all one value */
+    int rounds;
+    int failures;
+} racer;
+
+#define RACE_SIZE ((size_t)2 << 20)
+
+static void *race_put(void *arg)
+{
+    racer *r = arg;
+    tf_client *c = NULL;
+    if (tf_connect(&c, "127.0.0.1", r->s->port, NULL) != TF_OK)
+        return NULL;
+    for (int i = 0; i < r->rounds; i++)
+        r->failures += tf_put_mem(c, r->content, RACE_SIZE, "race.bin") != TF_OK;
+    tf_close(c);
+    return NULL;
+}
+
+/* Whole versions only: every byte of what a get returns is the same value. */
+static void test_integrity_racing_puts_and_gets(void **state)
+{
+    fixture *f = *state;
+    uint8_t *a = malloc(RACE_SIZE), *b = malloc(RACE_SIZE);
+    memset(a, 'A', RACE_SIZE);
+    memset(b, 'B', RACE_SIZE);
+    tf_client *c = tu_connect(&f->server, NULL);
+    assert_int_equal(tf_put_mem(c, a, RACE_SIZE, "race.bin"), TF_OK);
+    racer ra = {.s = &f->server, .content = a, .rounds = 15};
+    racer rb = {.s = &f->server, .content = b, .rounds = 15};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, race_put, &ra), 0);
+    assert_int_equal(pthread_create(&tb, NULL, race_put, &rb), 0);
+    int gets = 0, seen_a = 0, seen_b = 0;
+    for (int64_t end = tu_now_ms() + 1500; tu_now_ms() < end; gets++) {
+        void *d;
+        size_t n;
+        assert_int_equal(tf_get_mem(c, "race.bin", &d, &n), TF_OK);
+        assert_int_equal(n, RACE_SIZE);
+        const uint8_t *p = d;
+        for (size_t i = 1; i < n; i++)
+            if (p[i] != p[0])
+                fail_msg("a get saw a mix of versions at byte %zu", i);
+        seen_a += p[0] == 'A';
+        seen_b += p[0] == 'B';
+        tf_free(d);
+    }
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(ra.failures + rb.failures, 0);
+    void *d;
+    size_t n;
+    assert_int_equal(tf_get_mem(c, "race.bin", &d, &n), TF_OK);
+    assert_true(((uint8_t *)d)[0] == 'A' || ((uint8_t *)d)[0] == 'B');
+    tf_free(d);
+    print_message("%d gets during 30 racing puts: %d whole A, %d whole B, no mix\n", gets,
+                  seen_a, seen_b);
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s/.tcpfile-tmp", f->server.root);
+    assert_int_equal(tu_count_prefix(tmp, "up-"), 0);
+    tf_close(c);
+    free(a);
+    free(b);
+}
+
+static long rss_kib(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (fp && fgets(line, sizeof line, fp))
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    if (fp)
+        fclose(fp);
+    return kib;
+}
+
+/* 100,000 files list correctly, and listing them costs a bounded amount of
+   memory that is given back. */
+static void test_integrity_hundred_thousand_files(void **state)
+{
+    (void)state;
+    enum { N = 100000 };
+    test_server s;
+    tu_server_start(&s, NULL);
+    char path[512];
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof path, "%s/f%06d", s.root, i);
+        FILE *fp = fopen(path, "w");
+        assert_non_null(fp);
+        fclose(fp);
+    }
+    tf_client *c = tu_connect(&s, NULL);
+    long before = rss_kib();
+    tf_listing *l;
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(tf_list(c, &l), TF_OK);
+        assert_int_equal(tf_listing_count(l), N);
+        assert_string_equal(tf_listing_at(l, 0)->name, "f000000");
+        assert_string_equal(tf_listing_at(l, N - 1)->name, "f099999");
+        tf_listing_free(l);
+    }
+    long after = rss_kib();
+    print_message("listing %d files three times: RSS %ld -> %ld KiB (client and server)\n", N,
+                  before, after);
+    /* One listing is about 2.5 MB on the wire and a few MB in each of the
+       client and the server while it is built; three must not add up. */
+    assert_true(after - before < 32 * 1024);
+    tf_close(c);
+    tu_server_stop(&s, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -541,6 +659,8 @@ int main(void)
         cmocka_unit_test(test_integrity_other_upload_cannot_continue),
         cmocka_unit_test(test_integrity_trickling_client_is_cut),
         cmocka_unit_test(test_integrity_startup_sweeps_leftovers),
+        cmocka_unit_test(test_integrity_racing_puts_and_gets),
+        cmocka_unit_test(test_integrity_hundred_thousand_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
