@@ -368,13 +368,20 @@ static int begin_call(tf_client *c, const char *name)
     return rc == TF_OK ? check_name(c, name) : rc;
 }
 
+/* The same, for the calls that take a caller's descriptor. */
+static int begin_fd_call(tf_client *c, const char *name, int fd)
+{
+    int rc = begin_call(c, name);
+    if (rc == TF_OK && fd < 0)
+        rc = tf__fail(&c->err, TF_EINVAL, "bad file descriptor");
+    return rc;
+}
+
 int tf_get_fd(tf_client *c, const char *name, int fd)
 {
     if (!c)
         return TF_EINVAL;
-    int rc = begin_call(c, name);
-    if (rc == TF_OK && fd < 0)
-        rc = tf__fail(&c->err, TF_EINVAL, "bad file descriptor");
+    int rc = begin_fd_call(c, name, fd);
     if (rc != TF_OK)
         return rc;
     return break_connection(c, get_into(c, name, fd, NULL, NULL, 0, NULL));
@@ -565,9 +572,7 @@ int tf_put_fd(tf_client *c, int fd, uint64_t size, const char *name)
 {
     if (!c)
         return TF_EINVAL;
-    int rc = begin_call(c, name);
-    if (rc == TF_OK && fd < 0)
-        rc = tf__fail(&c->err, TF_EINVAL, "bad file descriptor");
+    int rc = begin_fd_call(c, name, fd);
     if (rc != TF_OK)
         return rc;
     source src = fd_source(fd);
