@@ -145,7 +145,10 @@ install_missing() {
   fi
 }
 
-PKGS=(gcc libc6-dev make cmake pkg-config curl wrk iperf3 rsync iproute2 procps coreutils)
+# What building libtcpfile needs comes from the one list in scripts/deps.sh.
+# shellcheck source=../scripts/deps.sh
+. "$REPO/scripts/deps.sh"
+PKGS=("${TF_BUILD_PACKAGES[@]}" curl wrk iperf3 rsync iproute2 procps coreutils)
 # nginx with the WebDAV module (PUT): Debian's nginx-light, -core and -full
 # all have it built in; take nginx-light unless one is there already.
 if ! command -v nginx >/dev/null; then PKGS+=(nginx-light); fi
