@@ -145,7 +145,7 @@ static void trailer(buf *b, int code, size_t digest_len)
 /* A status-0 trailer carrying the XXH3-128 of data (feature CHECKSUM). */
 static void trailer_digest(buf *b, const void *data, size_t len)
 {
-    tf__digest d;
+    tf__digest d = {0};
     uint8_t digest[TF_DIGEST_SIZE];
     if (tf__digest_begin(&d, 1) != TF_OK)
         die("tf__digest_begin");

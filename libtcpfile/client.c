@@ -539,7 +539,7 @@ static source fd_source(int fd)
    file: device, inode, size and modification time; for memory: content). */
 static void upload_key(const char *name, const void *id, size_t id_len, uint8_t *key)
 {
-    tf__digest d;
+    tf__digest d = {0};
     if (tf__digest_begin(&d, 1) != TF_OK) {
         memset(key, 0, TF_UPLOAD_KEY_SIZE);
         return;

@@ -8,25 +8,24 @@
 
 int tf__digest_begin(tf__digest *d, int on)
 {
-    d->state = NULL;
+    d->on = 0;
     if (!on)
         return TF_OK;
-    XXH3_state_t *st = XXH3_createState();
-    if (!st)
+    if (!d->state && !(d->state = XXH3_createState()))
         return TF_ENOMEM;
-    XXH3_128bits_reset(st);
-    d->state = st;
+    XXH3_128bits_reset(d->state);
+    d->on = 1;
     return TF_OK;
 }
 
 int tf__digest_on(const tf__digest *d)
 {
-    return d->state != NULL;
+    return d->on;
 }
 
 void tf__digest_update(tf__digest *d, const void *data, size_t len)
 {
-    if (d->state && len)
+    if (d->on && len)
         XXH3_128bits_update(d->state, data, len);
 }
 
@@ -43,4 +42,5 @@ void tf__digest_end(tf__digest *d)
     if (d->state)
         XXH3_freeState(d->state);
     d->state = NULL;
+    d->on = 0;
 }

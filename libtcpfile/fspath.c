@@ -56,7 +56,16 @@ int tf__root_open(const char *root, int *dirfd, tf__err *e)
     return TF_OK;
 }
 
-int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, tf__err *e)
+static void identity_of(const struct stat *st, uint64_t id[4])
+{
+    id[0] = (uint64_t)st->st_ino;
+    id[1] = (uint64_t)st->st_size;
+    id[2] = (uint64_t)st->st_mtim.tv_sec;
+    id[3] = (uint64_t)st->st_mtim.tv_nsec;
+}
+
+int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, uint64_t id[4],
+                     tf__err *e)
 {
     struct stat st;
     /* O_NONBLOCK: a FIFO planted in the root must not hang the server;
@@ -86,6 +95,8 @@ int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, tf__
         return tf__fail(e, TF_EACCES, "\"%s\" is not a regular file", name);
     }
     *size = (uint64_t)st.st_size;
+    if (id)
+        identity_of(&st, id);
     return TF_OK;
 }
 
@@ -409,7 +420,7 @@ int tf__local_begin_resumable(const char *path, const char *name, tf__tmpfile *t
     base = base ? base + 1 : final;
     if (snprintf(t->name, sizeof t->name, ".%s.tcpfile-part", base) >= (int)sizeof t->name) {
         /* A long name: the part file is named by a digest of it instead. */
-        tf__digest d;
+        tf__digest d = {0};
         uint8_t h[TF_DIGEST_SIZE];
         if (tf__digest_begin(&d, 1) != TF_OK) {
             tf__tmpfile_keep(t);
@@ -461,21 +472,17 @@ int tf__fs_identity(int fd, uint64_t id[4])
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return -1;
-    id[0] = (uint64_t)st.st_ino;
-    id[1] = (uint64_t)st.st_size;
-    id[2] = (uint64_t)st.st_mtim.tv_sec;
-    id[3] = (uint64_t)st.st_mtim.tv_nsec;
+    identity_of(&st, id);
     return 0;
 }
 
-int tf__fs_digest_load(int fd, uint8_t out[TF_DIGEST_SIZE])
+int tf__fs_digest_load(int fd, const uint64_t id[4], uint8_t out[TF_DIGEST_SIZE])
 {
     uint8_t rec[DIGEST_RECORD];
-    uint64_t id[4];
     if (fgetxattr(fd, DIGEST_XATTR, rec, sizeof rec) != (ssize_t)sizeof rec || rec[0] != 1 ||
-        tf__fs_identity(fd, id) != 0 || memcmp(rec + 1, id, sizeof id) != 0)
+        memcmp(rec + 1, id, 4 * sizeof id[0]) != 0)
         return 0;
-    memcpy(out, rec + 1 + sizeof id, TF_DIGEST_SIZE);
+    memcpy(out, rec + 1 + 4 * sizeof id[0], TF_DIGEST_SIZE);
     return 1;
 }
 

@@ -23,8 +23,10 @@
 int tf__root_open(const char *root, int *dirfd, tf__err *e);
 
 /* Opens root/name for reading: regular files only, never through a
-   symlink, never blocking on a FIFO. *size is the file's size. */
-int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, tf__err *e);
+   symlink, never blocking on a FIFO. *size is the file's size; id, when not
+   NULL, its identity (see tf__fs_identity), from the same fstat. */
+int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, uint64_t id[4],
+                     tf__err *e);
 
 /* Writes len bytes to fd; ENOSPC and friends become TF_ENOSPC / TF_EIO. */
 int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e);
@@ -89,11 +91,12 @@ void tf__tmpfile_keep(tf__tmpfile *t);
  * user.tcpfile.xxh3), so that a get can send it with zero-copy sendfile
  * instead of hashing the file again. It is tied to the file's inode, size
  * and modification time, and ignored once any of them changes.
- * tf__fs_digest_load returns 1 and fills out when a valid one is there.
+ * tf__fs_digest_load returns 1 and fills out when one is there for fd's
+ * identity id (as tf__fs_identity gives it).
  * tf__fs_digest_store records digest for fd as it is now (best effort: a
  * file system without user xattrs simply does not remember).
  */
-int tf__fs_digest_load(int fd, uint8_t out[TF_DIGEST_SIZE]);
+int tf__fs_digest_load(int fd, const uint64_t id[4], uint8_t out[TF_DIGEST_SIZE]);
 /* What a remembered digest is tied to: inode, size, mtime (s, ns). */
 int tf__fs_identity(int fd, uint64_t id[4]);
 /* Records digest only if fd's identity is still id (it was not changed

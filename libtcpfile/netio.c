@@ -330,26 +330,41 @@ static int send_file_copy(tf__stream *s, int file_fd, uint64_t *offset, uint64_t
     return TF_OK;
 }
 
-/* sendfile has no MSG_NOSIGNAL: writing to a socket the peer has closed
-   raises SIGPIPE, which kills a program that never asked for signals. Block
-   it in this thread for the call and swallow the one the call raised (not
-   one that was already pending). The signal can come with a partial
-   success, not only with EPIPE, hence the check after every call. */
-ssize_t tf__sendfile_nosignal(int sock, int file_fd, off_t *off, size_t count)
+void tf__sigpipe_block(tf__sigpipe_guard *g)
 {
-    sigset_t pipe_set, old, pending;
+    sigset_t pipe_set, pending;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    int was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
-    ssize_t n = sendfile(sock, file_fd, off, count);
-    int saved = errno;
-    if (!was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old);
+    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+}
+
+void tf__sigpipe_restore(const tf__sigpipe_guard *g)
+{
+    sigset_t pipe_set, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    /* Swallow the SIGPIPE our own writes raised, not one that was already
+       pending before the guard. */
+    if (!g->was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
         const struct timespec zero = {0, 0};
         while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
         }
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* sendfile has no MSG_NOSIGNAL: writing to a socket the peer has closed
+   raises SIGPIPE, which kills a program that never asked for signals. The
+   signal can come with a partial success, not only with EPIPE, hence the
+   guard around every call. */
+ssize_t tf__sendfile_nosignal(int sock, int file_fd, off_t *off, size_t count)
+{
+    tf__sigpipe_guard g;
+    tf__sigpipe_block(&g);
+    ssize_t n = sendfile(sock, file_fd, off, count);
+    int saved = errno;
+    tf__sigpipe_restore(&g);
     errno = saved;
     return n;
 }

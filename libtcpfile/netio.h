@@ -9,6 +9,7 @@
 #define TF_NETIO_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -57,6 +58,18 @@ int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t 
 
 /* sendfile(2) that never raises SIGPIPE (sendfile has no MSG_NOSIGNAL). */
 ssize_t tf__sendfile_nosignal(int sock, int file_fd, off_t *off, size_t count);
+
+/* Keeps SIGPIPE away from the calling thread between block and restore, so
+   that a loop of sendfile calls (the server's workers) needs no per-call
+   masking: it is blocked in the thread, and one raised meanwhile is
+   swallowed at restore. Threads started while it is blocked inherit the
+   mask for their whole life, and a signal pending on a thread dies with it. */
+typedef struct tf__sigpipe_guard {
+    sigset_t old;
+    int was_pending;
+} tf__sigpipe_guard;
+void tf__sigpipe_block(tf__sigpipe_guard *g);
+void tf__sigpipe_restore(const tf__sigpipe_guard *g);
 
 void tf__stream_close(tf__stream *s);
 

@@ -253,6 +253,8 @@ int tf__server_serve_fd(tf_server *srv, int fd, const char *peer)
 {
     (void)peer;
     worker w;
+    tf__sigpipe_guard guard; /* as in tf_server_run */
+    tf__sigpipe_block(&guard);
     int rc = worker_init(&w, srv, 0);
     int flags = fcntl(fd, F_GETFL);
     if (flags >= 0)
@@ -264,6 +266,8 @@ int tf__server_serve_fd(tf_server *srv, int fd, const char *peer)
         tf__worker_bury(&w);
         if (w.epfd >= 0)
             close(w.epfd);
+        tf__worker_release(&w);
+        tf__sigpipe_restore(&guard);
         return rc != TF_OK ? rc : TF_ENOMEM;
     }
     if (tf__session_greet(s) == 0) {
@@ -292,6 +296,8 @@ int tf__server_serve_fd(tf_server *srv, int fd, const char *peer)
     }
     tf__worker_bury(&w);
     close(w.epfd);
+    tf__worker_release(&w);
+    tf__sigpipe_restore(&guard);
     return TF_OK;
 }
 
@@ -309,6 +315,11 @@ int tf_server_run(tf_server *srv)
     srv->workers = calloc((size_t)n, sizeof *srv->workers);
     if (!srv->workers)
         return TF_ENOMEM;
+    /* Workers send with sendfile, which has no MSG_NOSIGNAL: SIGPIPE stays
+       blocked in this thread, and in the workers that inherit its mask, for
+       as long as the server runs, instead of around every call. */
+    tf__sigpipe_guard guard;
+    tf__sigpipe_block(&guard);
     int rc = TF_OK;
     for (long i = 0; i < n && rc == TF_OK; i++) {
         rc = worker_init(&srv->workers[i], srv, 1);
@@ -325,9 +336,12 @@ int tf_server_run(tf_server *srv)
         run_worker(&srv->workers[0]);
     for (int i = 1; i < srv->nworkers; i++)
         pthread_join(srv->workers[i].thread, NULL);
-    for (int i = 0; i < (int)n; i++)
+    for (int i = 0; i < (int)n; i++) {
         if (srv->workers[i].epfd > 0)
             close(srv->workers[i].epfd);
+        tf__worker_release(&srv->workers[i]);
+    }
+    tf__sigpipe_restore(&guard);
     /* No new clients from here on: close the listeners so connects are
        refused rather than left waiting. */
     for (int i = 0; i < srv->nlisten; i++)

@@ -43,6 +43,14 @@ struct worker {
     session_list closing; /* reply sent, draining before close: linger */
     session *graveyard;   /* closed this round; freed when no event can
                              still point at them */
+    /* Requests kept for reuse, so that a request costs no allocation (and
+       keeps its checksum state). At most REQUEST_POOL_MAX. */
+    struct request *spare_requests;
+    int nspare;
+    /* Where a small file is read before it goes out in one sendmsg with
+       its head and trailer; allocated on first use. Shared by the worker's
+       sessions: it is only used within one call. */
+    uint8_t *small_body;
     pthread_t thread;
 };
 
@@ -74,10 +82,11 @@ typedef enum session_state {
 /* What comes after a response has been sent. */
 typedef enum after_send { AFTER_IDLE, AFTER_RECV_BODY, AFTER_CLOSE } after_send;
 
-/* Per request, allocated only while one is in flight. */
+/* Per request, only while one is in flight (then back to the worker's
+   pool). */
 typedef struct request {
+    struct request *next_spare;
     uint8_t op;
-    char name[TF_WIRE_NAME_MAX + 1];
     int has_key;
     int64_t started_ms;
     uint64_t bytes;         /* payload bytes moved, for the log */
@@ -95,6 +104,7 @@ typedef struct request {
     int body_rc;            /* the file failed mid-way: zero-fill, fail trailer */
     int copy_path;          /* sendfile refused this file: pread + send */
     int cached;             /* the file's digest was remembered: sendfile it */
+    int gathered;           /* small: head, body, trailer in one sendmsg */
     uint8_t cached_digest[TF_DIGEST_SIZE];
     uint64_t file_id[4];    /* the file's identity when opened */
     int has_trailer;
@@ -112,6 +122,9 @@ typedef struct request {
     uint64_t size, have, left;
     int store_rc;
     tf__err store_err;
+
+    /* Last, and not cleared between uses (request_begin): 4 KiB. */
+    char name[TF_WIRE_NAME_MAX + 1];
 } request;
 
 struct session {
@@ -157,6 +170,8 @@ void tf__session_timeout(session *s, int code, const char *why);
 void tf__session_close(session *s);
 /* Frees the sessions closed since the last call. */
 void tf__worker_bury(worker *w);
+/* Frees the worker's pooled requests and buffers (when it has finished). */
+void tf__worker_release(worker *w);
 
 /* server.c: list and epoll bookkeeping for sessions */
 void tf__session_list_move(session *s, session_list *to, int64_t now_ms);

@@ -781,7 +781,7 @@ static void put_payload(int fd, const char *name, const uint8_t *data, uint64_t 
 
 static void digest_of(const uint8_t *data, size_t n, uint8_t out[TF_DIGEST_SIZE])
 {
-    tf__digest d;
+    tf__digest d = {0};
     assert_int_equal(tf__digest_begin(&d, 1), TF_OK);
     tf__digest_update(&d, data, n);
     tf__digest_final(&d, out);
