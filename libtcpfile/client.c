@@ -19,6 +19,9 @@
 #include "wire.h"
 
 #define IO_BUF ((size_t)1 << 20)
+/* The stream's read buffer: a response head, a small file and its trailer
+   arrive in one recv. */
+#define READ_BUF ((size_t)64 << 10)
 
 struct tf_client {
     tf__stream s;
@@ -29,7 +32,9 @@ struct tf_client {
     uint16_t max_name;    /* the server's limit, from the handshake */
     uint64_t max_upload;  /* the server's limit, 0 = none */
     int broken;           /* the stream lost sync: every call fails */
-    uint8_t *buf;         /* IO_BUF bytes, allocated on first transfer */
+    tf__digest digest;    /* checksum state kept between transfers */
+    uint8_t *buf;         /* IO_BUF bytes, then the stream's READ_BUF bytes;
+                             allocated on first transfer */
 };
 
 static const char *op_name(int op)
@@ -69,8 +74,12 @@ static int check_name(tf_client *c, const char *name)
 
 static int ensure_buf(tf_client *c)
 {
-    if (!c->buf && !(c->buf = malloc(IO_BUF)))
+    if (c->buf)
+        return TF_OK;
+    /* Only now: ten thousand idle clients in one process hold no buffers. */
+    if (!(c->buf = malloc(IO_BUF + READ_BUF)))
         return tf__fail(&c->err, TF_ENOMEM, "out of memory");
+    tf__stream_set_buffer(&c->s, c->buf + IO_BUF, READ_BUF);
     return TF_OK;
 }
 
@@ -139,17 +148,18 @@ int tf_connect_ex(tf_client **out, const char *host, const char *port,
         return TF_ENOMEM;
     }
     tf__options_copy(&c->opt, opt);
-    c->s.timeout_ms = (int)c->opt.value[TF_OPT_CONNECT_TIMEOUT_MS];
-    int rc = tf__stream_connect(&c->s, host, port, c->s.timeout_ms, &c->err);
+    int rc = tf__stream_connect(&c->s, host, port,
+                                (int)c->opt.value[TF_OPT_CONNECT_TIMEOUT_MS], &c->err);
     if (rc == TF_OK)
         rc = handshake(c);
+    if (rc == TF_OK)
+        rc = tf__stream_set_timeout(&c->s, (int)c->opt.value[TF_OPT_IO_TIMEOUT_MS], &c->err);
     if (rc != TF_OK) {
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "%s", c->err.msg);
         tf_close(c);
         return rc;
     }
-    c->s.timeout_ms = (int)c->opt.value[TF_OPT_IO_TIMEOUT_MS];
     *out = c;
     return TF_OK;
 }
@@ -164,6 +174,7 @@ void tf_close(tf_client *c)
     if (!c)
         return;
     tf__stream_close(&c->s);
+    tf__digest_end(&c->digest);
     free(c->buf);
     free(c);
 }
@@ -256,9 +267,20 @@ static int xfer_begin(tf_client *c, tf__xfer *x, progress_ctx *p)
         x->progress = client_progress;
         x->ctx = p;
     }
+    /* The transfer borrows the client's checksum state; xfer_end gives it
+       back, so that a transfer allocates nothing. */
+    x->digest = c->digest;
+    c->digest = (tf__digest){0};
     if (tf__digest_begin(&x->digest, (c->features & TF_FEATURE_CHECKSUM) != 0) != TF_OK)
         return tf__fail(&c->err, TF_ENOMEM, "out of memory");
     return TF_OK;
+}
+
+static void xfer_end(tf_client *c, tf__xfer *x)
+{
+    if (x->digest.state) /* not when xfer_begin failed before borrowing */
+        c->digest = x->digest;
+    x->digest = (tf__digest){0};
 }
 
 /*
@@ -293,7 +315,7 @@ static int discard_payload(tf_client *c, uint64_t size)
     int rc = xfer_begin(c, &x, NULL);
     if (rc == TF_OK)
         rc = receive_payload(c, &x, -1, NULL, size);
-    tf__digest_end(&x.digest);
+    xfer_end(c, &x);
     return rc;
 }
 
@@ -326,14 +348,14 @@ static int get_into(tf_client *c, const char *name, int fd, uint8_t **mem, size_
     if (rc == TF_OK && offset && tf__digest_on(&x.digest))
         rc = tf__fs_hash_prefix(fd, offset, &x.digest, c->buf, IO_BUF, &c->err);
     if (rc != TF_OK) {
-        tf__digest_end(&x.digest);
+        xfer_end(c, &x);
         return rc;
     }
     p.total = offset + size;
     uint8_t *buf = NULL;
     if (mem) {
         if (size > (uint64_t)c->opt.value[TF_OPT_MAX_MEMORY] || size >= SIZE_MAX) {
-            tf__digest_end(&x.digest);
+            xfer_end(c, &x);
             rc = discard_payload(c, size);
             return rc != TF_OK ? rc
                                : tf__fail(&c->err, TF_ETOOBIG,
@@ -343,12 +365,12 @@ static int get_into(tf_client *c, const char *name, int fd, uint8_t **mem, size_
                                           (long long)c->opt.value[TF_OPT_MAX_MEMORY]);
         }
         if (!(buf = malloc((size_t)size + 1))) {
-            tf__digest_end(&x.digest);
+            xfer_end(c, &x);
             return tf__fail(&c->err, TF_ENOMEM, "out of memory");
         }
     }
     rc = receive_payload(c, &x, fd, buf, size);
-    tf__digest_end(&x.digest);
+    xfer_end(c, &x);
     if (mem) {
         if (rc != TF_OK) {
             free(buf);
@@ -510,7 +532,7 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
         rc = send_source(c, &x, src, from, size, &src_rc, &src_err);
     if (rc == TF_OK)
         rc = tf__xfer_send_trailer(&x, src_rc, &c->err);
-    tf__digest_end(&x.digest);
+    xfer_end(c, &x);
     if (rc == TF_OK)
         rc = read_response(c, TF_OP_PUT, name, &stored, NULL);
     /* A source failure is the real story; the server's refusal of the
@@ -659,7 +681,7 @@ int tf_list(tf_client *c, tf_listing **out)
         rc = mem ? receive_payload(c, &x, -1, mem, size)
                  : tf__fail(&c->err, TF_ENOMEM, "out of memory");
     }
-    tf__digest_end(&x.digest);
+    xfer_end(c, &x);
     if (rc == TF_OK) {
         rc = tf__wire_decode_list(mem, len, c->max_name, out);
         if (rc == TF_EPROTO)

@@ -1,7 +1,8 @@
 /*
- * netio.c - sockets: resolve, connect, listen, accept, and full reads and
- * writes with progress timeouts. Everything is non-blocking underneath;
- * poll() provides the waits, so one code path serves clients and servers.
+ * netio.c - sockets: resolve, connect, listen, and the client stream's full
+ * reads and writes with progress timeouts. A connected stream is a blocking
+ * socket whose SO_RCVTIMEO / SO_SNDTIMEO are the timeout: a wait costs the
+ * one recv or send call, not a try, a poll and a retry.
  */
 #include "netio.h"
 
@@ -150,7 +151,34 @@ int tf__stream_connect(tf__stream *s, const char *host, const char *port,
             break;
     }
     freeaddrinfo(res);
+    if (rc == TF_OK)
+        rc = tf__stream_set_timeout(s, timeout_ms, e);
+    if (rc != TF_OK && s->fd >= 0)
+        tf__stream_close(s);
     return rc;
+}
+
+int tf__stream_set_timeout(tf__stream *s, int timeout_ms, tf__err *e)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    int flags = fcntl(s->fd, F_GETFL);
+    if (flags < 0 || fcntl(s->fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
+        setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        setsockopt(s->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0)
+        return tf__fail_errno(e, TF_ENET, errno, "cannot set the socket's timeouts");
+    s->timeout_ms = timeout_ms;
+    return TF_OK;
+}
+
+void tf__stream_set_buffer(tf__stream *s, uint8_t *buf, size_t cap)
+{
+    s->rbuf = buf;
+    s->rcap = cap;
+}
+
+static int timed_out(const tf__stream *s, tf__err *e)
+{
+    return tf__fail(e, TF_ETIMEDOUT, "the peer made no progress for %d ms", s->timeout_ms);
 }
 
 static int listen_one(const struct addrinfo *ai, unsigned short port, int *out, tf__err *e)
@@ -243,24 +271,44 @@ static int recv_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err 
 {
     *got = 0;
     for (;;) {
-        ssize_t n = recv(s->fd, buf, cap, MSG_DONTWAIT);
+        ssize_t n = recv(s->fd, buf, cap, 0);
         if (n >= 0) {
             *got = (size_t)n;
             return TF_OK;
         }
         if (errno == EINTR)
             continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return tf__fail_errno(e, net_code(errno), errno, "receive failed");
-        int rc = wait_for(s, POLLIN, s->timeout_ms, e);
-        if (rc != TF_OK)
-            return rc;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return timed_out(s, e);
+        return tf__fail_errno(e, net_code(errno), errno, "receive failed");
     }
+}
+
+/* Like recv_some, through the read buffer: a small read takes what is
+   buffered, or refills the buffer with one recv, so that a response's
+   head, a small payload and the trailer cost one call between them. A
+   read of at least the buffer's size goes straight to the caller. */
+static int read_buffered(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err *e)
+{
+    if (s->rpos == s->rlen) {
+        if (!s->rbuf || cap >= s->rcap)
+            return recv_some(s, buf, cap, got, e);
+        int rc = recv_some(s, s->rbuf, s->rcap, got, e);
+        if (rc != TF_OK || *got == 0)
+            return rc;
+        s->rpos = 0;
+        s->rlen = *got;
+    }
+    size_t n = s->rlen - s->rpos < cap ? s->rlen - s->rpos : cap;
+    memcpy(buf, s->rbuf + s->rpos, n);
+    s->rpos += n;
+    *got = n;
+    return TF_OK;
 }
 
 int tf__stream_read_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err *e)
 {
-    int rc = recv_some(s, buf, cap, got, e);
+    int rc = read_buffered(s, buf, cap, got, e);
     if (rc == TF_OK && *got == 0)
         return tf__fail(e, TF_ENET, "the peer closed the connection");
     return rc;
@@ -272,7 +320,7 @@ int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e)
     size_t done = 0;
     while (done < len) {
         size_t got;
-        int rc = recv_some(s, p + done, len - done, &got, e);
+        int rc = read_buffered(s, p + done, len - done, &got, e);
         if (rc != TF_OK)
             return rc;
         if (got == 0)
@@ -288,7 +336,7 @@ int tf__stream_write(tf__stream *s, const void *buf, size_t len, tf__err *e)
 {
     const uint8_t *p = buf;
     while (len > 0) {
-        ssize_t n = send(s->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL);
         if (n > 0) {
             p += n;
             len -= (size_t)n;
@@ -296,11 +344,9 @@ int tf__stream_write(tf__stream *s, const void *buf, size_t len, tf__err *e)
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            return tf__fail_errno(e, net_code(errno), errno, "send failed");
-        int rc = wait_for(s, POLLOUT, s->timeout_ms, e);
-        if (rc != TF_OK)
-            return rc;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return timed_out(s, e);
+        return tf__fail_errno(e, net_code(errno), errno, "send failed");
     }
     return TF_OK;
 }
@@ -387,12 +433,8 @@ int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t 
             return TF_OK; /* the file ended early */
         if (errno == EINTR)
             continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int rc = wait_for(s, POLLOUT, s->timeout_ms, e);
-            if (rc != TF_OK)
-                return rc;
-            continue;
-        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return timed_out(s, e);
         if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN)
             return tf__fail_errno(e, TF_ENET, errno, "send failed");
         /* Anything else (a file system without sendfile, a read error):
@@ -407,4 +449,5 @@ void tf__stream_close(tf__stream *s)
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
+    s->rpos = s->rlen = 0;
 }

@@ -1,8 +1,9 @@
 /*
  * netio.h - the transport: every socket call of the library is behind these
  * functions, so that another transport (TLS) can slide in underneath.
- * Sockets are non-blocking; a wait that sees no progress for timeout_ms
- * fails with TF_ETIMEDOUT. (The server drives its sockets from epoll in
+ * A stream's socket blocks, with timeout_ms as its SO_RCVTIMEO and
+ * SO_SNDTIMEO: a wait that sees no progress for timeout_ms fails with
+ * TF_ETIMEDOUT. (The server drives its sockets from epoll in
  * session.c and uses only the listening and sendfile helpers here.)
  */
 #ifndef TF_NETIO_H
@@ -19,13 +20,26 @@
 typedef struct tf__stream {
     int fd;
     int timeout_ms; /* longest wait without progress; 0 = none */
+    /* Read buffer (not owned; none until tf__stream_set_buffer): bytes
+       rbuf[rpos..rlen) have arrived and not been read yet. */
+    uint8_t *rbuf;
+    size_t rpos, rlen, rcap;
 } tf__stream;
 
 /* Resolves host:port ("[::1]" accepted) and connects within timeout_ms,
-   trying each address in turn. On success s->fd is an open socket with
-   TCP_NODELAY set. TF_ENET, TF_ETIMEDOUT, TF_EINVAL. */
+   trying each address in turn. On success s->fd is an open, blocking
+   socket with TCP_NODELAY set and timeout_ms as its timeout. TF_ENET,
+   TF_ETIMEDOUT, TF_EINVAL. s must be zeroed. */
 int tf__stream_connect(tf__stream *s, const char *host, const char *port,
                        int timeout_ms, tf__err *e);
+
+/* Sets the longest wait without progress (0: none) of every later read
+   and write, as the socket's SO_RCVTIMEO and SO_SNDTIMEO. TF_ENET. */
+int tf__stream_set_timeout(tf__stream *s, int timeout_ms, tf__err *e);
+
+/* Gives the stream cap bytes of read buffer, which must outlive it. Only
+   before the first read: nothing buffered is moved. */
+void tf__stream_set_buffer(tf__stream *s, uint8_t *buf, size_t cap);
 
 /* Opens listening sockets for host:port (host NULL: every IPv6 and IPv4
    address). Fills fds[0..*count-1], at most max. TF_ENET, TF_EINVAL. */
