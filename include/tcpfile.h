@@ -145,7 +145,10 @@ typedef enum tf_option {
     TF_OPT_MIN_RATE = 15,
     /* server: worker threads, each serving many connections through epoll.
        0 = one per online CPU (the default). */
-    TF_OPT_WORKERS = 16
+    TF_OPT_WORKERS = 16,
+    /* client: most requests tf_get_many has on the wire before their
+       responses have come back, 1..256. 1 = one at a time. Default 32. */
+    TF_OPT_PIPELINE = 17
 } tf_option;
 
 /* Creates an options object holding the defaults. *out is the caller's,
@@ -266,6 +269,31 @@ TF_API int tf_get_fd(tf_client *c, const char *name, int fd);
  * NULL, *len 0.
  */
 TF_API int tf_get_mem(tf_client *c, const char *name, void **data, size_t *len);
+
+/* One file of a tf_get_many batch. */
+typedef struct tf_get_item {
+    const char *name;       /* in: the file's name on the server */
+    const char *local_path; /* in: where to store it, as tf_get does; NULL:
+                               the bytes go to fd instead */
+    int fd;                 /* in: with local_path NULL, the descriptor the
+                               bytes are written to, as tf_get_fd does */
+    int result;             /* out: TF_OK or this file's failure */
+} tf_get_item;
+
+/*
+ * Downloads n files over the one connection with pipelined requests: up to
+ * TF_OPT_PIPELINE requests are on the wire before their responses arrive,
+ * so a batch of small files pays for one round trip per window rather than
+ * one per file. Each item's result says how it went; a file's own failure
+ * (TF_ENOENT, TF_EACCES, a bad name, a local TF_EIO, TF_ECHECKSUM) does not
+ * stop the others. A failure of the connection (TF_ENET, TF_ETIMEDOUT,
+ * TF_EPROTO, TF_ECANCELED, TF_ENOMEM) ends the batch and becomes the result
+ * of every item not finished. Returns TF_OK when every item succeeded,
+ * else the result of the first item that failed, with its message in
+ * tf_errmsg; TF_EINVAL when c or items is NULL. No resuming (TF_OPT_RESUME
+ * is ignored here); the progress callback is not called.
+ */
+TF_API int tf_get_many(tf_client *c, tf_get_item *items, size_t n);
 
 /*
  * Uploads local_path as name (NULL: the basename of local_path). The server

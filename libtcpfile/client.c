@@ -17,25 +17,7 @@
 #include "netio.h"
 #include "transfer.h"
 #include "wire.h"
-
-#define IO_BUF ((size_t)1 << 20)
-/* The stream's read buffer: a response head, a small file and its trailer
-   arrive in one recv. */
-#define READ_BUF ((size_t)64 << 10)
-
-struct tf_client {
-    tf__stream s;
-    tf_options opt;
-    tf__err err;
-    uint16_t version;
-    uint32_t features;
-    uint16_t max_name;    /* the server's limit, from the handshake */
-    uint64_t max_upload;  /* the server's limit, 0 = none */
-    int broken;           /* the stream lost sync: every call fails */
-    tf__digest digest;    /* checksum state kept between transfers */
-    uint8_t *buf;         /* IO_BUF bytes, then the stream's READ_BUF bytes;
-                             allocated on first transfer */
-};
+#include "client_internal.h"
 
 static const char *op_name(int op)
 {
@@ -44,17 +26,22 @@ static const char *op_name(int op)
 
 /* After a failure that may leave bytes unread or unsent, the stream cannot
    be trusted: close it, so later calls fail fast and clearly. */
-static int break_connection(tf_client *c, int rc)
+int tf__client_fatal(int rc)
 {
-    if (rc == TF_ENET || rc == TF_ETIMEDOUT || rc == TF_EPROTO || rc == TF_ECANCELED ||
-        rc == TF_ENOMEM) {
+    return rc == TF_ENET || rc == TF_ETIMEDOUT || rc == TF_EPROTO || rc == TF_ECANCELED ||
+           rc == TF_ENOMEM;
+}
+
+int tf__client_break(tf_client *c, int rc)
+{
+    if (tf__client_fatal(rc)) {
         tf__stream_close(&c->s);
         c->broken = 1;
     }
     return rc;
 }
 
-static int check_usable(tf_client *c)
+int tf__client_usable(tf_client *c)
 {
     tf__err_clear(&c->err);
     if (c->broken)
@@ -63,7 +50,7 @@ static int check_usable(tf_client *c)
     return TF_OK;
 }
 
-static int check_name(tf_client *c, const char *name)
+int tf__client_check_name(tf_client *c, const char *name)
 {
     const char *why;
     if (tf_name_check(name, c->max_name, &why) != TF_OK)
@@ -72,12 +59,12 @@ static int check_name(tf_client *c, const char *name)
     return TF_OK;
 }
 
-static int ensure_buf(tf_client *c)
+int tf__client_buffers(tf_client *c)
 {
     if (c->buf)
         return TF_OK;
     /* Only now: ten thousand idle clients in one process hold no buffers. */
-    if (!(c->buf = malloc(IO_BUF + READ_BUF)))
+    if (!(c->buf = malloc(IO_BUF + READ_BUF + OUT_BUF)))
         return tf__fail(&c->err, TF_ENOMEM, "out of memory");
     tf__stream_set_buffer(&c->s, c->buf + IO_BUF, READ_BUF);
     return TF_OK;
@@ -207,8 +194,8 @@ static int send_request(tf_client *c, const tf_wire_request *r)
 
 /* Reads one response; a failure status becomes the return code, with the
    server's message kept in tf_errmsg. */
-static int read_response(tf_client *c, int op, const char *name, uint64_t *size,
-                         uint8_t *flags)
+int tf__client_read_response(tf_client *c, int op, const char *name, uint64_t *size,
+                             uint8_t *flags)
 {
     uint8_t buf[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
     tf_wire_response r;
@@ -256,7 +243,7 @@ static int client_progress(void *ctx, uint64_t done)
 static int xfer_begin(tf_client *c, tf__xfer *x, progress_ctx *p)
 {
     memset(x, 0, sizeof *x);
-    int rc = ensure_buf(c);
+    int rc = tf__client_buffers(c);
     if (rc != TF_OK)
         return rc;
     x->s = &c->s;
@@ -308,15 +295,20 @@ static int receive_payload(tf_client *c, tf__xfer *x, int fd, uint8_t *mem, uint
     return TF_OK;
 }
 
-/* Reads and drops a payload and its trailer, to keep the stream in step. */
-static int discard_payload(tf_client *c, uint64_t size)
+int tf__client_receive_fd(tf_client *c, int fd, uint64_t size)
 {
     tf__xfer x;
     int rc = xfer_begin(c, &x, NULL);
     if (rc == TF_OK)
-        rc = receive_payload(c, &x, -1, NULL, size);
+        rc = receive_payload(c, &x, fd, NULL, size);
     xfer_end(c, &x);
     return rc;
+}
+
+/* Reads and drops a payload and its trailer, to keep the stream in step. */
+static int discard_payload(tf_client *c, uint64_t size)
+{
+    return tf__client_receive_fd(c, -1, size);
 }
 
 /* ---- get -------------------------------------------------------------- */
@@ -340,7 +332,7 @@ static int get_into(tf_client *c, const char *name, int fd, uint8_t **mem, size_
     if (rc == TF_OK)
         rc = send_request(c, &r);
     if (rc == TF_OK)
-        rc = read_response(c, TF_OP_GET, name, &size, &flags);
+        rc = tf__client_read_response(c, TF_OP_GET, name, &size, &flags);
     if (rc == TF_OK && offset && (flags & TF_RESP_FROM_START)) {
         p.base = offset = 0;
         rc = tf__tmpfile_restart(restart, &c->err);
@@ -386,8 +378,8 @@ static int get_into(tf_client *c, const char *name, int fd, uint8_t **mem, size_
 /* The checks every call makes before touching the connection. */
 static int begin_call(tf_client *c, const char *name)
 {
-    int rc = check_usable(c);
-    return rc == TF_OK ? check_name(c, name) : rc;
+    int rc = tf__client_usable(c);
+    return rc == TF_OK ? tf__client_check_name(c, name) : rc;
 }
 
 /* The same, for the calls that take a caller's descriptor. */
@@ -406,7 +398,7 @@ int tf_get_fd(tf_client *c, const char *name, int fd)
     int rc = begin_fd_call(c, name, fd);
     if (rc != TF_OK)
         return rc;
-    return break_connection(c, get_into(c, name, fd, NULL, NULL, 0, NULL));
+    return tf__client_break(c, get_into(c, name, fd, NULL, NULL, 0, NULL));
 }
 
 /* Whether a failed get's partial file is worth keeping for a resume: not
@@ -434,7 +426,7 @@ int tf_get(tf_client *c, const char *name, const char *local_path)
         rc = tf__local_begin(path, name, &t, final, sizeof final, &c->err);
     if (rc != TF_OK)
         return rc;
-    rc = break_connection(c, get_into(c, name, t.fd, NULL, NULL, t.direct ? 0 : have, &t));
+    rc = tf__client_break(c, get_into(c, name, t.fd, NULL, NULL, t.direct ? 0 : have, &t));
     if (rc == TF_OK)
         return tf__local_commit(&t, final, &c->err);
     if (resume && !t.direct && worth_resuming(rc))
@@ -454,7 +446,7 @@ int tf_get_mem(tf_client *c, const char *name, void **data, size_t *len)
     if (rc != TF_OK)
         return rc;
     uint8_t *mem = NULL;
-    rc = break_connection(c, get_into(c, name, -1, &mem, len, 0, NULL));
+    rc = tf__client_break(c, get_into(c, name, -1, &mem, len, 0, NULL));
     *data = mem;
     return rc;
 }
@@ -518,7 +510,7 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
     }
     int rc = send_request(c, &r);
     if (rc == TF_OK)
-        rc = read_response(c, TF_OP_PUT, name, &from, NULL); /* go-ahead or refusal */
+        rc = tf__client_read_response(c, TF_OP_PUT, name, &from, NULL); /* go-ahead or refusal */
     if (rc == TF_OK && from > size)
         rc = tf__fail(&c->err, TF_EPROTO, "the server resumes past the end of the file");
     if (rc != TF_OK)
@@ -534,7 +526,7 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
         rc = tf__xfer_send_trailer(&x, src_rc, &c->err);
     xfer_end(c, &x);
     if (rc == TF_OK)
-        rc = read_response(c, TF_OP_PUT, name, &stored, NULL);
+        rc = tf__client_read_response(c, TF_OP_PUT, name, &stored, NULL);
     /* A source failure is the real story; the server's refusal of the
        upload we told it to discard only echoes it. */
     if (src_rc != TF_OK && rc != TF_ENET && rc != TF_ETIMEDOUT && rc != TF_EPROTO) {
@@ -598,7 +590,7 @@ int tf_put_fd(tf_client *c, int fd, uint64_t size, const char *name)
     if (rc != TF_OK)
         return rc;
     source src = fd_source(fd);
-    rc = break_connection(c, put_from(c, &src, size, name, NULL));
+    rc = tf__client_break(c, put_from(c, &src, size, name, NULL));
     if (src.seekable)
         lseek(fd, (off_t)src.off, SEEK_SET); /* just past what was sent */
     return rc;
@@ -608,14 +600,14 @@ int tf_put(tf_client *c, const char *local_path, const char *name)
 {
     if (!c)
         return TF_EINVAL;
-    int rc = check_usable(c);
+    int rc = tf__client_usable(c);
     if (rc != TF_OK)
         return rc;
     if (!local_path)
         return tf__fail(&c->err, TF_EINVAL, "no local path given");
     if (!name)
         name = basename_of(local_path);
-    rc = check_name(c, name);
+    rc = tf__client_check_name(c, name);
     if (rc != TF_OK)
         return rc;
     int fd;
@@ -626,7 +618,7 @@ int tf_put(tf_client *c, const char *local_path, const char *name)
     source src = fd_source(fd);
     uint8_t key[TF_UPLOAD_KEY_SIZE];
     int keyed = c->opt.value[TF_OPT_RESUME] && file_key(name, fd, key);
-    rc = break_connection(c, put_from(c, &src, size, name, keyed ? key : NULL));
+    rc = tf__client_break(c, put_from(c, &src, size, name, keyed ? key : NULL));
     close(fd);
     return rc;
 }
@@ -644,7 +636,7 @@ int tf_put_mem(tf_client *c, const void *data, size_t len, const char *name)
     uint8_t key[TF_UPLOAD_KEY_SIZE];
     if (c->opt.value[TF_OPT_RESUME])
         upload_key(name, src.mem, len, key);
-    return break_connection(c, put_from(c, &src, len, name,
+    return tf__client_break(c, put_from(c, &src, len, name,
                                         c->opt.value[TF_OPT_RESUME] ? key : NULL));
 }
 
@@ -655,7 +647,7 @@ int tf_list(tf_client *c, tf_listing **out)
     if (!c || !out)
         return TF_EINVAL;
     *out = NULL;
-    int rc = check_usable(c);
+    int rc = tf__client_usable(c);
     if (rc != TF_OK)
         return rc;
     uint8_t *mem = NULL;
@@ -667,7 +659,7 @@ int tf_list(tf_client *c, tf_listing **out)
     if (rc == TF_OK)
         rc = send_request(c, &r);
     if (rc == TF_OK)
-        rc = read_response(c, TF_OP_LIST, NULL, &size, NULL);
+        rc = tf__client_read_response(c, TF_OP_LIST, NULL, &size, NULL);
     if (rc == TF_OK && size > (uint64_t)c->opt.value[TF_OPT_MAX_MEMORY]) {
         rc = receive_payload(c, &x, -1, NULL, size);
         if (rc == TF_OK)
@@ -690,7 +682,7 @@ int tf_list(tf_client *c, tf_listing **out)
             tf__fail(&c->err, rc, "out of memory decoding the listing");
     }
     free(mem);
-    return break_connection(c, rc);
+    return tf__client_break(c, rc);
 }
 
 size_t tf_listing_count(const tf_listing *l)

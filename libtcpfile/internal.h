@@ -38,7 +38,9 @@ int tf__code_from_errno(int errnum);
 void tf__err_clear(tf__err *e);
 
 /* tf_options: values indexed by tf_option key, plus callbacks. */
-#define TF__OPT_COUNT 17
+#define TF__OPT_COUNT 18
+/* Largest TF_OPT_PIPELINE. */
+#define TF__PIPELINE_MAX 256
 struct tf_options {
     int64_t value[TF__OPT_COUNT];
     tf_progress_fn progress;

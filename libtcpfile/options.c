@@ -31,6 +31,7 @@ static const option_spec specs[TF__OPT_COUNT] = {
     [TF_OPT_RESUME_TTL_S] = {86400, 1, (int64_t)365 * 86400},
     [TF_OPT_MIN_RATE] = {1024, 0, (int64_t)1 << 40},
     [TF_OPT_WORKERS] = {0, 0, 1024},
+    [TF_OPT_PIPELINE] = {32, 1, TF__PIPELINE_MAX},
 };
 
 static int key_known(int key)

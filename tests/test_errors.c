@@ -207,6 +207,8 @@ static void test_errors_options_ranges(void **state)
         {TF_OPT_MAX_MEMORY, 1, INT64_MAX, -1, none},
         {TF_OPT_MAX_LIST_ENTRIES, 1, UINT32_MAX, 0, (int64_t)UINT32_MAX + 1},
         {TF_OPT_STOP_GRACE_MS, 0, day_ms, -1, none},
+        {TF_OPT_WORKERS, 0, 1024, -1, 1025},
+        {TF_OPT_PIPELINE, 1, 256, 0, 257},
     };
     tf_options *opt = NULL;
     assert_int_equal(tf_options_new(&opt), TF_OK);
@@ -243,7 +245,7 @@ static void test_errors_options_unknown_keys_and_null(void **state)
     tf_options *opt = NULL;
     assert_int_equal(tf_options_new(&opt), TF_OK);
 
-    static const int unknown[] = {0, 17, 18, 100, -1, INT_MIN, INT_MAX};
+    static const int unknown[] = {0, 18, 19, 100, -1, INT_MIN, INT_MAX};
     for (size_t i = 0; i < ARRAY_LEN(unknown); i++) {
         int64_t v = 77;
         assert_int_equal(tf_options_set(opt, (tf_option)unknown[i], 0), TF_EINVAL);

@@ -1,0 +1,55 @@
+/*
+ * client_internal.h - the client handle and the steps of a request that
+ * client.c (one request at a time) and getmany.c (pipelined gets) share.
+ */
+#ifndef TF_CLIENT_INTERNAL_H
+#define TF_CLIENT_INTERNAL_H
+
+#include <stdint.h>
+
+#include "digest.h"
+#include "internal.h"
+#include "netio.h"
+
+#define IO_BUF ((size_t)1 << 20)
+/* The stream's read buffer: a response head, a small file and its trailer
+   arrive in one recv. */
+#define READ_BUF ((size_t)64 << 10)
+/* Requests encoded ahead by tf_get_many (at least one longest request). */
+#define OUT_BUF ((size_t)16 << 10)
+
+struct tf_client {
+    tf__stream s;
+    tf_options opt;
+    tf__err err;
+    uint16_t version;
+    uint32_t features;
+    uint16_t max_name;    /* the server's limit, from the handshake */
+    uint64_t max_upload;  /* the server's limit, 0 = none */
+    int broken;           /* the stream lost sync: every call fails */
+    tf__digest digest;    /* checksum state kept between transfers */
+    uint8_t *buf;         /* IO_BUF bytes, the stream's READ_BUF bytes, then
+                             OUT_BUF for pipelined requests; allocated on
+                             first transfer */
+};
+
+/* Closes the connection after a failure that leaves the stream out of
+   step (TF_ENET, TF_ETIMEDOUT, TF_EPROTO, TF_ECANCELED, TF_ENOMEM); returns
+   rc either way. */
+int tf__client_break(tf_client *c, int rc);
+/* Whether rc is one of the failures tf__client_break closes for. */
+int tf__client_fatal(int rc);
+/* TF_OK, or TF_ENET once the connection has been broken. */
+int tf__client_usable(tf_client *c);
+/* Checks a name against the server's limit; TF_EINVAL says why. */
+int tf__client_check_name(tf_client *c, const char *name);
+/* Allocates c->buf (and the stream's read buffer) on first use. */
+int tf__client_buffers(tf_client *c);
+/* Reads one response to op; a failure status is returned as its code. */
+int tf__client_read_response(tf_client *c, int op, const char *name, uint64_t *size,
+                             uint8_t *flags);
+/* Receives a get's payload of size bytes into fd (-1: nowhere), and its
+   trailer; the result ranks as receive_payload in client.c says. */
+int tf__client_receive_fd(tf_client *c, int fd, uint64_t size);
+
+#endif /* TF_CLIENT_INTERNAL_H */

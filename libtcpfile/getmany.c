@@ -1,0 +1,190 @@
+/*
+ * getmany.c - tf_get_many: gets with pipelined requests. Requests are
+ * encoded into the client's out buffer a window at a time and sent while
+ * responses are read in order, so that small files cost one round trip per
+ * window rather than one per file.
+ *
+ * Why it cannot deadlock: the server reads one request at a time and stops
+ * reading while its response waits for room, so requests sent ahead can
+ * fill both sockets' buffers. Sends therefore never block while a response
+ * is owed (MSG_DONTWAIT: what does not fit waits until a response has been
+ * read); they block only with nothing in flight, when the server has
+ * nothing to send and will read.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "client_internal.h"
+#include "fspath.h"
+#include "wire.h"
+
+/* An item's result before it is known (results are 0 or negative). */
+#define PENDING 1
+
+typedef struct pipeline {
+    tf_client *c;
+    tf_get_item *items;
+    size_t n;
+    size_t next_encode; /* first item not yet looked at for sending */
+    size_t next_recv;   /* first item whose outcome is not known */
+    size_t inflight;    /* requests sent whole, responses not read */
+    /* Encoded requests: out[pos..len) is not sent yet; ends[] holds where
+       each of its requests ends, oldest first. */
+    uint8_t *out;
+    size_t pos, len;
+    size_t ends[TF__PIPELINE_MAX];
+    size_t first_end, nends;
+    size_t first;       /* the first item (in order) that failed, n if none: */
+    int first_rc;       /* its result, the return value, ... */
+    tf__err first_err;  /* ... and its message for tf_errmsg */
+} pipeline;
+
+/* Items can fail out of order (a bad name before the responses ahead of
+   it), so the first failure is the lowest index, not the earliest. */
+static void resolve(pipeline *p, tf_get_item *it, int rc)
+{
+    size_t index = (size_t)(it - p->items);
+    it->result = rc;
+    if (rc != TF_OK && index < p->first) {
+        p->first = index;
+        p->first_rc = rc;
+        p->first_err = p->c->err;
+    }
+}
+
+/* Encodes requests while the window and the out buffer have room. Items
+   that cannot be sent (bad name, no destination) fail here. */
+static void encode_more(pipeline *p, size_t depth)
+{
+    tf_client *c = p->c;
+    while (p->next_encode < p->n && p->inflight + p->nends < depth) {
+        tf_get_item *it = &p->items[p->next_encode];
+        if (tf__client_check_name(c, it->name) != TF_OK) {
+            resolve(p, it, TF_EINVAL);
+            p->next_encode++;
+            continue;
+        }
+        if (!it->local_path && it->fd < 0) {
+            resolve(p, it, tf__fail(&c->err, TF_EINVAL, "\"%s\": no local_path and a bad fd",
+                                    it->name));
+            p->next_encode++;
+            continue;
+        }
+        tf_wire_request r = {.op = TF_OP_GET, .name = it->name,
+                             .name_len = (uint16_t)strlen(it->name)};
+        long k = tf__wire_encode_request(p->out + p->len, OUT_BUF - p->len, &r);
+        if (k < 0 && p->len > 0)
+            break; /* the buffer is full: the rest goes in a later window */
+        if (k < 0) {
+            resolve(p, it, tf__fail(&c->err, TF_EINVAL, "cannot encode a request for \"%s\"",
+                                    it->name));
+            p->next_encode++;
+            continue;
+        }
+        p->len += (size_t)k;
+        p->ends[(p->first_end + p->nends++) % TF__PIPELINE_MAX] = p->len;
+        p->next_encode++;
+    }
+}
+
+/* Sends what it can of the encoded requests; blocks only when no response
+   is owed. */
+static int send_some(pipeline *p)
+{
+    tf_client *c = p->c;
+    int wait = p->inflight == 0;
+    ssize_t k = send(c->s.fd, p->out + p->pos, p->len - p->pos,
+                     MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT));
+    if (k < 0 && errno == EINTR)
+        return TF_OK;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!wait)
+            return TF_OK; /* full: read a response first */
+        return tf__fail(&c->err, TF_ETIMEDOUT, "the peer made no progress for %d ms",
+                        c->s.timeout_ms);
+    }
+    if (k < 0)
+        return tf__fail_errno(&c->err, TF_ENET, errno, "send failed");
+    p->pos += (size_t)k;
+    while (p->nends && p->ends[p->first_end] <= p->pos) {
+        p->first_end = (p->first_end + 1) % TF__PIPELINE_MAX;
+        p->nends--;
+        p->inflight++;
+    }
+    if (p->pos == p->len)
+        p->pos = p->len = 0;
+    return TF_OK;
+}
+
+/* Reads the response to it and its payload, into its fd or, through a
+   temporary renamed when complete, its local_path. */
+static int receive_item(tf_client *c, tf_get_item *it)
+{
+    uint64_t size;
+    int rc = tf__client_read_response(c, TF_OP_GET, it->name, &size, NULL);
+    if (rc != TF_OK || !it->local_path)
+        return rc != TF_OK ? rc : tf__client_receive_fd(c, it->fd, size);
+    tf__tmpfile t;
+    char final[4096];
+    rc = tf__local_begin(it->local_path, it->name, &t, final, sizeof final, &c->err);
+    if (rc != TF_OK) {
+        tf__err why = c->err;
+        int drop = tf__client_receive_fd(c, -1, size); /* keep the stream in step */
+        if (drop != TF_OK)
+            return drop;
+        c->err = why;
+        return rc;
+    }
+    rc = tf__client_receive_fd(c, t.fd, size);
+    if (rc == TF_OK)
+        return tf__local_commit(&t, final, &c->err);
+    tf__tmpfile_abort(&t);
+    return rc;
+}
+
+int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
+{
+    if (!c || (!items && n))
+        return TF_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        items[i].result = PENDING;
+    int rc = tf__client_usable(c);
+    if (rc == TF_OK)
+        rc = tf__client_buffers(c);
+    pipeline p = {.c = c, .items = items, .n = n, .first = n, .first_rc = TF_OK};
+    p.out = c->buf + IO_BUF + READ_BUF;
+    size_t depth = (size_t)c->opt.value[TF_OPT_PIPELINE];
+    while (rc == TF_OK && p.next_recv < n) {
+        tf_get_item *it = &items[p.next_recv];
+        if (it->result != PENDING) {
+            p.next_recv++;
+            continue;
+        }
+        /* Refill once half the window has drained, so that requests go out
+           many to a send. */
+        if (p.len == 0 && p.inflight <= depth / 2)
+            encode_more(&p, depth);
+        if (p.pos < p.len && (rc = send_some(&p)) != TF_OK)
+            break;
+        if (p.inflight == 0)
+            continue; /* it was refused locally, or its request is still going out */
+        rc = receive_item(c, it);
+        p.inflight--;
+        p.next_recv++;
+        if (tf__client_fatal(rc))
+            break;
+        resolve(&p, it, rc);
+        rc = TF_OK;
+    }
+    if (rc != TF_OK) {
+        /* The connection failed: what is not finished fails with it. */
+        tf__client_break(c, rc);
+        for (size_t i = 0; i < n; i++)
+            if (items[i].result == PENDING)
+                resolve(&p, &items[i], rc);
+    }
+    if (p.first_rc != TF_OK)
+        c->err = p.first_err;
+    return p.first_rc;
+}

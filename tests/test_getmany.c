@@ -1,0 +1,229 @@
+/*
+ * test_getmany.c - tf_get_many against a real server: pipelined gets of
+ * files on both sides of the server's small-file path, into descriptors and
+ * into local paths; one file's failure leaves the others whole; windows from
+ * 1 to 256 with responses that fill the sockets (no deadlock); a connection
+ * that fails mid-batch fails what is left.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/* Around the server's 64 KiB small-file limit, and well past it. */
+static const size_t sizes[] = {0, 1, 4096, 65535, 65536, 65537, 300000, 2 << 20};
+#define NSIZES (sizeof sizes / sizeof sizes[0])
+
+static void make_files(const char *root, int n)
+{
+    for (int i = 0; i < n; i++) {
+        size_t len = sizes[(size_t)i % NSIZES];
+        uint8_t *data = malloc(len ? len : 1);
+        char path[512];
+        assert_non_null(data);
+        tu_fill(data, len, (uint64_t)i);
+        snprintf(path, sizeof path, "%s/f%03d", root, i);
+        tu_write_file(path, data, len);
+        free(data);
+    }
+}
+
+/* Whether path holds exactly file number i. */
+static void check_file(const char *path, int i)
+{
+    size_t len = sizes[(size_t)i % NSIZES], got = 0;
+    uint8_t *want = malloc(len ? len : 1);
+    uint8_t *have = tu_read_file(path, &got);
+    assert_non_null(want);
+    assert_non_null(have);
+    tu_fill(want, len, (uint64_t)i);
+    assert_int_equal(got, len);
+    assert_memory_equal(have, want, len);
+    free(want);
+    free(have);
+}
+
+typedef struct fixture {
+    test_server srv;
+    char local[256];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    tu_server_start(&f->srv, NULL);
+    tu_mkdtemp(f->local, sizeof f->local);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    tu_server_stop(&f->srv, 1);
+    tu_rm_rf(f->local);
+    free(f);
+    return 0;
+}
+
+static tf_client *connect_with_depth(fixture *f, int depth)
+{
+    tf_options *opt;
+    assert_int_equal(tf_options_new(&opt), TF_OK);
+    assert_int_equal(tf_options_set(opt, TF_OPT_PIPELINE, depth), TF_OK);
+    tf_client *c = tu_connect(&f->srv, opt);
+    tf_options_free(opt);
+    return c;
+}
+
+/* Every file into its own local path, for windows 1, 7 and 256. */
+static void test_paths_every_window(void **state)
+{
+    fixture *f = *state;
+    enum { N = 40 };
+    make_files(f->srv.root, N);
+    static const int depths[] = {1, 7, 256};
+    for (size_t d = 0; d < sizeof depths / sizeof depths[0]; d++) {
+        tf_client *c = connect_with_depth(f, depths[d]);
+        char names[N][16], paths[N][1024];
+        tf_get_item items[N];
+        for (int i = 0; i < N; i++) {
+            snprintf(names[i], sizeof names[i], "f%03d", i);
+            snprintf(paths[i], sizeof paths[i], "%s/d%zu-%s", f->local, d, names[i]);
+            items[i] = (tf_get_item){.name = names[i], .local_path = paths[i], .fd = -1};
+        }
+        assert_int_equal(tf_get_many(c, items, N), TF_OK);
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(items[i].result, TF_OK);
+            check_file(paths[i], i);
+        }
+        /* The connection is still in step for ordinary calls. */
+        void *data;
+        size_t len;
+        assert_int_equal(tf_get_mem(c, "f002", &data, &len), TF_OK);
+        assert_int_equal(len, sizes[2]);
+        tf_free(data);
+        tf_close(c);
+    }
+    assert_int_equal(tu_count_prefix(f->local, ".tcpfile-part"), 0);
+}
+
+/* Many requests for one 64 KiB file, into descriptors: the server's
+   one-sendmsg responses meet full sockets while requests keep coming. */
+static void test_full_sockets(void **state)
+{
+    fixture *f = *state;
+    enum { N = 600 };
+    make_files(f->srv.root, 5); /* f004 is 65536 bytes */
+    tf_client *c = connect_with_depth(f, 256);
+    char path[512];
+    snprintf(path, sizeof path, "%s/all", f->local);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    tf_get_item *items = calloc(N, sizeof *items);
+    assert_non_null(items);
+    for (int i = 0; i < N; i++)
+        items[i] = (tf_get_item){.name = "f004", .fd = fd};
+    assert_int_equal(tf_get_many(c, items, N), TF_OK);
+    close(fd);
+    assert_int_equal(tu_file_size(path), (long long)N * 65536);
+    size_t len;
+    uint8_t *all = tu_read_file(path, &len), *one = malloc(65536);
+    assert_non_null(all);
+    assert_non_null(one);
+    tu_fill(one, 65536, 4);
+    for (int i = 0; i < N; i++)
+        assert_memory_equal(all + (size_t)i * 65536, one, 65536);
+    free(all);
+    free(one);
+    free(items);
+    tf_close(c);
+}
+
+/* A missing file, a bad name and an unwritable local path fail alone. */
+static void test_failures_stay_local(void **state)
+{
+    fixture *f = *state;
+    make_files(f->srv.root, 8);
+    tf_client *c = connect_with_depth(f, 4);
+    char p0[512], p1[512], p2[512], p3[512], p4[512];
+    snprintf(p0, sizeof p0, "%s/a", f->local);
+    snprintf(p1, sizeof p1, "%s/b", f->local);
+    snprintf(p2, sizeof p2, "%s/no-such-dir/c", f->local);
+    snprintf(p3, sizeof p3, "%s/d", f->local);
+    snprintf(p4, sizeof p4, "%s/e", f->local);
+    tf_get_item items[] = {
+        {.name = "f007", .local_path = p0},
+        {.name = "missing", .local_path = p1},
+        {.name = "f006", .local_path = p2}, /* 2 MiB, drained */
+        {.name = "../f001", .local_path = p3},
+        {.name = "f003", .local_path = NULL, .fd = -1},
+        {.name = "f005", .local_path = p4},
+    };
+    int rc = tf_get_many(c, items, sizeof items / sizeof items[0]);
+    assert_int_equal(rc, TF_ENOENT); /* the first failure, with its message */
+    assert_non_null(strstr(tf_errmsg(c), "missing"));
+    assert_int_equal(items[0].result, TF_OK);
+    assert_int_equal(items[1].result, TF_ENOENT);
+    /* The local directory is missing: what tf_get says, and nothing else. */
+    assert_int_not_equal(items[2].result, TF_OK);
+    assert_int_equal(items[2].result, tf_get(c, "f006", p2));
+    assert_int_equal(items[3].result, TF_EINVAL);
+    assert_int_equal(items[4].result, TF_EINVAL);
+    assert_int_equal(items[5].result, TF_OK);
+    check_file(p0, 7);
+    check_file(p4, 5);
+    assert_int_equal(tu_file_size(p1), -1);
+    assert_int_equal(tf_get_many(c, items, 0), TF_OK);
+    assert_int_equal(tf_get_many(NULL, items, 1), TF_EINVAL);
+    tf_close(c);
+}
+
+/* The server stops mid-batch: what is not finished fails with the
+   connection, and the client says so from then on. */
+static void test_connection_lost(void **state)
+{
+    fixture *f = *state;
+    enum { N = 2000 };
+    make_files(f->srv.root, 8);
+    tf_client *c = connect_with_depth(f, 8);
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    tf_get_item *items = calloc(N, sizeof *items);
+    assert_non_null(items);
+    for (int i = 0; i < N; i++)
+        items[i] = (tf_get_item){.name = "f007", .fd = fd}; /* 2 MiB each */
+    /* Idle now, so the stop closes the connection before or during the
+       batch; either way nothing after the failure can succeed. */
+    tf_server_stop(f->srv.srv);
+    int rc = tf_get_many(c, items, N);
+    assert_true(rc == TF_ENET || rc == TF_ETIMEDOUT);
+    assert_int_equal(items[N - 1].result, rc);
+    for (int i = 0; i < N; i++)
+        assert_true(items[i].result == TF_OK || items[i].result == rc);
+    assert_int_equal(tf_get_fd(c, "f000", fd), TF_ENET);
+    close(fd);
+    free(items);
+    tf_close(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_paths_every_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_sockets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failures_stay_local, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_lost, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
