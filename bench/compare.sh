@@ -514,13 +514,21 @@ t_put() {
 
 t_small() {
   local i
-  for i in $(order 3); do
+  for i in $(order 4); do
     case $i in
       0)
+        # tf_get_many: 32 requests in flight on the one connection.
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          small --count "$SMALL_N" --prefix s --files "$SMALL_N" --digits 5 --pipeline 32 &&
+          [ "$(result_field requests)" = "$SMALL_N" ] &&
+          record small_1conn libtcpfile "$(rate "$SMALL_N" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      3)
+        # tf_get_fd, one request at a time, as curl does: for information.
         timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
           small --count "$SMALL_N" --prefix s --files "$SMALL_N" --digits 5 &&
           [ "$(result_field requests)" = "$SMALL_N" ] &&
-          record small_1conn libtcpfile "$(rate "$SMALL_N" "$WALL")" "$CCPU" "$SCPU"
+          record small_1conn libtcpfile-sequential "$(rate "$SMALL_N" "$WALL")" "$CCPU" "$SCPU"
         ;;
       1 | 2)
         local port=$P_ON pid=$NGX_ON name=nginx-sendfile-on+curl
@@ -541,8 +549,16 @@ t_small() {
 
 t_conc() {
   local i
-  for i in $(order 3); do
+  for i in $(order 4); do
     case $i in
+      3)
+        # The same with tf_get_many, 8 requests in flight per connection:
+        # for information (wrk has one in flight per connection).
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          concurrent --conns 64 --seconds "$WRK_SECONDS" --prefix s --files "$SMALL_N" \
+          --digits 5 --pipeline 8 &&
+          record conc_64 libtcpfile-pipelined "$(result_field reqps)" "$CCPU" "$SCPU"
+        ;;
       0)
         timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
           concurrent --conns 64 --seconds "$WRK_SECONDS" --prefix s --files "$SMALL_N" \

@@ -105,6 +105,7 @@ typedef struct request {
     int copy_path;          /* sendfile refused this file: pread + send */
     int cached;             /* the file's digest was remembered: sendfile it */
     int gathered;           /* small: head, body, trailer in one sendmsg */
+    uint64_t hashed_to;     /* the digest covers the file up to here */
     uint8_t cached_digest[TF_DIGEST_SIZE];
     uint64_t file_id[4];    /* the file's identity when opened */
     int has_trailer;

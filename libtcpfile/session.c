@@ -320,9 +320,30 @@ static ssize_t send_body_step(session *s)
         size_t n = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
         return send_bytes(s, r->buf, n, 0);
     }
-    if ((!tf__digest_on(&r->digest) || r->cached) && !r->copy_path) {
-        /* No checksum to compute: let the kernel move the pages. */
-        size_t n = r->body_left < SENDFILE_STEP ? (size_t)r->body_left : SENDFILE_STEP;
+    if (!r->copy_path) {
+        int hash = tf__digest_on(&r->digest) && !r->cached;
+        if (hash && r->body_off == r->hashed_to) {
+            /* Hash the next chunk as read, then let sendfile move the same
+               bytes: one copy fewer than sending from the buffer. Should the
+               file change in place between the two, the digest no longer
+               matches and the client gets TF_ECHECKSUM, not a silently torn
+               copy (the same holds for a remembered digest). */
+            if (ensure_buf(r) != TF_OK)
+                return -1;
+            size_t want = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
+            ssize_t n = pread(r->body_fd, r->buf, want, (off_t)r->body_off);
+            if (n <= 0) {
+                body_failed(r, TF_EIO, n < 0 ? errno : 0,
+                            n < 0 ? "reading the file failed"
+                                  : "the file shrank while being sent");
+                return 0;
+            }
+            tf__digest_update(&r->digest, r->buf, (size_t)n);
+            r->hashed_to = r->body_off + (uint64_t)n;
+            r->buf_end = (size_t)n; /* kept, should sendfile fail below */
+        }
+        size_t n = hash ? (size_t)(r->hashed_to - r->body_off)
+                        : r->body_left < SENDFILE_STEP ? (size_t)r->body_left : SENDFILE_STEP;
         off_t off = (off_t)r->body_off;
         /* SIGPIPE is blocked in every thread that runs sessions (see
            tf_server_run), so no per-call masking. */
@@ -338,8 +359,10 @@ static ssize_t send_body_step(session *s)
         if (errno != EINVAL && errno != ENOSYS && errno != EIO)
             return -1;
         /* A file system without sendfile, or a read error: the copy path
-           tells the two apart. */
+           tells the two apart. What is hashed already goes from the
+           buffer, not hashed twice. */
         r->copy_path = 1;
+        r->buf_pos = hash ? r->buf_end - n : r->buf_end;
     }
 
     if (ensure_buf(r) != TF_OK)
@@ -589,6 +612,7 @@ static void handle_get(session *s, const tf_wire_request *q)
     }
     queue_head(s, TF_OK, size - off, flags, NULL);
     r->body_off = off;
+    r->hashed_to = off; /* the prefix is hashed above */
     r->body_left = size - off;
     r->has_trailer = 1;
     start_send(s, AFTER_IDLE);
