@@ -897,7 +897,10 @@ static void on_request(session *s)
         reply_failure(s, TF_EINVAL, AFTER_IDLE);
         return;
     }
-    snprintf(r->name, sizeof r->name, "%.*s", (int)q.name_len, q.name ? q.name : "");
+    /* name_len <= the limit <= TF_WIRE_NAME_MAX (the decoder checked). */
+    if (q.name_len)
+        memcpy(r->name, q.name, q.name_len);
+    r->name[q.name_len] = '\0';
     /* Copy what the handlers need, then free the input for what follows. */
     uint8_t key[TF_UPLOAD_KEY_SIZE];
     if (q.key) {
