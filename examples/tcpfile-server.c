@@ -53,6 +53,15 @@ static void usage(FILE *to)
             "                           server is busy (default 1024)\n"
             "      --max-upload BYTES   largest upload accepted; K, M, G, T suffixes\n"
             "                           multiply by 1024 (default: no limit)\n"
+            "      --workers N          worker threads, 0..1024; 0 = one per online\n"
+            "                           CPU (default 0)\n"
+            "      --idle-timeout SECONDS\n"
+            "                           close a connection that sends no request for\n"
+            "                           SECONDS (decimals allowed); 0 = never\n"
+            "                           (default 300)\n"
+            "      --min-rate BYTES     least bytes per second a request in flight must\n"
+            "                           move, else it is cut off; K, M, G, T suffixes\n"
+            "                           multiply by 1024; 0 = no minimum (default 1K)\n"
             "      --read-only          refuse every upload\n"
             "      --no-overwrite       refuse uploads over an existing file\n"
             "  -q, --quiet              do not print a line per request\n"
@@ -133,6 +142,55 @@ static int set_number(tf_options *opt, tf_option key, const char *flag, const ch
     return PARSE_RUN;
 }
 
+/* A non-negative number of seconds with optional decimals ("30", "0.5"),
+   as milliseconds. A fraction of a millisecond rounds up, so a non-zero
+   value never becomes 0 (no limit). Refuses signs, exponents and spaces; a
+   value too large to hold becomes INT64_MAX, for the library to refuse as
+   out of range. */
+static int parse_seconds(const char *s, int64_t *out)
+{
+    int64_t sec = 0, ms = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++)
+        sec = sec > (INT64_MAX - 9) / 10 ? INT64_MAX : sec * 10 + (*p - '0');
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -1;
+        int round_up = 0;
+        for (int place = 100; *p >= '0' && *p <= '9'; p++, place /= 10) {
+            if (place > 0)
+                ms += (*p - '0') * place;
+            else if (*p != '0')
+                round_up = 1;
+        }
+        ms += round_up;
+    }
+    if (*p)
+        return -1;
+    *out = sec > (INT64_MAX - ms) / 1000 ? INT64_MAX : sec * 1000 + ms;
+    return 0;
+}
+
+/* Sets a millisecond option from a number of seconds on the command line;
+   like set_number, the library judges the range. */
+static int set_seconds(tf_options *opt, tf_option key, const char *flag, const char *arg)
+{
+    int64_t ms;
+    char what[64];
+    if (parse_seconds(arg, &ms) != 0) {
+        snprintf(what, sizeof what, "%s needs a number of seconds, not", flag);
+        return usage_error(what, arg);
+    }
+    if (tf_options_set(opt, key, ms) != TF_OK) {
+        snprintf(what, sizeof what, "%s: value out of range:", flag);
+        return usage_error(what, arg);
+    }
+    return PARSE_RUN;
+}
+
 /* ---- request log --------------------------------------------------------- */
 
 /* Copies s into buf with control bytes (and, when quoted, '"' and '\\')
@@ -189,6 +247,9 @@ enum {
     OPT_MAX_NAME = 256,
     OPT_MAX_CONNECTIONS,
     OPT_MAX_UPLOAD,
+    OPT_WORKERS,
+    OPT_IDLE_TIMEOUT,
+    OPT_MIN_RATE,
     OPT_READ_ONLY,
     OPT_NO_OVERWRITE,
     OPT_HELP,
@@ -204,6 +265,9 @@ static int parse_args(int argc, char **argv, server_args *a)
         {"max-name", required_argument, NULL, OPT_MAX_NAME},
         {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
         {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
+        {"workers", required_argument, NULL, OPT_WORKERS},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+        {"min-rate", required_argument, NULL, OPT_MIN_RATE},
         {"read-only", no_argument, NULL, OPT_READ_ONLY},
         {"no-overwrite", no_argument, NULL, OPT_NO_OVERWRITE},
         {"quiet", no_argument, NULL, 'q'},
@@ -239,6 +303,15 @@ static int parse_args(int argc, char **argv, server_args *a)
             break;
         case OPT_MAX_UPLOAD:
             status = set_number(a->opt, TF_OPT_MAX_UPLOAD, "--max-upload", optarg, 1);
+            break;
+        case OPT_WORKERS:
+            status = set_number(a->opt, TF_OPT_WORKERS, "--workers", optarg, 0);
+            break;
+        case OPT_IDLE_TIMEOUT:
+            status = set_seconds(a->opt, TF_OPT_IDLE_TIMEOUT_MS, "--idle-timeout", optarg);
+            break;
+        case OPT_MIN_RATE:
+            status = set_number(a->opt, TF_OPT_MIN_RATE, "--min-rate", optarg, 1);
             break;
         case OPT_READ_ONLY:
             tf_options_set(a->opt, TF_OPT_READ_ONLY, 1);

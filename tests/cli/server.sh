@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # server.sh - tcpfile-server as a process: the banner, ROOT defaulting to
 # the current directory, SIGTERM and SIGINT (also with a client connected),
-# --quiet, --max-connections, and log lines from concurrent clients.
+# --quiet, --max-connections, --workers, --idle-timeout, --min-rate, and log
+# lines from concurrent clients.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
@@ -89,6 +90,84 @@ grep -qE '^\S+ 127\.0\.0\.1:[0-9]+ busy - failed ' "$TMP/busy.out" ||
 expect 0 "$CLIENT" -q $H "$PORT" list
 stop_server "$SERVER_PID"
 pass "--max-connections 1 refuses a second client (exit 1, server busy), then admits again"
+
+# ---- --workers, --idle-timeout, --min-rate: help and usage errors -------------------
+expect 0 "$SERVER" --help
+for opt in '--workers N' '--idle-timeout SECONDS' '--min-rate BYTES'; do
+  grep -qE -- "^ +$opt( |\$)" "$TMP/out" || fail "--help does not list $opt"
+done
+# -b $H: should a bad value be taken, the server listens on loopback only
+# (and the check fails on its timeout).
+for bad in '--workers 1025' '--workers -1' '--workers 2K' \
+  '--idle-timeout abc' '--idle-timeout -1' '--idle-timeout 1e3' '--idle-timeout .5' \
+  '--idle-timeout 1.' '--idle-timeout 99999999999999999999' \
+  '--min-rate 5X' '--min-rate -1' '--min-rate 2T'; do
+  read -r opt value <<<"$bad"
+  expect 2 "$SERVER" "$opt" "$value" -b $H 0 "$TMP" </dev/null
+  stderr_one_line_with "$opt" "\"$value\"" "see tcpfile-server --help"
+done
+pass "--workers, --idle-timeout, --min-rate are in --help; bad values exit 2 with one line"
+
+# ---- --workers ----------------------------------------------------------------------
+# threads_of PID: the number of threads of process PID (empty without /proc).
+threads_of() {
+  sed -n 's/^Threads:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null || true
+}
+start_server w1 --workers 1 --min-rate 64K
+head -c 300000 /dev/urandom >"$TMP/w1/w.bin"
+expect 0 "$CLIENT" -q $H "$PORT" get w.bin "$TMP/w1.back" list
+cmp "$TMP/w1/w.bin" "$TMP/w1.back" || fail "--workers 1: the get differs"
+grep -qF 'w.bin' "$TMP/out" || fail "--workers 1: the listing lacks w.bin: $(cat "$TMP/out")"
+w1_threads=$(threads_of "$SERVER_PID")
+stop_server "$SERVER_PID"
+[[ $STOP_STATUS == 0 ]] || fail "--workers 1: exit status $STOP_STATUS after SIGTERM"
+start_server w4 --workers 4
+expect 0 "$CLIENT" -q $H "$PORT" list
+w4_threads=$(threads_of "$SERVER_PID")
+stop_server "$SERVER_PID"
+# Having served a request, tf_server_run has started every worker.
+if [[ -n $w1_threads && -n $w4_threads ]]; then
+  ((w4_threads - w1_threads == 3)) ||
+    fail "--workers 4 runs $w4_threads threads, --workers 1 runs $w1_threads"
+fi
+pass "--workers 1 (with --min-rate 64K) serves a get and a list; --workers 4 has 3 more threads"
+
+# ---- --idle-timeout -------------------------------------------------------------------
+# idle_connection LIMIT: opens a raw connection to $PORT, sends a client
+# hello (16 bytes: "TCPF", versions 1..1, no features) and then nothing,
+# and reads until the server closes it or LIMIT seconds pass. Sets IDLE_RC
+# (0: closed by the server, 124: still open), IDLE_MS (how long it took)
+# and IDLE_BYTES (what the server sent: its 28-byte hello). A connection
+# that has not sent its hello is under the I/O timeout instead, hence the
+# hello.
+idle_connection() {
+  local t0 t1
+  { exec 3<>"/dev/tcp/$H/$PORT"; } 2>/dev/null || fail "cannot connect to $H port $PORT"
+  printf 'TCPF\x00\x01\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00' >&3
+  t0=${EPOCHREALTIME//[.,]/}
+  IDLE_RC=0
+  timeout "$1" cat <&3 >"$TMP/idle.bin" || IDLE_RC=$?
+  t1=${EPOCHREALTIME//[.,]/}
+  exec 3<&-
+  IDLE_MS=$(((t1 - t0) / 1000))
+  IDLE_BYTES=$(wc -c <"$TMP/idle.bin")
+}
+start_server it --idle-timeout 0.3
+idle_connection 5
+[[ $IDLE_BYTES == 28 ]] || fail "--idle-timeout 0.3: the server sent $IDLE_BYTES bytes, not a hello"
+[[ $IDLE_RC == 0 ]] || fail "--idle-timeout 0.3: an idle connection still open after 5 s"
+((IDLE_MS >= 250 && IDLE_MS <= 2000)) ||
+  fail "--idle-timeout 0.3: an idle connection was closed after $IDLE_MS ms"
+idle_ms=$IDLE_MS
+expect 0 "$CLIENT" -q $H "$PORT" list
+stop_server "$SERVER_PID"
+[[ $STOP_STATUS == 0 ]] || fail "--idle-timeout 0.3: exit status $STOP_STATUS after SIGTERM"
+start_server it0 --idle-timeout 0
+idle_connection 1.5
+[[ $IDLE_RC == 124 && $IDLE_BYTES == 28 ]] ||
+  fail "--idle-timeout 0: an idle connection was closed after $IDLE_MS ms"
+stop_server "$SERVER_PID"
+pass "--idle-timeout 0.3 closes an idle connection after $idle_ms ms; 0 keeps it open"
 
 # ---- concurrent clients: one whole line per request ---------------------------------
 start_server many
