@@ -100,6 +100,11 @@ int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, uint
     return TF_OK;
 }
 
+void tf__fs_start_writeback(int fd, uint64_t off, uint64_t len)
+{
+    (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
 int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e)
 {
     const char *p = buf;
@@ -171,6 +176,12 @@ static int open_tmp_dir(int rootfd, int create, tf__err *e)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot create the directory for uploads");
     int dirfd = open_beneath(rootfd, TF_TMP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (dirfd < 0 && (errno == ELOOP || errno == ENOTDIR))
+        /* Never followed, and not a "no such file" either: say what is wrong. */
+        return tf__fail(e, TF_EIO,
+                        "the server cannot take uploads: \"%s\" in its directory is a "
+                        "symbolic link or a file, not a directory",
+                        TF_TMP_DIR);
     if (dirfd < 0)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot open the directory for uploads");

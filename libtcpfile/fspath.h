@@ -31,6 +31,11 @@ int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, uint
 /* Writes len bytes to fd; ENOSPC and friends become TF_ENOSPC / TF_EIO. */
 int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e);
 
+/* Asks the kernel to start writing [off, off + len) of fd to disk without
+   waiting for it (sync_file_range), so a later fsync has less to do. Best
+   effort: nothing is reported. */
+void tf__fs_start_writeback(int fd, uint64_t off, uint64_t len);
+
 /* A file being written under a temporary name, published by rename. */
 typedef struct tf__tmpfile {
     int dirfd;      /* where the temporary lives */

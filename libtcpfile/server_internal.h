@@ -121,6 +121,7 @@ typedef struct request {
     /* put */
     tf__tmpfile tmp;
     uint64_t size, have, left;
+    uint64_t flushed_to;    /* writeback started up to here */
     int store_rc;
     tf__err store_err;
 

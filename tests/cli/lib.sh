@@ -78,6 +78,10 @@ start_server() {
   local name=$1
   shift
   mkdir -p "$TMP/$name"
+  # Emptied here, not only by the redirection below: that happens in the
+  # background child, and wait_banner could read a restarted server's old
+  # banner first.
+  : >"$TMP/$name.out"
   "$SERVER" "$@" -b "${BIND:-127.0.0.1}" 0 "$TMP/$name" \
     >"$TMP/$name.out" 2>"$TMP/$name.err" &
   SERVER_PID=$!

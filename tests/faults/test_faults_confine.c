@@ -458,6 +458,9 @@ static void test_faults_upload_dir_symlink(void **state)
         fail_msg("an upload went through a .tcpfile-tmp symlink");
     char why[600];
     snprintf(why, sizeof why, "%s", tf_errmsg(c));
+    /* Refused with a message that names the problem, not "no such file". */
+    assert_int_equal(rc, TF_EIO);
+    assert_non_null(strstr(why, ".tcpfile-tmp"));
     assert_int_equal(tu_count_prefix(tmpdir, ""), 3); /* ".", "..", the planted file */
     path_in(p, sizeof p, root, "new.txt");
     assert_int_equal(tu_file_size(p), -1);

@@ -839,27 +839,30 @@ static void test_faults_bad_trailers(void **state)
     expect_keep_intact();
 
     /* Digests of the wrong length: with CHECKSUM a success must carry 16
-       bytes, without it none; over 64 is malformed. The server closes. */
+       bytes, without it none. Up to 64 the trailer is well framed: the
+       server replies EPROTO, then closes; over 64 it is malformed and the
+       server just closes. */
     static const uint16_t dlens[] = {0, 1, 15, 17, 32, 64, 65, 1000, 65535};
     for (size_t i = 0; i < sizeof dlens / sizeof dlens[0]; i++) {
         fd = ready(C);
         put_payload(fd, "keep.bin", data, sizeof data, NULL);
+        snprintf(what, sizeof what, "a %u-byte digest", dlens[i]);
         if (dlens[i] > TF_WIRE_DIGEST_MAX) { /* its length alone is refused */
             uint8_t head[TF_WIRE_TRAILER_SIZE];
             tf__put_u16(head, 0);
             tf__put_u16(head + 2, dlens[i]);
             rp_send(fd, head, sizeof head);
+            expect_closed(fd, what);
         } else {
             rp_send_trailer(fd, 0, NULL, dlens[i]);
+            expect_reply_then_close(fd, TF_OP_PUT, TF_EPROTO, what);
         }
-        snprintf(what, sizeof what, "a %u-byte digest", dlens[i]);
-        expect_closed(fd, what);
         tried();
     }
     fd = ready(0);
     put_payload(fd, "keep.bin", data, sizeof data, NULL);
     rp_send_trailer(fd, 0, good, TF_DIGEST_SIZE);
-    expect_closed(fd, "a digest without CHECKSUM");
+    expect_reply_then_close(fd, TF_OP_PUT, TF_EPROTO, "a digest without CHECKSUM");
     tried();
 
     /* Payloads and trailers cut short. */
