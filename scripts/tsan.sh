@@ -6,9 +6,8 @@
 # and runs the concurrency tests: the loopback, integrity, server and
 # pipelined-get integration tests (a server with its worker threads, client
 # threads, parallel transfers, many connections, stops with requests in
-# flight) and
-# the CLI server tests (the server process with concurrent clients and
-# signals). CTEST_REGEX replaces that selection.
+# flight) and the CLI server tests (the server process with concurrent
+# clients and signals). CTEST_REGEX replaces that selection.
 #
 # ThreadSanitizer writes its reports to files rather than stderr, so that a
 # report from a program run inside a test (the CLI server) is caught even
