@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_parse.h"
 #include "tcpfile.h"
 
 #define PROG "tcpfile-bench"
@@ -107,22 +108,7 @@ static void usage(FILE *to)
 
 static int usage_error(const char *what, const char *arg)
 {
-    if (arg)
-        fprintf(stderr, PROG ": %s \"%s\" (see " PROG " --help)\n", what, arg);
-    else
-        fprintf(stderr, PROG ": %s (see " PROG " --help)\n", what);
-    return EXIT_USAGE;
-}
-
-static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
+    return cli_usage_error(PROG, what, arg);
 }
 
 enum {
@@ -200,60 +186,58 @@ static int parse_args(int argc, char **argv, args *a)
             a->root = optarg;
             break;
         case OPT_SERVER_PID:
-            if (parse_int(optarg, 1, INT32_MAX, &v) != 0)
+            if (cli_parse_int(optarg, 1, INT32_MAX, &v) != 0)
                 return usage_error("--server-pid needs a process id, not", optarg);
             a->server_pid = (long)v;
             break;
         case OPT_MAX_CONN:
-            if (parse_int(optarg, 1, 1000000, &a->max_connections) != 0)
+            if (cli_parse_int(optarg, 1, 1000000, &a->max_connections) != 0)
                 return usage_error("--max-connections needs 1..1000000, not", optarg);
             break;
         case OPT_CHECKSUM:
-            if (parse_int(optarg, 0, 1, &a->checksum) != 0)
+            if (cli_parse_int(optarg, 0, 1, &a->checksum) != 0)
                 return usage_error("--checksum needs 0 or 1, not", optarg);
             break;
         case OPT_OUT:
             a->out = optarg;
             break;
         case OPT_COUNT:
-            if (parse_int(optarg, 1, INT32_MAX, &a->count) != 0)
+            if (cli_parse_int(optarg, 1, INT32_MAX, &a->count) != 0)
                 return usage_error("--count needs a positive number, not", optarg);
             break;
         case OPT_PREFIX:
             a->prefix = optarg;
             break;
         case OPT_FILES:
-            if (parse_int(optarg, 1, INT32_MAX, &a->files) != 0)
+            if (cli_parse_int(optarg, 1, INT32_MAX, &a->files) != 0)
                 return usage_error("--files needs a positive number, not", optarg);
             break;
         case OPT_DIGITS:
-            if (parse_int(optarg, 0, 18, &a->digits) != 0)
+            if (cli_parse_int(optarg, 0, 18, &a->digits) != 0)
                 return usage_error("--digits needs 0..18, not", optarg);
             break;
         case OPT_CONNS:
-            if (parse_int(optarg, 1, 1000000, &a->conns) != 0)
+            if (cli_parse_int(optarg, 1, 1000000, &a->conns) != 0)
                 return usage_error("--conns needs 1..1000000, not", optarg);
             break;
-        case OPT_SECONDS: {
-            char *end;
-            a->seconds = strtod(optarg, &end);
-            if (end == optarg || *end || !(a->seconds > 0 && a->seconds <= 3600))
+        case OPT_SECONDS:
+            if (cli_parse_double(optarg, &a->seconds) != 0 ||
+                !(a->seconds > 0 && a->seconds <= 3600))
                 return usage_error("--seconds needs a number in (0, 3600], not", optarg);
             break;
-        }
         case OPT_NAME:
             a->name = optarg;
             break;
         case OPT_GETS:
-            if (parse_int(optarg, 0, 1000000, &a->gets) != 0)
+            if (cli_parse_int(optarg, 0, 1000000, &a->gets) != 0)
                 return usage_error("--gets needs a number, not", optarg);
             break;
         case OPT_SETTLE:
-            if (parse_int(optarg, 0, 600000, &a->settle_ms) != 0)
+            if (cli_parse_int(optarg, 0, 600000, &a->settle_ms) != 0)
                 return usage_error("--settle-ms needs 0..600000, not", optarg);
             break;
         case OPT_PIPELINE:
-            if (parse_int(optarg, 1, 256, &a->pipeline) != 0)
+            if (cli_parse_int(optarg, 1, 256, &a->pipeline) != 0)
                 return usage_error("--pipeline needs 1..256, not", optarg);
             break;
         case OPT_HELP:
@@ -262,10 +246,8 @@ static int parse_args(int argc, char **argv, args *a)
         case OPT_VERSION:
             printf(PROG " (libtcpfile %s)\n", tf_version_string());
             return EXIT_OK;
-        case ':':
-            return usage_error("missing value for option", argv[optind - 1]);
-        default:
-            return usage_error("unknown option", argv[optind - 1]);
+        default: /* ':' (a missing value) or '?' (an unknown option) */
+            return cli_option_error(PROG, ch, argv);
         }
     }
     if ((a->host == NULL) != (a->port == NULL))

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_parse.h"
 #include "tcpfile.h"
 
 #define PROG "tcpfile-client"
@@ -121,11 +122,7 @@ static void usage(FILE *to)
 /* Every usage error is one line on stderr, pointing at --help. */
 static int usage_error(const char *what, const char *arg)
 {
-    if (arg)
-        fprintf(stderr, PROG ": %s \"%s\" (see " PROG " --help)\n", what, arg);
-    else
-        fprintf(stderr, PROG ": %s (see " PROG " --help)\n", what);
-    return EXIT_USAGE;
+    return cli_usage_error(PROG, what, arg);
 }
 
 /* ---- command line -------------------------------------------------------- */
@@ -141,28 +138,12 @@ static const char *last_component(const char *path)
     return slash ? slash + 1 : path;
 }
 
-/* A port as a number 1..65535: getaddrinfo would also take service names
-   and say little about a typo, so be strict and specific here. */
-static int valid_port(const char *s)
-{
-    long v = 0;
-    if (!*s)
-        return 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || (v = v * 10 + (*s - '0')) > 65535)
-            return 0;
-    }
-    return v > 0;
-}
-
 /* --timeout: non-negative seconds, fractions allowed, up to one day (the
    library's limit). Sets both the connect and the per-transfer timeout. */
 static int set_timeout(tf_options *opt, const char *arg)
 {
-    char *end;
-    errno = 0;
-    double s = strtod(arg, &end);
-    if (end == arg || *end || errno || !(s >= 0 && s <= 86400))
+    double s;
+    if (cli_parse_double(arg, &s) != 0 || !(s >= 0 && s <= 86400))
         return usage_error("--timeout needs seconds from 0 to 86400, not", arg);
     int64_t ms = (int64_t)(s * 1000.0 + 0.5);
     if (s > 0 && ms == 0)
@@ -336,14 +317,8 @@ static int parse_args(int argc, char **argv, client_args *a)
         case OPT_VERSION:
             printf(PROG " %s\n", tf_version_string());
             return EXIT_OK;
-        case ':':
-            return usage_error("missing value for option", argv[optind - 1]);
-        default: {
-            /* A short option is known by optopt; a long one only by the
-               word getopt just stepped over. */
-            char shortopt[3] = {'-', (char)optopt, '\0'};
-            return usage_error("unknown option", optopt ? shortopt : argv[optind - 1]);
-        }
+        default: /* ':' (a missing value) or '?' (an unknown option) */
+            return cli_option_error(PROG, ch, argv);
         }
     }
     if (argc - optind < 1)
@@ -352,7 +327,10 @@ static int parse_args(int argc, char **argv, client_args *a)
         return usage_error("missing PORT and operation", NULL);
     a->host = argv[optind];
     a->port = argv[optind + 1];
-    if (!valid_port(a->port))
+    /* A number 1..65535: getaddrinfo would also take service names and say
+       little about a typo, so be strict and specific here. */
+    int64_t port;
+    if (cli_parse_int(a->port, 1, 65535, &port) != 0)
         return usage_error("PORT must be a number from 1 to 65535, not", a->port);
     return parse_ops(argv + optind + 2, argc - optind - 2, a);
 }

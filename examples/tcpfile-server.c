@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli_parse.h"
 #include "tcpfile.h"
 
 #define PROG "tcpfile-server"
@@ -77,114 +78,31 @@ static void usage(FILE *to)
 /* Every usage error is one line on stderr, pointing at --help. */
 static int usage_error(const char *what, const char *arg)
 {
-    if (arg)
-        fprintf(stderr, PROG ": %s \"%s\" (see " PROG " --help)\n", what, arg);
-    else
-        fprintf(stderr, PROG ": %s (see " PROG " --help)\n", what);
-    return EXIT_USAGE;
+    return cli_usage_error(PROG, what, arg);
 }
 
-/* A non-negative decimal number with an optional binary suffix (K, M, G, T
-   when allow_suffix). Refuses signs, spaces and overflow, which strtoll
-   would accept or wrap silently. */
-static int parse_number(const char *s, int allow_suffix, int64_t *out)
-{
-    int64_t v = 0;
-    const char *p = s;
-    if (*p < '0' || *p > '9')
-        return -1;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (INT64_MAX - (*p - '0')) / 10)
-            return -1;
-        v = v * 10 + (*p - '0');
-    }
-    if (*p && allow_suffix) {
-        static const char units[] = "KMGT";
-        const char *u = strchr(units, *p == 'k' ? 'K' : *p);
-        if (!u || p[1] != '\0')
-            return -1;
-        for (ptrdiff_t i = 0; i <= u - units; i++) {
-            if (v > INT64_MAX / 1024)
-                return -1;
-            v *= 1024;
-        }
-        p++;
-    }
-    if (*p)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* A port as a number 0..65535: getaddrinfo would also take service names
-   and say little about a typo, so be strict and specific here. */
-static int valid_port(const char *s)
-{
-    int64_t v;
-    return parse_number(s, 0, &v) == 0 && v <= 65535;
-}
+/* How an option's value is written on the command line. */
+typedef enum value_kind {
+    COUNT,   /* a non-negative number */
+    BYTES,   /* the same, with an optional K, M, G or T suffix */
+    SECONDS, /* seconds with optional decimals, for a millisecond option */
+} value_kind;
 
 /* Sets a numeric option from its command-line text; the library knows the
    valid range, so an out-of-range value is reported as its refusal. */
 static int set_number(tf_options *opt, tf_option key, const char *flag, const char *arg,
-                      int allow_suffix)
+                      value_kind kind)
 {
     int64_t v;
     char what[64];
-    if (parse_number(arg, allow_suffix, &v) != 0) {
-        snprintf(what, sizeof what, "%s needs a non-negative number, not", flag);
+    int bad = kind == SECONDS ? cli_parse_seconds(arg, &v)
+                              : cli_parse_number(arg, kind == BYTES, &v);
+    if (bad) {
+        snprintf(what, sizeof what, "%s needs %s, not", flag,
+                 kind == SECONDS ? "a number of seconds" : "a non-negative number");
         return usage_error(what, arg);
     }
     if (tf_options_set(opt, key, v) != TF_OK) {
-        snprintf(what, sizeof what, "%s: value out of range:", flag);
-        return usage_error(what, arg);
-    }
-    return PARSE_RUN;
-}
-
-/* A non-negative number of seconds with optional decimals ("30", "0.5"),
-   as milliseconds. A fraction of a millisecond rounds up, so a non-zero
-   value never becomes 0 (no limit). Refuses signs, exponents and spaces; a
-   value too large to hold becomes INT64_MAX, for the library to refuse as
-   out of range. */
-static int parse_seconds(const char *s, int64_t *out)
-{
-    int64_t sec = 0, ms = 0;
-    const char *p = s;
-    if (*p < '0' || *p > '9')
-        return -1;
-    for (; *p >= '0' && *p <= '9'; p++)
-        sec = sec > (INT64_MAX - 9) / 10 ? INT64_MAX : sec * 10 + (*p - '0');
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9')
-            return -1;
-        int round_up = 0;
-        for (int place = 100; *p >= '0' && *p <= '9'; p++, place /= 10) {
-            if (place > 0)
-                ms += (*p - '0') * place;
-            else if (*p != '0')
-                round_up = 1;
-        }
-        ms += round_up;
-    }
-    if (*p)
-        return -1;
-    *out = sec > (INT64_MAX - ms) / 1000 ? INT64_MAX : sec * 1000 + ms;
-    return 0;
-}
-
-/* Sets a millisecond option from a number of seconds on the command line;
-   like set_number, the library judges the range. */
-static int set_seconds(tf_options *opt, tf_option key, const char *flag, const char *arg)
-{
-    int64_t ms;
-    char what[64];
-    if (parse_seconds(arg, &ms) != 0) {
-        snprintf(what, sizeof what, "%s needs a number of seconds, not", flag);
-        return usage_error(what, arg);
-    }
-    if (tf_options_set(opt, key, ms) != TF_OK) {
         snprintf(what, sizeof what, "%s: value out of range:", flag);
         return usage_error(what, arg);
     }
@@ -295,23 +213,24 @@ static int parse_args(int argc, char **argv, server_args *a)
             a->quiet = 1;
             break;
         case OPT_MAX_NAME:
-            status = set_number(a->opt, TF_OPT_MAX_NAME_LEN, "--max-name", optarg, 0);
+            status = set_number(a->opt, TF_OPT_MAX_NAME_LEN, "--max-name", optarg, COUNT);
             break;
         case OPT_MAX_CONNECTIONS:
-            status =
-                set_number(a->opt, TF_OPT_MAX_CONNECTIONS, "--max-connections", optarg, 0);
+            status = set_number(a->opt, TF_OPT_MAX_CONNECTIONS, "--max-connections", optarg,
+                                COUNT);
             break;
         case OPT_MAX_UPLOAD:
-            status = set_number(a->opt, TF_OPT_MAX_UPLOAD, "--max-upload", optarg, 1);
+            status = set_number(a->opt, TF_OPT_MAX_UPLOAD, "--max-upload", optarg, BYTES);
             break;
         case OPT_WORKERS:
-            status = set_number(a->opt, TF_OPT_WORKERS, "--workers", optarg, 0);
+            status = set_number(a->opt, TF_OPT_WORKERS, "--workers", optarg, COUNT);
             break;
         case OPT_IDLE_TIMEOUT:
-            status = set_seconds(a->opt, TF_OPT_IDLE_TIMEOUT_MS, "--idle-timeout", optarg);
+            status = set_number(a->opt, TF_OPT_IDLE_TIMEOUT_MS, "--idle-timeout", optarg,
+                                SECONDS);
             break;
         case OPT_MIN_RATE:
-            status = set_number(a->opt, TF_OPT_MIN_RATE, "--min-rate", optarg, 1);
+            status = set_number(a->opt, TF_OPT_MIN_RATE, "--min-rate", optarg, BYTES);
             break;
         case OPT_READ_ONLY:
             tf_options_set(a->opt, TF_OPT_READ_ONLY, 1);
@@ -325,14 +244,8 @@ static int parse_args(int argc, char **argv, server_args *a)
         case OPT_VERSION:
             printf(PROG " %s\n", tf_version_string());
             return EXIT_OK;
-        case ':':
-            return usage_error("missing value for option", argv[optind - 1]);
-        default: {
-            /* A short option is known by optopt; a long one only by the
-               word getopt just stepped over. */
-            char shortopt[3] = {'-', (char)optopt, '\0'};
-            return usage_error("unknown option", optopt ? shortopt : argv[optind - 1]);
-        }
+        default: /* ':' (a missing value) or '?' (an unknown option) */
+            return cli_option_error(PROG, ch, argv);
         }
     }
     if (status != PARSE_RUN)
@@ -343,7 +256,10 @@ static int parse_args(int argc, char **argv, server_args *a)
     if (left > 2)
         return usage_error("too many arguments, starting at", argv[optind + 2]);
     a->port = argv[optind];
-    if (!valid_port(a->port))
+    /* A number 0..65535: getaddrinfo would also take service names and say
+       little about a typo, so be strict and specific here. */
+    int64_t port;
+    if (cli_parse_int(a->port, 0, 65535, &port) != 0)
         return usage_error("PORT must be a number from 0 to 65535, not", a->port);
     if (left == 2)
         a->root = argv[optind + 1];

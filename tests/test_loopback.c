@@ -6,9 +6,11 @@
  *
  * The group setup creates the main server's root and a client-side
  * directory under /tmp; tests that need other server options start their
- * own server (each with its own root). Every test compares bytes and return
- * codes; the per-test teardown closes whatever a failed test left open, and
- * the group teardown stops the servers and removes every directory.
+ * own server (each with its own root). Every test compares bytes and
+ * return codes; the per-test teardown closes whatever a failed test left
+ * open, and the group teardown stops the servers and removes every
+ * directory. Servers, files and content come from testutil.h, the byte
+ * I/O of the raw connections from faults/rawpeer.h.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,14 +19,10 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "faults/rawpeer.h"
 #include "tcpfile.h"
+#include "testutil.h"
 #include "wire.h"
 
 #define BIG_SIZE ((size_t)64 << 20)
@@ -63,51 +63,8 @@
 #define expect_ok(c, call) expect_rc(c, call, TF_OK)
 
 /* ------------------------------------------------------------------------ */
-/* Small helpers: time, content, files                                      */
+/* Small helpers: files                                                     */
 /* ------------------------------------------------------------------------ */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* Deterministic pseudo-random bytes (xorshift64), different per seed. */
-static void fill_random(uint8_t *p, size_t n, uint64_t seed)
-{
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-    size_t i = 0;
-    while (i < n) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        for (int k = 0; k < 8 && i < n; k++)
-            p[i++] = (uint8_t)(x >> (8 * k));
-    }
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-/* rm -rf: never follows symlinks. */
-static void rm_rf(const char *path)
-{
-    if (path && path[0])
-        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static void join_path(char *out, size_t cap, const char *dir, const char *name)
 {
@@ -115,58 +72,10 @@ static void join_path(char *out, size_t cap, const char *dir, const char *name)
     assert_true(n > 0 && (size_t)n < cap);
 }
 
-static void write_file(const char *path, const void *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    assert_true(fd >= 0);
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        assert_true(n > 0);
-        p += n;
-        len -= (size_t)n;
-    }
-    assert_int_equal(close(fd), 0);
-}
-
-/* The whole file, NUL-terminated one past *len; NULL if it cannot be read. */
-static uint8_t *read_file(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return NULL;
-    }
-    size_t cap = (size_t)st.st_size;
-    uint8_t *buf = malloc(cap + 1);
-    size_t have = 0;
-    while (buf) {
-        ssize_t n = read(fd, buf + have, cap - have);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        have += (size_t)n;
-        if (have == cap)
-            break;
-    }
-    close(fd);
-    if (!buf || have != cap) {
-        free(buf);
-        return NULL;
-    }
-    buf[have] = '\0';
-    *len = have;
-    return buf;
-}
-
 static void assert_file_content(const char *path, const void *want, size_t want_len)
 {
     size_t len = 0;
-    uint8_t *got = read_file(path, &len);
+    uint8_t *got = tu_read_file(path, &len);
     if (!got) {
         print_error("cannot read %s\n", path);
         fail();
@@ -226,7 +135,7 @@ static void assert_upload_dir_empty(const char *root)
         n = count_entries(path);
         if (n <= 0)
             break;
-        sleep_ms(10);
+        tu_sleep_ms(10);
     }
     if (n > 0) {
         print_error("%s still holds %d files\n", path, n);
@@ -246,7 +155,7 @@ static void clean_root(const char *root)
             continue;
         char path[PATH_MAX];
         join_path(path, sizeof path, root, de->d_name);
-        rm_rf(path);
+        tu_rm_rf(path);
     }
     closedir(d);
     assert_true(count_entries(root) <= 1);
@@ -267,15 +176,6 @@ static const tf_entry *find_entry(const tf_listing *l, const char *name)
 /* nothing into the next                                                    */
 /* ------------------------------------------------------------------------ */
 
-typedef struct test_server {
-    char root[64];
-    char port[16];
-    tf_server *srv;
-    pthread_t thread;
-    int running; /* the thread is started and not yet joined */
-    int run_rc;
-} test_server;
-
 static struct {
     test_server main;
     test_server extra[MAX_EXTRA];
@@ -287,72 +187,11 @@ static struct {
     int64_t test_started_ms;
 } g;
 
-static void *server_main(void *arg)
-{
-    test_server *ts = arg;
-    ts->run_rc = tf_server_run(ts->srv);
-    return NULL;
-}
-
-/* Makes a root and serves it on 127.0.0.1, port 0. 0 or -1 (said why). */
-static int server_start(test_server *ts, const tf_options *opt)
-{
-    memset(ts, 0, sizeof *ts);
-    snprintf(ts->root, sizeof ts->root, "/tmp/tf-loopback-root-XXXXXX");
-    if (!mkdtemp(ts->root)) {
-        print_error("mkdtemp: %s\n", strerror(errno));
-        ts->root[0] = '\0';
-        return -1;
-    }
-    char err[256];
-    int rc = tf_server_open_ex(&ts->srv, "127.0.0.1", "0", ts->root, opt, err, sizeof err);
-    int port = rc == TF_OK ? tf_server_port(ts->srv) : rc;
-    if (port <= 0) {
-        print_error("cannot open a server: %s (%s)\n", tf_errname(port), err);
-        tf_server_close(ts->srv);
-        ts->srv = NULL;
-        rm_rf(ts->root);
-        ts->root[0] = '\0';
-        return -1;
-    }
-    snprintf(ts->port, sizeof ts->port, "%d", port);
-    if (pthread_create(&ts->thread, NULL, server_main, ts) != 0) {
-        tf_server_close(ts->srv);
-        ts->srv = NULL;
-        rm_rf(ts->root);
-        ts->root[0] = '\0';
-        return -1;
-    }
-    ts->running = 1;
-    return 0;
-}
-
-/* Stops and joins the server thread; returns how long that took, in ms. */
-static int64_t server_join(test_server *ts)
-{
-    int64_t t0 = now_ms();
-    if (ts->running) {
-        tf_server_stop(ts->srv);
-        pthread_join(ts->thread, NULL);
-        ts->running = 0;
-    }
-    return now_ms() - t0;
-}
-
-static void server_finish(test_server *ts)
-{
-    server_join(ts);
-    tf_server_close(ts->srv);
-    ts->srv = NULL;
-    rm_rf(ts->root);
-    ts->root[0] = '\0';
-}
-
 static test_server *extra_server(const tf_options *opt)
 {
     for (int i = 0; i < MAX_EXTRA; i++) {
         if (!g.extra[i].srv) {
-            assert_int_equal(server_start(&g.extra[i], opt), 0);
+            tu_server_start(&g.extra[i], opt);
             return &g.extra[i];
         }
     }
@@ -372,15 +211,10 @@ static void track_client(tf_client *c)
     fail_msg("too many clients open");
 }
 
-static tf_client *connect_to(const char *port, const tf_options *opt)
+/* A client of ts, with g.copt's bounded waits unless opt says otherwise. */
+static tf_client *connect_to(const test_server *ts, const tf_options *opt)
 {
-    tf_client *c = NULL;
-    char err[256];
-    int rc = tf_connect_ex(&c, "127.0.0.1", port, opt ? opt : g.copt, err, sizeof err);
-    if (rc != TF_OK) {
-        print_error("tf_connect to port %s: %s (%s)\n", port, tf_errname(rc), err);
-        fail();
-    }
+    tf_client *c = tu_connect(ts, opt ? opt : g.copt);
     assert_non_null(c);
     track_client(c);
     return c;
@@ -388,7 +222,7 @@ static tf_client *connect_to(const char *port, const tf_options *opt)
 
 static tf_client *connect_main(void)
 {
-    return connect_to(g.main.port, NULL);
+    return connect_to(&g.main, NULL);
 }
 
 static void drop_client(tf_client *c)
@@ -399,23 +233,13 @@ static void drop_client(tf_client *c)
     tf_close(c);
 }
 
-/* A plain TCP connection with 5 s send and receive timeouts. */
+/* A plain TCP connection with 5 s send and receive timeouts, and no Nagle
+   delay (frames go out in pieces). */
 static int raw_connect(const char *port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int one = 1; /* frames go out in pieces; Nagle would hold them back */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)atoi(port))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
+    int fd = rp_connect(port);
+    if (fd < 0)
         fail_msg("cannot connect to 127.0.0.1:%s: %s", port, strerror(errno));
-    }
     for (int i = 0; i < MAX_TRACKED; i++) {
         if (g.fds[i] < 0) {
             g.fds[i] = fd;
@@ -437,70 +261,21 @@ static void raw_close(int fd)
 
 static void raw_send(int fd, const void *buf, size_t len)
 {
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            fail_msg("send failed: %s", strerror(errno));
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
-/* Reads exactly len bytes: 0, or -1 at end of stream, error or timeout. */
-static int raw_recv(int fd, void *buf, size_t len)
-{
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = recv(fd, p, len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    if (rp_send(fd, buf, len) != 0)
+        fail_msg("send failed: %s", strerror(errno));
 }
 
 static void raw_recv_ok(int fd, void *buf, size_t len)
 {
-    if (raw_recv(fd, buf, len) != 0)
+    if (rp_recv(fd, buf, len) != 0)
         fail_msg("the server closed or stalled while %zu bytes were expected", len);
-}
-
-/* Whether the server closes the connection (end of stream or reset) within
-   the 5 s receive timeout; whatever it still sends is dropped. */
-static int raw_closed_by_server(int fd)
-{
-    char sink[4096];
-    for (;;) {
-        ssize_t n = recv(fd, sink, sizeof sink, 0);
-        if (n > 0)
-            continue;
-        if (n == 0)
-            return 1;
-        if (errno == EINTR)
-            continue;
-        return errno == ECONNRESET;
-    }
 }
 
 /* Reads the server's hello (it sends it without waiting for ours). */
 static void raw_read_server_hello(int fd, tf_wire_server_hello *out)
 {
-    uint8_t in[TF_WIRE_SERVER_HELLO_SIZE + TF_WIRE_MESSAGE_MAX];
-    raw_recv_ok(fd, in, TF_WIRE_SERVER_HELLO_SIZE);
-    long n = tf__wire_decode_server_hello(in, TF_WIRE_SERVER_HELLO_SIZE, out);
-    if (n == TF_WIRE_NEED_MORE) {
-        raw_recv_ok(fd, in + TF_WIRE_SERVER_HELLO_SIZE, out->message_len);
-        n = tf__wire_decode_server_hello(in, TF_WIRE_SERVER_HELLO_SIZE + out->message_len,
-                                         out);
-    }
-    assert_true(n > 0);
-    out->message = NULL; /* it pointed into this frame */
+    if (rp_read_server_hello(fd, out) != 0)
+        fail_msg("the server closed or stalled, or sent a malformed hello");
 }
 
 /* Client hello out, server hello in; returns the server's name limit. */
@@ -543,16 +318,8 @@ static void raw_request(int fd, uint8_t op, const char *name, size_t name_len,
 /* Reads one response; its message is copied into msg (NUL-terminated). */
 static void raw_response(int fd, tf_wire_response *r, char *msg, size_t msg_cap)
 {
-    uint8_t buf[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
-    raw_recv_ok(fd, buf, TF_WIRE_RESPONSE_SIZE);
-    long n = tf__wire_decode_response(buf, TF_WIRE_RESPONSE_SIZE, r);
-    if (n == TF_WIRE_NEED_MORE) {
-        raw_recv_ok(fd, buf + TF_WIRE_RESPONSE_SIZE, r->message_len);
-        n = tf__wire_decode_response(buf, TF_WIRE_RESPONSE_SIZE + r->message_len, r);
-    }
-    assert_true(n > 0);
-    snprintf(msg, msg_cap, "%.*s", (int)r->message_len, r->message ? r->message : "");
-    r->message = NULL;
+    if (rp_read_response(fd, r, msg, msg_cap) != 0)
+        fail_msg("the server closed or stalled, or sent a malformed response");
 }
 
 /* Expects a refusal of op with the wire status for code and a message. */
@@ -597,9 +364,9 @@ static tf_listing *raw_list(int fd)
 }
 
 /* A fresh, ordinary client can still do a full round trip. */
-static void assert_server_alive(const char *port)
+static void assert_server_alive(const test_server *ts)
 {
-    tf_client *c = connect_to(port, NULL);
+    tf_client *c = connect_to(ts, NULL);
     static const char text[] = "still serving";
     expect_ok(c, tf_put_mem(c, text, sizeof text - 1, "alive-check"));
     void *data;
@@ -675,8 +442,20 @@ static size_t log_wait(size_t n)
 {
     size_t have = 0;
     for (int i = 0; i < 400 && (have = log_count()) < n; i++)
-        sleep_ms(5);
+        tu_sleep_ms(5);
     return have;
+}
+
+/* A server of its own whose request log goes to g_log, emptied. */
+static test_server *logged_server(void)
+{
+    tf_options *so = NULL;
+    assert_int_equal(tf_options_new(&so), TF_OK);
+    assert_int_equal(tf_options_set_log(so, capture_log, NULL), TF_OK);
+    test_server *ts = extra_server(so);
+    tf_options_free(so);
+    log_reset();
+    return ts;
 }
 
 typedef struct progress_rec {
@@ -742,31 +521,24 @@ static int group_setup(void **state)
         tf_options_set(g.copt, TF_OPT_CONNECT_TIMEOUT_MS, 5000) != TF_OK ||
         tf_options_set(g.copt, TF_OPT_IO_TIMEOUT_MS, 10000) != TF_OK)
         return -1;
-    snprintf(g.local, sizeof g.local, "/tmp/tf-loopback-local-XXXXXX");
-    if (!mkdtemp(g.local)) {
-        g.local[0] = '\0';
-        return -1;
-    }
+    tu_mkdtemp(g.local, sizeof g.local);
     g.big = malloc(BIG_SIZE);
     if (!g.big)
         return -1;
-    fill_random(g.big, BIG_SIZE, 64);
-    return server_start(&g.main, NULL);
+    tu_fill(g.big, BIG_SIZE, 64);
+    tu_server_start(&g.main, NULL);
+    return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    int ok = 1;
-    if (g.main.srv) {
-        server_join(&g.main);
-        ok = g.main.run_rc == TF_OK;
-        server_finish(&g.main);
-    }
+    tu_server_join(&g.main);
+    int ok = g.main.run_rc == TF_OK;
+    tu_server_stop(&g.main, 1);
     for (int i = 0; i < MAX_EXTRA; i++)
-        if (g.extra[i].srv)
-            server_finish(&g.extra[i]);
-    rm_rf(g.local);
+        tu_server_stop(&g.extra[i], 1);
+    tu_rm_rf(g.local);
     free(g.big);
     tf_options_free(g.copt);
     return ok ? 0 : -1;
@@ -775,7 +547,7 @@ static int group_teardown(void **state)
 static int test_setup(void **state)
 {
     (void)state;
-    g.test_started_ms = now_ms();
+    g.test_started_ms = tu_now_ms();
     return 0;
 }
 
@@ -792,9 +564,8 @@ static int test_teardown(void **state)
         g.fds[i] = -1;
     }
     for (int i = 0; i < MAX_EXTRA; i++)
-        if (g.extra[i].srv)
-            server_finish(&g.extra[i]);
-    print_message("      (%lld ms)\n", (long long)(now_ms() - g.test_started_ms));
+        tu_server_stop(&g.extra[i], 1);
+    print_message("      (%lld ms)\n", (long long)(tu_now_ms() - g.test_started_ms));
     return 0;
 }
 
@@ -818,6 +589,21 @@ static void sized_cases(sized_case out[4], uint8_t all_bytes[256])
     out[1] = (sized_case){"one", 1, &one};
     out[2] = (sized_case){"bytes256", 256, all_bytes};
     out[3] = (sized_case){"big64m", BIG_SIZE, g.big};
+}
+
+/* The server lists each case as PREFIX-LABEL, with its size. */
+static void assert_cases_listed(tf_client *c, const char *prefix, const sized_case cases[4])
+{
+    tf_listing *l;
+    expect_ok(c, tf_list(c, &l));
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s-%s", prefix, cases[i].label);
+        const tf_entry *e = find_entry(l, name);
+        assert_non_null(e);
+        assert_int_equal(e->size, cases[i].size);
+    }
+    tf_listing_free(l);
 }
 
 static void test_loopback_sizes_in_memory(void **state)
@@ -845,16 +631,7 @@ static void test_loopback_sizes_in_memory(void **state)
         assert_int_equal(((uint8_t *)data)[len], 0); /* the documented NUL */
         tf_free(data);
     }
-    tf_listing *l;
-    expect_ok(c, tf_list(c, &l));
-    for (int i = 0; i < 4; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "mem-%s", cases[i].label);
-        const tf_entry *e = find_entry(l, name);
-        assert_non_null(e);
-        assert_int_equal(e->size, cases[i].size);
-    }
-    tf_listing_free(l);
+    assert_cases_listed(c, "mem", cases);
     assert_upload_dir_empty(g.main.root);
 }
 
@@ -870,7 +647,7 @@ static void test_loopback_sizes_through_files(void **state)
         snprintf(name, sizeof name, "file-%s", cases[i].label);
         snprintf(src, sizeof src, "%s/src-%s", g.local, cases[i].label);
         snprintf(dst, sizeof dst, "%s/dst-%s", g.local, cases[i].label);
-        write_file(src, cases[i].data, cases[i].size);
+        tu_write_file(src, cases[i].data, cases[i].size);
         expect_ok(c, tf_put(c, src, name));
         join_path(stored, sizeof stored, g.main.root, name);
         assert_file_content(stored, cases[i].data, cases[i].size);
@@ -878,7 +655,7 @@ static void test_loopback_sizes_through_files(void **state)
         expect_ok(c, tf_get(c, name, dst));
         assert_file_content(dst, cases[i].data, cases[i].size);
         /* Getting again replaces the file whole. */
-        write_file(dst, "stale content that is longer than some", 38);
+        tu_write_file(dst, "stale content that is longer than some", 38);
         expect_ok(c, tf_get(c, name, dst));
         assert_file_content(dst, cases[i].data, cases[i].size);
 
@@ -893,16 +670,7 @@ static void test_loopback_sizes_through_files(void **state)
         unlink(src);
         unlink(dst);
     }
-    tf_listing *l;
-    expect_ok(c, tf_list(c, &l));
-    for (int i = 0; i < 4; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "file-%s", cases[i].label);
-        const tf_entry *e = find_entry(l, name);
-        assert_non_null(e);
-        assert_int_equal(e->size, cases[i].size);
-    }
-    tf_listing_free(l);
+    assert_cases_listed(c, "file", cases);
     assert_no_entry_prefixed(g.local, PART_PREFIX);
     assert_upload_dir_empty(g.main.root);
 }
@@ -977,7 +745,7 @@ static void test_loopback_get_fd_pipe_and_file(void **state)
     expect_rc(c, tf_get_fd(c, "fd-src", -1), TF_EINVAL);
     close(fd);
     size_t len;
-    uint8_t *got = read_file(path, &len);
+    uint8_t *got = tu_read_file(path, &len);
     assert_non_null(got);
     assert_int_equal(len, 5 + size);
     assert_memory_equal(got, "head:", 5);
@@ -999,13 +767,13 @@ static void test_loopback_get_into_directory(void **state)
     join_path(path, sizeof path, dir, "into-dir.txt");
     assert_file_content(path, text, sizeof text - 1);
     /* With a trailing slash, over an existing file. */
-    write_file(path, "old", 3);
+    tu_write_file(path, "old", 3);
     char slash[PATH_MAX];
     join_path(slash, sizeof slash, dir, "");
     expect_ok(c, tf_get(c, "into-dir.txt", slash));
     assert_file_content(path, text, sizeof text - 1);
     assert_int_equal(count_entries(dir), 1);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 
 static void test_loopback_get_into_dev_null(void **state)
@@ -1102,20 +870,15 @@ static void test_loopback_client_refuses_bad_names(void **state)
 {
     (void)state;
     /* A server of its own, whose log shows what reached it. */
-    tf_options *so = NULL;
-    assert_int_equal(tf_options_new(&so), TF_OK);
-    assert_int_equal(tf_options_set_log(so, capture_log, NULL), TF_OK);
-    test_server *ts = extra_server(so);
-    tf_options_free(so);
-    log_reset();
-    tf_client *c = connect_to(ts->port, NULL);
+    test_server *ts = logged_server();
+    tf_client *c = connect_to(ts, NULL);
 
     char long_name[257];
     memset(long_name, 'n', 256);
     long_name[256] = '\0';
     char local[PATH_MAX];
     join_path(local, sizeof local, g.local, "bad-name-target");
-    write_file(local, "keep", 4);
+    tu_write_file(local, "keep", 4);
 
     size_t nbad = sizeof bad_names / sizeof bad_names[0];
     for (size_t i = 0; i <= nbad; i++) {
@@ -1152,7 +915,7 @@ static void test_loopback_client_refuses_bad_names(void **state)
 
     /* None of the bad names went out: the server saw only the last two. */
     assert_int_equal(log_wait(2), 2);
-    sleep_ms(50);
+    tu_sleep_ms(50);
     assert_int_equal(log_count(), 2);
     assert_string_equal(g_log.e[0].op, "put");
     assert_string_equal(g_log.e[1].op, "get");
@@ -1187,7 +950,7 @@ static void test_loopback_server_refuses_bad_names(void **state)
         assert_int_equal(tf_name_check(tf_listing_at(l, i)->name, 255, NULL), TF_OK);
     tf_listing_free(l);
     raw_close(fd);
-    assert_server_alive(g.main.port);
+    assert_server_alive(&g.main);
 }
 
 static void test_loopback_server_skips_overlong_names(void **state)
@@ -1212,7 +975,7 @@ static void test_loopback_server_skips_overlong_names(void **state)
     tf_listing *l = raw_list(fd);
     tf_listing_free(l);
     raw_close(fd);
-    assert_server_alive(g.main.port);
+    assert_server_alive(&g.main);
 }
 
 static void test_loopback_garbage_instead_of_hello(void **state)
@@ -1225,19 +988,19 @@ static void test_loopback_garbage_instead_of_hello(void **state)
     tf_wire_server_hello sh;
     raw_read_server_hello(fd, &sh);
     assert_int_equal(sh.status, 0);
-    assert_true(raw_closed_by_server(fd));
+    assert_true(rp_wait_closed(fd, 5000));
     raw_close(fd);
-    assert_server_alive(g.main.port);
+    assert_server_alive(&g.main);
 
     /* Binary noise that starts with the magic. */
     fd = raw_connect(g.main.port);
     uint8_t noise[64];
-    fill_random(noise, sizeof noise, 7);
+    tu_fill(noise, sizeof noise, 7);
     memcpy(noise, TF_WIRE_MAGIC, 4);
     noise[4] = 0; /* version_min 0 */
     noise[5] = 0;
     raw_send(fd, noise, sizeof noise);
-    assert_true(raw_closed_by_server(fd));
+    assert_true(rp_wait_closed(fd, 5000));
     raw_close(fd);
 
     /* A hello with no common version. */
@@ -1246,7 +1009,7 @@ static void test_loopback_garbage_instead_of_hello(void **state)
     tf_wire_client_hello ch = {.version_min = 50, .version_max = 60};
     tf__wire_encode_client_hello(hello, sizeof hello, &ch);
     raw_send(fd, hello, sizeof hello);
-    assert_true(raw_closed_by_server(fd));
+    assert_true(rp_wait_closed(fd, 5000));
     raw_close(fd);
 
     /* Silence then goodbye, and half a hello then goodbye. */
@@ -1255,7 +1018,7 @@ static void test_loopback_garbage_instead_of_hello(void **state)
     fd = raw_connect(g.main.port);
     raw_send(fd, "TCP", 3);
     raw_close(fd);
-    assert_server_alive(g.main.port);
+    assert_server_alive(&g.main);
 }
 
 static void test_loopback_unknown_op_closes(void **state)
@@ -1294,10 +1057,10 @@ static void test_loopback_unknown_op_closes(void **state)
         assert_int_equal(resp.status, tf__wire_status(TF_EPROTO));
         assert_int_equal(resp.op, cases[i].op); /* echoed */
         assert_true(msg[0] != '\0');
-        assert_true(raw_closed_by_server(fd));
+        assert_true(rp_wait_closed(fd, 5000));
         raw_close(fd);
     }
-    assert_server_alive(g.main.port);
+    assert_server_alive(&g.main);
 }
 
 static void test_loopback_truncated_requests(void **state)
@@ -1313,14 +1076,14 @@ static void test_loopback_truncated_requests(void **state)
     raw_handshake(fd);
     raw_send(fd, buf, 10);
     raw_close(fd);
-    assert_server_alive(g.main.port);
+    assert_server_alive(&g.main);
 
     /* A whole head and part of its name, then close. */
     fd = raw_connect(g.main.port);
     raw_handshake(fd);
     raw_send(fd, buf, TF_WIRE_REQUEST_SIZE + 3);
     raw_close(fd);
-    assert_server_alive(g.main.port);
+    assert_server_alive(&g.main);
 
     /* An upload cut off mid-payload: nothing is published and the
        temporary is removed. */
@@ -1333,7 +1096,7 @@ static void test_loopback_truncated_requests(void **state)
     assert_int_equal(resp.status, 0); /* go ahead */
     raw_send(fd, g.big, 1000);
     raw_close(fd);
-    assert_server_alive(g.main.port);
+    assert_server_alive(&g.main);
     char path[PATH_MAX];
     join_path(path, sizeof path, g.main.root, "cut-upload");
     assert_upload_dir_empty(g.main.root);
@@ -1416,7 +1179,7 @@ static void test_loopback_client_vanishes_mid_get(void **state)
     (void)state;
     char path[PATH_MAX];
     join_path(path, sizeof path, g.main.root, "vanish-src");
-    write_file(path, g.big, (size_t)16 << 20);
+    tu_write_file(path, g.big, (size_t)16 << 20);
     for (int i = 0; i < 5; i++) {
         int fd = raw_connect(g.main.port);
         raw_handshake(fd);
@@ -1430,9 +1193,9 @@ static void test_loopback_client_vanishes_mid_get(void **state)
         raw_recv_ok(fd, some, sizeof some);
         assert_memory_equal(some, g.big, sizeof some);
         raw_close(fd); /* unread data: the kernel resets the connection */
-        sleep_ms(20);
+        tu_sleep_ms(20);
     }
-    assert_server_alive(g.main.port);
+    assert_server_alive(&g.main);
     unlink(path);
 }
 
@@ -1457,13 +1220,13 @@ static void *vanishing_main(void *arg)
     long n = tf__wire_encode_server_hello(buf, sizeof buf, &sh);
     tf_wire_request r;
     if (n > 0 && send(fd, buf, (size_t)n, MSG_NOSIGNAL) == n &&
-        raw_recv(fd, buf, TF_WIRE_CLIENT_HELLO_SIZE) == 0 &&
-        raw_recv(fd, buf, TF_WIRE_REQUEST_SIZE) == 0 &&
+        rp_recv(fd, buf, TF_WIRE_CLIENT_HELLO_SIZE) == 0 &&
+        rp_recv(fd, buf, TF_WIRE_REQUEST_SIZE) == 0 &&
         tf__wire_decode_request(buf, TF_WIRE_REQUEST_SIZE, 255, &r) == TF_WIRE_NEED_MORE &&
-        raw_recv(fd, buf + TF_WIRE_REQUEST_SIZE, r.name_len) == 0) {
+        rp_recv(fd, buf + TF_WIRE_REQUEST_SIZE, r.name_len) == 0) {
         tf_wire_response go = {.op = TF_OP_PUT};
         n = tf__wire_encode_response(buf, sizeof buf, &go);
-        if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) == n && raw_recv(fd, buf, 1000) == 0)
+        if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) == n && rp_recv(fd, buf, 1000) == 0)
             v->ok = 1;
     }
     struct linger lg = {1, 0}; /* close with a reset */
@@ -1477,18 +1240,10 @@ static void test_loopback_server_vanishes_mid_put(void **state)
     (void)state;
     char src[PATH_MAX];
     join_path(src, sizeof src, g.local, "vanish-put");
-    write_file(src, g.big, (size_t)32 << 20);
+    tu_write_file(src, g.big, (size_t)32 << 20);
     for (int i = 0; i < 3; i++) {
-        vanishing_server v = {.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-        assert_true(v.listen_fd >= 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t slen = sizeof sa;
-        assert_int_equal(bind(v.listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
-        assert_int_equal(listen(v.listen_fd, 1), 0);
-        assert_int_equal(getsockname(v.listen_fd, (struct sockaddr *)&sa, &slen), 0);
         char port[16];
-        snprintf(port, sizeof port, "%u", (unsigned)ntohs(sa.sin_port));
+        vanishing_server v = {.listen_fd = tu_listen_loopback(port, sizeof port)};
         pthread_t tid;
         assert_int_equal(pthread_create(&tid, NULL, vanishing_main, &v), 0);
         tf_client *c = NULL;
@@ -1520,7 +1275,7 @@ static void test_loopback_failed_get_keeps_local_file(void **state)
     assert_int_equal(mkdir(sub, 0755), 0);
     join_path(victim, sizeof victim, sub, "victim.txt");
     static const char precious[] = "precious bytes";
-    write_file(victim, precious, sizeof precious - 1);
+    tu_write_file(victim, precious, sizeof precious - 1);
     /* Things on the server that cannot be fetched. */
     join_path(path, sizeof path, g.main.root, "a-dir");
     assert_int_equal(mkdir(path, 0755), 0);
@@ -1543,7 +1298,7 @@ static void test_loopback_failed_get_keeps_local_file(void **state)
     assert_int_equal(count_entries(sub), 1);
     assert_no_entry_prefixed(sub, PART_PREFIX);
     assert_no_entry_prefixed(g.local, PART_PREFIX);
-    rm_rf(sub);
+    tu_rm_rf(sub);
     clean_root(g.main.root);
 }
 
@@ -1567,7 +1322,7 @@ static void test_loopback_root_holds_only_published_files(void **state)
     expect_ok(c, tf_put_mem(c, "second", 6, "pub-c")); /* overwrite */
     char src[PATH_MAX];
     join_path(src, sizeof src, g.local, "pub-d");
-    write_file(src, "from a file", 11);
+    tu_write_file(src, "from a file", 11);
     expect_ok(c, tf_put(c, src, NULL));
     expect_ok(c, tf_put_mem(c, "", 0, ".hidden-but-valid"));
     unlink(src);
@@ -1632,7 +1387,7 @@ static void test_loopback_special_entries_not_served(void **state)
     clean_root(g.main.root);
     char path[PATH_MAX], sub[PATH_MAX];
     join_path(path, sizeof path, g.main.root, "real");
-    write_file(path, "real!", 5);
+    tu_write_file(path, "real!", 5);
     join_path(path, sizeof path, g.main.root, "link");
     assert_int_equal(symlink("real", path), 0);
     join_path(path, sizeof path, g.main.root, "escape");
@@ -1642,12 +1397,12 @@ static void test_loopback_special_entries_not_served(void **state)
     join_path(sub, sizeof sub, g.main.root, "subdir");
     assert_int_equal(mkdir(sub, 0755), 0);
     join_path(path, sizeof path, sub, "inner");
-    write_file(path, "inner", 5);
+    tu_write_file(path, "inner", 5);
     join_path(path, sizeof path, g.main.root, "fifo");
     assert_int_equal(mkfifo(path, 0644), 0);
     /* A name no client could ask for is not listed either. */
     join_path(path, sizeof path, g.main.root, "bad\nname");
-    write_file(path, "x", 1);
+    tu_write_file(path, "x", 1);
 
     tf_client *c = connect_main();
     tf_listing *l;
@@ -1660,14 +1415,14 @@ static void test_loopback_special_entries_not_served(void **state)
     static const char *refused[] = {"link",   "escape", "dangling",
                                     "subdir", "fifo",   TMP_DIR};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        int64_t t0 = now_ms();
+        int64_t t0 = tu_now_ms();
         void *data = (void *)1;
         size_t len = 1;
         int rc = tf_get_mem(c, refused[i], &data, &len);
         if (rc != TF_EACCES && rc != TF_ENOENT)
             fail_msg("get \"%s\" gave %s (%s)", refused[i], tf_errname(rc), tf_errmsg(c));
         assert_null(data);
-        assert_true(now_ms() - t0 < 3000);
+        assert_true(tu_now_ms() - t0 < 3000);
         /* Through a local file too: nothing is created. */
         char local[PATH_MAX];
         join_path(local, sizeof local, g.local, "special-target");
@@ -1719,7 +1474,7 @@ static void test_loopback_list_thousand_files(void **state)
         snprintf(names[i], sizeof names[i], "%s-%04d", prefixes[i % 8], (i * 7919) % N);
         char path[PATH_MAX];
         join_path(path, sizeof path, g.main.root, names[i]);
-        write_file(path, zeros, (size_t)(i % 300));
+        tu_write_file(path, zeros, (size_t)(i % 300));
         struct timespec times[2] = {{1000000000 + i * 37, 0}, {1000000000 + i * 37, 0}};
         assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
     }
@@ -1779,7 +1534,7 @@ static void *par_main(void *arg)
     for (int r = 0; r < PAR_ROUNDS; r++) {
         uint64_t seed = (uint64_t)w->id * 1000 + (uint64_t)r;
         uint8_t sz[4];
-        fill_random(sz, sizeof sz, seed + 0x5eed);
+        tu_fill(sz, sizeof sz, seed + 0x5eed);
         size_t size =
             r == 0 ? 0 : (size_t)(((uint32_t)sz[0] << 16 | sz[1] << 8 | sz[2]) % 300000);
         uint8_t *content = malloc(size + 1);
@@ -1787,7 +1542,7 @@ static void *par_main(void *arg)
             w->failures++;
             break;
         }
-        fill_random(content, size, seed);
+        tu_fill(content, size, seed);
         char name[64];
         snprintf(name, sizeof name, "par-%d-%02d", w->id % 100, r % 100);
         void *data = NULL;
@@ -1848,7 +1603,7 @@ static void test_loopback_many_requests_one_connection(void **state)
     (void)state;
     tf_client *c = connect_main();
     uint8_t small[2000];
-    fill_random(small, sizeof small, 2000);
+    tu_fill(small, sizeof small, 2000);
     expect_ok(c, tf_put_mem(c, small, sizeof small, "small-0"));
     expect_ok(c, tf_put_mem(c, small + 1000, 1000, "small-1"));
     for (int i = 0; i < 2000; i++) {
@@ -1884,7 +1639,7 @@ static void test_loopback_option_max_connections(void **state)
 {
     (void)state;
     test_server *ts = server_with(TF_OPT_MAX_CONNECTIONS, 1);
-    tf_client *first = connect_to(ts->port, NULL);
+    tf_client *first = connect_to(ts, NULL);
     tf_listing *l;
     expect_ok(first, tf_list(first, &l));
     tf_listing_free(l);
@@ -1908,7 +1663,7 @@ static void test_loopback_option_max_connections(void **state)
     for (int i = 0; i < 300 && rc == TF_EBUSY; i++) {
         rc = tf_connect(&again, "127.0.0.1", ts->port, g.copt);
         if (rc == TF_EBUSY)
-            sleep_ms(10);
+            tu_sleep_ms(10);
     }
     expect_rc(NULL, rc, TF_OK);
     track_client(again);
@@ -1925,14 +1680,14 @@ static void test_loopback_option_read_only(void **state)
     test_server *ts = server_with(TF_OPT_READ_ONLY, 1);
     char path[PATH_MAX];
     join_path(path, sizeof path, ts->root, "served");
-    write_file(path, "read me", 7);
-    tf_client *c = connect_to(ts->port, NULL);
+    tu_write_file(path, "read me", 7);
+    tf_client *c = connect_to(ts, NULL);
     expect_rc(c, tf_put_mem(c, "no", 2, "new-file"), TF_EACCES);
     assert_true(tf_errmsg(c)[0] != '\0');
     expect_rc(c, tf_put_mem(c, "no", 2, "served"), TF_EACCES);
     char src[PATH_MAX];
     join_path(src, sizeof src, g.local, "ro-src");
-    write_file(src, "no", 2);
+    tu_write_file(src, "no", 2);
     expect_rc(c, tf_put(c, src, NULL), TF_EACCES);
     unlink(src);
     /* Reading still works, on the same connection. */
@@ -1955,7 +1710,7 @@ static void test_loopback_option_no_overwrite(void **state)
 {
     (void)state;
     test_server *ts = server_with(TF_OPT_OVERWRITE, 0);
-    tf_client *c = connect_to(ts->port, NULL);
+    tf_client *c = connect_to(ts, NULL);
     expect_ok(c, tf_put_mem(c, "first", 5, "once"));
     expect_rc(c, tf_put_mem(c, "second", 6, "once"), TF_EEXIST);
     assert_non_null(strstr(tf_errmsg(c), "once"));
@@ -1976,7 +1731,7 @@ static void test_loopback_option_max_upload(void **state)
 {
     (void)state;
     test_server *ts = server_with(TF_OPT_MAX_UPLOAD, 1000);
-    tf_client *c = connect_to(ts->port, NULL);
+    tf_client *c = connect_to(ts, NULL);
     expect_ok(c, tf_put_mem(c, g.big, 1000, "exactly-1000"));
     expect_rc(c, tf_put_mem(c, g.big, 1001, "over-1000"), TF_ETOOBIG);
     expect_ok(c, tf_put_mem(c, "", 0, "empty"));
@@ -2007,11 +1762,11 @@ static void test_loopback_option_max_name(void **state)
     test_server *ts = server_with(TF_OPT_MAX_NAME_LEN, 15);
     char path[PATH_MAX];
     join_path(path, sizeof path, ts->root, "name-of-16-byte");
-    write_file(path, "15", 2); /* 15 bytes: listed */
+    tu_write_file(path, "15", 2); /* 15 bytes: listed */
     join_path(path, sizeof path, ts->root, "name-of-16-bytes");
-    write_file(path, "16", 2); /* 16 bytes: not listed */
+    tu_write_file(path, "16", 2); /* 16 bytes: not listed */
 
-    tf_client *c = connect_to(ts->port, NULL);
+    tf_client *c = connect_to(ts, NULL);
     assert_int_equal(tf_client_max_name(c), 15);
     expect_ok(c, tf_put_mem(c, "ok", 2, "fifteen-bytes-x"));
     expect_rc(c, tf_put_mem(c, "no", 2, "sixteen-bytes-xx"), TF_EINVAL);
@@ -2049,7 +1804,7 @@ static void test_loopback_stop_with_idle_clients(void **state)
     test_server *ts = server_with(TF_OPT_STOP_GRACE_MS, 5000);
     tf_client *c[3];
     for (int i = 0; i < 3; i++)
-        c[i] = connect_to(ts->port, NULL);
+        c[i] = connect_to(ts, NULL);
     tf_listing *l;
     expect_ok(c[0], tf_list(c[0], &l)); /* an empty root */
     assert_int_equal(tf_listing_count(l), 0);
@@ -2057,13 +1812,15 @@ static void test_loopback_stop_with_idle_clients(void **state)
     tf_listing_free(l);
     expect_ok(c[1], tf_put_mem(c[1], "idle", 4, "idle"));
     /* c[2] never sends anything. */
-    int64_t took = server_join(ts);
+    int64_t t0 = tu_now_ms();
+    tu_server_join(ts);
+    int64_t took = tu_now_ms() - t0;
     print_message("      stop with 3 idle clients took %lld ms\n", (long long)took);
     assert_true(took < 2000);
     assert_int_equal(ts->run_rc, TF_OK);
     char port[16];
     snprintf(port, sizeof port, "%s", ts->port);
-    server_finish(ts);
+    tu_server_stop(ts, 1);
 
     for (int i = 0; i < 3; i++) {
         tf_listing *none = (tf_listing *)1;
@@ -2084,14 +1841,9 @@ static void test_loopback_stop_with_idle_clients(void **state)
 static void test_loopback_log_entries(void **state)
 {
     (void)state;
-    tf_options *so = NULL;
-    assert_int_equal(tf_options_new(&so), TF_OK);
-    assert_int_equal(tf_options_set_log(so, capture_log, NULL), TF_OK);
-    test_server *ts = extra_server(so);
-    tf_options_free(so);
-    log_reset();
+    test_server *ts = logged_server();
 
-    tf_client *c = connect_to(ts->port, NULL);
+    tf_client *c = connect_to(ts, NULL);
     expect_ok(c, tf_put_mem(c, g.big, 1234, "log-file"));
     void *data;
     size_t len;
@@ -2105,7 +1857,7 @@ static void test_loopback_log_entries(void **state)
 
     assert_int_equal(log_wait(4), 4);
     drop_client(c); /* leaving is not a request */
-    sleep_ms(100);
+    tu_sleep_ms(100);
     assert_int_equal(log_count(), 4);
 
     static const struct {
@@ -2143,7 +1895,7 @@ static void test_loopback_progress(void **state)
     progress_rec rec = {0};
     tf_options *o = client_options();
     assert_int_equal(tf_options_set_progress(o, record_progress, &rec), TF_OK);
-    c = connect_to(g.main.port, o);
+    c = connect_to(&g.main, o);
     tf_options_free(o); /* the client keeps its own copy */
 
     char dst[PATH_MAX];
@@ -2167,7 +1919,7 @@ static void test_loopback_progress(void **state)
     rec = (progress_rec){0};
     char src[PATH_MAX];
     join_path(src, sizeof src, g.local, "progress-file");
-    write_file(src, g.big, MID_SIZE);
+    tu_write_file(src, g.big, MID_SIZE);
     expect_ok(c, tf_put(c, src, "progress-up"));
     assert_progress_complete(&rec, MID_SIZE);
     unlink(src);
@@ -2190,7 +1942,7 @@ static void test_loopback_progress_cancel(void **state)
     join_path(dst, sizeof dst, dir, "fresh");
 
     /* Into a new file: it never appears. */
-    c = connect_to(g.main.port, o);
+    c = connect_to(&g.main, o);
     expect_rc(c, tf_get(c, "cancel-src", dst), TF_ECANCELED);
     assert_true(rec.cancelled >= 1);
     assert_true(rec.last_done < MID_SIZE);
@@ -2199,9 +1951,9 @@ static void test_loopback_progress_cancel(void **state)
 
     /* Over an existing file: it stays as it was. */
     join_path(dst, sizeof dst, dir, "existing");
-    write_file(dst, "keep me", 7);
+    tu_write_file(dst, "keep me", 7);
     rec = (progress_rec){.cancel_at = (uint64_t)1 << 20};
-    c = connect_to(g.main.port, o);
+    c = connect_to(&g.main, o);
     expect_rc(c, tf_get(c, "cancel-src", dst), TF_ECANCELED);
     assert_true(rec.last_done < MID_SIZE);
     assert_file_content(dst, "keep me", 7);
@@ -2209,7 +1961,7 @@ static void test_loopback_progress_cancel(void **state)
 
     /* Into memory. */
     rec = (progress_rec){.cancel_at = (uint64_t)1 << 20};
-    c = connect_to(g.main.port, o);
+    c = connect_to(&g.main, o);
     void *data = (void *)1;
     size_t len = 1;
     expect_rc(c, tf_get_mem(c, "cancel-src", &data, &len), TF_ECANCELED);
@@ -2219,7 +1971,7 @@ static void test_loopback_progress_cancel(void **state)
 
     /* An upload: never published, its temporary removed. */
     rec = (progress_rec){.cancel_at = (uint64_t)1 << 20};
-    c = connect_to(g.main.port, o);
+    c = connect_to(&g.main, o);
     expect_rc(c, tf_put_mem(c, g.big, MID_SIZE, "cancelled-put"), TF_ECANCELED);
     drop_client(c);
     tf_options_free(o);
@@ -2236,7 +1988,7 @@ static void test_loopback_progress_cancel(void **state)
     assert_null(find_entry(l, "cancelled-put"));
     assert_non_null(find_entry(l, "cancel-src"));
     tf_listing_free(l);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)

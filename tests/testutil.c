@@ -6,13 +6,16 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,18 +43,24 @@ void tu_rm_rf(const char *path)
 static void *serve(void *arg)
 {
     test_server *t = arg;
-    tf_server_run(t->srv);
+    t->run_rc = tf_server_run(t->srv);
     return NULL;
 }
 
 void tu_server_start_in(test_server *t, const char *root, const tf_options *opt)
 {
     char err[256];
+    t->srv = NULL;
+    t->running = 0;
+    t->run_rc = TF_OK;
     snprintf(t->root, sizeof t->root, "%s", root);
     int rc = tf_server_open_ex(&t->srv, "127.0.0.1", "0", t->root, opt, err, sizeof err);
     if (rc != TF_OK)
         fail_msg("tf_server_open: %s (%s)", tf_strerror(rc), err);
-    snprintf(t->port, sizeof t->port, "%d", tf_server_port(t->srv));
+    int port = tf_server_port(t->srv);
+    if (port <= 0)
+        fail_msg("tf_server_port: %s", tf_strerror(port));
+    snprintf(t->port, sizeof t->port, "%d", port);
     assert_int_equal(pthread_create(&t->thread, NULL, serve, t), 0);
     t->running = 1;
 }
@@ -63,14 +72,22 @@ void tu_server_start(test_server *t, const tf_options *opt)
     tu_server_start_in(t, root, opt);
 }
 
-void tu_server_stop(test_server *t, int remove_root)
+void tu_server_join(test_server *t)
 {
     if (!t->running)
         return;
     tf_server_stop(t->srv);
     pthread_join(t->thread, NULL);
-    tf_server_close(t->srv);
     t->running = 0;
+}
+
+void tu_server_stop(test_server *t, int remove_root)
+{
+    if (!t->srv)
+        return;
+    tu_server_join(t);
+    tf_server_close(t->srv);
+    t->srv = NULL;
     if (remove_root)
         tu_rm_rf(t->root);
 }
@@ -83,6 +100,20 @@ tf_client *tu_connect(const test_server *t, const tf_options *opt)
     if (rc != TF_OK)
         fail_msg("tf_connect: %s (%s)", tf_strerror(rc), err);
     return c;
+}
+
+int tu_listen_loopback(char *port, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    assert_true(snprintf(port, len, "%u", (unsigned)ntohs(a.sin_port)) < (int)len);
+    return fd;
 }
 
 void tu_fill(uint8_t *p, size_t n, uint64_t seed)
@@ -100,23 +131,45 @@ void tu_write_file(const char *path, const void *data, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     assert_true(fd >= 0);
-    assert_true(write(fd, data, len) == (ssize_t)len);
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        assert_true(n > 0);
+        p += n;
+        len -= (size_t)n;
+    }
     assert_int_equal(close(fd), 0);
 }
 
 uint8_t *tu_read_file(const char *path, size_t *len)
 {
-    struct stat st;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return NULL;
-    assert_int_equal(fstat(fd, &st), 0);
-    uint8_t *p = malloc((size_t)st.st_size + 1);
-    assert_non_null(p);
-    assert_true(read(fd, p, (size_t)st.st_size) == st.st_size);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return NULL;
+    }
+    size_t cap = (size_t)st.st_size;
+    uint8_t *buf = malloc(cap + 1);
+    size_t have = 0;
+    while (buf && have < cap) {
+        ssize_t n = read(fd, buf + have, cap - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+    }
     close(fd);
-    *len = (size_t)st.st_size;
-    return p;
+    if (!buf || have != cap) {
+        free(buf);
+        return NULL;
+    }
+    buf[have] = '\0';
+    *len = have;
+    return buf;
 }
 
 long long tu_file_size(const char *path)

@@ -12,11 +12,12 @@
 #include "tcpfile.h"
 
 typedef struct test_server {
-    tf_server *srv;
+    tf_server *srv; /* NULL once stopped */
     pthread_t thread;
     char root[256];
     char port[16];
-    int running;
+    int running; /* the thread is started and not yet joined */
+    int run_rc;  /* what tf_server_run returned, once joined */
 } test_server;
 
 /* Makes a fresh directory under /tmp; path receives its name. */
@@ -28,15 +29,28 @@ void tu_rm_rf(const char *path);
 void tu_server_start(test_server *t, const tf_options *opt);
 /* The same for an existing root. */
 void tu_server_start_in(test_server *t, const char *root, const tf_options *opt);
-/* Stops it, joins it, and removes its root. */
+/* Stops it and joins its thread (t->run_rc then holds what tf_server_run
+   returned), without closing it: that is left to tu_server_stop. Does
+   nothing if the thread is already joined. */
+void tu_server_join(test_server *t);
+/* Joins it if need be, closes it, and removes its root when remove_root.
+   Does nothing for a server already stopped. */
 void tu_server_stop(test_server *t, int remove_root);
 
 /* Connects a client to t (asserting success). */
 tf_client *tu_connect(const test_server *t, const tf_options *opt);
 
+/* A TCP socket listening on 127.0.0.1 at a free port, for a fake server
+   (asserting success); port receives the port's number as text. */
+int tu_listen_loopback(char *port, size_t len);
+
+/* Deterministic pseudo-random bytes (xorshift64), different per seed. */
 void tu_fill(uint8_t *p, size_t n, uint64_t seed);
+/* Creates or truncates path and writes all of data (asserting success). */
 void tu_write_file(const char *path, const void *data, size_t len);
-/* Reads a whole file; *len gets its size. NULL if missing. free() it. */
+/* Reads a whole regular file, NUL-terminated one past the end; *len gets
+   its size. NULL if it is missing, not a regular file, or cannot be read
+   whole. free() it. */
 uint8_t *tu_read_file(const char *path, size_t *len);
 /* Size of a file, or -1 if missing. */
 long long tu_file_size(const char *path);
