@@ -148,7 +148,14 @@ typedef enum tf_option {
     TF_OPT_WORKERS = 16,
     /* client: most requests tf_get_many has on the wire before their
        responses have come back, 1..256. 1 = one at a time. Default 32. */
-    TF_OPT_PIPELINE = 17
+    TF_OPT_PIPELINE = 17,
+    /* server: most partial uploads kept for resuming at once (those in
+       progress included), 0..1000000. When a keyed put starts and the
+       others fill this, the least recently written ones that no connection
+       is using are removed to make room; if all are in use, this put is not
+       kept when cut off. 0 = none kept: keyed puts work, but start over.
+       Default 64. Disk bound: this times TF_OPT_MAX_UPLOAD. */
+    TF_OPT_MAX_PARTIALS = 18
 } tf_option;
 
 /* Creates an options object holding the defaults. *out is the caller's,

@@ -237,17 +237,125 @@ static int open_resumable(int dirfd, tf__tmpfile *t, uint64_t size, uint64_t *ha
     return TF_OK;
 }
 
-int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, tf__tmpfile *t,
-                               uint64_t *have, tf__err *e)
+/* A resumable partial met by walk_tmp. */
+typedef struct partial {
+    struct timespec mtime;
+    char name[64];
+} partial;
+
+/* One pass over root/TF_TMP_DIR (dirfd): removes every plain temporary when
+   all_plain is set and resumable ones untouched for ttl_s seconds. When kept
+   is not NULL, the other resumable ones, except skip, are appended to *kept
+   (*n of them; free() it). -1: out of memory, the list is incomplete. */
+static int walk_tmp(int dirfd, int all_plain, int64_t ttl_s, const char *skip, partial **kept,
+                    size_t *n)
+{
+    int listfd = dup(dirfd);
+    DIR *d = listfd >= 0 ? fdopendir(listfd) : NULL;
+    if (!d) {
+        if (listfd >= 0)
+            close(listfd);
+        return 0;
+    }
+    time_t now = time(NULL);
+    size_t cap = 0;
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        int plain = strncmp(de->d_name, TF_TMP_PLAIN_PREFIX,
+                            strlen(TF_TMP_PLAIN_PREFIX)) == 0;
+        int resumable = strncmp(de->d_name, TF_TMP_RESUME_PREFIX,
+                                strlen(TF_TMP_RESUME_PREFIX)) == 0;
+        if (!plain && !resumable)
+            continue;
+        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if ((plain && all_plain) || (resumable && now - st.st_mtime > ttl_s)) {
+            unlinkat(dirfd, de->d_name, 0);
+            continue;
+        }
+        if (!resumable || !kept || (skip && strcmp(de->d_name, skip) == 0) ||
+            strlen(de->d_name) >= sizeof kept[0]->name)
+            continue; /* a longer name is none of ours */
+        if (*n == cap) {
+            partial *grown = realloc(*kept, (cap ? cap * 2 : 64) * sizeof *grown);
+            if (!grown) {
+                rc = -1;
+                break;
+            }
+            *kept = grown;
+            cap = cap ? cap * 2 : 64;
+        }
+        (*kept)[*n].mtime = st.st_mtim;
+        memcpy((*kept)[*n].name, de->d_name, strlen(de->d_name) + 1);
+        (*n)++;
+    }
+    closedir(d);
+    return rc;
+}
+
+static int older_first(const void *a, const void *b)
+{
+    const struct timespec *x = &((const partial *)a)->mtime;
+    const struct timespec *y = &((const partial *)b)->mtime;
+    if (x->tv_sec != y->tv_sec)
+        return x->tv_sec < y->tv_sec ? -1 : 1;
+    return (x->tv_nsec > y->tv_nsec) - (x->tv_nsec < y->tv_nsec);
+}
+
+/* Removes the least recently written of the n partials until fewer than max
+   are left, never one that a connection holds locked (its upload is in
+   progress). Returns whether that was reached. */
+static int make_room(int dirfd, partial *p, size_t n, size_t max)
+{
+    size_t left = n;
+    if (left >= max && n > 1)
+        qsort(p, n, sizeof *p, older_first);
+    for (size_t i = 0; i < n && left >= max; i++) {
+        int fd = open_beneath(dirfd, p[i].name, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
+        if (fd < 0) {
+            left -= errno == ENOENT; /* committed meanwhile */
+            continue;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            (unlinkat(dirfd, p[i].name, 0) == 0 || errno == ENOENT))
+            left--;
+        close(fd);
+    }
+    return left < max;
+}
+
+int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, int64_t ttl_s,
+                               size_t max_partials, tf__tmpfile *t, uint64_t *have,
+                               int *resumable, tf__err *e)
 {
     tmpfile_init(t);
+    *have = 0;
+    *resumable = 0;
     int dirfd = open_tmp_dir(rootfd, 1, e);
     if (dirfd < 0)
         return dirfd;
     t->dirfd = dirfd;
     t->owns_dirfd = 1;
     snprintf(t->name, sizeof t->name, "%s%s", TF_TMP_RESUME_PREFIX, stem);
-    int rc = open_resumable(dirfd, t, size, have, e);
+    /* Counting the partials and creating one is one step, or two threads
+       could both take the last place; and an idle partial that is being
+       removed must not be taken up meanwhile. This open of the directory is
+       the connection's own, so the lock orders the server's threads too. */
+    while (flock(dirfd, LOCK_EX) != 0 && errno == EINTR)
+        continue;
+    partial *kept = NULL;
+    size_t n = 0;
+    /* With max_partials 0 nothing is kept, not even this upload's own. */
+    *resumable = walk_tmp(dirfd, 0, ttl_s, max_partials ? t->name : NULL, &kept, &n) == 0 &&
+                 make_room(dirfd, kept, n, max_partials);
+    free(kept);
+    /* No room (0 allowed, or the others all in progress): an upload like
+       any other, not kept if it is cut off. */
+    int rc = *resumable ? open_resumable(dirfd, t, size, have, e)
+                        : create_temp(dirfd, TF_TMP_PLAIN_PREFIX, t, e);
+    flock(dirfd, LOCK_UN);
     if (rc != TF_OK) {
         /* Not ours to delete: it may belong to the other connection. */
         tf__tmpfile_keep(t);
@@ -261,30 +369,7 @@ void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s)
     int dirfd = open_tmp_dir(rootfd, 0, &ignored);
     if (dirfd < 0)
         return;
-    int listfd = dup(dirfd);
-    DIR *d = listfd >= 0 ? fdopendir(listfd) : NULL;
-    if (!d) {
-        if (listfd >= 0)
-            close(listfd);
-        close(dirfd);
-        return;
-    }
-    time_t now = time(NULL);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        struct stat st;
-        int plain = strncmp(de->d_name, TF_TMP_PLAIN_PREFIX,
-                            strlen(TF_TMP_PLAIN_PREFIX)) == 0;
-        int resumable = strncmp(de->d_name, TF_TMP_RESUME_PREFIX,
-                                strlen(TF_TMP_RESUME_PREFIX)) == 0;
-        if (!plain && !resumable)
-            continue;
-        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            continue;
-        if ((plain && all_plain) || (resumable && now - st.st_mtime > ttl_s))
-            unlinkat(dirfd, de->d_name, 0);
-    }
-    closedir(d);
+    walk_tmp(dirfd, all_plain, ttl_s, NULL, NULL, NULL);
     close(dirfd);
 }
 

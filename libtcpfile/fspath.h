@@ -50,9 +50,15 @@ int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e);
 
 /* Server side, resumable: opens (or creates) root/TF_TMP_DIR/<stem>, locked
    against a second connection (TF_EBUSY), positioned at its end; *have is
-   what it already holds, at most size (a longer one is emptied). */
-int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, tf__tmpfile *t,
-                               uint64_t *have, tf__err *e);
+   what it already holds, at most size (a longer one is emptied). On the
+   way it removes partials untouched for ttl_s seconds and, so that at most
+   max_partials exist with this one, the least recently written others that
+   no connection is using. When that leaves no room (max_partials 0, or the
+   others all in progress) the upload gets a plain temporary instead and
+   *resumable is 0: it is not to be kept when cut off. */
+int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, int64_t ttl_s,
+                               size_t max_partials, tf__tmpfile *t, uint64_t *have,
+                               int *resumable, tf__err *e);
 
 /* Removes leftovers in root/TF_TMP_DIR: every plain upload temporary (a
    crash's debris: no connection owns one at start-up) when all_plain is

@@ -38,7 +38,7 @@ int tf__code_from_errno(int errnum);
 void tf__err_clear(tf__err *e);
 
 /* tf_options: values indexed by tf_option key, plus callbacks. */
-#define TF__OPT_COUNT 18
+#define TF__OPT_COUNT 19
 /* Largest TF_OPT_PIPELINE. */
 #define TF__PIPELINE_MAX 256
 struct tf_options {

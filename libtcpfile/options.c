@@ -32,6 +32,7 @@ static const option_spec specs[TF__OPT_COUNT] = {
     [TF_OPT_MIN_RATE] = {1024, 0, (int64_t)1 << 40},
     [TF_OPT_WORKERS] = {0, 0, 1024},
     [TF_OPT_PIPELINE] = {32, 1, TF__PIPELINE_MAX},
+    [TF_OPT_MAX_PARTIALS] = {64, 0, 1000000},
 };
 
 static int key_known(int key)

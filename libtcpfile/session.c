@@ -657,9 +657,9 @@ static void handle_put(session *s, const tf_wire_request *q)
     if (rc == TF_OK && q->key) {
         char stem[2 * TF_DIGEST_SIZE + 1];
         resume_stem(q, stem, sizeof stem);
-        r->has_key = 1;
-        tf__upload_sweep(rootfd, 0, opt->value[TF_OPT_RESUME_TTL_S]);
-        rc = tf__upload_begin_resumable(rootfd, stem, q->size, &r->tmp, &r->have, &r->err);
+        rc = tf__upload_begin_resumable(rootfd, stem, q->size, opt->value[TF_OPT_RESUME_TTL_S],
+                                        (size_t)opt->value[TF_OPT_MAX_PARTIALS], &r->tmp,
+                                        &r->have, &r->has_key, &r->err);
     } else if (rc == TF_OK) {
         rc = tf__upload_begin(rootfd, &r->tmp, &r->err);
     }

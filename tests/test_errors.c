@@ -152,6 +152,7 @@ static void test_errors_options_defaults(void **state)
         {TF_OPT_MAX_MEMORY, (int64_t)256 << 20},
         {TF_OPT_MAX_LIST_ENTRIES, 1000000},
         {TF_OPT_STOP_GRACE_MS, 5000},
+        {TF_OPT_MAX_PARTIALS, 64},
     };
     tf_options *opt = NULL;
     assert_int_equal(tf_options_new(&opt), TF_OK);
@@ -209,6 +210,7 @@ static void test_errors_options_ranges(void **state)
         {TF_OPT_STOP_GRACE_MS, 0, day_ms, -1, none},
         {TF_OPT_WORKERS, 0, 1024, -1, 1025},
         {TF_OPT_PIPELINE, 1, 256, 0, 257},
+        {TF_OPT_MAX_PARTIALS, 0, 1000000, -1, 1000001},
     };
     tf_options *opt = NULL;
     assert_int_equal(tf_options_new(&opt), TF_OK);
@@ -245,7 +247,7 @@ static void test_errors_options_unknown_keys_and_null(void **state)
     tf_options *opt = NULL;
     assert_int_equal(tf_options_new(&opt), TF_OK);
 
-    static const int unknown[] = {0, 18, 19, 100, -1, INT_MIN, INT_MAX};
+    static const int unknown[] = {0, 19, 20, 100, -1, INT_MIN, INT_MAX};
     for (size_t i = 0; i < ARRAY_LEN(unknown); i++) {
         int64_t v = 77;
         assert_int_equal(tf_options_set(opt, (tf_option)unknown[i], 0), TF_EINVAL);

@@ -11,13 +11,16 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -455,6 +458,179 @@ static void test_integrity_other_upload_cannot_continue(void **state)
     tf_options_free(o);
 }
 
+/* ---- how many interrupted uploads are kept ------------------------------------ */
+
+static void start_capped(test_server *s, int64_t max_partials)
+{
+    tf_options *o;
+    assert_int_equal(tf_options_new(&o), TF_OK);
+    assert_int_equal(tf_options_set(o, TF_OPT_MAX_PARTIALS, max_partials), TF_OK);
+    tu_server_start(s, o);
+    tf_options_free(o);
+}
+
+/* A keyed put of FILE_SIZE bytes of data as name, cancelled once limit bytes
+   are sent (0: never). *first (if not NULL) is the byte it started from. */
+static int keyed_put(const test_server *s, const uint8_t *data, const char *name,
+                     uint64_t limit, uint64_t *first)
+{
+    tf_options *o = options(1, 1);
+    cancel_at cut = {.limit = limit};
+    assert_int_equal(tf_options_set_progress(o, cancel_progress, &cut), TF_OK);
+    tf_client *c = tu_connect(s, o);
+    int rc = tf_put_mem(c, data, FILE_SIZE, name);
+    tf_close(c);
+    tf_options_free(o);
+    if (first)
+        *first = cut.first;
+    return rc;
+}
+
+/* Waits until no connection holds a partial upload in dir: the server
+   notices a cut connection on its own time, and only then lets go. */
+static void wait_partials_idle(const char *dir)
+{
+    int64_t end = tu_now_ms() + 5000;
+    for (int busy = 1; busy;) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        busy = 0;
+        while (d && (de = readdir(d)) != NULL) {
+            if (strncmp(de->d_name, "resume-", 7) != 0)
+                continue;
+            int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC);
+            busy |= fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0;
+            if (fd >= 0)
+                close(fd);
+        }
+        if (d)
+            closedir(d);
+        if (busy) {
+            assert_true(tu_now_ms() < end);
+            tu_sleep_ms(10);
+        }
+    }
+}
+
+static void assert_stored(const test_server *s, const char *name, const uint8_t *data)
+{
+    char path[512];
+    size_t n;
+    snprintf(path, sizeof path, "%s/%s", s->root, name);
+    uint8_t *got = tu_read_file(path, &n);
+    assert_non_null(got);
+    assert_int_equal(n, FILE_SIZE);
+    assert_memory_equal(got, data, FILE_SIZE);
+    free(got);
+}
+
+static void test_integrity_kept_partials_are_capped(void **state)
+{
+    fixture *f = *state;
+    enum { CAP = 3, UPLOADS = 5 };
+    test_server s;
+    char tmpdir[512], name[32];
+    uint64_t first = 0;
+    start_capped(&s, CAP);
+    snprintf(tmpdir, sizeof tmpdir, "%s/.tcpfile-tmp", s.root);
+
+    /* Five keyed uploads (five invented keys) cut off one after another: the
+       oldest partials make room for the new ones. */
+    for (int i = 0; i < UPLOADS; i++) {
+        snprintf(name, sizeof name, "cut%d.bin", i);
+        assert_int_equal(keyed_put(&s, f->data, name, 1 << 20, NULL), TF_ECANCELED);
+        wait_partials_idle(tmpdir);
+        assert_int_equal(tu_count_prefix(tmpdir, "resume-"), i < CAP ? i + 1 : CAP);
+        tu_sleep_ms(20); /* a later mtime for the next, even on a coarse clock */
+    }
+
+    /* The most recent continues where it was cut and arrives whole; so does
+       the oldest one kept. */
+    assert_int_equal(keyed_put(&s, f->data, "cut4.bin", 0, &first), TF_OK);
+    assert_true(first > 0 && first < FILE_SIZE);
+    assert_stored(&s, "cut4.bin", f->data);
+    assert_int_equal(keyed_put(&s, f->data, "cut2.bin", 0, &first), TF_OK);
+    assert_true(first > 0 && first < FILE_SIZE);
+    assert_stored(&s, "cut2.bin", f->data);
+    /* The two oldest were removed: they start over, and still arrive whole. */
+    assert_int_equal(keyed_put(&s, f->data, "cut1.bin", 0, &first), TF_OK);
+    assert_int_equal(first, 0);
+    assert_int_equal(keyed_put(&s, f->data, "cut0.bin", 0, &first), TF_OK);
+    assert_int_equal(first, 0);
+    assert_stored(&s, "cut0.bin", f->data);
+    assert_int_equal(tu_count_prefix(tmpdir, "resume-"), 1); /* cut3.bin's */
+    tu_server_stop(&s, 1);
+}
+
+typedef struct meanwhile {
+    const test_server *s;
+    const uint8_t *data;
+    int started;
+    int rc;
+} meanwhile;
+
+/* Progress of an upload in flight: once it is under way (its partial locked
+   on the server), another keyed upload is cut off. */
+static int cut_another(void *user, uint64_t done, uint64_t total)
+{
+    meanwhile *m = user;
+    (void)total;
+    if (done >= 1 << 20 && !m->started) {
+        m->started = 1;
+        m->rc = keyed_put(m->s, m->data, "other.bin", 1 << 20, NULL);
+    }
+    return 0;
+}
+
+static void test_integrity_partial_in_progress_is_not_removed(void **state)
+{
+    fixture *f = *state;
+    test_server s;
+    char tmpdir[512];
+    uint64_t first = 1;
+    start_capped(&s, 1);
+    snprintf(tmpdir, sizeof tmpdir, "%s/.tcpfile-tmp", s.root);
+
+    /* The only place is taken by an upload in progress: the other upload
+       cannot have it, goes ahead all the same, and is not kept. */
+    meanwhile m = {.s = &s, .data = f->data};
+    tf_options *o = options(1, 1);
+    assert_int_equal(tf_options_set_progress(o, cut_another, &m), TF_OK);
+    tf_client *c = tu_connect(&s, o);
+    assert_int_equal(tf_put_mem(c, f->data, FILE_SIZE, "held.bin"), TF_OK);
+    tf_close(c);
+    tf_options_free(o);
+    assert_true(m.started);
+    assert_int_equal(m.rc, TF_ECANCELED);
+    assert_stored(&s, "held.bin", f->data);
+    wait_partials_idle(tmpdir);
+    assert_int_equal(tu_count_prefix(tmpdir, "resume-"), 0);
+    assert_int_equal(tu_count_prefix(tmpdir, "up-"), 0);
+
+    assert_int_equal(keyed_put(&s, f->data, "other.bin", 0, &first), TF_OK);
+    assert_int_equal(first, 0);
+    assert_stored(&s, "other.bin", f->data);
+    tu_server_stop(&s, 1);
+}
+
+static void test_integrity_max_partials_zero_keeps_none(void **state)
+{
+    fixture *f = *state;
+    test_server s;
+    char tmpdir[512];
+    uint64_t first = 1;
+    start_capped(&s, 0);
+    snprintf(tmpdir, sizeof tmpdir, "%s/.tcpfile-tmp", s.root);
+    assert_int_equal(keyed_put(&s, f->data, "zero.bin", 1 << 20, NULL), TF_ECANCELED);
+    wait_partials_idle(tmpdir);
+    assert_int_equal(tu_count_prefix(tmpdir, "resume-"), 0);
+    /* A keyed put still works; it just starts over. */
+    assert_int_equal(keyed_put(&s, f->data, "zero.bin", 0, &first), TF_OK);
+    assert_int_equal(first, 0);
+    assert_stored(&s, "zero.bin", f->data);
+    tu_server_stop(&s, 1);
+}
+
 /* ---- slow peers and leftovers -------------------------------------------------- */
 
 static void test_integrity_trickling_client_is_cut(void **state)
@@ -657,6 +833,9 @@ int main(void)
         cmocka_unit_test(test_integrity_resumed_get_of_a_changed_file),
         cmocka_unit_test(test_integrity_resumed_put),
         cmocka_unit_test(test_integrity_other_upload_cannot_continue),
+        cmocka_unit_test(test_integrity_kept_partials_are_capped),
+        cmocka_unit_test(test_integrity_partial_in_progress_is_not_removed),
+        cmocka_unit_test(test_integrity_max_partials_zero_keeps_none),
         cmocka_unit_test(test_integrity_trickling_client_is_cut),
         cmocka_unit_test(test_integrity_startup_sweeps_leftovers),
         cmocka_unit_test(test_integrity_racing_puts_and_gets),
