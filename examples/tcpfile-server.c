@@ -63,6 +63,8 @@ static void usage(FILE *to)
             "      --min-rate BYTES     least bytes per second a request in flight must\n"
             "                           move, else it is cut off; K, M, G, T suffixes\n"
             "                           multiply by 1024; 0 = no minimum (default 1K)\n"
+            "      --max-partials N     interrupted uploads kept for resuming; the\n"
+            "                           oldest go first; 0 = none (default 64)\n"
             "      --read-only          refuse every upload\n"
             "      --no-overwrite       refuse uploads over an existing file\n"
             "  -q, --quiet              do not print a line per request\n"
@@ -168,6 +170,7 @@ enum {
     OPT_WORKERS,
     OPT_IDLE_TIMEOUT,
     OPT_MIN_RATE,
+    OPT_MAX_PARTIALS,
     OPT_READ_ONLY,
     OPT_NO_OVERWRITE,
     OPT_HELP,
@@ -186,6 +189,7 @@ static int parse_args(int argc, char **argv, server_args *a)
         {"workers", required_argument, NULL, OPT_WORKERS},
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"min-rate", required_argument, NULL, OPT_MIN_RATE},
+        {"max-partials", required_argument, NULL, OPT_MAX_PARTIALS},
         {"read-only", no_argument, NULL, OPT_READ_ONLY},
         {"no-overwrite", no_argument, NULL, OPT_NO_OVERWRITE},
         {"quiet", no_argument, NULL, 'q'},
@@ -231,6 +235,9 @@ static int parse_args(int argc, char **argv, server_args *a)
             break;
         case OPT_MIN_RATE:
             status = set_number(a->opt, TF_OPT_MIN_RATE, "--min-rate", optarg, BYTES);
+            break;
+        case OPT_MAX_PARTIALS:
+            status = set_number(a->opt, TF_OPT_MAX_PARTIALS, "--max-partials", optarg, COUNT);
             break;
         case OPT_READ_ONLY:
             tf_options_set(a->opt, TF_OPT_READ_ONLY, 1);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # server.sh - tcpfile-server as a process: the banner, ROOT defaulting to
 # the current directory, SIGTERM and SIGINT (also with a client connected),
-# --quiet, --max-connections, --workers, --idle-timeout, --min-rate, and log
-# lines from concurrent clients.
+# --quiet, --max-connections, --workers, --idle-timeout, --min-rate,
+# --max-partials, and log lines from concurrent clients.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
@@ -93,7 +93,7 @@ pass "--max-connections 1 refuses a second client (exit 1, server busy), then ad
 
 # ---- --workers, --idle-timeout, --min-rate: help and usage errors -------------------
 expect 0 "$SERVER" --help
-for opt in '--workers N' '--idle-timeout SECONDS' '--min-rate BYTES'; do
+for opt in '--workers N' '--idle-timeout SECONDS' '--min-rate BYTES' '--max-partials N'; do
   grep -qE -- "^ +$opt( |\$)" "$TMP/out" || fail "--help does not list $opt"
 done
 # -b $H: should a bad value be taken, the server listens on loopback only
@@ -101,19 +101,20 @@ done
 for bad in '--workers 1025' '--workers -1' '--workers 2K' \
   '--idle-timeout abc' '--idle-timeout -1' '--idle-timeout 1e3' '--idle-timeout .5' \
   '--idle-timeout 1.' '--idle-timeout 99999999999999999999' \
-  '--min-rate 5X' '--min-rate -1' '--min-rate 2T'; do
+  '--min-rate 5X' '--min-rate -1' '--min-rate 2T' \
+  '--max-partials -1' '--max-partials 1000001' '--max-partials x'; do
   read -r opt value <<<"$bad"
   expect 2 "$SERVER" "$opt" "$value" -b $H 0 "$TMP" </dev/null
   stderr_one_line_with "$opt" "\"$value\"" "see tcpfile-server --help"
 done
-pass "--workers, --idle-timeout, --min-rate are in --help; bad values exit 2 with one line"
+pass "--workers, --idle-timeout, --min-rate, --max-partials are in --help; bad values exit 2 with one line"
 
 # ---- --workers ----------------------------------------------------------------------
 # threads_of PID: the number of threads of process PID (empty without /proc).
 threads_of() {
   sed -n 's/^Threads:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null || true
 }
-start_server w1 --workers 1 --min-rate 64K
+start_server w1 --workers 1 --min-rate 64K --max-partials 3
 head -c 300000 /dev/urandom >"$TMP/w1/w.bin"
 expect 0 "$CLIENT" -q $H "$PORT" get w.bin "$TMP/w1.back" list
 cmp "$TMP/w1/w.bin" "$TMP/w1.back" || fail "--workers 1: the get differs"
