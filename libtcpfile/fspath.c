@@ -363,13 +363,20 @@ int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, int6
     return rc;
 }
 
-void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s)
+void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s, size_t max_partials)
 {
     tf__err ignored;
     int dirfd = open_tmp_dir(rootfd, 0, &ignored);
     if (dirfd < 0)
         return;
-    walk_tmp(dirfd, all_plain, ttl_s, NULL, NULL, NULL);
+    partial *kept = NULL;
+    size_t n = 0;
+    /* A cap lowered since the last run holds from the start, not only from
+       the next keyed upload: at most max_partials stay (room for none more
+       is needed here, hence + 1). */
+    if (walk_tmp(dirfd, all_plain, ttl_s, NULL, &kept, &n) == 0)
+        make_room(dirfd, kept, n, max_partials + 1);
+    free(kept);
     close(dirfd);
 }
 

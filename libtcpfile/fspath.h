@@ -62,8 +62,9 @@ int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, int6
 
 /* Removes leftovers in root/TF_TMP_DIR: every plain upload temporary (a
    crash's debris: no connection owns one at start-up) when all_plain is
-   set, and resumable ones untouched for ttl_s seconds. */
-void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s);
+   set, resumable ones untouched for ttl_s seconds, and the least recently
+   written resumable ones beyond max_partials (never one in use). */
+void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s, size_t max_partials);
 /* Whether an upload may be stored as name: TF_EEXIST if it exists and
    overwrite is 0, TF_EACCES if it exists and is not a regular file. */
 int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e);

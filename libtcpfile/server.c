@@ -395,7 +395,8 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
         rc = tf__listen(s->listen_fds, TF_MAX_LISTEN, &s->nlisten, host, port, &err);
     /* Uploads cut short by a crash are debris now: no connection owns them. */
     if (rc == TF_OK)
-        tf__upload_sweep(s->rootfd, 1, s->opt.value[TF_OPT_RESUME_TTL_S]);
+        tf__upload_sweep(s->rootfd, 1, s->opt.value[TF_OPT_RESUME_TTL_S],
+                         (size_t)s->opt.value[TF_OPT_MAX_PARTIALS]);
     if (rc != TF_OK) {
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "%s", err.msg);

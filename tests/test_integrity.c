@@ -704,6 +704,33 @@ static void test_integrity_startup_sweeps_leftovers(void **state)
     tu_server_stop(&s, 1);
 }
 
+/* A cap lowered between runs holds from the start: the most recently
+   written partials stay, the others go. */
+static void test_integrity_startup_applies_max_partials(void **state)
+{
+    (void)state;
+    char root[256], tmp[512], path[600];
+    tu_mkdtemp(root, sizeof root);
+    snprintf(tmp, sizeof tmp, "%s/.tcpfile-tmp", root);
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    for (int i = 0; i < 5; i++) {
+        snprintf(path, sizeof path, "%s/resume-%d", tmp, i);
+        tu_write_file(path, "part", 4);
+        struct utimbuf t = {time(NULL) - 600 + i * 60, time(NULL) - 600 + i * 60};
+        assert_int_equal(utime(path, &t), 0);
+    }
+    tf_options *o;
+    assert_int_equal(tf_options_new(&o), TF_OK);
+    assert_int_equal(tf_options_set(o, TF_OPT_MAX_PARTIALS, 2), TF_OK);
+    test_server s;
+    tu_server_start_in(&s, root, o);
+    assert_int_equal(tu_count_prefix(tmp, "resume-"), 2);
+    assert_int_equal(tu_count_prefix(tmp, "resume-4"), 1); /* the newest two */
+    assert_int_equal(tu_count_prefix(tmp, "resume-3"), 1);
+    tu_server_stop(&s, 1);
+    tf_options_free(o);
+}
+
 /* ---- races and large directories ----------------------------------------------- */
 
 typedef struct racer {
@@ -838,6 +865,7 @@ int main(void)
         cmocka_unit_test(test_integrity_max_partials_zero_keeps_none),
         cmocka_unit_test(test_integrity_trickling_client_is_cut),
         cmocka_unit_test(test_integrity_startup_sweeps_leftovers),
+        cmocka_unit_test(test_integrity_startup_applies_max_partials),
         cmocka_unit_test(test_integrity_racing_puts_and_gets),
         cmocka_unit_test(test_integrity_hundred_thousand_files),
     };
