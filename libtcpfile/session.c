@@ -328,8 +328,10 @@ static ssize_t send_body_step(session *s)
             /* Hash the next chunk as read, then let sendfile move the same
                bytes: one copy fewer than sending from the buffer. Should the
                file change in place between the two, the digest no longer
-               matches and the client gets TF_ECHECKSUM, not a silently torn
-               copy (the same holds for a remembered digest). */
+               matches what was sent and the client gets TF_ECHECKSUM. (A
+               change to a part not read yet is sent and hashed as it is
+               then, as before: in-place writers can tear a copy; uploads,
+               which rename, cannot.) */
             if (ensure_buf(r) != TF_OK)
                 return -1;
             size_t want = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
