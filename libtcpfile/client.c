@@ -24,14 +24,14 @@ static const char *op_name(int op)
     return op == TF_OP_GET ? "get" : op == TF_OP_PUT ? "put" : "list";
 }
 
-/* After a failure that may leave bytes unread or unsent, the stream cannot
-   be trusted: close it, so later calls fail fast and clearly. */
 int tf__client_fatal(int rc)
 {
     return rc == TF_ENET || rc == TF_ETIMEDOUT || rc == TF_EPROTO || rc == TF_ECANCELED ||
            rc == TF_ENOMEM;
 }
 
+/* After a failure that may leave bytes unread or unsent, the stream cannot
+   be trusted: close it, so later calls fail fast and clearly. */
 int tf__client_break(tf_client *c, int rc)
 {
     if (tf__client_fatal(rc)) {
