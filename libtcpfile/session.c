@@ -305,6 +305,27 @@ static void body_failed(request *r, int code, int errnum, const char *what)
     r->buf_pos = r->buf_end = 0;
 }
 
+/* Reads the file's next chunk into the request's buffer and hashes it, so
+   that the digest describes exactly what is read for sending. Returns 1;
+   0 when the file failed (body_failed: zeros follow); -1 without memory. */
+static int read_chunk(request *r)
+{
+    if (ensure_buf(r) != TF_OK)
+        return -1;
+    size_t want = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
+    ssize_t n = pread(r->body_fd, r->buf, want, (off_t)r->body_off);
+    if (n <= 0) {
+        body_failed(r, TF_EIO, n < 0 ? errno : 0,
+                    n < 0 ? "reading the file failed" : "the file shrank while being sent");
+        return 0;
+    }
+    tf__digest_update(&r->digest, r->buf, (size_t)n);
+    r->buf_pos = 0;
+    r->buf_end = (size_t)n;
+    r->hashed_to = r->body_off + (uint64_t)n;
+    return 1;
+}
+
 /* One step of the body. Returns bytes sent (0: socket full), or -1. */
 static ssize_t send_body_step(session *s)
 {
@@ -332,19 +353,9 @@ static ssize_t send_body_step(session *s)
                change to a part not read yet is sent and hashed as it is
                then, as before: in-place writers can tear a copy; uploads,
                which rename, cannot.) */
-            if (ensure_buf(r) != TF_OK)
-                return -1;
-            size_t want = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
-            ssize_t n = pread(r->body_fd, r->buf, want, (off_t)r->body_off);
-            if (n <= 0) {
-                body_failed(r, TF_EIO, n < 0 ? errno : 0,
-                            n < 0 ? "reading the file failed"
-                                  : "the file shrank while being sent");
-                return 0;
-            }
-            tf__digest_update(&r->digest, r->buf, (size_t)n);
-            r->hashed_to = r->body_off + (uint64_t)n;
-            r->buf_end = (size_t)n; /* kept, should sendfile fail below */
+            int got = read_chunk(r); /* kept, should sendfile fail below */
+            if (got <= 0)
+                return got;
         }
         size_t n = hash ? (size_t)(r->hashed_to - r->body_off)
                         : r->body_left < SENDFILE_STEP ? (size_t)r->body_left : SENDFILE_STEP;
@@ -369,20 +380,10 @@ static ssize_t send_body_step(session *s)
         r->buf_pos = hash ? r->buf_end - n : r->buf_end;
     }
 
-    if (ensure_buf(r) != TF_OK)
-        return -1;
     if (r->buf_pos == r->buf_end) {
-        size_t want = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
-        ssize_t n = pread(r->body_fd, r->buf, want, (off_t)r->body_off);
-        if (n <= 0) {
-            body_failed(r, TF_EIO, n < 0 ? errno : 0,
-                        n < 0 ? "reading the file failed" : "the file shrank while being sent");
-            return 0;
-        }
-        /* Hash what is read, so the digest describes exactly what is sent. */
-        tf__digest_update(&r->digest, r->buf, (size_t)n);
-        r->buf_pos = 0;
-        r->buf_end = (size_t)n;
+        int got = read_chunk(r);
+        if (got <= 0)
+            return got;
     }
     ssize_t k = send_bytes(s, r->buf + r->buf_pos, r->buf_end - r->buf_pos, 0);
     if (k > 0)
