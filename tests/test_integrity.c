@@ -524,6 +524,20 @@ static void assert_stored(const test_server *s, const char *name, const uint8_t 
     free(got);
 }
 
+/* Completes a keyed put of name and checks where it started (at 0, or
+   part-way when resumed) and that the whole file is stored. */
+static void keyed_put_whole(const test_server *s, const uint8_t *data, const char *name,
+                            int resumed)
+{
+    uint64_t first = 1;
+    assert_int_equal(keyed_put(s, data, name, 0, &first), TF_OK);
+    if (resumed)
+        assert_true(first > 0 && first < FILE_SIZE);
+    else
+        assert_int_equal(first, 0);
+    assert_stored(s, name, data);
+}
+
 static void test_integrity_kept_partials_are_capped(void **state)
 {
     fixture *f = *state;
@@ -546,18 +560,12 @@ static void test_integrity_kept_partials_are_capped(void **state)
 
     /* The most recent continues where it was cut and arrives whole; so does
        the oldest one kept. */
-    assert_int_equal(keyed_put(&s, f->data, "cut4.bin", 0, &first), TF_OK);
-    assert_true(first > 0 && first < FILE_SIZE);
-    assert_stored(&s, "cut4.bin", f->data);
-    assert_int_equal(keyed_put(&s, f->data, "cut2.bin", 0, &first), TF_OK);
-    assert_true(first > 0 && first < FILE_SIZE);
-    assert_stored(&s, "cut2.bin", f->data);
+    keyed_put_whole(&s, f->data, "cut4.bin", 1);
+    keyed_put_whole(&s, f->data, "cut2.bin", 1);
     /* The two oldest were removed: they start over, and still arrive whole. */
     assert_int_equal(keyed_put(&s, f->data, "cut1.bin", 0, &first), TF_OK);
     assert_int_equal(first, 0);
-    assert_int_equal(keyed_put(&s, f->data, "cut0.bin", 0, &first), TF_OK);
-    assert_int_equal(first, 0);
-    assert_stored(&s, "cut0.bin", f->data);
+    keyed_put_whole(&s, f->data, "cut0.bin", 0);
     assert_int_equal(tu_count_prefix(tmpdir, "resume-"), 1); /* cut3.bin's */
     tu_server_stop(&s, 1);
 }
@@ -587,7 +595,6 @@ static void test_integrity_partial_in_progress_is_not_removed(void **state)
     fixture *f = *state;
     test_server s;
     char tmpdir[512];
-    uint64_t first = 1;
     start_capped(&s, 1);
     snprintf(tmpdir, sizeof tmpdir, "%s/.tcpfile-tmp", s.root);
 
@@ -607,9 +614,7 @@ static void test_integrity_partial_in_progress_is_not_removed(void **state)
     assert_int_equal(tu_count_prefix(tmpdir, "resume-"), 0);
     assert_int_equal(tu_count_prefix(tmpdir, "up-"), 0);
 
-    assert_int_equal(keyed_put(&s, f->data, "other.bin", 0, &first), TF_OK);
-    assert_int_equal(first, 0);
-    assert_stored(&s, "other.bin", f->data);
+    keyed_put_whole(&s, f->data, "other.bin", 0);
     tu_server_stop(&s, 1);
 }
 
@@ -618,16 +623,13 @@ static void test_integrity_max_partials_zero_keeps_none(void **state)
     fixture *f = *state;
     test_server s;
     char tmpdir[512];
-    uint64_t first = 1;
     start_capped(&s, 0);
     snprintf(tmpdir, sizeof tmpdir, "%s/.tcpfile-tmp", s.root);
     assert_int_equal(keyed_put(&s, f->data, "zero.bin", 1 << 20, NULL), TF_ECANCELED);
     wait_partials_idle(tmpdir);
     assert_int_equal(tu_count_prefix(tmpdir, "resume-"), 0);
     /* A keyed put still works; it just starts over. */
-    assert_int_equal(keyed_put(&s, f->data, "zero.bin", 0, &first), TF_OK);
-    assert_int_equal(first, 0);
-    assert_stored(&s, "zero.bin", f->data);
+    keyed_put_whole(&s, f->data, "zero.bin", 0);
     tu_server_stop(&s, 1);
 }
 
