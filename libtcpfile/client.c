@@ -318,9 +318,11 @@ static int discard_payload(tf_client *c, uint64_t size)
  * offset bytes are already in fd, and are hashed from it so that the
  * checksum covers the whole file. If the server cannot honour the offset,
  * fd is emptied (restart, when not NULL, does it) and the file comes whole.
+ * *unvouched (when not NULL) is set when the sender's trailer reported a
+ * failure: then nothing written to fd may be kept.
  */
 static int get_into(tf_client *c, const char *name, int fd, uint8_t **mem, size_t *mem_len,
-                    uint64_t offset, tf__tmpfile *restart)
+                    uint64_t offset, tf__tmpfile *restart, int *unvouched)
 {
     tf__xfer x;
     progress_ctx p = {.base = offset};
@@ -362,6 +364,8 @@ static int get_into(tf_client *c, const char *name, int fd, uint8_t **mem, size_
         }
     }
     rc = receive_payload(c, &x, fd, buf, size);
+    if (unvouched)
+        *unvouched = x.sender_failed;
     xfer_end(c, &x);
     if (mem) {
         if (rc != TF_OK) {
@@ -398,11 +402,13 @@ int tf_get_fd(tf_client *c, const char *name, int fd)
     int rc = begin_fd_call(c, name, fd);
     if (rc != TF_OK)
         return rc;
-    return tf__client_break(c, get_into(c, name, fd, NULL, NULL, 0, NULL));
+    return tf__client_break(c, get_into(c, name, fd, NULL, NULL, 0, NULL, NULL));
 }
 
 /* Whether a failed get's partial file is worth keeping for a resume: not
-   when the data itself is bad or the file is gone. */
+   when the data itself is bad or the file is gone. (Nor when the sender's
+   trailer failed, whatever the code: tf_get checks that apart, as the same
+   code can also mean a local failure that leaves the bytes good.) */
 static int worth_resuming(int rc)
 {
     return rc != TF_ECHECKSUM && rc != TF_ENOENT && rc != TF_EACCES && rc != TF_EINVAL;
@@ -426,10 +432,14 @@ int tf_get(tf_client *c, const char *name, const char *local_path)
         rc = tf__local_begin(path, name, &t, final, sizeof final, &c->err);
     if (rc != TF_OK)
         return rc;
-    rc = tf__client_break(c, get_into(c, name, t.fd, NULL, NULL, t.direct ? 0 : have, &t));
+    int unvouched = 0;
+    rc = tf__client_break(c, get_into(c, name, t.fd, NULL, NULL, t.direct ? 0 : have, &t,
+                                      &unvouched));
     if (rc == TF_OK)
         return tf__local_commit(&t, final, &c->err);
-    if (resume && !t.direct && worth_resuming(rc))
+    /* A failing trailer vouches for no byte of the payload (docs/protocol.md,
+       Trailer): keeping them would resume from padding and publish it. */
+    if (resume && !t.direct && !unvouched && worth_resuming(rc))
         tf__tmpfile_keep(&t);
     else
         tf__tmpfile_abort(&t);
@@ -446,7 +456,7 @@ int tf_get_mem(tf_client *c, const char *name, void **data, size_t *len)
     if (rc != TF_OK)
         return rc;
     uint8_t *mem = NULL;
-    rc = tf__client_break(c, get_into(c, name, -1, &mem, len, 0, NULL));
+    rc = tf__client_break(c, get_into(c, name, -1, &mem, len, 0, NULL, NULL));
     *data = mem;
     return rc;
 }

@@ -182,6 +182,7 @@ int tf__xfer_recv_trailer(tf__xfer *x, int *verdict, tf__err *verdict_err, tf__e
         return tf__fail(e, TF_EPROTO, "malformed trailer");
     *verdict = TF_OK;
     if (t.status != 0) {
+        x->sender_failed = 1;
         *verdict = tf__wire_code(t.status);
         tf__fail(verdict_err, *verdict, "the sender failed mid-transfer: %s",
                  tf_strerror(*verdict));

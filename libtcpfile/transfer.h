@@ -25,6 +25,10 @@ typedef struct tf__xfer {
     void *ctx;
     uint8_t *buf;        /* scratch space of buf_len bytes */
     size_t buf_len;
+    /* Set by tf__xfer_recv_trailer when the trailer's status is not 0: the
+       sender vouches for none of the payload (it may be zero padding from
+       any byte on), so none of it may be kept, not even for a resume. */
+    int sender_failed;
 } tf__xfer;
 
 /*

@@ -388,6 +388,126 @@ static void test_integrity_resumed_get_of_a_changed_file(void **state)
     tf_options_free(o);
 }
 
+/* A fake server whose file shrank mid-get, as the real one answers it:
+   the announced size, the bytes it could read, zeros for the rest, and a
+   trailer with EIO. */
+typedef struct shrinking_server {
+    int listen_fd;
+    const uint8_t *data;
+    size_t size, readable;
+    int ok; /* it sent the whole frame */
+} shrinking_server;
+
+static int send_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n > 0) {
+        ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
+        if (k <= 0)
+            return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int recv_all(int fd, void *p, size_t n)
+{
+    uint8_t *b = p;
+    while (n > 0) {
+        ssize_t k = recv(fd, b, n, 0);
+        if (k <= 0)
+            return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static void *shrinking_main(void *arg)
+{
+    shrinking_server *v = arg;
+    int fd = accept(v->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    uint8_t buf[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX];
+    tf_wire_server_hello sh = {.version_min = TF_WIRE_VERSION,
+                               .version_max = TF_WIRE_VERSION,
+                               .features = TF_FEATURE_CHECKSUM | TF_FEATURE_RESUME,
+                               .max_name = 255};
+    long n = tf__wire_encode_server_hello(buf, sizeof buf, &sh);
+    tf_wire_request r;
+    if (n > 0 && send_all(fd, buf, (size_t)n) == 0 &&
+        recv_all(fd, buf, TF_WIRE_CLIENT_HELLO_SIZE) == 0 &&
+        recv_all(fd, buf, TF_WIRE_REQUEST_SIZE) == 0 &&
+        tf__wire_decode_request(buf, TF_WIRE_REQUEST_SIZE, 255, &r) == TF_WIRE_NEED_MORE &&
+        recv_all(fd, buf + TF_WIRE_REQUEST_SIZE, r.name_len) == 0) {
+        tf_wire_response rs = {.op = TF_OP_GET, .size = v->size};
+        uint8_t *zeros = calloc(1, v->size - v->readable);
+        tf_wire_trailer t = {.status = tf__wire_status(TF_EIO)};
+        n = tf__wire_encode_response(buf, sizeof buf, &rs);
+        if (zeros && send_all(fd, buf, (size_t)n) == 0 &&
+            send_all(fd, v->data, v->readable) == 0 &&
+            send_all(fd, zeros, v->size - v->readable) == 0 &&
+            send_all(fd, buf, (size_t)tf__wire_encode_trailer(buf, sizeof buf, &t)) == 0)
+            v->ok = 1;
+        free(zeros);
+    }
+    while (recv(fd, buf, sizeof buf, 0) > 0) /* until the client closes */
+        ;
+    close(fd);
+    return NULL;
+}
+
+/* A get whose trailer says EIO leaves no partial behind, so that a resumed
+   get fetches the file whole: with checksums it was refused as a mismatch
+   (the kept padding never matches), without them the padding was published
+   as the file. */
+static void test_integrity_failed_trailer_discards_partial(void **state)
+{
+    fixture *f = *state;
+    const size_t size = (size_t)1 << 20;
+    char dest[512], part[512], src[512];
+    snprintf(dest, sizeof dest, "%s/shrunk.bin", f->local);
+    snprintf(part, sizeof part, "%s/.shrunk.bin.tcpfile-part", f->local);
+    snprintf(src, sizeof src, "%s/shrunk.bin", f->server.root);
+    tu_write_file(src, f->data, size);
+    for (int checksum = 0; checksum <= 1; checksum++) {
+        tf_options *o = options(checksum, 1);
+        shrinking_server v = {.data = f->data, .size = size, .readable = 300000};
+        char port[16];
+        v.listen_fd = listen_loopback(port, sizeof port);
+        pthread_t tid;
+        assert_int_equal(pthread_create(&tid, NULL, shrinking_main, &v), 0);
+        tf_client *c = NULL;
+        assert_int_equal(tf_connect(&c, "127.0.0.1", port, o), TF_OK);
+        assert_int_equal(tf_get(c, "shrunk.bin", dest), TF_EIO);
+        tf_close(c);
+        pthread_join(tid, NULL);
+        close(v.listen_fd);
+        assert_true(v.ok);
+        assert_int_equal(tu_file_size(dest), -1);
+        assert_int_equal(tu_file_size(part), -1); /* none of it was vouched for */
+
+        /* The resume: from byte 0, and what is published is the file. */
+        c = tu_connect(&f->server, o);
+        assert_int_equal(tf_get(c, "shrunk.bin", dest), TF_OK);
+        tf_close(c);
+        size_t n;
+        uint8_t *got = tu_read_file(dest, &n);
+        assert_non_null(got);
+        assert_int_equal(n, size);
+        assert_memory_equal(got, f->data, size);
+        free(got);
+        unlink(dest);
+        tf_options_free(o);
+    }
+    unlink(src);
+}
+
 static void test_integrity_resumed_put(void **state)
 {
     fixture *f = *state;
@@ -860,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_integrity_remembered_digest),
         cmocka_unit_test(test_integrity_resumed_get),
         cmocka_unit_test(test_integrity_resumed_get_of_a_changed_file),
+        cmocka_unit_test(test_integrity_failed_trailer_discards_partial),
         cmocka_unit_test(test_integrity_resumed_put),
         cmocka_unit_test(test_integrity_other_upload_cannot_continue),
         cmocka_unit_test(test_integrity_kept_partials_are_capped),
