@@ -113,24 +113,6 @@ static int set_number(tf_options *opt, tf_option key, const char *flag, const ch
 
 /* ---- request log --------------------------------------------------------- */
 
-/* Copies s into buf with control bytes (and, when quoted, '"' and '\\')
-   written as escapes: a peer chooses these bytes, and they must not be
-   able to forge log lines or drive the terminal. */
-static void escape(const char *s, int quoted, char *buf, size_t len)
-{
-    size_t o = 0;
-    for (; *s && o + 5 < len; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch < 0x20 || ch == 0x7f)
-            o += (size_t)snprintf(buf + o, len - o, "\\x%02x", ch);
-        else if (quoted && (ch == '"' || ch == '\\'))
-            o += (size_t)snprintf(buf + o, len - o, "\\%c", ch);
-        else
-            buf[o++] = (char)ch;
-    }
-    buf[o] = '\0';
-}
-
 static void log_request(void *user, const tf_request_log *e)
 {
     (void)user;
@@ -145,8 +127,10 @@ static void log_request(void *user, const tf_request_log *e)
     clock_gettime(CLOCK_REALTIME, &now);
     if (gmtime_r(&now.tv_sec, &tm))
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    escape(e->name, 1, name, sizeof name);
-    escape(e->message, 0, message, sizeof message);
+    /* A peer chooses these bytes: escaped, they cannot forge log lines or
+       drive the terminal. */
+    tf_escape(name, sizeof name, e->name, strlen(e->name), 1);
+    tf_escape(message, sizeof message, e->message, strlen(e->message), 0);
     const char *shown = e->name[0] ? name : "-";
     int quote = e->name[0] != '\0';
     /* One printf per line: stdio locks stdout for the whole call, so lines

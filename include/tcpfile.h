@@ -368,6 +368,17 @@ TF_API void tf_free(void *p);
    it receives a static sentence saying what is wrong. */
 TF_API int tf_name_check(const char *name, size_t max_len, const char **why);
 
+/* Copies len bytes of text (any bytes: a peer chose them) into out as
+   something safe to print on a terminal or in a log line: bytes below 0x20,
+   0x7f, the C1 controls U+0080..U+009F and every byte that is not part of
+   valid UTF-8 become the four visible characters \xNN (ESC: \x1b); when
+   quoted is not 0, " and \ become \" and \\ too. out is always NUL-terminated
+   (out_len > 0) and truncated between whole characters when too small;
+   4 * len + 1 bytes always suffice. Returns the length written. The library
+   escapes the server's messages this way before they reach tf_errmsg. */
+TF_API size_t tf_escape(char *out, size_t out_len, const void *text, size_t len,
+                        int quoted);
+
 /* ------------------------------------------------------------------------ */
 /* Server                                                                   */
 /* ------------------------------------------------------------------------ */

@@ -103,9 +103,13 @@ static int handshake(tf_client *c)
     if (n < 0)
         return tf__fail(&c->err, TF_EPROTO, "the peer is not a tcpfile server "
                                              "(bad handshake)");
-    if (sh.status != 0)
-        return tf__fail(&c->err, tf__wire_code(sh.status), "the server refused: %.*s",
-                        (int)sh.message_len, sh.message);
+    if (sh.status != 0) {
+        /* The server's words go to terminals and logs: escaped, so that
+           they cannot drive a terminal or forge a line (docs/security.md). */
+        char why[TF_ERRMSG_MAX];
+        tf_escape(why, sizeof why, sh.message, sh.message_len, 0);
+        return tf__fail(&c->err, tf__wire_code(sh.status), "the server refused: %s", why);
+    }
     c->version = tf__wire_negotiate(TF_WIRE_VERSION, TF_WIRE_VERSION, sh.version_min,
                                     sh.version_max);
     if (c->version == 0)
@@ -213,8 +217,11 @@ int tf__client_read_response(tf_client *c, int op, const char *name, uint64_t *s
         return tf__fail(&c->err, TF_EPROTO, "malformed response to %s", op_name(op));
     if (r.status != 0) {
         int code = tf__wire_code(r.status);
-        if (r.message_len)
-            return tf__fail(&c->err, code, "%.*s", (int)r.message_len, r.message);
+        if (r.message_len) {
+            char why[TF_ERRMSG_MAX]; /* escaped, as the refusal in handshake() */
+            tf_escape(why, sizeof why, r.message, r.message_len, 0);
+            return tf__fail(&c->err, code, "%s", why);
+        }
         return tf__fail(&c->err, code, "%s \"%s\": %s", op_name(op), name ? name : "",
                         tf_strerror(code));
     }

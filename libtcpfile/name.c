@@ -1,8 +1,10 @@
 /*
  * name.c - what a file name may be. Pure: no file system, no sockets. The
  * client checks before sending and the server checks again on arrival, so
- * both use this one function.
+ * both use this one function. And tf_escape, which makes text a peer
+ * chose safe to show, using the same reading of UTF-8.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -80,4 +82,38 @@ int tf_name_check(const char *name, size_t max_len, const char **why)
     size_t limit = max_len ? max_len : TF_DEFAULT_MAX_NAME;
     size_t scan = limit < SIZE_MAX ? limit + 1 : limit; /* no wrap to 0 */
     return tf__name_check_bytes(name, strnlen(name, scan), max_len, why);
+}
+
+size_t tf_escape(char *out, size_t out_len, const void *text, size_t len, int quoted)
+{
+    const unsigned char *s = text;
+    size_t o = 0;
+    if (!out || out_len == 0)
+        return 0;
+    for (size_t i = 0; i < len && s;) {
+        unsigned cp = s[i];
+        size_t n = s[i] < 0x80 ? 1 : utf8_sequence(s + i, len - i, &cp);
+        /* What is shown as \xNN, byte by byte: C0 controls and DEL (ESC
+           drives a terminal, a newline forges a line), C1 controls (U+009B
+           is a CSI on some terminals), and bytes that are not UTF-8. */
+        int hex = n == 0 || cp < 0x20 || (cp >= 0x7F && cp <= 0x9F);
+        int backslash = !hex && quoted && (cp == '"' || cp == '\\');
+        size_t k = n ? n : 1;
+        size_t need = hex ? 4 * k : backslash ? 2 : k;
+        if (o + need >= out_len)
+            break; /* truncated, never mid-escape or mid-character */
+        if (hex) {
+            for (size_t j = 0; j < k; j++)
+                o += (size_t)snprintf(out + o, out_len - o, "\\x%02x", s[i + j]);
+        } else if (backslash) {
+            out[o++] = '\\';
+            out[o++] = (char)s[i];
+        } else {
+            memcpy(out + o, s + i, k);
+            o += k;
+        }
+        i += k;
+    }
+    out[o] = '\0';
+    return o;
 }

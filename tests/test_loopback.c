@@ -1266,6 +1266,99 @@ static void test_loopback_server_vanishes_mid_put(void **state)
     unlink(src);
 }
 
+/* A hostile fake server: its hello refuses with `refusal` (when not NULL),
+   or it answers one request with ENOENT and `message`. Both carry bytes
+   meant for the user's terminal. */
+typedef struct hostile_server {
+    int listen_fd;
+    const char *refusal;
+    const char *message;
+    int ok; /* it said its piece */
+} hostile_server;
+
+static void *hostile_main(void *arg)
+{
+    hostile_server *v = arg;
+    int fd = accept(v->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    uint8_t buf[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + TF_WIRE_MESSAGE_MAX];
+    tf_wire_server_hello sh = {.version_min = TF_WIRE_VERSION,
+                               .version_max = TF_WIRE_VERSION,
+                               .max_name = 255};
+    if (v->refusal) {
+        sh.status = tf__wire_status(TF_EBUSY);
+        sh.message = v->refusal;
+        sh.message_len = (uint16_t)strlen(v->refusal);
+    }
+    long n = tf__wire_encode_server_hello(buf, sizeof buf, &sh);
+    tf_wire_request r;
+    if (n > 0 && rp_send(fd, buf, (size_t)n) == 0 &&
+        rp_recv(fd, buf, TF_WIRE_CLIENT_HELLO_SIZE) == 0) {
+        if (v->refusal) {
+            v->ok = 1;
+        } else if (rp_recv(fd, buf, TF_WIRE_REQUEST_SIZE) == 0 &&
+                   tf__wire_decode_request(buf, TF_WIRE_REQUEST_SIZE, 255, &r) ==
+                       TF_WIRE_NEED_MORE &&
+                   rp_recv(fd, buf + TF_WIRE_REQUEST_SIZE, r.name_len) == 0) {
+            tf_wire_response no = {.op = r.op, .status = tf__wire_status(TF_ENOENT),
+                                   .message = v->message,
+                                   .message_len = (uint16_t)strlen(v->message)};
+            n = tf__wire_encode_response(buf, sizeof buf, &no);
+            if (n > 0 && rp_send(fd, buf, (size_t)n) == 0)
+                v->ok = 1;
+        }
+    }
+    while (recv(fd, buf, sizeof buf, 0) > 0) /* until the client closes */
+        ;
+    close(fd);
+    return NULL;
+}
+
+/* No byte a terminal acts on: C0 controls and DEL. */
+static void assert_printable(const char *what, const char *s)
+{
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+            fail_msg("%s holds control byte 0x%02x: \"%s\"", what, (unsigned char)*p, s);
+}
+
+static void test_loopback_server_text_is_escaped(void **state)
+{
+    (void)state;
+    /* Clears the screen, then forges a line of the CLI's own. */
+    static const char evil[] = "\x1b[2J\x1b]0;pwned\x07gone\ntcpfile-client: get \"x\": ok";
+    static const char shown[] = "\\x1b[2J\\x1b]0;pwned\\x07gone\\x0atcpfile-client: get";
+    for (int refuse = 0; refuse <= 1; refuse++) {
+        char port[16];
+        hostile_server v = {.listen_fd = tu_listen_loopback(port, sizeof port),
+                            .refusal = refuse ? evil : NULL, .message = evil};
+        pthread_t tid;
+        assert_int_equal(pthread_create(&tid, NULL, hostile_main, &v), 0);
+        tf_client *c = NULL;
+        char err[512];
+        int rc = tf_connect_ex(&c, "127.0.0.1", port, g.copt, err, sizeof err);
+        if (refuse) {
+            assert_int_equal(rc, TF_EBUSY);
+            assert_printable("tf_connect_ex's message", err);
+            if (!strstr(err, shown))
+                fail_msg("the refusal shows as \"%s\"", err);
+        } else {
+            assert_int_equal(rc, TF_OK);
+            expect_rc(c, tf_get_mem(c, "x", &(void *){NULL}, &(size_t){0}), TF_ENOENT);
+            assert_printable("tf_errmsg", tf_errmsg(c));
+            if (!strstr(tf_errmsg(c), shown))
+                fail_msg("the message shows as \"%s\"", tf_errmsg(c));
+            tf_close(c);
+        }
+        pthread_join(tid, NULL);
+        close(v.listen_fd);
+        assert_true(v.ok);
+    }
+}
+
 static void test_loopback_failed_get_keeps_local_file(void **state)
 {
     (void)state;
@@ -2011,6 +2104,7 @@ int main(void)
         T(test_loopback_pipelined_requests),
         T(test_loopback_client_vanishes_mid_get),
         T(test_loopback_server_vanishes_mid_put),
+        T(test_loopback_server_text_is_escaped),
         T(test_loopback_failed_get_keeps_local_file),
         T(test_loopback_root_holds_only_published_files),
         T(test_loopback_special_entries_not_served),

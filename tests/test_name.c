@@ -375,6 +375,76 @@ static void test_name_every_code_point(void **state)
     }
 }
 
+/* ---- tf_escape: a peer's text made safe to show -------------------------- */
+
+typedef struct escape_case {
+    const char *in;
+    size_t len;
+    int quoted;
+    const char *want;
+} escape_case;
+
+static void test_name_escape_table(void **state)
+{
+    (void)state;
+    static const escape_case escapes[] = {
+        {S("plain text"), 0, "plain text"},
+        {S("\x1b[31mred\x1b[0m"), 0, "\\x1b[31mred\\x1b[0m"},
+        {S("one\ntcpfile-client: fake\r"), 0, "one\\x0atcpfile-client: fake\\x0d"},
+        {S("a\0b"), 0, "a\\x00b"},
+        {S("\x7f\x01\t"), 0, "\\x7f\\x01\\x09"},
+        {S("\xc2\x9b" "2J"), 0, "\\xc2\\x9b2J"},           /* U+009B, CSI */
+        {S("\xc2\xa0"), 0, "\xc2\xa0"},                    /* U+00A0 is printable */
+        {S("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), 0,
+         "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},    /* UTF-8 kept */
+        {S("\xff\xfe"), 0, "\\xff\\xfe"},                   /* not UTF-8 */
+        {S("\xe2\x82"), 0, "\\xe2\\x82"},                   /* cut sequence */
+        {S("\xed\xa0\x80"), 0, "\\xed\\xa0\\x80"},           /* a surrogate */
+        {S("\xc0\xaf"), 0, "\\xc0\\xaf"},                   /* overlong '/' */
+        {S("say \"hi\" \\"), 0, "say \"hi\" \\"},
+        {S("say \"hi\" \\"), 1, "say \\\"hi\\\" \\\\"},
+        {S(""), 0, ""},
+    };
+    char out[256];
+    for (size_t i = 0; i < ARRAY_LEN(escapes); i++) {
+        const escape_case *t = &escapes[i];
+        memset(out, 'X', sizeof out);
+        size_t n = tf_escape(out, sizeof out, t->in, t->len, t->quoted);
+        if (strcmp(out, t->want) != 0 || n != strlen(t->want)) {
+            print_error("case %zu: got \"%s\" (%zu), want \"%s\"\n", i, out, n, t->want);
+            fail();
+        }
+    }
+}
+
+/* Whatever the bytes, no control byte comes out; a short buffer truncates
+   between whole escapes and stays terminated. */
+static void test_name_escape_every_byte(void **state)
+{
+    (void)state;
+    char out[8];
+    for (unsigned a = 0; a < 256; a++) {
+        for (unsigned b = 0; b < 256; b++) {
+            unsigned char in[2] = {(unsigned char)a, (unsigned char)b};
+            size_t n = tf_escape(out, sizeof out, in, 2, 1);
+            assert_int_equal(n, strlen(out));
+            for (size_t j = 0; j < n; j++)
+                if ((unsigned char)out[j] < 0x20 || (unsigned char)out[j] == 0x7f) {
+                    print_error("bytes %02x %02x gave control byte %02x\n", a, b,
+                                (unsigned char)out[j]);
+                    fail();
+                }
+        }
+    }
+    assert_int_equal(tf_escape(out, 6, S("ab\x1b" "cd"), 0), 2); /* "ab" + no room */
+    assert_string_equal(out, "ab");
+    assert_int_equal(tf_escape(out, 7, S("ab\x1b" "cd"), 0), 6);
+    assert_string_equal(out, "ab\\x1b");
+    assert_int_equal(tf_escape(out, 1, S("abc"), 0), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(tf_escape(NULL, 0, S("abc"), 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -384,6 +454,8 @@ int main(void)
         cmocka_unit_test(test_name_huge_limit),
         cmocka_unit_test(test_name_null),
         cmocka_unit_test(test_name_every_code_point),
+        cmocka_unit_test(test_name_escape_table),
+        cmocka_unit_test(test_name_escape_every_byte),
     };
     return cmocka_run_group_tests_name("name", tests, NULL, NULL);
 }
