@@ -29,7 +29,7 @@ jobs=${TF_FUZZ_JOBS:-$(nproc)}
 
 echo "== fuzz: building the harnesses in $dir"
 cmake -S . -B "$dir" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DTF_BUILD_FUZZ=ON -DTF_BUILD_TESTS=OFF -DTF_BUILD_EXAMPLES=OFF -DTF_SANITIZE=OFF \
+  -DTF_BUILD_FUZZ=ON -DTF_BUILD_TESTS=OFF -DTF_BUILD_EXAMPLES=OFF -DTF_SANITIZE=OFF -DTF_WERROR=ON \
   >/dev/null
 cmake --build "$dir" -j"$(nproc)" --target "${harnesses[@]/#/fuzz_}" >/dev/null
 

@@ -22,7 +22,7 @@ reports=$PWD/$dir/tsan-reports
 
 echo "== tsan: building in $dir"
 cmake -S . -B "$dir" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DTF_SANITIZE=OFF -DTF_BUILD_FUZZ=OFF \
+  -DTF_SANITIZE=OFF -DTF_BUILD_FUZZ=OFF -DTF_WERROR=ON \
   -DCMAKE_C_FLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
   -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread \
   -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread >/dev/null

@@ -151,6 +151,9 @@ static long decode_prefix(decode_fn dec, const uint8_t *frame, size_t len)
     return rc;
 }
 
+#define LONGEST_FRAME                                                                     \
+    (TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + TF_UPLOAD_KEY_SIZE + TF_WIRE_MESSAGE_MAX)
+
 /*
  * A valid frame of n bytes: every proper prefix is "need more", the whole
  * frame is consumed exactly, and bytes after it (the next frame) are left
@@ -160,6 +163,14 @@ static void check_frame_prefixes(const char *ctx, decode_fn dec, const uint8_t *
                                  size_t n)
 {
     char where[160];
+    /* Frames are at most a request head, a name and a key. Saying so is
+       also what lets an optimising compiler see that n + 5 below cannot
+       wrap (gcc 12 -O2 warned of a memcpy into a 0-byte block otherwise). */
+    if (n > LONGEST_FRAME) {
+        print_error("%s: a %zu-byte frame is longer than any frame\n", ctx, n);
+        fail();
+        return;
+    }
     for (size_t len = 0; len < n; len++) {
         snprintf(where, sizeof where, "%s, truncated to %zu of %zu bytes", ctx, len, n);
         expect_int(where, decode_prefix(dec, frame, len), TF_WIRE_NEED_MORE);
