@@ -894,10 +894,10 @@ static void on_request(session *s)
         fail_session(s, TF_ENOMEM, "out of memory");
         return;
     }
-    if (n == TF_ETOOBIG && q.op != TF_OP_GET && q.op != TF_OP_PUT && q.op != TF_OP_LIST) {
-        /* Not a request this version knows: like any other, it cannot be
-           framed safely. */
-        tf__fail(&r->err, TF_EPROTO, "unknown operation %u", (unsigned)q.op);
+    /* Framing first: a request this version cannot frame safely (unknown
+       op or flags, a stray size, offset or key) is closed on, whatever its
+       name, since skipping name_len bytes of it could land anywhere. */
+    if (n == TF_ETOOBIG && request_valid(s, &q) != TF_OK) {
         reply_failure(s, TF_EPROTO, AFTER_CLOSE);
         return;
     }
