@@ -37,6 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fspath.h"
 #include "rawpeer.h"
 #include "testutil.h"
 #include "wire.h"
@@ -436,6 +437,15 @@ static void test_faults_name_limit_of_the_file_system(void **state)
     assert_int_equal(r.status, tf__wire_status(TF_EINVAL));
     assert_int_equal(rp_list_ok(fd), 0);
     close(fd);
+
+    /* Should a file system still say ENAMETOOLONG (its limit not known in
+       advance), the put is refused before its data too, as a bad name. */
+    int rootfd = open(t.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(rootfd >= 0);
+    tf__err e = {{0}};
+    name[sizeof name - 1] = '\0';
+    assert_int_equal(tf__fs_check_target(rootfd, name, 1, &e), TF_EINVAL);
+    close(rootfd);
 
     /* The library's client refuses it before sending anything. */
     tf_client *c = tu_connect(&t, NULL);

@@ -833,6 +833,28 @@ static void test_faults_bad_trailers(void **state)
     }
     expect_keep_intact();
 
+    /* A failing trailer with a digest (protocol.md, Trailer): the digest,
+       of any length up to 64, is not looked at - not even the right one
+       turns it into a success - and the reply carries the trailer's
+       status, with or without CHECKSUM; the connection goes on. */
+    static const uint16_t fail_dlens[] = {TF_DIGEST_SIZE, 5, TF_WIRE_DIGEST_MAX};
+    for (uint32_t f = 0; f <= C; f += C) {
+        int fd = ready(f);
+        for (size_t i = 0; i < sizeof fail_dlens / sizeof fail_dlens[0]; i++) {
+            put_payload(fd, "keep.bin", data, sizeof data, NULL);
+            send_or_fail(rp_send_trailer(fd, 14, fail_dlens[i] == TF_DIGEST_SIZE ? good : NULL,
+                                         fail_dlens[i]),
+                         "trailer");
+            snprintf(what, sizeof what, "a trailer with status 14 and a %u-byte digest",
+                     fail_dlens[i]);
+            expect_reply(fd, TF_OP_PUT, TF_ECANCELED, what);
+            tried();
+        }
+        assert_int_equal(rp_list_ok(fd), 0);
+        close(fd);
+    }
+    expect_keep_intact();
+
     /* Wrong digests: every byte of the right one flipped, and all zeros. */
     int fd = ready(C);
     for (int i = 0; i <= TF_DIGEST_SIZE; i++) {
