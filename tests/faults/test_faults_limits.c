@@ -344,8 +344,10 @@ static int connect_small_rcvbuf(const char *port)
 static void test_faults_listing_budget(void **state)
 {
     (void)state;
-    char root[256];
-    tu_mkdtemp(root, sizeof root);
+    /* In memory where there is a tmpfs: 16,000 files are made faster. */
+    char root[256] = "/dev/shm/tf-listing-XXXXXX";
+    if (!mkdtemp(root))
+        tu_mkdtemp(root, sizeof root);
     /* About 4.4 MB of listing: more than the socket buffers take in. */
     char path[512];
     for (int i = 0; i < LIST_FILES; i++) {
