@@ -104,12 +104,19 @@ static void refuse_unaccepted(worker *w, int lfd)
 
 static int watch_listeners(worker *w)
 {
+    if (w->spare_fd < 0) /* first start, or lost to a race after a refusal */
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     for (int i = 0; i < w->srv->nlisten; i++) {
         /* EPOLLEXCLUSIVE: one worker wakes per connection, not all. */
         struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
                                   .data.u64 = TAG_LISTEN + (uint64_t)i};
-        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->srv->listen_fds[i], &lev) != 0)
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->srv->listen_fds[i], &lev) != 0) {
+            /* None or all: a listener watched while w->listening is 0
+               would wake this worker for ever. */
+            while (i-- > 0)
+                epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->srv->listen_fds[i], NULL);
             return TF_ENET;
+        }
     }
     w->listening = 1;
     w->accept_resume_ms = 0;
@@ -304,7 +311,6 @@ static int worker_init(worker *w, tf_server *srv, int listen)
         return TF_ENOMEM;
     if (!listen)
         return TF_OK;
-    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return watch_listeners(w);
 }
 
