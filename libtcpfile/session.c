@@ -1113,9 +1113,9 @@ void tf__refuse_fd(tf_server *srv, int fd, const struct sockaddr *peer, const ch
     /* The client's hello is read first (if it has come): closing with
        unread bytes would reset the connection, and the reset could reach
        the client before it has read our refusal. */
-    uint8_t sink[TF_WIRE_CLIENT_HELLO_SIZE];
-    while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0)
-        ;
+    uint8_t sink[256];
+    for (int i = 0; i < 4 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        ; /* bounded: a peer that keeps sending gets its reset */
     if (send_hello_fd(&srv->opt, fd, TF_EBUSY, message) == 0)
         shutdown(fd, SHUT_WR);
     if (srv->opt.log) {

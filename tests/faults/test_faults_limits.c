@@ -154,7 +154,8 @@ static void test_faults_out_of_descriptors(void **state)
     tu_sleep_ms(1500);
     long after = cpu_ticks(pid);
     double cpu_s = (double)(after - before) / (double)sysconf(_SC_CLK_TCK);
-    printf("# out of descriptors: %d served, %d refused (EBUSY), %d closed, %d unanswered; "
+    printf("faults: out-of-descriptors: %d served, %d refused (EBUSY), %d closed, %d "
+           "unanswered; "
            "server CPU %.2f s in 1.5 s\n",
            served, busy, closed, silent, cpu_s);
     for (int i = 0; i < FD_CLIENTS; i++)
@@ -241,7 +242,8 @@ static void test_faults_connection_limit_exact(void **state)
             tu_sleep_ms(10);
         }
     }
-    printf("# connection limit %d, 4 workers, %d rounds of %d racing clients: at most %d "
+    printf("faults: exact-limit: connection limit %d, 4 workers, %d rounds of %d racing "
+           "clients: at most %d "
            "served at once\n",
            LIMIT, ROUNDS, RACERS * PER_RACER, most);
     assert_true(most > 0);
@@ -309,7 +311,8 @@ static void test_faults_skip_is_timed(void **state)
     int still = rp_list_ok(fd) == 0;
     close(fd);
 
-    printf("# skipped name: a stall cut after %lld ms, a trickle after %lld ms; idle kept: "
+    printf("faults: skip-timed: skipped name: a stall cut after %lld ms, a trickle after "
+           "%lld ms; idle kept: "
            "%d\n",
            (long long)stalled_ms, (long long)trickled_ms, still);
     tu_server_stop(&t, 1);
@@ -395,10 +398,12 @@ static void test_faults_listing_budget(void **state)
         else
             tu_sleep_ms(10);
     }
-    printf("# listing of %llu bytes held, budget %d: a second list got %s (\"%s\"), then %s\n",
+    printf("faults: listing-budget: listing of %llu bytes held, budget %d: a second list "
+           "got %s (\"%s\"), then %s\n",
            (unsigned long long)listing, LIST_BUDGET,
            tf_errname(b_status ? tf__wire_code((uint16_t)b_status) : TF_OK),
-           b_status ? msg : "", b_later == 0 ? "OK once the first was read" : "still refused");
+           b_status ? msg : "",
+           b_later == 0 ? "OK once the first was read" : "still refused");
     close(a);
     close(b);
     tu_server_stop(&t, 1);
@@ -428,11 +433,13 @@ static void test_faults_name_limit_of_the_file_system(void **state)
        go-ahead, and the connection stays in step. */
     char name[300];
     memset(name, 'x', sizeof name);
-    assert_int_equal(rp_send_request(fd, TF_OP_PUT, 0, sizeof name, 1000, 0, name, NULL), 0);
+    assert_int_equal(rp_send_request(fd, TF_OP_PUT, 0, sizeof name, 1000, 0, name, NULL),
+                     0);
     tf_wire_response r;
     char msg[TF_WIRE_MESSAGE_MAX + 1];
     assert_int_equal(rp_read_response(fd, &r, msg, sizeof msg), 0);
-    printf("# --max-name 4096 on a file system of %ld: announced %u; a put of a 300-byte "
+    printf("faults: fs-name-limit: --max-name 4096 on a file system of %ld: announced %u; "
+           "a put of a 300-byte "
            "name got %s (\"%s\")\n",
            fs_max, (unsigned)h.max_name, tf_errname(tf__wire_code(r.status)), msg);
     assert_int_equal(h.max_name, fs_max);
