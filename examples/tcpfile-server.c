@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "cli_parse.h"
@@ -295,8 +296,22 @@ static const char *open_hint(int rc, const char *err)
     return "";
 }
 
+/* Each connection is a descriptor, and the default connection limit
+   (1,024) alone is a shell's usual soft limit: raise the soft limit to the
+   hard one, as a server process may (the library changes no process-wide
+   state; out of descriptors it refuses clients, but that is a fallback). */
+static void raise_nofile_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl); /* best effort: the old limit still works */
+    }
+}
+
 static int serve(const server_args *a)
 {
+    raise_nofile_limit();
     char err[512];
     const char *where = a->bind ? a->bind : "every address";
     tf_server *s;

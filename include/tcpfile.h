@@ -108,12 +108,17 @@ typedef enum tf_option {
        ms, 0 = no limit. Default 300000. */
     TF_OPT_IDLE_TIMEOUT_MS = 3,
     /* both: longest name in bytes, 1..4096. Default 255. The server tells
-       the client its limit in the handshake. */
+       the client its limit in the handshake, lowered to what the served
+       directory's file system holds (NAME_MAX); a longer name is
+       TF_EINVAL. */
     TF_OPT_MAX_NAME_LEN = 4,
     /* server: 1 = refuse every put with TF_EACCES. Default 0. */
     TF_OPT_READ_ONLY = 5,
     /* server: connections served at once; the next client is told
-       TF_EBUSY. 1..1000000. Default 1024. */
+       TF_EBUSY. 1..1000000. Default 1024. Each takes a file descriptor:
+       the library does not change RLIMIT_NOFILE, so raise the soft limit
+       (tcpfile-server sets it to the hard one); out of descriptors, new
+       clients are told TF_EBUSY. */
     TF_OPT_MAX_CONNECTIONS = 6,
     /* server: largest upload accepted, bytes, 0 = no limit. Default 0. */
     TF_OPT_MAX_UPLOAD = 7,
@@ -121,7 +126,10 @@ typedef enum tf_option {
        Default 1 (overwrite). */
     TF_OPT_OVERWRITE = 8,
     /* client: largest encoded listing accepted from a server, bytes.
-       Default 256 MiB. Also caps tf_get_mem. */
+       Default 256 MiB. Also caps tf_get_mem. server: most bytes of encoded
+       listings held at once for clients still reading them, all
+       connections together; a list over it gets TF_EBUSY (one listing
+       alone is always sent). Default 256 MiB. */
     TF_OPT_MAX_MEMORY = 9,
     /* server: most files a listing carries; more gives TF_ETOOBIG.
        Default 1000000. */

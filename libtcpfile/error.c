@@ -99,10 +99,10 @@ int tf__code_from_errno(int errnum)
     case EDQUOT:
         return TF_ENOSPC;
     case EFBIG:
-    case ENAMETOOLONG:
         return TF_ETOOBIG;
     case ENOMEM:
         return TF_ENOMEM;
+    case ENAMETOOLONG: /* a name too long is a bad name (protocol.md) */
     case EINVAL:
         return TF_EINVAL;
     default:

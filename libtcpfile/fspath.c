@@ -384,7 +384,8 @@ int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e)
 {
     struct stat st;
     if (fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-        return TF_OK; /* nothing there (yet) */
+        return errno == ENAMETOOLONG ? fail_fs(e, errno, "cannot store", name)
+                                     : TF_OK; /* nothing there (yet) */
     if (!S_ISREG(st.st_mode))
         return tf__fail(e, TF_EACCES, "\"%s\" exists and is not a regular file", name);
     if (!overwrite)

@@ -24,6 +24,9 @@
 /* Refused clients waiting to read their refusal, beyond the limit, before
    the next ones are simply closed. */
 #define REFUSED_MAX 1024
+/* How long a worker that can neither accept nor refuse stops watching the
+   listeners (out of descriptors even after giving up its spare). */
+#define ACCEPT_BACKOFF_MS 100
 
 /* ---- session bookkeeping ------------------------------------------------------ */
 
@@ -69,18 +72,75 @@ int tf__session_watch(session *s, uint32_t events)
 
 /* ---- accepting ------------------------------------------------------------------ */
 
+/* Out of descriptors, a level-triggered listener stays readable and the
+   worker would spin on it. The spare descriptor (/dev/null, one per worker)
+   is given up to take the waiting connection, which is told the server is
+   full and closed, and is then taken back. If that cannot be done either,
+   the worker stops watching the listeners for ACCEPT_BACKOFF_MS. */
+static void refuse_unaccepted(worker *w, int lfd)
+{
+    if (w->spare_fd >= 0) {
+        close(w->spare_fd);
+        w->spare_fd = -1;
+        struct sockaddr_storage ss = {0};
+        socklen_t len = sizeof ss;
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            tf__refuse_fd(w->srv, fd, (struct sockaddr *)&ss,
+                          "the server is out of file descriptors; try again later");
+            close(fd);
+        }
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && w->spare_fd >= 0)
+            return;
+    }
+    if (w->listening) {
+        for (int i = 0; i < w->srv->nlisten; i++)
+            epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->srv->listen_fds[i], NULL);
+        w->listening = 0;
+        w->accept_resume_ms = tf__now_ms() + ACCEPT_BACKOFF_MS;
+    }
+}
+
+static int watch_listeners(worker *w)
+{
+    if (w->spare_fd < 0) /* first start, or lost to a race after a refusal */
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    for (int i = 0; i < w->srv->nlisten; i++) {
+        /* EPOLLEXCLUSIVE: one worker wakes per connection, not all. */
+        struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+                                  .data.u64 = TAG_LISTEN + (uint64_t)i};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->srv->listen_fds[i], &lev) != 0) {
+            /* None or all: a listener watched while w->listening is 0
+               would wake this worker for ever. */
+            while (i-- > 0)
+                epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->srv->listen_fds[i], NULL);
+            return TF_ENET;
+        }
+    }
+    w->listening = 1;
+    w->accept_resume_ms = 0;
+    return TF_OK;
+}
+
 static void accept_some(worker *w, int lfd)
 {
     tf_server *srv = w->srv;
     long max = (long)srv->opt.value[TF_OPT_MAX_CONNECTIONS];
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
+    for (int i = 0; i < ACCEPT_BATCH && w->listening; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN: another worker took it, or none left; EMFILE: later */
-        long open = atomic_load(&srv->sessions);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                refuse_unaccepted(w, lfd);
+            return; /* EAGAIN: another worker took it, or none left */
+        }
+        /* Counted before it is checked, in one step, so that workers
+           accepting at the same time cannot both take the last place. */
+        long open = atomic_fetch_add(&srv->sessions, 1);
         if (open >= max + REFUSED_MAX) {
+            atomic_fetch_sub(&srv->sessions, 1);
             close(fd); /* a flood: not even a refusal */
             continue;
         }
@@ -136,6 +196,13 @@ static int next_wait_ms(worker *w, int64_t now)
         if (!lists[i].list->head || lists[i].limit <= 0)
             continue;
         int64_t left = lists[i].list->head->last_ms + lists[i].limit - now;
+        if (left < 0)
+            left = 0;
+        if (wait < 0 || left < wait)
+            wait = left;
+    }
+    if (w->accept_resume_ms && !w->stopping) {
+        int64_t left = w->accept_resume_ms - now;
         if (left < 0)
             left = 0;
         if (wait < 0 || left < wait)
@@ -216,6 +283,9 @@ static void run_worker(worker *w)
         }
         if (!w->stopping && atomic_load(&w->srv->stopping))
             begin_stop(w); /* tf_server_run's own stop after a failure */
+        if (!w->stopping && w->accept_resume_ms && tf__now_ms() >= w->accept_resume_ms &&
+            watch_listeners(w) != TF_OK)
+            w->accept_resume_ms = tf__now_ms() + ACCEPT_BACKOFF_MS;
         expire_all(w, tf__now_ms());
         tf__worker_bury(w);
     }
@@ -232,21 +302,16 @@ static int worker_init(worker *w, tf_server *srv, int listen)
 {
     memset(w, 0, sizeof *w);
     w->srv = srv;
+    w->spare_fd = -1;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (w->epfd < 0)
         return TF_ENOMEM;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_STOP};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, srv->stop_pipe[0], &ev) != 0)
         return TF_ENOMEM;
-    for (int i = 0; listen && i < srv->nlisten; i++) {
-        /* EPOLLEXCLUSIVE: one worker wakes per connection, not all. */
-        struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
-                                  .data.u64 = TAG_LISTEN + (uint64_t)i};
-        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, srv->listen_fds[i], &lev) != 0)
-            return TF_ENET;
-    }
-    w->listening = listen;
-    return TF_OK;
+    if (!listen)
+        return TF_OK;
+    return watch_listeners(w);
 }
 
 int tf__server_serve_fd(tf_server *srv, int fd, const char *peer)
@@ -259,6 +324,8 @@ int tf__server_serve_fd(tf_server *srv, int fd, const char *peer)
     int flags = fcntl(fd, F_GETFL);
     if (flags >= 0)
         fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    if (rc == TF_OK)
+        atomic_fetch_add(&srv->sessions, 1); /* tf__session_new's to drop */
     session *s = rc == TF_OK ? tf__session_new(&w, fd, NULL) : NULL;
     if (!s) {
         if (rc != TF_OK)
@@ -339,6 +406,8 @@ int tf_server_run(tf_server *srv)
     for (int i = 0; i < (int)n; i++) {
         if (srv->workers[i].epfd > 0)
             close(srv->workers[i].epfd);
+        if (srv->workers[i].spare_fd > 0) /* 0: never initialised (calloc) */
+            close(srv->workers[i].spare_fd);
         tf__worker_release(&srv->workers[i]);
     }
     tf__sigpipe_restore(&guard);
@@ -384,11 +453,20 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     atomic_init(&s->stopping, 0);
     atomic_init(&s->sessions, 0);
+    atomic_init(&s->list_bytes, 0);
 
     if (!root || !*root)
         rc = tf__fail(&err, TF_EINVAL, "a root directory is required");
     if (rc == TF_OK)
         rc = tf__root_open(root, &s->rootfd, &err);
+    if (rc == TF_OK) {
+        /* The name limit announced in the hello is one the root's file
+           system can hold, so that a longer name is refused (EINVAL) when
+           it is requested, before a put's data moves. */
+        long fs_max = fpathconf(s->rootfd, _PC_NAME_MAX);
+        if (fs_max > 0 && fs_max < s->opt.value[TF_OPT_MAX_NAME_LEN])
+            s->opt.value[TF_OPT_MAX_NAME_LEN] = fs_max;
+    }
     if (rc == TF_OK && make_pipe(s->stop_pipe) != 0)
         rc = tf__fail_errno(&err, TF_EIO, errno, "cannot create a pipe");
     if (rc == TF_OK)

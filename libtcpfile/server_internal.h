@@ -36,6 +36,9 @@ struct worker {
     tf_server *srv;
     int epfd;
     int listening;        /* the listeners are in this worker's epoll */
+    int spare_fd;         /* /dev/null, given up to refuse a client when out
+                             of descriptors (server.c); -1 if none */
+    int64_t accept_resume_ms; /* not 0: listeners unwatched until then */
     int stopping;         /* the stop has been seen */
     int64_t grace_end_ms; /* when stopping: requests in flight end here */
     session_list idle;    /* between requests: idle timeout */
@@ -64,6 +67,9 @@ struct tf_server {
     int stop_pipe[2];
     atomic_int stopping;
     atomic_long sessions; /* open connections, for the connection limit */
+    /* Bytes of encoded listings held by connections still sending them,
+       bounded by TF_OPT_MAX_MEMORY (session.c, list_reserve). */
+    _Atomic uint64_t list_bytes;
     int nworkers;
     worker *workers;
 };
@@ -117,6 +123,7 @@ typedef struct request {
     size_t buf_pos, buf_end;
 
     uint8_t *list;          /* an encoded listing, owned */
+    size_t list_held;       /* its bytes counted in srv->list_bytes */
 
     /* put */
     tf__tmpfile tmp;
@@ -156,9 +163,18 @@ struct session {
 };
 
 /* session.c */
+/* A session for fd. The caller has already counted it in srv->sessions
+   (so that the connection limit is checked and taken in one atomic step);
+   from here on the count is the session's: dropped when it closes, or here
+   when it cannot be created (NULL; fd is closed). */
 session *tf__session_new(worker *w, int fd, const struct sockaddr *peer);
 /* Sends the hello of a served connection; on failure s is closed. */
 int tf__session_greet(session *s);
+/* Sends a refusal hello (TF_EBUSY, message) on a connection that has no
+   session (the server is out of descriptors), without blocking, after
+   reading what the client sent so that the close is not a reset. The
+   caller closes fd. */
+void tf__refuse_fd(tf_server *srv, int fd, const struct sockaddr *peer, const char *message);
 /* Sends the refusal hello of a full server and puts s into closing. */
 void tf__session_refuse(session *s, int code, const char *message);
 /* Handles epoll events for s. May free s. */

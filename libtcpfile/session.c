@@ -134,6 +134,8 @@ static void request_end(session *s, int keep_partial)
     }
     free(r->buf);
     free(r->list);
+    if (r->list_held)
+        atomic_fetch_sub(&s->w->srv->list_bytes, (uint64_t)r->list_held);
     s->req = NULL;
     worker *w = s->w;
     if (w->nspare < REQUEST_POOL_MAX) {
@@ -679,6 +681,27 @@ static void handle_put(session *s, const tf_wire_request *q)
     start_send(s, AFTER_RECV_BODY);
 }
 
+/* Takes len bytes of the server's listing budget (TF_OPT_MAX_MEMORY) for
+   this request's encoded listing, which it holds until the client has read
+   it all - at the minimum rate, that can be long. Over the budget it is
+   TF_EBUSY, try again later; one listing alone is always allowed, or a
+   root whose listing is over the budget could never be listed. */
+static int list_reserve(session *s, size_t len)
+{
+    tf_server *srv = s->w->srv;
+    uint64_t budget = (uint64_t)opts(s)->value[TF_OPT_MAX_MEMORY];
+    uint64_t before = atomic_fetch_add(&srv->list_bytes, (uint64_t)len);
+    if (before > 0 && before + len > budget) {
+        atomic_fetch_sub(&srv->list_bytes, (uint64_t)len);
+        return tf__fail(&s->req->err, TF_EBUSY,
+                        "the server is sending too many listings (%llu bytes held, at most "
+                        "%llu); try again later",
+                        (unsigned long long)before, (unsigned long long)budget);
+    }
+    s->req->list_held = len;
+    return TF_OK;
+}
+
 static void handle_list(session *s, const tf_wire_request *q)
 {
     request *r = s->req;
@@ -691,6 +714,9 @@ static void handle_list(session *s, const tf_wire_request *q)
                          (size_t)opt->value[TF_OPT_MAX_NAME_LEN], &l, &r->err);
     if (rc == TF_OK) {
         len = tf__wire_list_size(l);
+        rc = list_reserve(s, len);
+    }
+    if (rc == TF_OK) {
         r->list = malloc(len);
         if (!r->list)
             rc = tf__fail(&r->err, TF_ENOMEM, "out of memory encoding the listing");
@@ -894,15 +920,16 @@ static void on_request(session *s)
         fail_session(s, TF_ENOMEM, "out of memory");
         return;
     }
-    if (n == TF_ETOOBIG && q.op != TF_OP_GET && q.op != TF_OP_PUT && q.op != TF_OP_LIST) {
-        /* Not a request this version knows: like any other, it cannot be
-           framed safely. */
-        tf__fail(&r->err, TF_EPROTO, "unknown operation %u", (unsigned)q.op);
+    /* Framing first: a request this version cannot frame safely (unknown
+       op or flags, a stray size, offset or key) is closed on, whatever its
+       name, since skipping name_len bytes of it could land anywhere. */
+    if (n == TF_ETOOBIG && request_valid(s, &q) != TF_OK) {
         reply_failure(s, TF_EPROTO, AFTER_CLOSE);
         return;
     }
     if (n == TF_ETOOBIG) {
-        /* Still well framed: answer, then skip the name as it arrives. */
+        /* Still well framed: answer, then skip the name as it arrives. The
+           skip is timed as a request in flight (parse_input). */
         s->skip = TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(&q);
         tf__fail(&r->err, TF_EINVAL,
                  "bad name: the name is longer than the limit (at most %zu bytes)",
@@ -968,11 +995,18 @@ static void parse_input(session *s)
     }
     if (!s->skip && s->in_len > 0)
         on_request(s);
-    if (!s->dead && s->state == S_IDLE && s->in_len > 0 && s->list == &s->w->idle) {
-        /* Part of a request is here: from now on it is timed as one. */
+    if (s->dead || s->state != S_IDLE)
+        return;
+    if ((s->in_len > 0 || s->skip) && s->list == &s->w->idle) {
+        /* Part of a request is here, or the rest of a refused one's name
+           is still to come: from now on it is timed as a request, so the
+           I/O timeout and the minimum rate apply, not the idle timeout. */
         s->window_ms = tf__now_ms();
         s->window_bytes = 0;
         tf__session_list_move(s, &s->w->active, s->window_ms);
+    } else if (!s->in_len && !s->skip && !s->req && s->list == &s->w->active) {
+        /* A skipped name is over: back to waiting between requests. */
+        tf__session_list_move(s, &s->w->idle, tf__now_ms());
     }
 }
 
@@ -1050,10 +1084,9 @@ void tf__session_on_events(session *s, uint32_t events)
 
 /* ---- life and death ------------------------------------------------------------- */
 
-static int send_hello(session *s, int code, const char *message)
+static int send_hello_fd(const tf_options *opt, int fd, int code, const char *message)
 {
     uint8_t buf[TF_WIRE_SERVER_HELLO_SIZE + TF_WIRE_MESSAGE_MAX];
-    const tf_options *opt = opts(s);
     size_t mlen = message ? strlen(message) : 0;
     tf_wire_server_hello h = {
         .version_min = TF_WIRE_VERSION,
@@ -1067,7 +1100,31 @@ static int send_hello(session *s, int code, const char *message)
     };
     long n = tf__wire_encode_server_hello(buf, sizeof buf, &h);
     /* A new connection's send buffer is empty: the hello goes out whole. */
-    return send(s->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == n ? 0 : -1;
+    return send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == n ? 0 : -1;
+}
+
+static int send_hello(session *s, int code, const char *message)
+{
+    return send_hello_fd(opts(s), s->fd, code, message);
+}
+
+void tf__refuse_fd(tf_server *srv, int fd, const struct sockaddr *peer, const char *message)
+{
+    /* The client's hello is read first (if it has come): closing with
+       unread bytes would reset the connection, and the reset could reach
+       the client before it has read our refusal. */
+    uint8_t sink[256];
+    for (int i = 0; i < 4 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        ; /* bounded: a peer that keeps sending gets its reset */
+    if (send_hello_fd(&srv->opt, fd, TF_EBUSY, message) == 0)
+        shutdown(fd, SHUT_WR);
+    if (srv->opt.log) {
+        char who[64];
+        tf__format_addr(peer, 1, who, sizeof who);
+        tf_request_log entry = {.peer = who, .op = "busy", .name = "", .result = TF_EBUSY,
+                                .message = message};
+        srv->opt.log(srv->opt.log_user, &entry);
+    }
 }
 
 session *tf__session_new(worker *w, int fd, const struct sockaddr *peer)
@@ -1075,6 +1132,7 @@ session *tf__session_new(worker *w, int fd, const struct sockaddr *peer)
     session *s = calloc(1, sizeof *s);
     if (!s) {
         close(fd);
+        atomic_fetch_sub(&w->srv->sessions, 1);
         return NULL;
     }
     s->fd = fd;
@@ -1087,7 +1145,6 @@ session *tf__session_new(worker *w, int fd, const struct sockaddr *peer)
         memcpy(&s->peer.v6, peer, sizeof s->peer.v6);
     else if (peer)
         memcpy(&s->peer.v4, peer, sizeof s->peer.v4);
-    atomic_fetch_add(&w->srv->sessions, 1);
     tf__session_list_move(s, &w->active, s->last_ms);
     if (watch(s, EPOLLIN) != 0) {
         tf__session_close(s);
