@@ -3,11 +3,14 @@
  *
  *   faultkit fill PATH SIZE SEED
  *       writes SIZE bytes of seeded pseudo-random data (fast, reproducible)
- *   faultkit put HOST PORT LOCAL NAME [--rate MIB_PER_S] [--resume]
- *   faultkit get HOST PORT NAME LOCAL [--rate MIB_PER_S] [--resume]
+ *   faultkit put HOST PORT LOCAL NAME [--rate MIB_PER_S] [--hold-at BYTES] [--resume]
+ *   faultkit get HOST PORT NAME LOCAL [--rate MIB_PER_S] [--hold-at BYTES] [--resume]
  *       one transfer, optionally throttled (the progress callback sleeps to
- *       hold the rate, so a kill -9 can land anywhere inside the transfer)
- *       and resumable (TF_OPT_RESUME).
+ *       hold the rate, so a kill -9 can land anywhere inside the transfer),
+ *       optionally held once BYTES have moved (it prints "held N" and waits,
+ *       at most 30 s, for SIGUSR1: a script kills the server meanwhile, so
+ *       the kill lands mid-payload however loaded the machine is) and
+ *       resumable (TF_OPT_RESUME).
  *
  * A transfer prints "first N" on stdout at its first progress report (N > 0
  * means it continued an earlier one) and "done N" at the end, each line
@@ -20,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +37,28 @@ typedef struct throttle {
     double start; /* when the first report came */
     uint64_t base;
     int reported;
+    uint64_t hold_at; /* 0: never held */
+    int held;
 } throttle;
+
+static volatile sig_atomic_t released;
+
+static void on_release(int sig)
+{
+    (void)sig;
+    released = 1;
+}
+
+/* Waits for SIGUSR1 (at most 30 s, so that a broken script cannot hang). */
+static void hold(uint64_t done)
+{
+    printf("held %" PRIu64 "\n", done);
+    fflush(stdout);
+    for (int i = 0; i < 3000 && !released; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
 
 static double now_s(void)
 {
@@ -52,6 +77,10 @@ static int on_progress(void *user, uint64_t done, uint64_t total)
         t->base = done;
         printf("first %" PRIu64 "\n", done);
         fflush(stdout);
+    }
+    if (t->hold_at && !t->held && done >= t->hold_at) {
+        t->held = 1;
+        hold(done);
     }
     if (t->rate > 0) {
         double due = t->start + (double)(done - t->base) / t->rate;
@@ -102,8 +131,10 @@ int main(int argc, char **argv)
     if (argc < 6 || (strcmp(argv[1], "put") != 0 && strcmp(argv[1], "get") != 0)) {
         fprintf(stderr,
                 "usage: faultkit fill PATH SIZE SEED\n"
-                "       faultkit put HOST PORT LOCAL NAME [--rate MIB] [--resume]\n"
-                "       faultkit get HOST PORT NAME LOCAL [--rate MIB] [--resume]\n");
+                "       faultkit put HOST PORT LOCAL NAME [--rate MIB] [--hold-at BYTES] "
+                "[--resume]\n"
+                "       faultkit get HOST PORT NAME LOCAL [--rate MIB] [--hold-at BYTES] "
+                "[--resume]\n");
         return 2;
     }
     throttle t = {0};
@@ -115,12 +146,17 @@ int main(int argc, char **argv)
             tf_options_set(opt, TF_OPT_RESUME, 1);
         } else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc) {
             t.rate = strtod(argv[++i], NULL) * 1048576.0;
+        } else if (strcmp(argv[i], "--hold-at") == 0 && i + 1 < argc) {
+            t.hold_at = strtoull(argv[++i], NULL, 10);
         } else {
             fprintf(stderr, "faultkit: unknown option %s\n", argv[i]);
             tf_options_free(opt);
             return 2;
         }
     }
+    struct sigaction sa = {.sa_handler = on_release};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
     tf_options_set_progress(opt, on_progress, &t);
     char err[512];
     tf_client *c;

@@ -4,8 +4,11 @@
 #
 # Three kinds of run take turns: a plain upload over an existing name, a
 # plain upload of a new name, and a resumable upload (TF_OPT_RESUME) over an
-# existing name. Each is throttled (faultkit) so that the kill, at a random
-# moment after the upload's temporary appears, lands mid-payload. Then:
+# existing name. Each upload is held (faultkit --hold-at) at a random byte
+# between 1 MiB and three quarters of the payload; the server is killed while
+# the client waits there, so the kill lands mid-payload however loaded the
+# machine is (a timed kill could come after a slow machine's upload ended).
+# Then:
 #  - the name holds its old content whole, or does not exist - never part;
 #  - the client got TF_ENET, not a false success;
 #  - a restarted server has swept the stale plain temporaries (up-*) but
@@ -18,7 +21,7 @@ source "$(dirname "$0")/lib.sh" "$@"
 
 SIZE=${FAULT_PUT_SIZE:-$((100 << 20))}
 RUNS=${FAULT_RUNS:-6}
-RATE=128 # MiB/s: about 0.8 s per upload
+RATE=256 # MiB/s: the hold point comes within 0.3 s
 H=127.0.0.1
 ROOT=$TMP/root
 
@@ -29,16 +32,15 @@ start_server root
 expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/A" data.bin
 cur=A
 
-# wait_for_temp PREFIX PID: until the upload's temporary exists (the
-# request reached the server and the payload is flowing).
-wait_for_temp() {
+# wait_for_hold PID: until the upload stops at its hold point, mid-payload.
+wait_for_hold() {
   local i
-  for ((i = 0; i < 500; i++)); do
-    [[ $(temps "$ROOT" "$1") -ge 1 ]] && return 0
-    running "$2" || fail "the upload ended before its temporary appeared"
+  for ((i = 0; i < 2000; i++)); do
+    grep -q '^held ' "$TMP/fk.out" && return 0
+    running "$1" || fail "the upload ended before its hold point: $(cat "$TMP/fk.err")"
     sleep 0.01
   done
-  fail "no $1 temporary appeared within 5 s"
+  fail "the upload did not reach its hold point within 20 s"
 }
 
 swept=0 resumed=0 min_kept=-1 max_kept=0
@@ -50,14 +52,14 @@ for ((run = 1; run <= RUNS; run++)); do
   2) name=fresh-$run.bin prefix=up- args=() what="plain put of a new name" ;;
   0) name=data.bin prefix=resume- args=(--resume) what="resumable put over data.bin" ;;
   esac
-  "$FAULTKIT" put $H "$PORT" "$TMP/$new" "$name" --rate $RATE "${args[@]}" \
-    >"$TMP/fk.out" 2>"$TMP/fk.err" &
+  hold_at=$(((1 << 20) + $(random_below $((SIZE * 3 / 4 - (1 << 20))))))
+  "$FAULTKIT" put $H "$PORT" "$TMP/$new" "$name" --rate $RATE --hold-at "$hold_at" \
+    "${args[@]}" >"$TMP/fk.out" 2>"$TMP/fk.err" &
   pid=$!
   BG_PIDS+=("$pid")
-  wait_for_temp "$prefix" "$pid"
-  delay=$(random_below $((SIZE * 750 / (RATE << 20))))
-  sleep_ms "$delay"
+  wait_for_hold "$pid"
   kill_server "$SERVER_PID"
+  kill -USR1 "$pid" 2>/dev/null || true
   reap_bg "$pid"
   [[ $BG_STATUS == 1 ]] ||
     fail "run $run: the client exited with $BG_STATUS when the server died:
@@ -103,7 +105,7 @@ $(cat "$TMP/fk.err")"
   fi
   names=$(listed "$PORT" | tr '\n' ' ')
   [[ $names == "data.bin " ]] || fail "run $run: the listing is \"$names\""
-  pass "run $run ($what, SIGKILL $delay ms into the payload): $detail"
+  pass "run $run ($what, SIGKILL after $((hold_at >> 10)) KiB of the payload): $detail"
 done
 
 expect 0 "$CLIENT" -q $H "$PORT" get data.bin "$TMP/final"
