@@ -122,8 +122,16 @@ int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e)
     return TF_OK;
 }
 
+/* Modes of new temporaries. The server's are private until published
+   (publish_mode), so that even a staging directory that was briefly open
+   to others (see open_tmp_dir) exposes nothing; the client's get the usual
+   0666 and umask, being renamed into place as they are. */
+#define SERVER_TMP_MODE 0600
+#define CLIENT_TMP_MODE 0666
+
 /* Creates an unused "<prefix><16 random hex digits>" in dirfd. */
-static int create_temp(int dirfd, const char *prefix, tf__tmpfile *t, tf__err *e)
+static int create_temp(int dirfd, const char *prefix, mode_t mode, tf__tmpfile *t,
+                       tf__err *e)
 {
     t->dirfd = dirfd;
     t->direct = 0;
@@ -132,8 +140,7 @@ static int create_temp(int dirfd, const char *prefix, tf__tmpfile *t, tf__err *e
         if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
             r = (uint64_t)tf__now_ms() * 2654435761u + (uint64_t)attempt;
         snprintf(t->name, sizeof t->name, "%s%016llx", prefix, (unsigned long long)r);
-        /* 0666 and the process umask, as any new file gets. */
-        t->fd = open_beneath(dirfd, t->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        t->fd = open_beneath(dirfd, t->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
         if (t->fd >= 0)
             return TF_OK;
         if (errno != EEXIST)
@@ -169,9 +176,20 @@ int tf__tmpfile_restart(tf__tmpfile *t, tf__err *e)
     return TF_OK;
 }
 
-/* Opens root/TF_TMP_DIR, creating it on first use. */
+/*
+ * Opens root/TF_TMP_DIR, creating it on first use, and checks what was
+ * opened: anyone who can write in the root can also create, or (in a root
+ * without the sticky bit) swap in, a directory of that name. Only a
+ * directory that is the server's own and closed to everyone else is used,
+ * since one she can enter lets her read uploads in progress and replace a
+ * temporary before it is renamed into place. The check is made on the
+ * descriptor, which every later step goes through (openat, renameat from
+ * it), so a swap after the check does not matter: the temporaries live in
+ * the directory checked, whatever its name is by then.
+ */
 static int open_tmp_dir(int rootfd, int create, tf__err *e)
 {
+    struct stat st;
     if (create && mkdirat(rootfd, TF_TMP_DIR, 0700) != 0 && errno != EEXIST)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot create the directory for uploads");
@@ -185,6 +203,29 @@ static int open_tmp_dir(int rootfd, int create, tf__err *e)
     if (dirfd < 0)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot open the directory for uploads");
+    if (fstat(dirfd, &st) != 0) {
+        int err = errno;
+        close(dirfd);
+        return tf__fail_errno(e, TF_EIO, err, "cannot stat the directory for uploads");
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+        close(dirfd);
+        return tf__fail(e, TF_EIO,
+                        "the server cannot take uploads: \"%s\" in its directory belongs to "
+                        "uid %lu, not to the server (uid %lu); remove it",
+                        TF_TMP_DIR, (unsigned long)st.st_uid, (unsigned long)geteuid());
+    }
+    /* Ours but open to others (made by hand, or an old version's): close
+       it before use. Nobody else could have put anything in it that we
+       would trust: resumed bytes are checked against the client's digest. */
+    if ((st.st_mode & 077) != 0 && fchmod(dirfd, 0700) != 0) {
+        int err = errno;
+        close(dirfd);
+        return tf__fail_errno(e, TF_EIO, err,
+                              "the server cannot take uploads: \"%s\" is open to other "
+                              "users and cannot be made private",
+                              TF_TMP_DIR);
+    }
     return dirfd;
 }
 
@@ -202,7 +243,7 @@ int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e)
     if (dirfd < 0)
         return dirfd;
     t->owns_dirfd = 1;
-    int rc = create_temp(dirfd, TF_TMP_PLAIN_PREFIX, t, e);
+    int rc = create_temp(dirfd, TF_TMP_PLAIN_PREFIX, SERVER_TMP_MODE, t, e);
     if (rc != TF_OK) {
         close(dirfd);
         t->dirfd = -1;
@@ -211,15 +252,30 @@ int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e)
 }
 
 /* Opens (creating) dirfd/name for a resumable temporary, locks it, and
-   positions it at its end; *have is its size. */
-static int open_resumable(int dirfd, tf__tmpfile *t, uint64_t size, uint64_t *have,
-                          tf__err *e)
+   positions it at its end; *have is its size. With SERVER_TMP_MODE, a file
+   there that is not our own (planted while the directory was open to
+   others, or linked from elsewhere) or that others could write is
+   replaced by a new one: her inode, renamed into place, would stay hers to
+   rewrite. One that others could only read is made private. */
+static int open_resumable(int dirfd, tf__tmpfile *t, uint64_t size, mode_t mode,
+                          uint64_t *have, tf__err *e)
 {
     struct stat st;
-    t->fd = open_beneath(dirfd, t->name, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    t->fd = open_beneath(dirfd, t->name, O_RDWR | O_CREAT | O_CLOEXEC, mode);
+    if (t->fd >= 0 && mode == SERVER_TMP_MODE && fstat(t->fd, &st) == 0 &&
+        (st.st_uid != geteuid() || st.st_nlink != 1 || (st.st_mode & 022) != 0)) {
+        close(t->fd);
+        t->fd = -1;
+        if (unlinkat(dirfd, t->name, 0) == 0 || errno == ENOENT)
+            t->fd = open_beneath(dirfd, t->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        else
+            errno = EACCES;
+    }
     if (t->fd < 0)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot open the partial file");
+    if (mode == SERVER_TMP_MODE)
+        (void)fchmod(t->fd, SERVER_TMP_MODE);
     /* Two connections continuing one upload would interleave their bytes. */
     if (flock(t->fd, LOCK_EX | LOCK_NB) != 0)
         return tf__fail(e, TF_EBUSY, "this transfer is in progress on another connection");
@@ -353,8 +409,8 @@ int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, int6
     free(kept);
     /* No room (0 allowed, or the others all in progress): an upload like
        any other, not kept if it is cut off. */
-    int rc = *resumable ? open_resumable(dirfd, t, size, have, e)
-                        : create_temp(dirfd, TF_TMP_PLAIN_PREFIX, t, e);
+    int rc = *resumable ? open_resumable(dirfd, t, size, SERVER_TMP_MODE, have, e)
+                        : create_temp(dirfd, TF_TMP_PLAIN_PREFIX, SERVER_TMP_MODE, t, e);
     flock(dirfd, LOCK_UN);
     if (rc != TF_OK) {
         /* Not ours to delete: it may belong to the other connection. */
@@ -407,10 +463,35 @@ static int rename_noreplace(int olddir, const char *old, int newdir, const char 
     return 0;
 }
 
+/* The mode a published upload gets: what a file created by this process
+   would have had (0666 and the umask), read without changing the umask,
+   which umask() would do for every thread at once. */
+static mode_t publish_mode(void)
+{
+    mode_t mask = 022;
+    FILE *f = fopen("/proc/self/status", "re");
+    if (f) {
+        char line[128];
+        unsigned m;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "Umask: %o", &m) == 1) {
+                mask = (mode_t)m & 0777;
+                break;
+            }
+        fclose(f);
+    }
+    return 0666 & ~mask;
+}
+
 int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
                       tf__err *e)
 {
     int rc = TF_OK;
+    /* Written private (SERVER_TMP_MODE); published as any new file is. */
+    if (fchmod(t->fd, publish_mode()) != 0) {
+        rc = fail_fs(e, errno, "cannot set the mode of", name);
+        goto out;
+    }
     if (fsync(t->fd) != 0) {
         rc = tf__fail_errno(e, tf__code_from_errno(errno) == TF_ENOSPC ? TF_ENOSPC : TF_EIO,
                             errno, "cannot flush \"%s\" to disk", name);
@@ -494,7 +575,7 @@ int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *fi
     if (dirfd < 0)
         return dirfd;
     t->owns_dirfd = 1;
-    int rc = create_temp(dirfd, ".tcpfile-part-", t, e);
+    int rc = create_temp(dirfd, ".tcpfile-part-", CLIENT_TMP_MODE, t, e);
     if (rc != TF_OK) {
         close(dirfd);
         t->dirfd = -1;
@@ -536,7 +617,7 @@ int tf__local_begin_resumable(const char *path, const char *name, tf__tmpfile *t
         for (int i = 0; i < 8; i++)
             n += snprintf(t->name + n, sizeof t->name - (size_t)n, "%02x", h[i]);
     }
-    int rc = open_resumable(dirfd, t, UINT64_MAX, have, e);
+    int rc = open_resumable(dirfd, t, UINT64_MAX, CLIENT_TMP_MODE, have, e);
     if (rc != TF_OK)
         tf__tmpfile_keep(t);
     return rc;
