@@ -56,16 +56,19 @@ int tf__root_open(const char *root, int *dirfd, tf__err *e)
     return TF_OK;
 }
 
-static void identity_of(const struct stat *st, uint64_t id[4])
+static void identity_of(const struct stat *st, uint64_t id[TF_FS_ID_LEN])
 {
     id[0] = (uint64_t)st->st_ino;
     id[1] = (uint64_t)st->st_size;
     id[2] = (uint64_t)st->st_mtim.tv_sec;
     id[3] = (uint64_t)st->st_mtim.tv_nsec;
+    id[4] = (uint64_t)st->st_dev;
+    id[5] = (uint64_t)st->st_ctim.tv_sec;
+    id[6] = (uint64_t)st->st_ctim.tv_nsec;
 }
 
-int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, uint64_t id[4],
-                     tf__err *e)
+int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size,
+                     uint64_t id[TF_FS_ID_LEN], tf__err *e)
 {
     struct stat st;
     /* O_NONBLOCK: a FIFO planted in the root must not hang the server;
@@ -313,6 +316,9 @@ static int walk_tmp(int dirfd, int all_plain, int64_t ttl_s, const char *skip, p
             close(listfd);
         return 0;
     }
+    /* The dup shares its offset with dirfd, which an earlier walk may
+       have left at the end. */
+    rewinddir(d);
     time_t now = time(NULL);
     size_t cap = 0;
     int rc = 0;
@@ -395,20 +401,20 @@ int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, int6
     t->dirfd = dirfd;
     t->owns_dirfd = 1;
     snprintf(t->name, sizeof t->name, "%s%s", TF_TMP_RESUME_PREFIX, stem);
-    /* Counting the partials and creating one is one step, or two threads
-       could both take the last place; and an idle partial that is being
-       removed must not be taken up meanwhile. This open of the directory is
-       the connection's own, so the lock orders the server's threads too. */
+    /* Taking up a partial and removing idle ones (here the expired, and
+       in tf__upload_keep the least recently written) are one step each,
+       under a lock on the directory: an idle partial that is being removed
+       must not be taken up meanwhile. This open of the directory is the
+       connection's own, so the lock orders the server's threads too. */
     while (flock(dirfd, LOCK_EX) != 0 && errno == EINTR)
         continue;
-    partial *kept = NULL;
-    size_t n = 0;
-    /* With max_partials 0 nothing is kept, not even this upload's own. */
-    *resumable = walk_tmp(dirfd, 0, ttl_s, max_partials ? t->name : NULL, &kept, &n) == 0 &&
-                 make_room(dirfd, kept, n, max_partials);
-    free(kept);
-    /* No room (0 allowed, or the others all in progress): an upload like
-       any other, not kept if it is cut off. */
+    /* Room is made only when a cut-off upload is kept (tf__upload_keep):
+       one that completes, or that is cut off before its first byte, takes
+       no older partial's place. With max_partials 0 nothing is kept. */
+    *resumable = max_partials > 0;
+    (void)walk_tmp(dirfd, 0, ttl_s, NULL, NULL, NULL);
+    /* With no room at all: an upload like any other, not kept if it is
+       cut off. */
     int rc = *resumable ? open_resumable(dirfd, t, size, SERVER_TMP_MODE, have, e)
                         : create_temp(dirfd, TF_TMP_PLAIN_PREFIX, SERVER_TMP_MODE, t, e);
     flock(dirfd, LOCK_UN);
@@ -417,6 +423,25 @@ int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, int6
         tf__tmpfile_keep(t);
     }
     return rc;
+}
+
+void tf__upload_keep(tf__tmpfile *t, int64_t ttl_s, size_t max_partials)
+{
+    int keep = 0;
+    if (t->fd >= 0 && t->dirfd >= 0 && t->name[0] && max_partials > 0) {
+        while (flock(t->dirfd, LOCK_EX) != 0 && errno == EINTR)
+            continue;
+        partial *kept = NULL;
+        size_t n = 0;
+        keep = walk_tmp(t->dirfd, 0, ttl_s, t->name, &kept, &n) == 0 &&
+               make_room(t->dirfd, kept, n, max_partials);
+        free(kept);
+        flock(t->dirfd, LOCK_UN);
+    }
+    if (keep)
+        tf__tmpfile_keep(t);
+    else
+        tf__tmpfile_abort(t);
 }
 
 void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s, size_t max_partials)
@@ -648,10 +673,12 @@ int tf__local_commit(tf__tmpfile *t, const char *final, tf__err *e)
 }
 
 #define DIGEST_XATTR "user.tcpfile.xxh3"
-#define DIGEST_RECORD (1 + 4 * 8 + TF_DIGEST_SIZE) /* version, identity, digest */
+/* Version, the first four words of the identity (inode, size, mtime: the
+   ctime changes with the attribute itself), digest. */
+#define XATTR_ID_LEN 4
+#define DIGEST_RECORD (1 + XATTR_ID_LEN * 8 + TF_DIGEST_SIZE)
 
-/* The identity a remembered digest is valid for. */
-int tf__fs_identity(int fd, uint64_t id[4])
+int tf__fs_identity(int fd, uint64_t id[TF_FS_ID_LEN])
 {
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
@@ -660,49 +687,113 @@ int tf__fs_identity(int fd, uint64_t id[4])
     return 0;
 }
 
-int tf__fs_digest_load(int fd, const uint64_t id[4], uint8_t out[TF_DIGEST_SIZE])
+void tf__digest_cache_init(tf__digest_cache *c)
 {
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->lock, NULL);
+}
+
+void tf__digest_cache_destroy(tf__digest_cache *c)
+{
+    pthread_mutex_destroy(&c->lock);
+}
+
+static int memo_load(tf__digest_cache *c, const uint64_t id[TF_FS_ID_LEN],
+                     uint8_t out[TF_DIGEST_SIZE])
+{
+    int found = 0;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < TF_DIGEST_CACHE_SIZE && !found; i++) {
+        tf__digest_memo *m = &c->memo[i];
+        if (m->used && memcmp(m->id, id, sizeof m->id) == 0) {
+            memcpy(out, m->digest, TF_DIGEST_SIZE);
+            m->used = ++c->clock;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return found;
+}
+
+/* Replaces the entry of the same file (device and inode: its older version
+   is of no more use), or else the least recently used one. */
+static void memo_store(tf__digest_cache *c, const uint64_t id[TF_FS_ID_LEN],
+                       const uint8_t digest[TF_DIGEST_SIZE])
+{
+    pthread_mutex_lock(&c->lock);
+    tf__digest_memo *victim = &c->memo[0];
+    for (size_t i = 0; i < TF_DIGEST_CACHE_SIZE; i++) {
+        tf__digest_memo *m = &c->memo[i];
+        if (m->used && m->id[0] == id[0] && m->id[4] == id[4]) {
+            victim = m;
+            break;
+        }
+        if (m->used < victim->used)
+            victim = m;
+    }
+    memcpy(victim->id, id, sizeof victim->id);
+    memcpy(victim->digest, digest, TF_DIGEST_SIZE);
+    victim->used = ++c->clock;
+    pthread_mutex_unlock(&c->lock);
+}
+
+int tf__fs_digest_load(int fd, const uint64_t id[TF_FS_ID_LEN], tf__digest_cache *mem,
+                       uint8_t out[TF_DIGEST_SIZE])
+{
+    if (mem)
+        return memo_load(mem, id, out);
     uint8_t rec[DIGEST_RECORD];
     if (fgetxattr(fd, DIGEST_XATTR, rec, sizeof rec) != (ssize_t)sizeof rec || rec[0] != 1 ||
-        memcmp(rec + 1, id, 4 * sizeof id[0]) != 0)
+        memcmp(rec + 1, id, XATTR_ID_LEN * sizeof id[0]) != 0)
         return 0;
-    memcpy(out, rec + 1 + 4 * sizeof id[0], TF_DIGEST_SIZE);
+    memcpy(out, rec + 1 + XATTR_ID_LEN * sizeof id[0], TF_DIGEST_SIZE);
     return 1;
 }
 
-void tf__fs_digest_store(int fd, const uint8_t digest[TF_DIGEST_SIZE], const uint64_t id[4],
-                         int settled)
+void tf__fs_digest_store(int fd, const uint8_t digest[TF_DIGEST_SIZE],
+                         const uint64_t id[TF_FS_ID_LEN], tf__digest_cache *mem)
 {
     uint8_t rec[DIGEST_RECORD];
-    uint64_t now_id[4];
+    uint64_t now_id[TF_FS_ID_LEN];
     if (tf__fs_identity(fd, now_id) != 0 || memcmp(now_id, id, sizeof now_id) != 0)
         return;
-    if (settled && (int64_t)now_id[2] > (int64_t)time(NULL) - 2)
+    if ((int64_t)now_id[2] > (int64_t)time(NULL) - 2)
+        return; /* not settled */
+    if (mem) {
+        memo_store(mem, now_id, digest);
         return;
+    }
     rec[0] = 1;
-    memcpy(rec + 1, now_id, sizeof now_id);
-    memcpy(rec + 1 + sizeof now_id, digest, TF_DIGEST_SIZE);
+    memcpy(rec + 1, now_id, XATTR_ID_LEN * sizeof now_id[0]);
+    memcpy(rec + 1 + XATTR_ID_LEN * sizeof now_id[0], digest, TF_DIGEST_SIZE);
     /* Best effort: no xattrs here only means hashing again next time. */
     (void)fsetxattr(fd, DIGEST_XATTR, rec, sizeof rec, 0);
 }
 
-int tf__fs_hash_prefix(int fd, uint64_t len, tf__digest *d, uint8_t *buf, size_t buf_len,
-                       tf__err *e)
+int tf__fs_hash_range(int fd, uint64_t from, uint64_t len, tf__digest *d, uint8_t *buf,
+                      size_t buf_len, tf__err *e)
 {
-    uint64_t off = 0;
+    uint64_t off = from;
+    len += from;
     while (off < len) {
         size_t want = len - off < buf_len ? (size_t)(len - off) : buf_len;
         ssize_t n = pread(fd, buf, want, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return tf__fail_errno(e, TF_EIO, errno, "reading the partial file failed");
+            return tf__fail_errno(e, TF_EIO, errno, "reading the file failed");
         if (n == 0)
-            return tf__fail(e, TF_EIO, "the partial file is shorter than expected");
+            return tf__fail(e, TF_EIO, "the file is shorter than expected");
         tf__digest_update(d, buf, (size_t)n);
         off += (uint64_t)n;
     }
     return TF_OK;
+}
+
+int tf__fs_hash_prefix(int fd, uint64_t len, tf__digest *d, uint8_t *buf, size_t buf_len,
+                       tf__err *e)
+{
+    return tf__fs_hash_range(fd, 0, len, d, buf, buf_len, e);
 }
 
 /* Copies a stream of unknown length into an unnamed temporary file. */
@@ -812,6 +903,8 @@ int tf__fs_scan(int rootfd, size_t max_entries, size_t max_name, tf_listing **ou
         struct stat st;
         if (tf__name_check_bytes(de->d_name, nlen, max_name, NULL) != TF_OK)
             continue; /* ".", "..", and names no client could ask for */
+        if (strcmp(de->d_name, TF_TMP_DIR) == 0)
+            continue; /* reserved, even if something planted a file there */
         if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
             continue;
         if (fstatat(rootfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
