@@ -740,8 +740,9 @@ static void memo_store(tf__digest_cache *c, const uint64_t id[TF_FS_ID_LEN],
 int tf__fs_digest_load(int fd, const uint64_t id[TF_FS_ID_LEN], tf__digest_cache *mem,
                        uint8_t out[TF_DIGEST_SIZE])
 {
-    if (mem)
-        return memo_load(mem, id, out);
+    /* Read-only still reads what a server that could write left. */
+    if (mem && memo_load(mem, id, out))
+        return 1;
     uint8_t rec[DIGEST_RECORD];
     if (fgetxattr(fd, DIGEST_XATTR, rec, sizeof rec) != (ssize_t)sizeof rec || rec[0] != 1 ||
         memcmp(rec + 1, id, XATTR_ID_LEN * sizeof id[0]) != 0)

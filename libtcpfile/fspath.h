@@ -134,7 +134,7 @@ void tf__digest_cache_destroy(tf__digest_cache *c);
 int tf__fs_identity(int fd, uint64_t id[TF_FS_ID_LEN]);
 /* Returns 1 and fills out when a digest is remembered for fd's identity id
    (as tf__fs_open_read or tf__fs_identity gives it): in mem when it is not
-   NULL, else beside the file. */
+   NULL, or beside the file. */
 int tf__fs_digest_load(int fd, const uint64_t id[TF_FS_ID_LEN], tf__digest_cache *mem,
                        uint8_t out[TF_DIGEST_SIZE]);
 /* Remembers digest for fd (in mem when not NULL, else beside the file, best

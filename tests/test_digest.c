@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,6 +261,71 @@ static void test_digest_read_only_writes_nothing(void **state)
     free(data);
 }
 
+/* The in-memory digests are shared by the workers: gets from several
+   threads, spread over two workers, of files whose digests are being
+   remembered and looked up at the same time (run under TSan too). */
+typedef struct getter {
+    const test_server *s;
+    const uint8_t *data;
+    size_t size;
+    int ok;
+} getter;
+
+static void *get_loop(void *arg)
+{
+    getter *g = arg;
+    tf_client *c = NULL;
+    if (tf_connect(&c, "127.0.0.1", g->s->port, NULL) != TF_OK)
+        return NULL;
+    for (int i = 0; i < 20; i++) {
+        void *d;
+        size_t n;
+        char name[16];
+        snprintf(name, sizeof name, "f%d.bin", i % 4);
+        if (tf_get_mem(c, name, &d, &n) != TF_OK)
+            break;
+        if (n == g->size && memcmp(d, g->data, n) == 0)
+            g->ok++;
+        tf_free(d);
+    }
+    tf_close(c);
+    return NULL;
+}
+
+static void test_digest_read_only_memory_shared(void **state)
+{
+    (void)state;
+    const size_t size = (size_t)256 << 10;
+    uint8_t *data = malloc(size);
+    tu_fill(data, size, 5);
+    test_server s;
+    tf_options *o;
+    assert_int_equal(tf_options_new(&o), TF_OK);
+    assert_int_equal(tf_options_set(o, TF_OPT_WORKERS, 2), TF_OK);
+    assert_int_equal(tf_options_set(o, TF_OPT_READ_ONLY, 1), TF_OK);
+    tu_server_start(&s, o);
+    tf_options_free(o);
+    for (int i = 0; i < 4; i++) {
+        char name[16], p[512];
+        snprintf(name, sizeof name, "f%d.bin", i);
+        path_of(p, sizeof p, s.root, name);
+        tu_write_file(p, data, size);
+        settle(p);
+    }
+    pthread_t t[4];
+    getter g[4];
+    for (int i = 0; i < 4; i++) {
+        g[i] = (getter){.s = &s, .data = data, .size = size};
+        assert_int_equal(pthread_create(&t[i], NULL, get_loop, &g[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(g[i].ok, 20);
+    }
+    tu_server_stop(&s, 1);
+    free(data);
+}
+
 /* ---- suspected: a digest remembered right after an upload ------------------------ */
 
 /* An upload, then an in-place edit at the same size within the same clock
@@ -429,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_digest_resumed_get_hashed_once),
         cmocka_unit_test(test_digest_resumed_get_hashed_once_read_only),
         cmocka_unit_test(test_digest_read_only_writes_nothing),
+        cmocka_unit_test(test_digest_read_only_memory_shared),
         cmocka_unit_test(test_digest_not_remembered_unsettled),
         cmocka_unit_test(test_digest_malformed_trailer_keeps_nothing),
         cmocka_unit_test(test_digest_empty_partial_not_kept),
