@@ -525,6 +525,15 @@ int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrit
     rc = tf__fs_check_target(rootfd, name, overwrite, e);
     if (rc != TF_OK)
         goto out;
+    /* What is renamed is what we wrote: the staging directory is ours
+       alone (open_tmp_dir), so this only states the promise. */
+    struct stat mine, there;
+    if (fstat(t->fd, &mine) != 0 ||
+        fstatat(t->dirfd, t->name, &there, AT_SYMLINK_NOFOLLOW) != 0 ||
+        mine.st_dev != there.st_dev || mine.st_ino != there.st_ino) {
+        rc = tf__fail(e, TF_EIO, "the temporary of \"%s\" was replaced; not stored", name);
+        goto out;
+    }
     int r = overwrite ? renameat(t->dirfd, t->name, rootfd, name)
                       : rename_noreplace(t->dirfd, t->name, rootfd, name);
     if (r != 0) {
