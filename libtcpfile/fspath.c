@@ -56,16 +56,19 @@ int tf__root_open(const char *root, int *dirfd, tf__err *e)
     return TF_OK;
 }
 
-static void identity_of(const struct stat *st, uint64_t id[4])
+static void identity_of(const struct stat *st, uint64_t id[TF_FS_ID_LEN])
 {
     id[0] = (uint64_t)st->st_ino;
     id[1] = (uint64_t)st->st_size;
     id[2] = (uint64_t)st->st_mtim.tv_sec;
     id[3] = (uint64_t)st->st_mtim.tv_nsec;
+    id[4] = (uint64_t)st->st_dev;
+    id[5] = (uint64_t)st->st_ctim.tv_sec;
+    id[6] = (uint64_t)st->st_ctim.tv_nsec;
 }
 
-int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, uint64_t id[4],
-                     tf__err *e)
+int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size,
+                     uint64_t id[TF_FS_ID_LEN], tf__err *e)
 {
     struct stat st;
     /* O_NONBLOCK: a FIFO planted in the root must not hang the server;
@@ -122,8 +125,16 @@ int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e)
     return TF_OK;
 }
 
+/* Modes of new temporaries. The server's are private until published
+   (publish_mode), so that even a staging directory that was briefly open
+   to others (see open_tmp_dir) exposes nothing; the client's get the usual
+   0666 and umask, being renamed into place as they are. */
+#define SERVER_TMP_MODE 0600
+#define CLIENT_TMP_MODE 0666
+
 /* Creates an unused "<prefix><16 random hex digits>" in dirfd. */
-static int create_temp(int dirfd, const char *prefix, tf__tmpfile *t, tf__err *e)
+static int create_temp(int dirfd, const char *prefix, mode_t mode, tf__tmpfile *t,
+                       tf__err *e)
 {
     t->dirfd = dirfd;
     t->direct = 0;
@@ -132,8 +143,7 @@ static int create_temp(int dirfd, const char *prefix, tf__tmpfile *t, tf__err *e
         if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
             r = (uint64_t)tf__now_ms() * 2654435761u + (uint64_t)attempt;
         snprintf(t->name, sizeof t->name, "%s%016llx", prefix, (unsigned long long)r);
-        /* 0666 and the process umask, as any new file gets. */
-        t->fd = open_beneath(dirfd, t->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        t->fd = open_beneath(dirfd, t->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
         if (t->fd >= 0)
             return TF_OK;
         if (errno != EEXIST)
@@ -169,9 +179,20 @@ int tf__tmpfile_restart(tf__tmpfile *t, tf__err *e)
     return TF_OK;
 }
 
-/* Opens root/TF_TMP_DIR, creating it on first use. */
+/*
+ * Opens root/TF_TMP_DIR, creating it on first use, and checks what was
+ * opened: anyone who can write in the root can also create, or (in a root
+ * without the sticky bit) swap in, a directory of that name. Only a
+ * directory that is the server's own and closed to everyone else is used,
+ * since one she can enter lets her read uploads in progress and replace a
+ * temporary before it is renamed into place. The check is made on the
+ * descriptor, which every later step goes through (openat, renameat from
+ * it), so a swap after the check does not matter: the temporaries live in
+ * the directory checked, whatever its name is by then.
+ */
 static int open_tmp_dir(int rootfd, int create, tf__err *e)
 {
+    struct stat st;
     if (create && mkdirat(rootfd, TF_TMP_DIR, 0700) != 0 && errno != EEXIST)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot create the directory for uploads");
@@ -185,6 +206,29 @@ static int open_tmp_dir(int rootfd, int create, tf__err *e)
     if (dirfd < 0)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot open the directory for uploads");
+    if (fstat(dirfd, &st) != 0) {
+        int err = errno;
+        close(dirfd);
+        return tf__fail_errno(e, TF_EIO, err, "cannot stat the directory for uploads");
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+        close(dirfd);
+        return tf__fail(e, TF_EIO,
+                        "the server cannot take uploads: \"%s\" in its directory belongs to "
+                        "uid %lu, not to the server (uid %lu); remove it",
+                        TF_TMP_DIR, (unsigned long)st.st_uid, (unsigned long)geteuid());
+    }
+    /* Ours but open to others (made by hand, or an old version's): close
+       it before use. Nobody else could have put anything in it that we
+       would trust: resumed bytes are checked against the client's digest. */
+    if ((st.st_mode & 077) != 0 && fchmod(dirfd, 0700) != 0) {
+        int err = errno;
+        close(dirfd);
+        return tf__fail_errno(e, TF_EIO, err,
+                              "the server cannot take uploads: \"%s\" is open to other "
+                              "users and cannot be made private",
+                              TF_TMP_DIR);
+    }
     return dirfd;
 }
 
@@ -202,7 +246,7 @@ int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e)
     if (dirfd < 0)
         return dirfd;
     t->owns_dirfd = 1;
-    int rc = create_temp(dirfd, TF_TMP_PLAIN_PREFIX, t, e);
+    int rc = create_temp(dirfd, TF_TMP_PLAIN_PREFIX, SERVER_TMP_MODE, t, e);
     if (rc != TF_OK) {
         close(dirfd);
         t->dirfd = -1;
@@ -211,15 +255,30 @@ int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e)
 }
 
 /* Opens (creating) dirfd/name for a resumable temporary, locks it, and
-   positions it at its end; *have is its size. */
-static int open_resumable(int dirfd, tf__tmpfile *t, uint64_t size, uint64_t *have,
-                          tf__err *e)
+   positions it at its end; *have is its size. With SERVER_TMP_MODE, a file
+   there that is not our own (planted while the directory was open to
+   others, or linked from elsewhere) or that others could write is
+   replaced by a new one: her inode, renamed into place, would stay hers to
+   rewrite. One that others could only read is made private. */
+static int open_resumable(int dirfd, tf__tmpfile *t, uint64_t size, mode_t mode,
+                          uint64_t *have, tf__err *e)
 {
     struct stat st;
-    t->fd = open_beneath(dirfd, t->name, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    t->fd = open_beneath(dirfd, t->name, O_RDWR | O_CREAT | O_CLOEXEC, mode);
+    if (t->fd >= 0 && mode == SERVER_TMP_MODE && fstat(t->fd, &st) == 0 &&
+        (st.st_uid != geteuid() || st.st_nlink != 1 || (st.st_mode & 022) != 0)) {
+        close(t->fd);
+        t->fd = -1;
+        if (unlinkat(dirfd, t->name, 0) == 0 || errno == ENOENT)
+            t->fd = open_beneath(dirfd, t->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        else
+            errno = EACCES;
+    }
     if (t->fd < 0)
         return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                               "cannot open the partial file");
+    if (mode == SERVER_TMP_MODE)
+        (void)fchmod(t->fd, SERVER_TMP_MODE);
     /* Two connections continuing one upload would interleave their bytes. */
     if (flock(t->fd, LOCK_EX | LOCK_NB) != 0)
         return tf__fail(e, TF_EBUSY, "this transfer is in progress on another connection");
@@ -257,6 +316,9 @@ static int walk_tmp(int dirfd, int all_plain, int64_t ttl_s, const char *skip, p
             close(listfd);
         return 0;
     }
+    /* The dup shares its offset with dirfd, which an earlier walk may
+       have left at the end. */
+    rewinddir(d);
     time_t now = time(NULL);
     size_t cap = 0;
     int rc = 0;
@@ -339,28 +401,47 @@ int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, int6
     t->dirfd = dirfd;
     t->owns_dirfd = 1;
     snprintf(t->name, sizeof t->name, "%s%s", TF_TMP_RESUME_PREFIX, stem);
-    /* Counting the partials and creating one is one step, or two threads
-       could both take the last place; and an idle partial that is being
-       removed must not be taken up meanwhile. This open of the directory is
-       the connection's own, so the lock orders the server's threads too. */
+    /* Taking up a partial and removing idle ones (here the expired, and
+       in tf__upload_keep the least recently written) are one step each,
+       under a lock on the directory: an idle partial that is being removed
+       must not be taken up meanwhile. This open of the directory is the
+       connection's own, so the lock orders the server's threads too. */
     while (flock(dirfd, LOCK_EX) != 0 && errno == EINTR)
         continue;
-    partial *kept = NULL;
-    size_t n = 0;
-    /* With max_partials 0 nothing is kept, not even this upload's own. */
-    *resumable = walk_tmp(dirfd, 0, ttl_s, max_partials ? t->name : NULL, &kept, &n) == 0 &&
-                 make_room(dirfd, kept, n, max_partials);
-    free(kept);
-    /* No room (0 allowed, or the others all in progress): an upload like
-       any other, not kept if it is cut off. */
-    int rc = *resumable ? open_resumable(dirfd, t, size, have, e)
-                        : create_temp(dirfd, TF_TMP_PLAIN_PREFIX, t, e);
+    /* Room is made only when a cut-off upload is kept (tf__upload_keep):
+       one that completes, or that is cut off before its first byte, takes
+       no older partial's place. With max_partials 0 nothing is kept. */
+    *resumable = max_partials > 0;
+    (void)walk_tmp(dirfd, 0, ttl_s, NULL, NULL, NULL);
+    /* With no room at all: an upload like any other, not kept if it is
+       cut off. */
+    int rc = *resumable ? open_resumable(dirfd, t, size, SERVER_TMP_MODE, have, e)
+                        : create_temp(dirfd, TF_TMP_PLAIN_PREFIX, SERVER_TMP_MODE, t, e);
     flock(dirfd, LOCK_UN);
     if (rc != TF_OK) {
         /* Not ours to delete: it may belong to the other connection. */
         tf__tmpfile_keep(t);
     }
     return rc;
+}
+
+void tf__upload_keep(tf__tmpfile *t, int64_t ttl_s, size_t max_partials)
+{
+    int keep = 0;
+    if (t->fd >= 0 && t->dirfd >= 0 && t->name[0] && max_partials > 0) {
+        while (flock(t->dirfd, LOCK_EX) != 0 && errno == EINTR)
+            continue;
+        partial *kept = NULL;
+        size_t n = 0;
+        keep = walk_tmp(t->dirfd, 0, ttl_s, t->name, &kept, &n) == 0 &&
+               make_room(t->dirfd, kept, n, max_partials);
+        free(kept);
+        flock(t->dirfd, LOCK_UN);
+    }
+    if (keep)
+        tf__tmpfile_keep(t);
+    else
+        tf__tmpfile_abort(t);
 }
 
 void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s, size_t max_partials)
@@ -408,10 +489,35 @@ static int rename_noreplace(int olddir, const char *old, int newdir, const char 
     return 0;
 }
 
+/* The mode a published upload gets: what a file created by this process
+   would have had (0666 and the umask), read without changing the umask,
+   which umask() would do for every thread at once. */
+static mode_t publish_mode(void)
+{
+    mode_t mask = 022;
+    FILE *f = fopen("/proc/self/status", "re");
+    if (f) {
+        char line[128];
+        unsigned m;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "Umask: %o", &m) == 1) {
+                mask = (mode_t)m & 0777;
+                break;
+            }
+        fclose(f);
+    }
+    return 0666 & ~mask;
+}
+
 int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
                       tf__err *e)
 {
     int rc = TF_OK;
+    /* Written private (SERVER_TMP_MODE); published as any new file is. */
+    if (fchmod(t->fd, publish_mode()) != 0) {
+        rc = fail_fs(e, errno, "cannot set the mode of", name);
+        goto out;
+    }
     if (fsync(t->fd) != 0) {
         rc = tf__fail_errno(e, tf__code_from_errno(errno) == TF_ENOSPC ? TF_ENOSPC : TF_EIO,
                             errno, "cannot flush \"%s\" to disk", name);
@@ -420,6 +526,15 @@ int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrit
     rc = tf__fs_check_target(rootfd, name, overwrite, e);
     if (rc != TF_OK)
         goto out;
+    /* What is renamed is what we wrote: the staging directory is ours
+       alone (open_tmp_dir), so this only states the promise. */
+    struct stat mine, there;
+    if (fstat(t->fd, &mine) != 0 ||
+        fstatat(t->dirfd, t->name, &there, AT_SYMLINK_NOFOLLOW) != 0 ||
+        mine.st_dev != there.st_dev || mine.st_ino != there.st_ino) {
+        rc = tf__fail(e, TF_EIO, "the temporary of \"%s\" was replaced; not stored", name);
+        goto out;
+    }
     int r = overwrite ? renameat(t->dirfd, t->name, rootfd, name)
                       : rename_noreplace(t->dirfd, t->name, rootfd, name);
     if (r != 0) {
@@ -495,7 +610,7 @@ int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *fi
     if (dirfd < 0)
         return dirfd;
     t->owns_dirfd = 1;
-    int rc = create_temp(dirfd, ".tcpfile-part-", t, e);
+    int rc = create_temp(dirfd, ".tcpfile-part-", CLIENT_TMP_MODE, t, e);
     if (rc != TF_OK) {
         close(dirfd);
         t->dirfd = -1;
@@ -537,7 +652,7 @@ int tf__local_begin_resumable(const char *path, const char *name, tf__tmpfile *t
         for (int i = 0; i < 8; i++)
             n += snprintf(t->name + n, sizeof t->name - (size_t)n, "%02x", h[i]);
     }
-    int rc = open_resumable(dirfd, t, UINT64_MAX, have, e);
+    int rc = open_resumable(dirfd, t, UINT64_MAX, CLIENT_TMP_MODE, have, e);
     if (rc != TF_OK)
         tf__tmpfile_keep(t);
     return rc;
@@ -568,10 +683,12 @@ int tf__local_commit(tf__tmpfile *t, const char *final, tf__err *e)
 }
 
 #define DIGEST_XATTR "user.tcpfile.xxh3"
-#define DIGEST_RECORD (1 + 4 * 8 + TF_DIGEST_SIZE) /* version, identity, digest */
+/* Version, the first four words of the identity (inode, size, mtime: the
+   ctime changes with the attribute itself), digest. */
+#define XATTR_ID_LEN 4
+#define DIGEST_RECORD (1 + XATTR_ID_LEN * 8 + TF_DIGEST_SIZE)
 
-/* The identity a remembered digest is valid for. */
-int tf__fs_identity(int fd, uint64_t id[4])
+int tf__fs_identity(int fd, uint64_t id[TF_FS_ID_LEN])
 {
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
@@ -580,49 +697,114 @@ int tf__fs_identity(int fd, uint64_t id[4])
     return 0;
 }
 
-int tf__fs_digest_load(int fd, const uint64_t id[4], uint8_t out[TF_DIGEST_SIZE])
+void tf__digest_cache_init(tf__digest_cache *c)
 {
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->lock, NULL);
+}
+
+void tf__digest_cache_destroy(tf__digest_cache *c)
+{
+    pthread_mutex_destroy(&c->lock);
+}
+
+static int memo_load(tf__digest_cache *c, const uint64_t id[TF_FS_ID_LEN],
+                     uint8_t out[TF_DIGEST_SIZE])
+{
+    int found = 0;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < TF_DIGEST_CACHE_SIZE && !found; i++) {
+        tf__digest_memo *m = &c->memo[i];
+        if (m->used && memcmp(m->id, id, sizeof m->id) == 0) {
+            memcpy(out, m->digest, TF_DIGEST_SIZE);
+            m->used = ++c->clock;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return found;
+}
+
+/* Replaces the entry of the same file (device and inode: its older version
+   is of no more use), or else the least recently used one. */
+static void memo_store(tf__digest_cache *c, const uint64_t id[TF_FS_ID_LEN],
+                       const uint8_t digest[TF_DIGEST_SIZE])
+{
+    pthread_mutex_lock(&c->lock);
+    tf__digest_memo *victim = &c->memo[0];
+    for (size_t i = 0; i < TF_DIGEST_CACHE_SIZE; i++) {
+        tf__digest_memo *m = &c->memo[i];
+        if (m->used && m->id[0] == id[0] && m->id[4] == id[4]) {
+            victim = m;
+            break;
+        }
+        if (m->used < victim->used)
+            victim = m;
+    }
+    memcpy(victim->id, id, sizeof victim->id);
+    memcpy(victim->digest, digest, TF_DIGEST_SIZE);
+    victim->used = ++c->clock;
+    pthread_mutex_unlock(&c->lock);
+}
+
+int tf__fs_digest_load(int fd, const uint64_t id[TF_FS_ID_LEN], tf__digest_cache *mem,
+                       uint8_t out[TF_DIGEST_SIZE])
+{
+    /* Read-only still reads what a server that could write left. */
+    if (mem && memo_load(mem, id, out))
+        return 1;
     uint8_t rec[DIGEST_RECORD];
     if (fgetxattr(fd, DIGEST_XATTR, rec, sizeof rec) != (ssize_t)sizeof rec || rec[0] != 1 ||
-        memcmp(rec + 1, id, 4 * sizeof id[0]) != 0)
+        memcmp(rec + 1, id, XATTR_ID_LEN * sizeof id[0]) != 0)
         return 0;
-    memcpy(out, rec + 1 + 4 * sizeof id[0], TF_DIGEST_SIZE);
+    memcpy(out, rec + 1 + XATTR_ID_LEN * sizeof id[0], TF_DIGEST_SIZE);
     return 1;
 }
 
-void tf__fs_digest_store(int fd, const uint8_t digest[TF_DIGEST_SIZE], const uint64_t id[4],
-                         int settled)
+void tf__fs_digest_store(int fd, const uint8_t digest[TF_DIGEST_SIZE],
+                         const uint64_t id[TF_FS_ID_LEN], tf__digest_cache *mem)
 {
     uint8_t rec[DIGEST_RECORD];
-    uint64_t now_id[4];
+    uint64_t now_id[TF_FS_ID_LEN];
     if (tf__fs_identity(fd, now_id) != 0 || memcmp(now_id, id, sizeof now_id) != 0)
         return;
-    if (settled && (int64_t)now_id[2] > (int64_t)time(NULL) - 2)
+    if ((int64_t)now_id[2] > (int64_t)time(NULL) - 2)
+        return; /* not settled */
+    if (mem) {
+        memo_store(mem, now_id, digest);
         return;
+    }
     rec[0] = 1;
-    memcpy(rec + 1, now_id, sizeof now_id);
-    memcpy(rec + 1 + sizeof now_id, digest, TF_DIGEST_SIZE);
+    memcpy(rec + 1, now_id, XATTR_ID_LEN * sizeof now_id[0]);
+    memcpy(rec + 1 + XATTR_ID_LEN * sizeof now_id[0], digest, TF_DIGEST_SIZE);
     /* Best effort: no xattrs here only means hashing again next time. */
     (void)fsetxattr(fd, DIGEST_XATTR, rec, sizeof rec, 0);
 }
 
-int tf__fs_hash_prefix(int fd, uint64_t len, tf__digest *d, uint8_t *buf, size_t buf_len,
-                       tf__err *e)
+int tf__fs_hash_range(int fd, uint64_t from, uint64_t len, tf__digest *d, uint8_t *buf,
+                      size_t buf_len, tf__err *e)
 {
-    uint64_t off = 0;
+    uint64_t off = from;
+    len += from;
     while (off < len) {
         size_t want = len - off < buf_len ? (size_t)(len - off) : buf_len;
         ssize_t n = pread(fd, buf, want, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return tf__fail_errno(e, TF_EIO, errno, "reading the partial file failed");
+            return tf__fail_errno(e, TF_EIO, errno, "reading the file failed");
         if (n == 0)
-            return tf__fail(e, TF_EIO, "the partial file is shorter than expected");
+            return tf__fail(e, TF_EIO, "the file is shorter than expected");
         tf__digest_update(d, buf, (size_t)n);
         off += (uint64_t)n;
     }
     return TF_OK;
+}
+
+int tf__fs_hash_prefix(int fd, uint64_t len, tf__digest *d, uint8_t *buf, size_t buf_len,
+                       tf__err *e)
+{
+    return tf__fs_hash_range(fd, 0, len, d, buf, buf_len, e);
 }
 
 /* Copies a stream of unknown length into an unnamed temporary file. */
@@ -732,6 +914,8 @@ int tf__fs_scan(int rootfd, size_t max_entries, size_t max_name, tf_listing **ou
         struct stat st;
         if (tf__name_check_bytes(de->d_name, nlen, max_name, NULL) != TF_OK)
             continue; /* ".", "..", and names no client could ask for */
+        if (strcmp(de->d_name, TF_TMP_DIR) == 0)
+            continue; /* reserved, even if something planted a file there */
         if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
             continue;
         if (fstatat(rootfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||

@@ -7,6 +7,7 @@
 #ifndef TF_FSPATH_H
 #define TF_FSPATH_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,14 +20,18 @@
 #define TF_TMP_PLAIN_PREFIX "up-"
 #define TF_TMP_RESUME_PREFIX "resume-"
 
+/* A file's identity, the version of it a remembered digest is valid for:
+   inode, size, mtime (s, ns), device, ctime (s, ns). */
+#define TF_FS_ID_LEN 7
+
 /* Opens root as a directory descriptor. TF_ENOENT, TF_EACCES, TF_EINVAL. */
 int tf__root_open(const char *root, int *dirfd, tf__err *e);
 
 /* Opens root/name for reading: regular files only, never through a
    symlink, never blocking on a FIFO. *size is the file's size; id, when not
    NULL, its identity (see tf__fs_identity), from the same fstat. */
-int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size, uint64_t id[4],
-                     tf__err *e);
+int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size,
+                     uint64_t id[TF_FS_ID_LEN], tf__err *e);
 
 /* Writes len bytes to fd; ENOSPC and friends become TF_ENOSPC / TF_EIO. */
 int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e);
@@ -51,14 +56,18 @@ int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e);
 /* Server side, resumable: opens (or creates) root/TF_TMP_DIR/<stem>, locked
    against a second connection (TF_EBUSY), positioned at its end; *have is
    what it already holds, at most size (a longer one is emptied). On the
-   way it removes partials untouched for ttl_s seconds and, so that at most
-   max_partials exist with this one, the least recently written others that
-   no connection is using. When that leaves no room (max_partials 0, or the
-   others all in progress) the upload gets a plain temporary instead and
-   *resumable is 0: it is not to be kept when cut off. */
+   way it removes partials untouched for ttl_s seconds. With max_partials 0
+   the upload gets a plain temporary instead and *resumable is 0: it is not
+   to be kept when cut off. */
 int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, int64_t ttl_s,
                                size_t max_partials, tf__tmpfile *t, uint64_t *have,
                                int *resumable, tf__err *e);
+
+/* A resumable upload was cut off: keeps its partial for resuming if it
+   can stay among max_partials, removing the least recently written others
+   that no connection is using to make room; when the others are all in
+   progress (or max_partials is 0) it is removed instead. Closes t. */
+void tf__upload_keep(tf__tmpfile *t, int64_t ttl_s, size_t max_partials);
 
 /* Removes leftovers in root/TF_TMP_DIR: every plain upload temporary (a
    crash's debris: no connection owns one at start-up) when all_plain is
@@ -99,27 +108,50 @@ void tf__tmpfile_abort(tf__tmpfile *t);
 void tf__tmpfile_keep(tf__tmpfile *t);
 
 /*
- * The whole-file checksum remembered beside a file (an extended attribute,
- * user.tcpfile.xxh3), so that a get can send it with zero-copy sendfile
- * instead of hashing the file again. It is tied to the file's inode, size
- * and modification time, and ignored once any of them changes.
- * tf__fs_digest_load returns 1 and fills out when one is there for fd's
- * identity id (as tf__fs_identity gives it).
- * tf__fs_digest_store records digest for fd as it is now (best effort: a
- * file system without user xattrs simply does not remember).
+ * Remembered whole-file checksums, so that a get can send a file with
+ * zero-copy sendfile, and resume at any offset, without hashing it again.
+ * A server that may write keeps them beside the file (an extended
+ * attribute, user.tcpfile.xxh3, tied to the file's inode, size and
+ * modification time); a read-only one writes nothing under its root and
+ * keeps them in memory instead (a tf__digest_cache, tied to the whole
+ * identity, ctime included). Either is ignored once the file changes.
  */
-int tf__fs_digest_load(int fd, const uint64_t id[4], uint8_t out[TF_DIGEST_SIZE]);
-/* What a remembered digest is tied to: inode, size, mtime (s, ns). */
-int tf__fs_identity(int fd, uint64_t id[4]);
-/* Records digest only if fd's identity is still id (it was not changed
-   while it was hashed); when settled is set, also only if its last change
-   is more than two seconds old, since a change within the same clock tick
-   would not show in the mtime ("racy" timestamps). */
-void tf__fs_digest_store(int fd, const uint8_t digest[TF_DIGEST_SIZE], const uint64_t id[4],
-                         int settled);
+#define TF_DIGEST_CACHE_SIZE 256
+typedef struct tf__digest_memo {
+    uint64_t id[TF_FS_ID_LEN];
+    uint8_t digest[TF_DIGEST_SIZE];
+    uint64_t used; /* for evicting the least recently used; 0: empty */
+} tf__digest_memo;
+typedef struct tf__digest_cache {
+    pthread_mutex_t lock; /* the server's workers share it */
+    uint64_t clock;
+    tf__digest_memo memo[TF_DIGEST_CACHE_SIZE];
+} tf__digest_cache;
+void tf__digest_cache_init(tf__digest_cache *c);
+void tf__digest_cache_destroy(tf__digest_cache *c);
 
-/* Feeds bytes [0, len) of fd to d, reading through buf. TF_EIO when the
-   file cannot be read or is shorter. */
+/* What a remembered digest is tied to (see TF_FS_ID_LEN). */
+int tf__fs_identity(int fd, uint64_t id[TF_FS_ID_LEN]);
+/* Returns 1 and fills out when a digest is remembered for fd's identity id
+   (as tf__fs_open_read or tf__fs_identity gives it): in mem when it is not
+   NULL, or beside the file. */
+int tf__fs_digest_load(int fd, const uint64_t id[TF_FS_ID_LEN], tf__digest_cache *mem,
+                       uint8_t out[TF_DIGEST_SIZE]);
+/* Remembers digest for fd (in mem when not NULL, else beside the file, best
+   effort: a file system without user xattrs simply does not remember),
+   only if fd's identity is still id (it was not changed while it was
+   hashed) and its last modification is more than two seconds old: a change
+   within the same clock tick would not show in the timestamps ("racy"
+   timestamps), and the digest would be served for content it does not
+   describe. */
+void tf__fs_digest_store(int fd, const uint8_t digest[TF_DIGEST_SIZE],
+                         const uint64_t id[TF_FS_ID_LEN], tf__digest_cache *mem);
+
+/* Feeds bytes [from, from + len) of fd to d, reading through buf. TF_EIO
+   when the file cannot be read or is shorter. */
+int tf__fs_hash_range(int fd, uint64_t from, uint64_t len, tf__digest *d, uint8_t *buf,
+                      size_t buf_len, tf__err *e);
+/* The same from byte 0. */
 int tf__fs_hash_prefix(int fd, uint64_t len, tf__digest *d, uint8_t *buf, size_t buf_len,
                        tf__err *e);
 

@@ -454,6 +454,8 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
     atomic_init(&s->stopping, 0);
     atomic_init(&s->sessions, 0);
     atomic_init(&s->list_bytes, 0);
+    atomic_init(&s->prefix_hashed, 0);
+    tf__digest_cache_init(&s->digests);
 
     if (!root || !*root)
         rc = tf__fail(&err, TF_EINVAL, "a root directory is required");
@@ -471,8 +473,9 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
         rc = tf__fail_errno(&err, TF_EIO, errno, "cannot create a pipe");
     if (rc == TF_OK)
         rc = tf__listen(s->listen_fds, TF_MAX_LISTEN, &s->nlisten, host, port, &err);
-    /* Uploads cut short by a crash are debris now: no connection owns them. */
-    if (rc == TF_OK)
+    /* Uploads cut short by a crash are debris now: no connection owns them.
+       (A read-only server writes nothing under its root, not even that.) */
+    if (rc == TF_OK && !s->opt.value[TF_OPT_READ_ONLY])
         tf__upload_sweep(s->rootfd, 1, s->opt.value[TF_OPT_RESUME_TTL_S],
                          (size_t)s->opt.value[TF_OPT_MAX_PARTIALS]);
     if (rc != TF_OK) {
@@ -527,6 +530,7 @@ void tf_server_close(tf_server *s)
     if (s->rootfd >= 0)
         close(s->rootfd);
     free(s->workers);
+    tf__digest_cache_destroy(&s->digests);
     free(s);
 }
 

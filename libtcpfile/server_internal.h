@@ -72,6 +72,10 @@ struct tf_server {
     _Atomic uint64_t list_bytes;
     int nworkers;
     worker *workers;
+    /* Digests remembered in memory, when read-only (see fspath.h). */
+    tf__digest_cache digests;
+    /* Bytes hashed ahead of a resumed get's offset: for the tests. */
+    atomic_ullong prefix_hashed;
 };
 
 /* Where a session is; decides which events it waits for and what a stop,
@@ -113,7 +117,11 @@ typedef struct request {
     int gathered;           /* small: head, body, trailer in one sendmsg */
     uint64_t hashed_to;     /* the digest covers the file up to here */
     uint8_t cached_digest[TF_DIGEST_SIZE];
-    uint64_t file_id[4];    /* the file's identity when opened */
+    uint64_t file_id[TF_FS_ID_LEN]; /* the file's identity when opened */
+    /* A resumed get hashes [hashed_to, prefix_to) before its head goes
+       out, a slice per turn of the loop (hash_prefix_step), so that other
+       connections on the worker are served in between. */
+    uint64_t prefix_to;
     int has_trailer;
     uint8_t tail[TF_WIRE_TRAILER_SIZE + TF_DIGEST_SIZE];
     size_t tail_len, tail_pos; /* tail_len 0 until built */
@@ -190,6 +198,10 @@ void tf__session_close(session *s);
 void tf__worker_bury(worker *w);
 /* Frees the worker's pooled requests and buffers (when it has finished). */
 void tf__worker_release(worker *w);
+
+/* Bytes srv has hashed ahead of resumed gets' offsets (a whole file for a
+   get at its end), so tests can tell a remembered digest from a new one. */
+uint64_t tf__server_prefix_hashed(tf_server *srv);
 
 /* server.c: list and epoll bookkeeping for sessions */
 void tf__session_list_move(session *s, session_list *to, int64_t now_ms);

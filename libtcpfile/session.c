@@ -33,12 +33,26 @@
 #define SMALL_BODY_MAX ((size_t)64 << 10)
 /* An upload's bytes are handed to the disk in steps of this size. */
 #define WRITEBACK_STEP ((uint64_t)8 << 20)
+/* A resumed transfer's prefix is hashed this much per turn of the loop. */
+#define HASH_SLICE ((uint64_t)1 << 20)
 /* Finished requests a worker keeps for the next ones. */
 #define REQUEST_POOL_MAX 64
 
 static const tf_options *opts(const session *s)
 {
     return &s->w->srv->opt;
+}
+
+/* Where digests are remembered: in memory when the server may not write
+   under its root, else beside the files (see fspath.h). */
+static tf__digest_cache *digest_memory(const session *s)
+{
+    return opts(s)->value[TF_OPT_READ_ONLY] ? &s->w->srv->digests : NULL;
+}
+
+uint64_t tf__server_prefix_hashed(tf_server *srv)
+{
+    return atomic_load(&srv->prefix_hashed);
 }
 
 static uint32_t offered_features(const tf_options *opt)
@@ -127,8 +141,10 @@ static void request_end(session *s, int keep_partial)
     if (r->body_fd >= 0)
         close(r->body_fd);
     if (r->tmp.fd >= 0) {
-        if (keep_partial && r->has_key && r->store_rc == TF_OK)
-            tf__tmpfile_keep(&r->tmp);
+        /* An empty partial saves nothing: not kept. */
+        if (keep_partial && r->has_key && r->store_rc == TF_OK && r->have + r->bytes > 0)
+            tf__upload_keep(&r->tmp, opts(s)->value[TF_OPT_RESUME_TTL_S],
+                            (size_t)opts(s)->value[TF_OPT_MAX_PARTIALS]);
         else
             tf__tmpfile_abort(&r->tmp);
     }
@@ -263,8 +279,9 @@ static void reply_failure(session *s, int code, after_send after)
     start_send(s, after);
 }
 
-static void build_trailer(request *r)
+static void build_trailer(session *s)
 {
+    request *r = s->req;
     uint8_t digest[TF_DIGEST_SIZE];
     tf_wire_trailer t = {.status = tf__wire_status(r->body_rc)};
     if (r->body_rc == TF_OK && r->cached) {
@@ -274,10 +291,11 @@ static void build_trailer(request *r)
         tf__digest_final(&r->digest, digest);
         t.digest = digest;
         t.digest_len = TF_DIGEST_SIZE;
-        /* A whole file hashed: remember it, so the next get is zero-copy
-           (a small one is cheaper to hash again than to look up). */
-        if (r->body_fd >= 0 && !r->gathered && r->body_off == r->bytes)
-            tf__fs_digest_store(r->body_fd, digest, r->file_id, 1);
+        /* The whole file is hashed (a resumed get's prefix too): remember
+           it, so that the next get, from any offset, is zero-copy and hashes
+           nothing (a small one is cheaper to hash again than to look up). */
+        if (r->body_fd >= 0 && !r->gathered)
+            tf__fs_digest_store(r->body_fd, digest, r->file_id, digest_memory(s));
     }
     r->tail_len = (size_t)tf__wire_encode_trailer(r->tail, sizeof r->tail, &t);
     r->tail_pos = 0;
@@ -414,7 +432,7 @@ static int send_some(session *s)
                 r->bytes += (uint64_t)k;
             }
         } else if (r->has_trailer && r->tail_len == 0) {
-            build_trailer(r);
+            build_trailer(s);
             continue;
         } else if (r->tail_pos < r->tail_len) {
             k = send_bytes(s, r->tail + r->tail_pos, r->tail_len - r->tail_pos, 0);
@@ -475,8 +493,51 @@ static void sent(session *s)
     }
 }
 
+/* Hashes the next slice of the prefix a resumed transfer's digest needs
+   before its response head goes out: a get's file before its offset, a
+   put's partial. One slice per turn keeps a whole file's hash (a get at
+   offset = size) from holding up the worker's other connections. */
+static int hash_prefix_step(session *s)
+{
+    request *r = s->req;
+    int fd = r->op == TF_OP_PUT ? r->tmp.fd : r->body_fd;
+    uint64_t n = r->prefix_to - r->hashed_to;
+    if (n > HASH_SLICE)
+        n = HASH_SLICE;
+    int rc = ensure_buf(r);
+    if (rc == TF_OK)
+        rc = tf__fs_hash_range(fd, r->hashed_to, n, &r->digest, r->buf, XFER_BUF, &r->err);
+    if (rc != TF_OK)
+        return rc;
+    r->hashed_to += n;
+    atomic_fetch_add(&s->w->srv->prefix_hashed, n);
+    /* Work for this request: not an I/O timeout, and no bytes owed to the
+       minimum rate for the time spent. */
+    int64_t now = tf__now_ms();
+    tf__session_list_move(s, s->list, now);
+    s->window_ms = now;
+    s->window_bytes = 0;
+    return TF_OK;
+}
+
 static void continue_send(session *s)
 {
+    request *r = s->req;
+    if (r->hashed_to < r->prefix_to) {
+        int hrc = hash_prefix_step(s);
+        if (hrc != TF_OK) {
+            r->prefix_to = r->hashed_to = 0;
+            reply_failure(s, hrc, AFTER_IDLE);
+            return;
+        }
+        if (r->hashed_to < r->prefix_to) {
+            /* More next turn, after the other connections' events: a socket
+               with room is reported writable again at once. */
+            if (watch(s, EPOLLOUT) != 0)
+                fail_session(s, TF_ENET, "epoll failed");
+            return;
+        }
+    }
     int rc = send_some(s);
     if (rc == 1)
         sent(s);
@@ -544,6 +605,10 @@ static int check_name(session *s, const tf_wire_request *q)
     if (tf__name_check_bytes(q->name, q->name_len, max, &why) != TF_OK)
         return tf__fail(&s->req->err, TF_EINVAL, "bad name: %s (at most %zu bytes)", why,
                         max);
+    /* A valid name, but the server's own: never served nor replaced. */
+    if (q->name_len == strlen(TF_TMP_DIR) && memcmp(q->name, TF_TMP_DIR, q->name_len) == 0)
+        return tf__fail(&s->req->err, TF_EACCES,
+                        "\"%s\" is reserved for the server's uploads in progress", TF_TMP_DIR);
     return TF_OK;
 }
 
@@ -596,7 +661,7 @@ static void handle_get(session *s, const tf_wire_request *q)
         queue_head(s, TF_OK, size, 0, NULL);
         r->body_left = size;
         r->has_trailer = 1;
-        build_trailer(r);
+        build_trailer(s);
         start_send(s, AFTER_IDLE);
         return;
     }
@@ -606,27 +671,31 @@ static void handle_get(session *s, const tf_wire_request *q)
         off = 0;
     }
     if (rc == TF_OK && tf__digest_on(&r->digest)) {
-        r->cached = tf__fs_digest_load(r->body_fd, r->file_id, r->cached_digest);
+        r->cached = tf__fs_digest_load(r->body_fd, r->file_id, digest_memory(s),
+                                       r->cached_digest);
         if (!r->cached)
             rc = ensure_buf(r);
     }
-    /* The checksum covers the whole file, resumed or not. */
-    if (rc == TF_OK && off && tf__digest_on(&r->digest) && !r->cached)
-        rc = tf__fs_hash_prefix(r->body_fd, off, &r->digest, r->buf, XFER_BUF, &r->err);
     if (rc != TF_OK) {
         reply_failure(s, rc, AFTER_IDLE);
         return;
     }
     queue_head(s, TF_OK, size - off, flags, NULL);
     r->body_off = off;
-    r->hashed_to = off; /* the prefix is hashed above */
+    /* The checksum covers the whole file, resumed or not: the prefix is
+       hashed before the head goes out (continue_send), in slices. */
+    if (off && tf__digest_on(&r->digest) && !r->cached)
+        r->prefix_to = off;
+    else
+        r->hashed_to = off;
     r->body_left = size - off;
     r->has_trailer = 1;
     start_send(s, AFTER_IDLE);
 }
 
-/* The resumable temporary for an upload key and name: a digest of both, so
-   one key cannot reach another name's upload. */
+/* The resumable temporary for an upload key, name and size: a digest of
+   the three, so one key cannot reach another name's upload, and bytes kept
+   for one size are never resumed for another (a changed file). */
 static void resume_stem(const tf_wire_request *q, char *out, size_t len)
 {
     tf__digest d = {0};
@@ -636,6 +705,10 @@ static void resume_stem(const tf_wire_request *q, char *out, size_t len)
         return;
     tf__digest_update(&d, q->key, TF_UPLOAD_KEY_SIZE);
     tf__digest_update(&d, q->name, q->name_len);
+    uint8_t size[8];
+    for (int i = 0; i < 8; i++)
+        size[i] = (uint8_t)(q->size >> (56 - 8 * i));
+    tf__digest_update(&d, size, sizeof size);
     tf__digest_final(&d, h);
     tf__digest_end(&d);
     for (int i = 0; i < TF_DIGEST_SIZE && (size_t)(2 * i + 2) < len; i++)
@@ -668,8 +741,6 @@ static void handle_put(session *s, const tf_wire_request *q)
     } else if (rc == TF_OK) {
         rc = tf__upload_begin(rootfd, &r->tmp, &r->err);
     }
-    if (rc == TF_OK && r->have && tf__digest_on(&r->digest))
-        rc = tf__fs_hash_prefix(r->tmp.fd, r->have, &r->digest, r->buf, XFER_BUF, &r->err);
     if (rc != TF_OK) {
         reply_failure(s, rc, AFTER_IDLE);
         return;
@@ -677,6 +748,10 @@ static void handle_put(session *s, const tf_wire_request *q)
     r->size = q->size;
     r->left = q->size - r->have;
     r->flushed_to = r->have;
+    /* The partial's bytes go into the digest before the go-ahead, in
+       slices (continue_send). */
+    if (r->have && tf__digest_on(&r->digest))
+        r->prefix_to = r->have;
     queue_head(s, TF_OK, r->have, 0, NULL); /* go ahead, from byte `have` */
     start_send(s, AFTER_RECV_BODY);
 }
@@ -765,15 +840,11 @@ static void finish_put(session *s, int verdict, const tf__err *verdict_err)
     } else if (rc != TF_OK) {
         r->err = r->store_err;
     }
-    if (rc == TF_OK && tf__digest_on(&r->digest)) {
-        /* The digest just verified describes the file as stored: keep it
-           beside the file, so that gets of it can be zero-copy. */
-        uint8_t digest[TF_DIGEST_SIZE];
-        uint64_t id[4];
-        tf__digest_final(&r->digest, digest);
-        if (tf__fs_identity(r->tmp.fd, id) == 0)
-            tf__fs_digest_store(r->tmp.fd, digest, id, 0);
-    }
+    /* The digest just verified is not remembered: the file was written a
+       moment ago, and an in-place change within the same clock tick, at
+       the same size, would leave the same timestamps and a stale digest
+       that every later get would fail on. The first get after it has
+       settled remembers it (build_trailer). */
     if (rc == TF_OK)
         rc = tf__upload_commit(s->w->srv->rootfd, &r->tmp, r->name,
                                (int)opts(s)->value[TF_OPT_OVERWRITE], &r->err);
@@ -796,6 +867,9 @@ static void receive_trailer(session *s)
     if (n == TF_WIRE_NEED_MORE)
         return;
     if (n < 0) {
+        /* Not a trailer that ends this upload cleanly: what came before it
+           is not to be trusted, so not kept for resuming either. */
+        tf__tmpfile_abort(&r->tmp);
         fail_session(s, TF_EPROTO, "malformed trailer");
         return;
     }

@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -477,6 +479,129 @@ static void test_faults_upload_dir_symlink(void **state)
            tf_errname(rc), why);
 }
 
+/* ---- a staging directory another user made or opened ------------------------------------- */
+
+/* A local user who can write in the root makes .tcpfile-tmp before the
+   server does (here: owned by "nobody", open to all, with a temporary of
+   hers inside). The server must neither write there nor sweep her files:
+   she could read uploads and swap a temporary before it is published. */
+static void test_faults_upload_dir_foreign(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        printf("faults: upload-dir-foreign: skipped (needs root to chown)\n");
+        skip();
+    }
+    char root[256], tmpdir[512], planted[600], p[512];
+    tu_mkdtemp(root, sizeof root);
+    path_in(tmpdir, sizeof tmpdir, root, ".tcpfile-tmp");
+    assert_int_equal(mkdir(tmpdir, 0777), 0);
+    assert_int_equal(chown(tmpdir, 65534, 65534), 0);
+    assert_int_equal(chmod(tmpdir, 0777), 0);
+    path_in(planted, sizeof planted, tmpdir, "up-0123456789abcdef");
+    tu_write_file(planted, "planted", 7);
+    assert_int_equal(chown(planted, 65534, 65534), 0);
+
+    test_server s;
+    tu_server_start_in(&s, root, NULL);
+    assert_int_equal(tu_file_size(planted), 7); /* not swept */
+    tf_client *c = tu_connect(&s, NULL);
+    int rc = tf_put_mem(c, PUT_DATA, strlen(PUT_DATA), "new.txt");
+    if (rc == TF_OK)
+        fail_msg("an upload was staged in a .tcpfile-tmp owned by another user");
+    char why[600];
+    snprintf(why, sizeof why, "%s", tf_errmsg(c));
+    assert_int_equal(rc, TF_EIO);
+    assert_non_null(strstr(why, ".tcpfile-tmp"));
+    assert_non_null(strstr(why, "uid 65534"));
+    path_in(p, sizeof p, root, "new.txt");
+    assert_int_equal(tu_file_size(p), -1);
+    assert_int_equal(tu_count_prefix(tmpdir, ""), 3); /* ".", "..", hers */
+    /* Still refused on the next try (checked on every open), and gets go on. */
+    assert_int_equal(tf_put_mem(c, PUT_DATA, strlen(PUT_DATA), "new.txt"), TF_EIO);
+    tf_close(c);
+    tu_server_stop(&s, 0);
+    assert_int_equal(tu_file_size(planted), 7);
+    struct stat st;
+    assert_int_equal(stat(tmpdir, &st), 0);
+    assert_int_equal(st.st_uid, 65534); /* not taken over or changed either */
+    assert_int_equal(st.st_mode & 0777, 0777);
+    tu_rm_rf(root);
+    printf("faults: upload-dir-foreign: a .tcpfile-tmp of uid 65534, mode 0777: uploads "
+           "refused (%s), nothing written or swept there\n",
+           why);
+}
+
+/* The server's own .tcpfile-tmp left open to others (by hand, or by an
+   older version) is made private before use; temporaries in it are 0600,
+   and a published upload gets the usual 0666 & umask. */
+static void test_faults_upload_dir_private(void **state)
+{
+    (void)state;
+    char root[256], tmpdir[512], p[600];
+    tu_mkdtemp(root, sizeof root);
+    path_in(tmpdir, sizeof tmpdir, root, ".tcpfile-tmp");
+    assert_int_equal(mkdir(tmpdir, 0700), 0);
+    assert_int_equal(chmod(tmpdir, 0777), 0);
+    test_server s;
+    tu_server_start_in(&s, root, NULL);
+    tf_client *c = tu_connect(&s, NULL);
+    assert_int_equal(tf_put_mem(c, PUT_DATA, strlen(PUT_DATA), "new.txt"), TF_OK);
+    struct stat st;
+    assert_int_equal(stat(tmpdir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    mode_t mask = umask(0);
+    umask(mask);
+    path_in(p, sizeof p, root, "new.txt");
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0666 & ~mask);
+    tf_close(c);
+
+    /* A keyed upload cut off after 10 bytes: its partial stays, private. */
+    int fd = rp_connect(s.port);
+    assert_true(fd >= 0);
+    assert_true(rp_handshake(fd, TF_FEATURE_RESUME) >= 0);
+    uint8_t key[TF_UPLOAD_KEY_SIZE];
+    memset(key, 0x5a, sizeof key);
+    assert_int_equal(rp_send_request(fd, TF_OP_PUT, TF_REQ_UPLOAD_KEY, 8, 100, 0, "part.bin",
+                                     key),
+                     0);
+    tf_wire_response r;
+    assert_int_equal(rp_read_response(fd, &r, NULL, 0), 0);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(rp_send(fd, "0123456789", 10), 0);
+    rp_abort(fd);
+    int found = 0;
+    for (int i = 0; i < 200 && !found; i++) {
+        found = tu_count_prefix(tmpdir, "resume-") == 1;
+        if (!found)
+            tu_sleep_ms(10);
+    }
+    assert_true(found);
+    tu_server_stop(&s, 0); /* the partial is complete on disk once it stops */
+    DIR *d = opendir(tmpdir);
+    assert_non_null(d);
+    struct dirent *de;
+    int checked = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "resume-", 7) != 0)
+            continue;
+        path_in(p, sizeof p, tmpdir, de->d_name);
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        assert_int_equal(st.st_size, 10);
+        checked++;
+    }
+    closedir(d);
+    assert_int_equal(checked, 1);
+    assert_int_equal(stat(tmpdir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    tu_rm_rf(root);
+    printf("faults: upload-dir-private: a .tcpfile-tmp of ours with mode 0777 made 0700; "
+           "its partial 0600; the upload published %03o\n",
+           (unsigned)(0666 & ~mask));
+}
+
 /* ---- nothing outside was touched --------------------------------------------------------
  */
 
@@ -543,6 +668,8 @@ int main(void)
         cmocka_unit_test(test_faults_special_entries_refused),
         cmocka_unit_test(test_faults_swapped_for_a_symlink),
         cmocka_unit_test(test_faults_upload_dir_symlink),
+        cmocka_unit_test(test_faults_upload_dir_foreign),
+        cmocka_unit_test(test_faults_upload_dir_private),
         cmocka_unit_test(test_faults_outside_untouched),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -958,7 +958,8 @@ static void test_faults_huge_sizes(void **state)
             tried();
         }
     }
-    /* Keyed, the same: the server keeps what came for a later resume. */
+    /* Keyed, the same: the server keeps what came (if anything) for a later
+       resume. */
     for (int i = 0; i < 2; i++) {
         uint8_t key[TF_UPLOAD_KEY_SIZE];
         tu_fill(key, sizeof key, 900 + (uint64_t)i);
@@ -967,7 +968,7 @@ static void test_faults_huge_sizes(void **state)
         rp_send(fd, mib, (size_t)(i * 4096));
         shutdown(fd, SHUT_WR);
         expect_closed(fd, "a keyed put announcing 2^64-1 bytes");
-        g.resumable_cut++;
+        g.resumable_cut += i > 0; /* an empty partial is not kept */
         tried();
     }
     /* Offsets past the end of the file: served whole, flagged FROM_START. */
