@@ -52,6 +52,7 @@ for ((run = 1; run <= RUNS; run++)); do
   2) name=fresh-$run.bin prefix=up- args=() what="plain put of a new name" ;;
   0) name=data.bin prefix=resume- args=(--resume) what="resumable put over data.bin" ;;
   esac
+  rm -f "$TMP/fk.out" # the background shell truncates it only when it gets to run
   hold_at=$(((1 << 20) + $(random_below $((SIZE * 3 / 4 - (1 << 20))))))
   "$FAULTKIT" put $H "$PORT" "$TMP/$new" "$name" --rate $RATE --hold-at "$hold_at" \
     "${args[@]}" >"$TMP/fk.out" 2>"$TMP/fk.err" &
