@@ -65,6 +65,9 @@ static void usage(FILE *to)
             "                           multiply by 1024; 0 = no minimum (default 1K)\n"
             "      --max-partials N     interrupted uploads kept for resuming; the\n"
             "                           oldest go first; 0 = none (default 64)\n"
+            "      --stop-grace SECONDS on SIGINT or SIGTERM, how long requests in\n"
+            "                           flight may take to finish before they are cut\n"
+            "                           off (decimals allowed; default 5)\n"
             "      --read-only          refuse every upload\n"
             "      --no-overwrite       refuse uploads over an existing file\n"
             "  -q, --quiet              do not print a line per request\n"
@@ -72,7 +75,8 @@ static void usage(FILE *to)
             "      --version            print the library version and exit\n"
             "\n"
             "SIGINT or SIGTERM stops the server: requests in flight get a few\n"
-            "seconds to finish. A second signal ends it at once.\n"
+            "seconds (--stop-grace) to finish, and those cut off are logged as such.\n"
+            "A second signal ends it at once.\n"
             "Exit status: 0 after a clean stop, 1 if serving failed, 2 for a usage\n"
             "error.\n");
 }
@@ -171,6 +175,7 @@ enum {
     OPT_IDLE_TIMEOUT,
     OPT_MIN_RATE,
     OPT_MAX_PARTIALS,
+    OPT_STOP_GRACE,
     OPT_READ_ONLY,
     OPT_NO_OVERWRITE,
     OPT_HELP,
@@ -190,6 +195,7 @@ static int parse_args(int argc, char **argv, server_args *a)
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"min-rate", required_argument, NULL, OPT_MIN_RATE},
         {"max-partials", required_argument, NULL, OPT_MAX_PARTIALS},
+        {"stop-grace", required_argument, NULL, OPT_STOP_GRACE},
         {"read-only", no_argument, NULL, OPT_READ_ONLY},
         {"no-overwrite", no_argument, NULL, OPT_NO_OVERWRITE},
         {"quiet", no_argument, NULL, 'q'},
@@ -238,6 +244,10 @@ static int parse_args(int argc, char **argv, server_args *a)
             break;
         case OPT_MAX_PARTIALS:
             status = set_number(a->opt, TF_OPT_MAX_PARTIALS, "--max-partials", optarg, COUNT);
+            break;
+        case OPT_STOP_GRACE:
+            status = set_number(a->opt, TF_OPT_STOP_GRACE_MS, "--stop-grace", optarg,
+                                SECONDS);
             break;
         case OPT_READ_ONLY:
             tf_options_set(a->opt, TF_OPT_READ_ONLY, 1);

@@ -111,9 +111,9 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.1
 done
 [[ -n $port && -n $server_pid ]] || fail "the server under strace did not start: $(cat "$tmp/log")"
-timeout 20 "$client" -q 127.0.0.1 "$port" put "$tmp/big" get big "$tmp/big.copy" list \
+timeout 20 "$client" -q 127.0.0.1 "$port" put "$tmp/big" get big --to "$tmp/big.copy" list \
   >/dev/null || fail "the client failed against the traced server"
-timeout 20 "$client" -q 127.0.0.1 "$port" put "$tmp/big" big get nope "$tmp/nope" \
+timeout 20 "$client" -q 127.0.0.1 "$port" put "$tmp/big" --as big get nope --to "$tmp/nope" \
   >/dev/null 2>&1 || true
 kill -TERM "$server_pid"
 wait "$tracer_pid" || true
