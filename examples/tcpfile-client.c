@@ -1084,8 +1084,9 @@ static void failure_hint(const client_args *a, tf_client *c, const op *o, const 
                                " name with --as NAME");
         break;
     case TF_EACCES:
-        if (o->kind == OP_PUT && !out->local && strstr(tf_errmsg(c), "read-only"))
-            snprintf(buf, len, "; this server only serves get and list");
+        if (o->kind == OP_PUT && !out->local)
+            snprintf(buf, len, "; the server does not take this upload (a read-only server"
+                               " only serves get and list)");
         break;
     case TF_EINVAL:
         if (o->kind == OP_PUT && tf_client_max_name(c) > 0 &&
@@ -1185,16 +1186,15 @@ static void report_success(const client_args *a, const op *o, const progress *p,
                 what, (unsigned long)out->links - 1, out->links == 2 ? "" : "s");
 }
 
-/* Says, after a failed connect, what the reason most likely means. */
-static void connect_hint(const client_args *a, int rc, const char *err, char *buf,
-                         size_t len)
+/* Says, after a failed connect, what the reason most likely means; keyed
+   on the code alone, never on the message's wording. */
+static void connect_hint(const client_args *a, int rc, char *buf, size_t len)
 {
     buf[0] = '\0';
-    /* A refusal almost always means nothing listens there. The library's
-       detail carries strerror(ECONNREFUSED) in that case. */
-    if (rc == TF_ENET && strstr(err, strerror(ECONNREFUSED)))
+    /* A refusal almost always means nothing listens there. */
+    if (rc == TF_ECONNREFUSED)
         snprintf(buf, len, "; is tcpfile-server running on %s port %s?", a->host, a->port);
-    else if (rc == TF_ENET && strstr(err, "resolve"))
+    else if (rc == TF_ERESOLVE)
         snprintf(buf, len, "; check the host name");
     else if (rc == TF_ETIMEDOUT)
         snprintf(buf, len,
@@ -1208,11 +1208,14 @@ static void connect_hint(const client_args *a, int rc, const char *err, char *bu
 }
 
 /* The exit status of a failed connect. */
-static int connect_status(int rc, const char *err)
+static int connect_status(int rc)
 {
     switch (rc) {
+    case TF_ERESOLVE:
+        return EXIT_RESOLVE;
+    case TF_ECONNREFUSED:
     case TF_ENET:
-        return strstr(err, "resolve") ? EXIT_RESOLVE : EXIT_CONNECT;
+        return EXIT_CONNECT;
     case TF_ETIMEDOUT:
         return EXIT_TIMEOUT;
     case TF_EBUSY:
@@ -1249,10 +1252,10 @@ static tf_client *connect_or_report(const client_args *a, int *status)
                     now_seconds() - start, tf_client_max_name(c));
         return c;
     }
-    connect_hint(a, rc, err, hint, sizeof hint);
+    connect_hint(a, rc, hint, sizeof hint);
     fprintf(stderr, PROG ": connect to %s port %s: %s%s%s%s%s\n", a->host, a->port,
             tf_strerror(rc), err[0] ? " (" : "", err, err[0] ? ")" : "", hint);
-    *status = g_signal ? 128 + g_signal : connect_status(rc, err);
+    *status = g_signal ? 128 + g_signal : connect_status(rc);
     return NULL;
 }
 

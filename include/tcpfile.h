@@ -44,7 +44,10 @@ extern "C" {
 /*
  * X(name, value, message). Released values are never renumbered or reused;
  * the same numbers (as positive values) travel as status codes on the wire,
- * see docs/protocol.md.
+ * see docs/protocol.md, up to TF_EINTERNAL: the codes after it describe
+ * reaching a server and never travel. TF_ENET stays the generic network
+ * code (unreachable, reset, closed); TF_ERESOLVE and TF_ECONNREFUSED tell
+ * apart the two connect failures a user acts on differently.
  */
 #define TF_ERRNO_MAP(X)                                                        \
     X(EINVAL, -1, "invalid argument or name")                                 \
@@ -61,14 +64,16 @@ extern "C" {
     X(ECHECKSUM, -12, "checksum mismatch")                                    \
     X(EBUSY, -13, "server busy")                                              \
     X(ECANCELED, -14, "cancelled by the caller")                              \
-    X(EINTERNAL, -15, "internal error")
+    X(EINTERNAL, -15, "internal error")                                       \
+    X(ERESOLVE, -16, "cannot resolve the host name")                          \
+    X(ECONNREFUSED, -17, "connection refused")
 
 enum tf_error {
     TF_OK = 0,
 #define TF__ERR_ENUM(name, value, msg) TF_##name = (value),
     TF_ERRNO_MAP(TF__ERR_ENUM)
 #undef TF__ERR_ENUM
-    TF__ERR_LAST = -15 /* the most negative code in use; grows over time */
+    TF__ERR_LAST = -17 /* the most negative code in use; grows over time */
 };
 
 /* A sentence describing code ("success" for TF_OK; "unknown error" for a
@@ -236,8 +241,9 @@ typedef struct tf_entry {
  * Connects to host:port (a name, an IPv4 or IPv6 literal; "[::1]" is
  * accepted too) and performs the handshake. One connection carries any
  * number of requests.
- * Returns TF_OK, TF_EINVAL, TF_ENET (refused, unreachable, no such host),
- * TF_ETIMEDOUT, TF_EPROTO (not a tcpfile server, no common version),
+ * Returns TF_OK, TF_EINVAL, TF_ERESOLVE (no such host, or the name
+ * service failed), TF_ECONNREFUSED (nothing listens on that port),
+ * TF_ENET (unreachable, other network failures), TF_ETIMEDOUT, TF_EPROTO (not a tcpfile server, no common version),
  * TF_EBUSY (server full), TF_ENOMEM. On success *out is the caller's,
  * closed and freed with tf_close. On failure *out is NULL; the reason is
  * not kept anywhere, so callers wanting the detail use tf_connect_ex.

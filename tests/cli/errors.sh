@@ -112,9 +112,15 @@ pass "a connect that times out exits 9 with a hint: $(cat "$TMP/err")"
 # Connection refused: the port of a server that has stopped.
 stop_server "$SERVER_PID"
 expect 4 "$CLIENT" $H "$PORT" list
-stderr_one_line_with "connect to $H port $PORT" 'refused' \
+stderr_one_line_with "connect to $H port $PORT" 'connection refused' \
   "is tcpfile-server running on $H port $PORT?"
 pass "connection refused exits 4 with a hint: $(cat "$TMP/err")"
+
+# A host that does not resolve: its own status and hint.
+expect 3 "$CLIENT" no-such-host.invalid list
+stderr_one_line_with 'connect to no-such-host.invalid port 7878' 'cannot resolve the host name' \
+  'check the host name'
+pass "a host that does not resolve exits 3 with a hint"
 
 # ---- server policies -------------------------------------------------------------
 printf 'data\n' >"$TMP/up.txt"
@@ -122,7 +128,7 @@ start_server ro --read-only
 printf 'keep\n' >"$TMP/ro/keep.txt"
 expect 5 "$CLIENT" $H "$PORT" put "$TMP/up.txt"
 stderr_one_line_with 'put "' 'up.txt' 'server: permission denied' 'read-only' \
-  'this server only serves get and list'
+  'a read-only server only serves get and list'
 [[ ! -e $TMP/ro/up.txt ]] || fail "a read-only server stored an upload"
 expect 0 "$CLIENT" -q $H "$PORT" get keep.txt --to "$TMP/keep.txt" list
 cmp "$TMP/ro/keep.txt" "$TMP/keep.txt" || fail "get from a read-only server differs"
