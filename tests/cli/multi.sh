@@ -76,6 +76,18 @@ tail -n +"$((before + 1))" "$LOG" >"$TMP/log-after"
 grep -q 'remote-b' "$TMP/log-after" && fail "the server saw a request after the failure"
 pass "the first failure stops the run with its status (6): $(tail -1 "$TMP/err")"
 
+# --keep-going runs everything; the status is the highest of the failures.
+rm -f a.txt b.txt
+printf 'local\n' >kept.txt
+expect 12 "$CLIENT" --keep-going $H "$PORT" get missing.txt get a.txt \
+  get remote-b.txt --to kept.txt --no-clobber get remote-b.txt --to b.txt
+cmp "$ROOT/a.txt" a.txt || fail "--keep-going: the get after a failure did not run"
+cmp "$ROOT/remote-b.txt" b.txt || fail "--keep-going: the last get did not run"
+[[ $(cat kept.txt) == local ]] || fail "--no-clobber replaced kept.txt"
+grep -q 'not run' "$TMP/err" && fail "--keep-going left something not run: $(cat "$TMP/err")"
+grep -q 'get "missing.txt": server: no such file' "$TMP/err" || fail "no line for missing.txt"
+pass "--keep-going runs every operation and exits with the highest status (12 > 6)"
+
 # A usage error anywhere means nothing runs at all.
 rm -f a.txt
 expect 2 "$CLIENT" $H "$PORT" get a.txt get ../x
