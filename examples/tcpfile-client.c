@@ -597,6 +597,10 @@ static int parse_args(int argc, char **argv, client_args *a)
             const char *before = a->port;
             status = parse_host(w, a, &url_name);
             port_given = a->port != before;
+            if (status == PARSE_RUN && url_name) { /* get NAME, open to --to */
+                words[nwords] = url_name;
+                groups[ngroups++] = (group){.kind = OP_GET, .first = nwords++, .n = 1};
+            }
         } else if (!port_given && !ngroups && !url_name && w[0] >= '0' && w[0] <= '9') {
             int64_t v;
             if (cli_parse_int(w, 1, 65535, &v) != 0)
@@ -616,6 +620,8 @@ static int parse_args(int argc, char **argv, client_args *a)
                                         .first = nwords};
         } else if (!cur) {
             status = usage_error("unknown operation (expected get, put or list):", w);
+        } else if (url_name) {
+            status = usage_error("a URL names its one file; no more NAMEs after it, not", w);
         } else {
             words[nwords++] = argv[i];
             cur->n++;
@@ -623,10 +629,6 @@ static int parse_args(int argc, char **argv, client_args *a)
     }
     if (status == PARSE_RUN && !a->host)
         status = usage_error("missing HOST and operation", NULL);
-    if (status == PARSE_RUN && url_name) {
-        words[nwords] = url_name;
-        groups[ngroups++] = (group){.kind = OP_GET, .first = nwords++, .n = 1};
-    }
     if (status == PARSE_RUN && ngroups == 0)
         status = usage_error("missing operation (get, put or list)", NULL);
     if (status == PARSE_RUN)

@@ -46,7 +46,7 @@ static void usage(FILE *to)
             "Serve the regular files of directory ROOT (default: the current\n"
             "directory) to tcpfile-client over TCP. PORT 0 picks a free port.\n"
             "\n"
-            "Options:\n"
+            "Options (anywhere on the line; \"--\" ends them):\n"
             "  -b, --bind ADDR          listen on ADDR only (default: every address,\n"
             "                           IPv4 and IPv6)\n"
             "      --max-name N         longest file name in bytes, 1..4096 (default 255)\n"
@@ -71,7 +71,7 @@ static void usage(FILE *to)
             "      --read-only          refuse every upload\n"
             "      --no-overwrite       refuse uploads over an existing file\n"
             "  -q, --quiet              do not print a line per request\n"
-            "      --help               print this help and exit\n"
+            "  -h, --help               print this help and exit\n"
             "      --version            print the library version and exit\n"
             "\n"
             "SIGINT or SIGTERM stops the server: requests in flight get a few\n"
@@ -209,12 +209,13 @@ static int parse_args(int argc, char **argv, server_args *a)
         fprintf(stderr, PROG ": out of memory\n");
         return EXIT_FAILED;
     }
-    /* '+': options end at the first operand, as documented; ':': we print
-       the one-line errors ourselves instead of getopt's. */
+    /* Options may follow PORT and ROOT too (getopt permutes; "--" ends
+       them); ':': we print the one-line errors ourselves instead of
+       getopt's. */
     opterr = 0;
     int ch, status = PARSE_RUN;
     while (status == PARSE_RUN &&
-           (ch = getopt_long(argc, argv, "+:b:q", longopts, NULL)) != -1) {
+           (ch = getopt_long(argc, argv, ":b:qh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'b':
             a->bind = optarg;
@@ -255,6 +256,7 @@ static int parse_args(int argc, char **argv, server_args *a)
         case OPT_NO_OVERWRITE:
             tf_options_set(a->opt, TF_OPT_OVERWRITE, 0);
             break;
+        case 'h':
         case OPT_HELP:
             usage(stdout);
             return EXIT_OK;
