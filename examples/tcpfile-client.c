@@ -121,6 +121,9 @@ typedef struct progress {
     double start, last_draw;
     int drawn;   /* columns of bar on the screen, to erase before other output */
     double rate; /* --limit-rate: bytes per second, 0 = none */
+    const char *what; /* the operation as describe() names it, for notes */
+    int talk;         /* not -q: say how a resumed transfer starts */
+    uint64_t had;     /* get --resume: bytes in the part file beforehand */
 } progress;
 
 /* The signal that asked us to stop (SIGINT, SIGTERM), 0 while none has.
@@ -807,6 +810,18 @@ static int on_progress(void *user, uint64_t done, uint64_t total)
         p->started = 1;
         p->start = now;
         p->first = done;
+        /* A resumed transfer's first report starts at what was there. */
+        char at[32], of[32];
+        format_size(done, at, sizeof at);
+        format_size(total, of, sizeof of);
+        if (p->talk && done > 0 && done == total)
+            fprintf(stderr, PROG ": %s: already complete\n", p->what);
+        else if (p->talk && done > 0)
+            fprintf(stderr, PROG ": %s: resuming at %s of %s\n", p->what, at, of);
+        else if (p->talk && p->had > 0)
+            fprintf(stderr, PROG ": %s: changed on the server (shorter than the %" PRIu64
+                                " bytes kept), starting over\n",
+                    p->what, p->had);
         return 0;
     }
     if (p->rate > 0) {
@@ -897,6 +912,15 @@ typedef struct outcome {
     size_t files;   /* list: how many */
     nlink_t links;  /* get: hard links the replaced file had */
 } outcome;
+
+static void reset_outcome(outcome *out)
+{
+    out->rc = TF_OK;
+    out->local = 0;
+    out->why[0] = '\0';
+    out->files = 0;
+    out->links = 0;
+}
 
 /* Local checks before a get replaces a file: --no-clobber, and a
    read-only file (which rename would replace silently) needs --force. */
@@ -1109,6 +1133,17 @@ static int part_file(const char *target, char *buf, size_t len)
     return 1;
 }
 
+/* The bytes a get --resume finds in its part file (0: none). */
+static uint64_t part_size(const op *o)
+{
+    char target[8192], part[8448];
+    struct stat st;
+    if (o->kind != OP_GET || !get_target(o, target, sizeof target) ||
+        !part_file(target, part, sizeof part) || stat(part, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    return (uint64_t)st.st_size;
+}
+
 /* Says what an interrupted operation left behind. */
 static void report_interrupted(const client_args *a, const op *o, const progress *p)
 {
@@ -1158,10 +1193,13 @@ static void report_failure(const client_args *a, tf_client *c, const op *o,
             detail[0] ? " (" : "", detail, detail[0] ? ")" : "", hint);
 }
 
+/* The summary counts the bytes moved this time, not those a resumed
+   transfer already had. */
 static void report_success(const client_args *a, const op *o, const progress *p,
                            const outcome *out, double seconds)
 {
     char what[8192], size[32], rate[32];
+    uint64_t moved = p->done - p->first;
     describe(o, what, sizeof what);
     if (a->verbosity >= VERBOSE) {
         if (o->kind == OP_LIST) {
@@ -1170,16 +1208,15 @@ static void report_success(const client_args *a, const op *o, const progress *p,
             return;
         }
         char human[40] = ""; /* " (1.5 MiB)" where bytes alone are hard to read */
-        if (p->done >= 1024) {
-            format_size(p->done, size, sizeof size);
+        if (moved >= 1024) {
+            format_size(moved, size, sizeof size);
             snprintf(human, sizeof human, " (%s)", size);
         }
-        format_size(seconds > 0 ? (uint64_t)((double)p->done / seconds) : 0, rate,
-                    sizeof rate);
-        fprintf(stderr, PROG ": %s: %" PRIu64 " bytes%s in %.3f s, %s/s\n", what, p->done,
+        format_size(seconds > 0 ? (uint64_t)((double)moved / seconds) : 0, rate, sizeof rate);
+        fprintf(stderr, PROG ": %s: %" PRIu64 " bytes%s in %.3f s, %s/s\n", what, moved,
                 human, seconds, rate);
     } else if (o->kind != OP_LIST) { /* a listing is its own report */
-        fprintf(stderr, PROG ": %s: %" PRIu64 " bytes in %.3f s\n", what, p->done, seconds);
+        fprintf(stderr, PROG ": %s: %" PRIu64 " bytes in %.3f s\n", what, moved, seconds);
     }
     if (out->links > 1)
         fprintf(stderr,
@@ -1318,16 +1355,34 @@ static int run(client_args *a)
         char label[8192];
         snprintf(label, sizeof label, "%s %s", o->kind == OP_GET ? "get" : "put",
                  o->kind == OP_LIST ? "" : o->name);
-        p = (progress){.bar_enabled = p.bar_enabled,
-                       .rate = a->rate,
-                       .label = o->kind == OP_LIST ? "list" : label};
-        out->rc = TF_OK;
-        out->local = 0;
-        out->why[0] = '\0';
-        out->files = 0;
-        out->links = 0;
+        char what[8192];
+        describe(o, what, sizeof what);
+        const progress fresh = {.bar_enabled = p.bar_enabled,
+                                .rate = a->rate,
+                                .label = o->kind == OP_LIST ? "list" : label,
+                                .what = what,
+                                .talk = a->verbosity > QUIET,
+                                .had = a->resume ? part_size(o) : 0};
+        p = fresh;
+        reset_outcome(out);
         double start = now_seconds();
-        run_op(a, c, o, o->kind == OP_LIST && (a->human || stdout_tty), &names, out);
+        int human = o->kind == OP_LIST && (a->human || stdout_tty);
+        run_op(a, c, o, human, &names, out);
+        if (out->rc == TF_ECHECKSUM && o->kind == OP_GET && p.first > 0 && !g_signal) {
+            /* The whole file's checksum failed after resuming: the file
+               changed on the server since the part was kept (the library
+               has dropped the part). Start over, once. */
+            bar_erase(&p);
+            if (a->verbosity > QUIET)
+                fprintf(stderr,
+                        PROG ": %s: changed on the server since the %" PRIu64 " bytes kept"
+                             " (the whole file's checksum differs), starting over\n",
+                        what, p.first);
+            p = fresh;
+            p.had = 0;
+            reset_outcome(out);
+            run_op(a, c, o, human, &names, out);
+        }
         double seconds = now_seconds() - start;
         bar_erase(&p);
         if (out->rc == TF_OK) {
