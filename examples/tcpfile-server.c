@@ -7,16 +7,19 @@
  * into tf_options, open the server, print where it listens, log each
  * request on stdout, and stop cleanly on SIGINT or SIGTERM.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli_parse.h"
 #include "tcpfile.h"
@@ -323,11 +326,63 @@ static const char *open_hint(int rc, const char *err)
     return "";
 }
 
+/* Whether a listening address is reachable only from this machine. */
+static int is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
+}
+
+/* The banner: the first line is the one scripts wait for (and parse the
+   port from); the next say what is served and how, and every address. A
+   root that uploads cannot go to, and a server anyone may write to, get a
+   warning on stderr. */
+static void banner(const server_args *a, const tf_server *s)
+{
+    char addr[64] = "?", root[PATH_MAX];
+    int port = tf_server_port(s), open_to_all = 0;
+    int64_t read_only = 0, overwrite = 1;
+    tf_options_get(a->opt, TF_OPT_READ_ONLY, &read_only);
+    tf_options_get(a->opt, TF_OPT_OVERWRITE, &overwrite);
+    if (!realpath(a->root, root))
+        snprintf(root, sizeof root, "%s", a->root);
+    tf_server_address(s, addr, sizeof addr);
+    printf("server up and running on IP: %s port %d\n", addr, port);
+    open_to_all = !is_loopback(addr);
+    for (size_t i = 1; tf_server_address_at(s, i, addr, sizeof addr) == TF_OK; i++) {
+        printf("also listening on IP: %s port %d\n", addr, port);
+        open_to_all |= !is_loopback(addr);
+    }
+    printf("serving \"%s\": %s\n", root,
+           read_only   ? "get and list only (--read-only)"
+           : overwrite ? "get, list and put; a put replaces a file of the same name"
+                       : "get, list and put; a put never replaces a file (--no-overwrite)");
+    if (read_only)
+        return;
+    if (access(a->root, W_OK) != 0)
+        fprintf(stderr, PROG ": warning: uploads will fail: \"%s\" is not writable (%s)\n",
+                root, strerror(errno));
+    else if (open_to_all)
+        fprintf(stderr,
+                PROG ": warning: anyone who can reach port %d may upload%s files in \"%s\""
+                     " (there is no authentication); --read-only, or --bind 127.0.0.1,"
+                     " limits that\n",
+                port, overwrite ? " and replace" : "", root);
+}
+
 static int serve(const server_args *a)
 {
     char err[512];
     const char *where = a->bind ? a->bind : "every address";
     tf_server *s;
+    struct stat st;
+    /* The library would say it cannot open the directory; a file given
+       by mistake deserves its own sentence. */
+    if (stat(a->root, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, PROG ": serve \"%s\": it is not a directory; name the directory to"
+                        " serve\n",
+                a->root);
+        return EXIT_FAILED;
+    }
     int rc = tf_server_open_ex(&s, a->bind, a->port, a->root, a->opt, err, sizeof err);
     if (rc != TF_OK) {
         fprintf(stderr, PROG ": serve \"%s\" on %s port %s: %s%s%s%s%s\n", a->root, where,
@@ -343,11 +398,9 @@ static int serve(const server_args *a)
         tf_server_close(s);
         return EXIT_FAILED;
     }
-    char addr[64] = "?";
-    tf_server_address(s, addr, sizeof addr);
-    printf("server up and running on IP: %s port %d\n", addr, tf_server_port(s));
-    /* Scripts wait for this line to learn the port: it must not sit in a
-       buffer. */
+    banner(a, s);
+    /* Scripts wait for the first line to learn the port: it must not sit
+       in a buffer. */
     fflush(stdout);
 
     rc = tf_server_run(s);

@@ -407,6 +407,12 @@ TF_API int tf_server_port(const tf_server *s);
    listening), TF_ENET. */
 TF_API int tf_server_address(const tf_server *s, char *buf, size_t len);
 
+/* The same for listening socket i, from 0: a server opened with host NULL
+   listens on "0.0.0.0" and on "::" where IPv6 is available, so that a
+   banner can name every address. Returns TF_OK, TF_EINVAL (as above, or i
+   at or past the number of listening sockets: the loop's end), TF_ENET. */
+TF_API int tf_server_address_at(const tf_server *s, size_t i, char *buf, size_t len);
+
 /* Serves clients on the calling thread and worker threads (TF_OPT_WORKERS)
    until tf_server_stop; then accepts no new connection, gives requests in
    flight up to TF_OPT_STOP_GRACE_MS to finish, closes its listening sockets

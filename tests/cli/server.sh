@@ -41,6 +41,46 @@ stop_server "$SERVER_PID" INT
 [[ ! -s $TMP/cwd.err ]] || fail "the server wrote to stderr: $(cat "$TMP/cwd.err")"
 pass "banner with the real port; ROOT defaults to cwd; SIGINT stops with status 0"
 
+# ---- the banner says what is served, how, and where ---------------------------------
+grep -qxF "serving \"$TMP/cwdroot\": get, list and put; a put replaces a file of the same name" \
+  "$TMP/cwd.out" || fail "no serving line: $(cat "$TMP/cwd.out")"
+mkdir -p "$TMP/all"
+"$SERVER" 0 "$TMP/all" --no-overwrite >"$TMP/all.out" 2>"$TMP/all.err" &
+SERVER_PID=$!
+SERVER_PIDS+=("$SERVER_PID")
+wait_banner "$TMP/all.out" "$SERVER_PID"
+grep -qxF "server up and running on IP: 0.0.0.0 port $PORT" "$TMP/all.out" ||
+  fail "banner: $(head -1 "$TMP/all.out")"
+if have_ipv6_loopback; then
+  grep -qxF "also listening on IP: :: port $PORT" "$TMP/all.out" ||
+    fail "the banner does not name :: too: $(cat "$TMP/all.out")"
+fi
+grep -qF "serving \"$TMP/all\": get, list and put; a put never replaces a file (--no-overwrite)" \
+  "$TMP/all.out" || fail "no serving line for --no-overwrite: $(cat "$TMP/all.out")"
+grep -qF "warning: anyone who can reach port $PORT may upload files in \"$TMP/all\"" \
+  "$TMP/all.err" || fail "no warning for a server open to all: $(cat "$TMP/all.err")"
+stop_server "$SERVER_PID"
+start_server ro --read-only
+grep -qxF "serving \"$TMP/ro\": get and list only (--read-only)" "$TMP/ro.out" ||
+  fail "no read-only serving line: $(cat "$TMP/ro.out")"
+[[ ! -s $TMP/ro.err ]] || fail "a read-only loopback server warned: $(cat "$TMP/ro.err")"
+stop_server "$SERVER_PID"
+printf 'x\n' >"$TMP/root-file"
+expect 1 "$SERVER" -b $H 0 "$TMP/root-file"
+stderr_one_line_with "serve \"$TMP/root-file\": it is not a directory"
+mkdir -p "$TMP/unwritable"
+chmod 555 "$TMP/unwritable"
+if [[ ! -w $TMP/unwritable ]]; then # root may write anyway: then skip
+  start_server unwritable
+  grep -qF "warning: uploads will fail: \"$TMP/unwritable\" is not writable" \
+    "$TMP/unwritable.err" || fail "no warning for an unwritable root: $(cat "$TMP/unwritable.err")"
+  stop_server "$SERVER_PID"
+else
+  echo "ok - skipped the unwritable-root check: this user writes to a 555 directory"
+fi
+chmod 755 "$TMP/unwritable"
+pass "the banner names every address, the root and its mode; warnings for open or unwritable roots"
+
 # ---- a stop with a client connected but idle -------------------------------------
 start_server idle
 # The client connects, then waits for its standard input before sending
@@ -68,7 +108,8 @@ start_server quiet -q
 expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/p.txt" get p.txt --to "$TMP/q.txt" list
 expect 6 "$CLIENT" -q $H "$PORT" get nope --to "$TMP/x"
 stop_server "$SERVER_PID"
-[[ $(wc -l <"$TMP/quiet.out") == 2 && $(tail -n 1 "$TMP/quiet.out") == "server stopped" ]] ||
+[[ $(grep -cvE '^(also listening on IP|serving) ' "$TMP/quiet.out") == 2 &&
+  $(tail -n 1 "$TMP/quiet.out") == "server stopped" ]] ||
   fail "--quiet server printed more than the banner and \"server stopped\":
 $(cat "$TMP/quiet.out")"
 pass "--quiet prints no request lines"
@@ -193,7 +234,7 @@ for i in 1 2 3 4 5 6 7 8; do
   cmp "$TMP/c$i.bin" "$TMP/c$i.back" || fail "concurrent round trip $i differs"
 done
 stop_server "$SERVER_PID"
-requests=$(sed -e '1d' -e '$d' "$TMP/many.out")
+requests=$(sed -e '1d' -e '$d' "$TMP/many.out" | grep -vE '^(also listening on IP|serving) ')
 [[ $(wc -l <<<"$requests") == 40 ]] || fail "expected 40 request lines:
 $requests"
 grep -vE "$LOG_LINE_RE" <<<"$requests" && fail "malformed (interleaved?) log lines above"

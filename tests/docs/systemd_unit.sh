@@ -107,7 +107,8 @@ server_pid=
 for ((i = 0; i < 100; i++)); do
   [[ -n $server_pid ]] || server_pid=$(cat "$tmp/pid" 2>/dev/null || true)
   port=$(sed -n 's/^server up and running on IP: .* port \([0-9]*\)$/\1/p' "$tmp/log" || true)
-  [[ -n $port ]] && break
+  # Both: sh may have created the pid file and not yet written it.
+  [[ -n $port && -n $server_pid ]] && break
   sleep 0.1
 done
 [[ -n $port && -n $server_pid ]] || fail "the server under strace did not start: $(cat "$tmp/log")"
