@@ -24,6 +24,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -80,6 +81,7 @@ typedef struct op {
     const char *local; /* get: NULL = ./NAME, "-" = stdout, else a path or a
                           directory; put: the source, "-" = stdin */
     int renamed;       /* put --as / get --to a file: the name was chosen */
+    int no_match;      /* get of a wildcard that matched no remote name */
 } op;
 
 /* What the command line said before it is split into operations. */
@@ -140,7 +142,9 @@ static void usage(FILE *to)
             "  get NAME... [--to PATH]   download each NAME into ./NAME; --to PATH\n"
             "                            saves one NAME as PATH, or every NAME into\n"
             "                            PATH when it is a directory or ends in \"/\";\n"
-            "                            --to - writes to standard output\n"
+            "                            --to - writes to standard output; a NAME\n"
+            "                            with * ? [ ] gets every name on the server\n"
+            "                            that matches (quote it: 'img-*.jpg')\n"
             "  put LOCAL... [--as NAME]  upload each LOCAL under its last component;\n"
             "                            --as NAME uploads one LOCAL as NAME; LOCAL\n"
             "                            \"-\" reads standard input (needs --as)\n"
@@ -972,6 +976,11 @@ static int check_clobber_remote(tf_client *c, tf_listing **names, const op *o, o
 static void run_op(const client_args *a, tf_client *c, const op *o, int human,
                    tf_listing **names, outcome *out)
 {
+    if (o->no_match) {
+        snprintf(out->why, sizeof out->why, "no file on the server matches \"%s\"", o->name);
+        out->rc = TF_ENOENT;
+        return;
+    }
     switch (o->kind) {
     case OP_LIST: {
         tf_listing *l;
@@ -1319,6 +1328,69 @@ static int breaks_connection(int rc)
            rc == TF_ENOMEM;
 }
 
+static int has_wildcard(const char *name)
+{
+    return strpbrk(name, "*?[") != NULL;
+}
+
+/* get 'img-*.jpg': each NAME with a wildcard becomes a get of every name
+   the server lists that matches it (in the listing's order), as scp
+   matches on the remote side. *names keeps the listing, whose names the
+   new operations point into. Returns PARSE_RUN, or a status after saying
+   why. */
+static int expand_wildcards(client_args *a, tf_client *c, tf_listing **names)
+{
+    size_t extra = 0;
+    for (size_t i = 0; i < a->nops; i++)
+        if (a->ops[i].kind == OP_GET && has_wildcard(a->ops[i].name))
+            extra = 1;
+    if (!extra)
+        return PARSE_RUN;
+    int rc = tf_list(c, names);
+    if (rc != TF_OK) {
+        fprintf(stderr, PROG ": list, to match the wildcards: %s (%s)\n", tf_strerror(rc),
+                tf_errmsg(c));
+        return rc == TF_ETIMEDOUT ? EXIT_TIMEOUT : EXIT_NETWORK;
+    }
+    size_t n = tf_listing_count(*names), total = 0;
+    for (size_t i = 0; i < a->nops; i++) {
+        const op *o = &a->ops[i];
+        size_t m = 0;
+        if (o->kind == OP_GET && has_wildcard(o->name))
+            for (size_t k = 0; k < n; k++)
+                m += fnmatch(o->name, tf_listing_at(*names, k)->name, FNM_PERIOD) == 0;
+        if (m > 1 && o->renamed)
+            return usage_error("the wildcard matches several files; --to needs a"
+                               " DIRECTORY/ for them, not",
+                               o->local);
+        total += m ? m : 1;
+    }
+    op *ops = calloc(total, sizeof *ops);
+    if (!ops) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return EXIT_FAILED;
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < a->nops; i++) {
+        const op *o = &a->ops[i];
+        size_t before = j;
+        if (o->kind == OP_GET && has_wildcard(o->name))
+            for (size_t k = 0; k < n; k++)
+                if (fnmatch(o->name, tf_listing_at(*names, k)->name, FNM_PERIOD) == 0) {
+                    ops[j] = *o;
+                    ops[j++].name = tf_listing_at(*names, k)->name;
+                }
+        if (j == before) {
+            ops[j] = *o;
+            ops[j++].no_match = o->kind == OP_GET && has_wildcard(o->name);
+        }
+    }
+    free(a->ops);
+    a->ops = ops;
+    a->nops = total;
+    return PARSE_RUN;
+}
+
 static int run(client_args *a)
 {
     progress p = {0};
@@ -1333,14 +1405,19 @@ static int run(client_args *a)
     /* A person reads a listing on a terminal; a program reads it anywhere
        else and gets the stable tab-separated form. */
     int stdout_tty = isatty(STDOUT_FILENO);
-    tf_listing *names = NULL;
+    tf_listing *names = NULL, *matched = NULL;
     size_t i, done = 0;
-    outcome *out = malloc(sizeof *out);
+    status = expand_wildcards(a, c, &matched);
+    outcome *out = status == PARSE_RUN ? malloc(sizeof *out) : NULL;
     if (!out) {
         tf_close(c);
+        tf_listing_free(matched);
+        if (status != PARSE_RUN)
+            return status;
         fprintf(stderr, PROG ": out of memory\n");
         return EXIT_FAILED;
     }
+    status = EXIT_OK;
     for (i = 0; i < a->nops; i++) {
         if (g_signal || (status != EXIT_OK && !a->keep_going))
             break;
@@ -1411,6 +1488,7 @@ static int run(client_args *a)
     report_not_run(a, i, g_signal ? "interrupted" : "after the failure");
     free(out);
     tf_listing_free(names);
+    tf_listing_free(matched);
     tf_close(c);
     if (a->verbosity >= VERBOSE)
         fprintf(stderr, PROG ": %zu of %zu operation%s done in %.3f s; connection closed\n",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # grammar.sh - a command line people already know (issue 11): options
 # anywhere and "--" to end them, HOST:PORT, [V6]:PORT, tcpfile:// URLs, the
-# default port, -h for help on both programs, -H for the human listing.
+# default port, wildcards on get matched on the server, -h for help on both
+# programs, -H for the human listing.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
@@ -52,6 +53,20 @@ timeout "$CALL_TIMEOUT" "$CLIENT" --timeout 2 $H list >/dev/null 2>"$TMP/err" ||
 [[ $st == 0 ]] || grep -qF "connect to $H port 7878" "$TMP/err" ||
   fail "no PORT did not mean 7878: $(cat "$TMP/err")"
 pass "HOST:PORT, [V6]:PORT, tcpfile://HOST:PORT/NAME (%XX decoded), default port 7878"
+
+# ---- wildcards on get match the server's names ------------------------------------------
+printf '1\n' >"$ROOT/img-1.jpg"
+printf '22\n' >"$ROOT/img-2.jpg"
+mkdir -p pics
+expect 0 "$CLIENT" -q $H "$PORT" get 'img-*.jpg' --to pics/
+cmp "$ROOT/img-1.jpg" pics/img-1.jpg || fail "get 'img-*.jpg': img-1.jpg"
+cmp "$ROOT/img-2.jpg" pics/img-2.jpg || fail "get 'img-*.jpg': img-2.jpg"
+[[ $(ls pics) == $'img-1.jpg\nimg-2.jpg' ]] || fail "get 'img-*.jpg' fetched: $(ls pics)"
+expect 6 "$CLIENT" $H "$PORT" get 'nothing-*.png'
+stderr_one_line_with 'no file on the server matches "nothing-*.png"'
+expect 2 "$CLIENT" $H "$PORT" get 'img-?.jpg' --to one.jpg
+stderr_one_line_with 'matches several files'
+pass "get 'img-*.jpg' gets every matching name; no match exits 6"
 
 # ---- -h is help; -H the human listing -----------------------------------------------
 for prog in "$CLIENT" "$SERVER"; do
