@@ -1159,7 +1159,10 @@ static void report_interrupted(const client_args *a, const op *o, const progress
     char what[8192], target[8192], part[8448];
     struct stat st;
     describe(o, what, sizeof what);
-    if (o->kind == OP_GET && get_target(o, target, sizeof target)) {
+    /* A device or FIFO is written straight into: nothing to keep. */
+    int special = o->kind == OP_GET && get_target(o, target, sizeof target) &&
+                  stat(target, &st) == 0 && !S_ISREG(st.st_mode);
+    if (o->kind == OP_GET && !special && get_target(o, target, sizeof target)) {
         if (a->resume && part_file(target, part, sizeof part) && stat(part, &st) == 0)
             fprintf(stderr,
                     PROG ": %s: interrupted; %lld bytes kept in \"%s\": the same get with"
