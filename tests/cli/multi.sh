@@ -37,7 +37,7 @@ grep -q $'\tremote-b\\.txt$' "$TMP/out" || fail "multi: list misses remote-b.txt
 n=$(grep -cE ' (put "(a|b|notes|remote-b)\.txt"|get "(a|remote-b)\.txt"|list -) ok ' "$LOG")
 [[ $n == 6 ]] || fail "multi: expected 6 logged requests, found $n:
 $(cat "$LOG")"
-[[ $(grep -E ' (put|get|list) ' "$LOG" | awk '{print $2}' | sort -u | wc -l) == 1 ]] ||
+[[ $(grep -E '^[0-9]{4}-.* (put|get|list) ' "$LOG" | awk '{print $2}' | sort -u | wc -l) == 1 ]] ||
   fail "multi: the requests came over more than one connection:
 $(cat "$LOG")"
 pass "put, put --as, get --to, get --to -, list in one invocation over one connection"
