@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # careful.sh - what must never lose or expose data (issue 11): several
 # sources are several files (globs), renaming is explicit (--as, --to);
-# a replaced file keeps its mode; --no-clobber and read-only files; Ctrl-C
-# leaves no hidden partial (and --resume keeps one it says it keeps); the
-# server's log never says "ok" for a transfer it cut off.
+# a replaced file keeps its mode; --no-clobber and read-only files.
+# (interrupt.sh has the rest: signals and the server's cut-off log.)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
@@ -99,68 +98,6 @@ expect 0 "$CLIENT" $H "$PORT" get a.jpg --to linked.jpg
 grep -qF 'had 1 other hard link' "$TMP/err" || fail "no note about the hard link: $(cat "$TMP/err")"
 [[ $(cat other-link.jpg) == linked ]] || fail "the other hard link changed"
 pass "--no-clobber refuses (exit 12); a 444 file needs --force and stays 444; links noted"
-
-# ---- 3. Ctrl-C and SIGTERM clean up, or keep for --resume -----------------------
-truncate -s 64M "$ROOT/big.bin" # sparse: quick to read, and --limit-rate paces it
-mkdir -p sig
-# wait_exit PID: sets EXIT to PID's status; fails if it takes over 10 s.
-wait_exit() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$1" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$1" 2>/dev/null && fail "the client did not stop within 10 s of the signal"
-  EXIT=0
-  wait "$1" || EXIT=$?
-}
-# interrupt SIGNAL ARGS...: starts the client with ARGS in sig/, lets it
-# move some data, sends SIGNAL, and sets EXIT. Job control (set -m) gives
-# the background client SIGINT as a terminal would, instead of ignoring it.
-interrupt() {
-  local sig=$1 pid
-  shift
-  set -m
-  (cd sig && exec "$CLIENT" "$@" 2>"$TMP/sig.err") &
-  pid=$!
-  set +m
-  sleep 0.5
-  kill -"$sig" "$pid"
-  wait_exit "$pid"
-}
-interrupt INT $H "$PORT" --limit-rate 8M get big.bin
-[[ $EXIT == 130 ]] || fail "Ctrl-C: exit $EXIT, not 130: $(cat "$TMP/sig.err")"
-grep -qF 'interrupted; the partial download was removed' "$TMP/sig.err" ||
-  fail "Ctrl-C: $(cat "$TMP/sig.err")"
-[[ -z $(ls -A sig) ]] || fail "Ctrl-C left files behind: $(ls -A sig)"
-interrupt TERM $H "$PORT" --limit-rate 8M get big.bin
-[[ $EXIT == 143 ]] || fail "SIGTERM: exit $EXIT, not 143"
-[[ -z $(ls -A sig) ]] || fail "SIGTERM left files behind: $(ls -A sig)"
-pass "Ctrl-C (130) and SIGTERM (143) during a get leave no partial file"
-
-interrupt INT $H "$PORT" --resume --limit-rate 8M get big.bin
-[[ $EXIT == 130 ]] || fail "Ctrl-C with --resume: exit $EXIT"
-grep -qE 'interrupted; [0-9]+ bytes kept in "\.big\.bin\.tcpfile-part": the same get with --resume' \
-  "$TMP/sig.err" || fail "Ctrl-C with --resume: $(cat "$TMP/sig.err")"
-[[ -s sig/.big.bin.tcpfile-part ]] || fail "--resume did not keep its part file"
-(cd sig && expect 0 "$CLIENT" -q --resume $H "$PORT" get big.bin)
-cmp "$ROOT/big.bin" sig/big.bin || fail "the resumed get differs"
-[[ $(ls -A sig) == big.bin ]] || fail "the resumed get left: $(ls -A sig)"
-pass "Ctrl-C with --resume keeps the part file it names; --resume finishes it"
-
-# ---- 4. the server's log says when it cut a transfer off ---------------------------
-start_server stopping --stop-grace 0.2
-truncate -s 64M "$TMP/stopping/big.bin"
-"$CLIENT" -q $H "$PORT" --limit-rate 4M get big.bin --to /dev/null 2>"$TMP/cut.err" &
-cpid=$!
-sleep 0.6
-stop_server "$SERVER_PID" TERM
-wait "$cpid" || true
-grep -q ' get "big.bin" ok ' "$TMP/stopping.out" && fail "a cut-off get was logged ok:
-$(cat "$TMP/stopping.out")"
-grep -qE ' get "big\.bin" failed [0-9]+ bytes .*cut off after [0-9]+ of 67108864 bytes: server stopping' \
-  "$TMP/stopping.out" || fail "no cut-off line: $(cat "$TMP/stopping.out")"
-pass "a get cut off by the stop is logged: $(grep big.bin "$TMP/stopping.out" | cut -d' ' -f3-)"
 
 stop_server "$ROOT_PID"
 echo "all $CHECKS checks passed"
