@@ -1050,10 +1050,20 @@ static int failure_is_local(const op *o, int rc)
         /* On a put the server reads no file; on a get the local directory
            may be missing. */
         return o->kind == OP_PUT || !local_dir_exists(o->local);
-    case TF_EACCES:
+    case TF_EACCES: {
         if (o->kind == OP_PUT)
             return strcmp(o->local, "-") != 0 && access(o->local, R_OK) != 0;
-        return !local_dir_exists(o->local);
+        /* A get is refused here when its directory takes no new file. */
+        char target[8192];
+        if (!local_dir_exists(o->local))
+            return 1;
+        if (!get_target(o, target, sizeof target)) /* standard output */
+            return 0;
+        char *slash = strrchr(target, '/');
+        if (slash)
+            *(slash == target ? slash + 1 : slash) = '\0';
+        return access(slash ? target : ".", W_OK) != 0;
+    }
     default:
         return 0;
     }
