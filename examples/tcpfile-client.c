@@ -168,7 +168,8 @@ static void usage(FILE *to)
             "  -v, --verbose          also print connection details, the server's\n"
             "                         limits and the time and rate of each operation\n"
             "      --resume           keep what an interrupted get or put moved, and\n"
-            "                         continue from there on the next try\n"
+            "                         continue from there on the next try (the\n"
+            "                         default when TCPFILE_RESUME=1; --no-resume)\n"
             "      --no-clobber       never replace an existing file (a local one on\n"
             "                         get, a remote one on put)\n"
             "  -f, --force            replace a read-only local file on get\n"
@@ -431,6 +432,7 @@ enum {
     OPT_HELP,
     OPT_VERSION,
     OPT_RESUME,
+    OPT_NO_RESUME,
     OPT_NO_CHECKSUM,
     OPT_NO_CLOBBER,
     OPT_LIMIT_RATE,
@@ -452,6 +454,7 @@ static const optdef optdefs[] = {
     {"quiet", 'q', 0, 'q'},
     {"verbose", 'v', 0, 'v'},
     {"resume", 0, 0, OPT_RESUME},
+    {"no-resume", 0, 0, OPT_NO_RESUME},
     {"no-clobber", 0, 0, OPT_NO_CLOBBER},
     {"force", 'f', 0, 'f'},
     {"keep-going", 'k', 0, 'k'},
@@ -488,8 +491,9 @@ static int apply_option(const optdef *d, const char *val, group *cur, client_arg
     case OPT_TIMEOUT:
         return set_timeout(a->opt, val);
     case OPT_RESUME:
-        a->resume = 1;
-        tf_options_set(a->opt, TF_OPT_RESUME, 1);
+    case OPT_NO_RESUME:
+        a->resume = d->id == OPT_RESUME;
+        tf_options_set(a->opt, TF_OPT_RESUME, a->resume);
         break;
     case OPT_NO_CHECKSUM:
         tf_options_set(a->opt, TF_OPT_CHECKSUM, 0);
@@ -579,6 +583,13 @@ static int parse_args(int argc, char **argv, client_args *a)
     if (tf_options_new(&a->opt) != TF_OK) {
         fprintf(stderr, PROG ": out of memory\n");
         return EXIT_FAILED;
+    }
+    /* --resume by default, for those who want every interruption to be
+       continued later; --no-resume overrides it. */
+    const char *env = getenv("TCPFILE_RESUME");
+    if (env && strcmp(env, "1") == 0) {
+        a->resume = 1;
+        tf_options_set(a->opt, TF_OPT_RESUME, 1);
     }
     /* Every operation has at least one word, so argc bounds them all. */
     group *groups = calloc((size_t)argc + 1, sizeof *groups);

@@ -24,6 +24,19 @@ grep -qE '^tcpfile-client: get "big\.bin": 2000000 bytes in ' "$TMP/err" ||
   fail "the summary does not count this time's 2000000 bytes: $(cat "$TMP/err")"
 pass "a resumed get says where it resumes; its summary counts this time's bytes"
 
+# TCPFILE_RESUME=1 makes --resume the default; --no-resume overrides it.
+rm big.bin
+head -c 1000000 "$ROOT/big.bin" >"$PART"
+TCPFILE_RESUME=1 expect 0 "$CLIENT" --no-resume $H "$PORT" get big.bin
+grep -q 'resuming' "$TMP/err" && fail "--no-resume resumed: $(cat "$TMP/err")"
+[[ -e $PART ]] || fail "a get without resuming touched the part file"
+rm big.bin
+TCPFILE_RESUME=1 expect 0 "$CLIENT" $H "$PORT" get big.bin
+cmp "$ROOT/big.bin" big.bin || fail "TCPFILE_RESUME=1: the get differs"
+grep -qF 'resuming at 977 KiB of 2.9 MiB' "$TMP/err" ||
+  fail "TCPFILE_RESUME=1 did not resume: $(cat "$TMP/err")"
+pass "TCPFILE_RESUME=1 resumes by default; --no-resume does not"
+
 # The whole file already there, not yet renamed.
 rm big.bin
 cp "$ROOT/big.bin" "$PART"
