@@ -261,8 +261,10 @@ TF_API int tf_connect_ex(tf_client **out, const char *host, const char *port,
  * Downloads the remote file name into local_path (NULL: ./name). The data
  * goes to a temporary file beside local_path that is renamed over it only
  * once complete, so a failure leaves no partial file and an existing file
- * untouched. When local_path exists and is not a regular file (/dev/null, a
- * FIFO, a terminal) the data is written straight into it.
+ * untouched; a file replaced keeps its mode (and owner, where allowed), a
+ * new one gets 0666 less the umask. When local_path exists and is not a
+ * regular file (/dev/null, a FIFO, a terminal) the data is written straight
+ * into it.
  * Returns TF_OK, TF_EINVAL (bad name), TF_ENOENT, TF_EACCES, TF_EIO (local
  * file), TF_ENOSPC, TF_ENET, TF_EPROTO, TF_ETIMEDOUT, TF_ECANCELED, ...
  */
@@ -310,7 +312,8 @@ TF_API int tf_get_many(tf_client *c, tf_get_item *items, size_t n);
 
 /*
  * Uploads local_path as name (NULL: the basename of local_path). The server
- * stores it atomically: readers see the old content or the new, whole.
+ * stores it atomically: readers see the old content or the new, whole; a
+ * file it replaces keeps its mode (and owner, where allowed).
  * Returns TF_OK, TF_EINVAL, TF_ENOENT (local file missing), TF_EIO,
  * TF_EACCES (read-only server, or local_path unreadable), TF_EEXIST
  * (server refuses overwrite), TF_ETOOBIG (over the server's upload limit),
