@@ -107,6 +107,11 @@ typedef struct client_args {
     tf_options *opt;
 } client_args;
 
+/* How long a put --resume waits for the server to let go of an
+   interrupted attempt of the same upload: BUSY_TRIES times BUSY_WAIT s. */
+#define BUSY_TRIES 20
+#define BUSY_WAIT 0.5
+
 /* A transfer gets a bar only once it has taken BAR_DELAY, so that quick
    ones leave no trace, and the bar is redrawn at most every BAR_PERIOD. */
 #define BAR_DELAY 0.5
@@ -1481,6 +1486,24 @@ static int run(client_args *a)
                         what, p.first);
             p = fresh;
             p.had = 0;
+            reset_outcome(out);
+            run_op(a, c, o, human, &names, out);
+        }
+        /* A put --resume retried right after an interruption may find the
+           server still holding the old attempt (its connection not yet
+           seen to be dead): wait for it a few seconds, saying so. */
+        for (int tries = 0; out->rc == TF_EBUSY && o->kind == OP_PUT && a->resume &&
+                            tries < BUSY_TRIES && !g_signal;
+             tries++) {
+            if (tries == 0 && a->verbosity > QUIET)
+                fprintf(stderr,
+                        PROG ": %s: the server is still busy with the interrupted attempt;"
+                             " waiting\n",
+                        what);
+            nap(BUSY_WAIT);
+            if (g_signal)
+                break;
+            p = fresh;
             reset_outcome(out);
             run_op(a, c, o, human, &names, out);
         }

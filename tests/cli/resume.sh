@@ -87,4 +87,26 @@ grep -qE '^tcpfile-client: put "up\.bin": resuming at [0-9.]+ [KM]iB of 7\.6 MiB
   fail "the resumed put did not say where it resumed: $(cat "$TMP/err")"
 pass "an interrupted put --resume continues, saying where"
 
+# A put --resume while the server still holds an earlier attempt of it
+# (here a stopped client; after Ctrl-C, a connection not yet seen dead)
+# waits, saying so, instead of failing at once with "busy".
+head -c 8000000 /dev/urandom >held.bin
+"$CLIENT" -q --resume --limit-rate 2M $H "$PORT" put held.bin 2>/dev/null &
+holder=$!
+for ((i = 0; i < 100; i++)); do
+  [[ -n $(ls -A "$ROOT/.tcpfile-tmp" 2>/dev/null) ]] && break
+  sleep 0.05
+done
+sleep 0.2
+kill -STOP "$holder"
+(sleep 1.2 && kill -KILL "$holder") &
+killer=$!
+expect 0 "$CLIENT" --resume $H "$PORT" put held.bin
+wait "$killer"
+wait "$holder" 2>/dev/null || true
+cmp held.bin "$ROOT/held.bin" || fail "the put that waited stored the wrong data"
+grep -qF 'put "held.bin": the server is still busy with the interrupted attempt; waiting' \
+  "$TMP/err" || fail "no waiting line: $(cat "$TMP/err")"
+pass "put --resume waits while the server holds an earlier attempt, then continues"
+
 echo "all $CHECKS checks passed"
