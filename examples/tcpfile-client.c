@@ -931,10 +931,12 @@ typedef struct outcome {
     char why[8448]; /* our own detail (not tf_errmsg), "" if none */
     size_t files;   /* list: how many */
     nlink_t links;  /* get: hard links the replaced file had */
+    off_t src_size; /* put: the source's size before, -1 if unknown */
 } outcome;
 
 static void reset_outcome(outcome *out)
 {
+    out->src_size = -1;
     out->rc = TF_OK;
     out->local = 0;
     out->why[0] = '\0';
@@ -1034,6 +1036,9 @@ static void run_op(const client_args *a, tf_client *c, const op *o, int human,
         if (a->no_clobber && check_clobber_remote(c, names, o, out) != 0)
             return;
         /* The library spools a pipe or terminal itself to learn its size. */
+        struct stat st;
+        if (strcmp(o->local, "-") != 0 && stat(o->local, &st) == 0 && S_ISREG(st.st_mode))
+            out->src_size = st.st_size;
         out->rc = tf_put(c, strcmp(o->local, "-") == 0 ? "/dev/stdin" : o->local, o->name);
         return;
     }
@@ -1056,12 +1061,21 @@ static int local_dir_exists(const char *local)
 
 /* Which side a failure is on, from its code and the operation: a get
    writes here and only reads on the server, a put the reverse. */
-static int failure_is_local(const op *o, int rc)
+static int failure_is_local(const op *o, int rc, const progress *p, const outcome *out)
 {
+    struct stat st;
     switch (rc) {
     case TF_ENOSPC:
     case TF_EIO:
-        return o->kind == OP_GET;
+        if (o->kind == OP_GET)
+            return 1; /* the server only reads on a get */
+        /* A put: standard input spooled before any byte moved, or a
+           source that changed or cannot be read any more, is ours. */
+        if (strcmp(o->local, "-") == 0)
+            return !p->started;
+        return out->src_size >= 0 &&
+               (stat(o->local, &st) != 0 || st.st_size != out->src_size ||
+                access(o->local, R_OK) != 0);
     case TF_ENOENT:
         /* On a put the server reads no file; on a get the local directory
            may be missing. */
@@ -1516,7 +1530,7 @@ static int run(client_args *a)
             continue;
         }
         if (!out->why[0])
-            out->local = failure_is_local(o, out->rc);
+            out->local = failure_is_local(o, out->rc, &p, out);
         int st = exit_status(out);
         if (out->rc == TF_ECANCELED && g_signal)
             report_interrupted(a, o, &p);

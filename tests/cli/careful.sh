@@ -99,5 +99,21 @@ grep -qF 'had 1 other hard link' "$TMP/err" || fail "no note about the hard link
 [[ $(cat other-link.jpg) == linked ]] || fail "the other hard link changed"
 pass "--no-clobber refuses (exit 12); a 444 file needs --force and stays 444; links noted"
 
+# ---- which side failed --------------------------------------------------------------
+# A source that shrinks while it is uploaded is a local failure (exit 7),
+# not the server's; nothing is stored.
+head -c 16000000 /dev/zero >shrinking.bin
+"$CLIENT" --limit-rate 8M $H "$PORT" put shrinking.bin 2>"$TMP/shrink.err" &
+pid=$!
+sleep 0.5
+truncate -s 1000000 shrinking.bin
+st=0
+wait "$pid" || st=$?
+[[ $st == 7 ]] || fail "a shrinking source: exit $st, not 7: $(cat "$TMP/shrink.err")"
+grep -qF 'put "shrinking.bin": local: file input/output error' "$TMP/shrink.err" ||
+  fail "a shrinking source is not said to be local: $(cat "$TMP/shrink.err")"
+[[ ! -e $ROOT/shrinking.bin ]] || fail "a put whose source shrank was stored"
+pass "a source that shrinks mid-put is a local I/O failure (exit 7)"
+
 stop_server "$ROOT_PID"
 echo "all $CHECKS checks passed"
