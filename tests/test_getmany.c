@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,7 +219,7 @@ static void test_connection_lost(void **state)
     tf_close(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_paths_every_window, setup, teardown),
@@ -225,5 +227,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failures_stay_local, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_lost, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TU_RUN_GROUP("getmany", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

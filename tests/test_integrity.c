@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -850,7 +852,7 @@ static void test_integrity_hundred_thousand_files(void **state)
     tu_server_stop(&s, 1);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_integrity_get_bit_flip_is_caught),
@@ -871,5 +873,5 @@ int main(void)
         cmocka_unit_test(test_integrity_racing_puts_and_gets),
         cmocka_unit_test(test_integrity_hundred_thousand_files),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return TU_RUN_GROUP("integrity", tests, setup, teardown, argc > 1 ? argv[1] : NULL);
 }

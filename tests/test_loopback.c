@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1993,7 +1995,7 @@ static void test_loopback_progress_cancel(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         T(test_loopback_sizes_in_memory),
@@ -2027,5 +2029,5 @@ int main(void)
         T(test_loopback_progress),
         T(test_loopback_progress_cancel),
     };
-    return cmocka_run_group_tests_name("loopback", tests, group_setup, group_teardown);
+    return TU_RUN_GROUP("loopback", tests, group_setup, group_teardown, argc > 1 ? argv[1] : NULL);
 }

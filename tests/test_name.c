@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,7 +377,7 @@ static void test_name_every_code_point(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_name_table),
@@ -385,5 +387,5 @@ int main(void)
         cmocka_unit_test(test_name_null),
         cmocka_unit_test(test_name_every_code_point),
     };
-    return cmocka_run_group_tests_name("name", tests, NULL, NULL);
+    return TU_RUN_GROUP("name", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

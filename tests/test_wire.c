@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1555,7 +1557,7 @@ static void test_wire_garbage_never_crashes(void **state)
                 tr.rejected > 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wire_byte_order_helpers),
@@ -1584,5 +1586,5 @@ int main(void)
         cmocka_unit_test(test_wire_list_rejects_malformed),
         cmocka_unit_test(test_wire_garbage_never_crashes),
     };
-    return cmocka_run_group_tests_name("wire", tests, group_setup, NULL);
+    return TU_RUN_GROUP("wire", tests, group_setup, NULL, argc > 1 ? argv[1] : NULL);
 }

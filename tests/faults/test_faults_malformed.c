@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -320,9 +322,15 @@ static int setup(void **state)
     return 0;
 }
 
+static void test_faults_resources_back_to_baseline(void **state);
+
 static int teardown(void **state)
 {
-    (void)state;
+    /* ctest runs each test on its own (one entry each), so every one of
+       them ends with the check that the server's memory, threads and
+       sockets are back at their baseline. */
+    if (g.steady != NULL)
+        test_faults_resources_back_to_baseline(state);
     tf_close(g.steady);
     int status = -1;
     if (g.pid > 0) {
@@ -1082,8 +1090,8 @@ static void test_faults_resources_back_to_baseline(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH/TO/tcpfile-server\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s PATH/TO/tcpfile-server [TEST]\n", argv[0]);
         return 2;
     }
     g_server_bin = argv[1];
@@ -1099,5 +1107,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_faults_many_partial_frames_at_once),
         cmocka_unit_test(test_faults_resources_back_to_baseline),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return TU_RUN_GROUP("malformed", tests, setup, teardown, argc > 2 ? argv[2] : NULL);
 }
