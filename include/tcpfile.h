@@ -226,6 +226,10 @@ TF_API int tf_options_set_log(tf_options *opt, tf_log_fn fn, void *user);
 typedef struct tf_client tf_client;   /* one connection to a server */
 typedef struct tf_listing tf_listing; /* the result of tf_list       */
 
+/* One entry of a listing, owned by the listing and read through
+   tf_listing_at (never allocated by the library's caller, so fields may be
+   appended in later minor versions: do not step from one entry to the
+   next with pointer arithmetic). */
 typedef struct tf_entry {
     const char *name; /* UTF-8, NUL-terminated, owned by the listing */
     uint64_t size;    /* bytes */
@@ -277,7 +281,16 @@ TF_API int tf_get_fd(tf_client *c, const char *name, int fd);
  */
 TF_API int tf_get_mem(tf_client *c, const char *name, void **data, size_t *len);
 
-/* One file of a tf_get_many batch. */
+/*
+ * One file of a tf_get_many batch. The caller allocates the items, as an
+ * array, so the struct keeps room for the fields of later versions and its
+ * size stays the same within a major version (6 pointers and 2 ints: 56
+ * bytes on 64-bit systems, 32 on 32-bit ones). Zero every item before
+ * filling it in - a designated initializer such as
+ * (tf_get_item){.name = "a.txt", .fd = -1}, calloc or memset - so that a
+ * later field, placed in the reserved room, takes its default from the
+ * zero; an item whose reserved room is not zero fails with TF_EINVAL.
+ */
 typedef struct tf_get_item {
     const char *name;       /* in: the file's name on the server */
     const char *local_path; /* in: where to store it, as tf_get does; NULL:
@@ -285,6 +298,7 @@ typedef struct tf_get_item {
     int fd;                 /* in: with local_path NULL, the descriptor the
                                bytes are written to, as tf_get_fd does */
     int result;             /* out: TF_OK or this file's failure */
+    void *reserved[4];      /* zero: room for later fields */
 } tf_get_item;
 
 /*
