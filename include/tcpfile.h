@@ -358,7 +358,10 @@ TF_API void tf_listing_free(tf_listing *l);
 /* After TF_ENET, TF_ETIMEDOUT, TF_EPROTO, TF_ECANCELED or TF_ENOMEM in the
    middle of a request the connection is out of step and is closed: every
    later call on c returns TF_ENET, and the caller reconnects. Other
-   failures (TF_ENOENT, TF_EINVAL, a local TF_EIO, ...) leave c usable. */
+   failures (TF_ENOENT, TF_EINVAL, a local TF_EIO, ...) leave c usable; so
+   does a failure status this version does not know, from a newer server:
+   it gives TF_EINTERNAL, with "unknown error from the server (status N)"
+   in tf_errmsg. */
 
 /* Detail of c's last failure (the server's message when it sent one), ""
    after a success or when c is NULL. Valid until the next call on c. */

@@ -213,6 +213,10 @@ int tf__client_read_response(tf_client *c, int op, const char *name, uint64_t *s
         return tf__fail(&c->err, TF_EPROTO, "malformed response to %s", op_name(op));
     if (r.status != 0) {
         int code = tf__wire_code(r.status);
+        if (!tf__wire_status_known(r.status))
+            return tf__fail(&c->err, code, "unknown error from the server (status %u)%s%.*s",
+                            (unsigned)r.status, r.message_len ? ": " : "",
+                            (int)r.message_len, r.message);
         if (r.message_len)
             return tf__fail(&c->err, code, "%.*s", (int)r.message_len, r.message);
         return tf__fail(&c->err, code, "%s \"%s\": %s", op_name(op), name ? name : "",

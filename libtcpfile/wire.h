@@ -104,8 +104,12 @@ typedef struct tf_wire_trailer {
 
 /* Status codes on the wire are the API's codes negated: 0 ok, 2 ENOENT... */
 uint16_t tf__wire_status(int code);
-/* And back; an unknown status maps to TF_EPROTO. */
+/* And back. A status this version does not know (from a newer peer) maps
+   to the generic TF_EINTERNAL, which leaves the connection usable; callers
+   say "unknown error from the server (status N)" (tf__wire_status_known). */
 int tf__wire_code(uint16_t status);
+/* Whether status is 0 or one of this version's codes. */
+int tf__wire_status_known(uint16_t status);
 
 /* The version both sides will speak (the highest they share), or 0 if
    their ranges do not meet. */

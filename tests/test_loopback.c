@@ -1268,6 +1268,92 @@ static void test_loopback_server_vanishes_mid_put(void **state)
     unlink(src);
 }
 
+/* A fake newer server that answers four gets on one connection: with a
+   status this client does not know (99), normally, with a trailer whose
+   status it does not know (98), and normally again. */
+typedef struct newer_server {
+    int listen_fd;
+    int answered; /* requests read and answered */
+} newer_server;
+
+static void *newer_main(void *arg)
+{
+    newer_server *v = arg;
+    int fd = accept(v->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    uint8_t buf[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX];
+    tf_wire_server_hello sh = {
+        .version_min = TF_WIRE_VERSION, .version_max = TF_WIRE_VERSION, .max_name = 255};
+    long n = tf__wire_encode_server_hello(buf, sizeof buf, &sh);
+    if (n <= 0 || send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n ||
+        rp_recv(fd, buf, TF_WIRE_CLIENT_HELLO_SIZE) != 0)
+        goto out;
+    for (int i = 0; i < 4; i++) {
+        tf_wire_request r;
+        if (rp_recv(fd, buf, TF_WIRE_REQUEST_SIZE) != 0 ||
+            tf__wire_decode_request(buf, TF_WIRE_REQUEST_SIZE, 255, &r) != TF_WIRE_NEED_MORE ||
+            rp_recv(fd, buf + TF_WIRE_REQUEST_SIZE, r.name_len) != 0)
+            goto out;
+        static const char future[] = "a status from a later version";
+        tf_wire_response rs = {.op = TF_OP_GET, .size = 3};
+        if (i == 0)
+            rs = (tf_wire_response){.op = TF_OP_GET, .status = 99, .message = future,
+                                    .message_len = sizeof future - 1};
+        n = tf__wire_encode_response(buf, sizeof buf, &rs);
+        if (n <= 0 || send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+            goto out;
+        if (i > 0) {
+            tf_wire_trailer tr = {.status = i == 2 ? 98 : 0};
+            memcpy(buf, "hi\n", 3);
+            n = tf__wire_encode_trailer(buf + 3, sizeof buf - 3, &tr);
+            if (n <= 0 || send(fd, buf, (size_t)n + 3, MSG_NOSIGNAL) != n + 3)
+                goto out;
+        }
+        v->answered++;
+    }
+    rp_wait_closed(fd, 5000);
+out:
+    close(fd);
+    return NULL;
+}
+
+/* A status this client does not know, from a newer server, fails that one
+   request with TF_EINTERNAL and "unknown error from the server (status N)",
+   in a response and in a trailer; the connection stays in step and the
+   next request on it succeeds. */
+static void test_loopback_unknown_status_keeps_connection(void **state)
+{
+    (void)state;
+    char port[16];
+    newer_server v = {.listen_fd = tu_listen_loopback(port, sizeof port)};
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, newer_main, &v), 0);
+    tf_client *c = NULL;
+    assert_int_equal(tf_connect(&c, "127.0.0.1", port, g.copt), TF_OK);
+    track_client(c);
+    void *data = NULL;
+    size_t len = 0;
+    expect_rc(c, tf_get_mem(c, "a", &data, &len), TF_EINTERNAL);
+    assert_string_equal(tf_errmsg(c), "unknown error from the server (status 99): a status "
+                                      "from a later version");
+    expect_ok(c, tf_get_mem(c, "b", &data, &len));
+    assert_int_equal(len, 3);
+    assert_memory_equal(data, "hi\n", 3);
+    tf_free(data);
+    expect_rc(c, tf_get_mem(c, "c", &data, &len), TF_EINTERNAL);
+    assert_non_null(strstr(tf_errmsg(c), "unknown error from the server (status 98)"));
+    expect_ok(c, tf_get_mem(c, "d", &data, &len));
+    assert_memory_equal(data, "hi\n", 3);
+    tf_free(data);
+    drop_client(c);
+    pthread_join(tid, NULL);
+    close(v.listen_fd);
+    assert_int_equal(v.answered, 4);
+}
+
 static void test_loopback_failed_get_keeps_local_file(void **state)
 {
     (void)state;
@@ -2013,6 +2099,7 @@ int main(int argc, char **argv)
         T(test_loopback_pipelined_requests),
         T(test_loopback_client_vanishes_mid_get),
         T(test_loopback_server_vanishes_mid_put),
+        T(test_loopback_unknown_status_keeps_connection),
         T(test_loopback_failed_get_keeps_local_file),
         T(test_loopback_root_holds_only_published_files),
         T(test_loopback_special_entries_not_served),
