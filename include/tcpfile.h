@@ -8,8 +8,12 @@
  *  - Every int-returning call returns TF_OK (0) or a negative TF_E* code;
  *    tf_strerror() turns a code into a sentence, tf_errname() into its name.
  *  - Handles are opaque. Each *_free / *_close accepts NULL.
- *  - Out parameters come first. What comes back through **out belongs to the
- *    caller and is released with the matching tf_*_free / tf_close.
+ *  - A call that creates a handle takes its out parameter first
+ *    (tf_options_new, tf_connect, tf_server_open); a call on a handle takes
+ *    the handle first and its out parameters last (tf_options_get, tf_get_mem,
+ *    tf_list), as does tf_name_check (why). That order is part of the ABI and
+ *    stays. What comes back through **out belongs to the caller and is
+ *    released with the matching tf_*_free / tf_close.
  *  - The library keeps no global state, prints nothing, installs no signal
  *    handlers and never raises SIGPIPE.
  *  - A tf_client is used by one thread at a time; different clients and

@@ -837,6 +837,118 @@ static void test_wire_trailer_bytes_and_limit(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Need more: the head is decoded once it is whole                          */
+/* ------------------------------------------------------------------------ */
+
+/* wire.h: on TF_WIRE_NEED_MORE with the whole fixed head in buf, every
+   field but the pointers into the tail is set (callers read the tail's
+   length from it); with less than the head, the out struct is untouched. */
+static void test_wire_need_more_sets_the_head(void **state)
+{
+    (void)state;
+    static const uint8_t key[TF_UPLOAD_KEY_SIZE] = {1, 2, 3};
+    static const uint8_t digest[16] = {9, 8, 7};
+    uint8_t frame[256];
+    const char *msg = "not here";
+
+    tf_wire_server_hello sh = {1, 2, TF_FEATURES_KNOWN, 4, 0, 77, msg, 8};
+    long n = tf__wire_encode_server_hello(frame, sizeof frame, &sh);
+    assert_true(n == TF_WIRE_SERVER_HELLO_SIZE + 8);
+    for (size_t len = 0; len < (size_t)n; len++) {
+        tf_wire_server_hello got, untouched;
+        memset(&got, 0xA5, sizeof got);
+        memset(&untouched, 0xA5, sizeof untouched);
+        uint8_t *copy = exact_copy(frame, len);
+        assert_int_equal(tf__wire_decode_server_hello(copy, len, &got), TF_WIRE_NEED_MORE);
+        free(copy);
+        if (len < TF_WIRE_SERVER_HELLO_SIZE) {
+            assert_memory_equal(&got, &untouched, sizeof got);
+            continue;
+        }
+        assert_int_equal(got.version_min, 1);
+        assert_int_equal(got.version_max, 2);
+        assert_int_equal(got.features, TF_FEATURES_KNOWN);
+        assert_int_equal(got.status, 4);
+        assert_int_equal(got.max_name, 0);
+        assert_true(got.max_upload == 77);
+        assert_int_equal(got.message_len, 8);
+    }
+
+    tf_wire_request rq = {TF_OP_PUT, TF_REQ_UPLOAD_KEY, 12345, 678, "a-name", 6, key};
+    n = tf__wire_encode_request(frame, sizeof frame, &rq);
+    assert_true(n == TF_WIRE_REQUEST_SIZE + 6 + TF_UPLOAD_KEY_SIZE);
+    for (size_t len = 0; len < (size_t)n; len++) {
+        tf_wire_request got, untouched;
+        memset(&got, 0xA5, sizeof got);
+        memset(&untouched, 0xA5, sizeof untouched);
+        uint8_t *copy = exact_copy(frame, len);
+        assert_int_equal(tf__wire_decode_request(copy, len, 255, &got), TF_WIRE_NEED_MORE);
+        free(copy);
+        if (len < TF_WIRE_REQUEST_SIZE) {
+            assert_memory_equal(&got, &untouched, sizeof got);
+            continue;
+        }
+        assert_int_equal(got.op, TF_OP_PUT);
+        assert_int_equal(got.flags, TF_REQ_UPLOAD_KEY);
+        assert_true(got.size == 12345 && got.offset == 678);
+        assert_int_equal(got.name_len, 6);
+        assert_int_equal(tf__wire_request_tail(&got), 6 + TF_UPLOAD_KEY_SIZE);
+    }
+
+    tf_wire_response rs = {TF_OP_GET, TF_RESP_FROM_START, 2, 99, msg, 8};
+    n = tf__wire_encode_response(frame, sizeof frame, &rs);
+    assert_true(n == TF_WIRE_RESPONSE_SIZE + 8);
+    for (size_t len = 0; len < (size_t)n; len++) {
+        tf_wire_response got, untouched;
+        memset(&got, 0xA5, sizeof got);
+        memset(&untouched, 0xA5, sizeof untouched);
+        uint8_t *copy = exact_copy(frame, len);
+        assert_int_equal(tf__wire_decode_response(copy, len, &got), TF_WIRE_NEED_MORE);
+        free(copy);
+        if (len < TF_WIRE_RESPONSE_SIZE) {
+            assert_memory_equal(&got, &untouched, sizeof got);
+            continue;
+        }
+        assert_int_equal(got.op, TF_OP_GET);
+        assert_int_equal(got.flags, TF_RESP_FROM_START);
+        assert_int_equal(got.status, 2);
+        assert_true(got.size == 99);
+        assert_int_equal(got.message_len, 8);
+    }
+
+    tf_wire_trailer tr = {7, sizeof digest, digest};
+    n = tf__wire_encode_trailer(frame, sizeof frame, &tr);
+    assert_true(n == TF_WIRE_TRAILER_SIZE + (long)sizeof digest);
+    for (size_t len = 0; len < (size_t)n; len++) {
+        tf_wire_trailer got, untouched;
+        memset(&got, 0xA5, sizeof got);
+        memset(&untouched, 0xA5, sizeof untouched);
+        uint8_t *copy = exact_copy(frame, len);
+        assert_int_equal(tf__wire_decode_trailer(copy, len, &got), TF_WIRE_NEED_MORE);
+        free(copy);
+        if (len < TF_WIRE_TRAILER_SIZE) {
+            assert_memory_equal(&got, &untouched, sizeof got);
+            continue;
+        }
+        assert_int_equal(got.status, 7);
+        assert_int_equal(got.digest_len, sizeof digest);
+    }
+
+    /* The client hello has no tail: below its size, nothing is set. */
+    tf_wire_client_hello ch = {1, 1, 0};
+    n = tf__wire_encode_client_hello(frame, sizeof frame, &ch);
+    for (size_t len = 0; len < (size_t)n; len++) {
+        tf_wire_client_hello got, untouched;
+        memset(&got, 0xA5, sizeof got);
+        memset(&untouched, 0xA5, sizeof untouched);
+        uint8_t *copy = exact_copy(frame, len);
+        assert_int_equal(tf__wire_decode_client_hello(copy, len, &got), TF_WIRE_NEED_MORE);
+        free(copy);
+        assert_memory_equal(&got, &untouched, sizeof got);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* The example exchange of docs/protocol.md, read from the document         */
 /* ------------------------------------------------------------------------ */
 
@@ -1710,6 +1822,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_wire_trailer_round_trip),
         cmocka_unit_test(test_wire_trailer_bytes_and_limit),
         cmocka_unit_test(test_wire_protocol_example),
+        cmocka_unit_test(test_wire_need_more_sets_the_head),
         cmocka_unit_test(test_wire_negotiate),
         cmocka_unit_test(test_wire_status_code_mapping),
         cmocka_unit_test(test_wire_list_bytes),
