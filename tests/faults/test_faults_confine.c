@@ -217,9 +217,10 @@ static int teardown(void **state)
        them ends with the check that nothing outside the root changed. */
     if (f == NULL)
         return -1; /* the setup failed */
+    /* The server first, so that a failed check cannot leave it running. */
+    tu_server_stop(&f->server, 1);
     if (!f->outside_checked)
         test_faults_outside_untouched(state);
-    tu_server_stop(&f->server, 1);
     tu_rm_rf(f->outside);
     tu_rm_rf(f->stage);
     free(f);

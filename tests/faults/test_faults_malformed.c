@@ -291,10 +291,23 @@ static void expect_keep_intact(void)
 
 /* ---- setup -------------------------------------------------------------------------- */
 
+/* The teardown's checks may fail, and jump past its own stopping of the
+   server: the server process must not outlive the test all the same. */
+static void kill_server_at_exit(void)
+{
+    if (g.pid > 0) {
+        kill(g.pid, SIGKILL);
+        waitpid(g.pid, NULL, 0);
+        g.pid = 0;
+        tu_rm_rf(g.root);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
     char path[512];
+    atexit(kill_server_at_exit);
     tu_mkdtemp(g.root, sizeof g.root);
     g.keep = malloc(KEEP_SIZE);
     tu_fill(g.keep, KEEP_SIZE, 4);
@@ -336,6 +349,7 @@ static int teardown(void **state)
     if (g.pid > 0) {
         kill(g.pid, SIGTERM);
         waitpid(g.pid, &status, 0);
+        g.pid = 0;
     }
     close(g.out_fd);
     tu_rm_rf(g.root);
@@ -806,7 +820,8 @@ static void test_faults_bad_trailers(void **state)
     digest_of(data, sizeof data, good);
 
     /* Trailers that report a failure: nothing is stored, the failure comes
-       back (unknown statuses as EPROTO), and the connection goes on. */
+       back (statuses the server does not know, from a newer client, as the
+       generic EINTERNAL), and the connection goes on. */
     static const uint16_t statuses[] = {1,  2,  3,  4,  5,  6,  7,  8,   9,
                                         10, 11, 12, 13, 14, 15, 16, 100, 65535};
     for (uint32_t f = 0; f <= C; f += C) {
@@ -814,7 +829,7 @@ static void test_faults_bad_trailers(void **state)
         for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
             put_payload(fd, "keep.bin", data, sizeof data, NULL);
             send_or_fail(rp_send_trailer(fd, statuses[i], NULL, 0), "trailer");
-            int want = statuses[i] <= 15 ? -(int)statuses[i] : TF_EPROTO;
+            int want = tf__wire_status_known(statuses[i]) ? -(int)statuses[i] : TF_EINTERNAL;
             snprintf(what, sizeof what, "a trailer with status %u", statuses[i]);
             expect_reply(fd, TF_OP_PUT, want, what);
             tried();
