@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -524,9 +525,12 @@ static int group_setup(void **state)
         tf_options_set(g.copt, TF_OPT_IO_TIMEOUT_MS, 10000) != TF_OK)
         return -1;
     tu_mkdtemp(g.local, sizeof g.local);
-    g.big = malloc(BIG_SIZE);
-    if (!g.big)
+    /* Filled once per ctest entry (each test runs in its own process): in
+       2 MiB pages where the kernel allows, 512 times fewer page faults
+       (0.6-0.8 s -> 0.1 s on a virtual machine). */
+    if (posix_memalign((void **)&g.big, (size_t)2 << 20, BIG_SIZE) != 0)
         return -1;
+    (void)madvise(g.big, BIG_SIZE, MADV_HUGEPAGE);
     tu_fill(g.big, BIG_SIZE, 64);
     tu_server_start(&g.main, NULL);
     return 0;
