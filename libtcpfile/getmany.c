@@ -77,8 +77,9 @@ static void encode_more(pipeline *p, size_t depth)
             continue;
         }
         if (!reserved_zero(it)) {
-            resolve(p, it, tf__fail(&c->err, TF_EINVAL,
-                                    "\"%s\": the item's reserved room is not zero", it->name));
+            resolve(p, it,
+                    tf__fail(&c->err, TF_EINVAL,
+                             "\"%s\": the item's reserved room is not zero", it->name));
             p->next_encode++;
             continue;
         }

@@ -46,7 +46,8 @@ static inline int tu_run_group(const char *group, const struct CMUnitTest *tests
         /* Exact names only: cmocka's filter is a glob, and "*" would pass
            whatever the group holds. */
         if (hits != 1) {
-            fprintf(stderr, "%s: no test named \"%s\" (%zu matches)\n", group, filter, hits);
+            fprintf(stderr, "%s: no test named \"%s\" (%zu matches)\n", group, filter,
+                    hits);
             return 1;
         }
         cmocka_set_test_filter(filter);
@@ -60,8 +61,8 @@ static inline int tu_run_group(const char *group, const struct CMUnitTest *tests
     return rc;
 }
 
-#define TU_RUN_GROUP(group, tests, setup, teardown, filter)                               \
-    tu_run_group((group), (tests), sizeof(tests) / sizeof((tests)[0]), (setup), (teardown),  \
-                 (filter))
+#define TU_RUN_GROUP(group, tests, setup, teardown, filter)                                \
+    tu_run_group((group), (tests), sizeof(tests) / sizeof((tests)[0]), (setup),            \
+                 (teardown), (filter))
 
 #endif /* TF_CMOCKA_MAIN_H */
