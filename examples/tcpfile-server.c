@@ -125,8 +125,8 @@ static void log_request(void *user, const tf_request_log *e)
 {
     (void)user;
     /* Sized for the longest name the library accepts (4096 bytes), each
-       byte possibly escaped to four. Connection threads have stack to spare
-       for this; a static buffer would need a lock. */
+       byte possibly escaped to four. The server's worker threads have stack
+       to spare for this; a static buffer would need a lock. */
     char name[4 * 4096 + 1];
     char message[4 * 512 + 1];
     char when[32] = "?";
@@ -142,7 +142,7 @@ static void log_request(void *user, const tf_request_log *e)
     const char *shown = e->name[0] ? name : "-";
     int quote = e->name[0] != '\0';
     /* One printf per line: stdio locks stdout for the whole call, so lines
-       written by several connection threads at once never interleave. */
+       written by several worker threads at once never interleave. */
     if (e->result == TF_OK)
         printf("%s %s %s %s%s%s ok %" PRIu64 " bytes %.3f s\n", when, e->peer, e->op,
                quote ? "\"" : "", shown, quote ? "\"" : "", e->bytes, e->seconds);
