@@ -210,6 +210,27 @@ typedef int (*tf_progress_fn)(void *user, uint64_t done, uint64_t total);
 TF_API int tf_options_set_progress(tf_options *opt, tf_progress_fn fn, void *user);
 
 /*
+ * Progress of one item of a tf_get_many batch: index is the item's place in
+ * the array, done and total are that file's bytes (total its full size).
+ * Return 0 to go on, non-zero to cancel: the batch then ends with
+ * TF_ECANCELED (as a connection failure does, see tf_get_many).
+ */
+typedef int (*tf_item_progress_fn)(void *user, size_t index, uint64_t done, uint64_t total);
+/*
+ * Makes clients created with opt call fn(user, index, done, total) for each
+ * item of tf_get_many, in place of the plain progress callback, with the
+ * same rhythm (done 0 when an item's data starts, done == total at its
+ * end; items report one after the other, in order, each once its bytes
+ * arrive). Without it, tf_get_many calls the plain callback the same way,
+ * so each item counts from 0 to its own size. Other calls never use fn.
+ * Same thread rules as tf_options_set_progress; user is passed through
+ * untouched. fn NULL turns it off (the default). Returns TF_OK, or
+ * TF_EINVAL when opt is NULL. (A callback type of its own, so that
+ * tf_progress_fn keeps its signature.)
+ */
+TF_API int tf_options_set_item_progress(tf_options *opt, tf_item_progress_fn fn, void *user);
+
+/*
  * What a server tells its log callback after each request. The library owns
  * it; it is valid only during the call. Fields may be appended in later
  * minor versions, so never allocate or copy one by value.
@@ -310,29 +331,42 @@ TF_API int tf_get_mem(tf_client *c, const char *name, void **data, size_t *len);
  * (tf_get_item){.name = "a.txt", .fd = -1}, calloc or memset - so that a
  * later field, placed in the reserved room, takes its default from the
  * zero; an item whose reserved room is not zero fails with TF_EINVAL.
+ *
+ * local_path NULL means what it means for tf_get (./name) ONLY WHEN fd < 0;
+ * with local_path NULL and fd >= 0 the bytes go to fd. A zeroed item has
+ * fd 0 (standard input!), so set fd = -1 unless you mean a descriptor.
  */
 typedef struct tf_get_item {
     const char *name;       /* in: the file's name on the server */
     const char *local_path; /* in: where to store it, as tf_get does; NULL:
-                               the bytes go to fd instead */
+                               fd when fd >= 0, else ./name as tf_get */
     int fd;                 /* in: with local_path NULL, the descriptor the
-                               bytes are written to, as tf_get_fd does */
+                               bytes are written to, as tf_get_fd does; -1:
+                               none */
     int result;             /* out: TF_OK or this file's failure */
-    void *reserved[4];      /* zero: room for later fields */
+    const char *message;    /* out: this file's failure message, "" on
+                               success; owned by the client, valid until
+                               the next call on it or tf_close. The library
+                               only writes it (any value on entry is fine):
+                               it took reserved[0]'s place, same size. */
+    void *reserved[3];      /* zero: room for later fields */
 } tf_get_item;
 
 /*
  * Downloads n files over the one connection with pipelined requests: up to
  * TF_OPT_PIPELINE requests are on the wire before their responses arrive,
  * so a batch of small files pays for one round trip per window rather than
- * one per file. Each item's result says how it went; a file's own failure
- * (TF_ENOENT, TF_EACCES, a bad name, a local TF_EIO, TF_ECHECKSUM) does not
- * stop the others. A failure of the connection (TF_ENET, TF_ETIMEDOUT,
- * TF_EPROTO, TF_ECANCELED, TF_ENOMEM) ends the batch and becomes the result
- * of every item not finished. Returns TF_OK when every item succeeded,
- * else the result of the first item that failed, with its message in
- * tf_errmsg; TF_EINVAL when c or items is NULL. No resuming (TF_OPT_RESUME
- * is ignored here); the progress callback is not called.
+ * one per file. Each item's result and message say how it went; a file's
+ * own failure (TF_ENOENT, TF_EACCES, a bad name, a local TF_EIO,
+ * TF_ECHECKSUM) does not stop the others. A failure of the connection
+ * (TF_ENET, TF_ETIMEDOUT, TF_EPROTO, TF_ECANCELED, TF_ENOMEM) ends the batch
+ * and becomes the result (and message) of every item not finished.
+ * Returns TF_OK when every item succeeded, else the result of the first
+ * item that failed - first in array order, the lowest index, not the
+ * earliest in time - with its message in tf_errmsg; TF_EINVAL when c or
+ * items is NULL. No resuming (TF_OPT_RESUME is ignored here). Progress:
+ * see tf_options_set_item_progress (without it the plain progress callback
+ * is called for each item in turn).
  */
 TF_API int tf_get_many(tf_client *c, tf_get_item *items, size_t n);
 

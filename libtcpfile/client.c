@@ -167,6 +167,7 @@ void tf_close(tf_client *c)
     tf__stream_close(&c->s);
     tf__digest_end(&c->digest);
     free(c->buf);
+    free(c->item_msgs);
     free(c);
 }
 
@@ -243,11 +244,17 @@ typedef struct progress_ctx {
     tf_client *c;
     uint64_t base;
     uint64_t total;
+    long index; /* a tf_get_many item's index, -1 for the other calls */
 } progress_ctx;
 
 static int client_progress(void *ctx, uint64_t done)
 {
     progress_ctx *p = ctx;
+    /* tf_get_many tells the item to the callback that takes it; without
+       one, the plain callback sees each item from 0 to its size. */
+    if (p->index >= 0 && p->c->opt.item_progress)
+        return p->c->opt.item_progress(p->c->opt.progress_user_item, (size_t)p->index,
+                                       p->base + done, p->total);
     return p->c->opt.progress(p->c->opt.progress_user, p->base + done, p->total);
 }
 
@@ -260,7 +267,7 @@ static int xfer_begin(tf_client *c, tf__xfer *x, progress_ctx *p)
     x->s = &c->s;
     x->buf = c->buf;
     x->buf_len = IO_BUF;
-    if (p && c->opt.progress) {
+    if (p && (p->index >= 0 ? c->opt.item_progress || c->opt.progress : !!c->opt.progress)) {
         p->c = c;
         x->progress = client_progress;
         x->ctx = p;
@@ -306,10 +313,11 @@ static int receive_payload(tf_client *c, tf__xfer *x, int fd, uint8_t *mem, uint
     return TF_OK;
 }
 
-int tf__client_receive_fd(tf_client *c, int fd, uint64_t size)
+int tf__client_receive_fd(tf_client *c, int fd, uint64_t size, long index)
 {
     tf__xfer x;
-    int rc = xfer_begin(c, &x, NULL);
+    progress_ctx p = {.total = size, .index = index};
+    int rc = xfer_begin(c, &x, index >= 0 ? &p : NULL);
     if (rc == TF_OK)
         rc = receive_payload(c, &x, fd, NULL, size);
     xfer_end(c, &x);
@@ -319,7 +327,7 @@ int tf__client_receive_fd(tf_client *c, int fd, uint64_t size)
 /* Reads and drops a payload and its trailer, to keep the stream in step. */
 static int discard_payload(tf_client *c, uint64_t size)
 {
-    return tf__client_receive_fd(c, -1, size);
+    return tf__client_receive_fd(c, -1, size, -1);
 }
 
 /* ---- get -------------------------------------------------------------- */
@@ -336,7 +344,7 @@ static int get_into(tf_client *c, const char *name, int fd, uint8_t **mem, size_
                     uint64_t offset, tf__tmpfile *restart, int *unvouched)
 {
     tf__xfer x;
-    progress_ctx p = {.base = offset};
+    progress_ctx p = {.base = offset, .index = -1};
     tf_wire_request r = {.op = TF_OP_GET, .name = name, .name_len = (uint16_t)strlen(name),
                          .offset = offset};
     uint64_t size;
@@ -537,7 +545,7 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
     if (rc != TF_OK)
         return rc;
     tf__xfer x;
-    progress_ctx p = {.base = from, .total = size};
+    progress_ctx p = {.base = from, .total = size, .index = -1};
     int src_rc = TF_OK;
     tf__err src_err = {{0}};
     rc = xfer_begin(c, &x, &p);

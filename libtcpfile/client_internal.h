@@ -31,6 +31,9 @@ struct tf_client {
     uint8_t *buf;         /* IO_BUF bytes, the stream's READ_BUF bytes, then
                              OUT_BUF for pipelined requests; allocated on
                              first transfer */
+    char *item_msgs;      /* tf_get_many's failure messages, one after the
+                             other; items point into it until the next call */
+    size_t item_msgs_cap;
 };
 
 /* Closes the connection after a failure that leaves the stream out of
@@ -49,7 +52,8 @@ int tf__client_buffers(tf_client *c);
 int tf__client_read_response(tf_client *c, int op, const char *name, uint64_t *size,
                              uint8_t *flags);
 /* Receives a get's payload of size bytes into fd (-1: nowhere), and its
-   trailer; the result ranks as receive_payload in client.c says. */
-int tf__client_receive_fd(tf_client *c, int fd, uint64_t size);
+   trailer; the result ranks as receive_payload in client.c says. index >= 0:
+   reports progress as tf_get_many's item index; -1: no progress reports. */
+int tf__client_receive_fd(tf_client *c, int fd, uint64_t size, long index);
 
 #endif /* TF_CLIENT_INTERNAL_H */

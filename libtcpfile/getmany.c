@@ -12,6 +12,7 @@
  * nothing to send and will read.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -38,7 +39,39 @@ typedef struct pipeline {
     size_t first;       /* the first item (in order) that failed, n if none: */
     int first_rc;       /* its result, the return value, ... */
     tf__err first_err;  /* ... and its message for tf_errmsg */
+    size_t *msg_at;     /* per item: where its message starts in
+                           c->item_msgs (NULL: no memory for them) */
+    size_t msgs_len;
 } pipeline;
+
+/* Used when there was no memory to keep an item's own message. */
+static const char no_room[] = "(no memory to keep this item's message)";
+
+/* Keeps c->err as the item's message. The messages are copied one after
+   the other into one buffer that the items point into only at the end,
+   since growing it moves it. */
+static void keep_message(pipeline *p, size_t index)
+{
+    tf_client *c = p->c;
+    if (!p->msg_at)
+        return;
+    size_t len = strlen(c->err.msg) + 1;
+    if (p->msgs_len + len > c->item_msgs_cap) {
+        size_t cap = c->item_msgs_cap ? c->item_msgs_cap : 4096;
+        while (cap < p->msgs_len + len)
+            cap *= 2;
+        char *m = realloc(c->item_msgs, cap);
+        if (!m) {
+            p->msg_at[index] = SIZE_MAX;
+            return;
+        }
+        c->item_msgs = m;
+        c->item_msgs_cap = cap;
+    }
+    memcpy(c->item_msgs + p->msgs_len, c->err.msg, len);
+    p->msg_at[index] = p->msgs_len;
+    p->msgs_len += len;
+}
 
 /* Items can fail out of order (a bad name before the responses ahead of
    it), so the first failure is the lowest index, not the earliest. */
@@ -46,6 +79,8 @@ static void resolve(pipeline *p, tf_get_item *it, int rc)
 {
     size_t index = (size_t)(it - p->items);
     it->result = rc;
+    if (rc != TF_OK)
+        keep_message(p, index);
     if (rc != TF_OK && index < p->first) {
         p->first = index;
         p->first_rc = rc;
@@ -80,12 +115,6 @@ static void encode_more(pipeline *p, size_t depth)
             resolve(p, it,
                     tf__fail(&c->err, TF_EINVAL,
                              "\"%s\": the item's reserved room is not zero", it->name));
-            p->next_encode++;
-            continue;
-        }
-        if (!it->local_path && it->fd < 0) {
-            resolve(p, it, tf__fail(&c->err, TF_EINVAL, "\"%s\": no local_path and a bad fd",
-                                    it->name));
             p->next_encode++;
             continue;
         }
@@ -136,25 +165,27 @@ static int send_some(pipeline *p)
 }
 
 /* Reads the response to it and its payload, into its fd or, through a
-   temporary renamed when complete, its local_path. */
-static int receive_item(tf_client *c, tf_get_item *it)
+   temporary renamed when complete, its local_path (NULL with no fd:
+   ./name, as tf_get). index is the item's, for progress. */
+static int receive_item(tf_client *c, tf_get_item *it, long index)
 {
     uint64_t size;
     int rc = tf__client_read_response(c, TF_OP_GET, it->name, &size, NULL);
-    if (rc != TF_OK || !it->local_path)
-        return rc != TF_OK ? rc : tf__client_receive_fd(c, it->fd, size);
+    if (rc != TF_OK || (!it->local_path && it->fd >= 0))
+        return rc != TF_OK ? rc : tf__client_receive_fd(c, it->fd, size, index);
     tf__tmpfile t;
     char final[4096];
-    rc = tf__local_begin(it->local_path, it->name, &t, final, sizeof final, &c->err);
+    const char *path = it->local_path ? it->local_path : it->name;
+    rc = tf__local_begin(path, it->name, &t, final, sizeof final, &c->err);
     if (rc != TF_OK) {
         tf__err why = c->err;
-        int drop = tf__client_receive_fd(c, -1, size); /* keep the stream in step */
+        int drop = tf__client_receive_fd(c, -1, size, -1); /* keep the stream in step */
         if (drop != TF_OK)
             return drop;
         c->err = why;
         return rc;
     }
-    rc = tf__client_receive_fd(c, t.fd, size);
+    rc = tf__client_receive_fd(c, t.fd, size, index);
     if (rc == TF_OK)
         return tf__local_commit(&t, final, &c->err);
     tf__tmpfile_abort(&t);
@@ -171,6 +202,7 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
     if (rc == TF_OK)
         rc = tf__client_buffers(c);
     pipeline p = {.c = c, .items = items, .n = n, .first = n, .first_rc = TF_OK};
+    p.msg_at = n ? malloc(n * sizeof *p.msg_at) : NULL;
     p.out = c->buf + IO_BUF + READ_BUF;
     size_t depth = (size_t)c->opt.value[TF_OPT_PIPELINE];
     while (rc == TF_OK && p.next_recv < n) {
@@ -187,7 +219,7 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
             break;
         if (p.inflight == 0)
             continue; /* it was refused locally, or its request is still going out */
-        rc = receive_item(c, it);
+        rc = receive_item(c, it, (long)p.next_recv);
         p.inflight--;
         p.next_recv++;
         if (tf__client_fatal(rc))
@@ -202,6 +234,16 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
             if (items[i].result == PENDING)
                 resolve(&p, &items[i], rc);
     }
+    /* The buffer has stopped moving: the items can point into it. */
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].result == TF_OK || items[i].result == PENDING)
+            items[i].message = "";
+        else if (!p.msg_at || p.msg_at[i] == SIZE_MAX)
+            items[i].message = no_room;
+        else
+            items[i].message = c->item_msgs + p.msg_at[i];
+    }
+    free(p.msg_at);
     if (p.first_rc != TF_OK)
         c->err = p.first_err;
     return p.first_rc;

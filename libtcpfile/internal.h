@@ -45,6 +45,8 @@ struct tf_options {
     int64_t value[TF__OPT_COUNT];
     tf_progress_fn progress;
     void *progress_user;
+    tf_item_progress_fn item_progress;
+    void *progress_user_item;
     tf_log_fn log;
     void *log_user;
 };

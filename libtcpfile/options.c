@@ -94,6 +94,15 @@ int tf_options_set_progress(tf_options *opt, tf_progress_fn fn, void *user)
     return TF_OK;
 }
 
+int tf_options_set_item_progress(tf_options *opt, tf_item_progress_fn fn, void *user)
+{
+    if (!opt)
+        return TF_EINVAL;
+    opt->item_progress = fn;
+    opt->progress_user_item = user;
+    return TF_OK;
+}
+
 int tf_options_set_log(tf_options *opt, tf_log_fn fn, void *user)
 {
     if (!opt)

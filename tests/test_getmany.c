@@ -3,7 +3,8 @@
  * files on both sides of the server's small-file path, into descriptors and
  * into local paths; one file's failure leaves the others whole; windows from
  * 1 to 256 with responses that fill the sockets (no deadlock); a connection
- * that fails mid-batch fails what is left.
+ * that fails mid-batch fails what is left; per-item messages and progress,
+ * the first failure in order.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -169,10 +170,14 @@ static void test_failures_stay_local(void **state)
         {.name = "missing", .local_path = p1},
         {.name = "f006", .local_path = p2}, /* 2 MiB, drained */
         {.name = "../f001", .local_path = p3},
-        {.name = "f003", .local_path = NULL, .fd = -1},
+        {.name = "f003", .local_path = NULL, .fd = -1}, /* ./f003, as tf_get */
         {.name = "f005", .local_path = p4},
     };
+    char cwd[1024];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(f->local), 0);
     int rc = tf_get_many(c, items, sizeof items / sizeof items[0]);
+    assert_int_equal(chdir(cwd), 0);
     assert_int_equal(rc, TF_ENOENT); /* the first failure, with its message */
     assert_non_null(strstr(tf_errmsg(c), "missing"));
     assert_int_equal(items[0].result, TF_OK);
@@ -181,8 +186,17 @@ static void test_failures_stay_local(void **state)
     assert_int_not_equal(items[2].result, TF_OK);
     assert_int_equal(items[2].result, tf_get(c, "f006", p2));
     assert_int_equal(items[3].result, TF_EINVAL);
-    assert_int_equal(items[4].result, TF_EINVAL);
+    assert_int_equal(items[4].result, TF_OK);
     assert_int_equal(items[5].result, TF_OK);
+    /* Each failure keeps its own message; successes have "". */
+    assert_string_equal(items[0].message, "");
+    assert_non_null(strstr(items[1].message, "missing"));
+    assert_non_null(strstr(items[2].message, "no-such-dir"));
+    assert_non_null(strstr(items[3].message, "../f001"));
+    assert_string_equal(items[4].message, "");
+    char p5[512];
+    snprintf(p5, sizeof p5, "%s/f003", f->local);
+    check_file(p5, 3);
     check_file(p0, 7);
     check_file(p4, 5);
     assert_int_equal(tu_file_size(p1), -1);
@@ -207,7 +221,7 @@ static void test_reserved_room_must_be_zero(void **state)
         {.name = "f002", .local_path = p1},
         {.name = "f003", .local_path = p2},
     };
-    items[1].reserved[3] = &items[1];
+    items[1].reserved[2] = &items[1];
     assert_int_equal(tf_get_many(c, items, 3), TF_EINVAL);
     assert_non_null(strstr(tf_errmsg(c), "reserved"));
     assert_int_equal(items[0].result, TF_OK);
@@ -217,6 +231,128 @@ static void test_reserved_room_must_be_zero(void **state)
     assert_int_equal(tu_file_size(p1), -1);
     check_file(p2, 3);
     tf_close(c);
+}
+
+/* The first failure is the lowest index, not the earliest: a bad name
+   fails before any response is read, yet a missing file ahead of it is
+   what the call returns. */
+static void test_first_failure_in_order(void **state)
+{
+    fixture *f = *state;
+    make_files(f->srv.root, 2);
+    tf_client *c = connect_with_depth(f, 8);
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    tf_get_item items[] = {
+        {.name = "f000", .fd = fd},
+        {.name = "gone", .fd = fd},
+        {.name = "a/../../x", .fd = fd},
+    };
+    assert_int_equal(tf_get_many(c, items, 3), TF_ENOENT);
+    assert_non_null(strstr(tf_errmsg(c), "gone"));
+    assert_int_equal(items[2].result, TF_EINVAL);
+    assert_non_null(strstr(items[2].message, "a/../../x"));
+    assert_null(strstr(items[1].message, "a/../../x"));
+    close(fd);
+    tf_close(c);
+}
+
+typedef struct report {
+    size_t index;
+    uint64_t done, total;
+} report;
+
+typedef struct reports {
+    report r[4096];
+    size_t n;
+    size_t cancel_at; /* cancel on the first report of this index */
+} reports;
+
+static int item_progress(void *user, size_t index, uint64_t done, uint64_t total)
+{
+    reports *rs = user;
+    if (rs->n < sizeof rs->r / sizeof rs->r[0])
+        rs->r[rs->n++] = (report){index, done, total};
+    return index == rs->cancel_at;
+}
+
+static int plain_progress(void *user, uint64_t done, uint64_t total)
+{
+    return item_progress(user, SIZE_MAX - 1, done, total);
+}
+
+/* Checks that every item i (but skip) reports from 0 to its size, in
+   order, and skip reports nothing. */
+static void check_reports(const reports *rs, int n, int skip, int with_index)
+{
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        if (i == skip)
+            continue;
+        uint64_t size = sizes[(size_t)i % NSIZES];
+        assert_true(k < rs->n);
+        if (with_index)
+            assert_int_equal(rs->r[k].index, i);
+        assert_int_equal(rs->r[k].done, 0);
+        assert_int_equal(rs->r[k].total, size);
+        while (k + 1 < rs->n && rs->r[k].done < size) {
+            k++;
+            if (with_index)
+                assert_int_equal(rs->r[k].index, i);
+            assert_int_equal(rs->r[k].total, size);
+        }
+        assert_int_equal(rs->r[k].done, size);
+        k++;
+        /* A zero-byte item may report 0 once or twice. */
+        while (size == 0 && k < rs->n && rs->r[k].done == 0 && rs->r[k].total == 0 &&
+               (!with_index || rs->r[k].index == (size_t)i))
+            k++;
+    }
+    assert_int_equal(k, rs->n);
+}
+
+/* The item progress callback tells each item's index and bytes; without
+   it the plain one sees each item from 0 to its size; a failed item
+   reports nothing; a non-zero return cancels the batch. */
+static void test_progress_per_item(void **state)
+{
+    fixture *f = *state;
+    enum { N = 10 };
+    make_files(f->srv.root, N);
+    static reports rs;
+    char names[N][16], paths[N][1024];
+    tf_get_item items[N];
+    for (int round = 0; round < 3; round++) {
+        memset(&rs, 0, sizeof rs);
+        rs.cancel_at = round == 2 ? 7 : SIZE_MAX;
+        tf_options *opt;
+        assert_int_equal(tf_options_new(&opt), TF_OK);
+        assert_int_equal(tf_options_set(opt, TF_OPT_PIPELINE, 4), TF_OK);
+        if (round == 1)
+            assert_int_equal(tf_options_set_progress(opt, plain_progress, &rs), TF_OK);
+        else
+            assert_int_equal(tf_options_set_item_progress(opt, item_progress, &rs), TF_OK);
+        tf_client *c = tu_connect(&f->srv, opt);
+        tf_options_free(opt);
+        for (int i = 0; i < N; i++) {
+            snprintf(names[i], sizeof names[i], i == 3 ? "nope%d" : "f%03d", i);
+            snprintf(paths[i], sizeof paths[i], "%s/r%d-%d", f->local, round, i);
+            items[i] = (tf_get_item){.name = names[i], .local_path = paths[i], .fd = -1};
+        }
+        int rc = tf_get_many(c, items, N);
+        if (round < 2) {
+            assert_int_equal(rc, TF_ENOENT);
+            check_reports(&rs, N, 3, round == 0);
+        } else {
+            assert_int_equal(rc, TF_ENOENT); /* item 3 comes first */
+            assert_int_equal(items[6].result, TF_OK);
+            assert_int_equal(items[7].result, TF_ECANCELED);
+            assert_int_equal(items[9].result, TF_ECANCELED);
+            assert_non_null(strstr(items[9].message, "cancel"));
+            assert_int_equal(tu_file_size(paths[7]), -1);
+        }
+        tf_close(c);
+    }
 }
 
 /* The server stops mid-batch: what is not finished fails with the
@@ -255,6 +391,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_failures_stay_local, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserved_room_must_be_zero, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_failure_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_progress_per_item, setup, teardown),
     };
     return TU_RUN_GROUP("getmany", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

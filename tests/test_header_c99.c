@@ -29,6 +29,7 @@ int main(void)
     if (tf_options_new(&opt) != TF_OK)
         return 1;
     if (tf_options_set(opt, key, 100) != TF_OK || tf_options_set_progress(opt, progress, 0) ||
+        tf_options_set_item_progress(opt, 0, 0) ||
         tf_options_set_log(opt, log_fn, 0)) {
         tf_options_free(opt);
         return 1;
@@ -40,12 +41,14 @@ int main(void)
     if (tf_version() != TF_VERSION_NUMBER)
         return 1;
     /* Callers allocate arrays of tf_get_item: its size is promised (6
-       pointers and 2 ints), with the reserved room at its end. */
+       pointers and 2 ints), with the reserved room at its end (message
+       took its first pointer). */
     tf_get_item item = {0};
     if (sizeof(tf_get_item) != 6 * sizeof(void *) + 2 * sizeof(int) ||
-        sizeof item.reserved != 4 * sizeof(void *) ||
+        sizeof item.reserved != 3 * sizeof(void *) ||
+        (const char *)&item.message + sizeof item.message != (const char *)&item.reserved ||
         (const char *)&item.reserved + sizeof item.reserved != (const char *)(&item + 1) ||
-        item.reserved[3] != NULL)
+        item.reserved[2] != NULL)
         return 1;
     return tf_name_check(entry.name, 0, 0) == TF_OK ? 0 : 1;
 }
