@@ -3,8 +3,8 @@
 #
 # Checks the installed library the way its users see it: installs BUILD_DIR
 # into a temporary prefix, builds consumer.c with the flags pkg-config gives
-# (against the shared library, then statically against libtcpfile.a), runs
-# both, builds the README's program (examples/send.c) the same way and runs
+# (against the shared library, then statically against libtcpfile.a, then
+# everything static with -static), runs them, builds the README's program (examples/send.c) the same way and runs
 # it against the installed tcpfile-server, and checks that the shared
 # library exports only tf_ symbols: every TF_API function of tcpfile.h and
 # nothing else, under the SONAME libtcpfile.so.MAJOR. Prints what it
@@ -94,6 +94,26 @@ if "$cc_cmd" "${warn[@]}" "${extra_flags[@]}" -o "$tmp/consumer-static" \
   fi
 else
   fail "cannot build the consumer against libtcpfile.a"
+fi
+
+# What a user of 'pkg-config --static' does: everything static (-static),
+# with exactly the flags it prints, for the README's program, which moves a
+# file and so pulls in the checksum's object and xxhash (consumer.c alone
+# would not). The sanitizers' runtimes cannot be linked statically, so
+# that build skips it.
+if [ "${#extra_flags[@]}" -eq 0 ]; then
+  echo "== all static: $cc_cmd -static send.c \$(pkg-config --static --cflags --libs tcpfile)"
+  if "$cc_cmd" "${warn[@]}" -static -o "$tmp/send-static" "$repo_dir/examples/send.c" \
+      "${cflags[@]}" "${static_libs[@]}" 2>"$tmp/static.err"; then
+    if readelf -d "$tmp/send-static" 2>/dev/null | grep -q NEEDED; then
+      fail "the -static program still needs shared libraries:" \
+        "$(readelf -d "$tmp/send-static" | grep NEEDED | tr -s ' ' | tr '\n' ' ')"
+    fi
+    run_send "$tmp/send-static"
+  else
+    fail "cannot link send.c with -static and pkg-config --static --libs:" \
+      "$(grep -v 'statically linked applications requires' "$tmp/static.err" | head -5)"
+  fi
 fi
 
 echo "== the README's program: $cc_cmd send.c \$(pkg-config --cflags --libs tcpfile)"
