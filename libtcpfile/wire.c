@@ -269,6 +269,28 @@ long tf__wire_decode_trailer(const uint8_t *buf, size_t len, tf_wire_trailer *t)
     return TF_WIRE_TRAILER_SIZE + (long)t->digest_len;
 }
 
+/* ---- chunks of a streamed put ------------------------------------------ */
+
+long tf__wire_encode_chunk_head(uint8_t *buf, size_t cap, uint32_t len)
+{
+    if (cap < TF_WIRE_CHUNK_HEAD_SIZE || len > TF_WIRE_CHUNK_MAX)
+        return TF_EINVAL;
+    tf__put_u32(buf, len);
+    return TF_WIRE_CHUNK_HEAD_SIZE;
+}
+
+long tf__wire_decode_chunk_head(const uint8_t *buf, size_t len, uint32_t *chunk_len)
+{
+    if (len < TF_WIRE_CHUNK_HEAD_SIZE)
+        return TF_WIRE_NEED_MORE;
+    uint32_t n = tf__get_u32(buf);
+    /* Bounded so that a receiver can check its limits chunk by chunk. */
+    if (n > TF_WIRE_CHUNK_MAX)
+        return TF_EPROTO;
+    *chunk_len = n;
+    return TF_WIRE_CHUNK_HEAD_SIZE;
+}
+
 /* ---- list encoding ---------------------------------------------------- */
 
 #define LIST_HEAD_SIZE 4

@@ -57,11 +57,17 @@ enum tf_wire_op {
    them. A peer ignores bits it does not know, so new bits are always safe. */
 #define TF_FEATURE_CHECKSUM 0x1u /* trailers carry an XXH3-128 digest   */
 #define TF_FEATURE_RESUME 0x2u   /* offsets and upload keys (resume)   */
-#define TF_FEATURES_KNOWN (TF_FEATURE_CHECKSUM | TF_FEATURE_RESUME)
+#define TF_FEATURE_STREAM 0x4u   /* size-less puts in chunks (STREAM)   */
+#define TF_FEATURES_KNOWN (TF_FEATURE_CHECKSUM | TF_FEATURE_RESUME | TF_FEATURE_STREAM)
 
 /* Request flags. */
 #define TF_REQ_UPLOAD_KEY 0x01u  /* put: a 16-byte upload key follows the name */
+#define TF_REQ_STREAM 0x02u      /* put: size 0, the payload comes in chunks */
 #define TF_UPLOAD_KEY_SIZE 16
+/* A streamed put's chunk: a u32 length, then that many bytes; length 0
+   ends the payload. No chunk is longer than this. */
+#define TF_WIRE_CHUNK_HEAD_SIZE 4
+#define TF_WIRE_CHUNK_MAX ((uint32_t)1 << 20)
 /* Response flags. */
 #define TF_RESP_FROM_START 0x01u /* get: the offset was not honoured; the
                                     payload starts at byte 0 */
@@ -152,6 +158,12 @@ long tf__wire_decode_response(const uint8_t *buf, size_t len, tf_wire_response *
 
 long tf__wire_encode_trailer(uint8_t *buf, size_t cap, const tf_wire_trailer *t);
 long tf__wire_decode_trailer(const uint8_t *buf, size_t len, tf_wire_trailer *t);
+
+/* A chunk's head (TF_REQ_STREAM puts): len 0 ends the payload. Encoding
+   refuses len over TF_WIRE_CHUNK_MAX (TF_EINVAL); decoding returns 4 with
+   *len set, TF_WIRE_NEED_MORE, or TF_EPROTO for a length over it. */
+long tf__wire_encode_chunk_head(uint8_t *buf, size_t cap, uint32_t len);
+long tf__wire_decode_chunk_head(const uint8_t *buf, size_t len, uint32_t *chunk_len);
 
 /*
  * The list encoding: u32 count, then per entry u16 name length, the name,

@@ -783,6 +783,50 @@ static void test_wire_response_message_limit(void **state)
 /* Trailer                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* A streamed put's chunk head: round trip at the edges, big-endian bytes,
+   truncation (need more, never a read past len), over the maximum refused
+   both ways. */
+static void test_wire_chunk_head(void **state)
+{
+    (void)state;
+    static const uint32_t lens[] = {0, 1, 4096, TF_WIRE_CHUNK_MAX - 1, TF_WIRE_CHUNK_MAX};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        uint8_t buf[TF_WIRE_CHUNK_HEAD_SIZE + 1];
+        memset(buf, 0xEE, sizeof buf);
+        assert_int_equal(tf__wire_encode_chunk_head(buf, sizeof buf, lens[i]),
+                         TF_WIRE_CHUNK_HEAD_SIZE);
+        assert_int_equal(buf[TF_WIRE_CHUNK_HEAD_SIZE], 0xEE);
+        uint32_t got = 0xDEAD;
+        for (size_t cut = 0; cut < TF_WIRE_CHUNK_HEAD_SIZE; cut++) {
+            uint8_t *part = malloc(cut ? cut : 1); /* ASan sees a read past cut */
+            assert_non_null(part);
+            memcpy(part, buf, cut);
+            assert_int_equal(tf__wire_decode_chunk_head(part, cut, &got), TF_WIRE_NEED_MORE);
+            assert_int_equal(got, 0xDEAD);
+            free(part);
+        }
+        assert_int_equal(tf__wire_decode_chunk_head(buf, sizeof buf, &got),
+                         TF_WIRE_CHUNK_HEAD_SIZE);
+        assert_int_equal(got, lens[i]);
+    }
+    uint8_t b[4];
+    assert_int_equal(tf__wire_encode_chunk_head(b, sizeof b, 0x01020304u & 0xFFFFF), 4);
+    assert_int_equal(b[0], 0x00);
+    assert_int_equal(b[1], 0x02);
+    assert_int_equal(b[2], 0x03);
+    assert_int_equal(b[3], 0x04);
+    /* Over the maximum: not encoded, and malformed when received. */
+    assert_int_equal(tf__wire_encode_chunk_head(b, sizeof b, TF_WIRE_CHUNK_MAX + 1), TF_EINVAL);
+    assert_int_equal(tf__wire_encode_chunk_head(b, 3, 1), TF_EINVAL);
+    static const uint8_t over[][4] = {{0x00, 0x10, 0x00, 0x01}, {0xFF, 0xFF, 0xFF, 0xFF},
+                                      {0x80, 0x00, 0x00, 0x00}};
+    for (size_t i = 0; i < sizeof over / sizeof over[0]; i++) {
+        uint32_t got = 7;
+        assert_int_equal(tf__wire_decode_chunk_head(over[i], 4, &got), TF_EPROTO);
+        assert_int_equal(got, 7);
+    }
+}
+
 static void test_wire_trailer_round_trip(void **state)
 {
     (void)state;
@@ -1835,6 +1879,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_wire_response_round_trip),
         cmocka_unit_test(test_wire_response_bytes),
         cmocka_unit_test(test_wire_response_message_limit),
+        cmocka_unit_test(test_wire_chunk_head),
         cmocka_unit_test(test_wire_trailer_round_trip),
         cmocka_unit_test(test_wire_trailer_bytes_and_limit),
         cmocka_unit_test(test_wire_protocol_example),
