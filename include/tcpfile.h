@@ -390,6 +390,29 @@ TF_API int tf_put(tf_client *c, const char *local_path, const char *name);
    Returns as tf_put, and TF_EINVAL for fd < 0. */
 TF_API int tf_put_fd(tf_client *c, int fd, uint64_t size, const char *name);
 
+/*
+ * Uploads everything read from fd until its end (a pipe, a socket,
+ * standard input: `tar c dir | prog`) as name, without knowing the size
+ * up front and without local temporary space: the data goes out in chunks
+ * through one 1 MiB buffer (docs/protocol.md, feature STREAM). The server
+ * stores it atomically as tf_put does; an upload cut off, failing or over
+ * the server's TF_OPT_MAX_UPLOAD stores nothing. Over the limit the server
+ * refuses mid-stream: TF_ETOOBIG, and the connection is then closed (every
+ * later call on c returns TF_ENET). Not resumable (TF_OPT_RESUME is
+ * ignored). The progress callback gets total 0 until the end, then once
+ * done == total. fd stays the caller's and open; it is read to its end
+ * unless the transfer fails.
+ * Returns as tf_put, and TF_EINVAL for fd < 0, TF_EIO when reading fd
+ * fails (c stays usable), TF_EPROTO without reading fd when the server
+ * does not offer STREAM (older servers: see tf_client_can_stream; tf_put
+ * on a path that cannot seek spools to a temporary file instead).
+ */
+TF_API int tf_put_stream(tf_client *c, int fd, const char *name);
+
+/* 1 when the server of c takes tf_put_stream's size-less uploads (it
+   offered the STREAM feature in the handshake), else 0 (c NULL too). */
+TF_API int tf_client_can_stream(const tf_client *c);
+
 /* Uploads len bytes at data (still the caller's; NULL only when len is 0)
    as name. Returns as tf_put. */
 TF_API int tf_put_mem(tf_client *c, const void *data, size_t len, const char *name);

@@ -4,6 +4,7 @@
  * a payload of announced length followed by a trailer.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,7 @@ int tf__client_buffers(tf_client *c)
 static int handshake(tf_client *c)
 {
     uint8_t out[TF_WIRE_CLIENT_HELLO_SIZE];
-    uint32_t wanted = TF_FEATURE_RESUME;
+    uint32_t wanted = TF_FEATURE_RESUME | TF_FEATURE_STREAM;
     if (c->opt.value[TF_OPT_CHECKSUM])
         wanted |= TF_FEATURE_CHECKSUM;
     tf_wire_client_hello ch = {TF_WIRE_VERSION, TF_WIRE_VERSION, wanted};
@@ -563,6 +564,128 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
         rc = src_rc;
     }
     return rc;
+}
+
+/* Whether the server has already answered (a streamed put it refuses
+   before the end, see docs/protocol.md): then sending more is pointless. */
+static int answered_early(tf_client *c)
+{
+    struct pollfd p = {.fd = c->s.fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+/*
+ * A streamed put (feature STREAM): the request carries no size; fd is read
+ * to its end in chunks, each sent with its length, then a zero-length chunk
+ * and the trailer. One IO_BUF of memory whatever the size. A server that
+ * refuses mid-stream (its upload limit) answers at once and closes: that
+ * answer is the result, and the connection is closed here too.
+ */
+static int put_stream(tf_client *c, int fd, const char *name)
+{
+    uint64_t from = 0, stored = 0, done = 0;
+    tf_wire_request r = {.op = TF_OP_PUT, .flags = TF_REQ_STREAM, .name = name,
+                         .name_len = (uint16_t)strlen(name)};
+    int rc = send_request(c, &r);
+    if (rc == TF_OK)
+        rc = tf__client_read_response(c, TF_OP_PUT, name, &from, NULL);
+    if (rc == TF_OK && from != 0)
+        rc = tf__fail(&c->err, TF_EPROTO, "the server resumes a streamed upload");
+    if (rc != TF_OK)
+        return rc;
+    tf__xfer x;
+    progress_ctx p = {.index = -1}; /* total 0: not known until the end */
+    int src_rc = TF_OK, early = 0;
+    tf__err src_err = {{0}};
+    rc = xfer_begin(c, &x, &p);
+    if (rc == TF_OK && x.progress && x.progress(x.ctx, 0) != 0)
+        src_rc = tf__fail(&src_err, TF_ECANCELED, "cancelled by the progress callback");
+    /* Each chunk is read behind room for its head, and goes out in one write. */
+    size_t room = IO_BUF - TF_WIRE_CHUNK_HEAD_SIZE;
+    if (room > TF_WIRE_CHUNK_MAX)
+        room = TF_WIRE_CHUNK_MAX;
+    while (rc == TF_OK && src_rc == TF_OK) {
+        ssize_t n = read(fd, c->buf + TF_WIRE_CHUNK_HEAD_SIZE, room);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            src_rc = tf__fail_errno(&src_err, TF_EIO, errno, "cannot read the stream");
+            break;
+        }
+        if (n == 0)
+            break;
+        if (answered_early(c)) {
+            early = 1;
+            break;
+        }
+        tf__wire_encode_chunk_head(c->buf, TF_WIRE_CHUNK_HEAD_SIZE, (uint32_t)n);
+        tf__digest_update(&x.digest, c->buf + TF_WIRE_CHUNK_HEAD_SIZE, (size_t)n);
+        rc = tf__stream_write(&c->s, c->buf, TF_WIRE_CHUNK_HEAD_SIZE + (size_t)n, &c->err);
+        done += (uint64_t)n;
+        if (rc == TF_OK && x.progress && x.progress(x.ctx, done) != 0)
+            src_rc = tf__fail(&src_err, TF_ECANCELED, "cancelled by the progress callback");
+    }
+    if (rc == TF_OK && !early) {
+        /* The end: a zero-length chunk, then the trailer (failing, when the
+           source failed or the caller cancelled: the server stores nothing). */
+        uint8_t end[TF_WIRE_CHUNK_HEAD_SIZE];
+        tf__wire_encode_chunk_head(end, sizeof end, 0);
+        rc = tf__stream_write(&c->s, end, sizeof end, &c->err);
+        if (rc == TF_OK)
+            rc = tf__xfer_send_trailer(&x, src_rc, &c->err);
+    }
+    xfer_end(c, &x);
+    if (rc == TF_OK || early) {
+        rc = tf__client_read_response(c, TF_OP_PUT, name, &stored, NULL);
+    } else if (rc == TF_ENET) {
+        /* A server that refused and closed may have said why before the
+           connection went: its answer beats "connection reset". */
+        tf__err net = c->err;
+        int said = tf__client_read_response(c, TF_OP_PUT, name, &stored, NULL);
+        if (said == TF_OK || tf__client_fatal(said)) {
+            c->err = net;
+        } else {
+            rc = said;
+            early = 1;
+        }
+    }
+    if (early && rc != TF_OK) {
+        /* The server closes after an early answer; so does the client. */
+        tf__stream_close(&c->s);
+        c->broken = 1;
+        return rc;
+    }
+    if (rc == TF_OK && src_rc == TF_OK && stored != done)
+        rc = tf__fail(&c->err, TF_EPROTO, "the server stored %llu bytes of %llu",
+                      (unsigned long long)stored, (unsigned long long)done);
+    if (src_rc != TF_OK && rc != TF_ENET && rc != TF_ETIMEDOUT && rc != TF_EPROTO) {
+        c->err = src_err;
+        rc = src_rc;
+    }
+    if (rc == TF_OK && c->opt.progress)
+        c->opt.progress(c->opt.progress_user, done, done); /* now the total is known */
+    return rc;
+}
+
+int tf_put_stream(tf_client *c, int fd, const char *name)
+{
+    if (!c)
+        return TF_EINVAL;
+    int rc = begin_fd_call(c, name, fd);
+    if (rc == TF_OK && !(c->features & TF_FEATURE_STREAM))
+        rc = tf__fail(&c->err, TF_EPROTO, "the server does not take streamed uploads "
+                                          "(an older version)");
+    if (rc != TF_OK)
+        return rc;
+    rc = tf__client_buffers(c);
+    if (rc != TF_OK)
+        return rc;
+    return tf__client_break(c, put_stream(c, fd, name));
+}
+
+int tf_client_can_stream(const tf_client *c)
+{
+    return c && !c->broken && (c->features & TF_FEATURE_STREAM) ? 1 : 0;
 }
 
 /* A descriptor's source: from its offset when it can seek. */

@@ -139,6 +139,11 @@ typedef struct request {
     uint64_t flushed_to;    /* writeback started up to here */
     int store_rc;
     tf__err store_err;
+    /* a streamed put (TF_REQ_STREAM): size is unknown until the last chunk */
+    int stream, stream_end;
+    uint32_t chunk_left;    /* bytes of the current chunk still to come */
+    uint8_t chunk_head[TF_WIRE_CHUNK_HEAD_SIZE];
+    size_t chunk_head_len;  /* bytes of the next chunk's head so far */
 
     /* Last, and not cleared between uses (request_begin): 4 KiB. */
     char name[TF_WIRE_NAME_MAX + 1];

@@ -57,7 +57,8 @@ uint64_t tf__server_prefix_hashed(tf_server *srv)
 
 static uint32_t offered_features(const tf_options *opt)
 {
-    return TF_FEATURE_RESUME | (opt->value[TF_OPT_CHECKSUM] ? TF_FEATURE_CHECKSUM : 0);
+    return TF_FEATURE_RESUME | TF_FEATURE_STREAM |
+           (opt->value[TF_OPT_CHECKSUM] ? TF_FEATURE_CHECKSUM : 0);
 }
 
 /* ---- logging -------------------------------------------------------------- */
@@ -635,10 +636,15 @@ static int request_valid(session *s, const tf_wire_request *q)
     int resume = (s->features & TF_FEATURE_RESUME) != 0;
     if (q->op != TF_OP_GET && q->op != TF_OP_PUT && q->op != TF_OP_LIST)
         return tf__fail(e, TF_EPROTO, "unknown operation %u", (unsigned)q->op);
-    if (q->flags & ~TF_REQ_UPLOAD_KEY)
+    if (q->flags & ~(TF_REQ_UPLOAD_KEY | TF_REQ_STREAM))
         return tf__fail(e, TF_EPROTO, "unknown request flags 0x%02x", (unsigned)q->flags);
-    if (q->flags && (q->op != TF_OP_PUT || !resume))
+    if ((q->flags & TF_REQ_UPLOAD_KEY) && (q->op != TF_OP_PUT || !resume))
         return tf__fail(e, TF_EPROTO, "an upload key needs put and resume");
+    if ((q->flags & TF_REQ_STREAM) &&
+        (q->op != TF_OP_PUT || !(s->features & TF_FEATURE_STREAM) ||
+         (q->flags & TF_REQ_UPLOAD_KEY) || q->size != 0))
+        return tf__fail(e, TF_EPROTO, "a streamed upload needs put, the stream feature, "
+                                      "size 0 and no upload key");
     if (q->offset != 0 && (q->op != TF_OP_GET || !resume))
         return tf__fail(e, TF_EPROTO, "an offset needs get and resume");
     if (q->op != TF_OP_PUT && q->size != 0)
@@ -761,6 +767,7 @@ static void handle_put(session *s, const tf_wire_request *q)
         return;
     }
     r->size = q->size;
+    r->stream = (q->flags & TF_REQ_STREAM) != 0;
     r->left = q->size - r->have;
     r->flushed_to = r->have;
     /* The partial's bytes go into the digest before the go-ahead, in
@@ -834,7 +841,8 @@ static void store(request *r, const uint8_t *p, size_t n)
        drained so the stream stays in step, and the client hears why. */
     if (r->store_rc == TF_OK)
         r->store_rc = tf__fs_write_all(r->tmp.fd, p, n, &r->store_err);
-    r->left -= n;
+    if (!r->stream)
+        r->left -= n;
     r->bytes += n;
     /* Start writing back as the data comes, so that the fsync before the
        reply, which blocks this worker, has only the tail left to wait for. */
@@ -919,9 +927,101 @@ static void enter_trailer(session *s)
     receive_trailer(s);
 }
 
+/*
+ * A streamed put's payload (TF_REQ_STREAM): chunks, each a u32 length and
+ * that many bytes, until a length 0. Takes what it can of p[0..n) and
+ * returns how much; stops right after the zero-length head, so that what
+ * follows (the trailer) stays for the input buffer. The upload limit is
+ * checked on each chunk's head, before its bytes are stored; going over it
+ * (or a malformed head) replies and closes at once, since the stream's
+ * end may be far: -1 then.
+ */
+static long stream_take(session *s, const uint8_t *p, size_t n)
+{
+    request *r = s->req;
+    uint64_t max_upload = (uint64_t)opts(s)->value[TF_OPT_MAX_UPLOAD];
+    size_t took = 0;
+    while (took < n && !r->stream_end) {
+        if (r->chunk_left) {
+            size_t k = n - took < r->chunk_left ? n - took : r->chunk_left;
+            store(r, p + took, k);
+            r->chunk_left -= (uint32_t)k;
+            took += k;
+            continue;
+        }
+        size_t k = TF_WIRE_CHUNK_HEAD_SIZE - r->chunk_head_len;
+        k = n - took < k ? n - took : k;
+        memcpy(r->chunk_head + r->chunk_head_len, p + took, k);
+        r->chunk_head_len += k;
+        took += k;
+        if (r->chunk_head_len < TF_WIRE_CHUNK_HEAD_SIZE)
+            break;
+        r->chunk_head_len = 0;
+        uint32_t len;
+        int rc = TF_OK;
+        if (tf__wire_decode_chunk_head(r->chunk_head, TF_WIRE_CHUNK_HEAD_SIZE, &len) < 0)
+            rc = tf__fail(&r->err, TF_EPROTO, "a chunk longer than %u bytes",
+                          (unsigned)TF_WIRE_CHUNK_MAX);
+        else if (max_upload && r->bytes + len > max_upload)
+            rc = tf__fail(&r->err, TF_ETOOBIG,
+                          "the stream went over the upload limit of %llu bytes",
+                          (unsigned long long)max_upload);
+        if (rc != TF_OK) {
+            tf__tmpfile_abort(&r->tmp);
+            reply_failure(s, rc, AFTER_CLOSE);
+            return -1;
+        }
+        if (len == 0)
+            r->stream_end = 1;
+        r->chunk_left = len;
+    }
+    return (long)took;
+}
+
+static void receive_stream(session *s)
+{
+    request *r = s->req;
+    if (s->in_len) {
+        long k = stream_take(s, s->in, s->in_len);
+        if (k < 0)
+            return;
+        consume_input(s, (size_t)k);
+    }
+    size_t budget = EVENT_BUDGET;
+    while (!r->stream_end && budget > 0) {
+        /* Never past the zero-length head: the trailer is the input's. */
+        size_t want = r->chunk_left ? (r->chunk_left < XFER_BUF ? r->chunk_left : XFER_BUF)
+                                    : TF_WIRE_CHUNK_HEAD_SIZE - r->chunk_head_len;
+        ssize_t n = recv(s->fd, r->buf, want, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n <= 0) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "the client went away after %llu bytes of a streamed upload",
+                     (unsigned long long)r->bytes);
+            fail_session(s, TF_ENET, why);
+            return;
+        }
+        if (stream_take(s, r->buf, (size_t)n) < 0)
+            return;
+        if (progressed(s, (size_t)n))
+            return;
+        budget -= (size_t)n < budget ? (size_t)n : budget;
+    }
+    if (r->stream_end) {
+        r->size = r->bytes;
+        enter_trailer(s);
+    }
+}
+
 static void receive_body(session *s)
 {
     request *r = s->req;
+    if (r->stream) {
+        receive_stream(s);
+        return;
+    }
     /* Bytes that arrived with the request come first. */
     if (s->in_len && r->left) {
         size_t n = s->in_len < r->left ? s->in_len : (size_t)r->left;
