@@ -1035,8 +1035,15 @@ static void run_op(const client_args *a, tf_client *c, const op *o, int human,
     case OP_PUT:
         if (a->no_clobber && check_clobber_remote(c, names, o, out) != 0)
             return;
-        /* The library spools a pipe or terminal itself to learn its size. */
+        /* Standard input that cannot seek (a pipe) is streamed when the
+           server takes it: any size, no local temporary. Otherwise the
+           library spools a pipe or terminal itself to learn its size. */
         struct stat st;
+        if (strcmp(o->local, "-") == 0 && lseek(STDIN_FILENO, 0, SEEK_CUR) < 0 &&
+            tf_client_can_stream(c)) {
+            out->rc = tf_put_stream(c, STDIN_FILENO, o->name);
+            return;
+        }
         if (strcmp(o->local, "-") != 0 && stat(o->local, &st) == 0 && S_ISREG(st.st_mode))
             out->src_size = st.st_size;
         out->rc = tf_put(c, strcmp(o->local, "-") == 0 ? "/dev/stdin" : o->local, o->name);

@@ -401,7 +401,10 @@ TF_API int tf_put_fd(tf_client *c, int fd, uint64_t size, const char *name);
  * later call on c returns TF_ENET). Not resumable (TF_OPT_RESUME is
  * ignored). The progress callback gets total 0 until the end, then once
  * done == total. fd stays the caller's and open; it is read to its end
- * unless the transfer fails.
+ * unless the transfer fails. The request goes out once fd's first bytes
+ * (or its end) have come, so a source slow to start holds nothing on the
+ * server; later, a silence longer than the server's I/O timeout (or a
+ * trickle under its minimum rate) fails the upload with TF_ENET.
  * Returns as tf_put, and TF_EINVAL for fd < 0, TF_EIO when reading fd
  * fails (c stays usable), TF_EPROTO without reading fd when the server
  * does not offer STREAM (older servers: see tf_client_can_stream; tf_put

@@ -574,6 +574,21 @@ static int answered_early(tf_client *c)
     return poll(&p, 1, 0) > 0;
 }
 
+/* Reads what fd has, up to len bytes: > 0, 0 at its end, -1 with *src_rc
+   set when it fails. */
+static ssize_t read_chunk(int fd, uint8_t *buf, size_t len, int *src_rc, tf__err *src_err)
+{
+    for (;;) {
+        ssize_t n = read(fd, buf, len);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR) {
+            *src_rc = tf__fail_errno(src_err, TF_EIO, errno, "cannot read the stream");
+            return -1;
+        }
+    }
+}
+
 /*
  * A streamed put (feature STREAM): the request carries no size; fd is read
  * to its end in chunks, each sent with its length, then a zero-length chunk
@@ -584,6 +599,16 @@ static int answered_early(tf_client *c)
 static int put_stream(tf_client *c, int fd, const char *name)
 {
     uint64_t from = 0, stored = 0, done = 0;
+    int src_rc = TF_OK, early = 0;
+    tf__err src_err = {{0}};
+    /* Each chunk is read behind room for its head, and goes out in one
+       write. The first is read before the request goes out, so that a
+       source slow to start (a pipe still waiting for its writer) does not
+       hold a request open on the server, against its timeouts. */
+    size_t room = IO_BUF - TF_WIRE_CHUNK_HEAD_SIZE;
+    if (room > TF_WIRE_CHUNK_MAX)
+        room = TF_WIRE_CHUNK_MAX;
+    ssize_t n = read_chunk(fd, c->buf + TF_WIRE_CHUNK_HEAD_SIZE, room, &src_rc, &src_err);
     tf_wire_request r = {.op = TF_OP_PUT, .flags = TF_REQ_STREAM, .name = name,
                          .name_len = (uint16_t)strlen(name)};
     int rc = send_request(c, &r);
@@ -595,25 +620,10 @@ static int put_stream(tf_client *c, int fd, const char *name)
         return rc;
     tf__xfer x;
     progress_ctx p = {.index = -1}; /* total 0: not known until the end */
-    int src_rc = TF_OK, early = 0;
-    tf__err src_err = {{0}};
     rc = xfer_begin(c, &x, &p);
-    if (rc == TF_OK && x.progress && x.progress(x.ctx, 0) != 0)
+    if (rc == TF_OK && src_rc == TF_OK && x.progress && x.progress(x.ctx, 0) != 0)
         src_rc = tf__fail(&src_err, TF_ECANCELED, "cancelled by the progress callback");
-    /* Each chunk is read behind room for its head, and goes out in one write. */
-    size_t room = IO_BUF - TF_WIRE_CHUNK_HEAD_SIZE;
-    if (room > TF_WIRE_CHUNK_MAX)
-        room = TF_WIRE_CHUNK_MAX;
-    while (rc == TF_OK && src_rc == TF_OK) {
-        ssize_t n = read(fd, c->buf + TF_WIRE_CHUNK_HEAD_SIZE, room);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            src_rc = tf__fail_errno(&src_err, TF_EIO, errno, "cannot read the stream");
-            break;
-        }
-        if (n == 0)
-            break;
+    while (rc == TF_OK && src_rc == TF_OK && n > 0) {
         if (answered_early(c)) {
             early = 1;
             break;
@@ -624,6 +634,8 @@ static int put_stream(tf_client *c, int fd, const char *name)
         done += (uint64_t)n;
         if (rc == TF_OK && x.progress && x.progress(x.ctx, done) != 0)
             src_rc = tf__fail(&src_err, TF_ECANCELED, "cancelled by the progress callback");
+        if (rc == TF_OK && src_rc == TF_OK)
+            n = read_chunk(fd, c->buf + TF_WIRE_CHUNK_HEAD_SIZE, room, &src_rc, &src_err);
     }
     if (rc == TF_OK && !early) {
         /* The end: a zero-length chunk, then the trailer (failing, when the
