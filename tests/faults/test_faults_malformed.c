@@ -39,6 +39,7 @@ extern char **environ;
 
 #define C TF_FEATURE_CHECKSUM
 #define R TF_FEATURE_RESUME
+#define S TF_FEATURE_STREAM
 #define KEEP_SIZE ((size_t)100 << 10)
 #define BIG_SIZE ((size_t)8 << 20)
 #define HOLD_CONNECTIONS 200
@@ -220,7 +221,7 @@ static int ready(uint32_t features)
     int fd = rp_connect(g.port);
     assert_true(fd >= 0);
     long got = rp_handshake(fd, features);
-    if (got != (long)(features & (C | R)))
+    if (got != (long)(features & (C | R | S)))
         fail_msg("handshake asking for features 0x%x gave %ld", features, got);
     return fd;
 }
@@ -607,6 +608,63 @@ static void test_faults_unframeable_requests(void **state)
         tried();
     }
     printf("# unframeable requests: %d bad inputs\n", g.bad_inputs - first);
+}
+
+/* Streamed puts (docs/protocol.md, section 4a): the STREAM flag without the
+   feature, off put, with a size or a key, and a chunk over 1 MiB, are
+   framing errors (EPROTO and a close); a stream cut off stores nothing. */
+static void test_faults_stream_framing(void **state)
+{
+    (void)state;
+    static const uint8_t key[TF_UPLOAD_KEY_SIZE] = {1, 2, 3};
+    struct {
+        uint8_t op, flags;
+        uint64_t size;
+        uint32_t features;
+        const char *what;
+    } bad[] = {
+        {TF_OP_PUT, TF_REQ_STREAM, 0, C | R, "STREAM without the feature"},
+        {TF_OP_GET, TF_REQ_STREAM, 0, C | R | S, "STREAM on get"},
+        {TF_OP_LIST, TF_REQ_STREAM, 0, C | R | S, "STREAM on list"},
+        {TF_OP_PUT, TF_REQ_STREAM, 10, C | R | S, "STREAM with a size"},
+        {TF_OP_PUT, TF_REQ_STREAM | TF_REQ_UPLOAD_KEY, 0, C | R | S, "STREAM with a key"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int fd = ready(bad[i].features);
+        uint16_t nl = bad[i].op == TF_OP_LIST ? 0 : 8;
+        send_or_fail(rp_send_request(fd, bad[i].op, bad[i].flags, nl, bad[i].size, 0,
+                                     "keep.bin",
+                                     (bad[i].flags & TF_REQ_UPLOAD_KEY) ? key : NULL),
+                     bad[i].what);
+        expect_reply_then_close(fd, bad[i].op, TF_EPROTO, bad[i].what);
+        tried();
+    }
+    /* A chunk over the maximum, after a good one. */
+    int fd = ready(C | R | S);
+    send_or_fail(rp_send_request(fd, TF_OP_PUT, TF_REQ_STREAM, 10, 0, 0, "stream.bin", NULL),
+                 "stream");
+    expect_reply(fd, TF_OP_PUT, TF_OK, "streamed put's go-ahead");
+    uint8_t chunk[4 + 3] = {0, 0, 0, 3, 'a', 'b', 'c'};
+    send_or_fail(rp_send(fd, chunk, sizeof chunk), "chunk");
+    uint8_t over[4];
+    tf__put_u32(over, TF_WIRE_CHUNK_MAX + 1);
+    send_or_fail(rp_send(fd, over, sizeof over), "oversized chunk head");
+    expect_reply_then_close(fd, TF_OP_PUT, TF_EPROTO, "a chunk over 1 MiB");
+    tried();
+    /* Cut off mid-chunk and between chunks: nothing stored. */
+    for (int mid = 0; mid < 2; mid++) {
+        fd = ready(C | R | S);
+        send_or_fail(
+            rp_send_request(fd, TF_OP_PUT, TF_REQ_STREAM, 10, 0, 0, "stream.bin", NULL),
+            "stream");
+        expect_reply(fd, TF_OP_PUT, TF_OK, "streamed put's go-ahead");
+        send_or_fail(rp_send(fd, chunk, mid ? 5 : sizeof chunk), "chunk");
+        rp_abort(fd);
+        tried();
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/stream.bin", g.root);
+    assert_true(access(path, F_OK) != 0);
 }
 
 /* ---- requests refused on a connection that stays open ------------------------------- */
@@ -1158,6 +1216,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_faults_truncated_and_trailing_garbage),
         cmocka_unit_test(test_faults_bad_trailers),
         cmocka_unit_test(test_faults_huge_sizes),
+        cmocka_unit_test(test_faults_stream_framing),
         cmocka_unit_test(test_faults_vanishing_peers),
         cmocka_unit_test(test_faults_many_partial_frames_at_once),
         cmocka_unit_test(test_faults_resources_back_to_baseline),
