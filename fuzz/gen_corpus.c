@@ -117,6 +117,25 @@ static void request(buf *b, uint8_t op, const char *name, uint64_t size)
     request_ex(b, op, name, size, 0, NULL);
 }
 
+/* A streamed put's request (flag STREAM, size 0). */
+static void stream_request(buf *b, const char *name)
+{
+    tf_wire_request r = {.op = TF_OP_PUT, .flags = TF_REQ_STREAM, .name = name,
+                         .name_len = (uint16_t)strlen(name)};
+    long n = tf__wire_encode_request(b->data + b->len, sizeof b->data - b->len, &r);
+    need(n);
+    b->len += (size_t)n;
+}
+
+/* One chunk of a streamed put: its head, then len bytes of data. */
+static void chunk(buf *b, const char *data, uint32_t len)
+{
+    need(tf__wire_encode_chunk_head(b->data + b->len, sizeof b->data - b->len, len));
+    b->len += TF_WIRE_CHUNK_HEAD_SIZE;
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+}
+
 static void response(buf *b, uint8_t op, int code, uint64_t size, const char *msg)
 {
     tf_wire_response r = {.op = op,
@@ -377,6 +396,23 @@ static void gen_server(void)
     request(&b, TF_OP_PUT, "cut", 100);
     raw(&b, "only a part", 11);
     save("server", "put-cut", &b);
+
+    b.len = 0;
+    u8(&b, 32); /* STREAM */
+    stream_request(&b, "streamed");
+    chunk(&b, "12345", 5);
+    chunk(&b, "678", 3);
+    chunk(&b, "", 0);
+    trailer(&b, TF_OK, 0);
+    request(&b, TF_OP_GET, "streamed", 0);
+    save("server", "put-stream", &b);
+
+    b.len = 0;
+    u8(&b, 32 | 8 | 16);
+    stream_request(&b, "cut");
+    chunk(&b, "only", 4);
+    raw(&b, "\x00\x00\x10", 3);
+    save("server", "put-stream-cut", &b);
 
     b.len = 0;
     u8(&b, 0);
