@@ -146,10 +146,15 @@ static void request_end(session *s, int keep_partial)
            after its grace period, the peer gone): not a success, and the
            log must not say "ok" for a file half sent or half received. */
         int put = r->op == TF_OP_PUT;
-        snprintf(cut, sizeof cut, "cut off after %llu of %llu bytes: %s",
-                 (unsigned long long)(put ? r->have + r->bytes : r->bytes),
-                 (unsigned long long)(put ? r->size : r->bytes + r->body_left),
-                 s->w->stopping ? "server stopping" : "connection closed");
+        if (r->stream) /* no size to compare with */
+            snprintf(cut, sizeof cut, "cut off after %llu bytes of a stream: %s",
+                     (unsigned long long)r->bytes,
+                     s->w->stopping ? "server stopping" : "connection closed");
+        else
+            snprintf(cut, sizeof cut, "cut off after %llu of %llu bytes: %s",
+                     (unsigned long long)(put ? r->have + r->bytes : r->bytes),
+                     (unsigned long long)(put ? r->size : r->bytes + r->body_left),
+                     s->w->stopping ? "server stopping" : "connection closed");
         result = TF_ENET;
         message = cut;
     }
