@@ -701,22 +701,3 @@ int tf_list(tf_client *c, tf_listing **out)
     free(mem);
     return tf__client_break(c, rc);
 }
-
-size_t tf_listing_count(const tf_listing *l)
-{
-    return l ? l->count : 0;
-}
-
-const tf_entry *tf_listing_at(const tf_listing *l, size_t i)
-{
-    return l && i < l->count ? &l->entries[i] : NULL;
-}
-
-void tf_listing_free(tf_listing *l)
-{
-    if (!l)
-        return;
-    free(l->entries);
-    free(l->names);
-    free(l);
-}

@@ -51,13 +51,6 @@ struct tf_options {
 /* Fills *dst with src, or with the defaults when src is NULL. */
 void tf__options_copy(tf_options *dst, const tf_options *src);
 
-/* A listing: one array of entries and one block holding every name. */
-struct tf_listing {
-    size_t count;
-    tf_entry *entries;
-    char *names;
-};
-
 /* Name validation over (bytes, length), for names that are not C strings. */
 int tf__name_check_bytes(const void *name, size_t len, size_t max_len, const char **why);
 

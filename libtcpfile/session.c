@@ -17,6 +17,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "listing.h"
 #include "netio.h"
 #include "server_internal.h"
 
