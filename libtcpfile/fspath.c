@@ -447,8 +447,7 @@ void tf__upload_keep(tf__tmpfile *t, int64_t ttl_s, size_t max_partials)
 
 void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s, size_t max_partials)
 {
-    tf__err ignored;
-    int dirfd = open_tmp_dir(rootfd, 0, &ignored);
+    int dirfd = open_tmp_dir(rootfd, 0, NULL); /* no uploads yet: nothing to sweep */
     if (dirfd < 0)
         return;
     partial *kept = NULL;
@@ -615,8 +614,7 @@ int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *fi
     if (rc != TF_OK) {
         close(dirfd);
         t->dirfd = -1;
-        tf__err cause = *e;
-        return tf__fail(e, rc, "cannot write beside \"%s\": %s", final, cause.msg);
+        return tf__err_prefix(e, rc, "cannot write beside \"%s\"", final);
     }
     return TF_OK;
 }
