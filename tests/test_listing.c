@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -154,7 +156,7 @@ static void test_listing_free_null(void **state)
     assert_null(tf_listing_at(NULL, 0));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listing_builder_sorts_and_copies),
@@ -165,5 +167,5 @@ int main(void)
         cmocka_unit_test(test_listing_builder_reserve_overflow),
         cmocka_unit_test(test_listing_free_null),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TU_RUN_GROUP("listing", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

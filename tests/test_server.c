@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -385,7 +387,7 @@ static void test_server_serve_ex_reports_why(void **state)
     assert_int_equal(tf_serve_ex("127.0.0.1", "0", NULL, NULL, NULL, 0), TF_EINVAL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_connection_limit),
@@ -398,5 +400,5 @@ int main(void)
         cmocka_unit_test(test_server_errmsg_after_failed_run),
         cmocka_unit_test(test_server_serve_ex_reports_why),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TU_RUN_GROUP("server", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }
