@@ -50,11 +50,13 @@ static const char no_room[] = "(no memory to keep this item's message)";
 /* Keeps c->err as the item's message. The messages are copied one after
    the other into one buffer that the items point into only at the end,
    since growing it moves it. */
-static void keep_message(pipeline *p, size_t index)
+static void keep_message(pipeline *p, size_t index, int rc)
 {
     tf_client *c = p->c;
     if (!p->msg_at)
         return;
+    if (!c->err.msg[0]) /* a failure without its own words */
+        tf__fail(&c->err, rc, "%s", tf_strerror(rc));
     size_t len = strlen(c->err.msg) + 1;
     if (p->msgs_len + len > c->item_msgs_cap) {
         size_t cap = c->item_msgs_cap ? c->item_msgs_cap : 4096;
@@ -80,12 +82,16 @@ static void resolve(pipeline *p, tf_get_item *it, int rc)
     size_t index = (size_t)(it - p->items);
     it->result = rc;
     if (rc != TF_OK)
-        keep_message(p, index);
+        keep_message(p, index, rc);
     if (rc != TF_OK && index < p->first) {
         p->first = index;
         p->first_rc = rc;
         p->first_err = p->c->err;
     }
+    /* Each item's failure is its own: the next one's first message must
+       not be found already taken by this one's. */
+    if (rc != TF_OK)
+        tf__err_clear(&p->c->err);
 }
 
 /* The room a later version may give meaning to must be zero today, so
@@ -178,12 +184,10 @@ static int receive_item(tf_client *c, tf_get_item *it, long index)
     const char *path = it->local_path ? it->local_path : it->name;
     rc = tf__local_begin(path, it->name, &t, final, sizeof final, &c->err);
     if (rc != TF_OK) {
-        tf__err why = c->err;
-        int drop = tf__client_receive_fd(c, -1, size, -1); /* keep the stream in step */
-        if (drop != TF_OK)
-            return drop;
-        c->err = why;
-        return rc;
+        /* Keeps the stream in step; its own failure cannot overwrite why
+           this item failed (the first message wins). */
+        int drop = tf__client_receive_fd(c, -1, size, -1);
+        return drop != TF_OK ? drop : rc;
     }
     rc = tf__client_receive_fd(c, t.fd, size, index);
     if (rc == TF_OK)
@@ -230,9 +234,12 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
     if (rc != TF_OK) {
         /* The connection failed: what is not finished fails with it. */
         tf__client_break(c, rc);
+        tf__err broke = c->err; /* each item left gets the same message */
         for (size_t i = 0; i < n; i++)
-            if (items[i].result == PENDING)
+            if (items[i].result == PENDING) {
+                c->err = broke;
                 resolve(&p, &items[i], rc);
+            }
     }
     /* The buffer has stopped moving: the items can point into it. */
     for (size_t i = 0; i < n; i++) {
@@ -245,6 +252,6 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
     }
     free(p.msg_at);
     if (p.first_rc != TF_OK)
-        c->err = p.first_err;
+        tf__err_take(&c->err, &p.first_err);
     return p.first_rc;
 }

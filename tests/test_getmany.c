@@ -377,6 +377,11 @@ static void test_connection_lost(void **state)
     assert_int_equal(items[N - 1].result, rc);
     for (int i = 0; i < N; i++)
         assert_true(items[i].result == TF_OK || items[i].result == rc);
+    /* Every item the failure ended carries its message, not just the first. */
+    for (int i = 0; i < N; i++)
+        if (items[i].result != TF_OK)
+            assert_string_equal(items[i].message, items[N - 1].message);
+    assert_true(items[N - 1].message[0] != '\0');
     assert_int_equal(tf_get_fd(c, "f000", fd), TF_ENET);
     close(fd);
     free(items);
