@@ -53,6 +53,7 @@ static void post(tf__work *w, int status)
     else
         q->head = w;
     q->tail = w;
+    q->nready++;
     if (was_empty) {
         uint64_t one = 1;
         /* Fails only when the count would overflow, which leaves the
@@ -223,6 +224,10 @@ size_t tf__pool_queue_drain(tf__pool_queue *q)
     (void)n; /* EAGAIN: nothing was written, or a drain already read it */
     tf__work *w = q->head;
     q->head = q->tail = NULL;
+    /* No longer outstanding: their done runs before this drain returns,
+       which is all tf__pool_queue_fini needs. */
+    q->outstanding -= q->nready;
+    q->nready = 0;
     pthread_mutex_unlock(&q->mu);
 
     size_t ran = 0;
@@ -231,9 +236,6 @@ size_t tf__pool_queue_drain(tf__pool_queue *q)
         w->next = NULL;
         w->state = WORK_IDLE;
         w->pool = NULL;
-        pthread_mutex_lock(&q->mu);
-        q->outstanding--;
-        pthread_mutex_unlock(&q->mu);
         w->done(w, w->status);
         ran++;
         w = next;

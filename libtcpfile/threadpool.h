@@ -9,16 +9,17 @@
  * like any other descriptor (a tf__watcher whose callback calls
  * tf__pool_queue_drain). A session that needs the disk fills a tf__work
  * embedded in itself, submits it, enters a state of its own (waiting for
- * the disk) and pauses its socket watcher, so neither its peer nor its
- * timers can move it while a pool thread holds it. The job's done
- * callback, run by the drain in the worker's own thread, resumes it: reads
- * the job's result, leaves the waiting state and watches the socket again
- * (or ends the session, when the worker is stopping or status is
- * TF_ECANCELED). A session that ends while its job waits in the pool
- * cancels it (tf__pool_cancel); a running job cannot be stopped, so the
- * session's memory stays until its done callback has run. To stop, each
- * worker calls tf__pool_queue_fini, which waits for its queue's jobs in
- * flight and runs their done callbacks, before the server frees the pool.
+ * the disk) and pauses its socket watcher and its timers, so that neither
+ * its peer nor an expiry can move or free it while a pool thread holds
+ * it. The job's done callback, run by the drain in the worker's own
+ * thread, resumes it: reads the job's result, leaves the waiting state and
+ * watches the socket again (or ends the session, when the worker is
+ * stopping or status is TF_ECANCELED). A session that ends while its job
+ * waits in the pool cancels it (tf__pool_cancel); a running job cannot be
+ * stopped, so the session's memory stays until its done callback has run.
+ * To stop, each worker calls tf__pool_queue_fini, which waits for its
+ * queue's jobs in flight and runs their done callbacks, before the server
+ * frees the pool.
  *
  * Threads: all of them start in tf__pool_new, with every asynchronous
  * signal blocked (SIGPIPE included) and the name "tf-pool". No global
@@ -51,10 +52,11 @@ typedef struct tf__pool tf__pool;
 typedef struct tf__work tf__work;
 typedef struct tf__pool_queue tf__pool_queue;
 
-/* One job, allocated by its owner (usually inside a larger struct), which
-   sets work, done and data before tf__pool_submit and keeps the memory
-   until done has been called. The job's inputs and results live beside it
-   in the owner's struct: whatever work writes, done may read. */
+/* One job, allocated by its owner (usually inside a larger struct) and
+   zeroed before its first use; the owner sets work, done and data before
+   tf__pool_submit and keeps the memory until done has been called. The
+   job's inputs and results live beside it in the owner's struct: whatever
+   work writes, done may read (the queue's lock orders them). */
 struct tf__work {
     /* Runs in a pool thread. Must not touch the owner's loop. */
     void (*work)(tf__work *w);
@@ -79,8 +81,9 @@ struct tf__work {
 struct tf__pool_queue {
     int efd;
     pthread_mutex_t mu;
-    tf__work *head, *tail; /* finished, done not yet called */
-    size_t outstanding;    /* submitted, done not yet called */
+    tf__work *head, *tail; /* finished or cancelled, not yet drained */
+    size_t nready;         /* how many */
+    size_t outstanding;    /* submitted, not yet drained */
 };
 
 /* Starts a pool of nthreads threads (0: TF__POOL_DEFAULT_THREADS). 0;
@@ -126,7 +129,8 @@ int tf__pool_submit(tf__pool *pool, tf__pool_queue *q, tf__work *w);
 
 /* Cancels w if it has not started: 1, and its done will run from a drain
    of its queue with TF_ECANCELED; 0 when it is running or finished (its
-   done runs with 0) or was never submitted. */
+   done runs with 0) or was never submitted. From the thread that drains
+   its queue (or one ordered with it), and not once its pool is freed. */
 int tf__pool_cancel(tf__work *w);
 
 #endif /* TF_THREADPOOL_H */
