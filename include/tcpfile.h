@@ -61,14 +61,15 @@ extern "C" {
     X(ECHECKSUM, -12, "checksum mismatch")                                    \
     X(EBUSY, -13, "server busy")                                              \
     X(ECANCELED, -14, "cancelled by the caller")                              \
-    X(EINTERNAL, -15, "internal error")
+    X(EINTERNAL, -15, "internal error")                                       \
+    X(EPEERVERIFY, -16, "server identity rejected")
 
 enum tf_error {
     TF_OK = 0,
 #define TF__ERR_ENUM(name, value, msg) TF_##name = (value),
     TF_ERRNO_MAP(TF__ERR_ENUM)
 #undef TF__ERR_ENUM
-    TF__ERR_LAST = -15 /* the most negative code in use; grows over time */
+    TF__ERR_LAST = -16 /* the most negative code in use; grows over time */
 };
 
 /* A sentence describing code ("success" for TF_OK; "unknown error" for a
