@@ -281,3 +281,39 @@ done:
     free(out);
     return r;
 }
+
+int tf__known_hosts_check(void *policy, const char *host, const char *fingerprint, tf__err *e)
+{
+    const tf__kh_policy *p = policy;
+    if (!p || !p->path)
+        return tf__fail(e, TF_EINVAL, "no known_hosts policy");
+    char name[TF__KH_NAME_MAX + 1];
+    int r = tf__known_hosts_name(name, sizeof name, host, p->port, e);
+    if (r != TF_OK)
+        return r;
+    tf__kh_result res;
+    r = tf__known_hosts_lookup(p->path, host, p->port, fingerprint, &res, e);
+    if (r != TF_OK)
+        return r;
+    switch (res.status) {
+    case TF__KH_MATCH:
+        return TF_OK;
+    case TF__KH_MISMATCH:
+        /* As loud as ssh's: this is what a man in the middle looks like. */
+        return tf__fail(e, TF_EPEERVERIFY,
+                        "WARNING: THE SERVER'S KEY HAS CHANGED. %s now shows %s, but %s line "
+                        "%u records %s. Someone may be intercepting the connection, or the "
+                        "server's key was replaced. Nothing was sent. If the change is "
+                        "expected, remove that line and connect again.",
+                        name, fingerprint, p->path, res.line, res.known);
+    default:
+        break;
+    }
+    if (!p->accept_new)
+        return tf__fail(e, TF_EPEERVERIFY,
+                        "%s is not a known server (its key is %s); check that fingerprint "
+                        "with the server's operator, then connect with --accept-new to "
+                        "record it, or with --pin",
+                        name, fingerprint);
+    return tf__known_hosts_add(p->path, host, p->port, fingerprint, e);
+}

@@ -62,4 +62,18 @@ int tf__known_hosts_lookup(const char *path, const char *host, unsigned port,
 int tf__known_hosts_add(const char *path, const char *host, unsigned port,
                         const char *fingerprint, tf__err *e);
 
+/* ssh's policy, as a tf__tls_check_fn (tls.h) with a tf__kh_policy as its
+   user pointer: a match is accepted; a mismatch is refused, loudly, with
+   the key shown and the line on record; an unknown server is recorded and
+   accepted with accept_new, refused otherwise (a front end that can ask
+   the user on a terminal looks up first and calls tf__known_hosts_add
+   itself). Refusals are TF_EPEERVERIFY; a file that cannot be read or
+   written gives its own code. */
+typedef struct tf__kh_policy {
+    const char *path; /* the known_hosts file */
+    unsigned port;    /* the server's port, for the HOST:PORT key */
+    int accept_new;   /* record and accept a server not yet known */
+} tf__kh_policy;
+int tf__known_hosts_check(void *policy, const char *host, const char *fingerprint, tf__err *e);
+
 #endif /* TF_KNOWN_HOSTS_H */

@@ -257,6 +257,34 @@ static void test_known_hosts_concurrent_add(void **state)
     free(text);
 }
 
+/* The ssh policy the TLS client's hook applies. */
+static void test_known_hosts_check_policy(void **state)
+{
+    fixture *f = *state;
+    tf__err e = {{0}};
+    tf__kh_policy strict = {.path = f->path, .port = 7070, .accept_new = 0};
+    tf__kh_policy accept = {.path = f->path, .port = 7070, .accept_new = 1};
+    /* Unknown: refused without accept-new, and nothing recorded. */
+    assert_int_equal(tf__known_hosts_check(&strict, "files.example", FP1, &e), TF_EPEERVERIFY);
+    assert_non_null(strstr(e.msg, "not a known server"));
+    assert_non_null(strstr(e.msg, FP1));
+    assert_int_equal(access(f->path, F_OK), -1);
+    /* With accept-new it is recorded, then known to the strict policy. */
+    assert_int_equal(tf__known_hosts_check(&accept, "files.example", FP1, &e), TF_OK);
+    assert_int_equal(tf__known_hosts_check(&strict, "files.example", FP1, &e), TF_OK);
+    /* Another key: refused, loudly, even with accept-new, and not recorded. */
+    assert_int_equal(tf__known_hosts_check(&accept, "files.example", FP2, &e), TF_EPEERVERIFY);
+    assert_non_null(strstr(e.msg, "HAS CHANGED"));
+    assert_non_null(strstr(e.msg, FP1));
+    assert_non_null(strstr(e.msg, FP2));
+    tf__kh_result res;
+    assert_int_equal(lookup(f, "files.example", 7070, FP2, &res), TF__KH_MISMATCH);
+    /* The port is part of the identity. */
+    tf__kh_policy other = {.path = f->path, .port = 7071, .accept_new = 0};
+    assert_int_equal(tf__known_hosts_check(&other, "files.example", FP1, &e), TF_EPEERVERIFY);
+    assert_int_equal(tf__known_hosts_check(NULL, "files.example", FP1, &e), TF_EINVAL);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -266,6 +294,7 @@ int main(void)
         T(test_known_hosts_add_and_lookup),
         T(test_known_hosts_malformed_lines),
         T(test_known_hosts_concurrent_add),
+        T(test_known_hosts_check_policy),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

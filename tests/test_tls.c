@@ -28,6 +28,7 @@
 #include <openssl/ssl.h>
 
 #include "internal.h"
+#include "known_hosts.h"
 #include "testutil.h"
 #include "tls.h"
 #include "tls_identity.h"
@@ -346,6 +347,48 @@ static void test_tls_known_hosts_hook(void **state)
     conn_open(&k, f->server_a, cctx, "third.example", &cs);
     assert_int_equal(k.rc, TF_EIO);
     conn_close(&k);
+    tf__tls_ctx_free(cctx);
+}
+
+/* The known_hosts policy as the hook: a server recorded on first contact
+   (accept-new), then another key for the same host:port (a man in the
+   middle, or a replaced key) refused before anything is sent. */
+static void test_tls_known_hosts_file_detects_new_key(void **state)
+{
+    fixture *f = *state;
+    char kh[PATH_MAX];
+    path_in(kh, sizeof kh, f->dir, "known_hosts");
+    tf__tls_client_conf conf = {.check = tf__known_hosts_check};
+    tf__tls_ctx *cctx = NULL, *server_b = NULL;
+    tf__err e = {{0}};
+    assert_int_equal(tf__tls_client_ctx_new(&cctx, &conf, &e), TF_OK);
+    assert_int_equal(tf__tls_server_ctx_new(&server_b, f->b, &e), TF_OK);
+    tf__kh_policy strict = {.path = kh, .port = 7070, .accept_new = 0};
+    tf__kh_policy accept = {.path = kh, .port = 7070, .accept_new = 1};
+
+    conn k;
+    conn_open(&k, f->server_a, cctx, "files.example", &strict);
+    assert_int_equal(k.rc, TF_EPEERVERIFY);
+    assert_non_null(strstr(k.ec.msg, "not a known server"));
+    conn_close(&k);
+    conn_open(&k, f->server_a, cctx, "files.example", &accept);
+    assert_int_equal(k.rc, TF_OK);
+    conn_close(&k);
+    conn_open(&k, f->server_a, cctx, "files.example", &strict);
+    assert_int_equal(k.rc, TF_OK);
+    conn_close(&k);
+    /* Server b answers for the same name: refused, even with accept-new. A
+       new client context, so no ticket from server a is offered. */
+    tf__tls_ctx *fresh = NULL;
+    assert_int_equal(tf__tls_client_ctx_new(&fresh, &conf, &e), TF_OK);
+    conn_open(&k, server_b, fresh, "files.example", &accept);
+    assert_int_equal(k.rc, TF_EPEERVERIFY);
+    assert_non_null(strstr(k.ec.msg, "HAS CHANGED"));
+    assert_non_null(strstr(k.ec.msg, tf__tls_identity_fingerprint(f->b)));
+    assert_int_equal(k.rs, TF_EPROTO);
+    conn_close(&k);
+    tf__tls_ctx_free(fresh);
+    tf__tls_ctx_free(server_b);
     tf__tls_ctx_free(cctx);
 }
 
@@ -712,6 +755,7 @@ int main(void)
         T(test_tls_sendfile_fallback_1mib),
         T(test_tls_pin_mismatch_refused),
         T(test_tls_known_hosts_hook),
+        T(test_tls_known_hosts_file_detects_new_key),
         T(test_tls_ca_and_host_name),
         T(test_tls_12_client_refused),
         T(test_tls_plaintext_client_detected),
