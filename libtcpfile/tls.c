@@ -559,6 +559,8 @@ int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, t
         size_t take = iov[i].iov_len;
         if (take > TF__TLS_RECORD - used)
             take = TF__TLS_RECORD - used;
+        if (take == 0)
+            continue; /* an empty piece may have no buffer at all */
         memcpy(t->gbuf + used, iov[i].iov_base, take);
         used += take;
     }
