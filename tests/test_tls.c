@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -606,6 +607,65 @@ static void test_tls_resumption_and_truncation(void **state)
     tf__tls_ctx_free(cctx);
 }
 
+/* Contexts are shared by threads (the server's workers, a client's
+   parallel transfers): each thread runs its own connections on the same
+   two contexts, the client's ticket cache included. */
+typedef struct worker {
+    tf__tls_ctx *sctx, *cctx;
+    int ok, resumed;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < 15; i++) {
+        conn k;
+        memset(&k, 0, sizeof k);
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, k.sv) != 0)
+            break;
+        if (tf__tls_server_new(&k.s, w->sctx, k.sv[0], &k.es) == TF_OK &&
+            tf__tls_client_new(&k.c, w->cctx, k.sv[1], "a.example", NULL, &k.ec) == TF_OK) {
+            pump(k.s, k.c, &k.rs, &k.rc, &k.es, &k.ec);
+            size_t n = 0, got = 0;
+            uint8_t b[2];
+            if (k.rs == TF_OK && k.rc == TF_OK &&
+                tf__tls_write(k.s, "ok", 2, &n, &k.es) == TF_OK) {
+                for (int spins = 0; got < 2 && spins < 1000; spins++) {
+                    size_t m = 0;
+                    if (tf__tls_read(k.c, b + got, 2 - got, &m, &k.ec) == TF_OK)
+                        got += m;
+                }
+            }
+            w->ok += got == 2;
+            w->resumed += tf__tls_resumed(k.c);
+            tf__tls_shutdown(k.c, &k.ec);
+        }
+        conn_close(&k);
+    }
+    return NULL;
+}
+
+static void test_tls_contexts_shared_by_threads(void **state)
+{
+    fixture *f = *state;
+    tf__tls_ctx *cctx = client_pin(tf__tls_identity_fingerprint(f->a));
+    worker w[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = (worker){.sctx = f->server_a, .cctx = cctx};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    int resumed = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(w[i].ok, 15);
+        resumed += w[i].resumed;
+    }
+    /* After the first tickets arrived, connections resumed. */
+    assert_true(resumed > 0);
+    tf__tls_ctx_free(cctx);
+}
+
 static void test_tls_client_conf_checked(void **state)
 {
     fixture *f = *state;
@@ -761,6 +821,7 @@ int main(void)
         T(test_tls_plaintext_client_detected),
         T(test_tls_plaintext_server_detected),
         T(test_tls_resumption_and_truncation),
+        T(test_tls_contexts_shared_by_threads),
         T(test_tls_client_conf_checked),
         cmocka_unit_test(test_tls_sniff),
         T(test_tls_openssl_s_client_tls13),
