@@ -435,8 +435,10 @@ static int handshake_failure(tf__tls *t, unsigned long err, int errnum, tf__err 
     return tf__ossl_fail(e, TF_EPROTO, "TLS handshake failed");
 }
 
-/* Normalises an SSL call's outcome; ok is the call's own success flag. */
-static int result(tf__tls *t, int ret, int errnum, int handshake, const char *what, tf__err *e)
+/* Normalises the outcome of an SSL call that did not succeed: ret is what
+   it returned, errnum the errno right after it. */
+static int result_of(tf__tls *t, int ret, int errnum, int handshake, const char *what,
+                     tf__err *e)
 {
     int code = SSL_get_error(t->ssl, ret);
     switch (code) {
@@ -464,6 +466,15 @@ static int result(tf__tls *t, int ret, int errnum, int handshake, const char *wh
         return tf__ossl_fail(e, TF_ENET,
                              "the peer closed the connection without TLS close_notify");
     return tf__ossl_fail(e, TF_EPROTO, "TLS %s failed", what);
+}
+
+/* The same, leaving the thread's OpenSSL error queue empty on every path
+   (the messages above read it first), so no stale error is blamed later. */
+static int result(tf__tls *t, int ret, int errnum, int handshake, const char *what, tf__err *e)
+{
+    int r = result_of(t, ret, errnum, handshake, what, e);
+    tf__ossl_clear();
+    return r;
 }
 
 static int dead(tf__tls *t, tf__err *e)
