@@ -37,10 +37,4 @@ int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e)
 /* What a remembered digest is tied to (see TF_FS_ID_LEN). */
 int tf__fs_identity(int fd, uint64_t id[TF_FS_ID_LEN]);
 
-/* Reads the root's regular files (no symlinks, no directories, no names
-   that fail the name check or exceed max_name) into a listing sorted by
-   name. More than max_entries gives TF_ETOOBIG. */
-int tf__fs_scan(int rootfd, size_t max_entries, size_t max_name, tf_listing **out,
-                tf__err *e);
-
 #endif /* TF_ROOTFS_H */
