@@ -211,6 +211,23 @@ static int check_path(const char *path, tf__err *e)
     }
 }
 
+/* Why opening path as a directory failed with errno err: a symbolic link
+   as its last component shows as ENOTDIR (O_DIRECTORY is checked before
+   O_NOFOLLOW), so look at what is there without following it. */
+static int passes_link(int rootfd, const char *path, int err)
+{
+    if (err == ELOOP || err == EXDEV)
+        return 1;
+    if (err != ENOTDIR)
+        return 0;
+    struct stat s;
+    int fd = tf__open_beneath(rootfd, path, O_PATH | O_CLOEXEC, 0);
+    int link = fd >= 0 && fstat(fd, &s) == 0 && S_ISLNK(s.st_mode);
+    if (fd >= 0)
+        close(fd);
+    return link;
+}
+
 /* Opens the directory that holds path's last component, beneath the root
    and through no symbolic link (O_RDONLY: it is fsynced after a change),
    and points *base at that component. *dirfd is the root itself, not to
@@ -231,10 +248,11 @@ static int open_parent(local *l, const char *path, int *dirfd, const char **base
     parent[slash - path] = '\0';
     *dirfd = tf__open_beneath(l->rootfd, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (*dirfd < 0) {
-        if (errno == ELOOP || errno == EXDEV)
+        int err = errno;
+        if (passes_link(l->rootfd, parent, err))
             return tf__fail(e, TF_EACCES, "\"%s\" passes a symbolic link, which is not followed",
                             path);
-        return tf__fail_fs(e, errno, "cannot open the directory of", path);
+        return tf__fail_fs(e, err, "cannot open the directory of", path);
     }
     *base = slash + 1;
     return TF_OK;
@@ -308,11 +326,12 @@ static int l_list_open(tf__storage *st, const char *dir, tf__lister **out, tf__e
     int fd = tf__open_beneath(l->rootfd, at_root ? "." : dir,
                               O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0) {
-        if (errno == ELOOP || errno == EXDEV)
+        int err = errno;
+        if (passes_link(l->rootfd, dir, err))
             return tf__fail(e, TF_EACCES, "\"%s\" passes a symbolic link, which is not followed",
                             dir);
-        int code = !at_root && (errno == ENOENT || errno == ENOTDIR) ? TF_ENOENT : TF_EIO;
-        return tf__fail_errno(e, code, errno, "cannot read the directory");
+        int code = !at_root && (err == ENOENT || err == ENOTDIR) ? TF_ENOENT : TF_EIO;
+        return tf__fail_errno(e, code, err, "cannot read the directory");
     }
     tf__lister *li = malloc(sizeof *li);
     DIR *d = li ? fdopendir(fd) : NULL;
