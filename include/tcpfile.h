@@ -8,8 +8,12 @@
  *  - Every int-returning call returns TF_OK (0) or a negative TF_E* code;
  *    tf_strerror() turns a code into a sentence, tf_errname() into its name.
  *  - Handles are opaque. Each *_free / *_close accepts NULL.
- *  - Out parameters come first. What comes back through **out belongs to the
- *    caller and is released with the matching tf_*_free / tf_close.
+ *  - A call that creates a handle takes its out parameter first
+ *    (tf_options_new, tf_connect, tf_server_open); a call on a handle takes
+ *    the handle first and its out parameters last (tf_options_get, tf_get_mem,
+ *    tf_list), as does tf_name_check (why). That order is part of the ABI and
+ *    stays. What comes back through **out belongs to the caller and is
+ *    released with the matching tf_*_free / tf_close.
  *  - The library keeps no global state, prints nothing, installs no signal
  *    handlers and never raises SIGPIPE.
  *  - A tf_client is used by one thread at a time; different clients and
@@ -44,7 +48,10 @@ extern "C" {
 /*
  * X(name, value, message). Released values are never renumbered or reused;
  * the same numbers (as positive values) travel as status codes on the wire,
- * see docs/protocol.md.
+ * see docs/protocol.md, up to TF_EINTERNAL: the codes after it describe
+ * reaching a server and never travel. TF_ENET stays the generic network
+ * code (unreachable, reset, closed); TF_ERESOLVE and TF_ECONNREFUSED tell
+ * apart the two connect failures a user acts on differently.
  */
 #define TF_ERRNO_MAP(X)                                                        \
     X(EINVAL, -1, "invalid argument or name")                                 \
@@ -61,14 +68,16 @@ extern "C" {
     X(ECHECKSUM, -12, "checksum mismatch")                                    \
     X(EBUSY, -13, "server busy")                                              \
     X(ECANCELED, -14, "cancelled by the caller")                              \
-    X(EINTERNAL, -15, "internal error")
+    X(EINTERNAL, -15, "internal error")                                       \
+    X(ERESOLVE, -16, "cannot resolve the host name")                          \
+    X(ECONNREFUSED, -17, "connection refused")
 
 enum tf_error {
     TF_OK = 0,
 #define TF__ERR_ENUM(name, value, msg) TF_##name = (value),
     TF_ERRNO_MAP(TF__ERR_ENUM)
 #undef TF__ERR_ENUM
-    TF__ERR_LAST = -15 /* the most negative code in use; grows over time */
+    TF__ERR_LAST = -17 /* the most negative code in use; grows over time */
 };
 
 /* A sentence describing code ("success" for TF_OK; "unknown error" for a
@@ -234,6 +243,10 @@ TF_API int tf_options_set_log(tf_options *opt, tf_log_fn fn, void *user);
 typedef struct tf_client tf_client;   /* one connection to a server */
 typedef struct tf_listing tf_listing; /* the result of tf_list       */
 
+/* One entry of a listing, owned by the listing and read through
+   tf_listing_at (never allocated by the library's caller, so fields may be
+   appended in later minor versions: do not step from one entry to the
+   next with pointer arithmetic). */
 typedef struct tf_entry {
     const char *name; /* UTF-8, NUL-terminated, owned by the listing */
     uint64_t size;    /* bytes */
@@ -244,8 +257,9 @@ typedef struct tf_entry {
  * Connects to host:port (a name, an IPv4 or IPv6 literal; "[::1]" is
  * accepted too) and performs the handshake. One connection carries any
  * number of requests.
- * Returns TF_OK, TF_EINVAL, TF_ENET (refused, unreachable, no such host),
- * TF_ETIMEDOUT, TF_EPROTO (not a tcpfile server, no common version),
+ * Returns TF_OK, TF_EINVAL, TF_ERESOLVE (no such host, or the name
+ * service failed), TF_ECONNREFUSED (nothing listens on that port),
+ * TF_ENET (unreachable, other network failures), TF_ETIMEDOUT, TF_EPROTO (not a tcpfile server, no common version),
  * TF_EBUSY (server full), TF_ENOMEM. On success *out is the caller's,
  * closed and freed with tf_close. On failure *out is NULL; the reason is
  * not kept anywhere, so callers wanting the detail use tf_connect_ex.
@@ -263,8 +277,10 @@ TF_API int tf_connect_ex(tf_client **out, const char *host, const char *port,
  * Downloads the remote file name into local_path (NULL: ./name). The data
  * goes to a temporary file beside local_path that is renamed over it only
  * once complete, so a failure leaves no partial file and an existing file
- * untouched. When local_path exists and is not a regular file (/dev/null, a
- * FIFO, a terminal) the data is written straight into it.
+ * untouched; a file replaced keeps its mode (and owner, where allowed), a
+ * new one gets 0666 less the umask. When local_path exists and is not a
+ * regular file (/dev/null, a FIFO, a terminal) the data is written straight
+ * into it.
  * Returns TF_OK, TF_EINVAL (bad name), TF_ENOENT, TF_EACCES, TF_EIO (local
  * file), TF_ENOSPC, TF_ENET, TF_EPROTO, TF_ETIMEDOUT, TF_ECANCELED, ...
  */
@@ -285,7 +301,16 @@ TF_API int tf_get_fd(tf_client *c, const char *name, int fd);
  */
 TF_API int tf_get_mem(tf_client *c, const char *name, void **data, size_t *len);
 
-/* One file of a tf_get_many batch. */
+/*
+ * One file of a tf_get_many batch. The caller allocates the items, as an
+ * array, so the struct keeps room for the fields of later versions and its
+ * size stays the same within a major version (6 pointers and 2 ints: 56
+ * bytes on 64-bit systems, 32 on 32-bit ones). Zero every item before
+ * filling it in - a designated initializer such as
+ * (tf_get_item){.name = "a.txt", .fd = -1}, calloc or memset - so that a
+ * later field, placed in the reserved room, takes its default from the
+ * zero; an item whose reserved room is not zero fails with TF_EINVAL.
+ */
 typedef struct tf_get_item {
     const char *name;       /* in: the file's name on the server */
     const char *local_path; /* in: where to store it, as tf_get does; NULL:
@@ -293,6 +318,7 @@ typedef struct tf_get_item {
     int fd;                 /* in: with local_path NULL, the descriptor the
                                bytes are written to, as tf_get_fd does */
     int result;             /* out: TF_OK or this file's failure */
+    void *reserved[4];      /* zero: room for later fields */
 } tf_get_item;
 
 /*
@@ -312,7 +338,8 @@ TF_API int tf_get_many(tf_client *c, tf_get_item *items, size_t n);
 
 /*
  * Uploads local_path as name (NULL: the basename of local_path). The server
- * stores it atomically: readers see the old content or the new, whole.
+ * stores it atomically: readers see the old content or the new, whole; a
+ * file it replaces keeps its mode (and owner, where allowed).
  * Returns TF_OK, TF_EINVAL, TF_ENOENT (local file missing), TF_EIO,
  * TF_EACCES (read-only server, or local_path unreadable), TF_EEXIST
  * (server refuses overwrite), TF_ETOOBIG (over the server's upload limit),
@@ -352,7 +379,10 @@ TF_API void tf_listing_free(tf_listing *l);
 /* After TF_ENET, TF_ETIMEDOUT, TF_EPROTO, TF_ECANCELED or TF_ENOMEM in the
    middle of a request the connection is out of step and is closed: every
    later call on c returns TF_ENET, and the caller reconnects. Other
-   failures (TF_ENOENT, TF_EINVAL, a local TF_EIO, ...) leave c usable. */
+   failures (TF_ENOENT, TF_EINVAL, a local TF_EIO, ...) leave c usable; so
+   does a failure status this version does not know, from a newer server:
+   it gives TF_EINTERNAL, with "unknown error from the server (status N)"
+   in tf_errmsg. */
 
 /* Detail of c's last failure (the server's message when it sent one), ""
    after a success or when c is NULL. Valid until the next call on c. */
@@ -419,6 +449,12 @@ TF_API int tf_server_port(const tf_server *s);
    enough). Returns TF_OK, TF_EINVAL (s or buf NULL, buf too small, not
    listening), TF_ENET. */
 TF_API int tf_server_address(const tf_server *s, char *buf, size_t len);
+
+/* The same for listening socket i, from 0: a server opened with host NULL
+   listens on "0.0.0.0" and on "::" where IPv6 is available, so that a
+   banner can name every address. Returns TF_OK, TF_EINVAL (as above, or i
+   at or past the number of listening sockets: the loop's end), TF_ENET. */
+TF_API int tf_server_address_at(const tf_server *s, size_t i, char *buf, size_t len);
 
 /* Serves clients on the calling thread and worker threads (TF_OPT_WORKERS)
    until tf_server_stop; then accepts no new connection, gives requests in

@@ -69,6 +69,27 @@ int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e)
     return TF_OK;
 }
 
+/* Gives the temporary fd the mode, and the owner where allowed, of the
+   regular file dirfd/name it is about to replace: it was created with the
+   umask's mode, and a rename must not widen a 600 file to 644 (nor narrow
+   a 640 one). Owner first: fchown may clear set-id bits. Best effort: a
+   non-root process cannot give a file away, and then keeps its own.
+   fchown only when the owner differs: a sandbox (the systemd unit's
+   SystemCallFilter) may forbid it, and the usual case needs none. */
+void tf__keep_mode(int dirfd, const char *name, int fd)
+{
+    struct stat st, mine;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        fstat(fd, &mine) != 0)
+        return;
+    if ((st.st_uid != mine.st_uid || st.st_gid != mine.st_gid) &&
+        fchown(fd, st.st_uid, st.st_gid) != 0) {
+        /* EPERM: the file becomes ours, its mode still as before */
+    }
+    if ((st.st_mode & 07777) != (mine.st_mode & 07777))
+        (void)fchmod(fd, st.st_mode & 07777);
+}
+
 /* Creates an unused "<prefix><16 random hex digits>" in dirfd. */
 int tf__tmpfile_create(int dirfd, const char *prefix, mode_t mode, tf__tmpfile *t,
                        tf__err *e)

@@ -45,6 +45,9 @@ typedef struct tf__tmpfile {
     char name[64];  /* the temporary's name inside dirfd */
 } tf__tmpfile;
 
+/* Gives fd the mode (and owner, where allowed) of the regular file
+   dirfd/name it is about to replace by rename. Best effort. */
+void tf__keep_mode(int dirfd, const char *name, int fd);
 /* Clears t: no file, no directory. */
 void tf__tmpfile_init(tf__tmpfile *t);
 /* Creates an unused "<prefix><16 random hex digits>" in dirfd. */

@@ -139,13 +139,14 @@ int tf__local_commit(tf__tmpfile *t, const char *final, tf__err *e)
         t->fd = -1;
         return TF_OK;
     }
+    const char *base = strrchr(final, '/');
+    base = base ? base + 1 : final;
+    tf__keep_mode(t->dirfd, base, t->fd);
     if (close(t->fd) != 0) {
         t->fd = -1;
         rc = tf__fail_fs(e, errno, "cannot write", final);
     } else {
         t->fd = -1;
-        const char *base = strrchr(final, '/');
-        base = base ? base + 1 : final;
         if (renameat(t->dirfd, t->name, t->dirfd, base) != 0)
             rc = tf__fail_fs(e, errno, "cannot create", final);
         else

@@ -1,10 +1,17 @@
 /*
- * netio.h - the transport: every socket call of the library is behind these
- * functions, so that another transport (TLS) can slide in underneath.
- * A stream's socket blocks, with timeout_ms as its SO_RCVTIMEO and
+ * netio.h - the client's blocking streams and the socket helpers both ends
+ * share. A stream's socket blocks, with timeout_ms as its SO_RCVTIMEO and
  * SO_SNDTIMEO: a wait that sees no progress for timeout_ms fails with
- * TF_ETIMEDOUT. (The server drives its sockets from epoll in
- * session.c and uses only the listening and sendfile helpers here.)
+ * TF_ETIMEDOUT.
+ *
+ * This is not (yet) a transport seam: not every socket call is behind it.
+ * The client's go through the tf__stream functions, except tf_get_many's
+ * pipelined sends (getmany.c calls send on the stream's descriptor). The
+ * server drives its non-blocking sockets from epoll and makes its own
+ * calls (accept4 in server.c; recv, send, sendmsg and sendfile in
+ * session.c); of this file it uses only tf__listen, tf__socket_port,
+ * tf__format_addr and the SIGPIPE guard. A transport table that TLS can
+ * slide under is issue 10's work.
  */
 #ifndef TF_NETIO_H
 #define TF_NETIO_H
@@ -53,11 +60,14 @@ int tf__socket_port(int fd);
 void tf__format_addr(const struct sockaddr *sa, int with_port, char *buf, size_t len);
 
 /* Reads exactly len bytes. TF_ENET when the peer closes first (the message
-   says how many bytes were missing), TF_ETIMEDOUT, TF_ECANCELED. */
+   says how many bytes were missing) or the socket fails, TF_ETIMEDOUT.
+   (Cancelling is the progress callback's, in transfer.c, not this.) */
 int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e);
 
 /* Reads what is available, at least 1 byte, at most cap; *got is set.
-   Used by the frame parsers so that pipelined bytes are not lost. */
+   TF_ENET when the peer has closed, TF_ETIMEDOUT. Used by the client's
+   payload loop (tf__xfer_recv), which hashes and stores each piece as it
+   arrives; bytes beyond cap stay in the read buffer for the next read. */
 int tf__stream_read_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err *e);
 
 /* Writes exactly len bytes (never SIGPIPE). */

@@ -313,6 +313,8 @@ int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrit
         rc = tf__fail(e, TF_EIO, "the temporary of \"%s\" was replaced; not stored", name);
         goto out;
     }
+    if (overwrite)
+        tf__keep_mode(rootfd, name, t->fd);
     int r = overwrite ? renameat(t->dirfd, t->name, rootfd, name)
                       : rename_noreplace(t->dirfd, t->name, rootfd, name);
     if (r != 0) {

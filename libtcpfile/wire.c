@@ -45,21 +45,36 @@ uint64_t tf__get_u64(const uint8_t *p)
     return ((uint64_t)tf__get_u32(p) << 32) | tf__get_u32(p + 4);
 }
 
+/* The last code the wire carries: those after it (TF_ERESOLVE, ...) are a
+   client's own, about reaching a server, and never sent. */
+#define WIRE_LAST TF_EINTERNAL
+
 uint16_t tf__wire_status(int code)
 {
     if (code >= 0)
         return 0;
-    if (code < TF__ERR_LAST)
+    if (code < WIRE_LAST)
         return (uint16_t)-TF_EINTERNAL;
     return (uint16_t)-code;
 }
 
+/* Only the codes up to WIRE_LAST travel: a status past it is unknown even
+   where this build has a code of that number. */
+int tf__wire_status_known(uint16_t status)
+{
+    return status <= (uint16_t)-WIRE_LAST;
+}
+
+/* A status this version does not know comes from a newer peer: the frame
+   that carried it is well formed, so it fails that one request with the
+   generic code and leaves the connection in step (TF_EPROTO would close it,
+   and every new status would break every older client). */
 int tf__wire_code(uint16_t status)
 {
     if (status == 0)
         return TF_OK;
-    if (status > (uint16_t)-TF__ERR_LAST)
-        return TF_EPROTO;
+    if (!tf__wire_status_known(status))
+        return TF_EINTERNAL;
     return -(int)status;
 }
 

@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -403,7 +405,7 @@ static void test_storage_stage_commit(void **state)
     assert_outside_untouched(f);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_storage_stat, setup, teardown),
@@ -414,5 +416,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_storage_mkdir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_stage_commit, setup, teardown),
     };
-    return cmocka_run_group_tests_name("storage", tests, NULL, NULL);
+    return TU_RUN_GROUP("storage", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }
