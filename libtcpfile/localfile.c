@@ -87,8 +87,7 @@ int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *fi
     if (rc != TF_OK) {
         close(dirfd);
         t->dirfd = -1;
-        tf__err cause = *e;
-        return tf__fail(e, rc, "cannot write beside \"%s\": %s", final, cause.msg);
+        return tf__err_prefix(e, rc, "cannot write beside \"%s\"", final);
     }
     return TF_OK;
 }

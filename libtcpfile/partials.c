@@ -238,8 +238,7 @@ void tf__upload_keep(tf__tmpfile *t, int64_t ttl_s, size_t max_partials)
 
 void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s, size_t max_partials)
 {
-    tf__err ignored;
-    int dirfd = open_tmp_dir(rootfd, 0, &ignored);
+    int dirfd = open_tmp_dir(rootfd, 0, NULL); /* no uploads yet: nothing to sweep */
     if (dirfd < 0)
         return;
     partial *kept = NULL;
