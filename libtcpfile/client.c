@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #include "digest.h"
-#include "fspath.h"
+#include "localfile.h"
 #include "internal.h"
 #include "netio.h"
 #include "transfer.h"

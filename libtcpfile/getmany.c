@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 
 #include "client_internal.h"
-#include "fspath.h"
+#include "localfile.h"
 #include "wire.h"
 
 /* An item's result before it is known (results are 0 or negative). */

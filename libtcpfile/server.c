@@ -453,25 +453,30 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
     if (!s)
         return TF_ENOMEM;
     tf__options_copy(&s->opt, opt);
-    s->rootfd = -1;
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     atomic_init(&s->stopping, 0);
     atomic_init(&s->sessions, 0);
     atomic_init(&s->list_bytes, 0);
     atomic_init(&s->prefix_hashed, 0);
-    tf__digest_cache_init(&s->digests);
 
     if (!root || !*root)
         rc = tf__fail(&s->err, TF_EINVAL, "a root directory is required");
-    if (rc == TF_OK)
-        rc = tf__root_open(root, &s->rootfd, &s->err);
+    if (rc == TF_OK) {
+        /* Every file-system call of the server goes through this. */
+        tf__storage_local_config cfg = {
+            .read_only = s->opt.value[TF_OPT_READ_ONLY] != 0,
+            .resume_ttl_s = s->opt.value[TF_OPT_RESUME_TTL_S],
+            .max_partials = (size_t)s->opt.value[TF_OPT_MAX_PARTIALS],
+        };
+        rc = tf__storage_local_open(&s->storage, root, &cfg, &s->err);
+    }
     if (rc == TF_OK) {
         /* The name limit announced in the hello is one the root's file
            system can hold, so that a longer name is refused (EINVAL) when
            it is requested, before a put's data moves. */
-        long fs_max = fpathconf(s->rootfd, _PC_NAME_MAX);
-        if (fs_max > 0 && fs_max < s->opt.value[TF_OPT_MAX_NAME_LEN])
-            s->opt.value[TF_OPT_MAX_NAME_LEN] = fs_max;
+        size_t fs_max = s->storage->name_max;
+        if (fs_max > 0 && (int64_t)fs_max < s->opt.value[TF_OPT_MAX_NAME_LEN])
+            s->opt.value[TF_OPT_MAX_NAME_LEN] = (int64_t)fs_max;
     }
     if (rc == TF_OK && make_pipe(s->stop_pipe) != 0)
         rc = tf__fail_errno(&s->err, TF_EIO, errno, "cannot create a pipe");
@@ -480,8 +485,7 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
     /* Uploads cut short by a crash are debris now: no connection owns them.
        (A read-only server writes nothing under its root, not even that.) */
     if (rc == TF_OK && !s->opt.value[TF_OPT_READ_ONLY])
-        tf__upload_sweep(s->rootfd, 1, s->opt.value[TF_OPT_RESUME_TTL_S],
-                         (size_t)s->opt.value[TF_OPT_MAX_PARTIALS]);
+        s->storage->ops->sweep(s->storage, 1);
     if (rc != TF_OK) {
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "%s", s->err.msg);
@@ -536,10 +540,9 @@ void tf_server_close(tf_server *s)
     for (int i = 0; i < 2; i++)
         if (s->stop_pipe[i] >= 0)
             close(s->stop_pipe[i]);
-    if (s->rootfd >= 0)
-        close(s->rootfd);
+    if (s->storage)
+        s->storage->ops->close(s->storage);
     free(s->workers);
-    tf__digest_cache_destroy(&s->digests);
     free(s);
 }
 

@@ -17,8 +17,8 @@
 #include <stdint.h>
 
 #include "digest.h"
-#include "fspath.h"
 #include "internal.h"
+#include "storage.h"
 #include "wire.h"
 
 #define TF_MAX_LISTEN 8
@@ -60,7 +60,7 @@ struct worker {
 struct tf_server {
     int listen_fds[TF_MAX_LISTEN];
     int nlisten;
-    int rootfd;
+    tf__storage *storage; /* every file-system call goes through it */
     tf_options opt;
     /* Written once by tf_server_stop: readable for ever after, and in every
        worker's epoll. A pipe, because write() is async-signal-safe. */
@@ -72,8 +72,6 @@ struct tf_server {
     _Atomic uint64_t list_bytes;
     int nworkers;
     worker *workers;
-    /* Digests remembered in memory, when read-only (see fspath.h). */
-    tf__digest_cache digests;
     /* Bytes hashed ahead of a resumed get's offset: for the tests. */
     atomic_ullong prefix_hashed;
     /* Why tf_server_open or tf_server_run failed (tf_server_errmsg). Written
@@ -121,7 +119,7 @@ typedef struct request {
     int gathered;           /* small: head, body, trailer in one sendmsg */
     uint64_t hashed_to;     /* the digest covers the file up to here */
     uint8_t cached_digest[TF_DIGEST_SIZE];
-    uint64_t file_id[TF_FS_ID_LEN]; /* the file's identity when opened */
+    uint64_t file_id[TF_STORAGE_ID_LEN]; /* the file's identity when opened */
     /* A resumed get hashes [hashed_to, prefix_to) before its head goes
        out, a slice per turn of the loop (hash_prefix_step), so that other
        connections on the worker are served in between. */
@@ -138,9 +136,8 @@ typedef struct request {
     size_t list_held;       /* its bytes counted in srv->list_bytes */
 
     /* put */
-    tf__tmpfile tmp;
+    tf__upload *up;         /* the backend's; NULL when none */
     uint64_t size, have, left;
-    uint64_t flushed_to;    /* writeback started up to here */
     int store_rc;
     tf__err store_err;
     /* a streamed put (TF_REQ_STREAM): size is unknown until the last chunk */

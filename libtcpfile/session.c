@@ -3,7 +3,8 @@
  * state machine (see session_state in server_internal.h). Every function
  * here runs on the connection's worker thread and never blocks on the peer:
  * when the socket has no room or no data it returns, and epoll calls back.
- * (Disk work - open, read, write, fsync, rename - is done inline.)
+ * (Disk work - open, read, write, fsync, rename - is done inline, through
+ * the server's storage interface, storage.h: never a file-system call here.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,8 +33,6 @@
    fewer than head, sendfile and trailer, and no remembered checksum to
    look up. (Measured with bench/: 4 KiB gets are CPU-bound on calls.) */
 #define SMALL_BODY_MAX ((size_t)64 << 10)
-/* An upload's bytes are handed to the disk in steps of this size. */
-#define WRITEBACK_STEP ((uint64_t)8 << 20)
 /* A resumed transfer's prefix is hashed this much per turn of the loop. */
 #define HASH_SLICE ((uint64_t)1 << 20)
 /* Finished requests a worker keeps for the next ones. */
@@ -44,11 +43,9 @@ static const tf_options *opts(const session *s)
     return &s->w->srv->opt;
 }
 
-/* Where digests are remembered: in memory when the server may not write
-   under its root, else beside the files (see fspath.h). */
-static tf__digest_cache *digest_memory(const session *s)
+static tf__storage *storage(const session *s)
 {
-    return opts(s)->value[TF_OPT_READ_ONLY] ? &s->w->srv->digests : NULL;
+    return s->w->srv->storage;
 }
 
 uint64_t tf__server_prefix_hashed(tf_server *srv)
@@ -118,8 +115,6 @@ static request *request_begin(session *s, uint8_t op)
     r->op = op;
     r->started_ms = tf__now_ms();
     r->body_fd = -1;
-    r->tmp.fd = -1;
-    r->tmp.dirfd = -1;
     if (tf__digest_begin(&r->digest, (s->features & TF_FEATURE_CHECKSUM) != 0) != TF_OK) {
         free(r);
         return NULL;
@@ -161,14 +156,13 @@ static void request_end(session *s, int keep_partial)
     }
     log_entry(s, op_label(r->op), r->name, r->bytes, result, message, r->started_ms);
     if (r->body_fd >= 0)
-        close(r->body_fd);
-    if (r->tmp.fd >= 0) {
+        storage(s)->ops->close_read(storage(s), r->body_fd);
+    if (r->up) {
         /* An empty partial saves nothing: not kept. */
         if (keep_partial && r->has_key && r->store_rc == TF_OK && r->have + r->bytes > 0)
-            tf__upload_keep(&r->tmp, opts(s)->value[TF_OPT_RESUME_TTL_S],
-                            (size_t)opts(s)->value[TF_OPT_MAX_PARTIALS]);
+            storage(s)->ops->keep(storage(s), &r->up);
         else
-            tf__tmpfile_abort(&r->tmp);
+            storage(s)->ops->abort(storage(s), &r->up);
     }
     free(r->buf);
     free(r->list);
@@ -317,7 +311,7 @@ static void build_trailer(session *s)
            it, so that the next get, from any offset, is zero-copy and hashes
            nothing (a small one is cheaper to hash again than to look up). */
         if (r->body_fd >= 0 && !r->gathered)
-            tf__fs_digest_store(r->body_fd, digest, r->file_id, digest_memory(s));
+            storage(s)->ops->digest_store(storage(s), r->body_fd, digest, r->file_id);
     }
     r->tail_len = (size_t)tf__wire_encode_trailer(r->tail, sizeof r->tail, &t);
     r->tail_pos = 0;
@@ -350,12 +344,12 @@ static void body_failed(request *r, int code, int errnum, const char *what)
 /* Reads the file's next chunk into the request's buffer and hashes it, so
    that the digest describes exactly what is read for sending. Returns 1;
    0 when the file failed (body_failed: zeros follow); -1 without memory. */
-static int read_chunk(request *r)
+static int read_chunk(tf__storage *st, request *r)
 {
     if (ensure_buf(r) != TF_OK)
         return -1;
     size_t want = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
-    ssize_t n = pread(r->body_fd, r->buf, want, (off_t)r->body_off);
+    ssize_t n = st->ops->read_at(st, r->body_fd, r->buf, want, r->body_off);
     if (n <= 0) {
         body_failed(r, TF_EIO, n < 0 ? errno : 0,
                     n < 0 ? "reading the file failed" : "the file shrank while being sent");
@@ -395,7 +389,7 @@ static ssize_t send_body_step(session *s)
                change to a part not read yet is sent and hashed as it is
                then, as before: in-place writers can tear a copy; uploads,
                which rename, cannot.) */
-            int got = read_chunk(r); /* kept, should sendfile fail below */
+            int got = read_chunk(storage(s), r); /* kept, should sendfile fail below */
             if (got <= 0)
                 return got;
         }
@@ -423,7 +417,7 @@ static ssize_t send_body_step(session *s)
     }
 
     if (r->buf_pos == r->buf_end) {
-        int got = read_chunk(r);
+        int got = read_chunk(storage(s), r);
         if (got <= 0)
             return got;
     }
@@ -522,13 +516,14 @@ static void sent(session *s)
 static int hash_prefix_step(session *s)
 {
     request *r = s->req;
-    int fd = r->op == TF_OP_PUT ? r->tmp.fd : r->body_fd;
     uint64_t n = r->prefix_to - r->hashed_to;
     if (n > HASH_SLICE)
         n = HASH_SLICE;
     int rc = ensure_buf(r);
     if (rc == TF_OK)
-        rc = tf__fs_hash_range(fd, r->hashed_to, n, &r->digest, r->buf, XFER_BUF, &r->err);
+        rc = storage(s)->ops->hash_range(storage(s), r->body_fd,
+                                         r->op == TF_OP_PUT ? r->up : NULL, r->hashed_to, n,
+                                         &r->digest, r->buf, XFER_BUF, &r->err);
     if (rc != TF_OK)
         return rc;
     r->hashed_to += n;
@@ -627,10 +622,11 @@ static int check_name(session *s, const tf_wire_request *q)
     if (tf__name_check_bytes(q->name, q->name_len, max, &why) != TF_OK)
         return tf__fail(&s->req->err, TF_EINVAL, "bad name: %s (at most %zu bytes)", why,
                         max);
-    /* A valid name, but the server's own: never served nor replaced. */
-    if (q->name_len == strlen(TF_TMP_DIR) && memcmp(q->name, TF_TMP_DIR, q->name_len) == 0)
+    /* A valid name, but the storage's own: never served nor replaced. */
+    const char *own = storage(s)->reserved;
+    if (own && q->name_len == strlen(own) && memcmp(q->name, own, q->name_len) == 0)
         return tf__fail(&s->req->err, TF_EACCES,
-                        "\"%s\" is reserved for the server's uploads in progress", TF_TMP_DIR);
+                        "\"%s\" is reserved for the server's uploads in progress", own);
     return TF_OK;
 }
 
@@ -667,7 +663,8 @@ static int read_small(session *s, uint64_t size)
     worker *w = s->w;
     if (!w->small_body && !(w->small_body = malloc(SMALL_BODY_MAX)))
         return 0;
-    ssize_t n = size ? pread(r->body_fd, w->small_body, (size_t)size, 0) : 0;
+    tf__storage *st = storage(s);
+    ssize_t n = size ? st->ops->read_at(st, r->body_fd, w->small_body, (size_t)size, 0) : 0;
     if (n != (ssize_t)size)
         return 0;
     tf__digest_update(&r->digest, w->small_body, (size_t)size);
@@ -682,8 +679,8 @@ static void handle_get(session *s, const tf_wire_request *q)
     uint8_t flags = 0;
     int rc = check_name(s, q);
     if (rc == TF_OK)
-        rc = tf__fs_open_read(s->w->srv->rootfd, r->name, &r->body_fd, &size, r->file_id,
-                              &r->err);
+        rc = storage(s)->ops->open_read(storage(s), r->name, &r->body_fd, &size, r->file_id,
+                                        &r->err);
     if (rc == TF_OK && off == 0 && size <= SMALL_BODY_MAX && read_small(s, size)) {
         queue_head(s, TF_OK, size, 0, NULL);
         r->body_left = size;
@@ -698,8 +695,8 @@ static void handle_get(session *s, const tf_wire_request *q)
         off = 0;
     }
     if (rc == TF_OK && tf__digest_on(&r->digest)) {
-        r->cached = tf__fs_digest_load(r->body_fd, r->file_id, digest_memory(s),
-                                       r->cached_digest);
+        r->cached = storage(s)->ops->digest_load(storage(s), r->body_fd, r->file_id,
+                                                 r->cached_digest);
         if (!r->cached)
             rc = ensure_buf(r);
     }
@@ -747,7 +744,7 @@ static void handle_put(session *s, const tf_wire_request *q)
     request *r = s->req;
     const tf_options *opt = opts(s);
     uint64_t max_upload = (uint64_t)opt->value[TF_OPT_MAX_UPLOAD];
-    int rootfd = s->w->srv->rootfd;
+    tf__storage *st = storage(s);
     int rc = check_name(s, q);
     if (rc == TF_OK && opt->value[TF_OPT_READ_ONLY])
         rc = tf__fail(&r->err, TF_EACCES, "the server is read-only");
@@ -756,17 +753,16 @@ static void handle_put(session *s, const tf_wire_request *q)
                       (unsigned long long)q->size, (unsigned long long)max_upload);
     /* Refuse before the data moves, not after. */
     if (rc == TF_OK)
-        rc = tf__fs_check_target(rootfd, r->name, (int)opt->value[TF_OPT_OVERWRITE], &r->err);
+        rc = st->ops->check_target(st, r->name, (int)opt->value[TF_OPT_OVERWRITE], &r->err);
     if (rc == TF_OK)
         rc = ensure_buf(r);
     if (rc == TF_OK && q->key) {
         char stem[2 * TF_DIGEST_SIZE + 1];
         resume_stem(q, stem, sizeof stem);
-        rc = tf__upload_begin_resumable(rootfd, stem, q->size, opt->value[TF_OPT_RESUME_TTL_S],
-                                        (size_t)opt->value[TF_OPT_MAX_PARTIALS], &r->tmp,
-                                        &r->have, &r->has_key, &r->err);
+        rc = st->ops->stage_resumable(st, stem, q->size, &r->up, &r->have, &r->has_key,
+                                      &r->err);
     } else if (rc == TF_OK) {
-        rc = tf__upload_begin(rootfd, &r->tmp, &r->err);
+        rc = st->ops->stage(st, &r->up, &r->err);
     }
     if (rc != TF_OK) {
         reply_failure(s, rc, AFTER_IDLE);
@@ -775,7 +771,6 @@ static void handle_put(session *s, const tf_wire_request *q)
     r->size = q->size;
     r->stream = (q->flags & TF_REQ_STREAM) != 0;
     r->left = q->size - r->have;
-    r->flushed_to = r->have;
     /* The partial's bytes go into the digest before the go-ahead, in
        slices (continue_send). */
     if (r->have && tf__digest_on(&r->digest))
@@ -813,8 +808,8 @@ static void handle_list(session *s, const tf_wire_request *q)
     size_t len = 0;
     int rc = q->name_len ? tf__fail(&r->err, TF_EINVAL, "list takes no name") : TF_OK;
     if (rc == TF_OK)
-        rc = tf__fs_scan(s->w->srv->rootfd, (size_t)opt->value[TF_OPT_MAX_LIST_ENTRIES],
-                         (size_t)opt->value[TF_OPT_MAX_NAME_LEN], &l, &r->err);
+        rc = tf__storage_scan(storage(s), (size_t)opt->value[TF_OPT_MAX_LIST_ENTRIES],
+                              (size_t)opt->value[TF_OPT_MAX_NAME_LEN], &l, &r->err);
     if (rc == TF_OK) {
         len = tf__wire_list_size(l);
         rc = list_reserve(s, len);
@@ -840,23 +835,18 @@ static void handle_list(session *s, const tf_wire_request *q)
 
 /* ---- receiving a put ------------------------------------------------------------ */
 
-static void store(request *r, const uint8_t *p, size_t n)
+static void store(tf__storage *st, request *r, const uint8_t *p, size_t n)
 {
     tf__digest_update(&r->digest, p, n);
     /* A write failure (a full disk) does not stop the reading: the rest is
-       drained so the stream stays in step, and the client hears why. */
+       drained so the stream stays in step, and the client hears why. (The
+       backend starts writing back as the data comes, so that the fsync
+       before the reply, which blocks this worker, has only the tail left.) */
     if (r->store_rc == TF_OK)
-        r->store_rc = tf__fs_write_all(r->tmp.fd, p, n, &r->store_err);
+        r->store_rc = st->ops->write(st, r->up, p, n, &r->store_err);
     if (!r->stream)
         r->left -= n;
     r->bytes += n;
-    /* Start writing back as the data comes, so that the fsync before the
-       reply, which blocks this worker, has only the tail left to wait for. */
-    uint64_t written = r->have + r->bytes;
-    if (r->store_rc == TF_OK && written - r->flushed_to >= WRITEBACK_STEP) {
-        tf__fs_start_writeback(r->tmp.fd, r->flushed_to, written - r->flushed_to);
-        r->flushed_to = written;
-    }
 }
 
 static void finish_put(session *s, int verdict, const tf__err *verdict_err)
@@ -875,10 +865,10 @@ static void finish_put(session *s, int verdict, const tf__err *verdict_err)
        that every later get would fail on. The first get after it has
        settled remembers it (build_trailer). */
     if (rc == TF_OK)
-        rc = tf__upload_commit(s->w->srv->rootfd, &r->tmp, r->name,
-                               (int)opts(s)->value[TF_OPT_OVERWRITE], &r->err);
+        rc = storage(s)->ops->commit(storage(s), &r->up, r->name,
+                                     (int)opts(s)->value[TF_OPT_OVERWRITE], &r->err);
     else
-        tf__tmpfile_abort(&r->tmp);
+        storage(s)->ops->abort(storage(s), &r->up);
     if (rc != TF_OK) {
         reply_failure(s, rc, AFTER_IDLE);
         return;
@@ -898,7 +888,7 @@ static void receive_trailer(session *s)
     if (n < 0) {
         /* Not a trailer that ends this upload cleanly: what came before it
            is not to be trusted, so not kept for resuming either. */
-        tf__tmpfile_abort(&r->tmp);
+        storage(s)->ops->abort(storage(s), &r->up);
         fail_session(s, TF_EPROTO, "malformed trailer");
         return;
     }
@@ -912,7 +902,7 @@ static void receive_trailer(session *s)
                (t.digest_len && t.digest_len != TF_DIGEST_SIZE)) {
         /* Well framed but not what was negotiated: say so, then close. */
         consume_input(s, (size_t)n);
-        tf__tmpfile_abort(&r->tmp);
+        storage(s)->ops->abort(storage(s), &r->up);
         tf__fail(&r->err, TF_EPROTO, "the trailer does not carry the negotiated checksum");
         reply_failure(s, TF_EPROTO, AFTER_CLOSE);
         return;
@@ -950,7 +940,7 @@ static long stream_take(session *s, const uint8_t *p, size_t n)
     while (took < n && !r->stream_end) {
         if (r->chunk_left) {
             size_t k = n - took < r->chunk_left ? n - took : r->chunk_left;
-            store(r, p + took, k);
+            store(storage(s), r, p + took, k);
             r->chunk_left -= (uint32_t)k;
             took += k;
             continue;
@@ -973,7 +963,7 @@ static long stream_take(session *s, const uint8_t *p, size_t n)
                           "the stream went over the upload limit of %llu bytes",
                           (unsigned long long)max_upload);
         if (rc != TF_OK) {
-            tf__tmpfile_abort(&r->tmp);
+            storage(s)->ops->abort(storage(s), &r->up);
             reply_failure(s, rc, AFTER_CLOSE);
             return -1;
         }
@@ -1031,7 +1021,7 @@ static void receive_body(session *s)
     /* Bytes that arrived with the request come first. */
     if (s->in_len && r->left) {
         size_t n = s->in_len < r->left ? s->in_len : (size_t)r->left;
-        store(r, s->in, n);
+        store(storage(s), r, s->in, n);
         consume_input(s, n);
     }
     size_t budget = EVENT_BUDGET;
@@ -1048,7 +1038,7 @@ static void receive_body(session *s)
             fail_session(s, TF_ENET, why);
             return;
         }
-        store(r, r->buf, (size_t)n);
+        store(storage(s), r, r->buf, (size_t)n);
         if (progressed(s, (size_t)n))
             return;
         budget -= (size_t)n < budget ? (size_t)n : budget;

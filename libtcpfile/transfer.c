@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fspath.h"
+#include "fileio.h"
 #include "wire.h"
 
 static int report(tf__xfer *x, uint64_t done, tf__err *e)

@@ -1,0 +1,213 @@
+/*
+ * fileio.c - what both ends do with open files and directory descriptors:
+ * opening beneath a directory, full writes, hashing ranges, and files
+ * written under a temporary name (tf__tmpfile) that is renamed into place.
+ */
+#include "fileio.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/openat2.h>
+#include <sys/file.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int tf__fail_fs(tf__err *e, int errnum, const char *what, const char *name)
+{
+    return tf__fail_errno(e, tf__code_from_errno(errnum), errnum, "%s \"%s\"", what, name);
+}
+
+/*
+ * Opens name relative to dirfd, never leaving dirfd and never following a
+ * symlink anywhere on the way: openat2 with RESOLVE_BENEATH where the kernel
+ * has it (5.6+), else openat with O_NOFOLLOW, which is as strict here since
+ * a validated name is a single component.
+ */
+int tf__open_beneath(int dirfd, const char *name, int flags, mode_t mode)
+{
+#ifdef SYS_openat2
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_NOFOLLOW),
+        .mode = (flags & O_CREAT) ? mode : 0,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof how);
+    if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+        return (int)fd; /* EPERM: a seccomp filter that does not know openat2 */
+#endif
+    return openat(dirfd, name, flags | O_NOFOLLOW, mode);
+}
+
+void tf__fs_start_writeback(int fd, uint64_t off, uint64_t len)
+{
+    (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
+int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return tf__fail_errno(e, tf__code_from_errno(errno) == TF_ENOSPC ? TF_ENOSPC
+                                                                             : TF_EIO,
+                                  errno, "writing the file failed");
+        p += n;
+        len -= (size_t)n;
+    }
+    return TF_OK;
+}
+
+/* Gives the temporary fd the mode, and the owner where allowed, of the
+   regular file dirfd/name it is about to replace: it was created with the
+   umask's mode, and a rename must not widen a 600 file to 644 (nor narrow
+   a 640 one). Owner first: fchown may clear set-id bits. Best effort: a
+   non-root process cannot give a file away, and then keeps its own.
+   fchown only when the owner differs: a sandbox (the systemd unit's
+   SystemCallFilter) may forbid it, and the usual case needs none. */
+void tf__keep_mode(int dirfd, const char *name, int fd)
+{
+    struct stat st, mine;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        fstat(fd, &mine) != 0)
+        return;
+    if ((st.st_uid != mine.st_uid || st.st_gid != mine.st_gid) &&
+        fchown(fd, st.st_uid, st.st_gid) != 0) {
+        /* EPERM: the file becomes ours, its mode still as before */
+    }
+    if ((st.st_mode & 07777) != (mine.st_mode & 07777))
+        (void)fchmod(fd, st.st_mode & 07777);
+}
+
+/* Creates an unused "<prefix><16 random hex digits>" in dirfd. */
+int tf__tmpfile_create(int dirfd, const char *prefix, mode_t mode, tf__tmpfile *t,
+                       tf__err *e)
+{
+    t->dirfd = dirfd;
+    t->direct = 0;
+    for (int attempt = 0; attempt < 16; attempt++) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+            r = (uint64_t)tf__now_ms() * 2654435761u + (uint64_t)attempt;
+        snprintf(t->name, sizeof t->name, "%s%016llx", prefix, (unsigned long long)r);
+        t->fd = tf__open_beneath(dirfd, t->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        if (t->fd >= 0)
+            return TF_OK;
+        if (errno != EEXIST)
+            return tf__fail_errno(e, tf__code_from_errno(errno), errno,
+                                  "cannot create a temporary file");
+    }
+    return tf__fail(e, TF_EIO, "cannot find an unused temporary name");
+}
+
+void tf__tmpfile_abort(tf__tmpfile *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    if (!t->direct && t->name[0] && t->dirfd >= 0)
+        unlinkat(t->dirfd, t->name, 0);
+    t->name[0] = '\0';
+    if (t->dirfd >= 0 && t->dirfd != AT_FDCWD && t->owns_dirfd)
+        close(t->dirfd);
+    t->dirfd = -1;
+}
+
+void tf__tmpfile_keep(tf__tmpfile *t)
+{
+    t->name[0] = '\0'; /* nothing to remove */
+    tf__tmpfile_abort(t);
+}
+
+int tf__tmpfile_restart(tf__tmpfile *t, tf__err *e)
+{
+    if (ftruncate(t->fd, 0) != 0 || lseek(t->fd, 0, SEEK_SET) != 0)
+        return tf__fail_errno(e, TF_EIO, errno, "cannot empty the temporary file");
+    return TF_OK;
+}
+
+void tf__tmpfile_init(tf__tmpfile *t)
+{
+    memset(t, 0, sizeof *t);
+    t->fd = -1;
+    t->dirfd = -1;
+}
+
+/* Opens (creating) dirfd/name for a resumable temporary, locks it, and
+   positions it at its end; *have is its size. With SERVER_TMP_MODE, a file
+   there that is not our own (planted while the directory was open to
+   others, or linked from elsewhere) or that others could write is
+   replaced by a new one: her inode, renamed into place, would stay hers to
+   rewrite. One that others could only read is made private. */
+int tf__tmpfile_open_resumable(int dirfd, tf__tmpfile *t, uint64_t size, mode_t mode,
+                          uint64_t *have, tf__err *e)
+{
+    struct stat st;
+    t->fd = tf__open_beneath(dirfd, t->name, O_RDWR | O_CREAT | O_CLOEXEC, mode);
+    if (t->fd >= 0 && mode == SERVER_TMP_MODE && fstat(t->fd, &st) == 0 &&
+        (st.st_uid != geteuid() || st.st_nlink != 1 || (st.st_mode & 022) != 0)) {
+        close(t->fd);
+        t->fd = -1;
+        if (unlinkat(dirfd, t->name, 0) == 0 || errno == ENOENT)
+            t->fd = tf__open_beneath(dirfd, t->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        else
+            errno = EACCES;
+    }
+    if (t->fd < 0)
+        return tf__fail_errno(e, tf__code_from_errno(errno), errno,
+                              "cannot open the partial file");
+    if (mode == SERVER_TMP_MODE)
+        (void)fchmod(t->fd, SERVER_TMP_MODE);
+    /* Two connections continuing one upload would interleave their bytes. */
+    if (flock(t->fd, LOCK_EX | LOCK_NB) != 0)
+        return tf__fail(e, TF_EBUSY, "this transfer is in progress on another connection");
+    if (fstat(t->fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return tf__fail(e, TF_EIO, "the partial file is unusable");
+    *have = (uint64_t)st.st_size;
+    if (*have > size) {
+        int rc = tf__tmpfile_restart(t, e);
+        if (rc != TF_OK)
+            return rc;
+        *have = 0;
+    }
+    if (lseek(t->fd, (off_t)*have, SEEK_SET) < 0)
+        return tf__fail_errno(e, TF_EIO, errno, "cannot seek in the partial file");
+    return TF_OK;
+}
+
+int tf__fs_hash_range(int fd, uint64_t from, uint64_t len, tf__digest *d, uint8_t *buf,
+                      size_t buf_len, tf__err *e)
+{
+    uint64_t off = from;
+    len += from;
+    while (off < len) {
+        size_t want = len - off < buf_len ? (size_t)(len - off) : buf_len;
+        ssize_t n = pread(fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return tf__fail_errno(e, TF_EIO, errno, "reading the file failed");
+        if (n == 0)
+            return tf__fail(e, TF_EIO, "the file is shorter than expected");
+        tf__digest_update(d, buf, (size_t)n);
+        off += (uint64_t)n;
+    }
+    return TF_OK;
+}
+
+int tf__fs_hash_prefix(int fd, uint64_t len, tf__digest *d, uint8_t *buf, size_t buf_len,
+                       tf__err *e)
+{
+    return tf__fs_hash_range(fd, 0, len, d, buf, buf_len, e);
+}

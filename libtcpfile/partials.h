@@ -1,0 +1,44 @@
+/*
+ * partials.h - the server's staging directory (root/TF_TMP_DIR): uploads
+ * in progress, resumable partial uploads and their eviction, and the
+ * commit that publishes an upload under its name.
+ */
+#ifndef TF_PARTIALS_H
+#define TF_PARTIALS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rootfs.h"
+
+/* Server side: a new temporary under root/TF_TMP_DIR. */
+int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e);
+
+/* Server side, resumable: opens (or creates) root/TF_TMP_DIR/<stem>, locked
+   against a second connection (TF_EBUSY), positioned at its end; *have is
+   what it already holds, at most size (a longer one is emptied). On the
+   way it removes partials untouched for ttl_s seconds. With max_partials 0
+   the upload gets a plain temporary instead and *resumable is 0: it is not
+   to be kept when cut off. */
+int tf__upload_begin_resumable(int rootfd, const char *stem, uint64_t size, int64_t ttl_s,
+                               size_t max_partials, tf__tmpfile *t, uint64_t *have,
+                               int *resumable, tf__err *e);
+
+/* A resumable upload was cut off: keeps its partial for resuming if it
+   can stay among max_partials, removing the least recently written others
+   that no connection is using to make room; when the others are all in
+   progress (or max_partials is 0) it is removed instead. Closes t. */
+void tf__upload_keep(tf__tmpfile *t, int64_t ttl_s, size_t max_partials);
+
+/* Removes leftovers in root/TF_TMP_DIR: every plain upload temporary (a
+   crash's debris: no connection owns one at start-up) when all_plain is
+   set, resumable ones untouched for ttl_s seconds, and the least recently
+   written resumable ones beyond max_partials (never one in use). */
+void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s, size_t max_partials);
+/* fsyncs the data, renames it to root/name (refusing an existing name when
+   overwrite is 0, and any name that is not a regular file), fsyncs root. On
+   failure the temporary is removed. */
+int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
+                      tf__err *e);
+
+#endif /* TF_PARTIALS_H */

@@ -1,0 +1,40 @@
+/*
+ * rootfs.h - the confined root of a server. Calls work on a directory
+ * descriptor of the served root and take names that tf__name_check_bytes
+ * has accepted (one component: no '/', not "..").
+ */
+#ifndef TF_ROOTFS_H
+#define TF_ROOTFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fileio.h"
+
+/* The hidden subdirectory of the root that holds uploads in progress. A
+   directory is never listed nor served, so its files cannot be fetched. */
+#define TF_TMP_DIR ".tcpfile-tmp"
+#define TF_TMP_PLAIN_PREFIX "up-"
+#define TF_TMP_RESUME_PREFIX "resume-"
+
+/* A file's identity, the version of it a remembered digest is valid for:
+   inode, size, mtime (s, ns), device, ctime (s, ns). */
+#define TF_FS_ID_LEN 7
+
+/* Opens root as a directory descriptor. TF_ENOENT, TF_EACCES, TF_EINVAL. */
+int tf__root_open(const char *root, int *dirfd, tf__err *e);
+
+/* Opens root/name for reading: regular files only, never through a
+   symlink, never blocking on a FIFO. *size is the file's size; id, when not
+   NULL, its identity (see tf__fs_identity), from the same fstat. */
+int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size,
+                     uint64_t id[TF_FS_ID_LEN], tf__err *e);
+
+/* Whether an upload may be stored as name: TF_EEXIST if it exists and
+   overwrite is 0, TF_EACCES if it exists and is not a regular file. */
+int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e);
+
+/* What a remembered digest is tied to (see TF_FS_ID_LEN). */
+int tf__fs_identity(int fd, uint64_t id[TF_FS_ID_LEN]);
+
+#endif /* TF_ROOTFS_H */

@@ -1,0 +1,44 @@
+/*
+ * storage.c - what is built on any storage backend: the listing a list
+ * request sends, read from the backend's paged listing through the
+ * listing builder (listing.h).
+ */
+#include "storage.h"
+
+#include <string.h>
+
+#include "listing.h"
+
+int tf__storage_scan(tf__storage *st, size_t max_entries, size_t max_name, tf_listing **out,
+                     tf__err *e)
+{
+    *out = NULL;
+    tf__lister *li = NULL;
+    int rc = st->ops->list_open(st, "", &li, e);
+    if (rc != TF_OK)
+        return rc;
+    tf__listing_builder b;
+    tf__listing_builder_init(&b, max_entries, max_name);
+    const tf__dirent *batch;
+    size_t n;
+    while (rc == TF_OK && (rc = st->ops->list_next(st, li, &batch, &n, e)) == TF_OK && n > 0) {
+        for (size_t i = 0; i < n && rc == TF_OK; i++) {
+            const tf__dirent *de = &batch[i];
+            size_t nlen = strlen(de->name);
+            if (de->st.type != TF__FT_FILE)
+                continue; /* directories, links, devices: not served */
+            rc = tf__listing_builder_add(&b, de->name, nlen, de->st.size, de->st.mtime);
+            if (rc == TF_EINVAL)
+                rc = TF_OK; /* a name no client could ask for: not listed */
+            else if (rc == TF_ETOOBIG)
+                rc = tf__fail(e, rc, "the directory holds more than %zu files", max_entries);
+            else if (rc != TF_OK)
+                rc = tf__fail(e, TF_ENOMEM, "out of memory listing the directory");
+        }
+    }
+    st->ops->list_close(st, li);
+    if (rc == TF_OK && tf__listing_builder_finish(&b, out) != TF_OK)
+        rc = tf__fail(e, TF_ENOMEM, "out of memory listing the directory");
+    tf__listing_builder_abort(&b);
+    return rc;
+}

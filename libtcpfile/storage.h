@@ -1,0 +1,159 @@
+/*
+ * storage.h - the server's storage interface: everything a session does
+ * with files goes through a tf__storage, a table of operations and the
+ * backend's state, so that the session never asks which backend it has
+ * (the shape of libgit2's git_odb_backend and rclone's fs.Fs). The local
+ * directory (storage_local.c) is the one backend today.
+ *
+ * Names are validated by the caller (tf__name_check_bytes). Today they are
+ * single components; the operations take them as paths ("a/b/c") so that
+ * the tree issue needs no new interface: a backend resolves every
+ * component beneath its root and refuses a symbolic link anywhere on the
+ * way. Every call returns 0 or a negative TF_E* code with the detail in e.
+ */
+#ifndef TF_STORAGE_H
+#define TF_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "digest.h"
+#include "internal.h"
+
+/* A file's version, which a remembered digest is valid for (the local
+   backend: inode, size, mtime, device, ctime). Compared whole. */
+#define TF_STORAGE_ID_LEN 7
+
+typedef struct tf__storage tf__storage;
+/* An upload being staged: opaque, the backend's; freed by commit, abort
+   or keep. */
+typedef struct tf__upload tf__upload;
+/* A listing in progress (list_open). */
+typedef struct tf__lister tf__lister;
+
+typedef enum tf__ftype { TF__FT_FILE = 1, TF__FT_DIR = 2, TF__FT_OTHER = 3 } tf__ftype;
+
+/* What stat and list tell of an entry. */
+typedef struct tf__fstat {
+    tf__ftype type;
+    uint64_t size;  /* files only */
+    int64_t mtime;  /* seconds since the epoch */
+} tf__fstat;
+
+/* An entry of a listing: its name within the directory listed. */
+typedef struct tf__dirent {
+    tf__fstat st;
+    char name[256]; /* NUL-terminated; the backend's longest name is less */
+} tf__dirent;
+
+/* Entries a list_next returns at most: a listing never holds more. */
+#define TF_STORAGE_LIST_BATCH 64
+
+/* rename's flags */
+#define TF_STORAGE_NOREPLACE 1u /* fail with TF_EEXIST if `to` exists */
+
+typedef struct tf__storage_ops {
+    const char *name; /* "local" */
+
+    /* ---- reading ---- */
+    /* Opens name for reading: regular files only, never through a symbolic
+       link, never blocking. *fd is a descriptor the caller may sendfile or
+       pread from, and gives back with close_read; *size its size, id its
+       version. (A backend with no descriptors, S3 later, will hand out a
+       memory or pipe source instead: this is the place for it.) */
+    int (*open_read)(tf__storage *, const char *name, int *fd, uint64_t *size,
+                     uint64_t id[TF_STORAGE_ID_LEN], tf__err *e);
+    void (*close_read)(tf__storage *, int fd);
+    /* Reads up to len bytes at off of an open_read file: bytes read, 0 at
+       its end, -1 with errno. */
+    ssize_t (*read_at)(tf__storage *, int fd, void *buf, size_t len, uint64_t off);
+    /* Feeds bytes [from, from + len) of an open_read file (up == NULL) or
+       of a staged upload to d, through buf. TF_EIO if shorter. */
+    int (*hash_range)(tf__storage *, int fd, tf__upload *up, uint64_t from, uint64_t len,
+                      tf__digest *d, uint8_t *buf, size_t buf_len, tf__err *e);
+    /* Remembered digests of a version (open_read's id): 1 and out filled
+       when one is known; store is best effort, and only for a version that
+       has not changed since it was opened and has settled. */
+    int (*digest_load)(tf__storage *, int fd, const uint64_t id[TF_STORAGE_ID_LEN],
+                       uint8_t out[TF_DIGEST_SIZE]);
+    void (*digest_store)(tf__storage *, int fd, const uint8_t digest[TF_DIGEST_SIZE],
+                         const uint64_t id[TF_STORAGE_ID_LEN]);
+
+    /* ---- writing: stage, write, then commit / abort / keep ---- */
+    /* Whether an upload may be stored as name: TF_EEXIST if it exists and
+       overwrite is 0, TF_EACCES if it is not a regular file. */
+    int (*check_target)(tf__storage *, const char *name, int overwrite, tf__err *e);
+    /* A new upload. */
+    int (*stage)(tf__storage *, tf__upload **out, tf__err *e);
+    /* A resumable upload named by stem (the caller's digest of key, name and
+       size): taken up where it was left, *have bytes already there, locked
+       against a second connection (TF_EBUSY). *resumable 0: no room for
+       partials, it is a plain upload (not kept when cut off). */
+    int (*stage_resumable)(tf__storage *, const char *stem, uint64_t size, tf__upload **out,
+                           uint64_t *have, int *resumable, tf__err *e);
+    /* Appends n bytes (TF_ENOSPC, TF_EIO). */
+    int (*write)(tf__storage *, tf__upload *, const void *p, size_t n, tf__err *e);
+    /* Publishes the upload as name, durably; on failure it is removed.
+       All three end the upload and set *up to NULL (NULL: no-op). */
+    int (*commit)(tf__storage *, tf__upload **up, const char *name, int overwrite,
+                  tf__err *e);
+    void (*abort)(tf__storage *, tf__upload **up);
+    /* Cut off: keeps a resumable upload's bytes for the next attempt if it
+       has room among the partials, else removes it. */
+    void (*keep)(tf__storage *, tf__upload **up);
+
+    /* ---- the tree (issue 12): implemented and tested, no request uses
+       them yet. Paths never leave the root nor pass a symbolic link; the
+       backend's own staging is never seen nor touched. ---- */
+    int (*stat)(tf__storage *, const char *path, tf__fstat *out, tf__err *e);
+    /* A directory's entries ("" for the root) in batches of at most
+       TF_STORAGE_LIST_BATCH, in no particular order: list_next points
+       *batch at the next ones (valid until the next call), *n 0 at the
+       end. Never "." nor "..". */
+    int (*list_open)(tf__storage *, const char *dir, tf__lister **out, tf__err *e);
+    int (*list_next)(tf__storage *, tf__lister *, const tf__dirent **batch, size_t *n,
+                     tf__err *e);
+    void (*list_close)(tf__storage *, tf__lister *);
+    /* A file, or an empty directory (TF_EEXIST when not empty). */
+    int (*remove)(tf__storage *, const char *path, tf__err *e);
+    /* Atomic; flags TF_STORAGE_NOREPLACE. */
+    int (*rename)(tf__storage *, const char *from, const char *to, unsigned flags,
+                  tf__err *e);
+    int (*mkdir)(tf__storage *, const char *path, tf__err *e);
+
+    /* ---- upkeep ---- */
+    /* Removes leftovers: every plain staged upload when all_plain (at start
+       no connection owns one), expired and surplus partials. */
+    void (*sweep)(tf__storage *, int all_plain);
+    void (*close)(tf__storage *);
+} tf__storage_ops;
+
+struct tf__storage {
+    const tf__storage_ops *ops;
+    /* Longest name the backend can store (0: no limit of its own). */
+    size_t name_max;
+    /* A name the backend keeps for itself at the top, never served nor
+       replaced (NULL: none). */
+    const char *reserved;
+};
+
+/* What the local backend needs of the server's options. */
+typedef struct tf__storage_local_config {
+    int read_only;       /* write nothing under the root: digests in memory */
+    int64_t resume_ttl_s;
+    size_t max_partials;
+} tf__storage_local_config;
+
+/* The local directory root as a storage (storage_local.c). TF_ENOENT,
+   TF_EACCES, TF_EINVAL, TF_ENOMEM. Closed with (*out)->ops->close. */
+int tf__storage_local_open(tf__storage **out, const char *root,
+                           const tf__storage_local_config *cfg, tf__err *e);
+
+/* Builds the listing a list request sends from the root's paged listing
+   (storage.c): regular files whose names pass the name check and fit
+   max_name, sorted by name. More than max_entries: TF_ETOOBIG. */
+int tf__storage_scan(tf__storage *st, size_t max_entries, size_t max_name, tf_listing **out,
+                     tf__err *e);
+
+#endif /* TF_STORAGE_H */

@@ -1,0 +1,519 @@
+/*
+ * storage_local.c - the local directory as a storage backend: a directory
+ * descriptor of the root, staging in root/TF_TMP_DIR (partials.c),
+ * digests beside the files or, read-only, in memory (digestcache.c).
+ */
+#include "storage.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "digestcache.h"
+#include "partials.h"
+#include "rootfs.h"
+
+/* An upload's bytes are handed to the disk in steps of this size, so that
+   the fsync before the reply has only the tail left to wait for. */
+#define WRITEBACK_STEP ((uint64_t)8 << 20)
+
+_Static_assert(TF_STORAGE_ID_LEN == TF_FS_ID_LEN, "a version is the file's identity");
+
+typedef struct local {
+    tf__storage base; /* first: a tf__storage * is a local * */
+    int rootfd;
+    tf__storage_local_config cfg;
+    tf__digest_cache mem; /* used when read-only */
+} local;
+
+struct tf__upload {
+    tf__tmpfile tmp;
+    uint64_t written;    /* bytes in the file */
+    uint64_t flushed_to; /* writeback started up to here */
+};
+
+struct tf__lister {
+    DIR *d;
+    int at_root; /* the staging directory is hidden there */
+    tf__dirent batch[TF_STORAGE_LIST_BATCH];
+};
+
+static local *L(tf__storage *st)
+{
+    return (local *)st;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static int l_open_read(tf__storage *st, const char *name, int *fd, uint64_t *size,
+                       uint64_t id[TF_STORAGE_ID_LEN], tf__err *e)
+{
+    return tf__fs_open_read(L(st)->rootfd, name, fd, size, id, e);
+}
+
+static void l_close_read(tf__storage *st, int fd)
+{
+    (void)st;
+    if (fd >= 0)
+        close(fd);
+}
+
+static ssize_t l_read_at(tf__storage *st, int fd, void *buf, size_t len, uint64_t off)
+{
+    (void)st;
+    return pread(fd, buf, len, (off_t)off);
+}
+
+static int l_hash_range(tf__storage *st, int fd, tf__upload *up, uint64_t from, uint64_t len,
+                        tf__digest *d, uint8_t *buf, size_t buf_len, tf__err *e)
+{
+    (void)st;
+    return tf__fs_hash_range(up ? up->tmp.fd : fd, from, len, d, buf, buf_len, e);
+}
+
+/* In memory when the server may not write under its root, else beside
+   the files (digestcache.h). */
+static tf__digest_cache *digest_memory(local *l)
+{
+    return l->cfg.read_only ? &l->mem : NULL;
+}
+
+static int l_digest_load(tf__storage *st, int fd, const uint64_t id[TF_STORAGE_ID_LEN],
+                         uint8_t out[TF_DIGEST_SIZE])
+{
+    return tf__fs_digest_load(fd, id, digest_memory(L(st)), out);
+}
+
+static void l_digest_store(tf__storage *st, int fd, const uint8_t digest[TF_DIGEST_SIZE],
+                           const uint64_t id[TF_STORAGE_ID_LEN])
+{
+    tf__fs_digest_store(fd, digest, id, digest_memory(L(st)));
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static int l_check_target(tf__storage *st, const char *name, int overwrite, tf__err *e)
+{
+    return tf__fs_check_target(L(st)->rootfd, name, overwrite, e);
+}
+
+static int l_stage(tf__storage *st, tf__upload **out, tf__err *e)
+{
+    tf__upload *up = calloc(1, sizeof *up);
+    *out = NULL;
+    if (!up)
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    int rc = tf__upload_begin(L(st)->rootfd, &up->tmp, e);
+    if (rc != TF_OK) {
+        free(up);
+        return rc;
+    }
+    *out = up;
+    return TF_OK;
+}
+
+static int l_stage_resumable(tf__storage *st, const char *stem, uint64_t size,
+                             tf__upload **out, uint64_t *have, int *resumable, tf__err *e)
+{
+    local *l = L(st);
+    tf__upload *up = calloc(1, sizeof *up);
+    *out = NULL;
+    *have = 0;
+    *resumable = 0;
+    if (!up)
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    /* On failure the partial is closed and left alone: it may be another
+       connection's. */
+    int rc = tf__upload_begin_resumable(l->rootfd, stem, size, l->cfg.resume_ttl_s,
+                                        l->cfg.max_partials, &up->tmp, have, resumable, e);
+    if (rc != TF_OK) {
+        free(up);
+        return rc;
+    }
+    up->written = up->flushed_to = *have;
+    *out = up;
+    return TF_OK;
+}
+
+static int l_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__err *e)
+{
+    (void)st;
+    int rc = tf__fs_write_all(up->tmp.fd, p, n, e);
+    if (rc != TF_OK)
+        return rc;
+    up->written += n;
+    if (up->written - up->flushed_to >= WRITEBACK_STEP) {
+        tf__fs_start_writeback(up->tmp.fd, up->flushed_to, up->written - up->flushed_to);
+        up->flushed_to = up->written;
+    }
+    return TF_OK;
+}
+
+static int l_commit(tf__storage *st, tf__upload **up, const char *name, int overwrite,
+                    tf__err *e)
+{
+    if (!*up)
+        return tf__fail(e, TF_EINTERNAL, "no upload to commit");
+    int rc = tf__upload_commit(L(st)->rootfd, &(*up)->tmp, name, overwrite, e);
+    free(*up);
+    *up = NULL;
+    return rc;
+}
+
+static void l_abort(tf__storage *st, tf__upload **up)
+{
+    (void)st;
+    if (!*up)
+        return;
+    tf__tmpfile_abort(&(*up)->tmp);
+    free(*up);
+    *up = NULL;
+}
+
+static void l_keep(tf__storage *st, tf__upload **up)
+{
+    local *l = L(st);
+    if (!*up)
+        return;
+    tf__upload_keep(&(*up)->tmp, l->cfg.resume_ttl_s, l->cfg.max_partials);
+    free(*up);
+    *up = NULL;
+}
+
+/* ---- the tree --------------------------------------------------------- */
+
+/* Checks a path's form: components separated by single '/', none empty,
+   "." or "..", and the first not the staging directory, which is never
+   seen nor touched through these calls. */
+static int check_path(const char *path, tf__err *e)
+{
+    size_t len = strlen(path);
+    if (len == 0 || len >= PATH_MAX)
+        return tf__fail(e, TF_EINVAL, "bad path \"%s\"", path);
+    const char *p = path;
+    for (int first = 1;; first = 0) {
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return tf__fail(e, TF_EINVAL, "bad path \"%s\"", path);
+        if (first && n == strlen(TF_TMP_DIR) && memcmp(p, TF_TMP_DIR, n) == 0)
+            return tf__fail(e, TF_EACCES, "\"%s\" is reserved for the server's uploads",
+                            TF_TMP_DIR);
+        if (!end)
+            return TF_OK;
+        p = end + 1;
+    }
+}
+
+/* Why opening path as a directory failed with errno err: a symbolic link
+   as its last component shows as ENOTDIR (O_DIRECTORY is checked before
+   O_NOFOLLOW), so look at what is there without following it. */
+static int passes_link(int rootfd, const char *path, int err)
+{
+    if (err == ELOOP || err == EXDEV)
+        return 1;
+    if (err != ENOTDIR)
+        return 0;
+    struct stat s;
+    int fd = tf__open_beneath(rootfd, path, O_PATH | O_CLOEXEC, 0);
+    int link = fd >= 0 && fstat(fd, &s) == 0 && S_ISLNK(s.st_mode);
+    if (fd >= 0)
+        close(fd);
+    return link;
+}
+
+/* Opens the directory that holds path's last component, beneath the root
+   and through no symbolic link (O_RDONLY: it is fsynced after a change),
+   and points *base at that component. *dirfd is the root itself, not to
+   be closed, for a single component. */
+static int open_parent(local *l, const char *path, int *dirfd, const char **base, tf__err *e)
+{
+    int rc = check_path(path, e);
+    if (rc != TF_OK)
+        return rc;
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        *dirfd = l->rootfd;
+        *base = path;
+        return TF_OK;
+    }
+    char parent[PATH_MAX];
+    memcpy(parent, path, (size_t)(slash - path));
+    parent[slash - path] = '\0';
+    *dirfd = tf__open_beneath(l->rootfd, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (*dirfd < 0) {
+        int err = errno;
+        if (passes_link(l->rootfd, parent, err))
+            return tf__fail(e, TF_EACCES, "\"%s\" passes a symbolic link, which is not followed",
+                            path);
+        return tf__fail_fs(e, err, "cannot open the directory of", path);
+    }
+    *base = slash + 1;
+    return TF_OK;
+}
+
+static void close_parent(local *l, int dirfd)
+{
+    if (dirfd >= 0 && dirfd != l->rootfd)
+        close(dirfd);
+}
+
+static tf__ftype type_of(mode_t m)
+{
+    return S_ISREG(m) ? TF__FT_FILE : S_ISDIR(m) ? TF__FT_DIR : TF__FT_OTHER;
+}
+
+static void fill_stat(const struct stat *s, tf__fstat *out)
+{
+    out->type = type_of(s->st_mode);
+    out->size = S_ISREG(s->st_mode) ? (uint64_t)s->st_size : 0;
+    out->mtime = (int64_t)s->st_mtime;
+}
+
+/* lstat of dirfd/base that refuses a symbolic link. */
+static int stat_nolink(int dirfd, const char *base, const char *path, struct stat *s,
+                       tf__err *e)
+{
+    if (fstatat(dirfd, base, s, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT)
+            return tf__fail(e, TF_ENOENT, "no file named \"%s\"", path);
+        return tf__fail_fs(e, errno, "cannot stat", path);
+    }
+    if (S_ISLNK(s->st_mode))
+        return tf__fail(e, TF_EACCES, "\"%s\" is a symbolic link, which is not served", path);
+    return TF_OK;
+}
+
+static int sync_dir(int dirfd, tf__err *e)
+{
+    if (fsync(dirfd) != 0)
+        return tf__fail_errno(e, TF_EIO, errno, "cannot flush the directory to disk");
+    return TF_OK;
+}
+
+static int l_stat(tf__storage *st, const char *path, tf__fstat *out, tf__err *e)
+{
+    local *l = L(st);
+    int dirfd;
+    const char *base;
+    struct stat s;
+    int rc = open_parent(l, path, &dirfd, &base, e);
+    if (rc != TF_OK)
+        return rc;
+    rc = stat_nolink(dirfd, base, path, &s, e);
+    if (rc == TF_OK)
+        fill_stat(&s, out);
+    close_parent(l, dirfd);
+    return rc;
+}
+
+static int l_list_open(tf__storage *st, const char *dir, tf__lister **out, tf__err *e)
+{
+    local *l = L(st);
+    int at_root = dir[0] == '\0';
+    *out = NULL;
+    int rc = at_root ? TF_OK : check_path(dir, e);
+    if (rc != TF_OK)
+        return rc;
+    /* A fresh open, not dup(): a dup would share (and move) the read offset
+       with every other thread listing the same directory. */
+    int fd = tf__open_beneath(l->rootfd, at_root ? "." : dir,
+                              O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (fd < 0) {
+        int err = errno;
+        if (passes_link(l->rootfd, dir, err))
+            return tf__fail(e, TF_EACCES, "\"%s\" passes a symbolic link, which is not followed",
+                            dir);
+        int code = !at_root && (err == ENOENT || err == ENOTDIR) ? TF_ENOENT : TF_EIO;
+        return tf__fail_errno(e, code, err, "cannot read the directory");
+    }
+    tf__lister *li = malloc(sizeof *li);
+    DIR *d = li ? fdopendir(fd) : NULL;
+    if (!d) {
+        int err = errno;
+        close(fd);
+        free(li);
+        return li ? tf__fail_errno(e, TF_EIO, err, "cannot read the directory")
+                  : tf__fail(e, TF_ENOMEM, "out of memory");
+    }
+    li->d = d;
+    li->at_root = at_root;
+    *out = li;
+    return TF_OK;
+}
+
+static int l_list_next(tf__storage *st, tf__lister *li, const tf__dirent **batch, size_t *n,
+                       tf__err *e)
+{
+    (void)st;
+    size_t k = 0;
+    struct dirent *de;
+    *batch = li->batch;
+    /* errno is reset before each readdir: only its own failure ends it. */
+    while (k < TF_STORAGE_LIST_BATCH && (errno = 0, de = readdir(li->d)) != NULL) {
+        struct stat s;
+        size_t len = strlen(de->d_name);
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (li->at_root && strcmp(de->d_name, TF_TMP_DIR) == 0)
+            continue; /* reserved, even if something planted a file there */
+        if (len >= sizeof li->batch[0].name)
+            continue;
+        if (fstatat(dirfd(li->d), de->d_name, &s, AT_SYMLINK_NOFOLLOW) != 0)
+            continue; /* gone meanwhile */
+        fill_stat(&s, &li->batch[k].st);
+        memcpy(li->batch[k].name, de->d_name, len + 1);
+        k++;
+    }
+    *n = k;
+    if (k == 0 && errno != 0)
+        return tf__fail_errno(e, TF_EIO, errno, "cannot read the directory");
+    return TF_OK;
+}
+
+static void l_list_close(tf__storage *st, tf__lister *li)
+{
+    (void)st;
+    if (!li)
+        return;
+    closedir(li->d);
+    free(li);
+}
+
+static int l_remove(tf__storage *st, const char *path, tf__err *e)
+{
+    local *l = L(st);
+    int dirfd;
+    const char *base;
+    struct stat s;
+    int rc = open_parent(l, path, &dirfd, &base, e);
+    if (rc != TF_OK)
+        return rc;
+    rc = stat_nolink(dirfd, base, path, &s, e);
+    if (rc == TF_OK && unlinkat(dirfd, base, S_ISDIR(s.st_mode) ? AT_REMOVEDIR : 0) != 0)
+        rc = errno == ENOTEMPTY || errno == EEXIST
+                 ? tf__fail(e, TF_EEXIST, "the directory \"%s\" is not empty", path)
+                 : tf__fail_fs(e, errno, "cannot remove", path);
+    if (rc == TF_OK)
+        rc = sync_dir(dirfd, e);
+    close_parent(l, dirfd);
+    return rc;
+}
+
+static int l_rename(tf__storage *st, const char *from, const char *to, unsigned flags,
+                    tf__err *e)
+{
+    local *l = L(st);
+    int fromfd = -1, tofd = -1;
+    const char *from_base, *to_base;
+    struct stat s;
+    int rc = open_parent(l, from, &fromfd, &from_base, e);
+    if (rc == TF_OK)
+        rc = open_parent(l, to, &tofd, &to_base, e);
+    if (rc == TF_OK)
+        rc = stat_nolink(fromfd, from_base, from, &s, e);
+    if (rc == TF_OK &&
+        renameat2(fromfd, from_base, tofd, to_base,
+                  (flags & TF_STORAGE_NOREPLACE) ? RENAME_NOREPLACE : 0) != 0)
+        rc = errno == EEXIST || errno == ENOTEMPTY
+                 ? tf__fail(e, TF_EEXIST, "\"%s\" already exists", to)
+                 : tf__fail_fs(e, errno, "cannot rename", from);
+    if (rc == TF_OK)
+        rc = sync_dir(tofd, e);
+    if (rc == TF_OK && fromfd != tofd)
+        rc = sync_dir(fromfd, e);
+    close_parent(l, fromfd);
+    close_parent(l, tofd);
+    return rc;
+}
+
+static int l_mkdir(tf__storage *st, const char *path, tf__err *e)
+{
+    local *l = L(st);
+    int dirfd;
+    const char *base;
+    int rc = open_parent(l, path, &dirfd, &base, e);
+    if (rc != TF_OK)
+        return rc;
+    if (mkdirat(dirfd, base, 0777) != 0)
+        rc = errno == EEXIST ? tf__fail(e, TF_EEXIST, "\"%s\" already exists", path)
+                             : tf__fail_fs(e, errno, "cannot create the directory", path);
+    if (rc == TF_OK)
+        rc = sync_dir(dirfd, e);
+    close_parent(l, dirfd);
+    return rc;
+}
+
+/* ---- upkeep ----------------------------------------------------------- */
+
+static void l_sweep(tf__storage *st, int all_plain)
+{
+    local *l = L(st);
+    tf__upload_sweep(l->rootfd, all_plain, l->cfg.resume_ttl_s, l->cfg.max_partials);
+}
+
+static void l_close(tf__storage *st)
+{
+    local *l = L(st);
+    if (!l)
+        return;
+    if (l->rootfd >= 0)
+        close(l->rootfd);
+    tf__digest_cache_destroy(&l->mem);
+    free(l);
+}
+
+static const tf__storage_ops local_ops = {
+    .name = "local",
+    .open_read = l_open_read,
+    .close_read = l_close_read,
+    .read_at = l_read_at,
+    .hash_range = l_hash_range,
+    .digest_load = l_digest_load,
+    .digest_store = l_digest_store,
+    .check_target = l_check_target,
+    .stage = l_stage,
+    .stage_resumable = l_stage_resumable,
+    .write = l_write,
+    .commit = l_commit,
+    .abort = l_abort,
+    .keep = l_keep,
+    .stat = l_stat,
+    .list_open = l_list_open,
+    .list_next = l_list_next,
+    .list_close = l_list_close,
+    .remove = l_remove,
+    .rename = l_rename,
+    .mkdir = l_mkdir,
+    .sweep = l_sweep,
+    .close = l_close,
+};
+
+int tf__storage_local_open(tf__storage **out, const char *root,
+                           const tf__storage_local_config *cfg, tf__err *e)
+{
+    *out = NULL;
+    local *l = calloc(1, sizeof *l);
+    if (!l)
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    l->base.ops = &local_ops;
+    l->base.reserved = TF_TMP_DIR;
+    l->cfg = *cfg;
+    tf__digest_cache_init(&l->mem);
+    int rc = tf__root_open(root, &l->rootfd, e);
+    if (rc != TF_OK) {
+        l->rootfd = -1;
+        l_close(&l->base);
+        return rc;
+    }
+    long fs_max = fpathconf(l->rootfd, _PC_NAME_MAX);
+    l->base.name_max = fs_max > 0 ? (size_t)fs_max : 0;
+    *out = &l->base;
+    return TF_OK;
+}

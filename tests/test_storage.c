@@ -1,0 +1,420 @@
+/*
+ * test_storage.c - the local storage backend (storage_local.c) through the
+ * storage interface: staging and committing uploads, and the operations
+ * the file tree (issue 12) will use - stat, the paged listing, remove,
+ * rename, mkdir - confined to the root, never through a symbolic link,
+ * never showing or touching the staging directory.
+ *
+ * Each test gets a fresh root under a temporary directory, with an
+ * "outside" directory beside it that symbolic links point into, so that
+ * any escape shows as a change there.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "cmocka_main.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "storage.h"
+
+typedef struct fixture {
+    char base[64];
+    char root[96];
+    char outside[96];
+    tf__storage *st;
+} fixture;
+
+static void put_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int exists_in(const char *dir, const char *name)
+{
+    char path[512];
+    struct stat s;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return lstat(path, &s) == 0;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->base, sizeof f->base, "/tmp/tf-storage.XXXXXX");
+    assert_non_null(mkdtemp(f->base));
+    snprintf(f->root, sizeof f->root, "%s/root", f->base);
+    snprintf(f->outside, sizeof f->outside, "%s/outside", f->base);
+    assert_int_equal(mkdir(f->root, 0700), 0);
+    assert_int_equal(mkdir(f->outside, 0700), 0);
+    put_file(f->outside, "secret", "outside");
+    /* A link to a directory outside, and one to a file outside. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/out", f->root);
+    assert_int_equal(symlink(f->outside, path), 0);
+    snprintf(path, sizeof path, "%s/secret-link", f->root);
+    assert_int_equal(symlink("../outside/secret", path), 0);
+    tf__storage_local_config cfg = {.read_only = 0, .resume_ttl_s = 3600, .max_partials = 4};
+    tf__err e = {{0}};
+    assert_int_equal(tf__storage_local_open(&f->st, f->root, &cfg, &e), TF_OK);
+    *state = f;
+    return 0;
+}
+
+static int rm_one(const char *path, const struct stat *s, int flag, struct FTW *ftw)
+{
+    (void)s;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    f->st->ops->close(f->st);
+    nftw(f->base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* The outside directory holds exactly its one untouched file. */
+static void assert_outside_untouched(fixture *f)
+{
+    char path[512];
+    char buf[32] = {0};
+    snprintf(path, sizeof path, "%s/secret", f->outside);
+    FILE *in = fopen(path, "r");
+    assert_non_null(in);
+    assert_non_null(fgets(buf, sizeof buf, in));
+    fclose(in);
+    assert_string_equal(buf, "outside");
+    assert_false(exists_in(f->outside, "x"));
+    assert_false(exists_in(f->outside, "d"));
+}
+
+static void test_storage_stat(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = f->st;
+    tf__fstat s;
+    tf__err e = {{0}};
+    put_file(f->root, "a.txt", "hello");
+    assert_int_equal(st->ops->mkdir(st, "dir", &e), TF_OK);
+    put_file(f->root, "dir/inner", "12345678");
+
+    assert_int_equal(st->ops->stat(st, "a.txt", &s, &e), TF_OK);
+    assert_int_equal(s.type, TF__FT_FILE);
+    assert_int_equal(s.size, 5);
+    assert_true(s.mtime > 0);
+    assert_int_equal(st->ops->stat(st, "dir", &s, &e), TF_OK);
+    assert_int_equal(s.type, TF__FT_DIR);
+    assert_int_equal(st->ops->stat(st, "dir/inner", &s, &e), TF_OK);
+    assert_int_equal(s.size, 8);
+
+    assert_int_equal(st->ops->stat(st, "missing", &s, &e), TF_ENOENT);
+    assert_int_equal(st->ops->stat(st, "dir/missing", &s, &e), TF_ENOENT);
+    /* Links: neither the link itself nor anything through it. */
+    assert_int_equal(st->ops->stat(st, "secret-link", &s, &e), TF_EACCES);
+    assert_int_equal(st->ops->stat(st, "out", &s, &e), TF_EACCES);
+    assert_int_equal(st->ops->stat(st, "out/secret", &s, &e), TF_EACCES);
+    /* Malformed paths and the staging directory. */
+    const char *bad[] = {"", "/etc/passwd", "..", "../outside/secret", "a/../a.txt",
+                         "dir//inner", "./a.txt", "dir/", "dir/."};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(st->ops->stat(st, bad[i], &s, &e), TF_EINVAL);
+    assert_int_equal(st->ops->stat(st, ".tcpfile-tmp", &s, &e), TF_EACCES);
+    assert_int_equal(st->ops->stat(st, ".tcpfile-tmp/x", &s, &e), TF_EACCES);
+}
+
+/* Lists dir whole, checking that no batch is over the bound; returns the
+   number of entries and counts the batches. */
+static size_t list_all(tf__storage *st, const char *dir, char seen[][32], size_t max,
+                       tf__fstat *types, size_t *batches)
+{
+    tf__lister *li = NULL;
+    tf__err e = {{0}};
+    size_t total = 0, n;
+    const tf__dirent *b;
+    *batches = 0;
+    assert_int_equal(st->ops->list_open(st, dir, &li, &e), TF_OK);
+    while (st->ops->list_next(st, li, &b, &n, &e) == TF_OK && n > 0) {
+        assert_true(n <= TF_STORAGE_LIST_BATCH);
+        (*batches)++;
+        for (size_t i = 0; i < n; i++) {
+            assert_true(total < max);
+            assert_true(strlen(b[i].name) < 32);
+            memcpy(seen[total], b[i].name, strlen(b[i].name) + 1);
+            types[total] = b[i].st;
+            total++;
+        }
+    }
+    st->ops->list_close(st, li);
+    return total;
+}
+
+static void test_storage_list_paged(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = f->st;
+    tf__err e = {{0}};
+    enum { FILES = 150 };
+    static char seen[FILES + 16][32];
+    static tf__fstat types[FILES + 16];
+    char name[32];
+    for (int i = 0; i < FILES; i++) {
+        snprintf(name, sizeof name, "f%03d", i);
+        put_file(f->root, name, "x");
+    }
+    assert_int_equal(st->ops->mkdir(st, "sub", &e), TF_OK);
+    put_file(f->root, "sub/inner", "y");
+    /* An upload in progress: the staging directory exists now. */
+    tf__upload *up = NULL;
+    assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
+    assert_true(exists_in(f->root, ".tcpfile-tmp"));
+
+    size_t batches;
+    size_t n = list_all(st, "", seen, FILES + 16, types, &batches);
+    /* 150 files, sub, and the two links; never ".", "..", the staging. */
+    assert_int_equal(n, FILES + 3);
+    assert_true(batches >= (FILES + 3 + TF_STORAGE_LIST_BATCH - 1) / TF_STORAGE_LIST_BATCH);
+    int files = 0, dirs = 0, other = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_string_not_equal(seen[i], ".tcpfile-tmp");
+        assert_string_not_equal(seen[i], ".");
+        assert_string_not_equal(seen[i], "..");
+        for (size_t j = 0; j < i; j++)
+            assert_string_not_equal(seen[i], seen[j]); /* each once */
+        files += types[i].type == TF__FT_FILE;
+        dirs += types[i].type == TF__FT_DIR;
+        other += types[i].type == TF__FT_OTHER; /* the links, not followed */
+    }
+    assert_int_equal(files, FILES);
+    assert_int_equal(dirs, 1);
+    assert_int_equal(other, 2);
+
+    n = list_all(st, "sub", seen, FILES + 16, types, &batches);
+    assert_int_equal(n, 1);
+    assert_string_equal(seen[0], "inner");
+    assert_int_equal(types[0].size, 1);
+
+    tf__lister *li = NULL;
+    assert_int_equal(st->ops->list_open(st, "out", &li, &e), TF_EACCES);
+    assert_int_equal(st->ops->list_open(st, ".tcpfile-tmp", &li, &e), TF_EACCES);
+    assert_int_equal(st->ops->list_open(st, "nothing", &li, &e), TF_ENOENT);
+    assert_int_equal(st->ops->list_open(st, "../outside", &li, &e), TF_EINVAL);
+    assert_null(li);
+    st->ops->abort(st, &up);
+    assert_null(up);
+}
+
+/* The listing a list request sends, built from the pages: regular files
+   only, sorted, bounded. */
+static void test_storage_scan_from_pages(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = f->st;
+    tf__err e = {{0}};
+    char name[32];
+    for (int i = 99; i >= 0; i--) {
+        snprintf(name, sizeof name, "n%02d", i);
+        put_file(f->root, name, "abc");
+    }
+    assert_int_equal(st->ops->mkdir(st, "adir", &e), TF_OK);
+    tf_listing *l = NULL;
+    assert_int_equal(tf__storage_scan(st, 1000, 255, &l, &e), TF_OK);
+    assert_int_equal(tf_listing_count(l), 100);
+    for (size_t i = 0; i < 100; i++) {
+        snprintf(name, sizeof name, "n%02zu", i);
+        assert_string_equal(tf_listing_at(l, i)->name, name);
+        assert_int_equal(tf_listing_at(l, i)->size, 3);
+    }
+    tf_listing_free(l);
+    l = NULL;
+    assert_int_equal(tf__storage_scan(st, 99, 255, &l, &e), TF_ETOOBIG);
+    assert_null(l);
+}
+
+static void test_storage_remove(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = f->st;
+    tf__err e = {{0}};
+    put_file(f->root, "x", "1");
+    assert_int_equal(st->ops->mkdir(st, "d", &e), TF_OK);
+    assert_int_equal(st->ops->mkdir(st, "full", &e), TF_OK);
+    put_file(f->root, "full/keep", "2");
+
+    assert_int_equal(st->ops->remove(st, "x", &e), TF_OK);
+    assert_false(exists_in(f->root, "x"));
+    assert_int_equal(st->ops->remove(st, "d", &e), TF_OK);
+    assert_false(exists_in(f->root, "d"));
+    assert_int_equal(st->ops->remove(st, "full", &e), TF_EEXIST); /* not empty */
+    assert_true(exists_in(f->root, "full/keep"));
+    assert_int_equal(st->ops->remove(st, "x", &e), TF_ENOENT);
+    /* Links are refused, and nothing is removed through one. */
+    assert_int_equal(st->ops->remove(st, "secret-link", &e), TF_EACCES);
+    assert_true(exists_in(f->root, "secret-link"));
+    assert_int_equal(st->ops->remove(st, "out/secret", &e), TF_EACCES);
+    assert_int_equal(st->ops->remove(st, "out", &e), TF_EACCES);
+    assert_int_equal(st->ops->remove(st, "../outside/secret", &e), TF_EINVAL);
+    assert_outside_untouched(f);
+    /* The staging directory is the backend's. */
+    tf__upload *up = NULL;
+    assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
+    assert_int_equal(st->ops->remove(st, ".tcpfile-tmp", &e), TF_EACCES);
+    assert_true(exists_in(f->root, ".tcpfile-tmp"));
+    st->ops->abort(st, &up);
+    assert_int_equal(st->ops->remove(st, "full/keep", &e), TF_OK);
+    assert_int_equal(st->ops->remove(st, "full", &e), TF_OK);
+}
+
+static void test_storage_rename(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = f->st;
+    tf__err e = {{0}};
+    tf__fstat s;
+    put_file(f->root, "a", "AAA");
+    put_file(f->root, "b", "BB");
+    assert_int_equal(st->ops->mkdir(st, "d", &e), TF_OK);
+
+    /* No-replace leaves both as they were. */
+    assert_int_equal(st->ops->rename(st, "a", "b", TF_STORAGE_NOREPLACE, &e), TF_EEXIST);
+    assert_int_equal(st->ops->stat(st, "a", &s, &e), TF_OK);
+    assert_int_equal(s.size, 3);
+    assert_int_equal(st->ops->stat(st, "b", &s, &e), TF_OK);
+    assert_int_equal(s.size, 2);
+    /* Without it, b is replaced. */
+    assert_int_equal(st->ops->rename(st, "a", "b", 0, &e), TF_OK);
+    assert_int_equal(st->ops->stat(st, "b", &s, &e), TF_OK);
+    assert_int_equal(s.size, 3);
+    assert_int_equal(st->ops->stat(st, "a", &s, &e), TF_ENOENT);
+    /* Into a directory and back, no-replace onto a free name. */
+    assert_int_equal(st->ops->rename(st, "b", "d/b", TF_STORAGE_NOREPLACE, &e), TF_OK);
+    assert_true(exists_in(f->root, "d/b"));
+    assert_int_equal(st->ops->rename(st, "d/b", "c", 0, &e), TF_OK);
+    assert_int_equal(st->ops->rename(st, "missing", "z", 0, &e), TF_ENOENT);
+    /* Never out of the root, through a link, or into the staging. */
+    assert_int_equal(st->ops->rename(st, "c", "out/x", 0, &e), TF_EACCES);
+    assert_int_equal(st->ops->rename(st, "c", "../outside/x", 0, &e), TF_EINVAL);
+    assert_int_equal(st->ops->rename(st, "out/secret", "stolen", 0, &e), TF_EACCES);
+    assert_int_equal(st->ops->rename(st, "secret-link", "l2", 0, &e), TF_EACCES);
+    assert_int_equal(st->ops->rename(st, "c", ".tcpfile-tmp/x", 0, &e), TF_EACCES);
+    assert_int_equal(st->ops->rename(st, "c", ".tcpfile-tmp", 0, &e), TF_EACCES);
+    assert_false(exists_in(f->root, "stolen"));
+    assert_true(exists_in(f->root, "c"));
+    assert_outside_untouched(f);
+}
+
+static void test_storage_mkdir(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = f->st;
+    tf__err e = {{0}};
+    tf__fstat s;
+    assert_int_equal(st->ops->mkdir(st, "d", &e), TF_OK);
+    assert_int_equal(st->ops->mkdir(st, "d", &e), TF_EEXIST);
+    assert_int_equal(st->ops->mkdir(st, "d/e", &e), TF_OK);
+    assert_int_equal(st->ops->stat(st, "d/e", &s, &e), TF_OK);
+    assert_int_equal(s.type, TF__FT_DIR);
+    assert_int_equal(st->ops->mkdir(st, "missing/e", &e), TF_ENOENT);
+    assert_int_equal(st->ops->mkdir(st, "out/x", &e), TF_EACCES);
+    assert_int_equal(st->ops->mkdir(st, "out/d", &e), TF_EACCES);
+    assert_int_equal(st->ops->mkdir(st, "../outside/d", &e), TF_EINVAL);
+    assert_int_equal(st->ops->mkdir(st, ".tcpfile-tmp", &e), TF_EACCES);
+    assert_outside_untouched(f);
+}
+
+/* Stage, write, commit; a resumable upload kept and taken up again; an
+   aborted one leaves nothing. */
+static void test_storage_stage_commit(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = f->st;
+    tf__err e = {{0}};
+    tf__upload *up = NULL;
+    assert_int_equal(st->ops->check_target(st, "new", 0, &e), TF_OK);
+    assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, "hello", 5, &e), TF_OK);
+    assert_int_equal(st->ops->commit(st, &up, "new", 0, &e), TF_OK);
+    assert_null(up);
+    int fd = -1;
+    uint64_t size = 0, id[TF_STORAGE_ID_LEN];
+    char buf[8] = {0};
+    assert_int_equal(st->ops->open_read(st, "new", &fd, &size, id, &e), TF_OK);
+    assert_int_equal(size, 5);
+    assert_int_equal(st->ops->read_at(st, fd, buf, sizeof buf, 1), 4);
+    assert_string_equal(buf, "ello");
+    st->ops->close_read(st, fd);
+    assert_int_equal(st->ops->check_target(st, "new", 0, &e), TF_EEXIST);
+    assert_int_equal(st->ops->open_read(st, "secret-link", &fd, &size, id, &e), TF_EACCES);
+
+    uint64_t have = 99;
+    int resumable = 0;
+    assert_int_equal(st->ops->stage_resumable(st, "stem1", 10, &up, &have, &resumable, &e),
+                     TF_OK);
+    assert_int_equal(have, 0);
+    assert_int_equal(resumable, 1);
+    assert_int_equal(st->ops->write(st, up, "abcd", 4, &e), TF_OK);
+    st->ops->keep(st, &up);
+    assert_null(up);
+    assert_int_equal(st->ops->stage_resumable(st, "stem1", 10, &up, &have, &resumable, &e),
+                     TF_OK);
+    assert_int_equal(have, 4);
+    /* The kept bytes hash like any others. */
+    tf__digest d1 = {0}, d2 = {0};
+    uint8_t h1[TF_DIGEST_SIZE], h2[TF_DIGEST_SIZE], hb[64];
+    assert_int_equal(tf__digest_begin(&d1, 1), TF_OK);
+    assert_int_equal(tf__digest_begin(&d2, 1), TF_OK);
+    assert_int_equal(st->ops->hash_range(st, -1, up, 0, 4, &d1, hb, sizeof hb, &e), TF_OK);
+    tf__digest_update(&d2, "abcd", 4);
+    tf__digest_final(&d1, h1);
+    tf__digest_final(&d2, h2);
+    tf__digest_end(&d1);
+    tf__digest_end(&d2);
+    assert_memory_equal(h1, h2, TF_DIGEST_SIZE);
+    st->ops->abort(st, &up);
+    assert_null(up);
+    assert_int_equal(st->ops->stage_resumable(st, "stem1", 10, &up, &have, &resumable, &e),
+                     TF_OK);
+    assert_int_equal(have, 0); /* aborted: gone */
+    st->ops->abort(st, &up);
+    /* Committing over a link is refused, and the link's target untouched. */
+    assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, "x", 1, &e), TF_OK);
+    assert_int_equal(st->ops->commit(st, &up, "secret-link", 1, &e), TF_EACCES);
+    assert_null(up);
+    assert_outside_untouched(f);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_storage_stat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_list_paged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_scan_from_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_rename, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_mkdir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_stage_commit, setup, teardown),
+    };
+    return TU_RUN_GROUP("storage", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
+}
