@@ -1,14 +1,21 @@
 /*
  * tcpfile-client - gets, puts and lists files on a tcpfile-server.
  *
- *   tcpfile-client [OPTIONS] HOST PORT get NAME [LOCAL]
- *   tcpfile-client [OPTIONS] HOST PORT put LOCAL [NAME]
- *   tcpfile-client [OPTIONS] HOST PORT list [-h]
+ *   tcpfile-client [OPTIONS] HOST[:PORT] [PORT] OPERATION...
+ *     get NAME... [--to PATH]      put LOCAL... [--as NAME]      list
+ *   tcpfile-client [OPTIONS] tcpfile://HOST[:PORT]/NAME
  *
- * Several operations may follow one another; they share one connection and
- * the first failure ends the run. A thin user of the public API (tcpfile.h
- * only): the command line is parsed into a list of operations first, so a
- * mistake anywhere in it is reported before anything is transferred.
+ * Several sources always mean several files, as with scp: renaming is
+ * never positional but explicit (--to, --as), so a shell glob that expands
+ * to two files cannot make the second one a target. Options may come
+ * anywhere; "--" ends them.
+ *
+ * Several operations share one connection. By default the first failure
+ * ends the run and a line says which operations were not run;
+ * --keep-going runs them all. A thin user of the public API (tcpfile.h
+ * only): the command line is parsed into a list of single-file operations
+ * first, so a mistake anywhere in it is reported before anything is
+ * transferred.
  *
  * For a person at a terminal it draws a progress bar for long transfers and
  * lists files with human sizes and local times; into a pipe or a file it
@@ -17,8 +24,9 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <getopt.h>
+#include <fnmatch.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +40,27 @@
 
 #define PROG "tcpfile-client"
 
-/* Exit statuses, as documented in --help. */
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+/* The port scripts/serve.sh and the examples use when none is given. */
+#define DEFAULT_PORT "7878"
+
+/* Exit statuses, as documented in --help and the man page: one per cause a
+   script may act on differently (curl and rsync do the same). */
+enum {
+    EXIT_OK = 0,
+    EXIT_FAILED = 1,     /* any other failure */
+    EXIT_USAGE = 2,      /* the command line: nothing was transferred */
+    EXIT_RESOLVE = 3,    /* the host name does not resolve */
+    EXIT_CONNECT = 4,    /* cannot connect: refused, unreachable */
+    EXIT_REFUSED = 5,    /* the server refused: read-only, permission, busy */
+    EXIT_NOENT = 6,      /* no such file, on the server or here */
+    EXIT_LOCAL_IO = 7,   /* local I/O error or local disk full */
+    EXIT_SERVER_IO = 8,  /* the server's I/O error or full disk */
+    EXIT_TIMEOUT = 9,    /* the server stopped responding */
+    EXIT_CHECKSUM = 10,  /* the data was corrupted on the way */
+    EXIT_NETWORK = 11,   /* connection lost, or not a tcpfile server */
+    EXIT_EXISTS = 12,    /* a file exists and was not replaced */
+    EXIT_INTERRUPTED = 130 /* SIGINT (SIGTERM: 143) */
+};
 /* parse_args: go on and run the operations (anything else is a status). */
 #define PARSE_RUN (-1)
 
@@ -47,22 +74,43 @@ enum { QUIET = 0, NORMAL = 1, VERBOSE = 2 };
 
 typedef enum op_kind { OP_GET, OP_PUT, OP_LIST } op_kind;
 
+/* One file to move, or one listing: "get a b --to d/" becomes two. */
 typedef struct op {
     op_kind kind;
-    const char *name;  /* the remote name; NULL for list, or put's default */
-    const char *local; /* get: NULL = ./name, "-" = stdout; put: "-" = stdin */
-    int human;         /* list -h */
+    const char *name;  /* the remote name; NULL for list */
+    const char *local; /* get: NULL = ./NAME, "-" = stdout, else a path or a
+                          directory; put: the source, "-" = stdin */
+    int renamed;       /* put --as / get --to a file: the name was chosen */
+    int no_match;      /* get of a wildcard that matched no remote name */
 } op;
 
+/* What the command line said before it is split into operations. */
+typedef struct group {
+    op_kind kind;
+    int first, n;        /* its operands: words[first .. first + n) */
+    const char *to, *as; /* --to PATH (get), --as NAME (put) */
+} group;
+
 typedef struct client_args {
-    const char *host;
+    const char *host; /* as given, brackets and all */
     const char *port;
+    char hostbuf[1024];
     int verbosity;
-    int human; /* -h before HOST: every list in human form */
+    int human;      /* -H: every list in human form */
+    int keep_going; /* --keep-going */
+    int no_clobber; /* --no-clobber */
+    int force;      /* --force */
+    int resume;     /* --resume */
+    double rate;    /* --limit-rate, bytes per second; 0 = none */
     op *ops;
     size_t nops;
     tf_options *opt;
 } client_args;
+
+/* How long a put --resume waits for the server to let go of an
+   interrupted attempt of the same upload: BUSY_TRIES times BUSY_WAIT s. */
+#define BUSY_TRIES 20
+#define BUSY_WAIT 0.5
 
 /* A transfer gets a bar only once it has taken BAR_DELAY, so that quick
    ones leave no trace, and the bar is redrawn at most every BAR_PERIOD. */
@@ -78,45 +126,79 @@ typedef struct progress {
     int started;       /* the transfer's first callback has come */
     uint64_t first;    /* done at that callback: bytes a resumed transfer had */
     double start, last_draw;
-    int drawn; /* columns of bar on the screen, to erase before other output */
+    int drawn;   /* columns of bar on the screen, to erase before other output */
+    double rate; /* --limit-rate: bytes per second, 0 = none */
+    const char *what; /* the operation as describe() names it, for notes */
+    int talk;         /* not -q: say how a resumed transfer starts */
+    uint64_t had;     /* get --resume: bytes in the part file beforehand */
 } progress;
+
+/* The signal that asked us to stop (SIGINT, SIGTERM), 0 while none has.
+   The progress callback sees it and cancels the transfer, so that the
+   library removes, or keeps for --resume, what it was writing. */
+static volatile sig_atomic_t g_signal;
 
 static void usage(FILE *to)
 {
-    fprintf(to, "Usage: " PROG " [OPTIONS] HOST PORT OPERATION...\n"
-                "Operations (several may follow one another on one connection):\n"
-                "  get NAME [LOCAL]   download NAME into LOCAL (default ./NAME);\n"
-                "                     LOCAL \"-\" writes to standard output\n"
-                "  put LOCAL [NAME]   upload LOCAL as NAME (default: LOCAL's last\n"
-                "                     component); LOCAL \"-\" reads standard input,\n"
-                "                     and then NAME is required\n"
-                "  list [-h]          print SIZE<TAB>MTIME<TAB>NAME per file, MTIME\n"
-                "                     in ISO 8601 UTC; with -h, or when standard\n"
-                "                     output is a terminal, human sizes and local times\n"
-                "A word after NAME or LOCAL that is get, put or list starts the next\n"
-                "operation; write ./get to mean a local file named get.\n"
-                "HOST may be a name or an IPv4 or IPv6 address (::1 or [::1]).\n"
-                "\n"
-                "Options (before HOST):\n"
-                "      --timeout SECONDS  give up when connecting takes, or the server\n"
-                "                         stalls for, longer than SECONDS (0 = never;\n"
-                "                         defaults: 10 s to connect, 30 s stalled)\n"
-                "  -h, --human-readable   list every file with human sizes and local\n"
-                "                         times\n"
-                "  -q, --quiet            print nothing but results and errors: no\n"
-                "                         summary lines, no progress bar\n"
-                "  -v, --verbose          also print connection details, the server's\n"
-                "                         limits and the time and rate of each operation\n"
-                "      --resume           keep what an interrupted get or put moved, and\n"
-                "                         continue from there on the next try\n"
-                "      --no-checksum      do not verify transfers end to end (XXH3-128)\n"
-                "      --help             print this help and exit\n"
-                "      --version          print the library version and exit\n"
-                "\n"
-                "On a terminal, a transfer that takes more than a moment shows a\n"
-                "progress bar on standard error (bytes, rate, time left).\n"
-                "Exit status: 0 if every operation succeeded, 1 when one failed (the\n"
-                "operations after it are not run), 2 for a usage error.\n");
+    fprintf(to,
+            "Usage: " PROG " [OPTIONS] HOST[:PORT] [PORT] OPERATION...\n"
+            "       " PROG " [OPTIONS] tcpfile://HOST[:PORT]/NAME\n"
+            "Operations (several may follow one another on one connection):\n"
+            "  get NAME... [--to PATH]   download each NAME into ./NAME; --to PATH\n"
+            "                            saves one NAME as PATH, or every NAME into\n"
+            "                            PATH when it is a directory or ends in \"/\";\n"
+            "                            --to - writes to standard output; a NAME\n"
+            "                            with * ? [ ] gets every name on the server\n"
+            "                            that matches (quote it: 'img-*.jpg')\n"
+            "  put LOCAL... [--as NAME]  upload each LOCAL under its last component;\n"
+            "                            --as NAME uploads one LOCAL as NAME; LOCAL\n"
+            "                            \"-\" reads standard input (needs --as)\n"
+            "  list                      print SIZE<TAB>MTIME<TAB>NAME per file, MTIME\n"
+            "                            in ISO 8601 UTC; with -H, or when standard\n"
+            "                            output is a terminal, human sizes and times\n"
+            "Several LOCALs or NAMEs always mean several files (a shell glob works);\n"
+            "a word that is get, put or list starts the next operation (write ./get\n"
+            "for a local file named get). The URL form gets NAME into ./NAME.\n"
+            "HOST is a name or an IPv4 or IPv6 address (::1, [::1], [::1]:7878);\n"
+            "PORT defaults to " DEFAULT_PORT ".\n"
+            "\n"
+            "Options (anywhere on the line; \"--\" ends them):\n"
+            "      --timeout SECONDS  give up when connecting takes, or the server\n"
+            "                         stalls for, longer than SECONDS (0 = never;\n"
+            "                         defaults: 10 s to connect, 30 s stalled)\n"
+            "  -H, --human            list every file with human sizes and local\n"
+            "                         times\n"
+            "  -q, --quiet            print nothing but results and errors: no\n"
+            "                         summary lines, no progress bar\n"
+            "  -v, --verbose          also print connection details, the server's\n"
+            "                         limits and the time and rate of each operation\n"
+            "      --resume           keep what an interrupted get or put moved, and\n"
+            "                         continue from there on the next try (the\n"
+            "                         default when TCPFILE_RESUME=1; --no-resume)\n"
+            "      --no-clobber       never replace an existing file (a local one on\n"
+            "                         get, a remote one on put)\n"
+            "  -f, --force            replace a read-only local file on get\n"
+            "  -k, --keep-going       run every operation even after a failure\n"
+            "      --limit-rate RATE  move at most RATE bytes per second; K, M, G\n"
+            "                         suffixes multiply by 1024\n"
+            "      --no-checksum      do not verify transfers end to end (XXH3-128)\n"
+            "  -h, --help             print this help and exit\n"
+            "      --version          print the library version and exit\n"
+            "\n"
+            "A replaced file keeps its mode (and owner, where allowed). On a\n"
+            "terminal, a transfer that takes more than a moment shows a progress\n"
+            "bar on standard error. Ctrl-C stops at the next block: the partial\n"
+            "download is removed, or kept with --resume; a second Ctrl-C ends the\n"
+            "program at once.\n"
+            "\n"
+            "Exit status: 0 success; 1 other failure; 2 usage error; 3 cannot\n"
+            "resolve HOST; 4 cannot connect; 5 refused by the server (read-only,\n"
+            "permission, busy); 6 no such file; 7 local I/O error or disk full;\n"
+            "8 the server's I/O error or full disk; 9 timed out; 10 checksum\n"
+            "mismatch; 11 connection lost or not a tcpfile server; 12 a file exists\n"
+            "and was not replaced; 130 interrupted (143 for SIGTERM). After a\n"
+            "failure the operations after it are not run (unless --keep-going:\n"
+            "then the highest status of all is returned).\n");
 }
 
 /* Every usage error is one line on stderr, pointing at --help. */
@@ -154,14 +236,6 @@ static int set_timeout(tf_options *opt, const char *arg)
     return PARSE_RUN;
 }
 
-/* The remote name an operation uses (list has none). */
-static const char *remote_name(const op *o)
-{
-    if (o->kind == OP_LIST)
-        return NULL;
-    return o->name ? o->name : last_component(o->local);
-}
-
 /* "get \"a.txt\"", "put \"x/y\" as \"z\"", ...: how an operation is named
    in its error and summary lines. */
 static void describe(const op *o, char *buf, size_t len)
@@ -181,7 +255,7 @@ static void describe(const op *o, char *buf, size_t len)
     case OP_PUT:
         if (strcmp(o->local, "-") == 0)
             snprintf(buf, len, "put standard input as \"%s\"", o->name);
-        else if (o->name)
+        else if (o->renamed)
             snprintf(buf, len, "put \"%s\" as \"%s\"", o->local, o->name);
         else
             snprintf(buf, len, "put \"%s\"", o->local);
@@ -194,145 +268,397 @@ static void describe(const op *o, char *buf, size_t len)
 static int check_name(const op *o)
 {
     const char *why;
-    const char *name = remote_name(o);
-    if (tf_name_check(name, NAME_MAX_ANY, &why) == TF_OK)
+    if (tf_name_check(o->name, NAME_MAX_ANY, &why) == TF_OK)
         return PARSE_RUN;
     char what[8192];
     describe(o, what, sizeof what);
-    if (o->name)
-        fprintf(stderr, PROG ": %s: bad name: %s\n", what, why);
+    if (o->kind == OP_GET && strchr(o->name, '/'))
+        fprintf(stderr,
+                PROG ": %s: bad name: %s; to save it under a local path: get NAME --to PATH"
+                     " (see " PROG " --help)\n",
+                what, why);
+    else if (o->kind == OP_GET || o->renamed)
+        fprintf(stderr, PROG ": %s: bad name: %s (see " PROG " --help)\n", what, why);
     else /* the name was derived from LOCAL: show what it came out as */
-        fprintf(stderr, PROG ": %s: bad remote name \"%s\": %s; give NAME explicitly\n",
-                what, name, why);
+        fprintf(stderr,
+                PROG ": %s: bad remote name \"%s\": %s; give one with --as NAME"
+                     " (see " PROG " --help)\n",
+                what, o->name, why);
     return EXIT_USAGE;
 }
 
-/* Parses the operations in words[0..n). Returns PARSE_RUN or a status. */
-static int parse_ops(char **words, int n, client_args *a)
+/* HOST, HOST:PORT, [V6], [V6]:PORT, plain V6 (more than one ':'), or
+   tcpfile://HOST[:PORT][/NAME]; *url_name receives NAME (decoded from
+   %XX) or NULL. Returns PARSE_RUN or a status. */
+static int parse_host(const char *w, client_args *a, char **url_name)
 {
-    int stdin_used = 0;
-    if (n == 0)
-        return usage_error("missing operation (get, put or list)", NULL);
-    a->ops = calloc((size_t)n, sizeof *a->ops);
-    if (!a->ops) {
-        fprintf(stderr, PROG ": out of memory\n");
-        return EXIT_FAILED;
-    }
-    for (int i = 0; i < n;) {
-        op *o = &a->ops[a->nops++];
-        const char *kw = words[i++];
-        /* The optional second word is taken only if it is not the start of
-           the next operation. */
-        const char *second = i + 1 < n && !is_keyword(words[i + 1]) ? words[i + 1] : NULL;
-        if (strcmp(kw, "list") == 0) {
-            o->kind = OP_LIST;
-            /* list takes no operand, so "-h" after it cannot be a file. */
-            if (i < n && (strcmp(words[i], "-h") == 0 ||
-                          strcmp(words[i], "--human-readable") == 0)) {
-                o->human = 1;
-                i++;
+    static const char scheme[] = "tcpfile://";
+    char *h = a->hostbuf;
+    *url_name = NULL;
+    int url = strncmp(w, scheme, sizeof scheme - 1) == 0;
+    if (snprintf(h, sizeof a->hostbuf, "%s", url ? w + sizeof scheme - 1 : w) >=
+        (int)sizeof a->hostbuf)
+        return usage_error("HOST is too long:", w);
+    if (url) {
+        char *slash = strchr(h[0] == '[' && strchr(h, ']') ? strchr(h, ']') : h, '/');
+        if (slash) {
+            *slash = '\0';
+            char *n = slash + 1, *o = n;
+            for (const char *i = n; *i; i++) {
+                unsigned v;
+                if (*i == '%' && sscanf(i + 1, "%2x", &v) == 1 && i[1] && i[2]) {
+                    *o++ = (char)v;
+                    i += 2;
+                } else {
+                    *o++ = *i;
+                }
             }
-        } else if (strcmp(kw, "get") == 0) {
-            if (i >= n)
+            *o = '\0';
+            if (*n)
+                *url_name = n;
+        }
+    }
+    char *port = NULL;
+    if (h[0] == '[') {
+        char *close = strchr(h, ']');
+        if (!close || (close[1] && close[1] != ':'))
+            return usage_error("HOST: an IPv6 address is written [ADDRESS]:PORT, not", w);
+        if (close[1] == ':') {
+            port = close + 2;
+            close[1] = '\0';
+        }
+    } else {
+        char *colon = strchr(h, ':');
+        if (colon && !strchr(colon + 1, ':')) { /* one colon: HOST:PORT */
+            *colon = '\0';
+            port = colon + 1;
+        }
+    }
+    if (!h[0])
+        return usage_error("missing HOST in", w);
+    a->host = h;
+    if (port) {
+        int64_t v;
+        if (cli_parse_int(port, 1, 65535, &v) != 0)
+            return usage_error("PORT must be a number from 1 to 65535, not", port);
+        a->port = port;
+    }
+    return PARSE_RUN;
+}
+
+/* Whether path names a directory to save into: an existing one, or one
+   written with a trailing '/'. */
+static int is_dir_target(const char *path)
+{
+    struct stat st;
+    size_t n = strlen(path);
+    return (n > 0 && path[n - 1] == '/') || (stat(path, &st) == 0 && S_ISDIR(st.st_mode));
+}
+
+/* Splits the groups into single-file operations, checking each. Returns
+   PARSE_RUN or a status. */
+static int expand_groups(const group *g, size_t ngroups, char **words, client_args *a)
+{
+    int stdin_used = 0, get_before = 0;
+    for (size_t k = 0; k < ngroups; k++) {
+        const group *gr = &g[k];
+        if (gr->kind == OP_LIST) {
+            if (gr->n > 0)
+                return usage_error("list takes no operand, not", words[gr->first]);
+            a->ops[a->nops++] = (op){.kind = OP_LIST};
+            continue;
+        }
+        if (gr->kind == OP_GET) {
+            get_before = 1;
+            if (gr->n == 0)
                 return usage_error("get needs a NAME", NULL);
-            o->kind = OP_GET;
-            o->name = words[i++];
-            o->local = second;
-            i += second != NULL;
-            if (check_name(o) != PARSE_RUN)
-                return EXIT_USAGE;
-        } else if (strcmp(kw, "put") == 0) {
-            if (i >= n)
-                return usage_error("put needs a LOCAL file", NULL);
-            o->kind = OP_PUT;
-            o->local = words[i++];
-            o->name = second;
-            i += second != NULL;
-            if (strcmp(o->local, "-") == 0) {
-                if (!o->name)
-                    return usage_error("put - (standard input) needs a NAME", NULL);
+            if (gr->n > 1 && gr->to && strcmp(gr->to, "-") != 0 && !is_dir_target(gr->to))
+                return usage_error("get of several NAMEs needs --to DIRECTORY/ (an existing"
+                                   " directory, or a path ending in \"/\"), not",
+                                   gr->to);
+            for (int i = 0; i < gr->n; i++) {
+                op *o = &a->ops[a->nops++];
+                *o = (op){.kind = OP_GET, .name = words[gr->first + i], .local = gr->to};
+                o->renamed = gr->to && gr->n == 1 && !is_dir_target(gr->to);
+                if (strcmp(o->name, "-") == 0)
+                    return usage_error("\"-\" is not a remote NAME; to write to standard"
+                                       " output: get NAME --to -",
+                                       NULL);
+                if (check_name(o) != PARSE_RUN)
+                    return EXIT_USAGE;
+            }
+            continue;
+        }
+        /* put */
+        if (gr->n == 0)
+            return usage_error("put needs a LOCAL file", NULL);
+        if (gr->as && gr->n > 1)
+            return usage_error("--as NAME renames a single LOCAL file; several are each"
+                               " uploaded under their own name, so drop --as before",
+                               gr->as);
+        for (int i = 0; i < gr->n; i++) {
+            op *o = &a->ops[a->nops++];
+            const char *local = words[gr->first + i];
+            *o = (op){.kind = OP_PUT, .local = local, .renamed = gr->as != NULL};
+            o->name = gr->as ? gr->as : last_component(local);
+            if (strcmp(local, "-") == 0) {
+                if (!gr->as)
+                    return usage_error("put - (standard input) needs --as NAME", NULL);
                 if (stdin_used++)
                     return usage_error("standard input can be uploaded only once", NULL);
             }
             if (check_name(o) != PARSE_RUN)
                 return EXIT_USAGE;
-        } else {
-            return usage_error("unknown operation (expected get, put or list):", kw);
+            struct stat st;
+            /* A missing file is said before connecting: often a second
+               word meant as a new name, which is --as now. Not when
+               --keep-going should send the others, nor when a get before
+               it may create it. */
+            if (!a->keep_going && !get_before && strcmp(local, "-") != 0 &&
+                stat(local, &st) != 0 && errno == ENOENT) {
+                if (i > 0 && tf_name_check(local, NAME_MAX_ANY, NULL) == TF_OK)
+                    fprintf(stderr,
+                            PROG ": put \"%s\": no such local file; nothing was sent (to"
+                                 " upload %s under another name: put %s --as %s)\n",
+                            local, words[gr->first + i - 1], words[gr->first + i - 1],
+                            local);
+                else
+                    fprintf(stderr, PROG ": put \"%s\": no such local file; nothing was sent\n",
+                            local);
+                return EXIT_NOENT;
+            }
         }
     }
     return PARSE_RUN;
 }
 
-enum { OPT_TIMEOUT = 256, OPT_HELP, OPT_VERSION, OPT_RESUME, OPT_NO_CHECKSUM };
+enum {
+    OPT_TIMEOUT = 256,
+    OPT_HELP,
+    OPT_VERSION,
+    OPT_RESUME,
+    OPT_NO_RESUME,
+    OPT_NO_CHECKSUM,
+    OPT_NO_CLOBBER,
+    OPT_LIMIT_RATE,
+    OPT_TO,
+    OPT_AS
+};
+
+typedef struct optdef {
+    const char *lng;
+    char shrt;
+    int has_arg;
+    int id;
+} optdef;
+
+static const optdef optdefs[] = {
+    {"timeout", 0, 1, OPT_TIMEOUT},
+    {"human", 'H', 0, 'H'},
+    {"human-readable", 0, 0, 'H'}, /* the old spelling */
+    {"quiet", 'q', 0, 'q'},
+    {"verbose", 'v', 0, 'v'},
+    {"resume", 0, 0, OPT_RESUME},
+    {"no-resume", 0, 0, OPT_NO_RESUME},
+    {"no-clobber", 0, 0, OPT_NO_CLOBBER},
+    {"force", 'f', 0, 'f'},
+    {"keep-going", 'k', 0, 'k'},
+    {"limit-rate", 0, 1, OPT_LIMIT_RATE},
+    {"no-checksum", 0, 0, OPT_NO_CHECKSUM},
+    {"to", 0, 1, OPT_TO},
+    {"as", 0, 1, OPT_AS},
+    {"help", 'h', 0, OPT_HELP},
+    {"version", 0, 0, OPT_VERSION},
+};
+
+/* Applies one option; cur is the operation being written (NULL before the
+   first). Returns PARSE_RUN, or the status to exit with (EXIT_OK for
+   --help and --version). */
+static int apply_option(const optdef *d, const char *val, group *cur, client_args *a)
+{
+    int64_t v;
+    switch (d->id) {
+    case 'H':
+        a->human = 1;
+        break;
+    case 'q': /* the last of -q and -v wins */
+        a->verbosity = QUIET;
+        break;
+    case 'v':
+        a->verbosity = VERBOSE;
+        break;
+    case 'f':
+        a->force = 1;
+        break;
+    case 'k':
+        a->keep_going = 1;
+        break;
+    case OPT_TIMEOUT:
+        return set_timeout(a->opt, val);
+    case OPT_RESUME:
+    case OPT_NO_RESUME:
+        a->resume = d->id == OPT_RESUME;
+        tf_options_set(a->opt, TF_OPT_RESUME, a->resume);
+        break;
+    case OPT_NO_CHECKSUM:
+        tf_options_set(a->opt, TF_OPT_CHECKSUM, 0);
+        break;
+    case OPT_NO_CLOBBER:
+        a->no_clobber = 1;
+        break;
+    case OPT_LIMIT_RATE:
+        if (cli_parse_number(val, 1, &v) != 0 || v == 0)
+            return usage_error("--limit-rate needs bytes per second (K, M, G allowed), not",
+                               val);
+        a->rate = (double)v;
+        break;
+    case OPT_TO:
+    case OPT_AS:
+        if (!cur || cur->kind != (d->id == OPT_TO ? OP_GET : OP_PUT))
+            return usage_error(d->id == OPT_TO ? "--to PATH goes after get NAME..., not"
+                                               : "--as NAME goes after put LOCAL, not",
+                               val);
+        if (*(d->id == OPT_TO ? &cur->to : &cur->as))
+            return usage_error(d->id == OPT_TO ? "one --to per get, not also"
+                                               : "one --as per put, not also",
+                               val);
+        *(d->id == OPT_TO ? &cur->to : &cur->as) = val;
+        break;
+    case OPT_HELP:
+        usage(stdout);
+        return EXIT_OK;
+    case OPT_VERSION:
+        printf(PROG " %s\n", tf_version_string());
+        return EXIT_OK;
+    }
+    return PARSE_RUN;
+}
+
+/* Parses argv[*i], an option word (it starts with '-' and is not "-" or
+   "--"), taking its value from the next word when needed. */
+static int parse_option(int argc, char **argv, int *i, group *cur, client_args *a)
+{
+    const char *w = argv[*i];
+    const size_t ndefs = sizeof optdefs / sizeof optdefs[0];
+    if (w[1] == '-') {
+        const char *eq = strchr(w + 2, '=');
+        size_t len = eq ? (size_t)(eq - w - 2) : strlen(w + 2);
+        for (size_t k = 0; k < ndefs; k++) {
+            const optdef *d = &optdefs[k];
+            if (strlen(d->lng) != len || strncmp(d->lng, w + 2, len) != 0)
+                continue;
+            if (!d->has_arg && eq)
+                return usage_error("option takes no value:", w);
+            const char *val = eq ? eq + 1 : NULL;
+            if (d->has_arg && !val) {
+                if (*i + 1 >= argc)
+                    return usage_error("missing value for option", w);
+                val = argv[++*i];
+            }
+            return apply_option(d, val, cur, a);
+        }
+        char shown[128];
+        snprintf(shown, sizeof shown, "%.*s", (int)(eq ? (size_t)(eq - w) : strlen(w)), w);
+        return usage_error("unknown option", shown);
+    }
+    /* A cluster of short flags: -qH. */
+    for (const char *c = w + 1; *c; c++) {
+        const optdef *d = NULL;
+        for (size_t k = 0; k < ndefs && !d; k++)
+            if (optdefs[k].shrt == *c)
+                d = &optdefs[k];
+        if (!d) {
+            char shown[3] = {'-', *c, '\0'};
+            return usage_error("unknown option", shown);
+        }
+        int status = apply_option(d, NULL, cur, a);
+        if (status != PARSE_RUN)
+            return status;
+    }
+    return PARSE_RUN;
+}
 
 /* Fills *a from argv. Returns PARSE_RUN, or the status to exit with. The
    caller frees a->opt and a->ops in every case. */
 static int parse_args(int argc, char **argv, client_args *a)
 {
-    static const struct option longopts[] = {
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"human-readable", no_argument, NULL, 'h'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"resume", no_argument, NULL, OPT_RESUME},
-        {"no-checksum", no_argument, NULL, OPT_NO_CHECKSUM},
-        {"help", no_argument, NULL, OPT_HELP},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {NULL, 0, NULL, 0},
-    };
     memset(a, 0, sizeof *a);
     a->verbosity = NORMAL;
+    a->port = DEFAULT_PORT;
     if (tf_options_new(&a->opt) != TF_OK) {
         fprintf(stderr, PROG ": out of memory\n");
         return EXIT_FAILED;
     }
-    /* '+': options end at HOST, so a file named "-q" after it is a file;
-       ':': we print the one-line errors ourselves instead of getopt's. */
-    opterr = 0;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "+:hqv", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'h':
-            a->human = 1;
-            break;
-        case 'q': /* the last of -q and -v wins */
-            a->verbosity = QUIET;
-            break;
-        case 'v':
-            a->verbosity = VERBOSE;
-            break;
-        case OPT_TIMEOUT:
-            if (set_timeout(a->opt, optarg) != PARSE_RUN)
-                return EXIT_USAGE;
-            break;
-        case OPT_RESUME:
-            tf_options_set(a->opt, TF_OPT_RESUME, 1);
-            break;
-        case OPT_NO_CHECKSUM:
-            tf_options_set(a->opt, TF_OPT_CHECKSUM, 0);
-            break;
-        case OPT_HELP:
-            usage(stdout);
-            return EXIT_OK;
-        case OPT_VERSION:
-            printf(PROG " %s\n", tf_version_string());
-            return EXIT_OK;
-        default: /* ':' (a missing value) or '?' (an unknown option) */
-            return cli_option_error(PROG, ch, argv);
+    /* --resume by default, for those who want every interruption to be
+       continued later; --no-resume overrides it. */
+    const char *env = getenv("TCPFILE_RESUME");
+    if (env && strcmp(env, "1") == 0) {
+        a->resume = 1;
+        tf_options_set(a->opt, TF_OPT_RESUME, 1);
+    }
+    /* Every operation has at least one word, so argc bounds them all. */
+    group *groups = calloc((size_t)argc + 1, sizeof *groups);
+    char **words = calloc((size_t)argc + 1, sizeof *words);
+    a->ops = calloc((size_t)argc + 1, sizeof *a->ops);
+    if (!groups || !words || !a->ops) {
+        free(groups);
+        free(words);
+        fprintf(stderr, PROG ": out of memory\n");
+        return EXIT_FAILED;
+    }
+    size_t ngroups = 0;
+    int nwords = 0, options_done = 0, port_given = 0, status = PARSE_RUN;
+    char *url_name = NULL;
+    for (int i = 1; i < argc && status == PARSE_RUN; i++) {
+        const char *w = argv[i];
+        group *cur = ngroups ? &groups[ngroups - 1] : NULL;
+        if (!options_done && strcmp(w, "--") == 0) {
+            options_done = 1;
+        } else if (!options_done && w[0] == '-' && w[1] != '\0') {
+            status = parse_option(argc, argv, &i, cur, a);
+        } else if (!a->host) {
+            const char *before = a->port;
+            status = parse_host(w, a, &url_name);
+            port_given = a->port != before;
+            if (status == PARSE_RUN && url_name) { /* get NAME, open to --to */
+                words[nwords] = url_name;
+                groups[ngroups++] = (group){.kind = OP_GET, .first = nwords++, .n = 1};
+            }
+        } else if (!port_given && !ngroups && !url_name && w[0] >= '0' && w[0] <= '9') {
+            int64_t v;
+            if (cli_parse_int(w, 1, 65535, &v) != 0)
+                status = usage_error("PORT must be a number from 1 to 65535, not", w);
+            a->port = w;
+            port_given = 1;
+        } else if (is_keyword(w)) {
+            if (url_name) {
+                status = usage_error("a URL with a NAME is an operation itself; no more"
+                                     " operations after it, not",
+                                     w);
+                break;
+            }
+            groups[ngroups++] = (group){.kind = w[0] == 'g'   ? OP_GET
+                                               : w[0] == 'p' ? OP_PUT
+                                                             : OP_LIST,
+                                        .first = nwords};
+        } else if (!cur) {
+            status = usage_error("unknown operation (expected get, put or list):", w);
+        } else if (url_name) {
+            status = usage_error("a URL names its one file; no more NAMEs after it, not", w);
+        } else {
+            words[nwords++] = argv[i];
+            cur->n++;
         }
     }
-    if (argc - optind < 1)
-        return usage_error("missing HOST, PORT and operation", NULL);
-    if (argc - optind < 2)
-        return usage_error("missing PORT and operation", NULL);
-    a->host = argv[optind];
-    a->port = argv[optind + 1];
-    /* A number 1..65535: getaddrinfo would also take service names and say
-       little about a typo, so be strict and specific here. */
-    int64_t port;
-    if (cli_parse_int(a->port, 1, 65535, &port) != 0)
-        return usage_error("PORT must be a number from 1 to 65535, not", a->port);
-    return parse_ops(argv + optind + 2, argc - optind - 2, a);
+    if (status == PARSE_RUN && !a->host)
+        status = usage_error("missing HOST and operation", NULL);
+    if (status == PARSE_RUN && ngroups == 0)
+        status = usage_error("missing operation (get, put or list)", NULL);
+    if (status == PARSE_RUN)
+        status = expand_groups(groups, ngroups, words, a);
+    free(groups);
+    free(words);
+    return status;
 }
 
 /* ---- formatting ------------------------------------------------------------ */
@@ -480,13 +806,23 @@ static void bar_draw(progress *p, double now)
     p->last_draw = now;
 }
 
+
+/* Sleeps up to s seconds; a signal cuts it short. */
+static void nap(double s)
+{
+    struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
 static int on_progress(void *user, uint64_t done, uint64_t total)
 {
     progress *p = user;
     p->done = done;
     p->total = total;
-    if (!p->bar_enabled)
-        return 0;
+    /* Cancelling lets the library clean up: a get removes its temporary,
+       or keeps it for --resume; the connection is closed. */
+    if (g_signal)
+        return 1;
     double now = now_seconds();
     /* Timing starts at the first callback, when the data starts moving:
        spooling standard input for a put happens before it. */
@@ -494,14 +830,59 @@ static int on_progress(void *user, uint64_t done, uint64_t total)
         p->started = 1;
         p->start = now;
         p->first = done;
+        /* A resumed transfer's first report starts at what was there. */
+        char at[32], of[32];
+        format_size(done, at, sizeof at);
+        format_size(total, of, sizeof of);
+        if (p->talk && done > 0 && done == total)
+            fprintf(stderr, PROG ": %s: already complete\n", p->what);
+        else if (p->talk && done > 0)
+            fprintf(stderr, PROG ": %s: resuming at %s of %s\n", p->what, at, of);
+        else if (p->talk && p->had > 0)
+            fprintf(stderr, PROG ": %s: changed on the server (shorter than the %" PRIu64
+                                " bytes kept), starting over\n",
+                    p->what, p->had);
         return 0;
     }
-    if (now - p->start >= BAR_DELAY && now - p->last_draw >= BAR_PERIOD)
+    if (p->rate > 0) {
+        double due = p->start + (double)(done - p->first) / p->rate;
+        if (due > now) {
+            nap(due - now);
+            if (g_signal)
+                return 1;
+            now = now_seconds();
+        }
+    }
+    if (p->bar_enabled && now - p->start >= BAR_DELAY && now - p->last_draw >= BAR_PERIOD)
         bar_draw(p, now);
     return 0;
 }
 
 /* ---- running -------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+    g_signal = sig;
+}
+
+/* SA_RESETHAND: the first Ctrl-C stops at the next block and cleans up;
+   a second one (say the server stalls) takes the default action at once.
+   No SA_RESTART, so that a pause of --limit-rate ends early. */
+static void set_handlers(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM};
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        /* A signal ignored when we started (a background job of a script,
+           nohup) stays ignored, as the shell meant. */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(sigs[i], &sa, NULL);
+    }
+}
 
 /* Returns 0, or -1 with errno set when standard output fails (a full disk,
    a closed pipe). */
@@ -525,41 +906,142 @@ static int print_listing(const tf_listing *l, int human)
     return fflush(stdout) == 0 ? 0 : -1;
 }
 
-/* Runs one operation. A failure on our side of the library (writing
-   standard output) is described in why; otherwise tf_errmsg has it.
-   *files receives the number of files a list found. */
-static int run_op(tf_client *c, const op *o, int human, size_t *files, char *why,
-                  size_t len)
+/* The file a get writes (as the library resolves it: LOCAL, LOCAL/NAME
+   for a directory, ./NAME without LOCAL) into buf; 0 when it writes to
+   standard output. */
+static int get_target(const op *o, char *buf, size_t len)
 {
+    struct stat st;
+    const char *path = o->local ? o->local : o->name;
+    if (strcmp(path, "-") == 0 && o->local)
+        return 0;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        size_t n = strlen(path);
+        snprintf(buf, len, "%s%s%s", path, n && path[n - 1] == '/' ? "" : "/", o->name);
+    } else {
+        snprintf(buf, len, "%s", path);
+    }
+    return 1;
+}
+
+/* The outcome of one operation. */
+typedef struct outcome {
+    int rc;         /* TF_OK or the failure */
+    int local;      /* the failure is on this machine's side */
+    char why[8448]; /* our own detail (not tf_errmsg), "" if none */
+    size_t files;   /* list: how many */
+    nlink_t links;  /* get: hard links the replaced file had */
+    off_t src_size; /* put: the source's size before, -1 if unknown */
+} outcome;
+
+static void reset_outcome(outcome *out)
+{
+    out->src_size = -1;
+    out->rc = TF_OK;
+    out->local = 0;
+    out->why[0] = '\0';
+    out->files = 0;
+    out->links = 0;
+}
+
+/* Local checks before a get replaces a file: --no-clobber, and a
+   read-only file (which rename would replace silently) needs --force. */
+static int check_clobber_local(const client_args *a, const op *o, outcome *out)
+{
+    char target[8192];
+    struct stat st;
+    if (!get_target(o, target, sizeof target) || stat(target, &st) != 0 ||
+        !S_ISREG(st.st_mode))
+        return 0;
+    out->links = st.st_nlink;
+    if (a->no_clobber) {
+        snprintf(out->why, sizeof out->why, "\"%s\" exists; not replaced (--no-clobber)",
+                 target);
+    } else if (!a->force && (!(st.st_mode & 0222) || access(target, W_OK) != 0)) {
+        snprintf(out->why, sizeof out->why,
+                 "\"%s\" is read-only; not replaced (--force replaces it, keeping its mode)",
+                 target);
+    } else {
+        return 0;
+    }
+    out->rc = TF_EEXIST;
+    out->local = 1;
+    return -1;
+}
+
+/* --no-clobber on put: the server's names, fetched once per run. */
+static int check_clobber_remote(tf_client *c, tf_listing **names, const op *o, outcome *out)
+{
+    if (!*names) {
+        int rc = tf_list(c, names);
+        if (rc != TF_OK) {
+            out->rc = rc;
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < tf_listing_count(*names); i++) {
+        if (strcmp(tf_listing_at(*names, i)->name, o->name) == 0) {
+            snprintf(out->why, sizeof out->why,
+                     "the server has \"%s\" already; not replaced (--no-clobber)", o->name);
+            out->rc = TF_EEXIST;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Runs one operation into *out. */
+static void run_op(const client_args *a, tf_client *c, const op *o, int human,
+                   tf_listing **names, outcome *out)
+{
+    if (o->no_match) {
+        snprintf(out->why, sizeof out->why, "no file on the server matches \"%s\"", o->name);
+        out->rc = TF_ENOENT;
+        return;
+    }
     switch (o->kind) {
     case OP_LIST: {
         tf_listing *l;
-        int rc = tf_list(c, &l);
-        if (rc != TF_OK)
-            return rc;
-        *files = tf_listing_count(l);
+        out->rc = tf_list(c, &l);
+        if (out->rc != TF_OK)
+            return;
+        out->files = tf_listing_count(l);
         if (print_listing(l, human) != 0) {
-            snprintf(why, len, "writing standard output: %s", strerror(errno));
-            rc = TF_EIO;
+            snprintf(out->why, sizeof out->why, "writing standard output: %s",
+                     strerror(errno));
+            out->rc = TF_EIO;
+            out->local = 1;
         }
         tf_listing_free(l);
-        return rc;
+        return;
     }
     case OP_GET:
         if (o->local && strcmp(o->local, "-") == 0) {
             /* Earlier list output must come out before these bytes. */
             if (fflush(stdout) != 0) {
-                snprintf(why, len, "writing standard output: %s", strerror(errno));
-                return TF_EIO;
+                snprintf(out->why, sizeof out->why, "writing standard output: %s",
+                         strerror(errno));
+                out->rc = TF_EIO;
+                out->local = 1;
+                return;
             }
-            return tf_get_fd(c, o->name, STDOUT_FILENO);
+            out->rc = tf_get_fd(c, o->name, STDOUT_FILENO);
+            return;
         }
-        return tf_get(c, o->name, o->local);
+        if (check_clobber_local(a, o, out) != 0)
+            return;
+        out->rc = tf_get(c, o->name, o->local);
+        return;
     case OP_PUT:
+        if (a->no_clobber && check_clobber_remote(c, names, o, out) != 0)
+            return;
         /* The library spools a pipe or terminal itself to learn its size. */
-        return tf_put(c, strcmp(o->local, "-") == 0 ? "/dev/stdin" : o->local, o->name);
+        struct stat st;
+        if (strcmp(o->local, "-") != 0 && stat(o->local, &st) == 0 && S_ISREG(st.st_mode))
+            out->src_size = st.st_size;
+        out->rc = tf_put(c, strcmp(o->local, "-") == 0 ? "/dev/stdin" : o->local, o->name);
+        return;
     }
-    return TF_EINTERNAL;
 }
 
 /* Whether the directory a get writes into exists (stdout and ./NAME:
@@ -577,14 +1059,86 @@ static int local_dir_exists(const char *local)
     return stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Which side a failure is on, from its code and the operation: a get
+   writes here and only reads on the server, a put the reverse. */
+static int failure_is_local(const op *o, int rc, const progress *p, const outcome *out)
+{
+    struct stat st;
+    switch (rc) {
+    case TF_ENOSPC:
+    case TF_EIO:
+        if (o->kind == OP_GET)
+            return 1; /* the server only reads on a get */
+        /* A put: standard input spooled before any byte moved, or a
+           source that changed or cannot be read any more, is ours. */
+        if (strcmp(o->local, "-") == 0)
+            return !p->started;
+        return out->src_size >= 0 &&
+               (stat(o->local, &st) != 0 || st.st_size != out->src_size ||
+                access(o->local, R_OK) != 0);
+    case TF_ENOENT:
+        /* On a put the server reads no file; on a get the local directory
+           may be missing. */
+        return o->kind == OP_PUT || !local_dir_exists(o->local);
+    case TF_EACCES: {
+        if (o->kind == OP_PUT)
+            return strcmp(o->local, "-") != 0 && access(o->local, R_OK) != 0;
+        /* A get is refused here when its directory takes no new file. */
+        char target[8192];
+        if (!local_dir_exists(o->local))
+            return 1;
+        if (!get_target(o, target, sizeof target)) /* standard output */
+            return 0;
+        char *slash = strrchr(target, '/');
+        if (slash)
+            *(slash == target ? slash + 1 : slash) = '\0';
+        return access(slash ? target : ".", W_OK) != 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* The exit status for a failure (see usage()). */
+static int exit_status(const outcome *out)
+{
+    switch (out->rc) {
+    case TF_OK:
+        return EXIT_OK;
+    case TF_ENOENT:
+        return EXIT_NOENT;
+    case TF_EEXIST:
+        return EXIT_EXISTS;
+    case TF_EACCES:
+        return out->local ? EXIT_LOCAL_IO : EXIT_REFUSED;
+    case TF_EINVAL:
+    case TF_ETOOBIG:
+    case TF_EBUSY:
+        return EXIT_REFUSED;
+    case TF_ENOSPC:
+    case TF_EIO:
+        return out->local ? EXIT_LOCAL_IO : EXIT_SERVER_IO;
+    case TF_ETIMEDOUT:
+        return EXIT_TIMEOUT;
+    case TF_ECHECKSUM:
+        return EXIT_CHECKSUM;
+    case TF_ENET:
+    case TF_EPROTO:
+        return EXIT_NETWORK;
+    case TF_ECANCELED:
+        return g_signal ? 128 + g_signal : EXIT_FAILED;
+    default:
+        return EXIT_FAILED;
+    }
+}
+
 /* What to do about a failure, appended to its line ("" when the message
    says it all). Kept to the cases where the next step is not obvious. */
-static void failure_hint(const client_args *a, tf_client *c, const op *o, int rc, char *buf,
-                         size_t len)
+static void failure_hint(const client_args *a, tf_client *c, const op *o, const outcome *out,
+                         char *buf, size_t len)
 {
-    const char *name = remote_name(o);
     buf[0] = '\0';
-    switch (rc) {
+    switch (out->rc) {
     case TF_ETIMEDOUT:
         snprintf(buf, len,
                  "; the server stopped responding: check that it is up and not"
@@ -595,74 +1149,143 @@ static void failure_hint(const client_args *a, tf_client *c, const op *o, int rc
         break;
     case TF_ENOENT:
         /* Missing on the server, not a missing local directory. */
-        if (o->kind == OP_GET && local_dir_exists(o->local))
+        if (!out->local && o->kind == OP_GET && local_dir_exists(o->local))
             snprintf(buf, len, "; see the names it has with: " PROG " %s %s list", a->host,
                      a->port);
         break;
     case TF_EEXIST:
-        snprintf(buf, len, "; the server does not overwrite files: choose another NAME");
+        if (!out->why[0])
+            snprintf(buf, len, "; the server does not overwrite files: choose another"
+                               " name with --as NAME");
         break;
     case TF_EACCES:
-        if (o->kind == OP_PUT && strstr(tf_errmsg(c), "read-only"))
-            snprintf(buf, len, "; this server only serves get and list");
+        if (o->kind == OP_PUT && !out->local)
+            snprintf(buf, len, "; the server does not take this upload (a read-only server"
+                               " only serves get and list)");
         break;
     case TF_EINVAL:
         if (o->kind == OP_PUT && tf_client_max_name(c) > 0 &&
-            strlen(name) > (size_t)tf_client_max_name(c))
-            snprintf(buf, len, "; upload it under a shorter name: put LOCAL NAME");
+            strlen(o->name) > (size_t)tf_client_max_name(c))
+            snprintf(buf, len, "; upload it under a shorter name: put LOCAL --as NAME");
         break;
     }
 }
 
-/* One line on stderr: operation, name, reason, the detail if any, and what
-   to do about it if that is not obvious. */
-static void report_failure(const client_args *a, tf_client *c, const op *o, int rc,
-                           const char *why)
+/* The hidden part file a get --resume keeps beside target (the library's
+   naming), into buf; 0 if the name is too long to say it simply. */
+static int part_file(const char *target, char *buf, size_t len)
 {
-    char what[8192], hint[256] = "";
-    const char *detail = why[0] ? why : tf_errmsg(c);
-    describe(o, what, sizeof what);
-    if (!why[0]) /* not a failure on our side, which why says all about */
-        failure_hint(a, c, o, rc, hint, sizeof hint);
-    fprintf(stderr, PROG ": %s: %s%s%s%s%s\n", what, tf_strerror(rc), detail[0] ? " (" : "",
-            detail, detail[0] ? ")" : "", hint);
+    const char *base = last_component(target);
+    if (strlen(base) + sizeof ".tcpfile-part" + 1 > 64) /* the library's limit */
+        return 0;
+    snprintf(buf, len, "%.*s.%s.tcpfile-part", (int)(base - target), target, base);
+    return 1;
 }
 
-static void report_success(const client_args *a, const op *o, const progress *p,
-                           size_t files, double seconds)
+/* The bytes a get --resume finds in its part file (0: none). */
+static uint64_t part_size(const op *o)
 {
-    char what[8192], size[32], rate[32];
+    char target[8192], part[8448];
+    struct stat st;
+    if (o->kind != OP_GET || !get_target(o, target, sizeof target) ||
+        !part_file(target, part, sizeof part) || stat(part, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    return (uint64_t)st.st_size;
+}
+
+/* Says what an interrupted operation left behind. */
+static void report_interrupted(const client_args *a, const op *o, const progress *p)
+{
+    char what[8192], target[8192], part[8448];
+    struct stat st;
     describe(o, what, sizeof what);
-    if (a->verbosity >= VERBOSE) {
-        if (o->kind == OP_LIST) {
-            fprintf(stderr, PROG ": list: %zu file%s in %.3f s\n", files,
-                    files == 1 ? "" : "s", seconds);
-            return;
-        }
-        char human[40] = ""; /* " (1.5 MiB)" where bytes alone are hard to read */
-        if (p->done >= 1024) {
-            format_size(p->done, size, sizeof size);
-            snprintf(human, sizeof human, " (%s)", size);
-        }
-        format_size(seconds > 0 ? (uint64_t)((double)p->done / seconds) : 0, rate,
-                    sizeof rate);
-        fprintf(stderr, PROG ": %s: %" PRIu64 " bytes%s in %.3f s, %s/s\n", what, p->done,
-                human, seconds, rate);
-    } else if (o->kind != OP_LIST) { /* a listing is its own report */
-        fprintf(stderr, PROG ": %s: %" PRIu64 " bytes in %.3f s\n", what, p->done, seconds);
+    /* A device or FIFO is written straight into: nothing to keep. */
+    int special = o->kind == OP_GET && get_target(o, target, sizeof target) &&
+                  stat(target, &st) == 0 && !S_ISREG(st.st_mode);
+    if (o->kind == OP_GET && !special && get_target(o, target, sizeof target)) {
+        if (a->resume && part_file(target, part, sizeof part) && stat(part, &st) == 0)
+            fprintf(stderr,
+                    PROG ": %s: interrupted; %lld bytes kept in \"%s\": the same get with"
+                         " --resume continues from there\n",
+                    what, (long long)st.st_size, part);
+        else if (a->resume)
+            fprintf(stderr, PROG ": %s: interrupted; what was received is kept for --resume\n",
+                    what);
+        else
+            fprintf(stderr,
+                    PROG ": %s: interrupted; the partial download was removed (with --resume"
+                         " it is kept, to continue later)\n",
+                    what);
+    } else if (o->kind == OP_PUT) {
+        fprintf(stderr,
+                a->resume ? PROG ": %s: interrupted after %" PRIu64 " bytes; the server keeps"
+                                 " them: the same put with --resume continues from there\n"
+                          : PROG ": %s: interrupted after %" PRIu64 " bytes; nothing was"
+                                 " stored (with --resume the server keeps them)\n",
+                what, p->done);
+    } else {
+        fprintf(stderr, PROG ": %s: interrupted\n", what);
     }
 }
 
-/* Says, after a failed connect, what the reason most likely means. */
-static void connect_hint(const client_args *a, int rc, const char *err, char *buf,
-                         size_t len)
+/* One line on stderr: operation, name, side, reason, the detail if any,
+   and what to do about it if that is not obvious. */
+static void report_failure(const client_args *a, tf_client *c, const op *o,
+                           const outcome *out)
+{
+    char what[8192], hint[256] = "";
+    const char *detail = out->why[0] ? out->why : c ? tf_errmsg(c) : "";
+    describe(o, what, sizeof what);
+    failure_hint(a, c, o, out, hint, sizeof hint);
+    const char *side = "";
+    if (out->rc == TF_ENOSPC || out->rc == TF_EIO || out->rc == TF_EACCES ||
+        out->rc == TF_ENOENT || out->rc == TF_EEXIST)
+        side = out->local ? "local: " : "server: ";
+    fprintf(stderr, PROG ": %s: %s%s%s%s%s%s\n", what, side, tf_strerror(out->rc),
+            detail[0] ? " (" : "", detail, detail[0] ? ")" : "", hint);
+}
+
+/* The summary counts the bytes moved this time, not those a resumed
+   transfer already had. */
+static void report_success(const client_args *a, const op *o, const progress *p,
+                           const outcome *out, double seconds)
+{
+    char what[8192], size[32], rate[32];
+    uint64_t moved = p->done - p->first;
+    describe(o, what, sizeof what);
+    if (a->verbosity >= VERBOSE) {
+        if (o->kind == OP_LIST) {
+            fprintf(stderr, PROG ": list: %zu file%s in %.3f s\n", out->files,
+                    out->files == 1 ? "" : "s", seconds);
+            return;
+        }
+        char human[40] = ""; /* " (1.5 MiB)" where bytes alone are hard to read */
+        if (moved >= 1024) {
+            format_size(moved, size, sizeof size);
+            snprintf(human, sizeof human, " (%s)", size);
+        }
+        format_size(seconds > 0 ? (uint64_t)((double)moved / seconds) : 0, rate, sizeof rate);
+        fprintf(stderr, PROG ": %s: %" PRIu64 " bytes%s in %.3f s, %s/s\n", what, moved,
+                human, seconds, rate);
+    } else if (o->kind != OP_LIST) { /* a listing is its own report */
+        fprintf(stderr, PROG ": %s: %" PRIu64 " bytes in %.3f s\n", what, moved, seconds);
+    }
+    if (out->links > 1)
+        fprintf(stderr,
+                PROG ": %s: note: the file replaced had %lu other hard link%s; they keep"
+                     " the old content\n",
+                what, (unsigned long)out->links - 1, out->links == 2 ? "" : "s");
+}
+
+/* Says, after a failed connect, what the reason most likely means; keyed
+   on the code alone, never on the message's wording. */
+static void connect_hint(const client_args *a, int rc, char *buf, size_t len)
 {
     buf[0] = '\0';
-    /* A refusal almost always means nothing listens there. The library's
-       detail carries strerror(ECONNREFUSED) in that case. */
-    if (rc == TF_ENET && strstr(err, strerror(ECONNREFUSED)))
+    /* A refusal almost always means nothing listens there. */
+    if (rc == TF_ECONNREFUSED)
         snprintf(buf, len, "; is tcpfile-server running on %s port %s?", a->host, a->port);
-    else if (rc == TF_ENET && strstr(err, "resolve"))
+    else if (rc == TF_ERESOLVE)
         snprintf(buf, len, "; check the host name");
     else if (rc == TF_ETIMEDOUT)
         snprintf(buf, len,
@@ -675,7 +1298,28 @@ static void connect_hint(const client_args *a, int rc, const char *err, char *bu
         snprintf(buf, len, "; is port %s that of a tcpfile-server?", a->port);
 }
 
-static tf_client *connect_or_report(const client_args *a)
+/* The exit status of a failed connect. */
+static int connect_status(int rc)
+{
+    switch (rc) {
+    case TF_ERESOLVE:
+        return EXIT_RESOLVE;
+    case TF_ECONNREFUSED:
+    case TF_ENET:
+        return EXIT_CONNECT;
+    case TF_ETIMEDOUT:
+        return EXIT_TIMEOUT;
+    case TF_EBUSY:
+        return EXIT_REFUSED;
+    case TF_EPROTO:
+        return EXIT_NETWORK;
+    default:
+        return EXIT_FAILED;
+    }
+}
+
+/* Connects; on failure reports it and sets *status. */
+static tf_client *connect_or_report(const client_args *a, int *status)
 {
     char err[512], hint[512];
     tf_client *c;
@@ -699,10 +1343,95 @@ static tf_client *connect_or_report(const client_args *a)
                     now_seconds() - start, tf_client_max_name(c));
         return c;
     }
-    connect_hint(a, rc, err, hint, sizeof hint);
+    connect_hint(a, rc, hint, sizeof hint);
     fprintf(stderr, PROG ": connect to %s port %s: %s%s%s%s%s\n", a->host, a->port,
             tf_strerror(rc), err[0] ? " (" : "", err, err[0] ? ")" : "", hint);
+    *status = g_signal ? 128 + g_signal : connect_status(rc);
     return NULL;
+}
+
+/* After a failure, one line naming the operations that were not run. */
+static void report_not_run(const client_args *a, size_t from, const char *why)
+{
+    if (from >= a->nops)
+        return;
+    fprintf(stderr, PROG ": not run (%s):", why);
+    for (size_t i = from; i < a->nops; i++) {
+        char what[8192];
+        describe(&a->ops[i], what, sizeof what);
+        fprintf(stderr, "%s %s", i > from ? "," : "", what);
+    }
+    fprintf(stderr, "\n");
+}
+
+/* Whether a failure closed the connection (tf_errmsg in tcpfile.h). */
+static int breaks_connection(int rc)
+{
+    return rc == TF_ENET || rc == TF_ETIMEDOUT || rc == TF_EPROTO || rc == TF_ECANCELED ||
+           rc == TF_ENOMEM;
+}
+
+static int has_wildcard(const char *name)
+{
+    return strpbrk(name, "*?[") != NULL;
+}
+
+/* get 'img-*.jpg': each NAME with a wildcard becomes a get of every name
+   the server lists that matches it (in the listing's order), as scp
+   matches on the remote side. *names keeps the listing, whose names the
+   new operations point into. Returns PARSE_RUN, or a status after saying
+   why. */
+static int expand_wildcards(client_args *a, tf_client *c, tf_listing **names)
+{
+    size_t extra = 0;
+    for (size_t i = 0; i < a->nops; i++)
+        if (a->ops[i].kind == OP_GET && has_wildcard(a->ops[i].name))
+            extra = 1;
+    if (!extra)
+        return PARSE_RUN;
+    int rc = tf_list(c, names);
+    if (rc != TF_OK) {
+        fprintf(stderr, PROG ": list, to match the wildcards: %s (%s)\n", tf_strerror(rc),
+                tf_errmsg(c));
+        return rc == TF_ETIMEDOUT ? EXIT_TIMEOUT : EXIT_NETWORK;
+    }
+    size_t n = tf_listing_count(*names), total = 0;
+    for (size_t i = 0; i < a->nops; i++) {
+        const op *o = &a->ops[i];
+        size_t m = 0;
+        if (o->kind == OP_GET && has_wildcard(o->name))
+            for (size_t k = 0; k < n; k++)
+                m += fnmatch(o->name, tf_listing_at(*names, k)->name, FNM_PERIOD) == 0;
+        if (m > 1 && o->renamed)
+            return usage_error("the wildcard matches several files; --to needs a"
+                               " DIRECTORY/ for them, not",
+                               o->local);
+        total += m ? m : 1;
+    }
+    op *ops = calloc(total, sizeof *ops);
+    if (!ops) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return EXIT_FAILED;
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < a->nops; i++) {
+        const op *o = &a->ops[i];
+        size_t before = j;
+        if (o->kind == OP_GET && has_wildcard(o->name))
+            for (size_t k = 0; k < n; k++)
+                if (fnmatch(o->name, tf_listing_at(*names, k)->name, FNM_PERIOD) == 0) {
+                    ops[j] = *o;
+                    ops[j++].name = tf_listing_at(*names, k)->name;
+                }
+        if (j == before) {
+            ops[j] = *o;
+            ops[j++].no_match = o->kind == OP_GET && has_wildcard(o->name);
+        }
+    }
+    free(a->ops);
+    a->ops = ops;
+    a->nops = total;
+    return PARSE_RUN;
 }
 
 static int run(client_args *a)
@@ -710,40 +1439,121 @@ static int run(client_args *a)
     progress p = {0};
     p.bar_enabled = a->verbosity > QUIET && isatty(STDERR_FILENO);
     tf_options_set_progress(a->opt, on_progress, &p);
+    set_handlers();
     double begin = now_seconds();
-    tf_client *c = connect_or_report(a);
+    int status = EXIT_OK;
+    tf_client *c = connect_or_report(a, &status);
     if (!c)
-        return EXIT_FAILED;
+        return status;
     /* A person reads a listing on a terminal; a program reads it anywhere
        else and gets the stable tab-separated form. */
     int stdout_tty = isatty(STDOUT_FILENO);
-    int status = EXIT_OK;
-    size_t i;
-    for (i = 0; i < a->nops && status == EXIT_OK; i++) {
+    tf_listing *names = NULL, *matched = NULL;
+    size_t i, done = 0;
+    status = expand_wildcards(a, c, &matched);
+    outcome *out = status == PARSE_RUN ? malloc(sizeof *out) : NULL;
+    if (!out) {
+        tf_close(c);
+        tf_listing_free(matched);
+        if (status != PARSE_RUN)
+            return status;
+        fprintf(stderr, PROG ": out of memory\n");
+        return EXIT_FAILED;
+    }
+    status = EXIT_OK;
+    for (i = 0; i < a->nops; i++) {
+        if (g_signal || (status != EXIT_OK && !a->keep_going))
+            break;
         const op *o = &a->ops[i];
+        if (!c) { /* --keep-going after a failure that closed the connection */
+            int st = EXIT_OK;
+            if (!(c = connect_or_report(a, &st))) {
+                status = st > status ? st : status;
+                break;
+            }
+        }
         char label[8192];
         snprintf(label, sizeof label, "%s %s", o->kind == OP_GET ? "get" : "put",
-                 o->kind == OP_LIST ? "" : remote_name(o));
-        p = (progress){.bar_enabled = p.bar_enabled,
-                       .label = o->kind == OP_LIST ? "list" : label};
-        char why[512] = "";
-        size_t files = 0;
+                 o->kind == OP_LIST ? "" : o->name);
+        char what[8192];
+        describe(o, what, sizeof what);
+        const progress fresh = {.bar_enabled = p.bar_enabled,
+                                .rate = a->rate,
+                                .label = o->kind == OP_LIST ? "list" : label,
+                                .what = what,
+                                .talk = a->verbosity > QUIET,
+                                .had = a->resume ? part_size(o) : 0};
+        p = fresh;
+        reset_outcome(out);
         double start = now_seconds();
-        int rc = run_op(c, o, o->human || a->human || stdout_tty, &files, why, sizeof why);
+        int human = o->kind == OP_LIST && (a->human || stdout_tty);
+        run_op(a, c, o, human, &names, out);
+        if (out->rc == TF_ECHECKSUM && o->kind == OP_GET && p.first > 0 && !g_signal) {
+            /* The whole file's checksum failed after resuming: the file
+               changed on the server since the part was kept (the library
+               has dropped the part). Start over, once. */
+            bar_erase(&p);
+            if (a->verbosity > QUIET)
+                fprintf(stderr,
+                        PROG ": %s: changed on the server since the %" PRIu64 " bytes kept"
+                             " (the whole file's checksum differs), starting over\n",
+                        what, p.first);
+            p = fresh;
+            p.had = 0;
+            reset_outcome(out);
+            run_op(a, c, o, human, &names, out);
+        }
+        /* A put --resume retried right after an interruption may find the
+           server still holding the old attempt (its connection not yet
+           seen to be dead): wait for it a few seconds, saying so. */
+        for (int tries = 0; out->rc == TF_EBUSY && o->kind == OP_PUT && a->resume &&
+                            tries < BUSY_TRIES && !g_signal;
+             tries++) {
+            if (tries == 0 && a->verbosity > QUIET)
+                fprintf(stderr,
+                        PROG ": %s: the server is still busy with the interrupted attempt;"
+                             " waiting\n",
+                        what);
+            nap(BUSY_WAIT);
+            if (g_signal)
+                break;
+            p = fresh;
+            reset_outcome(out);
+            run_op(a, c, o, human, &names, out);
+        }
         double seconds = now_seconds() - start;
         bar_erase(&p);
-        if (rc != TF_OK) {
-            report_failure(a, c, o, rc, why);
-            status = EXIT_FAILED;
-        } else if (a->verbosity > QUIET) {
-            report_success(a, o, &p, files, seconds);
+        if (out->rc == TF_OK) {
+            done++;
+            if (a->verbosity > QUIET)
+                report_success(a, o, &p, out, seconds);
+            continue;
+        }
+        if (!out->why[0])
+            out->local = failure_is_local(o, out->rc, &p, out);
+        int st = exit_status(out);
+        if (out->rc == TF_ECANCELED && g_signal)
+            report_interrupted(a, o, &p);
+        else
+            report_failure(a, c, o, out);
+        /* The first failure's status, or with --keep-going the highest. */
+        if (status == EXIT_OK || (a->keep_going && st > status))
+            status = st;
+        if (breaks_connection(out->rc)) {
+            tf_close(c);
+            c = NULL;
         }
     }
+    if (g_signal && status < 128)
+        status = 128 + g_signal;
+    report_not_run(a, i, g_signal ? "interrupted" : "after the failure");
+    free(out);
+    tf_listing_free(names);
+    tf_listing_free(matched);
     tf_close(c);
     if (a->verbosity >= VERBOSE)
         fprintf(stderr, PROG ": %zu of %zu operation%s done in %.3f s; connection closed\n",
-                status == EXIT_OK ? i : i - 1, a->nops, a->nops == 1 ? "" : "s",
-                now_seconds() - begin);
+                done, a->nops, a->nops == 1 ? "" : "s", now_seconds() - begin);
     return status;
 }
 

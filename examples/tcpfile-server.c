@@ -7,17 +7,20 @@
  * into tf_options, open the server, print where it listens, log each
  * request on stdout, and stop cleanly on SIGINT or SIGTERM.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli_parse.h"
 #include "tcpfile.h"
@@ -47,7 +50,7 @@ static void usage(FILE *to)
             "Serve the regular files of directory ROOT (default: the current\n"
             "directory) to tcpfile-client over TCP. PORT 0 picks a free port.\n"
             "\n"
-            "Options:\n"
+            "Options (anywhere on the line; \"--\" ends them):\n"
             "  -b, --bind ADDR          listen on ADDR only (default: every address,\n"
             "                           IPv4 and IPv6)\n"
             "      --max-name N         longest file name in bytes, 1..4096 (default 255)\n"
@@ -66,14 +69,18 @@ static void usage(FILE *to)
             "                           multiply by 1024; 0 = no minimum (default 1K)\n"
             "      --max-partials N     interrupted uploads kept for resuming; the\n"
             "                           oldest go first; 0 = none (default 64)\n"
+            "      --stop-grace SECONDS on SIGINT or SIGTERM, how long requests in\n"
+            "                           flight may take to finish before they are cut\n"
+            "                           off (decimals allowed; default 5)\n"
             "      --read-only          refuse every upload\n"
             "      --no-overwrite       refuse uploads over an existing file\n"
             "  -q, --quiet              do not print a line per request\n"
-            "      --help               print this help and exit\n"
+            "  -h, --help               print this help and exit\n"
             "      --version            print the library version and exit\n"
             "\n"
             "SIGINT or SIGTERM stops the server: requests in flight get a few\n"
-            "seconds to finish. A second signal ends it at once.\n"
+            "seconds (--stop-grace) to finish, and those cut off are logged as such.\n"
+            "A second signal ends it at once.\n"
             "Exit status: 0 after a clean stop, 1 if serving failed, 2 for a usage\n"
             "error.\n");
 }
@@ -156,6 +163,7 @@ enum {
     OPT_IDLE_TIMEOUT,
     OPT_MIN_RATE,
     OPT_MAX_PARTIALS,
+    OPT_STOP_GRACE,
     OPT_READ_ONLY,
     OPT_NO_OVERWRITE,
     OPT_HELP,
@@ -175,6 +183,7 @@ static int parse_args(int argc, char **argv, server_args *a)
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"min-rate", required_argument, NULL, OPT_MIN_RATE},
         {"max-partials", required_argument, NULL, OPT_MAX_PARTIALS},
+        {"stop-grace", required_argument, NULL, OPT_STOP_GRACE},
         {"read-only", no_argument, NULL, OPT_READ_ONLY},
         {"no-overwrite", no_argument, NULL, OPT_NO_OVERWRITE},
         {"quiet", no_argument, NULL, 'q'},
@@ -188,12 +197,13 @@ static int parse_args(int argc, char **argv, server_args *a)
         fprintf(stderr, PROG ": out of memory\n");
         return EXIT_FAILED;
     }
-    /* '+': options end at the first operand, as documented; ':': we print
-       the one-line errors ourselves instead of getopt's. */
+    /* Options may follow PORT and ROOT too (getopt permutes; "--" ends
+       them); ':': we print the one-line errors ourselves instead of
+       getopt's. */
     opterr = 0;
     int ch, status = PARSE_RUN;
     while (status == PARSE_RUN &&
-           (ch = getopt_long(argc, argv, "+:b:q", longopts, NULL)) != -1) {
+           (ch = getopt_long(argc, argv, ":b:qh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'b':
             a->bind = optarg;
@@ -224,12 +234,17 @@ static int parse_args(int argc, char **argv, server_args *a)
         case OPT_MAX_PARTIALS:
             status = set_number(a->opt, TF_OPT_MAX_PARTIALS, "--max-partials", optarg, COUNT);
             break;
+        case OPT_STOP_GRACE:
+            status = set_number(a->opt, TF_OPT_STOP_GRACE_MS, "--stop-grace", optarg,
+                                SECONDS);
+            break;
         case OPT_READ_ONLY:
             tf_options_set(a->opt, TF_OPT_READ_ONLY, 1);
             break;
         case OPT_NO_OVERWRITE:
             tf_options_set(a->opt, TF_OPT_OVERWRITE, 0);
             break;
+        case 'h':
         case OPT_HELP:
             usage(stdout);
             return EXIT_OK;
@@ -309,12 +324,64 @@ static void raise_nofile_limit(void)
     }
 }
 
+/* Whether a listening address is reachable only from this machine. */
+static int is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
+}
+
+/* The banner: the first line is the one scripts wait for (and parse the
+   port from); the next say what is served and how, and every address. A
+   root that uploads cannot go to, and a server anyone may write to, get a
+   warning on stderr. */
+static void banner(const server_args *a, const tf_server *s)
+{
+    char addr[64] = "?", root[PATH_MAX];
+    int port = tf_server_port(s), open_to_all = 0;
+    int64_t read_only = 0, overwrite = 1;
+    tf_options_get(a->opt, TF_OPT_READ_ONLY, &read_only);
+    tf_options_get(a->opt, TF_OPT_OVERWRITE, &overwrite);
+    if (!realpath(a->root, root))
+        snprintf(root, sizeof root, "%s", a->root);
+    tf_server_address(s, addr, sizeof addr);
+    printf("server up and running on IP: %s port %d\n", addr, port);
+    open_to_all = !is_loopback(addr);
+    for (size_t i = 1; tf_server_address_at(s, i, addr, sizeof addr) == TF_OK; i++) {
+        printf("also listening on IP: %s port %d\n", addr, port);
+        open_to_all |= !is_loopback(addr);
+    }
+    printf("serving \"%s\": %s\n", root,
+           read_only   ? "get and list only (--read-only)"
+           : overwrite ? "get, list and put; a put replaces a file of the same name"
+                       : "get, list and put; a put never replaces a file (--no-overwrite)");
+    if (read_only)
+        return;
+    if (access(a->root, W_OK) != 0)
+        fprintf(stderr, PROG ": warning: uploads will fail: \"%s\" is not writable (%s)\n",
+                root, strerror(errno));
+    else if (open_to_all)
+        fprintf(stderr,
+                PROG ": warning: anyone who can reach port %d may upload%s files in \"%s\""
+                     " (there is no authentication); --read-only, or --bind 127.0.0.1,"
+                     " limits that\n",
+                port, overwrite ? " and replace" : "", root);
+}
+
 static int serve(const server_args *a)
 {
     raise_nofile_limit();
     char err[512];
     const char *where = a->bind ? a->bind : "every address";
     tf_server *s;
+    struct stat st;
+    /* The library would say it cannot open the directory; a file given
+       by mistake deserves its own sentence. */
+    if (stat(a->root, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, PROG ": serve \"%s\": it is not a directory; name the directory to"
+                        " serve\n",
+                a->root);
+        return EXIT_FAILED;
+    }
     int rc = tf_server_open_ex(&s, a->bind, a->port, a->root, a->opt, err, sizeof err);
     if (rc != TF_OK) {
         fprintf(stderr, PROG ": serve \"%s\" on %s port %s: %s%s%s%s%s\n", a->root, where,
@@ -330,11 +397,9 @@ static int serve(const server_args *a)
         tf_server_close(s);
         return EXIT_FAILED;
     }
-    char addr[64] = "?";
-    tf_server_address(s, addr, sizeof addr);
-    printf("server up and running on IP: %s port %d\n", addr, tf_server_port(s));
-    /* Scripts wait for this line to learn the port: it must not sit in a
-       buffer. */
+    banner(a, s);
+    /* Scripts wait for the first line to learn the port: it must not sit
+       in a buffer. */
     fflush(stdout);
 
     rc = tf_server_run(s);

@@ -44,7 +44,10 @@ extern "C" {
 /*
  * X(name, value, message). Released values are never renumbered or reused;
  * the same numbers (as positive values) travel as status codes on the wire,
- * see docs/protocol.md.
+ * see docs/protocol.md, up to TF_EINTERNAL: the codes after it describe
+ * reaching a server and never travel. TF_ENET stays the generic network
+ * code (unreachable, reset, closed); TF_ERESOLVE and TF_ECONNREFUSED tell
+ * apart the two connect failures a user acts on differently.
  */
 #define TF_ERRNO_MAP(X)                                                        \
     X(EINVAL, -1, "invalid argument or name")                                 \
@@ -61,14 +64,16 @@ extern "C" {
     X(ECHECKSUM, -12, "checksum mismatch")                                    \
     X(EBUSY, -13, "server busy")                                              \
     X(ECANCELED, -14, "cancelled by the caller")                              \
-    X(EINTERNAL, -15, "internal error")
+    X(EINTERNAL, -15, "internal error")                                       \
+    X(ERESOLVE, -16, "cannot resolve the host name")                          \
+    X(ECONNREFUSED, -17, "connection refused")
 
 enum tf_error {
     TF_OK = 0,
 #define TF__ERR_ENUM(name, value, msg) TF_##name = (value),
     TF_ERRNO_MAP(TF__ERR_ENUM)
 #undef TF__ERR_ENUM
-    TF__ERR_LAST = -15 /* the most negative code in use; grows over time */
+    TF__ERR_LAST = -17 /* the most negative code in use; grows over time */
 };
 
 /* A sentence describing code ("success" for TF_OK; "unknown error" for a
@@ -244,8 +249,9 @@ typedef struct tf_entry {
  * Connects to host:port (a name, an IPv4 or IPv6 literal; "[::1]" is
  * accepted too) and performs the handshake. One connection carries any
  * number of requests.
- * Returns TF_OK, TF_EINVAL, TF_ENET (refused, unreachable, no such host),
- * TF_ETIMEDOUT, TF_EPROTO (not a tcpfile server, no common version),
+ * Returns TF_OK, TF_EINVAL, TF_ERESOLVE (no such host, or the name
+ * service failed), TF_ECONNREFUSED (nothing listens on that port),
+ * TF_ENET (unreachable, other network failures), TF_ETIMEDOUT, TF_EPROTO (not a tcpfile server, no common version),
  * TF_EBUSY (server full), TF_ENOMEM. On success *out is the caller's,
  * closed and freed with tf_close. On failure *out is NULL; the reason is
  * not kept anywhere, so callers wanting the detail use tf_connect_ex.
@@ -263,8 +269,10 @@ TF_API int tf_connect_ex(tf_client **out, const char *host, const char *port,
  * Downloads the remote file name into local_path (NULL: ./name). The data
  * goes to a temporary file beside local_path that is renamed over it only
  * once complete, so a failure leaves no partial file and an existing file
- * untouched. When local_path exists and is not a regular file (/dev/null, a
- * FIFO, a terminal) the data is written straight into it.
+ * untouched; a file replaced keeps its mode (and owner, where allowed), a
+ * new one gets 0666 less the umask. When local_path exists and is not a
+ * regular file (/dev/null, a FIFO, a terminal) the data is written straight
+ * into it.
  * Returns TF_OK, TF_EINVAL (bad name), TF_ENOENT, TF_EACCES, TF_EIO (local
  * file), TF_ENOSPC, TF_ENET, TF_EPROTO, TF_ETIMEDOUT, TF_ECANCELED, ...
  */
@@ -312,7 +320,8 @@ TF_API int tf_get_many(tf_client *c, tf_get_item *items, size_t n);
 
 /*
  * Uploads local_path as name (NULL: the basename of local_path). The server
- * stores it atomically: readers see the old content or the new, whole.
+ * stores it atomically: readers see the old content or the new, whole; a
+ * file it replaces keeps its mode (and owner, where allowed).
  * Returns TF_OK, TF_EINVAL, TF_ENOENT (local file missing), TF_EIO,
  * TF_EACCES (read-only server, or local_path unreadable), TF_EEXIST
  * (server refuses overwrite), TF_ETOOBIG (over the server's upload limit),
@@ -419,6 +428,12 @@ TF_API int tf_server_port(const tf_server *s);
    enough). Returns TF_OK, TF_EINVAL (s or buf NULL, buf too small, not
    listening), TF_ENET. */
 TF_API int tf_server_address(const tf_server *s, char *buf, size_t len);
+
+/* The same for listening socket i, from 0: a server opened with host NULL
+   listens on "0.0.0.0" and on "::" where IPv6 is available, so that a
+   banner can name every address. Returns TF_OK, TF_EINVAL (as above, or i
+   at or past the number of listening sockets: the loop's end), TF_ENET. */
+TF_API int tf_server_address_at(const tf_server *s, size_t i, char *buf, size_t len);
 
 /* Serves clients on the calling thread and worker threads (TF_OPT_WORKERS)
    until tf_server_stop; then accepts no new connection, gives requests in

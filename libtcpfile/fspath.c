@@ -475,6 +475,27 @@ int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e)
     return TF_OK;
 }
 
+/* Gives the temporary fd the mode, and the owner where allowed, of the
+   regular file dirfd/name it is about to replace: it was created with the
+   umask's mode, and a rename must not widen a 600 file to 644 (nor narrow
+   a 640 one). Owner first: fchown may clear set-id bits. Best effort: a
+   non-root process cannot give a file away, and then keeps its own.
+   fchown only when the owner differs: a sandbox (the systemd unit's
+   SystemCallFilter) may forbid it, and the usual case needs none. */
+static void keep_mode(int dirfd, const char *name, int fd)
+{
+    struct stat st, mine;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        fstat(fd, &mine) != 0)
+        return;
+    if ((st.st_uid != mine.st_uid || st.st_gid != mine.st_gid) &&
+        fchown(fd, st.st_uid, st.st_gid) != 0) {
+        /* EPERM: the file becomes ours, its mode still as before */
+    }
+    if ((st.st_mode & 07777) != (mine.st_mode & 07777))
+        (void)fchmod(fd, st.st_mode & 07777);
+}
+
 /* rename that refuses to replace, where the kernel and file system allow. */
 static int rename_noreplace(int olddir, const char *old, int newdir, const char *new_name)
 {
@@ -535,6 +556,8 @@ int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrit
         rc = tf__fail(e, TF_EIO, "the temporary of \"%s\" was replaced; not stored", name);
         goto out;
     }
+    if (overwrite)
+        keep_mode(rootfd, name, t->fd);
     int r = overwrite ? renameat(t->dirfd, t->name, rootfd, name)
                       : rename_noreplace(t->dirfd, t->name, rootfd, name);
     if (r != 0) {
@@ -666,13 +689,14 @@ int tf__local_commit(tf__tmpfile *t, const char *final, tf__err *e)
         t->fd = -1;
         return TF_OK;
     }
+    const char *base = strrchr(final, '/');
+    base = base ? base + 1 : final;
+    keep_mode(t->dirfd, base, t->fd);
     if (close(t->fd) != 0) {
         t->fd = -1;
         rc = fail_fs(e, errno, "cannot write", final);
     } else {
         t->fd = -1;
-        const char *base = strrchr(final, '/');
-        base = base ? base + 1 : final;
         if (renameat(t->dirfd, t->name, t->dirfd, base) != 0)
             rc = fail_fs(e, errno, "cannot create", final);
         else

@@ -86,6 +86,12 @@ static int wait_for(tf__stream *s, short events, int timeout_ms, tf__err *e)
     }
 }
 
+/* A failed connect: a refusal (nothing listens there) has its own code. */
+static int connect_code(int errnum)
+{
+    return errnum == ECONNREFUSED ? TF_ECONNREFUSED : net_code(errnum);
+}
+
 static int connect_one(const struct addrinfo *ai, int timeout_ms, int *out, tf__err *e)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -98,7 +104,7 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms, int *out, tf__
         if (errno != EINPROGRESS) {
             int err = errno;
             close(fd);
-            return tf__fail_errno(e, net_code(err), err, "cannot connect to %s", addr);
+            return tf__fail_errno(e, connect_code(err), err, "cannot connect to %s", addr);
         }
         tf__stream tmp = {.conn.fd = fd};
         int rc = wait_for(&tmp, POLLOUT, timeout_ms, e);
@@ -115,7 +121,7 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms, int *out, tf__
             err = errno;
         if (err != 0) {
             close(fd);
-            return tf__fail_errno(e, net_code(err), err, "cannot connect to %s", addr);
+            return tf__fail_errno(e, connect_code(err), err, "cannot connect to %s", addr);
         }
     }
     set_nodelay(fd);
@@ -142,8 +148,8 @@ int tf__stream_connect(tf__stream *s, const char *host, const char *port,
         gai = getaddrinfo(h, port, &hints, &res);
     }
     if (gai != 0)
-        return tf__fail(e, TF_ENET, "cannot resolve %s port %s: %s", host, port,
-                        gai_strerror(gai));
+        return tf__fail(e, gai == EAI_MEMORY ? TF_ENOMEM : TF_ERESOLVE,
+                        "cannot resolve %s port %s: %s", host, port, gai_strerror(gai));
     int rc = TF_ENET;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         int fd = -1;

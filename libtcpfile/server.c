@@ -184,11 +184,16 @@ int tf_server_port(const tf_server *s)
 
 int tf_server_address(const tf_server *s, char *buf, size_t len)
 {
-    if (!s || !buf || s->nlisten == 0)
+    return tf_server_address_at(s, 0, buf, len);
+}
+
+int tf_server_address_at(const tf_server *s, size_t i, char *buf, size_t len)
+{
+    if (!s || !buf || i >= (size_t)s->nlisten)
         return TF_EINVAL;
     struct sockaddr_storage ss;
     socklen_t slen = sizeof ss;
-    if (getsockname(s->listen_fds[0], (struct sockaddr *)&ss, &slen) != 0)
+    if (getsockname(s->listen_fds[i], (struct sockaddr *)&ss, &slen) != 0)
         return TF_ENET;
     char tmp[64];
     tf__format_addr((struct sockaddr *)&ss, 0, tmp, sizeof tmp);

@@ -135,7 +135,22 @@ static void request_end(session *s, int keep_partial)
     request *r = s->req;
     if (!r)
         return;
-    log_entry(s, op_label(r->op), r->name, r->bytes, r->result, r->err.msg, r->started_ms);
+    int result = r->result;
+    const char *message = r->err.msg;
+    char cut[128];
+    if (keep_partial && result == TF_OK) {
+        /* The connection ended before the reply did (the server stopping
+           after its grace period, the peer gone): not a success, and the
+           log must not say "ok" for a file half sent or half received. */
+        int put = r->op == TF_OP_PUT;
+        snprintf(cut, sizeof cut, "cut off after %llu of %llu bytes: %s",
+                 (unsigned long long)(put ? r->have + r->bytes : r->bytes),
+                 (unsigned long long)(put ? r->size : r->bytes + r->body_left),
+                 s->ctx->stopping ? "server stopping" : "connection closed");
+        result = TF_ENET;
+        message = cut;
+    }
+    log_entry(s, op_label(r->op), r->name, r->bytes, result, message, r->started_ms);
     if (r->body_fd >= 0)
         close(r->body_fd);
     if (r->tmp.fd >= 0) {

@@ -45,11 +45,15 @@ uint64_t tf__get_u64(const uint8_t *p)
     return ((uint64_t)tf__get_u32(p) << 32) | tf__get_u32(p + 4);
 }
 
+/* The last code the wire carries: those after it (TF_ERESOLVE, ...) are a
+   client's own, about reaching a server, and never sent. */
+#define WIRE_LAST TF_EINTERNAL
+
 uint16_t tf__wire_status(int code)
 {
     if (code >= 0)
         return 0;
-    if (code < TF__ERR_LAST)
+    if (code < WIRE_LAST)
         return (uint16_t)-TF_EINTERNAL;
     return (uint16_t)-code;
 }
@@ -58,7 +62,7 @@ int tf__wire_code(uint16_t status)
 {
     if (status == 0)
         return TF_OK;
-    if (status > (uint16_t)-TF__ERR_LAST)
+    if (status > (uint16_t)-WIRE_LAST)
         return TF_EPROTO;
     return -(int)status;
 }

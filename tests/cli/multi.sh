@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # multi.sh - several operations in one invocation: they share one
 # connection, run in order, parse greedily (a keyword starts the next
-# operation), and the first failure stops the rest with exit status 1.
+# operation), and the first failure stops the rest with its exit status
+# and a line naming those not run; --keep-going runs them all.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
@@ -17,12 +18,12 @@ printf 'bbbb\n' >b.txt
 printf 'notes\n' >notes.txt
 
 # ---- one connection for everything --------------------------------------------
-expect 0 "$CLIENT" -q $H "$PORT" put a.txt put b.txt remote-b.txt put notes.txt \
-  get a.txt got-a.txt get remote-b.txt - list
+expect 0 "$CLIENT" -q $H "$PORT" put a.txt put b.txt --as remote-b.txt put notes.txt \
+  get a.txt --to got-a.txt get remote-b.txt --to - list
 cmp a.txt "$ROOT/a.txt" || fail "multi: put a.txt"
-cmp b.txt "$ROOT/remote-b.txt" || fail "multi: put b.txt remote-b.txt"
+cmp b.txt "$ROOT/remote-b.txt" || fail "multi: put b.txt --as remote-b.txt"
 cmp notes.txt "$ROOT/notes.txt" || fail "multi: put notes.txt"
-cmp a.txt got-a.txt || fail "multi: get a.txt got-a.txt"
+cmp a.txt got-a.txt || fail "multi: get a.txt --to got-a.txt"
 # stdout holds b's bytes, then the listing, in the order asked for.
 {
   cat b.txt
@@ -36,10 +37,10 @@ grep -q $'\tremote-b\\.txt$' "$TMP/out" || fail "multi: list misses remote-b.txt
 n=$(grep -cE ' (put "(a|b|notes|remote-b)\.txt"|get "(a|remote-b)\.txt"|list -) ok ' "$LOG")
 [[ $n == 6 ]] || fail "multi: expected 6 logged requests, found $n:
 $(cat "$LOG")"
-[[ $(grep -E ' (put|get|list) ' "$LOG" | awk '{print $2}' | sort -u | wc -l) == 1 ]] ||
+[[ $(grep -E '^[0-9]{4}-.* (put|get|list) ' "$LOG" | awk '{print $2}' | sort -u | wc -l) == 1 ]] ||
   fail "multi: the requests came over more than one connection:
 $(cat "$LOG")"
-pass "put, put NAME, get LOCAL, get -, list in one invocation over one connection"
+pass "put, put --as, get --to, get --to -, list in one invocation over one connection"
 
 # ---- greedy parsing ----------------------------------------------------------------
 rm -f a.txt notes.txt
@@ -50,33 +51,48 @@ cmp "$ROOT/notes.txt" notes.txt || fail "get a.txt get notes.txt: notes.txt not 
 expect 0 "$CLIENT" -q $H "$PORT" put b.txt list
 grep -q $'\tb\\.txt$' "$TMP/out" || fail "put b.txt list: list did not run or b.txt missing"
 [[ ! -e $ROOT/list ]] || fail "put LOCAL list took \"list\" as NAME"
-expect 0 "$CLIENT" -q $H "$PORT" get a.txt ./get put ./get list
-cmp "$ROOT/a.txt" get || fail "get a.txt ./get did not save to ./get"
+expect 0 "$CLIENT" -q $H "$PORT" get a.txt --to ./get put ./get list
+cmp "$ROOT/a.txt" get || fail "get a.txt --to ./get did not save to ./get"
 cmp get "$ROOT/get" || fail "put ./get did not store \"get\""
 pass "a keyword starts the next operation; ./get names a local file"
 
 # ---- the first failure stops the run -------------------------------------------------
 rm -f a.txt b.txt
 before=$(wc -l <"$LOG")
-expect 1 "$CLIENT" $H "$PORT" get a.txt get missing.txt get remote-b.txt b.txt
+expect 6 "$CLIENT" $H "$PORT" get a.txt get missing.txt get remote-b.txt --to b.txt
 cmp "$ROOT/a.txt" a.txt || fail "the operation before the failure did not run"
 [[ ! -e b.txt ]] || fail "an operation after the failure ran"
 [[ ! -e missing.txt ]] || fail "the failed get left a file"
-# stderr: the summary of the first get, then one line for the failure.
-[[ $(wc -l <"$TMP/err") == 2 ]] || fail "expected 2 stderr lines:
+# stderr: the summary of the first get, one line for the failure, one
+# naming what was not run.
+[[ $(wc -l <"$TMP/err") == 3 ]] || fail "expected 3 stderr lines:
 $(cat "$TMP/err")"
 grep -q '^tcpfile-client: get "a.txt": 4 bytes' "$TMP/err" || fail "no summary for a.txt"
-grep -q '^tcpfile-client: get "missing.txt": no such file' "$TMP/err" ||
+grep -q '^tcpfile-client: get "missing.txt": server: no such file' "$TMP/err" ||
   fail "no failure line for missing.txt"
+grep -qxF 'tcpfile-client: not run (after the failure): get "remote-b.txt" to "b.txt"' \
+  "$TMP/err" || fail "no line naming the operation not run"
 tail -n +"$((before + 1))" "$LOG" >"$TMP/log-after"
 grep -q 'remote-b' "$TMP/log-after" && fail "the server saw a request after the failure"
-pass "the first failure stops the run with status 1: $(tail -1 "$TMP/err")"
+pass "the first failure stops the run with its status (6): $(tail -1 "$TMP/err")"
+
+# --keep-going runs everything; the status is the highest of the failures.
+rm -f a.txt b.txt
+printf 'local\n' >kept.txt
+expect 12 "$CLIENT" --keep-going $H "$PORT" get missing.txt get a.txt \
+  get remote-b.txt --to kept.txt --no-clobber get remote-b.txt --to b.txt
+cmp "$ROOT/a.txt" a.txt || fail "--keep-going: the get after a failure did not run"
+cmp "$ROOT/remote-b.txt" b.txt || fail "--keep-going: the last get did not run"
+[[ $(cat kept.txt) == local ]] || fail "--no-clobber replaced kept.txt"
+grep -q 'not run' "$TMP/err" && fail "--keep-going left something not run: $(cat "$TMP/err")"
+grep -q 'get "missing.txt": server: no such file' "$TMP/err" || fail "no line for missing.txt"
+pass "--keep-going runs every operation and exits with the highest status (12 > 6)"
 
 # A usage error anywhere means nothing runs at all.
 rm -f a.txt
 expect 2 "$CLIENT" $H "$PORT" get a.txt get ../x
 [[ ! -e a.txt ]] || fail "an operation ran despite a usage error later on the line"
-expect 2 "$CLIENT" $H "$PORT" get a.txt local-a.txt list frob
+expect 2 "$CLIENT" $H "$PORT" get a.txt --to local-a.txt list frob
 [[ ! -e local-a.txt ]] || fail "an operation ran despite an unknown operation later"
 pass "a usage error later on the line prevents every operation"
 

@@ -26,7 +26,7 @@ expect 1 "$SEND" $H "$PORT" "$TMP/missing.jpg"
 stderr_one_line_with 'put: no such file' 'missing.jpg'
 stop_server "$SERVER_PID"
 expect 1 "$SEND" $H "$PORT" "$TMP/photo.jpg"
-stderr_one_line_with 'connect: network error' 'refused'
+stderr_one_line_with 'connect: connection refused'
 pass "send fails with a clear line: usage (2), a missing file or no server (1)"
 
 echo "all $CHECKS checks passed"

@@ -41,11 +41,51 @@ stop_server "$SERVER_PID" INT
 [[ ! -s $TMP/cwd.err ]] || fail "the server wrote to stderr: $(cat "$TMP/cwd.err")"
 pass "banner with the real port; ROOT defaults to cwd; SIGINT stops with status 0"
 
+# ---- the banner says what is served, how, and where ---------------------------------
+grep -qxF "serving \"$TMP/cwdroot\": get, list and put; a put replaces a file of the same name" \
+  "$TMP/cwd.out" || fail "no serving line: $(cat "$TMP/cwd.out")"
+mkdir -p "$TMP/all"
+"$SERVER" 0 "$TMP/all" --no-overwrite >"$TMP/all.out" 2>"$TMP/all.err" &
+SERVER_PID=$!
+SERVER_PIDS+=("$SERVER_PID")
+wait_banner "$TMP/all.out" "$SERVER_PID"
+grep -qxF "server up and running on IP: 0.0.0.0 port $PORT" "$TMP/all.out" ||
+  fail "banner: $(head -1 "$TMP/all.out")"
+if have_ipv6_loopback; then
+  grep -qxF "also listening on IP: :: port $PORT" "$TMP/all.out" ||
+    fail "the banner does not name :: too: $(cat "$TMP/all.out")"
+fi
+grep -qF "serving \"$TMP/all\": get, list and put; a put never replaces a file (--no-overwrite)" \
+  "$TMP/all.out" || fail "no serving line for --no-overwrite: $(cat "$TMP/all.out")"
+grep -qF "warning: anyone who can reach port $PORT may upload files in \"$TMP/all\"" \
+  "$TMP/all.err" || fail "no warning for a server open to all: $(cat "$TMP/all.err")"
+stop_server "$SERVER_PID"
+start_server ro --read-only
+grep -qxF "serving \"$TMP/ro\": get and list only (--read-only)" "$TMP/ro.out" ||
+  fail "no read-only serving line: $(cat "$TMP/ro.out")"
+[[ ! -s $TMP/ro.err ]] || fail "a read-only loopback server warned: $(cat "$TMP/ro.err")"
+stop_server "$SERVER_PID"
+printf 'x\n' >"$TMP/root-file"
+expect 1 "$SERVER" -b $H 0 "$TMP/root-file"
+stderr_one_line_with "serve \"$TMP/root-file\": it is not a directory"
+mkdir -p "$TMP/unwritable"
+chmod 555 "$TMP/unwritable"
+if [[ ! -w $TMP/unwritable ]]; then # root may write anyway: then skip
+  start_server unwritable
+  grep -qF "warning: uploads will fail: \"$TMP/unwritable\" is not writable" \
+    "$TMP/unwritable.err" || fail "no warning for an unwritable root: $(cat "$TMP/unwritable.err")"
+  stop_server "$SERVER_PID"
+else
+  echo "ok - skipped the unwritable-root check: this user writes to a 555 directory"
+fi
+chmod 755 "$TMP/unwritable"
+pass "the banner names every address, the root and its mode; warnings for open or unwritable roots"
+
 # ---- a stop with a client connected but idle -------------------------------------
 start_server idle
 # The client connects, then waits for its standard input before sending
 # anything: an idle connection, which a stop closes at once.
-(sleep 4; echo late) | timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - late.txt \
+(sleep 4; echo late) | timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - --as late.txt \
   >/dev/null 2>"$TMP/late.err" &
 LATE_PID=$!
 wait_connected "$PORT"
@@ -56,7 +96,7 @@ stop_server "$SERVER_PID" TERM
 grep -qx 'server stopped' "$TMP/idle.out" || fail "no \"server stopped\""
 late_status=0
 wait "$LATE_PID" || late_status=$?
-[[ $late_status == 1 ]] || fail "the cut-off client exited $late_status, not 1"
+[[ $late_status == 11 ]] || fail "the cut-off client exited $late_status, not 11"
 [[ $(wc -l <"$TMP/late.err") == 1 ]] || fail "the cut-off client printed:
 $(cat "$TMP/late.err")"
 [[ ! -e $TMP/idle/late.txt ]] || fail "an upload after the stop was stored"
@@ -65,21 +105,22 @@ pass "SIGTERM with an idle client connected exits 0 promptly; the client fails:
 
 # ---- --quiet ------------------------------------------------------------------------
 start_server quiet -q
-expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/p.txt" get p.txt "$TMP/q.txt" list
-expect 1 "$CLIENT" -q $H "$PORT" get nope "$TMP/x"
+expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/p.txt" get p.txt --to "$TMP/q.txt" list
+expect 6 "$CLIENT" -q $H "$PORT" get nope --to "$TMP/x"
 stop_server "$SERVER_PID"
-[[ $(wc -l <"$TMP/quiet.out") == 2 && $(tail -n 1 "$TMP/quiet.out") == "server stopped" ]] ||
+[[ $(grep -cvE '^(also listening on IP|serving) ' "$TMP/quiet.out") == 2 &&
+  $(tail -n 1 "$TMP/quiet.out") == "server stopped" ]] ||
   fail "--quiet server printed more than the banner and \"server stopped\":
 $(cat "$TMP/quiet.out")"
 pass "--quiet prints no request lines"
 
 # ---- --max-connections ------------------------------------------------------------------
 start_server busy --max-connections 1
-(sleep 3; echo slow) | timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - slow.txt \
+(sleep 3; echo slow) | timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - --as slow.txt \
   >/dev/null 2>"$TMP/slow.err" &
 SLOW_PID=$!
 wait_connected "$PORT"
-expect 1 "$CLIENT" $H "$PORT" list
+expect 5 "$CLIENT" $H "$PORT" list
 stderr_one_line_with "connect to $H port $PORT" 'server busy' 'try again later'
 slow_status=0
 wait "$SLOW_PID" || slow_status=$?
@@ -89,7 +130,7 @@ grep -qE '^\S+ 127\.0\.0\.1:[0-9]+ busy - failed ' "$TMP/busy.out" ||
   fail "the refusal is not logged: $(cat "$TMP/busy.out")"
 expect 0 "$CLIENT" -q $H "$PORT" list
 stop_server "$SERVER_PID"
-pass "--max-connections 1 refuses a second client (exit 1, server busy), then admits again"
+pass "--max-connections 1 refuses a second client (exit 5, server busy), then admits again"
 
 # ---- --workers, --idle-timeout, --min-rate: help and usage errors -------------------
 expect 0 "$SERVER" --help
@@ -116,7 +157,7 @@ threads_of() {
 }
 start_server w1 --workers 1 --min-rate 64K --max-partials 3
 head -c 300000 /dev/urandom >"$TMP/w1/w.bin"
-expect 0 "$CLIENT" -q $H "$PORT" get w.bin "$TMP/w1.back" list
+expect 0 "$CLIENT" -q $H "$PORT" get w.bin --to "$TMP/w1.back" list
 cmp "$TMP/w1/w.bin" "$TMP/w1.back" || fail "--workers 1: the get differs"
 grep -qF 'w.bin' "$TMP/out" || fail "--workers 1: the listing lacks w.bin: $(cat "$TMP/out")"
 w1_threads=$(threads_of "$SERVER_PID")
@@ -181,19 +222,19 @@ CLIENT_PIDS=()
 for i in 1 2 3 4 5 6 7 8; do
   head -c $((i * 100000)) /dev/urandom >"$TMP/c$i.bin"
   timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put "$TMP/c$i.bin" list \
-    get "c$i.bin" "$TMP/c$i.back" list get nope "$TMP/c$i.nope" >/dev/null 2>&1 &
+    get "c$i.bin" --to "$TMP/c$i.back" list get nope --to "$TMP/c$i.nope" >/dev/null 2>&1 &
   CLIENT_PIDS+=($!)
 done
 for pid in "${CLIENT_PIDS[@]}"; do
   st=0
   wait "$pid" || st=$?
-  [[ $st == 1 ]] || fail "a concurrent client exited $st, expected 1 (its last get fails)"
+  [[ $st == 6 ]] || fail "a concurrent client exited $st, expected 6 (its last get fails)"
 done
 for i in 1 2 3 4 5 6 7 8; do
   cmp "$TMP/c$i.bin" "$TMP/c$i.back" || fail "concurrent round trip $i differs"
 done
 stop_server "$SERVER_PID"
-requests=$(sed -e '1d' -e '$d' "$TMP/many.out")
+requests=$(sed -e '1d' -e '$d' "$TMP/many.out" | grep -vE '^(also listening on IP|serving) ')
 [[ $(wc -l <<<"$requests") == 40 ]] || fail "expected 40 request lines:
 $requests"
 grep -vE "$LOG_LINE_RE" <<<"$requests" && fail "malformed (interleaved?) log lines above"

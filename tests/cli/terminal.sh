@@ -16,7 +16,7 @@ head -c 3000000 /dev/urandom >"$ROOT/big.bin"
 touch -d '2001-02-03T04:05:06Z' "$ROOT/big.bin"
 
 # ---- -v / --verbose ---------------------------------------------------------------
-expect 0 "$CLIENT" -v $H "$PORT" get a.txt "$TMP/a.txt" list
+expect 0 "$CLIENT" -v $H "$PORT" get a.txt --to "$TMP/a.txt" list
 grep -qE "^tcpfile-client: connecting to $H port $PORT \(libtcpfile [0-9.]+; timeouts: connect 10 s, stalled transfer 30 s" "$TMP/err" ||
   fail "-v: no connection line: $(cat "$TMP/err")"
 grep -qE '^tcpfile-client: connected in [0-9.]+ s; the server takes names of up to 255 bytes$' \
@@ -35,25 +35,24 @@ expect 0 "$CLIENT" -v -q $H "$PORT" list
 [[ ! -s $TMP/err ]] || fail "-v -q: the last one should win, got: $(cat "$TMP/err")"
 pass "-v shows connection details, the server's name limit and each operation's time"
 
-# ---- list -h, and -h before HOST ------------------------------------------------------
+# ---- -H / --human, anywhere on the line ------------------------------------------------------
 # A POSIX TZ string needs no time zone database: JST-9 is UTC+9.
 want=$(printf '%10s  %s  %s\n%10s  %s  %s' '6 B' '2001-02-03 13:05' a.txt \
   '2.9 MiB' '2001-02-03 13:05' big.bin)
-TZ=JST-9 expect 0 "$CLIENT" $H "$PORT" list -h
-[[ $(cat "$TMP/out") == "$want" ]] || fail "list -h printed:
+TZ=JST-9 expect 0 "$CLIENT" $H "$PORT" list -H
+[[ $(cat "$TMP/out") == "$want" ]] || fail "list -H printed:
 $(cat "$TMP/out")
 expected:
 $want"
-TZ=JST-9 expect 0 "$CLIENT" -h $H "$PORT" list
-[[ $(cat "$TMP/out") == "$want" ]] || fail "-h HOST PORT list printed: $(cat "$TMP/out")"
-TZ=JST-9 expect 0 "$CLIENT" --human-readable $H "$PORT" list list
-[[ $(cat "$TMP/out") == "$want"$'\n'"$want" ]] || fail "--human-readable list list"
-expect 0 "$CLIENT" $H "$PORT" list -h list
-[[ $(sed -n 3p "$TMP/out") == $'6\t2001-02-03T04:05:06Z\ta.txt' ]] ||
-  fail "list -h made the next list human too: $(cat "$TMP/out")"
+TZ=JST-9 expect 0 "$CLIENT" -H $H "$PORT" list
+[[ $(cat "$TMP/out") == "$want" ]] || fail "-H HOST PORT list printed: $(cat "$TMP/out")"
+TZ=JST-9 expect 0 "$CLIENT" --human $H "$PORT" list list
+[[ $(cat "$TMP/out") == "$want"$'\n'"$want" ]] || fail "--human list list"
+expect 0 "$CLIENT" -h
+grep -q '^Usage: ' "$TMP/out" || fail "-h is not help"
 expect 2 "$CLIENT" $H "$PORT" list -x
 stderr_one_line_with '"-x"'
-pass "list -h and -h show human sizes and local times; plain list stays tab-separated"
+pass "-H and --human, anywhere, show human sizes and local times; -h is help"
 
 # ---- on a terminal ----------------------------------------------------------------------
 # A chroot or container without /dev/pts has script(1) but no terminals.
@@ -79,7 +78,7 @@ pass "list on a terminal shows human sizes and local times"
 # A get to standard output read by a pipe that waits before it reads:
 # stdout is the pipe, stderr the terminal, and the transfer lasts more than
 # a second, so the bar appears.
-on_tty "'$CLIENT' $H $PORT get big.bin - | { sleep 1.5; cat >'$TMP/big.copy'; }"
+on_tty "'$CLIENT' $H $PORT get big.bin --to - | { sleep 1.5; cat >'$TMP/big.copy'; }"
 cmp "$ROOT/big.bin" "$TMP/big.copy" || fail "the get under the progress bar is corrupt"
 grep -aqE '^'$'\r''get big\.bin \[[# ]+\] +[0-9]+%  [0-9.]+ [KM]i?B / 2\.9 MiB  [0-9.]+ [KMG]?i?B/s  ETA [0-9]+:[0-9]{2} *'$'\r' \
   "$TMP/tty" || fail "no progress bar on the terminal: $(od -c "$TMP/tty" | head -20)"
@@ -88,9 +87,9 @@ last=$(tr '\r' '\n' <"$TMP/tty" | grep -v '^ *$' | tail -n 1)
   fail "the bar was not erased before the summary line: $last"
 pass "a transfer longer than a moment draws a progress bar on the terminal, then erases it"
 
-on_tty "'$CLIENT' -q $H $PORT get big.bin - | { sleep 1.5; cat >/dev/null; }"
+on_tty "'$CLIENT' -q $H $PORT get big.bin --to - | { sleep 1.5; cat >/dev/null; }"
 [[ ! -s $TMP/tty ]] || fail "-q still drew on the terminal: $(od -c "$TMP/tty" | head)"
-on_tty "'$CLIENT' $H $PORT get a.txt '$TMP/quick.txt'"
+on_tty "'$CLIENT' $H $PORT get a.txt --to '$TMP/quick.txt'"
 [[ $(cat "$TMP/tty") == 'tcpfile-client: get "a.txt" to "'"$TMP"'/quick.txt": 6 bytes in '*$' s\r' ]] ||
   fail "a quick transfer drew a bar: $(od -c "$TMP/tty" | head)"
 pass "no bar with -q, nor for a quick transfer"

@@ -107,13 +107,14 @@ server_pid=
 for ((i = 0; i < 100; i++)); do
   [[ -n $server_pid ]] || server_pid=$(cat "$tmp/pid" 2>/dev/null || true)
   port=$(sed -n 's/^server up and running on IP: .* port \([0-9]*\)$/\1/p' "$tmp/log" || true)
-  [[ -n $port ]] && break
+  # Both: sh may have created the pid file and not yet written it.
+  [[ -n $port && -n $server_pid ]] && break
   sleep 0.1
 done
 [[ -n $port && -n $server_pid ]] || fail "the server under strace did not start: $(cat "$tmp/log")"
-timeout 20 "$client" -q 127.0.0.1 "$port" put "$tmp/big" get big "$tmp/big.copy" list \
+timeout 20 "$client" -q 127.0.0.1 "$port" put "$tmp/big" get big --to "$tmp/big.copy" list \
   >/dev/null || fail "the client failed against the traced server"
-timeout 20 "$client" -q 127.0.0.1 "$port" put "$tmp/big" big get nope "$tmp/nope" \
+timeout 20 "$client" -q 127.0.0.1 "$port" put "$tmp/big" --as big get nope --to "$tmp/nope" \
   >/dev/null 2>&1 || true
 kill -TERM "$server_pid"
 wait "$tracer_pid" || true

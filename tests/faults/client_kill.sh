@@ -30,9 +30,9 @@ ROOT=$TMP/root
 LOG=$TMP/root.out
 
 t0=$(now_ms)
-expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/A" data.bin
+expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/A" --as data.bin
 full_ms=$(($(now_ms) - t0))
-expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/small" small.txt
+expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/small" --as small.txt
 same "$TMP/A" "$ROOT/data.bin" || fail "the first upload is not whole"
 pass "a full put of $((SIZE >> 20)) MiB takes $full_ms ms"
 
@@ -45,7 +45,7 @@ for ((run = 1; run <= RUNS; run++)); do
   if ((run % 2)); then
     how=cli
     window=$((full_ms * 12 / 10 + 20))
-    "$CLIENT" -q $H "$PORT" put "$TMP/$new" data.bin >/dev/null 2>&1 &
+    "$CLIENT" -q $H "$PORT" put "$TMP/$new" --as data.bin >/dev/null 2>&1 &
   else
     how=throttled
     window=$((SIZE * 1000 / (RATE << 20) + 50))
@@ -94,14 +94,14 @@ for ((run = 1; run <= RUNS; run++)); do
   # Still serving: the listing shows only the real files, a get works.
   names=$(listed "$PORT" | tr '\n' ' ')
   [[ $names == "data.bin small.txt " ]] || fail "run $run: the listing is \"$names\""
-  expect 0 "$CLIENT" -q $H "$PORT" get small.txt "$TMP/small.got"
+  expect 0 "$CLIENT" -q $H "$PORT" get small.txt --to "$TMP/small.got"
   same "$TMP/small" "$TMP/small.got" || fail "run $run: small.txt came back different"
   rm -f "$TMP/small.got"
   pass "run $run ($how, SIGKILL after $delay ms, $seen): $outcome"
 done
 
 # The surviving version, fetched whole through the server.
-expect 0 "$CLIENT" -q $H "$PORT" get data.bin "$TMP/final"
+expect 0 "$CLIENT" -q $H "$PORT" get data.bin --to "$TMP/final"
 same "$TMP/final" "$TMP/$cur" ||
   fail "data.bin does not come back as its last whole version"
 pass "the last whole version comes back intact"

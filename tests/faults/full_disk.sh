@@ -42,7 +42,7 @@ used_kib() {
 expect_no_space() {
   local kind=$1
   shift
-  expect 1 "$@"
+  expect "${NO_SPACE_STATUS:-1}" "$@"
   if [[ $kind == cli ]]; then
     grep -q 'no space' "$TMP/err" || fail "no \"no space\" in: $(cat "$TMP/err")"
   else
@@ -58,11 +58,11 @@ printf 'a small file\n' >"$TMP/small"
 SDISK=$TMP/sdisk
 mount_tmpfs "$SDISK"
 start_server sdisk
-expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/old" keep.bin
+expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/old" --as keep.bin
 base=$(used_kib "$SDISK")
 enospc=0
 
-expect_no_space cli "$CLIENT" -q $H "$PORT" put "$TMP/big" keep.bin
+NO_SPACE_STATUS=8 expect_no_space cli "$CLIENT" -q $H "$PORT" put "$TMP/big" --as keep.bin
 enospc=$((enospc + 1))
 wait_no_temps "$SDISK"
 same "$TMP/old" "$SDISK/keep.bin" || fail "keep.bin lost its old content"
@@ -83,8 +83,8 @@ pass "TF_ENOSPC for an overwrite, a new name and a resumable upload;" \
   "$now KiB in use as before ($base)"
 
 # Still serving: a small put and gets.
-expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/small" small.txt get small.txt "$TMP/small.got" \
-  get keep.bin "$TMP/keep.got"
+expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/small" --as small.txt get small.txt --to "$TMP/small.got" \
+  get keep.bin --to "$TMP/keep.got"
 if ! same "$TMP/small" "$TMP/small.got" || ! same "$TMP/old" "$TMP/keep.got"; then
   fail "the server does not serve correctly after the full disk"
 fi
@@ -97,11 +97,11 @@ dd if=/dev/zero of="$SDISK/.filler" bs=64k 2>/dev/null || true
 expect_no_space kit "$FAULTKIT" put $H "$PORT" "$TMP/small" tiny.txt
 enospc=$((enospc + 1))
 wait_no_temps "$SDISK"
-expect 0 "$CLIENT" -q $H "$PORT" get keep.bin "$TMP/keep2.got"
+expect 0 "$CLIENT" -q $H "$PORT" get keep.bin --to "$TMP/keep2.got"
 same "$TMP/old" "$TMP/keep2.got" ||
   fail "keep.bin does not come back whole from the full disk"
 rm -f "$SDISK/.filler"
-expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/small" tiny.txt
+expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/small" --as tiny.txt
 same "$TMP/small" "$SDISK/tiny.txt" || fail "tiny.txt is not whole"
 pass "a disk full to the last byte: a 13-byte put gets TF_ENOSPC, gets work;" \
   "once freed, puts work"
@@ -117,10 +117,10 @@ cp "$TMP/small" "$TMP/src/small.txt"
 cp "$TMP/old" "$CDISK/big.bin"
 cbase=$(used_kib "$CDISK")
 
-expect_no_space cli "$CLIENT" -q $H "$PORT" get big.bin "$CDISK/big.bin"
+NO_SPACE_STATUS=7 expect_no_space cli "$CLIENT" -q $H "$PORT" get big.bin --to "$CDISK/big.bin"
 expect_no_space kit "$FAULTKIT" get $H "$PORT" big.bin "$CDISK/big.bin"
 expect_no_space kit "$FAULTKIT" get $H "$PORT" big.bin "$CDISK/other.bin"
-expect_no_space cli "$CLIENT" -q $H "$PORT" get big.bin "$CDISK/"
+NO_SPACE_STATUS=7 expect_no_space cli "$CLIENT" -q $H "$PORT" get big.bin --to "$CDISK/"
 enospc=$((enospc + 4))
 same "$TMP/old" "$CDISK/big.bin" || fail "the existing big.bin was changed by failed gets"
 [[ ! -e $CDISK/other.bin ]] || fail "a failed get left other.bin"
@@ -139,7 +139,7 @@ rm -f "$CDISK/.big.bin.tcpfile-part"
 pass "a resumable get keeps its part file (hidden), big.bin untouched"
 
 # Room again: the same connection-less client works.
-expect 0 "$CLIENT" -q $H "$PORT" get small.txt "$CDISK/small.txt"
+expect 0 "$CLIENT" -q $H "$PORT" get small.txt --to "$CDISK/small.txt"
 same "$TMP/small" "$CDISK/small.txt" || fail "small.txt is not whole"
 pass "a small get into the tmpfs works"
 stop_server "$SERVER_PID"

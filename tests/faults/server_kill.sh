@@ -29,7 +29,7 @@ ROOT=$TMP/root
 "$FAULTKIT" fill "$TMP/B" "$SIZE" 12
 
 start_server root
-expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/A" data.bin
+expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/A" --as data.bin
 cur=A
 
 # wait_for_hold PID: until the upload stops at its hold point, mid-payload.
@@ -109,7 +109,7 @@ $(cat "$TMP/fk.err")"
   pass "run $run ($what, SIGKILL after $((hold_at >> 10)) KiB of the payload): $detail"
 done
 
-expect 0 "$CLIENT" -q $H "$PORT" get data.bin "$TMP/final"
+expect 0 "$CLIENT" -q $H "$PORT" get data.bin --to "$TMP/final"
 same "$TMP/final" "$TMP/$cur" || fail "data.bin does not come back whole"
 pass "data.bin comes back as its last whole version"
 stop_server "$SERVER_PID"
