@@ -61,9 +61,9 @@ struct tf_listing {
 /* Name validation over (bytes, length), for names that are not C strings. */
 int tf__name_check_bytes(const void *name, size_t len, size_t max_len, const char **why);
 
-/* Serves one already-connected socket in the calling thread, exactly as a
-   connection thread would, and closes it. For tests and fuzzing, which feed
-   a socketpair without a listener. */
+/* Serves one already-connected socket in the calling thread, through a
+   worker's event loop in its one-connection mode (worker.c), and closes
+   it. For tests and fuzzing, which feed a socketpair without a listener. */
 int tf__server_serve_fd(tf_server *srv, int fd, const char *peer);
 
 /* Monotonic clock, milliseconds. */

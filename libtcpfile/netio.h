@@ -55,11 +55,11 @@ int tf__socket_port(int fd);
 void tf__format_addr(const struct sockaddr *sa, int with_port, char *buf, size_t len);
 
 /* Reads exactly len bytes. TF_ENET when the peer closes first (the message
-   says how many bytes were missing), TF_ETIMEDOUT, TF_ECANCELED. */
+   says how many bytes were missing), TF_ETIMEDOUT. */
 int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e);
 
 /* Reads what is available, at least 1 byte, at most cap; *got is set.
-   Used by the frame parsers so that pipelined bytes are not lost. */
+   Used by the payload loop (transfer.c), which takes what comes. */
 int tf__stream_read_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err *e);
 
 /* Writes exactly len bytes (never SIGPIPE). */

@@ -331,7 +331,7 @@ static void build_trailer(session *s)
 }
 
 /* Sends from memory; returns bytes sent, 0 when the transport is full, or
-   -1 (s->conn.err set) when the connection failed. */
+   -1 (errno and s->conn.err set) when the connection failed. */
 static ssize_t send_bytes(session *s, const void *p, size_t n, int more)
 {
     ssize_t k = tf__conn_write(&s->conn, p, n, more ? TF__IO_MORE : 0);

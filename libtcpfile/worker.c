@@ -189,7 +189,9 @@ int tf__worker_init(worker *w, tf_server *srv, int listen)
     int rc = tf__loop_init(&w->loop);
     if (rc != TF_OK)
         return rc;
-    tf__session_ctx_init(&w->ctx, &w->loop, &srv->opt);
+    rc = tf__session_ctx_init(&w->ctx, &w->loop, &srv->opt);
+    if (rc != TF_OK)
+        return rc;
     w->ctx.rootfd = srv->rootfd;
     w->ctx.digests = &srv->digests;
     w->ctx.sessions = &srv->sessions;
