@@ -142,7 +142,7 @@ static void log_request(void *user, const tf_request_log *e)
     const char *shown = e->name[0] ? name : "-";
     int quote = e->name[0] != '\0';
     /* One printf per line: stdio locks stdout for the whole call, so lines
-       written by several connection threads at once never interleave. */
+       written by several worker threads at once never interleave. */
     if (e->result == TF_OK)
         printf("%s %s %s %s%s%s ok %" PRIu64 " bytes %.3f s\n", when, e->peer, e->op,
                quote ? "\"" : "", shown, quote ? "\"" : "", e->bytes, e->seconds);
