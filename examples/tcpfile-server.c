@@ -125,8 +125,8 @@ static void log_request(void *user, const tf_request_log *e)
 {
     (void)user;
     /* Sized for the longest name the library accepts (4096 bytes), each
-       byte possibly escaped to four. Connection threads have stack to spare
-       for this; a static buffer would need a lock. */
+       byte possibly escaped to four. The server's worker threads have stack
+       to spare for this; a static buffer would need a lock. */
     char name[4 * 4096 + 1];
     char message[4 * 512 + 1];
     char when[32] = "?";

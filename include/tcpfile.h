@@ -8,8 +8,12 @@
  *  - Every int-returning call returns TF_OK (0) or a negative TF_E* code;
  *    tf_strerror() turns a code into a sentence, tf_errname() into its name.
  *  - Handles are opaque. Each *_free / *_close accepts NULL.
- *  - Out parameters come first. What comes back through **out belongs to the
- *    caller and is released with the matching tf_*_free / tf_close.
+ *  - A call that creates a handle takes its out parameter first
+ *    (tf_options_new, tf_connect, tf_server_open); a call on a handle takes
+ *    the handle first and its out parameters last (tf_options_get, tf_get_mem,
+ *    tf_list), as does tf_name_check (why). That order is part of the ABI and
+ *    stays. What comes back through **out belongs to the caller and is
+ *    released with the matching tf_*_free / tf_close.
  *  - The library keeps no global state, prints nothing, installs no signal
  *    handlers and never raises SIGPIPE.
  *  - A tf_client is used by one thread at a time; different clients and
@@ -239,6 +243,10 @@ TF_API int tf_options_set_log(tf_options *opt, tf_log_fn fn, void *user);
 typedef struct tf_client tf_client;   /* one connection to a server */
 typedef struct tf_listing tf_listing; /* the result of tf_list       */
 
+/* One entry of a listing, owned by the listing and read through
+   tf_listing_at (never allocated by the library's caller, so fields may be
+   appended in later minor versions: do not step from one entry to the
+   next with pointer arithmetic). */
 typedef struct tf_entry {
     const char *name; /* UTF-8, NUL-terminated, owned by the listing */
     uint64_t size;    /* bytes */
@@ -293,7 +301,16 @@ TF_API int tf_get_fd(tf_client *c, const char *name, int fd);
  */
 TF_API int tf_get_mem(tf_client *c, const char *name, void **data, size_t *len);
 
-/* One file of a tf_get_many batch. */
+/*
+ * One file of a tf_get_many batch. The caller allocates the items, as an
+ * array, so the struct keeps room for the fields of later versions and its
+ * size stays the same within a major version (6 pointers and 2 ints: 56
+ * bytes on 64-bit systems, 32 on 32-bit ones). Zero every item before
+ * filling it in - a designated initializer such as
+ * (tf_get_item){.name = "a.txt", .fd = -1}, calloc or memset - so that a
+ * later field, placed in the reserved room, takes its default from the
+ * zero; an item whose reserved room is not zero fails with TF_EINVAL.
+ */
 typedef struct tf_get_item {
     const char *name;       /* in: the file's name on the server */
     const char *local_path; /* in: where to store it, as tf_get does; NULL:
@@ -301,6 +318,7 @@ typedef struct tf_get_item {
     int fd;                 /* in: with local_path NULL, the descriptor the
                                bytes are written to, as tf_get_fd does */
     int result;             /* out: TF_OK or this file's failure */
+    void *reserved[4];      /* zero: room for later fields */
 } tf_get_item;
 
 /*
@@ -361,7 +379,10 @@ TF_API void tf_listing_free(tf_listing *l);
 /* After TF_ENET, TF_ETIMEDOUT, TF_EPROTO, TF_ECANCELED or TF_ENOMEM in the
    middle of a request the connection is out of step and is closed: every
    later call on c returns TF_ENET, and the caller reconnects. Other
-   failures (TF_ENOENT, TF_EINVAL, a local TF_EIO, ...) leave c usable. */
+   failures (TF_ENOENT, TF_EINVAL, a local TF_EIO, ...) leave c usable; so
+   does a failure status this version does not know, from a newer server:
+   it gives TF_EINTERNAL, with "unknown error from the server (status N)"
+   in tf_errmsg. */
 
 /* Detail of c's last failure (the server's message when it sent one), ""
    after a success or when c is NULL. Valid until the next call on c. */

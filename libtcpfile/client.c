@@ -217,11 +217,15 @@ int tf__client_read_response(tf_client *c, int op, const char *name, uint64_t *s
         return tf__fail(&c->err, TF_EPROTO, "malformed response to %s", op_name(op));
     if (r.status != 0) {
         int code = tf__wire_code(r.status);
-        if (r.message_len) {
-            char why[TF_ERRMSG_MAX]; /* escaped, as the refusal in handshake() */
+        char why[TF_ERRMSG_MAX]; /* escaped, as the refusal in handshake() */
+        why[0] = '\0';
+        if (r.message_len)
             tf_escape(why, sizeof why, r.message, r.message_len, 0);
+        if (!tf__wire_status_known(r.status))
+            return tf__fail(&c->err, code, "unknown error from the server (status %u)%s%s",
+                            (unsigned)r.status, why[0] ? ": " : "", why);
+        if (why[0])
             return tf__fail(&c->err, code, "%s", why);
-        }
         return tf__fail(&c->err, code, "%s \"%s\": %s", op_name(op), name ? name : "",
                         tf_strerror(code));
     }

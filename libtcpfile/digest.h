@@ -12,17 +12,20 @@
 
 typedef struct tf__digest {
     void *state; /* XXH3_state_t *, kept between uses; NULL until needed */
-    int on;      /* 0: checksums are off and every call is a no-op */
+    int on;      /* 0: checksums are off (see tf__digest_begin) */
 } tf__digest;
 
 /* Starts a digest when on is non-zero. d must be zeroed, or a digest used
    before: its state is then reset rather than allocated again (a transfer
-   costs no allocation). With on == 0 every other call is a no-op.
-   TF_ENOMEM. */
+   costs no allocation). TF_ENOMEM. With on == 0, tf__digest_update is a
+   no-op and tf__digest_end frees what an earlier use left, but
+   tf__digest_final must not be called: it reads the state, which is then
+   NULL or an earlier transfer's. Callers check tf__digest_on first. */
 int tf__digest_begin(tf__digest *d, int on);
 int tf__digest_on(const tf__digest *d);
 void tf__digest_update(tf__digest *d, const void *data, size_t len);
-/* The digest so far, in XXH3's canonical (big-endian) byte order. */
+/* The digest so far, in XXH3's canonical (big-endian) byte order. Only
+   while tf__digest_on(d). */
 void tf__digest_final(const tf__digest *d, uint8_t out[TF_DIGEST_SIZE]);
 /* Frees the state; d is zeroed, ready for another begin. */
 void tf__digest_end(tf__digest *d);

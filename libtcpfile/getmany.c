@@ -53,8 +53,19 @@ static void resolve(pipeline *p, tf_get_item *it, int rc)
     }
 }
 
+/* The room a later version may give meaning to must be zero today, so
+   that callers who fill it by accident learn it now, not on an upgrade. */
+static int reserved_zero(const tf_get_item *it)
+{
+    for (size_t i = 0; i < sizeof it->reserved / sizeof it->reserved[0]; i++)
+        if (it->reserved[i] != NULL)
+            return 0;
+    return 1;
+}
+
 /* Encodes requests while the window and the out buffer have room. Items
-   that cannot be sent (bad name, no destination) fail here. */
+   that cannot be sent (bad name, no destination, reserved room not zero)
+   fail here. */
 static void encode_more(pipeline *p, size_t depth)
 {
     tf_client *c = p->c;
@@ -62,6 +73,13 @@ static void encode_more(pipeline *p, size_t depth)
         tf_get_item *it = &p->items[p->next_encode];
         if (tf__client_check_name(c, it->name) != TF_OK) {
             resolve(p, it, TF_EINVAL);
+            p->next_encode++;
+            continue;
+        }
+        if (!reserved_zero(it)) {
+            resolve(p, it,
+                    tf__fail(&c->err, TF_EINVAL,
+                             "\"%s\": the item's reserved room is not zero", it->name));
             p->next_encode++;
             continue;
         }

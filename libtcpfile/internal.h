@@ -62,8 +62,10 @@ struct tf_listing {
 int tf__name_check_bytes(const void *name, size_t len, size_t max_len, const char **why);
 
 /* Serves one already-connected socket in the calling thread, through a
-   worker's event loop in its one-connection mode (worker.c), and closes
-   it. For tests and fuzzing, which feed a socketpair without a listener. */
+   worker's event loop in its one-connection mode (worker.c: the same loop
+   and session code as the server's worker threads), until that session
+   ends, and closes it. peer is ignored. For tests and fuzzing, which feed
+   a socketpair without a listener. */
 int tf__server_serve_fd(tf_server *srv, int fd, const char *peer);
 
 /* Monotonic clock, milliseconds. */

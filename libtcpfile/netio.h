@@ -55,11 +55,14 @@ int tf__socket_port(int fd);
 void tf__format_addr(const struct sockaddr *sa, int with_port, char *buf, size_t len);
 
 /* Reads exactly len bytes. TF_ENET when the peer closes first (the message
-   says how many bytes were missing), TF_ETIMEDOUT. */
+   says how many bytes were missing) or the socket fails, TF_ETIMEDOUT.
+   (Cancelling is the progress callback's, in transfer.c, not this.) */
 int tf__stream_read(tf__stream *s, void *buf, size_t len, tf__err *e);
 
 /* Reads what is available, at least 1 byte, at most cap; *got is set.
-   Used by the payload loop (transfer.c), which takes what comes. */
+   TF_ENET when the peer has closed, TF_ETIMEDOUT. Used by the client's
+   payload loop (tf__xfer_recv), which hashes and stores each piece as it
+   arrives; bytes beyond cap stay in the read buffer for the next read. */
 int tf__stream_read_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err *e);
 
 /* Writes exactly len bytes (never SIGPIPE). */

@@ -184,8 +184,14 @@ int tf__xfer_recv_trailer(tf__xfer *x, int *verdict, tf__err *verdict_err, tf__e
     if (t.status != 0) {
         x->sender_failed = 1;
         *verdict = tf__wire_code(t.status);
-        tf__fail(verdict_err, *verdict, "the sender failed mid-transfer: %s",
-                 tf_strerror(*verdict));
+        if (!tf__wire_status_known(t.status))
+            tf__fail(verdict_err, *verdict,
+                     "the sender failed mid-transfer: unknown error from the server "
+                     "(status %u)",
+                     (unsigned)t.status);
+        else
+            tf__fail(verdict_err, *verdict, "the sender failed mid-transfer: %s",
+                     tf_strerror(*verdict));
         return TF_OK;
     }
     if (!tf__digest_on(&x->digest))

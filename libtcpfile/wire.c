@@ -58,12 +58,23 @@ uint16_t tf__wire_status(int code)
     return (uint16_t)-code;
 }
 
+/* Only the codes up to WIRE_LAST travel: a status past it is unknown even
+   where this build has a code of that number. */
+int tf__wire_status_known(uint16_t status)
+{
+    return status <= (uint16_t)-WIRE_LAST;
+}
+
+/* A status this version does not know comes from a newer peer: the frame
+   that carried it is well formed, so it fails that one request with the
+   generic code and leaves the connection in step (TF_EPROTO would close it,
+   and every new status would break every older client). */
 int tf__wire_code(uint16_t status)
 {
     if (status == 0)
         return TF_OK;
-    if (status > (uint16_t)-WIRE_LAST)
-        return TF_EPROTO;
+    if (!tf__wire_status_known(status))
+        return TF_EINTERNAL;
     return -(int)status;
 }
 

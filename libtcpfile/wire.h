@@ -9,6 +9,15 @@
  * negative TF_E* code (TF_EPROTO malformed, TF_ETOOBIG over a limit). They
  * never read past buf + len.
  *
+ * On TF_WIRE_NEED_MORE with len at least the frame's fixed head
+ * (TF_WIRE_*_SIZE), the head has been decoded and checked: every field of
+ * the out struct is set except the pointers into the variable part
+ * (message, name, key, digest), so message_len, name_len (with the flags:
+ * tf__wire_request_tail) and digest_len say how many more bytes the frame
+ * needs. Callers rely on this to read a head and then exactly its tail
+ * (client.c's hello and responses, transfer.c's trailers). With len below
+ * the head, the out struct is left untouched.
+ *
  * Encoders write into (buf, cap) and return the bytes written, or
  * TF_EINVAL when cap is too small or a field is out of range.
  */
@@ -104,8 +113,12 @@ typedef struct tf_wire_trailer {
 
 /* Status codes on the wire are the API's codes negated: 0 ok, 2 ENOENT... */
 uint16_t tf__wire_status(int code);
-/* And back; an unknown status maps to TF_EPROTO. */
+/* And back. A status this version does not know (from a newer peer) maps
+   to the generic TF_EINTERNAL, which leaves the connection usable; callers
+   say "unknown error from the server (status N)" (tf__wire_status_known). */
 int tf__wire_code(uint16_t status);
+/* Whether status is 0 or one of this version's codes. */
+int tf__wire_status_known(uint16_t status);
 
 /* The version both sides will speak (the highest they share), or 0 if
    their ranges do not meet. */

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -488,7 +490,7 @@ static void test_digest_partial_resumed_only_for_same_size(void **state)
     tu_server_stop(&s, 1);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_digest_resumed_get_does_not_stall_others),
@@ -501,5 +503,5 @@ int main(void)
         cmocka_unit_test(test_digest_empty_partial_not_kept),
         cmocka_unit_test(test_digest_partial_resumed_only_for_same_size),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TU_RUN_GROUP("digest", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,7 +278,7 @@ static void test_errors_options_unknown_keys_and_null(void **state)
     tf_options_free(NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors_fixed_values),
@@ -287,5 +289,5 @@ int main(void)
         cmocka_unit_test(test_errors_options_ranges),
         cmocka_unit_test(test_errors_options_unknown_keys_and_null),
     };
-    return cmocka_run_group_tests_name("errors", tests, NULL, NULL);
+    return TU_RUN_GROUP("errors", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

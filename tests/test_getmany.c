@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +191,34 @@ static void test_failures_stay_local(void **state)
     tf_close(c);
 }
 
+/* An item whose reserved room is not zero fails alone, with TF_EINVAL;
+   zeroed items around it are fetched. */
+static void test_reserved_room_must_be_zero(void **state)
+{
+    fixture *f = *state;
+    make_files(f->srv.root, 8);
+    tf_client *c = connect_with_depth(f, 4);
+    char p0[512], p1[512], p2[512];
+    snprintf(p0, sizeof p0, "%s/a", f->local);
+    snprintf(p1, sizeof p1, "%s/b", f->local);
+    snprintf(p2, sizeof p2, "%s/c", f->local);
+    tf_get_item items[] = {
+        {.name = "f001", .local_path = p0},
+        {.name = "f002", .local_path = p1},
+        {.name = "f003", .local_path = p2},
+    };
+    items[1].reserved[3] = &items[1];
+    assert_int_equal(tf_get_many(c, items, 3), TF_EINVAL);
+    assert_non_null(strstr(tf_errmsg(c), "reserved"));
+    assert_int_equal(items[0].result, TF_OK);
+    assert_int_equal(items[1].result, TF_EINVAL);
+    assert_int_equal(items[2].result, TF_OK);
+    check_file(p0, 1);
+    assert_int_equal(tu_file_size(p1), -1);
+    check_file(p2, 3);
+    tf_close(c);
+}
+
 /* The server stops mid-batch: what is not finished fails with the
    connection, and the client says so from then on. */
 static void test_connection_lost(void **state)
@@ -217,13 +247,14 @@ static void test_connection_lost(void **state)
     tf_close(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_paths_every_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_sockets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failures_stay_local, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reserved_room_must_be_zero, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TU_RUN_GROUP("getmany", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

@@ -39,5 +39,13 @@ int main(void)
         return 1;
     if (tf_version() != TF_VERSION_NUMBER)
         return 1;
+    /* Callers allocate arrays of tf_get_item: its size is promised (6
+       pointers and 2 ints), with the reserved room at its end. */
+    tf_get_item item = {0};
+    if (sizeof(tf_get_item) != 6 * sizeof(void *) + 2 * sizeof(int) ||
+        sizeof item.reserved != 4 * sizeof(void *) ||
+        (const char *)&item.reserved + sizeof item.reserved != (const char *)(&item + 1) ||
+        item.reserved[3] != NULL)
+        return 1;
     return tf_name_check(entry.name, 0, 0) == TF_OK ? 0 : 1;
 }

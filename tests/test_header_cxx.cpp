@@ -28,6 +28,9 @@ int main()
         return 1;
 
     tf_entry entry = {"name", 1, -1};
+    tf_get_item item = {}; /* zeroed, reserved room included */
+    if (sizeof item != 6 * sizeof(void *) + 2 * sizeof(int) || item.reserved[0] != nullptr)
+        return 1;
     tf_client *client = nullptr;
     tf_close(client); /* NULL is fine */
     if (std::strcmp(tf_errname(TF_EPROTO), "TF_EPROTO") != 0)

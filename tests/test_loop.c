@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -201,12 +203,12 @@ static void test_deferred_after_round(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_watcher_fires_and_stops),
         cmocka_unit_test(test_timers_expire_in_order),
         cmocka_unit_test(test_deferred_after_round),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TU_RUN_GROUP("loop", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -522,9 +525,12 @@ static int group_setup(void **state)
         tf_options_set(g.copt, TF_OPT_IO_TIMEOUT_MS, 10000) != TF_OK)
         return -1;
     tu_mkdtemp(g.local, sizeof g.local);
-    g.big = malloc(BIG_SIZE);
-    if (!g.big)
+    /* Filled once per ctest entry (each test runs in its own process): in
+       2 MiB pages where the kernel allows, 512 times fewer page faults
+       (0.6-0.8 s -> 0.1 s on a virtual machine). */
+    if (posix_memalign((void **)&g.big, (size_t)2 << 20, BIG_SIZE) != 0)
         return -1;
+    (void)madvise(g.big, BIG_SIZE, MADV_HUGEPAGE);
     tu_fill(g.big, BIG_SIZE, 64);
     tu_server_start(&g.main, NULL);
     return 0;
@@ -1359,6 +1365,92 @@ static void test_loopback_server_text_is_escaped(void **state)
     }
 }
 
+/* A fake newer server that answers four gets on one connection: with a
+   status this client does not know (99), normally, with a trailer whose
+   status it does not know (98), and normally again. */
+typedef struct newer_server {
+    int listen_fd;
+    int answered; /* requests read and answered */
+} newer_server;
+
+static void *newer_main(void *arg)
+{
+    newer_server *v = arg;
+    int fd = accept(v->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    uint8_t buf[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX];
+    tf_wire_server_hello sh = {
+        .version_min = TF_WIRE_VERSION, .version_max = TF_WIRE_VERSION, .max_name = 255};
+    long n = tf__wire_encode_server_hello(buf, sizeof buf, &sh);
+    if (n <= 0 || send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n ||
+        rp_recv(fd, buf, TF_WIRE_CLIENT_HELLO_SIZE) != 0)
+        goto out;
+    for (int i = 0; i < 4; i++) {
+        tf_wire_request r;
+        if (rp_recv(fd, buf, TF_WIRE_REQUEST_SIZE) != 0 ||
+            tf__wire_decode_request(buf, TF_WIRE_REQUEST_SIZE, 255, &r) != TF_WIRE_NEED_MORE ||
+            rp_recv(fd, buf + TF_WIRE_REQUEST_SIZE, r.name_len) != 0)
+            goto out;
+        static const char future[] = "a status from a later version";
+        tf_wire_response rs = {.op = TF_OP_GET, .size = 3};
+        if (i == 0)
+            rs = (tf_wire_response){.op = TF_OP_GET, .status = 99, .message = future,
+                                    .message_len = sizeof future - 1};
+        n = tf__wire_encode_response(buf, sizeof buf, &rs);
+        if (n <= 0 || send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+            goto out;
+        if (i > 0) {
+            tf_wire_trailer tr = {.status = i == 2 ? 98 : 0};
+            memcpy(buf, "hi\n", 3);
+            n = tf__wire_encode_trailer(buf + 3, sizeof buf - 3, &tr);
+            if (n <= 0 || send(fd, buf, (size_t)n + 3, MSG_NOSIGNAL) != n + 3)
+                goto out;
+        }
+        v->answered++;
+    }
+    rp_wait_closed(fd, 5000);
+out:
+    close(fd);
+    return NULL;
+}
+
+/* A status this client does not know, from a newer server, fails that one
+   request with TF_EINTERNAL and "unknown error from the server (status N)",
+   in a response and in a trailer; the connection stays in step and the
+   next request on it succeeds. */
+static void test_loopback_unknown_status_keeps_connection(void **state)
+{
+    (void)state;
+    char port[16];
+    newer_server v = {.listen_fd = tu_listen_loopback(port, sizeof port)};
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, newer_main, &v), 0);
+    tf_client *c = NULL;
+    assert_int_equal(tf_connect(&c, "127.0.0.1", port, g.copt), TF_OK);
+    track_client(c);
+    void *data = NULL;
+    size_t len = 0;
+    expect_rc(c, tf_get_mem(c, "a", &data, &len), TF_EINTERNAL);
+    assert_string_equal(tf_errmsg(c), "unknown error from the server (status 99): a status "
+                                      "from a later version");
+    expect_ok(c, tf_get_mem(c, "b", &data, &len));
+    assert_int_equal(len, 3);
+    assert_memory_equal(data, "hi\n", 3);
+    tf_free(data);
+    expect_rc(c, tf_get_mem(c, "c", &data, &len), TF_EINTERNAL);
+    assert_non_null(strstr(tf_errmsg(c), "unknown error from the server (status 98)"));
+    expect_ok(c, tf_get_mem(c, "d", &data, &len));
+    assert_memory_equal(data, "hi\n", 3);
+    tf_free(data);
+    drop_client(c);
+    pthread_join(tid, NULL);
+    close(v.listen_fd);
+    assert_int_equal(v.answered, 4);
+}
+
 static void test_loopback_failed_get_keeps_local_file(void **state)
 {
     (void)state;
@@ -2086,7 +2178,7 @@ static void test_loopback_progress_cancel(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         T(test_loopback_sizes_in_memory),
@@ -2105,6 +2197,7 @@ int main(void)
         T(test_loopback_client_vanishes_mid_get),
         T(test_loopback_server_vanishes_mid_put),
         T(test_loopback_server_text_is_escaped),
+        T(test_loopback_unknown_status_keeps_connection),
         T(test_loopback_failed_get_keeps_local_file),
         T(test_loopback_root_holds_only_published_files),
         T(test_loopback_special_entries_not_served),
@@ -2121,5 +2214,5 @@ int main(void)
         T(test_loopback_progress),
         T(test_loopback_progress_cancel),
     };
-    return cmocka_run_group_tests_name("loopback", tests, group_setup, group_teardown);
+    return TU_RUN_GROUP("loopback", tests, group_setup, group_teardown, argc > 1 ? argv[1] : NULL);
 }

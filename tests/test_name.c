@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -445,7 +447,7 @@ static void test_name_escape_every_byte(void **state)
     assert_int_equal(tf_escape(NULL, 0, S("abc"), 0), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_name_table),
@@ -457,5 +459,5 @@ int main(void)
         cmocka_unit_test(test_name_escape_table),
         cmocka_unit_test(test_name_escape_every_byte),
     };
-    return cmocka_run_group_tests_name("name", tests, NULL, NULL);
+    return TU_RUN_GROUP("name", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -320,7 +322,7 @@ static void test_server_stop_cuts_after_grace(void **state)
     run_stop_with_transfer(300, 300, 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_connection_limit),
@@ -331,5 +333,5 @@ int main(void)
         cmocka_unit_test(test_server_stop_lets_transfers_finish),
         cmocka_unit_test(test_server_stop_cuts_after_grace),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TU_RUN_GROUP("server", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

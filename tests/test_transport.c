@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -112,7 +114,7 @@ static void test_sendfile(void **state)
     tf__conn_close(&b);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN); /* sendfile's callers block it; MSG_NOSIGNAL elsewhere */
     const struct CMUnitTest tests[] = {
@@ -120,5 +122,5 @@ int main(void)
         cmocka_unit_test(test_blocking_nowait),
         cmocka_unit_test(test_sendfile),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TU_RUN_GROUP("transport", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

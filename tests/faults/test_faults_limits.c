@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -506,7 +508,7 @@ static void test_faults_requests_before_hello(void **state)
     tu_server_stop(&t, 1);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         /* First: it forks, which is simplest before any thread exists. */
@@ -517,5 +519,5 @@ int main(void)
         cmocka_unit_test(test_faults_name_limit_of_the_file_system),
         cmocka_unit_test(test_faults_requests_before_hello),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TU_RUN_GROUP("limits", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "cmocka_main.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -421,11 +423,11 @@ static void test_faults_connection_limit(void **state)
            (long long)took);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faults_slow_and_idle_peers),
         cmocka_unit_test(test_faults_connection_limit),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TU_RUN_GROUP("slow_peers", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }
