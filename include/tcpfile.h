@@ -213,6 +213,11 @@ TF_API int tf_options_set_progress(tf_options *opt, tf_progress_fn fn, void *use
  * What a server tells its log callback after each request. The library owns
  * it; it is valid only during the call. Fields may be appended in later
  * minor versions, so never allocate or copy one by value.
+ * This is the server's per-request error channel: a request that fails
+ * reports here, with result its code and message the first (most specific)
+ * detail of its failure, the same text the client was sent when it was
+ * sent one. Why the server itself could not start or keep serving is
+ * tf_server_errmsg's.
  */
 typedef struct tf_request_log {
     const char *peer;      /* "127.0.0.1:50312" or "[::1]:50312"            */
@@ -220,7 +225,7 @@ typedef struct tf_request_log {
     const char *name;      /* the file name, "" when the request has none   */
     uint64_t    bytes;     /* payload bytes moved                           */
     int         result;    /* TF_OK or a negative TF_E* code                */
-    const char *message;   /* detail of a failure, "" on success            */
+    const char *message;   /* detail of the failure, "" on success          */
     double      seconds;   /* how long the request took                     */
 } tf_request_log;
 
@@ -473,12 +478,26 @@ TF_API void tf_server_stop(tf_server *s);
    NULL is fine. */
 TF_API void tf_server_close(tf_server *s);
 
+/* The server's own error channel: the detail of why the last
+   tf_server_run on s failed (the first message of the failure, with errno
+   text where there is one), "" when it did not. Valid until the next
+   tf_server_run or tf_server_close; read it after tf_server_run returned,
+   not while it runs. Failures of single requests do not land here: they go
+   to the log callback (tf_request_log). A failed tf_server_open has no
+   handle: tf_server_open_ex's errbuf carries its detail. NULL gives "". */
+TF_API const char *tf_server_errmsg(const tf_server *s);
+
 /* tf_server_open + tf_server_run + tf_server_close in one call: serves
    until the process ends or serving fails, with nothing to stop it by (use
    the three calls for a clean stop). Returns what tf_server_open returned,
-   or what tf_server_run did. */
+   or what tf_server_run did. tf_serve_ex also copies the detail of a
+   failure (tf_server_open_ex's errbuf, or tf_server_errmsg after a failed
+   run) into errbuf (NUL-terminated, truncated to errlen; errbuf may be
+   NULL; "" on success). */
 TF_API int tf_serve(const char *host, const char *port, const char *root,
                     const tf_options *opt);
+TF_API int tf_serve_ex(const char *host, const char *port, const char *root,
+                       const tf_options *opt, char *errbuf, size_t errlen);
 
 #ifdef __cplusplus
 }

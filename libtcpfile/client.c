@@ -89,9 +89,7 @@ static int handshake(tf_client *c)
     size_t have = TF_WIRE_SERVER_HELLO_SIZE;
     rc = tf__stream_read(&c->s, in, have, &c->err);
     if (rc != TF_OK)
-        return rc == TF_ENET ? tf__fail(&c->err, TF_ENET, "the server closed the connection "
-                                                           "during the handshake")
-                             : rc;
+        return rc == TF_ENET ? tf__err_prefix(&c->err, TF_ENET, "during the handshake") : rc;
     long n = tf__wire_decode_server_hello(in, have, &sh);
     if (n == TF_WIRE_NEED_MORE) {
         rc = tf__stream_read(&c->s, in + have, sh.message_len, &c->err);
@@ -296,11 +294,11 @@ static int receive_payload(tf_client *c, tf__xfer *x, int fd, uint8_t *mem, uint
     if (rc != TF_OK)
         return rc;
     if (verdict != TF_OK) {
-        c->err = verdict_err;
+        tf__err_take(&c->err, &verdict_err);
         return verdict;
     }
     if (dst_rc != TF_OK) {
-        c->err = dst_err;
+        tf__err_take(&c->err, &dst_err);
         return dst_rc;
     }
     return TF_OK;
@@ -495,15 +493,14 @@ static int send_source(tf_client *c, tf__xfer *x, source *src, uint64_t from, ui
     }
     if (from && tf__digest_on(&x->digest)) {
         /* Only tf_put keys its uploads, and its source starts at byte 0. */
-        tf__err hash_err;
         int hash_rc = tf__fs_hash_prefix(src->fd, from, &x->digest, c->buf,
-                                         IO_BUF, &hash_err);
+                                         IO_BUF, src_err);
         if (hash_rc != TF_OK) {
             /* fd -1 makes the sender zero-fill the frame, which the failing
-               trailer then tells the server to discard. */
+               trailer then tells the server to discard. Its own failure to
+               read fd -1 leaves src_err's first message, the hash's. */
             int rc = tf__xfer_send_fd(x, -1, NULL, size - from, src_rc, src_err, &c->err);
             *src_rc = hash_rc;
-            *src_err = hash_err;
             return rc;
         }
     }
@@ -551,7 +548,7 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
     /* A source failure is the real story; the server's refusal of the
        upload we told it to discard only echoes it. */
     if (src_rc != TF_OK && rc != TF_ENET && rc != TF_ETIMEDOUT && rc != TF_EPROTO) {
-        c->err = src_err;
+        tf__err_take(&c->err, &src_err);
         rc = src_rc;
     }
     return rc;
@@ -704,23 +701,4 @@ int tf_list(tf_client *c, tf_listing **out)
     }
     free(mem);
     return tf__client_break(c, rc);
-}
-
-size_t tf_listing_count(const tf_listing *l)
-{
-    return l ? l->count : 0;
-}
-
-const tf_entry *tf_listing_at(const tf_listing *l, size_t i)
-{
-    return l && i < l->count ? &l->entries[i] : NULL;
-}
-
-void tf_listing_free(tf_listing *l)
-{
-    if (!l)
-        return;
-    free(l->entries);
-    free(l->names);
-    free(l);
 }

@@ -45,17 +45,23 @@ void tf__err_clear(tf__err *e)
         e->msg[0] = '\0';
 }
 
+void tf__err_take(tf__err *e, const tf__err *from)
+{
+    if (e && from && e != from)
+        *e = *from;
+}
+
 TF__PRINTF(2, 0) static void format_into(tf__err *e, const char *fmt, va_list ap)
 {
-    if (!e)
-        return;
     int n = vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-    if (n < 0)
-        e->msg[0] = '\0';
+    if (n <= 0) /* an empty message would not count as set */
+        snprintf(e->msg, sizeof e->msg, "%s", "failed");
 }
 
 int tf__fail(tf__err *e, int code, const char *fmt, ...)
 {
+    if (!e || e->msg[0])
+        return code;
     va_list ap;
     va_start(ap, fmt);
     format_into(e, fmt, ap);
@@ -65,16 +71,62 @@ int tf__fail(tf__err *e, int code, const char *fmt, ...)
 
 int tf__fail_errno(tf__err *e, int code, int errnum, const char *fmt, ...)
 {
+    if (!e || e->msg[0])
+        return code;
     va_list ap;
     va_start(ap, fmt);
     format_into(e, fmt, ap);
     va_end(ap);
-    if (e) {
-        char buf[128];
-        /* The GNU strerror_r may return a static string instead of filling buf. */
-        const char *text = strerror_r(errnum, buf, sizeof buf);
-        size_t used = strlen(e->msg);
-        snprintf(e->msg + used, sizeof e->msg - used, ": %s", text);
+    char buf[128];
+    /* The GNU strerror_r may return a static string instead of filling buf. */
+    const char *text = strerror_r(errnum, buf, sizeof buf);
+    size_t used = strlen(e->msg);
+    snprintf(e->msg + used, sizeof e->msg - used, ": %s", text);
+    return code;
+}
+
+int tf__err_replace(tf__err *e, int code, const char *fmt, ...)
+{
+    if (!e)
+        return code;
+    e->msg[0] = '\0';
+    va_list ap;
+    va_start(ap, fmt);
+    format_into(e, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int tf__err_prefix(tf__err *e, int code, const char *fmt, ...)
+{
+    if (!e)
+        return code;
+    char head[TF_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(head, sizeof head, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        head[0] = '\0';
+    if (e->msg[0]) {
+        /* head, ": ", then as much of the cause as still fits. */
+        char cause[TF_ERRMSG_MAX];
+        memcpy(cause, e->msg, sizeof cause);
+        size_t hl = strlen(head), cl = strlen(cause), cap = sizeof e->msg - 1;
+        if (hl > cap)
+            hl = cap;
+        memcpy(e->msg, head, hl);
+        size_t used = hl;
+        if (cap - used >= 2) {
+            memcpy(e->msg + used, ": ", 2);
+            used += 2;
+        }
+        if (cl > cap - used)
+            cl = cap - used;
+        memcpy(e->msg + used, cause, cl);
+        e->msg[used + cl] = '\0';
+    } else {
+        memcpy(e->msg, head, sizeof e->msg);
     }
     return code;
 }

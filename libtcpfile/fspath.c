@@ -3,6 +3,7 @@
  * through temporaries that are renamed into place, and scanning the root.
  */
 #include "fspath.h"
+#include "listing.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -446,8 +447,7 @@ void tf__upload_keep(tf__tmpfile *t, int64_t ttl_s, size_t max_partials)
 
 void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s, size_t max_partials)
 {
-    tf__err ignored;
-    int dirfd = open_tmp_dir(rootfd, 0, &ignored);
+    int dirfd = open_tmp_dir(rootfd, 0, NULL); /* no uploads yet: nothing to sweep */
     if (dirfd < 0)
         return;
     partial *kept = NULL;
@@ -637,8 +637,7 @@ int tf__local_begin(const char *path, const char *name, tf__tmpfile *t, char *fi
     if (rc != TF_OK) {
         close(dirfd);
         t->dirfd = -1;
-        tf__err cause = *e;
-        return tf__fail(e, rc, "cannot write beside \"%s\": %s", final, cause.msg);
+        return tf__err_prefix(e, rc, "cannot write beside \"%s\"", final);
     }
     return TF_OK;
 }
@@ -907,11 +906,6 @@ int tf__local_open_read(const char *path, int *fd, uint64_t *size, tf__err *e)
 
 /* ---- scanning the root ------------------------------------------------ */
 
-static int compare_entries(const void *a, const void *b)
-{
-    return strcmp(((const tf_entry *)a)->name, ((const tf_entry *)b)->name);
-}
-
 int tf__fs_scan(int rootfd, size_t max_entries, size_t max_name, tf_listing **out,
                 tf__err *e)
 {
@@ -926,10 +920,8 @@ int tf__fs_scan(int rootfd, size_t max_entries, size_t max_name, tf_listing **ou
         close(fd);
         return tf__fail_errno(e, TF_EIO, errno, "cannot read the directory");
     }
-    tf_entry *entries = NULL;
-    size_t *offsets = NULL;
-    char *names = NULL;
-    size_t count = 0, cap = 0, names_len = 0, names_cap = 0;
+    tf__listing_builder b;
+    tf__listing_builder_init(&b, max_entries, max_name);
     int rc = TF_OK;
     struct dirent *de;
     /* errno is reset before each readdir: only its own failure ends the loop. */
@@ -945,65 +937,20 @@ int tf__fs_scan(int rootfd, size_t max_entries, size_t max_name, tf_listing **ou
         if (fstatat(rootfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
             !S_ISREG(st.st_mode))
             continue; /* gone meanwhile, or not a regular file */
-        if (count == max_entries) {
-            rc = tf__fail(e, TF_ETOOBIG, "the directory holds more than %zu files",
-                          max_entries);
+        rc = tf__listing_builder_add(&b, de->d_name, nlen, (uint64_t)st.st_size,
+                                     (int64_t)st.st_mtime);
+        if (rc == TF_ETOOBIG)
+            rc = tf__fail(e, rc, "the directory holds more than %zu files", max_entries);
+        else if (rc != TF_OK)
+            rc = tf__fail(e, TF_ENOMEM, "out of memory listing the directory");
+        if (rc != TF_OK)
             break;
-        }
-        if (count == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            tf_entry *ne = realloc(entries, ncap * sizeof *ne);
-            size_t *no = ne ? realloc(offsets, ncap * sizeof *no) : NULL;
-            if (ne)
-                entries = ne;
-            if (!ne || !no) {
-                rc = tf__fail(e, TF_ENOMEM, "out of memory listing the directory");
-                break;
-            }
-            offsets = no;
-            cap = ncap;
-        }
-        if (names_len + nlen + 1 > names_cap) {
-            size_t ncap = names_cap ? names_cap * 2 : 4096;
-            while (ncap < names_len + nlen + 1)
-                ncap *= 2;
-            char *nn = realloc(names, ncap);
-            if (!nn) {
-                rc = tf__fail(e, TF_ENOMEM, "out of memory listing the directory");
-                break;
-            }
-            names = nn;
-            names_cap = ncap;
-        }
-        memcpy(names + names_len, de->d_name, nlen + 1);
-        offsets[count] = names_len;
-        entries[count].size = (uint64_t)st.st_size;
-        entries[count].mtime = (int64_t)st.st_mtime;
-        names_len += nlen + 1;
-        count++;
     }
     if (rc == TF_OK && errno != 0)
         rc = tf__fail_errno(e, TF_EIO, errno, "cannot read the directory");
     closedir(d);
-    tf_listing *l = NULL;
-    if (rc == TF_OK && !(l = calloc(1, sizeof *l)))
+    if (rc == TF_OK && tf__listing_builder_finish(&b, out) != TF_OK)
         rc = tf__fail(e, TF_ENOMEM, "out of memory listing the directory");
-    if (rc != TF_OK) {
-        free(entries);
-        free(offsets);
-        free(names);
-        return rc;
-    }
-    /* Names were appended to a growing block; point at them only now. */
-    for (size_t i = 0; i < count; i++)
-        entries[i].name = names + offsets[i];
-    free(offsets);
-    /* An empty root leaves entries NULL, which qsort may not be given. */
-    if (count > 1)
-        qsort(entries, count, sizeof *entries, compare_entries);
-    l->count = count;
-    l->entries = entries;
-    l->names = names;
-    *out = l;
-    return TF_OK;
+    tf__listing_builder_abort(&b);
+    return rc;
 }

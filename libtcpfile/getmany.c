@@ -51,6 +51,10 @@ static void resolve(pipeline *p, tf_get_item *it, int rc)
         p->first_rc = rc;
         p->first_err = p->c->err;
     }
+    /* Each item's failure is its own: the next one's first message must
+       not be found already taken by this one's. */
+    if (rc != TF_OK)
+        tf__err_clear(&p->c->err);
 }
 
 /* The room a later version may give meaning to must be zero today, so
@@ -147,12 +151,10 @@ static int receive_item(tf_client *c, tf_get_item *it)
     char final[4096];
     rc = tf__local_begin(it->local_path, it->name, &t, final, sizeof final, &c->err);
     if (rc != TF_OK) {
-        tf__err why = c->err;
-        int drop = tf__client_receive_fd(c, -1, size); /* keep the stream in step */
-        if (drop != TF_OK)
-            return drop;
-        c->err = why;
-        return rc;
+        /* Keeps the stream in step; its own failure cannot overwrite why
+           this item failed (the first message wins). */
+        int drop = tf__client_receive_fd(c, -1, size);
+        return drop != TF_OK ? drop : rc;
     }
     rc = tf__client_receive_fd(c, t.fd, size);
     if (rc == TF_OK)
@@ -203,6 +205,6 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
                 resolve(&p, &items[i], rc);
     }
     if (p.first_rc != TF_OK)
-        c->err = p.first_err;
+        tf__err_take(&c->err, &p.first_err);
     return p.first_rc;
 }

@@ -22,19 +22,40 @@
 #  define TF__PRINTF(f, a)
 #endif
 
-/* The detail of a failure, kept beside each handle (tf_errmsg). */
+/* The detail of a failure, kept beside each handle (tf_errmsg). The first
+   message of a failure wins (curl's Curl_failf): once set, later tf__fail
+   calls on the way up return their code but leave the message alone, so
+   that the caller reads the deepest, most specific cause ("write failed: No
+   space left on device", the server's own words) rather than the last
+   layer's summary. Each public entry point clears the record. */
 typedef struct tf__err {
+    /* Non-empty exactly when it holds the current failure: no separate flag,
+       so that a zeroed record ({{0}}, calloc, memset) is an empty one. */
     char msg[TF_ERRMSG_MAX];
 } tf__err;
 
-/* Records a message and returns code, so that each error path is one line:
+/* Records a message, unless e already holds one, and returns code, so that
+   each error path is one line:
    return tf__fail(e, TF_ENOENT, "no file named \"%s\"", name); */
 int tf__fail(tf__err *e, int code, const char *fmt, ...) TF__PRINTF(3, 4);
 /* The same, with ": <strerror(errnum)>" appended. */
 int tf__fail_errno(tf__err *e, int code, int errnum, const char *fmt, ...)
     TF__PRINTF(4, 5);
+/* Adds context in front of the message held: "<fmt>: <first message>" (or
+   sets "<fmt>" when none is held), and returns code. For the places that
+   deliberately say more than the cause, never instead of it. */
+int tf__err_prefix(tf__err *e, int code, const char *fmt, ...) TF__PRINTF(3, 4);
+/* Replaces e's message with from's. For failures ranked by precedence, not
+   by time: a failure recorded aside while a stream is kept in step (a local
+   write, the sender's trailer) and chosen once the stream is done. */
+void tf__err_take(tf__err *e, const tf__err *from);
+/* Says something else instead of the message held, and returns code: for a
+   lower layer's message that the caller knows to be only a symptom (a wait
+   that timed out is a connect that timed out). */
+int tf__err_replace(tf__err *e, int code, const char *fmt, ...) TF__PRINTF(3, 4);
 /* The TF_E* code that best describes a file-system errno. */
 int tf__code_from_errno(int errnum);
+/* Forgets the message: the next tf__fail records again. */
 void tf__err_clear(tf__err *e);
 
 /* tf_options: values indexed by tf_option key, plus callbacks. */
@@ -50,13 +71,6 @@ struct tf_options {
 };
 /* Fills *dst with src, or with the defaults when src is NULL. */
 void tf__options_copy(tf_options *dst, const tf_options *src);
-
-/* A listing: one array of entries and one block holding every name. */
-struct tf_listing {
-    size_t count;
-    tf_entry *entries;
-    char *names;
-};
 
 /* Name validation over (bytes, length), for names that are not C strings. */
 int tf__name_check_bytes(const void *name, size_t len, size_t max_len, const char **why);

@@ -111,8 +111,8 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms, int *out, tf__
         if (rc != TF_OK) {
             close(fd);
             if (rc == TF_ETIMEDOUT)
-                return tf__fail(e, rc, "connecting to %s timed out after %d ms", addr,
-                                timeout_ms);
+                return tf__err_replace(e, rc, "connecting to %s timed out after %d ms",
+                                       addr, timeout_ms);
             return rc;
         }
         int err = 0;
@@ -152,6 +152,10 @@ int tf__stream_connect(tf__stream *s, const char *host, const char *port,
                         "cannot resolve %s port %s: %s", host, port, gai_strerror(gai));
     int rc = TF_ENET;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        /* Each address is a fresh attempt: the last one's failure is the
+           call's, code and message alike, and one that works leaves no
+           earlier address's message standing as this call's first. */
+        tf__err_clear(e);
         int fd = -1;
         rc = connect_one(ai, timeout_ms, &fd, e);
         if (rc == TF_OK) {
@@ -250,27 +254,21 @@ int tf__listen(int *fds, int max, int *count, const char *host, const char *port
        family) follow it, so that one number reaches the server. */
     unsigned short chosen = 0;
     int rc = TF_ENET;
-    tf__err first_failure = {{0}};
+    /* The first family's failure is the message kept (the first wins). */
     for (struct addrinfo *ai = res; ai && *count < max; ai = ai->ai_next) {
         int fd = -1;
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
             continue;
         rc = listen_one(ai, chosen, &fd, e);
-        if (rc != TF_OK) {
-            if (!first_failure.msg[0])
-                first_failure = *e;
+        if (rc != TF_OK)
             continue;
-        }
         if (!chosen)
             chosen = (unsigned short)tf__socket_port(fd);
         fds[(*count)++] = fd;
     }
     freeaddrinfo(res);
-    if (*count == 0) {
-        if (first_failure.msg[0])
-            *e = first_failure;
+    if (*count == 0)
         return rc != TF_OK ? rc : TF_ENET;
-    }
     /* Some families failing (no IPv6 on this host) is fine if one listens. */
     tf__err_clear(e);
     return TF_OK;

@@ -57,6 +57,7 @@ int tf_server_run(tf_server *srv)
 {
     if (!srv)
         return TF_EINVAL;
+    tf__err_clear(&srv->err);
     if (atomic_load(&srv->stopping) || srv->workers)
         return TF_OK;
     long n = srv->opt.value[TF_OPT_WORKERS];
@@ -66,7 +67,7 @@ int tf_server_run(tf_server *srv)
         n = 1;
     srv->workers = calloc((size_t)n, sizeof *srv->workers);
     if (!srv->workers)
-        return TF_ENOMEM;
+        return tf__fail(&srv->err, TF_ENOMEM, "out of memory for %ld workers", n);
     /* Workers send with sendfile, which has no MSG_NOSIGNAL: SIGPIPE stays
        blocked in this thread, and in the workers that inherit its mask, for
        as long as the server runs, instead of around every call. */
@@ -75,9 +76,13 @@ int tf_server_run(tf_server *srv)
     int rc = TF_OK;
     for (long i = 0; i < n && rc == TF_OK; i++) {
         rc = tf__worker_init(&srv->workers[i], srv, 1);
-        if (rc == TF_OK && i > 0 &&
-            pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]) != 0)
-            rc = TF_ENOMEM;
+        if (rc != TF_OK)
+            tf__fail_errno(&srv->err, rc, errno, "cannot set up worker %ld's event loop", i);
+        int perr = rc == TF_OK && i > 0 ? pthread_create(&srv->workers[i].thread, NULL,
+                                                         worker_main, &srv->workers[i])
+                                        : 0;
+        if (perr != 0)
+            rc = tf__fail_errno(&srv->err, TF_ENOMEM, perr, "cannot start worker thread %ld", i);
         if (rc == TF_OK)
             srv->nworkers = (int)i + 1;
     }
@@ -118,7 +123,6 @@ static int make_pipe(int p[2])
 int tf_server_open_ex(tf_server **out, const char *host, const char *port, const char *root,
                       const tf_options *opt, char *errbuf, size_t errlen)
 {
-    tf__err err = {{0}};
     int rc = TF_OK;
     if (errbuf && errlen)
         errbuf[0] = '\0';
@@ -138,9 +142,9 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
     tf__digest_cache_init(&s->digests);
 
     if (!root || !*root)
-        rc = tf__fail(&err, TF_EINVAL, "a root directory is required");
+        rc = tf__fail(&s->err, TF_EINVAL, "a root directory is required");
     if (rc == TF_OK)
-        rc = tf__root_open(root, &s->rootfd, &err);
+        rc = tf__root_open(root, &s->rootfd, &s->err);
     if (rc == TF_OK) {
         /* The name limit announced in the hello is one the root's file
            system can hold, so that a longer name is refused (EINVAL) when
@@ -150,9 +154,9 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
             s->opt.value[TF_OPT_MAX_NAME_LEN] = fs_max;
     }
     if (rc == TF_OK && make_pipe(s->stop_pipe) != 0)
-        rc = tf__fail_errno(&err, TF_EIO, errno, "cannot create a pipe");
+        rc = tf__fail_errno(&s->err, TF_EIO, errno, "cannot create a pipe");
     if (rc == TF_OK)
-        rc = tf__listen(s->listen_fds, TF_MAX_LISTEN, &s->nlisten, host, port, &err);
+        rc = tf__listen(s->listen_fds, TF_MAX_LISTEN, &s->nlisten, host, port, &s->err);
     /* Uploads cut short by a crash are debris now: no connection owns them.
        (A read-only server writes nothing under its root, not even that.) */
     if (rc == TF_OK && !s->opt.value[TF_OPT_READ_ONLY])
@@ -160,7 +164,7 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
                          (size_t)s->opt.value[TF_OPT_MAX_PARTIALS]);
     if (rc != TF_OK) {
         if (errbuf && errlen)
-            snprintf(errbuf, errlen, "%s", err.msg);
+            snprintf(errbuf, errlen, "%s", s->err.msg);
         tf_server_close(s);
         return rc;
     }
@@ -219,13 +223,26 @@ void tf_server_close(tf_server *s)
     free(s);
 }
 
-int tf_serve(const char *host, const char *port, const char *root, const tf_options *opt)
+const char *tf_server_errmsg(const tf_server *s)
+{
+    return s ? s->err.msg : "";
+}
+
+int tf_serve_ex(const char *host, const char *port, const char *root, const tf_options *opt,
+                char *errbuf, size_t errlen)
 {
     tf_server *s;
-    int rc = tf_server_open(&s, host, port, root, opt);
+    int rc = tf_server_open_ex(&s, host, port, root, opt, errbuf, errlen);
     if (rc != TF_OK)
         return rc;
     rc = tf_server_run(s);
+    if (rc != TF_OK && errbuf && errlen)
+        snprintf(errbuf, errlen, "%s", s->err.msg);
     tf_server_close(s);
     return rc;
+}
+
+int tf_serve(const char *host, const char *port, const char *root, const tf_options *opt)
+{
+    return tf_serve_ex(host, port, root, opt, NULL, 0);
 }

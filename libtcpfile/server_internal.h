@@ -59,6 +59,10 @@ struct tf_server {
     tf__digest_cache digests;
     /* Bytes hashed ahead of a resumed get's offset: for the tests. */
     atomic_ullong prefix_hashed;
+    /* Why tf_server_open or tf_server_run failed (tf_server_errmsg). Written
+       only by the thread in those calls; a request's failure goes to the
+       log callback instead. */
+    tf__err err;
 };
 
 /* worker.c */

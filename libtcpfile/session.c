@@ -15,6 +15,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "listing.h"
 #include "netio.h"
 #include "session.h"
 
@@ -894,9 +895,9 @@ static void finish_put(session *s, int verdict, const tf__err *verdict_err)
     int rc = r->store_rc;
     if (verdict != TF_OK) {
         rc = verdict;
-        r->err = *verdict_err;
+        tf__err_take(&r->err, verdict_err);
     } else if (rc != TF_OK) {
-        r->err = r->store_err;
+        tf__err_take(&r->err, &r->store_err);
     }
     /* The digest just verified is not remembered: the file was written a
        moment ago, and an in-place change within the same clock tick, at

@@ -40,7 +40,7 @@ static int send_fd_sendfile(tf__xfer *x, int fd, uint64_t *off, uint64_t len,
     while (*done < len) {
         uint64_t step = len - *done < SENDFILE_STEP ? len - *done : SENDFILE_STEP;
         uint64_t start = *off;
-        tf__err err;
+        tf__err err = {{0}}; /* empty: tf__fail records only into an empty record */
         int rc = tf__stream_send_file(x->s, fd, off, step, &err);
         *done += *off - start;
         if (rc == TF_EIO) {

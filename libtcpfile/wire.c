@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "listing.h"
 
 void tf__put_u16(uint8_t *p, uint16_t v)
 {
@@ -324,11 +325,6 @@ long tf__wire_encode_list(uint8_t *buf, size_t cap, const tf_listing *l)
     return pos;
 }
 
-static int compare_entries(const void *a, const void *b)
-{
-    return strcmp(((const tf_entry *)a)->name, ((const tf_entry *)b)->name);
-}
-
 int tf__wire_decode_list(const uint8_t *buf, size_t len, size_t max_name,
                          tf_listing **out)
 {
@@ -343,8 +339,8 @@ int tf__wire_decode_list(const uint8_t *buf, size_t len, size_t max_name,
     if (max_name > TF_WIRE_NAME_MAX)
         max_name = TF_WIRE_NAME_MAX;
 
-    /* One pass to validate and measure, one to fill: a single allocation
-       for all names, so the listing frees in two calls whatever its size. */
+    /* One pass to validate and measure, one to fill the listing through
+       its builder: reserved once, since the sizes are known by then. */
     size_t names_bytes = 0;
     size_t pos = LIST_HEAD_SIZE;
     for (uint32_t i = 0; i < count; i++) {
@@ -363,29 +359,20 @@ int tf__wire_decode_list(const uint8_t *buf, size_t len, size_t max_name,
     if (pos != len)
         return TF_EPROTO;
 
-    tf_listing *l = calloc(1, sizeof(*l));
-    if (!l)
-        return TF_ENOMEM;
-    l->entries = calloc(count ? count : 1, sizeof(tf_entry));
-    l->names = malloc(names_bytes ? names_bytes : 1);
-    if (!l->entries || !l->names) {
-        tf_listing_free(l);
-        return TF_ENOMEM;
-    }
-    l->count = count;
-    char *np = l->names;
+    tf__listing_builder b;
+    tf__listing_builder_init(&b, count, max_name);
+    int rc = tf__listing_builder_reserve(&b, count, names_bytes);
     pos = LIST_HEAD_SIZE;
-    for (uint32_t i = 0; i < count; i++) {
+    for (uint32_t i = 0; rc == TF_OK && i < count; i++) {
         size_t nlen = tf__get_u16(buf + pos);
-        memcpy(np, buf + pos + 2, nlen);
-        np[nlen] = '\0';
-        l->entries[i].name = np;
-        l->entries[i].size = tf__get_u64(buf + pos + 2 + nlen);
-        l->entries[i].mtime = (int64_t)tf__get_u64(buf + pos + 10 + nlen);
-        np += nlen + 1;
+        rc = tf__listing_builder_add(&b, (const char *)buf + pos + 2, nlen,
+                                     tf__get_u64(buf + pos + 2 + nlen),
+                                     (int64_t)tf__get_u64(buf + pos + 10 + nlen));
         pos += tf__wire_list_entry_size(nlen);
     }
-    qsort(l->entries, count, sizeof(tf_entry), compare_entries);
-    *out = l;
-    return TF_OK;
+    if (rc == TF_OK)
+        return tf__listing_builder_finish(&b, out);
+    tf__listing_builder_abort(&b);
+    /* The first pass checked every name the builder checks. */
+    return rc == TF_ENOMEM ? TF_ENOMEM : TF_EPROTO;
 }

@@ -70,9 +70,12 @@ static int watch_listeners(worker *w)
         /* EPOLLEXCLUSIVE: one worker wakes per connection, not all. */
         if (tf__loop_watch(&w->loop, &w->listeners[i].watch, EPOLLIN | EPOLLEXCLUSIVE) != 0) {
             /* None or all: a listener watched while w->listening is 0
-               would wake this worker for ever. */
+               would wake this worker for ever. (errno kept for
+               tf_server_errmsg.) */
+            int err = errno;
             while (i-- > 0)
                 tf__loop_watch(&w->loop, &w->listeners[i].watch, 0);
+            errno = err;
             return TF_ENET;
         }
     }

@@ -11,6 +11,7 @@
 
 #include "cmocka_main.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,6 +279,96 @@ static void test_errors_options_unknown_keys_and_null(void **state)
     tf_options_free(NULL);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The error record: the first message of a failure wins                    */
+/* ------------------------------------------------------------------------ */
+
+static void test_errors_first_message_wins(void **state)
+{
+    (void)state;
+    tf__err e = {{0}};
+    assert_int_equal(tf__fail_errno(&e, TF_ENOSPC, ENOSPC, "write failed"), TF_ENOSPC);
+    char want[TF_ERRMSG_MAX];
+    snprintf(want, sizeof want, "write failed: %s", strerror(ENOSPC));
+    assert_string_equal(e.msg, want);
+    /* Later layers return their code but leave the cause alone. */
+    assert_int_equal(tf__fail(&e, TF_EIO, "the transfer failed"), TF_EIO);
+    assert_int_equal(tf__fail_errno(&e, TF_ENET, EPIPE, "send failed"), TF_ENET);
+    assert_string_equal(e.msg, want);
+    /* Cleared (each public call does at entry), the next failure records. */
+    tf__err_clear(&e);
+    assert_string_equal(e.msg, "");
+    assert_int_equal(tf__fail(&e, TF_ENOENT, "no file named \"%s\"", "x"), TF_ENOENT);
+    assert_string_equal(e.msg, "no file named \"x\"");
+    /* NULL records are allowed: the code still comes back. */
+    assert_int_equal(tf__fail(NULL, TF_EINVAL, "ignored"), TF_EINVAL);
+    assert_int_equal(tf__fail_errno(NULL, TF_EIO, EIO, "ignored"), TF_EIO);
+    /* An empty message still marks the record as holding a failure. */
+    tf__err_clear(&e);
+    tf__fail(&e, TF_EIO, "%s", "");
+    assert_true(e.msg[0] != '\0');
+    tf__fail(&e, TF_EIO, "later");
+    assert_string_not_equal(e.msg, "later");
+}
+
+static void test_errors_prefix_adds_context(void **state)
+{
+    (void)state;
+    tf__err e = {{0}};
+    /* With nothing held, the prefix is the message. */
+    assert_int_equal(tf__err_prefix(&e, TF_ENET, "during the handshake"), TF_ENET);
+    assert_string_equal(e.msg, "during the handshake");
+    tf__err_clear(&e);
+    tf__fail_errno(&e, TF_EACCES, EACCES, "cannot create a temporary file");
+    assert_int_equal(tf__err_prefix(&e, TF_EACCES, "cannot write beside \"%s\"", "/a/b"),
+                     TF_EACCES);
+    char want[TF_ERRMSG_MAX];
+    snprintf(want, sizeof want, "cannot write beside \"/a/b\": cannot create a temporary file: %s",
+             strerror(EACCES));
+    assert_string_equal(e.msg, want);
+    /* Still the first message for whatever comes later. */
+    tf__fail(&e, TF_EIO, "later");
+    assert_string_equal(e.msg, want);
+    assert_int_equal(tf__err_prefix(NULL, TF_EIO, "x"), TF_EIO);
+}
+
+static void test_errors_prefix_truncates_safely(void **state)
+{
+    (void)state;
+    char longtext[2 * TF_ERRMSG_MAX];
+    memset(longtext, 'c', sizeof longtext - 1);
+    longtext[sizeof longtext - 1] = '\0';
+    tf__err e = {{0}};
+    tf__fail(&e, TF_EIO, "%s", longtext); /* truncated to the record */
+    assert_int_equal(strlen(e.msg), TF_ERRMSG_MAX - 1);
+    tf__err_prefix(&e, TF_EIO, "head");
+    assert_int_equal(strlen(e.msg), TF_ERRMSG_MAX - 1);
+    assert_memory_equal(e.msg, "head: ccc", 9);
+    /* A prefix longer than the record keeps the record terminated. */
+    longtext[TF_ERRMSG_MAX + 10] = '\0';
+    memset(longtext, 'p', TF_ERRMSG_MAX + 10);
+    tf__err_prefix(&e, TF_EIO, "%s", longtext);
+    assert_int_equal(strlen(e.msg), TF_ERRMSG_MAX - 1);
+    assert_int_equal(e.msg[0], 'p');
+}
+
+static void test_errors_take_and_replace(void **state)
+{
+    (void)state;
+    tf__err e = {{0}}, aside = {{0}};
+    tf__fail(&e, TF_ENOENT, "the server's refusal");
+    tf__fail(&aside, TF_EIO, "reading the file failed");
+    /* Precedence, not time: the failure kept aside is chosen explicitly. */
+    tf__err_take(&e, &aside);
+    assert_string_equal(e.msg, "reading the file failed");
+    tf__err_take(&e, &e); /* itself: unchanged */
+    assert_string_equal(e.msg, "reading the file failed");
+    assert_int_equal(tf__err_replace(&e, TF_ETIMEDOUT, "connecting to %s timed out", "h"),
+                     TF_ETIMEDOUT);
+    assert_string_equal(e.msg, "connecting to h timed out");
+    assert_int_equal(tf__err_replace(NULL, TF_EIO, "x"), TF_EIO);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +379,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_errors_options_defaults),
         cmocka_unit_test(test_errors_options_ranges),
         cmocka_unit_test(test_errors_options_unknown_keys_and_null),
+        cmocka_unit_test(test_errors_first_message_wins),
+        cmocka_unit_test(test_errors_prefix_adds_context),
+        cmocka_unit_test(test_errors_prefix_truncates_safely),
+        cmocka_unit_test(test_errors_take_and_replace),
     };
     return TU_RUN_GROUP("errors", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

@@ -1272,6 +1272,94 @@ static void test_loopback_server_vanishes_mid_put(void **state)
     unlink(src);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Errors: the first message of a failure reaches tf_errmsg                 */
+/* ------------------------------------------------------------------------ */
+
+/* A local write failure deep in a get (the payload keeps coming, drained to
+   keep the stream in step) is what tf_errmsg says, errno text and all; the
+   next call starts with a clean record on a connection still usable. */
+static void test_loopback_errors_local_write_keeps_errno(void **state)
+{
+    (void)state;
+    int fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        skip();
+    tf_client *c = connect_main();
+    expect_ok(c, tf_put_mem(c, g.big, 256 << 10, "errs-full"));
+    int rc = tf_get_fd(c, "errs-full", fd);
+    close(fd);
+    if (rc == TF_OK)
+        fail_msg("a get into /dev/full succeeded");
+    assert_int_equal(rc, TF_ENOSPC);
+    if (!strstr(tf_errmsg(c), strerror(ENOSPC)))
+        fail_msg("the local write's errno text is lost: \"%s\"", tf_errmsg(c));
+    tf_listing *l = NULL;
+    expect_ok(c, tf_list(c, &l));
+    tf_listing_free(l);
+    assert_string_equal(tf_errmsg(c), "");
+    drop_client(c);
+}
+
+/* A server's refusal is the message, and each call's own: a second refusal
+   does not find the first one's message still standing. */
+static void test_loopback_errors_refusal_kept_per_call(void **state)
+{
+    (void)state;
+    tf_client *c = connect_main();
+    void *data = NULL;
+    size_t len = 0;
+    expect_rc(c, tf_get_mem(c, "errs-missing-a", &data, &len), TF_ENOENT);
+    if (!strstr(tf_errmsg(c), "errs-missing-a"))
+        fail_msg("the refusal lost its detail: \"%s\"", tf_errmsg(c));
+    expect_rc(c, tf_get_mem(c, "errs-missing-b", &data, &len), TF_ENOENT);
+    if (!strstr(tf_errmsg(c), "errs-missing-b") || strstr(tf_errmsg(c), "errs-missing-a"))
+        fail_msg("the second refusal says \"%s\"", tf_errmsg(c));
+    /* In a batch, the first item's failure is the call's message. */
+    tf_get_item items[2] = {{.name = "errs-missing-c", .fd = -1, .local_path = g.local},
+                            {.name = "errs-missing-d", .fd = -1, .local_path = g.local}};
+    expect_rc(c, tf_get_many(c, items, 2), TF_ENOENT);
+    assert_int_equal(items[1].result, TF_ENOENT);
+    if (!strstr(tf_errmsg(c), "errs-missing-c"))
+        fail_msg("the batch says \"%s\"", tf_errmsg(c));
+    drop_client(c);
+}
+
+/* A fake server that reads the client's hello and resets the connection. */
+static void *resetting_main(void *arg)
+{
+    int *listen_fd = arg;
+    int fd = accept(*listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    uint8_t buf[TF_WIRE_CLIENT_HELLO_SIZE];
+    (void)rp_recv(fd, buf, sizeof buf);
+    rp_abort(fd);
+    return NULL;
+}
+
+/* The handshake's failure says where it happened and keeps why (the reset),
+   instead of a summary that replaced the cause. */
+static void test_loopback_errors_handshake_reset_keeps_cause(void **state)
+{
+    (void)state;
+    char port[16];
+    int listen_fd = tu_listen_loopback(port, sizeof port);
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, resetting_main, &listen_fd), 0);
+    tf_client *c = NULL;
+    char why[512];
+    int rc = tf_connect_ex(&c, "127.0.0.1", port, g.copt, why, sizeof why);
+    pthread_join(tid, NULL);
+    close(listen_fd);
+    assert_null(c);
+    assert_int_equal(rc, TF_ENET);
+    if (!strstr(why, "handshake") || !strstr(why, strerror(ECONNRESET)))
+        fail_msg("the handshake's failure says \"%s\"", why);
+}
+
 /* A hostile fake server: its hello refuses with `refusal` (when not NULL),
    or it answers one request with ENOENT and `message`. Both carry bytes
    meant for the user's terminal. */
@@ -2196,6 +2284,9 @@ int main(int argc, char **argv)
         T(test_loopback_pipelined_requests),
         T(test_loopback_client_vanishes_mid_get),
         T(test_loopback_server_vanishes_mid_put),
+        T(test_loopback_errors_local_write_keeps_errno),
+        T(test_loopback_errors_refusal_kept_per_call),
+        T(test_loopback_errors_handshake_reset_keeps_cause),
         T(test_loopback_server_text_is_escaped),
         T(test_loopback_unknown_status_keeps_connection),
         T(test_loopback_failed_get_keeps_local_file),

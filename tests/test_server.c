@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -322,6 +323,70 @@ static void test_server_stop_cuts_after_grace(void **state)
     run_stop_with_transfer(300, 300, 0);
 }
 
+/* The server's own error channel: a run that cannot start says why, with
+   errno text, through tf_server_errmsg. The failure is made real: in a
+   child, the descriptor limit is used up before tf_server_run, so its
+   event loop cannot be created. */
+static void test_server_errmsg_after_failed_run(void **state)
+{
+    (void)state;
+    assert_string_equal(tf_server_errmsg(NULL), "");
+    char root[64];
+    tu_mkdtemp(root, sizeof root);
+    tf_options *o = opts_with(TF_OPT_WORKERS, 1, 0, 0);
+    tf_server *srv = NULL;
+    assert_int_equal(tf_server_open(&srv, "127.0.0.1", "0", root, o), TF_OK);
+    tf_options_free(o);
+    assert_string_equal(tf_server_errmsg(srv), "");
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        struct rlimit rl;
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = 256;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        while (dup(pfd[1]) >= 0)
+            continue; /* every descriptor taken */
+        int rc = tf_server_run(srv);
+        char line[600];
+        int n = snprintf(line, sizeof line, "%d %s", rc, tf_server_errmsg(srv));
+        ssize_t w = write(pfd[1], line, (size_t)n);
+        _exit(w == n ? 0 : 1);
+    }
+    close(pfd[1]);
+    char got[600] = {0};
+    size_t have = 0;
+    ssize_t k;
+    while ((k = read(pfd[0], got + have, sizeof got - 1 - have)) > 0)
+        have += (size_t)k;
+    close(pfd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    tf_server_close(srv);
+    tu_rm_rf(root);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int rc = atoi(got);
+    if (rc == TF_OK || !strstr(got, strerror(EMFILE)))
+        fail_msg("a run with no descriptors left gave: \"%s\"", got);
+}
+
+/* tf_serve_ex hands back the detail that tf_serve dropped. */
+static void test_server_serve_ex_reports_why(void **state)
+{
+    (void)state;
+    char why[512];
+    strcpy(why, "stale");
+    int rc = tf_serve_ex("127.0.0.1", "0", "/nonexistent/tcpfile-test-root", NULL, why,
+                         sizeof why);
+    assert_int_equal(rc, TF_ENOENT);
+    if (!strstr(why, "/nonexistent/tcpfile-test-root") || !strstr(why, strerror(ENOENT)))
+        fail_msg("tf_serve_ex says \"%s\"", why);
+    assert_int_equal(tf_serve_ex("127.0.0.1", "0", NULL, NULL, NULL, 0), TF_EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +397,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_server_pipelined_gets),
         cmocka_unit_test(test_server_stop_lets_transfers_finish),
         cmocka_unit_test(test_server_stop_cuts_after_grace),
+        cmocka_unit_test(test_server_errmsg_after_failed_run),
+        cmocka_unit_test(test_server_serve_ex_reports_why),
     };
     return TU_RUN_GROUP("server", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

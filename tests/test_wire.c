@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "listing.h"
 #include "wire.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
