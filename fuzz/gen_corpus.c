@@ -303,6 +303,15 @@ static void gen_names(void)
         {"overlong", 255, "\xc0\xaf"},
         {"surrogate", 255, "\xed\xa0\x80"},
         {"too-long", 4, "abcdef"},
+        {"path", 0, "a/b/c.txt"},
+        {"path-dotdot", 0, "a/../b"},
+        {"path-empty", 255, "a//b"},
+        {"path-absolute", 255, "/etc/passwd"},
+        {"path-trailing", 255, "a/"},
+        {"path-reserved", 255, "a/.tcpfile-tmp/x"},
+        {"path-control", 255, "a/b/c\x1b[2J"},
+        {"path-utf8", 255, "a/caf\xc3"},
+        {"path-deep", 0x0306, "a/b/c/d/e/f/g"}, /* depth limit 1 + 774 % 7 = 5 */
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         buf b = {.len = 0};

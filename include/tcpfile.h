@@ -70,14 +70,15 @@ extern "C" {
     X(ECANCELED, -14, "cancelled by the caller")                              \
     X(EINTERNAL, -15, "internal error")                                       \
     X(ERESOLVE, -16, "cannot resolve the host name")                          \
-    X(ECONNREFUSED, -17, "connection refused")
+    X(ECONNREFUSED, -17, "connection refused")                                \
+    X(EPEERVERIFY, -18, "server identity rejected")
 
 enum tf_error {
     TF_OK = 0,
 #define TF__ERR_ENUM(name, value, msg) TF_##name = (value),
     TF_ERRNO_MAP(TF__ERR_ENUM)
 #undef TF__ERR_ENUM
-    TF__ERR_LAST = -17 /* the most negative code in use; grows over time */
+    TF__ERR_LAST = -18 /* the most negative code in use; grows over time */
 };
 
 /* A sentence describing code ("success" for TF_OK; "unknown error" for a

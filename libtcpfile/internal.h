@@ -75,6 +75,47 @@ void tf__options_copy(tf_options *dst, const tf_options *src);
 /* Name validation over (bytes, length), for names that are not C strings. */
 int tf__name_check_bytes(const void *name, size_t len, size_t max_len, const char **why);
 
+/* Paths, for the tree feature (issue 12; not yet negotiated): components
+   separated by '/', each a name as above (and not TF_TMP_DIR), no leading
+   or trailing '/', no "//". Byte-exact: no Unicode normalisation, so two
+   spellings of "café" are two paths, as on a POSIX file system. */
+#define TF_DEFAULT_MAX_DEPTH 64
+#define TF_DEFAULT_MAX_PATH 4096
+/* Room for any reason tf__path_check_bytes gives, terminator included. */
+#define TF__PATH_WHY_MAX 128
+
+/* A zero field means its default. max_name is the server's max_name (the
+   file system's NAME_MAX caps it where the option is set, not here). */
+typedef struct tf__path_limits {
+    size_t max_name;  /* bytes per component; 0: TF_DEFAULT_MAX_NAME */
+    size_t max_depth; /* components; 0: TF_DEFAULT_MAX_DEPTH */
+    size_t max_path;  /* bytes of the whole path; 0: TF_DEFAULT_MAX_PATH */
+} tf__path_limits;
+
+/* Checks len bytes of path (lim NULL: the defaults). TF_OK; TF_EINVAL when
+   it breaks a rule; TF_EACCES when it is well formed but one component is
+   the reserved TF_TMP_DIR. When why is not NULL it receives (cut to
+   why_cap) the reason, naming the component by its 1-based number:
+   "component 3 is \"..\"", or "" on success. Never reads past len. */
+int tf__path_check_bytes(const void *path, size_t len, const tf__path_limits *lim,
+                         char *why, size_t why_cap);
+
+/* Walks a path's components without copying or allocating: every '/'
+   separates, so "a//b" gives "a", "", "b" and "" gives none. On any path,
+   checked or not, it never reads past len. */
+typedef struct tf__path_iter {
+    const char *path;
+    size_t len;
+    size_t pos;   /* where the next component starts; len + 1: done */
+    size_t index; /* 1-based number of the component last returned */
+} tf__path_iter;
+void tf__path_iter_init(tf__path_iter *it, const void *path, size_t len);
+/* 1 with the next component in *comp / *comp_len (not NUL-terminated),
+   0 when there are no more. */
+int tf__path_iter_next(tf__path_iter *it, const char **comp, size_t *comp_len);
+/* Whether the component last returned was the final one (the leaf). */
+int tf__path_iter_done(const tf__path_iter *it);
+
 /* Serves one already-connected socket in the calling thread, through a
    worker's event loop in its one-connection mode (worker.c: the same loop
    and session code as the server's worker threads), until that session

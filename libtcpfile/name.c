@@ -2,11 +2,14 @@
  * name.c - what a file name may be. Pure: no file system, no sockets. The
  * client checks before sending and the server checks again on arrival, so
  * both use this one function. And tf_escape, which makes text a peer
- * chose safe to show, using the same reading of UTF-8.
+ * chose safe to show, using the same reading of UTF-8. And the paths of
+ * the tree feature (tf__path_*), which are names joined by '/'.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "fspath.h" /* TF_TMP_DIR, only the name */
 #include "internal.h"
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one.
@@ -82,6 +85,122 @@ int tf_name_check(const char *name, size_t max_len, const char **why)
     size_t limit = max_len ? max_len : TF_DEFAULT_MAX_NAME;
     size_t scan = limit < SIZE_MAX ? limit + 1 : limit; /* no wrap to 0 */
     return tf__name_check_bytes(name, strnlen(name, scan), max_len, why);
+}
+
+/* ---- paths ------------------------------------------------------------ */
+
+void tf__path_iter_init(tf__path_iter *it, const void *path, size_t len)
+{
+    it->path = path;
+    it->len = len;
+    it->pos = len == 0 ? 1 : 0; /* the empty path has no component at all */
+    it->index = 0;
+}
+
+int tf__path_iter_next(tf__path_iter *it, const char **comp, size_t *comp_len)
+{
+    if (it->pos > it->len)
+        return 0;
+    const char *start = it->path + it->pos;
+    size_t left = it->len - it->pos;
+    const char *slash = left ? memchr(start, '/', left) : NULL;
+    size_t n = slash ? (size_t)(slash - start) : left;
+    /* After the last component pos goes one past len, so a trailing '/'
+       still yields its (empty) last component first. */
+    it->pos += n + 1;
+    it->index++;
+    *comp = start;
+    *comp_len = n;
+    return 1;
+}
+
+int tf__path_iter_done(const tf__path_iter *it)
+{
+    return it->pos > it->len;
+}
+
+static int path_fail(char *why, size_t cap, int code, const char *fmt, ...) TF__PRINTF(4, 5);
+
+static int path_fail(char *why, size_t cap, int code, const char *fmt, ...)
+{
+    if (why && cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(why, cap, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            why[0] = '\0';
+    }
+    return code;
+}
+
+/* Names are compared byte for byte and never normalised (NFC "caf\xc3\xa9"
+   and NFD "cafe\xcc\x81" are two different names), because the file
+   systems below compare bytes: a server that folded them would serve a
+   file under a name the directory does not hold, or confuse two files.
+   Likewise only the byte '/' separates: U+2215 and U+FF0F are ordinary
+   characters, and the overlong form of '/' is not UTF-8 at all. */
+int tf__path_check_bytes(const void *path, size_t len, const tf__path_limits *lim,
+                         char *why, size_t why_cap)
+{
+    const char *s = path;
+    size_t max_name = lim && lim->max_name ? lim->max_name : TF_DEFAULT_MAX_NAME;
+    size_t max_depth = lim && lim->max_depth ? lim->max_depth : TF_DEFAULT_MAX_DEPTH;
+    size_t max_path = lim && lim->max_path ? lim->max_path : TF_DEFAULT_MAX_PATH;
+
+    if (len == 0)
+        return path_fail(why, why_cap, TF_EINVAL, "the path is empty");
+    if (!s)
+        return path_fail(why, why_cap, TF_EINVAL, "the path is missing");
+    /* Whole-path limits first, so that the work is bounded by max_path
+       whatever a peer sends. */
+    if (len > max_path)
+        return path_fail(why, why_cap, TF_EINVAL,
+                         "the path is longer than the limit of %zu bytes", max_path);
+    if (s[0] == '/')
+        return path_fail(why, why_cap, TF_EINVAL,
+                         "the path starts with '/' (paths are relative to the root)");
+    if (s[len - 1] == '/')
+        return path_fail(why, why_cap, TF_EINVAL, "the path ends with '/'");
+    size_t depth = 1;
+    for (const char *p = s, *end = s + len; (p = memchr(p, '/', (size_t)(end - p))); p++)
+        depth++;
+    if (depth > max_depth)
+        return path_fail(why, why_cap, TF_EINVAL, "the path has more than %zu levels",
+                         max_depth);
+
+    /* Every component must be a valid name; only then is a reserved one
+       reported, so that EACCES always means "well formed, but not yours". */
+    size_t reserved = 0;
+    tf__path_iter it;
+    const char *c;
+    size_t n;
+    tf__path_iter_init(&it, s, len);
+    while (tf__path_iter_next(&it, &c, &n)) {
+        const char *w;
+        if (n == 0)
+            return path_fail(why, why_cap, TF_EINVAL, "component %zu is empty (\"//\")",
+                             it.index);
+        if (n > max_name)
+            return path_fail(why, why_cap, TF_EINVAL,
+                             "component %zu is longer than the limit of %zu bytes", it.index,
+                             max_name);
+        if (c[0] == '.' && (n == 1 || (n == 2 && c[1] == '.')))
+            return path_fail(why, why_cap, TF_EINVAL, "component %zu is \"%.*s\"", it.index,
+                             (int)n, c);
+        if (tf__name_check_bytes(c, n, max_name, &w) != TF_OK)
+            return path_fail(why, why_cap, TF_EINVAL, "component %zu: %s", it.index, w);
+        if (!reserved && n == sizeof TF_TMP_DIR - 1 && memcmp(c, TF_TMP_DIR, n) == 0)
+            reserved = it.index;
+    }
+    /* In any position: "a/.tcpfile-tmp/x" must never reach the staging
+       area of a sub-directory either. */
+    if (reserved)
+        return path_fail(why, why_cap, TF_EACCES,
+                         "component %zu is \"%s\", reserved for the server's uploads in "
+                         "progress",
+                         reserved, TF_TMP_DIR);
+    return path_fail(why, why_cap, TF_OK, "%s", "");
 }
 
 size_t tf_escape(char *out, size_t out_len, const void *text, size_t len, int quoted)

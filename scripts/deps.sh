@@ -16,7 +16,7 @@ tf_install_missing() {
 }
 
 # What building the library and the programs needs.
-TF_BUILD_PACKAGES=(gcc libc6-dev make cmake pkg-config libxxhash-dev)
+TF_BUILD_PACKAGES=(gcc libc6-dev make cmake pkg-config libxxhash-dev libssl-dev)
 # What the test suite adds: cmocka, clang (the second compiler) with its
 # sanitizer runtime, g++ to check that the header compiles as C++, and
 # groff-base (a few MB) to check that the man pages render without warnings.

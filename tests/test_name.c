@@ -2,6 +2,8 @@
  * test_name.c - what a file name may be (tf_name_check, tf__name_check_bytes),
  * against the rule of docs/protocol.md: one path component of 1..max_name
  * bytes of valid UTF-8, not "." or "..", no '/', NUL or control character.
+ * And what a path of the tree feature may be (tf__path_check_bytes, the
+ * component iterator tf__path_iter_*): such names joined by single '/'.
  *
  * Each name is handed over in a heap block of exactly its length (plus the
  * terminator for the C-string variant), so that AddressSanitizer reports any
@@ -447,6 +449,468 @@ static void test_name_escape_every_byte(void **state)
     assert_int_equal(tf_escape(NULL, 0, S("abc"), 0), 0);
 }
 
+/* ---- paths (issue 12: the tree feature) ------------------------------------ */
+
+/* What a refused path's reason must mention. */
+#define PWHY_EMPTY_PATH "the path is empty"
+#define PWHY_ABS "starts with '/'"
+#define PWHY_TRAIL "ends with '/'"
+#define PWHY_DEEP "more than"
+#define PWHY_LONG "the path is longer"
+
+typedef struct path_case {
+    const char *bytes;
+    size_t len;
+    tf__path_limits lim; /* zeros: the defaults, 255 / 64 / 4096 */
+    int want;            /* TF_OK, TF_EINVAL or TF_EACCES */
+    const char *why_has; /* what the reason must mention; NULL: anything */
+} path_case;
+
+#define P_OK(lit) {S(lit), {0, 0, 0}, TF_OK, NULL}
+#define P_BAD(lit, why) {S(lit), {0, 0, 0}, TF_EINVAL, why}
+#define P_RES(lit, why) {S(lit), {0, 0, 0}, TF_EACCES, why}
+
+static const path_case path_cases[] = {
+    /* good */
+    P_OK("a"),
+    P_OK("a/b"),
+    P_OK("a/b/c.txt"),
+    P_OK("dir.d/file.tar.gz"),
+    P_OK(".hidden/.also"),
+    P_OK("..../...x/x.."),
+    P_OK("a b/ c /~/-rf"),
+    P_OK("a\\..\\b"),                         /* a backslash separates nothing */
+    P_OK("caf\xc3\xa9/\xe6\x97\xa5\xe6\x9c\xac/\xf0\x9f\x98\x80"),
+    P_OK("a\xe2\x88\x95..\xe2\x88\x95" "b"), /* U+2215 DIVISION SLASH: no separator */
+    P_OK("a\xef\xbc\x8f..\xef\xbc\x8f" "b"), /* U+FF0F FULLWIDTH SOLIDUS: neither */
+    P_OK(".tcpfile-tm/.tcpfile-tmpx/x.tcpfile-tmp/.TCPFILE-TMP"), /* near the reserved name */
+    {S("abc/abcd"), {4, 0, 0}, TF_OK, NULL},  /* component limit exactly reached */
+    {S("a/b/c"), {0, 3, 0}, TF_OK, NULL},     /* depth limit exactly reached */
+    {S("a/b/c"), {0, 0, 5}, TF_OK, NULL},     /* length limit exactly reached */
+
+    /* the hostile ones of the issue */
+    P_BAD("a/../b", "component 2 is \"..\""),
+    P_BAD("a//b", "component 2 is empty"),
+    P_BAD("/etc/passwd", PWHY_ABS),
+    P_BAD("a/./b", "component 2 is \".\""),
+    P_BAD("./a", "component 1 is \".\""),
+    P_BAD("a/", PWHY_TRAIL),
+    P_BAD("..", "component 1 is \"..\""),
+    P_BAD("../etc/passwd", "component 1 is \"..\""),
+    P_BAD("a/b/..", "component 3 is \"..\""),
+    P_BAD("a/b/.", "component 3 is \".\""),
+    P_BAD("/", PWHY_ABS),
+    P_BAD("//", PWHY_ABS),
+    P_BAD("a///b", "component 2 is empty"),
+    P_BAD("a/b//", PWHY_TRAIL),
+    P_BAD("", PWHY_EMPTY_PATH),
+    P_BAD("a/\xc0\xaf/b", "component 2: the name is not valid UTF-8"), /* overlong '/' */
+    P_BAD("a/\xc0\xae\xc0\xae/b", "component 2: the name is not valid UTF-8"), /* overlong ".." */
+
+    /* NUL, control characters and bad UTF-8 in a later component */
+    P_BAD("a\0/b", "component 1: the name may not contain a NUL byte"),
+    P_BAD("a/b\0c", "component 2: the name may not contain a NUL byte"),
+    P_BAD("a/b/\0", "component 3: the name may not contain a NUL byte"),
+    P_BAD("a/b\nc", "component 2: the name may not contain control characters"),
+    P_BAD("a/b/c\x1b[2J", "component 3: the name may not contain control characters"),
+    P_BAD("a/b/\x7f", "component 3: the name may not contain control characters"),
+    P_BAD("a/b/x\xc2\x9b", "component 3: the name may not contain control characters"),
+    P_BAD("a/b/\xff", "component 3: the name is not valid UTF-8"),
+    P_BAD("a/b/caf\xc3", "component 3: the name is not valid UTF-8"), /* cut sequence */
+    P_BAD("a/\xed\xa0\x80/c", "component 2: the name is not valid UTF-8"), /* surrogate */
+    P_BAD("a/\xf4\x90\x80\x80", "component 2: the name is not valid UTF-8"),
+    P_BAD("\xc3/\xa9", "component 1: the name is not valid UTF-8"), /* split by '/' */
+
+    /* custom limits */
+    {S("abc/abcde"), {4, 0, 0}, TF_EINVAL, "component 2 is longer than the limit of 4 bytes"},
+    {S("a/b/c/d"), {0, 3, 0}, TF_EINVAL, "more than 3 levels"},
+    {S("a/b/c"), {0, 0, 4}, TF_EINVAL, "longer than the limit of 4 bytes"},
+    {S("ab"), {1, 0, 0}, TF_EINVAL, "component 1 is longer"},
+
+    /* the reserved staging directory, in every position */
+    P_RES(".tcpfile-tmp", "component 1 is \".tcpfile-tmp\", reserved"),
+    P_RES(".tcpfile-tmp/x", "component 1 is \".tcpfile-tmp\", reserved"),
+    P_RES("a/.tcpfile-tmp/x", "component 2 is \".tcpfile-tmp\", reserved"),
+    P_RES("a/b/.tcpfile-tmp", "component 3 is \".tcpfile-tmp\", reserved"),
+    P_RES("a/.tcpfile-tmp/.tcpfile-tmp", "component 2"),
+    /* a malformed path is malformed first, wherever the reserved name is */
+    P_BAD(".tcpfile-tmp/../x", "component 2 is \"..\""),
+    P_BAD(".tcpfile-tmp/", PWHY_TRAIL),
+};
+
+/* The rule restated without the code under test's splitting: each
+   component found by hand and judged by tf__name_check_bytes (the name
+   rule, tested above), then the reserved name. */
+static int path_reference(const char *p, size_t n, const tf__path_limits *lim)
+{
+    size_t max_name = lim->max_name ? lim->max_name : 255;
+    size_t max_depth = lim->max_depth ? lim->max_depth : 64;
+    size_t max_path = lim->max_path ? lim->max_path : 4096;
+    if (n == 0 || n > max_path)
+        return TF_EINVAL;
+    size_t depth = 0, start = 0;
+    int reserved = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && p[i] != '/')
+            continue;
+        depth++;
+        if (tf__name_check_bytes(p + start, i - start, max_name, NULL) != TF_OK)
+            return TF_EINVAL;
+        if (i - start == 12 && memcmp(p + start, ".tcpfile-tmp", 12) == 0)
+            reserved = 1;
+        start = i + 1;
+    }
+    if (depth > max_depth)
+        return TF_EINVAL;
+    return reserved ? TF_EACCES : TF_OK;
+}
+
+/* Checks one path from a heap block of exactly its length; returns rc. */
+static int check_path_exact(const char *ctx, const char *bytes, size_t len,
+                            const tf__path_limits *lim, int want, const char *why_has)
+{
+    char *exact = malloc(len ? len : 1);
+    assert_non_null(exact);
+    memcpy(exact, bytes, len);
+    char why[TF__PATH_WHY_MAX];
+    memset(why, 'X', sizeof why);
+    int rc = tf__path_check_bytes(exact, len, lim, why, sizeof why);
+    if (rc != want) {
+        print_error("%s: gave %s (\"%s\"), expected %s\n", ctx, tf_errname(rc), why,
+                    tf_errname(want));
+        fail();
+    }
+    check_why(ctx, rc, why, why_has);
+    assert_int_equal(tf__path_check_bytes(exact, len, lim, NULL, 0), want);
+    /* A short buffer gets a cut, terminated reason. */
+    char tiny[6];
+    assert_int_equal(tf__path_check_bytes(exact, len, lim, tiny, sizeof tiny), want);
+    assert_true(strlen(tiny) < sizeof tiny);
+    free(exact);
+    return rc;
+}
+
+/* A path of `depth` components of `comp` bytes each ('x', or `fill` for the
+   component at `odd`, 1-based, when odd is not 0), in a block of exactly
+   its length. */
+static char *build_path(size_t depth, size_t comp, size_t odd, const char *fill,
+                        size_t *len)
+{
+    size_t fill_len = fill ? strlen(fill) : 0;
+    size_t n = depth * comp + (depth ? depth - 1 : 0) + (odd ? fill_len - comp : 0);
+    char *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    size_t o = 0;
+    for (size_t i = 1; i <= depth; i++) {
+        if (i > 1)
+            p[o++] = '/';
+        if (i == odd) {
+            memcpy(p + o, fill, fill_len);
+            o += fill_len;
+        } else {
+            memset(p + o, 'x', comp);
+            o += comp;
+        }
+    }
+    assert_int_equal(o, n);
+    *len = n;
+    return p;
+}
+
+/* A path of exactly n bytes: 254-byte components and a shorter last one
+   (4,096 bytes: 17 components). */
+static char *path_of_length(size_t n)
+{
+    char *p = malloc(n);
+    assert_non_null(p);
+    memset(p, 'y', n);
+    for (size_t i = 254; i + 1 < n; i += 255)
+        p[i] = '/';
+    return p;
+}
+
+/* Every prefix of a good path is judged as the rule says, from a block of
+   exactly its length; those that end with '/' (or are empty) are refused.
+   Returns how many prefixes were refused. */
+static size_t check_truncations(const char *ctx, const char *p, size_t n,
+                                const tf__path_limits *lim)
+{
+    size_t refused = 0;
+    for (size_t k = 0; k < n; k++) {
+        char c[192];
+        snprintf(c, sizeof c, "%s, cut to %zu bytes", ctx, k);
+        int want = path_reference(p, k, lim);
+        if (k == 0 || p[k - 1] == '/')
+            assert_int_equal(want, TF_EINVAL); /* the reference itself agrees */
+        int rc = check_path_exact(c, p, k, lim, want, NULL);
+        refused += rc != TF_OK;
+    }
+    return refused;
+}
+
+static void describe_path(char *out, size_t cap, const path_case *c, size_t index)
+{
+    name_case nc = {c->bytes, c->len, c->lim.max_name, NULL};
+    describe(out, cap, &nc, index);
+}
+
+static void test_name_path_table(void **state)
+{
+    (void)state;
+    size_t good = 0, bad = 0, cut = 0;
+    for (size_t i = 0; i < ARRAY_LEN(path_cases); i++) {
+        const path_case *c = &path_cases[i];
+        char ctx[192];
+        describe_path(ctx, sizeof ctx, c, i);
+        int rc = check_path_exact(ctx, c->bytes, c->len, &c->lim, c->want, c->why_has);
+        assert_int_equal(path_reference(c->bytes, c->len, &c->lim), rc);
+        if (rc == TF_OK) {
+            good++;
+            cut += check_truncations(ctx, c->bytes, c->len, &c->lim);
+        } else {
+            bad++;
+        }
+    }
+    /* NULL limits are the defaults. */
+    assert_int_equal(tf__path_check_bytes("a/b", 3, NULL, NULL, 0), TF_OK);
+    assert_int_equal(tf__path_check_bytes("a/../b", 6, NULL, NULL, 0), TF_EINVAL);
+    /* NULL bytes: refused, never read. */
+    char why[TF__PATH_WHY_MAX];
+    assert_int_equal(tf__path_check_bytes(NULL, 0, NULL, why, sizeof why), TF_EINVAL);
+    check_why("NULL path", TF_EINVAL, why, PWHY_EMPTY_PATH);
+    assert_int_equal(tf__path_check_bytes(NULL, 5, NULL, why, sizeof why), TF_EINVAL);
+    check_why("NULL path", TF_EINVAL, why, "missing");
+    print_message("%zu good and %zu bad paths; %zu truncations of good ones refused\n",
+                  good, bad, cut);
+    assert_true(cut > 0);
+}
+
+/* Depth, length and component size at and just past their limits, and
+   the reserved name at each position of a deep path. */
+static void test_name_path_limits(void **state)
+{
+    (void)state;
+    static const tf__path_limits defaults = {0, 0, 0};
+    static const struct {
+        size_t depth, comp;
+        tf__path_limits lim;
+        int want;
+        const char *why_has;
+    } shapes[] = {
+        {64, 1, {0, 0, 0}, TF_OK, NULL},
+        {65, 1, {0, 0, 0}, TF_EINVAL, "the path has more than 64 levels"},
+        {1000, 1, {0, 0, 0}, TF_EINVAL, "the path has more than 64 levels"},
+        {1000, 1, {0, 1000, 0}, TF_OK, NULL},
+        {1001, 1, {0, 1000, 0}, TF_EINVAL, "more than 1000 levels"},
+        {2049, 1, {0, 4096, 0}, TF_EINVAL, "the path is longer than the limit of 4096 bytes"},
+        {1, 255, {0, 0, 0}, TF_OK, NULL},
+        {1, 256, {0, 0, 0}, TF_EINVAL, "component 1 is longer than the limit of 255 bytes"},
+        {3, 255, {0, 0, 0}, TF_OK, NULL},
+        {16, 255, {0, 0, 0}, TF_OK, NULL}, /* 4095 bytes */
+        {17, 255, {0, 0, 0}, TF_EINVAL, PWHY_LONG},
+        {2, 1000, {1000, 0, 0}, TF_OK, NULL},
+        {2, 1001, {1000, 0, 0}, TF_EINVAL, "component 1 is longer than the limit of 1000"},
+        {3, 3000, {4096, 0, 9010}, TF_OK, NULL},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(shapes); i++) {
+        char ctx[96];
+        snprintf(ctx, sizeof ctx, "shape %zu: %zu levels of %zu bytes", i, shapes[i].depth,
+                 shapes[i].comp);
+        size_t n;
+        char *p = build_path(shapes[i].depth, shapes[i].comp, 0, NULL, &n);
+        check_path_exact(ctx, p, n, &shapes[i].lim, shapes[i].want, shapes[i].why_has);
+        free(p);
+    }
+
+    /* A component of 256 bytes in a later position. */
+    {
+        char fat[257];
+        memset(fat, 'f', 256);
+        fat[256] = '\0';
+        size_t n;
+        char *p = build_path(5, 1, 4, fat, &n);
+        check_path_exact("256-byte component 4", p, n, &defaults, TF_EINVAL,
+                         "component 4 is longer than the limit of 255 bytes");
+        free(p);
+    }
+
+    /* 4,096 bytes exactly, and 4,097. */
+    char *p = path_of_length(4096);
+    check_path_exact("4096 bytes", p, 4096, &defaults, TF_OK, NULL);
+    free(p);
+    p = path_of_length(4097);
+    check_path_exact("4097 bytes", p, 4097, &defaults, TF_EINVAL,
+                     "the path is longer than the limit of 4096 bytes");
+    free(p);
+
+    /* The reserved name at each of 64 positions; ".." at each position;
+       a control character at each position. */
+    static const struct {
+        const char *fill;
+        int want;
+        const char *why_tail; /* after "component N" */
+    } at[] = {
+        {".tcpfile-tmp", TF_EACCES, " is \".tcpfile-tmp\", reserved"},
+        {"..", TF_EINVAL, " is \"..\""},
+        {".", TF_EINVAL, " is \".\""},
+        {"", TF_EINVAL, NULL}, /* empty: "//", or a leading or trailing '/' */
+        {"b\tc", TF_EINVAL, ": the name may not contain control characters"},
+        {"\xe2\x82", TF_EINVAL, ": the name is not valid UTF-8"},
+    };
+    for (size_t k = 0; k < ARRAY_LEN(at); k++) {
+        for (size_t pos = 1; pos <= 64; pos++) {
+            char ctx[96], why_has[96];
+            snprintf(ctx, sizeof ctx, "\"%s\" at %zu of 64", at[k].fill, pos);
+            if (at[k].why_tail)
+                snprintf(why_has, sizeof why_has, "component %zu%s", pos, at[k].why_tail);
+            else
+                snprintf(why_has, sizeof why_has, "%s",
+                         pos == 1 ? PWHY_ABS : pos == 64 ? PWHY_TRAIL : "is empty");
+            size_t n;
+            char *q = build_path(64, 3, pos, at[k].fill, &n);
+            check_path_exact(ctx, q, n, &defaults, at[k].want, why_has);
+            /* One level too many: depth is refused before any component
+               is looked at (only a leading '/' is reported before it). */
+            free(q);
+            q = build_path(65, 3, pos, at[k].fill, &n);
+            check_path_exact(ctx, q, n, &defaults, TF_EINVAL,
+                             pos == 1 && !at[k].fill[0] ? PWHY_ABS : "more than 64 levels");
+            free(q);
+        }
+    }
+}
+
+/* The good paths of the limits, cut at every length: every prefix that
+   breaks the rule is refused (and none that keeps it). */
+static void test_name_path_truncations(void **state)
+{
+    (void)state;
+    static const tf__path_limits defaults = {0, 0, 0};
+    size_t n, refused = 0;
+    char *p = build_path(64, 1, 0, NULL, &n);
+    refused += check_truncations("64 levels", p, n, &defaults);
+    free(p);
+    p = path_of_length(4096);
+    refused += check_truncations("4096 bytes", p, 4096, &defaults);
+    free(p);
+    p = build_path(3, 4, 2, "\xf0\x9f\x98\x80", &n); /* a 4-byte character, cut inside */
+    size_t cut = check_truncations("emoji", p, n, &defaults);
+    free(p);
+    assert_int_equal(cut, 1 + 2 + 3); /* empty, the two '/', three cuts of U+1F600 */
+    print_message("%zu prefixes refused\n", refused + cut);
+}
+
+/* A name with no '/' is judged by the path rule as by the name rule (the
+   reserved name aside), so single-component names keep today's meaning. */
+static void test_name_path_single_component_is_name(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        const name_case *c = &cases[i];
+        if (memchr(c->bytes, '/', c->len))
+            continue;
+        tf__path_limits lim = {c->max_len, 0, c->len > 4096 ? c->len : 0};
+        char ctx[160];
+        describe(ctx, sizeof ctx, c, i);
+        int want = c->why_has ? TF_EINVAL : TF_OK;
+        int rc = check_path_exact(ctx, c->bytes, c->len, &lim, want, NULL);
+        assert_int_equal(rc, tf__name_check_bytes(c->bytes, c->len, c->max_len, NULL));
+    }
+    /* The reserved name is a valid name, refused as a path (EACCES, as a
+       server refuses it today). */
+    assert_int_equal(tf__name_check_bytes(S(".tcpfile-tmp"), 0, NULL), TF_OK);
+    assert_int_equal(tf__path_check_bytes(S(".tcpfile-tmp"), NULL, NULL, 0), TF_EACCES);
+}
+
+/* Names are bytes: two spellings of one text under Unicode normalisation
+   are both accepted and stay two different paths; nothing folds them. */
+static void test_name_path_unicode_forms_distinct(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *a, *b; /* the same text, two normalisation forms */
+    } pairs[] = {
+        {"caf\xc3\xa9/x", "cafe\xcc\x81/x"},           /* é: NFC U+00E9, NFD e + U+0301 */
+        {"d/\xc3\x85ngstr\xc3\xb6m", "d/A\xcc\x8a" "ngstro\xcc\x88m"}, /* Å ö */
+        {"\xe2\x84\xab", "\xc3\x85"},                   /* U+212B ANGSTROM SIGN, U+00C5 */
+        {"k/\xea\xb0\x80", "k/\xe1\x84\x80\xe1\x85\xa1"}, /* Hangul 가, and as jamo */
+        {"\xef\xac\x81le", "file"},                      /* U+FB01 ligature (NFKC) */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(pairs); i++) {
+        const char *forms[2] = {pairs[i].a, pairs[i].b};
+        const char *comps[2][4];
+        size_t lens[2][4], counts[2];
+        for (int f = 0; f < 2; f++) {
+            size_t n = strlen(forms[f]);
+            check_path_exact(forms[f], forms[f], n, NULL, TF_OK, NULL);
+            tf__path_iter it;
+            tf__path_iter_init(&it, forms[f], n);
+            counts[f] = 0;
+            while (counts[f] < 4 &&
+                   tf__path_iter_next(&it, &comps[f][counts[f]], &lens[f][counts[f]]))
+                counts[f]++;
+        }
+        /* Same shape, and the differing component is handed on as it came:
+           a backend that opens it gets the bytes, not a normal form. */
+        assert_int_equal(counts[0], counts[1]);
+        int differ = 0;
+        for (size_t k = 0; k < counts[0]; k++)
+            differ += lens[0][k] != lens[1][k] ||
+                      memcmp(comps[0][k], comps[1][k], lens[0][k]) != 0;
+        assert_int_equal(differ, 1);
+        assert_true(strlen(pairs[i].a) != strlen(pairs[i].b) ||
+                    memcmp(pairs[i].a, pairs[i].b, strlen(pairs[i].a)) != 0);
+    }
+}
+
+static void test_name_path_iterator(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path;
+        size_t len;
+        size_t count;
+        const char *comps[5]; /* expected components */
+    } walks[] = {
+        {S(""), 0, {NULL}},
+        {S("a"), 1, {"a"}},
+        {S("a/b/c.txt"), 3, {"a", "b", "c.txt"}},
+        {S("a//b"), 3, {"a", "", "b"}},
+        {S("/a"), 2, {"", "a"}},
+        {S("a/"), 2, {"a", ""}},
+        {S("/"), 2, {"", ""}},
+        {S("//"), 3, {"", "", ""}},
+        {S("a\x01/b"), 2, {"a\x01", "b"}},
+        {S("../x/."), 3, {"..", "x", "."}},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(walks); i++) {
+        /* From a block of exactly the path's length. */
+        char *p = malloc(walks[i].len ? walks[i].len : 1);
+        assert_non_null(p);
+        memcpy(p, walks[i].path, walks[i].len);
+        tf__path_iter it;
+        tf__path_iter_init(&it, p, walks[i].len);
+        const char *c;
+        size_t n, k = 0;
+        assert_int_equal(tf__path_iter_done(&it), walks[i].len == 0);
+        while (tf__path_iter_next(&it, &c, &n)) {
+            assert_true(k < walks[i].count);
+            assert_int_equal(it.index, k + 1);
+            const char *want = walks[i].comps[k];
+            size_t want_len = strlen(want);
+            assert_int_equal(n, want_len);
+            assert_memory_equal(c, want, n);
+            assert_true(c >= p && c + n <= p + walks[i].len);
+            /* done() says whether this one was the leaf. */
+            assert_int_equal(tf__path_iter_done(&it), k + 1 == walks[i].count);
+            k++;
+        }
+        assert_int_equal(k, walks[i].count);
+        assert_int_equal(tf__path_iter_next(&it, &c, &n), 0); /* and stays done */
+        free(p);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +920,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_name_huge_limit),
         cmocka_unit_test(test_name_null),
         cmocka_unit_test(test_name_every_code_point),
+        cmocka_unit_test(test_name_path_table),
+        cmocka_unit_test(test_name_path_limits),
+        cmocka_unit_test(test_name_path_truncations),
+        cmocka_unit_test(test_name_path_single_component_is_name),
+        cmocka_unit_test(test_name_path_unicode_forms_distinct),
+        cmocka_unit_test(test_name_path_iterator),
         cmocka_unit_test(test_name_escape_table),
         cmocka_unit_test(test_name_escape_every_byte),
     };

@@ -1183,7 +1183,7 @@ static void test_wire_status_code_mapping(void **state)
         TF_ERRNO_MAP(ROW)
 #undef ROW
     };
-    assert_int_equal(ARRAY_LEN(table), 17);
+    assert_int_equal(ARRAY_LEN(table), 18);
     for (size_t i = 0; i < ARRAY_LEN(table); i++) {
         char ctx[64];
         snprintf(ctx, sizeof ctx, "status of %s", tf_errname(table[i].code));

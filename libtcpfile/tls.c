@@ -1,0 +1,703 @@
+/*
+ * tls.c - one TLS 1.3 connection over OpenSSL 3, with results normalised
+ * for an event loop. See tls.h.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "ossl.h"
+#include "tls.h"
+
+/* The plaintext hello's magic (docs/protocol.md, both hellos). */
+static const unsigned char tcpf_magic[4] = {0x54, 0x43, 0x50, 0x46};
+
+enum verify_mode { VERIFY_NONE, VERIFY_PIN, VERIFY_CA, VERIFY_CHECK };
+
+struct tf__tls_ctx {
+    SSL_CTX *ssl;
+    int server;
+    enum verify_mode mode;
+    unsigned char pin[32];
+    tf__tls_check_fn check;
+    /* The last session ticket a server gave, for resuming with that host. */
+    pthread_mutex_t lock;
+    SSL_SESSION *cached;
+    char *cached_host;
+};
+
+struct tf__tls {
+    SSL *ssl;
+    tf__tls_ctx *ctx;
+    int fd;
+    int failed;  /* a fatal error happened: no more I/O, no close_notify */
+    int established; /* the handshake completed (OpenSSL forgets it on error) */
+    char *host;  /* client: the server's name as given */
+    void *check_user;
+    /* The peer's first bytes, seen by the read BIO's callback, to tell a
+       plaintext tcpfile peer from a broken TLS one. */
+    unsigned char first[4];
+    size_t first_len;
+    /* The identity check's verdict, made inside the handshake. */
+    int verify_code;
+    tf__err verify_err;
+    /* sendfile without kTLS: the record read from the file, kept until
+       SSL_write takes it (a retry must offer the same bytes). */
+    unsigned char *fbuf;
+    size_t fb_len;
+    off_t fb_off;
+    int fb_valid;
+    /* writev: small pieces gathered into one record. */
+    unsigned char *gbuf;
+};
+
+int tf__tls_sniff(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    if (len == 0)
+        return TF__SNIFF_MORE;
+    /* A TLS record: content type handshake (22) or alert (21), then a
+       legacy version 3.x. */
+    if (p[0] == 22 || p[0] == 21) {
+        if (len == 1)
+            return TF__SNIFF_MORE;
+        return p[1] == 3 ? TF__SNIFF_TLS : TF__SNIFF_OTHER;
+    }
+    size_t n = len < sizeof tcpf_magic ? len : sizeof tcpf_magic;
+    if (memcmp(p, tcpf_magic, n) != 0)
+        return TF__SNIFF_OTHER;
+    return n == sizeof tcpf_magic ? TF__SNIFF_TCPF : TF__SNIFF_MORE;
+}
+
+/* ---- contexts -------------------------------------------------------- */
+
+static int common_ctx(tf__tls_ctx **out, int server, tf__err *e)
+{
+    *out = NULL;
+    tf__tls_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    c->server = server;
+    pthread_mutex_init(&c->lock, NULL);
+    c->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    if (!c->ssl) {
+        tf__tls_ctx_free(c);
+        return tf__ossl_fail(e, TF_ENOMEM, "cannot make a TLS context");
+    }
+    /* TLS 1.3 only (issue 13): no version or cipher negotiation to get wrong. */
+    if (!SSL_CTX_set_min_proto_version(c->ssl, TLS1_3_VERSION)) {
+        tf__tls_ctx_free(c);
+        return tf__ossl_fail(e, TF_EINTERNAL, "cannot require TLS 1.3");
+    }
+    /* kTLS where the kernel has it (modprobe tls): SSL_sendfile then keeps
+       zero copy. Harmless where it has not. */
+    SSL_CTX_set_options(c->ssl, SSL_OP_ENABLE_KTLS);
+    /* Partial writes: SSL_write returns after each record instead of
+       blocking the event loop; the buffer may move between retries as
+       long as it holds the same bytes. */
+    SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    *out = c;
+    return TF_OK;
+}
+
+int tf__tls_server_ctx_new(tf__tls_ctx **out, const tf__tls_identity *id, tf__err *e)
+{
+    if (!out)
+        return tf__fail(e, TF_EINVAL, "out is NULL");
+    *out = NULL;
+    if (!id)
+        return tf__fail(e, TF_EINVAL, "a TLS server needs an identity");
+    tf__tls_ctx *c;
+    int r = common_ctx(&c, 1, e);
+    if (r != TF_OK)
+        return r;
+    STACK_OF(X509) *chain = tf__tls_identity_chain(id);
+    if (SSL_CTX_use_certificate(c->ssl, tf__tls_identity_cert(id)) != 1 ||
+        SSL_CTX_use_PrivateKey(c->ssl, tf__tls_identity_key(id)) != 1 ||
+        SSL_CTX_check_private_key(c->ssl) != 1 ||
+        (chain && SSL_CTX_set1_chain(c->ssl, chain) != 1)) {
+        tf__tls_ctx_free(c);
+        return tf__ossl_fail(e, TF_EINVAL, "cannot use the server's certificate and key");
+    }
+    /* Stateless session tickets (OpenSSL's default for TLS 1.3, kept on):
+       a returning client skips the certificate and the key exchange's
+       signature. The id context ties tickets to this service. */
+    static const unsigned char sid[] = "tcpfile";
+    SSL_CTX_set_session_id_context(c->ssl, sid, sizeof sid - 1);
+    SSL_CTX_clear_options(c->ssl, SSL_OP_NO_TICKET);
+    *out = c;
+    return TF_OK;
+}
+
+static tf__tls *conn_of(X509_STORE_CTX *xs)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    return ssl ? SSL_get_app_data(ssl) : NULL;
+}
+
+/* The client's whole check of the server's certificate (it replaces
+   OpenSSL's chain verification, which a pin or known_hosts does without). */
+static int verify_server(X509_STORE_CTX *xs, void *arg)
+{
+    (void)arg;
+    tf__tls *t = conn_of(xs);
+    X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+    if (!t || !leaf)
+        return 0;
+    tf__tls_ctx *c = t->ctx;
+    char fp[TF__FP_SIZE];
+    int r = tf__tls_fingerprint(fp, leaf, &t->verify_err);
+    if (r != TF_OK) {
+        t->verify_code = r;
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+    switch (c->mode) {
+    case VERIFY_PIN: {
+        unsigned char md[32];
+        r = tf__tls_spki_sha256(md, leaf, &t->verify_err);
+        if (r == TF_OK && CRYPTO_memcmp(md, c->pin, sizeof md) != 0)
+            r = tf__fail(&t->verify_err, TF_EPEERVERIFY,
+                         "the server's key is %s, not the pinned one", fp);
+        break;
+    }
+    case VERIFY_CA:
+        /* The store context already carries the host name (SSL_set1_host). */
+        if (X509_verify_cert(xs) != 1) {
+            int err = X509_STORE_CTX_get_error(xs);
+            t->verify_code = tf__fail(&t->verify_err, TF_EPEERVERIFY,
+                                      "the server's certificate for \"%s\" does not verify "
+                                      "against the CA file: %s",
+                                      t->host ? t->host : "", X509_verify_cert_error_string(err));
+            tf__ossl_clear();
+            return 0;
+        }
+        r = TF_OK;
+        break;
+    case VERIFY_CHECK:
+        r = c->check(t->check_user, t->host ? t->host : "", fp, &t->verify_err);
+        if (r > 0)
+            r = TF_EPEERVERIFY;
+        if (r != TF_OK && t->verify_err.msg[0] == '\0')
+            tf__fail(&t->verify_err, r, "the server's key %s was refused", fp);
+        break;
+    default:
+        r = tf__fail(&t->verify_err, TF_EPEERVERIFY, "no way to check the server's identity");
+        break;
+    }
+    if (r != TF_OK) {
+        t->verify_code = r;
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+    return 1;
+}
+
+/* A new session ticket from the server: kept for the next connection to
+   the same host. A copy, because SSL_free marks the connection's own
+   session unresumable when the connection ends without close_notify (a
+   client that just closes), which would waste the ticket. Returns 0: we
+   keep no reference to sess itself. */
+static int new_session(SSL *ssl, SSL_SESSION *sess_in)
+{
+    tf__tls *t = SSL_get_app_data(ssl);
+    if (!t || !t->host)
+        return 0;
+    char *host = strdup(t->host);
+    SSL_SESSION *sess = SSL_SESSION_dup(sess_in);
+    if (!host || !sess) {
+        free(host);
+        SSL_SESSION_free(sess);
+        return 0;
+    }
+    tf__tls_ctx *c = t->ctx;
+    pthread_mutex_lock(&c->lock);
+    SSL_SESSION *old = c->cached;
+    char *old_host = c->cached_host;
+    c->cached = sess;
+    c->cached_host = host;
+    pthread_mutex_unlock(&c->lock);
+    SSL_SESSION_free(old);
+    free(old_host);
+    return 0;
+}
+
+int tf__tls_client_ctx_new(tf__tls_ctx **out, const tf__tls_client_conf *conf, tf__err *e)
+{
+    if (!out)
+        return tf__fail(e, TF_EINVAL, "out is NULL");
+    *out = NULL;
+    if (!conf || (!conf->pin && !conf->ca_file && !conf->check))
+        return tf__fail(e, TF_EINVAL,
+                        "no way to check the server's identity (a pin, a CA file or known "
+                        "hosts)");
+    tf__tls_ctx *c;
+    int r = common_ctx(&c, 0, e);
+    if (r != TF_OK)
+        return r;
+    if (conf->pin) {
+        c->mode = VERIFY_PIN;
+        r = tf__tls_fingerprint_parse(c->pin, conf->pin, e);
+    } else if (conf->ca_file) {
+        c->mode = VERIFY_CA;
+        if (access(conf->ca_file, R_OK) != 0)
+            r = tf__fail_errno(e, errno == ENOENT ? TF_ENOENT : TF_EACCES, errno,
+                               "cannot read CA file %s", conf->ca_file);
+        else if (SSL_CTX_load_verify_file(c->ssl, conf->ca_file) != 1)
+            r = tf__ossl_fail(e, TF_EINVAL, "CA file %s holds no usable certificate",
+                              conf->ca_file);
+    } else {
+        c->mode = VERIFY_CHECK;
+        c->check = conf->check;
+    }
+    if (r != TF_OK) {
+        tf__tls_ctx_free(c);
+        return r;
+    }
+    SSL_CTX_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_cert_verify_callback(c->ssl, verify_server, NULL);
+    SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(c->ssl, new_session);
+    *out = c;
+    return TF_OK;
+}
+
+void tf__tls_ctx_free(tf__tls_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    SSL_CTX_free(ctx->ssl);
+    SSL_SESSION_free(ctx->cached);
+    free(ctx->cached_host);
+    OPENSSL_cleanse(ctx->pin, sizeof ctx->pin);
+    pthread_mutex_destroy(&ctx->lock);
+    free(ctx);
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+/* Watches what the socket BIO reads until the first 4 bytes are seen. */
+static long watch_first_bytes(BIO *b, int oper, const char *argp, size_t len, int argi,
+                              long argl, int ret, size_t *processed)
+{
+    (void)len;
+    (void)argi;
+    (void)argl;
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN) && ret > 0 && processed && argp) {
+        tf__tls *t = (tf__tls *)BIO_get_callback_arg(b);
+        size_t got = *processed;
+        for (size_t i = 0; t && i < got && t->first_len < sizeof t->first; i++)
+            t->first[t->first_len++] = (unsigned char)argp[i];
+    }
+    return ret;
+}
+
+static int conn_new(tf__tls **out, tf__tls_ctx *ctx, int fd, tf__err *e)
+{
+    *out = NULL;
+    if (!ctx || fd < 0)
+        return tf__fail(e, TF_EINVAL, "no TLS context or no socket");
+    tf__tls *t = calloc(1, sizeof *t);
+    if (!t)
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    t->ctx = ctx;
+    t->fd = fd;
+    t->ssl = SSL_new(ctx->ssl);
+    /* SSL_set_fd makes a socket BIO (BIO_NOCLOSE: the fd stays ours),
+       the kind kTLS works on. */
+    if (!t->ssl || SSL_set_fd(t->ssl, fd) != 1) {
+        tf__tls_free(t);
+        return tf__ossl_fail(e, TF_ENOMEM, "cannot make a TLS connection");
+    }
+    SSL_set_app_data(t->ssl, t);
+    BIO *rb = SSL_get_rbio(t->ssl);
+    BIO_set_callback_arg(rb, (char *)t);
+    BIO_set_callback_ex(rb, watch_first_bytes);
+    *out = t;
+    return TF_OK;
+}
+
+int tf__tls_server_new(tf__tls **out, tf__tls_ctx *ctx, int fd, tf__err *e)
+{
+    if (!out)
+        return tf__fail(e, TF_EINVAL, "out is NULL");
+    if (ctx && !ctx->server)
+        return tf__fail(e, TF_EINVAL, "a client context for a server connection");
+    int r = conn_new(out, ctx, fd, e);
+    if (r == TF_OK)
+        SSL_set_accept_state((*out)->ssl);
+    return r;
+}
+
+int tf__tls_client_new(tf__tls **out, tf__tls_ctx *ctx, int fd, const char *host,
+                       void *check_user, tf__err *e)
+{
+    if (!out)
+        return tf__fail(e, TF_EINVAL, "out is NULL");
+    *out = NULL;
+    if (ctx && ctx->server)
+        return tf__fail(e, TF_EINVAL, "a server context for a client connection");
+    if (!host || !*host)
+        return tf__fail(e, TF_EINVAL, "the server's host name is needed");
+    tf__tls *t;
+    int r = conn_new(&t, ctx, fd, e);
+    if (r != TF_OK)
+        return r;
+    t->check_user = check_user;
+    /* "[::1]" as users type it: the address inside. */
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
+        t->host = strndup(host + 1, n - 2);
+    else
+        t->host = strdup(host);
+    if (!t->host) {
+        tf__tls_free(t);
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    }
+    unsigned char ip[16];
+    int literal = inet_pton(AF_INET, t->host, ip) == 1 || inet_pton(AF_INET6, t->host, ip) == 1;
+    /* SNI carries names only (RFC 6066); SSL_set1_host takes either and
+       is what the CA check matches against. */
+    if ((!literal && SSL_set_tlsext_host_name(t->ssl, t->host) != 1) ||
+        (ctx->mode == VERIFY_CA && SSL_set1_host(t->ssl, t->host) != 1)) {
+        tf__tls_free(t);
+        return tf__ossl_fail(e, TF_EINVAL, "cannot use \"%s\" as the server's name", host);
+    }
+    pthread_mutex_lock(&ctx->lock);
+    if (ctx->cached && ctx->cached_host && strcmp(ctx->cached_host, t->host) == 0)
+        SSL_set_session(t->ssl, ctx->cached);
+    pthread_mutex_unlock(&ctx->lock);
+    SSL_set_connect_state(t->ssl);
+    *out = t;
+    return TF_OK;
+}
+
+void tf__tls_free(tf__tls *t)
+{
+    if (!t)
+        return;
+    SSL_free(t->ssl);
+    free(t->host);
+    if (t->fbuf) {
+        OPENSSL_cleanse(t->fbuf, TF__TLS_RECORD);
+        free(t->fbuf);
+    }
+    if (t->gbuf) {
+        OPENSSL_cleanse(t->gbuf, TF__TLS_RECORD);
+        free(t->gbuf);
+    }
+    free(t);
+}
+
+/* ---- results ---------------------------------------------------------- */
+
+/* Why a handshake failed, in words a user acts on. */
+static int handshake_failure(tf__tls *t, unsigned long err, int errnum, tf__err *e)
+{
+    int server = t->ctx->server;
+    if (t->verify_code < 0) {
+        if (e)
+            *e = t->verify_err;
+        return t->verify_code;
+    }
+    int sniff = tf__tls_sniff(t->first, t->first_len);
+    if (sniff == TF__SNIFF_TCPF)
+        return tf__fail(e, TF_EPROTO,
+                        server ? "the peer speaks plaintext tcpfile, not TLS"
+                               : "the server does not use TLS (started with --plaintext?)");
+    if (t->first_len > 0 && sniff == TF__SNIFF_OTHER)
+        return tf__fail(e, TF_EPROTO,
+                        server ? "the peer does not speak TLS (its first bytes are not a TLS "
+                                 "record)"
+                               : "the server does not speak TLS (its first bytes are not a "
+                                 "TLS record)");
+    if (err == 0) {
+        if (errnum != 0)
+            return tf__fail_errno(e, TF_ENET, errnum, "TLS handshake failed");
+        return tf__fail(e, TF_ENET, "the peer closed the connection during the TLS handshake");
+    }
+    int reason = ERR_GET_REASON(err);
+    if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+        return tf__ossl_fail(e, TF_ENET, "the peer closed the connection during the TLS "
+                                         "handshake");
+    if (reason == SSL_R_UNSUPPORTED_PROTOCOL || reason == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)
+        return tf__ossl_fail(e, TF_EPROTO, "TLS handshake failed: the peer does not do TLS 1.3");
+    return tf__ossl_fail(e, TF_EPROTO, "TLS handshake failed");
+}
+
+/* Normalises the outcome of an SSL call that did not succeed: ret is what
+   it returned, errnum the errno right after it. */
+static int result_of(tf__tls *t, int ret, int errnum, int handshake, const char *what,
+                     tf__err *e)
+{
+    int code = SSL_get_error(t->ssl, ret);
+    switch (code) {
+    case SSL_ERROR_WANT_READ:
+        return TF__TLS_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return TF__TLS_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        if (!handshake)
+            return TF__TLS_EOF;
+        break;
+    default:
+        break;
+    }
+    t->failed = 1;
+    unsigned long err = ERR_peek_last_error();
+    if (handshake || !t->established)
+        return handshake_failure(t, err, errnum, e);
+    if (code == SSL_ERROR_SYSCALL && err == 0) {
+        if (errnum != 0)
+            return tf__fail_errno(e, TF_ENET, errnum, "TLS %s failed", what);
+        return tf__fail(e, TF_ENET, "the peer closed the connection without TLS close_notify");
+    }
+    if (ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+        return tf__ossl_fail(e, TF_ENET,
+                             "the peer closed the connection without TLS close_notify");
+    return tf__ossl_fail(e, TF_EPROTO, "TLS %s failed", what);
+}
+
+/* The same, leaving the thread's OpenSSL error queue empty on every path
+   (the messages above read it first), so no stale error is blamed later. */
+static int result(tf__tls *t, int ret, int errnum, int handshake, const char *what, tf__err *e)
+{
+    int r = result_of(t, ret, errnum, handshake, what, e);
+    tf__ossl_clear();
+    return r;
+}
+
+static int dead(tf__tls *t, tf__err *e)
+{
+    (void)t;
+    return tf__fail(e, TF_ENET, "the TLS connection failed earlier");
+}
+
+int tf__tls_handshake(tf__tls *t, tf__err *e)
+{
+    if (!t)
+        return tf__fail(e, TF_EINVAL, "no connection");
+    if (t->failed)
+        return dead(t, e);
+    tf__ossl_clear();
+    errno = 0;
+    int ret = SSL_do_handshake(t->ssl);
+    int errnum = errno;
+    if (ret == 1) {
+        t->established = 1;
+        /* Only the first bytes matter; later reads skip the callback. */
+        BIO_set_callback_ex(SSL_get_rbio(t->ssl), NULL);
+        return TF_OK;
+    }
+    return result(t, ret, errnum, 1, "handshake", e);
+}
+
+int tf__tls_read(tf__tls *t, void *buf, size_t len, size_t *n, tf__err *e)
+{
+    *n = 0;
+    if (!t || (!buf && len))
+        return tf__fail(e, TF_EINVAL, "no connection or no buffer");
+    if (t->failed)
+        return dead(t, e);
+    if (len == 0)
+        return TF_OK;
+    tf__ossl_clear();
+    errno = 0;
+    int ret = SSL_read_ex(t->ssl, buf, len, n);
+    int errnum = errno;
+    if (ret == 1) {
+        t->established = 1; /* a read may have run the handshake itself */
+        return TF_OK;
+    }
+    return result(t, ret, errnum, 0, "read", e);
+}
+
+int tf__tls_pending(const tf__tls *t)
+{
+    return t && !t->failed && SSL_pending(t->ssl) > 0;
+}
+
+int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e)
+{
+    *n = 0;
+    if (!t || (!buf && len))
+        return tf__fail(e, TF_EINVAL, "no connection or no buffer");
+    if (t->failed)
+        return dead(t, e);
+    if (len == 0)
+        return TF_OK;
+    tf__ossl_clear();
+    errno = 0;
+    int ret = SSL_write_ex(t->ssl, buf, len, n);
+    int errnum = errno;
+    if (ret == 1) {
+        t->established = 1;
+        return TF_OK;
+    }
+    return result(t, ret, errnum, 0, "write", e);
+}
+
+int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, tf__err *e)
+{
+    *n = 0;
+    if (!t || (!iov && iovcnt > 0) || iovcnt < 0)
+        return tf__fail(e, TF_EINVAL, "no connection or no vector");
+    /* Skip empty pieces; one piece left is written where it is. */
+    while (iovcnt > 0 && iov[0].iov_len == 0) {
+        iov++;
+        iovcnt--;
+    }
+    if (iovcnt == 0)
+        return t->failed ? dead(t, e) : TF_OK;
+    if (iovcnt == 1 || iov[0].iov_len >= TF__TLS_RECORD)
+        return tf__tls_write(t, iov[0].iov_base, iov[0].iov_len, n, e);
+    if (!t->gbuf && !(t->gbuf = malloc(TF__TLS_RECORD)))
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    /* A header and a small payload make one record, not two: the gather
+       is the copy a plain writev avoids, bounded by one record. */
+    size_t used = 0;
+    for (int i = 0; i < iovcnt && used < TF__TLS_RECORD; i++) {
+        size_t take = iov[i].iov_len;
+        if (take > TF__TLS_RECORD - used)
+            take = TF__TLS_RECORD - used;
+        if (take == 0)
+            continue; /* an empty piece may have no buffer at all */
+        memcpy(t->gbuf + used, iov[i].iov_base, take);
+        used += take;
+    }
+    return tf__tls_write(t, t->gbuf, used, n, e);
+}
+
+int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *n, tf__err *e)
+{
+    *n = 0;
+    if (!t || file_fd < 0 || offset < 0)
+        return tf__fail(e, TF_EINVAL, "no connection, no file or a negative offset");
+    if (t->failed)
+        return dead(t, e);
+    if (len == 0)
+        return TF_OK;
+    if (BIO_get_ktls_send(SSL_get_wbio(t->ssl))) {
+        /* The kernel encrypts: the file's pages go to the socket as they are. */
+        tf__ossl_clear();
+        errno = 0;
+        ossl_ssize_t w = SSL_sendfile(t->ssl, file_fd, offset, len, 0);
+        int errnum = errno;
+        if (w > 0) {
+            *n = (size_t)w;
+            return TF_OK;
+        }
+        if (w == 0)
+            return tf__fail(e, TF_EIO, "the file ends before offset %lld + %zu",
+                            (long long)offset, len);
+        return result(t, (int)w, errnum, 0, "sendfile", e);
+    }
+    if (!t->fbuf && !(t->fbuf = malloc(TF__TLS_RECORD)))
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    size_t done = 0;
+    while (done < len) {
+        off_t at = offset + (off_t)done;
+        if (t->fb_valid && t->fb_off != at)
+            return tf__fail(e, TF_EINVAL,
+                            "sendfile retried at offset %lld after blocking at %lld",
+                            (long long)at, (long long)t->fb_off);
+        if (!t->fb_valid) {
+            size_t want = len - done < TF__TLS_RECORD ? len - done : TF__TLS_RECORD;
+            ssize_t r;
+            do
+                r = pread(file_fd, t->fbuf, want, at);
+            while (r < 0 && errno == EINTR);
+            if (r < 0)
+                return tf__fail_errno(e, TF_EIO, errno, "cannot read the file at %lld",
+                                      (long long)at);
+            if (r == 0)
+                return tf__fail(e, TF_EIO, "the file ends at %lld, before %lld", (long long)at,
+                                (long long)(offset + (off_t)len));
+            t->fb_len = (size_t)r;
+            t->fb_off = at;
+            t->fb_valid = 1;
+        }
+        if (t->fb_len > len - done) {
+            /* A retry with a shorter length than the blocked one. */
+            return tf__fail(e, TF_EINVAL, "sendfile retried with a shorter length");
+        }
+        size_t w = 0;
+        int r = tf__tls_write(t, t->fbuf, t->fb_len, &w, e);
+        if (r != TF_OK) {
+            if (r < 0)
+                t->fb_valid = 0;
+            if (done > 0 && r > 0) {
+                *n = done; /* progress first; the rest is retried at offset + done */
+                return TF_OK;
+            }
+            return r;
+        }
+        /* The record went (a partial one cannot happen below one record's
+           size; were it to, the rest is simply read again). */
+        done += w;
+        t->fb_valid = 0;
+    }
+    *n = done;
+    return TF_OK;
+}
+
+int tf__tls_shutdown(tf__tls *t, tf__err *e)
+{
+    if (!t)
+        return tf__fail(e, TF_EINVAL, "no connection");
+    /* After a fatal error OpenSSL must not send anything more. */
+    if (t->failed || !SSL_is_init_finished(t->ssl))
+        return TF_OK;
+    tf__ossl_clear();
+    errno = 0;
+    int ret = SSL_shutdown(t->ssl);
+    int errnum = errno;
+    if (ret >= 0)
+        return TF_OK;
+    int code = SSL_get_error(t->ssl, ret);
+    if (code == SSL_ERROR_WANT_READ)
+        return TF__TLS_WANT_READ;
+    if (code == SSL_ERROR_WANT_WRITE)
+        return TF__TLS_WANT_WRITE;
+    t->failed = 1;
+    if (errnum != 0)
+        return tf__fail_errno(e, TF_ENET, errnum, "cannot send TLS close_notify");
+    return tf__ossl_fail(e, TF_ENET, "cannot send TLS close_notify");
+}
+
+int tf__tls_resumed(const tf__tls *t)
+{
+    return t && SSL_session_reused(t->ssl) == 1;
+}
+
+int tf__tls_ktls_send(const tf__tls *t)
+{
+    return t && BIO_get_ktls_send(SSL_get_wbio(t->ssl)) ? 1 : 0;
+}
+
+int tf__tls_peer_plaintext(const tf__tls *t)
+{
+    return t && tf__tls_sniff(t->first, t->first_len) == TF__SNIFF_TCPF;
+}
+
+void tf__tls_describe(const tf__tls *t, char *buf, size_t cap)
+{
+    if (!buf || cap == 0)
+        return;
+    buf[0] = '\0';
+    if (!t || !SSL_is_init_finished(t->ssl))
+        return;
+    const char *cipher = SSL_get_cipher_name(t->ssl);
+    snprintf(buf, cap, "%s %s%s", SSL_get_version(t->ssl), cipher ? cipher : "?",
+             SSL_session_reused(t->ssl) == 1 ? " (resumed)" : "");
+}

@@ -1,0 +1,115 @@
+/*
+ * tls.h - one TLS 1.3 connection over OpenSSL, for the transport table:
+ * usable from the server's non-blocking event loop and from a blocking
+ * client alike. The caller owns the socket (connected, blocking or not);
+ * this module never closes it and never polls it.
+ *
+ * Every call that moves data returns a normalised result:
+ *   TF_OK               progress: *n bytes moved (handshake: it is done)
+ *   TF__TLS_WANT_READ   would block; call again when the socket is readable
+ *   TF__TLS_WANT_WRITE  would block; call again when it is writable
+ *   TF__TLS_EOF         the peer closed cleanly (close_notify); reads only
+ *   a negative TF_E*    failed, with a message in e; the connection is dead:
+ *     TF_EPEERVERIFY  the server's identity was rejected (client side)
+ *     TF_EPROTO       not TLS, not TLS 1.3, a plaintext tcpfile peer, an alert
+ *     TF_ENET         reset, or closed without close_notify (truncation)
+ * As with OpenSSL, a write that returned WANT_* is repeated with the same
+ * bytes (sendfile: the same offset; the bytes it read are kept).
+ */
+#ifndef TF_TLS_H
+#define TF_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "internal.h"
+#include "tls_identity.h"
+
+#define TF__TLS_WANT_READ 1
+#define TF__TLS_WANT_WRITE 2
+#define TF__TLS_EOF 3
+
+/* Most plaintext one SSL_write takes: one TLS record. */
+#define TF__TLS_RECORD 16384
+
+typedef struct tf__tls_ctx tf__tls_ctx;
+typedef struct tf__tls tf__tls;
+
+/* Known-hosts decision for a server key the client has no pin or CA for:
+   0 to accept, or a negative code with a message in e to refuse
+   (TF_EPEERVERIFY; another code such as TF_EIO is passed on as it is).
+   user is the pointer given to tf__tls_client_new. It runs inside the
+   handshake, before the client sends anything but its ClientHello. */
+typedef int (*tf__tls_check_fn)(void *user, const char *host, const char *fingerprint,
+                                tf__err *e);
+
+/* How a client checks the server, the first one set winning: pin, then
+   ca_file, then check. With none of them the context is refused. */
+typedef struct tf__tls_client_conf {
+    const char *pin;        /* "SHA256:..." of the server's SPKI           */
+    const char *ca_file;    /* PEM CAs; the host name is verified too      */
+    tf__tls_check_fn check; /* known_hosts, asked with the fingerprint      */
+} tf__tls_client_conf;
+
+/* A server context for id (which must outlive it): TLS 1.3 only, the
+   default cipher suites, SSL_OP_ENABLE_KTLS, session tickets for
+   resumption. TF_EINVAL, TF_ENOMEM. Freed with tf__tls_ctx_free. */
+int tf__tls_server_ctx_new(tf__tls_ctx **out, const tf__tls_identity *id, tf__err *e);
+/* A client context: TLS 1.3 only, kTLS allowed, remembers the last session
+   ticket per host for resumption. TF_EINVAL (no way to check the server,
+   a bad pin), TF_ENOENT / TF_EINVAL (unreadable CA file), TF_ENOMEM. */
+int tf__tls_client_ctx_new(tf__tls_ctx **out, const tf__tls_client_conf *conf, tf__err *e);
+/* Contexts are shared by connections (and threads); free after the last. */
+void tf__tls_ctx_free(tf__tls_ctx *ctx);
+
+/* One connection on fd, server or client side. host (client): the name or
+   address the user gave, for SNI, the CA's host-name check and check().
+   TF_EINVAL, TF_ENOMEM. Freed with tf__tls_free, which leaves fd open. */
+int tf__tls_server_new(tf__tls **out, tf__tls_ctx *ctx, int fd, tf__err *e);
+int tf__tls_client_new(tf__tls **out, tf__tls_ctx *ctx, int fd, const char *host,
+                       void *check_user, tf__err *e);
+void tf__tls_free(tf__tls *t);
+
+/* Advances the handshake: TF_OK once done, WANT_*, or an error. */
+int tf__tls_handshake(tf__tls *t, tf__err *e);
+/* Up to len bytes into buf: TF_OK with *n > 0, WANT_*, TF__TLS_EOF, error. */
+int tf__tls_read(tf__tls *t, void *buf, size_t len, size_t *n, tf__err *e);
+/* Bytes already decrypted and waiting: epoll will not report them, so an
+   event loop reads again while this is non-zero. */
+int tf__tls_pending(const tf__tls *t);
+/* Writes from buf: TF_OK with 0 < *n <= len (one record or more), WANT_*. */
+int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e);
+/* Writes from iov (a frame header and its payload): small pieces are
+   gathered into one record of up to TF__TLS_RECORD bytes. As write. */
+int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, tf__err *e);
+/* Sends len bytes of file_fd from offset: SSL_sendfile when the kernel
+   does TLS for this socket (kTLS), else pread + SSL_write through an
+   internal record buffer. TF_OK with 0 < *n <= len, WANT_*, TF_EIO (the
+   file: read error, or shorter than offset + len), or an error. */
+int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *n, tf__err *e);
+/* Sends close_notify (not waiting for the peer's): TF_OK, WANT_*, error.
+   After a failed connection it does nothing and returns TF_OK. */
+int tf__tls_shutdown(tf__tls *t, tf__err *e);
+
+/* 1 when the session was resumed from a ticket (no certificate exchanged). */
+int tf__tls_resumed(const tf__tls *t);
+/* 1 when the kernel encrypts what this connection sends (kTLS). */
+int tf__tls_ktls_send(const tf__tls *t);
+/* 1 when the handshake failed because the peer spoke plaintext tcpfile:
+   the server's adapter may answer with a plaintext hello saying so. */
+int tf__tls_peer_plaintext(const tf__tls *t);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" for logs; "" before the handshake. */
+void tf__tls_describe(const tf__tls *t, char *buf, size_t cap);
+
+/* What the first bytes of a stream are (also for a plaintext client that
+   wants to recognise a TLS server's reply). */
+enum {
+    TF__SNIFF_MORE = 0,  /* too few bytes to tell */
+    TF__SNIFF_TLS = 1,   /* a TLS record: handshake or alert */
+    TF__SNIFF_TCPF = 2,  /* a plaintext tcpfile hello ("TCPF") */
+    TF__SNIFF_OTHER = 3, /* anything else */
+};
+int tf__tls_sniff(const void *buf, size_t len);
+
+#endif /* TF_TLS_H */
