@@ -6,9 +6,10 @@
 # and runs the concurrency tests: the loopback, integrity, server and
 # pipelined-get and digest integration tests (a server with its worker threads, client
 # threads, parallel transfers, many connections, stops with requests in
-# flight) and the CLI server tests (the server process with concurrent
-# clients and signals). CTEST_REGEX replaces that selection; each cmocka
-# test is its own ctest entry, named PROGRAM.TEST (test_server.io_timeout).
+# flight), the thread pool's tests (jobs handed between threads) and the
+# CLI server tests (the server process with concurrent clients and signals).
+# CTEST_REGEX replaces that selection; each cmocka test is its own ctest
+# entry, named PROGRAM.TEST (test_server.io_timeout).
 #
 # ThreadSanitizer writes its reports to files rather than stderr, so that a
 # report from a program run inside a test (the CLI server) is caught even
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-regex=${1:-^((test_loopback|test_integrity|test_server|test_getmany|test_digest)\\..+|cli_server)$}
+regex=${1:-^((test_loopback|test_integrity|test_server|test_getmany|test_digest|test_threadpool)\\..+|cli_server)$}
 dir=${TF_TSAN_BUILD_DIR:-build-tsan}
 reports=$PWD/$dir/tsan-reports
 
