@@ -567,7 +567,7 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
    before the end, see docs/protocol.md): then sending more is pointless. */
 static int answered_early(tf_client *c)
 {
-    struct pollfd p = {.fd = c->s.fd, .events = POLLIN};
+    struct pollfd p = {.fd = c->s.conn.fd, .events = POLLIN};
     return poll(&p, 1, 0) > 0;
 }
 

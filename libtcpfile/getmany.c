@@ -147,18 +147,18 @@ static int send_some(pipeline *p)
 {
     tf_client *c = p->c;
     int wait = p->inflight == 0;
-    ssize_t k = send(c->s.fd, p->out + p->pos, p->len - p->pos,
-                     MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT));
-    if (k < 0 && errno == EINTR)
+    ssize_t k = tf__conn_write(&c->s.conn, p->out + p->pos, p->len - p->pos,
+                               wait ? 0 : TF__IO_NOWAIT);
+    if (k == TF__IO_AGAIN && c->s.conn.err == EINTR)
         return TF_OK;
-    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (k == TF__IO_AGAIN) {
         if (!wait)
             return TF_OK; /* full: read a response first */
         return tf__fail(&c->err, TF_ETIMEDOUT, "the peer made no progress for %d ms",
                         c->s.timeout_ms);
     }
     if (k < 0)
-        return tf__fail_errno(&c->err, TF_ENET, errno, "send failed");
+        return tf__fail_errno(&c->err, TF_ENET, c->s.conn.err, "send failed");
     p->pos += (size_t)k;
     while (p->nends && p->ends[p->first_end] <= p->pos) {
         p->first_end = (p->first_end + 1) % TF__PIPELINE_MAX;

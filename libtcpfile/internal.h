@@ -118,11 +118,11 @@ int tf__path_iter_next(tf__path_iter *it, const char **comp, size_t *comp_len);
 /* Whether the component last returned was the final one (the leaf). */
 int tf__path_iter_done(const tf__path_iter *it);
 
-/* Serves one already-connected socket in the calling thread, with a worker
-   of its own (an epoll set and the same session code as the server's
-   worker threads), until that session ends, and closes it. peer is
-   ignored. For tests and fuzzing, which feed a socketpair without a
-   listener. */
+/* Serves one already-connected socket in the calling thread, through a
+   worker's event loop in its one-connection mode (worker.c: the same loop
+   and session code as the server's worker threads), until that session
+   ends, and closes it. peer is ignored. For tests and fuzzing, which feed
+   a socketpair without a listener. */
 int tf__server_serve_fd(tf_server *srv, int fd, const char *peer);
 
 /* Monotonic clock, milliseconds. */

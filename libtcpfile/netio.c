@@ -73,7 +73,7 @@ static void set_nodelay(int fd)
 /* Waits for events on s->fd. TF_OK when ready, else the failure. */
 static int wait_for(tf__stream *s, short events, int timeout_ms, tf__err *e)
 {
-    struct pollfd p = {.fd = s->fd, .events = events};
+    struct pollfd p = {.fd = s->conn.fd, .events = events};
     for (;;) {
         int r = poll(&p, 1, timeout_ms > 0 ? timeout_ms : -1);
         if (r > 0)
@@ -106,7 +106,7 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms, int *out, tf__
             close(fd);
             return tf__fail_errno(e, connect_code(err), err, "cannot connect to %s", addr);
         }
-        tf__stream tmp = {.fd = fd};
+        tf__stream tmp = {.conn.fd = fd};
         int rc = wait_for(&tmp, POLLOUT, timeout_ms, e);
         if (rc != TF_OK) {
             close(fd);
@@ -136,7 +136,7 @@ int tf__stream_connect(tf__stream *s, const char *host, const char *port,
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_ADDRCONFIG};
     struct addrinfo *res = NULL;
-    s->fd = -1;
+    s->conn.fd = -1;
     if (!host || !*host || !port || !*port)
         return tf__fail(e, TF_EINVAL, "host and port are required");
     const char *h = strip_brackets(host, hbuf, sizeof hbuf);
@@ -156,14 +156,17 @@ int tf__stream_connect(tf__stream *s, const char *host, const char *port,
            call's, code and message alike, and one that works leaves no
            earlier address's message standing as this call's first. */
         tf__err_clear(e);
-        rc = connect_one(ai, timeout_ms, &s->fd, e);
-        if (rc == TF_OK)
+        int fd = -1;
+        rc = connect_one(ai, timeout_ms, &fd, e);
+        if (rc == TF_OK) {
+            tf__conn_tcp(&s->conn, fd, 0);
             break;
+        }
     }
     freeaddrinfo(res);
     if (rc == TF_OK)
         rc = tf__stream_set_timeout(s, timeout_ms, e);
-    if (rc != TF_OK && s->fd >= 0)
+    if (rc != TF_OK && s->conn.fd >= 0)
         tf__stream_close(s);
     return rc;
 }
@@ -171,10 +174,11 @@ int tf__stream_connect(tf__stream *s, const char *host, const char *port,
 int tf__stream_set_timeout(tf__stream *s, int timeout_ms, tf__err *e)
 {
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-    int flags = fcntl(s->fd, F_GETFL);
-    if (flags < 0 || fcntl(s->fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
-        setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
-        setsockopt(s->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0)
+    int fd = s->conn.fd;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0)
         return tf__fail_errno(e, TF_ENET, errno, "cannot set the socket's timeouts");
     s->timeout_ms = timeout_ms;
     return TF_OK;
@@ -275,16 +279,16 @@ static int recv_some(tf__stream *s, void *buf, size_t cap, size_t *got, tf__err 
 {
     *got = 0;
     for (;;) {
-        ssize_t n = recv(s->fd, buf, cap, 0);
+        ssize_t n = tf__conn_read(&s->conn, buf, cap);
         if (n >= 0) {
             *got = (size_t)n;
             return TF_OK;
         }
-        if (errno == EINTR)
+        if (n == TF__IO_AGAIN && s->conn.err == EINTR)
             continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
+        if (n == TF__IO_AGAIN)
             return timed_out(s, e);
-        return tf__fail_errno(e, net_code(errno), errno, "receive failed");
+        return tf__fail_errno(e, net_code(s->conn.err), s->conn.err, "receive failed");
     }
 }
 
@@ -340,17 +344,17 @@ int tf__stream_write(tf__stream *s, const void *buf, size_t len, tf__err *e)
 {
     const uint8_t *p = buf;
     while (len > 0) {
-        ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = tf__conn_write(&s->conn, p, len, 0);
         if (n > 0) {
             p += n;
             len -= (size_t)n;
             continue;
         }
-        if (n < 0 && errno == EINTR)
+        if (n == TF__IO_AGAIN && s->conn.err == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n == TF__IO_AGAIN)
             return timed_out(s, e);
-        return tf__fail_errno(e, net_code(errno), errno, "send failed");
+        return tf__fail_errno(e, net_code(s->conn.err), s->conn.err, "send failed");
     }
     return TF_OK;
 }
@@ -408,14 +412,12 @@ void tf__sigpipe_restore(const tf__sigpipe_guard *g)
    raises SIGPIPE, which kills a program that never asked for signals. The
    signal can come with a partial success, not only with EPIPE, hence the
    guard around every call. */
-ssize_t tf__sendfile_nosignal(int sock, int file_fd, off_t *off, size_t count)
+static ssize_t sendfile_nosignal(tf__stream *s, int file_fd, uint64_t off, size_t count)
 {
     tf__sigpipe_guard g;
     tf__sigpipe_block(&g);
-    ssize_t n = sendfile(sock, file_fd, off, count);
-    int saved = errno;
+    ssize_t n = tf__conn_sendfile(&s->conn, file_fd, off, count);
     tf__sigpipe_restore(&g);
-    errno = saved;
     return n;
 }
 
@@ -427,20 +429,20 @@ int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t 
         uint64_t want = end - *offset;
         if (want > SENDFILE_CHUNK)
             want = SENDFILE_CHUNK;
-        off_t off = (off_t)*offset;
-        ssize_t n = tf__sendfile_nosignal(s->fd, file_fd, &off, (size_t)want);
+        ssize_t n = sendfile_nosignal(s, file_fd, *offset, (size_t)want);
         if (n > 0) {
-            *offset = (uint64_t)off;
+            *offset += (uint64_t)n;
             continue;
         }
         if (n == 0)
             return TF_OK; /* the file ended early */
-        if (errno == EINTR)
+        int err = s->conn.err;
+        if (n == TF__IO_AGAIN && err == EINTR)
             continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
+        if (n == TF__IO_AGAIN)
             return timed_out(s, e);
-        if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN)
-            return tf__fail_errno(e, TF_ENET, errno, "send failed");
+        if (err == EPIPE || err == ECONNRESET || err == ENOTCONN)
+            return tf__fail_errno(e, TF_ENET, err, "send failed");
         /* Anything else (a file system without sendfile, a read error):
            the copy path either works or says precisely what failed. */
         return send_file_copy(s, file_fd, offset, end - *offset, e);
@@ -448,10 +450,20 @@ int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t 
     return TF_OK;
 }
 
+/* The listener's accept: the one accept4 of the library. */
+int tf__accept(int lfd, struct sockaddr_storage *peer, int nodelay)
+{
+    socklen_t len = sizeof *peer;
+    int fd = accept4(lfd, (struct sockaddr *)peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0 && nodelay)
+        set_nodelay(fd);
+    return fd;
+}
+
 void tf__stream_close(tf__stream *s)
 {
-    if (s->fd >= 0)
-        close(s->fd);
-    s->fd = -1;
+    if (s->conn.fd >= 0)
+        tf__conn_close(&s->conn);
+    s->conn.fd = -1;
     s->rpos = s->rlen = 0;
 }

@@ -1,17 +1,11 @@
 /*
- * netio.h - the client's blocking streams and the socket helpers both ends
- * share. A stream's socket blocks, with timeout_ms as its SO_RCVTIMEO and
- * SO_SNDTIMEO: a wait that sees no progress for timeout_ms fails with
- * TF_ETIMEDOUT.
- *
- * This is not (yet) a transport seam: not every socket call is behind it.
- * The client's go through the tf__stream functions, except tf_get_many's
- * pipelined sends (getmany.c calls send on the stream's descriptor). The
- * server drives its non-blocking sockets from epoll and makes its own
- * calls (accept4 in server.c; recv, send, sendmsg and sendfile in
- * session.c); of this file it uses only tf__listen, tf__socket_port,
- * tf__format_addr and the SIGPIPE guard. A transport table that TLS can
- * slide under is issue 10's work.
+ * netio.h - connecting, listening and accepting (the one place for
+ * socket(), connect, bind, listen and accept4), and the client's blocking
+ * stream, which reads and writes through the transport table
+ * (transport.h). A stream's socket blocks, with timeout_ms as its
+ * SO_RCVTIMEO and SO_SNDTIMEO: a wait that sees no progress for timeout_ms
+ * fails with TF_ETIMEDOUT. (The server drives its connections from its
+ * event loop through the same table, and uses only the listener here.)
  */
 #ifndef TF_NETIO_H
 #define TF_NETIO_H
@@ -23,9 +17,10 @@
 #include <sys/types.h>
 
 #include "internal.h"
+#include "transport.h"
 
 typedef struct tf__stream {
-    int fd;
+    tf__conn conn;
     int timeout_ms; /* longest wait without progress; 0 = none */
     /* Read buffer (not owned; none until tf__stream_set_buffer): bytes
        rbuf[rpos..rlen) have arrived and not been read yet. */
@@ -80,8 +75,10 @@ int tf__stream_write(tf__stream *s, const void *buf, size_t len, tf__err *e);
 int tf__stream_send_file(tf__stream *s, int file_fd, uint64_t *offset, uint64_t len,
                          tf__err *e);
 
-/* sendfile(2) that never raises SIGPIPE (sendfile has no MSG_NOSIGNAL). */
-ssize_t tf__sendfile_nosignal(int sock, int file_fd, off_t *off, size_t count);
+/* Accepts a connection on the listening socket lfd: non-blocking,
+   close-on-exec, with TCP_NODELAY when nodelay. The fd, or -1 with errno
+   set (EAGAIN: none waiting). */
+int tf__accept(int lfd, struct sockaddr_storage *peer, int nodelay);
 
 /* Keeps SIGPIPE away from the calling thread between block and restore, so
    that a loop of sendfile calls (the server's workers) needs no per-call

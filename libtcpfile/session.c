@@ -1,9 +1,9 @@
 /*
  * session.c - one connection of the event-driven server as an explicit
- * state machine (see session_state in server_internal.h). Every function
- * here runs on the connection's worker thread and never blocks on the peer:
- * when the socket has no room or no data it returns, and epoll calls back.
- * (Disk work - open, read, write, fsync, rename - is done inline, through
+ * state machine (see session_state in session.h). Every function here runs
+ * on the thread of the connection's loop and never blocks on the peer:
+ * when the transport has no room or no data it returns, and the loop calls
+ * back. (Disk work - open, read, write, fsync, rename - is done inline, through
  * the server's storage interface, storage.h: never a file-system call here.)
  */
 #include <errno.h>
@@ -13,14 +13,12 @@
 #include <string.h>
 #include <stddef.h>
 #include <sys/epoll.h>
-#include <sys/sendfile.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "listing.h"
 #include "netio.h"
-#include "server_internal.h"
+#include "session.h"
 
 #define XFER_BUF ((size_t)256 << 10)
 /* Most bytes one session moves per event, so that one fast peer cannot
@@ -35,22 +33,22 @@
 #define SMALL_BODY_MAX ((size_t)64 << 10)
 /* A resumed transfer's prefix is hashed this much per turn of the loop. */
 #define HASH_SLICE ((uint64_t)1 << 20)
-/* Finished requests a worker keeps for the next ones. */
+/* Finished requests a loop keeps for the next ones. */
 #define REQUEST_POOL_MAX 64
+/* How long a session that has sent its last reply waits for the peer to
+   close first. */
+#define CLOSING_LINGER_MS 1000
+
+#define SESSION_OF(p, field) ((session *)((char *)(p) - offsetof(session, field)))
 
 static const tf_options *opts(const session *s)
 {
-    return &s->w->srv->opt;
+    return s->ctx->opt;
 }
 
 static tf__storage *storage(const session *s)
 {
-    return s->w->srv->storage;
-}
-
-uint64_t tf__server_prefix_hashed(tf_server *srv)
-{
-    return atomic_load(&srv->prefix_hashed);
+    return s->ctx->storage;
 }
 
 static uint32_t offered_features(const tf_options *opt)
@@ -99,7 +97,7 @@ static void log_entry(session *s, const char *op, const char *name, uint64_t byt
 
 static request *request_begin(session *s, uint8_t op)
 {
-    worker *w = s->w;
+    tf__session_ctx *w = s->ctx;
     request *r = w->spare_requests;
     tf__digest digest = {0};
     if (r) {
@@ -145,12 +143,12 @@ static void request_end(session *s, int keep_partial)
         if (r->stream) /* no size to compare with */
             snprintf(cut, sizeof cut, "cut off after %llu bytes of a stream: %s",
                      (unsigned long long)r->bytes,
-                     s->w->stopping ? "server stopping" : "connection closed");
+                     s->ctx->stopping ? "server stopping" : "connection closed");
         else
             snprintf(cut, sizeof cut, "cut off after %llu of %llu bytes: %s",
                      (unsigned long long)(put ? r->have + r->bytes : r->bytes),
                      (unsigned long long)(put ? r->size : r->bytes + r->body_left),
-                     s->w->stopping ? "server stopping" : "connection closed");
+                     s->ctx->stopping ? "server stopping" : "connection closed");
         result = TF_ENET;
         message = cut;
     }
@@ -167,9 +165,9 @@ static void request_end(session *s, int keep_partial)
     free(r->buf);
     free(r->list);
     if (r->list_held)
-        atomic_fetch_sub(&s->w->srv->list_bytes, (uint64_t)r->list_held);
+        atomic_fetch_sub(s->ctx->list_bytes, (uint64_t)r->list_held);
     s->req = NULL;
-    worker *w = s->w;
+    tf__session_ctx *w = s->ctx;
     if (w->nspare < REQUEST_POOL_MAX) {
         r->next_spare = w->spare_requests;
         w->spare_requests = r;
@@ -191,17 +189,24 @@ static int ensure_buf(request *r)
 
 static int watch(session *s, uint32_t events)
 {
-    return tf__session_watch(s, events);
+    return tf__loop_watch(s->ctx->loop, &s->watch, events);
+}
+
+/* Puts s on list (NULL: none) as of now_ms: the one place that moves a
+   session between the timeouts. */
+static void list_move(session *s, tf__timer_list *list, int64_t now_ms)
+{
+    tf__timer_touch(&s->timer, list, now_ms);
 }
 
 static void enter_closing(session *s)
 {
     s->state = S_CLOSING;
     if (!s->shut) {
-        shutdown(s->fd, SHUT_WR);
+        tf__conn_shutdown(&s->conn);
         s->shut = 1;
     }
-    tf__session_list_move(s, &s->w->closing, tf__now_ms());
+    list_move(s, &s->ctx->closing, tf__now_ms());
     if (watch(s, EPOLLIN) != 0)
         tf__session_close(s);
 }
@@ -209,7 +214,7 @@ static void enter_closing(session *s)
 static void enter_idle(session *s)
 {
     s->state = S_IDLE;
-    tf__session_list_move(s, &s->w->idle, tf__now_ms());
+    list_move(s, &s->ctx->idle, tf__now_ms());
     if (s->in != s->small && s->in_len <= sizeof s->small) {
         /* A long name needed a big buffer; an idle connection gives it back. */
         memcpy(s->small, s->in, s->in_len);
@@ -228,7 +233,7 @@ static void fail_session(session *s, int code, const char *why)
         request_end(s, 1);
     } else if (s->state == S_HELLO || s->in_len > 0) {
         log_entry(s, s->state == S_HELLO ? "connect" : "request", "", 0, code, why,
-                  s->last_ms);
+                  s->timer.last_ms);
     }
     tf__session_close(s);
 }
@@ -239,20 +244,29 @@ static void consume_input(session *s, size_t n)
     s->in_len -= n;
 }
 
+/* Drops what has arrived of a refused request's over-long name (s->skip
+   bytes are still owed). */
+static void drop_skipped(session *s)
+{
+    size_t drop = s->in_len < s->skip ? s->in_len : s->skip;
+    consume_input(s, drop);
+    s->skip -= drop;
+}
+
 /* Counts progress for the timeouts and the minimum rate. Returns non-zero
    when the peer is too slow (and the session has been closed). */
 static int progressed(session *s, size_t bytes)
 {
     int64_t now = tf__now_ms();
     const tf_options *opt = opts(s);
-    tf__session_list_move(s, s->list, now);
+    list_move(s, s->timer.list, now);
     uint64_t min_rate = (uint64_t)opt->value[TF_OPT_MIN_RATE];
     int64_t window = opt->value[TF_OPT_IO_TIMEOUT_MS] ? opt->value[TF_OPT_IO_TIMEOUT_MS]
                                                       : 30000;
     s->window_bytes += bytes;
     /* Only a frame in flight has to keep moving; an idle connection waits
        under the idle timeout instead. */
-    if (!min_rate || s->list != &s->w->active || now - s->window_ms < window)
+    if (!min_rate || s->timer.list != &s->ctx->active || now - s->window_ms < window)
         return 0;
     if (s->window_bytes * 1000 < min_rate * (uint64_t)(now - s->window_ms)) {
         char why[160];
@@ -317,14 +331,12 @@ static void build_trailer(session *s)
     r->tail_pos = 0;
 }
 
-/* Sends from memory; returns bytes sent, 0 when the socket is full, or -1
-   (errno set) when the connection failed. */
+/* Sends from memory; returns bytes sent, 0 when the transport is full, or
+   -1 (errno and s->conn.err set) when the connection failed. */
 static ssize_t send_bytes(session *s, const void *p, size_t n, int more)
 {
-    ssize_t k = send(s->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
-    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return 0;
-    return k;
+    ssize_t k = tf__conn_write(&s->conn, p, n, more ? TF__IO_MORE : 0);
+    return k == TF__IO_AGAIN ? 0 : k;
 }
 
 /* The file failed or shrank mid-body: the frame is completed with zeros
@@ -362,60 +374,34 @@ static int read_chunk(tf__storage *st, request *r)
     return 1;
 }
 
-/* One step of the body. Returns bytes sent (0: socket full), or -1. */
-static ssize_t send_body_step(session *s)
+/* The body's strategies, one function each: memory (a listing), zeros
+   after the file failed, sendfile, hash-then-sendfile, and the copy path
+   (pread + send) for files sendfile refuses. Each returns bytes sent (0:
+   the transport is full, or the body just failed and zeros follow), or -1
+   when the connection failed. */
+
+static ssize_t send_mem_step(session *s)
 {
     request *r = s->req;
-    if (r->body_mem) {
-        size_t n = r->body_left < SENDFILE_STEP ? (size_t)r->body_left : SENDFILE_STEP;
-        ssize_t k = send_bytes(s, r->body_mem + r->body_off, n, 0);
-        if (k > 0)
-            tf__digest_update(&r->digest, r->body_mem + r->body_off, (size_t)k);
-        return k;
-    }
-    if (r->body_rc != TF_OK) {
-        if (!r->buf)
-            return -1; /* no memory for the zeros: give up on the connection */
-        size_t n = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
-        return send_bytes(s, r->buf, n, 0);
-    }
-    if (!r->copy_path) {
-        int hash = tf__digest_on(&r->digest) && !r->cached;
-        if (hash && r->body_off == r->hashed_to) {
-            /* Hash the next chunk as read, then let sendfile move the same
-               bytes: one copy fewer than sending from the buffer. Should the
-               file change in place between the two, the digest no longer
-               matches what was sent and the client gets TF_ECHECKSUM. (A
-               change to a part not read yet is sent and hashed as it is
-               then, as before: in-place writers can tear a copy; uploads,
-               which rename, cannot.) */
-            int got = read_chunk(storage(s), r); /* kept, should sendfile fail below */
-            if (got <= 0)
-                return got;
-        }
-        size_t n = hash ? (size_t)(r->hashed_to - r->body_off)
-                        : r->body_left < SENDFILE_STEP ? (size_t)r->body_left : SENDFILE_STEP;
-        off_t off = (off_t)r->body_off;
-        /* SIGPIPE is blocked in every thread that runs sessions (see
-           tf_server_run), so no per-call masking. */
-        ssize_t k = sendfile(s->fd, r->body_fd, &off, n);
-        if (k > 0)
-            return k;
-        if (k == 0) {
-            body_failed(r, TF_EIO, 0, "the file shrank while being sent");
-            return 0;
-        }
-        if (errno == EAGAIN || errno == EINTR)
-            return 0;
-        if (errno != EINVAL && errno != ENOSYS && errno != EIO)
-            return -1;
-        /* A file system without sendfile, or a read error: the copy path
-           tells the two apart. What is hashed already goes from the
-           buffer, not hashed twice. */
-        r->copy_path = 1;
-        r->buf_pos = hash ? r->buf_end - n : r->buf_end;
-    }
+    size_t n = r->body_left < SENDFILE_STEP ? (size_t)r->body_left : SENDFILE_STEP;
+    ssize_t k = send_bytes(s, r->body_mem + r->body_off, n, 0);
+    if (k > 0)
+        tf__digest_update(&r->digest, r->body_mem + r->body_off, (size_t)k);
+    return k;
+}
 
+static ssize_t send_zeros_step(session *s)
+{
+    request *r = s->req;
+    if (!r->buf)
+        return -1; /* no memory for the zeros: give up on the connection */
+    size_t n = r->body_left < XFER_BUF ? (size_t)r->body_left : XFER_BUF;
+    return send_bytes(s, r->buf, n, 0);
+}
+
+static ssize_t send_copy_step(session *s)
+{
+    request *r = s->req;
     if (r->buf_pos == r->buf_end) {
         int got = read_chunk(storage(s), r);
         if (got <= 0)
@@ -425,6 +411,65 @@ static ssize_t send_body_step(session *s)
     if (k > 0)
         r->buf_pos += (size_t)k;
     return k;
+}
+
+/* sendfile of n bytes from body_off; hashed: they are in the buffer too
+   (hash-then-sendfile), and go from there should sendfile refuse. */
+static ssize_t send_file_step(session *s, size_t n, int hashed)
+{
+    request *r = s->req;
+    /* SIGPIPE is blocked in every thread that runs sessions (see
+       tf_server_run), so no per-call masking. */
+    ssize_t k = tf__conn_sendfile(&s->conn, r->body_fd, r->body_off, n);
+    if (k > 0)
+        return k;
+    if (k == 0) {
+        body_failed(r, TF_EIO, 0, "the file shrank while being sent");
+        return 0;
+    }
+    if (k == TF__IO_AGAIN)
+        return 0;
+    if (s->conn.err != EINVAL && s->conn.err != ENOSYS && s->conn.err != EIO)
+        return -1;
+    /* A file system without sendfile, or a read error: the copy path
+       tells the two apart. What is hashed already goes from the buffer,
+       not hashed twice. */
+    r->copy_path = 1;
+    r->buf_pos = hashed ? r->buf_end - n : r->buf_end;
+    return send_copy_step(s);
+}
+
+/* Hash the next chunk as read, then let sendfile move the same bytes: one
+   copy fewer than sending from the buffer. Should the file change in place
+   between the two, the digest no longer matches what was sent and the
+   client gets TF_ECHECKSUM. (A change to a part not read yet is sent and
+   hashed as it is then, as before: in-place writers can tear a copy;
+   uploads, which rename, cannot.) */
+static ssize_t send_hashed_file_step(session *s)
+{
+    request *r = s->req;
+    if (r->body_off == r->hashed_to) {
+        int got = read_chunk(storage(s), r); /* kept, should sendfile fail */
+        if (got <= 0)
+            return got;
+    }
+    return send_file_step(s, (size_t)(r->hashed_to - r->body_off), 1);
+}
+
+/* One step of the body, by strategy. */
+static ssize_t send_body_step(session *s)
+{
+    request *r = s->req;
+    if (r->body_mem)
+        return send_mem_step(s);
+    if (r->body_rc != TF_OK)
+        return send_zeros_step(s);
+    if (r->copy_path)
+        return send_copy_step(s);
+    if (tf__digest_on(&r->digest) && !r->cached)
+        return send_hashed_file_step(s);
+    return send_file_step(s, r->body_left < SENDFILE_STEP ? (size_t)r->body_left
+                                                           : SENDFILE_STEP, 0);
 }
 
 /* Writes what it can. Returns 1 when the response is out, 0 when the
@@ -527,11 +572,11 @@ static int hash_prefix_step(session *s)
     if (rc != TF_OK)
         return rc;
     r->hashed_to += n;
-    atomic_fetch_add(&s->w->srv->prefix_hashed, n);
+    atomic_fetch_add(s->ctx->prefix_hashed, n);
     /* Work for this request: not an I/O timeout, and no bytes owed to the
        minimum rate for the time spent. */
     int64_t now = tf__now_ms();
-    tf__session_list_move(s, s->list, now);
+    list_move(s, s->timer.list, now);
     s->window_ms = now;
     s->window_bytes = 0;
     return TF_OK;
@@ -572,11 +617,10 @@ static int push_gathered(session *s)
     request *r = s->req;
     size_t body = (size_t)r->body_left;
     struct iovec iov[3] = {{r->head, r->head_len},
-                           {s->w->small_body, body},
+                           {s->ctx->small_body, body},
                            {r->tail, r->tail_len}};
-    struct msghdr m = {.msg_iov = iov, .msg_iovlen = 3};
-    ssize_t k = sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    ssize_t k = tf__conn_writev(&s->conn, iov, 3, 0);
+    if (k == TF__IO_ERROR) {
         char why[128];
         snprintf(why, sizeof why, "send failed: %s", strerror(errno));
         fail_session(s, TF_ENET, why);
@@ -595,7 +639,7 @@ static int push_gathered(session *s)
             fail_session(s, TF_ENOMEM, "out of memory");
             return -1;
         }
-        memcpy(r->buf, s->w->small_body + data, body - data);
+        memcpy(r->buf, s->ctx->small_body + data, body - data);
         r->buf_pos = 0;
         r->buf_end = body - data;
         r->copy_path = 1;
@@ -607,7 +651,7 @@ static void start_send(session *s, after_send after)
 {
     s->req->after = after;
     s->state = S_SEND;
-    tf__session_list_move(s, &s->w->active, tf__now_ms());
+    list_move(s, &s->ctx->active, tf__now_ms());
     if (s->req->gathered && push_gathered(s) != 0)
         return;
     continue_send(s);
@@ -660,7 +704,7 @@ static int request_valid(session *s, const tf_wire_request *q)
 static int read_small(session *s, uint64_t size)
 {
     request *r = s->req;
-    worker *w = s->w;
+    tf__session_ctx *w = s->ctx;
     if (!w->small_body && !(w->small_body = malloc(SMALL_BODY_MAX)))
         return 0;
     tf__storage *st = storage(s);
@@ -786,11 +830,10 @@ static void handle_put(session *s, const tf_wire_request *q)
    root whose listing is over the budget could never be listed. */
 static int list_reserve(session *s, size_t len)
 {
-    tf_server *srv = s->w->srv;
     uint64_t budget = (uint64_t)opts(s)->value[TF_OPT_MAX_MEMORY];
-    uint64_t before = atomic_fetch_add(&srv->list_bytes, (uint64_t)len);
+    uint64_t before = atomic_fetch_add(s->ctx->list_bytes, (uint64_t)len);
     if (before > 0 && before + len > budget) {
-        atomic_fetch_sub(&srv->list_bytes, (uint64_t)len);
+        atomic_fetch_sub(s->ctx->list_bytes, (uint64_t)len);
         return tf__fail(&s->req->err, TF_EBUSY,
                         "the server is sending too many listings (%llu bytes held, at most "
                         "%llu); try again later",
@@ -988,8 +1031,8 @@ static void receive_stream(session *s)
         /* Never past the zero-length head: the trailer is the input's. */
         size_t want = r->chunk_left ? (r->chunk_left < XFER_BUF ? r->chunk_left : XFER_BUF)
                                     : TF_WIRE_CHUNK_HEAD_SIZE - r->chunk_head_len;
-        ssize_t n = recv(s->fd, r->buf, want, MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        ssize_t n = tf__conn_read(&s->conn, r->buf, want);
+        if (n == TF__IO_AGAIN)
             return;
         if (n <= 0) {
             char why[160];
@@ -1027,8 +1070,8 @@ static void receive_body(session *s)
     size_t budget = EVENT_BUDGET;
     while (r->left > 0 && budget > 0) {
         size_t want = r->left < XFER_BUF ? (size_t)r->left : XFER_BUF;
-        ssize_t n = recv(s->fd, r->buf, want, MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        ssize_t n = tf__conn_read(&s->conn, r->buf, want);
+        if (n == TF__IO_AGAIN)
             return;
         if (n <= 0) {
             char why[160];
@@ -1119,9 +1162,7 @@ static void on_request(session *s)
         tf__fail(&r->err, TF_EINVAL,
                  "bad name: the name is longer than the limit (at most %zu bytes)",
                  max_name);
-        size_t drop = s->in_len < s->skip ? s->in_len : s->skip;
-        consume_input(s, drop);
-        s->skip -= drop;
+        drop_skipped(s);
         reply_failure(s, TF_EINVAL, AFTER_IDLE);
         return;
     }
@@ -1169,12 +1210,9 @@ static void parse_input(session *s)
     }
     if (s->state != S_IDLE)
         return;
-    if (s->skip && s->in_len) {
-        size_t drop = s->in_len < s->skip ? s->in_len : s->skip;
-        consume_input(s, drop);
-        s->skip -= drop;
-    }
-    if (s->w->stopping) {
+    if (s->skip && s->in_len)
+        drop_skipped(s);
+    if (s->ctx->stopping) {
         tf__session_close(s); /* no new requests once the server stops */
         return;
     }
@@ -1182,16 +1220,16 @@ static void parse_input(session *s)
         on_request(s);
     if (s->dead || s->state != S_IDLE)
         return;
-    if ((s->in_len > 0 || s->skip) && s->list == &s->w->idle) {
+    if ((s->in_len > 0 || s->skip) && s->timer.list == &s->ctx->idle) {
         /* Part of a request is here, or the rest of a refused one's name
            is still to come: from now on it is timed as a request, so the
            I/O timeout and the minimum rate apply, not the idle timeout. */
         s->window_ms = tf__now_ms();
         s->window_bytes = 0;
-        tf__session_list_move(s, &s->w->active, s->window_ms);
-    } else if (!s->in_len && !s->skip && !s->req && s->list == &s->w->active) {
+        list_move(s, &s->ctx->active, s->window_ms);
+    } else if (!s->in_len && !s->skip && !s->req && s->timer.list == &s->ctx->active) {
         /* A skipped name is over: back to waiting between requests. */
-        tf__session_list_move(s, &s->w->idle, tf__now_ms());
+        list_move(s, &s->ctx->idle, tf__now_ms());
     }
 }
 
@@ -1199,17 +1237,14 @@ static void parse_input(session *s)
    ready, -1 if the session ended (closed here). */
 static int fill_input(session *s)
 {
-    if (s->skip && s->in_len) {
-        size_t drop = s->in_len < s->skip ? s->in_len : s->skip;
-        consume_input(s, drop);
-        s->skip -= drop;
-    }
+    if (s->skip && s->in_len)
+        drop_skipped(s);
     if (s->in_len == s->in_cap)
         return 1; /* full: let the parser make room */
     uint8_t *to = s->in + s->in_len;
     size_t room = s->in_cap - s->in_len;
-    ssize_t n = recv(s->fd, to, room, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    ssize_t n = tf__conn_read(&s->conn, to, room);
+    if (n == TF__IO_AGAIN)
         return 0;
 
     if (n == 0 && s->state == S_IDLE && s->in_len == 0 && !s->req) {
@@ -1231,18 +1266,19 @@ static void drain_closing(session *s)
 {
     char sink[4096];
     for (;;) {
-        ssize_t n = recv(s->fd, sink, sizeof sink, MSG_DONTWAIT);
+        ssize_t n = tf__conn_read(&s->conn, sink, sizeof sink);
         if (n > 0)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        if (n == TF__IO_AGAIN)
             return;
         tf__session_close(s); /* the peer has read our reply and closed */
         return;
     }
 }
 
-void tf__session_on_events(session *s, uint32_t events)
+static void on_events(tf__watcher *watch, uint32_t events)
 {
+    session *s = SESSION_OF(watch, watch);
     if (s->dead)
         return; /* closed earlier in this round of events */
     if (s->state == S_CLOSING) {
@@ -1269,7 +1305,7 @@ void tf__session_on_events(session *s, uint32_t events)
 
 /* ---- life and death ------------------------------------------------------------- */
 
-static int send_hello_fd(const tf_options *opt, int fd, int code, const char *message)
+static int send_hello_conn(const tf_options *opt, tf__conn *c, int code, const char *message)
 {
     uint8_t buf[TF_WIRE_SERVER_HELLO_SIZE + TF_WIRE_MESSAGE_MAX];
     size_t mlen = message ? strlen(message) : 0;
@@ -1285,52 +1321,82 @@ static int send_hello_fd(const tf_options *opt, int fd, int code, const char *me
     };
     long n = tf__wire_encode_server_hello(buf, sizeof buf, &h);
     /* A new connection's send buffer is empty: the hello goes out whole. */
-    return send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == n ? 0 : -1;
+    return tf__conn_write(c, buf, (size_t)n, 0) == n ? 0 : -1;
 }
 
 static int send_hello(session *s, int code, const char *message)
 {
-    return send_hello_fd(opts(s), s->fd, code, message);
+    return send_hello_conn(opts(s), &s->conn, code, message);
 }
 
-void tf__refuse_fd(tf_server *srv, int fd, const struct sockaddr *peer, const char *message)
+void tf__refuse_conn(const tf_options *opt, tf__conn *c, const struct sockaddr *peer,
+                     const char *message)
 {
     /* The client's hello is read first (if it has come): closing with
        unread bytes would reset the connection, and the reset could reach
        the client before it has read our refusal. */
     uint8_t sink[256];
-    for (int i = 0; i < 4 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+    for (int i = 0; i < 4 && tf__conn_read(c, sink, sizeof sink) > 0; i++)
         ; /* bounded: a peer that keeps sending gets its reset */
-    if (send_hello_fd(&srv->opt, fd, TF_EBUSY, message) == 0)
-        shutdown(fd, SHUT_WR);
-    if (srv->opt.log) {
+    if (send_hello_conn(opt, c, TF_EBUSY, message) == 0)
+        tf__conn_shutdown(c);
+    if (opt->log) {
         char who[64];
         tf__format_addr(peer, 1, who, sizeof who);
         tf_request_log entry = {.peer = who, .op = "busy", .name = "", .result = TF_EBUSY,
                                 .message = message};
-        srv->opt.log(srv->opt.log_user, &entry);
+        opt->log(opt->log_user, &entry);
     }
 }
 
-session *tf__session_new(worker *w, int fd, const struct sockaddr *peer)
+static void free_session(tf__deferred *d)
+{
+    session *s = SESSION_OF(d, free_later);
+    if (s->in != s->small)
+        free(s->in);
+    free(s);
+}
+
+/* A timer list's limit passed: log it (if a request was in flight) and
+   close. */
+static void expired(tf__timer *t)
+{
+    session *s = SESSION_OF(t, timer);
+    tf__session_ctx *ctx = s->ctx;
+    if (t->list == &ctx->closing || (s->state == S_IDLE && !s->req)) {
+        tf__session_close(s);
+        return;
+    }
+    fail_session(s, TF_ETIMEDOUT, t->list == &ctx->idle
+                                      ? "idle timeout"
+                                      : "the peer made no progress within the I/O timeout");
+}
+
+session *tf__session_new(tf__session_ctx *ctx, int fd, const struct sockaddr *peer)
 {
     session *s = calloc(1, sizeof *s);
     if (!s) {
-        close(fd);
-        atomic_fetch_sub(&w->srv->sessions, 1);
+        tf__conn c;
+        tf__conn_tcp(&c, fd, 1);
+        tf__conn_close(&c);
+        atomic_fetch_sub(ctx->sessions, 1);
         return NULL;
     }
-    s->fd = fd;
-    s->w = w;
+    tf__conn_tcp(&s->conn, fd, 1);
+    s->watch.fd = fd;
+    s->watch.on_events = on_events;
+    s->timer.expired = expired;
+    s->free_later.fn = free_session;
+    s->ctx = ctx;
     s->in = s->small;
     s->in_cap = sizeof s->small;
     s->state = S_HELLO;
-    s->last_ms = s->window_ms = tf__now_ms();
+    s->window_ms = tf__now_ms();
     if (peer && peer->sa_family == AF_INET6)
         memcpy(&s->peer.v6, peer, sizeof s->peer.v6);
     else if (peer)
         memcpy(&s->peer.v4, peer, sizeof s->peer.v4);
-    tf__session_list_move(s, &w->active, s->last_ms);
+    list_move(s, &ctx->active, s->window_ms);
     if (watch(s, EPOLLIN) != 0) {
         tf__session_close(s);
         return NULL;
@@ -1349,29 +1415,12 @@ int tf__session_greet(session *s)
 
 void tf__session_refuse(session *s, int code, const char *message)
 {
-    log_entry(s, "busy", "", 0, code, message, s->last_ms);
+    log_entry(s, "busy", "", 0, code, message, s->timer.last_ms);
     if (send_hello(s, code, message) != 0) {
         tf__session_close(s);
         return;
     }
     enter_closing(s);
-}
-
-void tf__session_on_stop(session *s)
-{
-    /* Idle connections and handshakes end now; requests in flight may
-       finish within the grace period. */
-    if (!s->req)
-        tf__session_close(s);
-}
-
-void tf__session_timeout(session *s, int code, const char *why)
-{
-    if (s->state == S_CLOSING || (s->state == S_IDLE && !s->req)) {
-        tf__session_close(s);
-        return;
-    }
-    fail_session(s, code, why);
 }
 
 void tf__session_close(session *s)
@@ -1381,34 +1430,74 @@ void tf__session_close(session *s)
     s->dead = 1;
     if (s->req)
         request_end(s, 1);
-    tf__session_list_move(s, NULL, 0);
-    close(s->fd); /* also takes it out of the epoll set */
-    s->fd = -1;
-    atomic_fetch_sub(&s->w->srv->sessions, 1);
-    s->next = s->w->graveyard;
-    s->w->graveyard = s;
+    list_move(s, NULL, 0);
+    tf__conn_close(&s->conn); /* also takes it out of the epoll set */
+    atomic_fetch_sub(s->ctx->sessions, 1);
+    tf__loop_defer(s->ctx->loop, &s->free_later);
 }
 
-void tf__worker_release(worker *w)
+/* ---- the sessions of one loop -------------------------------------------------- */
+
+int tf__session_ctx_init(tf__session_ctx *ctx, tf__loop *loop, const tf_options *opt)
 {
-    while (w->spare_requests) {
-        request *r = w->spare_requests;
-        w->spare_requests = r->next_spare;
+    memset(ctx, 0, sizeof *ctx);
+    ctx->loop = loop;
+    ctx->opt = opt;
+    ctx->idle.limit_ms = opt->value[TF_OPT_IDLE_TIMEOUT_MS];
+    ctx->active.limit_ms = opt->value[TF_OPT_IO_TIMEOUT_MS];
+    ctx->closing.limit_ms = CLOSING_LINGER_MS;
+    int rc = tf__loop_add_list(loop, &ctx->idle);
+    if (rc == TF_OK)
+        rc = tf__loop_add_list(loop, &ctx->active);
+    if (rc == TF_OK)
+        rc = tf__loop_add_list(loop, &ctx->closing);
+    return rc;
+}
+
+static void close_list(tf__timer_list *list)
+{
+    while (list->head)
+        tf__session_close(SESSION_OF(list->head, timer));
+}
+
+void tf__session_ctx_stop(tf__session_ctx *ctx)
+{
+    ctx->stopping = 1;
+    close_list(&ctx->idle);
+    close_list(&ctx->closing);
+    /* Active sessions: handshakes end now, requests in flight may finish
+       within the grace period. */
+    tf__timer *t = ctx->active.head;
+    while (t) {
+        tf__timer *next = t->next;
+        session *s = SESSION_OF(t, timer);
+        if (!s->req)
+            tf__session_close(s);
+        t = next;
+    }
+}
+
+void tf__session_ctx_close_all(tf__session_ctx *ctx)
+{
+    close_list(&ctx->active);
+    close_list(&ctx->idle);
+    close_list(&ctx->closing);
+}
+
+int tf__session_ctx_empty(const tf__session_ctx *ctx)
+{
+    return !ctx->active.head && !ctx->idle.head && !ctx->closing.head;
+}
+
+void tf__session_ctx_release(tf__session_ctx *ctx)
+{
+    while (ctx->spare_requests) {
+        request *r = ctx->spare_requests;
+        ctx->spare_requests = r->next_spare;
         tf__digest_end(&r->digest);
         free(r);
     }
-    w->nspare = 0;
-    free(w->small_body);
-    w->small_body = NULL;
-}
-
-void tf__worker_bury(worker *w)
-{
-    while (w->graveyard) {
-        session *s = w->graveyard;
-        w->graveyard = s->next;
-        if (s->in != s->small)
-            free(s->in);
-        free(s);
-    }
+    ctx->nspare = 0;
+    free(ctx->small_body);
+    ctx->small_body = NULL;
 }

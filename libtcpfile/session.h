@@ -1,0 +1,179 @@
+/*
+ * session.h - one connection of the server (session.c): its state machine
+ * and its requests, driven by an event loop (loop.h) through a transport
+ * (transport.h). It knows nothing of workers or the server: what it needs
+ * from them is in a tf__session_ctx, one per loop.
+ *
+ * A connection never moves between loops, so its state needs no lock.
+ * Connections sit on one of three timer lists by what they wait for, each
+ * ordered by last progress, so that timeouts are found at the list heads.
+ */
+#ifndef TF_SESSION_H
+#define TF_SESSION_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "digest.h"
+#include "storage.h"
+#include "internal.h"
+#include "loop.h"
+#include "transport.h"
+#include "wire.h"
+
+typedef struct session session;
+
+/* What the sessions of one loop share: the loop, the server's settings and
+   counters, their timer lists and the pools they reuse. */
+typedef struct tf__session_ctx {
+    tf__loop *loop;
+    const tf_options *opt;
+    tf__storage *storage;           /* every file-system call goes through it */
+    atomic_long *sessions;          /* open connections, for the limit */
+    _Atomic uint64_t *list_bytes;   /* listings held (TF_OPT_MAX_MEMORY) */
+    atomic_ullong *prefix_hashed;   /* for the tests */
+    int stopping;                   /* no new requests */
+    tf__timer_list idle;    /* between requests: idle timeout */
+    tf__timer_list active;  /* handshake or request in flight: I/O timeout */
+    tf__timer_list closing; /* reply sent, draining before close: linger */
+    /* Requests kept for reuse, so that a request costs no allocation (and
+       keeps its checksum state). At most REQUEST_POOL_MAX. */
+    struct request *spare_requests;
+    int nspare;
+    /* Where a small file is read before it goes out in one sendmsg with
+       its head and trailer; allocated on first use. Shared by the loop's
+       sessions: it is only used within one call. */
+    uint8_t *small_body;
+} tf__session_ctx;
+
+/* Where a session is; decides which events it waits for and what a stop,
+   a timeout or a peer's close does to it. */
+typedef enum session_state {
+    S_HELLO,        /* reading the client's hello */
+    S_IDLE,         /* waiting for, or parsing, a request */
+    S_SEND,         /* writing a response: head, body, trailer */
+    S_RECV_BODY,    /* receiving a put's payload */
+    S_RECV_TRAILER, /* receiving a put's trailer */
+    S_CLOSING       /* last reply sent: draining until the peer closes */
+} session_state;
+
+/* What comes after a response has been sent. */
+typedef enum after_send { AFTER_IDLE, AFTER_RECV_BODY, AFTER_CLOSE } after_send;
+
+/* Per request, only while one is in flight (then back to the loop's
+   pool). */
+typedef struct request {
+    struct request *next_spare;
+    uint8_t op;
+    int has_key;
+    int64_t started_ms;
+    uint64_t bytes;         /* payload bytes moved, for the log */
+    int result;             /* for the log */
+    tf__err err;            /* detail of a failure */
+    tf__digest digest;
+    after_send after;
+
+    /* output: head, then a body (file or memory), then a trailer */
+    uint8_t head[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
+    size_t head_len, head_pos;
+    int body_fd;            /* file sent, -1 if none */
+    const uint8_t *body_mem;
+    uint64_t body_off, body_left;
+    int body_rc;            /* the file failed mid-way: zero-fill, fail trailer */
+    int copy_path;          /* sendfile refused this file: pread + send */
+    int cached;             /* the file's digest was remembered: sendfile it */
+    int gathered;           /* small: head, body, trailer in one sendmsg */
+    uint64_t hashed_to;     /* the digest covers the file up to here */
+    uint8_t cached_digest[TF_DIGEST_SIZE];
+    uint64_t file_id[TF_STORAGE_ID_LEN]; /* the file's identity when opened */
+    /* A resumed get hashes [hashed_to, prefix_to) before its head goes
+       out, a slice per turn of the loop (hash_prefix_step), so that other
+       connections on the worker are served in between. */
+    uint64_t prefix_to;
+    int has_trailer;
+    uint8_t tail[TF_WIRE_TRAILER_SIZE + TF_DIGEST_SIZE];
+    size_t tail_len, tail_pos; /* tail_len 0 until built */
+
+    /* staging buffer: file data read for sending, or received for a put */
+    uint8_t *buf;
+    size_t buf_pos, buf_end;
+
+    uint8_t *list;          /* an encoded listing, owned */
+    size_t list_held;       /* its bytes counted in srv->list_bytes */
+
+    /* put */
+    tf__upload *up;         /* the backend's; NULL when none */
+    uint64_t size, have, left;
+    int store_rc;
+    tf__err store_err;
+    /* a streamed put (TF_REQ_STREAM): size is unknown until the last chunk */
+    int stream, stream_end;
+    uint32_t chunk_left;    /* bytes of the current chunk still to come */
+    uint8_t chunk_head[TF_WIRE_CHUNK_HEAD_SIZE];
+    size_t chunk_head_len;  /* bytes of the next chunk's head so far */
+
+    /* Last, and not cleared between uses (request_begin): 4 KiB. */
+    char name[TF_WIRE_NAME_MAX + 1];
+} request;
+
+struct session {
+    tf__conn conn;
+    tf__watcher watch;      /* conn's fd in the loop */
+    tf__timer timer;        /* on one of ctx's lists: last progress */
+    tf__deferred free_later;
+    session_state state;
+    uint32_t features;
+    tf__session_ctx *ctx;
+    int64_t window_ms;      /* minimum-rate window start */
+    uint64_t window_bytes;
+    int shut;               /* SHUT_WR done (closing) */
+    int dead;               /* closed; freed after the loop's round */
+    size_t skip;            /* bytes of an over-long name still to drop */
+    request *req;
+    union {
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } peer;
+    /* Input: hellos, request heads and names, trailers. Pipelined bytes wait
+       here too. Points at small[] unless a long name needed more. */
+    uint8_t *in;
+    size_t in_len, in_cap;
+    uint8_t small[96];
+};
+
+/* session.c */
+/* Sets up ctx for loop with the server's options; the caller fills in the
+   counters and the storage. Registers ctx's timer lists with loop. */
+int tf__session_ctx_init(tf__session_ctx *ctx, tf__loop *loop, const tf_options *opt);
+/* Frees the pooled requests and buffers (when the loop has finished and
+   its deferred frees have run). */
+void tf__session_ctx_release(tf__session_ctx *ctx);
+/* The server is stopping: idle sessions and handshakes are closed now,
+   requests in flight run on. */
+void tf__session_ctx_stop(tf__session_ctx *ctx);
+/* Closes every session of ctx at once. */
+void tf__session_ctx_close_all(tf__session_ctx *ctx);
+/* Whether ctx has no session left. */
+int tf__session_ctx_empty(const tf__session_ctx *ctx);
+
+/* A session for fd. The caller has already counted it in *ctx->sessions
+   (so that the connection limit is checked and taken in one atomic step);
+   from here on the count is the session's: dropped when it closes, or here
+   when it cannot be created (NULL; fd is closed). */
+session *tf__session_new(tf__session_ctx *ctx, int fd, const struct sockaddr *peer);
+/* Sends the hello of a served connection; on failure s is closed. */
+int tf__session_greet(session *s);
+/* Sends a refusal hello (TF_EBUSY, message) on a connection that has no
+   session (the server is out of descriptors), without blocking, after
+   reading what the client sent so that the close is not a reset. The
+   caller closes c. */
+void tf__refuse_conn(const tf_options *opt, tf__conn *c, const struct sockaddr *peer,
+                     const char *message);
+/* Sends the refusal hello of a full server and puts s into closing. */
+void tf__session_refuse(session *s, int code, const char *message);
+/* Closes s at once; its memory lives until the loop's round is over, so
+   callers up the stack may still look at s->dead. */
+void tf__session_close(session *s);
+
+#endif /* TF_SESSION_H */
