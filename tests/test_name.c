@@ -637,7 +637,7 @@ static size_t check_truncations(const char *ctx, const char *p, size_t n,
 {
     size_t refused = 0;
     for (size_t k = 0; k < n; k++) {
-        char c[192];
+        char c[256]; /* ctx (at most 192) and the count */
         snprintf(c, sizeof c, "%s, cut to %zu bytes", ctx, k);
         int want = path_reference(p, k, lim);
         if (k == 0 || p[k - 1] == '/')
