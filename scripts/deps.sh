@@ -19,6 +19,8 @@ tf_install_missing() {
 TF_BUILD_PACKAGES=(gcc libc6-dev make cmake pkg-config libxxhash-dev libssl-dev)
 # What the test suite adds: cmocka, clang (the second compiler) with its
 # sanitizer runtime, g++ to check that the header compiles as C++, and
-# groff-base (a few MB) to check that the man pages render without warnings.
+# groff-base (a few MB) to check that the man pages render without warnings,
+# and the openssl command line: a TLS stack we did not write (s_client), and
+# the reference for certificates and fingerprints in the TLS tests.
 TF_TEST_PACKAGES=("${TF_BUILD_PACKAGES[@]}" libcmocka-dev clang libclang-rt-14-dev g++
-  groff-base)
+  groff-base openssl)
