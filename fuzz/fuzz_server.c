@@ -42,7 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fspath.h"
+#include "rootfs.h"
 #include "fuzz.h"
 #include "internal.h"
 #include "wire.h"

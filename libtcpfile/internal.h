@@ -13,6 +13,9 @@
 #include "tcpfile.h"
 
 #define TF_DEFAULT_MAX_NAME 255
+/* The hidden subdirectory of the root that holds uploads in progress: a
+   directory is never listed nor served, and no name or path may use it. */
+#define TF_TMP_DIR ".tcpfile-tmp"
 #define TF_ERRMSG_MAX 512
 
 /* printf-style checking for our own formatters. */

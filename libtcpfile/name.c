@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "fspath.h" /* TF_TMP_DIR, only the name */
 #include "internal.h"
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one.

@@ -11,9 +11,8 @@
 
 #include "fileio.h"
 
-/* The hidden subdirectory of the root that holds uploads in progress. A
-   directory is never listed nor served, so its files cannot be fetched. */
-#define TF_TMP_DIR ".tcpfile-tmp"
+/* TF_TMP_DIR, the hidden subdirectory of the root that holds uploads in
+   progress, is in internal.h: the name rules (name.c) reserve it too. */
 #define TF_TMP_PLAIN_PREFIX "up-"
 #define TF_TMP_RESUME_PREFIX "resume-"
 

@@ -39,7 +39,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fspath.h"
+#include "rootfs.h"
 #include "rawpeer.h"
 #include "testutil.h"
 #include "wire.h"
