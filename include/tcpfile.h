@@ -173,7 +173,17 @@ typedef enum tf_option {
        is using are removed to make room; if all are in use, this put is not
        kept when cut off. 0 = none kept: keyed puts work, but start over.
        Default 64. Disk bound: this times TF_OPT_MAX_UPLOAD. */
-    TF_OPT_MAX_PARTIALS = 18
+    TF_OPT_MAX_PARTIALS = 18,
+    /* both: 1 = TLS 1.3 from the connection's first byte; 0 = plaintext,
+       for loopback and trusted networks only. Both sides must agree: a
+       mismatch fails the connection with TF_EPROTO and a clear message.
+       Default 0, so that programs written before TLS (and NULL options)
+       keep working; the command-line programs turn it on. */
+    TF_OPT_TLS = 19,
+    /* client: 1 = a server not yet in the known-hosts file is trusted on
+       first use and recorded there (ssh's accept-new). Default 0: refused
+       with TF_EPEERVERIFY unless a host-check callback accepts it. */
+    TF_OPT_TLS_ACCEPT_NEW = 20
 } tf_option;
 
 /* Creates an options object holding the defaults. *out is the caller's,
@@ -191,6 +201,49 @@ TF_API int tf_options_set(tf_options *opt, tf_option key, int64_t value);
 /* Reads one tunable into *value. Returns TF_OK, or TF_EINVAL (opt or value
    NULL, an unknown key). */
 TF_API int tf_options_get(const tf_options *opt, tf_option key, int64_t *value);
+
+/* Text-valued settings: file paths and identities. */
+typedef enum tf_string_option {
+    /* server: PEM certificate (chain) and private key files. Neither set:
+       a key and a self-signed certificate are made on the first start and
+       kept in TF_SOPT_STATE_DIR. */
+    TF_SOPT_TLS_CERT = 1,
+    TF_SOPT_TLS_KEY = 2,
+    /* client: PEM file of the CAs that vouch for the server; the host name
+       is verified too (as curl does). server: the CAs whose client
+       certificates are accepted (mutual TLS). */
+    TF_SOPT_TLS_CA = 3,
+    /* client: "SHA256:" and the base64 SHA-256 of the server's public key
+       (SPKI), as the server prints it: exactly that key is accepted. */
+    TF_SOPT_TLS_PIN = 4,
+    /* client: the known-hosts file. Default
+       $XDG_CONFIG_HOME/tcpfile/known_hosts (~/.config/tcpfile/known_hosts). */
+    TF_SOPT_KNOWN_HOSTS = 5,
+    /* server: the directory that keeps the generated identity (and the
+       default users file). Default $XDG_STATE_HOME/tcpfile
+       (~/.local/state/tcpfile). */
+    TF_SOPT_STATE_DIR = 6,
+    /* server: the users file. Unset: no users, everyone is served. */
+    TF_SOPT_USERS_FILE = 7,
+    /* client: the user to authenticate as, and that user's token. The
+       token is a secret: it is wiped from memory when the options (or the
+       client holding a copy) are freed. */
+    TF_SOPT_USER = 8,
+    TF_SOPT_TOKEN = 9,
+    /* client: a PEM certificate and key for mutual TLS. */
+    TF_SOPT_TLS_CLIENT_CERT = 10,
+    TF_SOPT_TLS_CLIENT_KEY = 11
+} tf_string_option;
+
+/* Sets a text setting to a copy of value (NULL: back to unset). Returns
+   TF_OK, TF_EINVAL (opt NULL, a key this version does not know, a value
+   longer than 4096 bytes) or TF_ENOMEM, leaving opt unchanged on failure. */
+TF_API int tf_options_set_string(tf_options *opt, tf_string_option key, const char *value);
+/* Points *value at the setting (NULL when unset), valid until it is set
+   again or opt is freed. TF_OK, or TF_EINVAL (opt or value NULL, an
+   unknown key). */
+TF_API int tf_options_get_string(const tf_options *opt, tf_string_option key,
+                                 const char **value);
 
 /*
  * Progress of one transfer: called as bytes move. total is the full size

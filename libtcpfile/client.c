@@ -137,8 +137,14 @@ int tf_connect_ex(tf_client **out, const char *host, const char *port,
             snprintf(errbuf, errlen, "out of memory");
         return TF_ENOMEM;
     }
-    tf__options_copy(&c->opt, opt);
-    int rc = tf__stream_connect(&c->s, host, port,
+    int rc = tf__options_copy(&c->opt, opt);
+    if (rc != TF_OK) {
+        free(c);
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "out of memory");
+        return rc;
+    }
+    rc = tf__stream_connect(&c->s, host, port,
                                 (int)c->opt.value[TF_OPT_CONNECT_TIMEOUT_MS], &c->err);
     if (rc == TF_OK)
         rc = handshake(c);
@@ -167,6 +173,7 @@ void tf_close(tf_client *c)
     tf__digest_end(&c->digest);
     free(c->buf);
     free(c->item_msgs);
+    tf__options_release(&c->opt);
     free(c);
 }
 

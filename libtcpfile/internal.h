@@ -62,11 +62,16 @@ int tf__code_from_errno(int errnum);
 void tf__err_clear(tf__err *e);
 
 /* tf_options: values indexed by tf_option key, plus callbacks. */
-#define TF__OPT_COUNT 19
+#define TF__OPT_COUNT 21
+/* tf_string_option keys are below this (0 unused). */
+#define TF__SOPT_COUNT 16
+/* Longest text setting, bytes. */
+#define TF__SOPT_MAX 4096
 /* Largest TF_OPT_PIPELINE. */
 #define TF__PIPELINE_MAX 256
 struct tf_options {
     int64_t value[TF__OPT_COUNT];
+    char *str[TF__SOPT_COUNT]; /* owned copies; NULL = unset */
     tf_progress_fn progress;
     void *progress_user;
     tf_item_progress_fn item_progress;
@@ -74,8 +79,17 @@ struct tf_options {
     tf_log_fn log;
     void *log_user;
 };
-/* Fills *dst with src, or with the defaults when src is NULL. */
-void tf__options_copy(tf_options *dst, const tf_options *src);
+/* Fills *dst with src (its strings copied), or with the defaults when src
+   is NULL. TF_OK or TF_ENOMEM (then *dst holds no strings). A filled copy
+   is released with tf__options_release. */
+int tf__options_copy(tf_options *dst, const tf_options *src);
+/* Frees the strings of a copy (wiping the token); *o is then unset. */
+void tf__options_release(tf_options *o);
+/* The text setting key, or NULL when unset. */
+static inline const char *tf__opt_str(const tf_options *o, int key)
+{
+    return key > 0 && key < TF__SOPT_COUNT ? o->str[key] : NULL;
+}
 
 /* Name validation over (bytes, length), for names that are not C strings. */
 int tf__name_check_bytes(const void *name, size_t len, size_t max_len, const char **why);

@@ -33,22 +33,65 @@ static const option_spec specs[TF__OPT_COUNT] = {
     [TF_OPT_WORKERS] = {0, 0, 1024},
     [TF_OPT_PIPELINE] = {32, 1, TF__PIPELINE_MAX},
     [TF_OPT_MAX_PARTIALS] = {64, 0, 1000000},
+    [TF_OPT_TLS] = {0, 0, 1},
+    [TF_OPT_TLS_ACCEPT_NEW] = {0, 0, 1},
 };
+
+/* Text keys this version knows (indexed by tf_string_option). */
+static const unsigned char string_known[TF__SOPT_COUNT] = {
+    [TF_SOPT_TLS_CERT] = 1,   [TF_SOPT_TLS_KEY] = 1,         [TF_SOPT_TLS_CA] = 1,
+    [TF_SOPT_TLS_PIN] = 1,    [TF_SOPT_KNOWN_HOSTS] = 1,     [TF_SOPT_STATE_DIR] = 1,
+    [TF_SOPT_USERS_FILE] = 1, [TF_SOPT_USER] = 1,            [TF_SOPT_TOKEN] = 1,
+    [TF_SOPT_TLS_CLIENT_CERT] = 1, [TF_SOPT_TLS_CLIENT_KEY] = 1,
+};
+
+static int string_key_known(int key)
+{
+    return key > 0 && key < TF__SOPT_COUNT && string_known[key];
+}
+
+/* Frees one text setting; the token's bytes are wiped first, so that a
+   freed heap block does not keep it. */
+static void free_string(char **slot)
+{
+    if (*slot) {
+        volatile char *p = *slot;
+        while (*p)
+            *p++ = 0;
+        free(*slot);
+        *slot = NULL;
+    }
+}
 
 static int key_known(int key)
 {
     return key > 0 && key < TF__OPT_COUNT && specs[key].max > 0;
 }
 
-void tf__options_copy(tf_options *dst, const tf_options *src)
+int tf__options_copy(tf_options *dst, const tf_options *src)
 {
-    if (src) {
-        *dst = *src;
-        return;
+    if (!src) {
+        memset(dst, 0, sizeof *dst);
+        for (int k = 0; k < TF__OPT_COUNT; k++)
+            dst->value[k] = specs[k].def;
+        return TF_OK;
     }
-    memset(dst, 0, sizeof *dst);
-    for (int k = 0; k < TF__OPT_COUNT; k++)
-        dst->value[k] = specs[k].def;
+    *dst = *src;
+    for (int k = 0; k < TF__SOPT_COUNT; k++)
+        dst->str[k] = NULL;
+    for (int k = 0; k < TF__SOPT_COUNT; k++) {
+        if (src->str[k] && !(dst->str[k] = strdup(src->str[k]))) {
+            tf__options_release(dst);
+            return TF_ENOMEM;
+        }
+    }
+    return TF_OK;
+}
+
+void tf__options_release(tf_options *o)
+{
+    for (int k = 0; k < TF__SOPT_COUNT; k++)
+        free_string(&o->str[k]);
 }
 
 int tf_options_new(tf_options **out)
@@ -64,6 +107,9 @@ int tf_options_new(tf_options **out)
 
 void tf_options_free(tf_options *opt)
 {
+    if (!opt)
+        return;
+    tf__options_release(opt);
     free(opt);
 }
 
@@ -82,6 +128,30 @@ int tf_options_get(const tf_options *opt, tf_option key, int64_t *value)
     if (!opt || !value || !key_known((int)key))
         return TF_EINVAL;
     *value = opt->value[key];
+    return TF_OK;
+}
+
+int tf_options_set_string(tf_options *opt, tf_string_option key, const char *value)
+{
+    if (!opt || !string_key_known((int)key))
+        return TF_EINVAL;
+    char *copy = NULL;
+    if (value) {
+        if (strnlen(value, TF__SOPT_MAX + 1) > TF__SOPT_MAX)
+            return TF_EINVAL;
+        if (!(copy = strdup(value)))
+            return TF_ENOMEM;
+    }
+    free_string(&opt->str[key]);
+    opt->str[key] = copy;
+    return TF_OK;
+}
+
+int tf_options_get_string(const tf_options *opt, tf_string_option key, const char **value)
+{
+    if (!opt || !value || !string_key_known((int)key))
+        return TF_EINVAL;
+    *value = opt->str[key];
     return TF_OK;
 }
 

@@ -132,7 +132,10 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
     tf_server *s = calloc(1, sizeof *s);
     if (!s)
         return TF_ENOMEM;
-    tf__options_copy(&s->opt, opt);
+    if (tf__options_copy(&s->opt, opt) != TF_OK) {
+        free(s);
+        return TF_ENOMEM;
+    }
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     atomic_init(&s->stopping, 0);
     atomic_init(&s->sessions, 0);
@@ -223,6 +226,7 @@ void tf_server_close(tf_server *s)
     if (s->storage)
         s->storage->ops->close(s->storage);
     free(s->workers);
+    tf__options_release(&s->opt);
     free(s);
 }
 

@@ -157,6 +157,8 @@ static void test_errors_options_defaults(void **state)
         {TF_OPT_MAX_LIST_ENTRIES, 1000000},
         {TF_OPT_STOP_GRACE_MS, 5000},
         {TF_OPT_MAX_PARTIALS, 64},
+        {TF_OPT_TLS, 0},
+        {TF_OPT_TLS_ACCEPT_NEW, 0},
     };
     tf_options *opt = NULL;
     assert_int_equal(tf_options_new(&opt), TF_OK);
@@ -173,7 +175,7 @@ static void test_errors_options_defaults(void **state)
 
     /* The internal copy with no source gives the same defaults. */
     tf_options copy;
-    tf__options_copy(&copy, NULL);
+    assert_int_equal(tf__options_copy(&copy, NULL), TF_OK);
     for (size_t i = 0; i < ARRAY_LEN(defaults); i++) {
         int64_t v = -1;
         assert_int_equal(tf_options_get(&copy, defaults[i].key, &v), TF_OK);
@@ -184,10 +186,56 @@ static void test_errors_options_defaults(void **state)
 
     /* And a copy of a changed object keeps the change. */
     assert_int_equal(tf_options_set(opt, TF_OPT_MAX_NAME_LEN, 100), TF_OK);
-    tf__options_copy(&copy, opt);
+    assert_int_equal(tf_options_set_string(opt, TF_SOPT_USER, "alice"), TF_OK);
+    assert_int_equal(tf__options_copy(&copy, opt), TF_OK);
     int64_t v = 0;
     assert_int_equal(tf_options_get(&copy, TF_OPT_MAX_NAME_LEN, &v), TF_OK);
     assert_true(v == 100);
+    /* The copy's strings are its own: freeing the source leaves them. */
+    tf_options_free(opt);
+    assert_string_equal(tf__opt_str(&copy, TF_SOPT_USER), "alice");
+    tf__options_release(&copy);
+    assert_null(tf__opt_str(&copy, TF_SOPT_USER));
+}
+
+static void test_errors_options_strings(void **state)
+{
+    (void)state;
+    tf_options *opt = NULL;
+    assert_int_equal(tf_options_new(&opt), TF_OK);
+    const char *v = "x";
+    /* Unset by default. */
+    assert_int_equal(tf_options_get_string(opt, TF_SOPT_TLS_PIN, &v), TF_OK);
+    assert_null(v);
+    assert_int_equal(tf_options_set_string(opt, TF_SOPT_TLS_PIN, "SHA256:abc"), TF_OK);
+    assert_int_equal(tf_options_get_string(opt, TF_SOPT_TLS_PIN, &v), TF_OK);
+    assert_string_equal(v, "SHA256:abc");
+    /* Replaced, then cleared. */
+    assert_int_equal(tf_options_set_string(opt, TF_SOPT_TLS_PIN, "SHA256:def"), TF_OK);
+    assert_int_equal(tf_options_get_string(opt, TF_SOPT_TLS_PIN, &v), TF_OK);
+    assert_string_equal(v, "SHA256:def");
+    assert_int_equal(tf_options_set_string(opt, TF_SOPT_TLS_PIN, NULL), TF_OK);
+    assert_int_equal(tf_options_get_string(opt, TF_SOPT_TLS_PIN, &v), TF_OK);
+    assert_null(v);
+    /* Unknown keys and bad arguments. */
+    assert_int_equal(tf_options_set_string(opt, (tf_string_option)0, "x"), TF_EINVAL);
+    assert_int_equal(tf_options_set_string(opt, (tf_string_option)999, "x"), TF_EINVAL);
+    assert_int_equal(tf_options_set_string(NULL, TF_SOPT_USER, "x"), TF_EINVAL);
+    assert_int_equal(tf_options_get_string(opt, TF_SOPT_USER, NULL), TF_EINVAL);
+    assert_int_equal(tf_options_get_string(opt, (tf_string_option)999, &v), TF_EINVAL);
+    /* Over 4096 bytes is refused and leaves the old value. */
+    char big[4098];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(tf_options_set_string(opt, TF_SOPT_USER, "bob"), TF_OK);
+    assert_int_equal(tf_options_set_string(opt, TF_SOPT_USER, big), TF_EINVAL);
+    assert_int_equal(tf_options_get_string(opt, TF_SOPT_USER, &v), TF_OK);
+    assert_string_equal(v, "bob");
+    big[4096] = '\0'; /* exactly 4096 is fine */
+    assert_int_equal(tf_options_set_string(opt, TF_SOPT_USER, big), TF_OK);
+    /* TF_OPT_TLS is an ordinary 0/1 key. */
+    assert_int_equal(tf_options_set(opt, TF_OPT_TLS, 2), TF_EINVAL);
+    assert_int_equal(tf_options_set(opt, TF_OPT_TLS, 1), TF_OK);
     tf_options_free(opt);
 }
 
@@ -215,6 +263,8 @@ static void test_errors_options_ranges(void **state)
         {TF_OPT_WORKERS, 0, 1024, -1, 1025},
         {TF_OPT_PIPELINE, 1, 256, 0, 257},
         {TF_OPT_MAX_PARTIALS, 0, 1000000, -1, 1000001},
+        {TF_OPT_TLS, 0, 1, -1, 2},
+        {TF_OPT_TLS_ACCEPT_NEW, 0, 1, -1, 2},
     };
     tf_options *opt = NULL;
     assert_int_equal(tf_options_new(&opt), TF_OK);
@@ -251,7 +301,7 @@ static void test_errors_options_unknown_keys_and_null(void **state)
     tf_options *opt = NULL;
     assert_int_equal(tf_options_new(&opt), TF_OK);
 
-    static const int unknown[] = {0, 19, 20, 100, -1, INT_MIN, INT_MAX};
+    const int unknown[] = {0, TF__OPT_COUNT, TF__OPT_COUNT + 1, 1000, -1, INT_MIN, INT_MAX};
     for (size_t i = 0; i < ARRAY_LEN(unknown); i++) {
         int64_t v = 77;
         assert_int_equal(tf_options_set(opt, (tf_option)unknown[i], 0), TF_EINVAL);
@@ -377,6 +427,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_errors_unknown_codes),
         cmocka_unit_test(test_errors_version),
         cmocka_unit_test(test_errors_options_defaults),
+        cmocka_unit_test(test_errors_options_strings),
         cmocka_unit_test(test_errors_options_ranges),
         cmocka_unit_test(test_errors_options_unknown_keys_and_null),
         cmocka_unit_test(test_errors_first_message_wins),
