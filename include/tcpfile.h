@@ -316,6 +316,21 @@ typedef struct tf_request_log {
 typedef void (*tf_log_fn)(void *user, const tf_request_log *entry);
 TF_API int tf_options_set_log(tf_options *opt, tf_log_fn fn, void *user);
 
+/*
+ * TLS client, a server not in the known-hosts file (and no
+ * TF_OPT_TLS_ACCEPT_NEW): fn(user, host, port, fingerprint) is asked, from
+ * inside tf_connect before anything but the TLS ClientHello has been sent;
+ * host is the name or address as given, fingerprint "SHA256:..." of the
+ * server's key. Return 1 to accept the server and record it in the
+ * known-hosts file, 0 to refuse (tf_connect then fails with
+ * TF_EPEERVERIFY). Without a callback an unknown server is refused. A
+ * terminal program asks its user here, as ssh does. fn NULL turns it off.
+ * Returns TF_OK, or TF_EINVAL when opt is NULL.
+ */
+typedef int (*tf_host_check_fn)(void *user, const char *host, int port,
+                                const char *fingerprint);
+TF_API int tf_options_set_host_check(tf_options *opt, tf_host_check_fn fn, void *user);
+
 /* ------------------------------------------------------------------------ */
 /* Client                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -562,6 +577,12 @@ TF_API int tf_server_open_ex(tf_server **out, const char *host, const char *port
 /* The bound port (useful after port "0"), or TF_EINVAL (s NULL, or no
    longer listening after tf_server_run returned), TF_ENET. */
 TF_API int tf_server_port(const tf_server *s);
+
+/* A TLS server's identity as users check it: "SHA256:" and the base64
+   SHA-256 of its certificate's public key (SPKI), as ssh prints host keys,
+   NUL-terminated into buf of len bytes (64 is always enough). Returns
+   TF_OK, or TF_EINVAL (s or buf NULL, buf too small, a plaintext server). */
+TF_API int tf_server_fingerprint(const tf_server *s, char *buf, size_t len);
 
 /* Writes the numeric address of the first listening socket ("0.0.0.0",
    "::", "127.0.0.1"), NUL-terminated, into buf of len bytes (64 is always

@@ -146,6 +146,8 @@ int tf_connect_ex(tf_client **out, const char *host, const char *port,
     }
     rc = tf__stream_connect(&c->s, host, port,
                                 (int)c->opt.value[TF_OPT_CONNECT_TIMEOUT_MS], &c->err);
+    if (rc == TF_OK && c->opt.value[TF_OPT_TLS])
+        rc = tf__client_tls_start(c, host);
     if (rc == TF_OK)
         rc = handshake(c);
     if (rc == TF_OK)
@@ -574,6 +576,10 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
    before the end, see docs/protocol.md): then sending more is pointless. */
 static int answered_early(tf_client *c)
 {
+    /* Bytes already in the read buffer or decrypted by TLS: poll cannot
+       see them. */
+    if (c->s.rpos < c->s.rlen || tf__conn_pending(&c->s.conn))
+        return 1;
     struct pollfd p = {.fd = c->s.conn.fd, .events = POLLIN};
     return poll(&p, 1, 0) > 0;
 }

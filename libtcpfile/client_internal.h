@@ -56,4 +56,11 @@ int tf__client_read_response(tf_client *c, int op, const char *name, uint64_t *s
    reports progress as tf_get_many's item index; -1: no progress reports. */
 int tf__client_receive_fd(tf_client *c, int fd, uint64_t size, long index);
 
+/* client_tls.c: the TLS handshake on c's connected stream, before the
+   hello, checking the server as the options say (pin, CA, known_hosts).
+   TF_EPEERVERIFY (identity rejected), TF_EPROTO (not TLS, not TLS 1.3, a
+   plaintext server), TF_ETIMEDOUT, TF_ENET, TF_ENOMEM, or the known_hosts
+   file's own code. */
+int tf__client_tls_start(tf_client *c, const char *host);
+
 #endif /* TF_CLIENT_INTERNAL_H */

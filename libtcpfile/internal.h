@@ -78,7 +78,17 @@ struct tf_options {
     void *progress_user_item;
     tf_log_fn log;
     void *log_user;
+    /* client TLS: the program's question about an unknown server, and the
+       context cache that lets tf_connect resume (client_tls.c). The cache
+       is shared, reference counted, by the options and their copies. */
+    tf_host_check_fn host_check;
+    void *host_check_user;
+    struct tf__tls_share *tls_share;
 };
+/* client_tls.c: the TLS context cache of one tf_options. */
+int tf__tls_share_new(struct tf__tls_share **out);
+void tf__tls_share_ref(struct tf__tls_share *sh);
+void tf__tls_share_unref(struct tf__tls_share *sh);
 /* Fills *dst with src (its strings copied), or with the defaults when src
    is NULL. TF_OK or TF_ENOMEM (then *dst holds no strings). A filled copy
    is released with tf__options_release. */

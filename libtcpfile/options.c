@@ -77,6 +77,7 @@ int tf__options_copy(tf_options *dst, const tf_options *src)
         return TF_OK;
     }
     *dst = *src;
+    tf__tls_share_ref(dst->tls_share);
     for (int k = 0; k < TF__SOPT_COUNT; k++)
         dst->str[k] = NULL;
     for (int k = 0; k < TF__SOPT_COUNT; k++) {
@@ -92,6 +93,8 @@ void tf__options_release(tf_options *o)
 {
     for (int k = 0; k < TF__SOPT_COUNT; k++)
         free_string(&o->str[k]);
+    tf__tls_share_unref(o->tls_share);
+    o->tls_share = NULL;
 }
 
 int tf_options_new(tf_options **out)
@@ -102,6 +105,8 @@ int tf_options_new(tf_options **out)
     if (!*out)
         return TF_ENOMEM;
     tf__options_copy(*out, NULL);
+    /* Without its cache an options object still works: no resumption. */
+    (void)tf__tls_share_new(&(*out)->tls_share);
     return TF_OK;
 }
 

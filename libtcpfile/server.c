@@ -161,6 +161,8 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
         if (fs_max > 0 && (int64_t)fs_max < s->opt.value[TF_OPT_MAX_NAME_LEN])
             s->opt.value[TF_OPT_MAX_NAME_LEN] = (int64_t)fs_max;
     }
+    if (rc == TF_OK)
+        rc = tf__server_tls_open(s);
     if (rc == TF_OK && make_pipe(s->stop_pipe) != 0)
         rc = tf__fail_errno(&s->err, TF_EIO, errno, "cannot create a pipe");
     if (rc == TF_OK)
@@ -226,6 +228,7 @@ void tf_server_close(tf_server *s)
     if (s->storage)
         s->storage->ops->close(s->storage);
     free(s->workers);
+    tf__server_tls_close(s);
     tf__options_release(&s->opt);
     free(s);
 }

@@ -61,7 +61,18 @@ struct tf_server {
        only by the thread in those calls; a request's failure goes to the
        log callback instead. */
     tf__err err;
+    /* TF_OPT_TLS: the server's identity and the one context every worker
+       shares (server_tls.c); NULL when plaintext. */
+    struct tf__tls_identity *tls_id;
+    struct tf__tls_ctx *tls;
 };
+
+/* server_tls.c */
+/* With TF_OPT_TLS: loads the identity (TF_SOPT_TLS_CERT / KEY, or the one
+   kept in the state directory) and builds srv->tls. TF_OK when TLS is off.
+   Codes of tf__tls_identity_load / ensure, with the words in srv->err. */
+int tf__server_tls_open(tf_server *srv);
+void tf__server_tls_close(tf_server *srv);
 
 /* worker.c */
 /* Sets w up for srv: its loop, the stop pipe and (listen) the listeners.

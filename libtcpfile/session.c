@@ -19,6 +19,7 @@
 #include "listing.h"
 #include "netio.h"
 #include "session.h"
+#include "transport_tls.h"
 
 #define XFER_BUF ((size_t)256 << 10)
 /* Most bytes one session moves per event, so that one fast peer cannot
@@ -231,8 +232,9 @@ static void fail_session(session *s, int code, const char *why)
         s->req->result = code;
         snprintf(s->req->err.msg, sizeof s->req->err.msg, "%s", why);
         request_end(s, 1);
-    } else if (s->state == S_HELLO || s->in_len > 0) {
-        log_entry(s, s->state == S_HELLO ? "connect" : "request", "", 0, code, why,
+    } else if (s->state == S_HELLO || s->state == S_TLS || s->in_len > 0) {
+        log_entry(s, s->state == S_HELLO || s->state == S_TLS ? "connect" : "request", "", 0,
+                  code, why,
                   s->timer.last_ms);
     }
     tf__session_close(s);
@@ -1098,6 +1100,15 @@ static void on_hello(session *s)
     long n = tf__wire_decode_client_hello(s->in, s->in_len, &h);
     if (n == TF_WIRE_NEED_MORE)
         return;
+    if (n < 0 && !s->ctx->tls && tf__tls_sniff(s->in, s->in_len) == TF__SNIFF_TLS) {
+        /* A TLS client: it has our plaintext hello already and fails on
+           it; we say why in the log and wait for it to close. */
+        log_entry(s, "connect", "", 0, TF_EPROTO, "a TLS client; this server runs --plaintext",
+                  s->timer.last_ms);
+        s->in_len = 0;
+        enter_closing(s);
+        return;
+    }
     if (n < 0) {
         fail_session(s, TF_EPROTO, "the peer is not a tcpfile client");
         return;
@@ -1276,11 +1287,14 @@ static void drain_closing(session *s)
     }
 }
 
-static void on_events(tf__watcher *watch, uint32_t events)
+static void tls_step(session *s);
+
+static void on_events_once(session *s, uint32_t events)
 {
-    session *s = SESSION_OF(watch, watch);
-    if (s->dead)
-        return; /* closed earlier in this round of events */
+    if (s->state == S_TLS) {
+        tls_step(s);
+        return;
+    }
     if (s->state == S_CLOSING) {
         drain_closing(s);
         return;
@@ -1301,6 +1315,33 @@ static void on_events(tf__watcher *watch, uint32_t events)
     int rc = fill_input(s);
     if (rc > 0)
         parse_input(s);
+}
+
+/* Whether s waits for the peer's bytes (not for room to send). */
+static int reading(const session *s)
+{
+    return s->state != S_SEND && s->state != S_TLS;
+}
+
+/* Most extra passes over bytes a transport holds already, per event: the
+   input buffer fills at least once per pass, so a pass without progress
+   only happens when the parser is stuck, which this bounds. */
+#define PENDING_PASSES 64
+
+static void on_events(tf__watcher *watch, uint32_t events)
+{
+    session *s = SESSION_OF(watch, watch);
+    if (s->dead)
+        return; /* closed earlier in this round of events */
+    on_events_once(s, events);
+    /* TLS decrypts a whole record while the reader takes part of it: the
+       rest waits inside the transport, where epoll does not see it, so
+       whatever state now reads (a pipelined request after a reply, the
+       hello after the handshake, a body after its head) reads again. */
+    for (int i = 0; i < PENDING_PASSES && !s->dead && reading(s) &&
+                    tf__conn_pending(&s->conn);
+         i++)
+        on_events_once(s, EPOLLIN);
 }
 
 /* ---- life and death ------------------------------------------------------------- */
@@ -1349,6 +1390,63 @@ void tf__refuse_conn(const tf_options *opt, tf__conn *c, const struct sockaddr *
     }
 }
 
+/* A plaintext tcpfile client met this TLS server: it is answered in its
+   own language (a plaintext hello with TF_EPROTO saying why), the TLS
+   state is dropped, and the session closes as after any last reply. */
+static void refuse_plaintext(session *s)
+{
+    static const char why[] = "this server requires TLS (the client has --plaintext)";
+    log_entry(s, "connect", "", 0, TF_EPROTO, why, s->timer.last_ms);
+    tf__conn_tls_to_tcp(&s->conn);
+    /* Its hello is read first, so that our close is not a reset that could
+       overtake the answer. */
+    uint8_t sink[256];
+    for (int i = 0; i < 4 && tf__conn_read(&s->conn, sink, sizeof sink) > 0; i++)
+        ;
+    if (send_hello(s, TF_EPROTO, why) != 0) {
+        tf__session_close(s);
+        return;
+    }
+    enter_closing(s);
+}
+
+/* The TLS handshake as a state of the loop (no thread, no blocking): under
+   the I/O timeout from accept, then the hello as on a plaintext server. */
+static void tls_step(session *s)
+{
+    int r = tf__conn_handshake(&s->conn);
+    if (r == TF__IO_AGAIN) {
+        if (watch(s, s->conn.want) != 0)
+            fail_session(s, TF_ENET, "epoll failed");
+        return;
+    }
+    if (r != 0) {
+        tf__tls *t = tf__conn_tls_of(&s->conn);
+        if (t && tf__tls_peer_plaintext(t)) {
+            refuse_plaintext(s);
+            return;
+        }
+        const char *msg;
+        int code = tf__conn_tls_error(&s->conn, &msg);
+        fail_session(s, code ? code : TF_EPROTO, msg[0] ? msg : "TLS handshake failed");
+        return;
+    }
+    s->state = S_HELLO;
+    list_move(s, &s->ctx->active, tf__now_ms());
+    if (watch(s, EPOLLIN) != 0) {
+        fail_session(s, TF_ENET, "epoll failed");
+        return;
+    }
+    if (s->refuse_code) {
+        tf__session_refuse(s, s->refuse_code, s->refuse_msg);
+        return;
+    }
+    if (tf__session_greet(s) != 0)
+        return;
+    /* The client's hello may have come with its last handshake flight. */
+    on_events_once(s, EPOLLIN);
+}
+
 static void free_session(tf__deferred *d)
 {
     session *s = SESSION_OF(d, free_later);
@@ -1383,6 +1481,24 @@ session *tf__session_new(tf__session_ctx *ctx, int fd, const struct sockaddr *pe
         return NULL;
     }
     tf__conn_tcp(&s->conn, fd, 1);
+    if (ctx->tls) {
+        /* TLS from the first byte: the hello waits for the handshake. */
+        tf__err e = {{0}};
+        tf__tls *t;
+        if (tf__tls_server_new(&t, ctx->tls, fd, &e) != TF_OK) {
+            tf__conn_close(&s->conn);
+            free(s);
+            atomic_fetch_sub(ctx->sessions, 1);
+            return NULL;
+        }
+        if (tf__conn_tls(&s->conn, fd, 1, t) != TF_OK) {
+            tf__tls_free(t);
+            tf__conn_close(&s->conn);
+            free(s);
+            atomic_fetch_sub(ctx->sessions, 1);
+            return NULL;
+        }
+    }
     s->watch.fd = fd;
     s->watch.on_events = on_events;
     s->timer.expired = expired;
@@ -1390,7 +1506,7 @@ session *tf__session_new(tf__session_ctx *ctx, int fd, const struct sockaddr *pe
     s->ctx = ctx;
     s->in = s->small;
     s->in_cap = sizeof s->small;
-    s->state = S_HELLO;
+    s->state = ctx->tls ? S_TLS : S_HELLO;
     s->window_ms = tf__now_ms();
     if (peer && peer->sa_family == AF_INET6)
         memcpy(&s->peer.v6, peer, sizeof s->peer.v6);
@@ -1406,6 +1522,8 @@ session *tf__session_new(tf__session_ctx *ctx, int fd, const struct sockaddr *pe
 
 int tf__session_greet(session *s)
 {
+    if (s->state == S_TLS)
+        return 0; /* after the handshake (tls_step) */
     if (send_hello(s, TF_OK, NULL) != 0) {
         fail_session(s, TF_ENET, "cannot send the hello");
         return -1;
@@ -1415,6 +1533,12 @@ int tf__session_greet(session *s)
 
 void tf__session_refuse(session *s, int code, const char *message)
 {
+    if (s->state == S_TLS) {
+        /* A TLS client can only read a refusal inside TLS. */
+        s->refuse_code = code;
+        snprintf(s->refuse_msg, sizeof s->refuse_msg, "%s", message ? message : "");
+        return;
+    }
     log_entry(s, "busy", "", 0, code, message, s->timer.last_ms);
     if (send_hello(s, code, message) != 0) {
         tf__session_close(s);

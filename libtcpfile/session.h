@@ -45,6 +45,9 @@ typedef struct tf__session_ctx {
        its head and trailer; allocated on first use. Shared by the loop's
        sessions: it is only used within one call. */
     uint8_t *small_body;
+    /* The server's TLS context (TF_OPT_TLS), shared by every loop; NULL:
+       plaintext. */
+    struct tf__tls_ctx *tls;
 } tf__session_ctx;
 
 /* Where a session is; decides which events it waits for and what a stop,
@@ -55,7 +58,8 @@ typedef enum session_state {
     S_SEND,         /* writing a response: head, body, trailer */
     S_RECV_BODY,    /* receiving a put's payload */
     S_RECV_TRAILER, /* receiving a put's trailer */
-    S_CLOSING       /* last reply sent: draining until the peer closes */
+    S_CLOSING,      /* last reply sent: draining until the peer closes */
+    S_TLS           /* the TLS handshake, before the hello (TF_OPT_TLS) */
 } session_state;
 
 /* What comes after a response has been sent. */
@@ -140,6 +144,10 @@ struct session {
     uint8_t *in;
     size_t in_len, in_cap;
     uint8_t small[96];
+    /* A refusal (server full) decided during the TLS handshake, sent once
+       it is done: code 0 when none. */
+    int refuse_code;
+    char refuse_msg[128];
 };
 
 /* session.c */

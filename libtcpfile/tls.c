@@ -30,6 +30,10 @@ struct tf__tls_ctx {
     enum verify_mode mode;
     unsigned char pin[32];
     tf__tls_check_fn check;
+    /* Contexts are shared: the creator and every connection hold a
+       reference (a client's context outlives the tf_options cache entry
+       that made it while connections still use it). */
+    int refs;
     /* The last session ticket a server gave, for resuming with that host. */
     pthread_mutex_t lock;
     SSL_SESSION *cached;
@@ -88,6 +92,7 @@ static int common_ctx(tf__tls_ctx **out, int server, tf__err *e)
     if (!c)
         return tf__fail(e, TF_ENOMEM, "out of memory");
     c->server = server;
+    c->refs = 1;
     pthread_mutex_init(&c->lock, NULL);
     c->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (!c->ssl) {
@@ -272,9 +277,15 @@ int tf__tls_client_ctx_new(tf__tls_ctx **out, const tf__tls_client_conf *conf, t
     return TF_OK;
 }
 
+void tf__tls_ctx_ref(tf__tls_ctx *ctx)
+{
+    if (ctx)
+        __atomic_add_fetch(&ctx->refs, 1, __ATOMIC_RELAXED);
+}
+
 void tf__tls_ctx_free(tf__tls_ctx *ctx)
 {
-    if (!ctx)
+    if (!ctx || __atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     SSL_CTX_free(ctx->ssl);
     SSL_SESSION_free(ctx->cached);
@@ -311,6 +322,7 @@ static int conn_new(tf__tls **out, tf__tls_ctx *ctx, int fd, tf__err *e)
     if (!t)
         return tf__fail(e, TF_ENOMEM, "out of memory");
     t->ctx = ctx;
+    tf__tls_ctx_ref(ctx);
     t->fd = fd;
     t->ssl = SSL_new(ctx->ssl);
     /* SSL_set_fd makes a socket BIO (BIO_NOCLOSE: the fd stays ours),
@@ -387,6 +399,7 @@ void tf__tls_free(tf__tls *t)
     if (!t)
         return;
     SSL_free(t->ssl);
+    tf__tls_ctx_free(t->ctx);
     free(t->host);
     if (t->fbuf) {
         OPENSSL_cleanse(t->fbuf, TF__TLS_RECORD);
@@ -413,8 +426,9 @@ static int handshake_failure(tf__tls *t, unsigned long err, int errnum, tf__err 
     int sniff = tf__tls_sniff(t->first, t->first_len);
     if (sniff == TF__SNIFF_TCPF)
         return tf__fail(e, TF_EPROTO,
-                        server ? "the peer speaks plaintext tcpfile, not TLS"
-                               : "the server does not use TLS (started with --plaintext?)");
+                        server ? "a plaintext client; this server requires TLS (the client has "
+                                 "--plaintext)"
+                               : "the server does not speak TLS (it runs with --plaintext)");
     if (t->first_len > 0 && sniff == TF__SNIFF_OTHER)
         return tf__fail(e, TF_EPROTO,
                         server ? "the peer does not speak TLS (its first bytes are not a TLS "
@@ -700,4 +714,70 @@ void tf__tls_describe(const tf__tls *t, char *buf, size_t cap)
     const char *cipher = SSL_get_cipher_name(t->ssl);
     snprintf(buf, cap, "%s %s%s", SSL_get_version(t->ssl), cipher ? cipher : "?",
              SSL_session_reused(t->ssl) == 1 ? " (resumed)" : "");
+}
+
+/* ---- mutual TLS ---------------------------------------------------------- */
+
+int tf__tls_server_ctx_client_ca(tf__tls_ctx *ctx, const char *ca_file, tf__err *e)
+{
+    if (!ctx || !ctx->server || !ca_file)
+        return tf__fail(e, TF_EINVAL, "a server context and a CA file are needed");
+    if (access(ca_file, R_OK) != 0)
+        return tf__fail_errno(e, errno == ENOENT ? TF_ENOENT : TF_EACCES, errno,
+                              "cannot read client CA file %s", ca_file);
+    if (SSL_CTX_load_verify_file(ctx->ssl, ca_file) != 1)
+        return tf__ossl_fail(e, TF_EINVAL, "client CA file %s holds no usable certificate",
+                             ca_file);
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
+    if (names)
+        SSL_CTX_set_client_CA_list(ctx->ssl, names);
+    tf__ossl_clear();
+    /* Asked for, not required: a client without a certificate goes on
+       (it may authenticate with a token); one that presents a certificate
+       the CA does not vouch for fails the handshake. */
+    SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_PEER, NULL);
+    return TF_OK;
+}
+
+int tf__tls_client_ctx_cert(tf__tls_ctx *ctx, const char *cert_file, const char *key_file,
+                            tf__err *e)
+{
+    if (!ctx || ctx->server || !cert_file || !key_file)
+        return tf__fail(e, TF_EINVAL, "a client certificate needs both its files");
+    tf__tls_identity *id;
+    int r = tf__tls_identity_load(&id, cert_file, key_file, e);
+    if (r != TF_OK)
+        return r;
+    STACK_OF(X509) *chain = tf__tls_identity_chain(id);
+    if (SSL_CTX_use_certificate(ctx->ssl, tf__tls_identity_cert(id)) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx->ssl, tf__tls_identity_key(id)) != 1 ||
+        (chain && SSL_CTX_set1_chain(ctx->ssl, chain) != 1))
+        r = tf__ossl_fail(e, TF_EINVAL, "cannot use the client certificate %s", cert_file);
+    /* The context holds its own references now. */
+    tf__tls_identity_free(id);
+    return r;
+}
+
+int tf__tls_peer_identity(const tf__tls *t, char fp[TF__FP_SIZE], char *cn, size_t cn_cap)
+{
+    if (fp)
+        fp[0] = '\0';
+    if (cn && cn_cap)
+        cn[0] = '\0';
+    if (!t || !t->established)
+        return 0;
+    X509 *peer = SSL_get0_peer_certificate(t->ssl);
+    if (!peer || SSL_get_verify_result(t->ssl) != X509_V_OK)
+        return 0;
+    tf__err e = {{0}};
+    if (fp && tf__tls_fingerprint(fp, peer, &e) != TF_OK)
+        return 0;
+    if (cn && cn_cap) {
+        int n = X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn,
+                                          (int)cn_cap);
+        if (n < 0)
+            cn[0] = '\0';
+    }
+    tf__ossl_clear();
+    return 1;
 }

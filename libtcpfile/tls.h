@@ -60,8 +60,23 @@ int tf__tls_server_ctx_new(tf__tls_ctx **out, const tf__tls_identity *id, tf__er
    ticket per host for resumption. TF_EINVAL (no way to check the server,
    a bad pin), TF_ENOENT / TF_EINVAL (unreadable CA file), TF_ENOMEM. */
 int tf__tls_client_ctx_new(tf__tls_ctx **out, const tf__tls_client_conf *conf, tf__err *e);
-/* Contexts are shared by connections (and threads); free after the last. */
+/* Contexts are reference counted: each connection holds one reference, so
+   the creator may free its own at any time. tf__tls_ctx_ref adds one. */
+void tf__tls_ctx_ref(tf__tls_ctx *ctx);
 void tf__tls_ctx_free(tf__tls_ctx *ctx);
+
+/* Mutual TLS. Server: asks every client for a certificate (without
+   requiring one) and verifies a presented one against ca_file, failing the
+   handshake when it does not verify. Client: presents cert_file / key_file
+   (PEM). Before the first connection. TF_ENOENT, TF_EACCES, TF_EINVAL. */
+int tf__tls_server_ctx_client_ca(tf__tls_ctx *ctx, const char *ca_file, tf__err *e);
+int tf__tls_client_ctx_cert(tf__tls_ctx *ctx, const char *cert_file, const char *key_file,
+                            tf__err *e);
+/* 1 when the peer presented a certificate that verified (server side: a
+   client certificate against the client CA), with its SPKI fingerprint in
+   fp and its subject CN (cut to cn_cap; "" when none) in cn; 0 otherwise.
+   Either buffer may be NULL. */
+int tf__tls_peer_identity(const tf__tls *t, char fp[TF__FP_SIZE], char *cn, size_t cn_cap);
 
 /* One connection on fd, server or client side. host (client): the name or
    address the user gave, for SNI, the CA's host-name check and check().

@@ -45,6 +45,10 @@ typedef struct tf__transport {
     int (*shutdown)(tf__conn *c);
     /* Closes the socket (which also takes it out of any epoll set). */
     void (*close)(tf__conn *c);
+    /* Bytes already received and decoded, waiting to be read (TLS: a
+       record decrypted in part). epoll cannot see them, so an event loop
+       reads again while this is non-zero. NULL: never any (TCP). */
+    int (*pending)(const tf__conn *c);
 } tf__transport;
 
 struct tf__conn {
@@ -82,6 +86,18 @@ static inline ssize_t tf__conn_writev(tf__conn *c, const struct iovec *iov, int 
 static inline ssize_t tf__conn_sendfile(tf__conn *c, int file_fd, uint64_t off, size_t len)
 {
     return c->t->sendfile(c, file_fd, off, len);
+}
+
+static inline int tf__conn_pending(const tf__conn *c)
+{
+    return c->t && c->fd >= 0 && c->t->pending ? c->t->pending(c) : 0;
+}
+
+/* The transport's setup after connect / accept: 0, TF__IO_AGAIN (conn->want
+   says for which event), TF__IO_ERROR. */
+static inline int tf__conn_handshake(tf__conn *c)
+{
+    return c->t->handshake(c);
 }
 
 static inline int tf__conn_shutdown(tf__conn *c)

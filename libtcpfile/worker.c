@@ -196,6 +196,7 @@ int tf__worker_init(worker *w, tf_server *srv, int listen)
     if (rc != TF_OK)
         return rc;
     w->ctx.storage = srv->storage;
+    w->ctx.tls = srv->tls;
     w->ctx.sessions = &srv->sessions;
     w->ctx.list_bytes = &srv->list_bytes;
     w->ctx.prefix_hashed = &srv->prefix_hashed;

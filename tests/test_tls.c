@@ -520,7 +520,8 @@ static void test_tls_plaintext_client_detected(void **state)
     assert_int_equal(write(sv[1], hello, sizeof hello), (ssize_t)sizeof hello);
     int r = tf__tls_handshake(s, &e);
     assert_int_equal(r, TF_EPROTO);
-    assert_string_equal(e.msg, "the peer speaks plaintext tcpfile, not TLS");
+    assert_string_equal(e.msg, "a plaintext client; this server requires TLS (the client has "
+                                "--plaintext)");
     assert_true(tf__tls_peer_plaintext(s));
     tf__tls_free(s);
     close(sv[0]);
@@ -556,7 +557,7 @@ static void test_tls_plaintext_server_detected(void **state)
     assert_true(len > 0);
     assert_int_equal(write(sv[0], hello, (size_t)len), len);
     assert_int_equal(tf__tls_handshake(c, &e), TF_EPROTO);
-    assert_string_equal(e.msg, "the server does not use TLS (started with --plaintext?)");
+    assert_string_equal(e.msg, "the server does not speak TLS (it runs with --plaintext)");
     tf__tls_free(c);
     close(sv[0]);
     close(sv[1]);
