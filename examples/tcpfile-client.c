@@ -59,6 +59,7 @@ enum {
     EXIT_CHECKSUM = 10,  /* the data was corrupted on the way */
     EXIT_NETWORK = 11,   /* connection lost, or not a tcpfile server */
     EXIT_EXISTS = 12,    /* a file exists and was not replaced */
+    EXIT_IDENTITY = 13,  /* the server's identity was rejected (TLS) */
     EXIT_INTERRUPTED = 130 /* SIGINT (SIGTERM: 143) */
 };
 /* parse_args: go on and run the operations (anything else is a status). */
@@ -182,6 +183,17 @@ static void usage(FILE *to)
             "      --limit-rate RATE  move at most RATE bytes per second; K, M, G\n"
             "                         suffixes multiply by 1024\n"
             "      --no-checksum      do not verify transfers end to end (XXH3-128)\n"
+            "      --pin SHA256:...   accept only the server whose key has this\n"
+            "                         fingerprint (as its banner shows it)\n"
+            "      --ca FILE          accept a server whose certificate a CA in FILE\n"
+            "                         (PEM) signed for HOST\n"
+            "      --accept-new       accept a server not yet known and record it in\n"
+            "                         the known-hosts file (trust on first use)\n"
+            "      --known-hosts FILE the servers met before (default\n"
+            "                         $XDG_CONFIG_HOME/tcpfile/known_hosts, else\n"
+            "                         ~/.config/tcpfile/known_hosts)\n"
+            "      --plaintext        no TLS, for a server run with --plaintext\n"
+            "                         (loopback and trusted networks only)\n"
             "  -h, --help             print this help and exit\n"
             "      --version          print the library version and exit\n"
             "\n"
@@ -195,8 +207,9 @@ static void usage(FILE *to)
             "resolve HOST; 4 cannot connect; 5 refused by the server (read-only,\n"
             "permission, busy); 6 no such file; 7 local I/O error or disk full;\n"
             "8 the server's I/O error or full disk; 9 timed out; 10 checksum\n"
-            "mismatch; 11 connection lost or not a tcpfile server; 12 a file exists\n"
-            "and was not replaced; 130 interrupted (143 for SIGTERM). After a\n"
+            "mismatch; 11 connection lost; 12 a file exists\n"
+            "and was not replaced; 13 the server's identity was rejected (TLS);\n"
+            "130 interrupted (143 for SIGTERM). After a\n"
             "failure the operations after it are not run (unless --keep-going:\n"
             "then the highest status of all is returned).\n");
 }
@@ -442,7 +455,12 @@ enum {
     OPT_NO_CLOBBER,
     OPT_LIMIT_RATE,
     OPT_TO,
-    OPT_AS
+    OPT_AS,
+    OPT_PIN,
+    OPT_CA,
+    OPT_ACCEPT_NEW,
+    OPT_KNOWN_HOSTS,
+    OPT_PLAINTEXT
 };
 
 typedef struct optdef {
@@ -467,6 +485,11 @@ static const optdef optdefs[] = {
     {"no-checksum", 0, 0, OPT_NO_CHECKSUM},
     {"to", 0, 1, OPT_TO},
     {"as", 0, 1, OPT_AS},
+    {"pin", 0, 1, OPT_PIN},
+    {"ca", 0, 1, OPT_CA},
+    {"accept-new", 0, 0, OPT_ACCEPT_NEW},
+    {"known-hosts", 0, 1, OPT_KNOWN_HOSTS},
+    {"plaintext", 0, 0, OPT_PLAINTEXT},
     {"help", 'h', 0, OPT_HELP},
     {"version", 0, 0, OPT_VERSION},
 };
@@ -524,6 +547,24 @@ static int apply_option(const optdef *d, const char *val, group *cur, client_arg
                                val);
         *(d->id == OPT_TO ? &cur->to : &cur->as) = val;
         break;
+    case OPT_PIN:
+    case OPT_CA:
+    case OPT_KNOWN_HOSTS:
+        if (d->id == OPT_PIN && strncmp(val, "SHA256:", 7) != 0)
+            return usage_error("--pin needs the server's SHA256:... fingerprint, not", val);
+        if (tf_options_set_string(a->opt,
+                                  d->id == OPT_PIN  ? TF_SOPT_TLS_PIN
+                                  : d->id == OPT_CA ? TF_SOPT_TLS_CA
+                                                    : TF_SOPT_KNOWN_HOSTS,
+                                  val) != TF_OK)
+            return usage_error("value too long:", val);
+        break;
+    case OPT_ACCEPT_NEW:
+        tf_options_set(a->opt, TF_OPT_TLS_ACCEPT_NEW, 1);
+        break;
+    case OPT_PLAINTEXT:
+        tf_options_set(a->opt, TF_OPT_TLS, 0);
+        break;
     case OPT_HELP:
         usage(stdout);
         return EXIT_OK;
@@ -578,6 +619,30 @@ static int parse_option(int argc, char **argv, int *i, group *cur, client_args *
     return PARSE_RUN;
 }
 
+/* The host-check callback: on a terminal, the user decides about a server
+   not yet known (ssh's question); elsewhere it is refused, and the error
+   says how to accept it. */
+static int ask_on_terminal(void *user, const char *host, int port, const char *fp)
+{
+    (void)user;
+    if (!isatty(STDERR_FILENO))
+        return 0;
+    FILE *tty = fopen("/dev/tty", "r");
+    if (!tty)
+        return 0;
+    fprintf(stderr,
+            "The authenticity of server %s port %d can't be established.\n"
+            "Its key fingerprint is %s.\n"
+            "Are you sure you want to continue connecting (yes/no)? ",
+            host, port, fp);
+    char line[64] = "";
+    int yes = fgets(line, sizeof line, tty) && strcmp(line, "yes\n") == 0;
+    fclose(tty);
+    if (yes)
+        fprintf(stderr, PROG ": server %s port %d recorded as known\n", host, port);
+    return yes;
+}
+
 /* Fills *a from argv. Returns PARSE_RUN, or the status to exit with. The
    caller frees a->opt and a->ops in every case. */
 static int parse_args(int argc, char **argv, client_args *a)
@@ -589,6 +654,10 @@ static int parse_args(int argc, char **argv, client_args *a)
         fprintf(stderr, PROG ": out of memory\n");
         return EXIT_FAILED;
     }
+    /* TLS unless --plaintext; an unknown server is asked about on a
+       terminal, as ssh does. */
+    tf_options_set(a->opt, TF_OPT_TLS, 1);
+    tf_options_set_host_check(a->opt, ask_on_terminal, NULL);
     /* --resume by default, for those who want every interruption to be
        continued later; --no-resume overrides it. */
     const char *env = getenv("TCPFILE_RESUME");
@@ -1301,8 +1370,8 @@ static void connect_hint(const client_args *a, int rc, char *buf, size_t len)
                  a->host, a->port);
     else if (rc == TF_EBUSY)
         snprintf(buf, len, "; it serves its maximum of clients at once: try again later");
-    else if (rc == TF_EPROTO)
-        snprintf(buf, len, "; is port %s that of a tcpfile-server?", a->port);
+    /* TF_EPROTO: the library's words say it all (plaintext against TLS,
+       not TLS, not a tcpfile server). */
 }
 
 /* The exit status of a failed connect. */
@@ -1319,7 +1388,11 @@ static int connect_status(int rc)
     case TF_EBUSY:
         return EXIT_REFUSED;
     case TF_EPROTO:
-        return EXIT_NETWORK;
+        /* Before any request: the two sides do not speak the same
+           protocol (plaintext against TLS, another kind of server). */
+        return EXIT_FAILED;
+    case TF_EPEERVERIFY:
+        return EXIT_IDENTITY;
     default:
         return EXIT_FAILED;
     }

@@ -72,6 +72,15 @@ static void usage(FILE *to)
             "      --stop-grace SECONDS on SIGINT or SIGTERM, how long requests in\n"
             "                           flight may take to finish before they are cut\n"
             "                           off (decimals allowed; default 5)\n"
+            "      --tls-cert FILE      the server's TLS certificate (PEM, the chain\n"
+            "                           after it); with --tls-key\n"
+            "      --tls-key FILE       its private key (PEM, unencrypted)\n"
+            "      --state-dir DIR      where the server keeps the TLS identity it\n"
+            "                           makes on its first start when no --tls-cert is\n"
+            "                           given (default $XDG_STATE_HOME/tcpfile, else\n"
+            "                           ~/.local/state/tcpfile)\n"
+            "      --plaintext          no TLS: for loopback and trusted networks\n"
+            "                           only; clients need --plaintext too\n"
             "      --read-only          refuse every upload\n"
             "      --no-overwrite       refuse uploads over an existing file\n"
             "  -q, --quiet              do not print a line per request\n"
@@ -166,6 +175,10 @@ enum {
     OPT_STOP_GRACE,
     OPT_READ_ONLY,
     OPT_NO_OVERWRITE,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_STATE_DIR,
+    OPT_PLAINTEXT,
     OPT_HELP,
     OPT_VERSION
 };
@@ -186,6 +199,10 @@ static int parse_args(int argc, char **argv, server_args *a)
         {"stop-grace", required_argument, NULL, OPT_STOP_GRACE},
         {"read-only", no_argument, NULL, OPT_READ_ONLY},
         {"no-overwrite", no_argument, NULL, OPT_NO_OVERWRITE},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"plaintext", no_argument, NULL, OPT_PLAINTEXT},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -201,6 +218,9 @@ static int parse_args(int argc, char **argv, server_args *a)
        them); ':': we print the one-line errors ourselves instead of
        getopt's. */
     opterr = 0;
+    /* TLS unless --plaintext: the library's default is plaintext only for
+       programs written before TLS. */
+    tf_options_set(a->opt, TF_OPT_TLS, 1);
     int ch, status = PARSE_RUN;
     while (status == PARSE_RUN &&
            (ch = getopt_long(argc, argv, ":b:qh", longopts, NULL)) != -1) {
@@ -243,6 +263,19 @@ static int parse_args(int argc, char **argv, server_args *a)
             break;
         case OPT_NO_OVERWRITE:
             tf_options_set(a->opt, TF_OPT_OVERWRITE, 0);
+            break;
+        case OPT_TLS_CERT:
+        case OPT_TLS_KEY:
+        case OPT_STATE_DIR:
+            if (tf_options_set_string(a->opt,
+                                      ch == OPT_TLS_CERT  ? TF_SOPT_TLS_CERT
+                                      : ch == OPT_TLS_KEY ? TF_SOPT_TLS_KEY
+                                                          : TF_SOPT_STATE_DIR,
+                                      optarg) != TF_OK)
+                return usage_error("path too long:", optarg);
+            break;
+        case OPT_PLAINTEXT:
+            tf_options_set(a->opt, TF_OPT_TLS, 0);
             break;
         case 'h':
         case OPT_HELP:
@@ -345,6 +378,14 @@ static void banner(const server_args *a, const tf_server *s)
         snprintf(root, sizeof root, "%s", a->root);
     tf_server_address(s, addr, sizeof addr);
     printf("server up and running on IP: %s port %d\n", addr, port);
+    /* Second line: what a user checks on first connect, as ssh shows a
+       host key. */
+    char fp[64];
+    if (tf_server_fingerprint(s, fp, sizeof fp) == TF_OK)
+        printf("server identity: %s (check it on first connect: tcpfile-client --pin %s)\n",
+               fp, fp);
+    else
+        printf("no TLS (--plaintext): everything crosses the network in clear\n");
     open_to_all = !is_loopback(addr);
     for (size_t i = 1; tf_server_address_at(s, i, addr, sizeof addr) == TF_OK; i++) {
         printf("also listening on IP: %s port %d\n", addr, port);

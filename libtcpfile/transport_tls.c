@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "netio.h"
 #include "transport_tls.h"
 
 typedef struct tls_impl {
@@ -42,10 +43,25 @@ static ssize_t outcome(tf__conn *c, int r)
     return TF__IO_ERROR;
 }
 
+/* OpenSSL writes with write(2), which has no MSG_NOSIGNAL: a peer gone
+   would raise SIGPIPE. The server's workers keep it blocked for their
+   whole life (tf_server_run); the client's blocking calls block it around
+   each write, as netio.c does around sendfile. */
+#define NO_SIGPIPE(c, call)                                                                \
+    do {                                                                                   \
+        tf__sigpipe_guard g_;                                                              \
+        if (!(c)->nowait)                                                                  \
+            tf__sigpipe_block(&g_);                                                        \
+        call;                                                                              \
+        if (!(c)->nowait)                                                                  \
+            tf__sigpipe_restore(&g_);                                                      \
+    } while (0)
+
 static ssize_t tls_read(tf__conn *c, void *buf, size_t len)
 {
     size_t n = 0;
-    int r = tf__tls_read(impl(c)->tls, buf, len, &n, &impl(c)->e);
+    int r; /* a read may answer a key update: a write */
+    NO_SIGPIPE(c, r = tf__tls_read(impl(c)->tls, buf, len, &n, &impl(c)->e));
     return r == TF_OK ? (ssize_t)n : outcome(c, r);
 }
 
@@ -53,14 +69,17 @@ static ssize_t tls_writev(tf__conn *c, const struct iovec *iov, int iovcnt, unsi
 {
     (void)flags; /* records are cut by tls.c; nowait is the socket's mode */
     size_t n = 0;
-    int r = tf__tls_writev(impl(c)->tls, iov, iovcnt, &n, &impl(c)->e);
+    int r;
+    NO_SIGPIPE(c, r = tf__tls_writev(impl(c)->tls, iov, iovcnt, &n, &impl(c)->e));
     return r == TF_OK ? (ssize_t)n : outcome(c, r);
 }
 
 static ssize_t tls_sendfile(tf__conn *c, int file_fd, uint64_t off, size_t len)
 {
     size_t n = 0;
-    int r = tf__tls_sendfile(impl(c)->tls, file_fd, (off_t)off, len, &n, &impl(c)->e);
+    int r;
+    NO_SIGPIPE(c, r = tf__tls_sendfile(impl(c)->tls, file_fd, (off_t)off, len, &n,
+                                       &impl(c)->e));
     if (r == TF_OK)
         return (ssize_t)n;
     if (r == TF_EIO) {
@@ -74,7 +93,8 @@ static ssize_t tls_sendfile(tf__conn *c, int file_fd, uint64_t off, size_t len)
 
 static int tls_handshake(tf__conn *c)
 {
-    int r = tf__tls_handshake(impl(c)->tls, &impl(c)->e);
+    int r;
+    NO_SIGPIPE(c, r = tf__tls_handshake(impl(c)->tls, &impl(c)->e));
     if (r == TF_OK)
         return 0;
     return (int)outcome(c, r);
@@ -82,7 +102,8 @@ static int tls_handshake(tf__conn *c)
 
 static int tls_shutdown(tf__conn *c)
 {
-    int r = tf__tls_shutdown(impl(c)->tls, &impl(c)->e);
+    int r;
+    NO_SIGPIPE(c, r = tf__tls_shutdown(impl(c)->tls, &impl(c)->e));
     if (r == TF_OK || r == TF__TLS_WANT_READ || r == TF__TLS_WANT_WRITE)
         return 0; /* best effort: close_notify is a courtesy, not a wait */
     return (int)outcome(c, r);

@@ -13,13 +13,35 @@ if [[ $# -ne 2 || ! -x $1 || ! -x $2 ]]; then
   exit 2
 fi
 SERVER=$1
-CLIENT=$2
+REAL_CLIENT=$2
 # Every client call is bounded, so a hang fails one check instead of
 # running into ctest's timeout with a server left behind.
 CALL_TIMEOUT=20
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tcpfile-cli.XXXXXX")
 SERVER_PIDS=()
+
+# TLS, as the programs default to: every server of a script keeps its
+# identity in one state directory under TMP (so they share one key), and
+# CLIENT is a wrapper that pins that key (read from the first banner) and
+# keeps known_hosts under TMP. PLAINTEXT=1 (set before sourcing) runs the
+# script without TLS on both sides instead.
+# (The defaults point there too, so a server started without
+# start_server shares that identity, and nothing lands in HOME.)
+export XDG_STATE_HOME=$TMP/.xdg-state XDG_CONFIG_HOME=$TMP/.xdg-config
+STATE_DIR=$XDG_STATE_HOME/tcpfile
+PIN_FILE=$TMP/.pin
+CLIENT=$TMP/.tcpfile-client
+if [[ ${PLAINTEXT:-0} == 1 ]]; then
+  SERVER_TLS_ARGS=(--plaintext)
+  printf '#!/bin/bash\nexec %q --plaintext "$@"\n' "$REAL_CLIENT" >"$CLIENT"
+else
+  SERVER_TLS_ARGS=(--state-dir "$STATE_DIR")
+  # (No pin before the first banner: --help and usage checks need none.)
+  printf '#!/bin/bash\npin=()\n[[ -s %q ]] && pin=(--pin "$(cat %q)")\nexec %q --known-hosts %q "${pin[@]}" "$@"\n' \
+    "$PIN_FILE" "$PIN_FILE" "$REAL_CLIENT" "$TMP/.known_hosts" >"$CLIENT"
+fi
+chmod +x "$CLIENT"
 
 # Only servers not yet reaped are in SERVER_PIDS (stop_server removes
 # them), so a recycled process id is never signalled.
@@ -82,7 +104,7 @@ start_server() {
   # background child, and wait_banner could read a restarted server's old
   # banner first.
   : >"$TMP/$name.out"
-  "$SERVER" "$@" -b "${BIND:-127.0.0.1}" 0 "$TMP/$name" \
+  "$SERVER" "${SERVER_TLS_ARGS[@]}" "$@" -b "${BIND:-127.0.0.1}" 0 "$TMP/$name" \
     >"$TMP/$name.out" 2>"$TMP/$name.err" &
   SERVER_PID=$!
   SERVER_PIDS+=("$SERVER_PID")
@@ -99,6 +121,7 @@ wait_banner() {
         fail "malformed banner: $line"
       PORT=${BASH_REMATCH[1]}
       ((PORT > 0)) || fail "banner shows port 0 instead of the real port: $line"
+      wait_fingerprint "$file"
       return 0
     fi
     kill -0 "$pid" 2>/dev/null || fail "the server exited before its banner:
@@ -106,6 +129,24 @@ $(cat "${file%.out}.err" 2>/dev/null)"
     sleep 0.1
   done
   fail "no banner within 10 s in $file"
+}
+
+# wait_fingerprint FILE: a TLS server's second banner line carries its key's
+# fingerprint; it becomes the pin CLIENT passes.
+wait_fingerprint() {
+  local file=$1 line i
+  [[ ${PLAINTEXT:-0} == 1 ]] && return 0
+  for ((i = 0; i < 50; i++)); do
+    line=$(sed -n 2p "$file")
+    if [[ $line =~ (SHA256:[A-Za-z0-9+/]{43}) ]]; then
+      printf '%s\n' "${BASH_REMATCH[1]}" >"$PIN_FILE"
+      return 0
+    fi
+    [[ $line == "no TLS"* ]] && return 0 # a server given --plaintext
+
+    sleep 0.1
+  done
+  fail "no SHA256: fingerprint on the banner's second line in $file"
 }
 
 # stop_server PID [SIGNAL]: sends SIGNAL (default TERM) and waits up to 5 s

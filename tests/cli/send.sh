@@ -4,6 +4,8 @@
 # the file; with the wrong arguments or no server, it fails as it says.
 set -euo pipefail
 SEND=${3:?usage: send.sh tcpfile-server tcpfile-client send}
+# The program passes NULL options: plaintext, on both sides.
+PLAINTEXT=1
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh" "$1" "$2"
 

@@ -108,7 +108,7 @@ start_server quiet -q
 expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/p.txt" get p.txt --to "$TMP/q.txt" list
 expect 6 "$CLIENT" -q $H "$PORT" get nope --to "$TMP/x"
 stop_server "$SERVER_PID"
-[[ $(grep -cvE '^(also listening on IP|serving) ' "$TMP/quiet.out") == 2 &&
+[[ $(grep -cvE '^(also listening on IP|serving|server identity:) ' "$TMP/quiet.out") == 2 &&
   $(tail -n 1 "$TMP/quiet.out") == "server stopped" ]] ||
   fail "--quiet server printed more than the banner and \"server stopped\":
 $(cat "$TMP/quiet.out")"
@@ -186,7 +186,7 @@ pass "--workers 1 (with --min-rate 64K) serves a get and a list; --workers 4 has
 # (0: closed by the server, 124: still open), IDLE_MS (how long it took)
 # and IDLE_BYTES (what the server sent: its 28-byte hello). A connection
 # that has not sent its hello is under the I/O timeout instead, hence the
-# hello.
+# hello. (Raw plaintext bytes: these servers run --plaintext.)
 idle_connection() {
   local t0 t1
   { exec 3<>"/dev/tcp/$H/$PORT"; } 2>/dev/null || fail "cannot connect to $H port $PORT"
@@ -199,17 +199,17 @@ idle_connection() {
   IDLE_MS=$(((t1 - t0) / 1000))
   IDLE_BYTES=$(wc -c <"$TMP/idle.bin")
 }
-start_server it --idle-timeout 0.3
+start_server it --plaintext --idle-timeout 0.3
 idle_connection 5
 [[ $IDLE_BYTES == 28 ]] || fail "--idle-timeout 0.3: the server sent $IDLE_BYTES bytes, not a hello"
 [[ $IDLE_RC == 0 ]] || fail "--idle-timeout 0.3: an idle connection still open after 5 s"
 ((IDLE_MS >= 250 && IDLE_MS <= 2000)) ||
   fail "--idle-timeout 0.3: an idle connection was closed after $IDLE_MS ms"
 idle_ms=$IDLE_MS
-expect 0 "$CLIENT" -q $H "$PORT" list
+expect 0 "$REAL_CLIENT" --plaintext -q $H "$PORT" list
 stop_server "$SERVER_PID"
 [[ $STOP_STATUS == 0 ]] || fail "--idle-timeout 0.3: exit status $STOP_STATUS after SIGTERM"
-start_server it0 --idle-timeout 0
+start_server it0 --plaintext --idle-timeout 0
 idle_connection 1.5
 [[ $IDLE_RC == 124 && $IDLE_BYTES == 28 ]] ||
   fail "--idle-timeout 0: an idle connection was closed after $IDLE_MS ms"
@@ -234,7 +234,8 @@ for i in 1 2 3 4 5 6 7 8; do
   cmp "$TMP/c$i.bin" "$TMP/c$i.back" || fail "concurrent round trip $i differs"
 done
 stop_server "$SERVER_PID"
-requests=$(sed -e '1d' -e '$d' "$TMP/many.out" | grep -vE '^(also listening on IP|serving) ')
+requests=$(sed -e '1d' -e '$d' "$TMP/many.out" |
+  grep -vE '^(also listening on IP|serving|server identity:) ')
 [[ $(wc -l <<<"$requests") == 40 ]] || fail "expected 40 request lines:
 $requests"
 grep -vE "$LOG_LINE_RE" <<<"$requests" && fail "malformed (interleaved?) log lines above"
