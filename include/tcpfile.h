@@ -316,6 +316,9 @@ typedef struct tf_request_log {
 typedef void (*tf_log_fn)(void *user, const tf_request_log *entry);
 TF_API int tf_options_set_log(tf_options *opt, tf_log_fn fn, void *user);
 
+/* The host-check callback of tf_options_set_host_check. */
+typedef int (*tf_host_check_fn)(void *user, const char *host, int port,
+                                const char *fingerprint);
 /*
  * TLS client, a server not in the known-hosts file (and no
  * TF_OPT_TLS_ACCEPT_NEW): fn(user, host, port, fingerprint) is asked, from
@@ -327,8 +330,6 @@ TF_API int tf_options_set_log(tf_options *opt, tf_log_fn fn, void *user);
  * terminal program asks its user here, as ssh does. fn NULL turns it off.
  * Returns TF_OK, or TF_EINVAL when opt is NULL.
  */
-typedef int (*tf_host_check_fn)(void *user, const char *host, int port,
-                                const char *fingerprint);
 TF_API int tf_options_set_host_check(tf_options *opt, tf_host_check_fn fn, void *user);
 
 /* ------------------------------------------------------------------------ */

@@ -91,7 +91,8 @@ run_send() {
   fi
   rm -rf "$root" && mkdir -p "$root"
   printf 'a file from the five-minute path\n' >"$tmp/notes.txt"
-  env -u LD_LIBRARY_PATH "$server" -q -b 127.0.0.1 0 "$root" >"$tmp/server.log" 2>&1 &
+  # The README program passes NULL options: plaintext, so the server too.
+  env -u LD_LIBRARY_PATH "$server" --plaintext -q -b 127.0.0.1 0 "$root" >"$tmp/server.log" 2>&1 &
   server_pid=$!
   for ((i = 0; i < 100; i++)); do
     port=$(sed -n 's/^server up and running on IP: .* port \([0-9]*\)$/\1/p' "$tmp/server.log")

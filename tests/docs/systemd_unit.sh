@@ -100,8 +100,10 @@ head -c 3000000 /dev/zero >"$tmp/big"
 # sh writes its process id, which the server keeps as it replaces sh, so
 # that the server itself gets the signal (strace does not pass it on).
 # shellcheck disable=SC2016 # $$ and $1..$3 are sh's, not expanded here
-strace -f -qq -o "$tmp/trace" sh -c 'echo $$ >"$1" && exec "$2" -b 127.0.0.1 0 "$3"' sh \
-  "$tmp/pid" "$server" "$tmp/root" >"$tmp/log" 2>&1 &
+# Over TLS, as the unit runs it, with its identity made in a state
+# directory of the test's own.
+strace -f -qq -o "$tmp/trace" sh -c 'echo $$ >"$1" && exec "$2" --state-dir "$4" -b 127.0.0.1 0 "$3"' \
+  sh "$tmp/pid" "$server" "$tmp/root" "$tmp/state" >"$tmp/log" 2>&1 &
 tracer_pid=$!
 server_pid=
 for ((i = 0; i < 100; i++)); do
@@ -112,9 +114,15 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.1
 done
 [[ -n $port && -n $server_pid ]] || fail "the server under strace did not start: $(cat "$tmp/log")"
-timeout 20 "$client" -q 127.0.0.1 "$port" put "$tmp/big" get big --to "$tmp/big.copy" list \
+for ((i = 0; i < 50; i++)); do
+  pin=$(sed -n '2s/.*\(SHA256:[A-Za-z0-9+\/]\{43\}\).*/\1/p' "$tmp/log")
+  [[ -n $pin ]] && break
+  sleep 0.1
+done
+[[ -n $pin ]] || fail "no fingerprint on the traced server's banner: $(cat "$tmp/log")"
+timeout 20 "$client" --pin "$pin" -q 127.0.0.1 "$port" put "$tmp/big" get big --to "$tmp/big.copy" list \
   >/dev/null || fail "the client failed against the traced server"
-timeout 20 "$client" -q 127.0.0.1 "$port" put "$tmp/big" --as big get nope --to "$tmp/nope" \
+timeout 20 "$client" --pin "$pin" -q 127.0.0.1 "$port" put "$tmp/big" --as big get nope --to "$tmp/nope" \
   >/dev/null 2>&1 || true
 kill -TERM "$server_pid"
 wait "$tracer_pid" || true
