@@ -717,6 +717,76 @@ static void test_tls_sniff(void **state)
         assert_int_equal(tf__tls_sniff(rows[i].bytes, rows[i].len), rows[i].want);
 }
 
+/* Mutual TLS: a server with a client CA asks for a certificate without
+   requiring one; a verified one gives its fingerprint and CN (what the
+   users module maps to a user); one from another CA fails the handshake. */
+static void test_tls_client_certificate(void **state)
+{
+    fixture *f = *state;
+    const char *d = f->dir;
+    assert_int_equal(
+        sh("cd '%s' && "
+           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+           "-subj /CN=machines-ca -keyout mca.key -out mca.pem 2>/dev/null && "
+           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+           "-subj /CN=rogue-ca -keyout rca.key -out rca.pem 2>/dev/null && "
+           "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+           "-subj /CN=machine-1 -keyout m1.key -out m1.csr 2>/dev/null && "
+           "openssl x509 -req -in m1.csr -CA mca.pem -CAkey mca.key -CAcreateserial -days 2 "
+           "-out m1.pem 2>/dev/null && "
+           "openssl x509 -req -in m1.csr -CA rca.pem -CAkey rca.key -CAcreateserial -days 2 "
+           "-out m1-rogue.pem 2>/dev/null",
+           d),
+        0);
+    char mca[PATH_MAX], m1[PATH_MAX], m1key[PATH_MAX], rogue[PATH_MAX];
+    path_in(mca, sizeof mca, d, "mca.pem");
+    path_in(m1, sizeof m1, d, "m1.pem");
+    path_in(m1key, sizeof m1key, d, "m1.key");
+    path_in(rogue, sizeof rogue, d, "m1-rogue.pem");
+    tf__err e = {{0}};
+    tf__tls_ctx *sctx = NULL;
+    assert_int_equal(tf__tls_server_ctx_new(&sctx, f->a, &e), TF_OK);
+    assert_int_equal(tf__tls_server_ctx_client_ca(sctx, mca, &e), TF_OK);
+    const char *pin = tf__tls_identity_fingerprint(f->a);
+
+    /* No certificate: fine, and no identity. */
+    tf__tls_ctx *plain = client_pin(pin);
+    conn k;
+    conn_open(&k, sctx, plain, "a.example", NULL);
+    assert_int_equal(k.rc, TF_OK);
+    assert_int_equal(k.rs, TF_OK);
+    char fp[TF__FP_SIZE], cn[64];
+    assert_int_equal(tf__tls_peer_identity(k.s, fp, cn, sizeof cn), 0);
+    conn_close(&k);
+
+    /* The CA's certificate: its fingerprint and CN. */
+    tf__tls_ctx *m = client_pin(pin);
+    assert_int_equal(tf__tls_client_ctx_cert(m, m1, m1key, &e), TF_OK);
+    conn_open(&k, sctx, m, "a.example", NULL);
+    assert_int_equal(k.rc, TF_OK);
+    assert_int_equal(k.rs, TF_OK);
+    assert_int_equal(tf__tls_peer_identity(k.s, fp, cn, sizeof cn), 1);
+    assert_string_equal(cn, "machine-1");
+    tf__tls_identity *mid = NULL;
+    assert_int_equal(tf__tls_identity_load(&mid, m1, m1key, &e), TF_OK);
+    assert_string_equal(fp, tf__tls_identity_fingerprint(mid));
+    tf__tls_identity_free(mid);
+    conn_close(&k);
+
+    /* The same key signed by another CA: the server refuses it. */
+    tf__tls_ctx *r = client_pin(pin);
+    assert_int_equal(tf__tls_client_ctx_cert(r, rogue, m1key, &e), TF_OK);
+    conn_open(&k, sctx, r, "a.example", NULL);
+    assert_true(k.rs < 0);
+    assert_int_equal(tf__tls_peer_identity(k.s, fp, cn, sizeof cn), 0);
+    conn_close(&k);
+
+    tf__tls_ctx_free(plain);
+    tf__tls_ctx_free(m);
+    tf__tls_ctx_free(r);
+    tf__tls_ctx_free(sctx);
+}
+
 /* ---- openssl s_client against a TLS server on loopback ---------------- */
 
 /* Serves one TLS connection on lfd: handshake, a line, close_notify.
@@ -828,6 +898,7 @@ int main(int argc, char **argv)
         T(test_tls_contexts_shared_by_threads),
         T(test_tls_client_conf_checked),
         cmocka_unit_test(test_tls_sniff),
+        T(test_tls_client_certificate),
         T(test_tls_openssl_s_client_tls13),
         T(test_tls_openssl_s_client_tls12_refused),
     };

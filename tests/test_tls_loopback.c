@@ -170,9 +170,24 @@ static void test_tlsloop_get_put_list(void **state)
         assert_memory_equal(got, "small", 5);
         tf_free(got);
     }
+    /* A put from a file goes through the client's sendfile: over TLS
+       without kTLS (this kernel), the pread + SSL_write fallback. */
+    assert_false(tf__tls_ktls_send(tf__conn_tls_of(&c->s.conn)));
+    char local[PATH_MAX], back[PATH_MAX];
+    path_in(local, sizeof local, f->dir, "local.bin");
+    path_in(back, sizeof back, f->dir, "back.bin");
+    tu_write_file(local, big, BIG);
+    assert_int_equal(tf_put(c, local, "file.bin"), TF_OK);
+    assert_int_equal(tf_get(c, "file.bin", back), TF_OK);
+    size_t blen = 0;
+    uint8_t *b = tu_read_file(back, &blen);
+    assert_non_null(b);
+    assert_int_equal(blen, BIG);
+    assert_memory_equal(b, big, BIG);
+    free(b);
     tf_listing *l = NULL;
     assert_int_equal(tf_list(c, &l), TF_OK);
-    assert_int_equal(tf_listing_count(l), 2);
+    assert_int_equal(tf_listing_count(l), 3);
     tf_listing_free(l);
     /* Pipelined gets: several responses in one TLS record, read from what
        the server decrypted but epoll does not see. */
