@@ -5,14 +5,18 @@
 # libtcpfile to the best peer on each line (the targets of issue 3).
 #
 #   bench/compare.sh [-r REPS] [-n IDLE_CONNS] [-s SECONDS] [-d PARENT_DIR]
-#                    [-b BUILD_DIR] [-p PORT_BASE] [--no-install] [--keep]
+#                    [-b BUILD_DIR] [-p PORT_BASE] [-g BIG_BYTES] [-m SMALL_N]
+#                    [-c TLS_CONNS] [--tls-only] [--no-install] [--keep]
 #
 # Debian 12, as root (or with sudo for the installs). It installs what is
 # missing, builds libtcpfile (Release, TF_BUILD_BENCH=ON) into BUILD_DIR,
 # writes the data into a new directory under PARENT_DIR (default /var/tmp:
 # it must be a disk, not tmpfs, for the durable put to mean anything), and
 # runs every server as its own process on 127.0.0.1, ports PORT_BASE to
-# PORT_BASE+6, with its configuration in that directory. Everything it
+# PORT_BASE+8, with its configuration in that directory. The TLS lines
+# (issue 13) run tcpfile-server with TLS (its own identity, pinned by the
+# client) against nginx `ssl` (TLS 1.3, TLS_AES_256_GCM_SHA384, kTLS allowed,
+# session tickets) and curl https with that cipher suite. Everything it
 # started is stopped, and the directory removed, on exit.
 #
 # Timing: a single transfer (get, put, 10,000 small gets) is timed as the
@@ -35,6 +39,8 @@ REPO=$(dirname "$HERE")
 BUILD=$REPO/build-bench
 BIG_BYTES=$((1 << 30))
 IDLE_GETS=20
+TLS_CONNS=2000
+TLS_ONLY=0
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -45,7 +51,11 @@ Options:
   -s SECONDS     duration of the 64-connection runs (default $WRK_SECONDS)
   -d DIR         where the temporary data directory goes (default $PARENT)
   -b DIR         build directory (default $BUILD)
-  -p PORT        first of the 7 loopback ports used (default $PORT_BASE)
+  -p PORT        first of the 9 loopback ports used (default $PORT_BASE)
+  -g BYTES       size of the big file (default $BIG_BYTES; small for a trial)
+  -m N           number of 4 KiB files for the small gets (default $SMALL_N)
+  -c N           new TLS connections timed per run (default $TLS_CONNS)
+  --tls-only     run the TLS lines only
   --no-install   do not install packages; fail if a tool is missing
   --keep         keep the data directory (and its logs) at the end
 EOF
@@ -59,13 +69,17 @@ while [ $# -gt 0 ]; do
     -d) PARENT=$2; shift 2 ;;
     -b) BUILD=$2; shift 2 ;;
     -p) PORT_BASE=$2; shift 2 ;;
+    -g) BIG_BYTES=$2; shift 2 ;;
+    -m) SMALL_N=$2; shift 2 ;;
+    -c) TLS_CONNS=$2; shift 2 ;;
+    --tls-only) TLS_ONLY=1; shift ;;
     --no-install) INSTALL=0; shift ;;
     --keep) KEEP=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "compare.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for v in REPS IDLE_N WRK_SECONDS PORT_BASE; do
+for v in REPS IDLE_N WRK_SECONDS PORT_BASE BIG_BYTES SMALL_N TLS_CONNS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: $v must be a positive number" >&2; exit 2; }
 done
 
@@ -76,6 +90,8 @@ P_RSYNC=$((PORT_BASE + 3))
 P_IPERF=$((PORT_BASE + 4))
 P_TF_IDLE=$((PORT_BASE + 5))
 P_NGX_IDLE=$((PORT_BASE + 6))
+P_TF_TLS=$((PORT_BASE + 7))
+P_NGX_TLS=$((PORT_BASE + 8))
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { say "FAILED: $*" >&2; exit 1; }
@@ -165,7 +181,7 @@ if [ "$NOFILE" != unlimited ] && [ $((IDLE_N + 512)) -gt "$NOFILE" ]; then
 fi
 NGX_CONNS=$((IDLE_N + 1024))
 
-for p in $P_TF $P_ON $P_OFF $P_RSYNC $P_IPERF $P_TF_IDLE $P_NGX_IDLE; do
+for p in $P_TF $P_ON $P_OFF $P_RSYNC $P_IPERF $P_TF_IDLE $P_NGX_IDLE $P_TF_TLS $P_NGX_TLS; do
   if [ -n "$(ss -Hltn "sport = :$p")" ]; then die "port $p is in use (choose others with -p)"; fi
 done
 
@@ -223,12 +239,16 @@ wait_listen() { # PORT PID WHAT
   die "$3 does not listen on port $1"
 }
 
-start_tcpfile() { # PORT -> TF_PID
-  "$TFSERVER" -q --bind 127.0.0.1 --max-connections "$NGX_CONNS" "$1" "$D" \
-    >"$WORK/tcpfile-$1.log" 2>&1 &
+start_tcpfile() { # PORT [SERVER OPTIONS...] -> TF_PID
+  local port=$1
+  shift
+  # Plaintext unless told otherwise: nginx's http lines are plaintext too.
+  [ $# -gt 0 ] || set -- --plaintext
+  "$TFSERVER" -q "$@" --bind 127.0.0.1 --max-connections "$NGX_CONNS" "$port" "$D" \
+    >"$WORK/tcpfile-$port.log" 2>&1 &
   TF_PID=$!
   PIDS+=("$TF_PID")
-  wait_listen "$1" "$TF_PID" tcpfile-server
+  wait_listen "$port" "$TF_PID" tcpfile-server
 }
 
 # nginx: one instance per configuration (sendfile on / off), as a foreground
@@ -304,6 +324,77 @@ iperf3 -s -B 127.0.0.1 -p "$P_IPERF" >"$WORK/iperf3.log" 2>&1 &
 IPERF=$!
 PIDS+=("$IPERF")
 wait_listen "$P_IPERF" "$IPERF" "iperf3 -s"
+
+# ---- TLS servers ----------------------------------------------------------------
+# tcpfile-server with TLS: its identity made in a state directory of ours,
+# its fingerprint (the banner's second line) pinned by the client.
+start_tcpfile "$P_TF_TLS" --state-dir "$WORK/tf-state"
+TF_TLS=$TF_PID
+TF_PIN=
+for _ in $(seq 50); do
+  TF_PIN=$(sed -n '2s/.*\(SHA256:[A-Za-z0-9+/]\{43\}\).*/\1/p' "$WORK/tcpfile-$P_TF_TLS.log")
+  [ -n "$TF_PIN" ] && break
+  sleep 0.1
+done
+[ -n "$TF_PIN" ] || die "no fingerprint on the TLS tcpfile-server's banner"
+# nginx ssl with the same kind of key (EC P-256), TLS 1.3 only, one cipher
+# suite for both sides, kTLS where the kernel has it (as libtcpfile), and
+# session tickets for the connection test.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$WORK/ngx-tls.key" -out "$WORK/ngx-tls.pem" 2>/dev/null
+NGX_TLS_DIR=$WORK/nginx-tls
+mkdir -p "$NGX_TLS_DIR/body"
+cat >"$NGX_TLS_DIR/nginx.conf" <<EOF
+daemon off;
+user root root;
+worker_processes auto;
+worker_rlimit_nofile $NOFILE;
+pid $NGX_TLS_DIR/nginx.pid;
+error_log $NGX_TLS_DIR/error.log warn;
+events { worker_connections $NGX_CONNS; }
+http {
+  access_log off;
+  types { application/octet-stream bin; }
+  default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  client_body_temp_path $NGX_TLS_DIR/body;
+  server {
+    listen 127.0.0.1:$P_NGX_TLS ssl;
+    ssl_certificate $WORK/ngx-tls.pem;
+    ssl_certificate_key $WORK/ngx-tls.key;
+    ssl_protocols TLSv1.3;
+    ssl_conf_command Ciphersuites TLS_AES_256_GCM_SHA384;
+    ssl_conf_command Options KTLS;
+    ssl_session_tickets on;
+    ssl_session_cache shared:TLS:10m;
+    root $D;
+  }
+}
+EOF
+nginx -p "$NGX_TLS_DIR" -e "$NGX_TLS_DIR/error.log" -c "$NGX_TLS_DIR/nginx.conf" &
+NGX_TLS=$!
+PIDS+=("$NGX_TLS")
+wait_listen "$P_NGX_TLS" "$NGX_TLS" "nginx (ssl)"
+CURL_TLS=(curl -sS -f --tlsv1.3 --tls13-ciphers TLS_AES_256_GCM_SHA384
+  --cacert "$WORK/ngx-tls.pem")
+# curl's inputs: the small files over one connection, and one small file
+# over a new connection each time (Connection: close; curl resumes the TLS
+# session from its own cache).
+awk -v n="$SMALL_N" -v p="$P_NGX_TLS" 'BEGIN {
+  print "write-out = \"%{num_connects} %{size_download}\\n\""
+  for (i = 0; i < n; i++)
+    printf "url = \"https://127.0.0.1:%d/s%05d\"\noutput = \"/dev/null\"\n", p, i
+}' >"$WORK/urls-tls.cfg"
+awk -v n="$TLS_CONNS" -v p="$P_NGX_TLS" 'BEGIN {
+  print "write-out = \"%{num_connects} %{size_download}\\n\""
+  print "header = \"Connection: close\""
+  for (i = 0; i < n; i++)
+    printf "url = \"https://127.0.0.1:%d/s00000\"\noutput = \"/dev/null\"\n", p
+}' >"$WORK/urls-tls-conns.cfg"
 
 # ---- measuring ----------------------------------------------------------------
 RES=$WORK/results.tsv
@@ -662,16 +753,89 @@ busy() {
       n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 { printf "%s %s%%, ", $12, $9 }' |
       sed 's/, $//')"
 }
+# --- TLS (issue 13) ------------------------------------------------------------
+
+t_tls_get() {
+  local i
+  for i in $(order 2); do
+    case $i in
+      0)
+        timed "$TF_TLS" "$BENCH" --host 127.0.0.1 --port "$P_TF_TLS" --server-pid "$TF_TLS" \
+          --tls-pin "$TF_PIN" get big.bin --out /dev/null &&
+          record tls_get libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1)
+        timed "$NGX_TLS" "${CURL_TLS[@]}" -o /dev/null "https://127.0.0.1:$P_NGX_TLS/big.bin" &&
+          record tls_get nginx-ssl+curl "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+    esac
+  done
+  return 0
+}
+
+t_tls_small() {
+  local i conns bytes
+  for i in $(order 2); do
+    case $i in
+      0)
+        timed "$TF_TLS" "$BENCH" --host 127.0.0.1 --port "$P_TF_TLS" --server-pid "$TF_TLS" \
+          --tls-pin "$TF_PIN" small --count "$SMALL_N" --prefix s --files "$SMALL_N" \
+          --digits 5 --pipeline 32 &&
+          [ "$(result_field requests)" = "$SMALL_N" ] &&
+          record tls_small_1conn libtcpfile "$(rate "$SMALL_N" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1)
+        if timed "$NGX_TLS" "${CURL_TLS[@]}" --config "$WORK/urls-tls.cfg"; then
+          read -r conns bytes < <(awk '{ c += $1; b += $2 } END { print c, b }' "$WORK/out")
+          [ "$bytes" = $((SMALL_N * 4096)) ] || die "curl https: $bytes bytes, $conns connections"
+          record tls_small_1conn nginx-ssl+curl "$(rate "$SMALL_N" "$WALL")" "$CCPU" "$SCPU"
+          [ "$conns" = 1 ] || say "note: curl opened $conns connections"
+        fi
+        ;;
+    esac
+  done
+  return 0
+}
+
+t_tls_conns() {
+  local i conns bytes
+  for i in $(order 2); do
+    case $i in
+      0)
+        timed "$TF_TLS" "$BENCH" --host 127.0.0.1 --port "$P_TF_TLS" --server-pid "$TF_TLS" \
+          --tls-pin "$TF_PIN" connections --count "$TLS_CONNS" --name s00000 &&
+          [ "$(result_field requests)" = "$TLS_CONNS" ] &&
+          record tls_conns libtcpfile "$(rate "$TLS_CONNS" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1)
+        if timed "$NGX_TLS" "${CURL_TLS[@]}" --config "$WORK/urls-tls-conns.cfg"; then
+          read -r conns bytes < <(awk '{ c += $1; b += $2 } END { print c, b }' "$WORK/out")
+          [ "$bytes" = $((TLS_CONNS * 4096)) ] ||
+            die "curl https: $bytes bytes over $conns connections"
+          [ "$conns" = "$TLS_CONNS" ] || say "note: curl opened $conns connections, not $TLS_CONNS"
+          record tls_conns nginx-ssl+curl "$(rate "$TLS_CONNS" "$WALL")" "$CCPU" "$SCPU"
+        fi
+        ;;
+    esac
+  done
+  return 0
+}
+
 START=$(date +%s)
 for ((REP = 1; REP <= REPS; REP++)); do
   say "repetition $REP of $REPS"
   busy
-  say "  get 1 GiB to /dev/null (MB/s)"; t_get_null
-  say "  get 1 GiB to a file (MB/s)"; t_get_file
-  say "  put 1 GiB (MB/s)"; t_put
-  say "  $SMALL_N x 4 KiB gets, one connection (files/s)"; t_small
-  say "  4 KiB gets, 64 connections, $WRK_SECONDS s (requests/s)"; t_conc
-  say "  $IDLE_N idle connections"; t_idle
+  if [ "$TLS_ONLY" -eq 0 ]; then
+    say "  get 1 GiB to /dev/null (MB/s)"; t_get_null
+    say "  get 1 GiB to a file (MB/s)"; t_get_file
+    say "  put 1 GiB (MB/s)"; t_put
+    say "  $SMALL_N x 4 KiB gets, one connection (files/s)"; t_small
+    say "  4 KiB gets, 64 connections, $WRK_SECONDS s (requests/s)"; t_conc
+    say "  $IDLE_N idle connections"; t_idle
+  fi
+  say "  TLS: get the big file to /dev/null (MB/s)"; t_tls_get
+  say "  TLS: $SMALL_N x 4 KiB gets, one connection (files/s)"; t_tls_small
+  say "  TLS: $TLS_CONNS new connections, a 4 KiB get each (connections/s)"; t_tls_conns
 done
 busy
 say "done in $(($(date +%s) - START)) s"
@@ -733,6 +897,9 @@ row "put 1 GiB, durable" MB/s put_durable '.' hi "≥" 1.0
 row "$SMALL_N × 4 KiB gets, one connection" files/s small_1conn '.' hi "≥" 3.0
 row "4 KiB gets, 64 connections, $WRK_SECONDS s" req/s conc_64 '.' hi "≥" 1.0
 row "$IDLE_N idle connections" bytes/conn idle_bytes_per_conn '.' lo "≤" 2.0
+row "TLS 1.3: get the big file to /dev/null" MB/s tls_get '^nginx-ssl' hi "≥" 1.0
+row "TLS 1.3: $SMALL_N × 4 KiB gets, one connection" files/s tls_small_1conn '^nginx-ssl' hi "≥" 5.0
+row "TLS 1.3: new connections (handshake, 4 KiB get, close)" conn/s tls_conns '^nginx-ssl' hi "≥" 1.0
 ours=$(med idle_get_1MiB_max_ms libtcpfile)
 peer=$(med idle_get_1MiB_max_ms nginx+curl)
 met=$(awk -v a="${ours:-1e9}" 'BEGIN { print ((a < 100) ? "yes" : "**no**") }')

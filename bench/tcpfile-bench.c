@@ -63,6 +63,7 @@ typedef struct args {
     int64_t gets;
     int64_t settle_ms;
     int64_t pipeline; /* >1: small and concurrent use tf_get_many */
+    const char *tls_pin; /* the client speaks TLS, pinning this key */
 } args;
 
 static void usage(FILE *to)
@@ -77,6 +78,7 @@ static void usage(FILE *to)
         "                            and CPU time\n"
         "  --root DIR                in-process server: directory served (default .)\n"
         "  --max-connections N       in-process server: connection limit (20000)\n"
+        "  --tls-pin SHA256:...      speak TLS to the server, accepting only this key\n"
         "  --checksum 0|1            end-to-end checksums on or off (TF_OPT_CHECKSUM,\n"
         "                            client and in-process server; default: the\n"
         "                            library's)\n"
@@ -97,6 +99,9 @@ static void usage(FILE *to)
         "                flight (TF_OPT_PIPELINE), in batches of 4N names; the\n"
         "                latency figures are then per batch divided by its size,\n"
         "                and bytes are not counted (no progress callback)\n"
+        "  connections   --count times (1000): a new connection, a get of --name\n"
+        "                (m1.bin) to /dev/null, close (with --tls-pin: one options\n"
+        "                object, so TLS sessions resume)\n"
         "  idle          hold --conns idle connections (10000) and meanwhile time\n"
         "                --gets downloads (20) of --name (m1.bin), each on a new\n"
         "                connection; reports the server's memory per connection\n"
@@ -129,6 +134,7 @@ enum {
     OPT_GETS,
     OPT_SETTLE,
     OPT_PIPELINE,
+    OPT_TLS_PIN,
     OPT_HELP,
     OPT_VERSION
 };
@@ -153,6 +159,7 @@ static int parse_args(int argc, char **argv, args *a)
         {"gets", required_argument, NULL, OPT_GETS},
         {"settle-ms", required_argument, NULL, OPT_SETTLE},
         {"pipeline", required_argument, NULL, OPT_PIPELINE},
+        {"tls-pin", required_argument, NULL, OPT_TLS_PIN},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -240,6 +247,9 @@ static int parse_args(int argc, char **argv, args *a)
             if (cli_parse_int(optarg, 1, 256, &a->pipeline) != 0)
                 return usage_error("--pipeline needs 1..256, not", optarg);
             break;
+        case OPT_TLS_PIN:
+            a->tls_pin = optarg;
+            break;
         case OPT_HELP:
             usage(stdout);
             return EXIT_OK;
@@ -268,7 +278,7 @@ static int parse_args(int argc, char **argv, args *a)
             return usage_error("put needs a LOCAL file", NULL);
         want_max = 3;
     } else if (strcmp(a->mode, "small") != 0 && strcmp(a->mode, "concurrent") != 0 &&
-               strcmp(a->mode, "idle") != 0) {
+               strcmp(a->mode, "idle") != 0 && strcmp(a->mode, "connections") != 0) {
         return usage_error("unknown mode", a->mode);
     }
     if (left > want_max)
@@ -545,6 +555,10 @@ static int make_client_options(tf_options **opt, xfer *x, const args *a)
         tf_options_set(*opt, TF_OPT_CHECKSUM, a->checksum);
     if (a->pipeline > 1)
         tf_options_set(*opt, TF_OPT_PIPELINE, a->pipeline);
+    if (a->tls_pin &&
+        (tf_options_set(*opt, TF_OPT_TLS, 1) != TF_OK ||
+         tf_options_set_string(*opt, TF_SOPT_TLS_PIN, a->tls_pin) != TF_OK))
+        return -1;
     return 0;
 }
 
@@ -725,6 +739,58 @@ static int run_small(const args *a, const target *t)
     close(devnull);
     end_result(&r, t, scpu0);
     snprintf(r.extra, sizeof r.extra, "files_per_s=%.1f",
+             r.seconds > 0 ? (double)r.requests / r.seconds : 0);
+    report(&r);
+    return status;
+}
+
+/* connections: what a client that connects for each file costs (the TCP
+   and TLS handshakes, the hello, a get, the close), one after the other,
+   all from one options object (TLS: sessions resume). */
+static int run_connections(const args *a, const target *t)
+{
+    xfer x = {0};
+    tf_options *opt;
+    int devnull = open_devnull();
+    if (devnull < 0 || make_client_options(&opt, &x, a) != 0)
+        return EXIT_FAILED;
+    int64_t count = a->count > 0 ? a->count : 1000;
+    printf("connections: %" PRId64 " x (connect, get %s, close), server %s port %s%s\n",
+           count, a->name, t->host, t->port, a->tls_pin ? ", TLS" : "");
+    result r;
+    begin_result(&r, "connections", t);
+    double scpu0 = server_cpu_start(t);
+    cpu c0 = cpu_now(RUSAGE_THREAD), p0 = cpu_now(RUSAGE_SELF);
+    double t0 = now();
+    int status = EXIT_OK;
+    for (int64_t i = 0; i < count; i++) {
+        double s = now();
+        tf_client *c = connect_or_report(t, opt);
+        if (!c) {
+            status = EXIT_FAILED;
+            r.errors++;
+            break;
+        }
+        x.total = 0;
+        int rc = tf_get_fd(c, a->name, devnull);
+        tf_close(c);
+        if (rc != TF_OK) {
+            fprintf(stderr, PROG ": get %s: %s\n", a->name, tf_strerror(rc));
+            status = EXIT_FAILED;
+            r.errors++;
+            break;
+        }
+        samples_add(&r.lat, now() - s);
+        r.bytes += x.total;
+        r.requests++;
+    }
+    r.seconds = now() - t0;
+    r.client = cpu_since(RUSAGE_THREAD, c0);
+    r.process = cpu_since(RUSAGE_SELF, p0);
+    tf_options_free(opt);
+    close(devnull);
+    end_result(&r, t, scpu0);
+    snprintf(r.extra, sizeof r.extra, "connections_per_s=%.1f",
              r.seconds > 0 ? (double)r.requests / r.seconds : 0);
     report(&r);
     return status;
@@ -1034,6 +1100,8 @@ int main(int argc, char **argv)
         status = run_transfer(&a, &t, 1);
     else if (strcmp(a.mode, "small") == 0)
         status = run_small(&a, &t);
+    else if (strcmp(a.mode, "connections") == 0)
+        status = run_connections(&a, &t);
     else if (strcmp(a.mode, "concurrent") == 0)
         status = run_concurrent(&a, &t);
     else

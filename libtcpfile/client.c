@@ -19,6 +19,7 @@
 #include "transfer.h"
 #include "wire.h"
 #include "client_internal.h"
+#include "transport_tls.h"
 
 static const char *op_name(int op)
 {
@@ -171,6 +172,10 @@ void tf_close(tf_client *c)
 {
     if (!c)
         return;
+    /* TLS ends with close_notify, so the server sees a clean end, not a
+       truncation (docs/protocol.md, TLS). */
+    if (tf__conn_tls_of(&c->s.conn) && !c->broken)
+        tf__conn_shutdown(&c->s.conn);
     tf__stream_close(&c->s);
     tf__digest_end(&c->digest);
     free(c->buf);
