@@ -14,6 +14,9 @@ if [[ $# -ne 3 || ! -x $3 ]]; then
   exit 2
 fi
 FAULTKIT=$3
+# Plaintext on both sides: faultkit is a library client with the default
+# (plaintext) options, and the faults are about files and processes.
+PLAINTEXT=1
 # shellcheck source-path=SCRIPTDIR source=../cli/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../cli/lib.sh" "$1" "$2"
 
