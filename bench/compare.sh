@@ -567,8 +567,10 @@ t_conc() {
           record conc_64 libtcpfile-pipelined "$(result_field reqps)" "$CCPU" "$SCPU"
         ;;
       0)
+        # The event-driven client (tf_aclient): one thread, 64 connections
+        # on one epoll set, one request in flight each, as wrk does.
         timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
-          concurrent --conns 64 --seconds "$WRK_SECONDS" --prefix s --files "$SMALL_N" \
+          concurrent --async --conns 64 --seconds "$WRK_SECONDS" --prefix s --files "$SMALL_N" \
           --digits 5 &&
           record conc_64 libtcpfile "$(result_field reqps)" "$CCPU" "$SCPU" &&
           grep -E 'latency|failures' "$WORK/out" | sed 's/^/      /'
