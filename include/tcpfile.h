@@ -587,7 +587,8 @@ typedef struct tf_aresult {
 
 /* Called once for each request queued with TF_OK, from tf_aclient_step
    (or tf_aclient_close). It may queue more requests on a, and may call
-   tf_aclient_close(a) (the client is then freed when the step returns). */
+   tf_aclient_close(a): the other requests are then cancelled, and a is
+   freed when the step returns, which then returns TF_ECANCELED. */
 typedef void (*tf_acallback)(tf_aclient *a, void *user, tf_aresult *r);
 
 /*

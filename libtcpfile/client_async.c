@@ -140,7 +140,6 @@ static int queue(tf_aclient *a, int op, enum dest dest, const char *name, int fd
 {
     if (!a || !cb)
         return TF_EINVAL;
-    tf__err_clear(&a->msg);
     if (a->state == ST_FAILED || a->closing)
         return TF_ENET;
     size_t name_len = name ? strlen(name) : 0;
@@ -214,7 +213,11 @@ static void complete_head(tf_aclient *a, int rc)
     if (!a->head)
         a->tail = NULL;
     a->pending--;
-    tf_aresult r = {.result = rc, .message = rc == TF_OK ? "" : a->msg.msg,
+    /* The callback's own copy: one that closes the client completes the
+       others, through a->msg, while this message is still being read. */
+    char msg[TF_ERRMSG_MAX];
+    memcpy(msg, a->msg.msg, sizeof msg);
+    tf_aresult r = {.result = rc, .message = rc == TF_OK ? "" : msg,
                     .name = q->name, .size = a->got};
     if (rc != TF_OK && !a->msg.msg[0])
         r.message = tf_strerror(rc);
@@ -584,6 +587,8 @@ static int step(tf_aclient *a)
         rc = step_write(a);
     if (rc == TF_OK && a->state == ST_OPEN)
         rc = step_read(a);
+    if (rc == TF_OK && a->state == ST_OPEN && a->out_len)
+        rc = step_write(a); /* what the callbacks just queued goes out now */
     if (rc == TF_OK && a->state == ST_OPEN && a->rs == RS_HEAD && !a->pending)
         a->deadline = 0; /* idle: the server's idle timeout is the server's */
     if (rc == TF_OK && a->deadline && tf__now_ms() >= a->deadline)

@@ -562,6 +562,45 @@ static void test_aclient_close_cancels(void **state)
     assert_int_equal(s[0].result, TF_ECANCELED);
 }
 
+/* A callback that queues another request keeps its own message intact. */
+typedef struct requeue {
+    int calls, next_result;
+    char before[256], after[256];
+} requeue;
+
+static void on_next(tf_aclient *a, void *user, tf_aresult *r)
+{
+    requeue *q = user;
+    (void)a;
+    q->next_result = r->result;
+}
+
+static void on_requeue(tf_aclient *a, void *user, tf_aresult *r)
+{
+    requeue *q = user;
+    q->calls++;
+    snprintf(q->before, sizeof q->before, "%s", r->message);
+    assert_int_equal(tf_aclient_get_mem(a, "f1", on_next, q), TF_OK);
+    assert_int_equal(tf_aclient_get_mem(a, "no-such", on_next, q), TF_OK);
+    snprintf(q->after, sizeof q->after, "%s", r->message);
+}
+
+static void test_aclient_queue_from_callback(void **state)
+{
+    fixture *f = *state;
+    tf_aclient *a = start(f, NULL);
+    requeue q = {0};
+    assert_int_equal(tf_aclient_get_mem(a, "missing-one", on_requeue, &q), TF_OK);
+    int rc;
+    run_poll(&a, 1, &rc);
+    assert_int_equal(rc, TF_OK);
+    assert_int_equal(q.calls, 1);
+    assert_non_null(strstr(q.before, "missing-one"));
+    assert_string_equal(q.before, q.after);
+    assert_int_equal(q.next_result, TF_ENOENT);
+    tf_aclient_close(a);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -575,6 +614,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_aclient_checksum_mismatch),
         cmocka_unit_test(test_aclient_timeout),
         cmocka_unit_test(test_aclient_close_cancels),
+        cmocka_unit_test(test_aclient_queue_from_callback),
     };
     return TU_RUN_GROUP("aclient", tests, setup, teardown, argc > 1 ? argv[1] : NULL);
 }
