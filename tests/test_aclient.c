@@ -121,11 +121,12 @@ static tf_aclient *start(const fixture *f, const tf_options *opt)
 }
 
 /* Steps every client through poll until none is in progress; rcs gets
-   each one's last result. Fails the test after 10 s. */
+   each one's last result. Fails the test after 30 s (sanitizers, a
+   loaded machine). */
 static void run_poll(tf_aclient **as, int n, int *rcs)
 {
     struct pollfd *p = calloc((size_t)n, sizeof *p);
-    int64_t until = tu_now_ms() + 10000;
+    int64_t until = tu_now_ms() + 30000;
     assert_non_null(p);
     for (int i = 0; i < n; i++)
         rcs[i] = TF_INPROGRESS;
@@ -158,7 +159,7 @@ static void run_poll(tf_aclient **as, int n, int *rcs)
 static void test_aclient_pipelined_in_order(void **state)
 {
     fixture *f = *state;
-    enum { N = 200 };
+    enum { N = 100 };
     tf_aclient *a = start(f, NULL);
     seen s[N + 1];
     int counter = 0;
@@ -188,7 +189,8 @@ static void test_aclient_pipelined_in_order(void **state)
     tf_aclient_close(a);
 }
 
-/* 32 connections from one thread through poll, each with its own batch. */
+/* 32 connections from one thread through poll, each with its own batch
+   (files up to 300 KB: many connections, not many bytes). */
 static void test_aclient_many_connections_poll(void **state)
 {
     fixture *f = *state;
@@ -202,7 +204,7 @@ static void test_aclient_many_connections_poll(void **state)
         counters[c] = 0;
         for (int i = 0; i < R; i++) {
             char name[16];
-            s[c][i].index = (size_t)(c + i) % NSIZES;
+            s[c][i].index = (size_t)(c + i) % (NSIZES - 1); /* not the 3 MiB one */
             s[c][i].counter = &counters[c];
             snprintf(name, sizeof name, "f%zu", s[c][i].index);
             assert_int_equal(tf_aclient_get_mem(as[c], name, on_done, &s[c][i]), TF_OK);
