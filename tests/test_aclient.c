@@ -441,6 +441,42 @@ static void test_aclient_server_closes_mid_response(void **state)
     tf_aclient_close(a);
 }
 
+/* A server that is full says so in its hello and closes: the step and
+   every request get TF_EBUSY, with the server's words (escaped). */
+static void test_aclient_server_busy(void **state)
+{
+    (void)state;
+    char port[16];
+    int lfd = tu_listen_loopback(port, sizeof port);
+    tf_aclient *a = NULL;
+    assert_int_equal(tf_aclient_connect_start(&a, "127.0.0.1", port, NULL, NULL, 0), TF_OK);
+    seen s = {0};
+    int counter = 0;
+    s.counter = &counter;
+    assert_int_equal(tf_aclient_get_mem(a, "a", on_done, &s), TF_OK);
+    int sfd = accept(lfd, NULL, NULL);
+    assert_true(sfd >= 0);
+    static const char why[] = "too many clients\x1b[2J";
+    tf_wire_server_hello sh = {.version_min = 1, .version_max = 1,
+                               .status = tf__wire_status(TF_EBUSY), .message = why,
+                               .message_len = (uint16_t)(sizeof why - 1)};
+    uint8_t out[256];
+    long n = tf__wire_encode_server_hello(out, sizeof out, &sh);
+    assert_true(n > 0);
+    assert_int_equal(write(sfd, out, (size_t)n), n);
+    close(sfd);
+    close(lfd);
+    int rc;
+    run_poll(&a, 1, &rc);
+    assert_int_equal(rc, TF_EBUSY);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.result, TF_EBUSY);
+    assert_non_null(strstr(tf_aclient_errmsg(a), "too many clients\\x1b[2J"));
+    assert_null(strchr(tf_aclient_errmsg(a), '\x1b'));
+    assert_non_null(strstr(s.message, "too many clients"));
+    tf_aclient_close(a);
+}
+
 /* A corrupted payload: the trailer's digest does not match, that get fails
    with TF_ECHECKSUM and the next one on the connection still works. */
 static void test_aclient_checksum_mismatch(void **state)
@@ -614,6 +650,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_aclient_refused),
         cmocka_unit_test(test_aclient_server_closes_mid_response),
         cmocka_unit_test(test_aclient_checksum_mismatch),
+        cmocka_unit_test(test_aclient_server_busy),
         cmocka_unit_test(test_aclient_timeout),
         cmocka_unit_test(test_aclient_close_cancels),
         cmocka_unit_test(test_aclient_queue_from_callback),
