@@ -547,18 +547,21 @@ static int step_read(tf_aclient *a)
     size_t budget = STEP_BUDGET;
     while (a->state == ST_OPEN && budget > 0) {
         ssize_t n;
+        size_t asked;
         if (a->rs == RS_PAYLOAD && a->in_len == a->in_pos && a->mem &&
             a->size - a->got >= IN_BUF) {
             /* A large payload into memory goes straight to its place. */
             uint64_t left = a->size - a->got;
-            n = tf__conn_read(&a->conn, a->mem + a->got, left < budget ? (size_t)left : budget);
+            asked = left < budget ? (size_t)left : budget;
+            n = tf__conn_read(&a->conn, a->mem + a->got, asked);
             if (n == TF__IO_AGAIN)
                 return TF_OK;
             if (n <= 0)
                 return read_failed(a, n);
             take_payload(a, a->mem + a->got, (size_t)n, 1);
         } else {
-            n = tf__conn_read(&a->conn, a->in + a->in_len, IN_BUF - a->in_len);
+            asked = IN_BUF - a->in_len;
+            n = tf__conn_read(&a->conn, a->in + a->in_len, asked);
             if (n == TF__IO_AGAIN)
                 return TF_OK;
             if (n <= 0)
@@ -570,6 +573,11 @@ static int step_read(tf_aclient *a)
         }
         budget = (size_t)n < budget ? budget - (size_t)n : 0;
         moved(a);
+        /* A short read emptied the socket: asking again would only hear
+           EAGAIN (a system call per response, in a loop of small gets).
+           More that arrives meanwhile keeps the descriptor readable. */
+        if ((size_t)n < asked)
+            break;
     }
     return TF_OK;
 }
