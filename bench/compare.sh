@@ -438,7 +438,7 @@ order() {
 
 t_get_null() {
   local i
-  for i in $(order 5); do
+  for i in $(order 6); do
     case $i in
       4)
         # For information: without the end-to-end checksum (TF_OPT_CHECKSUM).
@@ -455,9 +455,10 @@ t_get_null() {
           # program's start not), to set beside the rate iperf3 reports.
           record get_null_self libtcpfile "$(result_field mbps)" "$CCPU" "$SCPU"
         ;;
-      1 | 2)
+      1 | 2 | 5)
         local port=$P_ON pid=$NGX_ON name=nginx-sendfile-on+curl
         [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=nginx-sendfile-off+curl
+        [ "$i" -eq 5 ] && port=$P_TUNED pid=$NGX_TUNED name=nginx-tuned+curl
         timed "$pid" curl -sS -f -o /dev/null -w '%{size_download}\n' \
           "http://127.0.0.1:$port/big.bin" &&
           [ "$(tail -1 "$WORK/out")" = "$BIG_BYTES" ] &&
@@ -481,7 +482,7 @@ t_get_null() {
 
 t_get_file() {
   local i dst=$WORK/dst/big.bin
-  for i in $(order 5); do
+  for i in $(order 6); do
     rm -f "$dst"
     case $i in
       4)
@@ -496,9 +497,10 @@ t_get_file() {
           check_same "$D/big.bin" "$dst" libtcpfile &&
           record get_file libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
         ;;
-      1 | 2)
+      1 | 2 | 5)
         local port=$P_ON pid=$NGX_ON name=nginx-sendfile-on+curl
         [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=nginx-sendfile-off+curl
+        [ "$i" -eq 5 ] && port=$P_TUNED pid=$NGX_TUNED name=nginx-tuned+curl
         timed "$pid" curl -sS -f -o "$dst" "http://127.0.0.1:$port/big.bin" &&
           check_same "$D/big.bin" "$dst" "$name" &&
           record get_file "$name" "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
@@ -572,7 +574,7 @@ t_put() {
 
 t_small() {
   local i
-  for i in $(order 4); do
+  for i in $(order 5); do
     case $i in
       0)
         # tf_get_many: 32 requests in flight on the one connection.
@@ -588,9 +590,10 @@ t_small() {
           [ "$(result_field requests)" = "$SMALL_N" ] &&
           record small_1conn libtcpfile-sequential "$(rate "$SMALL_N" "$WALL")" "$CCPU" "$SCPU"
         ;;
-      1 | 2)
+      1 | 2 | 4)
         local port=$P_ON pid=$NGX_ON name=nginx-sendfile-on+curl
         [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=nginx-sendfile-off+curl
+        [ "$i" -eq 4 ] && port=$P_TUNED pid=$NGX_TUNED name=nginx-tuned+curl
         # One curl, 10,000 URLs: it reuses its one keep-alive connection.
         if timed "$pid" curl -sS -f --config "$WORK/urls-$port.cfg"; then
           local conns bytes
@@ -607,7 +610,7 @@ t_small() {
 
 t_conc() {
   local i
-  for i in $(order 4); do
+  for i in $(order 5); do
     case $i in
       3)
         # The same with tf_get_many, 8 requests in flight per connection:
@@ -626,9 +629,10 @@ t_conc() {
           record conc_64 libtcpfile "$(result_field reqps)" "$CCPU" "$SCPU" &&
           grep -E 'latency|failures' "$WORK/out" | sed 's/^/      /'
         ;;
-      1 | 2)
+      1 | 2 | 4)
         local port=$P_ON pid=$NGX_ON name=wrk+nginx-sendfile-on
         [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=wrk+nginx-sendfile-off
+        [ "$i" -eq 4 ] && port=$P_TUNED pid=$NGX_TUNED name=wrk+nginx-tuned
         if timed "$pid" wrk -t "$(nproc)" -c 64 -d "${WRK_SECONDS}s" --latency \
           -s "$WORK/rotate.lua" "http://127.0.0.1:$port/"; then
           grep -q 'Non-2xx' "$WORK/out" && die "wrk: errors from nginx"
