@@ -509,6 +509,55 @@ static void test_tree_symlink_in_the_middle(void **state)
     tu_rm_rf(outside);
 }
 
+/* A directory swapped for a symbolic link while an upload into it is on
+   the way: the upload is refused when it is published, and nothing lands
+   where the link points. */
+typedef struct swap {
+    const fixture *f;
+    const char *outside;
+    int swapped;
+} swap;
+
+static int swap_progress(void *user, uint64_t done, uint64_t total)
+{
+    swap *w = user;
+    if (!w->swapped && done > 0 && done < total) {
+        char dir[1024], moved[1024];
+        snprintf(dir, sizeof dir, "%s/d", w->f->srv.root);
+        snprintf(moved, sizeof moved, "%s/d.real", w->f->srv.root);
+        w->swapped = rename(dir, moved) == 0 && symlink(w->outside, dir) == 0;
+    }
+    return 0;
+}
+
+static void test_tree_dir_swapped_for_link_during_put(void **state)
+{
+    fixture *f = *state;
+    char outside[256], check[512];
+    tu_mkdtemp(outside, sizeof outside);
+    mkdir_local(f, "d");
+    swap w = {f, outside, 0};
+    tf_options *o;
+    assert_int_equal(tf_options_new(&o), TF_OK);
+    assert_int_equal(tf_options_set_progress(o, swap_progress, &w), TF_OK);
+    tf_client *c = tu_connect(&f->srv, o);
+    size_t n = (size_t)16 << 20;
+    uint8_t *data = calloc(1, n);
+    assert_int_equal(tf_put_mem(c, data, n, "d/f.bin"), TF_EACCES);
+    assert_int_equal(w.swapped, 1);
+    snprintf(check, sizeof check, "%s/f.bin", outside);
+    assert_int_equal(access(check, F_OK), -1);
+    assert_false(exists_local(f, "d.real/f.bin"));
+    /* And a get through the link now is refused as well. */
+    void *got;
+    size_t len;
+    assert_int_equal(tf_get_mem(c, "d/f.bin", &got, &len), TF_EACCES);
+    free(data);
+    tf_close(c);
+    tf_options_free(o);
+    tu_rm_rf(outside);
+}
+
 /* Names that differ only in Unicode normalisation are two files. */
 static void test_tree_nfc_nfd_distinct(void **state)
 {
@@ -822,6 +871,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_tree_put_stream_and_resumable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_hostile_paths_raw, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_symlink_in_the_middle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tree_dir_swapped_for_link_during_put, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_tree_nfc_nfd_distinct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_listdir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_listdir_busy_and_early_close, setup,
