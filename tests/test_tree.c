@@ -383,6 +383,33 @@ static void test_tree_get_put_paths(void **state)
     assert_true(there);
 }
 
+/* Pipelined gets take paths: many files of a tree over one connection. */
+static void test_tree_get_many_paths(void **state)
+{
+    fixture *f = *state;
+    mkdir_local(f, "p");
+    mkdir_local(f, "p/q");
+    put_local(f, "p/one", "1");
+    put_local(f, "p/q/two", "22");
+    char dir[256], a[300], b[300];
+    tu_mkdtemp(dir, sizeof dir);
+    snprintf(a, sizeof a, "%s/one", dir);
+    snprintf(b, sizeof b, "%s/two", dir);
+    tf_get_item items[3] = {{.name = "p/one", .local_path = a, .fd = -1},
+                            {.name = "p/q/two", .local_path = b, .fd = -1},
+                            {.name = "p/q/missing", .local_path = b, .fd = -1}};
+    assert_int_equal(tf_get_many(f->c, items, 3), TF_ENOENT);
+    assert_int_equal(items[0].result, TF_OK);
+    assert_int_equal(items[1].result, TF_OK);
+    assert_int_equal(items[2].result, TF_ENOENT);
+    size_t n;
+    uint8_t *got = tu_read_file(b, &n);
+    assert_int_equal(n, 2);
+    assert_memory_equal(got, "22", 2);
+    free(got);
+    tu_rm_rf(dir);
+}
+
 /* Resumable (keyed) and streamed puts land in a sub-directory too. */
 static void test_tree_put_stream_and_resumable(void **state)
 {
@@ -868,6 +895,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_tree_rename, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_get_put_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tree_get_many_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_put_stream_and_resumable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_hostile_paths_raw, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_symlink_in_the_middle, setup, teardown),
