@@ -44,6 +44,12 @@ static int open_walk(int dirfd, const char *name, int flags, mode_t mode)
         memcpy(comp, p, n);
         comp[n] = '\0';
         int next = openat(at, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st;
+        /* O_DIRECTORY is checked before O_NOFOLLOW: a link shows as
+           ENOTDIR; say ELOOP, as openat2 does. */
+        if (next < 0 && errno == ENOTDIR &&
+            fstatat(at, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+            errno = ELOOP;
         if (next < 0)
             goto fail;
         if (at != dirfd)
