@@ -1,0 +1,1 @@
+/* storage_s3.c - placeholder being written */
