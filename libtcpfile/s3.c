@@ -738,6 +738,12 @@ int tf__s3_delete(tf__s3 *s3, const char *key, tf__err *e)
 
 int tf__s3_copy(tf__s3 *s3, const char *from, const char *to, tf__err *e)
 {
+    return tf__s3_copy_meta(s3, from, to, NULL, 0, e);
+}
+
+int tf__s3_copy_meta(tf__s3 *s3, const char *from, const char *to, const tf__s3_meta *meta,
+                     size_t n_meta, tf__err *e)
+{
     char line[TF_S3_KEY_MAX * 3 + 512];
     size_t len = 0;
     if (app(line, sizeof line, &len, "x-amz-copy-source: /") != 0 ||
@@ -747,11 +753,22 @@ int tf__s3_copy(tf__s3 *s3, const char *from, const char *to, tf__err *e)
     struct curl_slist *h = curl_slist_append(NULL, line);
     if (!h)
         return tf__fail(e, TF_ENOMEM, "out of memory");
+    int rc = TF_OK;
+    if (meta) {
+        struct curl_slist *t = curl_slist_append(h, "x-amz-metadata-directive: REPLACE");
+        if (t)
+            h = t;
+        rc = t ? meta_headers(&h, meta, n_meta, e) : tf__fail(e, TF_ENOMEM, "out of memory");
+        if (rc != TF_OK) {
+            curl_slist_free_all(h);
+            return rc;
+        }
+    }
     req r;
     req_init(&r, s3);
     r.sink = SINK_XML; /* a 200 may still carry an <Error> */
     tf__err mine = {{0}};
-    int rc = perform(&r, "PUT", to, NULL, h, NULL, 0, "copy", &mine);
+    rc = perform(&r, "PUT", to, NULL, h, NULL, 0, "copy", &mine);
     curl_slist_free_all(h);
     req_done(&r);
     if (rc == TF_ENOENT && strstr(mine.msg, "no such bucket") == NULL)
@@ -849,7 +866,16 @@ int tf__s3_list(tf__s3 *s3, tf__s3_page *page, tf__s3_list_fn fn, void *user, tf
 
 /* ---- multipart uploads ------------------------------------------------ */
 
+typedef struct found_upload {
+    char key[TF_S3_KEY_MAX + 1];
+    char id[TF_S3_ID_MAX];
+    int64_t initiated;
+} found_upload;
+
 typedef struct mpu_op {
+    found_upload *found; /* a page of uploads */
+    size_t n_found, cap_found;
+    int oom;
     char *id; /* create: the upload id */
     /* list */
     tf__s3_upload_fn fn;
@@ -982,8 +1008,21 @@ static void uploads_end(req *r, const char *parent, const char *name, const char
             op->initiated = parse_iso8601(text);
     } else if (strcmp(parent, "ListMultipartUploadsResult") == 0) {
         if (strcmp(name, "Upload") == 0) {
-            if (!op->stopped && op->fn(op->user, op->key, op->upload_id, op->initiated) != 0)
-                op->stopped = 1;
+            /* Kept for after the request: fn may use the handle. */
+            if (op->n_found == op->cap_found) {
+                size_t cap = op->cap_found ? 2 * op->cap_found : 64;
+                found_upload *grown = realloc(op->found, cap * sizeof *grown);
+                if (!grown) {
+                    op->oom = 1;
+                    return;
+                }
+                op->found = grown;
+                op->cap_found = cap;
+            }
+            found_upload *u = &op->found[op->n_found++];
+            scopy(u->key, sizeof u->key, op->key);
+            scopy(u->id, sizeof u->id, op->upload_id);
+            u->initiated = op->initiated;
             op->key[0] = op->upload_id[0] = '\0';
             op->initiated = 0;
         } else if (strcmp(name, "IsTruncated") == 0) {
@@ -1033,7 +1072,13 @@ int tf__s3_mpu_list(tf__s3 *s3, const char *prefix, tf__s3_upload_fn fn, void *u
             scopy(key_marker, sizeof key_marker, op->next_key);
             scopy(id_marker, sizeof id_marker, op->next_id);
         }
+        if (rc == TF_OK && op->oom)
+            rc = tf__fail(e, TF_ENOMEM, "out of memory");
+        for (size_t i = 0; rc == TF_OK && i < op->n_found && !op->stopped; i++)
+            if (fn(user, op->found[i].key, op->found[i].id, op->found[i].initiated) != 0)
+                op->stopped = 1;
         int stopped = op->stopped;
+        free(op->found);
         free(op);
         if (rc != TF_OK)
             return rc;

@@ -106,6 +106,9 @@ int tf__s3_delete(tf__s3 *s3, const char *key, tf__err *e);
 /* Server-side copy, metadata included (for rename: copy, then delete; not
    atomic). TF_ENOENT when from is missing. */
 int tf__s3_copy(tf__s3 *s3, const char *from, const char *to, tf__err *e);
+/* The same with the metadata given instead of from's. */
+int tf__s3_copy_meta(tf__s3 *s3, const char *from, const char *to, const tf__s3_meta *meta,
+                     size_t n_meta, tf__err *e);
 
 /* ---- listing: one page of ListObjectsV2 per call ---- */
 
@@ -123,8 +126,9 @@ typedef struct tf__s3_page {
     char token[TF_S3_KEY_MAX + 64];
 } tf__s3_page;
 
-/* The next page: fn for each entry, in the store's (key) order; memory is
-   bounded by the parser's, whatever the page's size. */
+/* The next page: fn for each entry, in the store's (key) order, as the
+   answer is parsed (so fn must not use s3 itself); memory is bounded by
+   the parser's, whatever the page's size. */
 int tf__s3_list(tf__s3 *s3, tf__s3_page *page, tf__s3_list_fn fn, void *user, tf__err *e);
 
 /* ---- multipart uploads ---- */
@@ -152,7 +156,8 @@ int tf__s3_mpu_complete(tf__s3 *s3, const char *key, const char *upload_id,
 int tf__s3_mpu_abort(tf__s3 *s3, const char *key, const char *upload_id, tf__err *e);
 
 /* Each multipart upload in progress whose key starts with prefix (all
-   pages): fn(user, key, upload_id, initiated); nonzero stops. */
+   pages): fn(user, key, upload_id, initiated), after each page's request,
+   so that fn may use s3 (to abort one); nonzero stops. */
 typedef int (*tf__s3_upload_fn)(void *user, const char *key, const char *upload_id,
                                 int64_t initiated);
 int tf__s3_mpu_list(tf__s3 *s3, const char *prefix, tf__s3_upload_fn fn, void *user,

@@ -30,6 +30,7 @@
 
 #include "internal.h"
 #include "s3.h"
+#include "digest.h"
 #include "storage.h"
 
 typedef struct fixture {
@@ -531,6 +532,367 @@ static void test_s3_copy_delete(void **state)
     assert_string_equal(tf__s3_head_meta(&h, "xxh3"), "abcd");
 }
 
+/* ---- the storage backend (storage_s3.c) ---- */
+
+static tf__storage *open_store(fixture *f)
+{
+    tf__storage_s3_config c = {.endpoint = f->cfg.endpoint,
+                               .bucket = f->cfg.bucket,
+                               .prefix = f->prefix,
+                               .region = f->cfg.region,
+                               .resume_ttl_s = 3600};
+    tf__storage *st;
+    tf__err e = {{0}};
+    int rc = tf__storage_s3_open(&st, &c, &e);
+    if (rc != TF_OK)
+        print_error("tf__storage_s3_open: %s\n", e.msg);
+    assert_int_equal(rc, TF_OK);
+    assert_true(st->read_handles);
+    assert_string_equal(st->ops->name, "s3");
+    return st;
+}
+
+static void digest_of(const void *p, size_t n, uint8_t out[TF_DIGEST_SIZE])
+{
+    tf__digest d = {0};
+    assert_int_equal(tf__digest_begin(&d, 1), TF_OK);
+    tf__digest_update(&d, p, n);
+    tf__digest_final(&d, out);
+    tf__digest_end(&d);
+}
+
+/* Puts n bytes of pattern as name through stage / write / commit. */
+static void store_file(tf__storage *st, const char *name, const uint8_t *data, size_t n)
+{
+    tf__err e = {{0}};
+    tf__upload *up;
+    assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
+    for (size_t at = 0; at < n;) {
+        size_t k = n - at < 65536 ? n - at : 65536;
+        assert_int_equal(st->ops->write(st, up, data + at, k, &e), TF_OK);
+        at += k;
+    }
+    int rc = st->ops->commit(st, &up, name, 1, &e);
+    if (rc != TF_OK)
+        print_error("commit %s: %s\n", name, e.msg);
+    assert_int_equal(rc, TF_OK);
+    assert_null(up);
+}
+
+/* Reads name back whole through open_read / read_at, checks it against
+   data, and the remembered digest against its hash. */
+static void check_file(tf__storage *st, const char *name, const uint8_t *data, size_t n)
+{
+    tf__err e = {{0}};
+    int h;
+    uint64_t size, id[TF_STORAGE_ID_LEN];
+    assert_int_equal(st->ops->open_read(st, name, &h, &size, id, &e), TF_OK);
+    assert_int_equal(size, n);
+    uint8_t *back = malloc(n + 1);
+    assert_non_null(back);
+    size_t at = 0;
+    while (at < n) {
+        size_t want = n - at < 100000 ? n - at : 100000; /* not aligned to the read-ahead */
+        ssize_t k = st->ops->read_at(st, h, back + at, want, at);
+        assert_true(k > 0);
+        at += (size_t)k;
+    }
+    assert_int_equal(st->ops->read_at(st, h, back, 1, n), 0);
+    assert_memory_equal(back, data, n);
+    uint8_t want[TF_DIGEST_SIZE], got[TF_DIGEST_SIZE];
+    digest_of(data, n, want);
+    assert_int_equal(st->ops->digest_load(st, h, id, got), 1);
+    assert_memory_equal(got, want, TF_DIGEST_SIZE);
+    /* hash_range over a middle slice, through the read-ahead. */
+    if (n > 10) {
+        tf__digest d = {0};
+        assert_int_equal(tf__digest_begin(&d, 1), TF_OK);
+        assert_int_equal(st->ops->hash_range(st, h, NULL, 3, n - 6, &d, back, 4096, &e), TF_OK);
+        tf__digest_final(&d, got);
+        tf__digest_end(&d);
+        digest_of(data + 3, n - 6, want);
+        assert_memory_equal(got, want, TF_DIGEST_SIZE);
+    }
+    st->ops->close_read(st, h);
+    free(back);
+}
+
+static void test_s3_storage_small(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    static const uint8_t text[] = "hello, storage";
+    assert_int_equal(st->ops->check_target(st, "a.txt", 0, &e), TF_OK);
+    store_file(st, "a.txt", text, sizeof text - 1);
+    check_file(st, "a.txt", text, sizeof text - 1);
+    assert_int_equal(st->ops->check_target(st, "a.txt", 0, &e), TF_EEXIST);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->check_target(st, "a.txt", 1, &e), TF_OK);
+    /* overwrite off at commit: refused, and the file is unchanged */
+    tf__upload *up;
+    assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, "other", 5, &e), TF_OK);
+    assert_int_equal(st->ops->commit(st, &up, "a.txt", 0, &e), TF_EEXIST);
+    assert_null(up);
+    tf__err_clear(&e);
+    check_file(st, "a.txt", text, sizeof text - 1);
+    /* an empty file, an aborted upload */
+    store_file(st, "empty", text, 0);
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "empty", &fs, &e), TF_OK);
+    assert_int_equal(fs.size, 0);
+    assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, "gone", 4, &e), TF_OK);
+    st->ops->abort(st, &up);
+    assert_null(up);
+    int h;
+    uint64_t size, id[TF_STORAGE_ID_LEN];
+    assert_int_equal(st->ops->open_read(st, "missing", &h, &size, id, &e), TF_ENOENT);
+    st->ops->close(st);
+}
+
+#define SPART (8u << 20)
+
+/* Over one part: a multipart upload, invisible until commit. */
+static void test_s3_storage_multipart(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    size_t n = SPART + 300000;
+    uint8_t *data = malloc(n);
+    assert_non_null(data);
+    fill_pattern(data, n, 3);
+    tf__upload *up;
+    assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data, SPART + 10, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data + SPART + 10, n - SPART - 10, &e), TF_OK);
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "big.bin", &fs, &e), TF_ENOENT);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->commit(st, &up, "big.bin", 0, &e), TF_OK);
+    check_file(st, "big.bin", data, n);
+    /* the staging is gone: nothing under the reserved directory */
+    found fd = {0};
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%s.tcpfile-tmp/", f->prefix);
+    assert_int_equal(tf__s3_mpu_list(f->s3, tmp, find_upload, &fd, &e), TF_OK);
+    assert_int_equal(fd.n, 0);
+    keys ks = {0};
+    tf__s3_page page = {.prefix = tmp};
+    assert_int_equal(tf__s3_list(f->s3, &page, collect_key, &ks, &e), TF_OK);
+    assert_int_equal(ks.n, 0);
+    free(ks.k);
+    st->ops->close(st);
+    free(data);
+}
+
+/* A resumable upload cut off on one server, taken up on another: the
+   parts are found by listing the uploads, the digest of what is there is
+   carried beside them. */
+static void test_s3_storage_resume_elsewhere(void **state)
+{
+    fixture *f = *state;
+    tf__storage *one = open_store(f), *two = open_store(f);
+    tf__err e = {{0}};
+    size_t n = 2 * SPART + 5000;
+    uint8_t *data = malloc(n);
+    assert_non_null(data);
+    fill_pattern(data, n, 11);
+    const char *stem = "00112233445566778899aabbccddeeff";
+    tf__upload *up;
+    uint64_t have;
+    int resumable;
+    assert_int_equal(one->ops->stage_resumable(one, stem, n, &up, &have, &resumable, &e),
+                     TF_OK);
+    assert_int_equal(have, 0);
+    assert_int_equal(resumable, 1);
+    /* a second connection to the same server: busy */
+    tf__upload *up2;
+    assert_int_equal(one->ops->stage_resumable(one, stem, n, &up2, &have, &resumable, &e),
+                     TF_EBUSY);
+    tf__err_clear(&e);
+    assert_int_equal(one->ops->write(one, up, data, SPART + 1234, &e), TF_OK);
+    one->ops->keep(one, &up); /* cut off */
+    assert_null(up);
+    one->ops->close(one);
+
+    assert_int_equal(two->ops->stage_resumable(two, stem, n, &up, &have, &resumable, &e),
+                     TF_OK);
+    assert_int_equal(resumable, 1);
+    assert_int_equal(have, SPART); /* whole parts only */
+    /* the session's digest of the prefix, in slices */
+    tf__digest d = {0};
+    uint8_t buf[64];
+    assert_int_equal(tf__digest_begin(&d, 1), TF_OK);
+    for (uint64_t at = 0; at < have; at += SPART / 4)
+        assert_int_equal(two->ops->hash_range(two, -1, up, at, SPART / 4, &d, buf, sizeof buf,
+                                              &e),
+                         TF_OK);
+    tf__digest_update(&d, data + have, n - have);
+    assert_int_equal(two->ops->write(two, up, data + have, n - have, &e), TF_OK);
+    assert_int_equal(two->ops->commit(two, &up, "resumed.bin", 0, &e), TF_OK);
+    uint8_t got[TF_DIGEST_SIZE], want[TF_DIGEST_SIZE];
+    tf__digest_final(&d, got);
+    tf__digest_end(&d);
+    digest_of(data, n, want);
+    assert_memory_equal(got, want, TF_DIGEST_SIZE);
+    check_file(two, "resumed.bin", data, n);
+    /* done: a new upload of the same stem starts from nothing */
+    assert_int_equal(two->ops->stage_resumable(two, stem, n, &up, &have, &resumable, &e),
+                     TF_OK);
+    assert_int_equal(have, 0);
+    two->ops->abort(two, &up);
+    two->ops->close(two);
+    free(data);
+}
+
+typedef struct seen {
+    size_t n, batches, dirs;
+    int has_tmp;
+} seen;
+
+static void list_dir(tf__storage *st, const char *dir, seen *sn)
+{
+    tf__err e = {{0}};
+    tf__lister *li;
+    memset(sn, 0, sizeof *sn);
+    assert_int_equal(st->ops->list_open(st, dir, &li, &e), TF_OK);
+    for (;;) {
+        const tf__dirent *b;
+        size_t n;
+        assert_int_equal(st->ops->list_next(st, li, &b, &n, &e), TF_OK);
+        if (n == 0)
+            break;
+        assert_true(n <= TF_STORAGE_LIST_BATCH);
+        sn->batches++;
+        for (size_t i = 0; i < n; i++) {
+            sn->n++;
+            sn->dirs += b[i].st.type == TF__FT_DIR;
+            sn->has_tmp |= strcmp(b[i].name, ".tcpfile-tmp") == 0;
+            assert_null(strchr(b[i].name, '/'));
+        }
+    }
+    st->ops->list_close(st, li);
+}
+
+static void test_s3_storage_tree(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    tf__fstat fs;
+    assert_int_equal(st->ops->mkdir(st, "d", &e), TF_OK);
+    assert_int_equal(st->ops->stat(st, "d", &fs, &e), TF_OK);
+    assert_int_equal(fs.type, TF__FT_DIR);
+    assert_int_equal(st->ops->mkdir(st, "d", &e), TF_EEXIST);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->mkdir(st, "x/y", &e), TF_ENOENT);
+    tf__err_clear(&e);
+    store_file(st, "d/f", (const uint8_t *)"12345678", 8);
+    assert_int_equal(st->ops->stat(st, "d/f", &fs, &e), TF_OK);
+    assert_int_equal(fs.type, TF__FT_FILE);
+    assert_int_equal(fs.size, 8);
+    assert_true(fs.mtime > 1600000000);
+    assert_int_equal(st->ops->remove(st, "d", &e), TF_EEXIST);
+    tf__err_clear(&e);
+    /* rename = copy + delete; NOREPLACE */
+    store_file(st, "g", (const uint8_t *)"g", 1);
+    assert_int_equal(st->ops->rename(st, "d/f", "g", TF_STORAGE_NOREPLACE, &e), TF_EEXIST);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->rename(st, "d/f", "h", TF_STORAGE_NOREPLACE, &e), TF_OK);
+    assert_int_equal(st->ops->stat(st, "d/f", &fs, &e), TF_ENOENT);
+    tf__err_clear(&e);
+    check_file(st, "h", (const uint8_t *)"12345678", 8);
+    assert_int_equal(st->ops->remove(st, "d", &e), TF_OK);
+    assert_int_equal(st->ops->stat(st, "d", &fs, &e), TF_ENOENT);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->remove(st, "h", &e), TF_OK);
+    assert_int_equal(st->ops->remove(st, "h", &e), TF_ENOENT);
+    tf__err_clear(&e);
+    /* malformed paths and the staging directory */
+    const char *bad[] = {"", "/etc/passwd", "..", "a/../g", "d//f", "./g", "d/", "d/."};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(st->ops->stat(st, bad[i], &fs, &e), TF_EINVAL);
+        tf__err_clear(&e);
+    }
+    assert_int_equal(st->ops->stat(st, ".tcpfile-tmp", &fs, &e), TF_EACCES);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->mkdir(st, ".tcpfile-tmp/x", &e), TF_EACCES);
+    tf__err_clear(&e);
+    /* a paged listing: 150 files and 2 directories, the staging hidden */
+    tf__upload *up;
+    assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, "x", 1, &e), TF_OK);
+    assert_int_equal(st->ops->mkdir(st, "sub", &e), TF_OK);
+    assert_int_equal(st->ops->mkdir(st, "sub/inner", &e), TF_OK);
+    enum { FILES = 150 };
+    pthread_t t[4];
+    put_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (put_job){f, 50 + i * FILES / 4, 50 + (i + 1) * FILES / 4, 0, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, put_range, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(jobs[i].rc, TF_OK);
+    }
+    char tmpkey[128];
+    snprintf(tmpkey, sizeof tmpkey, "%s.tcpfile-tmp/planted", f->prefix);
+    tf__s3_body one = {.buf = "p", .len = 1};
+    assert_int_equal(tf__s3_put(f->s3, tmpkey, &one, NULL, 0, &e), TF_OK);
+    seen sn;
+    list_dir(st, "", &sn);
+    assert_int_equal(sn.n, FILES + 2); /* the files, "g", "sub" */
+    assert_int_equal(sn.dirs, 1);
+    assert_true(sn.batches >= 3);
+    assert_false(sn.has_tmp);
+    list_dir(st, "sub", &sn);
+    assert_int_equal(sn.n, 1);
+    assert_int_equal(sn.dirs, 1);
+    tf__lister *li;
+    assert_int_equal(st->ops->list_open(st, "nothere", &li, &e), TF_ENOENT);
+    st->ops->abort(st, &up);
+    st->ops->close(st);
+}
+
+/* sweep aborts the plain uploads left at start, and keeps a fresh
+   resumable one. */
+static void test_s3_storage_sweep(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    char key[256], id[TF_S3_ID_MAX];
+    snprintf(key, sizeof key, "%s.tcpfile-tmp/u/left", f->prefix);
+    assert_int_equal(tf__s3_mpu_create(f->s3, key, NULL, 0, id, &e), TF_OK);
+    snprintf(key, sizeof key, "%s.tcpfile-tmp/p/stem", f->prefix);
+    assert_int_equal(tf__s3_mpu_create(f->s3, key, NULL, 0, id, &e), TF_OK);
+    st->ops->sweep(st, 1);
+    found fd = {0};
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%s.tcpfile-tmp/", f->prefix);
+    assert_int_equal(tf__s3_mpu_list(f->s3, tmp, find_upload, &fd, &e), TF_OK);
+    assert_int_equal(fd.n, 1);
+    assert_string_equal(fd.key, key);
+    st->ops->close(st);
+}
+
+/* The store down: a clear TF_EIO naming it, quickly. */
+static void test_s3_storage_store_down(void **state)
+{
+    fixture *f = *state;
+    tf__storage_s3_config c = {.endpoint = "http://127.0.0.1:1", .bucket = f->cfg.bucket};
+    tf__storage *st;
+    tf__err e = {{0}};
+    assert_int_equal(tf__storage_s3_open(&st, &c, &e), TF_OK);
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "x", &fs, &e), TF_EIO);
+    assert_non_null(strstr(e.msg, "127.0.0.1:1"));
+    st->ops->close(st);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -543,6 +905,12 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_s3_multipart_complete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_multipart_resume_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_copy_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_small, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_multipart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_resume_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_store_down, setup, teardown),
     };
     return TU_RUN_GROUP("s3", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }
