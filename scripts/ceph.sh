@@ -202,9 +202,10 @@ AWS_SECRET_ACCESS_KEY=$sk
 export TF_S3_ENDPOINT TF_S3_BUCKET TF_S3_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 EOF
   mv "$ENVFILE.tmp" "$ENVFILE"
-  local rss=0 f
+  local rss=0 f pid
   for f in "$DIR"/run/*.pid; do
-    rss=$((rss + $(awk '/^VmRSS/ {print $2}' "/proc/$(cat "$f")/status" 2>/dev/null || echo 0)))
+    pid=$(cat "$f" 2>/dev/null) || continue
+    rss=$((rss + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
   done
   echo "ceph.sh: up in $((SECONDS - start)) s, RSS $((rss / 1024)) MiB; S3 at http://127.0.0.1:$rgw_port, bucket $BUCKET; env: $ENVFILE"
 }
