@@ -889,6 +889,46 @@ static void test_s3_storage_sweep(void **state)
     st->ops->close(st);
 }
 
+/* One storage shared by threads, as a server's workers share it: its pool
+   of connections and its table of read handles. */
+typedef struct share_job {
+    tf__storage *st;
+    int n;
+} share_job;
+
+static void *share_work(void *arg)
+{
+    share_job *j = arg;
+    char name[32];
+    uint8_t data[3000];
+    fill_pattern(data, sizeof data, (uint64_t)j->n);
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "w%d-%d", j->n, i);
+        store_file(j->st, name, data, sizeof data - (size_t)i);
+        check_file(j->st, name, data, sizeof data - (size_t)i);
+    }
+    return NULL;
+}
+
+static void test_s3_storage_threads(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *st = open_store(f);
+    enum { N = 4 };
+    pthread_t t[N];
+    share_job jobs[N];
+    for (int i = 0; i < N; i++) {
+        jobs[i] = (share_job){st, i};
+        assert_int_equal(pthread_create(&t[i], NULL, share_work, &jobs[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    seen sn;
+    list_dir(st, "", &sn);
+    assert_int_equal(sn.n, N * 3);
+    st->ops->close(st);
+}
+
 /* The store down: a clear TF_EIO naming it, quickly. */
 static void test_s3_storage_store_down(void **state)
 {
@@ -920,6 +960,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_s3_storage_resume_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_store_down, setup, teardown),
     };
     return TU_RUN_GROUP("s3", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
