@@ -55,7 +55,9 @@ static void load_env_file(void)
         if (strncmp(line, "export", 6) == 0 || !eq)
             continue;
         *eq = '\0';
-        setenv(line, eq + 1, 0);
+        const char *have = getenv(line);
+        if (!have || !*have) /* an empty variable counts as unset */
+            setenv(line, eq + 1, 1);
     }
     fclose(f);
 }
