@@ -568,6 +568,7 @@ static int perform(req *r, const char *method, const char *key, const char *quer
     s3->curl_err[0] = '\0';
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https"); /* and no redirects */
     curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s3->sigv4);
     curl_easy_setopt(c, CURLOPT_USERPWD, s3->userpwd);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, s3->timeout_s);

@@ -31,11 +31,15 @@ die() {
   exit 1
 }
 
-# A port nothing listens on (a connect that is refused).
+# A port nothing listens on (a connect that is refused), below the range
+# the kernel hands out to outgoing connections (the daemons' own among
+# them), so that nothing takes it before the daemon binds it.
 free_port() {
-  local p
+  local p lo
+  lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$lo" -gt 12000 ] || lo=32768
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((10000 + RANDOM % (lo - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0
@@ -150,6 +154,9 @@ bluestore fsck on mkfs = false
 bluestore cache autotune = false
 bluestore cache size = 67108864
 osd memory target = 536870912
+# RocksDB's write buffers, 4 x 256 MiB by default, are most of what the OSD
+# would grow to: 4 x 16 MiB does for tests.
+bluestore rocksdb options = compression=kNoCompression,max_write_buffer_number=4,min_write_buffer_number_to_merge=1,recycle_log_file_num=4,write_buffer_size=16777216,writable_file_max_buffer_size=0,compaction_readahead_size=2097152,max_background_compactions=2,max_total_wal_size=268435456
 osd crush update on start = true
 osd max object name len = 460
 osd max object namespace len = 64
@@ -176,9 +183,22 @@ EOF
   ceph-osd "${conf[@]}" -i 0 --mkfs --osd-uuid "$osd_uuid" >"$DIR/log/mkfs-osd.out" 2>&1 ||
     die "ceph-osd --mkfs failed: $(tail -5 "$DIR/log/mkfs-osd.out")"
   ceph-osd "${conf[@]}" -i 0 2>>"$DIR/log/start.err" || die "ceph-osd did not start"
-  radosgw "${conf[@]}" -n client.rgw.tf 2>>"$DIR/log/start.err" || die "radosgw did not start"
-  wait_for "curl -s -o /dev/null -m 1 http://127.0.0.1:$rgw_port/" 300 ||
-    die "the gateway does not answer on 127.0.0.1:$rgw_port"
+  # The gateway, on another port if its own was taken meanwhile.
+  local try
+  for try in 1 2 3; do
+    radosgw "${conf[@]}" -n client.rgw.tf 2>>"$DIR/log/start.err" || die "radosgw did not start"
+    wait_for "curl -s -o /dev/null -m 1 http://127.0.0.1:$rgw_port/ ||
+              grep -q 'failed to bind' '$DIR/log/client.rgw.tf.log'" 300
+    curl -s -o /dev/null -m 1 "http://127.0.0.1:$rgw_port/" && break
+    grep -q 'failed to bind' "$DIR/log/client.rgw.tf.log" 2>/dev/null && [ "$try" -lt 3 ] ||
+      die "the gateway does not answer on 127.0.0.1:$rgw_port"
+    kill "$(cat "$DIR/run/client.rgw.tf.pid" 2>/dev/null)" 2>/dev/null || true
+    sleep 0.5
+    : >"$DIR/log/client.rgw.tf.log"
+    rgw_port=$(free_port) || die "no free port"
+    sed -i "s/^rgw frontends = .*/rgw frontends = beast endpoint=127.0.0.1:$rgw_port/" \
+      "$DIR/ceph.conf"
+  done
   local ak sk
   ak=TF$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
   sk=$(head -c 30 /dev/urandom | od -An -tx1 | tr -d ' \n')
