@@ -2,7 +2,8 @@
  * fuzz_request.c - tf__wire_decode_request on arbitrary bytes. The first
  * two input bytes are the receiver's max_name (0..65535: the decoder must
  * clamp it to TF_WIRE_NAME_MAX), the rest is the frame: head, name, and
- * the upload key when the flags announce one.
+ * the upload key when the flags announce one, and the put extension block
+ * (if-match digest, mtime, skip-if-same digest) as its flags announce.
  */
 #include "fuzz.h"
 #include "wire.h"
@@ -32,7 +33,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t tail = 0;
     if (size >= TF_WIRE_REQUEST_SIZE)
         tail = tf__get_u16(data + 2) +
-               ((data[1] & TF_REQ_UPLOAD_KEY) ? TF_UPLOAD_KEY_SIZE : 0);
+               ((data[1] & TF_REQ_UPLOAD_KEY) ? TF_UPLOAD_KEY_SIZE : 0) +
+               ((data[1] & TF_REQ_IF_MATCH) ? TF_WIRE_EXT_DIGEST : 0) +
+               ((data[1] & TF_REQ_MTIME) ? TF_WIRE_MTIME_SIZE : 0) +
+               ((data[1] & TF_REQ_SKIP_SAME) ? TF_WIRE_EXT_DIGEST : 0);
+    FUZZ_CHECK(tail <= 0xFFFFu + TF_UPLOAD_KEY_SIZE + TF_WIRE_EXT_MAX);
     if (n == TF_WIRE_NEED_MORE)
         FUZZ_CHECK(size < TF_WIRE_REQUEST_SIZE || size - TF_WIRE_REQUEST_SIZE < tail);
     /* Over the limit is decided from the head alone, before the name. */
@@ -50,9 +55,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(r.key == data + TF_WIRE_REQUEST_SIZE + r.name_len);
     else
         FUZZ_CHECK(r.key == NULL);
+    /* The extension block ends the frame, its fields in flag order. */
+    const uint8_t *ext = data + TF_WIRE_REQUEST_SIZE + r.name_len +
+                         ((r.flags & TF_REQ_UPLOAD_KEY) ? TF_UPLOAD_KEY_SIZE : 0);
+    FUZZ_CHECK(r.if_match == ((r.flags & TF_REQ_IF_MATCH) ? ext : NULL));
+    ext += (r.flags & TF_REQ_IF_MATCH) ? TF_WIRE_EXT_DIGEST : 0;
+    if (r.flags & TF_REQ_MTIME)
+        FUZZ_CHECK((uint64_t)r.mtime_sec == tf__get_u64(ext) &&
+                   r.mtime_nsec == tf__get_u32(ext + 8));
+    else
+        FUZZ_CHECK(r.mtime_sec == 0 && r.mtime_nsec == 0);
+    ext += (r.flags & TF_REQ_MTIME) ? TF_WIRE_MTIME_SIZE : 0;
+    FUZZ_CHECK(r.same == ((r.flags & TF_REQ_SKIP_SAME) ? ext : NULL));
+    ext += (r.flags & TF_REQ_SKIP_SAME) ? TF_WIRE_EXT_DIGEST : 0;
+    FUZZ_CHECK(ext == data + n);
     /* What was accepted encodes back to the same bytes, but the reserved
        field, which is sent as zero. */
-    static uint8_t out[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + TF_UPLOAD_KEY_SIZE];
+    static uint8_t out[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + TF_UPLOAD_KEY_SIZE +
+                       TF_WIRE_EXT_MAX];
     FUZZ_CHECK(tf__wire_encode_request(out, sizeof out, &r) == n);
     FUZZ_CHECK(memcmp(out, data, 4) == 0);
     FUZZ_CHECK(tf__get_u32(out + 4) == 0);
