@@ -577,6 +577,13 @@ TF_API int tf_put_fd_ex(tf_client *c, int fd, uint64_t size, const char *name,
 TF_API int tf_put_mem_ex(tf_client *c, const void *data, size_t len, const char *name,
                          const tf_put_args *args, int *skipped);
 
+/* The XXH3-128 digest of len bytes at data (NULL only when len is 0), in
+   the canonical big-endian form TF_PUT_IF_MATCH takes: the digest of what
+   tf_get_mem returned names that version for a later conditional put.
+   Returns TF_OK, TF_EINVAL (out NULL, or data NULL with len > 0) or
+   TF_ENOMEM. */
+TF_API int tf_digest(const void *data, size_t len, uint8_t out[16]);
+
 /* 1 when the server of c takes the put extensions (it offered the PUTX
    feature in the handshake), else 0 (c NULL too). */
 TF_API int tf_client_can_putx(const tf_client *c);

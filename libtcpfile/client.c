@@ -1005,6 +1005,19 @@ int tf_put_mem_ex(tf_client *c, const void *data, size_t len, const char *name,
     return put_ex(c, &src, len, name, c->opt.value[TF_OPT_RESUME] ? key : NULL, args, skipped);
 }
 
+int tf_digest(const void *data, size_t len, uint8_t out[16])
+{
+    if (!out || (!data && len))
+        return TF_EINVAL;
+    tf__digest d = {0};
+    if (tf__digest_begin(&d, 1) != TF_OK)
+        return TF_ENOMEM;
+    tf__digest_update(&d, data, len);
+    tf__digest_final(&d, out);
+    tf__digest_end(&d);
+    return TF_OK;
+}
+
 int tf_client_can_putx(const tf_client *c)
 {
     return c && !c->broken && (c->features & TF_FEATURE_PUTX) ? 1 : 0;

@@ -258,6 +258,79 @@ static void test_putx_if_match_race(void **state)
     tf_close(c);
 }
 
+typedef struct counter_arg {
+    const test_server *srv;
+    int times, rc, retries;
+} counter_arg;
+
+/* examples/counter.c's loop: read, digest, put if still that version. */
+static void *count_up(void *p)
+{
+    counter_arg *a = p;
+    tf_client *c = tu_connect(a->srv, NULL);
+    for (int i = 0; i < a->times && a->rc == TF_OK; i++) {
+        for (;;) {
+            void *data = NULL;
+            size_t len = 0;
+            tf_put_args args = {0};
+            long n = 0;
+            int rc = tf_get_mem(c, "counter", &data, &len);
+            if (rc == TF_OK) {
+                n = strtol(data, NULL, 10);
+                args.flags = TF_PUT_IF_MATCH;
+                rc = tf_digest(data, len, args.if_match);
+            } else if (rc == TF_ENOENT) {
+                args.flags = TF_PUT_IF_ABSENT;
+                rc = TF_OK;
+            }
+            tf_free(data);
+            char text[32];
+            int tlen = snprintf(text, sizeof text, "%ld\n", n + 1);
+            if (rc == TF_OK)
+                rc = tf_put_mem_ex(c, text, (size_t)tlen, "counter", &args, NULL);
+            if (rc == TF_ECONFLICT || rc == TF_EEXIST) {
+                a->retries++;
+                continue;
+            }
+            a->rc = rc;
+            break;
+        }
+    }
+    tf_close(c);
+    return NULL;
+}
+
+/* Four writers increment one counter with conditional puts: every
+   increment lands (a lost update would leave less than the total). */
+static void test_putx_counter_no_lost_update(void **state)
+{
+    fixture *f = *state;
+    enum { THREADS = 4, TIMES = 15 };
+    pthread_t t[THREADS];
+    counter_arg a[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        a[i] = (counter_arg){.srv = &f->srv, .times = TIMES};
+        assert_int_equal(pthread_create(&t[i], NULL, count_up, &a[i]), 0);
+    }
+    int retries = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(a[i].rc, TF_OK);
+        retries += a[i].retries;
+    }
+    char want[32];
+    snprintf(want, sizeof want, "%d\n", THREADS * TIMES);
+    expect_stored(f, "counter", want);
+    print_message("%d increments, %d retries\n", THREADS * TIMES, retries);
+    /* tf_digest is the digest the server compares. */
+    uint8_t mine[16], lib[16];
+    digest_of("abc", 3, mine);
+    assert_int_equal(tf_digest("abc", 3, lib), TF_OK);
+    assert_memory_equal(mine, lib, 16);
+    assert_int_equal(tf_digest(NULL, 1, lib), TF_EINVAL);
+    assert_int_equal(tf_digest(NULL, 0, lib), TF_OK);
+}
+
 static void test_putx_mtime(void **state)
 {
     fixture *f = *state;
@@ -545,6 +618,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_putx_if_match_replaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_if_match_conflict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_if_match_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_putx_counter_no_lost_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_mtime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_skip_same, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_bad_args, setup, teardown),
