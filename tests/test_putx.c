@@ -25,7 +25,9 @@
 #include <unistd.h>
 
 #include "digest.h"
+#include "faults/rawpeer.h"
 #include "testutil.h"
+#include "wire.h"
 
 typedef struct fixture {
     test_server srv;
@@ -610,6 +612,81 @@ static void test_putx_many_skip_same(void **state)
     tf_close(c);
 }
 
+/* Framing: the extension flags without PUTX in use, or no-go-ahead with an
+   upload key, are EPROTO and a close (the frame's length depends on them). */
+static void test_putx_raw_framing(void **state)
+{
+    fixture *f = *state;
+    int fd = rp_connect(f->srv.port);
+    assert_true(fd >= 0);
+    long feats = rp_handshake(fd, 0); /* no PUTX */
+    assert_true(feats >= 0);
+    assert_int_equal(rp_send_request(fd, TF_OP_PUT, TF_REQ_IF_ABSENT, 1, 1, 0, "x", NULL), 0);
+    tf_wire_response r;
+    char msg[1100];
+    assert_int_equal(rp_read_response(fd, &r, msg, sizeof msg), 0);
+    assert_int_equal(r.status, (uint16_t)-TF_EPROTO);
+    assert_int_equal(rp_wait_closed(fd, 3000), 1);
+    close(fd);
+
+    fd = rp_connect(f->srv.port);
+    assert_true(fd >= 0);
+    feats = rp_handshake(fd, TF_FEATURE_PUTX | TF_FEATURE_RESUME);
+    assert_true(feats & TF_FEATURE_PUTX);
+    static const uint8_t key[16];
+    assert_int_equal(rp_send_request(fd, TF_OP_PUT, TF_REQ_NO_GOAHEAD | TF_REQ_UPLOAD_KEY, 1,
+                                     1, 0, "x", key),
+                     0);
+    assert_int_equal(rp_read_response(fd, &r, msg, sizeof msg), 0);
+    assert_int_equal(r.status, (uint16_t)-TF_EPROTO);
+    assert_int_equal(rp_wait_closed(fd, 3000), 1);
+    close(fd);
+}
+
+/* A no-go-ahead put refused up front (a bad mtime) is answered once, after
+   its payload and trailer, which the server drops; the connection goes on.
+   A good one behind it, sent in the same write, is stored. */
+static void test_putx_raw_no_goahead(void **state)
+{
+    fixture *f = *state;
+    int fd = rp_connect(f->srv.port);
+    assert_true(fd >= 0);
+    long feats = rp_handshake(fd, TF_FEATURE_PUTX);
+    assert_true(feats & TF_FEATURE_PUTX);
+    uint8_t out[512];
+    size_t len = 0;
+    tf_wire_request q = {.op = TF_OP_PUT, .flags = TF_REQ_NO_GOAHEAD | TF_REQ_MTIME,
+                         .name = "bad", .name_len = 3, .size = 5, .mtime_nsec = 1000000000u};
+    long k = tf__wire_encode_request(out, sizeof out, &q);
+    assert_true(k > 0);
+    len += (size_t)k;
+    memcpy(out + len, "drop!", 5);
+    len += 5;
+    tf_wire_trailer t = {0};
+    len += (size_t)tf__wire_encode_trailer(out + len, sizeof out - len, &t);
+    q = (tf_wire_request){.op = TF_OP_PUT, .flags = TF_REQ_NO_GOAHEAD, .name = "good",
+                          .name_len = 4, .size = 2};
+    len += (size_t)tf__wire_encode_request(out + len, sizeof out - len, &q);
+    memcpy(out + len, "ok", 2);
+    len += 2;
+    len += (size_t)tf__wire_encode_trailer(out + len, sizeof out - len, &t);
+    assert_int_equal(rp_send(fd, out, len), 0);
+    tf_wire_response r;
+    char msg[1100];
+    assert_int_equal(rp_read_response(fd, &r, msg, sizeof msg), 0);
+    assert_int_equal(r.status, (uint16_t)-TF_EINVAL);
+    assert_non_null(strstr(msg, "nanoseconds"));
+    assert_int_equal(rp_read_response(fd, &r, msg, sizeof msg), 0);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.size, 2);
+    assert_int_equal(rp_list_ok(fd), 0);
+    close(fd);
+    expect_stored(f, "good", "ok");
+    char path[512];
+    snprintf(path, sizeof path, "%s/bad", f->srv.root);
+    assert_int_equal(tu_file_size(path), -1);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -626,6 +703,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_putx_many_thousand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_many_refused_middle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_many_skip_same, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_putx_raw_framing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_putx_raw_no_goahead, setup, teardown),
     };
     return TU_RUN_GROUP("putx", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }
