@@ -612,6 +612,51 @@ static void test_putx_many_skip_same(void **state)
     tf_close(c);
 }
 
+/* PARENTS makes the missing directories (with paths: feature TREE); a file
+   or a symbolic link on the way refuses the put and nothing appears. */
+static void test_putx_parents(void **state)
+{
+    fixture *f = *state;
+    tf_client *c = tu_connect(&f->srv, NULL);
+    tf_put_args p = {.flags = TF_PUT_PARENTS};
+    /* Without PARENTS, a missing directory fails. */
+    assert_int_not_equal(tf_put_mem_ex(c, "x", 1, "a/b/c.txt", NULL, NULL), TF_OK);
+    assert_int_equal(tf_put_mem_ex(c, "deep", 4, "a/b/c.txt", &p, NULL), TF_OK);
+    expect_stored(f, "a/b/c.txt", "deep");
+    /* Existing parents are fine. */
+    assert_int_equal(tf_put_mem_ex(c, "next", 4, "a/b/d.txt", &p, NULL), TF_OK);
+    expect_stored(f, "a/b/d.txt", "next");
+    /* A file in the way. */
+    put_text(c, "file", "plain");
+    int rc = tf_put_mem_ex(c, "x", 1, "file/x", &p, NULL);
+    assert_true(rc == TF_ENOTDIR || rc == TF_EEXIST);
+    expect_stored(f, "file", "plain");
+    /* A symbolic link in the way, to a directory outside the root. */
+    char link[512], outside[512];
+    snprintf(outside, sizeof outside, "%s/outside", f->local);
+    assert_int_equal(mkdir(outside, 0755), 0);
+    snprintf(link, sizeof link, "%s/link", f->srv.root);
+    assert_int_equal(symlink(outside, link), 0);
+    rc = tf_put_mem_ex(c, "x", 1, "link/sub/x", &p, NULL);
+    assert_int_not_equal(rc, TF_OK);
+    assert_true(rc == TF_EACCES || rc == TF_ENOTDIR || rc == TF_EEXIST);
+    char sub[600];
+    snprintf(sub, sizeof sub, "%s/sub", outside);
+    struct stat st;
+    assert_int_not_equal(lstat(sub, &st), 0);
+    /* Pipelined, a small tree in one batch. */
+    tf_put_item items[] = {
+        {.name = "t/1/x", .fd = -1, .data = "1", .size = 1, .args = &p},
+        {.name = "t/2/y", .fd = -1, .data = "2", .size = 1, .args = &p},
+        {.name = "t/2/z/w", .fd = -1, .data = "3", .size = 1, .args = &p},
+    };
+    assert_int_equal(tf_put_many(c, items, 3), TF_OK);
+    expect_stored(f, "t/1/x", "1");
+    expect_stored(f, "t/2/y", "2");
+    expect_stored(f, "t/2/z/w", "3");
+    tf_close(c);
+}
+
 /* Framing: the extension flags without PUTX in use, or no-go-ahead with an
    upload key, are EPROTO and a close (the frame's length depends on them). */
 static void test_putx_raw_framing(void **state)
@@ -703,6 +748,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_putx_many_thousand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_many_refused_middle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_many_skip_same, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_putx_parents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_raw_framing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_raw_no_goahead, setup, teardown),
     };
