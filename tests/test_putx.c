@@ -125,6 +125,9 @@ static void test_putx_offered(void **state)
     tf_client *c = tu_connect(&f->srv, NULL);
     assert_int_equal(tf_client_can_putx(c), 1);
     assert_int_equal(tf_client_can_putx(NULL), 0);
+    /* The caller allocates these: their sizes are part of the ABI. */
+    assert_int_equal(sizeof(tf_put_args), sizeof(void *) == 8 ? 64 : 48);
+    assert_int_equal(sizeof(tf_put_item), sizeof(void *) == 8 ? 88 : 56);
     /* args NULL, and all zero, are plain puts */
     tf_put_args none = {0};
     int skipped = 7;
