@@ -1712,6 +1712,19 @@ static void on_request(session *s)
                                                                              : TF_OPT_MAX_NAME_LEN];
     tf_wire_request q;
     long n = tf__wire_decode_request(s->in, s->in_len, max_name, &q);
+    if (n == TF_WIRE_NEED_MORE && s->in_len >= TF_WIRE_REQUEST_SIZE && q.op == TF_OP_PUT &&
+        (q.flags & TF_REQ_PUTX_MASK) && !(s->features & TF_FEATURE_PUTX)) {
+        /* Without PUTX these bits are unknown flags, not an extension block
+           to wait for: the request cannot be framed, and is answered now. */
+        request *r = request_begin(s, q.op);
+        if (!r) {
+            fail_session(s, TF_ENOMEM, "out of memory");
+            return;
+        }
+        tf__fail(&r->err, TF_EPROTO, "unknown request flags 0x%02x", (unsigned)q.flags);
+        reply_failure(s, TF_EPROTO, AFTER_CLOSE);
+        return;
+    }
     if (n == TF_WIRE_NEED_MORE) {
         if (s->in_len >= TF_WIRE_REQUEST_SIZE &&
             grow_input(s, TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(&q)) != 0)

@@ -676,6 +676,16 @@ static void test_putx_raw_framing(void **state)
     assert_int_equal(r.status, (uint16_t)-TF_EPROTO);
     assert_int_equal(rp_wait_closed(fd, 3000), 1);
     close(fd);
+    /* IF_MATCH without PUTX: no extension block follows, so none is waited
+       for (found by faults_malformed): the answer comes at once. */
+    fd = rp_connect(f->srv.port);
+    assert_true(fd >= 0);
+    assert_true(rp_handshake(fd, 0) >= 0);
+    assert_int_equal(rp_send_request(fd, TF_OP_PUT, TF_REQ_IF_MATCH, 1, 1, 0, "x", NULL), 0);
+    assert_int_equal(rp_read_response(fd, &r, msg, sizeof msg), 0);
+    assert_int_equal(r.status, (uint16_t)-TF_EPROTO);
+    assert_int_equal(rp_wait_closed(fd, 3000), 1);
+    close(fd);
 
     fd = rp_connect(f->srv.port);
     assert_true(fd >= 0);
