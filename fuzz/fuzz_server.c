@@ -13,6 +13,8 @@
  *             (3 is 0 again)
  *   bits 3-5  the features that valid hello asks for: CHECKSUM (bit 3),
  *             RESUME (bit 4), STREAM (bit 5: size-less puts in chunks)
+ *   bit 6     PUTX too (put extensions: conditions, mtime, parents,
+ *             skip-if-same, no-go-ahead puts)
  *
  * The served roots hold a few files and traps: an empty file, a directory,
  * a symlink to a file inside the root, one to a file outside it, a FIFO,
@@ -446,7 +448,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                               .version_max = 1,
                               .features = (ctl & 8 ? TF_FEATURE_CHECKSUM : 0) |
                                           (ctl & 16 ? TF_FEATURE_RESUME : 0) |
-                                          (ctl & 32 ? TF_FEATURE_STREAM : 0)};
+                                          (ctl & 32 ? TF_FEATURE_STREAM : 0) |
+                                          (ctl & 64 ? TF_FEATURE_PUTX : 0)};
     size_t hello_len = 0;
     if (!(ctl & 1))
         hello_len = (size_t)tf__wire_encode_client_hello(hello, sizeof hello, &h);

@@ -127,6 +127,20 @@ static void stream_request(buf *b, const char *name)
     b->len += (size_t)n;
 }
 
+/* A put with extensions (PUTX): flags TF_REQ_PARENTS..NO_GOAHEAD, each
+   block field filled with a recognisable pattern. */
+static void putx_request(buf *b, uint8_t flags, const char *name, uint64_t size,
+                         const uint8_t *if_match, const uint8_t *same)
+{
+    tf_wire_request r = {.op = TF_OP_PUT, .flags = flags, .name = name,
+                         .name_len = (uint16_t)strlen(name), .size = size,
+                         .if_match = if_match, .mtime_sec = 1234567890,
+                         .mtime_nsec = 123456789, .same = same};
+    long n = tf__wire_encode_request(b->data + b->len, sizeof b->data - b->len, &r);
+    need(n);
+    b->len += (size_t)n;
+}
+
 /* One chunk of a streamed put: its head, then len bytes of data. */
 static void chunk(buf *b, const char *data, uint32_t len)
 {
@@ -252,6 +266,12 @@ static void gen_request(void)
     request(&b, TF_OP_GET, "h\xc3\xa9llo", 0);
     b.len -= 2;
     save("request", "truncated-name", &b);
+
+    b.len = 0;
+    u16(&b, 255);
+    static const uint8_t d1[16] = "if-match-digest", d2[16] = "same-bytes-here";
+    putx_request(&b, 0xFC, "ext", 7, d1, d2);
+    save("request", "put-extensions", &b);
 }
 
 static void gen_response(void)
@@ -458,6 +478,35 @@ static void gen_server(void)
     trailer(&b, TF_OK, 0);
     request(&b, TF_OP_GET, "streamed", 0);
     save("server", "put-stream", &b);
+
+    /* PUTX (bit 6 of the control byte), checksums off: an if-absent put,
+       an if-match that conflicts, a skip-if-same, pipelined puts with one
+       refused in the middle (its payload dropped), mtime and parents. */
+    static const uint8_t zeros[16], ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    b.len = 0;
+    u8(&b, 64);
+    putx_request(&b, TF_REQ_IF_ABSENT | TF_REQ_MTIME, "fresh", 3, NULL, NULL);
+    raw(&b, "abc", 3);
+    trailer(&b, TF_OK, 0);
+    putx_request(&b, TF_REQ_IF_MATCH, "fresh", 1, zeros, NULL);
+    putx_request(&b, TF_REQ_SKIP_SAME, "fresh", 3, NULL, ones);
+    raw(&b, "xyz", 3);
+    trailer(&b, TF_OK, 0);
+    putx_request(&b, TF_REQ_NO_GOAHEAD, "p1", 2, NULL, NULL);
+    raw(&b, "p1", 2);
+    trailer(&b, TF_OK, 0);
+    putx_request(&b, TF_REQ_NO_GOAHEAD | TF_REQ_IF_ABSENT, "fresh", 4, NULL, NULL);
+    raw(&b, "drop", 4);
+    trailer(&b, TF_OK, 0);
+    putx_request(&b, TF_REQ_NO_GOAHEAD | TF_REQ_PARENTS, "d/e", 1, NULL, NULL);
+    raw(&b, "e", 1);
+    trailer(&b, TF_OK, 0);
+    putx_request(&b, TF_REQ_NO_GOAHEAD | TF_REQ_IF_ABSENT | TF_REQ_IF_MATCH, "x", 1, zeros,
+                 NULL);
+    raw(&b, "x", 1);
+    trailer(&b, TF_OK, 0);
+    request(&b, TF_OP_LIST, NULL, 0);
+    save("server", "putx", &b);
 
     b.len = 0;
     u8(&b, 32 | 8 | 16);

@@ -47,12 +47,12 @@ uint64_t tf__get_u64(const uint8_t *p)
 }
 
 /* The codes the wire carries: up to TF_EINTERNAL, then the tree's
-   (TF_ENOTDIR..TF_ENOTEMPTY). The three between them (TF_ERESOLVE,
-   TF_ECONNREFUSED, TF_EPEERVERIFY) are a client's own, about reaching a
-   server, and never sent; a status of their number is unknown. */
+   (TF_ENOTDIR..TF_ENOTEMPTY) and TF_ECONFLICT (PUTX). The three between them
+   (TF_ERESOLVE, TF_ECONNREFUSED, TF_EPEERVERIFY) are a client's own, about
+   reaching a server, and never sent; a status of their number is unknown. */
 #define WIRE_LAST TF_EINTERNAL
 #define WIRE_TREE_FIRST TF_ENOTDIR
-#define WIRE_TREE_LAST TF_ENOTEMPTY
+#define WIRE_TREE_LAST TF_ECONFLICT
 
 static int wire_travels(int code)
 {
@@ -187,16 +187,31 @@ static int has_key(const tf_wire_request *r)
     return (r->flags & TF_REQ_UPLOAD_KEY) && !(r->op >= TF_OP_STAT && r->op <= TF_OP_LISTDIR);
 }
 
+/* The put extension block's length, from the flags alone (bounded: 44).
+   Only a put has one: the tree ops give the same bits meanings of their
+   own. */
+static size_t ext_len(const tf_wire_request *r)
+{
+    if (r->op != TF_OP_PUT)
+        return 0;
+    return ((r->flags & TF_REQ_IF_MATCH) ? TF_WIRE_EXT_DIGEST : 0) +
+           ((r->flags & TF_REQ_MTIME) ? TF_WIRE_MTIME_SIZE : 0) +
+           ((r->flags & TF_REQ_SKIP_SAME) ? TF_WIRE_EXT_DIGEST : 0);
+}
+
 size_t tf__wire_request_tail(const tf_wire_request *r)
 {
-    return (size_t)r->name_len + (has_key(r) ? TF_UPLOAD_KEY_SIZE : 0) + rename_to_len(r);
+    return (size_t)r->name_len + (has_key(r) ? TF_UPLOAD_KEY_SIZE : 0) + rename_to_len(r) +
+           ext_len(r);
 }
 
 long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
 {
     size_t need = TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(r);
+    int put = r->op == TF_OP_PUT;
     if (r->name_len > TF_WIRE_NAME_MAX || cap < need || (has_key(r) && !r->key) ||
-        r->op == TF_OP_RENAME)
+        r->op == TF_OP_RENAME || (put && (r->flags & TF_REQ_IF_MATCH) && !r->if_match) ||
+        (put && (r->flags & TF_REQ_SKIP_SAME) && !r->same))
         return TF_EINVAL; /* a rename: tf__wire_encode_rename */
     buf[0] = r->op;
     buf[1] = r->flags;
@@ -204,10 +219,27 @@ long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
     tf__put_u32(buf + 4, 0);
     tf__put_u64(buf + 8, r->size);
     tf__put_u64(buf + 16, r->offset);
+    uint8_t *p = buf + TF_WIRE_REQUEST_SIZE;
     if (r->name_len)
-        memcpy(buf + TF_WIRE_REQUEST_SIZE, r->name, r->name_len);
-    if (has_key(r))
-        memcpy(buf + TF_WIRE_REQUEST_SIZE + r->name_len, r->key, TF_UPLOAD_KEY_SIZE);
+        memcpy(p, r->name, r->name_len);
+    p += r->name_len;
+    if (has_key(r)) {
+        memcpy(p, r->key, TF_UPLOAD_KEY_SIZE);
+        p += TF_UPLOAD_KEY_SIZE;
+    }
+    if (!put)
+        return (long)need;
+    if (r->flags & TF_REQ_IF_MATCH) {
+        memcpy(p, r->if_match, TF_WIRE_EXT_DIGEST);
+        p += TF_WIRE_EXT_DIGEST;
+    }
+    if (r->flags & TF_REQ_MTIME) {
+        tf__put_u64(p, (uint64_t)r->mtime_sec);
+        tf__put_u32(p + 8, r->mtime_nsec);
+        p += TF_WIRE_MTIME_SIZE;
+    }
+    if (r->flags & TF_REQ_SKIP_SAME)
+        memcpy(p, r->same, TF_WIRE_EXT_DIGEST);
     return (long)need;
 }
 
@@ -222,6 +254,10 @@ long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
     r->size = tf__get_u64(buf + 8);
     r->offset = tf__get_u64(buf + 16);
     r->key = NULL;
+    r->if_match = NULL;
+    r->same = NULL;
+    r->mtime_sec = 0;
+    r->mtime_nsec = 0;
     /* The name limit is checked before we wait for (or look at) the name
        (and a rename's new path). */
     if (max_name > TF_WIRE_NAME_MAX)
@@ -230,9 +266,26 @@ long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
         return TF_ETOOBIG;
     if (len - TF_WIRE_REQUEST_SIZE < tf__wire_request_tail(r))
         return TF_WIRE_NEED_MORE;
-    r->name = (const char *)buf + TF_WIRE_REQUEST_SIZE;
-    if (has_key(r))
-        r->key = buf + TF_WIRE_REQUEST_SIZE + r->name_len;
+    const uint8_t *p = buf + TF_WIRE_REQUEST_SIZE;
+    r->name = (const char *)p;
+    p += r->name_len;
+    if (has_key(r)) {
+        r->key = p;
+        p += TF_UPLOAD_KEY_SIZE;
+    }
+    if (r->op != TF_OP_PUT)
+        return TF_WIRE_REQUEST_SIZE + (long)tf__wire_request_tail(r);
+    if (r->flags & TF_REQ_IF_MATCH) {
+        r->if_match = p;
+        p += TF_WIRE_EXT_DIGEST;
+    }
+    if (r->flags & TF_REQ_MTIME) {
+        r->mtime_sec = (int64_t)tf__get_u64(p);
+        r->mtime_nsec = tf__get_u32(p + 8);
+        p += TF_WIRE_MTIME_SIZE;
+    }
+    if (r->flags & TF_REQ_SKIP_SAME)
+        r->same = p;
     return TF_WIRE_REQUEST_SIZE + (long)tf__wire_request_tail(r);
 }
 

@@ -51,11 +51,12 @@ static void test_errors_fixed_values(void **state)
         {TF_ECHECKSUM, -12}, {TF_EBUSY, -13},     {TF_ECANCELED, -14}, {TF_EINTERNAL, -15},
         {TF_ERESOLVE, -16},  {TF_ECONNREFUSED, -17}, {TF_EPEERVERIFY, -18},
         {TF_ENOTDIR, -19},   {TF_EISDIR, -20},    {TF_ENOTEMPTY, -21},
+        {TF_ECONFLICT, -22},
     };
     for (size_t i = 0; i < ARRAY_LEN(fixed); i++)
         assert_int_equal(fixed[i].code, fixed[i].value);
 
-    assert_int_equal(ARRAY_LEN(map), 21);
+    assert_int_equal(ARRAY_LEN(map), 22);
     int lowest = 0;
     for (size_t i = 0; i < ARRAY_LEN(map); i++) {
         assert_int_equal(map[i].code, map[i].value);

@@ -5,6 +5,11 @@
  *       writes SIZE bytes of seeded pseudo-random data (fast, reproducible)
  *   faultkit put HOST PORT LOCAL NAME [--rate MIB_PER_S] [--hold-at BYTES] [--resume]
  *   faultkit get HOST PORT NAME LOCAL [--rate MIB_PER_S] [--hold-at BYTES] [--resume]
+ *   faultkit putmany HOST PORT DIR COUNT [--hold-after INDEX]
+ *       puts DIR/f0000 .. DIR/f(COUNT-1) as f0000 ... in one tf_put_many
+ *       batch (pipelined puts, PUTX); with --hold-after it holds (as above)
+ *       once item INDEX's payload has been handed to the connection, and
+ *       prints "ok I" for each item stored and "fail I CODE" for the others
  *       one transfer, optionally throttled (the progress callback sleeps to
  *       hold the rate, so a kill -9 can land anywhere inside the transfer),
  *       optionally held once BYTES have moved (it prints "held N" and waits,
@@ -149,6 +154,72 @@ static int mvloop(const char *host, const char *port)
     return rc == TF_ENET || rc == TF_ETIMEDOUT ? 0 : 1;
 }
 
+typedef struct many_hold {
+    long index; /* -1: never */
+    int held;
+} many_hold;
+
+static int on_item(void *user, size_t index, uint64_t done, uint64_t total)
+{
+    many_hold *h = user;
+    if (h->index >= 0 && !h->held && index == (size_t)h->index && done == total) {
+        h->held = 1;
+        hold(done);
+    }
+    return 0;
+}
+
+static int putmany(int argc, char **argv)
+{
+    long count = strtol(argv[5], NULL, 10);
+    many_hold h = {.index = -1};
+    if (argc == 8 && strcmp(argv[6], "--hold-after") == 0)
+        h.index = strtol(argv[7], NULL, 10);
+    else if (argc != 6)
+        return 2;
+    if (count <= 0 || count > 100000)
+        return 2;
+    tf_options *opt;
+    if (tf_options_new(&opt) != TF_OK)
+        return 1;
+    struct sigaction sa = {.sa_handler = on_release};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    tf_options_set_item_progress(opt, on_item, &h);
+    tf_put_item *items = calloc((size_t)count, sizeof *items);
+    char (*paths)[4096] = calloc((size_t)count, sizeof *paths);
+    char (*names)[16] = calloc((size_t)count, sizeof *names);
+    if (!items || !paths || !names)
+        return 1;
+    for (long i = 0; i < count; i++) {
+        snprintf(names[i], sizeof names[i], "f%04ld", i);
+        snprintf(paths[i], sizeof paths[i], "%s/%s", argv[4], names[i]);
+        items[i] = (tf_put_item){.local_path = paths[i], .name = names[i], .fd = -1};
+    }
+    char err[512];
+    tf_client *c;
+    int rc = tf_connect_ex(&c, argv[2], argv[3], opt, err, sizeof err);
+    if (rc != TF_OK) {
+        fprintf(stderr, "faultkit: connect: %s: %s\n", tf_errname(rc), err);
+        return 1;
+    }
+    rc = tf_put_many(c, items, (size_t)count);
+    for (long i = 0; i < count; i++) {
+        if (items[i].result == TF_OK)
+            printf("ok %ld\n", i);
+        else
+            printf("fail %ld %s\n", i, tf_errname(items[i].result));
+    }
+    if (rc != TF_OK)
+        fprintf(stderr, "faultkit: putmany: %s: %s\n", tf_errname(rc), tf_errmsg(c));
+    tf_close(c);
+    tf_options_free(opt);
+    free(items);
+    free(paths);
+    free(names);
+    return rc == TF_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -156,6 +227,8 @@ int main(int argc, char **argv)
         return fill(argv[2], argv[3], argv[4]);
     if (argc == 4 && strcmp(argv[1], "mvloop") == 0)
         return mvloop(argv[2], argv[3]);
+    if (argc >= 6 && strcmp(argv[1], "putmany") == 0)
+        return putmany(argc, argv);
     if (argc < 6 || (strcmp(argv[1], "put") != 0 && strcmp(argv[1], "get") != 0)) {
         fprintf(stderr,
                 "usage: faultkit fill PATH SIZE SEED\n"

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# putmany_kill.sh - the server killed with SIGKILL in the middle of a
+# pipelined batch of puts (tf_put_many, NO_GOAHEAD), then started again.
+#
+# COUNT files are put in one batch over an earlier version of each. The
+# client holds (faultkit --hold-after) once a random item's payload has gone
+# out, with earlier puts in flight and later ones not sent; the server is
+# killed meanwhile. Then:
+#  - every name holds a whole version, the old or the new, never a mix or
+#    a part (the payloads of the puts in flight were being written when the
+#    server died);
+#  - every item the client saw stored ("ok") holds the new version;
+#  - the client got TF_ENET for the batch, never a false success;
+#  - a restarted server has swept the stale temporaries, and the same batch
+#    run again stores every new version.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
+
+COUNT=${FAULT_PUTMANY_COUNT:-80}
+RUNS=${FAULT_RUNS:-2}
+H=127.0.0.1
+ROOT=$TMP/root
+
+# Two versions of each file, of other sizes (1 byte to 96 KiB, some over
+# the server's small-file path).
+mkdir -p "$TMP/v0" "$TMP/v1"
+for ((i = 0; i < COUNT; i++)); do
+  f=$(printf 'f%04d' "$i")
+  "$FAULTKIT" fill "$TMP/v0/$f" $((1 + (i * 7919) % 98304)) "$i"
+  "$FAULTKIT" fill "$TMP/v1/$f" $((1 + (i * 104729) % 98304)) $((i + 100000))
+done
+
+start_server root
+expect 0 "$FAULTKIT" putmany $H "$PORT" "$TMP/v0" "$COUNT"
+cur=v0
+
+wait_for_hold() {
+  local i
+  for ((i = 0; i < 2000; i++)); do
+    grep -q '^held ' "$TMP/fk.out" && return 0
+    running "$1" || fail "the batch ended before its hold point: $(cat "$TMP/fk.err")"
+    sleep 0.01
+  done
+  fail "the batch did not reach its hold point within 20 s"
+}
+
+for ((run = 1; run <= RUNS; run++)); do
+  if [[ $cur == v0 ]]; then new=v1; else new=v0; fi
+  hold=$((COUNT / 4 + $(random_below $((COUNT / 2)))))
+  rm -f "$TMP/fk.out"
+  "$FAULTKIT" putmany $H "$PORT" "$TMP/$new" "$COUNT" --hold-after "$hold" \
+    >"$TMP/fk.out" 2>"$TMP/fk.err" &
+  pid=$!
+  BG_PIDS+=("$pid")
+  wait_for_hold "$pid"
+  kill_server "$SERVER_PID"
+  kill -USR1 "$pid" 2>/dev/null || true
+  reap_bg "$pid"
+  [[ $BG_STATUS == 1 ]] || fail "run $run: the batch exited with $BG_STATUS when the server died"
+  grep -q 'TF_ENET' "$TMP/fk.err" || fail "run $run: no TF_ENET: $(cat "$TMP/fk.err")"
+
+  stored=0 old=0 fresh=0
+  for ((i = 0; i < COUNT; i++)); do
+    f=$(printf 'f%04d' "$i")
+    if same "$TMP/$new/$f" "$ROOT/$f"; then
+      fresh=$((fresh + 1))
+    elif same "$TMP/$cur/$f" "$ROOT/$f"; then
+      old=$((old + 1))
+    else
+      fail "run $run: $f holds neither version whole ($(stat -c %s "$ROOT/$f") bytes)"
+    fi
+  done
+  while read -r word i; do
+    [[ $word == ok ]] || continue
+    f=$(printf 'f%04d' "$i")
+    same "$TMP/$new/$f" "$ROOT/$f" || fail "run $run: $f was reported stored but is not new"
+    stored=$((stored + 1))
+  done <"$TMP/fk.out"
+  ((stored <= hold + 1)) || fail "run $run: $stored stored, past the hold at item $hold"
+
+  restart_server root
+  [[ $(temps "$ROOT" up-) == 0 ]] || fail "run $run: stale temporaries survived a restart"
+  expect 0 "$FAULTKIT" putmany $H "$PORT" "$TMP/$new" "$COUNT"
+  for ((i = 0; i < COUNT; i++)); do
+    f=$(printf 'f%04d' "$i")
+    same "$TMP/$new/$f" "$ROOT/$f" || fail "run $run: $f is not new after the batch again"
+  done
+  cur=$new
+  pass "run $run (SIGKILL with item $hold sent): $fresh new and $old old, all whole" \
+    "($stored answered as stored); the batch again stores all $COUNT"
+done
+stop_server "$SERVER_PID"
+echo "faults: putmany-kill: $RUNS runs, every name whole after each kill"
