@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "netio.h"
 #include "server_internal.h"
 
@@ -161,6 +162,11 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
         if (fs_max > 0 && (int64_t)fs_max < s->opt.value[TF_OPT_MAX_NAME_LEN])
             s->opt.value[TF_OPT_MAX_NAME_LEN] = (int64_t)fs_max;
     }
+    /* Users: a users file that does not parse fails the open, with its line. */
+    const char *users = tf__opt_str(&s->opt, TF_SOPT_USERS_FILE);
+    if (rc == TF_OK && users)
+        rc = tf__auth_open(&s->auth, users, s->storage, s->opt.value[TF_OPT_READ_ONLY] != 0,
+                           &s->err);
     if (rc == TF_OK && make_pipe(s->stop_pipe) != 0)
         rc = tf__fail_errno(&s->err, TF_EIO, errno, "cannot create a pipe");
     if (rc == TF_OK)
@@ -223,6 +229,9 @@ void tf_server_close(tf_server *s)
     for (int i = 0; i < 2; i++)
         if (s->stop_pipe[i] >= 0)
             close(s->stop_pipe[i]);
+    /* The workers have drained their login queues (tf_server_run): the
+       pool has nothing left to post. Before the storage its views hang on. */
+    tf__auth_free(s->auth);
     if (s->storage)
         s->storage->ops->close(s->storage);
     free(s->workers);
