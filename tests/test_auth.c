@@ -590,9 +590,14 @@ static void test_auth_guessing_is_slowed(void **state)
         assert_true(took < 1500);
         close(lfd);
     }
-    while (tu_now_ms() - start < 2000) {
+    /* At least 2 s from the start, and 1 s after the logins (which take
+       long on a loaded machine or under the sanitizers). */
+    int64_t until = start + 2000;
+    if (until < tu_now_ms() + 1000)
+        until = tu_now_ms() + 1000;
+    while (tu_now_ms() < until) {
         char msg[64];
-        int st = raw_response(fd, NULL, NULL, msg, sizeof msg, (int)(2000 - (tu_now_ms() - start)));
+        int st = raw_response(fd, NULL, NULL, msg, sizeof msg, (int)(until - tu_now_ms()));
         if (st < 0)
             break;
         assert_int_equal(st, 4);
@@ -603,10 +608,14 @@ static void test_auth_guessing_is_slowed(void **state)
         prev = now;
         answered++;
     }
-    print_message("%d of %d wrong tokens answered in 2 s (the first slowed one after %lld ms)\n",
-                  answered, GUESSES, (long long)first_slow);
-    /* Unslowed, a check takes ~25 ms: 2 s would answer about 80 of them. */
-    assert_true(answered >= 5);
+    print_message("%d of %d wrong tokens answered in %lld ms (the first slowed one after %lld"
+                  " ms)\n",
+                  answered, GUESSES, (long long)(until - start), (long long)first_slow);
+    /* Unslowed, a check takes ~25 ms: 2 s would answer about 80 of them
+       (38 on this machine under load); slowed, about 10. (Under the
+       sanitizers a check takes 100-300 ms: then this tells little, but
+       the first answers must still come.) */
+    assert_true(answered >= 1);
     assert_true(answered < 20);
     close(fd);
     tu_server_stop(&t, 1);
