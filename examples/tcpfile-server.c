@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,7 +373,7 @@ static void default_users(server_args *a)
    file and allocates): SIGHUP stays blocked in every thread, and this one
    takes it with sigwait. */
 static pthread_t g_hup_thread;
-static volatile int g_hup_quit;
+static atomic_int g_hup_quit; /* set by the main thread, read by hup_main */
 
 static void *hup_main(void *arg)
 {
@@ -382,7 +383,7 @@ static void *hup_main(void *arg)
     sigaddset(&set, SIGHUP);
     for (;;) {
         int sig;
-        if (sigwait(&set, &sig) != 0 || g_hup_quit)
+        if (sigwait(&set, &sig) != 0 || atomic_load(&g_hup_quit))
             return NULL;
         char err[512];
         int rc = tf_server_reload_users(s, err, sizeof err);
@@ -542,7 +543,7 @@ static int serve(const server_args *a)
                  pthread_create(&g_hup_thread, NULL, hup_main, s) == 0;
     rc = tf_server_run(s);
     if (hup_on) {
-        g_hup_quit = 1;
+        atomic_store(&g_hup_quit, 1);
         pthread_kill(g_hup_thread, SIGHUP);
         pthread_join(g_hup_thread, NULL);
     }
