@@ -819,6 +819,43 @@ static void test_auth_reload_replaces_tokens(void **state)
     tu_server_stop(&t, 1);
 }
 
+/* The event-driven client does not log in: meeting a server with users, it
+   fails at once with TF_EACCES, each queued request with it. */
+static void a_done(tf_aclient *a, void *user, tf_aresult *r)
+{
+    (void)a;
+    *(int *)user = r->result;
+}
+
+static void test_auth_event_client_refused_clearly(void **state)
+{
+    (void)state;
+    tf_options *o = server_opts();
+    test_server t;
+    tu_server_start(&t, o);
+    tf_aclient *a = NULL;
+    assert_int_equal(tf_aclient_connect_start(&a, "127.0.0.1", t.port, NULL, NULL, 0), TF_OK);
+    int result = 1;
+    assert_int_equal(tf_aclient_list(a, a_done, &result), TF_OK);
+    int rc = TF_INPROGRESS;
+    for (int i = 0; i < 500 && rc == TF_INPROGRESS; i++) {
+        rc = tf_aclient_step(a);
+        if (rc != TF_INPROGRESS)
+            break;
+        int ev = tf_aclient_events(a);
+        struct pollfd p = {.fd = tf_aclient_fd(a),
+                           .events = (short)(((ev & TF_WANT_READ) ? POLLIN : 0) |
+                                             ((ev & TF_WANT_WRITE) ? POLLOUT : 0))};
+        poll(&p, 1, 20);
+    }
+    assert_int_equal(rc, TF_EACCES);
+    assert_int_equal(result, TF_EACCES);
+    assert_non_null(strstr(tf_aclient_errmsg(a), "authentication required"));
+    tf_aclient_close(a);
+    tu_server_stop(&t, 1);
+    tf_options_free(o);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -836,6 +873,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_auth_stop_with_logins_in_flight),
         cmocka_unit_test(test_auth_log_names_the_user),
         cmocka_unit_test(test_auth_reload_replaces_tokens),
+        cmocka_unit_test(test_auth_event_client_refused_clearly),
     };
     return TU_RUN_GROUP("auth", tests, group_setup, group_teardown, argc > 1 ? argv[1] : NULL);
 }
