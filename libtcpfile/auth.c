@@ -136,7 +136,9 @@ void tf__auth_job_run(tf__work *w)
     /* The user's world, opened here rather than on the loop: it may
        create the directory, which is disk work. */
     tf__storage *root = j->auth->root;
-    int rc = root->ops->sub(root, j->info.dir, !j->auth->read_only, &j->storage, &j->err);
+    int rc = root->ops->sub ? root->ops->sub(root, j->info.dir, !j->auth->read_only,
+                                             &j->storage, &j->err)
+                            : TF_EACCES; /* a backend that cannot confine */
     if (rc != TF_OK) {
         tf__err_clear(&j->err);
         j->rc = rc == TF_ENOENT

@@ -26,6 +26,10 @@ struct tf_client {
     uint32_t features;
     uint16_t max_name;    /* the server's limit, from the handshake */
     uint64_t max_upload;  /* the server's limit, 0 = none */
+    uint16_t max_path;    /* with TREE: the lower of the server's and ours */
+    uint16_t max_depth;
+    struct tf_dir *dir;   /* a tf_dir_open listing in progress: other calls
+                             get TF_EBUSY */
     int broken;           /* the stream lost sync: every call fails */
     tf__digest digest;    /* checksum state kept between transfers */
     uint8_t *buf;         /* IO_BUF bytes, the stream's READ_BUF bytes, then
@@ -46,6 +50,12 @@ int tf__client_fatal(int rc);
 int tf__client_usable(tf_client *c);
 /* Checks a name against the server's limit; TF_EINVAL says why. */
 int tf__client_check_name(tf_client *c, const char *name);
+/* With TREE: checks a path against the rules and c's limits; TF_EINVAL
+   (or TF_EACCES for the staging directory) says why, what naming it. */
+int tf__client_check_path(tf_client *c, const char *path, const char *what);
+/* The last component of a path (the path itself when it has one): where
+   a get stores by default. */
+const char *tf__path_leaf(const char *path);
 /* Allocates c->buf (and the stream's read buffer) on first use. */
 int tf__client_buffers(tf_client *c);
 /* Reads one response to op; a failure status is returned as its code. */

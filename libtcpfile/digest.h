@@ -30,4 +30,14 @@ void tf__digest_final(const tf__digest *d, uint8_t out[TF_DIGEST_SIZE]);
 /* Frees the state; d is zeroed, ready for another begin. */
 void tf__digest_end(tf__digest *d);
 
+/* A running digest as bytes (at most TF_DIGEST_STATE_MAX), so that an
+   upload cut off on one server can be hashed on by another (storage_s3.c
+   keeps it beside the upload's parts, which S3 cannot read back): the
+   length written, 0 when off or cap is short. restore makes d (zeroed or
+   used before) that state again: TF_EINVAL when it comes from another
+   build of xxhash, TF_ENOMEM. */
+#define TF_DIGEST_STATE_MAX 1024
+size_t tf__digest_save(const tf__digest *d, uint8_t *out, size_t cap);
+int tf__digest_restore(tf__digest *d, const uint8_t *in, size_t len);
+
 #endif /* TF_DIGEST_H */

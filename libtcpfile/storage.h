@@ -39,6 +39,7 @@ typedef struct tf__fstat {
     tf__ftype type;
     uint64_t size;  /* files only */
     int64_t mtime;  /* seconds since the epoch */
+    uint32_t mtime_ns; /* and nanoseconds (0 where the backend has none) */
 } tf__fstat;
 
 /* An entry of a listing: its name within the directory listed. */
@@ -60,8 +61,10 @@ typedef struct tf__storage_ops {
     /* Opens name for reading: regular files only, never through a symbolic
        link, never blocking. *fd is a descriptor the caller may sendfile or
        pread from, and gives back with close_read; *size its size, id its
-       version. (A backend with no descriptors, S3 later, will hand out a
-       memory or pipe source instead: this is the place for it.) */
+       version. A backend without descriptors (S3) sets read_handles in
+       its tf__storage: *fd is then its own handle (0, 1, 2...), which the
+       caller reads only through read_at and hash_range - never sendfile,
+       pread nor close - and gives back with close_read. */
     int (*open_read)(tf__storage *, const char *name, int *fd, uint64_t *size,
                      uint64_t id[TF_STORAGE_ID_LEN], tf__err *e);
     void (*close_read)(tf__storage *, int fd);
@@ -69,7 +72,10 @@ typedef struct tf__storage_ops {
        its end, -1 with errno. */
     ssize_t (*read_at)(tf__storage *, int fd, void *buf, size_t len, uint64_t off);
     /* Feeds bytes [from, from + len) of an open_read file (up == NULL) or
-       of a staged upload to d, through buf. TF_EIO if shorter. */
+       of a staged upload to d, through buf. TF_EIO if shorter. A resumed
+       upload whose bytes cannot be read back (S3's parts) is the prefix's
+       digest state instead: set into d by the slice that starts at 0, the
+       later slices of the same prefix adding nothing. */
     int (*hash_range)(tf__storage *, int fd, tf__upload *up, uint64_t from, uint64_t len,
                       tf__digest *d, uint8_t *buf, size_t buf_len, tf__err *e);
     /* Remembered digests of a version (open_read's id): 1 and out filled
@@ -115,7 +121,8 @@ typedef struct tf__storage_ops {
     int (*list_next)(tf__storage *, tf__lister *, const tf__dirent **batch, size_t *n,
                      tf__err *e);
     void (*list_close)(tf__storage *, tf__lister *);
-    /* A file, or an empty directory (TF_EEXIST when not empty). */
+    /* A file, or an empty directory (TF_ENOTEMPTY when not empty). Errors
+       keep POSIX's distinctions: TF_ENOTDIR, TF_EISDIR, TF_ENOTEMPTY. */
     int (*remove)(tf__storage *, const char *path, tf__err *e);
     /* Atomic; flags TF_STORAGE_NOREPLACE. */
     int (*rename)(tf__storage *, const char *from, const char *to, unsigned flags,
@@ -148,6 +155,9 @@ struct tf__storage {
     /* A name the backend keeps for itself at the top, never served nor
        replaced (NULL: none). */
     const char *reserved;
+    /* open_read hands out the backend's handles, not descriptors (0: the
+       local backend's descriptors). */
+    int read_handles;
 };
 
 /* What the local backend needs of the server's options. */
@@ -161,6 +171,23 @@ typedef struct tf__storage_local_config {
    TF_EACCES, TF_EINVAL, TF_ENOMEM. Closed with (*out)->ops->close. */
 int tf__storage_local_open(tf__storage **out, const char *root,
                            const tf__storage_local_config *cfg, tf__err *e);
+
+/* An S3 bucket, or a key prefix in it, as a storage (storage_s3.c, over
+   s3.c): see that file for its layout and what is not atomic there. */
+typedef struct tf__storage_s3_config {
+    const char *endpoint; /* "http://127.0.0.1:7480" */
+    const char *bucket;
+    const char *prefix;   /* NULL or "": the whole bucket */
+    const char *region;   /* NULL: "us-east-1" */
+    const char *access_key, *secret_key; /* NULL: tf__s3_creds_load's */
+    int64_t resume_ttl_s; /* sweep aborts resumable uploads older */
+    long timeout_s;       /* per request; 0: 60 */
+} tf__storage_s3_config;
+
+/* TF_EINVAL, TF_ENOMEM, TF_EACCES (no credentials). No request is made:
+   a store that is down shows at the first call. Closed with
+   (*out)->ops->close. */
+int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf__err *e);
 
 /* Builds the listing a list request sends from the root's paged listing
    (storage.c): regular files whose names pass the name check and fit

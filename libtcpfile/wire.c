@@ -46,24 +46,31 @@ uint64_t tf__get_u64(const uint8_t *p)
     return ((uint64_t)tf__get_u32(p) << 32) | tf__get_u32(p + 4);
 }
 
-/* The last code the wire carries: those after it (TF_ERESOLVE, ...) are a
-   client's own, about reaching a server, and never sent. */
+/* The codes the wire carries: up to TF_EINTERNAL, then the tree's
+   (TF_ENOTDIR..TF_ENOTEMPTY). The three between them (TF_ERESOLVE,
+   TF_ECONNREFUSED, TF_EPEERVERIFY) are a client's own, about reaching a
+   server, and never sent; a status of their number is unknown. */
 #define WIRE_LAST TF_EINTERNAL
+#define WIRE_TREE_FIRST TF_ENOTDIR
+#define WIRE_TREE_LAST TF_ENOTEMPTY
+
+static int wire_travels(int code)
+{
+    return (code < 0 && code >= WIRE_LAST) || (code <= WIRE_TREE_FIRST && code >= WIRE_TREE_LAST);
+}
 
 uint16_t tf__wire_status(int code)
 {
     if (code >= 0)
         return 0;
-    if (code < WIRE_LAST)
+    if (!wire_travels(code))
         return (uint16_t)-TF_EINTERNAL;
     return (uint16_t)-code;
 }
 
-/* Only the codes up to WIRE_LAST travel: a status past it is unknown even
-   where this build has a code of that number. */
 int tf__wire_status_known(uint16_t status)
 {
-    return status <= (uint16_t)-WIRE_LAST;
+    return status == 0 || wire_travels(-(int)status);
 }
 
 /* A status this version does not know comes from a newer peer: the frame
@@ -163,17 +170,34 @@ uint16_t tf__wire_negotiate(uint16_t a_min, uint16_t a_max, uint16_t b_min, uint
     return lo <= hi ? hi : 0;
 }
 
+/* A rename's second path: its length is the size field, when that is a
+   length a path can have; otherwise there is none (and the request is
+   refused as unframeable). */
+static size_t rename_to_len(const tf_wire_request *r)
+{
+    return r->op == TF_OP_RENAME && r->size > 0 && r->size <= TF_WIRE_NAME_MAX
+               ? (size_t)r->size
+               : 0;
+}
+
+/* Flag 0x01 is UPLOAD_KEY on the version 1 ops (and on unknown ones, as
+   before), but each tree op's own flag: no key follows those. */
+static int has_key(const tf_wire_request *r)
+{
+    return (r->flags & TF_REQ_UPLOAD_KEY) && !(r->op >= TF_OP_STAT && r->op <= TF_OP_LISTDIR);
+}
+
 size_t tf__wire_request_tail(const tf_wire_request *r)
 {
-    return (size_t)r->name_len + ((r->flags & TF_REQ_UPLOAD_KEY) ? TF_UPLOAD_KEY_SIZE : 0);
+    return (size_t)r->name_len + (has_key(r) ? TF_UPLOAD_KEY_SIZE : 0) + rename_to_len(r);
 }
 
 long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
 {
     size_t need = TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(r);
-    if (r->name_len > TF_WIRE_NAME_MAX || cap < need ||
-        ((r->flags & TF_REQ_UPLOAD_KEY) && !r->key))
-        return TF_EINVAL;
+    if (r->name_len > TF_WIRE_NAME_MAX || cap < need || (has_key(r) && !r->key) ||
+        r->op == TF_OP_RENAME)
+        return TF_EINVAL; /* a rename: tf__wire_encode_rename */
     buf[0] = r->op;
     buf[1] = r->flags;
     tf__put_u16(buf + 2, r->name_len);
@@ -182,7 +206,7 @@ long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
     tf__put_u64(buf + 16, r->offset);
     if (r->name_len)
         memcpy(buf + TF_WIRE_REQUEST_SIZE, r->name, r->name_len);
-    if (r->flags & TF_REQ_UPLOAD_KEY)
+    if (has_key(r))
         memcpy(buf + TF_WIRE_REQUEST_SIZE + r->name_len, r->key, TF_UPLOAD_KEY_SIZE);
     return (long)need;
 }
@@ -198,15 +222,16 @@ long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
     r->size = tf__get_u64(buf + 8);
     r->offset = tf__get_u64(buf + 16);
     r->key = NULL;
-    /* The name limit is checked before we wait for (or look at) the name. */
+    /* The name limit is checked before we wait for (or look at) the name
+       (and a rename's new path). */
     if (max_name > TF_WIRE_NAME_MAX)
         max_name = TF_WIRE_NAME_MAX;
-    if (r->name_len > max_name)
+    if (r->name_len > max_name || rename_to_len(r) > max_name)
         return TF_ETOOBIG;
     if (len - TF_WIRE_REQUEST_SIZE < tf__wire_request_tail(r))
         return TF_WIRE_NEED_MORE;
     r->name = (const char *)buf + TF_WIRE_REQUEST_SIZE;
-    if (r->flags & TF_REQ_UPLOAD_KEY)
+    if (has_key(r))
         r->key = buf + TF_WIRE_REQUEST_SIZE + r->name_len;
     return TF_WIRE_REQUEST_SIZE + (long)tf__wire_request_tail(r);
 }
@@ -439,4 +464,112 @@ int tf__wire_decode_list(const uint8_t *buf, size_t len, size_t max_name,
     tf__listing_builder_abort(&b);
     /* The first pass checked every name the builder checks. */
     return rc == TF_ENOMEM ? TF_ENOMEM : TF_EPROTO;
+}
+
+/* ---- the tree (section 3a) --------------------------------------------- */
+
+void tf__wire_server_hello_put_depth(uint8_t *hello, uint16_t max_depth)
+{
+    tf__put_u16(hello + 26, max_depth);
+}
+
+uint16_t tf__wire_server_hello_depth(const uint8_t *hello)
+{
+    return tf__get_u16(hello + 26);
+}
+
+const char *tf__wire_request_to(const tf_wire_request *r, size_t *len)
+{
+    *len = rename_to_len(r);
+    return *len ? r->name + r->name_len : NULL;
+}
+
+long tf__wire_encode_rename(uint8_t *buf, size_t cap, uint8_t flags, const char *from,
+                            size_t from_len, const char *to, size_t to_len)
+{
+    if (from_len == 0 || from_len > TF_WIRE_NAME_MAX || to_len == 0 ||
+        to_len > TF_WIRE_NAME_MAX || cap < TF_WIRE_REQUEST_SIZE + from_len + to_len)
+        return TF_EINVAL;
+    buf[0] = TF_OP_RENAME;
+    buf[1] = flags;
+    tf__put_u16(buf + 2, (uint16_t)from_len);
+    tf__put_u32(buf + 4, 0);
+    tf__put_u64(buf + 8, to_len);
+    tf__put_u64(buf + 16, 0);
+    memcpy(buf + TF_WIRE_REQUEST_SIZE, from, from_len);
+    memcpy(buf + TF_WIRE_REQUEST_SIZE + from_len, to, to_len);
+    return (long)(TF_WIRE_REQUEST_SIZE + from_len + to_len);
+}
+
+long tf__wire_encode_stat(uint8_t *buf, size_t cap, const tf_wire_stat *st)
+{
+    if (cap < TF_WIRE_STAT_SIZE || (st->type != 1 && st->type != 2) ||
+        st->mtime_ns > 999999999u)
+        return TF_EINVAL;
+    buf[0] = st->type;
+    buf[1] = st->flags & TF_WIRE_STAT_HAS_DIGEST;
+    tf__put_u16(buf + 2, 0);
+    tf__put_u32(buf + 4, st->mtime_ns);
+    tf__put_u64(buf + 8, st->size);
+    tf__put_u64(buf + 16, (uint64_t)st->mtime);
+    if (st->flags & TF_WIRE_STAT_HAS_DIGEST)
+        memcpy(buf + 24, st->digest, 16);
+    else
+        memset(buf + 24, 0, 16);
+    return TF_WIRE_STAT_SIZE;
+}
+
+long tf__wire_decode_stat(const uint8_t *buf, size_t len, tf_wire_stat *st)
+{
+    if (len < TF_WIRE_STAT_SIZE || len > TF_WIRE_STAT_MAX)
+        return TF_EPROTO;
+    st->type = buf[0];
+    st->flags = buf[1] & TF_WIRE_STAT_HAS_DIGEST;
+    st->mtime_ns = tf__get_u32(buf + 4);
+    st->size = tf__get_u64(buf + 8);
+    st->mtime = (int64_t)tf__get_u64(buf + 16);
+    memcpy(st->digest, buf + 24, 16);
+    if ((st->type != 1 && st->type != 2) || st->mtime_ns > 999999999u)
+        return TF_EPROTO;
+    return (long)len;
+}
+
+long tf__wire_encode_dirent(uint8_t *buf, size_t cap, const tf_wire_dirent *d)
+{
+    size_t need = TF_WIRE_DIRENT_FIXED + (size_t)d->path_len;
+    if (d->path_len == 0 || d->path_len > TF_WIRE_NAME_MAX || cap < need ||
+        (d->type != 1 && d->type != 2) || d->mtime_ns > 999999999u)
+        return TF_EINVAL;
+    uint8_t *p = buf;
+    tf__put_u16(p, d->path_len);
+    memcpy(p + 2, d->path, d->path_len);
+    p += 2 + d->path_len;
+    p[0] = d->type;
+    p[1] = 0;
+    tf__put_u32(p + 2, d->mtime_ns);
+    tf__put_u64(p + 6, d->size);
+    tf__put_u64(p + 14, (uint64_t)d->mtime);
+    return (long)need;
+}
+
+long tf__wire_decode_dirent(const uint8_t *buf, size_t len, size_t max_path,
+                            tf_wire_dirent *d)
+{
+    if (len < 2)
+        return TF_EPROTO;
+    d->path_len = tf__get_u16(buf);
+    if (max_path > TF_WIRE_NAME_MAX)
+        max_path = TF_WIRE_NAME_MAX;
+    if (d->path_len == 0 || d->path_len > max_path ||
+        len - 2 < (size_t)d->path_len + TF_WIRE_DIRENT_FIXED - 2)
+        return TF_EPROTO;
+    d->path = (const char *)buf + 2;
+    const uint8_t *p = buf + 2 + d->path_len;
+    d->type = p[0];
+    d->mtime_ns = tf__get_u32(p + 2);
+    d->size = tf__get_u64(p + 6);
+    d->mtime = (int64_t)tf__get_u64(p + 14);
+    if ((d->type != 1 && d->type != 2) || d->mtime_ns > 999999999u)
+        return TF_EPROTO;
+    return (long)(TF_WIRE_DIRENT_FIXED + d->path_len);
 }

@@ -1,0 +1,1233 @@
+/*
+ * storage_s3.c - a bucket (and a key prefix in it) of an S3-compatible
+ * store as a storage backend (issue 15), over s3.c.
+ *
+ * Layout under the prefix: a file "a/b" is the object "PREFIX a/b"; a
+ * directory is every key under "a/", plus the zero-byte marker "a/" that
+ * mkdir leaves so that an empty directory exists; the reserved TF_TMP_DIR
+ * holds the backend's own staging:
+ *   TF_TMP_DIR/u/RANDOM        a plain upload over 8 MiB (multipart)
+ *   TF_TMP_DIR/p/STEM          a resumable upload (multipart), and
+ *   TF_TMP_DIR/p/STEM.state    its running digest after its last part
+ * Uploads become visible whole or not at all: a small one is one PUT, a
+ * large one a multipart upload completed at commit and copied (server
+ * side, with the digest as metadata) onto its name. Reads are ranged GETs
+ * through a read-ahead buffer (storage.h: read_handles). The XXH3-128
+ * digest of every upload travels as the object's metadata x-amz-meta-xxh3.
+ *
+ * Not atomic on S3, and said so in the docs: rename (copy + delete), a
+ * commit's check that the name is free when overwriting is off (a HEAD,
+ * then the PUT), and the lock of a resumable upload, which only holds
+ * within one server.
+ *
+ * Thread safety: every call may come from any thread; each takes an S3
+ * handle (a connection) from a pool for its duration.
+ */
+#include "storage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "s3.h"
+
+/* A multipart upload's part: every one but the last this size. */
+#define PART_SIZE ((size_t)8 << 20)
+/* Read-ahead of a read handle: one ranged GET fetches this much. */
+#define READ_AHEAD ((size_t)4 << 20)
+/* Parts an upload may have: PART_SIZE * this is the largest file. */
+#define MAX_PARTS TF_S3_PARTS_MAX
+
+typedef struct pooled {
+    tf__s3 *s3;
+    struct pooled *next;
+} pooled;
+
+/* An object open for reading: its handle is its index in the table. */
+typedef struct reader {
+    char key[TF_S3_KEY_MAX + 1];
+    uint64_t size;
+    uint64_t id[TF_STORAGE_ID_LEN];
+    int has_digest;
+    uint8_t digest[TF_DIGEST_SIZE];
+    uint8_t *ra; /* read-ahead: bytes [ra_off, ra_off + ra_len) */
+    uint64_t ra_off;
+    size_t ra_len;
+} reader;
+
+typedef struct s3store {
+    tf__storage base; /* first */
+    tf__storage_s3_config cfg;
+    char *prefix;     /* "" or "dir/" */
+    char *endpoint, *bucket, *region, *access_key, *secret_key;
+    pthread_mutex_t mu;
+    pooled *free_handles;
+    reader **readers;
+    size_t n_readers;
+    /* stems of resumable uploads in progress here */
+    char **busy;
+    size_t n_busy;
+} s3store;
+
+struct tf__upload {
+    char stage_key[TF_S3_KEY_MAX + 1]; /* the multipart upload's key */
+    char upload_id[TF_S3_ID_MAX];      /* "" until one is started */
+    int resumable;
+    char stem[80];
+    tf__s3_part *parts;
+    size_t n_parts;
+    uint8_t *buf; /* the part being filled */
+    size_t buf_len;
+    uint64_t written; /* bytes in parts and buf */
+    tf__digest digest;
+    /* a resumed upload: the digest of its parts, fed to the session's
+       digest by hash_range (the parts themselves cannot be read back) */
+    uint8_t *saved_state;
+    size_t saved_len;
+    uint64_t saved_bytes;
+};
+
+struct tf__lister {
+    char prefix[TF_S3_KEY_MAX + 1];
+    int at_root;
+    int done;
+    tf__s3_page page;
+    size_t n;
+    tf__dirent batch[TF_STORAGE_LIST_BATCH];
+};
+
+static s3store *S(tf__storage *st)
+{
+    return (s3store *)st;
+}
+
+/* ---- handles ---------------------------------------------------------- */
+
+static tf__s3 *take_s3(s3store *s, tf__err *e)
+{
+    pthread_mutex_lock(&s->mu);
+    pooled *p = s->free_handles;
+    if (p)
+        s->free_handles = p->next;
+    pthread_mutex_unlock(&s->mu);
+    if (p) {
+        tf__s3 *h = p->s3;
+        free(p);
+        return h;
+    }
+    tf__s3_config c = {.endpoint = s->endpoint,
+                       .bucket = s->bucket,
+                       .region = s->region,
+                       .access_key = s->access_key,
+                       .secret_key = s->secret_key,
+                       .timeout_s = s->cfg.timeout_s};
+    tf__s3 *h = NULL;
+    if (tf__s3_open(&h, &c, e) != TF_OK)
+        return NULL;
+    return h;
+}
+
+static void give_s3(s3store *s, tf__s3 *h)
+{
+    if (!h)
+        return;
+    pooled *p = malloc(sizeof *p);
+    if (!p) {
+        tf__s3_close(h);
+        return;
+    }
+    p->s3 = h;
+    pthread_mutex_lock(&s->mu);
+    p->next = s->free_handles;
+    s->free_handles = p;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- names ------------------------------------------------------------ */
+
+/* The same rules as the local backend: components separated by single
+   '/', none empty, "." or "..", the first not the staging directory. */
+static int check_path(const char *path, tf__err *e)
+{
+    size_t len = strlen(path);
+    if (len == 0 || len > TF_S3_KEY_MAX - 64)
+        return tf__fail(e, TF_EINVAL, "bad path \"%s\"", path);
+    const char *p = path;
+    for (int first = 1;; first = 0) {
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return tf__fail(e, TF_EINVAL, "bad path \"%s\"", path);
+        if (first && n == strlen(TF_TMP_DIR) && memcmp(p, TF_TMP_DIR, n) == 0)
+            return tf__fail(e, TF_EACCES, "\"%s\" is reserved for the server's uploads",
+                            TF_TMP_DIR);
+        if (!end)
+            return TF_OK;
+        p = end + 1;
+    }
+}
+
+/* PREFIX path SUFFIX into out (TF_S3_KEY_MAX + 1). */
+static int key_for(s3store *s, char *out, const char *path, const char *suffix, tf__err *e)
+{
+    int n = snprintf(out, TF_S3_KEY_MAX + 1, "%s%s%s", s->prefix, path, suffix);
+    if (n < 0 || n > TF_S3_KEY_MAX)
+        return tf__fail(e, TF_EINVAL, "\"%s\" is too long for an S3 key", path);
+    return TF_OK;
+}
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+    if (strlen(s) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < 2 * n; i++) {
+        char c = s[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0)
+            return -1;
+        out[i / 2] = (uint8_t)(i % 2 ? (out[i / 2] | v) : v << 4);
+    }
+    return 0;
+}
+
+/* A version of an object: its ETag (FNV-1a), size and mtime. */
+static void version_of(const tf__s3_info *h, uint64_t id[TF_STORAGE_ID_LEN])
+{
+    uint64_t x = 1469598103934665603ull;
+    for (const char *c = h->etag; *c; c++)
+        x = (x ^ (uint8_t)*c) * 1099511628211ull;
+    memset(id, 0, TF_STORAGE_ID_LEN * sizeof id[0]);
+    id[0] = x;
+    id[1] = h->size;
+    id[2] = (uint64_t)h->mtime;
+}
+
+/* Whether any key starts with "PREFIX path/" (a directory): 1, 0, or an
+   error. */
+typedef struct any {
+    int n;
+    int other; /* a key other than the marker itself */
+    const char *marker;
+} any;
+
+static int count_any(void *user, const char *key, int is_prefix, uint64_t size,
+                     int64_t mtime)
+{
+    (void)size;
+    (void)mtime;
+    any *a = user;
+    a->n++;
+    if (is_prefix || strcmp(key, a->marker) != 0)
+        a->other = 1;
+    return 0;
+}
+
+static int dir_probe(s3store *s, tf__s3 *h, const char *path, any *a, tf__err *e)
+{
+    char key[TF_S3_KEY_MAX + 1];
+    int rc = key_for(s, key, path, "/", e);
+    if (rc != TF_OK)
+        return rc;
+    tf__s3_page page = {.prefix = key, .delimiter = "/", .max_keys = 2};
+    memset(a, 0, sizeof *a);
+    a->marker = key;
+    return tf__s3_list(h, &page, count_any, a, e);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static reader *reader_at(s3store *s, int fd)
+{
+    pthread_mutex_lock(&s->mu);
+    reader *r = fd >= 0 && (size_t)fd < s->n_readers ? s->readers[fd] : NULL;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+static int s_open_read(tf__storage *st, const char *name, int *fd, uint64_t *size,
+                       uint64_t id[TF_STORAGE_ID_LEN], tf__err *e)
+{
+    s3store *s = S(st);
+    *fd = -1;
+    reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    int rc = check_path(name, e);
+    if (rc == TF_OK)
+        rc = key_for(s, r->key, name, "", e);
+    tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
+    tf__s3_info info;
+    if (rc == TF_OK && !h)
+        rc = TF_EIO;
+    if (rc == TF_OK)
+        rc = tf__s3_head(h, r->key, &info, e);
+    give_s3(s, h);
+    if (rc != TF_OK) {
+        free(r);
+        return rc;
+    }
+    r->size = info.size;
+    version_of(&info, r->id);
+    const char *d = tf__s3_head_meta(&info, "xxh3");
+    r->has_digest = d && unhex(d, r->digest, TF_DIGEST_SIZE) == 0;
+    /* A slot in the table: its index is the handle. */
+    pthread_mutex_lock(&s->mu);
+    size_t i = 0;
+    while (i < s->n_readers && s->readers[i])
+        i++;
+    if (i == s->n_readers) {
+        reader **grown = realloc(s->readers, (s->n_readers + 16) * sizeof *grown);
+        if (grown) {
+            memset(grown + s->n_readers, 0, 16 * sizeof *grown);
+            s->readers = grown;
+            s->n_readers += 16;
+        }
+    }
+    int ok = i < s->n_readers;
+    if (ok)
+        s->readers[i] = r;
+    pthread_mutex_unlock(&s->mu);
+    if (!ok) {
+        free(r);
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    }
+    *fd = (int)i;
+    *size = r->size;
+    memcpy(id, r->id, sizeof r->id);
+    return TF_OK;
+}
+
+static void s_close_read(tf__storage *st, int fd)
+{
+    s3store *s = S(st);
+    pthread_mutex_lock(&s->mu);
+    reader *r = fd >= 0 && (size_t)fd < s->n_readers ? s->readers[fd] : NULL;
+    if (r)
+        s->readers[fd] = NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (r) {
+        free(r->ra);
+        free(r);
+    }
+}
+
+static ssize_t s_read_at(tf__storage *st, int fd, void *buf, size_t len, uint64_t off)
+{
+    s3store *s = S(st);
+    reader *r = reader_at(s, fd);
+    if (!r) {
+        errno = EBADF;
+        return -1;
+    }
+    if (off >= r->size || len == 0)
+        return 0;
+    if (off < r->ra_off || off >= r->ra_off + r->ra_len) {
+        /* A ranged GET of the read-ahead from off (a large read goes
+           straight to the caller's buffer). */
+        uint64_t want = r->size - off;
+        tf__err e = {{0}};
+        tf__s3 *h = take_s3(s, &e);
+        if (!h) {
+            errno = EIO;
+            return -1;
+        }
+        size_t got = 0;
+        int rc;
+        if (len >= READ_AHEAD) {
+            rc = tf__s3_get(h, r->key, off, want < len ? (size_t)want : len, buf, &got, &e);
+            give_s3(s, h);
+            if (rc != TF_OK) {
+                errno = rc == TF_ENOENT ? ESTALE : EIO;
+                return -1;
+            }
+            return (ssize_t)got;
+        }
+        if (!r->ra && !(r->ra = malloc(READ_AHEAD))) {
+            give_s3(s, h);
+            errno = ENOMEM;
+            return -1;
+        }
+        rc = tf__s3_get(h, r->key, off, want < READ_AHEAD ? (size_t)want : READ_AHEAD, r->ra,
+                        &got, &e);
+        give_s3(s, h);
+        if (rc != TF_OK) {
+            errno = rc == TF_ENOENT ? ESTALE : EIO;
+            return -1;
+        }
+        r->ra_off = off;
+        r->ra_len = got;
+        if (got == 0)
+            return 0; /* shorter than it was */
+    }
+    size_t at = (size_t)(off - r->ra_off);
+    size_t n = r->ra_len - at < len ? r->ra_len - at : len;
+    memcpy(buf, r->ra + at, n);
+    return (ssize_t)n;
+}
+
+static int s_hash_range(tf__storage *st, int fd, tf__upload *up, uint64_t from, uint64_t len,
+                        tf__digest *d, uint8_t *buf, size_t buf_len, tf__err *e)
+{
+    if (up) {
+        /* A resumed upload's parts: the digest saved with them stands for
+           the whole prefix, taken at its first slice; the others are
+           already in it. */
+        if (from + len > up->saved_bytes || !up->saved_state)
+            return tf__fail(e, TF_EINTERNAL, "hashing past a resumed upload's parts");
+        if (from == 0 && tf__digest_restore(d, up->saved_state, up->saved_len) != TF_OK)
+            return tf__fail(e, TF_EIO, "the resumed upload's digest cannot be restored");
+        return TF_OK;
+    }
+    uint64_t off = from, end = from + len;
+    while (off < end) {
+        size_t want = end - off < buf_len ? (size_t)(end - off) : buf_len;
+        ssize_t n = s_read_at(st, fd, buf, want, off);
+        if (n < 0)
+            return tf__fail_errno(e, TF_EIO, errno, "reading the object failed");
+        if (n == 0)
+            return tf__fail(e, TF_EIO, "the object is shorter than expected");
+        tf__digest_update(d, buf, (size_t)n);
+        off += (uint64_t)n;
+    }
+    return TF_OK;
+}
+
+static int s_digest_load(tf__storage *st, int fd, const uint64_t id[TF_STORAGE_ID_LEN],
+                         uint8_t out[TF_DIGEST_SIZE])
+{
+    reader *r = reader_at(S(st), fd);
+    if (!r || !r->has_digest || memcmp(id, r->id, sizeof r->id) != 0)
+        return 0;
+    memcpy(out, r->digest, TF_DIGEST_SIZE);
+    return 1;
+}
+
+/* The digest is stored with the object when it is put (x-amz-meta-xxh3);
+   one put by other means is hashed at each get. Storing it afterwards
+   would mean copying the object onto itself, a new version. */
+static void s_digest_store(tf__storage *st, int fd, const uint8_t digest[TF_DIGEST_SIZE],
+                           const uint64_t id[TF_STORAGE_ID_LEN])
+{
+    (void)st;
+    (void)fd;
+    (void)digest;
+    (void)id;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static int s_check_target(tf__storage *st, const char *name, int overwrite, tf__err *e)
+{
+    s3store *s = S(st);
+    char key[TF_S3_KEY_MAX + 1];
+    int rc = check_path(name, e);
+    if (rc == TF_OK)
+        rc = key_for(s, key, name, "", e);
+    if (rc != TF_OK)
+        return rc;
+    tf__s3 *h = take_s3(s, e);
+    if (!h)
+        return TF_EIO;
+    tf__s3_info info;
+    tf__err mine = {{0}};
+    rc = tf__s3_head(h, key, &info, &mine);
+    any a;
+    if (rc == TF_OK && !overwrite)
+        rc = tf__fail(e, TF_EEXIST, "\"%s\" already exists", name);
+    else if (rc == TF_OK || rc == TF_ENOENT)
+        rc = dir_probe(s, h, name, &a, e) == TF_OK && a.n > 0
+                 ? tf__fail(e, TF_EACCES, "\"%s\" is a directory, not a regular file", name)
+                 : TF_OK;
+    else
+        rc = tf__fail(e, rc, "%s", mine.msg);
+    give_s3(s, h);
+    return rc;
+}
+
+static tf__upload *new_upload(tf__err *e)
+{
+    tf__upload *up = calloc(1, sizeof *up);
+    if (!up) {
+        tf__fail(e, TF_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (tf__digest_begin(&up->digest, 1) != TF_OK) {
+        free(up);
+        tf__fail(e, TF_ENOMEM, "out of memory");
+        return NULL;
+    }
+    return up;
+}
+
+static void free_upload(tf__upload *up)
+{
+    tf__digest_end(&up->digest);
+    free(up->parts);
+    free(up->buf);
+    free(up->saved_state);
+    free(up);
+}
+
+static int s_stage(tf__storage *st, tf__upload **out, tf__err *e)
+{
+    s3store *s = S(st);
+    *out = NULL;
+    tf__upload *up = new_upload(e);
+    if (!up)
+        return TF_ENOMEM;
+    uint8_t rnd[12];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, rnd, sizeof rnd) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (got != (ssize_t)sizeof rnd) {
+        free_upload(up);
+        return tf__fail(e, TF_EIO, "no random bytes for a staging name");
+    }
+    char name[2 * sizeof rnd + 1];
+    hex(rnd, sizeof rnd, name);
+    char rel[64];
+    snprintf(rel, sizeof rel, "%s/u/%s", TF_TMP_DIR, name);
+    int rc = key_for(s, up->stage_key, rel, "", e);
+    if (rc != TF_OK) {
+        free_upload(up);
+        return rc;
+    }
+    *out = up;
+    return TF_OK;
+}
+
+/* The state object of a resumable upload: its digest after its parts. */
+static int state_key(s3store *s, const tf__upload *up, char *out, tf__err *e)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "%s/p/%s.state", TF_TMP_DIR, up->stem);
+    return key_for(s, out, rel, "", e);
+}
+
+/* Saves what a resumed upload needs: "BYTES PARTS\n" and the digest. */
+static int save_state(s3store *s, tf__s3 *h, tf__upload *up, tf__err *e)
+{
+    uint8_t blob[64 + TF_DIGEST_STATE_MAX];
+    int head = snprintf((char *)blob, 64, "%" PRIu64 " %zu\n", up->written, up->n_parts);
+    size_t n = tf__digest_save(&up->digest, blob + head, sizeof blob - (size_t)head);
+    if (n == 0)
+        return tf__fail(e, TF_EINTERNAL, "cannot save the upload's digest");
+    char key[TF_S3_KEY_MAX + 1];
+    int rc = state_key(s, up, key, e);
+    tf__s3_body body = {.buf = blob, .len = (size_t)head + n};
+    if (rc == TF_OK)
+        rc = tf__s3_put(h, key, &body, NULL, 0, e);
+    return rc;
+}
+
+/* Sends the buffer as the next part, starting the multipart upload first
+   when there is none. */
+static int flush_part(s3store *s, tf__s3 *h, tf__upload *up, tf__err *e)
+{
+    int rc = TF_OK;
+    if (!up->upload_id[0])
+        rc = tf__s3_mpu_create(h, up->stage_key, NULL, 0, up->upload_id, e);
+    if (rc != TF_OK)
+        return rc;
+    if (up->n_parts == MAX_PARTS)
+        return tf__fail(e, TF_ETOOBIG, "the upload is over %d parts of %zu bytes", MAX_PARTS,
+                        PART_SIZE);
+    tf__s3_part *grown = realloc(up->parts, (up->n_parts + 1) * sizeof *grown);
+    if (!grown)
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    up->parts = grown;
+    tf__s3_part *p = &up->parts[up->n_parts];
+    memset(p, 0, sizeof *p);
+    p->number = (unsigned)up->n_parts + 1;
+    p->size = up->buf_len;
+    tf__s3_body body = {.buf = up->buf, .len = up->buf_len};
+    rc = tf__s3_mpu_part(h, up->stage_key, up->upload_id, p->number, &body, p->etag, e);
+    if (rc != TF_OK)
+        return rc;
+    up->n_parts++;
+    up->buf_len = 0;
+    if (up->resumable)
+        rc = save_state(s, h, up, e);
+    return rc;
+}
+
+static int s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__err *e)
+{
+    s3store *s = S(st);
+    const uint8_t *in = p;
+    if (!up->buf && !(up->buf = malloc(PART_SIZE)))
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    while (n > 0) {
+        size_t k = PART_SIZE - up->buf_len < n ? PART_SIZE - up->buf_len : n;
+        memcpy(up->buf + up->buf_len, in, k);
+        tf__digest_update(&up->digest, in, k);
+        up->buf_len += k;
+        up->written += k;
+        in += k;
+        n -= k;
+        if (up->buf_len == PART_SIZE) {
+            tf__s3 *h = take_s3(s, e);
+            if (!h)
+                return TF_EIO;
+            int rc = flush_part(s, h, up, e);
+            give_s3(s, h);
+            if (rc != TF_OK)
+                return rc;
+        }
+    }
+    return TF_OK;
+}
+
+static void unbusy(s3store *s, const char *stem)
+{
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->n_busy; i++)
+        if (strcmp(s->busy[i], stem) == 0) {
+            free(s->busy[i]);
+            s->busy[i] = s->busy[--s->n_busy];
+            break;
+        }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Drops an upload's multipart upload and state, and the upload. */
+static void drop(s3store *s, tf__upload *up)
+{
+    tf__err e = {{0}};
+    tf__s3 *h = take_s3(s, &e);
+    if (h && up->upload_id[0])
+        tf__s3_mpu_abort(h, up->stage_key, up->upload_id, &e);
+    char key[TF_S3_KEY_MAX + 1];
+    if (h && up->resumable && state_key(s, up, key, &e) == TF_OK)
+        tf__s3_delete(h, key, &e);
+    give_s3(s, h);
+    if (up->resumable)
+        unbusy(s, up->stem);
+    free_upload(up);
+}
+
+static int s_commit(tf__storage *st, tf__upload **upp, const char *name, int overwrite,
+                    tf__err *e)
+{
+    s3store *s = S(st);
+    tf__upload *up = *upp;
+    *upp = NULL;
+    if (!up)
+        return tf__fail(e, TF_EINTERNAL, "no upload to commit");
+    char key[TF_S3_KEY_MAX + 1];
+    int rc = check_path(name, e);
+    if (rc == TF_OK)
+        rc = key_for(s, key, name, "", e);
+    tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
+    if (rc == TF_OK && !h)
+        rc = TF_EIO;
+    if (rc == TF_OK && !overwrite) {
+        /* Not atomic: another server may put the name between the two. */
+        tf__s3_info info;
+        tf__err mine = {{0}};
+        int hrc = tf__s3_head(h, key, &info, &mine);
+        if (hrc == TF_OK)
+            rc = tf__fail(e, TF_EEXIST, "\"%s\" already exists", name);
+        else if (hrc != TF_ENOENT)
+            rc = tf__fail(e, hrc, "%s", mine.msg);
+    }
+    uint8_t digest[TF_DIGEST_SIZE];
+    char digest_hex[2 * TF_DIGEST_SIZE + 1], mtime[32];
+    tf__digest_final(&up->digest, digest);
+    hex(digest, sizeof digest, digest_hex);
+    snprintf(mtime, sizeof mtime, "%lld", (long long)time(NULL));
+    tf__s3_meta meta[] = {{"xxh3", digest_hex}, {"mtime", mtime}};
+    if (rc == TF_OK && !up->upload_id[0]) {
+        tf__s3_body body = {.buf = up->buf ? up->buf : (const uint8_t *)"", .len = up->buf_len};
+        rc = tf__s3_put(h, key, &body, meta, 2, e);
+    } else if (rc == TF_OK) {
+        if (up->buf_len > 0)
+            rc = flush_part(s, h, up, e);
+        if (rc == TF_OK)
+            rc = tf__s3_mpu_complete(h, up->stage_key, up->upload_id, up->parts, up->n_parts,
+                                     e);
+        if (rc == TF_OK) {
+            up->upload_id[0] = '\0'; /* completed: nothing to abort */
+            rc = tf__s3_copy_meta(h, up->stage_key, key, meta, 2, e);
+            tf__err ignored = {{0}};
+            tf__s3_delete(h, up->stage_key, &ignored);
+        }
+    }
+    give_s3(s, h);
+    drop(s, up);
+    return rc;
+}
+
+static void s_abort(tf__storage *st, tf__upload **up)
+{
+    if (!*up)
+        return;
+    drop(S(st), *up);
+    *up = NULL;
+}
+
+static void s_keep(tf__storage *st, tf__upload **upp)
+{
+    s3store *s = S(st);
+    tf__upload *up = *upp;
+    if (!up)
+        return;
+    *upp = NULL;
+    if (!up->resumable || up->n_parts == 0) {
+        drop(s, up);
+        return;
+    }
+    /* The parts stay, for any server to find; the tail in the buffer (less
+       than a part) is sent again by the client. */
+    unbusy(s, up->stem);
+    free_upload(up);
+}
+
+typedef struct found_upload {
+    const char *key;
+    char id[TF_S3_ID_MAX];
+    int n;
+    tf__s3 *h; /* to abort the extra ones */
+} found_upload;
+
+static int find_mine(void *user, const char *key, const char *id, int64_t initiated)
+{
+    (void)initiated;
+    found_upload *f = user;
+    if (strcmp(key, f->key) != 0)
+        return 0;
+    if (f->n++ == 0) {
+        snprintf(f->id, sizeof f->id, "%s", id);
+    } else {
+        tf__err e = {{0}};
+        tf__s3_mpu_abort(f->h, key, id, &e); /* one upload per stem */
+    }
+    return 0;
+}
+
+/* Takes up a resumable upload left by any server: its parts must add up to
+   what its state says; otherwise it is dropped and started again. */
+static int resume(s3store *s, tf__s3 *h, tf__upload *up, tf__err *e)
+{
+    found_upload f = {.key = up->stage_key, .h = h};
+    int rc = tf__s3_mpu_list(h, up->stage_key, find_mine, &f, e);
+    if (rc != TF_OK || f.n == 0)
+        return rc;
+    char skey[TF_S3_KEY_MAX + 1];
+    uint8_t blob[64 + TF_DIGEST_STATE_MAX + 1];
+    size_t got = 0;
+    tf__err mine = {{0}};
+    rc = state_key(s, up, skey, e);
+    if (rc == TF_OK && tf__s3_get(h, skey, 0, sizeof blob, blob, &got, &mine) != TF_OK)
+        got = 0;
+    up->parts = calloc(MAX_PARTS, sizeof *up->parts);
+    if (rc == TF_OK && !up->parts)
+        rc = tf__fail(e, TF_ENOMEM, "out of memory");
+    size_t n = 0;
+    if (rc == TF_OK)
+        rc = tf__s3_mpu_parts(h, up->stage_key, f.id, up->parts, MAX_PARTS, &n, e);
+    if (rc != TF_OK)
+        return rc;
+    uint64_t bytes = 0, state_bytes = 0;
+    size_t state_parts = 0;
+    int ok = got > 0 && got < sizeof blob;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = up->parts[i].number == i + 1 && up->parts[i].size == PART_SIZE;
+        bytes += up->parts[i].size;
+    }
+    char *nl = ok ? memchr(blob, '\n', got < 64 ? got : 64) : NULL;
+    if (nl) {
+        *nl = '\0';
+        ok = sscanf((char *)blob, "%" SCNu64 " %zu", &state_bytes, &state_parts) == 2 &&
+             state_bytes == bytes && state_parts == n && n > 0;
+    } else {
+        ok = 0;
+    }
+    if (ok) {
+        size_t off = (size_t)(nl + 1 - (char *)blob);
+        up->saved_len = got - off;
+        up->saved_state = malloc(up->saved_len);
+        ok = up->saved_state != NULL &&
+             tf__digest_restore(&up->digest, blob + off, up->saved_len) == TF_OK;
+        if (ok)
+            memcpy(up->saved_state, blob + off, up->saved_len);
+    }
+    if (!ok) { /* a torn state (cut between a part and its state): anew */
+        tf__err ignored = {{0}};
+        tf__s3_mpu_abort(h, up->stage_key, f.id, &ignored);
+        free(up->saved_state);
+        up->saved_state = NULL;
+        up->saved_len = 0;
+        tf__digest_begin(&up->digest, 1);
+        return TF_OK;
+    }
+    snprintf(up->upload_id, sizeof up->upload_id, "%s", f.id);
+    up->n_parts = n;
+    up->written = up->saved_bytes = bytes;
+    return TF_OK;
+}
+
+static int s_stage_resumable(tf__storage *st, const char *stem, uint64_t size,
+                             tf__upload **out, uint64_t *have, int *resumable, tf__err *e)
+{
+    s3store *s = S(st);
+    *out = NULL;
+    *have = 0;
+    *resumable = 0;
+    /* One part or less: a single PUT, nothing to keep when cut off. */
+    if (size <= PART_SIZE || strlen(stem) >= sizeof((tf__upload *)0)->stem)
+        return s_stage(st, out, e);
+    pthread_mutex_lock(&s->mu);
+    int busy = 0;
+    for (size_t i = 0; i < s->n_busy; i++)
+        busy |= strcmp(s->busy[i], stem) == 0;
+    char **grown = busy ? NULL : realloc(s->busy, (s->n_busy + 1) * sizeof *grown);
+    char *copy = grown ? strdup(stem) : NULL;
+    if (grown)
+        s->busy = grown;
+    if (copy)
+        s->busy[s->n_busy++] = copy;
+    pthread_mutex_unlock(&s->mu);
+    if (busy)
+        return tf__fail(e, TF_EBUSY, "the upload is in progress on another connection");
+    if (!copy)
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    tf__upload *up = new_upload(e);
+    if (!up) {
+        unbusy(s, stem);
+        return TF_ENOMEM;
+    }
+    up->resumable = 1;
+    snprintf(up->stem, sizeof up->stem, "%s", stem);
+    char rel[128];
+    snprintf(rel, sizeof rel, "%s/p/%s", TF_TMP_DIR, stem);
+    int rc = key_for(s, up->stage_key, rel, "", e);
+    tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
+    if (rc == TF_OK && !h)
+        rc = TF_EIO;
+    if (rc == TF_OK)
+        rc = resume(s, h, up, e);
+    give_s3(s, h);
+    if (rc != TF_OK) {
+        unbusy(s, stem);
+        free_upload(up);
+        return rc;
+    }
+    if (!up->upload_id[0]) {
+        free(up->parts);
+        up->parts = NULL;
+        up->n_parts = 0;
+    }
+    *have = up->written;
+    *resumable = 1;
+    *out = up;
+    return TF_OK;
+}
+
+/* ---- the tree --------------------------------------------------------- */
+
+static int s_stat(tf__storage *st, const char *path, tf__fstat *out, tf__err *e)
+{
+    s3store *s = S(st);
+    char key[TF_S3_KEY_MAX + 1];
+    int rc = check_path(path, e);
+    if (rc == TF_OK)
+        rc = key_for(s, key, path, "", e);
+    if (rc != TF_OK)
+        return rc;
+    tf__s3 *h = take_s3(s, e);
+    if (!h)
+        return TF_EIO;
+    tf__s3_info info;
+    tf__err mine = {{0}};
+    rc = tf__s3_head(h, key, &info, &mine);
+    if (rc == TF_OK) {
+        out->type = TF__FT_FILE;
+        out->size = info.size;
+        out->mtime = info.mtime;
+    } else if (rc == TF_ENOENT) {
+        any a;
+        rc = dir_probe(s, h, path, &a, e);
+        if (rc == TF_OK && a.n > 0) {
+            out->type = TF__FT_DIR;
+            out->size = 0;
+            out->mtime = 0;
+        } else if (rc == TF_OK) {
+            rc = tf__fail(e, TF_ENOENT, "no file named \"%s\"", path);
+        }
+    } else {
+        rc = tf__fail(e, rc, "%s", mine.msg);
+    }
+    give_s3(s, h);
+    return rc;
+}
+
+static int s_list_open(tf__storage *st, const char *dir, tf__lister **out, tf__err *e)
+{
+    s3store *s = S(st);
+    *out = NULL;
+    int at_root = dir[0] == '\0';
+    int rc = at_root ? TF_OK : check_path(dir, e);
+    if (rc != TF_OK)
+        return rc;
+    tf__lister *li = calloc(1, sizeof *li);
+    if (!li)
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    li->at_root = at_root;
+    rc = key_for(s, li->prefix, dir, at_root ? "" : "/", e);
+    if (rc == TF_OK && !at_root) {
+        /* A directory that is not there is TF_ENOENT, as locally. */
+        tf__fstat fs;
+        rc = s_stat(st, dir, &fs, e);
+        if (rc == TF_OK && fs.type != TF__FT_DIR)
+            rc = tf__fail(e, TF_ENOENT, "\"%s\" is not a directory", dir);
+    }
+    if (rc != TF_OK) {
+        free(li);
+        return rc;
+    }
+    li->page.prefix = li->prefix;
+    li->page.delimiter = "/";
+    li->page.max_keys = TF_STORAGE_LIST_BATCH;
+    *out = li;
+    return TF_OK;
+}
+
+static int add_entry(void *user, const char *key, int is_prefix, uint64_t size, int64_t mtime)
+{
+    tf__lister *li = user;
+    const char *name = key + strlen(li->prefix);
+    size_t len = strlen(name);
+    if (is_prefix && len > 0)
+        len--; /* "dir/" */
+    if (len == 0 || len >= sizeof li->batch[0].name || li->n == TF_STORAGE_LIST_BATCH)
+        return 0; /* the directory's own marker, or too long */
+    if (li->at_root && len == strlen(TF_TMP_DIR) && memcmp(name, TF_TMP_DIR, len) == 0)
+        return 0;
+    tf__dirent *d = &li->batch[li->n++];
+    memcpy(d->name, name, len);
+    d->name[len] = '\0';
+    d->st.type = is_prefix ? TF__FT_DIR : TF__FT_FILE;
+    d->st.size = is_prefix ? 0 : size;
+    d->st.mtime = is_prefix ? 0 : mtime;
+    return 0;
+}
+
+static int s_list_next(tf__storage *st, tf__lister *li, const tf__dirent **batch, size_t *n,
+                       tf__err *e)
+{
+    s3store *s = S(st);
+    *batch = li->batch;
+    *n = 0;
+    li->n = 0;
+    tf__s3 *h = NULL;
+    /* A page of at most a batch's entries; one whose entries were all
+       skipped (markers, the staging directory) is followed by the next. */
+    while (li->n == 0 && !li->done) {
+        if (!h && !(h = take_s3(s, e)))
+            return TF_EIO;
+        int rc = tf__s3_list(h, &li->page, add_entry, li, e);
+        if (rc != TF_OK) {
+            give_s3(s, h);
+            return rc;
+        }
+        li->done = li->page.token[0] == '\0';
+    }
+    give_s3(s, h);
+    *n = li->n;
+    return TF_OK;
+}
+
+static void s_list_close(tf__storage *st, tf__lister *li)
+{
+    (void)st;
+    free(li);
+}
+
+static int s_remove(tf__storage *st, const char *path, tf__err *e)
+{
+    s3store *s = S(st);
+    tf__fstat fs;
+    int rc = s_stat(st, path, &fs, e);
+    if (rc != TF_OK)
+        return rc;
+    char key[TF_S3_KEY_MAX + 1];
+    rc = key_for(s, key, path, fs.type == TF__FT_DIR ? "/" : "", e);
+    tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
+    if (rc == TF_OK && !h)
+        rc = TF_EIO;
+    any a;
+    if (rc == TF_OK && fs.type == TF__FT_DIR) {
+        rc = dir_probe(s, h, path, &a, e);
+        if (rc == TF_OK && a.other)
+            rc = tf__fail(e, TF_EEXIST, "the directory \"%s\" is not empty", path);
+    }
+    if (rc == TF_OK)
+        rc = tf__s3_delete(h, key, e);
+    give_s3(s, h);
+    return rc;
+}
+
+static int s_rename(tf__storage *st, const char *from, const char *to, unsigned flags,
+                    tf__err *e)
+{
+    s3store *s = S(st);
+    tf__fstat fs;
+    char kfrom[TF_S3_KEY_MAX + 1], kto[TF_S3_KEY_MAX + 1];
+    int rc = check_path(to, e);
+    if (rc == TF_OK)
+        rc = s_stat(st, from, &fs, e);
+    if (rc == TF_OK && fs.type == TF__FT_DIR)
+        rc = tf__fail(e, TF_EINVAL, "renaming a directory is not supported on S3 (\"%s\")",
+                      from);
+    if (rc == TF_OK)
+        rc = key_for(s, kfrom, from, "", e);
+    if (rc == TF_OK)
+        rc = key_for(s, kto, to, "", e);
+    if (rc != TF_OK)
+        return rc;
+    if (flags & TF_STORAGE_NOREPLACE) {
+        tf__fstat ts;
+        tf__err mine = {{0}};
+        int trc = s_stat(st, to, &ts, &mine);
+        if (trc == TF_OK)
+            return tf__fail(e, TF_EEXIST, "\"%s\" already exists", to);
+        if (trc != TF_ENOENT)
+            return tf__fail(e, trc, "%s", mine.msg);
+    }
+    tf__s3 *h = take_s3(s, e);
+    if (!h)
+        return TF_EIO;
+    /* Not atomic: both names exist between the two. */
+    rc = tf__s3_copy(h, kfrom, kto, e);
+    if (rc == TF_OK)
+        rc = tf__s3_delete(h, kfrom, e);
+    give_s3(s, h);
+    return rc;
+}
+
+static int s_mkdir(tf__storage *st, const char *path, tf__err *e)
+{
+    s3store *s = S(st);
+    tf__fstat fs;
+    tf__err mine = {{0}};
+    int rc = check_path(path, e);
+    if (rc != TF_OK)
+        return rc;
+    rc = s_stat(st, path, &fs, &mine);
+    if (rc == TF_OK)
+        return tf__fail(e, TF_EEXIST, "\"%s\" already exists", path);
+    if (rc != TF_ENOENT)
+        return tf__fail(e, rc, "%s", mine.msg);
+    /* The parent must be there, as in a file system. */
+    const char *slash = strrchr(path, '/');
+    if (slash) {
+        char parent[TF_S3_KEY_MAX + 1];
+        snprintf(parent, sizeof parent, "%.*s", (int)(slash - path), path);
+        tf__err_clear(&mine);
+        rc = s_stat(st, parent, &fs, &mine);
+        if (rc == TF_OK && fs.type != TF__FT_DIR)
+            return tf__fail(e, TF_ENOENT, "\"%s\" is not a directory", parent);
+        if (rc != TF_OK)
+            return tf__fail(e, rc, "cannot create the directory \"%s\": %s", path, mine.msg);
+    }
+    char key[TF_S3_KEY_MAX + 1];
+    rc = key_for(s, key, path, "/", e);
+    tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
+    if (rc == TF_OK && !h)
+        rc = TF_EIO;
+    tf__s3_body body = {.buf = "", .len = 0};
+    if (rc == TF_OK)
+        rc = tf__s3_put(h, key, &body, NULL, 0, e);
+    give_s3(s, h);
+    return rc;
+}
+
+/* ---- upkeep ----------------------------------------------------------- */
+
+typedef struct sweep_ctx {
+    s3store *s;
+    tf__s3 *h;
+    int all_plain;
+    int64_t now;
+    size_t plain_len; /* "PREFIX TF_TMP_DIR/u/" */
+} sweep_ctx;
+
+static int sweep_one(void *user, const char *key, const char *id, int64_t initiated)
+{
+    sweep_ctx *c = user;
+    tf__err e = {{0}};
+    int plain = strncmp(key + c->plain_len - 2, "u/", 2) == 0;
+    int expired = c->s->cfg.resume_ttl_s > 0 && c->now - initiated > c->s->cfg.resume_ttl_s;
+    if ((plain && c->all_plain) || expired) {
+        tf__s3_mpu_abort(c->h, key, id, &e);
+        if (!plain) {
+            char state[TF_S3_KEY_MAX + 1];
+            int n = snprintf(state, sizeof state, "%s.state", key);
+            if (n > 0 && (size_t)n < sizeof state)
+                tf__s3_delete(c->h, state, &e);
+        }
+    }
+    return 0;
+}
+
+/* Aborts the plain uploads (at start, when no connection owns one) and
+   the resumable ones older than the resume TTL (by their start: S3 keeps
+   no time of the last part). */
+static void s_sweep(tf__storage *st, int all_plain)
+{
+    s3store *s = S(st);
+    tf__err e = {{0}};
+    char prefix[TF_S3_KEY_MAX + 1], rel[64];
+    snprintf(rel, sizeof rel, "%s/", TF_TMP_DIR);
+    if (key_for(s, prefix, rel, "", &e) != TF_OK)
+        return;
+    tf__s3 *h = take_s3(s, &e);
+    if (!h)
+        return;
+    sweep_ctx c = {s, h, all_plain, (int64_t)time(NULL), strlen(prefix) + 2};
+    tf__s3_mpu_list(h, prefix, sweep_one, &c, &e);
+    give_s3(s, h);
+}
+
+static void s_close(tf__storage *st)
+{
+    s3store *s = S(st);
+    if (!s)
+        return;
+    while (s->free_handles) {
+        pooled *p = s->free_handles;
+        s->free_handles = p->next;
+        tf__s3_close(p->s3);
+        free(p);
+    }
+    for (size_t i = 0; i < s->n_readers; i++)
+        if (s->readers[i]) {
+            free(s->readers[i]->ra);
+            free(s->readers[i]);
+        }
+    free(s->readers);
+    for (size_t i = 0; i < s->n_busy; i++)
+        free(s->busy[i]);
+    free(s->busy);
+    free(s->prefix);
+    free(s->endpoint);
+    free(s->bucket);
+    free(s->region);
+    tf__s3_creds_free(s->access_key, s->secret_key);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static const tf__storage_ops s3_ops = {
+    .name = "s3",
+    .open_read = s_open_read,
+    .close_read = s_close_read,
+    .read_at = s_read_at,
+    .hash_range = s_hash_range,
+    .digest_load = s_digest_load,
+    .digest_store = s_digest_store,
+    .check_target = s_check_target,
+    .stage = s_stage,
+    .stage_resumable = s_stage_resumable,
+    .write = s_write,
+    .commit = s_commit,
+    .abort = s_abort,
+    .keep = s_keep,
+    .stat = s_stat,
+    .list_open = s_list_open,
+    .list_next = s_list_next,
+    .list_close = s_list_close,
+    .remove = s_remove,
+    .rename = s_rename,
+    .mkdir = s_mkdir,
+    .sweep = s_sweep,
+    .close = s_close,
+};
+
+static char *dup_or_null(const char *s, int *oom)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *oom = 1;
+    return d;
+}
+
+int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf__err *e)
+{
+    *out = NULL;
+    if (!cfg->endpoint || !cfg->bucket)
+        return tf__fail(e, TF_EINVAL, "an S3 store needs an endpoint and a bucket");
+    s3store *s = calloc(1, sizeof *s);
+    if (!s)
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    pthread_mutex_init(&s->mu, NULL);
+    s->base.ops = &s3_ops;
+    s->base.reserved = TF_TMP_DIR;
+    s->base.read_handles = 1;
+    s->cfg = *cfg;
+    int oom = 0;
+    /* The prefix as "dir/" (or ""), whatever slashes it was given with. */
+    const char *p = cfg->prefix ? cfg->prefix : "";
+    while (*p == '/')
+        p++;
+    size_t plen = strlen(p);
+    while (plen > 0 && p[plen - 1] == '/')
+        plen--;
+    s->prefix = malloc(plen + 2);
+    if (s->prefix) {
+        memcpy(s->prefix, p, plen);
+        if (plen)
+            s->prefix[plen++] = '/';
+        s->prefix[plen] = '\0';
+    } else {
+        oom = 1;
+    }
+    s->endpoint = dup_or_null(cfg->endpoint, &oom);
+    s->bucket = dup_or_null(cfg->bucket, &oom);
+    s->region = dup_or_null(cfg->region, &oom);
+    int rc = oom ? tf__fail(e, TF_ENOMEM, "out of memory") : TF_OK;
+    if (rc == TF_OK && cfg->access_key && cfg->secret_key) {
+        s->access_key = dup_or_null(cfg->access_key, &oom);
+        s->secret_key = dup_or_null(cfg->secret_key, &oom);
+        if (oom)
+            rc = tf__fail(e, TF_ENOMEM, "out of memory");
+    } else if (rc == TF_OK) {
+        rc = tf__s3_creds_load(&s->access_key, &s->secret_key, e);
+    }
+    s->cfg.access_key = s->cfg.secret_key = NULL; /* the copies are ours */
+    /* A first handle now: a bad endpoint fails here, not at the first
+       request. */
+    tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
+    if (rc == TF_OK && !h)
+        rc = TF_EINVAL;
+    give_s3(s, h);
+    if (rc != TF_OK) {
+        s_close(&s->base);
+        return rc;
+    }
+    /* A component's longest name, within S3's 1024-byte keys. */
+    size_t room = TF_S3_KEY_MAX - strlen(s->prefix) - 64;
+    s->base.name_max = room < 255 ? room : 255;
+    *out = &s->base;
+    return TF_OK;
+}
