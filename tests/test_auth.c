@@ -856,6 +856,39 @@ static void test_auth_event_client_refused_clearly(void **state)
     tf_options_free(o);
 }
 
+/* The tree's operations go through the same rights table: a read user may
+   stat, not mkdir nor remove; a confined writer's mkdir lands in its dir. */
+static void test_auth_tree_ops_need_their_right(void **state)
+{
+    (void)state;
+    tf_options *o = server_opts();
+    test_server t;
+    tu_server_start(&t, o);
+    char path[512];
+    snprintf(path, sizeof path, "%s/f.txt", t.root);
+    tu_write_file(path, "abc", 3);
+    tf_client *c = login_ok(&t, "alice", tok_alice);
+    tf_stat_info st;
+    assert_int_equal(tf_stat(c, "f.txt", &st), TF_OK);
+    assert_int_equal(tf_mkdir(c, "d", 0), TF_EACCES);
+    assert_string_equal(tf_errmsg(c), "user alice has read access only: mkdir needs write");
+    assert_int_equal(tf_remove(c, "f.txt"), TF_EACCES);
+    assert_non_null(strstr(tf_errmsg(c), "remove needs write"));
+    tf_close(c);
+    assert_int_equal(tu_file_size(path), 3);
+    c = login_ok(&t, "carol", tok_carol);
+    assert_int_equal(tf_mkdir(c, "d", 0), TF_OK);
+    assert_int_equal(tf_stat(c, "f.txt", &st), TF_ENOENT);
+    tf_close(c);
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/carol/d", t.root);
+    assert_int_equal(lstat(path, &sb), 0);
+    snprintf(path, sizeof path, "%s/d", t.root);
+    assert_int_equal(lstat(path, &sb), -1);
+    tu_server_stop(&t, 1);
+    tf_options_free(o);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -874,6 +907,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_auth_log_names_the_user),
         cmocka_unit_test(test_auth_reload_replaces_tokens),
         cmocka_unit_test(test_auth_event_client_refused_clearly),
+        cmocka_unit_test(test_auth_tree_ops_need_their_right),
     };
     return TU_RUN_GROUP("auth", tests, group_setup, group_teardown, argc > 1 ? argv[1] : NULL);
 }
