@@ -103,6 +103,8 @@ typedef struct client_args {
     int force;      /* --force */
     int resume;     /* --resume */
     double rate;    /* --limit-rate, bytes per second; 0 = none */
+    const char *user;       /* --user NAME */
+    const char *token_file; /* --token-file FILE */
     op *ops;
     size_t nops;
     tf_options *opt;
@@ -194,6 +196,12 @@ static void usage(FILE *to)
             "                         ~/.config/tcpfile/known_hosts)\n"
             "      --plaintext        no TLS, for a server run with --plaintext\n"
             "                         (loopback and trusted networks only)\n"
+            "      --user NAME        log in as NAME, on a server with users; the\n"
+            "                         token comes from TCPFILE_TOKEN in the\n"
+            "                         environment or from --token-file (never from\n"
+            "                         the command line, where ps would show it)\n"
+            "      --token-file FILE  read the token from FILE (its first line); FILE\n"
+            "                         must not be readable by group or others\n"
             "  -h, --help             print this help and exit\n"
             "      --version          print the library version and exit\n"
             "\n"
@@ -205,7 +213,7 @@ static void usage(FILE *to)
             "\n"
             "Exit status: 0 success; 1 other failure; 2 usage error; 3 cannot\n"
             "resolve HOST; 4 cannot connect; 5 refused by the server (read-only,\n"
-            "permission, busy); 6 no such file; 7 local I/O error or disk full;\n"
+            "permission, busy, authentication failed or required); 6 no such file; 7 local I/O error or disk full;\n"
             "8 the server's I/O error or full disk; 9 timed out; 10 checksum\n"
             "mismatch; 11 connection lost; 12 a file exists\n"
             "and was not replaced; 13 the server's identity was rejected (TLS);\n"
@@ -460,7 +468,9 @@ enum {
     OPT_CA,
     OPT_ACCEPT_NEW,
     OPT_KNOWN_HOSTS,
-    OPT_PLAINTEXT
+    OPT_PLAINTEXT,
+    OPT_USER,
+    OPT_TOKEN_FILE
 };
 
 typedef struct optdef {
@@ -490,6 +500,8 @@ static const optdef optdefs[] = {
     {"accept-new", 0, 0, OPT_ACCEPT_NEW},
     {"known-hosts", 0, 1, OPT_KNOWN_HOSTS},
     {"plaintext", 0, 0, OPT_PLAINTEXT},
+    {"user", 0, 1, OPT_USER},
+    {"token-file", 0, 1, OPT_TOKEN_FILE},
     {"help", 'h', 0, OPT_HELP},
     {"version", 0, 0, OPT_VERSION},
 };
@@ -565,6 +577,12 @@ static int apply_option(const optdef *d, const char *val, group *cur, client_arg
     case OPT_PLAINTEXT:
         tf_options_set(a->opt, TF_OPT_TLS, 0);
         break;
+    case OPT_USER:
+        a->user = val;
+        break;
+    case OPT_TOKEN_FILE:
+        a->token_file = val;
+        break;
     case OPT_HELP:
         usage(stdout);
         return EXIT_OK;
@@ -573,6 +591,68 @@ static int apply_option(const optdef *d, const char *val, group *cur, client_arg
         return EXIT_OK;
     }
     return PARSE_RUN;
+}
+
+/* ---- logging in ---------------------------------------------------------- */
+
+/* Reads the token from FILE's first line into buf. As ssh does with keys,
+   a file that group or others may read is refused: the token would be as
+   good as theirs. Returns PARSE_RUN, or the status after saying why. */
+static int read_token_file(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        fprintf(stderr, PROG ": --token-file %s: %s\n", path, strerror(errno));
+        if (f)
+            fclose(f);
+        return EXIT_FAILED;
+    }
+    if (st.st_mode & 077) {
+        fprintf(stderr,
+                PROG ": --token-file %s: readable by others (mode %04o); the token is not"
+                     " used: chmod 600 %s\n",
+                path, (unsigned)(st.st_mode & 07777), path);
+        fclose(f);
+        return EXIT_FAILED;
+    }
+    if (!fgets(buf, (int)cap, f))
+        buf[0] = '\0';
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return PARSE_RUN;
+}
+
+/* --user NAME with its token (TCPFILE_TOKEN, or --token-file) into the
+   options. Returns PARSE_RUN, or the status after saying why. */
+static int set_credentials(client_args *a)
+{
+    if (!a->user) {
+        if (a->token_file)
+            return usage_error("--token-file needs --user NAME", NULL);
+        return PARSE_RUN;
+    }
+    char token[1024] = "";
+    int status = PARSE_RUN;
+    const char *env = getenv("TCPFILE_TOKEN");
+    if (a->token_file)
+        status = read_token_file(a->token_file, token, sizeof token);
+    else if (env)
+        snprintf(token, sizeof token, "%s", env);
+    else
+        status = usage_error("--user needs a token: set TCPFILE_TOKEN, or give"
+                             " --token-file FILE", NULL);
+    if (status == PARSE_RUN && !token[0])
+        status = usage_error("the token is empty; it is the line tcpfile-server"
+                             " --add-user printed", NULL);
+    if (status == PARSE_RUN && (tf_options_set_string(a->opt, TF_SOPT_USER, a->user) != TF_OK ||
+                                tf_options_set_string(a->opt, TF_SOPT_TOKEN, token) != TF_OK))
+        status = usage_error("--user NAME or its token is too long:", a->user);
+    /* The options hold their own copy (wiped when freed). */
+    volatile char *v = token;
+    for (size_t i = 0; i < sizeof token; i++)
+        v[i] = 0;
+    return status;
 }
 
 /* Parses argv[*i], an option word (it starts with '-' and is not "-" or
@@ -725,6 +805,8 @@ static int parse_args(int argc, char **argv, client_args *a)
         status = usage_error("missing operation (get, put or list)", NULL);
     if (status == PARSE_RUN)
         status = expand_groups(groups, ngroups, words, a);
+    if (status == PARSE_RUN)
+        status = set_credentials(a);
     free(groups);
     free(words);
     return status;
@@ -1370,6 +1452,11 @@ static void connect_hint(const client_args *a, int rc, char *buf, size_t len)
                  a->host, a->port);
     else if (rc == TF_EBUSY)
         snprintf(buf, len, "; it serves its maximum of clients at once: try again later");
+    else if (rc == TF_EACCES && !a->user)
+        snprintf(buf, len, "; log in with --user NAME and the token (TCPFILE_TOKEN or"
+                           " --token-file)");
+    else if (rc == TF_EACCES)
+        snprintf(buf, len, "; check the user name and the token");
     /* TF_EPROTO: the library's words say it all (plaintext against TLS,
        not TLS, not a tcpfile server). */
 }
@@ -1386,6 +1473,7 @@ static int connect_status(int rc)
     case TF_ETIMEDOUT:
         return EXIT_TIMEOUT;
     case TF_EBUSY:
+    case TF_EACCES: /* authentication failed, or required */
         return EXIT_REFUSED;
     case TF_EPROTO:
         /* Before any request: the two sides do not speak the same

@@ -11,9 +11,11 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,12 @@ typedef struct server_args {
     const char *root;
     int quiet;
     tf_options *opt;
+    /* Users: --add-user NAME --access read|write [--dir SUBDIR] adds one and
+       exits; --users FILE names the file (default: in the state directory). */
+    const char *add_user;
+    const char *access;
+    const char *dir;
+    int users_given;
 } server_args;
 
 /* The signal handler needs the server, and a handler gets no user pointer. */
@@ -83,13 +91,23 @@ static void usage(FILE *to)
             "                           only; clients need --plaintext too\n"
             "      --read-only          refuse every upload\n"
             "      --no-overwrite       refuse uploads over an existing file\n"
+            "      --users FILE         serve only the users in FILE (default: the file\n"
+            "                           \"users\" in the state directory, when it exists;\n"
+            "                           with none, anyone who can connect is served)\n"
+            "      --add-user NAME      add user NAME (or give it a new token) in the\n"
+            "                           users file, print its token alone on one line,\n"
+            "                           and exit; with --access read|write (required)\n"
+            "                           and --dir SUBDIR (the part of ROOT that is the\n"
+            "                           user's whole world; default: all of it)\n"
             "  -q, --quiet              do not print a line per request\n"
             "  -h, --help               print this help and exit\n"
             "      --version            print the library version and exit\n"
             "\n"
             "SIGINT or SIGTERM stops the server: requests in flight get a few\n"
             "seconds (--stop-grace) to finish, and those cut off are logged as such.\n"
-            "A second signal ends it at once.\n"
+            "A second signal ends it at once. SIGHUP reads the users file again: a\n"
+            "user given a new token with --add-user can use only the new one from\n"
+            "then on.\n"
             "Exit status: 0 after a clean stop, 1 if serving failed, 2 for a usage\n"
             "error.\n");
 }
@@ -148,16 +166,23 @@ static void log_request(void *user, const tf_request_log *e)
        drive the terminal. */
     tf_escape(name, sizeof name, e->name, strlen(e->name), 1);
     tf_escape(message, sizeof message, e->message, strlen(e->message), 0);
+    /* Who, on a server with users: "127.0.0.1:5000 user alice get ...". */
+    char who[4 * 64 + 8] = "";
+    if (e->user && e->user[0]) {
+        memcpy(who, " user ", 7);
+        tf_escape(who + 6, sizeof who - 6, e->user, strlen(e->user), 0);
+    }
     const char *shown = e->name[0] ? name : "-";
     int quote = e->name[0] != '\0';
     /* One printf per line: stdio locks stdout for the whole call, so lines
        written by several worker threads at once never interleave. */
     if (e->result == TF_OK)
-        printf("%s %s %s %s%s%s ok %" PRIu64 " bytes %.3f s\n", when, e->peer, e->op,
+        printf("%s %s%s %s %s%s%s ok %" PRIu64 " bytes %.3f s\n", when, e->peer, who, e->op,
                quote ? "\"" : "", shown, quote ? "\"" : "", e->bytes, e->seconds);
     else
-        printf("%s %s %s %s%s%s failed %" PRIu64 " bytes %.3f s: %s%s%s%s\n", when, e->peer,
-               e->op, quote ? "\"" : "", shown, quote ? "\"" : "", e->bytes, e->seconds,
+        printf("%s %s%s %s %s%s%s failed %" PRIu64 " bytes %.3f s: %s%s%s%s\n", when,
+               e->peer, who, e->op, quote ? "\"" : "", shown, quote ? "\"" : "", e->bytes,
+               e->seconds,
                tf_strerror(e->result), message[0] ? " (" : "", message,
                message[0] ? ")" : "");
 }
@@ -179,6 +204,10 @@ enum {
     OPT_TLS_KEY,
     OPT_STATE_DIR,
     OPT_PLAINTEXT,
+    OPT_USERS,
+    OPT_ADD_USER,
+    OPT_ACCESS,
+    OPT_DIR,
     OPT_HELP,
     OPT_VERSION
 };
@@ -203,6 +232,10 @@ static int parse_args(int argc, char **argv, server_args *a)
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"plaintext", no_argument, NULL, OPT_PLAINTEXT},
+        {"users", required_argument, NULL, OPT_USERS},
+        {"add-user", required_argument, NULL, OPT_ADD_USER},
+        {"access", required_argument, NULL, OPT_ACCESS},
+        {"dir", required_argument, NULL, OPT_DIR},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -277,6 +310,22 @@ static int parse_args(int argc, char **argv, server_args *a)
         case OPT_PLAINTEXT:
             tf_options_set(a->opt, TF_OPT_TLS, 0);
             break;
+        case OPT_USERS:
+            if (tf_options_set_string(a->opt, TF_SOPT_USERS_FILE, optarg) != TF_OK)
+                return usage_error("--users FILE: the path is too long:", optarg);
+            a->users_given = 1;
+            break;
+        case OPT_ADD_USER:
+            a->add_user = optarg;
+            break;
+        case OPT_ACCESS:
+            if (strcmp(optarg, "read") != 0 && strcmp(optarg, "write") != 0)
+                return usage_error("--access is read or write, not", optarg);
+            a->access = optarg;
+            break;
+        case OPT_DIR:
+            a->dir = optarg;
+            break;
         case 'h':
         case OPT_HELP:
             usage(stdout);
@@ -291,6 +340,17 @@ static int parse_args(int argc, char **argv, server_args *a)
     if (status != PARSE_RUN)
         return status;
     int left = argc - optind;
+    if (a->add_user) {
+        if (!a->access)
+            return usage_error("--add-user NAME needs --access read or --access write", NULL);
+        if (left > 0)
+            return usage_error("--add-user takes no PORT or ROOT, not", argv[optind]);
+        return PARSE_RUN;
+    }
+    if (a->access || a->dir)
+        return usage_error(a->access ? "--access goes with --add-user NAME"
+                                     : "--dir goes with --add-user NAME",
+                           NULL);
     if (left < 1)
         return usage_error("missing PORT", NULL);
     if (left > 2)
@@ -306,6 +366,68 @@ static int parse_args(int argc, char **argv, server_args *a)
     if (!a->quiet)
         tf_options_set_log(a->opt, log_request, NULL);
     return PARSE_RUN;
+}
+
+/* ---- users ---------------------------------------------------------------- */
+
+/* --add-user: the token alone on stdout (for a script to capture), the
+   rest on stderr. */
+static int add_user(const server_args *a)
+{
+    char token[TF_TOKEN_SIZE], path[4096] = "?", err[512];
+    tf_users_file_path(a->opt, path, sizeof path);
+    int rc = tf_users_add(a->opt, a->add_user, a->access, a->dir, token, sizeof token, err,
+                          sizeof err);
+    if (rc != TF_OK) {
+        fprintf(stderr, PROG ": --add-user %s: %s (%s)\n", a->add_user, tf_strerror(rc), err);
+        return rc == TF_EINVAL ? EXIT_USAGE : EXIT_FAILED;
+    }
+    printf("%s\n", token);
+    memset(token, 0, sizeof token);
+    fprintf(stderr,
+            PROG ": user %s (%s access%s%s) in %s; its token is the line above, shown only"
+                 " once. A running server uses it after SIGHUP or a restart.\n",
+            a->add_user, a->access, a->dir ? ", directory " : "", a->dir ? a->dir : "", path);
+    return EXIT_OK;
+}
+
+/* Without --users, the default file is used when it exists, so that
+   --add-user without --users and a plain start agree. */
+static void default_users(server_args *a)
+{
+    char path[4096];
+    if (a->users_given || tf_users_file_path(a->opt, path, sizeof path) != TF_OK)
+        return;
+    if (access(path, F_OK) == 0)
+        tf_options_set_string(a->opt, TF_SOPT_USERS_FILE, path);
+}
+
+/* SIGHUP reads the users file again. A handler may not (the reload reads a
+   file and allocates): SIGHUP stays blocked in every thread, and this one
+   takes it with sigwait. */
+static pthread_t g_hup_thread;
+static atomic_int g_hup_quit; /* set by the main thread, read by hup_main */
+
+static void *hup_main(void *arg)
+{
+    tf_server *s = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        int sig;
+        if (sigwait(&set, &sig) != 0 || atomic_load(&g_hup_quit))
+            return NULL;
+        char err[512];
+        int rc = tf_server_reload_users(s, err, sizeof err);
+        if (rc == TF_OK)
+            printf("users file read again: %d user%s\n", tf_server_user_count(s),
+                   tf_server_user_count(s) == 1 ? "" : "s");
+        else
+            fprintf(stderr, PROG ": SIGHUP: the users file was not read again: %s (%s); the"
+                            " users in use are kept\n",
+                    tf_strerror(rc), err);
+    }
 }
 
 /* ---- running -------------------------------------------------------------- */
@@ -395,12 +517,22 @@ static void banner(const server_args *a, const tf_server *s)
            read_only   ? "get and list only (--read-only)"
            : overwrite ? "get, list and put; a put replaces a file of the same name"
                        : "get, list and put; a put never replaces a file (--no-overwrite)");
+    const char *users = "?";
+    int nusers = tf_server_user_count(s);
+    if (nusers >= 0) {
+        tf_options_get_string(a->opt, TF_SOPT_USERS_FILE, &users);
+        printf("users: %d in %s; each logs in with its token (SIGHUP reads the file again)\n",
+               nusers, users);
+    } else {
+        printf("no users file: anyone who can connect may %s\n",
+               read_only ? "read" : "read and write");
+    }
     if (read_only)
         return;
     if (access(a->root, W_OK) != 0)
         fprintf(stderr, PROG ": warning: uploads will fail: \"%s\" is not writable (%s)\n",
                 root, strerror(errno));
-    else if (open_to_all)
+    else if (open_to_all && nusers < 0)
         fprintf(stderr,
                 PROG ": warning: anyone who can reach port %d may upload%s files in \"%s\""
                      " (there is no authentication); --read-only, or --bind 127.0.0.1,"
@@ -443,7 +575,19 @@ static int serve(const server_args *a)
        in a buffer. */
     fflush(stdout);
 
+    /* Blocked here, before the workers start: they inherit the mask. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    int hup_on = tf_server_user_count(s) >= 0 &&
+                 pthread_sigmask(SIG_BLOCK, &hup, NULL) == 0 &&
+                 pthread_create(&g_hup_thread, NULL, hup_main, s) == 0;
     rc = tf_server_run(s);
+    if (hup_on) {
+        atomic_store(&g_hup_quit, 1);
+        pthread_kill(g_hup_thread, SIGHUP);
+        pthread_join(g_hup_thread, NULL);
+    }
     /* No handler may reach the server once it is freed. */
     set_handlers(SIG_IGN, 0);
     g_server = NULL;
@@ -464,8 +608,12 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     server_args a;
     int status = parse_args(argc, argv, &a);
-    if (status == PARSE_RUN)
+    if (status == PARSE_RUN && a.add_user)
+        status = add_user(&a);
+    else if (status == PARSE_RUN) {
+        default_users(&a);
         status = serve(&a);
+    }
     tf_options_free(a.opt);
     if (fflush(stdout) != 0 && status == EXIT_OK)
         status = EXIT_FAILED;

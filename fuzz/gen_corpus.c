@@ -274,6 +274,34 @@ static void gen_request(void)
     save("request", "put-extensions", &b);
 }
 
+static void auth(buf *b, const char *user, const char *token)
+{
+    tf_wire_auth a = {user, (uint16_t)(user ? strlen(user) : 0), token,
+                      (uint16_t)(token ? strlen(token) : 0)};
+    long n = tf__wire_encode_auth(b->data + b->len, sizeof b->data - b->len, &a);
+    if (n < 0)
+        die("encode auth");
+    b->len += (size_t)n;
+}
+
+static void gen_auth(void)
+{
+    buf b = {.len = 0};
+    auth(&b, "alice", "0123456789abcdefghijklmnopqrstuv");
+    save("auth", "alice", &b);
+    b.len = 0;
+    auth(&b, "bob", NULL);
+    save("auth", "no-token", &b);
+    b.len = 0;
+    auth(&b, "carol", "tok");
+    b.data[4] = 0x7F; /* token_len over the maximum */
+    save("auth", "token-too-long", &b);
+    b.len = 0;
+    auth(&b, "dave", "tok");
+    b.len -= 2;
+    save("auth", "truncated-token", &b);
+}
+
 static void gen_response(void)
 {
     buf b = {.len = 0};
@@ -589,6 +617,7 @@ int main(int argc, char **argv)
     gen_client_hello();
     gen_server_hello();
     gen_request();
+    gen_auth();
     gen_response();
     gen_trailer();
     gen_list();

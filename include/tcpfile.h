@@ -318,6 +318,11 @@ typedef struct tf_request_log {
     int         result;    /* TF_OK or a negative TF_E* code                */
     const char *message;   /* detail of the failure, "" on success          */
     double      seconds;   /* how long the request took                     */
+    /* Appended in 0.x (issue 13): the user logged in on the connection,
+       "" when none (a server without users, or before a login). An auth
+       request's entry has op "auth" and the user name it tried as name;
+       never the token. */
+    const char *user;
 } tf_request_log;
 
 /* A server created with opt calls fn(user, entry) once per request when it
@@ -1090,6 +1095,55 @@ TF_API void tf_server_close(tf_server *s);
    to the log callback (tf_request_log). A failed tf_server_open has no
    handle: tf_server_open_ex's errbuf carries its detail. NULL gives "". */
 TF_API const char *tf_server_errmsg(const tf_server *s);
+
+/* ------------------------------------------------------------------------ */
+/* Users (issue 13)                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* A server opened with TF_SOPT_USERS_FILE serves only the users in that
+   file, each with its right (read: get, list; write: also put and every
+   change) and, optionally, confined to a sub-directory of the root; a
+   client logs in with TF_SOPT_USER and TF_SOPT_TOKEN at tf_connect. */
+
+/* Characters of a token as tf_users_add writes it (192 random bits in
+   base64url), and the room it needs with its NUL. */
+#define TF_TOKEN_LEN 32
+#define TF_TOKEN_SIZE 33
+
+/* The users file opt names: TF_SOPT_USERS_FILE, else "users" in
+   TF_SOPT_STATE_DIR, else in the default state directory
+   ($XDG_STATE_HOME/tcpfile when XDG_STATE_HOME is an absolute path, else
+   $HOME/.local/state/tcpfile). opt may be NULL. Writes it NUL-terminated
+   to buf. Returns TF_OK, TF_EINVAL (buf too small, or neither variable
+   set). Creates nothing. */
+TF_API int tf_users_file_path(const tf_options *opt, char *buf, size_t cap);
+
+/* Adds the user name, or replaces it (its old token stops working: at
+   once for a server that re-reads the file, tf_server_reload_users, else
+   at its next start), in the users file that tf_users_file_path names
+   (created 0600, its directory 0700, when missing). access is "read" or
+   "write"; dir NULL, "" or "-" for the whole root, else a relative
+   sub-directory ("team/alice") that is the user's whole world. A new
+   random token is written to token (cap >= TF_TOKEN_SIZE), NUL-terminated:
+   show it once, then wipe it; only a salted scrypt hash of it is stored.
+   Returns TF_OK, TF_EINVAL (a bad name, access or dir, or a users file
+   that does not parse: it is not rewritten), TF_EACCES, TF_EIO,
+   TF_ENOSPC, TF_ENOMEM; errbuf (may be NULL) receives why. */
+TF_API int tf_users_add(const tf_options *opt, const char *name, const char *access,
+                        const char *dir, char *token, size_t cap, char *errbuf, size_t errlen);
+
+/* How many users the server serves: >= 0, or TF_ENOENT when it has no
+   users file (everyone is served), TF_EINVAL for NULL. */
+TF_API int tf_server_user_count(const tf_server *s);
+
+/* Reads the server's users file again: logins from now on use it (a
+   replaced token stops working, a removed user can no longer log in;
+   connections already logged in keep their user). On failure (the file
+   does not parse, ...) the users in use are kept and errbuf says why.
+   Returns TF_OK, TF_ENOENT (no users file was given at open), or the
+   failure's code. Thread-safe, while the server runs; not async-signal-
+   safe (call it from a thread that waits for SIGHUP, not a handler). */
+TF_API int tf_server_reload_users(tf_server *s, char *errbuf, size_t errlen);
 
 /* tf_server_open + tf_server_run + tf_server_close in one call: serves
    until the process ends or serving fails, with nothing to stop it by (use

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <sys/stat.h>
+#include <openssl/crypto.h>
 
 #include "digest.h"
 #include "localfile.h"
@@ -23,7 +24,7 @@
 
 static const char *op_name(int op)
 {
-    static const char *const names[] = {"request", "get", "put", "list", "request",
+    static const char *const names[] = {"request", "get", "put", "list", "auth",
                                         "stat", "mkdir", "remove", "rename", "list"};
     return op >= 0 && op < (int)(sizeof names / sizeof names[0]) ? names[op] : "request";
 }
@@ -85,7 +86,8 @@ int tf__client_buffers(tf_client *c)
 static int handshake(tf_client *c)
 {
     uint8_t out[TF_WIRE_CLIENT_HELLO_SIZE];
-    uint32_t wanted = TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_TREE | TF_FEATURE_PUTX;
+    uint32_t wanted = TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_AUTH | TF_FEATURE_TREE |
+                      TF_FEATURE_PUTX;
     if (c->opt.value[TF_OPT_CHECKSUM])
         wanted |= TF_FEATURE_CHECKSUM;
     tf_wire_client_hello ch = {TF_WIRE_VERSION, TF_WIRE_VERSION, wanted};
@@ -140,6 +142,38 @@ static int handshake(tf_client *c)
     return TF_OK;
 }
 
+/* ---- logging in (feature AUTH) ------------------------------------------------ */
+
+/* A server with AUTH in its hello wants the auth request before any other
+   (docs/protocol.md, 4b); one without it is never sent one, and the
+   client's user and token stay unsent. */
+static int authenticate(tf_client *c)
+{
+    if (!(c->features & TF_FEATURE_AUTH))
+        return TF_OK;
+    const char *user = tf__opt_str(&c->opt, TF_SOPT_USER);
+    const char *token = tf__opt_str(&c->opt, TF_SOPT_TOKEN);
+    if (!user || !*user)
+        return tf__fail(&c->err, TF_EACCES,
+                        "authentication required: the server serves only its users (give a "
+                        "user and its token)");
+    size_t ulen = strlen(user), tlen = token ? strlen(token) : 0;
+    if (ulen > TF_WIRE_USER_MAX || tlen > TF_WIRE_TOKEN_MAX)
+        return tf__fail(&c->err, TF_EINVAL, "the user name or token is too long (at most %d "
+                                            "and %d bytes)",
+                        TF_WIRE_USER_MAX, TF_WIRE_TOKEN_MAX);
+    uint8_t buf[TF_WIRE_AUTH_SIZE + TF_WIRE_USER_MAX + TF_WIRE_TOKEN_MAX];
+    tf_wire_auth a = {user, (uint16_t)ulen, token, (uint16_t)tlen};
+    long n = tf__wire_encode_auth(buf, sizeof buf, &a);
+    int rc = n < 0 ? tf__fail(&c->err, TF_EINVAL, "cannot encode the auth request")
+                   : tf__stream_write(&c->s, buf, (size_t)n, &c->err);
+    OPENSSL_cleanse(buf, sizeof buf);
+    uint64_t size = 0;
+    if (rc == TF_OK)
+        rc = tf__client_read_response(c, TF_OP_AUTH, user, &size, NULL);
+    return rc;
+}
+
 int tf_connect_ex(tf_client **out, const char *host, const char *port,
                   const tf_options *opt, char *errbuf, size_t errlen)
 {
@@ -169,6 +203,9 @@ int tf_connect_ex(tf_client **out, const char *host, const char *port,
         rc = handshake(c);
     if (rc == TF_OK)
         rc = tf__stream_set_timeout(&c->s, (int)c->opt.value[TF_OPT_IO_TIMEOUT_MS], &c->err);
+    /* Under the I/O timeout: a failed login may be answered seconds late. */
+    if (rc == TF_OK)
+        rc = authenticate(c);
     if (rc != TF_OK) {
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "%s", c->err.msg);

@@ -381,6 +381,13 @@ static int parse_hello(tf_aclient *a, const uint8_t *p, size_t avail, size_t *us
         return tf__fail(&a->err, TF_EPROTO,
                         "no common protocol version: the server speaks %u to %u",
                         (unsigned)sh.version_min, (unsigned)sh.version_max);
+    /* AUTH (issue 13): this client does not log in yet, and every request
+       would be refused one by one; one clear failure instead. */
+    if (sh.features & TF_FEATURE_AUTH)
+        return tf__fail(&a->err, TF_EACCES,
+                        "authentication required: %s serves only its users, and the "
+                        "event-driven client does not log in (tf_connect does)",
+                        a->addr);
     a->features = sh.features & a->wanted;
     a->max_name = sh.max_name;
     a->rs = RS_HEAD;

@@ -11,8 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "netio.h"
 #include "server_internal.h"
+#include "statedir.h"
 
 uint64_t tf__server_prefix_hashed(tf_server *srv)
 {
@@ -120,6 +122,46 @@ static int make_pipe(int p[2])
     return pipe2(p, O_CLOEXEC | O_NONBLOCK);
 }
 
+/* The server's private key, its state directory and its users file must
+   not be servable: a root that holds them (serving $HOME, where the default
+   state directory ~/.local/state/tcpfile lives) would hand the key to any
+   client. Refused at open, with the way out. */
+static int secrets_outside_root(tf_server *s, const char *root)
+{
+    const char *users = tf__opt_str(&s->opt, TF_SOPT_USERS_FILE);
+    if (users && tf__path_is_inside(root, users))
+        return tf__fail(&s->err, TF_EINVAL,
+                        "the users file %s is inside the served directory %s, where clients "
+                        "could read it: keep it outside (--users FILE)",
+                        users, root);
+    if (!s->opt.value[TF_OPT_TLS])
+        return TF_OK;
+    const char *key = tf__opt_str(&s->opt, TF_SOPT_TLS_KEY);
+    if (key) {
+        if (tf__path_is_inside(root, key))
+            return tf__fail(&s->err, TF_EINVAL,
+                            "the TLS key %s is inside the served directory %s, where clients "
+                            "could download it: keep it outside",
+                            key, root);
+        return TF_OK;
+    }
+    char dir[4096];
+    const char *state = tf__opt_str(&s->opt, TF_SOPT_STATE_DIR);
+    if (!state) {
+        tf__err ignored = {{0}};
+        if (tf__state_dir_default(dir, sizeof dir, &ignored) != TF_OK)
+            return TF_OK; /* tf__server_tls_open says why */
+        state = dir;
+    }
+    if (tf__path_is_inside(root, state))
+        return tf__fail(&s->err, TF_EINVAL,
+                        "the state directory %s (the server's TLS key) is inside the served "
+                        "directory %s, where clients could download the key: give another "
+                        "(--state-dir DIR)",
+                        state, root);
+    return TF_OK;
+}
+
 int tf_server_open_ex(tf_server **out, const char *host, const char *port, const char *root,
                       const tf_options *opt, char *errbuf, size_t errlen)
 {
@@ -162,7 +204,14 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
             s->opt.value[TF_OPT_MAX_NAME_LEN] = (int64_t)fs_max;
     }
     if (rc == TF_OK)
+        rc = secrets_outside_root(s, root);
+    if (rc == TF_OK)
         rc = tf__server_tls_open(s);
+    /* Users: a users file that does not parse fails the open, with its line. */
+    const char *users = tf__opt_str(&s->opt, TF_SOPT_USERS_FILE);
+    if (rc == TF_OK && users)
+        rc = tf__auth_open(&s->auth, users, s->storage, s->opt.value[TF_OPT_READ_ONLY] != 0,
+                           &s->err);
     if (rc == TF_OK && make_pipe(s->stop_pipe) != 0)
         rc = tf__fail_errno(&s->err, TF_EIO, errno, "cannot create a pipe");
     if (rc == TF_OK)
@@ -225,6 +274,9 @@ void tf_server_close(tf_server *s)
     for (int i = 0; i < 2; i++)
         if (s->stop_pipe[i] >= 0)
             close(s->stop_pipe[i]);
+    /* The workers have drained their login queues (tf_server_run): the
+       pool has nothing left to post. Before the storage its views hang on. */
+    tf__auth_free(s->auth);
     if (s->storage)
         s->storage->ops->close(s->storage);
     free(s->workers);

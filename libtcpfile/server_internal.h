@@ -55,6 +55,8 @@ struct tf_server {
     _Atomic uint64_t list_bytes;
     int nworkers;
     worker *workers;
+    /* Users (issue 13): NULL when the server serves everyone. */
+    struct tf__auth *auth;
     /* Bytes hashed ahead of a resumed get's offset: for the tests. */
     atomic_ullong prefix_hashed;
     /* Why tf_server_open or tf_server_run failed (tf_server_errmsg). Written

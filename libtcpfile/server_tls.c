@@ -10,33 +10,9 @@
 #include <unistd.h>
 
 #include "server_internal.h"
+#include "statedir.h"
 #include "tls.h"
 #include "tls_identity.h"
-
-/* $XDG_STATE_HOME/tcpfile when that is absolute, else
-   $HOME/.local/state/tcpfile (HOME from the password database if unset). */
-static int default_state_dir(char *buf, size_t cap, tf__err *e)
-{
-    const char *xdg = getenv("XDG_STATE_HOME");
-    int n;
-    if (xdg && xdg[0] == '/') {
-        n = snprintf(buf, cap, "%s/tcpfile", xdg);
-    } else {
-        const char *home = getenv("HOME");
-        if (!home || home[0] != '/') {
-            struct passwd *pw = getpwuid(getuid());
-            home = pw ? pw->pw_dir : NULL;
-        }
-        if (!home || !*home)
-            return tf__fail(e, TF_ENOENT,
-                            "no state directory for the server's TLS identity (no home "
-                            "directory); give one (--state-dir)");
-        n = snprintf(buf, cap, "%s/.local/state/tcpfile", home);
-    }
-    if (n < 0 || (size_t)n >= cap)
-        return tf__fail(e, TF_EINVAL, "the state directory's path is too long");
-    return TF_OK;
-}
 
 int tf__server_tls_open(tf_server *srv)
 {
@@ -56,7 +32,7 @@ int tf__server_tls_open(tf_server *srv)
         const char *state = tf__opt_str(&srv->opt, TF_SOPT_STATE_DIR);
         rc = TF_OK;
         if (!state) {
-            rc = default_state_dir(dir, sizeof dir, &srv->err);
+            rc = tf__state_dir_default(dir, sizeof dir, &srv->err);
             state = dir;
         }
         if (rc == TF_OK)

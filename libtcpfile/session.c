@@ -16,6 +16,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "auth.h"
 #include "listing.h"
 #include "netio.h"
 #include "session.h"
@@ -48,9 +51,16 @@ static const tf_options *opts(const session *s)
     return s->ctx->opt;
 }
 
+/* A logged-in user's own view of the storage (users confined to a
+   sub-directory, issue 13). */
+struct session_user {
+    tf__user_info info;
+    tf__storage *storage; /* NULL: the whole root */
+};
+
 static tf__storage *storage(const session *s)
 {
-    return s->ctx->storage;
+    return s->user && s->user->storage ? s->user->storage : s->ctx->storage;
 }
 
 static uint32_t offered_features(const tf_options *opt)
@@ -82,6 +92,8 @@ static const char *op_label(int op)
         return "put";
     case TF_OP_LIST:
         return "list";
+    case TF_OP_AUTH:
+        return "auth";
     default: {
         const tree_op *t = find_tree_op(op);
         return t ? t->label : "bad-request";
@@ -105,6 +117,7 @@ static void log_entry(session *s, const char *op, const char *name, uint64_t byt
         .result = result,
         .message = result == TF_OK ? "" : message,
         .seconds = (double)(tf__now_ms() - started_ms) / 1000.0,
+        .user = s->user ? s->user->info.name : "",
     };
     opt->log(opt->log_user, &entry);
 }
@@ -1468,6 +1481,237 @@ static void receive_body(session *s)
         enter_trailer(s);
 }
 
+/* ---- users: logins and rights (issue 13) ---------------------------------------- */
+
+static int grow_input(session *s, size_t need);
+
+/* The right each operation needs: the one table every request passes
+   (check_rights, from on_request), so that a new operation is covered by
+   adding its line. An operation missing here needs write. */
+static const struct {
+    uint8_t op;
+    int right;
+} op_rights[] = {
+    {TF_OP_GET, TF__ACCESS_READ},
+    {TF_OP_LIST, TF__ACCESS_READ},
+    {TF_OP_PUT, TF__ACCESS_WRITE},
+    {TF_OP_STAT, TF__ACCESS_READ},
+    {TF_OP_LISTDIR, TF__ACCESS_READ},
+    {TF_OP_MKDIR, TF__ACCESS_WRITE},
+    {TF_OP_REMOVE, TF__ACCESS_WRITE},
+    {TF_OP_RENAME, TF__ACCESS_WRITE},
+};
+
+static int check_rights(session *s, uint8_t op)
+{
+    if (!s->ctx->auth)
+        return TF_OK; /* a server without users serves everyone */
+    if (!s->user)
+        return tf__fail(&s->req->err, TF_EACCES, "authentication required");
+    int need = TF__ACCESS_WRITE;
+    for (size_t i = 0; i < sizeof op_rights / sizeof op_rights[0]; i++)
+        if (op_rights[i].op == op)
+            need = op_rights[i].right;
+    if (need == TF__ACCESS_WRITE && s->user->info.access != TF__ACCESS_WRITE)
+        return tf__fail(&s->req->err, TF_EACCES, "user %s has read access only: %s needs write",
+                        s->user->info.name, op_label(op));
+    return TF_OK;
+}
+
+/* Puts s on the list of failed logins waiting, in the order they are to be
+   answered (their delays differ, so not simply at the tail). */
+static void delay_insert(session *s, int64_t due_ms)
+{
+    tf__timer_list *l = &s->ctx->auth_delay;
+    tf__timer *t = &s->timer;
+    tf__timer_touch(t, NULL, 0);
+    t->list = l;
+    t->last_ms = due_ms - l->limit_ms;
+    tf__timer *after = l->tail;
+    while (after && after->last_ms > t->last_ms)
+        after = after->prev;
+    t->prev = after;
+    t->next = after ? after->next : l->head;
+    if (t->next)
+        t->next->prev = t;
+    else
+        l->tail = t;
+    if (after)
+        after->next = t;
+    else
+        l->head = t;
+    l->count++;
+}
+
+static void auth_delay_over(session *s)
+{
+    reply_failure(s, s->req->result, AFTER_IDLE);
+}
+
+static void jobs_unlink(tf__session_ctx *ctx, tf__auth_job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        ctx->auth_jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    j->prev = j->next = NULL;
+    ctx->auth_inflight--;
+}
+
+/* A login's check is over (in the loop's thread, from the queue's drain). */
+static void auth_done(tf__work *w, int status)
+{
+    tf__auth_job *j = (tf__auth_job *)w;
+    session *s = w->data;
+    tf__session_ctx *ctx = s->ctx;
+    request *r = s->req;
+    jobs_unlink(ctx, j);
+    s->job = NULL;
+    if (status != TF_OK || ctx->stopping) {
+        tf__auth_job_free(j);
+        r->result = TF_ECANCELED;
+        tf__fail(&r->err, TF_ECANCELED, "the server is stopping");
+        tf__session_close(s);
+        return;
+    }
+    const struct sockaddr *peer = (const struct sockaddr *)&s->peer;
+    if (j->rc == TF_OK) {
+        struct session_user *u = malloc(sizeof *u);
+        if (!u) {
+            tf__auth_job_free(j);
+            fail_session(s, TF_ENOMEM, "out of memory");
+            return;
+        }
+        u->info = j->info;
+        u->storage = j->storage;
+        j->storage = NULL;
+        s->user = u;
+        tf__auth_job_free(j);
+        tf__auth_succeeded(ctx->auth, peer);
+        r->result = TF_OK;
+        queue_head(s, TF_OK, 0, 0, NULL);
+        start_send(s, AFTER_IDLE);
+        return;
+    }
+    int rc = j->rc;
+    int guessed = rc == TF_EACCES && !j->info.name[0]; /* the token was wrong */
+    tf__err_take(&r->err, &j->err);
+    tf__auth_job_free(j);
+    r->result = rc;
+    int64_t wait = guessed ? tf__auth_failed(ctx->auth, peer) : 0;
+    if (wait <= 0) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    /* Answered later, without holding the worker: the session waits on a
+       timer of the loop, reading nothing from its peer meanwhile. */
+    s->state = S_AUTH_DELAY;
+    delay_insert(s, tf__now_ms() + wait);
+}
+
+static void on_auth(session *s)
+{
+    tf_wire_auth a;
+    long n = tf__wire_decode_auth(s->in, s->in_len, &a);
+    if (n == TF_WIRE_NEED_MORE) {
+        if (s->in_len >= TF_WIRE_AUTH_SIZE &&
+            grow_input(s, TF_WIRE_AUTH_SIZE + (size_t)a.user_len + a.token_len) != 0)
+            fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    request *r = request_begin(s, TF_OP_AUTH);
+    if (!r) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    if (n < 0) {
+        /* Not skippable: its lengths are what is wrong. */
+        tf__fail(&r->err, TF_EPROTO,
+                 n == TF_ETOOBIG ? "the auth request's user name or token is over the limit"
+                                 : "malformed auth request");
+        reply_failure(s, TF_EPROTO, AFTER_CLOSE);
+        return;
+    }
+    /* The name as the log shows it: escaped, since it is the client's. */
+    tf_escape(r->name, sizeof r->name, a.user, a.user_len, 0);
+    tf__auth_job *j = NULL;
+    int rc = TF_OK;
+    if (s->user)
+        rc = tf__fail(&r->err, TF_EINVAL, "already authenticated");
+    else if (!(j = calloc(1, sizeof *j)))
+        rc = tf__fail(&r->err, TF_ENOMEM, "out of memory");
+    if (j) {
+        /* A name with a NUL in it is no user's: checked as "" (the dummy),
+           so it costs the same and fails the same. */
+        if (a.user_len && !memchr(a.user, 0, a.user_len))
+            memcpy(j->user, a.user, a.user_len);
+        if (a.token_len)
+            memcpy(j->token, a.token, a.token_len);
+        j->token_len = a.token_len;
+    }
+    /* The token leaves the input buffer: no copy is left behind there. */
+    size_t was = s->in_len;
+    consume_input(s, (size_t)n);
+    OPENSSL_cleanse(s->in + s->in_len, was - s->in_len);
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    tf__session_ctx *ctx = s->ctx;
+    j->auth = ctx->auth;
+    j->work.work = tf__auth_job_run;
+    j->work.done = auth_done;
+    j->work.data = s;
+    rc = tf__pool_submit(ctx->auth->pool, &ctx->auth_queue, &j->work);
+    if (rc != TF_OK) {
+        tf__auth_job_free(j);
+        tf__fail(&r->err, TF_EBUSY, "the server is stopping");
+        reply_failure(s, TF_EBUSY, AFTER_CLOSE);
+        return;
+    }
+    j->next = ctx->auth_jobs;
+    if (j->next)
+        j->next->prev = j;
+    ctx->auth_jobs = j;
+    ctx->auth_inflight++;
+    s->job = j;
+    /* Nothing may move or free s while a pool thread holds its job: no
+       events, no timeouts, until auth_done. */
+    s->state = S_AUTH;
+    list_move(s, NULL, 0);
+    (void)watch(s, 0); /* a failure leaves it watched: on_events ignores S_AUTH */
+}
+
+static void drain_auth_queue(tf__watcher *w, uint32_t events)
+{
+    (void)events;
+    tf__session_ctx *ctx = (tf__session_ctx *)((char *)w - offsetof(tf__session_ctx, auth_watch));
+    tf__pool_queue_drain(&ctx->auth_queue);
+}
+
+/* Jobs not started yet are cancelled (their auth_done closes them); the
+   running ones end on their own. */
+static void cancel_auth_jobs(tf__session_ctx *ctx)
+{
+    for (tf__auth_job *j = ctx->auth_jobs; j; j = j->next)
+        tf__pool_cancel(&j->work);
+}
+
+int tf__session_ctx_auth(tf__session_ctx *ctx, struct tf__auth *auth)
+{
+    tf__err e = {{0}};
+    int rc = tf__pool_queue_init(&ctx->auth_queue, &e);
+    if (rc != TF_OK)
+        return rc;
+    ctx->auth_queue_on = 1;
+    ctx->auth = auth;
+    ctx->auth_watch.fd = tf__pool_queue_fd(&ctx->auth_queue);
+    ctx->auth_watch.on_events = drain_auth_queue;
+    return tf__loop_watch(ctx->loop, &ctx->auth_watch, EPOLLIN) == 0 ? TF_OK : TF_EIO;
+}
+
 /* ---- the tree (section 3a) -------------------------------------------------------- */
 
 /* Replies success with no body. */
@@ -1719,6 +1963,10 @@ static int grow_input(session *s, size_t need)
 
 static void on_request(session *s)
 {
+    if (s->ctx->auth && s->in[0] == TF_OP_AUTH) {
+        on_auth(s); /* a frame of its own (docs/protocol.md, 4b) */
+        return;
+    }
     size_t max_name = (size_t)opts(s)->value[(s->features & TF_FEATURE_TREE) ? TF_OPT_MAX_PATH
                                                                              : TF_OPT_MAX_NAME_LEN];
     tf_wire_request q;
@@ -1795,6 +2043,10 @@ static void on_request(session *s)
     consume_input(s, (size_t)n);
     if (request_valid(s, &q) != TF_OK) {
         reply_failure(s, TF_EPROTO, AFTER_CLOSE);
+        return;
+    }
+    if (check_rights(s, q.op) != TF_OK) {
+        reply_failure(s, TF_EACCES, AFTER_IDLE);
         return;
     }
     switch (q.op) {
@@ -1896,6 +2148,8 @@ static void tls_step(session *s);
 
 static void on_events_once(session *s, uint32_t events)
 {
+    if (s->state == S_AUTH || s->state == S_AUTH_DELAY)
+        return; /* not reading while a login is checked or its answer waits */
     if (s->state == S_TLS) {
         tls_step(s);
         return;
@@ -1925,7 +2179,8 @@ static void on_events_once(session *s, uint32_t events)
 /* Whether s waits for the peer's bytes (not for room to send). */
 static int reading(const session *s)
 {
-    return s->state != S_SEND && s->state != S_TLS;
+    return s->state != S_SEND && s->state != S_TLS && s->state != S_AUTH &&
+           s->state != S_AUTH_DELAY;
 }
 
 /* Most extra passes over bytes a transport holds already, per event: the
@@ -1951,14 +2206,15 @@ static void on_events(tf__watcher *watch, uint32_t events)
 
 /* ---- life and death ------------------------------------------------------------- */
 
-static int send_hello_conn(const tf_options *opt, tf__conn *c, int code, const char *message)
+static int send_hello_conn(const tf_options *opt, tf__conn *c, int code, const char *message,
+                           uint32_t extra_features)
 {
     uint8_t buf[TF_WIRE_SERVER_HELLO_SIZE + TF_WIRE_MESSAGE_MAX];
     size_t mlen = message ? strlen(message) : 0;
     tf_wire_server_hello h = {
         .version_min = TF_WIRE_VERSION,
         .version_max = TF_WIRE_VERSION,
-        .features = offered_features(opt),
+        .features = offered_features(opt) | extra_features,
         .status = tf__wire_status(code),
         .max_name = (uint16_t)opt->value[TF_OPT_MAX_NAME_LEN],
         .max_upload = (uint64_t)opt->value[TF_OPT_MAX_UPLOAD],
@@ -1974,7 +2230,9 @@ static int send_hello_conn(const tf_options *opt, tf__conn *c, int code, const c
 
 static int send_hello(session *s, int code, const char *message)
 {
-    return send_hello_conn(opts(s), &s->conn, code, message);
+    /* AUTH is not negotiated: it says that this server wants a login. */
+    return send_hello_conn(opts(s), &s->conn, code, message,
+                           s->ctx->auth ? TF_FEATURE_AUTH : 0);
 }
 
 void tf__refuse_conn(const tf_options *opt, tf__conn *c, const struct sockaddr *peer,
@@ -1986,13 +2244,13 @@ void tf__refuse_conn(const tf_options *opt, tf__conn *c, const struct sockaddr *
     uint8_t sink[256];
     for (int i = 0; i < 4 && tf__conn_read(c, sink, sizeof sink) > 0; i++)
         ; /* bounded: a peer that keeps sending gets its reset */
-    if (send_hello_conn(opt, c, TF_EBUSY, message) == 0)
+    if (send_hello_conn(opt, c, TF_EBUSY, message, 0) == 0)
         tf__conn_shutdown(c);
     if (opt->log) {
         char who[64];
         tf__format_addr(peer, 1, who, sizeof who);
         tf_request_log entry = {.peer = who, .op = "busy", .name = "", .result = TF_EBUSY,
-                                .message = message};
+                                .message = message, .user = ""};
         opt->log(opt->log_user, &entry);
     }
 }
@@ -2059,6 +2317,9 @@ static void free_session(tf__deferred *d)
     session *s = SESSION_OF(d, free_later);
     if (s->in != s->small)
         free(s->in);
+    if (s->user && s->user->storage)
+        s->user->storage->ops->close(s->user->storage);
+    free(s->user);
     free(s);
 }
 
@@ -2068,6 +2329,10 @@ static void expired(tf__timer *t)
 {
     session *s = SESSION_OF(t, timer);
     tf__session_ctx *ctx = s->ctx;
+    if (t->list == &ctx->auth_delay) {
+        auth_delay_over(s);
+        return;
+    }
     if (t->list == &ctx->closing || (s->state == S_IDLE && !s->req)) {
         tf__session_close(s);
         return;
@@ -2177,11 +2442,14 @@ int tf__session_ctx_init(tf__session_ctx *ctx, tf__loop *loop, const tf_options 
     ctx->idle.limit_ms = opt->value[TF_OPT_IDLE_TIMEOUT_MS];
     ctx->active.limit_ms = opt->value[TF_OPT_IO_TIMEOUT_MS];
     ctx->closing.limit_ms = CLOSING_LINGER_MS;
+    ctx->auth_delay.limit_ms = 1; /* last_ms is set to one before the deadline */
     int rc = tf__loop_add_list(loop, &ctx->idle);
     if (rc == TF_OK)
         rc = tf__loop_add_list(loop, &ctx->active);
     if (rc == TF_OK)
         rc = tf__loop_add_list(loop, &ctx->closing);
+    if (rc == TF_OK)
+        rc = tf__loop_add_list(loop, &ctx->auth_delay);
     return rc;
 }
 
@@ -2196,6 +2464,8 @@ void tf__session_ctx_stop(tf__session_ctx *ctx)
     ctx->stopping = 1;
     close_list(&ctx->idle);
     close_list(&ctx->closing);
+    close_list(&ctx->auth_delay);
+    cancel_auth_jobs(ctx);
     /* Active sessions: handshakes end now, requests in flight may finish
        within the grace period. */
     tf__timer *t = ctx->active.head;
@@ -2213,11 +2483,22 @@ void tf__session_ctx_close_all(tf__session_ctx *ctx)
     close_list(&ctx->active);
     close_list(&ctx->idle);
     close_list(&ctx->closing);
+    close_list(&ctx->auth_delay);
+    if (ctx->auth_queue_on) {
+        /* Logins still being checked: cancelled if not started, waited for
+           if running; either way their auth_done closes them here. */
+        ctx->stopping = 1;
+        cancel_auth_jobs(ctx);
+        tf__loop_watch(ctx->loop, &ctx->auth_watch, 0);
+        tf__pool_queue_fini(&ctx->auth_queue);
+        ctx->auth_queue_on = 0;
+    }
 }
 
 int tf__session_ctx_empty(const tf__session_ctx *ctx)
 {
-    return !ctx->active.head && !ctx->idle.head && !ctx->closing.head;
+    return !ctx->active.head && !ctx->idle.head && !ctx->closing.head &&
+           !ctx->auth_delay.head && ctx->auth_inflight == 0;
 }
 
 void tf__session_ctx_release(tf__session_ctx *ctx)

@@ -20,9 +20,12 @@
 #include "internal.h"
 #include "loop.h"
 #include "transport.h"
+#include "threadpool.h"
 #include "wire.h"
 
 typedef struct session session;
+struct tf__auth;
+struct tf__auth_job;
 
 /* What the sessions of one loop share: the loop, the server's settings and
    counters, their timer lists and the pools they reuse. */
@@ -48,6 +51,17 @@ typedef struct tf__session_ctx {
     /* The server's TLS context (TF_OPT_TLS), shared by every loop; NULL:
        plaintext. */
     struct tf__tls_ctx *tls;
+    /* Users (issue 13): NULL when the server serves everyone. Logins are
+       checked on auth's pool; their completions come back through
+       auth_queue, watched by auth_watch. A failed login waits on
+       auth_delay, ordered by when it is to be answered. */
+    struct tf__auth *auth;
+    tf__pool_queue auth_queue;
+    tf__watcher auth_watch;
+    int auth_queue_on;
+    tf__timer_list auth_delay;
+    struct tf__auth_job *auth_jobs; /* in flight, for cancelling at a stop */
+    size_t auth_inflight;
 } tf__session_ctx;
 
 /* Where a session is; decides which events it waits for and what a stop,
@@ -59,7 +73,9 @@ typedef enum session_state {
     S_RECV_BODY,    /* receiving a put's payload */
     S_RECV_TRAILER, /* receiving a put's trailer */
     S_CLOSING,      /* last reply sent: draining until the peer closes */
-    S_TLS           /* the TLS handshake, before the hello (TF_OPT_TLS) */
+    S_TLS,          /* the TLS handshake, before the hello (TF_OPT_TLS) */
+    S_AUTH,         /* a token is being checked on the auth pool */
+    S_AUTH_DELAY    /* a failed login waits to be answered (authlimit.h) */
 } session_state;
 
 /* What comes after a response has been sent. */
@@ -180,6 +196,10 @@ struct session {
        it is done: code 0 when none. */
     int refuse_code;
     char refuse_msg[128];
+    /* Who is logged in (servers with users): NULL until then, and on
+       servers that serve everyone. */
+    struct session_user *user;
+    struct tf__auth_job *job; /* a login being checked */
 };
 
 /* session.c */
@@ -192,7 +212,12 @@ void tf__session_ctx_release(tf__session_ctx *ctx);
 /* The server is stopping: idle sessions and handshakes are closed now,
    requests in flight run on. */
 void tf__session_ctx_stop(tf__session_ctx *ctx);
-/* Closes every session of ctx at once. */
+/* Makes ctx's sessions require a login against auth (before any session
+   is created). TF_ENOMEM / TF_EIO when the completion queue cannot be
+   made. */
+int tf__session_ctx_auth(tf__session_ctx *ctx, struct tf__auth *auth);
+/* Closes every session of ctx at once (logins being checked: once their
+   check is over, which this waits for). */
 void tf__session_ctx_close_all(tf__session_ctx *ctx);
 /* Whether ctx has no session left. */
 int tf__session_ctx_empty(const tf__session_ctx *ctx);

@@ -150,6 +150,17 @@ typedef struct tf__storage_ops {
        symbolic link. TF_ENOENT, TF_EACCES, TF_EINVAL (a time the file
        system refuses). */
     int (*set_mtime)(tf__storage *, const char *path, int64_t sec, uint32_t nsec, tf__err *e);
+    /* ---- views (issue 13: users confined to a sub-directory) ---- */
+    /* A storage whose root is dir ("team/alice": components that pass the
+       name rules, checked by the caller) beneath this one's, reached
+       without a symbolic link anywhere on the way, with its own staging
+       (its own partials) and nothing above it visible. create: missing
+       components are made (mode 0700); else TF_ENOENT. Closed with
+       (*child)->ops->close, independently of the parent; may run in any
+       thread (a pool thread at login). TF_ENOENT, TF_EACCES (a component
+       is a link or not a directory), TF_EIO, TF_ENOMEM. (S3: a key
+       prefix.) */
+    int (*sub)(tf__storage *, const char *dir, int create, tf__storage **child, tf__err *e);
 
     /* ---- upkeep ---- */
     /* Removes leftovers: every plain staged upload when all_plain (at start

@@ -560,6 +560,80 @@ static int l_mkdir(tf__storage *st, const char *path, tf__err *e)
     return rc;
 }
 
+/* ---- views ------------------------------------------------------------ */
+
+/* One component at a time: each open is of a single name beneath the
+   directory before it, so no symbolic link is followed even where openat2
+   is missing (O_NOFOLLOW then covers the only component there is). */
+static int l_sub(tf__storage *st, const char *dir, int create, tf__storage **out, tf__err *e)
+{
+    local *l = L(st);
+    *out = NULL;
+    char comp[256];
+    int cur = l->rootfd;
+    int rc = TF_OK;
+    const char *p = dir;
+    while (rc == TF_OK && *p) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 0 || len >= sizeof comp) {
+            rc = tf__fail(e, TF_EINVAL, "bad directory \"%s\"", dir);
+            break;
+        }
+        memcpy(comp, p, len);
+        comp[len] = '\0';
+        p += len + (slash ? 1 : 0);
+        int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+        int fd = tf__open_beneath(cur, comp, flags, 0);
+        if (fd < 0 && errno == ENOENT && create) {
+            /* Another login may create it at the same moment: EEXIST is fine. */
+            if (mkdirat(cur, comp, 0700) != 0 && errno != EEXIST)
+                rc = tf__fail_errno(e, tf__code_from_errno(errno), errno,
+                                    "cannot create the directory \"%s\"", dir);
+            else
+                fd = tf__open_beneath(cur, comp, flags, 0);
+        }
+        if (rc == TF_OK && fd < 0) {
+            int err = errno;
+            if (err == ENOENT)
+                rc = tf__fail(e, TF_ENOENT, "the directory \"%s\" does not exist", dir);
+            else if (err == ELOOP || err == ENOTDIR || err == EXDEV)
+                rc = tf__fail(e, TF_EACCES,
+                              "\"%s\" is not a directory (or passes a symbolic link)", dir);
+            else
+                rc = tf__fail_errno(e, tf__code_from_errno(err), err,
+                                    "cannot open the directory \"%s\"", dir);
+        }
+        if (cur != l->rootfd)
+            close(cur);
+        cur = rc == TF_OK ? fd : -1;
+    }
+    if (rc != TF_OK) {
+        if (cur >= 0 && cur != l->rootfd)
+            close(cur);
+        return rc;
+    }
+    local *c = calloc(1, sizeof *c);
+    if (!c) {
+        if (cur != l->rootfd)
+            close(cur);
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    }
+    c->base = l->base;
+    c->cfg = l->cfg;
+    tf__digest_cache_init(&c->mem);
+    /* "" is the whole root: a view of its own all the same, so that the
+       caller closes what it was given whatever dir was. */
+    c->rootfd = cur == l->rootfd ? fcntl(l->rootfd, F_DUPFD_CLOEXEC, 0) : cur;
+    if (c->rootfd < 0) {
+        int err = errno;
+        free(c);
+        return tf__fail_errno(e, TF_EIO, err, "cannot duplicate the root");
+    }
+    *out = &c->base;
+    return TF_OK;
+}
+
 /* ---- upkeep ----------------------------------------------------------- */
 
 static void l_sweep(tf__storage *st, int all_plain)
@@ -604,6 +678,7 @@ static const tf__storage_ops local_ops = {
     .mkdir = l_mkdir,
     .commit_cond = l_commit_cond,
     .set_mtime = l_set_mtime,
+    .sub = l_sub,
     .sweep = l_sweep,
     .close = l_close,
 };

@@ -289,6 +289,48 @@ long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
     return TF_WIRE_REQUEST_SIZE + (long)tf__wire_request_tail(r);
 }
 
+/* ---- the auth request ------------------------------------------------- */
+
+long tf__wire_encode_auth(uint8_t *buf, size_t cap, const tf_wire_auth *a)
+{
+    size_t need = TF_WIRE_AUTH_SIZE + (size_t)a->user_len + (size_t)a->token_len;
+    if (a->user_len > TF_WIRE_USER_MAX || a->token_len > TF_WIRE_TOKEN_MAX || cap < need)
+        return TF_EINVAL;
+    memset(buf, 0, TF_WIRE_AUTH_SIZE);
+    buf[0] = TF_OP_AUTH;
+    tf__put_u16(buf + 2, a->user_len);
+    tf__put_u16(buf + 4, a->token_len);
+    if (a->user_len)
+        memcpy(buf + TF_WIRE_AUTH_SIZE, a->user, a->user_len);
+    if (a->token_len)
+        memcpy(buf + TF_WIRE_AUTH_SIZE + a->user_len, a->token, a->token_len);
+    return (long)need;
+}
+
+long tf__wire_decode_auth(const uint8_t *buf, size_t len, tf_wire_auth *a)
+{
+    if (len < TF_WIRE_AUTH_SIZE)
+        return TF_WIRE_NEED_MORE;
+    if (buf[0] != TF_OP_AUTH || buf[1] != 0)
+        return TF_EPROTO;
+    /* Bytes 6..23 are reserved and must be zero: they are where a later
+       version would say that more follows, so a frame with them set is one
+       this version cannot measure. */
+    for (size_t i = 6; i < TF_WIRE_AUTH_SIZE; i++)
+        if (buf[i])
+            return TF_EPROTO;
+    uint16_t ulen = tf__get_u16(buf + 2), tlen = tf__get_u16(buf + 4);
+    if (ulen > TF_WIRE_USER_MAX || tlen > TF_WIRE_TOKEN_MAX)
+        return TF_ETOOBIG;
+    a->user_len = ulen;
+    a->token_len = tlen;
+    if (len - TF_WIRE_AUTH_SIZE < (size_t)ulen + tlen)
+        return TF_WIRE_NEED_MORE;
+    a->user = (const char *)buf + TF_WIRE_AUTH_SIZE;
+    a->token = (const char *)buf + TF_WIRE_AUTH_SIZE + ulen;
+    return TF_WIRE_AUTH_SIZE + (long)ulen + (long)tlen;
+}
+
 long tf__wire_encode_response(uint8_t *buf, size_t cap, const tf_wire_response *r)
 {
     size_t need = TF_WIRE_RESPONSE_SIZE + (size_t)r->message_len;

@@ -51,6 +51,7 @@ enum tf_wire_op {
     TF_OP_GET = 1,
     TF_OP_PUT = 2,
     TF_OP_LIST = 3,
+    TF_OP_AUTH = 4, /* with the AUTH feature: who the client is (tf_wire_auth) */
     /* the tree (feature TREE, section 3a) */
     TF_OP_STAT = 5,
     TF_OP_MKDIR = 6,
@@ -80,11 +81,12 @@ enum tf_wire_op {
 #define TF_FEATURE_CHECKSUM 0x1u /* trailers carry an XXH3-128 digest   */
 #define TF_FEATURE_RESUME 0x2u   /* offsets and upload keys (resume)   */
 #define TF_FEATURE_STREAM 0x4u   /* size-less puts in chunks (STREAM)   */
+#define TF_FEATURE_AUTH 0x8u     /* the server wants an auth request first */
 #define TF_FEATURE_TREE 0x10u    /* paths and ops 5..9 (section 3a) */
 #define TF_FEATURE_PUTX 0x20u    /* put extensions (section 4b)         */
 #define TF_FEATURES_KNOWN                                                      \
-    (TF_FEATURE_CHECKSUM | TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_TREE | \
-     TF_FEATURE_PUTX)
+    (TF_FEATURE_CHECKSUM | TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_AUTH | \
+     TF_FEATURE_TREE | TF_FEATURE_PUTX)
 
 /* Request flags. */
 #define TF_REQ_UPLOAD_KEY 0x01u  /* put: a 16-byte upload key follows the name */
@@ -156,6 +158,19 @@ typedef struct tf_wire_request {
     const uint8_t *same;      /* TF_REQ_SKIP_SAME: 16 bytes */
 } tf_wire_request;
 
+/* The auth request (op 4): a request-sized head whose name field is the
+   user name, followed by the token. Both lengths are bounded by the
+   protocol, and checked before either is waited for. */
+#define TF_WIRE_AUTH_SIZE 24
+#define TF_WIRE_USER_MAX 64   /* bytes of a user name on the wire */
+#define TF_WIRE_TOKEN_MAX 256 /* bytes of a token on the wire     */
+typedef struct tf_wire_auth {
+    const char *user;       /* points into the decoded buffer; not NUL-terminated */
+    uint16_t user_len;      /* 0..TF_WIRE_USER_MAX */
+    const char *token;      /* points into the decoded buffer */
+    uint16_t token_len;     /* 0..TF_WIRE_TOKEN_MAX */
+} tf_wire_auth;
+
 /* A rename's new path travels right after the name, its length as the
    request's size (1..TF_WIRE_NAME_MAX; otherwise there is none and the
    request cannot be framed). For a decoded request: the new path (into the
@@ -217,6 +232,12 @@ long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
 /* Bytes after the request head: the name, the upload key if flagged, and
    the extension block's fields the flags announce. */
 size_t tf__wire_request_tail(const tf_wire_request *r);
+
+/* The auth request. The decoder returns TF_EPROTO for another op, flags
+   or a non-zero reserved field, TF_ETOOBIG for a length over its maximum
+   (a frame that cannot be skipped safely: the server closes). */
+long tf__wire_encode_auth(uint8_t *buf, size_t cap, const tf_wire_auth *a);
+long tf__wire_decode_auth(const uint8_t *buf, size_t len, tf_wire_auth *a);
 
 long tf__wire_encode_response(uint8_t *buf, size_t cap, const tf_wire_response *r);
 long tf__wire_decode_response(const uint8_t *buf, size_t len, tf_wire_response *r);

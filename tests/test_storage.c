@@ -410,6 +410,59 @@ static void test_storage_stage_commit(void **state)
     assert_outside_untouched(f);
 }
 
+/* A view of a sub-directory (issue 13, a confined user): made when missing
+   (0700) or refused, never through a symbolic link anywhere on the way,
+   with its own staging, nothing above it reachable, closed on its own. */
+static void test_storage_sub_view(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = f->st, *v = NULL;
+    tf__err e = {{0}};
+    assert_int_equal(st->ops->sub(st, "team/alice", 0, &v, &e), TF_ENOENT);
+    assert_null(v);
+    assert_false(exists_in(f->root, "team"));
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->sub(st, "team/alice", 1, &v, &e), TF_OK);
+    assert_non_null(v);
+    char path[256];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/team/alice", f->root);
+    assert_int_equal(lstat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    /* Uploads land in the view, staged inside it. */
+    tf__upload *up = NULL;
+    assert_int_equal(v->ops->stage(v, &up, &e), TF_OK);
+    assert_int_equal(v->ops->write(v, up, "hi", 2, &e), TF_OK);
+    assert_int_equal(v->ops->commit(v, &up, "a.txt", 1, &e), TF_OK);
+    assert_true(exists_in(path, "a.txt"));
+    assert_true(exists_in(path, TF_TMP_DIR));
+    assert_false(exists_in(f->root, "a.txt"));
+    /* The root's files are out of reach; links inside are refused. */
+    put_file(f->root, "top", "root");
+    int fd = -1;
+    uint64_t size, id[TF_STORAGE_ID_LEN];
+    tf__err_clear(&e);
+    assert_int_equal(v->ops->open_read(v, "top", &fd, &size, id, &e), TF_ENOENT);
+    assert_int_equal(symlink("../../top", strcat(path, "/up")), 0);
+    tf__err_clear(&e);
+    assert_int_equal(v->ops->open_read(v, "up", &fd, &size, id, &e), TF_EACCES);
+    /* The view outlives nothing of its parent's and the reverse. */
+    v->ops->close(v);
+    /* A link on the way, or as the directory itself, is refused. */
+    tf__storage *w = NULL;
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->sub(st, "out", 1, &w, &e), TF_EACCES);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->sub(st, "out/x", 1, &w, &e), TF_EACCES);
+    assert_null(w);
+    assert_false(exists_in(f->outside, "x"));
+    /* A file where a directory should be. */
+    put_file(f->root, "plain", "x");
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->sub(st, "plain", 1, &w, &e), TF_EACCES);
+    assert_outside_untouched(f);
+}
+
 /* Makes openat2 fail with ENOSYS in this process from now on, as on a
    kernel older than 5.6 (each ctest entry runs one test in its own
    process, so no other test is affected). */
@@ -472,6 +525,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_storage_rename, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_mkdir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_stage_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_sub_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_paths_without_openat2, setup, teardown),
     };
     return TU_RUN_GROUP("storage", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -632,9 +633,54 @@ static void test_tlsloop_openssl_s_client(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* The server's secrets are never servable: a state directory (even one not
+   made yet), a key file or a users file inside the root fails the open. */
+static void tlsloop_secrets_inside_root_refused(void **state)
+{
+    fixture *f = *state;
+    char err[512], sub[PATH_MAX], keyfile[PATH_MAX], users[PATH_MAX];
+    tf_server *s = NULL;
+    tf_options *o = server_options(f, 1);
+    /* f->state is f->dir/state: serving f->dir would serve the key. */
+    assert_int_equal(tf_server_open_ex(&s, "127.0.0.1", "0", f->dir, o, err, sizeof err),
+                     TF_EINVAL);
+    assert_null(s);
+    assert_non_null(strstr(err, "inside the served directory"));
+    /* Not made yet, deeper, still refused. */
+    path_in(sub, sizeof sub, f->dir, "new/state");
+    assert_int_equal(tf_options_set_string(o, TF_SOPT_STATE_DIR, sub), TF_OK);
+    assert_int_equal(tf_server_open_ex(&s, "127.0.0.1", "0", f->dir, o, err, sizeof err),
+                     TF_EINVAL);
+    assert_null(s);
+    /* A key file given explicitly (it need not be valid: refused first). */
+    path_in(keyfile, sizeof keyfile, f->dir, "key.pem");
+    assert_int_equal(tf_options_set_string(o, TF_SOPT_TLS_CERT, keyfile), TF_OK);
+    assert_int_equal(tf_options_set_string(o, TF_SOPT_TLS_KEY, keyfile), TF_OK);
+    assert_int_equal(tf_server_open_ex(&s, "127.0.0.1", "0", f->dir, o, err, sizeof err),
+                     TF_EINVAL);
+    assert_non_null(strstr(err, "TLS key"));
+    tf_options_free(o);
+    /* A users file, with or without TLS. */
+    o = server_options(f, 0);
+    path_in(users, sizeof users, f->dir, "users");
+    assert_int_equal(tf_options_set_string(o, TF_SOPT_USERS_FILE, users), TF_OK);
+    assert_int_equal(tf_server_open_ex(&s, "127.0.0.1", "0", f->dir, o, err, sizeof err),
+                     TF_EINVAL);
+    assert_non_null(strstr(err, "users file"));
+    tf_options_free(o);
+    /* Beside the root is fine: serve f->dir/files with the state in f->dir/state. */
+    path_in(sub, sizeof sub, f->dir, "files");
+    assert_int_equal(mkdir(sub, 0700), 0);
+    o = server_options(f, 1);
+    assert_int_equal(tf_server_open_ex(&s, "127.0.0.1", "0", sub, o, err, sizeof err), TF_OK);
+    tf_server_close(s);
+    tf_options_free(o);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
+        T(tlsloop_secrets_inside_root_refused),
         T(test_tlsloop_get_put_list),
         T(test_tlsloop_server_reads_pending_records),
         T(test_tlsloop_resumption),

@@ -115,6 +115,7 @@ typedef union frame_out {
     tf_wire_request rq;
     tf_wire_response rs;
     tf_wire_trailer tr;
+    tf_wire_auth au;
 } frame_out;
 
 typedef long (*decode_fn)(const uint8_t *buf, size_t len, frame_out *out);
@@ -713,6 +714,117 @@ static void test_wire_request_name_limit(void **state)
         tf__wire_encode_request(buf, TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + 1, &r),
         TF_EINVAL);
     free(buf);
+}
+
+
+/* ------------------------------------------------------------------------ */
+/* Auth request (op 4, feature AUTH)                                        */
+/* ------------------------------------------------------------------------ */
+
+static long dec_auth(const uint8_t *buf, size_t len, frame_out *out)
+{
+    return tf__wire_decode_auth(buf, len, &out->au);
+}
+
+static long enc_auth(uint8_t *buf, size_t cap, const void *f)
+{
+    return tf__wire_encode_auth(buf, cap, f);
+}
+
+static void test_wire_auth_round_trip(void **state)
+{
+    (void)state;
+    static char user_max[TF_WIRE_USER_MAX], token_max[TF_WIRE_TOKEN_MAX];
+    memset(user_max, 'u', sizeof user_max);
+    memset(token_max, 't', sizeof token_max);
+    const tf_wire_auth cases[] = {
+        {"alice", 5, "0123456789abcdef0123456789abcdef", 32},
+        {"bob", 3, NULL, 0},  /* no token: refused by the server, well framed */
+        {NULL, 0, "x", 1},    /* no user, likewise */
+        {NULL, 0, NULL, 0},
+        {user_max, TF_WIRE_USER_MAX, token_max, TF_WIRE_TOKEN_MAX},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        const tf_wire_auth *c = &cases[i];
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "auth case %zu", i);
+        const size_t n = TF_WIRE_AUTH_SIZE + c->user_len + c->token_len;
+        uint8_t *buf = encode_exact(ctx, enc_auth, c, n);
+        tf_wire_auth a;
+        memset(&a, 0xA5, sizeof a);
+        expect_int(ctx, tf__wire_decode_auth(buf, n, &a), (long)n);
+        expect_int(ctx, a.user_len, c->user_len);
+        expect_int(ctx, a.token_len, c->token_len);
+        assert_ptr_equal(a.user, buf + TF_WIRE_AUTH_SIZE);
+        assert_ptr_equal(a.token, buf + TF_WIRE_AUTH_SIZE + c->user_len);
+        if (c->user_len)
+            assert_memory_equal(a.user, c->user, c->user_len);
+        if (c->token_len)
+            assert_memory_equal(a.token, c->token, c->token_len);
+        check_frame_prefixes(ctx, dec_auth, buf, n);
+        check_encoder_capacity(ctx, enc_auth, c, n);
+        free(buf);
+    }
+}
+
+static void test_wire_auth_bytes(void **state)
+{
+    (void)state;
+    static const uint8_t want[] = {
+        0x04, 0x00, 0x00, 0x02, 0x00, 0x03, 0x00, 0x00, /* op, flags, user_len, token_len */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* reserved */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* reserved */
+        'a',  'l',  't',  'o',  'k',
+    };
+    tf_wire_auth a = {"al", 2, "tok", 3};
+    uint8_t buf[sizeof want];
+    memset(buf, 0x55, sizeof buf);
+    assert_int_equal(tf__wire_encode_auth(buf, sizeof buf, &a), sizeof want);
+    assert_memory_equal(buf, want, sizeof want);
+    /* The head has the request's size and its op byte in the same place, so
+       a server reads the op and then the right frame. */
+    assert_int_equal(TF_WIRE_AUTH_SIZE, TF_WIRE_REQUEST_SIZE);
+}
+
+static void test_wire_auth_rejects_bad_heads(void **state)
+{
+    (void)state;
+    /* Only the head is given: the lengths are checked before the user name
+       and token are waited for. */
+    static const struct {
+        size_t at;
+        uint8_t value;
+        long want;
+    } cases[] = {
+        {0, TF_OP_GET, TF_EPROTO},   /* not an auth request */
+        {1, 0x01, TF_EPROTO},        /* flags */
+        {6, 0x01, TF_EPROTO},        /* reserved bytes must be zero */
+        {23, 0x80, TF_EPROTO},
+        {3, TF_WIRE_USER_MAX + 1, TF_ETOOBIG},
+        {2, 0xFF, TF_ETOOBIG},       /* user_len 0xFF00 */
+        {4, 0x01, TF_ETOOBIG},       /* token_len 0x0101 (257; byte 5 set below) */
+        {5, 0x01, TF_WIRE_NEED_MORE},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        uint8_t head[TF_WIRE_AUTH_SIZE] = {TF_OP_AUTH};
+        head[cases[i].at] = cases[i].value;
+        long want = cases[i].want;
+        if (cases[i].at == 4)
+            head[5] = 0x01;
+        uint8_t *buf = exact_copy(head, sizeof head);
+        tf_wire_auth a;
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "auth head case %zu", i);
+        expect_int(ctx, tf__wire_decode_auth(buf, sizeof head, &a), want);
+        free(buf);
+    }
+    /* The encoder refuses what the decoder would. */
+    static char big[TF_WIRE_TOKEN_MAX + 1];
+    uint8_t out[TF_WIRE_AUTH_SIZE + sizeof big + TF_WIRE_USER_MAX + 1];
+    tf_wire_auth a = {big, TF_WIRE_USER_MAX + 1, NULL, 0};
+    assert_int_equal(tf__wire_encode_auth(out, sizeof out, &a), TF_EINVAL);
+    a = (tf_wire_auth){NULL, 0, big, TF_WIRE_TOKEN_MAX + 1};
+    assert_int_equal(tf__wire_encode_auth(out, sizeof out, &a), TF_EINVAL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2063,6 +2175,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_wire_request_round_trip),
         cmocka_unit_test(test_wire_request_bytes),
         cmocka_unit_test(test_wire_request_name_limit),
+        cmocka_unit_test(test_wire_auth_round_trip),
+        cmocka_unit_test(test_wire_auth_bytes),
+        cmocka_unit_test(test_wire_auth_rejects_bad_heads),
         cmocka_unit_test(test_wire_response_round_trip),
         cmocka_unit_test(test_wire_response_bytes),
         cmocka_unit_test(test_wire_response_message_limit),

@@ -127,7 +127,7 @@ $(cat "$LOG")"
 grep -qE '^\S+ 127\.0\.0\.1:[0-9]+ get "my file\.txt" ok 7 bytes ' "$LOG" ||
   fail "no log line for the get of \"my file.txt\""
 grep -qE '^\S+ 127\.0\.0\.1:[0-9]+ list - ok [0-9]+ bytes ' "$LOG" || fail "no log line for list"
-tail -n +2 "$LOG" | grep -vE '^(also listening on IP|serving|server identity:) ' | grep -vE "$LOG_LINE_RE" &&
+tail -n +2 "$LOG" | grep -vE '^(also listening on IP|serving|server identity:|no users file:|users:) ' | grep -vE "$LOG_LINE_RE" &&
   fail "malformed log lines above"
 pass "the server logs one well-formed line per request"
 

@@ -108,7 +108,7 @@ start_server quiet -q
 expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/p.txt" get p.txt --to "$TMP/q.txt" list
 expect 6 "$CLIENT" -q $H "$PORT" get nope --to "$TMP/x"
 stop_server "$SERVER_PID"
-[[ $(grep -cvE '^(also listening on IP|serving|server identity:) ' "$TMP/quiet.out") == 2 &&
+[[ $(grep -cvE '^(also listening on IP|serving|server identity:|no users file:|users:) ' "$TMP/quiet.out") == 2 &&
   $(tail -n 1 "$TMP/quiet.out") == "server stopped" ]] ||
   fail "--quiet server printed more than the banner and \"server stopped\":
 $(cat "$TMP/quiet.out")"
@@ -235,7 +235,7 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 stop_server "$SERVER_PID"
 requests=$(sed -e '1d' -e '$d' "$TMP/many.out" |
-  grep -vE '^(also listening on IP|serving|server identity:) ')
+  grep -vE '^(also listening on IP|serving|server identity:|no users file:|users:) ')
 [[ $(wc -l <<<"$requests") == 40 ]] || fail "expected 40 request lines:
 $requests"
 grep -vE "$LOG_LINE_RE" <<<"$requests" && fail "malformed (interleaved?) log lines above"
