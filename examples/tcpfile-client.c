@@ -82,6 +82,8 @@ typedef struct op {
                           directory; put: the source, "-" = stdin */
     int renamed;       /* put --as / get --to a file: the name was chosen */
     int no_match;      /* get of a wildcard that matched no remote name */
+    int group;         /* which operation word it came from: the names of
+                          one get are fetched pipelined (tf_get_many) */
 } op;
 
 /* What the command line said before it is split into operations. */
@@ -131,6 +133,7 @@ typedef struct progress {
     const char *what; /* the operation as describe() names it, for notes */
     int talk;         /* not -q: say how a resumed transfer starts */
     uint64_t had;     /* get --resume: bytes in the part file beforehand */
+    struct batch *batch; /* a pipelined get of several names, or NULL */
 } progress;
 
 /* The signal that asked us to stop (SIGINT, SIGTERM), 0 while none has.
@@ -378,7 +381,8 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
                                    gr->to);
             for (int i = 0; i < gr->n; i++) {
                 op *o = &a->ops[a->nops++];
-                *o = (op){.kind = OP_GET, .name = words[gr->first + i], .local = gr->to};
+                *o = (op){.kind = OP_GET, .name = words[gr->first + i], .local = gr->to,
+                          .group = (int)k};
                 o->renamed = gr->to && gr->n == 1 && !is_dir_target(gr->to);
                 if (strcmp(o->name, "-") == 0)
                     return usage_error("\"-\" is not a remote NAME; to write to standard"
@@ -932,6 +936,8 @@ typedef struct outcome {
     size_t files;   /* list: how many */
     nlink_t links;  /* get: hard links the replaced file had */
     off_t src_size; /* put: the source's size before, -1 if unknown */
+    const char *msg; /* a batch item's detail from the library; NULL:
+                        tf_errmsg */
 } outcome;
 
 static void reset_outcome(outcome *out)
@@ -942,6 +948,7 @@ static void reset_outcome(outcome *out)
     out->why[0] = '\0';
     out->files = 0;
     out->links = 0;
+    out->msg = NULL;
 }
 
 /* Local checks before a get replaces a file: --no-clobber, and a
@@ -1241,7 +1248,7 @@ static void report_failure(const client_args *a, tf_client *c, const op *o,
                            const outcome *out)
 {
     char what[8192], hint[256] = "";
-    const char *detail = out->why[0] ? out->why : c ? tf_errmsg(c) : "";
+    const char *detail = out->why[0] ? out->why : out->msg ? out->msg : c ? tf_errmsg(c) : "";
     describe(o, what, sizeof what);
     failure_hint(a, c, o, out, hint, sizeof hint);
     const char *side = "";
@@ -1441,11 +1448,176 @@ static int expand_wildcards(client_args *a, tf_client *c, tf_listing **names)
     return PARSE_RUN;
 }
 
+/* Reports how one operation went (a summary or a failure line) and folds
+   its status into *status: the first failure's, or with --keep-going the
+   highest. Returns 1 when the failure closed the connection. */
+static int finish_op(const client_args *a, tf_client *c, const op *o, const progress *p,
+                     outcome *out, double seconds, int *status, size_t *done)
+{
+    if (out->rc == TF_OK) {
+        (*done)++;
+        if (a->verbosity > QUIET)
+            report_success(a, o, p, out, seconds);
+        return 0;
+    }
+    if (!out->why[0])
+        out->local = failure_is_local(o, out->rc, p, out);
+    int st = exit_status(out);
+    if (out->rc == TF_ECANCELED && g_signal)
+        report_interrupted(a, o, p);
+    else
+        report_failure(a, c, o, out);
+    if (*status == EXIT_OK || (a->keep_going && st > *status))
+        *status = st;
+    return breaks_connection(out->rc);
+}
+
+/* ---- pipelined gets ------------------------------------------------------- */
+
+/* What the item callback of tf_get_many keeps of a batch: each item's bytes
+   and the time it took (from the end of the one before, as they arrive in
+   turn), and the label of the one on the bar. */
+typedef struct batch {
+    const op *ops;   /* the batch's operations, by item */
+    size_t cur;      /* the item the callback is on; SIZE_MAX before any */
+    uint64_t *bytes; /* per item: the last done reported */
+    double *secs;    /* per item: how long it took */
+    double mark;     /* when the current item started */
+    char label[8192];
+} batch;
+
+/* Whether o can go in a tf_get_many batch: a get into a file (not standard
+   output), not resumed (tf_get_many does not resume). */
+static int batchable(const client_args *a, const op *o)
+{
+    return o->kind == OP_GET && !o->no_match && !a->resume &&
+           !(o->local && strcmp(o->local, "-") == 0);
+}
+
+/* The end of the batch that starts at ops[i]: the gets of the same
+   operation word after it that can be batched too. */
+static size_t batch_end(const client_args *a, size_t i)
+{
+    size_t j = i;
+    while (j < a->nops && batchable(a, &a->ops[j]) && a->ops[j].group == a->ops[i].group)
+        j++;
+    return j;
+}
+
+static int on_item_progress(void *user, size_t index, uint64_t done, uint64_t total)
+{
+    progress *p = user;
+    batch *b = p->batch;
+    if (!b) /* tf_get_many outside a batch: never, but harmless */
+        return on_progress(user, done, total);
+    double now = now_seconds();
+    if (index != b->cur) {
+        if (b->cur != SIZE_MAX)
+            b->secs[b->cur] = now - b->mark;
+        b->cur = index;
+        b->mark = now;
+        snprintf(b->label, sizeof b->label, "get %s", b->ops[index].name);
+        int drawn = p->drawn;
+        double last = p->last_draw;
+        *p = (progress){.bar_enabled = p->bar_enabled,
+                        .rate = p->rate,
+                        .label = b->label,
+                        .what = b->label,
+                        .batch = b,
+                        .drawn = drawn,
+                        .last_draw = last};
+    }
+    b->bytes[index] = done;
+    b->secs[index] = now - b->mark;
+    return on_progress(user, done, total);
+}
+
+/* Runs ops[from .. to), gets of one operation word, as one tf_get_many:
+   the requests are pipelined, so each name costs no round trip of its own.
+   Each is then reported in order as the one-by-one path reports it; a
+   file's own failure does not stop the other names of the same get (they
+   were already on their way), only the operations after them. Returns the
+   index of the last operation it accounts for (the interrupted one after
+   Ctrl-C); *broken says the connection was closed. */
+static size_t run_get_batch(const client_args *a, tf_client *c, size_t from, size_t to,
+                            progress *p, outcome *out, int *status, size_t *done, int *broken)
+{
+    size_t n = to - from, m = 0;
+    tf_get_item *items = calloc(n, sizeof *items);
+    size_t *item_of = calloc(n, sizeof *item_of); /* op -> item + 1, 0: not sent */
+    batch b = {.ops = a->ops + from, .cur = SIZE_MAX};
+    b.bytes = calloc(n, sizeof *b.bytes);
+    b.secs = calloc(n, sizeof *b.secs);
+    const op *batch_ops = NULL;
+    op *sent = calloc(n, sizeof *sent);
+    if (!items || !item_of || !b.bytes || !b.secs || !sent) {
+        fprintf(stderr, PROG ": out of memory\n");
+        if (*status == EXIT_OK || a->keep_going)
+            *status = *status > EXIT_FAILED ? *status : EXIT_FAILED;
+        free(items);
+        free(item_of);
+        free(b.bytes);
+        free(b.secs);
+        free(sent);
+        return to - 1;
+    }
+    /* Local refusals (--no-clobber, a read-only file) are known before
+       anything is asked; they are reported in their place below. */
+    for (size_t k = 0; k < n; k++) {
+        const op *o = &a->ops[from + k];
+        reset_outcome(out);
+        if (check_clobber_local(a, o, out) != 0)
+            continue;
+        sent[m] = *o;
+        items[m] = (tf_get_item){.name = o->name, .local_path = o->local, .fd = -1};
+        item_of[k] = ++m;
+    }
+    batch_ops = sent;
+    b.ops = batch_ops;
+    *p = (progress){.bar_enabled = p->bar_enabled, .rate = a->rate, .label = "get",
+                    .what = "get", .batch = &b};
+    double start = now_seconds();
+    if (m > 0)
+        tf_get_many(c, items, m);
+    bar_erase(p);
+    if (a->verbosity >= VERBOSE)
+        fprintf(stderr, PROG ": get: %zu names pipelined over one connection in %.3f s\n", m,
+                now_seconds() - start);
+    p->batch = NULL;
+    size_t k;
+    for (k = 0; k < n; k++) {
+        const op *o = &a->ops[from + k];
+        reset_outcome(out);
+        progress one = {.what = "get"};
+        if (!item_of[k]) {
+            check_clobber_local(a, o, out);
+        } else {
+            size_t it = item_of[k] - 1;
+            out->rc = items[it].result;
+            out->msg = items[it].message && items[it].message[0] ? items[it].message : NULL;
+            one.done = b.bytes[it];
+            one.started = b.cur != SIZE_MAX && it <= b.cur;
+        }
+        if (finish_op(a, c, o, &one, out, item_of[k] ? b.secs[item_of[k] - 1] : 0, status,
+                      done))
+            *broken = 1;
+        if (out->rc == TF_ECANCELED && g_signal)
+            break;
+    }
+    free(items);
+    free(item_of);
+    free(b.bytes);
+    free(b.secs);
+    free(sent);
+    return k < n ? from + k : to - 1;
+}
+
 static int run(client_args *a)
 {
     progress p = {0};
     p.bar_enabled = a->verbosity > QUIET && isatty(STDERR_FILENO);
     tf_options_set_progress(a->opt, on_progress, &p);
+    tf_options_set_item_progress(a->opt, on_item_progress, &p);
     set_handlers();
     double begin = now_seconds();
     int status = EXIT_OK;
@@ -1478,6 +1650,16 @@ static int run(client_args *a)
                 status = st > status ? st : status;
                 break;
             }
+        }
+        size_t end = batch_end(a, i);
+        if (end - i >= 2) {
+            int broken = 0;
+            i = run_get_batch(a, c, i, end, &p, out, &status, &done, &broken);
+            if (broken) {
+                tf_close(c);
+                c = NULL;
+            }
+            continue;
         }
         char label[8192];
         snprintf(label, sizeof label, "%s %s", o->kind == OP_GET ? "get" : "put",
@@ -1530,23 +1712,7 @@ static int run(client_args *a)
         }
         double seconds = now_seconds() - start;
         bar_erase(&p);
-        if (out->rc == TF_OK) {
-            done++;
-            if (a->verbosity > QUIET)
-                report_success(a, o, &p, out, seconds);
-            continue;
-        }
-        if (!out->why[0])
-            out->local = failure_is_local(o, out->rc, &p, out);
-        int st = exit_status(out);
-        if (out->rc == TF_ECANCELED && g_signal)
-            report_interrupted(a, o, &p);
-        else
-            report_failure(a, c, o, out);
-        /* The first failure's status, or with --keep-going the highest. */
-        if (status == EXIT_OK || (a->keep_going && st > status))
-            status = st;
-        if (breaks_connection(out->rc)) {
+        if (finish_op(a, c, o, &p, out, seconds, &status, &done)) {
             tf_close(c);
             c = NULL;
         }
