@@ -49,7 +49,9 @@ extern "C" {
  * X(name, value, message). Released values are never renumbered or reused;
  * the same numbers (as positive values) travel as status codes on the wire,
  * see docs/protocol.md, up to TF_EINTERNAL: the codes after it describe
- * reaching a server and never travel. TF_ENET stays the generic network
+ * reaching a server and never travel (-16..-18), except the tree's
+ * TF_ENOTDIR, TF_EISDIR and TF_ENOTEMPTY (-19..-21), which travel as
+ * statuses 19..21. TF_ENET stays the generic network
  * code (unreachable, reset, closed); TF_ERESOLVE and TF_ECONNREFUSED tell
  * apart the two connect failures a user acts on differently.
  */
@@ -71,14 +73,17 @@ extern "C" {
     X(EINTERNAL, -15, "internal error")                                       \
     X(ERESOLVE, -16, "cannot resolve the host name")                          \
     X(ECONNREFUSED, -17, "connection refused")                                \
-    X(EPEERVERIFY, -18, "server identity rejected")
+    X(EPEERVERIFY, -18, "server identity rejected")                           \
+    X(ENOTDIR, -19, "not a directory")                                        \
+    X(EISDIR, -20, "is a directory")                                          \
+    X(ENOTEMPTY, -21, "directory not empty")
 
 enum tf_error {
     TF_OK = 0,
 #define TF__ERR_ENUM(name, value, msg) TF_##name = (value),
     TF_ERRNO_MAP(TF__ERR_ENUM)
 #undef TF__ERR_ENUM
-    TF__ERR_LAST = -18 /* the most negative code in use; grows over time */
+    TF__ERR_LAST = -21 /* the most negative code in use; grows over time */
 };
 
 /* A sentence describing code ("success" for TF_OK; "unknown error" for a
@@ -183,7 +188,16 @@ typedef enum tf_option {
     /* client: 1 = a server not yet in the known-hosts file is trusted on
        first use and recorded there (ssh's accept-new). Default 0: refused
        with TF_EPEERVERIFY unless a host-check callback accepts it. */
-    TF_OPT_TLS_ACCEPT_NEW = 20
+    TF_OPT_TLS_ACCEPT_NEW = 20,
+    /* both: most components of a path (feature TREE, see tf_stat),
+       1..2048. Default 64. The server announces its limit in the
+       handshake; a client checks its paths against the lower of the two. A
+       deeper path is TF_EINVAL. */
+    TF_OPT_MAX_DEPTH = 21,
+    /* both: longest path in bytes, separators included, 1..4096. Default
+       4096. Announced and applied as TF_OPT_MAX_DEPTH; a longer path is
+       TF_EINVAL. (Each component is still limited by TF_OPT_MAX_NAME_LEN.) */
+    TF_OPT_MAX_PATH = 22
 } tf_option;
 
 /* Creates an options object holding the defaults. *out is the caller's,
@@ -535,6 +549,184 @@ TF_API int tf_name_check(const char *name, size_t max_len, const char **why);
    escapes the server's messages this way before they reach tf_errmsg. */
 TF_API size_t tf_escape(char *out, size_t out_len, const void *text, size_t len,
                         int quoted);
+
+/* ------------------------------------------------------------------------ */
+/* The tree (feature TREE): paths, stat, mkdir, remove, rename, listing     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * With a server that offers the TREE feature (tf_client_has_tree), every
+ * name taken by the calls above (tf_get*, tf_put*, tf_get_many's items) and
+ * below is a path: "a/b/c.txt", components separated by '/', each a valid
+ * name (tf_name_check), no leading or trailing '/', no empty component, no
+ * "." or "..", at most TF_OPT_MAX_DEPTH components and TF_OPT_MAX_PATH bytes
+ * (the lower of this client's and the server's limits). A path breaking a
+ * rule is TF_EINVAL; a path with ".tcpfile-tmp" as any component is
+ * TF_EACCES. Paths are compared byte for byte (no Unicode normalisation).
+ * Without TREE (an older server) names stay single components and the calls
+ * below return TF_EPROTO at once, without sending anything; c stays usable.
+ *
+ * A get or put of a path needs its directories to exist on the server
+ * (TF_ENOENT otherwise; TF_ENOTDIR when one of them is a file); tf_get with
+ * local_path NULL stores into ./LAST, the path's last component. A get of a
+ * directory is TF_EISDIR, and so is a put over one.
+ */
+
+/* 1 when the server of c speaks paths and the calls below (both hellos set
+   the TREE feature), else 0 (c NULL too). */
+TF_API int tf_client_has_tree(const tf_client *c);
+/* The path limits in use on c: the lower of the server's announcement and
+   this client's TF_OPT_MAX_PATH / TF_OPT_MAX_DEPTH. TF_EINVAL when c is
+   NULL; without TREE, max_path is tf_client_max_name and max_depth 1. */
+TF_API int tf_client_max_path(const tf_client *c);
+TF_API int tf_client_max_depth(const tf_client *c);
+
+/* Checks that path is acceptable as a path of at most max_path bytes and
+   max_depth components (0: the defaults 4096 and 64), each component at
+   most max_name bytes (0: 255). Returns TF_OK, TF_EINVAL (a broken rule)
+   or TF_EACCES (a ".tcpfile-tmp" component). When why is not NULL it
+   receives, cut to why_len and NUL-terminated, the reason, naming the
+   component by its number from 1 ("component 2 is \"..\""), "" on success. */
+TF_API int tf_path_check(const char *path, size_t max_path, size_t max_depth, size_t max_name,
+                         char *why, size_t why_len);
+
+/* What tf_stat and tf_dir_next tell of a file or directory. */
+typedef enum tf_ftype {
+    TF_FTYPE_FILE = 1, /* a regular file */
+    TF_FTYPE_DIR = 2   /* a directory */
+} tf_ftype;
+
+/*
+ * The result of tf_stat. The caller allocates it (on the stack is fine):
+ * the reserved room keeps its size the same within a major version, and
+ * tf_stat zeroes all of it before filling it in.
+ */
+typedef struct tf_stat_info {
+    int type;             /* TF_FTYPE_FILE or TF_FTYPE_DIR */
+    int has_digest;       /* 1: digest holds the file's XXH3-128 */
+    uint64_t size;        /* bytes; 0 for a directory */
+    int64_t mtime;        /* last modification, seconds since the epoch */
+    uint32_t mtime_nsec;  /* and nanoseconds, 0..999999999 (0 when the
+                             server's storage has only seconds) */
+    uint8_t digest[16];   /* XXH3-128 of the whole file, canonical
+                             (big-endian) form, when has_digest */
+    void *reserved[6];    /* zeroed: room for later fields */
+} tf_stat_info;
+
+/* tf_stat_ex flags */
+#define TF_STAT_DIGEST 0x1u /* have the server compute the digest when it
+                               does not know it yet (it reads the whole
+                               file once; the result is remembered) */
+
+/*
+ * Tells what path is on the server: type, size, mtime and, for a file
+ * whose digest the server already knows (it remembers one per version of
+ * the file, computed by an earlier get or stat), the digest. "" is the
+ * root. tf_stat_ex with TF_STAT_DIGEST always gets a file's digest,
+ * computing it if need be (for a large file that takes a while; the
+ * server's other connections are not held up). *out is zeroed first.
+ * Returns TF_OK, TF_EINVAL (bad path, c or out NULL, unknown flags),
+ * TF_ENOENT, TF_ENOTDIR (a component on the way is a file), TF_EACCES
+ * (a symbolic link or special file anywhere on the way, ".tcpfile-tmp"),
+ * TF_EIO, TF_EPROTO (no TREE: see tf_client_has_tree), TF_ENET,
+ * TF_ETIMEDOUT.
+ */
+TF_API int tf_stat(tf_client *c, const char *path, tf_stat_info *out);
+TF_API int tf_stat_ex(tf_client *c, const char *path, unsigned flags, tf_stat_info *out);
+
+/* tf_mkdir flags */
+#define TF_MKDIR_PARENTS 0x1u /* as mkdir -p: create missing parents; a
+                                 directory that exists is no error */
+
+/*
+ * Creates the directory path on the server. Returns TF_OK, TF_EEXIST
+ * (path exists: without TF_MKDIR_PARENTS whatever it is, with it only when
+ * it, or a parent, is not a directory), TF_ENOENT (a parent is missing,
+ * without TF_MKDIR_PARENTS), TF_ENOTDIR (a parent is a file, without
+ * TF_MKDIR_PARENTS), TF_EACCES (read-only server, symbolic link on the
+ * way, ".tcpfile-tmp"), TF_EINVAL, TF_ENOSPC, TF_EIO, TF_EPROTO (no TREE),
+ * TF_ENET, TF_ETIMEDOUT.
+ */
+TF_API int tf_mkdir(tf_client *c, const char *path, unsigned flags);
+
+/*
+ * Removes the file, or the empty directory, path (a symbolic link is
+ * refused, never followed nor removed). Returns TF_OK, TF_ENOENT,
+ * TF_ENOTEMPTY (a directory with entries: remove those first, as rm -r
+ * does), TF_ENOTDIR, TF_EACCES (read-only server, a symbolic link or
+ * special file, ".tcpfile-tmp"), TF_EINVAL (bad path; "" the root),
+ * TF_EIO, TF_EPROTO (no TREE), TF_ENET, TF_ETIMEDOUT.
+ */
+TF_API int tf_remove(tf_client *c, const char *path);
+
+/* tf_rename flags */
+#define TF_RENAME_NOREPLACE 0x1u /* fail with TF_EEXIST when `to` exists */
+
+/*
+ * Renames from to to on the server, atomically (a reader sees the old name
+ * or the new, never neither, and a file replaced at `to` is replaced whole;
+ * renameat2 within the root). A directory moves with its contents.
+ * Returns TF_OK, TF_ENOENT (from missing, or to's directory missing),
+ * TF_EEXIST (TF_RENAME_NOREPLACE and to exists), TF_EISDIR (a file over a
+ * directory), TF_ENOTDIR (a directory over a file, or a component on the
+ * way is a file), TF_ENOTEMPTY (a directory over a non-empty directory),
+ * TF_EINVAL (bad path, the root, or a directory into itself), TF_EACCES
+ * (read-only server, symbolic link, ".tcpfile-tmp"), TF_EIO, TF_EPROTO (no
+ * TREE), TF_ENET, TF_ETIMEDOUT.
+ */
+TF_API int tf_rename(tf_client *c, const char *from, const char *to, unsigned flags);
+
+/* A directory listing being read (tf_dir_open). */
+typedef struct tf_dir tf_dir;
+
+/* One entry of a directory listing, owned by its tf_dir and valid until
+   the next tf_dir_next or tf_dir_close (never allocated by the caller, so
+   fields may be appended in later minor versions). */
+typedef struct tf_dirent {
+    const char *path;    /* relative to the directory listed ("b/c.txt"
+                            in a recursive listing), NUL-terminated */
+    int type;            /* TF_FTYPE_FILE or TF_FTYPE_DIR */
+    uint64_t size;       /* bytes; 0 for a directory */
+    int64_t mtime;       /* seconds since the epoch */
+    uint32_t mtime_nsec; /* and nanoseconds (0 when unknown) */
+} tf_dirent;
+
+/* tf_dir_open flags */
+#define TF_LIST_RECURSIVE 0x1u /* walk the whole tree below path: each
+                                  directory is followed by its contents
+                                  (depth first) */
+
+/*
+ * Starts listing the directory path ("" or NULL: the root): its regular
+ * files and directories (not symbolic links, special files nor
+ * ".tcpfile-tmp"), in no particular order; with TF_LIST_RECURSIVE,
+ * everything below it. The entries are streamed: neither the server nor
+ * the client ever holds the whole listing, so a directory of millions of
+ * entries lists in bounded memory. *out is the caller's, ended with
+ * tf_dir_close. While it is open, every other call on c fails with
+ * TF_EBUSY (the connection is carrying the listing). Returns TF_OK,
+ * TF_EINVAL, TF_ENOENT, TF_ENOTDIR (path is a file), TF_EACCES, TF_EIO,
+ * TF_EPROTO (no TREE), TF_ENET, TF_ETIMEDOUT, TF_ENOMEM; on failure *out
+ * is NULL.
+ */
+TF_API int tf_dir_open(tf_client *c, const char *path, unsigned flags, tf_dir **out);
+
+/*
+ * The next entry: TF_OK with *ent set, or TF_OK with *ent NULL once the
+ * listing has ended (and, with CHECKSUM, its digest checked); after that,
+ * tf_dir_next keeps returning TF_OK with NULL. Or a failure: TF_EIO (the
+ * server could not read a directory during the walk), TF_ECHECKSUM (the
+ * listing was corrupted: discard what it gave), TF_EPROTO, TF_ENET,
+ * TF_ETIMEDOUT, TF_EINVAL (d or ent NULL); the detail is in tf_errmsg of
+ * the client. After a failure the listing is over.
+ */
+TF_API int tf_dir_next(tf_dir *d, const tf_dirent **ent);
+
+/* Ends the listing and frees d; the client is usable again. A listing not
+   read to its end is read and dropped first, to keep the connection in
+   step (or, when that fails, the connection is closed: later calls on the
+   client return TF_ENET). NULL is fine. */
+TF_API void tf_dir_close(tf_dir *d);
 
 /* ------------------------------------------------------------------------ */
 /* Server                                                                   */

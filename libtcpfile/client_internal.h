@@ -26,6 +26,10 @@ struct tf_client {
     uint32_t features;
     uint16_t max_name;    /* the server's limit, from the handshake */
     uint64_t max_upload;  /* the server's limit, 0 = none */
+    uint16_t max_path;    /* with TREE: the lower of the server's and ours */
+    uint16_t max_depth;
+    struct tf_dir *dir;   /* a tf_dir_open listing in progress: other calls
+                             get TF_EBUSY */
     int broken;           /* the stream lost sync: every call fails */
     tf__digest digest;    /* checksum state kept between transfers */
     uint8_t *buf;         /* IO_BUF bytes, the stream's READ_BUF bytes, then

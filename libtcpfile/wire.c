@@ -46,24 +46,31 @@ uint64_t tf__get_u64(const uint8_t *p)
     return ((uint64_t)tf__get_u32(p) << 32) | tf__get_u32(p + 4);
 }
 
-/* The last code the wire carries: those after it (TF_ERESOLVE, ...) are a
-   client's own, about reaching a server, and never sent. */
+/* The codes the wire carries: up to TF_EINTERNAL, then the tree's
+   (TF_ENOTDIR..TF_ENOTEMPTY). The three between them (TF_ERESOLVE,
+   TF_ECONNREFUSED, TF_EPEERVERIFY) are a client's own, about reaching a
+   server, and never sent; a status of their number is unknown. */
 #define WIRE_LAST TF_EINTERNAL
+#define WIRE_TREE_FIRST TF_ENOTDIR
+#define WIRE_TREE_LAST TF_ENOTEMPTY
+
+static int wire_travels(int code)
+{
+    return (code < 0 && code >= WIRE_LAST) || (code <= WIRE_TREE_FIRST && code >= WIRE_TREE_LAST);
+}
 
 uint16_t tf__wire_status(int code)
 {
     if (code >= 0)
         return 0;
-    if (code < WIRE_LAST)
+    if (!wire_travels(code))
         return (uint16_t)-TF_EINTERNAL;
     return (uint16_t)-code;
 }
 
-/* Only the codes up to WIRE_LAST travel: a status past it is unknown even
-   where this build has a code of that number. */
 int tf__wire_status_known(uint16_t status)
 {
-    return status <= (uint16_t)-WIRE_LAST;
+    return status == 0 || wire_travels(-(int)status);
 }
 
 /* A status this version does not know comes from a newer peer: the frame

@@ -58,6 +58,7 @@ enum tf_wire_op {
 #define TF_FEATURE_CHECKSUM 0x1u /* trailers carry an XXH3-128 digest   */
 #define TF_FEATURE_RESUME 0x2u   /* offsets and upload keys (resume)   */
 #define TF_FEATURE_STREAM 0x4u   /* size-less puts in chunks (STREAM)   */
+#define TF_FEATURE_TREE 0x10u    /* paths and ops 5..9 (section 3a) */
 #define TF_FEATURES_KNOWN (TF_FEATURE_CHECKSUM | TF_FEATURE_RESUME | TF_FEATURE_STREAM)
 
 /* Request flags. */

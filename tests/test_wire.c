@@ -1227,11 +1227,11 @@ static void test_wire_status_code_mapping(void **state)
         TF_ERRNO_MAP(ROW)
 #undef ROW
     };
-    assert_int_equal(ARRAY_LEN(table), 18);
+    assert_int_equal(ARRAY_LEN(table), 21);
     for (size_t i = 0; i < ARRAY_LEN(table); i++) {
         char ctx[64];
         snprintf(ctx, sizeof ctx, "status of %s", tf_errname(table[i].code));
-        if (table[i].code < TF_EINTERNAL) {
+        if (table[i].code < TF_EINTERNAL && table[i].code > TF_ENOTDIR) {
             /* A client's own codes (TF_ERESOLVE, ...) never travel. */
             expect_int(ctx, tf__wire_status(table[i].code), 15);
             continue;
@@ -1245,6 +1245,13 @@ static void test_wire_status_code_mapping(void **state)
     assert_int_equal(tf__wire_status(TF_EPROTO), 9);
     assert_int_equal(tf__wire_status(TF_EBUSY), 13);
     assert_int_equal(tf__wire_status(TF_EINTERNAL), 15);
+    assert_int_equal(tf__wire_status(TF_ENOTDIR), 19);
+    assert_int_equal(tf__wire_status(TF_EISDIR), 20);
+    assert_int_equal(tf__wire_status(TF_ENOTEMPTY), 21);
+    /* 16..18 never travel, in either direction. */
+    assert_int_equal(tf__wire_status(TF_EPEERVERIFY), 15);
+    assert_int_equal(tf__wire_code(18), TF_EINTERNAL);
+    assert_int_equal(tf__wire_status(-22), 15);
 
     assert_int_equal(tf__wire_status(TF_OK), 0);
     assert_int_equal(tf__wire_code(0), TF_OK);
@@ -1259,7 +1266,9 @@ static void test_wire_status_code_mapping(void **state)
        TF_EINTERNAL, which does not close the connection, and is known as
        unknown (for the "unknown error from the server" message). */
     for (unsigned s = 0; s <= 0xFFFF; s++) {
-        int known = s <= (unsigned)-TF_EINTERNAL; /* the last code that travels */
+        /* the codes that travel: to TF_EINTERNAL, then the tree's 19..21 */
+        int known = s <= (unsigned)-TF_EINTERNAL ||
+                    (s >= (unsigned)-TF_ENOTDIR && s <= (unsigned)-TF_ENOTEMPTY);
         int want = known ? -(int)s : TF_EINTERNAL;
         if (tf__wire_code((uint16_t)s) != want ||
             tf__wire_status_known((uint16_t)s) != known) {
