@@ -255,6 +255,46 @@ int tree_local_safe(const char *root, const char *rel, int mkdirs, char *err, si
     }
 }
 
+int tree_local_remove(const char *root, const char *rel, int dir, char *err, size_t errlen)
+{
+    if (!tree_rel_ok(rel)) {
+        say(err, errlen, "refused the unsafe path \"%s\"", rel);
+        return -1;
+    }
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        say(err, errlen, "\"%s\": %s", root, errno == ELOOP ? "a symbolic link" : strerror(errno));
+        return -1;
+    }
+    char comp[4096];
+    const char *s = rel;
+    const char *slash;
+    while ((slash = strchr(s, '/')) != NULL) {
+        size_t n = (size_t)(slash - s);
+        if (n >= sizeof comp) {
+            close(fd);
+            say(err, errlen, "\"%s\": a component is too long", rel);
+            return -1;
+        }
+        memcpy(comp, s, n);
+        comp[n] = '\0';
+        int next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        close(fd);
+        if (next < 0) {
+            say(err, errlen, "\"%.*s\": %s", (int)(slash - rel), rel,
+                errno == ELOOP ? "a symbolic link here: not followed" : strerror(errno));
+            return -1;
+        }
+        fd = next;
+        s = slash + 1;
+    }
+    int rc = unlinkat(fd, s, dir ? AT_REMOVEDIR : 0);
+    if (rc != 0)
+        say(err, errlen, "\"%s\": %s", rel, strerror(errno));
+    close(fd);
+    return rc == 0 ? 0 : -1;
+}
+
 static int plan_add(tree_plan *p, tree_act_kind kind, const tree_ent *src, const tree_ent *dst)
 {
     if (p->n == p->cap) {

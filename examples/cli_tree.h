@@ -64,6 +64,15 @@ int tree_rel_ok(const char *rel);
  */
 int tree_local_safe(const char *root, const char *rel, int mkdirs, char *err, size_t errlen);
 
+/*
+ * Removes root/rel (a file, or with dir an empty directory) without
+ * following a symbolic link on the way: each directory of rel is opened
+ * from the one before with O_NOFOLLOW, and the last component is removed
+ * from its parent (a link there is removed as a link, never followed).
+ * Returns 0, or -1 with the reason in err.
+ */
+int tree_local_remove(const char *root, const char *rel, int dir, char *err, size_t errlen);
+
 /* What a sync does with one path. */
 typedef enum tree_act_kind {
     ACT_SEND,     /* missing on the destination, or its size differs */

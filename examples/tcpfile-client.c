@@ -68,11 +68,36 @@ enum {
    The real limit comes from the server's handshake and the library checks
    it; here we only catch names that no server could accept. */
 #define NAME_MAX_ANY 4096
+/* The deepest path any server may allow (TF_OPT_MAX_DEPTH's bound). */
+#define PATH_DEPTH_ANY 2048
 
 /* How much goes to stderr besides errors: -q, the default, -v. */
 enum { QUIET = 0, NORMAL = 1, VERBOSE = 2 };
 
-typedef enum op_kind { OP_GET, OP_PUT, OP_LIST } op_kind;
+typedef enum op_kind {
+    OP_GET,
+    OP_PUT,
+    OP_LIST,
+    /* The tree (a server with the TREE feature): */
+    OP_STAT,  /* stat PATH */
+    OP_LS,    /* ls [DIR] [-r] */
+    OP_MKDIR, /* mkdir [-p] DIR */
+    OP_RM,    /* rm [-r] PATH */
+    OP_MV,    /* mv FROM TO [--no-overwrite] */
+    OP_GETR,  /* get -r DIR [LOCAL] */
+    OP_PUTR,  /* put -r LOCALDIR [DIR] */
+    OP_SYNC   /* sync SRC DST, one of them :REMOTE */
+} op_kind;
+
+/* Flags of the tree operations (op.flags, group.flags). */
+enum {
+    F_RECURSIVE = 1,    /* -r: get, put, ls, rm */
+    F_PARENTS = 2,      /* -p: mkdir, put */
+    F_NO_OVERWRITE = 4, /* --no-overwrite: mv */
+    F_DELETE = 8,       /* --delete: sync */
+    F_DRY_RUN = 16,     /* --dry-run: sync, get -r, put -r */
+    F_CHECKSUM = 32     /* --checksum: sync, get -r, put -r */
+};
 
 /* One file to move, or one listing: "get a b --to d/" becomes two. */
 typedef struct op {
@@ -84,6 +109,10 @@ typedef struct op {
     int no_match;      /* get of a wildcard that matched no remote name */
     int group;         /* which operation word it came from: the names of
                           one get are fetched pipelined (tf_get_many) */
+    unsigned flags;    /* F_*: -r, -p, --no-overwrite, --delete, ... */
+    const char *to;    /* mv: the new path; sync: the destination, with
+                          the remote one's ':' removed */
+    int push;          /* sync: local -> server */
 } op;
 
 /* What the command line said before it is split into operations. */
@@ -91,6 +120,7 @@ typedef struct group {
     op_kind kind;
     int first, n;        /* its operands: words[first .. first + n) */
     const char *to, *as; /* --to PATH (get), --as NAME (put) */
+    unsigned flags;      /* F_*, given after the operation word */
 } group;
 
 typedef struct client_args {
@@ -212,9 +242,25 @@ static int usage_error(const char *what, const char *arg)
 
 /* ---- command line -------------------------------------------------------- */
 
+static const struct {
+    const char *word;
+    op_kind kind;
+} keywords[] = {{"get", OP_GET},     {"put", OP_PUT}, {"list", OP_LIST}, {"stat", OP_STAT},
+                {"ls", OP_LS},       {"mkdir", OP_MKDIR}, {"rm", OP_RM}, {"mv", OP_MV},
+                {"sync", OP_SYNC}};
+
+/* The operation w starts, or -1 when it is not an operation word. */
+static int keyword_kind(const char *w)
+{
+    for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
+        if (strcmp(w, keywords[i].word) == 0)
+            return (int)keywords[i].kind;
+    return -1;
+}
+
 static int is_keyword(const char *w)
 {
-    return strcmp(w, "get") == 0 || strcmp(w, "put") == 0 || strcmp(w, "list") == 0;
+    return keyword_kind(w) >= 0;
 }
 
 static const char *last_component(const char *path)
@@ -270,17 +316,14 @@ static void describe(const op *o, char *buf, size_t len)
    mistake late on the command line does not leave earlier operations done. */
 static int check_name(const op *o)
 {
-    const char *why;
-    if (tf_name_check(o->name, NAME_MAX_ANY, &why) == TF_OK)
+    char why[256];
+    /* A path "a/b.txt" is a name too, for a server with the tree. */
+    if (tf_path_check(o->name, NAME_MAX_ANY, PATH_DEPTH_ANY, NAME_MAX_ANY, why, sizeof why) ==
+        TF_OK)
         return PARSE_RUN;
     char what[8192];
     describe(o, what, sizeof what);
-    if (o->kind == OP_GET && strchr(o->name, '/'))
-        fprintf(stderr,
-                PROG ": %s: bad name: %s; to save it under a local path: get NAME --to PATH"
-                     " (see " PROG " --help)\n",
-                what, why);
-    else if (o->kind == OP_GET || o->renamed)
+    if (o->kind == OP_GET || o->renamed)
         fprintf(stderr, PROG ": %s: bad name: %s (see " PROG " --help)\n", what, why);
     else /* the name was derived from LOCAL: show what it came out as */
         fprintf(stderr,
@@ -358,6 +401,125 @@ static int is_dir_target(const char *path)
     return (n > 0 && path[n - 1] == '/') || (stat(path, &st) == 0 && S_ISDIR(st.st_mode));
 }
 
+/* A remote path of a tree operation, checked before connecting ("" is
+   the root, for ls and sync). */
+static int check_path(const char *what, const char *path, int root_ok)
+{
+    char why[256];
+    if ((root_ok && path[0] == '\0') ||
+        tf_path_check(path, NAME_MAX_ANY, PATH_DEPTH_ANY, NAME_MAX_ANY, why, sizeof why) ==
+            TF_OK)
+        return PARSE_RUN;
+    fprintf(stderr, PROG ": %s \"%s\": bad path: %s (see " PROG " --help)\n", what, path,
+            path[0] ? why : "the root cannot be used here");
+    return EXIT_USAGE;
+}
+
+/* A local directory given to put -r or sync, without its trailing '/'s
+   ("photos/" -> "photos"), as its last component names the remote one. */
+static const char *dir_base(const char *local, char *buf, size_t len)
+{
+    size_t n = strlen(local);
+    while (n > 1 && local[n - 1] == '/')
+        n--;
+    snprintf(buf, len, "%.*s", (int)n, local);
+    return last_component(buf);
+}
+
+/* stat, ls, mkdir, rm, mv, sync, get -r and put -r: one operation per
+   operand (stat, mkdir, rm) or one for the lot. */
+static int expand_tree_group(const group *gr, int k, char **words, client_args *a)
+{
+    const char *w0 = gr->n > 0 ? words[gr->first] : NULL;
+    const char *w1 = gr->n > 1 ? words[gr->first + 1] : NULL;
+    op base = {.kind = gr->kind, .group = k, .flags = gr->flags};
+    char tmp[4096];
+    switch (gr->kind) {
+    case OP_GET: /* get -r DIR [LOCAL] */
+        if (gr->n < 1 || gr->n > 2 || (w1 && gr->to))
+            return usage_error("get -r takes one remote DIR and at most one LOCAL directory"
+                               " (or --to LOCAL)",
+                               NULL);
+        base.kind = OP_GETR;
+        base.name = w0;
+        base.local = w1 ? w1 : gr->to ? gr->to : last_component(w0);
+        if (check_path("get -r", w0, 0) != PARSE_RUN)
+            return EXIT_USAGE;
+        break;
+    case OP_PUT: /* put -r LOCALDIR [DIR] */
+        if (gr->n < 1 || gr->n > 2 || (w1 && gr->as))
+            return usage_error("put -r takes one LOCALDIR and at most one remote DIR"
+                               " (or --as DIR)",
+                               NULL);
+        base.kind = OP_PUTR;
+        base.local = w0;
+        base.name = w1 ? w1 : gr->as ? gr->as : NULL;
+        if (!base.name) { /* its last component, kept with the words */
+            const char *b = dir_base(w0, tmp, sizeof tmp);
+            char *copy = strdup(b);
+            if (!copy)
+                return usage_error("out of memory", NULL);
+            words[gr->first] = copy; /* freed never: it lives until exit */
+            base.name = copy;
+            base.local = w0;
+        }
+        if (check_path("put -r", base.name, 1) != PARSE_RUN)
+            return EXIT_USAGE;
+        break;
+    case OP_LS:
+        if (gr->n > 1)
+            return usage_error("ls takes at most one DIR, not also", w1);
+        base.name = w0 ? w0 : "";
+        if (check_path("ls", base.name, 1) != PARSE_RUN)
+            return EXIT_USAGE;
+        break;
+    case OP_MV:
+        if (gr->n != 2)
+            return usage_error("mv takes FROM and TO", NULL);
+        base.name = w0;
+        base.to = w1;
+        if (check_path("mv", w0, 0) != PARSE_RUN || check_path("mv", w1, 0) != PARSE_RUN)
+            return EXIT_USAGE;
+        break;
+    case OP_SYNC: {
+        if (gr->n != 2)
+            return usage_error("sync takes SRC and DST, one of them :REMOTE (sync photos"
+                               " :backup/photos pushes, sync :backup/photos photos pulls)",
+                               NULL);
+        int r0 = w0[0] == ':', r1 = w1[0] == ':';
+        if (r0 == r1)
+            return usage_error(r0 ? "sync: one side must be local, not both :REMOTE"
+                                  : "sync: write the server's side with a leading ':'"
+                                    " (sync photos :backup/photos)",
+                               NULL);
+        base.push = r1;
+        base.local = r1 ? w0 : w1;
+        base.name = r1 ? w1 + 1 : w0 + 1;
+        base.to = w1;
+        if (check_path("sync", base.name, 1) != PARSE_RUN)
+            return EXIT_USAGE;
+        break;
+    }
+    default: /* stat, mkdir, rm: each operand */
+        if (gr->n == 0)
+            return usage_error(gr->kind == OP_STAT    ? "stat needs a PATH"
+                               : gr->kind == OP_MKDIR ? "mkdir needs a DIR"
+                                                      : "rm needs a PATH",
+                               NULL);
+        for (int i = 0; i < gr->n; i++) {
+            op *o = &a->ops[a->nops++];
+            *o = base;
+            o->name = words[gr->first + i];
+            if (check_path(gr->kind == OP_STAT ? "stat" : gr->kind == OP_MKDIR ? "mkdir" : "rm",
+                           o->name, 0) != PARSE_RUN)
+                return EXIT_USAGE;
+        }
+        return PARSE_RUN;
+    }
+    a->ops[a->nops++] = base;
+    return PARSE_RUN;
+}
+
 /* Splits the groups into single-file operations, checking each. Returns
    PARSE_RUN or a status. */
 static int expand_groups(const group *g, size_t ngroups, char **words, client_args *a)
@@ -365,6 +527,16 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
     int stdin_used = 0, get_before = 0;
     for (size_t k = 0; k < ngroups; k++) {
         const group *gr = &g[k];
+        if (gr->kind >= OP_STAT || (gr->flags & F_RECURSIVE)) {
+            int st = expand_tree_group(gr, (int)k, words, a);
+            if (st != PARSE_RUN)
+                return st;
+            continue;
+        }
+        if (gr->flags & (F_DRY_RUN | F_CHECKSUM))
+            return usage_error(gr->kind == OP_GET ? "--dry-run and --checksum need get -r"
+                                                  : "--dry-run and --checksum need put -r",
+                               NULL);
         if (gr->kind == OP_LIST) {
             if (gr->n > 0)
                 return usage_error("list takes no operand, not", words[gr->first]);
@@ -403,7 +575,8 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
         for (int i = 0; i < gr->n; i++) {
             op *o = &a->ops[a->nops++];
             const char *local = words[gr->first + i];
-            *o = (op){.kind = OP_PUT, .local = local, .renamed = gr->as != NULL};
+            *o = (op){.kind = OP_PUT, .local = local, .renamed = gr->as != NULL,
+                      .flags = gr->flags};
             o->name = gr->as ? gr->as : last_component(local);
             if (strcmp(local, "-") == 0) {
                 if (!gr->as)
@@ -446,7 +619,13 @@ enum {
     OPT_NO_CLOBBER,
     OPT_LIMIT_RATE,
     OPT_TO,
-    OPT_AS
+    OPT_AS,
+    OPT_RECURSIVE,
+    OPT_PARENTS,
+    OPT_NO_OVERWRITE,
+    OPT_DELETE,
+    OPT_DRY_RUN,
+    OPT_CHECKSUM
 };
 
 typedef struct optdef {
@@ -471,9 +650,46 @@ static const optdef optdefs[] = {
     {"no-checksum", 0, 0, OPT_NO_CHECKSUM},
     {"to", 0, 1, OPT_TO},
     {"as", 0, 1, OPT_AS},
+    {"recursive", 'r', 0, OPT_RECURSIVE},
+    {"parents", 'p', 0, OPT_PARENTS},
+    {"no-overwrite", 0, 0, OPT_NO_OVERWRITE},
+    {"delete", 0, 0, OPT_DELETE},
+    {"dry-run", 'n', 0, OPT_DRY_RUN},
+    {"checksum", 'c', 0, OPT_CHECKSUM},
     {"help", 'h', 0, OPT_HELP},
     {"version", 0, 0, OPT_VERSION},
 };
+
+/* The tree's flags belong to the operation word before them: -r to get,
+   put, ls and rm; -p to mkdir and put; --no-overwrite to mv; --delete to
+   sync; --dry-run and --checksum to sync, get -r and put -r. */
+static int apply_tree_flag(const optdef *d, group *cur)
+{
+    static const struct {
+        int id;
+        unsigned flag;
+        unsigned kinds; /* 1 << op_kind */
+        const char *where;
+    } rules[] = {
+        {OPT_RECURSIVE, F_RECURSIVE, 1u << OP_GET | 1u << OP_PUT | 1u << OP_LS | 1u << OP_RM,
+         "-r goes after get, put, ls or rm"},
+        {OPT_PARENTS, F_PARENTS, 1u << OP_MKDIR | 1u << OP_PUT, "-p goes after mkdir or put"},
+        {OPT_NO_OVERWRITE, F_NO_OVERWRITE, 1u << OP_MV, "--no-overwrite goes after mv"},
+        {OPT_DELETE, F_DELETE, 1u << OP_SYNC, "--delete goes after sync"},
+        {OPT_DRY_RUN, F_DRY_RUN, 1u << OP_SYNC | 1u << OP_GET | 1u << OP_PUT,
+         "--dry-run goes after sync, get -r or put -r"},
+        {OPT_CHECKSUM, F_CHECKSUM, 1u << OP_SYNC | 1u << OP_GET | 1u << OP_PUT,
+         "--checksum goes after sync, get -r or put -r"},
+    };
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        if (rules[i].id != d->id)
+            continue;
+        if (!cur || !(rules[i].kinds & 1u << cur->kind))
+            return usage_error(rules[i].where, NULL);
+        cur->flags |= rules[i].flag;
+    }
+    return PARSE_RUN;
+}
 
 /* Applies one option; cur is the operation being written (NULL before the
    first). Returns PARSE_RUN, or the status to exit with (EXIT_OK for
@@ -528,6 +744,13 @@ static int apply_option(const optdef *d, const char *val, group *cur, client_arg
                                val);
         *(d->id == OPT_TO ? &cur->to : &cur->as) = val;
         break;
+    case OPT_RECURSIVE:
+    case OPT_PARENTS:
+    case OPT_NO_OVERWRITE:
+    case OPT_DELETE:
+    case OPT_DRY_RUN:
+    case OPT_CHECKSUM:
+        return apply_tree_flag(d, cur);
     case OPT_HELP:
         usage(stdout);
         return EXIT_OK;
@@ -641,12 +864,11 @@ static int parse_args(int argc, char **argv, client_args *a)
                                      w);
                 break;
             }
-            groups[ngroups++] = (group){.kind = w[0] == 'g'   ? OP_GET
-                                               : w[0] == 'p' ? OP_PUT
-                                                             : OP_LIST,
-                                        .first = nwords};
+            groups[ngroups++] = (group){.kind = (op_kind)keyword_kind(w), .first = nwords};
         } else if (!cur) {
-            status = usage_error("unknown operation (expected get, put or list):", w);
+            status = usage_error("unknown operation (expected get, put, list, stat, ls,"
+                                 " mkdir, rm, mv or sync):",
+                                 w);
         } else if (url_name) {
             status = usage_error("a URL names its one file; no more NAMEs after it, not", w);
         } else {
@@ -657,7 +879,9 @@ static int parse_args(int argc, char **argv, client_args *a)
     if (status == PARSE_RUN && !a->host)
         status = usage_error("missing HOST and operation", NULL);
     if (status == PARSE_RUN && ngroups == 0)
-        status = usage_error("missing operation (get, put or list)", NULL);
+        status = usage_error("missing operation (get, put, list, stat, ls, mkdir, rm, mv"
+                             " or sync)",
+                             NULL);
     if (status == PARSE_RUN)
         status = expand_groups(groups, ngroups, words, a);
     free(groups);
@@ -916,12 +1140,14 @@ static int print_listing(const tf_listing *l, int human)
 static int get_target(const op *o, char *buf, size_t len)
 {
     struct stat st;
-    const char *path = o->local ? o->local : o->name;
+    /* get a/b.txt saves ./b.txt: the path's last component. */
+    const char *path = o->local ? o->local : last_component(o->name);
     if (strcmp(path, "-") == 0 && o->local)
         return 0;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         size_t n = strlen(path);
-        snprintf(buf, len, "%s%s%s", path, n && path[n - 1] == '/' ? "" : "/", o->name);
+        snprintf(buf, len, "%s%s%s", path, n && path[n - 1] == '/' ? "" : "/",
+                 last_component(o->name));
     } else {
         snprintf(buf, len, "%s", path);
     }
