@@ -76,14 +76,16 @@ extern "C" {
     X(EPEERVERIFY, -18, "server identity rejected")                           \
     X(ENOTDIR, -19, "not a directory")                                        \
     X(EISDIR, -20, "is a directory")                                          \
-    X(ENOTEMPTY, -21, "directory not empty")
+    X(ENOTEMPTY, -21, "directory not empty")                                  \
+
+    X(ECONFLICT, -22, "the file changed: it no longer has the expected digest")
 
 enum tf_error {
     TF_OK = 0,
 #define TF__ERR_ENUM(name, value, msg) TF_##name = (value),
     TF_ERRNO_MAP(TF__ERR_ENUM)
 #undef TF__ERR_ENUM
-    TF__ERR_LAST = -21 /* the most negative code in use; grows over time */
+    TF__ERR_LAST = -22 /* the most negative code in use; grows over time */
 };
 
 /* A sentence describing code ("success" for TF_OK; "unknown error" for a
@@ -492,6 +494,150 @@ TF_API int tf_client_can_stream(const tf_client *c);
 /* Uploads len bytes at data (still the caller's; NULL only when len is 0)
    as name. Returns as tf_put. */
 TF_API int tf_put_mem(tf_client *c, const void *data, size_t len, const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* Put extensions: conditions, timestamps, parents, skip-if-same, and      */
+/* pipelined puts (docs/protocol.md, feature PUTX)                          */
+/* ------------------------------------------------------------------------ */
+
+/* Bits of tf_put_args.flags. */
+/* Create the missing parent directories of name first, as mkdir -p does
+   (names with a '/' need a server with paths, see the tree feature). A
+   parent that exists as something other than a directory, or a symbolic
+   link on the way, fails the put (TF_ENOTDIR / TF_EEXIST / TF_EACCES as the
+   server finds it); directories it made stay. Without it, a put into a
+   missing directory is TF_ENOENT. */
+#define TF_PUT_PARENTS 0x01u
+/* Store only if name does not exist yet: TF_EEXIST otherwise, whatever the
+   server's TF_OPT_OVERWRITE. Checked before the data moves and again, at
+   once with the publishing, against a put of the same name racing it. */
+#define TF_PUT_IF_ABSENT 0x02u
+/* Replace only the version of name whose XXH3-128 digest (canonical
+   big-endian form, as tf_put_args.if_match holds it) is if_match: when
+   name holds anything else, or nothing, the put fails with TF_ECONFLICT
+   and nothing changes. The check and the publishing are one step on the
+   server with respect to other puts of that name, so of two writers racing
+   with the same if_match exactly one wins (optimistic concurrency: read,
+   digest, change, put with IF_MATCH, on TF_ECONFLICT read again).
+   Excludes TF_PUT_IF_ABSENT (TF_EINVAL). */
+#define TF_PUT_IF_MATCH 0x04u
+/* The server sets the stored file's modification time to mtime_sec /
+   mtime_nsec (as rsync -t), exactly to the nanosecond where its file
+   system keeps them. mtime_nsec must be below 1000000000 (TF_EINVAL). */
+#define TF_PUT_MTIME 0x08u
+/* As TF_PUT_MTIME with the local file's modification time (tf_put_ex and
+   tf_put_fd_ex; TF_EINVAL for tf_put_mem_ex). Wins over mtime_sec/nsec. */
+#define TF_PUT_KEEP_MTIME 0x10u
+/* The client hashes its source first (XXH3-128) and offers the digest;
+   when the server already holds exactly those bytes under name, nothing
+   is sent: the call returns TF_OK with *skipped = 1 (with TF_PUT_MTIME /
+   KEEP_MTIME the server still sets the time). The same hash serves as the
+   transfer's checksum when the bytes do go out, so the source is read
+   once to hash it and once to send it, never hashed twice. The source must
+   be seekable (tf_put_fd_ex on a pipe: TF_EINVAL). Conditions are checked
+   before the comparison: IF_ABSENT on an existing file is TF_EEXIST even
+   when its bytes are the same. */
+#define TF_PUT_SKIP_SAME 0x20u
+
+/*
+ * The extra arguments of tf_put_ex and a tf_put_many item. The caller
+ * allocates it; zero it whole before filling it in (a designated
+ * initializer, memset or calloc), so that fields of later versions, placed
+ * in the reserved room, take their defaults from the zero: a put whose
+ * reserved room is not zero fails with TF_EINVAL. Same size within a major
+ * version (64 bytes on 64-bit systems, 48 on 32-bit ones). NULL wherever a
+ * const tf_put_args * is taken means a plain put (all zero).
+ */
+typedef struct tf_put_args {
+    uint32_t flags;          /* TF_PUT_* bits; unknown bits: TF_EINVAL */
+    uint32_t mtime_nsec;     /* with TF_PUT_MTIME: 0..999999999 */
+    int64_t mtime_sec;       /* with TF_PUT_MTIME: seconds since the epoch */
+    uint8_t if_match[16];    /* with TF_PUT_IF_MATCH: the expected XXH3-128 */
+    void *reserved[4];       /* zero: room for later fields */
+} tf_put_args;
+
+/*
+ * tf_put with extensions. args NULL (or all zero) is exactly tf_put.
+ * skipped (may be NULL) is set to 1 when TF_PUT_SKIP_SAME found the bytes
+ * already on the server and nothing was sent, else to 0.
+ * Returns as tf_put, and: TF_EEXIST (TF_PUT_IF_ABSENT, name exists),
+ * TF_ECONFLICT (TF_PUT_IF_MATCH, name does not hold that digest), TF_ENOENT
+ * (a parent directory is missing and TF_PUT_PARENTS was not given),
+ * TF_EINVAL (unknown flags, IF_ABSENT with IF_MATCH, mtime_nsec out of
+ * range, reserved room not zero), TF_EPROTO without sending anything when a
+ * flag is given and the server does not offer PUTX (an older server: see
+ * tf_client_can_putx; c stays usable). Flags other than SKIP_SAME and
+ * KEEP_MTIME are also taken by resumable puts (TF_OPT_RESUME).
+ */
+TF_API int tf_put_ex(tf_client *c, const char *local_path, const char *name,
+                     const tf_put_args *args, int *skipped);
+/* tf_put_fd with extensions; as tf_put_ex. */
+TF_API int tf_put_fd_ex(tf_client *c, int fd, uint64_t size, const char *name,
+                        const tf_put_args *args, int *skipped);
+/* tf_put_mem with extensions; as tf_put_ex (no TF_PUT_KEEP_MTIME). */
+TF_API int tf_put_mem_ex(tf_client *c, const void *data, size_t len, const char *name,
+                         const tf_put_args *args, int *skipped);
+
+/* 1 when the server of c takes the put extensions (it offered the PUTX
+   feature in the handshake), else 0 (c NULL too). */
+TF_API int tf_client_can_putx(const tf_client *c);
+
+/*
+ * One upload of a tf_put_many batch. Allocated by the caller as an array;
+ * zero every item before filling it in (as tf_get_item), so the reserved
+ * room is zero (else the item fails with TF_EINVAL). Same size within a
+ * major version (8 pointers, 2 ints, a u64: 88 bytes on 64-bit systems).
+ *
+ * The source is local_path when it is not NULL (as tf_put: the file is
+ * opened when its turn comes, so a batch holds few descriptors open),
+ * else size bytes read from fd at its current offset (as tf_put_fd; a
+ * zeroed item has fd 0: set fd = -1 unless you mean a descriptor), else
+ * (fd < 0) the size bytes at data. The local file must not change size
+ * during the batch (if it does, that item fails with TF_EIO and stores
+ * nothing).
+ */
+typedef struct tf_put_item {
+    const char *local_path;  /* in: the file to upload; NULL: fd or data */
+    const char *name;        /* in: the name on the server; NULL: the
+                                basename of local_path */
+    int fd;                  /* in: with local_path NULL, read from here; -1 none */
+    int result;              /* out: TF_OK or this file's failure */
+    uint64_t size;           /* in: bytes of fd or data (ignored for a path) */
+    const void *data;        /* in: with local_path NULL and fd < 0: memory */
+    const tf_put_args *args; /* in: extensions for this item; NULL: none */
+    const char *message;     /* out: this item's failure message, "" on
+                                success; owned by the client, valid until
+                                the next call on it or tf_close */
+    int skipped;             /* out: 1 when TF_PUT_SKIP_SAME found the bytes
+                                already there (result TF_OK) */
+    int reserved_int;        /* zero */
+    void *reserved[3];       /* zero: room for later fields */
+} tf_put_item;
+
+/*
+ * Uploads n files over the one connection without a round trip each: with
+ * PUTX, each request goes out with its payload and trailer straight behind
+ * it (no waiting for a go-ahead, docs/protocol.md "NO_GOAHEAD"), up to
+ * TF_OPT_PIPELINE puts before their answers, which are read as they come
+ * (never blocking on a send while an answer is owed). A file's own failure
+ * (a bad name, TF_EEXIST, TF_ECONFLICT, TF_EACCES, TF_ETOOBIG, a local
+ * TF_ENOENT / TF_EIO, TF_ECHECKSUM) is that item's result and does not stop
+ * the others: the server reads and drops a refused item's payload. A
+ * failure of the connection (TF_ENET, TF_ETIMEDOUT, TF_EPROTO,
+ * TF_ECANCELED, TF_ENOMEM) ends the batch and becomes the result (and
+ * message) of every item not finished; items whose answer had come are
+ * stored, the others may or may not be (each is whole or absent, never
+ * partial). Without PUTX on the server the items are put one after the
+ * other (plain tf_put; an item with flags fails with TF_EPROTO).
+ * Returns TF_OK when every item succeeded, else the result of the first
+ * failed item in array order, with its message in tf_errmsg; TF_EINVAL
+ * when c or items is NULL. No resuming. TF_PUT_SKIP_SAME in a batch hashes
+ * the item's source first and the server compares; the payload still goes
+ * out (the batch does not wait), is dropped unstored when the bytes are the
+ * same, and the item reports skipped. Progress: as tf_get_many (the item
+ * progress callback, else the plain one per item).
+ */
+TF_API int tf_put_many(tf_client *c, tf_put_item *items, size_t n);
 
 /* Lists the server's regular files, sorted by name bytewise. *out is the
    caller's, released with tf_listing_free(); NULL on failure. Returns

@@ -196,7 +196,8 @@ void tf_free(void *p)
 
 static int send_request(tf_client *c, const tf_wire_request *r)
 {
-    uint8_t buf[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + TF_UPLOAD_KEY_SIZE];
+    uint8_t buf[TF_WIRE_REQUEST_SIZE + TF_WIRE_NAME_MAX + TF_UPLOAD_KEY_SIZE +
+                TF_WIRE_EXT_MAX];
     long n = tf__wire_encode_request(buf, sizeof buf, r);
     if (n < 0)
         return tf__fail(&c->err, TF_EINVAL, "cannot encode the request");
@@ -528,10 +529,27 @@ static int send_source(tf_client *c, tf__xfer *x, source *src, uint64_t from, ui
     return rc;
 }
 
+/* The trailer of a put whose digest was computed before it was sent
+   (SKIP_SAME): the same digest, so the source is not hashed twice. */
+static int send_known_trailer(tf_client *c, int code, const uint8_t *digest)
+{
+    uint8_t buf[TF_WIRE_TRAILER_SIZE + TF_DIGEST_SIZE];
+    tf_wire_trailer t = {.status = tf__wire_status(code)};
+    if (code == TF_OK && (c->features & TF_FEATURE_CHECKSUM)) {
+        t.digest = digest;
+        t.digest_len = TF_DIGEST_SIZE;
+    }
+    long n = tf__wire_encode_trailer(buf, sizeof buf, &t);
+    return tf__stream_write(&c->s, buf, (size_t)n, &c->err);
+}
+
+/* px NULL: a plain put. skipped (may be NULL) says a SKIP_SAME put found
+   the bytes already there. */
 static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
-                    const uint8_t *key)
+                    const uint8_t *key, const tf__putx *px, int *skipped)
 {
     uint64_t from = 0, stored;
+    uint8_t rflags = 0;
     if (c->max_upload && size > c->max_upload)
         return tf__fail(&c->err, TF_ETOOBIG,
                         "\"%s\" is %llu bytes; the server accepts at most %llu", name,
@@ -542,9 +560,26 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
         r.flags |= TF_REQ_UPLOAD_KEY;
         r.key = key;
     }
+    int known = 0; /* the digest was computed first (SKIP_SAME) */
+    if (px) {
+        r.flags |= px->flags;
+        r.if_match = px->if_match;
+        r.mtime_sec = px->mtime_sec;
+        r.mtime_nsec = px->mtime_nsec;
+        r.same = px->same;
+        known = (px->flags & TF_REQ_SKIP_SAME) != 0;
+    }
     int rc = send_request(c, &r);
-    if (rc == TF_OK)
-        rc = tf__client_read_response(c, TF_OP_PUT, name, &from, NULL); /* go-ahead or refusal */
+    if (rc == TF_OK) /* go-ahead, refusal, or "already there" */
+        rc = tf__client_read_response(c, TF_OP_PUT, name, &from, &rflags);
+    if (rc == TF_OK && (rflags & TF_RESP_SAME)) {
+        if (!known || from != size)
+            return tf__fail(&c->err, TF_EPROTO, "an \"already there\" answer to a put "
+                                                "that did not offer its digest");
+        if (skipped)
+            *skipped = 1;
+        return TF_OK;
+    }
     if (rc == TF_OK && from > size)
         rc = tf__fail(&c->err, TF_EPROTO, "the server resumes past the end of the file");
     if (rc != TF_OK)
@@ -554,10 +589,15 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
     int src_rc = TF_OK;
     tf__err src_err = {{0}};
     rc = xfer_begin(c, &x, &p);
+    /* With the digest known, nothing is hashed while sending (prefix or
+       payload): on 0 makes the updates no-ops; the state stays borrowed. */
+    if (rc == TF_OK && known)
+        x.digest.on = 0;
     if (rc == TF_OK)
         rc = send_source(c, &x, src, from, size, &src_rc, &src_err);
     if (rc == TF_OK)
-        rc = tf__xfer_send_trailer(&x, src_rc, &c->err);
+        rc = known ? send_known_trailer(c, src_rc, px->same)
+                   : tf__xfer_send_trailer(&x, src_rc, &c->err);
     xfer_end(c, &x);
     if (rc == TF_OK)
         rc = tf__client_read_response(c, TF_OP_PUT, name, &stored, NULL);
@@ -759,7 +799,7 @@ int tf_put_fd(tf_client *c, int fd, uint64_t size, const char *name)
     if (rc != TF_OK)
         return rc;
     source src = fd_source(fd);
-    rc = tf__client_break(c, put_from(c, &src, size, name, NULL));
+    rc = tf__client_break(c, put_from(c, &src, size, name, NULL, NULL, NULL));
     if (src.seekable)
         lseek(fd, (off_t)src.off, SEEK_SET); /* just past what was sent */
     return rc;
@@ -787,7 +827,7 @@ int tf_put(tf_client *c, const char *local_path, const char *name)
     source src = fd_source(fd);
     uint8_t key[TF_UPLOAD_KEY_SIZE];
     int keyed = c->opt.value[TF_OPT_RESUME] && file_key(name, fd, key);
-    rc = tf__client_break(c, put_from(c, &src, size, name, keyed ? key : NULL));
+    rc = tf__client_break(c, put_from(c, &src, size, name, keyed ? key : NULL, NULL, NULL));
     close(fd);
     return rc;
 }
@@ -806,7 +846,168 @@ int tf_put_mem(tf_client *c, const void *data, size_t len, const char *name)
     if (c->opt.value[TF_OPT_RESUME])
         upload_key(name, src.mem, len, key);
     return tf__client_break(c, put_from(c, &src, len, name,
-                                        c->opt.value[TF_OPT_RESUME] ? key : NULL));
+                                        c->opt.value[TF_OPT_RESUME] ? key : NULL, NULL,
+                                        NULL));
+}
+
+/* ---- put extensions (PUTX) ------------------------------------------------ */
+
+int tf__putx_from_args(tf_client *c, const tf_put_args *a, int fd, tf__putx *px)
+{
+    memset(px, 0, sizeof *px);
+    if (!a)
+        return TF_OK;
+    const uint32_t known = TF_PUT_PARENTS | TF_PUT_IF_ABSENT | TF_PUT_IF_MATCH |
+                           TF_PUT_MTIME | TF_PUT_KEEP_MTIME | TF_PUT_SKIP_SAME;
+    for (size_t i = 0; i < sizeof a->reserved / sizeof a->reserved[0]; i++)
+        if (a->reserved[i])
+            return tf__fail(&c->err, TF_EINVAL, "the put's reserved room is not zero");
+    if (a->flags & ~known)
+        return tf__fail(&c->err, TF_EINVAL, "unknown put flags 0x%x",
+                        (unsigned)(a->flags & ~known));
+    if ((a->flags & TF_PUT_IF_ABSENT) && (a->flags & TF_PUT_IF_MATCH))
+        return tf__fail(&c->err, TF_EINVAL, "if-absent and if-match exclude each other");
+    if (a->flags & TF_PUT_KEEP_MTIME) {
+        struct stat st;
+        if (fd < 0)
+            return tf__fail(&c->err, TF_EINVAL, "keep-mtime needs a file");
+        if (fstat(fd, &st) != 0)
+            return tf__fail_errno(&c->err, TF_EIO, errno, "cannot read the file's time");
+        px->mtime_sec = (int64_t)st.st_mtim.tv_sec;
+        px->mtime_nsec = (uint32_t)st.st_mtim.tv_nsec;
+        px->flags |= TF_REQ_MTIME;
+    } else if (a->flags & TF_PUT_MTIME) {
+        if (a->mtime_nsec >= 1000000000u)
+            return tf__fail(&c->err, TF_EINVAL, "mtime nanoseconds %u out of range",
+                            (unsigned)a->mtime_nsec);
+        px->mtime_sec = a->mtime_sec;
+        px->mtime_nsec = a->mtime_nsec;
+        px->flags |= TF_REQ_MTIME;
+    }
+    if (a->flags & TF_PUT_PARENTS)
+        px->flags |= TF_REQ_PARENTS;
+    if (a->flags & TF_PUT_IF_ABSENT)
+        px->flags |= TF_REQ_IF_ABSENT;
+    if (a->flags & TF_PUT_IF_MATCH) {
+        px->flags |= TF_REQ_IF_MATCH;
+        memcpy(px->if_match, a->if_match, TF_DIGEST_SIZE);
+    }
+    if (a->flags & TF_PUT_SKIP_SAME)
+        px->flags |= TF_REQ_SKIP_SAME;
+    if (px->flags && !(c->features & TF_FEATURE_PUTX))
+        return tf__fail(&c->err, TF_EPROTO, "the server does not take put extensions "
+                                            "(an older version)");
+    return TF_OK;
+}
+
+int tf__putx_hash(tf_client *c, tf__putx *px, int fd, uint64_t off, const uint8_t *mem,
+                  uint64_t size)
+{
+    tf__digest d = {0};
+    int rc = tf__digest_begin(&d, 1);
+    if (rc != TF_OK)
+        return tf__fail(&c->err, TF_ENOMEM, "out of memory");
+    if (mem) {
+        tf__digest_update(&d, mem, (size_t)size);
+    } else if (lseek(fd, 0, SEEK_CUR) < 0) {
+        rc = tf__fail(&c->err, TF_EINVAL, "skip-if-same needs a source that can seek");
+    } else {
+        rc = tf__client_buffers(c);
+        if (rc == TF_OK)
+            rc = tf__fs_hash_range(fd, off, size, &d, c->buf, IO_BUF, &c->err);
+    }
+    if (rc == TF_OK)
+        tf__digest_final(&d, px->same);
+    tf__digest_end(&d);
+    return rc;
+}
+
+/* A put with extensions from src: the args checked, the source hashed for
+   SKIP_SAME, then put_from. Leaves the connection as put_from does. */
+static int put_ex(tf_client *c, source *src, uint64_t size, const char *name,
+                  const uint8_t *key, const tf_put_args *a, int *skipped)
+{
+    tf__putx px;
+    int rc = tf__putx_from_args(c, a, src->fd, &px);
+    if (rc == TF_OK && (px.flags & TF_REQ_SKIP_SAME))
+        rc = tf__putx_hash(c, &px, src->fd, src->off, src->mem, size);
+    if (rc != TF_OK)
+        return rc; /* nothing sent: c stays usable */
+    /* Skip-if-same compares whole files: no resuming with it. */
+    if (px.flags & TF_REQ_SKIP_SAME)
+        key = NULL;
+    return tf__client_break(c, put_from(c, src, size, name, key, &px, skipped));
+}
+
+int tf_put_ex(tf_client *c, const char *local_path, const char *name, const tf_put_args *args,
+              int *skipped)
+{
+    if (skipped)
+        *skipped = 0;
+    if (!c)
+        return TF_EINVAL;
+    int rc = tf__client_usable(c);
+    if (rc != TF_OK)
+        return rc;
+    if (!local_path)
+        return tf__fail(&c->err, TF_EINVAL, "no local path given");
+    if (!name)
+        name = basename_of(local_path);
+    rc = tf__client_check_name(c, name);
+    if (rc != TF_OK)
+        return rc;
+    int fd;
+    uint64_t size;
+    rc = tf__local_open_read(local_path, &fd, &size, &c->err);
+    if (rc != TF_OK)
+        return rc;
+    source src = fd_source(fd);
+    uint8_t key[TF_UPLOAD_KEY_SIZE];
+    int keyed = c->opt.value[TF_OPT_RESUME] && file_key(name, fd, key);
+    rc = put_ex(c, &src, size, name, keyed ? key : NULL, args, skipped);
+    close(fd);
+    return rc;
+}
+
+int tf_put_fd_ex(tf_client *c, int fd, uint64_t size, const char *name, const tf_put_args *args,
+                 int *skipped)
+{
+    if (skipped)
+        *skipped = 0;
+    if (!c)
+        return TF_EINVAL;
+    int rc = begin_fd_call(c, name, fd);
+    if (rc != TF_OK)
+        return rc;
+    source src = fd_source(fd);
+    rc = put_ex(c, &src, size, name, NULL, args, skipped);
+    if (src.seekable)
+        lseek(fd, (off_t)src.off, SEEK_SET); /* just past what was sent */
+    return rc;
+}
+
+int tf_put_mem_ex(tf_client *c, const void *data, size_t len, const char *name,
+                  const tf_put_args *args, int *skipped)
+{
+    if (skipped)
+        *skipped = 0;
+    if (!c)
+        return TF_EINVAL;
+    int rc = begin_call(c, name);
+    if (rc == TF_OK && !data && len)
+        rc = tf__fail(&c->err, TF_EINVAL, "no data given");
+    if (rc != TF_OK)
+        return rc;
+    source src = {.fd = -1, .mem = data ? data : (const uint8_t *)""};
+    uint8_t key[TF_UPLOAD_KEY_SIZE];
+    if (c->opt.value[TF_OPT_RESUME])
+        upload_key(name, src.mem, len, key);
+    return put_ex(c, &src, len, name, c->opt.value[TF_OPT_RESUME] ? key : NULL, args, skipped);
+}
+
+int tf_client_can_putx(const tf_client *c)
+{
+    return c && !c->broken && (c->features & TF_FEATURE_PUTX) ? 1 : 0;
 }
 
 /* ---- list ------------------------------------------------------------- */

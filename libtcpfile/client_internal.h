@@ -10,6 +10,7 @@
 #include "digest.h"
 #include "internal.h"
 #include "netio.h"
+#include "tcpfile.h"
 
 #define IO_BUF ((size_t)1 << 20)
 /* The stream's read buffer: a response head, a small file and its trailer
@@ -39,6 +40,27 @@ struct tf_client {
                              other; items point into it until the next call */
     size_t item_msgs_cap;
 };
+
+/* A put's extensions as they go on the wire (PUTX): the TF_REQ_* bits
+   and their fields, from a caller's tf_put_args (tf__putx_from_args). */
+typedef struct tf__putx {
+    uint8_t flags;                       /* TF_REQ_PARENTS .. NO_GOAHEAD */
+    uint8_t if_match[TF_DIGEST_SIZE];
+    int64_t mtime_sec;
+    uint32_t mtime_nsec;
+    uint8_t same[TF_DIGEST_SIZE];        /* SKIP_SAME: the source's digest */
+} tf__putx;
+
+/* Checks a caller's args and turns them into *px (zeroed for NULL): TF_EINVAL
+   for unknown flags, reserved room not zero, IF_ABSENT with IF_MATCH, an
+   nsec out of range, KEEP_MTIME without a descriptor (fd < 0); TF_EPROTO
+   when flags are set and the server lacks PUTX. fd is the source, for
+   KEEP_MTIME. SKIP_SAME's digest is not computed here (tf__putx_hash). */
+int tf__putx_from_args(tf_client *c, const tf_put_args *a, int fd, tf__putx *px);
+/* SKIP_SAME: hashes the source (fd from off, or mem) of size bytes into
+   px->same. TF_EIO (fd failed or ended early), TF_EINVAL (fd cannot seek). */
+int tf__putx_hash(tf_client *c, tf__putx *px, int fd, uint64_t off, const uint8_t *mem,
+                  uint64_t size);
 
 /* Closes the connection after a failure that leaves the stream out of
    step (TF_ENET, TF_ETIMEDOUT, TF_EPROTO, TF_ECANCELED, TF_ENOMEM); returns

@@ -46,17 +46,29 @@ uint64_t tf__get_u64(const uint8_t *p)
     return ((uint64_t)tf__get_u32(p) << 32) | tf__get_u32(p + 4);
 }
 
-/* The codes the wire carries: up to TF_EINTERNAL, then the tree's
-   (TF_ENOTDIR..TF_ENOTEMPTY). The three between them (TF_ERESOLVE,
-   TF_ECONNREFUSED, TF_EPEERVERIFY) are a client's own, about reaching a
-   server, and never sent; a status of their number is unknown. */
+/* The last code of the first run that travels: those after it up to
+   WIRE_LOCAL_LAST (TF_ERESOLVE, ...) are a client's own, about reaching a
+   server, and never sent. From WIRE_SECOND on, codes travel again. */
 #define WIRE_LAST TF_EINTERNAL
-#define WIRE_TREE_FIRST TF_ENOTDIR
-#define WIRE_TREE_LAST TF_ENOTEMPTY
+#define WIRE_LOCAL_LAST (-18)
+#define WIRE_SECOND (-19)
+
+/* Whether code is one this build knows (a gap in the table is not). */
+static int wire_code_known(int code)
+{
+    switch (code) {
+#define TF__ERR_CASE(name, value, msg) case TF_##name:
+        TF_ERRNO_MAP(TF__ERR_CASE)
+#undef TF__ERR_CASE
+        return 1;
+    default:
+        return 0;
+    }
+}
 
 static int wire_travels(int code)
 {
-    return (code < 0 && code >= WIRE_LAST) || (code <= WIRE_TREE_FIRST && code >= WIRE_TREE_LAST);
+    return code < 0 && (code >= WIRE_LAST || (code <= WIRE_SECOND && wire_code_known(code)));
 }
 
 uint16_t tf__wire_status(int code)
@@ -68,6 +80,8 @@ uint16_t tf__wire_status(int code)
     return (uint16_t)-code;
 }
 
+/* Only the codes that travel are known: a status of a client's own code
+   (16-18), or one this build has no code for, is unknown. */
 int tf__wire_status_known(uint16_t status)
 {
     return status == 0 || wire_travels(-(int)status);
@@ -170,16 +184,27 @@ uint16_t tf__wire_negotiate(uint16_t a_min, uint16_t a_max, uint16_t b_min, uint
     return lo <= hi ? hi : 0;
 }
 
+/* The extension block's length, from the flags alone (bounded: 44). */
+static size_t ext_len(uint8_t flags)
+{
+    return ((flags & TF_REQ_IF_MATCH) ? TF_WIRE_EXT_DIGEST : 0) +
+           ((flags & TF_REQ_MTIME) ? TF_WIRE_MTIME_SIZE : 0) +
+           ((flags & TF_REQ_SKIP_SAME) ? TF_WIRE_EXT_DIGEST : 0);
+}
+
 size_t tf__wire_request_tail(const tf_wire_request *r)
 {
-    return (size_t)r->name_len + ((r->flags & TF_REQ_UPLOAD_KEY) ? TF_UPLOAD_KEY_SIZE : 0);
+    return (size_t)r->name_len + ((r->flags & TF_REQ_UPLOAD_KEY) ? TF_UPLOAD_KEY_SIZE : 0) +
+           ext_len(r->flags);
 }
 
 long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
 {
     size_t need = TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(r);
     if (r->name_len > TF_WIRE_NAME_MAX || cap < need ||
-        ((r->flags & TF_REQ_UPLOAD_KEY) && !r->key))
+        ((r->flags & TF_REQ_UPLOAD_KEY) && !r->key) ||
+        ((r->flags & TF_REQ_IF_MATCH) && !r->if_match) ||
+        ((r->flags & TF_REQ_SKIP_SAME) && !r->same))
         return TF_EINVAL;
     buf[0] = r->op;
     buf[1] = r->flags;
@@ -187,10 +212,25 @@ long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
     tf__put_u32(buf + 4, 0);
     tf__put_u64(buf + 8, r->size);
     tf__put_u64(buf + 16, r->offset);
+    uint8_t *p = buf + TF_WIRE_REQUEST_SIZE;
     if (r->name_len)
-        memcpy(buf + TF_WIRE_REQUEST_SIZE, r->name, r->name_len);
-    if (r->flags & TF_REQ_UPLOAD_KEY)
-        memcpy(buf + TF_WIRE_REQUEST_SIZE + r->name_len, r->key, TF_UPLOAD_KEY_SIZE);
+        memcpy(p, r->name, r->name_len);
+    p += r->name_len;
+    if (r->flags & TF_REQ_UPLOAD_KEY) {
+        memcpy(p, r->key, TF_UPLOAD_KEY_SIZE);
+        p += TF_UPLOAD_KEY_SIZE;
+    }
+    if (r->flags & TF_REQ_IF_MATCH) {
+        memcpy(p, r->if_match, TF_WIRE_EXT_DIGEST);
+        p += TF_WIRE_EXT_DIGEST;
+    }
+    if (r->flags & TF_REQ_MTIME) {
+        tf__put_u64(p, (uint64_t)r->mtime_sec);
+        tf__put_u32(p + 8, r->mtime_nsec);
+        p += TF_WIRE_MTIME_SIZE;
+    }
+    if (r->flags & TF_REQ_SKIP_SAME)
+        memcpy(p, r->same, TF_WIRE_EXT_DIGEST);
     return (long)need;
 }
 
@@ -205,6 +245,10 @@ long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
     r->size = tf__get_u64(buf + 8);
     r->offset = tf__get_u64(buf + 16);
     r->key = NULL;
+    r->if_match = NULL;
+    r->same = NULL;
+    r->mtime_sec = 0;
+    r->mtime_nsec = 0;
     /* The name limit is checked before we wait for (or look at) the name. */
     if (max_name > TF_WIRE_NAME_MAX)
         max_name = TF_WIRE_NAME_MAX;
@@ -212,9 +256,24 @@ long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
         return TF_ETOOBIG;
     if (len - TF_WIRE_REQUEST_SIZE < tf__wire_request_tail(r))
         return TF_WIRE_NEED_MORE;
-    r->name = (const char *)buf + TF_WIRE_REQUEST_SIZE;
-    if (r->flags & TF_REQ_UPLOAD_KEY)
-        r->key = buf + TF_WIRE_REQUEST_SIZE + r->name_len;
+    const uint8_t *p = buf + TF_WIRE_REQUEST_SIZE;
+    r->name = (const char *)p;
+    p += r->name_len;
+    if (r->flags & TF_REQ_UPLOAD_KEY) {
+        r->key = p;
+        p += TF_UPLOAD_KEY_SIZE;
+    }
+    if (r->flags & TF_REQ_IF_MATCH) {
+        r->if_match = p;
+        p += TF_WIRE_EXT_DIGEST;
+    }
+    if (r->flags & TF_REQ_MTIME) {
+        r->mtime_sec = (int64_t)tf__get_u64(p);
+        r->mtime_nsec = tf__get_u32(p + 8);
+        p += TF_WIRE_MTIME_SIZE;
+    }
+    if (r->flags & TF_REQ_SKIP_SAME)
+        r->same = p;
     return TF_WIRE_REQUEST_SIZE + (long)tf__wire_request_tail(r);
 }
 

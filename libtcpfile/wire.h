@@ -59,12 +59,27 @@ enum tf_wire_op {
 #define TF_FEATURE_RESUME 0x2u   /* offsets and upload keys (resume)   */
 #define TF_FEATURE_STREAM 0x4u   /* size-less puts in chunks (STREAM)   */
 #define TF_FEATURE_TREE 0x10u    /* paths and ops 5..9 (section 3a) */
-#define TF_FEATURES_KNOWN (TF_FEATURE_CHECKSUM | TF_FEATURE_RESUME | TF_FEATURE_STREAM)
+#define TF_FEATURE_PUTX 0x20u    /* put extensions (section 4b)         */
+#define TF_FEATURES_KNOWN (TF_FEATURE_CHECKSUM | TF_FEATURE_RESUME | TF_FEATURE_STREAM | \
+                           TF_FEATURE_PUTX)
 
 /* Request flags. */
 #define TF_REQ_UPLOAD_KEY 0x01u  /* put: a 16-byte upload key follows the name */
 #define TF_REQ_STREAM 0x02u      /* put: size 0, the payload comes in chunks */
 #define TF_UPLOAD_KEY_SIZE 16
+/* Put extensions (feature PUTX, docs/protocol.md section 4b). IF_MATCH,
+   MTIME and SKIP_SAME add fields to the extension block after the name
+   (and key), in that order. */
+#define TF_REQ_PARENTS 0x04u     /* put: make the missing parent directories */
+#define TF_REQ_IF_ABSENT 0x08u   /* put: EEXIST if the name exists */
+#define TF_REQ_IF_MATCH 0x10u    /* put: 16-byte digest the version must have */
+#define TF_REQ_MTIME 0x20u       /* put: i64 seconds, u32 nanoseconds */
+#define TF_REQ_SKIP_SAME 0x40u   /* put: 16-byte digest of the payload */
+#define TF_REQ_NO_GOAHEAD 0x80u  /* put: payload follows at once; one answer */
+#define TF_REQ_PUTX_MASK 0xfcu
+#define TF_WIRE_EXT_DIGEST 16 /* IF_MATCH and SKIP_SAME digests: XXH3-128 */
+#define TF_WIRE_MTIME_SIZE 12
+#define TF_WIRE_EXT_MAX (2 * TF_WIRE_EXT_DIGEST + TF_WIRE_MTIME_SIZE)
 /* A streamed put's chunk: a u32 length, then that many bytes; length 0
    ends the payload. No chunk is longer than this. */
 #define TF_WIRE_CHUNK_HEAD_SIZE 4
@@ -72,6 +87,8 @@ enum tf_wire_op {
 /* Response flags. */
 #define TF_RESP_FROM_START 0x01u /* get: the offset was not honoured; the
                                     payload starts at byte 0 */
+#define TF_RESP_SAME 0x02u       /* put with SKIP_SAME: the bytes are already
+                                    there, nothing stored */
 
 typedef struct tf_wire_client_hello {
     uint16_t version_min;
@@ -101,6 +118,12 @@ typedef struct tf_wire_request {
     const char *name;       /* points into the decoded buffer */
     uint16_t name_len;
     const uint8_t *key;     /* with TF_REQ_UPLOAD_KEY: 16 bytes after the name */
+    /* The extension block (PUTX): set by the decoder from the flags, read
+       by the encoder when the flag is set. */
+    const uint8_t *if_match;  /* TF_REQ_IF_MATCH: 16 bytes */
+    int64_t mtime_sec;        /* TF_REQ_MTIME */
+    uint32_t mtime_nsec;      /* TF_REQ_MTIME; range checked by the server */
+    const uint8_t *same;      /* TF_REQ_SKIP_SAME: 16 bytes */
 } tf_wire_request;
 
 typedef struct tf_wire_response {
@@ -151,7 +174,8 @@ long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
 long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
                              tf_wire_request *r);
 
-/* Bytes after the request head: the name, and the upload key if flagged. */
+/* Bytes after the request head: the name, the upload key if flagged, and
+   the extension block's fields the flags announce. */
 size_t tf__wire_request_tail(const tf_wire_request *r);
 
 long tf__wire_encode_response(uint8_t *buf, size_t cap, const tf_wire_response *r);
