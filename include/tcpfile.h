@@ -77,7 +77,6 @@ extern "C" {
     X(ENOTDIR, -19, "not a directory")                                        \
     X(EISDIR, -20, "is a directory")                                          \
     X(ENOTEMPTY, -21, "directory not empty")                                  \
-
     X(ECONFLICT, -22, "the file changed: it no longer has the expected digest")
 
 enum tf_error {

@@ -60,11 +60,8 @@ static void test_errors_fixed_values(void **state)
     int lowest = 0;
     for (size_t i = 0; i < ARRAY_LEN(map); i++) {
         assert_int_equal(map[i].code, map[i].value);
-        /* Dense, in order, starting at -1; -19..-21 are allotted to the
-           tree's codes (docs/protocol.md), which come in another branch. */
+        /* Dense, in order, starting at -1. */
         int want = -(int)(i + 1);
-        if (want <= -19)
-            want -= 3;
         assert_int_equal(map[i].value, want);
         if (map[i].code < lowest)
             lowest = map[i].code;
