@@ -80,6 +80,14 @@ int tree_join(char *buf, size_t len, const char *root, const char *rel)
     return w < 0 || (size_t)w >= len ? -1 : 0;
 }
 
+int tree_is_temp(const char *name)
+{
+    static const char part[] = ".tcpfile-part";
+    size_t n = strlen(name), k = sizeof part - 1;
+    return strncmp(name, ".tcpfile-part-", k + 1) == 0 ||
+           (name[0] == '.' && n > k + 1 && strcmp(name + n - k, part) == 0);
+}
+
 /* Adds the entries of the open directory fd (path rel under the root) and
    recurses into its sub-directories. Closes fd. */
 static int walk(int fd, const char *rel, int depth, int max_depth, tree_list *out,
@@ -95,7 +103,8 @@ static int walk(int fd, const char *rel, int depth, int max_depth, tree_list *ou
     struct dirent *e;
     char path[8192];
     while (rc == 0 && (errno = 0, e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            tree_is_temp(e->d_name))
             continue;
         if (tree_join(path, sizeof path, rel, e->d_name) != 0) {
             say(err, errlen, "%s/%s: path too long", rel, e->d_name);
@@ -220,6 +229,16 @@ int tree_local_safe(const char *root, const char *rel, int mkdirs, char *err, si
                 (int)(s - rel + (ptrdiff_t)n), rel);
             close(fd);
             return -1;
+        }
+        if (!slash && mkdirs == 2) { /* a directory, made if missing */
+            int rc = there ? (S_ISDIR(st.st_mode) ? 0 : -1) : mkdirat(fd, comp, 0777);
+            if (rc != 0 && !there && errno == EEXIST)
+                rc = 0;
+            if (rc != 0)
+                say(err, errlen, "\"%s\": %s", rel,
+                    there ? "is a file here, not a directory" : strerror(errno));
+            close(fd);
+            return rc;
         }
         if (!slash) { /* the file itself */
             close(fd);

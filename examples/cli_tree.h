@@ -63,6 +63,12 @@ int tree_rel_ok(const char *rel);
  * Returns 0, or -1 with the reason in err.
  */
 int tree_local_safe(const char *root, const char *rel, int mkdirs, char *err, size_t errlen);
+/* (mkdirs 2: rel itself is a directory, made when missing.) */
+
+/* Whether a local name is one of the client's own temporaries (a get's
+   ".tcpfile-part-XXXXXX", a kept ".NAME.tcpfile-part"): walks leave them
+   out, so they are never uploaded nor deleted. */
+int tree_is_temp(const char *name);
 
 /*
  * Removes root/rel (a file, or with dir an empty directory) without

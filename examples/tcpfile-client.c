@@ -35,7 +35,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <xxhash.h>
+
 #include "cli_parse.h"
+#include "cli_tree.h"
 #include "tcpfile.h"
 
 #define PROG "tcpfile-client"
@@ -113,6 +117,8 @@ typedef struct op {
     const char *to;    /* mv: the new path; sync: the destination, with
                           the remote one's ':' removed */
     int push;          /* sync: local -> server */
+    char *owned;       /* a name made up here (put -r's default), freed
+                          at exit */
 } op;
 
 /* What the command line said before it is split into operations. */
@@ -164,6 +170,7 @@ typedef struct progress {
     int talk;         /* not -q: say how a resumed transfer starts */
     uint64_t had;     /* get --resume: bytes in the part file beforehand */
     struct batch *batch; /* a pipelined get of several names, or NULL */
+    struct treerun *tree; /* a tree operation: one bar for all its files */
 } progress;
 
 /* The signal that asked us to stop (SIGINT, SIGTERM), 0 while none has.
@@ -293,6 +300,34 @@ static void describe(const op *o, char *buf, size_t len)
     case OP_LIST:
         snprintf(buf, len, "list");
         break;
+    case OP_STAT:
+        snprintf(buf, len, "stat \"%s\"", o->name);
+        break;
+    case OP_LS:
+        snprintf(buf, len, o->name[0] ? "ls%s \"%s\"" : "ls%s", (o->flags & F_RECURSIVE) ? " -r" : "",
+                 o->name);
+        break;
+    case OP_MKDIR:
+        snprintf(buf, len, "mkdir \"%s\"", o->name);
+        break;
+    case OP_RM:
+        snprintf(buf, len, "rm%s \"%s\"", (o->flags & F_RECURSIVE) ? " -r" : "", o->name);
+        break;
+    case OP_MV:
+        snprintf(buf, len, "mv \"%s\" \"%s\"", o->name, o->to);
+        break;
+    case OP_GETR:
+        snprintf(buf, len, "get -r \"%s\" to \"%s\"", o->name, o->local);
+        break;
+    case OP_PUTR:
+        snprintf(buf, len, "put -r \"%s\" as \"%s\"", o->local, o->name);
+        break;
+    case OP_SYNC:
+        if (o->push)
+            snprintf(buf, len, "sync \"%s\" \":%s\"", o->local, o->name);
+        else
+            snprintf(buf, len, "sync \":%s\" \"%s\"", o->name, o->local);
+        break;
     case OP_GET:
         if (!o->local)
             snprintf(buf, len, "get \"%s\"", o->name);
@@ -323,7 +358,12 @@ static int check_name(const op *o)
         return PARSE_RUN;
     char what[8192];
     describe(o, what, sizeof what);
-    if (o->kind == OP_GET || o->renamed)
+    if (o->kind == OP_GET && strchr(o->name, '/'))
+        fprintf(stderr,
+                PROG ": %s: bad name: %s; to save it under a local path: get NAME --to PATH"
+                     " (see " PROG " --help)\n",
+                what, why);
+    else if (o->kind == OP_GET || o->renamed)
         fprintf(stderr, PROG ": %s: bad name: %s (see " PROG " --help)\n", what, why);
     else /* the name was derived from LOCAL: show what it came out as */
         fprintf(stderr,
@@ -459,9 +499,8 @@ static int expand_tree_group(const group *gr, int k, char **words, client_args *
             char *copy = strdup(b);
             if (!copy)
                 return usage_error("out of memory", NULL);
-            words[gr->first] = copy; /* freed never: it lives until exit */
+            base.owned = copy; /* freed with the operations */
             base.name = copy;
-            base.local = w0;
         }
         if (check_path("put -r", base.name, 1) != PARSE_RUN)
             return EXIT_USAGE;
@@ -884,6 +923,13 @@ static int parse_args(int argc, char **argv, client_args *a)
                              NULL);
     if (status == PARSE_RUN)
         status = expand_groups(groups, ngroups, words, a);
+    /* A tree transfer always keeps what a file cut off moved, so that the
+       same command run again continues where it stopped. */
+    for (size_t k = 0; status == PARSE_RUN && k < a->nops; k++)
+        if (a->ops[k].kind == OP_GETR || a->ops[k].kind == OP_PUTR || a->ops[k].kind == OP_SYNC) {
+            a->resume = 1;
+            tf_options_set(a->opt, TF_OPT_RESUME, 1);
+        }
     free(groups);
     free(words);
     return status;
@@ -1042,9 +1088,13 @@ static void nap(double s)
     nanosleep(&ts, NULL);
 }
 
+static int tree_progress(progress *p, size_t index, uint64_t done);
+
 static int on_progress(void *user, uint64_t done, uint64_t total)
 {
     progress *p = user;
+    if (p->tree)
+        return tree_progress(p, 0, done);
     p->done = done;
     p->total = total;
     /* Cancelling lets the library clean up: a get removes its temporary,
@@ -1223,9 +1273,766 @@ static int check_clobber_remote(tf_client *c, tf_listing **names, const op *o, o
     return 0;
 }
 
+static int breaks_connection(int rc);
+
+/* ---- the tree: stat, ls, mkdir, rm, mv, get -r, put -r, sync -------------- */
+
+/* Files per tf_get_many / tf_put_many batch: a huge tree never holds more
+   than this many requests, names and argument blocks at once. */
+#define TREE_BATCH 256
+/* Files from this size go one by one, each resumable (TF_OPT_RESUME): a
+   file cut off in the middle continues on the next run. Smaller ones go
+   pipelined, and are whole or absent. */
+#define TREE_BIG ((uint64_t)4 << 20)
+
+/* One tree operation under way: its counts, its first failure and the
+   state of its one progress bar. */
+typedef struct treerun {
+    const client_args *a;
+    tf_client *c;
+    const op *o;
+    progress *p;
+    outcome *out;
+    char what[8192];
+    char label[8400];
+    size_t files_total, files_done, sent, same, failed, deleted, made;
+    uint64_t bytes_total, bytes_base, bytes_sent;
+    size_t cur;        /* the batch item the callback is on, SIZE_MAX: none */
+    uint64_t cur_done; /* its bytes so far */
+    int stop;          /* a failure that ends the operation (connection, Ctrl-C) */
+} treerun;
+
+/* The progress callbacks' tree mode: one bar for the whole tree (files
+   done of all, bytes of all, rate, time left). */
+static int tree_progress(progress *p, size_t index, uint64_t done)
+{
+    treerun *t = p->tree;
+    if (g_signal)
+        return 1;
+    if (index != t->cur) { /* the next file of a batch (a single one is 0) */
+        if (t->cur != SIZE_MAX)
+            t->bytes_base += t->cur_done;
+        t->cur = index;
+        t->cur_done = 0;
+    }
+    t->cur_done = done;
+    p->done = t->bytes_base + done;
+    p->total = t->bytes_total > p->done ? t->bytes_total : p->done;
+    double now = now_seconds();
+    if (p->rate > 0) {
+        double due = p->start + (double)p->done / p->rate;
+        if (due > now) {
+            nap(due - now);
+            if (g_signal)
+                return 1;
+            now = now_seconds();
+        }
+    }
+    if (p->bar_enabled && now - p->start >= BAR_DELAY && now - p->last_draw >= BAR_PERIOD) {
+        size_t k = t->files_done + index;
+        snprintf(t->label, sizeof t->label, "%s %zu/%zu", t->what, k, t->files_total);
+        bar_draw(p, now);
+    }
+    return 0;
+}
+
+/* A transfer (or batch) of the tree is over: its bytes count as done. */
+static void tree_settle(treerun *t)
+{
+    if (t->cur != SIZE_MAX)
+        t->bytes_base += t->cur_done;
+    t->cur = SIZE_MAX;
+    t->cur_done = 0;
+}
+
+/* One failure inside a tree operation: a line of its own now, the first
+   one's code for the operation's status; a failure of the connection or
+   Ctrl-C ends the operation. */
+static void tree_fail(treerun *t, int rc, int local, const char *verb, const char *path,
+                      const char *detail)
+{
+    bar_erase(t->p);
+    t->failed++;
+    if (!(rc == TF_ECANCELED && g_signal))
+        fprintf(stderr, PROG ": %s: %s \"%s\": %s%s%s%s%s\n", t->what, verb, path,
+                rc == TF_ENOENT || rc == TF_EACCES || rc == TF_EIO || rc == TF_ENOSPC ||
+                        rc == TF_EEXIST || rc == TF_ENOTDIR || rc == TF_EISDIR
+                    ? (local ? "local: " : "server: ")
+                    : "",
+                tf_strerror(rc), detail && detail[0] ? " (" : "", detail ? detail : "",
+                detail && detail[0] ? ")" : "");
+    if (t->out->rc == TF_OK) {
+        t->out->rc = rc;
+        t->out->local = local;
+    }
+    if (breaks_connection(rc) || g_signal)
+        t->stop = 1;
+}
+
+/* XXH3-128 of a local file, canonical (big-endian) form: what tf_stat
+   reports, to compare without moving the bytes. Returns 0 or -1. */
+static int local_digest(const char *path, uint8_t out[16])
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    XXH3_state_t *st = XXH3_createState();
+    int rc = st ? 0 : -1;
+    if (st)
+        XXH3_128bits_reset(st);
+    static char buf[1 << 16];
+    ssize_t n;
+    while (rc == 0 && (n = read(fd, buf, sizeof buf)) != 0) {
+        if (n < 0)
+            rc = -1;
+        else
+            XXH3_128bits_update(st, buf, (size_t)n);
+    }
+    if (rc == 0) {
+        XXH128_canonical_t can;
+        XXH128_canonicalFromHash(&can, XXH3_128bits_digest(st));
+        memcpy(out, can.digest, 16);
+    }
+    XXH3_freeState(st);
+    close(fd);
+    return rc;
+}
+
+/* Sets a local file's modification time (seconds) without following a
+   link, so that the next sync skips it by size and mtime. */
+static int set_local_mtime(const char *path, int64_t mtime)
+{
+    struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = (time_t)mtime}};
+    return utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/* The remote tree under dir ("" the root) into *l, sorted; *missing when
+   dir does not exist. Returns TF_OK or the failure (reported). */
+static int remote_tree(treerun *t, const char *dir, tree_list *l, int *missing)
+{
+    tf_stat_info si;
+    *missing = 0;
+    int rc = dir[0] ? tf_stat(t->c, dir, &si) : TF_OK;
+    if (rc == TF_ENOENT) {
+        *missing = 1;
+        return TF_OK;
+    }
+    if (rc == TF_OK && dir[0] && si.type != TF_FTYPE_DIR)
+        rc = TF_ENOTDIR;
+    if (rc != TF_OK) {
+        tree_fail(t, rc, 0, "list", dir,
+                  rc == TF_ENOTDIR ? "a file on the server, not a directory" : tf_errmsg(t->c));
+        t->stop = 1;
+        return rc;
+    }
+    tf_dir *d;
+    rc = tf_dir_open(t->c, dir, TF_LIST_RECURSIVE, &d);
+    const tf_dirent *e;
+    while (rc == TF_OK && (rc = tf_dir_next(d, &e)) == TF_OK && e)
+        if (tree_list_add(l, e->path, e->type == TF_FTYPE_DIR, e->size, e->mtime) != 0)
+            rc = TF_ENOMEM;
+    if (rc != TF_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", tf_errmsg(t->c));
+        tf_dir_close(d);
+        tree_fail(t, rc, rc == TF_ENOMEM, "list", dir[0] ? dir : "/", msg);
+        t->stop = 1;
+        return rc;
+    }
+    tf_dir_close(d);
+    tree_list_sort(l);
+    return TF_OK;
+}
+
+static void tree_warn(void *user, const char *path, const char *why)
+{
+    treerun *t = user;
+    if (t->a->verbosity > QUIET) {
+        bar_erase(t->p);
+        fprintf(stderr, PROG ": %s: skipped \"%s\": %s\n", t->what, path, why);
+    }
+}
+
+/* --dry-run: what would change, one line each on standard output. */
+static void tree_print_plan(const tree_plan *pl)
+{
+    for (size_t i = 0; i < pl->n; i++) {
+        const tree_act *x = &pl->v[i];
+        switch (x->kind) {
+        case ACT_SEND:
+            printf("send\t%" PRIu64 "\t%s\n", x->src->size, x->src->path);
+            break;
+        case ACT_COMPARE:
+            printf("compare\t%" PRIu64 "\t%s\n", x->src->size, x->src->path);
+            break;
+        case ACT_MKDIR:
+            printf("mkdir\t0\t%s/\n", x->src->path);
+            break;
+        case ACT_DELETE:
+            printf("delete\t%" PRIu64 "\t%s\n", x->dst->size, x->dst->path);
+            break;
+        case ACT_RMDIR:
+            printf("delete\t0\t%s/\n", x->dst->path);
+            break;
+        case ACT_CONFLICT:
+            printf("conflict\t0\t%s\n", x->src->path);
+            break;
+        }
+    }
+    fflush(stdout);
+}
+
+/* A batch of pushes or pulls: the source and destination of each, and the
+   mtime to keep. */
+typedef struct tree_batch {
+    size_t n;
+    char *from[TREE_BATCH], *to[TREE_BATCH];
+    int64_t mtime[TREE_BATCH];
+    const char *path[TREE_BATCH]; /* relative, for messages */
+} tree_batch;
+
+static void batch_clear(tree_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->from[i]);
+        free(b->to[i]);
+    }
+    b->n = 0;
+}
+
+/* Queues root_from/rel -> root_to/rel. Returns 0 or -1 (out of memory). */
+static int batch_add(tree_batch *b, const char *root_from, const char *root_to, const char *rel,
+                     int64_t mtime)
+{
+    char x[8192], y[8192];
+    if (tree_join(x, sizeof x, root_from, rel) != 0 || tree_join(y, sizeof y, root_to, rel) != 0)
+        return -1;
+    b->from[b->n] = strdup(x);
+    b->to[b->n] = strdup(y);
+    if (!b->from[b->n] || !b->to[b->n]) {
+        free(b->from[b->n]);
+        free(b->to[b->n]);
+        return -1;
+    }
+    b->mtime[b->n] = mtime;
+    b->path[b->n++] = rel;
+    return 0;
+}
+
+/* Sends the queued pushes with tf_put_many, each carrying its mtime when
+   the server takes put extensions. */
+static void push_flush(treerun *t, tree_batch *b)
+{
+    if (b->n == 0 || t->stop) {
+        batch_clear(b);
+        return;
+    }
+    int putx = tf_client_can_putx(t->c);
+    tf_put_item items[TREE_BATCH];
+    tf_put_args args[TREE_BATCH];
+    for (size_t i = 0; i < b->n; i++) {
+        args[i] = (tf_put_args){.flags = TF_PUT_MTIME, .mtime_sec = b->mtime[i]};
+        items[i] = (tf_put_item){.local_path = b->from[i], .name = b->to[i], .fd = -1,
+                                 .args = putx ? &args[i] : NULL};
+    }
+    t->cur = SIZE_MAX;
+    tf_put_many(t->c, items, b->n);
+    tree_settle(t);
+    for (size_t i = 0; i < b->n; i++) {
+        if (items[i].result == TF_OK) {
+            t->sent++;
+            t->files_done++;
+            struct stat st;
+            if (stat(b->from[i], &st) == 0)
+                t->bytes_sent += (uint64_t)st.st_size;
+        } else if (!t->stop || items[i].result != TF_ECANCELED) {
+            tree_fail(t, items[i].result, items[i].result == TF_ENOENT, "put", b->path[i],
+                      items[i].message);
+        }
+    }
+    batch_clear(b);
+}
+
+/* One push on its own: a large file (resumable), or one to compare first
+   (skip-if-same: the server says whether it has those bytes). */
+static void push_one(treerun *t, const tree_ent *e, const char *local, const char *remote,
+                     int compare)
+{
+    char from[8192], to[8192];
+    if (tree_join(from, sizeof from, local, e->path) != 0 ||
+        tree_join(to, sizeof to, remote, e->path) != 0) {
+        tree_fail(t, TF_EINVAL, 1, "put", e->path, "path too long");
+        return;
+    }
+    int putx = tf_client_can_putx(t->c), skipped = 0, rc;
+    if (compare && !putx) {
+        /* An older server: compare its digest with ours. */
+        tf_stat_info si;
+        uint8_t mine[16];
+        if (tf_stat_ex(t->c, to, TF_STAT_DIGEST, &si) == TF_OK && si.has_digest &&
+            local_digest(from, mine) == 0 && memcmp(mine, si.digest, 16) == 0) {
+            t->same++;
+            t->files_done++;
+            t->bytes_base += e->size;
+            return;
+        }
+    }
+    tf_put_args args = {.flags = TF_PUT_MTIME | (compare ? TF_PUT_SKIP_SAME : 0),
+                        .mtime_sec = e->mtime};
+    t->cur = SIZE_MAX;
+    rc = tf_put_ex(t->c, from, to, putx ? &args : NULL, &skipped);
+    tree_settle(t);
+    if (rc != TF_OK) {
+        tree_fail(t, rc, rc == TF_ENOENT, "put", e->path, tf_errmsg(t->c));
+        return;
+    }
+    t->files_done++;
+    if (skipped) {
+        t->same++;
+    } else {
+        t->sent++;
+        t->bytes_sent += e->size;
+    }
+}
+
+/* Fetches the queued pulls with tf_get_many, then gives each file its
+   mtime from the listing. */
+static void pull_flush(treerun *t, tree_batch *b)
+{
+    if (b->n == 0 || t->stop) {
+        batch_clear(b);
+        return;
+    }
+    tf_get_item items[TREE_BATCH];
+    for (size_t i = 0; i < b->n; i++)
+        items[i] = (tf_get_item){.name = b->from[i], .local_path = b->to[i], .fd = -1};
+    t->cur = SIZE_MAX;
+    tf_get_many(t->c, items, b->n);
+    tree_settle(t);
+    for (size_t i = 0; i < b->n; i++) {
+        if (items[i].result == TF_OK) {
+            set_local_mtime(b->to[i], b->mtime[i]);
+            struct stat st;
+            if (stat(b->to[i], &st) == 0)
+                t->bytes_sent += (uint64_t)st.st_size;
+            t->sent++;
+            t->files_done++;
+        } else if (!t->stop || items[i].result != TF_ECANCELED) {
+            int r = items[i].result;
+            tree_fail(t, r, r == TF_EIO || r == TF_ENOSPC, "get", b->path[i], items[i].message);
+        }
+    }
+    batch_clear(b);
+}
+
+static void pull_one(treerun *t, const tree_ent *e, const char *remote, const char *local,
+                     int compare)
+{
+    char from[8192], to[8192];
+    if (tree_join(from, sizeof from, remote, e->path) != 0 ||
+        tree_join(to, sizeof to, local, e->path) != 0) {
+        tree_fail(t, TF_EINVAL, 1, "get", e->path, "path too long");
+        return;
+    }
+    if (compare) {
+        tf_stat_info si;
+        uint8_t mine[16];
+        int rc = tf_stat_ex(t->c, from, TF_STAT_DIGEST, &si);
+        if (rc == TF_OK && si.has_digest && local_digest(to, mine) == 0 &&
+            memcmp(mine, si.digest, 16) == 0) {
+            set_local_mtime(to, e->mtime);
+            t->same++;
+            t->files_done++;
+            t->bytes_base += e->size;
+            return;
+        }
+        if (rc != TF_OK && breaks_connection(rc)) {
+            tree_fail(t, rc, 0, "stat", e->path, tf_errmsg(t->c));
+            return;
+        }
+    }
+    t->cur = SIZE_MAX;
+    int rc = tf_get(t->c, from, to);
+    tree_settle(t);
+    if (rc != TF_OK) {
+        tree_fail(t, rc, rc == TF_EIO || rc == TF_ENOSPC, "get", e->path, tf_errmsg(t->c));
+        return;
+    }
+    set_local_mtime(to, e->mtime);
+    t->sent++;
+    t->files_done++;
+    t->bytes_sent += e->size;
+}
+
+/* Pushes (o->push) or pulls the tree: sends what differs, by size and
+   mtime, then by digest; --delete removes what the source lacks, on the
+   destination only. get -r and put -r are the same without --delete. */
+static void tree_transfer(treerun *t, int push, const char *local, const char *remote,
+                          unsigned flags)
+{
+    tree_list src = {0}, dst = {0}, loc = {0}, rem = {0};
+    tree_plan pl = {0};
+    tree_batch *b = calloc(1, sizeof *b);
+    char err[8448];
+    int missing = 0, dry = (flags & F_DRY_RUN) != 0;
+    if (!b) {
+        tree_fail(t, TF_ENOMEM, 1, "plan", local, NULL);
+        return;
+    }
+    /* The local side. */
+    struct stat st;
+    int local_there = lstat(local, &st) == 0;
+    if (local_there && (S_ISLNK(st.st_mode) || !S_ISDIR(st.st_mode))) {
+        tree_fail(t, TF_ENOTDIR, 1, push ? "read" : "write into", local,
+                  S_ISLNK(st.st_mode) ? "a symbolic link, not a directory"
+                                      : "a file here, not a directory");
+        goto done;
+    }
+    if (push && !local_there) {
+        tree_fail(t, TF_ENOENT, 1, "read", local, "no such directory");
+        goto done;
+    }
+    if (local_there &&
+        tree_walk_local(local, PATH_DEPTH_ANY, &loc, push ? tree_warn : NULL, t, err,
+                        sizeof err) != 0) {
+        tree_fail(t, TF_EIO, 1, "read", local, err);
+        goto done;
+    }
+    tree_list_sort(&loc);
+    /* The server's side. */
+    if (remote_tree(t, remote, &rem, &missing) != TF_OK)
+        goto done;
+    if (missing && !push) {
+        tree_fail(t, TF_ENOENT, 0, "list", remote, "no such directory on the server");
+        goto done;
+    }
+    if (!push)
+        for (size_t i = 0; i < rem.n; i++)
+            if (!tree_rel_ok(rem.v[i].path)) { /* a hostile or broken server */
+                tree_fail(t, TF_EPROTO, 0, "list", rem.v[i].path,
+                          "the server listed a path that would leave the destination;"
+                          " nothing was written");
+                goto done;
+            }
+    src = push ? loc : rem;
+    dst = push ? rem : loc;
+    if (tree_plan_make(&src, &dst, (flags & F_CHECKSUM) != 0, (flags & F_DELETE) != 0, &pl) !=
+        0) {
+        tree_fail(t, TF_ENOMEM, 1, "plan", local, NULL);
+        goto done;
+    }
+    t->files_total = pl.files;
+    t->bytes_total = pl.bytes;
+    if (dry) {
+        tree_print_plan(&pl);
+        t->same = pl.same;
+        goto done;
+    }
+    if (!push && !local_there && mkdir(local, 0777) != 0) {
+        tree_fail(t, TF_EIO, 1, "create", local, strerror(errno));
+        goto done;
+    }
+    if (push && missing && remote[0]) {
+        int rc = tf_mkdir(t->c, remote, TF_MKDIR_PARENTS);
+        if (rc != TF_OK) {
+            tree_fail(t, rc, 0, "mkdir", remote, tf_errmsg(t->c));
+            goto done;
+        }
+    }
+    t->p->started = 1;
+    t->p->start = now_seconds();
+    t->same = pl.same;
+    for (size_t i = 0; i < pl.n && !t->stop && !g_signal; i++) {
+        const tree_act *x = &pl.v[i];
+        const char *rel = x->src ? x->src->path : x->dst->path;
+        char path[8192];
+        if (x->kind == ACT_DELETE || x->kind == ACT_RMDIR) {
+            /* Deletions come last: everything sent first. */
+            (push ? push_flush : pull_flush)(t, b);
+            if (t->stop)
+                break;
+            if (push) {
+                if (tree_join(path, sizeof path, remote, rel) != 0)
+                    continue;
+                int rc = tf_remove(t->c, path);
+                if (rc != TF_OK)
+                    tree_fail(t, rc, 0, "delete", rel, tf_errmsg(t->c));
+                else
+                    t->deleted++;
+            } else if (tree_local_remove(local, rel, x->kind == ACT_RMDIR, err, sizeof err) !=
+                       0) {
+                tree_fail(t, TF_EIO, 1, "delete", rel, err);
+            } else {
+                t->deleted++;
+            }
+            continue;
+        }
+        if (x->kind == ACT_CONFLICT) {
+            tree_fail(t, x->src->dir ? TF_ENOTDIR : TF_EISDIR, !push, push ? "put" : "get", rel,
+                      x->src->dir ? "a file where the source has a directory"
+                                  : "a directory where the source has a file");
+            continue;
+        }
+        if (x->kind == ACT_MKDIR) {
+            int rc = 0;
+            if (push) {
+                if (tree_join(path, sizeof path, remote, rel) != 0)
+                    continue;
+                rc = tf_mkdir(t->c, path, 0);
+                if (rc == TF_EEXIST)
+                    rc = TF_OK;
+                if (rc != TF_OK)
+                    tree_fail(t, rc, 0, "mkdir", rel, tf_errmsg(t->c));
+            } else if (tree_local_safe(local, rel, 2, err, sizeof err) != 0) {
+                tree_fail(t, TF_EACCES, 1, "mkdir", rel, err);
+                rc = -1;
+            }
+            t->made += rc == 0;
+            continue;
+        }
+        /* A file to send, or to compare first. */
+        if (!push && tree_local_safe(local, rel, 1, err, sizeof err) != 0) {
+            tree_fail(t, TF_EACCES, 1, "get", rel, err);
+            continue;
+        }
+        int compare = x->kind == ACT_COMPARE;
+        if (compare || x->src->size >= TREE_BIG) {
+            if (push)
+                push_one(t, x->src, local, remote, compare);
+            else
+                pull_one(t, x->src, remote, local, compare);
+            continue;
+        }
+        if (push ? batch_add(b, local, remote, rel, x->src->mtime)
+                 : batch_add(b, remote, local, rel, x->src->mtime)) {
+            tree_fail(t, TF_ENOMEM, 1, push ? "put" : "get", rel, NULL);
+            continue;
+        }
+        if (b->n == TREE_BATCH)
+            (push ? push_flush : pull_flush)(t, b);
+    }
+    (push ? push_flush : pull_flush)(t, b);
+    if (g_signal && t->out->rc == TF_OK) {
+        t->out->rc = TF_ECANCELED;
+        t->stop = 1;
+    }
+done:
+    bar_erase(t->p);
+    tree_plan_free(&pl);
+    tree_list_free(&loc);
+    tree_list_free(&rem);
+    batch_clear(b);
+    free(b);
+}
+
+/* rm -r: the tree below path, listed, then removed files first and each
+   directory once emptied (bottom up), then path itself. */
+static void tree_remove(treerun *t, const char *path)
+{
+    tree_list l = {0};
+    int missing = 0;
+    if (remote_tree(t, path, &l, &missing) != TF_OK)
+        return;
+    if (missing) {
+        tree_fail(t, TF_ENOENT, 0, "rm -r", path, tf_errmsg(t->c));
+        return;
+    }
+    for (size_t i = l.n; i-- > 0 && !t->stop && !g_signal;) {
+        char full[8192];
+        if (tree_join(full, sizeof full, path, l.v[i].path) != 0)
+            continue;
+        int rc = tf_remove(t->c, full);
+        if (rc != TF_OK)
+            tree_fail(t, rc, 0, "rm", full, tf_errmsg(t->c));
+        else
+            t->deleted++;
+    }
+    tree_list_free(&l);
+    if (!t->stop && !g_signal) {
+        int rc = tf_remove(t->c, path);
+        if (rc != TF_OK)
+            tree_fail(t, rc, 0, "rm", path, tf_errmsg(t->c));
+        else
+            t->deleted++;
+    }
+}
+
+/* "f" or "d", size, mtime and path, as list prints them (-H / terminal:
+   human sizes and local times). */
+static void print_dirent(int dir, uint64_t size, int64_t mtime, const char *path, int human)
+{
+    char when[64];
+    format_mtime(mtime, human, when, sizeof when);
+    if (human) {
+        char sz[32];
+        if (dir)
+            snprintf(sz, sizeof sz, "-");
+        else
+            format_size(size, sz, sizeof sz);
+        printf("%s %10s  %s  %s%s\n", dir ? "d" : "-", sz, when, path, dir ? "/" : "");
+    } else {
+        printf("%s\t%" PRIu64 "\t%s\t%s\n", dir ? "d" : "f", size, when, path);
+    }
+}
+
+/* ls [DIR] [-r]: streamed (bounded memory however big the tree); a single
+   directory is printed sorted by name, a recursive walk as it comes. */
+static void run_ls(treerun *t, const op *o, int human)
+{
+    tf_dir *d;
+    int rc = tf_dir_open(t->c, o->name, (o->flags & F_RECURSIVE) ? TF_LIST_RECURSIVE : 0, &d);
+    if (rc != TF_OK) {
+        t->out->rc = rc;
+        return;
+    }
+    tree_list l = {0};
+    const tf_dirent *e;
+    int sorted = !(o->flags & F_RECURSIVE);
+    while ((rc = tf_dir_next(d, &e)) == TF_OK && e) {
+        t->out->files++;
+        if (!sorted)
+            print_dirent(e->type == TF_FTYPE_DIR, e->size, e->mtime, e->path, human);
+        else if (tree_list_add(&l, e->path, e->type == TF_FTYPE_DIR, e->size, e->mtime) != 0)
+            rc = TF_ENOMEM;
+        if (rc != TF_OK)
+            break;
+    }
+    if (rc != TF_OK)
+        snprintf(t->out->why, sizeof t->out->why, "%s", tf_errmsg(t->c));
+    tf_dir_close(d);
+    tree_list_sort(&l);
+    for (size_t i = 0; i < l.n; i++)
+        print_dirent(l.v[i].dir, l.v[i].size, l.v[i].mtime, l.v[i].path, human);
+    tree_list_free(&l);
+    if (fflush(stdout) != 0 && rc == TF_OK) {
+        snprintf(t->out->why, sizeof t->out->why, "writing standard output: %s",
+                 strerror(errno));
+        rc = TF_EIO;
+        t->out->local = 1;
+    }
+    t->out->rc = rc;
+}
+
+/* stat PATH: TYPE, SIZE, MTIME, DIGEST (hex, or "-" when the server does
+   not know it yet) and PATH; for people, one line in words. */
+static void run_stat(treerun *t, const op *o, int human)
+{
+    tf_stat_info si;
+    int rc = tf_stat(t->c, o->name, &si);
+    t->out->rc = rc;
+    if (rc != TF_OK)
+        return;
+    char hex[33] = "-", when[64];
+    if (si.has_digest)
+        for (int i = 0; i < 16; i++)
+            snprintf(hex + 2 * i, 3, "%02x", si.digest[i]);
+    format_mtime(si.mtime, human, when, sizeof when);
+    int dir = si.type == TF_FTYPE_DIR;
+    if (human) {
+        char sz[32];
+        format_size(si.size, sz, sizeof sz);
+        printf("%s: %s, %s, modified %s%s%s\n", o->name, dir ? "directory" : "file",
+               dir ? "-" : sz, when, si.has_digest ? ", XXH3-128 " : "",
+               si.has_digest ? hex : "");
+    } else {
+        printf("%s\t%" PRIu64 "\t%s\t%s\t%s\n", dir ? "d" : "f", si.size, when, hex, o->name);
+    }
+    if (fflush(stdout) != 0) {
+        snprintf(t->out->why, sizeof t->out->why, "writing standard output: %s",
+                 strerror(errno));
+        t->out->rc = TF_EIO;
+        t->out->local = 1;
+    }
+}
+
+/* The summary of a tree transfer or rm -r, unless -q. */
+static void tree_summary(const treerun *t, double seconds)
+{
+    char size[32];
+    format_size(t->bytes_sent, size, sizeof size);
+    const op *o = t->o;
+    if (o->kind == OP_RM) {
+        fprintf(stderr, PROG ": %s: %zu removed in %.3f s\n", t->what, t->deleted, seconds);
+        return;
+    }
+    if (o->flags & F_DRY_RUN) {
+        fprintf(stderr,
+                PROG ": %s: dry run: %zu file%s to send or compare (%" PRIu64 " bytes), %zu"
+                     " unchanged; nothing was changed\n",
+                t->what, t->files_total, t->files_total == 1 ? "" : "s", t->bytes_total,
+                t->same);
+        return;
+    }
+    fprintf(stderr,
+            PROG ": %s: %zu file%s sent (%" PRIu64 " bytes, %s), %zu unchanged, %zu"
+                 " director%s made, %zu deleted, %zu failed in %.3f s\n",
+            t->what, t->sent, t->sent == 1 ? "" : "s", t->bytes_sent, size, t->same, t->made,
+            t->made == 1 ? "y" : "ies", t->deleted, t->failed, seconds);
+}
+
+/* Runs one tree operation into *out. */
+static void run_tree_op(const client_args *a, tf_client *c, const op *o, int human,
+                        progress *p, outcome *out)
+{
+    treerun t = {.a = a, .c = c, .o = o, .p = p, .out = out, .cur = SIZE_MAX};
+    describe(o, t.what, sizeof t.what);
+    snprintf(t.label, sizeof t.label, "%s", t.what);
+    double start = now_seconds();
+    int rc;
+    switch (o->kind) {
+    case OP_STAT:
+        run_stat(&t, o, human);
+        return;
+    case OP_LS:
+        run_ls(&t, o, human);
+        return;
+    case OP_MKDIR:
+        out->rc = tf_mkdir(c, o->name, (o->flags & F_PARENTS) ? TF_MKDIR_PARENTS : 0);
+        return;
+    case OP_MV:
+        out->rc = tf_rename(c, o->name, o->to,
+                            (o->flags & F_NO_OVERWRITE) ? TF_RENAME_NOREPLACE : 0);
+        if (out->rc == TF_EEXIST && (o->flags & F_NO_OVERWRITE))
+            snprintf(out->why, sizeof out->why, "\"%s\" exists; not replaced (--no-overwrite)",
+                     o->to);
+        return;
+    case OP_RM:
+        if (!(o->flags & F_RECURSIVE)) {
+            out->rc = tf_remove(c, o->name);
+            if (out->rc == TF_ENOTEMPTY)
+                snprintf(out->why, sizeof out->why,
+                         "\"%s\" is a directory with entries; rm -r removes it and them",
+                         o->name);
+            return;
+        }
+        p->tree = &t;
+        p->label = t.label;
+        tree_remove(&t, o->name);
+        break;
+    default: /* OP_GETR, OP_PUTR, OP_SYNC */
+        p->tree = &t;
+        p->label = t.label;
+        tree_transfer(&t, o->kind == OP_PUTR || (o->kind == OP_SYNC && o->push), o->local,
+                      o->name, o->flags);
+        break;
+    }
+    p->tree = NULL;
+    bar_erase(p);
+    rc = out->rc;
+    if (a->verbosity > QUIET && !(rc == TF_ECANCELED && g_signal))
+        tree_summary(&t, now_seconds() - start);
+    if (rc != TF_OK && t.failed > 1)
+        snprintf(out->why, sizeof out->why, "%zu failures, the first one's code shown",
+                 t.failed);
+    else if (rc != TF_OK)
+        snprintf(out->why, sizeof out->why, "see the line above");
+    if (rc == TF_ECANCELED && g_signal)
+        out->why[0] = '\0';
+}
+
 /* Runs one operation into *out. */
 static void run_op(const client_args *a, tf_client *c, const op *o, int human,
-                   tf_listing **names, outcome *out)
+                   tf_listing **names, progress *p, outcome *out)
 {
     if (o->no_match) {
         snprintf(out->why, sizeof out->why, "no file on the server matches \"%s\"", o->name);
@@ -1233,6 +2040,16 @@ static void run_op(const client_args *a, tf_client *c, const op *o, int human,
         return;
     }
     switch (o->kind) {
+    case OP_STAT:
+    case OP_LS:
+    case OP_MKDIR:
+    case OP_RM:
+    case OP_MV:
+    case OP_GETR:
+    case OP_PUTR:
+    case OP_SYNC:
+        run_tree_op(a, c, o, human, p, out);
+        return;
     case OP_LIST: {
         tf_listing *l;
         out->rc = tf_list(c, &l);
@@ -1279,7 +2096,23 @@ static void run_op(const client_args *a, tf_client *c, const op *o, int human,
         }
         if (strcmp(o->local, "-") != 0 && stat(o->local, &st) == 0 && S_ISREG(st.st_mode))
             out->src_size = st.st_size;
-        out->rc = tf_put(c, strcmp(o->local, "-") == 0 ? "/dev/stdin" : o->local, o->name);
+        const char *src = strcmp(o->local, "-") == 0 ? "/dev/stdin" : o->local;
+        if (o->flags & F_PARENTS) { /* put -p: make the missing directories */
+            const char *slash = strrchr(o->name, '/');
+            if (tf_client_can_putx(c)) {
+                tf_put_args args = {.flags = TF_PUT_PARENTS};
+                out->rc = tf_put_ex(c, src, o->name, &args, NULL);
+                return;
+            }
+            if (slash) { /* an older server: mkdir -p, then the put */
+                char dir[4096];
+                snprintf(dir, sizeof dir, "%.*s", (int)(slash - o->name), o->name);
+                out->rc = tf_mkdir(c, dir, TF_MKDIR_PARENTS);
+                if (out->rc != TF_OK)
+                    return;
+            }
+        }
+        out->rc = tf_put(c, src, o->name);
         return;
     }
 }
@@ -1493,6 +2326,11 @@ static void report_success(const client_args *a, const op *o, const progress *p,
     char what[8192], size[32], rate[32];
     uint64_t moved = p->done - p->first;
     describe(o, what, sizeof what);
+    if (o->kind >= OP_STAT) { /* a tree transfer prints its own summary */
+        if (a->verbosity >= VERBOSE)
+            fprintf(stderr, PROG ": %s: done in %.3f s\n", what, seconds);
+        return;
+    }
     if (a->verbosity >= VERBOSE) {
         if (o->kind == OP_LIST) {
             fprintf(stderr, PROG ": list: %zu file%s in %.3f s\n", out->files,
@@ -1734,6 +2572,8 @@ static int on_item_progress(void *user, size_t index, uint64_t done, uint64_t to
 {
     progress *p = user;
     batch *b = p->batch;
+    if (p->tree)
+        return tree_progress(p, index, done);
     if (!b) /* tf_get_many outside a batch: never, but harmless */
         return on_progress(user, done, total);
     double now = now_seconds();
@@ -1901,8 +2741,9 @@ static int run(client_args *a)
         p = fresh;
         reset_outcome(out);
         double start = now_seconds();
-        int human = o->kind == OP_LIST && (a->human || stdout_tty);
-        run_op(a, c, o, human, &names, out);
+        int human = (o->kind == OP_LIST || o->kind == OP_LS || o->kind == OP_STAT) &&
+                    (a->human || stdout_tty);
+        run_op(a, c, o, human, &names, &p, out);
         if (out->rc == TF_ECHECKSUM && o->kind == OP_GET && p.first > 0 && !g_signal) {
             /* The whole file's checksum failed after resuming: the file
                changed on the server since the part was kept (the library
@@ -1916,7 +2757,7 @@ static int run(client_args *a)
             p = fresh;
             p.had = 0;
             reset_outcome(out);
-            run_op(a, c, o, human, &names, out);
+            run_op(a, c, o, human, &names, &p, out);
         }
         /* A put --resume retried right after an interruption may find the
            server still holding the old attempt (its connection not yet
@@ -1934,7 +2775,7 @@ static int run(client_args *a)
                 break;
             p = fresh;
             reset_outcome(out);
-            run_op(a, c, o, human, &names, out);
+            run_op(a, c, o, human, &names, &p, out);
         }
         double seconds = now_seconds() - start;
         bar_erase(&p);
@@ -1962,6 +2803,8 @@ int main(int argc, char **argv)
     int status = parse_args(argc, argv, &a);
     if (status == PARSE_RUN)
         status = run(&a);
+    for (size_t i = 0; a.ops && i < a.nops; i++)
+        free(a.ops[i].owned);
     free(a.ops);
     tf_options_free(a.opt);
     return status;
