@@ -615,7 +615,7 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
             op *o = &a->ops[a->nops++];
             const char *local = words[gr->first + i];
             *o = (op){.kind = OP_PUT, .local = local, .renamed = gr->as != NULL,
-                      .flags = gr->flags};
+                      .flags = gr->flags, .group = (int)k};
             o->name = gr->as ? gr->as : last_component(local);
             if (strcmp(local, "-") == 0) {
                 if (!gr->as)
@@ -2550,12 +2550,18 @@ typedef struct batch {
     char label[8192];
 } batch;
 
-/* Whether o can go in a tf_get_many batch: a get into a file (not standard
-   output), not resumed (tf_get_many does not resume). */
+/* Whether o can go in a tf_get_many / tf_put_many batch: a get into a
+   file (not standard output), a put of a file (not standard input, not
+   --no-clobber: that asks the server first, nor -p), neither resumed (the
+   batches do not resume). */
 static int batchable(const client_args *a, const op *o)
 {
-    return o->kind == OP_GET && !o->no_match && !a->resume &&
-           !(o->local && strcmp(o->local, "-") == 0);
+    if (a->resume || o->no_match)
+        return 0;
+    if (o->kind == OP_GET)
+        return !(o->local && strcmp(o->local, "-") == 0);
+    return o->kind == OP_PUT && strcmp(o->local, "-") != 0 && !a->no_clobber &&
+           !(o->flags & F_PARENTS);
 }
 
 /* The end of the batch that starts at ops[i]: the gets of the same
@@ -2563,7 +2569,8 @@ static int batchable(const client_args *a, const op *o)
 static size_t batch_end(const client_args *a, size_t i)
 {
     size_t j = i;
-    while (j < a->nops && batchable(a, &a->ops[j]) && a->ops[j].group == a->ops[i].group)
+    while (j < a->nops && batchable(a, &a->ops[j]) && a->ops[j].group == a->ops[i].group &&
+           a->ops[j].kind == a->ops[i].kind)
         j++;
     return j;
 }
@@ -2582,7 +2589,7 @@ static int on_item_progress(void *user, size_t index, uint64_t done, uint64_t to
             b->secs[b->cur] = now - b->mark;
         b->cur = index;
         b->mark = now;
-        snprintf(b->label, sizeof b->label, "get %s", b->ops[index].name);
+        describe(&b->ops[index], b->label, sizeof b->label);
         int drawn = p->drawn;
         double last = p->last_draw;
         *p = (progress){.bar_enabled = p->bar_enabled,
@@ -2598,29 +2605,34 @@ static int on_item_progress(void *user, size_t index, uint64_t done, uint64_t to
     return on_progress(user, done, total);
 }
 
-/* Runs ops[from .. to), gets of one operation word, as one tf_get_many:
+/* Runs ops[from .. to), gets (or puts) of one operation word, as one
+   tf_get_many (tf_put_many):
    the requests are pipelined, so each name costs no round trip of its own.
    Each is then reported in order as the one-by-one path reports it; a
    file's own failure does not stop the other names of the same get (they
    were already on their way), only the operations after them. Returns the
    index of the last operation it accounts for (the interrupted one after
    Ctrl-C); *broken says the connection was closed. */
-static size_t run_get_batch(const client_args *a, tf_client *c, size_t from, size_t to,
+static size_t run_batch(const client_args *a, tf_client *c, size_t from, size_t to,
                             progress *p, outcome *out, int *status, size_t *done, int *broken)
 {
     size_t n = to - from, m = 0;
+    int put = a->ops[from].kind == OP_PUT;
+    const char *verb = put ? "put" : "get";
     tf_get_item *items = calloc(n, sizeof *items);
+    tf_put_item *pitems = put ? calloc(n, sizeof *pitems) : NULL;
     size_t *item_of = calloc(n, sizeof *item_of); /* op -> item + 1, 0: not sent */
     batch b = {.ops = a->ops + from, .cur = SIZE_MAX};
     b.bytes = calloc(n, sizeof *b.bytes);
     b.secs = calloc(n, sizeof *b.secs);
     const op *batch_ops = NULL;
     op *sent = calloc(n, sizeof *sent);
-    if (!items || !item_of || !b.bytes || !b.secs || !sent) {
+    if (!items || !item_of || !b.bytes || !b.secs || !sent || (put && !pitems)) {
         fprintf(stderr, PROG ": out of memory\n");
         if (*status == EXIT_OK || a->keep_going)
             *status = *status > EXIT_FAILED ? *status : EXIT_FAILED;
         free(items);
+        free(pitems);
         free(item_of);
         free(b.bytes);
         free(b.secs);
@@ -2632,37 +2644,51 @@ static size_t run_get_batch(const client_args *a, tf_client *c, size_t from, siz
     for (size_t k = 0; k < n; k++) {
         const op *o = &a->ops[from + k];
         reset_outcome(out);
-        if (check_clobber_local(a, o, out) != 0)
+        if (!put && check_clobber_local(a, o, out) != 0)
             continue;
         sent[m] = *o;
-        items[m] = (tf_get_item){.name = o->name, .local_path = o->local, .fd = -1};
+        if (put)
+            pitems[m] = (tf_put_item){.local_path = o->local, .name = o->name, .fd = -1};
+        else
+            items[m] = (tf_get_item){.name = o->name, .local_path = o->local, .fd = -1};
         item_of[k] = ++m;
     }
     batch_ops = sent;
     b.ops = batch_ops;
-    *p = (progress){.bar_enabled = p->bar_enabled, .rate = a->rate, .label = "get",
-                    .what = "get", .batch = &b};
+    *p = (progress){.bar_enabled = p->bar_enabled, .rate = a->rate, .label = verb,
+                    .what = verb, .batch = &b};
     double start = now_seconds();
-    if (m > 0)
+    if (m > 0 && put)
+        tf_put_many(c, pitems, m);
+    else if (m > 0)
         tf_get_many(c, items, m);
     bar_erase(p);
     if (a->verbosity >= VERBOSE)
-        fprintf(stderr, PROG ": get: %zu names pipelined over one connection in %.3f s\n", m,
-                now_seconds() - start);
+        fprintf(stderr, PROG ": %s: %zu names pipelined over one connection in %.3f s\n", verb,
+                m, now_seconds() - start);
     p->batch = NULL;
     size_t k;
     for (k = 0; k < n; k++) {
         const op *o = &a->ops[from + k];
         reset_outcome(out);
-        progress one = {.what = "get"};
+        progress one = {.what = verb};
         if (!item_of[k]) {
             check_clobber_local(a, o, out);
         } else {
             size_t it = item_of[k] - 1;
-            out->rc = items[it].result;
-            out->msg = items[it].message && items[it].message[0] ? items[it].message : NULL;
+            out->rc = put ? pitems[it].result : items[it].result;
+            const char *msg = put ? pitems[it].message : items[it].message;
+            out->msg = msg && msg[0] ? msg : NULL;
+            struct stat st;
+            if (put && stat(o->local, &st) == 0 && S_ISREG(st.st_mode))
+                out->src_size = st.st_size;
             one.done = b.bytes[it];
             one.started = b.cur != SIZE_MAX && it <= b.cur;
+            /* A put stored whole moved the file's size (a server without
+               pipelined puts takes them one by one, reporting through the
+               plain callback). */
+            if (put && out->rc == TF_OK && out->src_size >= 0)
+                one.done = (uint64_t)out->src_size;
         }
         if (finish_op(a, c, o, &one, out, item_of[k] ? b.secs[item_of[k] - 1] : 0, status,
                       done))
@@ -2671,6 +2697,7 @@ static size_t run_get_batch(const client_args *a, tf_client *c, size_t from, siz
             break;
     }
     free(items);
+    free(pitems);
     free(item_of);
     free(b.bytes);
     free(b.secs);
@@ -2720,7 +2747,7 @@ static int run(client_args *a)
         size_t end = batch_end(a, i);
         if (end - i >= 2) {
             int broken = 0;
-            i = run_get_batch(a, c, i, end, &p, out, &status, &done, &broken);
+            i = run_batch(a, c, i, end, &p, out, &status, &done, &broken);
             if (broken) {
                 tf_close(c);
                 c = NULL;

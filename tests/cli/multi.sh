@@ -118,6 +118,17 @@ expect 0 "$CLIENT" $H "$PORT" get a.txt remote-b.txt --to pipe/
   fail "pipelined get: expected one summary line per name: $(cat "$TMP/err")"
 pass "get NAME... is pipelined; per-name lines and statuses are kept"
 
+# put LOCAL... goes through tf_put_many the same way.
+printf 'p1\n' >p1.txt
+printf 'p22\n' >p2.txt
+expect 0 "$CLIENT" -v $H "$PORT" put p1.txt p2.txt
+grep -q 'put: 2 names pipelined over one connection' "$TMP/err" ||
+  fail "put a b was not pipelined: $(cat "$TMP/err")"
+cmp p1.txt "$ROOT/p1.txt" && cmp p2.txt "$ROOT/p2.txt" || fail "pipelined put: contents"
+grep -q '^tcpfile-client: put "p2.txt": 4 bytes' "$TMP/err" ||
+  fail "pipelined put: no summary line for p2.txt: $(cat "$TMP/err")"
+pass "put LOCAL... is pipelined, with a summary line per file"
+
 stop_server "$SERVER_PID"
 [[ $STOP_STATUS == 0 ]] || fail "server exit status $STOP_STATUS"
 echo "all $CHECKS checks passed"
