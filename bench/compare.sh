@@ -6,13 +6,14 @@
 #
 #   bench/compare.sh [-r REPS] [-n IDLE_CONNS] [-s SECONDS] [-d PARENT_DIR]
 #                    [-b BUILD_DIR] [-p PORT_BASE] [--no-install] [--keep]
+#                    [--tree-only] [--tree-files N] [--list-entries N]
 #
 # Debian 12, as root (or with sudo for the installs). It installs what is
 # missing, builds libtcpfile (Release, TF_BUILD_BENCH=ON) into BUILD_DIR,
 # writes the data into a new directory under PARENT_DIR (default /var/tmp:
 # it must be a disk, not tmpfs, for the durable put to mean anything), and
 # runs every server as its own process on 127.0.0.1, ports PORT_BASE to
-# PORT_BASE+6, with its configuration in that directory. Everything it
+# PORT_BASE+8, with its configuration in that directory. Everything it
 # started is stopped, and the directory removed, on exit.
 #
 # Timing: a single transfer (get, put, 10,000 small gets) is timed as the
@@ -35,6 +36,14 @@ REPO=$(dirname "$HERE")
 BUILD=$REPO/build-bench
 BIG_BYTES=$((1 << 30))
 IDLE_GETS=20
+# The tree lines (issue 12): a tree of TREE_FILES x 4 KiB in TREE_DIRS
+# directories pushed, pushed again after 1 % changed, and pulled, against
+# an rsync daemon; then ls -r of LIST_ENTRIES entries with both sides' peak
+# memory. --tree-only runs just these.
+TREE_ONLY=0
+TREE_FILES=10000
+TREE_DIRS=100
+LIST_ENTRIES=100000
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -45,9 +54,14 @@ Options:
   -s SECONDS     duration of the 64-connection runs (default $WRK_SECONDS)
   -d DIR         where the temporary data directory goes (default $PARENT)
   -b DIR         build directory (default $BUILD)
-  -p PORT        first of the 7 loopback ports used (default $PORT_BASE)
+  -p PORT        first of the 9 loopback ports used (default $PORT_BASE)
   --no-install   do not install packages; fail if a tool is missing
   --keep         keep the data directory (and its logs) at the end
+  --tree-only    only the tree lines (push, push after 1 % changed, get -r
+                 against an rsync daemon; ls -r memory)
+  --tree-files N files of 4 KiB in the tree (default $TREE_FILES, in
+                 $TREE_DIRS directories)
+  --list-entries N  entries listed by ls -r (default $LIST_ENTRIES)
 EOF
 }
 
@@ -61,11 +75,14 @@ while [ $# -gt 0 ]; do
     -p) PORT_BASE=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     --keep) KEEP=1; shift ;;
+    --tree-only) TREE_ONLY=1; shift ;;
+    --tree-files) TREE_FILES=$2; shift 2 ;;
+    --list-entries) LIST_ENTRIES=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "compare.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for v in REPS IDLE_N WRK_SECONDS PORT_BASE; do
+for v in REPS IDLE_N WRK_SECONDS PORT_BASE TREE_FILES LIST_ENTRIES; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: $v must be a positive number" >&2; exit 2; }
 done
 
@@ -76,6 +93,8 @@ P_RSYNC=$((PORT_BASE + 3))
 P_IPERF=$((PORT_BASE + 4))
 P_TF_IDLE=$((PORT_BASE + 5))
 P_NGX_IDLE=$((PORT_BASE + 6))
+P_TF_TREE=$((PORT_BASE + 7))
+P_TF_LIST=$((PORT_BASE + 8))
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { say "FAILED: $*" >&2; exit 1; }
@@ -148,12 +167,14 @@ install_missing() {
 # What building libtcpfile needs comes from the one list in scripts/deps.sh.
 # shellcheck source=../scripts/deps.sh
 . "$REPO/scripts/deps.sh"
-PKGS=("${TF_BUILD_PACKAGES[@]}" curl wrk iperf3 rsync iproute2 procps coreutils)
+PKGS=("${TF_BUILD_PACKAGES[@]}" curl wrk iperf3 rsync iproute2 procps coreutils time)
+[ "$TREE_ONLY" -eq 1 ] && PKGS=("${TF_BUILD_PACKAGES[@]}" rsync iproute2 procps coreutils time)
 # nginx with the WebDAV module (PUT): Debian's nginx-light, -core and -full
 # all have it built in; take nginx-light unless one is there already.
-if ! command -v nginx >/dev/null; then PKGS+=(nginx-light); fi
+if [ "$TREE_ONLY" -eq 0 ] && ! command -v nginx >/dev/null; then PKGS+=(nginx-light); fi
 install_missing "${PKGS[@]}"
-grep -q -- --with-http_dav_module <<<"$(nginx -V 2>&1)" || die "this nginx has no WebDAV module"
+[ "$TREE_ONLY" -eq 1 ] || grep -q -- --with-http_dav_module <<<"$(nginx -V 2>&1)" ||
+  die "this nginx has no WebDAV module"
 
 # ---- limits -------------------------------------------------------------------
 ulimit -Hn 1048576 2>/dev/null || ulimit -Hn 65536 2>/dev/null || true
@@ -165,7 +186,7 @@ if [ "$NOFILE" != unlimited ] && [ $((IDLE_N + 512)) -gt "$NOFILE" ]; then
 fi
 NGX_CONNS=$((IDLE_N + 1024))
 
-for p in $P_TF $P_ON $P_OFF $P_RSYNC $P_IPERF $P_TF_IDLE $P_NGX_IDLE; do
+for p in $P_TF $P_ON $P_OFF $P_RSYNC $P_IPERF $P_TF_IDLE $P_NGX_IDLE $P_TF_TREE $P_TF_LIST; do
   if [ -n "$(ss -Hltn "sport = :$p")" ]; then die "port $p is in use (choose others with -p)"; fi
 done
 
@@ -177,6 +198,7 @@ cmake --build "$BUILD" -j "$(nproc)" >/dev/null
 BENCH=$BUILD/bench/tcpfile-bench
 HOLD=$BUILD/bench/holdconns
 TFSERVER=$BUILD/examples/tcpfile-server
+TFCLIENT=$BUILD/examples/tcpfile-client
 
 # ---- data ---------------------------------------------------------------------
 mkdir -p "$PARENT"
@@ -184,8 +206,9 @@ avail=$(df -Pk "$PARENT" | awk 'NR == 2 { print $4 }')
 [ "$avail" -gt $((5 * 1024 * 1024)) ] || die "need 5 GiB free in $PARENT"
 WORK=$(mktemp -d "$PARENT/tcpfile-bench.XXXXXX")
 D=$WORK/data
-mkdir -p "$D" "$WORK/dst" "$WORK/dav/up" "$WORK/rsup"
+mkdir -p "$D" "$WORK/dst" "$WORK/dav/up" "$WORK/rsup" "$WORK/tftree" "$WORK/rstree"
 say "data in $WORK ($(findmnt -no FSTYPE -T "$WORK" 2>/dev/null || echo ?))"
+[ "$TREE_ONLY" -eq 1 ] && BIG_BYTES=0 SMALL_N=1
 head -c "$BIG_BYTES" /dev/urandom >"$D/big.bin"
 head -c $((1 << 20)) /dev/urandom >"$D/m1.bin"
 head -c $((SMALL_N * 4096)) /dev/urandom >"$WORK/small.all"
@@ -274,10 +297,17 @@ EOF
 
 start_tcpfile "$P_TF"
 TF_MAIN=$TF_PID
-start_nginx on "$P_ON" on
-NGX_ON=$NGX_PID
-start_nginx off "$P_OFF" off
-NGX_OFF=$NGX_PID
+if [ "$TREE_ONLY" -eq 0 ]; then
+  start_nginx on "$P_ON" on
+  NGX_ON=$NGX_PID
+  start_nginx off "$P_OFF" off
+  NGX_OFF=$NGX_PID
+fi
+# The tree's server: its own root, so the flat tests' names stay alone.
+"$TFSERVER" -q --bind 127.0.0.1 "$P_TF_TREE" "$WORK/tftree" >"$WORK/tcpfile-tree.log" 2>&1 &
+TF_TREE=$!
+PIDS+=("$TF_TREE")
+wait_listen "$P_TF_TREE" "$TF_TREE" "tcpfile-server (tree)"
 
 cat >"$WORK/rsyncd.conf" <<EOF
 pid file = $WORK/rsyncd.pid
@@ -291,6 +321,9 @@ gid = root
 [up]
   path = $WORK/rsup
   read only = no
+[tree]
+  path = $WORK/rstree
+  read only = no
 EOF
 rsync --daemon --no-detach --config="$WORK/rsyncd.conf" --address=127.0.0.1 \
   --port="$P_RSYNC" &
@@ -300,10 +333,12 @@ wait_listen "$P_RSYNC" "$RSYNCD" rsyncd
 RSYNC_FSYNC=--fsync
 grep -q -- --fsync <<<"$(rsync --help)" || RSYNC_FSYNC=
 
-iperf3 -s -B 127.0.0.1 -p "$P_IPERF" >"$WORK/iperf3.log" 2>&1 &
-IPERF=$!
-PIDS+=("$IPERF")
-wait_listen "$P_IPERF" "$IPERF" "iperf3 -s"
+if [ "$TREE_ONLY" -eq 0 ]; then
+  iperf3 -s -B 127.0.0.1 -p "$P_IPERF" >"$WORK/iperf3.log" 2>&1 &
+  IPERF=$!
+  PIDS+=("$IPERF")
+  wait_listen "$P_IPERF" "$IPERF" "iperf3 -s"
+fi
 
 # ---- measuring ----------------------------------------------------------------
 RES=$WORK/results.tsv
@@ -646,6 +681,123 @@ t_idle() {
   return 0
 }
 
+# ---- the tree (issue 12) -------------------------------------------------------
+TREE=$WORK/tree
+# make_tree DIR N DIRS: N files of 4 KiB of random bytes in DIRS directories.
+make_tree() {
+  local dir=$1 n=$2 dirs=$3 d per
+  per=$(((n + dirs - 1) / dirs))
+  for ((d = 0; d < dirs && d * per < n; d++)); do
+    local k=$((n - d * per < per ? n - d * per : per)) sub
+    sub=$(printf '%s/d%03d' "$dir" "$d")
+    mkdir -p "$sub"
+    head -c $((k * 4096)) /dev/urandom | split -b 4096 -a 4 -d - "$sub/f"
+  done
+}
+# change_1pct: new bytes (same size) and a new mtime in every 100th file.
+CHANGE_T=1700000000
+change_1pct() {
+  CHANGE_T=$((CHANGE_T + 10))
+  find "$TREE" -type f | sort | awk 'NR % 100 == 1' | while read -r f; do
+    head -c 4096 /dev/urandom >"$f"
+    touch -d "@$CHANGE_T" "$f"
+  done
+}
+same_tree() { # the first repetition checks what arrived
+  [ "$REP" -eq 1 ] || return 0
+  diff -r -q -x '.tcpfile-tmp*' "$1" "$2" >/dev/null || die "$3: $2 differs from $1"
+}
+# The push lines: each tool into an empty destination, then (untimed) in
+# step, 1 % changed, pushed again (timed).
+tf_push() { timed "$TF_TREE" "$TFCLIENT" -q 127.0.0.1 "$P_TF_TREE" sync "$TREE" ":$1"; }
+rs_push() { # NAME DEST RSYNC-OPTIONS...
+  local dest=$2
+  shift 2
+  timed "$RSYNCD" rsync "$@" "$TREE/" "rsync://127.0.0.1:$P_RSYNC/tree/$dest/"
+}
+t_tree_push() {
+  local i files=$TREE_FILES changed=$(((TREE_FILES + 99) / 100))
+  for i in $(order 3); do
+    case $i in
+      0)
+        rm -rf "$WORK/tftree/t"
+        tf_push t && same_tree "$TREE" "$WORK/tftree/t" libtcpfile &&
+          record tree_push_first libtcpfile "$(rate "$files" "$WALL")" "$CCPU" "$SCPU"
+        change_1pct
+        tf_push t && same_tree "$TREE" "$WORK/tftree/t" libtcpfile &&
+          record tree_push_1pct libtcpfile "$(rate "$changed" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1 | 2)
+        local name=rsync-a opts=(-a)
+        [ "$i" -eq 2 ] && name=rsync-a-W-inplace opts=(-a -W --inplace)
+        rm -rf "$WORK/rstree/$name"
+        rs_push "$name" "$name" "${opts[@]}" && same_tree "$TREE" "$WORK/rstree/$name" "$name" &&
+          record tree_push_first "$name" "$(rate "$files" "$WALL")" "$CCPU" "$SCPU"
+        change_1pct
+        rs_push "$name" "$name" "${opts[@]}" && same_tree "$TREE" "$WORK/rstree/$name" "$name" &&
+          record tree_push_1pct "$name" "$(rate "$changed" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+    esac
+  done
+  return 0
+}
+# get -r of the pushed tree against an rsync pull of the same tree.
+t_tree_get() {
+  local i dst=$WORK/dst/tree
+  for i in $(order 3); do
+    rm -rf "$dst"
+    case $i in
+      0)
+        timed "$TF_TREE" "$TFCLIENT" -q 127.0.0.1 "$P_TF_TREE" get -r t "$dst" &&
+          same_tree "$WORK/tftree/t" "$dst" libtcpfile &&
+          record tree_get libtcpfile "$(rate "$TREE_FILES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1 | 2)
+        local name=rsync-a opts=(-a)
+        [ "$i" -eq 2 ] && name=rsync-a-W-inplace opts=(-a -W --inplace)
+        timed "$RSYNCD" rsync "${opts[@]}" "rsync://127.0.0.1:$P_RSYNC/tree/rsync-a/" "$dst/" &&
+          same_tree "$WORK/rstree/rsync-a" "$dst" "$name" &&
+          record tree_get "$name" "$(rate "$TREE_FILES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+    esac
+  done
+  return 0
+}
+# ls -r of N entries (empty files, 100 per directory) from a fresh server:
+# the client's maximum RSS (/usr/bin/time -v) and the server's peak RSS
+# (VmHWM), for N and N / 10, to show they do not grow with N.
+t_ls_r() {
+  local n
+  for n in $((LIST_ENTRIES / 10)) "$LIST_ENTRIES"; do
+    local root=$WORK/lsroot-$n d pid c_kib s0 s1
+    if [ ! -d "$root" ]; then
+      for ((d = 0; d * 100 < n; d++)); do
+        mkdir -p "$root/l/d$d"
+        (cd "$root/l/d$d" && seq -f 'e%03g' 0 $((n - d * 100 < 100 ? n - d * 100 - 1 : 99)) |
+          xargs touch)
+      done
+    fi
+    "$TFSERVER" -q --bind 127.0.0.1 "$P_TF_LIST" "$root" >"$WORK/tcpfile-list.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_listen "$P_TF_LIST" "$pid" "tcpfile-server (list)"
+    s0=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+    if timed "$pid" /usr/bin/time -v "$TFCLIENT" -q 127.0.0.1 "$P_TF_LIST" ls -r l; then
+      c_kib=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/out")
+      s1=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+      local lines
+      lines=$(grep -c $'^[fd]\t' "$WORK/out" || true)
+      [ "$lines" -ge "$n" ] || say "ls -r listed $lines entries, expected $n and their directories"
+      record "ls_r_${n}_client_maxrss_kib" libtcpfile "$c_kib"
+      record "ls_r_${n}_server_peak_kib" libtcpfile "$s1"
+      echo "      ls -r of $n files ($lines entries): $WALL s; client max RSS $c_kib KiB;" \
+        "server peak RSS $s0 KiB at start, $s1 KiB after"
+    fi
+    stop_pid "$pid"
+  done
+  return 0
+}
+
 # ---- run ---------------------------------------------------------------------
 say "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB," \
   "kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
@@ -663,9 +815,16 @@ busy() {
       sed 's/, $//')"
 }
 START=$(date +%s)
+say "making the tree: $TREE_FILES x 4 KiB in $TREE_DIRS directories"
+make_tree "$TREE" "$TREE_FILES" "$TREE_DIRS"
+find "$TREE" -type f -exec cat {} + >/dev/null
 for ((REP = 1; REP <= REPS; REP++)); do
   say "repetition $REP of $REPS"
   busy
+  say "  tree: push $TREE_FILES files, then again after 1 % changed (files/s)"; t_tree_push
+  say "  tree: get -r of $TREE_FILES files (files/s)"; t_tree_get
+  [ "$REP" -eq 1 ] && { say "  ls -r: memory (KiB)"; t_ls_r; }
+  [ "$TREE_ONLY" -eq 1 ] && continue
   say "  get 1 GiB to /dev/null (MB/s)"; t_get_null
   say "  get 1 GiB to a file (MB/s)"; t_get_file
   say "  put 1 GiB (MB/s)"; t_put
@@ -726,6 +885,15 @@ echo "Medians of $REPS runs on 127.0.0.1 ($(date -u +%Y-%m-%d);" \
 echo
 echo "| work | libtcpfile | best peer | peer | ratio | target | met |"
 echo "|---|---|---|---|---|---|---|"
+row "tree push, $TREE_FILES × 4 KiB in $TREE_DIRS dirs, first" files/s tree_push_first '^rsync' hi "≥" 2.0
+row "the same push, 1 % changed" "changed files/s" tree_push_1pct '^rsync' hi "≥" 3.0
+row "get -r of that tree (rsync: pull)" files/s tree_get '^rsync' hi "≥" 2.0
+for n in $((LIST_ENTRIES / 10)) "$LIST_ENTRIES"; do
+  echo "| ls -r of $n entries: client max RSS / server peak RSS (KiB) |" \
+    "$(med "ls_r_${n}_client_maxrss_kib" libtcpfile) / $(med "ls_r_${n}_server_peak_kib" libtcpfile)" \
+    "| – | – | – | independent of the count | see both rows |"
+done
+if [ "$TREE_ONLY" -eq 0 ]; then
 row "get 1 GiB to /dev/null" MB/s get_null '^nginx' hi "≥" 1.0
 row "get 1 GiB to /dev/null, rate each reports itself" MB/s get_null_self '^iperf3' hi "≥" 0.9
 row "get 1 GiB to a file" MB/s get_file '.' hi "≥" 1.0
@@ -738,6 +906,7 @@ peer=$(med idle_get_1MiB_max_ms nginx+curl)
 met=$(awk -v a="${ours:-1e9}" 'BEGIN { print ((a < 100) ? "yes" : "**no**") }')
 echo "| 1 MiB get while $IDLE_N are held (ms, slowest of $IDLE_GETS, new connection each) |" \
   "${ours:-–} | ${peer:-–} | nginx+curl | – | < 100 ms | $met |"
+fi
 echo
 echo "Every tool (median, runs, lowest, highest):"
 echo
