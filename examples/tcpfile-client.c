@@ -1322,7 +1322,9 @@ static int tree_progress(progress *p, size_t index, uint64_t done)
     treerun *t = p->tree;
     if (g_signal)
         return 1;
-    if (index != t->cur) { /* the next file of a batch (a single one is 0) */
+    if (index != t->cur || done < t->cur_done) {
+        /* The next file: of a batch, or (plain callback, index 0) a
+           batch an older server takes one by one. */
         if (t->cur != SIZE_MAX)
             t->bytes_base += t->cur_done;
         t->cur = index;
@@ -2032,7 +2034,8 @@ static void run_tree_op(const client_args *a, tf_client *c, const op *o, int hum
     p->tree = NULL;
     bar_erase(p);
     rc = out->rc;
-    if (a->verbosity > QUIET && !(rc == TF_ECANCELED && g_signal))
+    if (a->verbosity > QUIET && !(rc == TF_ECANCELED && g_signal) &&
+        (rc == TF_OK || t.sent || t.same || t.deleted || t.made))
         tree_summary(&t, now_seconds() - start);
     if (rc != TF_OK && t.failed > 1)
         snprintf(out->why, sizeof out->why, "%zu failures, the first one's code shown",
