@@ -2166,9 +2166,11 @@ static int failure_is_local(const op *o, int rc, const progress *p, const outcom
                (stat(o->local, &st) != 0 || st.st_size != out->src_size ||
                 access(o->local, R_OK) != 0);
     case TF_ENOENT:
-        /* On a put the server reads no file; on a get the local directory
-           may be missing. */
-        return o->kind == OP_PUT || !local_dir_exists(o->local);
+        /* On a put, the local file, or (with the tree) the server's
+           directory; on a get the local directory may be missing. */
+        if (o->kind == OP_PUT)
+            return strcmp(o->local, "-") != 0 && stat(o->local, &st) != 0;
+        return !local_dir_exists(o->local);
     case TF_EACCES: {
         if (o->kind == OP_PUT)
             return strcmp(o->local, "-") != 0 && access(o->local, R_OK) != 0;
@@ -2237,6 +2239,8 @@ static void failure_hint(const client_args *a, tf_client *c, const op *o, const 
         snprintf(buf, len, "; the connection was lost: run the command again");
         break;
     case TF_ENOENT:
+        if (!out->local && o->kind == OP_PUT && strchr(o->name, '/'))
+            snprintf(buf, len, "; put -p makes the missing directories");
         /* Missing on the server, not a missing local directory. */
         if (!out->local && o->kind == OP_GET && local_dir_exists(o->local))
             snprintf(buf, len, "; see the names it has with: " PROG " %s %s list", a->host,

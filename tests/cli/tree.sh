@@ -36,7 +36,8 @@ printf 'hello tree\n' >x.txt
 expect 0 "$CLIENT" -q $H "$PORT" put x.txt --as a/b/x.txt
 cmp x.txt "$ROOT/a/b/x.txt" || fail "put --as a/b/x.txt"
 expect 6 "$CLIENT" $H "$PORT" put x.txt --as nodir/x.txt
-grep -q 'no such file' "$TMP/err" || fail "put into a missing directory: $(cat "$TMP/err")"
+grep -q 'server: no such file.*put -p makes the missing directories' "$TMP/err" ||
+  fail "put into a missing directory: $(cat "$TMP/err")"
 [[ ! -e $ROOT/nodir ]] || fail "put without -p made the directory"
 expect 0 "$CLIENT" -q $H "$PORT" put -p x.txt --as nodir/deep/x.txt
 cmp x.txt "$ROOT/nodir/deep/x.txt" || fail "put -p did not store nodir/deep/x.txt"
