@@ -22,7 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void say(char *err, size_t len, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void say(char *err, size_t len, const char *fmt,
+                                                      ...)
 {
     va_list ap;
     va_start(ap, fmt);
