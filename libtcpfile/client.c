@@ -76,7 +76,7 @@ int tf__client_buffers(tf_client *c)
 static int handshake(tf_client *c)
 {
     uint8_t out[TF_WIRE_CLIENT_HELLO_SIZE];
-    uint32_t wanted = TF_FEATURE_RESUME | TF_FEATURE_STREAM;
+    uint32_t wanted = TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_PUTX;
     if (c->opt.value[TF_OPT_CHECKSUM])
         wanted |= TF_FEATURE_CHECKSUM;
     tf_wire_client_hello ch = {TF_WIRE_VERSION, TF_WIRE_VERSION, wanted};

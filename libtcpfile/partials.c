@@ -289,7 +289,30 @@ static mode_t publish_mode(void)
 int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
                       tf__err *e)
 {
-    int rc = TF_OK;
+    return tf__upload_commit_locked(rootfd, t, name, overwrite, NULL, NULL, e);
+}
+
+/* Under the commit lock: whether root/name is still the version a
+   conditional put was checked against. */
+static int still_expected(int rootfd, const char *name, const uint64_t *expect_id, tf__err *e)
+{
+    int fd;
+    uint64_t size, id[TF_FS_ID_LEN];
+    tf__err ignored = {{0}};
+    if (tf__fs_open_read(rootfd, name, &fd, &size, id, &ignored) != TF_OK)
+        return tf__fail(e, TF_ECONFLICT, "\"%s\" changed while it was uploaded (it is gone); "
+                                         "not stored", name);
+    close(fd);
+    if (!tf__fs_ids_same(id, expect_id))
+        return tf__fail(e, TF_ECONFLICT, "\"%s\" changed while it was uploaded; not stored",
+                        name);
+    return TF_OK;
+}
+
+int tf__upload_commit_locked(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
+                             pthread_mutex_t *lock, const uint64_t *expect_id, tf__err *e)
+{
+    int rc = TF_OK, locked = 0;
     /* Written private (SERVER_TMP_MODE); published as any new file is. */
     if (fchmod(t->fd, publish_mode()) != 0) {
         rc = tf__fail_fs(e, errno, "cannot set the mode of", name);
@@ -300,7 +323,13 @@ int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrit
                             errno, "cannot flush \"%s\" to disk", name);
         goto out;
     }
+    if (lock) {
+        pthread_mutex_lock(lock);
+        locked = 1;
+    }
     rc = tf__fs_check_target(rootfd, name, overwrite, e);
+    if (rc == TF_OK && expect_id)
+        rc = still_expected(rootfd, name, expect_id, e);
     if (rc != TF_OK)
         goto out;
     /* What is renamed is what we wrote: the staging directory is ours
@@ -322,10 +351,16 @@ int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrit
         goto out;
     }
     t->name[0] = '\0'; /* published: nothing left to remove */
+    if (locked) {
+        pthread_mutex_unlock(lock);
+        locked = 0;
+    }
     /* The rename is durable only once the directory itself is on disk. */
     if (fsync(rootfd) != 0)
         rc = tf__fail_errno(e, TF_EIO, errno, "cannot flush the directory to disk");
 out:
+    if (locked)
+        pthread_mutex_unlock(lock);
     tf__tmpfile_abort(t);
     return rc;
 }

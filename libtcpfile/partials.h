@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 
 #include "rootfs.h"
 
@@ -40,5 +41,12 @@ void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s, size_t max_parti
    failure the temporary is removed. */
 int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
                       tf__err *e);
+/* The same, with the check of the target and the rename done holding lock
+   (NULL: none), so that they are one step with respect to every other
+   commit taking it; and with expect_id (NULL: none), publishing only if
+   root/name is still that version (tf__fs_ids_same), else TF_ECONFLICT. The
+   data's fsync stays outside the lock. */
+int tf__upload_commit_locked(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
+                             pthread_mutex_t *lock, const uint64_t *expect_id, tf__err *e);
 
 #endif /* TF_PARTIALS_H */

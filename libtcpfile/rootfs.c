@@ -89,6 +89,11 @@ int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e)
     return TF_OK;
 }
 
+int tf__fs_ids_same(const uint64_t a[TF_FS_ID_LEN], const uint64_t b[TF_FS_ID_LEN])
+{
+    return memcmp(a, b, 5 * sizeof a[0]) == 0;
+}
+
 int tf__fs_identity(int fd, uint64_t id[TF_FS_ID_LEN])
 {
     struct stat st;

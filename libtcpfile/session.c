@@ -53,7 +53,7 @@ static tf__storage *storage(const session *s)
 
 static uint32_t offered_features(const tf_options *opt)
 {
-    return TF_FEATURE_RESUME | TF_FEATURE_STREAM |
+    return TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_PUTX |
            (opt->value[TF_OPT_CHECKSUM] ? TF_FEATURE_CHECKSUM : 0);
 }
 
@@ -162,6 +162,7 @@ static void request_end(session *s, int keep_partial)
         else
             storage(s)->ops->abort(storage(s), &r->up);
     }
+    tf__digest_end(&r->cur);
     free(r->buf);
     free(r->list);
     if (r->list_held)
@@ -565,10 +566,13 @@ static int hash_prefix_step(session *s)
     if (n > HASH_SLICE)
         n = HASH_SLICE;
     int rc = ensure_buf(r);
+    /* A conditional put hashes the name's current version (open for
+       reading in body_fd) into its own digest, not the upload's. */
+    tf__upload *up = r->op == TF_OP_PUT && !r->cur_hashing ? r->up : NULL;
     if (rc == TF_OK)
-        rc = storage(s)->ops->hash_range(storage(s), r->body_fd,
-                                         r->op == TF_OP_PUT ? r->up : NULL, r->hashed_to, n,
-                                         &r->digest, r->buf, XFER_BUF, &r->err);
+        rc = storage(s)->ops->hash_range(storage(s), r->body_fd, up, r->hashed_to, n,
+                                         r->cur_hashing ? &r->cur : &r->digest, r->buf,
+                                         XFER_BUF, &r->err);
     if (rc != TF_OK)
         return rc;
     r->hashed_to += n;
@@ -582,6 +586,9 @@ static int hash_prefix_step(session *s)
     return TF_OK;
 }
 
+static void put_refuse(session *s, int rc);
+static void put_decide(session *s);
+
 static void continue_send(session *s)
 {
     request *r = s->req;
@@ -589,6 +596,11 @@ static void continue_send(session *s)
         int hrc = hash_prefix_step(s);
         if (hrc != TF_OK) {
             r->prefix_to = r->hashed_to = 0;
+            if (r->cur_hashing) {
+                r->cur_hashing = 0;
+                put_refuse(s, hrc);
+                return;
+            }
             reply_failure(s, hrc, AFTER_IDLE);
             return;
         }
@@ -599,6 +611,17 @@ static void continue_send(session *s)
                 fail_session(s, TF_ENET, "epoll failed");
             return;
         }
+    }
+    if (r->cur_hashing) {
+        /* The current version's digest is complete: remember it (so the
+           next conditional put or get of this version hashes nothing), then
+           decide the put with it. */
+        r->cur_hashing = 0;
+        r->prefix_to = r->hashed_to = 0;
+        tf__digest_final(&r->cur, r->cur_digest);
+        storage(s)->ops->digest_store(storage(s), r->body_fd, r->cur_digest, r->file_id);
+        put_decide(s);
+        return;
     }
     int rc = send_some(s);
     if (rc == 1)
@@ -682,8 +705,17 @@ static int request_valid(session *s, const tf_wire_request *q)
     int resume = (s->features & TF_FEATURE_RESUME) != 0;
     if (q->op != TF_OP_GET && q->op != TF_OP_PUT && q->op != TF_OP_LIST)
         return tf__fail(e, TF_EPROTO, "unknown operation %u", (unsigned)q->op);
-    if (q->flags & ~(TF_REQ_UPLOAD_KEY | TF_REQ_STREAM))
+    uint8_t known = TF_REQ_UPLOAD_KEY | TF_REQ_STREAM;
+    if (q->op == TF_OP_PUT && (s->features & TF_FEATURE_PUTX))
+        known |= TF_REQ_PUTX_MASK;
+    if (q->flags & ~known)
         return tf__fail(e, TF_EPROTO, "unknown request flags 0x%02x", (unsigned)q->flags);
+    /* A pipelined put's payload follows at once: from byte 0, of a known
+       size, so never resumed nor streamed. */
+    if ((q->flags & TF_REQ_NO_GOAHEAD) && (q->flags & (TF_REQ_UPLOAD_KEY | TF_REQ_STREAM)))
+        return tf__fail(e, TF_EPROTO, "no-go-ahead excludes an upload key and streaming");
+    if ((q->flags & TF_REQ_SKIP_SAME) && (q->flags & TF_REQ_STREAM))
+        return tf__fail(e, TF_EPROTO, "skip-if-same needs the size and digest up front");
     if ((q->flags & TF_REQ_UPLOAD_KEY) && (q->op != TF_OP_PUT || !resume))
         return tf__fail(e, TF_EPROTO, "an upload key needs put and resume");
     if ((q->flags & TF_REQ_STREAM) &&
@@ -764,23 +796,211 @@ static void handle_get(session *s, const tf_wire_request *q)
 /* The resumable temporary for an upload key, name and size: a digest of
    the three, so one key cannot reach another name's upload, and bytes kept
    for one size are never resumed for another (a changed file). */
-static void resume_stem(const tf_wire_request *q, char *out, size_t len)
+static void resume_stem(const request *r, char *out, size_t len)
 {
     tf__digest d = {0};
     uint8_t h[TF_DIGEST_SIZE];
     out[0] = '\0';
     if (tf__digest_begin(&d, 1) != TF_OK)
         return;
-    tf__digest_update(&d, q->key, TF_UPLOAD_KEY_SIZE);
-    tf__digest_update(&d, q->name, q->name_len);
+    tf__digest_update(&d, r->key, TF_UPLOAD_KEY_SIZE);
+    tf__digest_update(&d, r->name, strlen(r->name));
     uint8_t size[8];
     for (int i = 0; i < 8; i++)
-        size[i] = (uint8_t)(q->size >> (56 - 8 * i));
+        size[i] = (uint8_t)(r->size >> (56 - 8 * i));
     tf__digest_update(&d, size, sizeof size);
     tf__digest_final(&d, h);
     tf__digest_end(&d);
     for (int i = 0; i < TF_DIGEST_SIZE && (size_t)(2 * i + 2) < len; i++)
         snprintf(out + 2 * i, len - 2 * (size_t)i, "%02x", h[i]);
+}
+
+/* Into the payload: with NO_GOAHEAD at once (no head goes out: the send
+   step finds nothing to send and moves on), else after the go-ahead. */
+static void put_receive(session *s, int goahead)
+{
+    request *r = s->req;
+    r->left = r->size - r->have;
+    if (goahead)
+        queue_head(s, TF_OK, r->have, 0, NULL); /* go ahead, from byte `have` */
+    start_send(s, AFTER_RECV_BODY);
+}
+
+/* Refuses a put. With NO_GOAHEAD its payload and trailer are on their way:
+   they are read and dropped (timed as a request in flight), then the
+   refusal is the answer, so the connection stays in step. */
+static void put_refuse(session *s, int rc)
+{
+    request *r = s->req;
+    if (r->body_fd >= 0) {
+        storage(s)->ops->close_read(storage(s), r->body_fd);
+        r->body_fd = -1;
+    }
+    if (!(r->putx & TF_REQ_NO_GOAHEAD)) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    if (ensure_buf(r) != TF_OK) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    r->drain = 1;
+    r->drain_rc = rc;
+    storage(s)->ops->abort(storage(s), &r->up);
+    r->have = 0;
+    put_receive(s, 0);
+}
+
+/* PARENTS: makes each missing directory on the way to name, as mkdir -p.
+   One that exists must be a directory (never a link: the storage refuses
+   those on the way). */
+static int make_parents(session *s)
+{
+    request *r = s->req;
+    tf__storage *st = storage(s);
+    char path[TF_WIRE_NAME_MAX + 1];
+    for (const char *p = strchr(r->name, '/'); p; p = strchr(p + 1, '/')) {
+        size_t len = (size_t)(p - r->name);
+        memcpy(path, r->name, len);
+        path[len] = '\0';
+        tf__err quiet = {{0}};
+        int rc = st->ops->mkdir(st, path, &quiet);
+        if (rc == TF_EEXIST) {
+            tf__fstat fs;
+            rc = st->ops->stat(st, path, &fs, &r->err);
+            if (rc == TF_OK && fs.type != TF__FT_DIR)
+                rc = tf__fail(&r->err, TF_ENOTDIR, "\"%s\" exists and is not a directory",
+                              path);
+        } else if (rc != TF_OK) {
+            tf__err_take(&r->err, &quiet);
+        }
+        if (rc != TF_OK)
+            return rc;
+    }
+    return TF_OK;
+}
+
+/* The second half of a put, once the current version's digest is known
+   (IF_MATCH, SKIP_SAME): the conditions, skip-if-same, the parents, the
+   target and the staging, then the go-ahead (or straight into the payload
+   with NO_GOAHEAD). */
+static void put_decide(session *s)
+{
+    request *r = s->req;
+    tf__storage *st = storage(s);
+    const tf_options *opt = opts(s);
+    int rc = TF_OK;
+    if (r->putx & TF_REQ_IF_MATCH) {
+        if (!r->cur_exists)
+            rc = tf__fail(&r->err, TF_ECONFLICT,
+                          "\"%s\" does not exist, so it is not the version named", r->name);
+        else if (memcmp(r->cur_digest, r->if_match, TF_DIGEST_SIZE) != 0)
+            rc = tf__fail(&r->err, TF_ECONFLICT,
+                          "\"%s\" is not the version named (its digest differs)", r->name);
+        else
+            r->matched = 1; /* file_id: the version commit_cond checks again */
+    }
+    if (rc == TF_OK && (r->putx & TF_REQ_SKIP_SAME) && r->cur_exists &&
+        r->cur_size == r->size && memcmp(r->cur_digest, r->same, TF_DIGEST_SIZE) == 0) {
+        storage(s)->ops->close_read(st, r->body_fd);
+        r->body_fd = -1;
+        if (r->putx & TF_REQ_MTIME)
+            rc = st->ops->set_mtime(st, r->name, r->mtime_sec, r->mtime_nsec, &r->err);
+        if (rc != TF_OK) {
+            put_refuse(s, rc);
+            return;
+        }
+        r->same_hit = 1;
+        if (r->putx & TF_REQ_NO_GOAHEAD) {
+            r->drain = 1;
+            if (ensure_buf(r) != TF_OK) {
+                fail_session(s, TF_ENOMEM, "out of memory");
+                return;
+            }
+            put_receive(s, 0);
+            return;
+        }
+        /* Already there: this answer ends the put, no payload follows. */
+        r->result = TF_OK;
+        queue_head(s, TF_OK, r->size, TF_RESP_SAME, NULL);
+        start_send(s, AFTER_IDLE);
+        return;
+    }
+    if (r->body_fd >= 0) {
+        st->ops->close_read(st, r->body_fd);
+        r->body_fd = -1;
+    }
+    if (rc == TF_OK && (r->putx & TF_REQ_PARENTS))
+        rc = make_parents(s);
+    /* Refuse before the data moves, not after. */
+    if (rc == TF_OK)
+        rc = st->ops->check_target(st, r->name,
+                                   (r->putx & TF_REQ_IF_ABSENT)
+                                       ? 0
+                                       : (int)opt->value[TF_OPT_OVERWRITE],
+                                   &r->err);
+    if (rc == TF_OK)
+        rc = ensure_buf(r);
+    if (rc == TF_OK && r->keyed) {
+        char stem[2 * TF_DIGEST_SIZE + 1];
+        resume_stem(r, stem, sizeof stem);
+        rc = st->ops->stage_resumable(st, stem, r->size, &r->up, &r->have, &r->has_key,
+                                      &r->err);
+    } else if (rc == TF_OK) {
+        rc = st->ops->stage(st, &r->up, &r->err);
+    }
+    if (rc != TF_OK) {
+        put_refuse(s, rc);
+        return;
+    }
+    /* The partial's bytes go into the digest before the go-ahead, in
+       slices (continue_send). */
+    if (r->have && tf__digest_on(&r->digest))
+        r->prefix_to = r->have;
+    put_receive(s, !(r->putx & TF_REQ_NO_GOAHEAD));
+}
+
+/* IF_ABSENT, checked before the data moves (and again at the commit). */
+static int check_absent(session *s)
+{
+    request *r = s->req;
+    tf__fstat fs;
+    tf__err quiet = {{0}};
+    int rc = storage(s)->ops->stat(storage(s), r->name, &fs, &quiet);
+    if (rc == TF_OK)
+        return tf__fail(&r->err, TF_EEXIST, "\"%s\" already exists (if-absent)", r->name);
+    if (rc == TF_ENOENT || rc == TF_ENOTDIR)
+        return TF_OK; /* absent; a parent in the way fails at the target check */
+    tf__err_take(&r->err, &quiet);
+    return rc;
+}
+
+/* IF_MATCH and SKIP_SAME need the current version and its digest: the
+   remembered one, or one computed in slices (continue_send) before the
+   put is decided. Returns 1 when the hashing has started. */
+static int open_current(session *s, int *rc)
+{
+    request *r = s->req;
+    tf__storage *st = storage(s);
+    tf__err quiet = {{0}};
+    int orc = st->ops->open_read(st, r->name, &r->body_fd, &r->cur_size, r->file_id, &quiet);
+    if (orc != TF_OK) {
+        r->body_fd = -1;
+        /* Nothing (or nothing readable) there: not the version IF_MATCH
+           names, and not the same bytes; the target check says the rest. */
+        return 0;
+    }
+    r->cur_exists = 1;
+    if (st->ops->digest_load(st, r->body_fd, r->file_id, r->cur_digest))
+        return 0;
+    if (tf__digest_begin(&r->cur, 1) != TF_OK) {
+        *rc = tf__fail(&r->err, TF_ENOMEM, "out of memory");
+        return 0;
+    }
+    r->cur_hashing = 1;
+    r->hashed_to = 0;
+    r->prefix_to = r->cur_size; /* 0: continue_send decides at once */
+    return 1;
 }
 
 static void handle_put(session *s, const tf_wire_request *q)
@@ -789,38 +1009,49 @@ static void handle_put(session *s, const tf_wire_request *q)
     const tf_options *opt = opts(s);
     uint64_t max_upload = (uint64_t)opt->value[TF_OPT_MAX_UPLOAD];
     tf__storage *st = storage(s);
+    /* Kept in the request: deciding may wait for a digest. */
+    r->putx = q->flags & TF_REQ_PUTX_MASK;
+    r->size = q->size;
+    r->stream = (q->flags & TF_REQ_STREAM) != 0;
+    if (q->key) {
+        r->keyed = 1;
+        memcpy(r->key, q->key, TF_UPLOAD_KEY_SIZE);
+    }
+    if (q->if_match)
+        memcpy(r->if_match, q->if_match, TF_DIGEST_SIZE);
+    if (q->same)
+        memcpy(r->same, q->same, TF_DIGEST_SIZE);
+    r->mtime_sec = q->mtime_sec;
+    r->mtime_nsec = q->mtime_nsec;
     int rc = check_name(s, q);
+    if (rc == TF_OK && (r->putx & TF_REQ_IF_ABSENT) && (r->putx & TF_REQ_IF_MATCH))
+        rc = tf__fail(&r->err, TF_EINVAL, "if-absent and if-match exclude each other");
+    if (rc == TF_OK && (r->putx & TF_REQ_MTIME) && r->mtime_nsec >= 1000000000u)
+        rc = tf__fail(&r->err, TF_EINVAL, "mtime nanoseconds %u out of range",
+                      (unsigned)r->mtime_nsec);
+    if (rc == TF_OK && r->putx && (!st->ops->commit_cond || !st->ops->set_mtime))
+        rc = tf__fail(&r->err, TF_EINTERNAL, "this storage does not take put extensions");
     if (rc == TF_OK && opt->value[TF_OPT_READ_ONLY])
         rc = tf__fail(&r->err, TF_EACCES, "the server is read-only");
     if (rc == TF_OK && max_upload && q->size > max_upload)
         rc = tf__fail(&r->err, TF_ETOOBIG, "%llu bytes is over the upload limit of %llu",
                       (unsigned long long)q->size, (unsigned long long)max_upload);
-    /* Refuse before the data moves, not after. */
-    if (rc == TF_OK)
-        rc = st->ops->check_target(st, r->name, (int)opt->value[TF_OPT_OVERWRITE], &r->err);
-    if (rc == TF_OK)
-        rc = ensure_buf(r);
-    if (rc == TF_OK && q->key) {
-        char stem[2 * TF_DIGEST_SIZE + 1];
-        resume_stem(q, stem, sizeof stem);
-        rc = st->ops->stage_resumable(st, stem, q->size, &r->up, &r->have, &r->has_key,
-                                      &r->err);
-    } else if (rc == TF_OK) {
-        rc = st->ops->stage(st, &r->up, &r->err);
-    }
+    if (rc == TF_OK && (r->putx & TF_REQ_IF_ABSENT))
+        rc = check_absent(s);
+    int hashing = 0;
+    if (rc == TF_OK && (r->putx & (TF_REQ_IF_MATCH | TF_REQ_SKIP_SAME)))
+        hashing = open_current(s, &rc);
     if (rc != TF_OK) {
-        reply_failure(s, rc, AFTER_IDLE);
+        put_refuse(s, rc);
         return;
     }
-    r->size = q->size;
-    r->stream = (q->flags & TF_REQ_STREAM) != 0;
-    r->left = q->size - r->have;
-    /* The partial's bytes go into the digest before the go-ahead, in
-       slices (continue_send). */
-    if (r->have && tf__digest_on(&r->digest))
-        r->prefix_to = r->have;
-    queue_head(s, TF_OK, r->have, 0, NULL); /* go ahead, from byte `have` */
-    start_send(s, AFTER_RECV_BODY);
+    if (hashing) {
+        /* The send state drives the slices (continue_send), one per turn of
+           the loop; nothing is sent until put_decide. */
+        start_send(s, AFTER_IDLE);
+        return;
+    }
+    put_decide(s);
 }
 
 /* Takes len bytes of the server's listing budget (TF_OPT_MAX_MEMORY) for
@@ -885,7 +1116,7 @@ static void store(tf__storage *st, request *r, const uint8_t *p, size_t n)
        drained so the stream stays in step, and the client hears why. (The
        backend starts writing back as the data comes, so that the fsync
        before the reply, which blocks this worker, has only the tail left.) */
-    if (r->store_rc == TF_OK)
+    if (r->store_rc == TF_OK && !r->drain)
         r->store_rc = st->ops->write(st, r->up, p, n, &r->store_err);
     if (!r->stream)
         r->left -= n;
@@ -895,6 +1126,18 @@ static void store(tf__storage *st, request *r, const uint8_t *p, size_t n)
 static void finish_put(session *s, int verdict, const tf__err *verdict_err)
 {
     request *r = s->req;
+    if (r->drain) {
+        /* A pipelined put decided before its payload came: the payload was
+           dropped, and the answer is that decision, whatever the trailer. */
+        if (!r->same_hit) {
+            reply_failure(s, r->drain_rc, AFTER_IDLE);
+            return;
+        }
+        r->result = TF_OK;
+        queue_head(s, TF_OK, r->size, TF_RESP_SAME, NULL);
+        start_send(s, AFTER_IDLE);
+        return;
+    }
     int rc = r->store_rc;
     if (verdict != TF_OK) {
         rc = verdict;
@@ -907,10 +1150,19 @@ static void finish_put(session *s, int verdict, const tf__err *verdict_err)
        the same size, would leave the same timestamps and a stale digest
        that every later get would fail on. The first get after it has
        settled remembers it (build_trailer). */
-    if (rc == TF_OK)
-        rc = storage(s)->ops->commit(storage(s), &r->up, r->name,
-                                     (int)opts(s)->value[TF_OPT_OVERWRITE], &r->err);
-    else
+    int overwrite = (int)opts(s)->value[TF_OPT_OVERWRITE];
+    if (rc == TF_OK && r->putx) {
+        tf__commit_cond cond = {
+            .overwrite = (r->putx & TF_REQ_IF_ABSENT) ? 0 : overwrite,
+            .expect_id = r->matched ? r->file_id : NULL,
+            .set_mtime = (r->putx & TF_REQ_MTIME) != 0,
+            .mtime_sec = r->mtime_sec,
+            .mtime_nsec = r->mtime_nsec,
+        };
+        rc = storage(s)->ops->commit_cond(storage(s), &r->up, r->name, &cond, &r->err);
+    } else if (rc == TF_OK) {
+        rc = storage(s)->ops->commit(storage(s), &r->up, r->name, overwrite, &r->err);
+    } else
         storage(s)->ops->abort(storage(s), &r->up);
     if (rc != TF_OK) {
         reply_failure(s, rc, AFTER_IDLE);
@@ -1175,6 +1427,15 @@ static void on_request(session *s)
     if (q.key) {
         memcpy(key, q.key, sizeof key);
         q.key = key;
+    }
+    uint8_t if_match[TF_WIRE_EXT_DIGEST], same[TF_WIRE_EXT_DIGEST];
+    if (q.if_match) {
+        memcpy(if_match, q.if_match, sizeof if_match);
+        q.if_match = if_match;
+    }
+    if (q.same) {
+        memcpy(same, q.same, sizeof same);
+        q.same = same;
     }
     char name[TF_WIRE_NAME_MAX];
     memcpy(name, q.name, q.name_len);

@@ -113,6 +113,26 @@ typedef struct request {
     uint8_t chunk_head[TF_WIRE_CHUNK_HEAD_SIZE];
     size_t chunk_head_len;  /* bytes of the next chunk's head so far */
 
+    /* put extensions (PUTX): the request's fields, kept here since deciding
+       may wait for the current version's digest (hashed in slices). */
+    uint8_t putx;           /* TF_REQ_PARENTS .. TF_REQ_NO_GOAHEAD bits */
+    uint8_t if_match[TF_DIGEST_SIZE];
+    uint8_t same[TF_DIGEST_SIZE];
+    int64_t mtime_sec;
+    uint32_t mtime_nsec;
+    int keyed;              /* an upload key came: key[] */
+    uint8_t key[TF_UPLOAD_KEY_SIZE];
+    int cur_exists;         /* name held a regular file: body_fd, file_id */
+    int cur_hashing;        /* its digest is being computed (prefix_to) */
+    uint64_t cur_size;
+    uint8_t cur_digest[TF_DIGEST_SIZE];
+    tf__digest cur;         /* its digest while computed; ended by request_end */
+    int matched;            /* IF_MATCH held: commit only over file_id */
+    int drain;              /* NO_GOAHEAD: read and drop the payload, then
+                               answer drain_rc (or SAME when same_hit) */
+    int drain_rc;
+    int same_hit;           /* SKIP_SAME: the bytes are already there */
+
     /* Last, and not cleared between uses (request_begin): 4 KiB. */
     char name[TF_WIRE_NAME_MAX + 1];
 } request;

@@ -50,6 +50,16 @@ typedef struct tf__dirent {
 /* Entries a list_next returns at most: a listing never holds more. */
 #define TF_STORAGE_LIST_BATCH 64
 
+/* What commit_cond checks and does beyond commit (PUTX). */
+typedef struct tf__commit_cond {
+    int overwrite;            /* 0: TF_EEXIST if name exists (IF_ABSENT too) */
+    const uint64_t *expect_id; /* IF_MATCH: publish only if name is still this
+                                  version (open_read's id), else TF_ECONFLICT */
+    int set_mtime;            /* MTIME: give the file this time first */
+    int64_t mtime_sec;
+    uint32_t mtime_nsec;
+} tf__commit_cond;
+
 /* rename's flags */
 #define TF_STORAGE_NOREPLACE 1u /* fail with TF_EEXIST if `to` exists */
 
@@ -121,6 +131,18 @@ typedef struct tf__storage_ops {
     int (*rename)(tf__storage *, const char *from, const char *to, unsigned flags,
                   tf__err *e);
     int (*mkdir)(tf__storage *, const char *path, tf__err *e);
+
+    /* ---- put extensions (PUTX) ---- */
+    /* As commit, with c's conditions. The check of expect_id and the
+       publishing are one step with respect to every other commit and
+       commit_cond of this storage (the local backend: a lock held across
+       the comparison and the rename; plain commits take it too). */
+    int (*commit_cond)(tf__storage *, tf__upload **up, const char *name,
+                       const tf__commit_cond *c, tf__err *e);
+    /* Sets a file's modification (and access) time, never through a
+       symbolic link. TF_ENOENT, TF_EACCES, TF_EINVAL (a time the file
+       system refuses). */
+    int (*set_mtime)(tf__storage *, const char *path, int64_t sec, uint32_t nsec, tf__err *e);
 
     /* ---- upkeep ---- */
     /* Removes leftovers: every plain staged upload when all_plain (at start

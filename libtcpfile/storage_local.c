@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,9 @@ typedef struct local {
     int rootfd;
     tf__storage_local_config cfg;
     tf__digest_cache mem; /* used when read-only */
+    /* Held across the target check and the rename of every commit, so that
+       a conditional put's check and publishing are one step (PUTX). */
+    pthread_mutex_t commit_lock;
 } local;
 
 struct tf__upload {
@@ -160,7 +164,32 @@ static int l_commit(tf__storage *st, tf__upload **up, const char *name, int over
 {
     if (!*up)
         return tf__fail(e, TF_EINTERNAL, "no upload to commit");
-    int rc = tf__upload_commit(L(st)->rootfd, &(*up)->tmp, name, overwrite, e);
+    int rc = tf__upload_commit_locked(L(st)->rootfd, &(*up)->tmp, name, overwrite,
+                                      &L(st)->commit_lock, NULL, e);
+    free(*up);
+    *up = NULL;
+    return rc;
+}
+
+static int l_commit_cond(tf__storage *st, tf__upload **up, const char *name,
+                         const tf__commit_cond *c, tf__err *e)
+{
+    if (!*up)
+        return tf__fail(e, TF_EINTERNAL, "no upload to commit");
+    int rc = TF_OK;
+    if (c->set_mtime) {
+        /* Before the rename, so the file appears with its time. */
+        struct timespec ts[2] = {{.tv_sec = (time_t)c->mtime_sec, .tv_nsec = c->mtime_nsec},
+                                 {.tv_sec = (time_t)c->mtime_sec, .tv_nsec = c->mtime_nsec}};
+        if (futimens((*up)->tmp.fd, ts) != 0)
+            rc = tf__fail_errno(e, errno == EINVAL || errno == EOVERFLOW ? TF_EINVAL : TF_EIO,
+                                errno, "cannot set the time of \"%s\"", name);
+    }
+    if (rc == TF_OK)
+        rc = tf__upload_commit_locked(L(st)->rootfd, &(*up)->tmp, name, c->overwrite,
+                                      &L(st)->commit_lock, c->expect_id, e);
+    else
+        tf__tmpfile_abort(&(*up)->tmp);
     free(*up);
     *up = NULL;
     return rc;
@@ -433,6 +462,25 @@ static int l_rename(tf__storage *st, const char *from, const char *to, unsigned 
     return rc;
 }
 
+static int l_set_mtime(tf__storage *st, const char *path, int64_t sec, uint32_t nsec,
+                       tf__err *e)
+{
+    local *l = L(st);
+    int dirfd;
+    const char *base;
+    int rc = open_parent(l, path, &dirfd, &base, e);
+    if (rc != TF_OK)
+        return rc;
+    struct timespec ts[2] = {{.tv_sec = (time_t)sec, .tv_nsec = nsec},
+                             {.tv_sec = (time_t)sec, .tv_nsec = nsec}};
+    if (utimensat(dirfd, base, ts, AT_SYMLINK_NOFOLLOW) != 0)
+        rc = errno == EINVAL || errno == EOVERFLOW
+                 ? tf__fail_errno(e, TF_EINVAL, errno, "cannot set the time of \"%s\"", path)
+                 : tf__fail_fs(e, errno, "cannot set the time of", path);
+    close_parent(l, dirfd);
+    return rc;
+}
+
 static int l_mkdir(tf__storage *st, const char *path, tf__err *e)
 {
     local *l = L(st);
@@ -466,6 +514,7 @@ static void l_close(tf__storage *st)
     if (l->rootfd >= 0)
         close(l->rootfd);
     tf__digest_cache_destroy(&l->mem);
+    pthread_mutex_destroy(&l->commit_lock);
     free(l);
 }
 
@@ -491,6 +540,8 @@ static const tf__storage_ops local_ops = {
     .remove = l_remove,
     .rename = l_rename,
     .mkdir = l_mkdir,
+    .commit_cond = l_commit_cond,
+    .set_mtime = l_set_mtime,
     .sweep = l_sweep,
     .close = l_close,
 };
@@ -506,6 +557,7 @@ int tf__storage_local_open(tf__storage **out, const char *root,
     l->base.reserved = TF_TMP_DIR;
     l->cfg = *cfg;
     tf__digest_cache_init(&l->mem);
+    pthread_mutex_init(&l->commit_lock, NULL);
     int rc = tf__root_open(root, &l->rootfd, e);
     if (rc != TF_OK) {
         l->rootfd = -1;

@@ -46,29 +46,17 @@ uint64_t tf__get_u64(const uint8_t *p)
     return ((uint64_t)tf__get_u32(p) << 32) | tf__get_u32(p + 4);
 }
 
-/* The last code of the first run that travels: those after it up to
-   WIRE_LOCAL_LAST (TF_ERESOLVE, ...) are a client's own, about reaching a
-   server, and never sent. From WIRE_SECOND on, codes travel again. */
+/* The codes the wire carries: up to TF_EINTERNAL, then the tree's
+   (TF_ENOTDIR..TF_ENOTEMPTY) and TF_ECONFLICT (PUTX). The three between them
+   (TF_ERESOLVE, TF_ECONNREFUSED, TF_EPEERVERIFY) are a client's own, about
+   reaching a server, and never sent; a status of their number is unknown. */
 #define WIRE_LAST TF_EINTERNAL
-#define WIRE_LOCAL_LAST (-18)
-#define WIRE_SECOND (-19)
-
-/* Whether code is one this build knows (a gap in the table is not). */
-static int wire_code_known(int code)
-{
-    switch (code) {
-#define TF__ERR_CASE(name, value, msg) case TF_##name:
-        TF_ERRNO_MAP(TF__ERR_CASE)
-#undef TF__ERR_CASE
-        return 1;
-    default:
-        return 0;
-    }
-}
+#define WIRE_TREE_FIRST TF_ENOTDIR
+#define WIRE_TREE_LAST TF_ECONFLICT
 
 static int wire_travels(int code)
 {
-    return code < 0 && (code >= WIRE_LAST || (code <= WIRE_SECOND && wire_code_known(code)));
+    return (code < 0 && code >= WIRE_LAST) || (code <= WIRE_TREE_FIRST && code >= WIRE_TREE_LAST);
 }
 
 uint16_t tf__wire_status(int code)
@@ -80,8 +68,6 @@ uint16_t tf__wire_status(int code)
     return (uint16_t)-code;
 }
 
-/* Only the codes that travel are known: a status of a client's own code
-   (16-18), or one this build has no code for, is unknown. */
 int tf__wire_status_known(uint16_t status)
 {
     return status == 0 || wire_travels(-(int)status);
