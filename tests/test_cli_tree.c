@@ -167,6 +167,48 @@ static void test_walk_skips_links(void **state)
     tree_list_free(&l);
 }
 
+static void test_remove_and_mkdir(void **state)
+{
+    (void)state;
+    char root[PATH_MAX], err[256], probe[PATH_MAX];
+    put_dir("rm");
+    put_dir("rm/sub");
+    put_file("rm/sub/f", "x");
+    put_dir("victim");
+    put_file("victim/keep", "k");
+    snprintf(root, sizeof root, "%s/rm", g_dir);
+    char link[PATH_MAX];
+    snprintf(link, sizeof link, "%s/rm/ln", g_dir);
+    assert_int_equal(symlink("../victim", link), 0);
+    /* Through a link: refused, the target untouched. */
+    assert_int_equal(tree_local_remove(root, "ln/keep", 0, err, sizeof err), -1);
+    snprintf(probe, sizeof probe, "%s/victim/keep", g_dir);
+    assert_int_equal(access(probe, F_OK), 0);
+    /* The link itself is removed as a link, never followed. */
+    assert_int_equal(tree_local_remove(root, "ln", 0, err, sizeof err), 0);
+    assert_int_equal(access(probe, F_OK), 0);
+    assert_int_equal(tree_local_remove(root, "../victim/keep", 0, err, sizeof err), -1);
+    assert_int_equal(tree_local_remove(root, "sub", 1, err, sizeof err), -1); /* not empty */
+    assert_int_equal(tree_local_remove(root, "sub/f", 0, err, sizeof err), 0);
+    assert_int_equal(tree_local_remove(root, "sub", 1, err, sizeof err), 0);
+    snprintf(probe, sizeof probe, "%s/rm/sub", g_dir);
+    assert_int_equal(access(probe, F_OK), -1);
+    /* mkdirs 2: the path itself is a directory, made when missing. */
+    assert_int_equal(tree_local_safe(root, "a/b/c", 2, err, sizeof err), 0);
+    assert_int_equal(tree_local_safe(root, "a/b/c", 2, err, sizeof err), 0);
+    snprintf(probe, sizeof probe, "%s/rm/a/b/c", g_dir);
+    struct stat st;
+    assert_int_equal(lstat(probe, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    put_file("rm/a/file", "f");
+    assert_int_equal(tree_local_safe(root, "a/file", 2, err, sizeof err), -1);
+    /* The client's own temporaries are never walked. */
+    assert_int_equal(tree_is_temp(".tcpfile-part-Ab12Cd"), 1);
+    assert_int_equal(tree_is_temp(".big.bin.tcpfile-part"), 1);
+    assert_int_equal(tree_is_temp("big.bin.tcpfile-part"), 0);
+    assert_int_equal(tree_is_temp("notes.txt"), 0);
+}
+
 static void add(tree_list *l, const char *p, int dir, uint64_t size, int64_t mtime)
 {
     assert_int_equal(tree_list_add(l, p, dir, size, mtime), 0);
@@ -249,6 +291,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_local_safe_refuses_links),
         cmocka_unit_test(test_walk_skips_links),
         cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_remove_and_mkdir),
     };
     return TU_RUN_GROUP("cli_tree", tests, setup, teardown, argc > 1 ? argv[1] : NULL);
 }
