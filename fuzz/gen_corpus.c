@@ -340,6 +340,49 @@ static void gen_names(void)
     }
 }
 
+/* fuzz_tree: a mode byte (0 stat record, 1 listdir chunk, 2 request),
+   then its input. */
+static void gen_tree(void)
+{
+    buf b = {.len = 0};
+    u8(&b, 0);
+    tf_wire_stat st = {1, TF_WIRE_STAT_HAS_DIGEST, 5, 1234, 1700000000, {1, 2, 3}};
+    long n = tf__wire_encode_stat(b.data + b.len, sizeof b.data - b.len, &st);
+    need(n);
+    b.len += (size_t)n;
+    save("tree", "stat-file", &b);
+
+    b.len = 0;
+    u8(&b, 1);
+    u16(&b, 4096);
+    static const tf_wire_dirent ents[] = {{"a", 1, 2, 0, 0, 1}, {"a/b.txt", 7, 1, 9, 77, 2}};
+    for (size_t i = 0; i < 2; i++) {
+        n = tf__wire_encode_dirent(b.data + b.len, sizeof b.data - b.len, &ents[i]);
+        need(n);
+        b.len += (size_t)n;
+    }
+    save("tree", "chunk-two", &b);
+
+    b.len = 0;
+    u8(&b, 2);
+    u16(&b, 4096);
+    n = tf__wire_encode_rename(b.data + b.len, sizeof b.data - b.len, TF_REQ_RENAME_NOREPLACE,
+                               "a/b", 3, "c/d", 3);
+    need(n);
+    b.len += (size_t)n;
+    save("tree", "rename", &b);
+
+    b.len = 0;
+    u8(&b, 2);
+    u16(&b, 255);
+    tf_wire_request r = {.op = TF_OP_LISTDIR, .flags = TF_REQ_LIST_RECURSIVE, .name = "dir",
+                         .name_len = 3};
+    n = tf__wire_encode_request(b.data + b.len, sizeof b.data - b.len, &r);
+    need(n);
+    b.len += (size_t)n;
+    save("tree", "listdir", &b);
+}
+
 /* fuzz_server: a control byte (bit 0: no hello; bits 1-2: which server;
    bit 3: CHECKSUM, bit 4: RESUME asked for), then the client's side of a
    conversation. */
@@ -502,5 +545,6 @@ int main(int argc, char **argv)
     gen_list();
     gen_names();
     gen_server();
+    gen_tree();
     return 0;
 }

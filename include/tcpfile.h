@@ -196,8 +196,9 @@ typedef enum tf_option {
        deeper path is TF_EINVAL. */
     TF_OPT_MAX_DEPTH = 21,
     /* both: longest path in bytes, separators included, 1..4096. Default
-       4096. Announced and applied as TF_OPT_MAX_DEPTH; a longer path is
-       TF_EINVAL. (Each component is still limited by TF_OPT_MAX_NAME_LEN.) */
+       4096. Not announced: the server answers a longer path with
+       TF_EINVAL, a client refuses to send one. (Each component is still
+       limited by TF_OPT_MAX_NAME_LEN.) */
     TF_OPT_MAX_PATH = 22
 } tf_option;
 
@@ -720,9 +721,10 @@ TF_API size_t tf_escape(char *out, size_t out_len, const void *text, size_t len,
 /* 1 when the server of c speaks paths and the calls below (both hellos set
    the TREE feature), else 0 (c NULL too). */
 TF_API int tf_client_has_tree(const tf_client *c);
-/* The path limits in use on c: the lower of the server's announcement and
-   this client's TF_OPT_MAX_PATH / TF_OPT_MAX_DEPTH. TF_EINVAL when c is
-   NULL; without TREE, max_path is tf_client_max_name and max_depth 1. */
+/* The path limits c checks paths against before sending them: this
+   client's TF_OPT_MAX_PATH, and the lower of the server's announced depth
+   and this client's TF_OPT_MAX_DEPTH. TF_EINVAL when c is NULL; without
+   TREE, max_path is tf_client_max_name and max_depth 1. */
 TF_API int tf_client_max_path(const tf_client *c);
 TF_API int tf_client_max_depth(const tf_client *c);
 

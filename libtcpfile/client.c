@@ -22,7 +22,9 @@
 
 static const char *op_name(int op)
 {
-    return op == TF_OP_GET ? "get" : op == TF_OP_PUT ? "put" : "list";
+    static const char *const names[] = {"request", "get", "put", "list", "request",
+                                        "stat", "mkdir", "remove", "rename", "list"};
+    return op >= 0 && op < (int)(sizeof names / sizeof names[0]) ? names[op] : "request";
 }
 
 int tf__client_fatal(int rc)
@@ -48,11 +50,17 @@ int tf__client_usable(tf_client *c)
     if (c->broken)
         return tf__fail(&c->err, TF_ENET,
                         "the connection was closed after an earlier failure; reconnect");
+    if (c->dir)
+        return tf__fail(&c->err, TF_EBUSY,
+                        "a directory listing is being read on this connection "
+                        "(tf_dir_close it first)");
     return TF_OK;
 }
 
 int tf__client_check_name(tf_client *c, const char *name)
 {
+    if (tf_client_has_tree(c))
+        return tf__client_check_path(c, name, "path");
     const char *why;
     if (tf_name_check(name, c->max_name, &why) != TF_OK)
         return tf__fail(&c->err, TF_EINVAL, "bad name \"%s\": %s (at most %u bytes)",
@@ -76,7 +84,7 @@ int tf__client_buffers(tf_client *c)
 static int handshake(tf_client *c)
 {
     uint8_t out[TF_WIRE_CLIENT_HELLO_SIZE];
-    uint32_t wanted = TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_PUTX;
+    uint32_t wanted = TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_PUTX | TF_FEATURE_TREE;
     if (c->opt.value[TF_OPT_CHECKSUM])
         wanted |= TF_FEATURE_CHECKSUM;
     tf_wire_client_hello ch = {TF_WIRE_VERSION, TF_WIRE_VERSION, wanted};
@@ -120,6 +128,14 @@ static int handshake(tf_client *c)
     c->features = sh.features & wanted;
     c->max_name = sh.max_name;
     c->max_upload = sh.max_upload;
+    if (c->features & TF_FEATURE_TREE) {
+        /* The server's depth (0: not announced); its max_path is not
+           announced, so ours stands (a longer one gets EINVAL anyway). */
+        uint16_t depth = tf__wire_server_hello_depth(in);
+        int64_t mine = c->opt.value[TF_OPT_MAX_DEPTH];
+        c->max_depth = (uint16_t)(depth && depth < mine ? depth : mine);
+        c->max_path = (uint16_t)c->opt.value[TF_OPT_MAX_PATH];
+    }
     return TF_OK;
 }
 
@@ -451,11 +467,12 @@ int tf_get(tf_client *c, const char *name, const char *local_path)
     char final[4096];
     uint64_t have = 0;
     int resume = c->opt.value[TF_OPT_RESUME] && (c->features & TF_FEATURE_RESUME);
-    const char *path = local_path ? local_path : name;
+    const char *path = local_path ? local_path : tf__path_leaf(name);
     if (resume)
-        rc = tf__local_begin_resumable(path, name, &t, final, sizeof final, &have, &c->err);
+        rc = tf__local_begin_resumable(path, tf__path_leaf(name), &t, final, sizeof final,
+                                       &have, &c->err);
     else
-        rc = tf__local_begin(path, name, &t, final, sizeof final, &c->err);
+        rc = tf__local_begin(path, tf__path_leaf(name), &t, final, sizeof final, &c->err);
     if (rc != TF_OK)
         return rc;
     int unvouched = 0;

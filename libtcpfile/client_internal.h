@@ -72,6 +72,12 @@ int tf__client_fatal(int rc);
 int tf__client_usable(tf_client *c);
 /* Checks a name against the server's limit; TF_EINVAL says why. */
 int tf__client_check_name(tf_client *c, const char *name);
+/* With TREE: checks a path against the rules and c's limits; TF_EINVAL
+   (or TF_EACCES for the staging directory) says why, what naming it. */
+int tf__client_check_path(tf_client *c, const char *path, const char *what);
+/* The last component of a path (the path itself when it has one): where
+   a get stores by default. */
+const char *tf__path_leaf(const char *path);
 /* Allocates c->buf (and the stream's read buffer) on first use. */
 int tf__client_buffers(tf_client *c);
 /* Reads one response to op; a failure status is returned as its code. */

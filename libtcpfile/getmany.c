@@ -181,8 +181,8 @@ static int receive_item(tf_client *c, tf_get_item *it, long index)
         return rc != TF_OK ? rc : tf__client_receive_fd(c, it->fd, size, index);
     tf__tmpfile t;
     char final[4096];
-    const char *path = it->local_path ? it->local_path : it->name;
-    rc = tf__local_begin(path, it->name, &t, final, sizeof final, &c->err);
+    const char *path = it->local_path ? it->local_path : tf__path_leaf(it->name);
+    rc = tf__local_begin(path, tf__path_leaf(it->name), &t, final, sizeof final, &c->err);
     if (rc != TF_OK) {
         /* Keeps the stream in step; its own failure cannot overwrite why
            this item failed (the first message wins). */

@@ -52,6 +52,8 @@ int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size,
                             name);
         if (errno == ENOENT)
             return tf__fail(e, TF_ENOENT, "no file named \"%s\"", name);
+        if (errno == ENOTDIR) /* a path through a file: the session says ENOENT to v1 */
+            return tf__fail(e, TF_ENOTDIR, "a component of \"%s\" is not a directory", name);
         /* Opening a socket file, or a device without a driver, for reading
            fails with ENXIO / ENODEV: not a regular file either. */
         if (errno == ENXIO || errno == ENODEV)
@@ -67,6 +69,8 @@ int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size,
     if (!S_ISREG(st.st_mode)) {
         close(*fd);
         *fd = -1;
+        if (S_ISDIR(st.st_mode)) /* the session says EACCES to v1 */
+            return tf__fail(e, TF_EISDIR, "\"%s\" is a directory", name);
         return tf__fail(e, TF_EACCES, "\"%s\" is not a regular file", name);
     }
     *size = (uint64_t)st.st_size;
@@ -81,6 +85,8 @@ int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e)
     if (fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
         return errno == ENAMETOOLONG ? tf__fail_fs(e, errno, "cannot store", name)
                                      : TF_OK; /* nothing there (yet) */
+    if (S_ISDIR(st.st_mode)) /* the session says EACCES to v1 */
+        return tf__fail(e, TF_EISDIR, "\"%s\" is a directory", name);
     if (!S_ISREG(st.st_mode))
         return tf__fail(e, TF_EACCES, "\"%s\" exists and is not a regular file", name);
     if (!overwrite)

@@ -19,6 +19,7 @@
 #include "listing.h"
 #include "netio.h"
 #include "session.h"
+#include "walk.h"
 
 #define XFER_BUF ((size_t)256 << 10)
 /* Most bytes one session moves per event, so that one fast peer cannot
@@ -53,9 +54,21 @@ static tf__storage *storage(const session *s)
 
 static uint32_t offered_features(const tf_options *opt)
 {
-    return TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_PUTX |
+    return TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_PUTX | TF_FEATURE_TREE |
            (opt->value[TF_OPT_CHECKSUM] ? TF_FEATURE_CHECKSUM : 0);
 }
+
+/* The tree's operations (section 3a), one line each: what the log calls
+   it, whether it changes the tree (refused on a read-only server), the
+   request flags it takes, and its handler. Rights per op go here. */
+typedef struct tree_op {
+    uint8_t op;
+    const char *label;
+    int writes;
+    uint8_t flags;
+    void (*handle)(session *s, const tf_wire_request *q);
+} tree_op;
+static const tree_op *find_tree_op(int op);
 
 /* ---- logging -------------------------------------------------------------- */
 
@@ -68,8 +81,10 @@ static const char *op_label(int op)
         return "put";
     case TF_OP_LIST:
         return "list";
-    default:
-        return "bad-request";
+    default: {
+        const tree_op *t = find_tree_op(op);
+        return t ? t->label : "bad-request";
+    }
     }
 }
 
@@ -167,6 +182,7 @@ static void request_end(session *s, int keep_partial)
     free(r->list);
     if (r->list_held)
         atomic_fetch_sub(s->ctx->list_bytes, (uint64_t)r->list_held);
+    tf__walk_close(r->walk);
     s->req = NULL;
     tf__session_ctx *w = s->ctx;
     if (w->nspare < REQUEST_POOL_MAX) {
@@ -285,9 +301,28 @@ static int progressed(session *s, size_t bytes)
 
 /* ---- output ------------------------------------------------------------------- */
 
+/* The tree's codes (TF_ENOTDIR, TF_EISDIR, TF_ENOTEMPTY) travel only to a
+   client that uses TREE; an older one hears what version 1 said. */
+static int code_for_peer(const session *s, int code)
+{
+    if (s->features & TF_FEATURE_TREE)
+        return code;
+    switch (code) {
+    case TF_ENOTDIR:
+        return TF_ENOENT;
+    case TF_EISDIR:
+        return TF_EACCES;
+    case TF_ENOTEMPTY:
+        return TF_EEXIST;
+    default:
+        return code;
+    }
+}
+
 static void queue_head(session *s, int code, uint64_t size, uint8_t flags, const char *msg)
 {
     request *r = s->req;
+    code = code_for_peer(s, code);
     size_t mlen = msg ? strlen(msg) : 0;
     if (mlen > TF_WIRE_MESSAGE_MAX)
         mlen = TF_WIRE_MESSAGE_MAX;
@@ -386,7 +421,7 @@ static ssize_t send_mem_step(session *s)
     request *r = s->req;
     size_t n = r->body_left < SENDFILE_STEP ? (size_t)r->body_left : SENDFILE_STEP;
     ssize_t k = send_bytes(s, r->body_mem + r->body_off, n, 0);
-    if (k > 0)
+    if (k > 0 && !r->walk) /* a listdir hashes its entries, not its chunk heads */
         tf__digest_update(&r->digest, r->body_mem + r->body_off, (size_t)k);
     return k;
 }
@@ -473,6 +508,44 @@ static ssize_t send_body_step(session *s)
                                                            : SENDFILE_STEP, 0);
 }
 
+/* A listdir's entries per chunk, at most (the chunk is r->buf). */
+#define WALK_CHUNK ((size_t)64 << 10)
+
+/* Queues a listdir's next chunk as the body: entries from the walk, or
+   the end marker once it has ended (or failed: then no entries more, and
+   the trailer carries the failure). Called only when the previous chunk
+   is out, so a chunk is produced when the socket has taken the last one:
+   the listing is never ahead of the client by more than a chunk. Returns
+   the bytes of directory work done for nothing (entries all skipped). */
+static size_t walk_step(session *s)
+{
+    request *r = s->req;
+    size_t len = 0;
+    int done = 1;
+    if (!r->walk_ended) {
+        int rc = tf__walk_fill(r->walk, r->buf + TF_WIRE_CHUNK_HEAD_SIZE, WALK_CHUNK, &len,
+                               &done, &r->err);
+        if (rc != TF_OK) {
+            r->walk_rc = rc;
+            len = 0;
+            done = 1;
+        }
+        r->walk_ended = done;
+        if (len == 0 && !done)
+            return WALK_CHUNK; /* directories read, nothing listed yet */
+        if (len == 0)
+            return 0; /* the end marker next time round */
+        tf__digest_update(&r->digest, r->buf + TF_WIRE_CHUNK_HEAD_SIZE, len);
+    } else {
+        r->walk_over = 1; /* the end marker */
+    }
+    tf__wire_encode_chunk_head(r->buf, TF_WIRE_CHUNK_HEAD_SIZE, (uint32_t)len);
+    r->body_mem = r->buf;
+    r->body_off = 0;
+    r->body_left = TF_WIRE_CHUNK_HEAD_SIZE + len;
+    return 0;
+}
+
 /* Writes what it can. Returns 1 when the response is out, 0 when the
    socket is full, -1 when the connection failed (s is closed). */
 static int send_some(session *s)
@@ -493,7 +566,13 @@ static int send_some(session *s)
                 r->body_left -= (uint64_t)k;
                 r->bytes += (uint64_t)k;
             }
+        } else if (r->walk && !r->walk_over) {
+            size_t idle = walk_step(s);
+            budget -= idle < budget ? idle : budget;
+            continue;
         } else if (r->has_trailer && r->tail_len == 0) {
+            if (r->walk)
+                r->body_rc = r->walk_rc; /* only now: see the zeros above */
             build_trailer(s);
             continue;
         } else if (r->tail_pos < r->tail_len) {
@@ -588,6 +667,7 @@ static int hash_prefix_step(session *s)
 
 static void put_refuse(session *s, int rc);
 static void put_decide(session *s);
+static void stat_finish(session *s);
 
 static void continue_send(session *s)
 {
@@ -596,6 +676,7 @@ static void continue_send(session *s)
         int hrc = hash_prefix_step(s);
         if (hrc != TF_OK) {
             r->prefix_to = r->hashed_to = 0;
+            r->stat_pending = 0;
             if (r->cur_hashing) {
                 r->cur_hashing = 0;
                 put_refuse(s, hrc);
@@ -623,6 +704,8 @@ static void continue_send(session *s)
         put_decide(s);
         return;
     }
+    if (r->stat_pending)
+        stat_finish(s);
     int rc = send_some(s);
     if (rc == 1)
         sent(s);
@@ -682,8 +765,33 @@ static void start_send(session *s, after_send after)
 
 /* ---- requests ------------------------------------------------------------------ */
 
+static tf__path_limits path_limits(const session *s)
+{
+    const tf_options *opt = opts(s);
+    tf__path_limits lim = {(size_t)opt->value[TF_OPT_MAX_NAME_LEN],
+                           (size_t)opt->value[TF_OPT_MAX_DEPTH],
+                           (size_t)opt->value[TF_OPT_MAX_PATH]};
+    return lim;
+}
+
+/* A path of a TREE request (what = "path", "new path"): the path rules,
+   TF_EACCES for the staging directory as any component. */
+static int check_path(session *s, const char *p, size_t len, const char *what)
+{
+    char why[TF__PATH_WHY_MAX];
+    tf__path_limits lim = path_limits(s);
+    int rc = tf__path_check_bytes(p, len, &lim, why, sizeof why);
+    if (rc == TF_EINVAL)
+        return tf__fail(&s->req->err, rc, "bad %s: %s", what, why);
+    if (rc != TF_OK)
+        return tf__fail(&s->req->err, rc, "%s", why);
+    return TF_OK;
+}
+
 static int check_name(session *s, const tf_wire_request *q)
 {
+    if (s->features & TF_FEATURE_TREE)
+        return check_path(s, q->name, q->name_len, "path");
     const char *why;
     size_t max = (size_t)opts(s)->value[TF_OPT_MAX_NAME_LEN];
     if (tf__name_check_bytes(q->name, q->name_len, max, &why) != TF_OK)
@@ -703,6 +811,22 @@ static int request_valid(session *s, const tf_wire_request *q)
 {
     tf__err *e = &s->req->err;
     int resume = (s->features & TF_FEATURE_RESUME) != 0;
+    const tree_op *t = (s->features & TF_FEATURE_TREE) ? find_tree_op(q->op) : NULL;
+    if (t) {
+        if (q->flags & ~t->flags)
+            return tf__fail(e, TF_EPROTO, "unknown %s flags 0x%02x", t->label,
+                            (unsigned)q->flags);
+        if (q->offset != 0)
+            return tf__fail(e, TF_EPROTO, "an offset needs get and resume");
+        size_t to_len;
+        tf__wire_request_to(q, &to_len);
+        if (q->op == TF_OP_RENAME ? to_len == 0 : q->size != 0)
+            return tf__fail(e, TF_EPROTO, q->op == TF_OP_RENAME
+                                              ? "a rename's size is its new path's length, "
+                                                "1..4096"
+                                              : "a size is only allowed on put and rename");
+        return TF_OK;
+    }
     if (q->op != TF_OP_GET && q->op != TF_OP_PUT && q->op != TF_OP_LIST)
         return tf__fail(e, TF_EPROTO, "unknown operation %u", (unsigned)q->op);
     uint8_t known = TF_REQ_UPLOAD_KEY | TF_REQ_STREAM;
@@ -1342,6 +1466,204 @@ static void receive_body(session *s)
         enter_trailer(s);
 }
 
+/* ---- the tree (section 3a) -------------------------------------------------------- */
+
+/* Replies success with no body. */
+static void reply_ok(session *s)
+{
+    queue_head(s, TF_OK, 0, 0, NULL);
+    s->req->body_left = 0;
+    s->req->has_trailer = 0;
+    start_send(s, AFTER_IDLE);
+}
+
+static void reply_rc(session *s, int rc)
+{
+    if (rc == TF_OK)
+        reply_ok(s);
+    else
+        reply_failure(s, rc, AFTER_IDLE);
+}
+
+/* The head and the record, once the digest (if any) is known. */
+static void stat_finish(session *s)
+{
+    request *r = s->req;
+    tf_wire_stat st = {.type = r->stat_type,
+                       .mtime_ns = r->stat_mtime_ns,
+                       .size = r->stat_size,
+                       .mtime = r->stat_mtime};
+    if (r->stat_pending) {
+        tf__digest_final(&r->digest, st.digest);
+        st.flags = TF_WIRE_STAT_HAS_DIGEST;
+        /* Computed once per version: the next stat or get finds it. */
+        storage(s)->ops->digest_store(storage(s), r->body_fd, st.digest, r->file_id);
+        r->stat_pending = 0;
+    } else if (r->cached) {
+        memcpy(st.digest, r->cached_digest, sizeof st.digest);
+        st.flags = TF_WIRE_STAT_HAS_DIGEST;
+    }
+    tf__wire_encode_stat(r->stat_rec, sizeof r->stat_rec, &st);
+    queue_head(s, TF_OK, sizeof r->stat_rec, 0, NULL);
+    r->body_mem = r->stat_rec;
+    r->body_off = 0;
+    r->body_left = sizeof r->stat_rec;
+    r->has_trailer = 0;
+}
+
+static void handle_stat(session *s, const tf_wire_request *q)
+{
+    request *r = s->req;
+    tf__storage *st = storage(s);
+    tf__fstat fs = {TF__FT_DIR, 0, 0, 0};
+    uint64_t size = 0;
+    int rc = q->name_len ? check_name(s, q) : TF_OK;
+    if (rc == TF_OK && q->name_len)
+        rc = st->ops->stat(st, r->name, &fs, &r->err);
+    if (rc == TF_OK && fs.type == TF__FT_OTHER)
+        rc = tf__fail(&r->err, TF_EACCES, "\"%s\" is not a regular file or directory",
+                      r->name);
+    if (rc == TF_OK && fs.type == TF__FT_FILE) {
+        /* The digest, if remembered for this version; computed (in slices,
+           continue_send) only when asked for. */
+        rc = st->ops->open_read(st, r->name, &r->body_fd, &size, r->file_id, &r->err);
+        if (rc == TF_OK) {
+            fs.size = size;
+            r->cached = st->ops->digest_load(st, r->body_fd, r->file_id, r->cached_digest);
+            if (!r->cached && (q->flags & TF_REQ_STAT_DIGEST)) {
+                rc = tf__digest_begin(&r->digest, 1);
+                if (rc == TF_OK)
+                    rc = ensure_buf(r);
+                else
+                    tf__fail(&r->err, rc, "out of memory");
+                r->stat_pending = rc == TF_OK;
+                r->hashed_to = 0;
+                r->prefix_to = size;
+            }
+        }
+    }
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    r->stat_type = fs.type == TF__FT_DIR ? 2 : 1;
+    r->stat_size = fs.type == TF__FT_DIR ? 0 : fs.size;
+    r->stat_mtime = fs.mtime;
+    r->stat_mtime_ns = fs.mtime_ns;
+    if (!r->stat_pending)
+        stat_finish(s);
+    start_send(s, AFTER_IDLE);
+}
+
+/* mkdir -p: each prefix in turn; one that exists as a directory is fine. */
+static int mkdir_parents(session *s)
+{
+    request *r = s->req;
+    tf__storage *st = storage(s);
+    size_t len = strlen(r->name);
+    char path[TF_WIRE_NAME_MAX + 1];
+    for (size_t end = 0; end <= len; end++) {
+        if (end < len && r->name[end] != '/')
+            continue;
+        memcpy(path, r->name, end);
+        path[end] = '\0';
+        tf__err step = {{0}};
+        int rc = st->ops->mkdir(st, path, &step);
+        if (rc == TF_EEXIST) {
+            tf__fstat fs;
+            tf__err_clear(&step);
+            rc = st->ops->stat(st, path, &fs, &step);
+            if (rc == TF_OK && fs.type != TF__FT_DIR)
+                rc = tf__fail(&step, TF_EEXIST, "\"%s\" exists and is not a directory", path);
+        }
+        if (rc != TF_OK) {
+            tf__err_take(&r->err, &step);
+            return rc;
+        }
+    }
+    return TF_OK;
+}
+
+static void handle_mkdir(session *s, const tf_wire_request *q)
+{
+    request *r = s->req;
+    int rc = check_name(s, q);
+    if (rc == TF_OK)
+        rc = (q->flags & TF_REQ_MKDIR_PARENTS)
+                 ? mkdir_parents(s)
+                 : storage(s)->ops->mkdir(storage(s), r->name, &r->err);
+    reply_rc(s, rc);
+}
+
+static void handle_remove(session *s, const tf_wire_request *q)
+{
+    request *r = s->req;
+    int rc = check_name(s, q);
+    if (rc == TF_OK)
+        rc = storage(s)->ops->remove(storage(s), r->name, &r->err);
+    reply_rc(s, rc);
+}
+
+static void handle_rename(session *s, const tf_wire_request *q)
+{
+    request *r = s->req;
+    int rc = check_name(s, q);
+    if (rc == TF_OK)
+        rc = check_path(s, r->to, strlen(r->to), "new path");
+    if (rc == TF_OK)
+        rc = storage(s)->ops->rename(
+            storage(s), r->name, r->to,
+            (q->flags & TF_REQ_RENAME_NOREPLACE) ? TF_STORAGE_NOREPLACE : 0, &r->err);
+    reply_rc(s, rc);
+}
+
+static void handle_listdir(session *s, const tf_wire_request *q)
+{
+    request *r = s->req;
+    tf__path_limits lim = path_limits(s);
+    int rc = q->name_len ? check_name(s, q) : TF_OK;
+    if (rc == TF_OK)
+        rc = ensure_buf(r);
+    if (rc == TF_OK)
+        rc = tf__walk_open(storage(s), r->name, (q->flags & TF_REQ_LIST_RECURSIVE) != 0, &lim,
+                           &r->walk, &r->err);
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    queue_head(s, TF_OK, 0, 0, NULL);
+    r->body_left = 0;
+    r->has_trailer = 1;
+    start_send(s, AFTER_IDLE);
+}
+
+static const tree_op tree_ops[] = {
+    {TF_OP_STAT, "stat", 0, TF_REQ_STAT_DIGEST, handle_stat},
+    {TF_OP_MKDIR, "mkdir", 1, TF_REQ_MKDIR_PARENTS, handle_mkdir},
+    {TF_OP_REMOVE, "remove", 1, 0, handle_remove},
+    {TF_OP_RENAME, "rename", 1, TF_REQ_RENAME_NOREPLACE, handle_rename},
+    {TF_OP_LISTDIR, "listdir", 0, TF_REQ_LIST_RECURSIVE, handle_listdir},
+};
+
+static const tree_op *find_tree_op(int op)
+{
+    for (size_t i = 0; i < sizeof tree_ops / sizeof tree_ops[0]; i++)
+        if (tree_ops[i].op == op)
+            return &tree_ops[i];
+    return NULL;
+}
+
+/* The one place every tree request passes: the rights, then the op. */
+static void handle_tree(session *s, const tree_op *t, const tf_wire_request *q)
+{
+    if (t->writes && opts(s)->value[TF_OPT_READ_ONLY]) {
+        tf__fail(&s->req->err, TF_EACCES, "the server is read-only");
+        reply_failure(s, TF_EACCES, AFTER_IDLE);
+        return;
+    }
+    t->handle(s, q);
+}
+
 /* ---- input ---------------------------------------------------------------------- */
 
 static void on_hello(session *s)
@@ -1386,7 +1708,8 @@ static int grow_input(session *s, size_t need)
 
 static void on_request(session *s)
 {
-    size_t max_name = (size_t)opts(s)->value[TF_OPT_MAX_NAME_LEN];
+    size_t max_name = (size_t)opts(s)->value[(s->features & TF_FEATURE_TREE) ? TF_OPT_MAX_PATH
+                                                                             : TF_OPT_MAX_NAME_LEN];
     tf_wire_request q;
     long n = tf__wire_decode_request(s->in, s->in_len, max_name, &q);
     if (n == TF_WIRE_NEED_MORE) {
@@ -1437,6 +1760,11 @@ static void on_request(session *s)
         memcpy(same, q.same, sizeof same);
         q.same = same;
     }
+    size_t to_len;
+    const char *to = tf__wire_request_to(&q, &to_len); /* into s->in, as the name */
+    if (to) /* rename: the new path, kept as the name is */
+        memcpy(r->to, to, to_len);
+    r->to[to_len] = '\0';
     char name[TF_WIRE_NAME_MAX];
     memcpy(name, q.name, q.name_len);
     q.name = name;
@@ -1452,8 +1780,11 @@ static void on_request(session *s)
     case TF_OP_PUT:
         handle_put(s, &q);
         break;
-    default:
+    case TF_OP_LIST:
         handle_list(s, &q);
+        break;
+    default:
+        handle_tree(s, find_tree_op(q.op), &q); /* request_valid found it */
         break;
     }
 }
@@ -1581,6 +1912,8 @@ static int send_hello_conn(const tf_options *opt, tf__conn *c, int code, const c
         .message_len = (uint16_t)mlen,
     };
     long n = tf__wire_encode_server_hello(buf, sizeof buf, &h);
+    if (n > 0 && code == TF_OK) /* TREE: the depth limit, where v1 had 0 */
+        tf__wire_server_hello_put_depth(buf, (uint16_t)opt->value[TF_OPT_MAX_DEPTH]);
     /* A new connection's send buffer is empty: the hello goes out whole. */
     return tf__conn_write(c, buf, (size_t)n, 0) == n ? 0 : -1;
 }

@@ -133,8 +133,21 @@ typedef struct request {
     int drain_rc;
     int same_hit;           /* SKIP_SAME: the bytes are already there */
 
-    /* Last, and not cleared between uses (request_begin): 4 KiB. */
+    /* the tree (docs/protocol.md section 3a) */
+    struct tf__walk *walk;  /* listdir: produces the chunks; NULL otherwise */
+    int walk_ended;         /* no more entries: the end marker is next */
+    int walk_over;          /* the end marker is queued: the trailer is next */
+    int walk_rc;            /* the walk failed: the trailer's status */
+    int stat_pending;       /* stat: the digest is hashed before the head */
+    uint8_t stat_rec[TF_WIRE_STAT_SIZE];
+    uint8_t stat_type;
+    uint64_t stat_size;
+    int64_t stat_mtime;
+    uint32_t stat_mtime_ns;
+
+    /* Last, and not cleared between uses (request_begin): 4 KiB each. */
     char name[TF_WIRE_NAME_MAX + 1];
+    char to[TF_WIRE_NAME_MAX + 1]; /* rename: the new path */
 } request;
 
 struct session {

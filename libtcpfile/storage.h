@@ -39,6 +39,7 @@ typedef struct tf__fstat {
     tf__ftype type;
     uint64_t size;  /* files only */
     int64_t mtime;  /* seconds since the epoch */
+    uint32_t mtime_ns; /* and nanoseconds (0 where the backend has none) */
 } tf__fstat;
 
 /* An entry of a listing: its name within the directory listed. */
@@ -125,7 +126,8 @@ typedef struct tf__storage_ops {
     int (*list_next)(tf__storage *, tf__lister *, const tf__dirent **batch, size_t *n,
                      tf__err *e);
     void (*list_close)(tf__storage *, tf__lister *);
-    /* A file, or an empty directory (TF_EEXIST when not empty). */
+    /* A file, or an empty directory (TF_ENOTEMPTY when not empty). Errors
+       keep POSIX's distinctions: TF_ENOTDIR, TF_EISDIR, TF_ENOTEMPTY. */
     int (*remove)(tf__storage *, const char *path, tf__err *e);
     /* Atomic; flags TF_STORAGE_NOREPLACE. */
     int (*rename)(tf__storage *, const char *from, const char *to, unsigned flags,

@@ -102,9 +102,24 @@ static void l_digest_store(tf__storage *st, int fd, const uint8_t digest[TF_DIGE
 
 /* ---- writing ---------------------------------------------------------- */
 
+static int open_parent(local *l, const char *path, int *dirfd, const char **base, tf__err *e);
+static void close_parent(local *l, int dirfd);
+
+/* A path's directories are opened beneath the root (open_parent), so that
+   a symbolic link on the way, or one swapped in for a directory while the
+   upload ran, is refused rather than followed: only the last component is
+   looked at (and replaced) relative to that directory. */
 static int l_check_target(tf__storage *st, const char *name, int overwrite, tf__err *e)
 {
-    return tf__fs_check_target(L(st)->rootfd, name, overwrite, e);
+    local *l = L(st);
+    int dirfd;
+    const char *base;
+    int rc = open_parent(l, name, &dirfd, &base, e);
+    if (rc != TF_OK)
+        return rc;
+    rc = tf__fs_check_target(dirfd, base, overwrite, e);
+    close_parent(l, dirfd);
+    return rc;
 }
 
 static int l_stage(tf__storage *st, tf__upload **out, tf__err *e)
@@ -164,8 +179,19 @@ static int l_commit(tf__storage *st, tf__upload **up, const char *name, int over
 {
     if (!*up)
         return tf__fail(e, TF_EINTERNAL, "no upload to commit");
-    int rc = tf__upload_commit_locked(L(st)->rootfd, &(*up)->tmp, name, overwrite,
-                                      &L(st)->commit_lock, NULL, e);
+    local *l = L(st);
+    int dirfd;
+    const char *base;
+    /* Staged in root/TF_TMP_DIR, on the root's file system, and renamed
+       into the path's directory, opened beneath the root. */
+    int rc = open_parent(l, name, &dirfd, &base, e);
+    if (rc == TF_OK) {
+        rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, overwrite, &l->commit_lock,
+                                      NULL, e);
+        close_parent(l, dirfd);
+    } else {
+        tf__tmpfile_abort(&(*up)->tmp);
+    }
     free(*up);
     *up = NULL;
     return rc;
@@ -176,7 +202,9 @@ static int l_commit_cond(tf__storage *st, tf__upload **up, const char *name,
 {
     if (!*up)
         return tf__fail(e, TF_EINTERNAL, "no upload to commit");
-    int rc = TF_OK;
+    local *l = L(st);
+    int rc = TF_OK, dirfd = -1;
+    const char *base = name;
     if (c->set_mtime) {
         /* Before the rename, so the file appears with its time. */
         struct timespec ts[2] = {{.tv_sec = (time_t)c->mtime_sec, .tv_nsec = c->mtime_nsec},
@@ -186,10 +214,14 @@ static int l_commit_cond(tf__storage *st, tf__upload **up, const char *name,
                                 errno, "cannot set the time of \"%s\"", name);
     }
     if (rc == TF_OK)
-        rc = tf__upload_commit_locked(L(st)->rootfd, &(*up)->tmp, name, c->overwrite,
-                                      &L(st)->commit_lock, c->expect_id, e);
-    else
+        rc = open_parent(l, name, &dirfd, &base, e);
+    if (rc == TF_OK) {
+        rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, c->overwrite, &l->commit_lock,
+                                      c->expect_id, e);
+        close_parent(l, dirfd);
+    } else {
         tf__tmpfile_abort(&(*up)->tmp);
+    }
     free(*up);
     *up = NULL;
     return rc;
@@ -240,6 +272,28 @@ static int check_path(const char *path, tf__err *e)
     }
 }
 
+/* The tree's codes for a file-system errno: POSIX's distinctions
+   (ENOTDIR, EISDIR, ENOTEMPTY) are kept, the rest as everywhere. The
+   session says them differently to a client without TREE. */
+static int tree_code(int err)
+{
+    switch (err) {
+    case ENOTDIR:
+        return TF_ENOTDIR;
+    case EISDIR:
+        return TF_EISDIR;
+    case ENOTEMPTY:
+        return TF_ENOTEMPTY;
+    default:
+        return tf__code_from_errno(err);
+    }
+}
+
+static int fail_tree(tf__err *e, int err, const char *what, const char *path)
+{
+    return tf__fail_errno(e, tree_code(err), err, "%s \"%s\"", what, path);
+}
+
 /* Why opening path as a directory failed with errno err: a symbolic link
    as its last component shows as ENOTDIR (O_DIRECTORY is checked before
    O_NOFOLLOW), so look at what is there without following it. */
@@ -281,7 +335,7 @@ static int open_parent(local *l, const char *path, int *dirfd, const char **base
         if (passes_link(l->rootfd, parent, err))
             return tf__fail(e, TF_EACCES, "\"%s\" passes a symbolic link, which is not followed",
                             path);
-        return tf__fail_fs(e, err, "cannot open the directory of", path);
+        return fail_tree(e, err, "cannot open the directory of", path);
     }
     *base = slash + 1;
     return TF_OK;
@@ -302,7 +356,8 @@ static void fill_stat(const struct stat *s, tf__fstat *out)
 {
     out->type = type_of(s->st_mode);
     out->size = S_ISREG(s->st_mode) ? (uint64_t)s->st_size : 0;
-    out->mtime = (int64_t)s->st_mtime;
+    out->mtime = (int64_t)s->st_mtim.tv_sec;
+    out->mtime_ns = (uint32_t)s->st_mtim.tv_nsec;
 }
 
 /* lstat of dirfd/base that refuses a symbolic link. */
@@ -312,7 +367,7 @@ static int stat_nolink(int dirfd, const char *base, const char *path, struct sta
     if (fstatat(dirfd, base, s, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno == ENOENT)
             return tf__fail(e, TF_ENOENT, "no file named \"%s\"", path);
-        return tf__fail_fs(e, errno, "cannot stat", path);
+        return fail_tree(e, errno, "cannot stat", path);
     }
     if (S_ISLNK(s->st_mode))
         return tf__fail(e, TF_EACCES, "\"%s\" is a symbolic link, which is not served", path);
@@ -359,8 +414,11 @@ static int l_list_open(tf__storage *st, const char *dir, tf__lister **out, tf__e
         if (passes_link(l->rootfd, dir, err))
             return tf__fail(e, TF_EACCES, "\"%s\" passes a symbolic link, which is not followed",
                             dir);
-        int code = !at_root && (err == ENOENT || err == ENOTDIR) ? TF_ENOENT : TF_EIO;
-        return tf__fail_errno(e, code, err, "cannot read the directory");
+        int code = at_root ? TF_EIO
+                   : err == ENOENT ? TF_ENOENT
+                   : err == ENOTDIR ? TF_ENOTDIR
+                                    : TF_EIO;
+        return tf__fail_errno(e, code, err, "cannot read the directory \"%s\"", dir);
     }
     tf__lister *li = malloc(sizeof *li);
     DIR *d = li ? fdopendir(fd) : NULL;
@@ -390,8 +448,8 @@ static int l_list_next(tf__storage *st, tf__lister *li, const tf__dirent **batch
         size_t len = strlen(de->d_name);
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        if (li->at_root && strcmp(de->d_name, TF_TMP_DIR) == 0)
-            continue; /* reserved, even if something planted a file there */
+        if (strcmp(de->d_name, TF_TMP_DIR) == 0)
+            continue; /* reserved at any level, even if something planted it */
         if (len >= sizeof li->batch[0].name)
             continue;
         if (fstatat(dirfd(li->d), de->d_name, &s, AT_SYMLINK_NOFOLLOW) != 0)
@@ -427,8 +485,8 @@ static int l_remove(tf__storage *st, const char *path, tf__err *e)
     rc = stat_nolink(dirfd, base, path, &s, e);
     if (rc == TF_OK && unlinkat(dirfd, base, S_ISDIR(s.st_mode) ? AT_REMOVEDIR : 0) != 0)
         rc = errno == ENOTEMPTY || errno == EEXIST
-                 ? tf__fail(e, TF_EEXIST, "the directory \"%s\" is not empty", path)
-                 : tf__fail_fs(e, errno, "cannot remove", path);
+                 ? tf__fail(e, TF_ENOTEMPTY, "the directory \"%s\" is not empty", path)
+                 : fail_tree(e, errno, "cannot remove", path);
     if (rc == TF_OK)
         rc = sync_dir(dirfd, e);
     close_parent(l, dirfd);
@@ -450,9 +508,11 @@ static int l_rename(tf__storage *st, const char *from, const char *to, unsigned 
     if (rc == TF_OK &&
         renameat2(fromfd, from_base, tofd, to_base,
                   (flags & TF_STORAGE_NOREPLACE) ? RENAME_NOREPLACE : 0) != 0)
-        rc = errno == EEXIST || errno == ENOTEMPTY
+        rc = errno == EEXIST || (errno == ENOTEMPTY && (flags & TF_STORAGE_NOREPLACE))
                  ? tf__fail(e, TF_EEXIST, "\"%s\" already exists", to)
-                 : tf__fail_fs(e, errno, "cannot rename", from);
+                 : errno == ENOTEMPTY
+                 ? tf__fail(e, TF_ENOTEMPTY, "the directory \"%s\" is not empty", to)
+                 : fail_tree(e, errno, "cannot rename", from);
     if (rc == TF_OK)
         rc = sync_dir(tofd, e);
     if (rc == TF_OK && fromfd != tofd)
@@ -491,7 +551,7 @@ static int l_mkdir(tf__storage *st, const char *path, tf__err *e)
         return rc;
     if (mkdirat(dirfd, base, 0777) != 0)
         rc = errno == EEXIST ? tf__fail(e, TF_EEXIST, "\"%s\" already exists", path)
-                             : tf__fail_fs(e, errno, "cannot create the directory", path);
+                             : fail_tree(e, errno, "cannot create the directory", path);
     if (rc == TF_OK)
         rc = sync_dir(dirfd, e);
     close_parent(l, dirfd);

@@ -170,6 +170,30 @@ uint16_t tf__wire_negotiate(uint16_t a_min, uint16_t a_max, uint16_t b_min, uint
     return lo <= hi ? hi : 0;
 }
 
+/* A rename's second path: its length is the size field, when that is a
+   length a path can have; otherwise there is none (and the request is
+   refused as unframeable). */
+static size_t rename_to_len(const tf_wire_request *r)
+{
+    return r->op == TF_OP_RENAME && r->size > 0 && r->size <= TF_WIRE_NAME_MAX
+               ? (size_t)r->size
+               : 0;
+}
+
+/* The tree's ops (5..9): their flags are their own, so neither an upload
+   key nor PUTX's extension block follows them. */
+static int is_tree_op(const tf_wire_request *r)
+{
+    return r->op >= TF_OP_STAT && r->op <= TF_OP_LISTDIR;
+}
+
+/* Flag 0x01 is UPLOAD_KEY on the version 1 ops (and on unknown ones, as
+   before), but each tree op's own flag: no key follows those. */
+static int has_key(const tf_wire_request *r)
+{
+    return (r->flags & TF_REQ_UPLOAD_KEY) && !is_tree_op(r);
+}
+
 /* The extension block's length, from the flags alone (bounded: 44). */
 static size_t ext_len(uint8_t flags)
 {
@@ -180,17 +204,18 @@ static size_t ext_len(uint8_t flags)
 
 size_t tf__wire_request_tail(const tf_wire_request *r)
 {
-    return (size_t)r->name_len + ((r->flags & TF_REQ_UPLOAD_KEY) ? TF_UPLOAD_KEY_SIZE : 0) +
-           ext_len(r->flags);
+    return (size_t)r->name_len + (has_key(r) ? TF_UPLOAD_KEY_SIZE : 0) + rename_to_len(r) +
+           (is_tree_op(r) ? 0 : ext_len(r->flags));
 }
 
 long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
 {
     size_t need = TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(r);
-    if (r->name_len > TF_WIRE_NAME_MAX || cap < need ||
-        ((r->flags & TF_REQ_UPLOAD_KEY) && !r->key) ||
-        ((r->flags & TF_REQ_IF_MATCH) && !r->if_match) ||
-        ((r->flags & TF_REQ_SKIP_SAME) && !r->same))
+    if (r->name_len > TF_WIRE_NAME_MAX || cap < need || (has_key(r) && !r->key) ||
+        r->op == TF_OP_RENAME)
+        return TF_EINVAL; /* a rename: tf__wire_encode_rename */
+    if (!is_tree_op(r) && (((r->flags & TF_REQ_IF_MATCH) && !r->if_match) ||
+                           ((r->flags & TF_REQ_SKIP_SAME) && !r->same)))
         return TF_EINVAL;
     buf[0] = r->op;
     buf[1] = r->flags;
@@ -202,10 +227,12 @@ long tf__wire_encode_request(uint8_t *buf, size_t cap, const tf_wire_request *r)
     if (r->name_len)
         memcpy(p, r->name, r->name_len);
     p += r->name_len;
-    if (r->flags & TF_REQ_UPLOAD_KEY) {
+    if (has_key(r)) {
         memcpy(p, r->key, TF_UPLOAD_KEY_SIZE);
         p += TF_UPLOAD_KEY_SIZE;
     }
+    if (is_tree_op(r))
+        return (long)need;
     if (r->flags & TF_REQ_IF_MATCH) {
         memcpy(p, r->if_match, TF_WIRE_EXT_DIGEST);
         p += TF_WIRE_EXT_DIGEST;
@@ -235,20 +262,23 @@ long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
     r->same = NULL;
     r->mtime_sec = 0;
     r->mtime_nsec = 0;
-    /* The name limit is checked before we wait for (or look at) the name. */
+    /* The name limit is checked before we wait for (or look at) the name
+       (and a rename's new path). */
     if (max_name > TF_WIRE_NAME_MAX)
         max_name = TF_WIRE_NAME_MAX;
-    if (r->name_len > max_name)
+    if (r->name_len > max_name || rename_to_len(r) > max_name)
         return TF_ETOOBIG;
     if (len - TF_WIRE_REQUEST_SIZE < tf__wire_request_tail(r))
         return TF_WIRE_NEED_MORE;
     const uint8_t *p = buf + TF_WIRE_REQUEST_SIZE;
     r->name = (const char *)p;
     p += r->name_len;
-    if (r->flags & TF_REQ_UPLOAD_KEY) {
+    if (has_key(r)) {
         r->key = p;
         p += TF_UPLOAD_KEY_SIZE;
     }
+    if (is_tree_op(r))
+        return TF_WIRE_REQUEST_SIZE + (long)tf__wire_request_tail(r);
     if (r->flags & TF_REQ_IF_MATCH) {
         r->if_match = p;
         p += TF_WIRE_EXT_DIGEST;
@@ -449,4 +479,112 @@ int tf__wire_decode_list(const uint8_t *buf, size_t len, size_t max_name,
     tf__listing_builder_abort(&b);
     /* The first pass checked every name the builder checks. */
     return rc == TF_ENOMEM ? TF_ENOMEM : TF_EPROTO;
+}
+
+/* ---- the tree (section 3a) --------------------------------------------- */
+
+void tf__wire_server_hello_put_depth(uint8_t *hello, uint16_t max_depth)
+{
+    tf__put_u16(hello + 26, max_depth);
+}
+
+uint16_t tf__wire_server_hello_depth(const uint8_t *hello)
+{
+    return tf__get_u16(hello + 26);
+}
+
+const char *tf__wire_request_to(const tf_wire_request *r, size_t *len)
+{
+    *len = rename_to_len(r);
+    return *len ? r->name + r->name_len : NULL;
+}
+
+long tf__wire_encode_rename(uint8_t *buf, size_t cap, uint8_t flags, const char *from,
+                            size_t from_len, const char *to, size_t to_len)
+{
+    if (from_len == 0 || from_len > TF_WIRE_NAME_MAX || to_len == 0 ||
+        to_len > TF_WIRE_NAME_MAX || cap < TF_WIRE_REQUEST_SIZE + from_len + to_len)
+        return TF_EINVAL;
+    buf[0] = TF_OP_RENAME;
+    buf[1] = flags;
+    tf__put_u16(buf + 2, (uint16_t)from_len);
+    tf__put_u32(buf + 4, 0);
+    tf__put_u64(buf + 8, to_len);
+    tf__put_u64(buf + 16, 0);
+    memcpy(buf + TF_WIRE_REQUEST_SIZE, from, from_len);
+    memcpy(buf + TF_WIRE_REQUEST_SIZE + from_len, to, to_len);
+    return (long)(TF_WIRE_REQUEST_SIZE + from_len + to_len);
+}
+
+long tf__wire_encode_stat(uint8_t *buf, size_t cap, const tf_wire_stat *st)
+{
+    if (cap < TF_WIRE_STAT_SIZE || (st->type != 1 && st->type != 2) ||
+        st->mtime_ns > 999999999u)
+        return TF_EINVAL;
+    buf[0] = st->type;
+    buf[1] = st->flags & TF_WIRE_STAT_HAS_DIGEST;
+    tf__put_u16(buf + 2, 0);
+    tf__put_u32(buf + 4, st->mtime_ns);
+    tf__put_u64(buf + 8, st->size);
+    tf__put_u64(buf + 16, (uint64_t)st->mtime);
+    if (st->flags & TF_WIRE_STAT_HAS_DIGEST)
+        memcpy(buf + 24, st->digest, 16);
+    else
+        memset(buf + 24, 0, 16);
+    return TF_WIRE_STAT_SIZE;
+}
+
+long tf__wire_decode_stat(const uint8_t *buf, size_t len, tf_wire_stat *st)
+{
+    if (len < TF_WIRE_STAT_SIZE || len > TF_WIRE_STAT_MAX)
+        return TF_EPROTO;
+    st->type = buf[0];
+    st->flags = buf[1] & TF_WIRE_STAT_HAS_DIGEST;
+    st->mtime_ns = tf__get_u32(buf + 4);
+    st->size = tf__get_u64(buf + 8);
+    st->mtime = (int64_t)tf__get_u64(buf + 16);
+    memcpy(st->digest, buf + 24, 16);
+    if ((st->type != 1 && st->type != 2) || st->mtime_ns > 999999999u)
+        return TF_EPROTO;
+    return (long)len;
+}
+
+long tf__wire_encode_dirent(uint8_t *buf, size_t cap, const tf_wire_dirent *d)
+{
+    size_t need = TF_WIRE_DIRENT_FIXED + (size_t)d->path_len;
+    if (d->path_len == 0 || d->path_len > TF_WIRE_NAME_MAX || cap < need ||
+        (d->type != 1 && d->type != 2) || d->mtime_ns > 999999999u)
+        return TF_EINVAL;
+    uint8_t *p = buf;
+    tf__put_u16(p, d->path_len);
+    memcpy(p + 2, d->path, d->path_len);
+    p += 2 + d->path_len;
+    p[0] = d->type;
+    p[1] = 0;
+    tf__put_u32(p + 2, d->mtime_ns);
+    tf__put_u64(p + 6, d->size);
+    tf__put_u64(p + 14, (uint64_t)d->mtime);
+    return (long)need;
+}
+
+long tf__wire_decode_dirent(const uint8_t *buf, size_t len, size_t max_path,
+                            tf_wire_dirent *d)
+{
+    if (len < 2)
+        return TF_EPROTO;
+    d->path_len = tf__get_u16(buf);
+    if (max_path > TF_WIRE_NAME_MAX)
+        max_path = TF_WIRE_NAME_MAX;
+    if (d->path_len == 0 || d->path_len > max_path ||
+        len - 2 < (size_t)d->path_len + TF_WIRE_DIRENT_FIXED - 2)
+        return TF_EPROTO;
+    d->path = (const char *)buf + 2;
+    const uint8_t *p = buf + 2 + d->path_len;
+    d->type = p[0];
+    d->mtime_ns = tf__get_u32(p + 2);
+    d->size = tf__get_u64(p + 6);
+    d->mtime = (int64_t)tf__get_u64(p + 14);
+    if ((d->type != 1 && d->type != 2) || d->mtime_ns > 999999999u)
+        return TF_EPROTO;
+    return (long)(TF_WIRE_DIRENT_FIXED + d->path_len);
 }

@@ -50,8 +50,30 @@
 enum tf_wire_op {
     TF_OP_GET = 1,
     TF_OP_PUT = 2,
-    TF_OP_LIST = 3
+    TF_OP_LIST = 3,
+    /* the tree (feature TREE, section 3a) */
+    TF_OP_STAT = 5,
+    TF_OP_MKDIR = 6,
+    TF_OP_REMOVE = 7,
+    TF_OP_RENAME = 8,
+    TF_OP_LISTDIR = 9
 };
+
+/* The tree operations' request flags (each op its own). */
+#define TF_REQ_STAT_DIGEST 0x01u     /* stat: compute the digest if unknown */
+#define TF_REQ_MKDIR_PARENTS 0x01u   /* mkdir: -p */
+#define TF_REQ_RENAME_NOREPLACE 0x01u /* rename: EEXIST when `to` exists */
+#define TF_REQ_LIST_RECURSIVE 0x01u  /* listdir: the whole tree */
+
+/* The most components a path may have, whatever is announced. */
+#define TF_WIRE_DEPTH_MAX 2048
+
+/* stat's record: fixed part, and the most a receiver accepts. */
+#define TF_WIRE_STAT_SIZE 40
+#define TF_WIRE_STAT_MAX 1024
+#define TF_WIRE_STAT_HAS_DIGEST 0x01u
+/* A listdir entry's fixed bytes besides its path. */
+#define TF_WIRE_DIRENT_FIXED 24
 
 /* Feature bits negotiated in the handshake: in use when both hellos set
    them. A peer ignores bits it does not know, so new bits are always safe. */
@@ -60,8 +82,9 @@ enum tf_wire_op {
 #define TF_FEATURE_STREAM 0x4u   /* size-less puts in chunks (STREAM)   */
 #define TF_FEATURE_TREE 0x10u    /* paths and ops 5..9 (section 3a) */
 #define TF_FEATURE_PUTX 0x20u    /* put extensions (section 4b)         */
-#define TF_FEATURES_KNOWN (TF_FEATURE_CHECKSUM | TF_FEATURE_RESUME | TF_FEATURE_STREAM | \
-                           TF_FEATURE_PUTX)
+#define TF_FEATURES_KNOWN                                                      \
+    (TF_FEATURE_CHECKSUM | TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_TREE | \
+     TF_FEATURE_PUTX)
 
 /* Request flags. */
 #define TF_REQ_UPLOAD_KEY 0x01u  /* put: a 16-byte upload key follows the name */
@@ -110,6 +133,13 @@ typedef struct tf_wire_server_hello {
     uint16_t message_len;
 } tf_wire_server_hello;
 
+/* A TREE server announces its max_depth in the hello's reserved field
+   (offset 26; docs/protocol.md "Server hello"), so that the hello keeps its
+   size. These write it into an encoded hello and read it from a received
+   one (0: not announced). */
+void tf__wire_server_hello_put_depth(uint8_t *hello, uint16_t max_depth);
+uint16_t tf__wire_server_hello_depth(const uint8_t *hello);
+
 typedef struct tf_wire_request {
     uint8_t op;
     uint8_t flags;          /* TF_REQ_* bits */
@@ -125,6 +155,16 @@ typedef struct tf_wire_request {
     uint32_t mtime_nsec;      /* TF_REQ_MTIME; range checked by the server */
     const uint8_t *same;      /* TF_REQ_SKIP_SAME: 16 bytes */
 } tf_wire_request;
+
+/* A rename's new path travels right after the name, its length as the
+   request's size (1..TF_WIRE_NAME_MAX; otherwise there is none and the
+   request cannot be framed). For a decoded request: the new path (into the
+   decoded buffer) and *len, or NULL with *len 0 when it has none. */
+const char *tf__wire_request_to(const tf_wire_request *r, size_t *len);
+/* Encodes a rename request: from as its name, then to. TF_EINVAL when a
+   path is empty or over TF_WIRE_NAME_MAX, or cap is too small. */
+long tf__wire_encode_rename(uint8_t *buf, size_t cap, uint8_t flags, const char *from,
+                            size_t from_len, const char *to, size_t to_len);
 
 typedef struct tf_wire_response {
     uint8_t op;
@@ -216,5 +256,42 @@ long tf__wire_encode_list(uint8_t *buf, size_t cap, const tf_listing *l);
  */
 int tf__wire_decode_list(const uint8_t *buf, size_t len, size_t max_name,
                          tf_listing **out);
+
+/* ---- the tree (section 3a) ---- */
+
+/* stat's record. type 1 file, 2 directory. */
+typedef struct tf_wire_stat {
+    uint8_t type;
+    uint8_t flags;          /* TF_WIRE_STAT_HAS_DIGEST */
+    uint32_t mtime_ns;
+    uint64_t size;
+    int64_t mtime;
+    uint8_t digest[16];
+} tf_wire_stat;
+/* Encodes TF_WIRE_STAT_SIZE bytes. */
+long tf__wire_encode_stat(uint8_t *buf, size_t cap, const tf_wire_stat *st);
+/* Decodes a whole record of exactly len bytes (from the response's size):
+   TF_EPROTO when len is below TF_WIRE_STAT_SIZE or over TF_WIRE_STAT_MAX,
+   the type unknown, mtime_ns over 999999999; bytes past the known ones are
+   ignored. Returns len. */
+long tf__wire_decode_stat(const uint8_t *buf, size_t len, tf_wire_stat *st);
+
+/* One listdir entry. */
+typedef struct tf_wire_dirent {
+    const char *path;       /* not NUL-terminated; into the buffer */
+    uint16_t path_len;
+    uint8_t type;
+    uint32_t mtime_ns;
+    uint64_t size;
+    int64_t mtime;
+} tf_wire_dirent;
+/* Appends one entry (TF_WIRE_DIRENT_FIXED + path_len bytes). */
+long tf__wire_encode_dirent(uint8_t *buf, size_t cap, const tf_wire_dirent *d);
+/* Decodes the entry at buf, within a chunk of which len bytes remain: the
+   bytes consumed, or TF_EPROTO when the entry does not fit (entries never
+   span chunks), its path_len is 0 or over max_path, or its type unknown.
+   The path's rules are the caller's (tf__path_check_bytes). */
+long tf__wire_decode_dirent(const uint8_t *buf, size_t len, size_t max_path,
+                            tf_wire_dirent *d);
 
 #endif /* TF_WIRE_H */

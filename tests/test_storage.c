@@ -266,7 +266,7 @@ static void test_storage_remove(void **state)
     assert_false(exists_in(f->root, "x"));
     assert_int_equal(st->ops->remove(st, "d", &e), TF_OK);
     assert_false(exists_in(f->root, "d"));
-    assert_int_equal(st->ops->remove(st, "full", &e), TF_EEXIST); /* not empty */
+    assert_int_equal(st->ops->remove(st, "full", &e), TF_ENOTEMPTY); /* not empty */
     assert_true(exists_in(f->root, "full/keep"));
     assert_int_equal(st->ops->remove(st, "x", &e), TF_ENOENT);
     /* Links are refused, and nothing is removed through one. */

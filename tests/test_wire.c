@@ -1904,6 +1904,149 @@ static void test_wire_garbage_never_crashes(void **state)
                 tr.rejected > 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The tree (feature TREE, section 3a)                                      */
+/* ------------------------------------------------------------------------ */
+
+static void test_wire_tree_stat_record(void **state)
+{
+    (void)state;
+    tf_wire_stat in = {2, 0, 999999999u, 0, -5, {0}};
+    uint8_t buf[TF_WIRE_STAT_MAX];
+    memset(buf, 0x77, sizeof buf);
+    assert_int_equal(tf__wire_encode_stat(buf, sizeof buf, &in), TF_WIRE_STAT_SIZE);
+    static const uint8_t want[TF_WIRE_STAT_SIZE] = {
+        2, 0, 0, 0, 0x3B, 0x9A, 0xC9, 0xFF,                 /* type, flags, mtime_ns */
+        0, 0, 0, 0, 0, 0, 0, 0,                             /* size */
+        0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFB,     /* mtime -5 */
+    };
+    assert_memory_equal(buf, want, sizeof want);
+    tf_wire_stat out;
+    assert_int_equal(tf__wire_decode_stat(buf, TF_WIRE_STAT_SIZE, &out), TF_WIRE_STAT_SIZE);
+    assert_int_equal(out.type, 2);
+    assert_int_equal(out.mtime, -5);
+    assert_int_equal(out.mtime_ns, 999999999u);
+
+    tf_wire_stat file = {1, TF_WIRE_STAT_HAS_DIGEST, 1, 0x0102030405060708u, 1700000000, {0}};
+    for (int i = 0; i < 16; i++)
+        file.digest[i] = (uint8_t)(0xA0 + i);
+    assert_int_equal(tf__wire_encode_stat(buf, sizeof buf, &file), TF_WIRE_STAT_SIZE);
+    /* Longer records (a later version's) decode, their tail ignored. */
+    assert_int_equal(tf__wire_decode_stat(buf, 100, &out), 100);
+    assert_int_equal(out.size, 0x0102030405060708u);
+    assert_int_equal(out.flags, TF_WIRE_STAT_HAS_DIGEST);
+    assert_memory_equal(out.digest, file.digest, 16);
+    /* Short, too long, bad type, bad nanoseconds: malformed. */
+    for (size_t n = 0; n < TF_WIRE_STAT_SIZE; n++)
+        assert_int_equal(tf__wire_decode_stat(buf, n, &out), TF_EPROTO);
+    assert_int_equal(tf__wire_decode_stat(buf, TF_WIRE_STAT_MAX + 1, &out), TF_EPROTO);
+    buf[0] = 3;
+    assert_int_equal(tf__wire_decode_stat(buf, TF_WIRE_STAT_SIZE, &out), TF_EPROTO);
+    buf[0] = 1;
+    tf__put_u32(buf + 4, 1000000000u);
+    assert_int_equal(tf__wire_decode_stat(buf, TF_WIRE_STAT_SIZE, &out), TF_EPROTO);
+    /* The encoder refuses what the decoder would. */
+    tf_wire_stat bad = {3, 0, 0, 0, 0, {0}};
+    assert_int_equal(tf__wire_encode_stat(buf, sizeof buf, &bad), TF_EINVAL);
+    assert_int_equal(tf__wire_encode_stat(buf, TF_WIRE_STAT_SIZE - 1, &file), TF_EINVAL);
+}
+
+static void test_wire_tree_dirent(void **state)
+{
+    (void)state;
+    uint8_t buf[64];
+    tf_wire_dirent in = {"a/b", 3, 1, 7, 42, 1700000000};
+    assert_int_equal(tf__wire_encode_dirent(buf, sizeof buf, &in), TF_WIRE_DIRENT_FIXED + 3);
+    static const uint8_t want[] = {
+        0, 3, 'a', '/', 'b', 1, 0, 0, 0, 0, 7,              /* len, path, type, 0, ns */
+        0, 0, 0, 0, 0, 0, 0, 42,                            /* size */
+        0, 0, 0, 0, 0x65, 0x53, 0xF1, 0x00,                 /* mtime */
+    };
+    assert_memory_equal(buf, want, sizeof want);
+    tf_wire_dirent out;
+    assert_int_equal(tf__wire_decode_dirent(buf, sizeof want, 4096, &out), sizeof want);
+    assert_int_equal(out.path_len, 3);
+    assert_memory_equal(out.path, "a/b", 3);
+    assert_int_equal(out.type, 1);
+    assert_int_equal(out.size, 42);
+    assert_int_equal(out.mtime, 1700000000);
+    assert_int_equal(out.mtime_ns, 7);
+    /* An entry never spans chunks: every shorter length is malformed. */
+    for (size_t n = 0; n < sizeof want; n++)
+        assert_int_equal(tf__wire_decode_dirent(buf, n, 4096, &out), TF_EPROTO);
+    assert_int_equal(tf__wire_decode_dirent(buf, sizeof want, 2, &out), TF_EPROTO);
+    buf[5] = 9; /* type */
+    assert_int_equal(tf__wire_decode_dirent(buf, sizeof want, 4096, &out), TF_EPROTO);
+    buf[5] = 2;
+    buf[0] = buf[1] = 0; /* empty path */
+    assert_int_equal(tf__wire_decode_dirent(buf, sizeof want, 4096, &out), TF_EPROTO);
+    tf_wire_dirent empty = {"", 0, 1, 0, 0, 0};
+    assert_int_equal(tf__wire_encode_dirent(buf, sizeof buf, &empty), TF_EINVAL);
+    assert_int_equal(tf__wire_encode_dirent(buf, TF_WIRE_DIRENT_FIXED + 2, &in), TF_EINVAL);
+}
+
+static void test_wire_tree_rename_request(void **state)
+{
+    (void)state;
+    uint8_t buf[TF_WIRE_REQUEST_SIZE + 16];
+    long n = tf__wire_encode_rename(buf, sizeof buf, TF_REQ_RENAME_NOREPLACE, "a/b", 3, "cd", 2);
+    assert_int_equal(n, TF_WIRE_REQUEST_SIZE + 5);
+    assert_int_equal(buf[0], TF_OP_RENAME);
+    assert_int_equal(buf[1], TF_REQ_RENAME_NOREPLACE);
+    assert_int_equal(tf__get_u64(buf + 8), 2); /* size = to_len */
+    tf_wire_request r;
+    /* Every prefix needs more; the whole decodes, the new path after the name. */
+    for (long k = 0; k < n; k++)
+        assert_int_equal(tf__wire_decode_request(buf, (size_t)k, 4096, &r), TF_WIRE_NEED_MORE);
+    assert_int_equal(tf__wire_decode_request(buf, (size_t)n, 4096, &r), n);
+    assert_null(r.key); /* flag 0x01 is not UPLOAD_KEY on a tree op */
+    size_t to_len;
+    const char *to = tf__wire_request_to(&r, &to_len);
+    assert_int_equal(to_len, 2);
+    assert_memory_equal(to, "cd", 2);
+    assert_memory_equal(r.name, "a/b", 3);
+    /* The new path counts against the limit like the name. */
+    assert_int_equal(tf__wire_decode_request(buf, (size_t)n, 2, &r), TF_ETOOBIG);
+    /* A size that is no path length: no new path (refused by the server). */
+    tf__put_u64(buf + 8, 5000);
+    assert_int_equal(tf__wire_decode_request(buf, (size_t)n, 4096, &r),
+                     TF_WIRE_REQUEST_SIZE + 3);
+    assert_null(tf__wire_request_to(&r, &to_len));
+    assert_int_equal(to_len, 0);
+    /* The generic encoder does not make renames; empty paths are refused. */
+    tf_wire_request q = {.op = TF_OP_RENAME, .name = "a", .name_len = 1};
+    assert_int_equal(tf__wire_encode_request(buf, sizeof buf, &q), TF_EINVAL);
+    assert_int_equal(tf__wire_encode_rename(buf, sizeof buf, 0, "", 0, "x", 1), TF_EINVAL);
+    assert_int_equal(tf__wire_encode_rename(buf, sizeof buf, 0, "x", 1, "", 0), TF_EINVAL);
+    assert_int_equal(tf__wire_encode_rename(buf, TF_WIRE_REQUEST_SIZE + 1, 0, "x", 1, "y", 1),
+                     TF_EINVAL);
+    /* A stat with its DIGEST flag (0x01) carries no key either. */
+    tf_wire_request st = {.op = TF_OP_STAT, .flags = TF_REQ_STAT_DIGEST, .name = "f",
+                          .name_len = 1};
+    assert_int_equal(tf__wire_encode_request(buf, sizeof buf, &st), TF_WIRE_REQUEST_SIZE + 1);
+    assert_int_equal(tf__wire_decode_request(buf, TF_WIRE_REQUEST_SIZE + 1, 255, &r),
+                     TF_WIRE_REQUEST_SIZE + 1);
+    assert_null(r.key);
+}
+
+static void test_wire_tree_hello_depth(void **state)
+{
+    (void)state;
+    tf_wire_server_hello h = {1, 1, TF_FEATURE_TREE | TF_FEATURE_CHECKSUM, 0, 255, 0, NULL, 0};
+    uint8_t buf[TF_WIRE_SERVER_HELLO_SIZE];
+    assert_int_equal(tf__wire_encode_server_hello(buf, sizeof buf, &h),
+                     TF_WIRE_SERVER_HELLO_SIZE);
+    assert_int_equal(tf__wire_server_hello_depth(buf), 0);
+    tf__wire_server_hello_put_depth(buf, 64);
+    assert_memory_equal(buf + 26, ((uint8_t[]){0, 64}), 2);
+    /* The hello keeps its size and still decodes as version 1 did. */
+    tf_wire_server_hello d;
+    assert_int_equal(tf__wire_decode_server_hello(buf, sizeof buf, &d),
+                     TF_WIRE_SERVER_HELLO_SIZE);
+    assert_int_equal(d.message_len, 0);
+    assert_int_equal(tf__wire_server_hello_depth(buf), 64);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1934,6 +2077,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_wire_list_long_names),
         cmocka_unit_test(test_wire_list_rejects_malformed),
         cmocka_unit_test(test_wire_garbage_never_crashes),
+        cmocka_unit_test(test_wire_tree_stat_record),
+        cmocka_unit_test(test_wire_tree_dirent),
+        cmocka_unit_test(test_wire_tree_rename_request),
+        cmocka_unit_test(test_wire_tree_hello_depth),
     };
     return TU_RUN_GROUP("wire", tests, group_setup, NULL, argc > 1 ? argv[1] : NULL);
 }

@@ -56,7 +56,7 @@ grep -q ' 200 unchanged' "$TMP/err" || fail "second push: $(cat "$TMP/err")"
 pass "second push sends nothing (server log: no put)"
 
 printf 'changed, longer\n' >>photos/d1/p03.txt
-printf 'PHOTO 02/11\n' >photos/d2/p11.txt # same size, new content and mtime
+printf 'PHOTO 2/11\n' >photos/d2/p11.txt # same size, new content and mtime
 touch -d '2002-02-02 UTC' photos/d2/p11.txt
 touch -d '2001-01-01 UTC' photos/d4/p00.txt # same bytes, only the mtime differs
 before=$(puts_logged)
@@ -71,7 +71,7 @@ pass "1 % changed: only those sent; a touched file compared by digest, not sent"
 
 # --checksum: same size and mtime, different bytes.
 m=$(stat -c %Y photos/d5/p05.txt)
-printf 'photo 05/0X\n' >photos/d5/p05.txt
+printf 'photo 5/0X\n' >photos/d5/p05.txt
 touch -d "@$m" photos/d5/p05.txt
 expect 0 "$CLIENT" $H "$PORT" sync photos :backup/photos
 sent 0

@@ -123,14 +123,43 @@ static int fill(const char *path, const char *size_s, const char *seed_s)
     return close(fd) == 0 ? 0 : 1;
 }
 
+/* mvloop HOST PORT: renames over and over, through one connection, until
+   it fails (the server is killed): the file "d1/x" to "d2/x" and back, and
+   the directory "a" (with its files) to "b" and back. Prints "renamed N"
+   after each. Exit 0 when the connection ended (expected), 1 otherwise. */
+static int mvloop(const char *host, const char *port)
+{
+    tf_client *c;
+    char err[512];
+    int rc = tf_connect_ex(&c, host, port, NULL, err, sizeof err);
+    if (rc != TF_OK) {
+        fprintf(stderr, "faultkit: connect: %s: %s\n", tf_errname(rc), err);
+        return 1;
+    }
+    static const char *const pairs[4][2] = {
+        {"d1/x", "d2/x"}, {"a", "b"}, {"d2/x", "d1/x"}, {"b", "a"}};
+    for (unsigned long n = 0;; n++) {
+        rc = tf_rename(c, pairs[n % 4][0], pairs[n % 4][1], TF_RENAME_NOREPLACE);
+        if (rc != TF_OK)
+            break;
+        printf("renamed %lu\n", n + 1);
+    }
+    fprintf(stderr, "faultkit: mvloop: %s: %s\n", tf_errname(rc), tf_errmsg(c));
+    tf_close(c);
+    return rc == TF_ENET || rc == TF_ETIMEDOUT ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 5 && strcmp(argv[1], "fill") == 0)
         return fill(argv[2], argv[3], argv[4]);
+    if (argc == 4 && strcmp(argv[1], "mvloop") == 0)
+        return mvloop(argv[2], argv[3]);
     if (argc < 6 || (strcmp(argv[1], "put") != 0 && strcmp(argv[1], "get") != 0)) {
         fprintf(stderr,
                 "usage: faultkit fill PATH SIZE SEED\n"
+                "       faultkit mvloop HOST PORT\n"
                 "       faultkit put HOST PORT LOCAL NAME [--rate MIB] [--hold-at BYTES] "
                 "[--resume]\n"
                 "       faultkit get HOST PORT NAME LOCAL [--rate MIB] [--hold-at BYTES] "
