@@ -5,7 +5,8 @@
 # libtcpfile to the best peer on each line (the targets of issue 3).
 #
 #   bench/compare.sh [-r REPS] [-n IDLE_CONNS] [-s SECONDS] [-d PARENT_DIR]
-#                    [-b BUILD_DIR] [-p PORT_BASE] [--no-install] [--keep]
+#                    [-b BUILD_DIR] [-p PORT_BASE] [-B BIG_BYTES] [-m SMALL_N]
+#                    [--no-install] [--keep]
 #                    [--tree-only] [--tree-files N] [--list-entries N]
 #
 # Debian 12, as root (or with sudo for the installs). It installs what is
@@ -13,7 +14,7 @@
 # writes the data into a new directory under PARENT_DIR (default /var/tmp:
 # it must be a disk, not tmpfs, for the durable put to mean anything), and
 # runs every server as its own process on 127.0.0.1, ports PORT_BASE to
-# PORT_BASE+8, with its configuration in that directory. Everything it
+# PORT_BASE+11, with its configuration in that directory. Everything it
 # started is stopped, and the directory removed, on exit.
 #
 # Timing: a single transfer (get, put, 10,000 small gets) is timed as the
@@ -21,6 +22,16 @@
 # `time`), for every tool alike. iperf3 and wrk report their own rates, and
 # so does tcpfile-bench for its 64-connection and idle modes. See
 # bench/RESULTS.md for what each line runs.
+#
+# Two kinds of line: the library, through tcpfile-bench (one process that
+# times its own calls), and the programs users run, tcpfile-client beside
+# curl, each timed as a whole process (start, connect, transfer, exit). The
+# tools alternate within every repetition (the order rotates), and the
+# table takes medians. nginx runs in three configurations (sendfile on;
+# sendfile off; and tuned as its users tune it for large files: sendfile
+# off, output_buffers 2 256k, tcp_nopush on); the best of them is the line
+# to beat. The latency lines go through bench/relay (each direction delayed
+# by RELAY_MS), both tools alike.
 set -euo pipefail
 
 REPS=3
@@ -39,11 +50,14 @@ IDLE_GETS=20
 # The tree lines (issue 12): a tree of TREE_FILES x 4 KiB in TREE_DIRS
 # directories pushed, pushed again after 1 % changed, and pulled, against
 # an rsync daemon; then ls -r of LIST_ENTRIES entries with both sides' peak
-# memory. --tree-only runs just these.
+# memory. --tree-only runs just these (the servers all start as usual).
 TREE_ONLY=0
 TREE_FILES=10000
 TREE_DIRS=100
 LIST_ENTRIES=100000
+RELAY_MS=10          # each direction: a 20 ms round trip
+RELAY_N=200          # 4 KiB gets through the relay
+MID_BYTES=$((10 << 20)) # the put and get through the relay
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -54,7 +68,10 @@ Options:
   -s SECONDS     duration of the 64-connection runs (default $WRK_SECONDS)
   -d DIR         where the temporary data directory goes (default $PARENT)
   -b DIR         build directory (default $BUILD)
-  -p PORT        first of the 9 loopback ports used (default $PORT_BASE)
+  -p PORT        first of the 12 loopback ports used (default $PORT_BASE)
+  -B BYTES       size of the big file (default $BIG_BYTES; the parallel gets
+                 use a quarter of it each); small sizes prove the script runs
+  -m N           number of 4 KiB files and gets (default $SMALL_N)
   --no-install   do not install packages; fail if a tool is missing
   --keep         keep the data directory (and its logs) at the end
   --tree-only    only the tree lines (push, push after 1 % changed, get -r
@@ -73,6 +90,8 @@ while [ $# -gt 0 ]; do
     -d) PARENT=$2; shift 2 ;;
     -b) BUILD=$2; shift 2 ;;
     -p) PORT_BASE=$2; shift 2 ;;
+    -B) BIG_BYTES=$2; shift 2 ;;
+    -m) SMALL_N=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     --keep) KEEP=1; shift ;;
     --tree-only) TREE_ONLY=1; shift ;;
@@ -82,7 +101,7 @@ while [ $# -gt 0 ]; do
     *) echo "compare.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for v in REPS IDLE_N WRK_SECONDS PORT_BASE TREE_FILES LIST_ENTRIES; do
+for v in REPS IDLE_N WRK_SECONDS PORT_BASE BIG_BYTES SMALL_N TREE_FILES LIST_ENTRIES; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: $v must be a positive number" >&2; exit 2; }
 done
 
@@ -93,8 +112,14 @@ P_RSYNC=$((PORT_BASE + 3))
 P_IPERF=$((PORT_BASE + 4))
 P_TF_IDLE=$((PORT_BASE + 5))
 P_NGX_IDLE=$((PORT_BASE + 6))
-P_TF_TREE=$((PORT_BASE + 7))
-P_TF_LIST=$((PORT_BASE + 8))
+P_TUNED=$((PORT_BASE + 7))
+P_RELAY_TF=$((PORT_BASE + 8))
+P_RELAY_NGX=$((PORT_BASE + 9))
+P_TF_TREE=$((PORT_BASE + 10))
+P_TF_LIST=$((PORT_BASE + 11))
+[ "$RELAY_N" -le "$SMALL_N" ] || RELAY_N=$SMALL_N
+PAR_BYTES=$((BIG_BYTES / 4))
+[ "$MID_BYTES" -le "$BIG_BYTES" ] || MID_BYTES=$BIG_BYTES
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { say "FAILED: $*" >&2; exit 1; }
@@ -168,13 +193,11 @@ install_missing() {
 # shellcheck source=../scripts/deps.sh
 . "$REPO/scripts/deps.sh"
 PKGS=("${TF_BUILD_PACKAGES[@]}" curl wrk iperf3 rsync iproute2 procps coreutils time)
-[ "$TREE_ONLY" -eq 1 ] && PKGS=("${TF_BUILD_PACKAGES[@]}" rsync iproute2 procps coreutils time)
 # nginx with the WebDAV module (PUT): Debian's nginx-light, -core and -full
 # all have it built in; take nginx-light unless one is there already.
-if [ "$TREE_ONLY" -eq 0 ] && ! command -v nginx >/dev/null; then PKGS+=(nginx-light); fi
+if ! command -v nginx >/dev/null; then PKGS+=(nginx-light); fi
 install_missing "${PKGS[@]}"
-[ "$TREE_ONLY" -eq 1 ] || grep -q -- --with-http_dav_module <<<"$(nginx -V 2>&1)" ||
-  die "this nginx has no WebDAV module"
+grep -q -- --with-http_dav_module <<<"$(nginx -V 2>&1)" || die "this nginx has no WebDAV module"
 
 # ---- limits -------------------------------------------------------------------
 ulimit -Hn 1048576 2>/dev/null || ulimit -Hn 65536 2>/dev/null || true
@@ -186,7 +209,8 @@ if [ "$NOFILE" != unlimited ] && [ $((IDLE_N + 512)) -gt "$NOFILE" ]; then
 fi
 NGX_CONNS=$((IDLE_N + 1024))
 
-for p in $P_TF $P_ON $P_OFF $P_RSYNC $P_IPERF $P_TF_IDLE $P_NGX_IDLE $P_TF_TREE $P_TF_LIST; do
+for p in $P_TF $P_ON $P_OFF $P_RSYNC $P_IPERF $P_TF_IDLE $P_NGX_IDLE $P_TUNED $P_RELAY_TF \
+  $P_RELAY_NGX $P_TF_TREE $P_TF_LIST; do
   if [ -n "$(ss -Hltn "sport = :$p")" ]; then die "port $p is in use (choose others with -p)"; fi
 done
 
@@ -199,29 +223,35 @@ BENCH=$BUILD/bench/tcpfile-bench
 HOLD=$BUILD/bench/holdconns
 TFSERVER=$BUILD/examples/tcpfile-server
 TFCLIENT=$BUILD/examples/tcpfile-client
+CLIENT=$BUILD/examples/tcpfile-client
+RELAY=$BUILD/bench/relay
 
 # ---- data ---------------------------------------------------------------------
 mkdir -p "$PARENT"
 avail=$(df -Pk "$PARENT" | awk 'NR == 2 { print $4 }')
-[ "$avail" -gt $((5 * 1024 * 1024)) ] || die "need 5 GiB free in $PARENT"
+[ "$avail" -gt $((5 * BIG_BYTES / 1024 + 65536)) ] ||
+  die "need $((5 * BIG_BYTES >> 20)) MiB free in $PARENT"
 WORK=$(mktemp -d "$PARENT/tcpfile-bench.XXXXXX")
 D=$WORK/data
 mkdir -p "$D" "$WORK/dst" "$WORK/dav/up" "$WORK/rsup" "$WORK/tftree" "$WORK/rstree"
 say "data in $WORK ($(findmnt -no FSTYPE -T "$WORK" 2>/dev/null || echo ?))"
-[ "$TREE_ONLY" -eq 1 ] && BIG_BYTES=0 SMALL_N=1
 head -c "$BIG_BYTES" /dev/urandom >"$D/big.bin"
 head -c $((1 << 20)) /dev/urandom >"$D/m1.bin"
+head -c "$MID_BYTES" /dev/urandom >"$D/mid.bin"
+head -c "$PAR_BYTES" /dev/urandom >"$D/par.bin"
 head -c $((SMALL_N * 4096)) /dev/urandom >"$WORK/small.all"
 split -b 4096 -a 5 -d "$WORK/small.all" "$D/s"
 rm -f "$WORK/small.all"
 sync
 # Page-cache warm: every file read once before anything is timed.
-cat "$D/big.bin" "$D/m1.bin" >/dev/null
+cat "$D/big.bin" "$D/m1.bin" "$D/mid.bin" "$D/par.bin" >/dev/null
 find "$D" -name 's*' -type f -exec cat {} + >/dev/null
 
 # Helpers' inputs: curl's list of 10,000 URLs, wrk's rotation over them.
-for p in $P_ON $P_OFF; do
-  awk -v n="$SMALL_N" -v p="$p" 'BEGIN {
+for p in $P_ON $P_OFF $P_TUNED $P_RELAY_NGX; do
+  n=$SMALL_N
+  [ "$p" = "$P_RELAY_NGX" ] && n=$RELAY_N
+  awk -v n="$n" -v p="$p" 'BEGIN {
     print "write-out = \"%{num_connects} %{size_download}\\n\""
     for (i = 0; i < n; i++) {
       printf "url = \"http://127.0.0.1:%d/s%05d\"\noutput = \"/dev/null\"\n", p, i
@@ -254,10 +284,11 @@ start_tcpfile() { # PORT -> TF_PID
   wait_listen "$1" "$TF_PID" tcpfile-server
 }
 
-# nginx: one instance per configuration (sendfile on / off), as a foreground
-# master we own. Defaults otherwise, except what keeps the comparison fair:
-# no access log, keep-alive connections never closed by request count.
-start_nginx() { # NAME PORT SENDFILE -> NGX_PID
+# nginx: one instance per configuration (sendfile on / off / tuned), as a
+# foreground master we own. Defaults otherwise, except what keeps the
+# comparison fair: no access log, keep-alive connections never closed by
+# request count. EXTRA: more http-level directives (the tuned one's).
+start_nginx() { # NAME PORT SENDFILE [EXTRA] -> NGX_PID
   local dir=$WORK/nginx-$1
   mkdir -p "$dir/body"
   cat >"$dir/nginx.conf" <<EOF
@@ -274,6 +305,7 @@ http {
   default_type application/octet-stream;
   sendfile $3;
   tcp_nopush on;
+  ${4:-}
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   client_body_temp_path $dir/body;
@@ -297,17 +329,31 @@ EOF
 
 start_tcpfile "$P_TF"
 TF_MAIN=$TF_PID
-if [ "$TREE_ONLY" -eq 0 ]; then
-  start_nginx on "$P_ON" on
-  NGX_ON=$NGX_PID
-  start_nginx off "$P_OFF" off
-  NGX_OFF=$NGX_PID
-fi
 # The tree's server: its own root, so the flat tests' names stay alone.
 "$TFSERVER" -q --bind 127.0.0.1 "$P_TF_TREE" "$WORK/tftree" >"$WORK/tcpfile-tree.log" 2>&1 &
 TF_TREE=$!
 PIDS+=("$TF_TREE")
 wait_listen "$P_TF_TREE" "$TF_TREE" "tcpfile-server (tree)"
+start_nginx on "$P_ON" on
+NGX_ON=$NGX_PID
+start_nginx off "$P_OFF" off
+NGX_OFF=$NGX_PID
+start_nginx tuned "$P_TUNED" off "output_buffers 2 256k;"
+NGX_TUNED=$NGX_PID
+# The three configurations, by index 1..3, for the program lines.
+NGX_NAME=(- nginx-sendfile-on nginx-sendfile-off nginx-tuned)
+NGX_PORT=(- "$P_ON" "$P_OFF" "$P_TUNED")
+NGX_PIDOF=(- "$NGX_ON" "$NGX_OFF" "$NGX_TUNED")
+
+# The delaying relays: one in front of tcpfile-server, one in front of the
+# tuned nginx; the same program and delay for both.
+start_relay() { # PORT TARGET_PORT
+  "$RELAY" "$1" 127.0.0.1 "$2" "$RELAY_MS" >"$WORK/relay-$1.log" 2>&1 &
+  PIDS+=("$!")
+  wait_listen "$1" "$!" relay
+}
+start_relay "$P_RELAY_TF" "$P_TF"
+start_relay "$P_RELAY_NGX" "$P_TUNED"
 
 cat >"$WORK/rsyncd.conf" <<EOF
 pid file = $WORK/rsyncd.pid
@@ -333,12 +379,10 @@ wait_listen "$P_RSYNC" "$RSYNCD" rsyncd
 RSYNC_FSYNC=--fsync
 grep -q -- --fsync <<<"$(rsync --help)" || RSYNC_FSYNC=
 
-if [ "$TREE_ONLY" -eq 0 ]; then
-  iperf3 -s -B 127.0.0.1 -p "$P_IPERF" >"$WORK/iperf3.log" 2>&1 &
-  IPERF=$!
-  PIDS+=("$IPERF")
-  wait_listen "$P_IPERF" "$IPERF" "iperf3 -s"
-fi
+iperf3 -s -B 127.0.0.1 -p "$P_IPERF" >"$WORK/iperf3.log" 2>&1 &
+IPERF=$!
+PIDS+=("$IPERF")
+wait_listen "$P_IPERF" "$IPERF" "iperf3 -s"
 
 # ---- measuring ----------------------------------------------------------------
 RES=$WORK/results.tsv
@@ -422,7 +466,7 @@ order() {
 
 t_get_null() {
   local i
-  for i in $(order 5); do
+  for i in $(order 6); do
     case $i in
       4)
         # For information: without the end-to-end checksum (TF_OPT_CHECKSUM).
@@ -439,9 +483,10 @@ t_get_null() {
           # program's start not), to set beside the rate iperf3 reports.
           record get_null_self libtcpfile "$(result_field mbps)" "$CCPU" "$SCPU"
         ;;
-      1 | 2)
+      1 | 2 | 5)
         local port=$P_ON pid=$NGX_ON name=nginx-sendfile-on+curl
         [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=nginx-sendfile-off+curl
+        [ "$i" -eq 5 ] && port=$P_TUNED pid=$NGX_TUNED name=nginx-tuned+curl
         timed "$pid" curl -sS -f -o /dev/null -w '%{size_download}\n' \
           "http://127.0.0.1:$port/big.bin" &&
           [ "$(tail -1 "$WORK/out")" = "$BIG_BYTES" ] &&
@@ -465,7 +510,7 @@ t_get_null() {
 
 t_get_file() {
   local i dst=$WORK/dst/big.bin
-  for i in $(order 5); do
+  for i in $(order 6); do
     rm -f "$dst"
     case $i in
       4)
@@ -480,9 +525,10 @@ t_get_file() {
           check_same "$D/big.bin" "$dst" libtcpfile &&
           record get_file libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
         ;;
-      1 | 2)
+      1 | 2 | 5)
         local port=$P_ON pid=$NGX_ON name=nginx-sendfile-on+curl
         [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=nginx-sendfile-off+curl
+        [ "$i" -eq 5 ] && port=$P_TUNED pid=$NGX_TUNED name=nginx-tuned+curl
         timed "$pid" curl -sS -f -o "$dst" "http://127.0.0.1:$port/big.bin" &&
           check_same "$D/big.bin" "$dst" "$name" &&
           record get_file "$name" "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
@@ -556,7 +602,7 @@ t_put() {
 
 t_small() {
   local i
-  for i in $(order 4); do
+  for i in $(order 5); do
     case $i in
       0)
         # tf_get_many: 32 requests in flight on the one connection.
@@ -572,9 +618,10 @@ t_small() {
           [ "$(result_field requests)" = "$SMALL_N" ] &&
           record small_1conn libtcpfile-sequential "$(rate "$SMALL_N" "$WALL")" "$CCPU" "$SCPU"
         ;;
-      1 | 2)
+      1 | 2 | 4)
         local port=$P_ON pid=$NGX_ON name=nginx-sendfile-on+curl
         [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=nginx-sendfile-off+curl
+        [ "$i" -eq 4 ] && port=$P_TUNED pid=$NGX_TUNED name=nginx-tuned+curl
         # One curl, 10,000 URLs: it reuses its one keep-alive connection.
         if timed "$pid" curl -sS -f --config "$WORK/urls-$port.cfg"; then
           local conns bytes
@@ -591,7 +638,7 @@ t_small() {
 
 t_conc() {
   local i
-  for i in $(order 4); do
+  for i in $(order 5); do
     case $i in
       3)
         # The same with tf_get_many, 8 requests in flight per connection:
@@ -602,15 +649,18 @@ t_conc() {
           record conc_64 libtcpfile-pipelined "$(result_field reqps)" "$CCPU" "$SCPU"
         ;;
       0)
+        # The event-driven client (tf_aclient): one thread, 64 connections
+        # on one epoll set, one request in flight each, as wrk does.
         timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
-          concurrent --conns 64 --seconds "$WRK_SECONDS" --prefix s --files "$SMALL_N" \
+          concurrent --async --conns 64 --seconds "$WRK_SECONDS" --prefix s --files "$SMALL_N" \
           --digits 5 &&
           record conc_64 libtcpfile "$(result_field reqps)" "$CCPU" "$SCPU" &&
           grep -E 'latency|failures' "$WORK/out" | sed 's/^/      /'
         ;;
-      1 | 2)
+      1 | 2 | 4)
         local port=$P_ON pid=$NGX_ON name=wrk+nginx-sendfile-on
         [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=wrk+nginx-sendfile-off
+        [ "$i" -eq 4 ] && port=$P_TUNED pid=$NGX_TUNED name=wrk+nginx-tuned
         if timed "$pid" wrk -t "$(nproc)" -c 64 -d "${WRK_SECONDS}s" --latency \
           -s "$WORK/rotate.lua" "http://127.0.0.1:$port/"; then
           grep -q 'Non-2xx' "$WORK/out" && die "wrk: errors from nginx"
@@ -675,6 +725,164 @@ t_idle() {
         fi
         stop_pid "$hold"
         stop_pid "$NGX_PID"
+        ;;
+    esac
+  done
+  return 0
+}
+
+# --- the programs users run: tcpfile-client beside curl, whole processes ------
+
+# Names s00000 .. s(N-1), for one tcpfile-client command line.
+small_names() { awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++) printf "s%05d\n", i }'; }
+
+t_prog_get_null() {
+  local i
+  for i in $(order 4); do
+    case $i in
+      0)
+        timed "$TF_MAIN" "$CLIENT" -q "127.0.0.1:$P_TF" get big.bin --to /dev/null &&
+          record get_null_prog libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      *)
+        timed "${NGX_PIDOF[$i]}" curl -sS -f -o /dev/null -w '%{size_download}\n' \
+          "http://127.0.0.1:${NGX_PORT[$i]}/big.bin" &&
+          [ "$(tail -1 "$WORK/out")" = "$BIG_BYTES" ] &&
+          record get_null_prog "${NGX_NAME[$i]}+curl" "$(mbps "$BIG_BYTES" "$WALL")" \
+            "$CCPU" "$SCPU"
+        ;;
+    esac
+  done
+  return 0
+}
+
+t_prog_get_file() {
+  local i dst=$WORK/dst/big.bin
+  for i in $(order 4); do
+    rm -f "$dst"
+    case $i in
+      0)
+        timed "$TF_MAIN" "$CLIENT" -q "127.0.0.1:$P_TF" get big.bin --to "$dst" &&
+          check_same "$D/big.bin" "$dst" tcpfile-client &&
+          record get_file_prog libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      *)
+        timed "${NGX_PIDOF[$i]}" curl -sS -f -o "$dst" "http://127.0.0.1:${NGX_PORT[$i]}/big.bin" &&
+          check_same "$D/big.bin" "$dst" "${NGX_NAME[$i]}" &&
+          record get_file_prog "${NGX_NAME[$i]}+curl" "$(mbps "$BIG_BYTES" "$WALL")" \
+            "$CCPU" "$SCPU"
+        ;;
+    esac
+    rm -f "$dst"
+  done
+  return 0
+}
+
+t_prog_put() {
+  local i
+  for i in $(order 2); do
+    rm -f "$D/up.bin" "$WORK/dav/up/big.bin"
+    case $i in
+      0)
+        # The server fsyncs the file and its directory before it answers.
+        timed "$TF_MAIN" "$CLIENT" -q "127.0.0.1:$P_TF" put "$D/big.bin" --as up.bin &&
+          check_same "$D/big.bin" "$D/up.bin" tcpfile-client &&
+          record put_durable_prog libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1)
+        timed "$NGX_TUNED" bash -c "curl -sS -f -T '$D/big.bin' -o /dev/null \
+          http://127.0.0.1:$P_TUNED/up/big.bin && sync '$WORK/dav/up/big.bin' '$WORK/dav/up'" &&
+          check_same "$D/big.bin" "$WORK/dav/up/big.bin" curl-T &&
+          record put_durable_prog curl-T+nginx-dav+sync "$(mbps "$BIG_BYTES" "$WALL")" \
+            "$CCPU" "$SCPU"
+        ;;
+    esac
+    rm -f "$D/up.bin" "$WORK/dav/up/big.bin"
+  done
+  return 0
+}
+
+t_prog_small() {
+  local i
+  small_names "$SMALL_N" >"$WORK/names"
+  for i in $(order 4); do
+    case $i in
+      0)
+        # One invocation, every name on its command line, to standard output.
+        timed "$TF_MAIN" bash -c "set -o pipefail; '$CLIENT' -q 127.0.0.1:$P_TF get \
+          \$(cat '$WORK/names') --to - | wc -c" &&
+          [ "$(tail -1 "$WORK/out")" = $((SMALL_N * 4096)) ] &&
+          record small_prog libtcpfile "$(rate "$SMALL_N" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      *)
+        local port=${NGX_PORT[$i]}
+        timed "${NGX_PIDOF[$i]}" curl -sS -f --config "$WORK/urls-$port.cfg" &&
+          record small_prog "${NGX_NAME[$i]}+curl" "$(rate "$SMALL_N" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+    esac
+  done
+  return 0
+}
+
+# Through the relays (a 20 ms round trip): RELAY_N small gets in one
+# command, then a MID_BYTES get and a durable put.
+t_relay() {
+  local i
+  small_names "$RELAY_N" >"$WORK/rnames"
+  for i in $(order 6); do
+    rm -f "$D/up-mid.bin" "$WORK/dav/up/mid.bin"
+    case $i in
+      0)
+        timed "$TF_MAIN" bash -c "set -o pipefail; '$CLIENT' -q 127.0.0.1:$P_RELAY_TF get \
+          \$(cat '$WORK/rnames') --to - | wc -c" &&
+          [ "$(tail -1 "$WORK/out")" = $((RELAY_N * 4096)) ] &&
+          record relay_small libtcpfile "$(rate "$RELAY_N" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1)
+        timed "$NGX_TUNED" curl -sS -f --config "$WORK/urls-$P_RELAY_NGX.cfg" &&
+          record relay_small nginx-tuned+curl "$(rate "$RELAY_N" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      2)
+        timed "$TF_MAIN" "$CLIENT" -q "127.0.0.1:$P_RELAY_TF" get mid.bin --to /dev/null &&
+          record relay_get_mid libtcpfile "$(mbps "$MID_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      3)
+        timed "$NGX_TUNED" curl -sS -f -o /dev/null "http://127.0.0.1:$P_RELAY_NGX/mid.bin" &&
+          record relay_get_mid nginx-tuned+curl "$(mbps "$MID_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      4)
+        timed "$TF_MAIN" "$CLIENT" -q "127.0.0.1:$P_RELAY_TF" put "$D/mid.bin" --as up-mid.bin &&
+          check_same "$D/mid.bin" "$D/up-mid.bin" tcpfile-client &&
+          record relay_put_mid libtcpfile "$(mbps "$MID_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      5)
+        timed "$NGX_TUNED" bash -c "curl -sS -f -T '$D/mid.bin' -o /dev/null \
+          http://127.0.0.1:$P_RELAY_NGX/up/mid.bin && sync '$WORK/dav/up/mid.bin' '$WORK/dav/up'" &&
+          check_same "$D/mid.bin" "$WORK/dav/up/mid.bin" curl-T &&
+          record relay_put_mid curl-T+nginx-dav+sync "$(mbps "$MID_BYTES" "$WALL")" \
+            "$CCPU" "$SCPU"
+        ;;
+    esac
+    rm -f "$D/up-mid.bin" "$WORK/dav/up/mid.bin"
+  done
+  return 0
+}
+
+# N programs at once, each getting par.bin to /dev/null; the aggregate rate.
+t_parallel() { # N
+  local n=$1 i
+  for i in $(order 4); do
+    case $i in
+      0)
+        timed "$TF_MAIN" bash -c "for k in \$(seq $n); do '$CLIENT' -q 127.0.0.1:$P_TF get \
+          par.bin --to /dev/null & done; wait" &&
+          record "par_$n" libtcpfile "$(mbps $((n * PAR_BYTES)) "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      *)
+        timed "${NGX_PIDOF[$i]}" bash -c "for k in \$(seq $n); do curl -sS -f -o /dev/null \
+          http://127.0.0.1:${NGX_PORT[$i]}/par.bin & done; wait" &&
+          record "par_$n" "${NGX_NAME[$i]}+curl" "$(mbps $((n * PAR_BYTES)) "$WALL")" \
+            "$CCPU" "$SCPU"
         ;;
     esac
   done
@@ -825,10 +1033,18 @@ for ((REP = 1; REP <= REPS; REP++)); do
   say "  tree: get -r of $TREE_FILES files (files/s)"; t_tree_get
   [ "$REP" -eq 1 ] && { say "  ls -r: memory (KiB)"; t_ls_r; }
   [ "$TREE_ONLY" -eq 1 ] && continue
-  say "  get 1 GiB to /dev/null (MB/s)"; t_get_null
-  say "  get 1 GiB to a file (MB/s)"; t_get_file
-  say "  put 1 GiB (MB/s)"; t_put
+  say "  get $BIG_BYTES bytes to /dev/null (MB/s)"; t_get_null
+  say "  the same, programs: tcpfile-client and curl (MB/s)"; t_prog_get_null
+  say "  get $BIG_BYTES bytes to a file (MB/s)"; t_get_file
+  say "  the same, programs (MB/s)"; t_prog_get_file
+  say "  put $BIG_BYTES bytes (MB/s)"; t_put
+  say "  the same, programs, durable (MB/s)"; t_prog_put
   say "  $SMALL_N x 4 KiB gets, one connection (files/s)"; t_small
+  say "  the same, programs: one tcpfile-client call, one curl (files/s)"; t_prog_small
+  say "  through the relay, ${RELAY_MS} ms each way"; t_relay
+  say "  4 and 16 programs at once, $PAR_BYTES bytes each (MB/s, all together)"
+  t_parallel 4
+  t_parallel 16
   say "  4 KiB gets, 64 connections, $WRK_SECONDS s (requests/s)"; t_conc
   say "  $IDLE_N idle connections"; t_idle
 done
@@ -885,7 +1101,8 @@ echo "Medians of $REPS runs on 127.0.0.1 ($(date -u +%Y-%m-%d);" \
 echo
 echo "| work | libtcpfile | best peer | peer | ratio | target | met |"
 echo "|---|---|---|---|---|---|---|"
-row "tree push, $TREE_FILES × 4 KiB in $TREE_DIRS dirs, first" files/s tree_push_first '^rsync' hi "≥" 2.0
+echo "| **the tree** (tcpfile-client vs rsync to an rsync daemon) | | | | | | |"
+row "push, $TREE_FILES × 4 KiB in $TREE_DIRS dirs, first" files/s tree_push_first '^rsync' hi "≥" 2.0
 row "the same push, 1 % changed" "changed files/s" tree_push_1pct '^rsync' hi "≥" 3.0
 row "get -r of that tree (rsync: pull)" files/s tree_get '^rsync' hi "≥" 2.0
 for n in $((LIST_ENTRIES / 10)) "$LIST_ENTRIES"; do
@@ -893,20 +1110,29 @@ for n in $((LIST_ENTRIES / 10)) "$LIST_ENTRIES"; do
     "$(med "ls_r_${n}_client_maxrss_kib" libtcpfile) / $(med "ls_r_${n}_server_peak_kib" libtcpfile)" \
     "| – | – | – | independent of the count | see both rows |"
 done
-if [ "$TREE_ONLY" -eq 0 ]; then
-row "get 1 GiB to /dev/null" MB/s get_null '^nginx' hi "≥" 1.0
-row "get 1 GiB to /dev/null, rate each reports itself" MB/s get_null_self '^iperf3' hi "≥" 0.9
-row "get 1 GiB to a file" MB/s get_file '.' hi "≥" 1.0
-row "put 1 GiB, durable" MB/s put_durable '.' hi "≥" 1.0
+echo "| **the programs** (tcpfile-client vs curl, whole processes) | | | | | | |"
+row "get $BIG_BYTES B to /dev/null" MB/s get_null_prog '^nginx' hi "≥" 1.2
+row "get $BIG_BYTES B to a file" MB/s get_file_prog '^nginx' hi "≥" 2.0
+row "put $BIG_BYTES B, durable" MB/s put_durable_prog '.' hi "≥" 1.2
+row "$SMALL_N × 4 KiB gets, one invocation" files/s small_prog '.' hi "≥" 5.0
+row "$RELAY_N × 4 KiB gets, one invocation, relay ${RELAY_MS} ms each way" files/s relay_small '.' hi "≥" 20
+row "get $MID_BYTES B through the relay" MB/s relay_get_mid '.' hi "≥" 1.0
+row "put $MID_BYTES B durable through the relay" MB/s relay_put_mid '.' hi "≥" 1.0
+row "4 programs at once, $PAR_BYTES B each" MB/s par_4 '.' hi "≥" 1.2
+row "16 programs at once, $PAR_BYTES B each" MB/s par_16 '.' hi "≥" 1.2
+echo "| **the library** (tcpfile-bench) | | | | | | |"
+row "get $BIG_BYTES B to /dev/null" MB/s get_null '^nginx' hi "≥" 1.0
+row "get $BIG_BYTES B to /dev/null, rate each reports itself" MB/s get_null_self '^iperf3' hi "≥" 1.0
+row "get $BIG_BYTES B to a file" MB/s get_file '.' hi "≥" 1.0
+row "put $BIG_BYTES B, durable" MB/s put_durable '.' hi "≥" 1.0
 row "$SMALL_N × 4 KiB gets, one connection" files/s small_1conn '.' hi "≥" 3.0
-row "4 KiB gets, 64 connections, $WRK_SECONDS s" req/s conc_64 '.' hi "≥" 1.0
-row "$IDLE_N idle connections" bytes/conn idle_bytes_per_conn '.' lo "≤" 2.0
+row "4 KiB gets, 64 connections (event-driven client), $WRK_SECONDS s" req/s conc_64 '.' hi "≥" 1.2
+row "$IDLE_N idle connections" bytes/conn idle_bytes_per_conn '.' lo "≤" 0.5
 ours=$(med idle_get_1MiB_max_ms libtcpfile)
 peer=$(med idle_get_1MiB_max_ms nginx+curl)
 met=$(awk -v a="${ours:-1e9}" 'BEGIN { print ((a < 100) ? "yes" : "**no**") }')
 echo "| 1 MiB get while $IDLE_N are held (ms, slowest of $IDLE_GETS, new connection each) |" \
   "${ours:-–} | ${peer:-–} | nginx+curl | – | < 100 ms | $met |"
-fi
 echo
 echo "Every tool (median, runs, lowest, highest):"
 echo

@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
@@ -35,6 +37,8 @@
 #include "tcpfile.h"
 
 #define PROG "tcpfile-bench"
+/* Most requests in flight per connection in concurrent --async. */
+#define TF__BENCH_MAX_DEPTH 256
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
@@ -63,6 +67,7 @@ typedef struct args {
     int64_t gets;
     int64_t settle_ms;
     int64_t pipeline; /* >1: small and concurrent use tf_get_many */
+    int async;        /* concurrent: one thread, tf_aclient over epoll */
 } args;
 
 static void usage(FILE *to)
@@ -97,6 +102,9 @@ static void usage(FILE *to)
         "                flight (TF_OPT_PIPELINE), in batches of 4N names; the\n"
         "                latency figures are then per batch divided by its size,\n"
         "                and bytes are not counted (no progress callback)\n"
+        "                concurrent --async: one thread drives every connection\n"
+        "                through the event-driven client (tf_aclient, epoll), one\n"
+        "                request in flight each (--pipeline N: N each)\n"
         "  idle          hold --conns idle connections (10000) and meanwhile time\n"
         "                --gets downloads (20) of --name (m1.bin), each on a new\n"
         "                connection; reports the server's memory per connection\n"
@@ -129,6 +137,7 @@ enum {
     OPT_GETS,
     OPT_SETTLE,
     OPT_PIPELINE,
+    OPT_ASYNC,
     OPT_HELP,
     OPT_VERSION
 };
@@ -153,6 +162,7 @@ static int parse_args(int argc, char **argv, args *a)
         {"gets", required_argument, NULL, OPT_GETS},
         {"settle-ms", required_argument, NULL, OPT_SETTLE},
         {"pipeline", required_argument, NULL, OPT_PIPELINE},
+        {"async", no_argument, NULL, OPT_ASYNC},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -239,6 +249,9 @@ static int parse_args(int argc, char **argv, args *a)
         case OPT_PIPELINE:
             if (cli_parse_int(optarg, 1, 256, &a->pipeline) != 0)
                 return usage_error("--pipeline needs 1..256, not", optarg);
+            break;
+        case OPT_ASYNC:
+            a->async = 1;
             break;
         case OPT_HELP:
             usage(stdout);
@@ -878,6 +891,173 @@ static int run_concurrent(const args *a, const target *t)
     return r.errors ? EXIT_FAILED : EXIT_OK;
 }
 
+/* concurrent --async: every connection in this one thread, each a
+   tf_aclient on one epoll set, each getting the next name as soon as its
+   last answer came (wrk's shape: one request in flight per connection). */
+typedef struct aconn {
+    tf_aclient *c;
+    const args *a;
+    result *r;
+    uint64_t next;       /* the next name's index */
+    double sent[TF__BENCH_MAX_DEPTH];
+    unsigned head, tail; /* the send times of the requests in flight */
+    int dead;
+    int watched; /* the events registered with epoll */
+    char first_error[600];
+} aconn;
+
+static double g_adeadline;
+
+static void aqueue(aconn *k);
+
+static void on_aget(tf_aclient *c, void *user, tf_aresult *res)
+{
+    aconn *k = user;
+    double e = now();
+    (void)c;
+    double s = k->sent[k->head++ % TF__BENCH_MAX_DEPTH];
+    if (res->result != TF_OK) {
+        if (!k->r->errors)
+            snprintf(k->first_error, sizeof k->first_error, "get %s: %s (%s)", res->name,
+                     tf_strerror(res->result), res->message);
+        k->r->errors++;
+        return;
+    }
+    samples_add(&k->r->lat, e - s);
+    k->r->bytes += res->size;
+    k->r->requests++;
+    if (e < g_adeadline)
+        aqueue(k);
+}
+
+static void aqueue(aconn *k)
+{
+    char name[64];
+    small_name(k->a, k->next++, name, sizeof name);
+    k->sent[k->tail++ % TF__BENCH_MAX_DEPTH] = now();
+    if (tf_aclient_get_mem(k->c, name, on_aget, k) != TF_OK)
+        k->dead = 1;
+}
+
+static void awatch(int ep, int op, aconn *k)
+{
+    int want = tf_aclient_events(k->c);
+    if (op == EPOLL_CTL_MOD && want == k->watched)
+        return; /* a system call saved per request */
+    k->watched = want;
+    struct epoll_event ev = {.events = (want & TF_WANT_READ ? EPOLLIN : 0u) |
+                                       (want & TF_WANT_WRITE ? EPOLLOUT : 0u),
+                             .data.ptr = k};
+    (void)epoll_ctl(ep, op, tf_aclient_fd(k->c), &ev);
+}
+
+static int run_aconcurrent(const args *a, const target *t)
+{
+    unsigned n = (unsigned)(a->conns > 0 ? a->conns : 64);
+    int depth = a->pipeline > 1 ? (int)a->pipeline : 1;
+    if (depth > TF__BENCH_MAX_DEPTH)
+        depth = TF__BENCH_MAX_DEPTH;
+    aconn *k = calloc(n, sizeof *k);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    tf_options *opt = NULL;
+    if (!k || ep < 0 || tf_options_new(&opt) != TF_OK) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return EXIT_FAILED;
+    }
+    if (a->checksum >= 0)
+        tf_options_set(opt, TF_OPT_CHECKSUM, a->checksum);
+    printf("concurrent --async: %u connections in one thread for %.1f s, %d in flight "
+           "each, server %s port %s\n",
+           n, a->seconds, depth, t->host, t->port);
+    result r;
+    begin_result(&r, "concurrent", t);
+    uint64_t files = (uint64_t)(a->files > 0 ? a->files : 10000);
+    args local = *a;
+    local.files = (int64_t)files;
+    int status = EXIT_OK;
+    /* Connected (handshake done) before the clock starts, as the threaded
+       mode's barrier does. */
+    for (unsigned i = 0; i < n; i++) {
+        char err[512];
+        int rc = tf_aclient_connect_start(&k[i].c, t->host, t->port, opt, err, sizeof err);
+        if (rc != TF_OK) {
+            fprintf(stderr, PROG ": connect to %s port %s: %s (%s)\n", t->host, t->port,
+                    tf_strerror(rc), err);
+            status = EXIT_FAILED;
+            n = i;
+            break;
+        }
+        k[i].a = &local;
+        k[i].r = &r;
+        k[i].next = files * i / n;
+        while ((rc = tf_aclient_step(k[i].c)) == TF_INPROGRESS) {
+            int want = tf_aclient_events(k[i].c);
+            struct pollfd p = {.fd = tf_aclient_fd(k[i].c),
+                               .events = (short)((want & TF_WANT_READ ? POLLIN : 0) |
+                                                 (want & TF_WANT_WRITE ? POLLOUT : 0))};
+            poll(&p, 1, 100);
+        }
+        if (rc != TF_OK) {
+            fprintf(stderr, PROG ": connect to %s port %s: %s (%s)\n", t->host, t->port,
+                    tf_strerror(rc), tf_aclient_errmsg(k[i].c));
+            status = EXIT_FAILED;
+            n = i + 1;
+            break;
+        }
+    }
+    double scpu0 = server_cpu_start(t);
+    cpu c0 = cpu_now(RUSAGE_THREAD), p0 = cpu_now(RUSAGE_SELF);
+    double t0 = now();
+    g_adeadline = t0 + a->seconds;
+    unsigned live = 0;
+    for (unsigned i = 0; status == EXIT_OK && i < n; i++) {
+        for (int d = 0; d < depth; d++)
+            aqueue(&k[i]);
+        awatch(ep, EPOLL_CTL_ADD, &k[i]);
+        live++;
+    }
+    struct epoll_event evs[256];
+    while (live > 0) {
+        int m = epoll_wait(ep, evs, 256, 100);
+        if (m < 0 && errno != EINTR)
+            break;
+        for (int j = 0; j < m; j++) {
+            aconn *x = evs[j].data.ptr;
+            int fd = tf_aclient_fd(x->c);
+            int rc = tf_aclient_step(x->c);
+            if (rc == TF_INPROGRESS && !x->dead) {
+                awatch(ep, EPOLL_CTL_MOD, x);
+                continue;
+            }
+            /* Done (its last answer came after the deadline), or failed. */
+            (void)epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+            live--;
+            if (rc != TF_OK && rc != TF_INPROGRESS && !x->first_error[0])
+                snprintf(x->first_error, sizeof x->first_error, "connection: %s (%s)",
+                         tf_strerror(rc), tf_aclient_errmsg(x->c));
+            if (rc != TF_OK)
+                r.errors++;
+        }
+    }
+    r.seconds = now() - t0;
+    r.client = cpu_since(RUSAGE_THREAD, c0);
+    r.process = cpu_since(RUSAGE_SELF, p0);
+    for (unsigned i = 0; i < n; i++) {
+        if (k[i].first_error[0] && status == EXIT_OK)
+            fprintf(stderr, PROG ": first failure: %s\n", k[i].first_error);
+        if (k[i].first_error[0])
+            status = EXIT_FAILED;
+        tf_aclient_close(k[i].c);
+    }
+    end_result(&r, t, scpu0);
+    snprintf(r.extra, sizeof r.extra, "conns=%u async=1 depth=%d", n, depth);
+    report(&r);
+    close(ep);
+    free(k);
+    tf_options_free(opt);
+    return r.errors ? EXIT_FAILED : status;
+}
+
 /* Raises the open-file limit to at least want, the hard limit too if we
    may (root). Returns the soft limit in force. */
 static rlim_t raise_nofile(rlim_t want)
@@ -1034,6 +1214,8 @@ int main(int argc, char **argv)
         status = run_transfer(&a, &t, 1);
     else if (strcmp(a.mode, "small") == 0)
         status = run_small(&a, &t);
+    else if (strcmp(a.mode, "concurrent") == 0 && a.async)
+        status = run_aconcurrent(&a, &t);
     else if (strcmp(a.mode, "concurrent") == 0)
         status = run_concurrent(&a, &t);
     else

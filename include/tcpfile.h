@@ -876,6 +876,126 @@ TF_API int tf_dir_next(tf_dir *d, const tf_dirent **ent);
 TF_API void tf_dir_close(tf_dir *d);
 
 /* ------------------------------------------------------------------------ */
+/* Event-driven client: for programs with their own event loop, and for     */
+/* many connections from one thread (after libcurl's multi interface and    */
+/* hiredis' async context). Plaintext; gets and lists.                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A tf_aclient never blocks on the network (only the name lookup in
+ * tf_aclient_connect_start may, as getaddrinfo does; numeric addresses do
+ * not). The caller waits for tf_aclient_events() on tf_aclient_fd() with
+ * poll/select/epoll - level-triggered - for at most tf_aclient_timeout()
+ * ms, then calls tf_aclient_step(), which does what it can without
+ * blocking and calls the completion callbacks of the requests it finished.
+ * Requests may be queued at once, even before the connection is up; they
+ * go out pipelined (all of them on the wire at once) and complete in the
+ * order they were queued. Everything happens in the thread that calls
+ * step; a tf_aclient is used by one thread at a time.
+ */
+typedef struct tf_aclient tf_aclient;
+
+/* tf_aclient_step's "not finished": positive, so never a TF_E* code. */
+#define TF_INPROGRESS 1
+
+/* tf_aclient_events bits: wait until the descriptor is readable /
+   writable (POLLIN / POLLOUT, EPOLLIN / EPOLLOUT). */
+#define TF_WANT_READ 1
+#define TF_WANT_WRITE 2
+
+/*
+ * What a request came to, passed to its callback. The library owns it; it
+ * is valid only during the call, except what the callback takes: it may
+ * keep data (tf_aclient_get_mem) or listing (tf_aclient_list) by copying
+ * the pointer and setting the field to NULL, and then frees it with
+ * tf_free / tf_listing_free; what it leaves is freed after the call.
+ */
+typedef struct tf_aresult {
+    int result;          /* TF_OK or the request's failure (as tf_get_mem's
+                            and tf_list's codes; TF_ECANCELED when the
+                            client was closed first) */
+    const char *message; /* "" on success, else the detail */
+    const char *name;    /* the name asked for; "" for a list */
+    void *data;          /* get_mem: the file's bytes (NUL-terminated one
+                            past len), NULL on failure */
+    size_t len;          /* get_mem: its length */
+    uint64_t size;       /* get_mem / get_fd / list: payload bytes received */
+    tf_listing *listing; /* list: the listing, NULL on failure */
+    void *reserved[4];   /* room for later fields */
+} tf_aresult;
+
+/* Called once for each request queued with TF_OK, from tf_aclient_step
+   (or tf_aclient_close). It may queue more requests on a, and may call
+   tf_aclient_close(a): the other requests are then cancelled, and a is
+   freed when the step returns, which then returns TF_ECANCELED. */
+typedef void (*tf_acallback)(tf_aclient *a, void *user, tf_aresult *r);
+
+/*
+ * Starts connecting to host:port: resolves the name, opens a non-blocking
+ * socket and queues the handshake. *out is the caller's, released with
+ * tf_aclient_close. opt as tf_connect (copied; TF_OPT_CONNECT_TIMEOUT_MS,
+ * TF_OPT_IO_TIMEOUT_MS, TF_OPT_CHECKSUM, TF_OPT_MAX_MEMORY are used).
+ * Returns TF_OK (the connect goes on in tf_aclient_step), TF_EINVAL,
+ * TF_ERESOLVE, TF_ECONNREFUSED or TF_ENET (when the refusal is immediate),
+ * TF_ENOMEM; on failure *out is NULL and errbuf (may be NULL) gets the
+ * detail, NUL-terminated, truncated to errlen.
+ */
+TF_API int tf_aclient_connect_start(tf_aclient **out, const char *host, const char *port,
+                                    const tf_options *opt, char *errbuf, size_t errlen);
+
+/* The socket to wait on; -1 once the connection has failed (or a NULL). */
+TF_API int tf_aclient_fd(const tf_aclient *a);
+/* TF_WANT_READ and/or TF_WANT_WRITE: what the next step waits for; 0 once
+   the connection has failed. While connected it always wants to read, so
+   that a server closing the connection is noticed. */
+TF_API int tf_aclient_events(const tf_aclient *a);
+/* Milliseconds until tf_aclient_step must be called even without an
+   event (a connect or I/O timeout falls due then), 0 when overdue, -1 when
+   no timeout is running. */
+TF_API int tf_aclient_timeout(const tf_aclient *a);
+
+/*
+ * Does what can be done without blocking: connects, sends queued requests,
+ * reads responses and completes requests through their callbacks. Returns
+ * TF_OK when connected with no request outstanding, TF_INPROGRESS when
+ * something is still under way (wait for tf_aclient_events and call again),
+ * or the connection's failure (TF_ENET, TF_ECONNREFUSED, TF_ETIMEDOUT,
+ * TF_EPROTO, TF_EBUSY, TF_ENOMEM, ...): then every outstanding request has
+ * been completed with that code, the socket is closed, and later steps and
+ * requests return TF_ENET. TF_EINVAL for a NULL a.
+ */
+TF_API int tf_aclient_step(tf_aclient *a);
+
+/*
+ * Queue a request; cb (not NULL) is called once with its result. Returns
+ * TF_OK, TF_EINVAL (a NULL argument, a bad name, fd < 0), TF_ENET (the
+ * connection has failed), TF_ENOMEM; cb is then never called.
+ * get_mem: the file into memory (TF_OPT_MAX_MEMORY caps it: TF_ETOOBIG,
+ *   the connection stays usable).
+ * get_fd: the file written to fd, from its position, inside
+ *   tf_aclient_step (a regular file or a blocking descriptor; fd stays the
+ *   caller's). r->size says how many bytes came. A failure writing fd
+ *   (TF_EIO, TF_ENOSPC) fails that request only.
+ * list: the server's listing (r->listing).
+ * A failing request (TF_ENOENT, TF_EACCES, TF_ECHECKSUM, ...) leaves the
+ * connection usable; a connection failure completes every request.
+ */
+TF_API int tf_aclient_get_mem(tf_aclient *a, const char *name, tf_acallback cb, void *user);
+TF_API int tf_aclient_get_fd(tf_aclient *a, const char *name, int fd, tf_acallback cb,
+                             void *user);
+TF_API int tf_aclient_list(tf_aclient *a, tf_acallback cb, void *user);
+
+/* Requests queued and not yet completed (0 for NULL). */
+TF_API size_t tf_aclient_pending(const tf_aclient *a);
+/* Detail of the connection's failure, "" while it is fine or a is NULL.
+   Valid until the next call on a. */
+TF_API const char *tf_aclient_errmsg(const tf_aclient *a);
+/* Closes the connection; each outstanding request's callback is called
+   with TF_ECANCELED first. Then frees a (at the end of the step when
+   called from a callback). NULL is fine. */
+TF_API void tf_aclient_close(tf_aclient *a);
+
+/* ------------------------------------------------------------------------ */
 /* Server                                                                   */
 /* ------------------------------------------------------------------------ */
 

@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-regex=${1:-^((test_loopback|test_integrity|test_server|test_getmany|test_digest|test_threadpool)\\..+|cli_server)$}
+regex=${1:-^((test_loopback|test_integrity|test_server|test_getmany|test_aclient|test_digest|test_threadpool)\\..+|cli_server)$}
 dir=${TF_TSAN_BUILD_DIR:-build-tsan}
 reports=$PWD/$dir/tsan-reports
 
