@@ -60,7 +60,7 @@ int tf__client_usable(tf_client *c)
 int tf__client_check_name(tf_client *c, const char *name)
 {
     if (tf_client_has_tree(c))
-        return tf__client_check_path(c, name, "path");
+        return tf__client_check_path(c, name, "name");
     const char *why;
     if (tf_name_check(name, c->max_name, &why) != TF_OK)
         return tf__fail(&c->err, TF_EINVAL, "bad name \"%s\": %s (at most %u bytes)",

@@ -26,11 +26,55 @@ int tf__fail_fs(tf__err *e, int errnum, const char *what, const char *name)
     return tf__fail_errno(e, tf__code_from_errno(errnum), errnum, "%s \"%s\"", what, name);
 }
 
+/* Without openat2: a path ("a/b/c", validated: no "..", no empty or "."
+   component) is walked a directory at a time, each opened with O_NOFOLLOW,
+   so that a symbolic link on the way is refused (ELOOP or ENOTDIR) as
+   RESOLVE_NO_SYMLINKS refuses it. */
+static int open_walk(int dirfd, const char *name, int flags, mode_t mode)
+{
+    char comp[NAME_MAX + 1];
+    int at = dirfd;
+    const char *p = name;
+    for (const char *slash; (slash = strchr(p, '/')) != NULL; p = slash + 1) {
+        size_t n = (size_t)(slash - p);
+        if (n == 0 || n > NAME_MAX) {
+            errno = n ? ENAMETOOLONG : ENOENT;
+            goto fail;
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        int next = openat(at, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st;
+        /* O_DIRECTORY is checked before O_NOFOLLOW: a link shows as
+           ENOTDIR; say ELOOP, as openat2 does. */
+        if (next < 0 && errno == ENOTDIR &&
+            fstatat(at, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+            errno = ELOOP;
+        if (next < 0)
+            goto fail;
+        if (at != dirfd)
+            close(at);
+        at = next;
+    }
+    int fd = openat(at, p, flags | O_NOFOLLOW, mode);
+    int err = errno;
+    if (at != dirfd)
+        close(at);
+    errno = err;
+    return fd;
+fail:;
+    int e = errno;
+    if (at != dirfd)
+        close(at);
+    errno = e;
+    return -1;
+}
+
 /*
  * Opens name relative to dirfd, never leaving dirfd and never following a
  * symlink anywhere on the way: openat2 with RESOLVE_BENEATH where the kernel
- * has it (5.6+), else openat with O_NOFOLLOW, which is as strict here since
- * a validated name is a single component.
+ * has it (5.6+), else a walk of openat calls with O_NOFOLLOW, one per
+ * component (open_walk).
  */
 int tf__open_beneath(int dirfd, const char *name, int flags, mode_t mode)
 {
@@ -44,7 +88,8 @@ int tf__open_beneath(int dirfd, const char *name, int flags, mode_t mode)
     if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
         return (int)fd; /* EPERM: a seccomp filter that does not know openat2 */
 #endif
-    return openat(dirfd, name, flags | O_NOFOLLOW, mode);
+    return strchr(name, '/') ? open_walk(dirfd, name, flags, mode)
+                             : openat(dirfd, name, flags | O_NOFOLLOW, mode);
 }
 
 void tf__fs_start_writeback(int fd, uint64_t off, uint64_t len)

@@ -24,7 +24,11 @@ int tf__client_check_path(tf_client *c, const char *path, const char *what)
         return tf__fail(&c->err, TF_EINVAL, "bad %s: none given", what);
     int rc = tf__path_check_bytes(path, strlen(path), &lim, why, sizeof why);
     if (rc != TF_OK)
-        return tf__fail(&c->err, rc, "bad %s \"%s\": %s", what, path, why);
+        return tf__fail(&c->err, rc,
+                        "bad %s \"%s\": %s (at most %u bytes per component, %u levels, %u "
+                        "bytes in all)",
+                        what, path, why, (unsigned)c->max_name, (unsigned)c->max_depth,
+                        (unsigned)c->max_path);
     return TF_OK;
 }
 

@@ -18,8 +18,13 @@
 
 #include "cmocka_main.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,6 +410,58 @@ static void test_storage_stage_commit(void **state)
     assert_outside_untouched(f);
 }
 
+/* Makes openat2 fail with ENOSYS in this process from now on, as on a
+   kernel older than 5.6 (each ctest entry runs one test in its own
+   process, so no other test is affected). */
+static int block_openat2(void)
+{
+#ifdef SYS_openat2
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof filter / sizeof filter[0], filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        return -1;
+    return syscall(SYS_openat2, AT_FDCWD, ".", NULL, 0) < 0 && errno == ENOSYS ? 0 : -1;
+#else
+    return 0;
+#endif
+}
+
+/* Without openat2, a link anywhere on a path is still refused: the
+   fallback opens one directory at a time with O_NOFOLLOW. */
+static void test_storage_paths_without_openat2(void **state)
+{
+    fixture *f = *state;
+    if (block_openat2() != 0)
+        skip();
+    tf__err e = {{0}};
+    tf__storage *st = f->st;
+    assert_int_equal(st->ops->mkdir(st, "real", &e), TF_OK);
+    put_file(f->root, "real/f", "inside");
+    char path[512];
+    snprintf(path, sizeof path, "%s/in", f->root);
+    assert_int_equal(symlink("real", path), 0);
+    int fd = -1;
+    uint64_t size, id[TF_STORAGE_ID_LEN];
+    assert_int_equal(st->ops->open_read(st, "real/f", &fd, &size, id, &e), TF_OK);
+    st->ops->close_read(st, fd);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->open_read(st, "out/secret", &fd, &size, id, &e), TF_EACCES);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->open_read(st, "in/f", &fd, &size, id, &e), TF_EACCES);
+    tf__err_clear(&e);
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "out/secret", &fs, &e), TF_EACCES);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->mkdir(st, "out/planted", &e), TF_EACCES);
+    assert_false(exists_in(f->outside, "planted"));
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +472,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_storage_rename, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_mkdir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_stage_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_paths_without_openat2, setup, teardown),
     };
     return TU_RUN_GROUP("storage", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

@@ -30,6 +30,15 @@
 #include "testutil.h"
 #include "wire.h"
 
+#if defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define TU_HAS_ASAN 1
+#  endif
+#endif
+#ifndef TU_HAS_ASAN
+#  define TU_HAS_ASAN 0
+#endif
+
 typedef struct fixture {
     test_server srv;
     tf_client *c;
@@ -877,7 +886,12 @@ static void test_tree_listdir_100k_bounded_memory(void **state)
     assert_int_equal(files, (size_t)DIRS * PER);
     assert_int_equal(dirs, DIRS);
     assert_true(bytes > (size_t)10 << 20);
+    /* AddressSanitizer keeps freed blocks in quarantine (each directory's
+       lister, freed as the walk leaves it, stays resident): the bound is
+       asserted in the plain builds, where freed memory is reused. */
+#if !defined(__SANITIZE_ADDRESS__) && !TU_HAS_ASAN
     assert_true(after - before < 6 * 1024);
+#endif
     tf_close(f->c);
     tu_server_stop(&f->srv, 1);
 }
