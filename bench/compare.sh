@@ -7,6 +7,7 @@
 #   bench/compare.sh [-r REPS] [-n IDLE_CONNS] [-s SECONDS] [-d PARENT_DIR]
 #                    [-b BUILD_DIR] [-p PORT_BASE] [-B BIG_BYTES] [-m SMALL_N]
 #                    [-c TLS_CONNS] [--tls-only] [--no-install] [--keep]
+#                    [--tree-only] [--tree-files N] [--list-entries N]
 #
 # Debian 12, as root (or with sudo for the installs). It installs what is
 # missing, builds libtcpfile (Release, TF_BUILD_BENCH=ON) into BUILD_DIR,
@@ -50,6 +51,14 @@ REPO=$(dirname "$HERE")
 BUILD=$REPO/build-bench
 BIG_BYTES=$((1 << 30))
 IDLE_GETS=20
+# The tree lines (issue 12): a tree of TREE_FILES x 4 KiB in TREE_DIRS
+# directories pushed, pushed again after 1 % changed, and pulled, against
+# an rsync daemon; then ls -r of LIST_ENTRIES entries with both sides' peak
+# memory. --tree-only runs just these (the servers all start as usual).
+TREE_ONLY=0
+TREE_FILES=10000
+TREE_DIRS=100
+LIST_ENTRIES=100000
 RELAY_MS=10          # each direction: a 20 ms round trip
 RELAY_N=200          # 4 KiB gets through the relay
 MID_BYTES=$((10 << 20)) # the put and get through the relay
@@ -73,6 +82,11 @@ Options:
   --tls-only     run the TLS lines only
   --no-install   do not install packages; fail if a tool is missing
   --keep         keep the data directory (and its logs) at the end
+  --tree-only    only the tree lines (push, push after 1 % changed, get -r
+                 against an rsync daemon; ls -r memory)
+  --tree-files N files of 4 KiB in the tree (default $TREE_FILES, in
+                 $TREE_DIRS directories)
+  --list-entries N  entries listed by ls -r (default $LIST_ENTRIES)
 EOF
 }
 
@@ -90,11 +104,14 @@ while [ $# -gt 0 ]; do
     --tls-only) TLS_ONLY=1; shift ;;
     --no-install) INSTALL=0; shift ;;
     --keep) KEEP=1; shift ;;
+    --tree-only) TREE_ONLY=1; shift ;;
+    --tree-files) TREE_FILES=$2; shift 2 ;;
+    --list-entries) LIST_ENTRIES=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "compare.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for v in REPS IDLE_N WRK_SECONDS PORT_BASE BIG_BYTES SMALL_N TLS_CONNS; do
+for v in REPS IDLE_N WRK_SECONDS PORT_BASE BIG_BYTES SMALL_N TLS_CONNS TREE_FILES LIST_ENTRIES; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: $v must be a positive number" >&2; exit 2; }
 done
 
@@ -108,11 +125,13 @@ P_NGX_IDLE=$((PORT_BASE + 6))
 P_TUNED=$((PORT_BASE + 7))
 P_RELAY_TF=$((PORT_BASE + 8))
 P_RELAY_NGX=$((PORT_BASE + 9))
+P_TF_TREE=$((PORT_BASE + 10))
+P_TF_LIST=$((PORT_BASE + 11))
 [ "$RELAY_N" -le "$SMALL_N" ] || RELAY_N=$SMALL_N
 PAR_BYTES=$((BIG_BYTES / 4))
 [ "$MID_BYTES" -le "$BIG_BYTES" ] || MID_BYTES=$BIG_BYTES
-P_TF_TLS=$((PORT_BASE + 10))
-P_NGX_TLS=$((PORT_BASE + 11))
+P_TF_TLS=$((PORT_BASE + 12))
+P_NGX_TLS=$((PORT_BASE + 13))
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { say "FAILED: $*" >&2; exit 1; }
@@ -185,7 +204,7 @@ install_missing() {
 # What building libtcpfile needs comes from the one list in scripts/deps.sh.
 # shellcheck source=../scripts/deps.sh
 . "$REPO/scripts/deps.sh"
-PKGS=("${TF_BUILD_PACKAGES[@]}" curl wrk iperf3 rsync iproute2 procps coreutils)
+PKGS=("${TF_BUILD_PACKAGES[@]}" curl wrk iperf3 rsync iproute2 procps coreutils time)
 # nginx with the WebDAV module (PUT): Debian's nginx-light, -core and -full
 # all have it built in; take nginx-light unless one is there already.
 if ! command -v nginx >/dev/null; then PKGS+=(nginx-light); fi
@@ -203,7 +222,7 @@ fi
 NGX_CONNS=$((IDLE_N + 1024))
 
 for p in $P_TF $P_ON $P_OFF $P_RSYNC $P_IPERF $P_TF_IDLE $P_NGX_IDLE $P_TUNED $P_RELAY_TF \
-  $P_RELAY_NGX $P_TF_TLS $P_NGX_TLS; do
+  $P_RELAY_NGX $P_TF_TLS $P_NGX_TLS $P_TF_TREE $P_TF_LIST; do
   if [ -n "$(ss -Hltn "sport = :$p")" ]; then die "port $p is in use (choose others with -p)"; fi
 done
 
@@ -215,6 +234,7 @@ cmake --build "$BUILD" -j "$(nproc)" >/dev/null
 BENCH=$BUILD/bench/tcpfile-bench
 HOLD=$BUILD/bench/holdconns
 TFSERVER=$BUILD/examples/tcpfile-server
+TFCLIENT=$BUILD/examples/tcpfile-client
 CLIENT=$BUILD/examples/tcpfile-client
 RELAY=$BUILD/bench/relay
 
@@ -225,7 +245,7 @@ avail=$(df -Pk "$PARENT" | awk 'NR == 2 { print $4 }')
   die "need $((5 * BIG_BYTES >> 20)) MiB free in $PARENT"
 WORK=$(mktemp -d "$PARENT/tcpfile-bench.XXXXXX")
 D=$WORK/data
-mkdir -p "$D" "$WORK/dst" "$WORK/dav/up" "$WORK/rsup"
+mkdir -p "$D" "$WORK/dst" "$WORK/dav/up" "$WORK/rsup" "$WORK/tftree" "$WORK/rstree"
 say "data in $WORK ($(findmnt -no FSTYPE -T "$WORK" 2>/dev/null || echo ?))"
 head -c "$BIG_BYTES" /dev/urandom >"$D/big.bin"
 head -c $((1 << 20)) /dev/urandom >"$D/m1.bin"
@@ -325,6 +345,11 @@ EOF
 
 start_tcpfile "$P_TF"
 TF_MAIN=$TF_PID
+# The tree's server: its own root, so the flat tests' names stay alone.
+"$TFSERVER" --plaintext -q --bind 127.0.0.1 "$P_TF_TREE" "$WORK/tftree" >"$WORK/tcpfile-tree.log" 2>&1 &
+TF_TREE=$!
+PIDS+=("$TF_TREE")
+wait_listen "$P_TF_TREE" "$TF_TREE" "tcpfile-server (tree)"
 start_nginx on "$P_ON" on
 NGX_ON=$NGX_PID
 start_nginx off "$P_OFF" off
@@ -357,6 +382,9 @@ gid = root
   read only = yes
 [up]
   path = $WORK/rsup
+  read only = no
+[tree]
+  path = $WORK/rstree
   read only = no
 EOF
 rsync --daemon --no-detach --config="$WORK/rsyncd.conf" --address=127.0.0.1 \
@@ -948,6 +976,123 @@ t_parallel() { # N
   return 0
 }
 
+# ---- the tree (issue 12) -------------------------------------------------------
+TREE=$WORK/tree
+# make_tree DIR N DIRS: N files of 4 KiB of random bytes in DIRS directories.
+make_tree() {
+  local dir=$1 n=$2 dirs=$3 d per
+  per=$(((n + dirs - 1) / dirs))
+  for ((d = 0; d < dirs && d * per < n; d++)); do
+    local k=$((n - d * per < per ? n - d * per : per)) sub
+    sub=$(printf '%s/d%03d' "$dir" "$d")
+    mkdir -p "$sub"
+    head -c $((k * 4096)) /dev/urandom | split -b 4096 -a 4 -d - "$sub/f"
+  done
+}
+# change_1pct: new bytes (same size) and a new mtime in every 100th file.
+CHANGE_T=1700000000
+change_1pct() {
+  CHANGE_T=$((CHANGE_T + 10))
+  find "$TREE" -type f | sort | awk 'NR % 100 == 1' | while read -r f; do
+    head -c 4096 /dev/urandom >"$f"
+    touch -d "@$CHANGE_T" "$f"
+  done
+}
+same_tree() { # the first repetition checks what arrived
+  [ "$REP" -eq 1 ] || return 0
+  diff -r -q -x '.tcpfile-tmp*' "$1" "$2" >/dev/null || die "$3: $2 differs from $1"
+}
+# The push lines: each tool into an empty destination, then (untimed) in
+# step, 1 % changed, pushed again (timed).
+tf_push() { timed "$TF_TREE" "$TFCLIENT" --plaintext -q 127.0.0.1 "$P_TF_TREE" sync "$TREE" ":$1"; }
+rs_push() { # NAME DEST RSYNC-OPTIONS...
+  local dest=$2
+  shift 2
+  timed "$RSYNCD" rsync "$@" "$TREE/" "rsync://127.0.0.1:$P_RSYNC/tree/$dest/"
+}
+t_tree_push() {
+  local i files=$TREE_FILES changed=$(((TREE_FILES + 99) / 100))
+  for i in $(order 3); do
+    case $i in
+      0)
+        rm -rf "$WORK/tftree/t"
+        tf_push t && same_tree "$TREE" "$WORK/tftree/t" libtcpfile &&
+          record tree_push_first libtcpfile "$(rate "$files" "$WALL")" "$CCPU" "$SCPU"
+        change_1pct
+        tf_push t && same_tree "$TREE" "$WORK/tftree/t" libtcpfile &&
+          record tree_push_1pct libtcpfile "$(rate "$changed" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1 | 2)
+        local name=rsync-a opts=(-a)
+        [ "$i" -eq 2 ] && name=rsync-a-W-inplace opts=(-a -W --inplace)
+        rm -rf "$WORK/rstree/$name"
+        rs_push "$name" "$name" "${opts[@]}" && same_tree "$TREE" "$WORK/rstree/$name" "$name" &&
+          record tree_push_first "$name" "$(rate "$files" "$WALL")" "$CCPU" "$SCPU"
+        change_1pct
+        rs_push "$name" "$name" "${opts[@]}" && same_tree "$TREE" "$WORK/rstree/$name" "$name" &&
+          record tree_push_1pct "$name" "$(rate "$changed" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+    esac
+  done
+  return 0
+}
+# get -r of the pushed tree against an rsync pull of the same tree.
+t_tree_get() {
+  local i dst=$WORK/dst/tree
+  for i in $(order 3); do
+    rm -rf "$dst"
+    case $i in
+      0)
+        timed "$TF_TREE" "$TFCLIENT" --plaintext -q 127.0.0.1 "$P_TF_TREE" get -r t "$dst" &&
+          same_tree "$WORK/tftree/t" "$dst" libtcpfile &&
+          record tree_get libtcpfile "$(rate "$TREE_FILES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+      1 | 2)
+        local name=rsync-a opts=(-a)
+        [ "$i" -eq 2 ] && name=rsync-a-W-inplace opts=(-a -W --inplace)
+        timed "$RSYNCD" rsync "${opts[@]}" "rsync://127.0.0.1:$P_RSYNC/tree/rsync-a/" "$dst/" &&
+          same_tree "$WORK/rstree/rsync-a" "$dst" "$name" &&
+          record tree_get "$name" "$(rate "$TREE_FILES" "$WALL")" "$CCPU" "$SCPU"
+        ;;
+    esac
+  done
+  return 0
+}
+# ls -r of N entries (empty files, 100 per directory) from a fresh server:
+# the client's maximum RSS (/usr/bin/time -v) and the server's peak RSS
+# (VmHWM), for N and N / 10, to show they do not grow with N.
+t_ls_r() {
+  local n
+  for n in $((LIST_ENTRIES / 10)) "$LIST_ENTRIES"; do
+    local root=$WORK/lsroot-$n d pid c_kib s0 s1
+    if [ ! -d "$root" ]; then
+      for ((d = 0; d * 100 < n; d++)); do
+        mkdir -p "$root/l/d$d"
+        (cd "$root/l/d$d" && seq -f 'e%03g' 0 $((n - d * 100 < 100 ? n - d * 100 - 1 : 99)) |
+          xargs touch)
+      done
+    fi
+    "$TFSERVER" --plaintext -q --bind 127.0.0.1 "$P_TF_LIST" "$root" >"$WORK/tcpfile-list.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_listen "$P_TF_LIST" "$pid" "tcpfile-server (list)"
+    s0=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+    if timed "$pid" /usr/bin/time -v "$TFCLIENT" --plaintext -q 127.0.0.1 "$P_TF_LIST" ls -r l; then
+      c_kib=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/out")
+      s1=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+      local lines
+      lines=$(grep -c $'^[fd]\t' "$WORK/out" || true)
+      [ "$lines" -ge "$n" ] || say "ls -r listed $lines entries, expected $n and their directories"
+      record "ls_r_${n}_client_maxrss_kib" libtcpfile "$c_kib"
+      record "ls_r_${n}_server_peak_kib" libtcpfile "$s1"
+      echo "      ls -r of $n files ($lines entries): $WALL s; client max RSS $c_kib KiB;" \
+        "server peak RSS $s0 KiB at start, $s1 KiB after"
+    fi
+    stop_pid "$pid"
+  done
+  return 0
+}
+
 # ---- run ---------------------------------------------------------------------
 say "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB," \
   "kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
@@ -1033,9 +1178,18 @@ t_tls_conns() {
 }
 
 START=$(date +%s)
+say "making the tree: $TREE_FILES x 4 KiB in $TREE_DIRS directories"
+make_tree "$TREE" "$TREE_FILES" "$TREE_DIRS"
+find "$TREE" -type f -exec cat {} + >/dev/null
 for ((REP = 1; REP <= REPS; REP++)); do
   say "repetition $REP of $REPS"
   busy
+  if [ "$TLS_ONLY" -eq 0 ]; then
+    say "  tree: push $TREE_FILES files, then again after 1 % changed (files/s)"; t_tree_push
+    say "  tree: get -r of $TREE_FILES files (files/s)"; t_tree_get
+    [ "$REP" -eq 1 ] && { say "  ls -r: memory (KiB)"; t_ls_r; }
+  fi
+  [ "$TREE_ONLY" -eq 1 ] && continue
   if [ "$TLS_ONLY" -eq 0 ]; then
     say "  get $BIG_BYTES bytes to /dev/null (MB/s)"; t_get_null
     say "  the same, programs: tcpfile-client and curl (MB/s)"; t_prog_get_null
@@ -1109,6 +1263,15 @@ echo "Medians of $REPS runs on 127.0.0.1 ($(date -u +%Y-%m-%d);" \
 echo
 echo "| work | libtcpfile | best peer | peer | ratio | target | met |"
 echo "|---|---|---|---|---|---|---|"
+echo "| **the tree** (tcpfile-client vs rsync to an rsync daemon) | | | | | | |"
+row "push, $TREE_FILES × 4 KiB in $TREE_DIRS dirs, first" files/s tree_push_first '^rsync' hi "≥" 2.0
+row "the same push, 1 % changed" "changed files/s" tree_push_1pct '^rsync' hi "≥" 3.0
+row "get -r of that tree (rsync: pull)" files/s tree_get '^rsync' hi "≥" 2.0
+for n in $((LIST_ENTRIES / 10)) "$LIST_ENTRIES"; do
+  echo "| ls -r of $n entries: client max RSS / server peak RSS (KiB) |" \
+    "$(med "ls_r_${n}_client_maxrss_kib" libtcpfile) / $(med "ls_r_${n}_server_peak_kib" libtcpfile)" \
+    "| – | – | – | independent of the count | see both rows |"
+done
 echo "| **the programs** (tcpfile-client vs curl, whole processes) | | | | | | |"
 row "get $BIG_BYTES B to /dev/null" MB/s get_null_prog '^nginx' hi "≥" 1.2
 row "get $BIG_BYTES B to a file" MB/s get_file_prog '^nginx' hi "≥" 2.0

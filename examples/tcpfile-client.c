@@ -35,7 +35,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <xxhash.h>
+
 #include "cli_parse.h"
+#include "cli_tree.h"
 #include "tcpfile.h"
 
 #define PROG "tcpfile-client"
@@ -69,11 +73,36 @@ enum {
    The real limit comes from the server's handshake and the library checks
    it; here we only catch names that no server could accept. */
 #define NAME_MAX_ANY 4096
+/* The deepest path any server may allow (TF_OPT_MAX_DEPTH's bound). */
+#define PATH_DEPTH_ANY 2048
 
 /* How much goes to stderr besides errors: -q, the default, -v. */
 enum { QUIET = 0, NORMAL = 1, VERBOSE = 2 };
 
-typedef enum op_kind { OP_GET, OP_PUT, OP_LIST } op_kind;
+typedef enum op_kind {
+    OP_GET,
+    OP_PUT,
+    OP_LIST,
+    /* The tree (a server with the TREE feature): */
+    OP_STAT,  /* stat PATH */
+    OP_LS,    /* ls [DIR] [-r] */
+    OP_MKDIR, /* mkdir [-p] DIR */
+    OP_RM,    /* rm [-r] PATH */
+    OP_MV,    /* mv FROM TO [--no-overwrite] */
+    OP_GETR,  /* get -r DIR [LOCAL] */
+    OP_PUTR,  /* put -r LOCALDIR [DIR] */
+    OP_SYNC   /* sync SRC DST, one of them :REMOTE */
+} op_kind;
+
+/* Flags of the tree operations (op.flags, group.flags). */
+enum {
+    F_RECURSIVE = 1,    /* -r: get, put, ls, rm */
+    F_PARENTS = 2,      /* -p: mkdir, put */
+    F_NO_OVERWRITE = 4, /* --no-overwrite: mv */
+    F_DELETE = 8,       /* --delete: sync */
+    F_DRY_RUN = 16,     /* --dry-run: sync, get -r, put -r */
+    F_CHECKSUM = 32     /* --checksum: sync, get -r, put -r */
+};
 
 /* One file to move, or one listing: "get a b --to d/" becomes two. */
 typedef struct op {
@@ -83,6 +112,14 @@ typedef struct op {
                           directory; put: the source, "-" = stdin */
     int renamed;       /* put --as / get --to a file: the name was chosen */
     int no_match;      /* get of a wildcard that matched no remote name */
+    int group;         /* which operation word it came from: the names of
+                          one get are fetched pipelined (tf_get_many) */
+    unsigned flags;    /* F_*: -r, -p, --no-overwrite, --delete, ... */
+    const char *to;    /* mv: the new path; sync: the destination, with
+                          the remote one's ':' removed */
+    int push;          /* sync: local -> server */
+    char *owned;       /* a name made up here (put -r's default), freed
+                          at exit */
 } op;
 
 /* What the command line said before it is split into operations. */
@@ -90,6 +127,7 @@ typedef struct group {
     op_kind kind;
     int first, n;        /* its operands: words[first .. first + n) */
     const char *to, *as; /* --to PATH (get), --as NAME (put) */
+    unsigned flags;      /* F_*, given after the operation word */
 } group;
 
 typedef struct client_args {
@@ -134,6 +172,8 @@ typedef struct progress {
     const char *what; /* the operation as describe() names it, for notes */
     int talk;         /* not -q: say how a resumed transfer starts */
     uint64_t had;     /* get --resume: bytes in the part file beforehand */
+    struct batch *batch; /* a pipelined get of several names, or NULL */
+    struct treerun *tree; /* a tree operation: one bar for all its files */
 } progress;
 
 /* The signal that asked us to stop (SIGINT, SIGTERM), 0 while none has.
@@ -159,9 +199,22 @@ static void usage(FILE *to)
             "  list                      print SIZE<TAB>MTIME<TAB>NAME per file, MTIME\n"
             "                            in ISO 8601 UTC; with -H, or when standard\n"
             "                            output is a terminal, human sizes and times\n"
-            "Several LOCALs or NAMEs always mean several files (a shell glob works);\n"
-            "a word that is get, put or list starts the next operation (write ./get\n"
-            "for a local file named get). The URL form gets NAME into ./NAME.\n"
+            "With a server that has directories, a NAME may be a path (a/b.txt):\n"
+            "  stat PATH...              TYPE SIZE MTIME DIGEST PATH of each\n"
+            "  ls [DIR] [-r]             TYPE SIZE MTIME PATH per entry; -r: the tree\n"
+            "  mkdir [-p] DIR...         make directories (-p: parents too)\n"
+            "  rm [-r] PATH...           remove a file or empty directory (-r: a tree)\n"
+            "  mv FROM TO [--no-overwrite]  rename on the server, atomically\n"
+            "  put -p LOCAL --as DIR/NAME   make the missing directories first\n"
+            "  get -r DIR [LOCAL]        fetch a tree;  put -r LOCALDIR [DIR]: send one\n"
+            "  sync SRC DST              push (sync photos :backup/photos) or pull\n"
+            "                            (sync :backup/photos photos) only what\n"
+            "                            differs by size, mtime, then digest;\n"
+            "                            --delete removes what SRC lacks, -n/--dry-run\n"
+            "                            only says, -c/--checksum compares every file\n"
+            "Several LOCALs or NAMEs always mean several files (a shell glob works),\n"
+            "sent pipelined; a word that is an operation starts the next one (write\n"
+            "./get for a local file named get). The URL form gets NAME into ./NAME.\n"
             "HOST is a name or an IPv4 or IPv6 address (::1, [::1], [::1]:7878);\n"
             "PORT defaults to " DEFAULT_PORT ".\n"
             "\n"
@@ -230,9 +283,25 @@ static int usage_error(const char *what, const char *arg)
 
 /* ---- command line -------------------------------------------------------- */
 
+static const struct {
+    const char *word;
+    op_kind kind;
+} keywords[] = {{"get", OP_GET},     {"put", OP_PUT}, {"list", OP_LIST}, {"stat", OP_STAT},
+                {"ls", OP_LS},       {"mkdir", OP_MKDIR}, {"rm", OP_RM}, {"mv", OP_MV},
+                {"sync", OP_SYNC}};
+
+/* The operation w starts, or -1 when it is not an operation word. */
+static int keyword_kind(const char *w)
+{
+    for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
+        if (strcmp(w, keywords[i].word) == 0)
+            return (int)keywords[i].kind;
+    return -1;
+}
+
 static int is_keyword(const char *w)
 {
-    return strcmp(w, "get") == 0 || strcmp(w, "put") == 0 || strcmp(w, "list") == 0;
+    return keyword_kind(w) >= 0;
 }
 
 static const char *last_component(const char *path)
@@ -265,6 +334,34 @@ static void describe(const op *o, char *buf, size_t len)
     case OP_LIST:
         snprintf(buf, len, "list");
         break;
+    case OP_STAT:
+        snprintf(buf, len, "stat \"%s\"", o->name);
+        break;
+    case OP_LS:
+        snprintf(buf, len, o->name[0] ? "ls%s \"%s\"" : "ls%s", (o->flags & F_RECURSIVE) ? " -r" : "",
+                 o->name);
+        break;
+    case OP_MKDIR:
+        snprintf(buf, len, "mkdir \"%s\"", o->name);
+        break;
+    case OP_RM:
+        snprintf(buf, len, "rm%s \"%s\"", (o->flags & F_RECURSIVE) ? " -r" : "", o->name);
+        break;
+    case OP_MV:
+        snprintf(buf, len, "mv \"%s\" \"%s\"", o->name, o->to);
+        break;
+    case OP_GETR:
+        snprintf(buf, len, "get -r \"%s\" to \"%s\"", o->name, o->local);
+        break;
+    case OP_PUTR:
+        snprintf(buf, len, "put -r \"%s\" as \"%s\"", o->local, o->name);
+        break;
+    case OP_SYNC:
+        if (o->push)
+            snprintf(buf, len, "sync \"%s\" \":%s\"", o->local, o->name);
+        else
+            snprintf(buf, len, "sync \":%s\" \"%s\"", o->name, o->local);
+        break;
     case OP_GET:
         if (!o->local)
             snprintf(buf, len, "get \"%s\"", o->name);
@@ -288,8 +385,10 @@ static void describe(const op *o, char *buf, size_t len)
    mistake late on the command line does not leave earlier operations done. */
 static int check_name(const op *o)
 {
-    const char *why;
-    if (tf_name_check(o->name, NAME_MAX_ANY, &why) == TF_OK)
+    char why[256];
+    /* A path "a/b.txt" is a name too, for a server with the tree. */
+    if (tf_path_check(o->name, NAME_MAX_ANY, PATH_DEPTH_ANY, NAME_MAX_ANY, why, sizeof why) ==
+        TF_OK)
         return PARSE_RUN;
     char what[8192];
     describe(o, what, sizeof what);
@@ -376,6 +475,124 @@ static int is_dir_target(const char *path)
     return (n > 0 && path[n - 1] == '/') || (stat(path, &st) == 0 && S_ISDIR(st.st_mode));
 }
 
+/* A remote path of a tree operation, checked before connecting ("" is
+   the root, for ls and sync). */
+static int check_path(const char *what, const char *path, int root_ok)
+{
+    char why[256];
+    if ((root_ok && path[0] == '\0') ||
+        tf_path_check(path, NAME_MAX_ANY, PATH_DEPTH_ANY, NAME_MAX_ANY, why, sizeof why) ==
+            TF_OK)
+        return PARSE_RUN;
+    fprintf(stderr, PROG ": %s \"%s\": bad path: %s (see " PROG " --help)\n", what, path,
+            path[0] ? why : "the root cannot be used here");
+    return EXIT_USAGE;
+}
+
+/* A local directory given to put -r or sync, without its trailing '/'s
+   ("photos/" -> "photos"), as its last component names the remote one. */
+static const char *dir_base(const char *local, char *buf, size_t len)
+{
+    size_t n = strlen(local);
+    while (n > 1 && local[n - 1] == '/')
+        n--;
+    snprintf(buf, len, "%.*s", (int)n, local);
+    return last_component(buf);
+}
+
+/* stat, ls, mkdir, rm, mv, sync, get -r and put -r: one operation per
+   operand (stat, mkdir, rm) or one for the lot. */
+static int expand_tree_group(const group *gr, int k, char **words, client_args *a)
+{
+    const char *w0 = gr->n > 0 ? words[gr->first] : NULL;
+    const char *w1 = gr->n > 1 ? words[gr->first + 1] : NULL;
+    op base = {.kind = gr->kind, .group = k, .flags = gr->flags};
+    char tmp[4096];
+    switch (gr->kind) {
+    case OP_GET: /* get -r DIR [LOCAL] */
+        if (gr->n < 1 || gr->n > 2 || (w1 && gr->to))
+            return usage_error("get -r takes one remote DIR and at most one LOCAL directory"
+                               " (or --to LOCAL)",
+                               NULL);
+        base.kind = OP_GETR;
+        base.name = w0;
+        base.local = w1 ? w1 : gr->to ? gr->to : last_component(w0);
+        if (check_path("get -r", w0, 0) != PARSE_RUN)
+            return EXIT_USAGE;
+        break;
+    case OP_PUT: /* put -r LOCALDIR [DIR] */
+        if (gr->n < 1 || gr->n > 2 || (w1 && gr->as))
+            return usage_error("put -r takes one LOCALDIR and at most one remote DIR"
+                               " (or --as DIR)",
+                               NULL);
+        base.kind = OP_PUTR;
+        base.local = w0;
+        base.name = w1 ? w1 : gr->as ? gr->as : NULL;
+        if (!base.name) { /* its last component, kept with the words */
+            const char *b = dir_base(w0, tmp, sizeof tmp);
+            char *copy = strdup(b);
+            if (!copy)
+                return usage_error("out of memory", NULL);
+            base.owned = copy; /* freed with the operations */
+            base.name = copy;
+        }
+        if (check_path("put -r", base.name, 1) != PARSE_RUN)
+            return EXIT_USAGE;
+        break;
+    case OP_LS:
+        if (gr->n > 1)
+            return usage_error("ls takes at most one DIR, not also", w1);
+        base.name = w0 ? w0 : "";
+        if (check_path("ls", base.name, 1) != PARSE_RUN)
+            return EXIT_USAGE;
+        break;
+    case OP_MV:
+        if (gr->n != 2)
+            return usage_error("mv takes FROM and TO", NULL);
+        base.name = w0;
+        base.to = w1;
+        if (check_path("mv", w0, 0) != PARSE_RUN || check_path("mv", w1, 0) != PARSE_RUN)
+            return EXIT_USAGE;
+        break;
+    case OP_SYNC: {
+        if (gr->n != 2)
+            return usage_error("sync takes SRC and DST, one of them :REMOTE (sync photos"
+                               " :backup/photos pushes, sync :backup/photos photos pulls)",
+                               NULL);
+        int r0 = w0[0] == ':', r1 = w1[0] == ':';
+        if (r0 == r1)
+            return usage_error(r0 ? "sync: one side must be local, not both :REMOTE"
+                                  : "sync: write the server's side with a leading ':'"
+                                    " (sync photos :backup/photos)",
+                               NULL);
+        base.push = r1;
+        base.local = r1 ? w0 : w1;
+        base.name = r1 ? w1 + 1 : w0 + 1;
+        base.to = w1;
+        if (check_path("sync", base.name, 1) != PARSE_RUN)
+            return EXIT_USAGE;
+        break;
+    }
+    default: /* stat, mkdir, rm: each operand */
+        if (gr->n == 0)
+            return usage_error(gr->kind == OP_STAT    ? "stat needs a PATH"
+                               : gr->kind == OP_MKDIR ? "mkdir needs a DIR"
+                                                      : "rm needs a PATH",
+                               NULL);
+        for (int i = 0; i < gr->n; i++) {
+            op *o = &a->ops[a->nops++];
+            *o = base;
+            o->name = words[gr->first + i];
+            if (check_path(gr->kind == OP_STAT ? "stat" : gr->kind == OP_MKDIR ? "mkdir" : "rm",
+                           o->name, 0) != PARSE_RUN)
+                return EXIT_USAGE;
+        }
+        return PARSE_RUN;
+    }
+    a->ops[a->nops++] = base;
+    return PARSE_RUN;
+}
+
 /* Splits the groups into single-file operations, checking each. Returns
    PARSE_RUN or a status. */
 static int expand_groups(const group *g, size_t ngroups, char **words, client_args *a)
@@ -383,6 +600,16 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
     int stdin_used = 0, get_before = 0;
     for (size_t k = 0; k < ngroups; k++) {
         const group *gr = &g[k];
+        if (gr->kind >= OP_STAT || (gr->flags & F_RECURSIVE)) {
+            int st = expand_tree_group(gr, (int)k, words, a);
+            if (st != PARSE_RUN)
+                return st;
+            continue;
+        }
+        if (gr->flags & (F_DRY_RUN | F_CHECKSUM))
+            return usage_error(gr->kind == OP_GET ? "--dry-run and --checksum need get -r"
+                                                  : "--dry-run and --checksum need put -r",
+                               NULL);
         if (gr->kind == OP_LIST) {
             if (gr->n > 0)
                 return usage_error("list takes no operand, not", words[gr->first]);
@@ -399,7 +626,8 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
                                    gr->to);
             for (int i = 0; i < gr->n; i++) {
                 op *o = &a->ops[a->nops++];
-                *o = (op){.kind = OP_GET, .name = words[gr->first + i], .local = gr->to};
+                *o = (op){.kind = OP_GET, .name = words[gr->first + i], .local = gr->to,
+                          .group = (int)k};
                 o->renamed = gr->to && gr->n == 1 && !is_dir_target(gr->to);
                 if (strcmp(o->name, "-") == 0)
                     return usage_error("\"-\" is not a remote NAME; to write to standard"
@@ -420,7 +648,8 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
         for (int i = 0; i < gr->n; i++) {
             op *o = &a->ops[a->nops++];
             const char *local = words[gr->first + i];
-            *o = (op){.kind = OP_PUT, .local = local, .renamed = gr->as != NULL};
+            *o = (op){.kind = OP_PUT, .local = local, .renamed = gr->as != NULL,
+                      .flags = gr->flags, .group = (int)k};
             o->name = gr->as ? gr->as : last_component(local);
             if (strcmp(local, "-") == 0) {
                 if (!gr->as)
@@ -470,7 +699,13 @@ enum {
     OPT_KNOWN_HOSTS,
     OPT_PLAINTEXT,
     OPT_USER,
-    OPT_TOKEN_FILE
+    OPT_TOKEN_FILE,
+    OPT_RECURSIVE,
+    OPT_PARENTS,
+    OPT_NO_OVERWRITE,
+    OPT_DELETE,
+    OPT_DRY_RUN,
+    OPT_CHECKSUM
 };
 
 typedef struct optdef {
@@ -502,9 +737,46 @@ static const optdef optdefs[] = {
     {"plaintext", 0, 0, OPT_PLAINTEXT},
     {"user", 0, 1, OPT_USER},
     {"token-file", 0, 1, OPT_TOKEN_FILE},
+    {"recursive", 'r', 0, OPT_RECURSIVE},
+    {"parents", 'p', 0, OPT_PARENTS},
+    {"no-overwrite", 0, 0, OPT_NO_OVERWRITE},
+    {"delete", 0, 0, OPT_DELETE},
+    {"dry-run", 'n', 0, OPT_DRY_RUN},
+    {"checksum", 'c', 0, OPT_CHECKSUM},
     {"help", 'h', 0, OPT_HELP},
     {"version", 0, 0, OPT_VERSION},
 };
+
+/* The tree's flags belong to the operation word before them: -r to get,
+   put, ls and rm; -p to mkdir and put; --no-overwrite to mv; --delete to
+   sync; --dry-run and --checksum to sync, get -r and put -r. */
+static int apply_tree_flag(const optdef *d, group *cur)
+{
+    static const struct {
+        int id;
+        unsigned flag;
+        unsigned kinds; /* 1 << op_kind */
+        const char *where;
+    } rules[] = {
+        {OPT_RECURSIVE, F_RECURSIVE, 1u << OP_GET | 1u << OP_PUT | 1u << OP_LS | 1u << OP_RM,
+         "-r goes after get, put, ls or rm"},
+        {OPT_PARENTS, F_PARENTS, 1u << OP_MKDIR | 1u << OP_PUT, "-p goes after mkdir or put"},
+        {OPT_NO_OVERWRITE, F_NO_OVERWRITE, 1u << OP_MV, "--no-overwrite goes after mv"},
+        {OPT_DELETE, F_DELETE, 1u << OP_SYNC, "--delete goes after sync"},
+        {OPT_DRY_RUN, F_DRY_RUN, 1u << OP_SYNC | 1u << OP_GET | 1u << OP_PUT,
+         "--dry-run goes after sync, get -r or put -r"},
+        {OPT_CHECKSUM, F_CHECKSUM, 1u << OP_SYNC | 1u << OP_GET | 1u << OP_PUT,
+         "--checksum goes after sync, get -r or put -r"},
+    };
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        if (rules[i].id != d->id)
+            continue;
+        if (!cur || !(rules[i].kinds & 1u << cur->kind))
+            return usage_error(rules[i].where, NULL);
+        cur->flags |= rules[i].flag;
+    }
+    return PARSE_RUN;
+}
 
 /* Applies one option; cur is the operation being written (NULL before the
    first). Returns PARSE_RUN, or the status to exit with (EXIT_OK for
@@ -583,6 +855,13 @@ static int apply_option(const optdef *d, const char *val, group *cur, client_arg
     case OPT_TOKEN_FILE:
         a->token_file = val;
         break;
+    case OPT_RECURSIVE:
+    case OPT_PARENTS:
+    case OPT_NO_OVERWRITE:
+    case OPT_DELETE:
+    case OPT_DRY_RUN:
+    case OPT_CHECKSUM:
+        return apply_tree_flag(d, cur);
     case OPT_HELP:
         usage(stdout);
         return EXIT_OK;
@@ -786,12 +1065,11 @@ static int parse_args(int argc, char **argv, client_args *a)
                                      w);
                 break;
             }
-            groups[ngroups++] = (group){.kind = w[0] == 'g'   ? OP_GET
-                                               : w[0] == 'p' ? OP_PUT
-                                                             : OP_LIST,
-                                        .first = nwords};
+            groups[ngroups++] = (group){.kind = (op_kind)keyword_kind(w), .first = nwords};
         } else if (!cur) {
-            status = usage_error("unknown operation (expected get, put or list):", w);
+            status = usage_error("unknown operation (expected get, put, list, stat, ls,"
+                                 " mkdir, rm, mv or sync):",
+                                 w);
         } else if (url_name) {
             status = usage_error("a URL names its one file; no more NAMEs after it, not", w);
         } else {
@@ -802,9 +1080,18 @@ static int parse_args(int argc, char **argv, client_args *a)
     if (status == PARSE_RUN && !a->host)
         status = usage_error("missing HOST and operation", NULL);
     if (status == PARSE_RUN && ngroups == 0)
-        status = usage_error("missing operation (get, put or list)", NULL);
+        status = usage_error("missing operation (get, put, list, stat, ls, mkdir, rm, mv"
+                             " or sync)",
+                             NULL);
     if (status == PARSE_RUN)
         status = expand_groups(groups, ngroups, words, a);
+    /* A tree transfer always keeps what a file cut off moved, so that the
+       same command run again continues where it stopped. */
+    for (size_t k = 0; status == PARSE_RUN && k < a->nops; k++)
+        if (a->ops[k].kind == OP_GETR || a->ops[k].kind == OP_PUTR || a->ops[k].kind == OP_SYNC) {
+            a->resume = 1;
+            tf_options_set(a->opt, TF_OPT_RESUME, 1);
+        }
     if (status == PARSE_RUN)
         status = set_credentials(a);
     free(groups);
@@ -965,9 +1252,13 @@ static void nap(double s)
     nanosleep(&ts, NULL);
 }
 
+static int tree_progress(progress *p, size_t index, uint64_t done);
+
 static int on_progress(void *user, uint64_t done, uint64_t total)
 {
     progress *p = user;
+    if (p->tree)
+        return tree_progress(p, 0, done);
     p->done = done;
     p->total = total;
     /* Cancelling lets the library clean up: a get removes its temporary,
@@ -1063,12 +1354,14 @@ static int print_listing(const tf_listing *l, int human)
 static int get_target(const op *o, char *buf, size_t len)
 {
     struct stat st;
-    const char *path = o->local ? o->local : o->name;
+    /* get a/b.txt saves ./b.txt: the path's last component. */
+    const char *path = o->local ? o->local : last_component(o->name);
     if (strcmp(path, "-") == 0 && o->local)
         return 0;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         size_t n = strlen(path);
-        snprintf(buf, len, "%s%s%s", path, n && path[n - 1] == '/' ? "" : "/", o->name);
+        snprintf(buf, len, "%s%s%s", path, n && path[n - 1] == '/' ? "" : "/",
+                 last_component(o->name));
     } else {
         snprintf(buf, len, "%s", path);
     }
@@ -1083,6 +1376,8 @@ typedef struct outcome {
     size_t files;   /* list: how many */
     nlink_t links;  /* get: hard links the replaced file had */
     off_t src_size; /* put: the source's size before, -1 if unknown */
+    const char *msg; /* a batch item's detail from the library; NULL:
+                        tf_errmsg */
 } outcome;
 
 static void reset_outcome(outcome *out)
@@ -1093,6 +1388,7 @@ static void reset_outcome(outcome *out)
     out->why[0] = '\0';
     out->files = 0;
     out->links = 0;
+    out->msg = NULL;
 }
 
 /* Local checks before a get replaces a file: --no-clobber, and a
@@ -1141,9 +1437,769 @@ static int check_clobber_remote(tf_client *c, tf_listing **names, const op *o, o
     return 0;
 }
 
+static int breaks_connection(int rc);
+
+/* ---- the tree: stat, ls, mkdir, rm, mv, get -r, put -r, sync -------------- */
+
+/* Files per tf_get_many / tf_put_many batch: a huge tree never holds more
+   than this many requests, names and argument blocks at once. */
+#define TREE_BATCH 256
+/* Files from this size go one by one, each resumable (TF_OPT_RESUME): a
+   file cut off in the middle continues on the next run. Smaller ones go
+   pipelined, and are whole or absent. */
+#define TREE_BIG ((uint64_t)4 << 20)
+
+/* One tree operation under way: its counts, its first failure and the
+   state of its one progress bar. */
+typedef struct treerun {
+    const client_args *a;
+    tf_client *c;
+    const op *o;
+    progress *p;
+    outcome *out;
+    char what[8192];
+    char label[8400];
+    size_t files_total, files_done, sent, same, failed, deleted, made;
+    uint64_t bytes_total, bytes_base, bytes_sent;
+    size_t cur;        /* the batch item the callback is on, SIZE_MAX: none */
+    uint64_t cur_done; /* its bytes so far */
+    int stop;          /* a failure that ends the operation (connection, Ctrl-C) */
+} treerun;
+
+/* The progress callbacks' tree mode: one bar for the whole tree (files
+   done of all, bytes of all, rate, time left). */
+static int tree_progress(progress *p, size_t index, uint64_t done)
+{
+    treerun *t = p->tree;
+    if (g_signal)
+        return 1;
+    if (index != t->cur || done < t->cur_done) {
+        /* The next file: of a batch, or (plain callback, index 0) a
+           batch an older server takes one by one. */
+        if (t->cur != SIZE_MAX)
+            t->bytes_base += t->cur_done;
+        t->cur = index;
+        t->cur_done = 0;
+    }
+    t->cur_done = done;
+    p->done = t->bytes_base + done;
+    p->total = t->bytes_total > p->done ? t->bytes_total : p->done;
+    double now = now_seconds();
+    if (p->rate > 0) {
+        double due = p->start + (double)p->done / p->rate;
+        if (due > now) {
+            nap(due - now);
+            if (g_signal)
+                return 1;
+            now = now_seconds();
+        }
+    }
+    if (p->bar_enabled && now - p->start >= BAR_DELAY && now - p->last_draw >= BAR_PERIOD) {
+        size_t k = t->files_done + index;
+        snprintf(t->label, sizeof t->label, "%s %zu/%zu", t->what, k, t->files_total);
+        bar_draw(p, now);
+    }
+    return 0;
+}
+
+/* A transfer (or batch) of the tree is over: its bytes count as done. */
+static void tree_settle(treerun *t)
+{
+    if (t->cur != SIZE_MAX)
+        t->bytes_base += t->cur_done;
+    t->cur = SIZE_MAX;
+    t->cur_done = 0;
+}
+
+/* One failure inside a tree operation: a line of its own now, the first
+   one's code for the operation's status; a failure of the connection or
+   Ctrl-C ends the operation. */
+static void tree_fail(treerun *t, int rc, int local, const char *verb, const char *path,
+                      const char *detail)
+{
+    bar_erase(t->p);
+    t->failed++;
+    if (!(rc == TF_ECANCELED && g_signal))
+        fprintf(stderr, PROG ": %s: %s \"%s\": %s%s%s%s%s\n", t->what, verb, path,
+                rc == TF_ENOENT || rc == TF_EACCES || rc == TF_EIO || rc == TF_ENOSPC ||
+                        rc == TF_EEXIST || rc == TF_ENOTDIR || rc == TF_EISDIR
+                    ? (local ? "local: " : "server: ")
+                    : "",
+                tf_strerror(rc), detail && detail[0] ? " (" : "", detail ? detail : "",
+                detail && detail[0] ? ")" : "");
+    if (t->out->rc == TF_OK) {
+        t->out->rc = rc;
+        t->out->local = local;
+    }
+    if (breaks_connection(rc) || g_signal)
+        t->stop = 1;
+}
+
+/* XXH3-128 of a local file, canonical (big-endian) form: what tf_stat
+   reports, to compare without moving the bytes. Returns 0 or -1. */
+static int local_digest(const char *path, uint8_t out[16])
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    XXH3_state_t *st = XXH3_createState();
+    int rc = st ? 0 : -1;
+    if (st)
+        XXH3_128bits_reset(st);
+    static char buf[1 << 16];
+    ssize_t n;
+    while (rc == 0 && (n = read(fd, buf, sizeof buf)) != 0) {
+        if (n < 0)
+            rc = -1;
+        else
+            XXH3_128bits_update(st, buf, (size_t)n);
+    }
+    if (rc == 0) {
+        XXH128_canonical_t can;
+        XXH128_canonicalFromHash(&can, XXH3_128bits_digest(st));
+        memcpy(out, can.digest, 16);
+    }
+    XXH3_freeState(st);
+    close(fd);
+    return rc;
+}
+
+/* Sets a local file's modification time (seconds) without following a
+   link, so that the next sync skips it by size and mtime. */
+static int set_local_mtime(const char *path, int64_t mtime)
+{
+    struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = (time_t)mtime}};
+    return utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/* The remote tree under dir ("" the root) into *l, sorted; *missing when
+   dir does not exist. Returns TF_OK or the failure (reported). */
+static int remote_tree(treerun *t, const char *dir, tree_list *l, int *missing)
+{
+    tf_stat_info si;
+    *missing = 0;
+    int rc = dir[0] ? tf_stat(t->c, dir, &si) : TF_OK;
+    if (rc == TF_ENOENT) {
+        *missing = 1;
+        return TF_OK;
+    }
+    if (rc == TF_OK && dir[0] && si.type != TF_FTYPE_DIR)
+        rc = TF_ENOTDIR;
+    if (rc != TF_OK) {
+        tree_fail(t, rc, 0, "list", dir,
+                  rc == TF_ENOTDIR ? "a file on the server, not a directory" : tf_errmsg(t->c));
+        t->stop = 1;
+        return rc;
+    }
+    tf_dir *d;
+    rc = tf_dir_open(t->c, dir, TF_LIST_RECURSIVE, &d);
+    const tf_dirent *e;
+    while (rc == TF_OK && (rc = tf_dir_next(d, &e)) == TF_OK && e)
+        if (tree_list_add(l, e->path, e->type == TF_FTYPE_DIR, e->size, e->mtime) != 0)
+            rc = TF_ENOMEM;
+    if (rc != TF_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", tf_errmsg(t->c));
+        tf_dir_close(d);
+        tree_fail(t, rc, rc == TF_ENOMEM, "list", dir[0] ? dir : "/", msg);
+        t->stop = 1;
+        return rc;
+    }
+    tf_dir_close(d);
+    tree_list_sort(l);
+    return TF_OK;
+}
+
+static void tree_warn(void *user, const char *path, const char *why)
+{
+    treerun *t = user;
+    if (t->a->verbosity > QUIET) {
+        bar_erase(t->p);
+        fprintf(stderr, PROG ": %s: skipped \"%s\": %s\n", t->what, path, why);
+    }
+}
+
+/* --dry-run: what would change, one line each on standard output. */
+static void tree_print_plan(const tree_plan *pl)
+{
+    for (size_t i = 0; i < pl->n; i++) {
+        const tree_act *x = &pl->v[i];
+        switch (x->kind) {
+        case ACT_SEND:
+            printf("send\t%" PRIu64 "\t%s\n", x->src->size, x->src->path);
+            break;
+        case ACT_COMPARE:
+            printf("compare\t%" PRIu64 "\t%s\n", x->src->size, x->src->path);
+            break;
+        case ACT_MKDIR:
+            printf("mkdir\t0\t%s/\n", x->src->path);
+            break;
+        case ACT_DELETE:
+            printf("delete\t%" PRIu64 "\t%s\n", x->dst->size, x->dst->path);
+            break;
+        case ACT_RMDIR:
+            printf("delete\t0\t%s/\n", x->dst->path);
+            break;
+        case ACT_CONFLICT:
+            printf("conflict\t0\t%s\n", x->src->path);
+            break;
+        }
+    }
+    fflush(stdout);
+}
+
+/* A batch of pushes or pulls: the source and destination of each, and the
+   mtime to keep. */
+typedef struct tree_batch {
+    size_t n;
+    char *from[TREE_BATCH], *to[TREE_BATCH];
+    int64_t mtime[TREE_BATCH];
+    const char *path[TREE_BATCH]; /* relative, for messages */
+} tree_batch;
+
+static void batch_clear(tree_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->from[i]);
+        free(b->to[i]);
+    }
+    b->n = 0;
+}
+
+/* Queues root_from/rel -> root_to/rel. Returns 0 or -1 (out of memory). */
+static int batch_add(tree_batch *b, const char *root_from, const char *root_to, const char *rel,
+                     int64_t mtime)
+{
+    char x[8192], y[8192];
+    if (tree_join(x, sizeof x, root_from, rel) != 0 || tree_join(y, sizeof y, root_to, rel) != 0)
+        return -1;
+    b->from[b->n] = strdup(x);
+    b->to[b->n] = strdup(y);
+    if (!b->from[b->n] || !b->to[b->n]) {
+        free(b->from[b->n]);
+        free(b->to[b->n]);
+        return -1;
+    }
+    b->mtime[b->n] = mtime;
+    b->path[b->n++] = rel;
+    return 0;
+}
+
+/* Sends the queued pushes with tf_put_many, each carrying its mtime when
+   the server takes put extensions. */
+static void push_flush(treerun *t, tree_batch *b)
+{
+    if (b->n == 0 || t->stop) {
+        batch_clear(b);
+        return;
+    }
+    int putx = tf_client_can_putx(t->c);
+    tf_put_item items[TREE_BATCH];
+    tf_put_args args[TREE_BATCH];
+    for (size_t i = 0; i < b->n; i++) {
+        args[i] = (tf_put_args){.flags = TF_PUT_MTIME, .mtime_sec = b->mtime[i]};
+        items[i] = (tf_put_item){.local_path = b->from[i], .name = b->to[i], .fd = -1,
+                                 .args = putx ? &args[i] : NULL};
+    }
+    t->cur = SIZE_MAX;
+    tf_put_many(t->c, items, b->n);
+    tree_settle(t);
+    for (size_t i = 0; i < b->n; i++) {
+        if (items[i].result == TF_OK) {
+            t->sent++;
+            t->files_done++;
+            struct stat st;
+            if (stat(b->from[i], &st) == 0)
+                t->bytes_sent += (uint64_t)st.st_size;
+        } else if (!t->stop || items[i].result != TF_ECANCELED) {
+            tree_fail(t, items[i].result, items[i].result == TF_ENOENT, "put", b->path[i],
+                      items[i].message);
+        }
+    }
+    batch_clear(b);
+}
+
+/* One push on its own: a large file (resumable), or one to compare first
+   (skip-if-same: the server says whether it has those bytes). */
+static void push_one(treerun *t, const tree_ent *e, const char *local, const char *remote,
+                     int compare)
+{
+    char from[8192], to[8192];
+    if (tree_join(from, sizeof from, local, e->path) != 0 ||
+        tree_join(to, sizeof to, remote, e->path) != 0) {
+        tree_fail(t, TF_EINVAL, 1, "put", e->path, "path too long");
+        return;
+    }
+    int putx = tf_client_can_putx(t->c), skipped = 0, rc;
+    if (compare && !putx) {
+        /* An older server: compare its digest with ours. */
+        tf_stat_info si;
+        uint8_t mine[16];
+        if (tf_stat_ex(t->c, to, TF_STAT_DIGEST, &si) == TF_OK && si.has_digest &&
+            local_digest(from, mine) == 0 && memcmp(mine, si.digest, 16) == 0) {
+            t->same++;
+            t->files_done++;
+            t->bytes_base += e->size;
+            return;
+        }
+    }
+    tf_put_args args = {.flags = TF_PUT_MTIME | (compare ? TF_PUT_SKIP_SAME : 0),
+                        .mtime_sec = e->mtime};
+    t->cur = SIZE_MAX;
+    rc = tf_put_ex(t->c, from, to, putx ? &args : NULL, &skipped);
+    tree_settle(t);
+    if (rc != TF_OK) {
+        tree_fail(t, rc, rc == TF_ENOENT, "put", e->path, tf_errmsg(t->c));
+        return;
+    }
+    t->files_done++;
+    if (skipped) {
+        t->same++;
+    } else {
+        t->sent++;
+        t->bytes_sent += e->size;
+    }
+}
+
+/* Fetches the queued pulls with tf_get_many, then gives each file its
+   mtime from the listing. */
+static void pull_flush(treerun *t, tree_batch *b)
+{
+    if (b->n == 0 || t->stop) {
+        batch_clear(b);
+        return;
+    }
+    tf_get_item items[TREE_BATCH];
+    for (size_t i = 0; i < b->n; i++)
+        items[i] = (tf_get_item){.name = b->from[i], .local_path = b->to[i], .fd = -1};
+    t->cur = SIZE_MAX;
+    tf_get_many(t->c, items, b->n);
+    tree_settle(t);
+    for (size_t i = 0; i < b->n; i++) {
+        if (items[i].result == TF_OK) {
+            set_local_mtime(b->to[i], b->mtime[i]);
+            struct stat st;
+            if (stat(b->to[i], &st) == 0)
+                t->bytes_sent += (uint64_t)st.st_size;
+            t->sent++;
+            t->files_done++;
+        } else if (!t->stop || items[i].result != TF_ECANCELED) {
+            int r = items[i].result;
+            tree_fail(t, r, r == TF_EIO || r == TF_ENOSPC, "get", b->path[i], items[i].message);
+        }
+    }
+    batch_clear(b);
+}
+
+static void pull_one(treerun *t, const tree_ent *e, const char *remote, const char *local,
+                     int compare)
+{
+    char from[8192], to[8192];
+    if (tree_join(from, sizeof from, remote, e->path) != 0 ||
+        tree_join(to, sizeof to, local, e->path) != 0) {
+        tree_fail(t, TF_EINVAL, 1, "get", e->path, "path too long");
+        return;
+    }
+    if (compare) {
+        tf_stat_info si;
+        uint8_t mine[16];
+        int rc = tf_stat_ex(t->c, from, TF_STAT_DIGEST, &si);
+        if (rc == TF_OK && si.has_digest && local_digest(to, mine) == 0 &&
+            memcmp(mine, si.digest, 16) == 0) {
+            set_local_mtime(to, e->mtime);
+            t->same++;
+            t->files_done++;
+            t->bytes_base += e->size;
+            return;
+        }
+        if (rc != TF_OK && breaks_connection(rc)) {
+            tree_fail(t, rc, 0, "stat", e->path, tf_errmsg(t->c));
+            return;
+        }
+    }
+    t->cur = SIZE_MAX;
+    int rc = tf_get(t->c, from, to);
+    tree_settle(t);
+    if (rc != TF_OK) {
+        tree_fail(t, rc, rc == TF_EIO || rc == TF_ENOSPC, "get", e->path, tf_errmsg(t->c));
+        return;
+    }
+    set_local_mtime(to, e->mtime);
+    t->sent++;
+    t->files_done++;
+    t->bytes_sent += e->size;
+}
+
+/* Pushes (o->push) or pulls the tree: sends what differs, by size and
+   mtime, then by digest; --delete removes what the source lacks, on the
+   destination only. get -r and put -r are the same without --delete. */
+static void tree_transfer(treerun *t, int push, const char *local, const char *remote,
+                          unsigned flags)
+{
+    tree_list src = {0}, dst = {0}, loc = {0}, rem = {0};
+    tree_plan pl = {0};
+    tree_batch *b = calloc(1, sizeof *b);
+    char err[8448];
+    int missing = 0, dry = (flags & F_DRY_RUN) != 0;
+    if (!b) {
+        tree_fail(t, TF_ENOMEM, 1, "plan", local, NULL);
+        return;
+    }
+    /* The local side. */
+    struct stat st;
+    int local_there = lstat(local, &st) == 0;
+    if (local_there && (S_ISLNK(st.st_mode) || !S_ISDIR(st.st_mode))) {
+        tree_fail(t, TF_ENOTDIR, 1, push ? "read" : "write into", local,
+                  S_ISLNK(st.st_mode) ? "a symbolic link, not a directory"
+                                      : "a file here, not a directory");
+        goto done;
+    }
+    if (push && !local_there) {
+        tree_fail(t, TF_ENOENT, 1, "read", local, "no such directory");
+        goto done;
+    }
+    if (local_there &&
+        tree_walk_local(local, PATH_DEPTH_ANY, &loc, push ? tree_warn : NULL, t, err,
+                        sizeof err) != 0) {
+        tree_fail(t, TF_EIO, 1, "read", local, err);
+        goto done;
+    }
+    tree_list_sort(&loc);
+    /* The server's side. */
+    if (remote_tree(t, remote, &rem, &missing) != TF_OK)
+        goto done;
+    if (missing && !push) {
+        tree_fail(t, TF_ENOENT, 0, "list", remote, "no such directory on the server");
+        goto done;
+    }
+    if (!push)
+        for (size_t i = 0; i < rem.n; i++)
+            if (!tree_rel_ok(rem.v[i].path)) { /* a hostile or broken server */
+                tree_fail(t, TF_EPROTO, 0, "list", rem.v[i].path,
+                          "the server listed a path that would leave the destination;"
+                          " nothing was written");
+                goto done;
+            }
+    src = push ? loc : rem;
+    dst = push ? rem : loc;
+    if (tree_plan_make(&src, &dst, (flags & F_CHECKSUM) != 0, (flags & F_DELETE) != 0, &pl) !=
+        0) {
+        tree_fail(t, TF_ENOMEM, 1, "plan", local, NULL);
+        goto done;
+    }
+    t->files_total = pl.files;
+    t->bytes_total = pl.bytes;
+    if (dry) {
+        tree_print_plan(&pl);
+        t->same = pl.same;
+        goto done;
+    }
+    if (!push && !local_there && mkdir(local, 0777) != 0) {
+        tree_fail(t, TF_EIO, 1, "create", local, strerror(errno));
+        goto done;
+    }
+    if (push && missing && remote[0]) {
+        int rc = tf_mkdir(t->c, remote, TF_MKDIR_PARENTS);
+        if (rc != TF_OK) {
+            tree_fail(t, rc, 0, "mkdir", remote, tf_errmsg(t->c));
+            goto done;
+        }
+    }
+    t->p->started = 1;
+    t->p->start = now_seconds();
+    t->same = pl.same;
+    for (size_t i = 0; i < pl.n && !t->stop && !g_signal; i++) {
+        const tree_act *x = &pl.v[i];
+        const char *rel = x->src ? x->src->path : x->dst->path;
+        char path[8192];
+        if (x->kind == ACT_DELETE || x->kind == ACT_RMDIR) {
+            /* Deletions come last: everything sent first. */
+            (push ? push_flush : pull_flush)(t, b);
+            if (t->stop)
+                break;
+            if (push) {
+                if (tree_join(path, sizeof path, remote, rel) != 0)
+                    continue;
+                int rc = tf_remove(t->c, path);
+                if (rc != TF_OK)
+                    tree_fail(t, rc, 0, "delete", rel, tf_errmsg(t->c));
+                else
+                    t->deleted++;
+            } else if (tree_local_remove(local, rel, x->kind == ACT_RMDIR, err, sizeof err) !=
+                       0) {
+                tree_fail(t, TF_EIO, 1, "delete", rel, err);
+            } else {
+                t->deleted++;
+            }
+            continue;
+        }
+        if (x->kind == ACT_CONFLICT) {
+            tree_fail(t, x->src->dir ? TF_ENOTDIR : TF_EISDIR, !push, push ? "put" : "get", rel,
+                      x->src->dir ? "a file where the source has a directory"
+                                  : "a directory where the source has a file");
+            continue;
+        }
+        if (x->kind == ACT_MKDIR) {
+            int rc = 0;
+            if (push) {
+                if (tree_join(path, sizeof path, remote, rel) != 0)
+                    continue;
+                rc = tf_mkdir(t->c, path, 0);
+                if (rc == TF_EEXIST)
+                    rc = TF_OK;
+                if (rc != TF_OK)
+                    tree_fail(t, rc, 0, "mkdir", rel, tf_errmsg(t->c));
+            } else if (tree_local_safe(local, rel, 2, err, sizeof err) != 0) {
+                tree_fail(t, TF_EACCES, 1, "mkdir", rel, err);
+                rc = -1;
+            }
+            t->made += rc == 0;
+            continue;
+        }
+        /* A file to send, or to compare first. */
+        if (!push && tree_local_safe(local, rel, 1, err, sizeof err) != 0) {
+            tree_fail(t, TF_EACCES, 1, "get", rel, err);
+            continue;
+        }
+        int compare = x->kind == ACT_COMPARE;
+        if (compare || x->src->size >= TREE_BIG) {
+            if (push)
+                push_one(t, x->src, local, remote, compare);
+            else
+                pull_one(t, x->src, remote, local, compare);
+            continue;
+        }
+        if (push ? batch_add(b, local, remote, rel, x->src->mtime)
+                 : batch_add(b, remote, local, rel, x->src->mtime)) {
+            tree_fail(t, TF_ENOMEM, 1, push ? "put" : "get", rel, NULL);
+            continue;
+        }
+        if (b->n == TREE_BATCH)
+            (push ? push_flush : pull_flush)(t, b);
+    }
+    (push ? push_flush : pull_flush)(t, b);
+    if (g_signal && t->out->rc == TF_OK) {
+        t->out->rc = TF_ECANCELED;
+        t->stop = 1;
+    }
+done:
+    bar_erase(t->p);
+    tree_plan_free(&pl);
+    tree_list_free(&loc);
+    tree_list_free(&rem);
+    batch_clear(b);
+    free(b);
+}
+
+/* rm -r: the tree below path, listed, then removed files first and each
+   directory once emptied (bottom up), then path itself. */
+static void tree_remove(treerun *t, const char *path)
+{
+    tree_list l = {0};
+    int missing = 0;
+    if (remote_tree(t, path, &l, &missing) != TF_OK)
+        return;
+    if (missing) {
+        tree_fail(t, TF_ENOENT, 0, "rm -r", path, tf_errmsg(t->c));
+        return;
+    }
+    for (size_t i = l.n; i-- > 0 && !t->stop && !g_signal;) {
+        char full[8192];
+        if (tree_join(full, sizeof full, path, l.v[i].path) != 0)
+            continue;
+        int rc = tf_remove(t->c, full);
+        if (rc != TF_OK)
+            tree_fail(t, rc, 0, "rm", full, tf_errmsg(t->c));
+        else
+            t->deleted++;
+    }
+    tree_list_free(&l);
+    if (!t->stop && !g_signal) {
+        int rc = tf_remove(t->c, path);
+        if (rc != TF_OK)
+            tree_fail(t, rc, 0, "rm", path, tf_errmsg(t->c));
+        else
+            t->deleted++;
+    }
+}
+
+/* "f" or "d", size, mtime and path, as list prints them (-H / terminal:
+   human sizes and local times). */
+static void print_dirent(int dir, uint64_t size, int64_t mtime, const char *path, int human)
+{
+    char when[64];
+    format_mtime(mtime, human, when, sizeof when);
+    if (human) {
+        char sz[32];
+        if (dir)
+            snprintf(sz, sizeof sz, "-");
+        else
+            format_size(size, sz, sizeof sz);
+        printf("%s %10s  %s  %s%s\n", dir ? "d" : "-", sz, when, path, dir ? "/" : "");
+    } else {
+        printf("%s\t%" PRIu64 "\t%s\t%s\n", dir ? "d" : "f", size, when, path);
+    }
+}
+
+/* ls [DIR] [-r]: streamed (bounded memory however big the tree); a single
+   directory is printed sorted by name, a recursive walk as it comes. */
+static void run_ls(treerun *t, const op *o, int human)
+{
+    tf_dir *d;
+    int rc = tf_dir_open(t->c, o->name, (o->flags & F_RECURSIVE) ? TF_LIST_RECURSIVE : 0, &d);
+    if (rc != TF_OK) {
+        t->out->rc = rc;
+        return;
+    }
+    tree_list l = {0};
+    const tf_dirent *e;
+    int sorted = !(o->flags & F_RECURSIVE);
+    while ((rc = tf_dir_next(d, &e)) == TF_OK && e) {
+        t->out->files++;
+        if (!sorted)
+            print_dirent(e->type == TF_FTYPE_DIR, e->size, e->mtime, e->path, human);
+        else if (tree_list_add(&l, e->path, e->type == TF_FTYPE_DIR, e->size, e->mtime) != 0)
+            rc = TF_ENOMEM;
+        if (rc != TF_OK)
+            break;
+    }
+    if (rc != TF_OK)
+        snprintf(t->out->why, sizeof t->out->why, "%s", tf_errmsg(t->c));
+    tf_dir_close(d);
+    tree_list_sort(&l);
+    for (size_t i = 0; i < l.n; i++)
+        print_dirent(l.v[i].dir, l.v[i].size, l.v[i].mtime, l.v[i].path, human);
+    tree_list_free(&l);
+    if (fflush(stdout) != 0 && rc == TF_OK) {
+        snprintf(t->out->why, sizeof t->out->why, "writing standard output: %s",
+                 strerror(errno));
+        rc = TF_EIO;
+        t->out->local = 1;
+    }
+    t->out->rc = rc;
+}
+
+/* stat PATH: TYPE, SIZE, MTIME, DIGEST (hex, or "-" when the server does
+   not know it yet) and PATH; for people, one line in words. */
+static void run_stat(treerun *t, const op *o, int human)
+{
+    tf_stat_info si;
+    int rc = tf_stat(t->c, o->name, &si);
+    t->out->rc = rc;
+    if (rc != TF_OK)
+        return;
+    char hex[33] = "-", when[64];
+    if (si.has_digest)
+        for (int i = 0; i < 16; i++)
+            snprintf(hex + 2 * i, 3, "%02x", si.digest[i]);
+    format_mtime(si.mtime, human, when, sizeof when);
+    int dir = si.type == TF_FTYPE_DIR;
+    if (human) {
+        char sz[32];
+        format_size(si.size, sz, sizeof sz);
+        printf("%s: %s, %s, modified %s%s%s\n", o->name, dir ? "directory" : "file",
+               dir ? "-" : sz, when, si.has_digest ? ", XXH3-128 " : "",
+               si.has_digest ? hex : "");
+    } else {
+        printf("%s\t%" PRIu64 "\t%s\t%s\t%s\n", dir ? "d" : "f", si.size, when, hex, o->name);
+    }
+    if (fflush(stdout) != 0) {
+        snprintf(t->out->why, sizeof t->out->why, "writing standard output: %s",
+                 strerror(errno));
+        t->out->rc = TF_EIO;
+        t->out->local = 1;
+    }
+}
+
+/* The summary of a tree transfer or rm -r, unless -q. */
+static void tree_summary(const treerun *t, double seconds)
+{
+    char size[32];
+    format_size(t->bytes_sent, size, sizeof size);
+    const op *o = t->o;
+    if (o->kind == OP_RM) {
+        fprintf(stderr, PROG ": %s: %zu removed in %.3f s\n", t->what, t->deleted, seconds);
+        return;
+    }
+    if (o->flags & F_DRY_RUN) {
+        fprintf(stderr,
+                PROG ": %s: dry run: %zu file%s to send or compare (%" PRIu64 " bytes), %zu"
+                     " unchanged; nothing was changed\n",
+                t->what, t->files_total, t->files_total == 1 ? "" : "s", t->bytes_total,
+                t->same);
+        return;
+    }
+    fprintf(stderr,
+            PROG ": %s: %zu file%s sent (%" PRIu64 " bytes, %s), %zu unchanged, %zu"
+                 " director%s made, %zu deleted, %zu failed in %.3f s\n",
+            t->what, t->sent, t->sent == 1 ? "" : "s", t->bytes_sent, size, t->same, t->made,
+            t->made == 1 ? "y" : "ies", t->deleted, t->failed, seconds);
+}
+
+/* Runs one tree operation into *out. */
+static void run_tree_op(const client_args *a, tf_client *c, const op *o, int human,
+                        progress *p, outcome *out)
+{
+    treerun t = {.a = a, .c = c, .o = o, .p = p, .out = out, .cur = SIZE_MAX};
+    describe(o, t.what, sizeof t.what);
+    snprintf(t.label, sizeof t.label, "%s", t.what);
+    double start = now_seconds();
+    int rc;
+    switch (o->kind) {
+    case OP_STAT:
+        run_stat(&t, o, human);
+        return;
+    case OP_LS:
+        run_ls(&t, o, human);
+        return;
+    case OP_MKDIR:
+        out->rc = tf_mkdir(c, o->name, (o->flags & F_PARENTS) ? TF_MKDIR_PARENTS : 0);
+        return;
+    case OP_MV:
+        out->rc = tf_rename(c, o->name, o->to,
+                            (o->flags & F_NO_OVERWRITE) ? TF_RENAME_NOREPLACE : 0);
+        if (out->rc == TF_EEXIST && (o->flags & F_NO_OVERWRITE))
+            snprintf(out->why, sizeof out->why, "\"%s\" exists; not replaced (--no-overwrite)",
+                     o->to);
+        return;
+    case OP_RM:
+        if (!(o->flags & F_RECURSIVE)) {
+            out->rc = tf_remove(c, o->name);
+            if (out->rc == TF_ENOTEMPTY)
+                snprintf(out->why, sizeof out->why,
+                         "\"%s\" is a directory with entries; rm -r removes it and them",
+                         o->name);
+            return;
+        }
+        p->tree = &t;
+        p->label = t.label;
+        tree_remove(&t, o->name);
+        break;
+    default: /* OP_GETR, OP_PUTR, OP_SYNC */
+        p->tree = &t;
+        p->label = t.label;
+        tree_transfer(&t, o->kind == OP_PUTR || (o->kind == OP_SYNC && o->push), o->local,
+                      o->name, o->flags);
+        break;
+    }
+    p->tree = NULL;
+    bar_erase(p);
+    rc = out->rc;
+    if (a->verbosity > QUIET && !(rc == TF_ECANCELED && g_signal) &&
+        (rc == TF_OK || t.sent || t.same || t.deleted || t.made))
+        tree_summary(&t, now_seconds() - start);
+    if (rc != TF_OK && t.failed > 1)
+        snprintf(out->why, sizeof out->why, "%zu failures, the first one's code shown",
+                 t.failed);
+    else if (rc != TF_OK)
+        snprintf(out->why, sizeof out->why, "see the line above");
+    if (rc == TF_ECANCELED && g_signal)
+        out->why[0] = '\0';
+}
+
 /* Runs one operation into *out. */
 static void run_op(const client_args *a, tf_client *c, const op *o, int human,
-                   tf_listing **names, outcome *out)
+                   tf_listing **names, progress *p, outcome *out)
 {
     if (o->no_match) {
         snprintf(out->why, sizeof out->why, "no file on the server matches \"%s\"", o->name);
@@ -1151,6 +2207,16 @@ static void run_op(const client_args *a, tf_client *c, const op *o, int human,
         return;
     }
     switch (o->kind) {
+    case OP_STAT:
+    case OP_LS:
+    case OP_MKDIR:
+    case OP_RM:
+    case OP_MV:
+    case OP_GETR:
+    case OP_PUTR:
+    case OP_SYNC:
+        run_tree_op(a, c, o, human, p, out);
+        return;
     case OP_LIST: {
         tf_listing *l;
         out->rc = tf_list(c, &l);
@@ -1197,7 +2263,23 @@ static void run_op(const client_args *a, tf_client *c, const op *o, int human,
         }
         if (strcmp(o->local, "-") != 0 && stat(o->local, &st) == 0 && S_ISREG(st.st_mode))
             out->src_size = st.st_size;
-        out->rc = tf_put(c, strcmp(o->local, "-") == 0 ? "/dev/stdin" : o->local, o->name);
+        const char *src = strcmp(o->local, "-") == 0 ? "/dev/stdin" : o->local;
+        if (o->flags & F_PARENTS) { /* put -p: make the missing directories */
+            const char *slash = strrchr(o->name, '/');
+            if (tf_client_can_putx(c)) {
+                tf_put_args args = {.flags = TF_PUT_PARENTS};
+                out->rc = tf_put_ex(c, src, o->name, &args, NULL);
+                return;
+            }
+            if (slash) { /* an older server: mkdir -p, then the put */
+                char dir[4096];
+                snprintf(dir, sizeof dir, "%.*s", (int)(slash - o->name), o->name);
+                out->rc = tf_mkdir(c, dir, TF_MKDIR_PARENTS);
+                if (out->rc != TF_OK)
+                    return;
+            }
+        }
+        out->rc = tf_put(c, src, o->name);
         return;
     }
 }
@@ -1235,9 +2317,11 @@ static int failure_is_local(const op *o, int rc, const progress *p, const outcom
                (stat(o->local, &st) != 0 || st.st_size != out->src_size ||
                 access(o->local, R_OK) != 0);
     case TF_ENOENT:
-        /* On a put the server reads no file; on a get the local directory
-           may be missing. */
-        return o->kind == OP_PUT || !local_dir_exists(o->local);
+        /* On a put, the local file, or (with the tree) the server's
+           directory; on a get the local directory may be missing. */
+        if (o->kind == OP_PUT)
+            return strcmp(o->local, "-") != 0 && stat(o->local, &st) != 0;
+        return !local_dir_exists(o->local);
     case TF_EACCES: {
         if (o->kind == OP_PUT)
             return strcmp(o->local, "-") != 0 && access(o->local, R_OK) != 0;
@@ -1306,6 +2390,8 @@ static void failure_hint(const client_args *a, tf_client *c, const op *o, const 
         snprintf(buf, len, "; the connection was lost: run the command again");
         break;
     case TF_ENOENT:
+        if (!out->local && o->kind == OP_PUT && strchr(o->name, '/'))
+            snprintf(buf, len, "; put -p makes the missing directories");
         /* Missing on the server, not a missing local directory. */
         if (!out->local && o->kind == OP_GET && local_dir_exists(o->local))
             snprintf(buf, len, "; see the names it has with: " PROG " %s %s list", a->host,
@@ -1392,7 +2478,7 @@ static void report_failure(const client_args *a, tf_client *c, const op *o,
                            const outcome *out)
 {
     char what[8192], hint[256] = "";
-    const char *detail = out->why[0] ? out->why : c ? tf_errmsg(c) : "";
+    const char *detail = out->why[0] ? out->why : out->msg ? out->msg : c ? tf_errmsg(c) : "";
     describe(o, what, sizeof what);
     failure_hint(a, c, o, out, hint, sizeof hint);
     const char *side = "";
@@ -1411,6 +2497,11 @@ static void report_success(const client_args *a, const op *o, const progress *p,
     char what[8192], size[32], rate[32];
     uint64_t moved = p->done - p->first;
     describe(o, what, sizeof what);
+    if (o->kind >= OP_STAT) { /* a tree transfer prints its own summary */
+        if (a->verbosity >= VERBOSE)
+            fprintf(stderr, PROG ": %s: done in %.3f s\n", what, seconds);
+        return;
+    }
     if (a->verbosity >= VERBOSE) {
         if (o->kind == OP_LIST) {
             fprintf(stderr, PROG ": list: %zu file%s in %.3f s\n", out->files,
@@ -1602,11 +2693,205 @@ static int expand_wildcards(client_args *a, tf_client *c, tf_listing **names)
     return PARSE_RUN;
 }
 
+/* Reports how one operation went (a summary or a failure line) and folds
+   its status into *status: the first failure's, or with --keep-going the
+   highest. Returns 1 when the failure closed the connection. */
+static int finish_op(const client_args *a, tf_client *c, const op *o, const progress *p,
+                     outcome *out, double seconds, int *status, size_t *done)
+{
+    if (out->rc == TF_OK) {
+        (*done)++;
+        if (a->verbosity > QUIET)
+            report_success(a, o, p, out, seconds);
+        return 0;
+    }
+    if (!out->why[0])
+        out->local = failure_is_local(o, out->rc, p, out);
+    int st = exit_status(out);
+    if (out->rc == TF_ECANCELED && g_signal)
+        report_interrupted(a, o, p);
+    else
+        report_failure(a, c, o, out);
+    if (*status == EXIT_OK || (a->keep_going && st > *status))
+        *status = st;
+    return breaks_connection(out->rc);
+}
+
+/* ---- pipelined gets ------------------------------------------------------- */
+
+/* What the item callback of tf_get_many keeps of a batch: each item's bytes
+   and the time it took (from the end of the one before, as they arrive in
+   turn), and the label of the one on the bar. */
+typedef struct batch {
+    const op *ops;   /* the batch's operations, by item */
+    size_t cur;      /* the item the callback is on; SIZE_MAX before any */
+    uint64_t *bytes; /* per item: the last done reported */
+    double *secs;    /* per item: how long it took */
+    double mark;     /* when the current item started */
+    char label[8192];
+} batch;
+
+/* Whether o can go in a tf_get_many / tf_put_many batch: a get into a
+   file (not standard output), a put of a file (not standard input, not
+   --no-clobber: that asks the server first, nor -p), neither resumed (the
+   batches do not resume). */
+static int batchable(const client_args *a, const op *o)
+{
+    if (a->resume || o->no_match)
+        return 0;
+    if (o->kind == OP_GET)
+        return !(o->local && strcmp(o->local, "-") == 0);
+    return o->kind == OP_PUT && strcmp(o->local, "-") != 0 && !a->no_clobber &&
+           !(o->flags & F_PARENTS);
+}
+
+/* The end of the batch that starts at ops[i]: the gets of the same
+   operation word after it that can be batched too. */
+static size_t batch_end(const client_args *a, size_t i)
+{
+    size_t j = i;
+    while (j < a->nops && batchable(a, &a->ops[j]) && a->ops[j].group == a->ops[i].group &&
+           a->ops[j].kind == a->ops[i].kind)
+        j++;
+    return j;
+}
+
+static int on_item_progress(void *user, size_t index, uint64_t done, uint64_t total)
+{
+    progress *p = user;
+    batch *b = p->batch;
+    if (p->tree)
+        return tree_progress(p, index, done);
+    if (!b) /* tf_get_many outside a batch: never, but harmless */
+        return on_progress(user, done, total);
+    double now = now_seconds();
+    if (index != b->cur) {
+        if (b->cur != SIZE_MAX)
+            b->secs[b->cur] = now - b->mark;
+        b->cur = index;
+        b->mark = now;
+        describe(&b->ops[index], b->label, sizeof b->label);
+        int drawn = p->drawn;
+        double last = p->last_draw;
+        *p = (progress){.bar_enabled = p->bar_enabled,
+                        .rate = p->rate,
+                        .label = b->label,
+                        .what = b->label,
+                        .batch = b,
+                        .drawn = drawn,
+                        .last_draw = last};
+    }
+    b->bytes[index] = done;
+    b->secs[index] = now - b->mark;
+    return on_progress(user, done, total);
+}
+
+/* Runs ops[from .. to), gets (or puts) of one operation word, as one
+   tf_get_many (tf_put_many):
+   the requests are pipelined, so each name costs no round trip of its own.
+   Each is then reported in order as the one-by-one path reports it; a
+   file's own failure does not stop the other names of the same get (they
+   were already on their way), only the operations after them. Returns the
+   index of the last operation it accounts for (the interrupted one after
+   Ctrl-C); *broken says the connection was closed. */
+static size_t run_batch(const client_args *a, tf_client *c, size_t from, size_t to,
+                            progress *p, outcome *out, int *status, size_t *done, int *broken)
+{
+    size_t n = to - from, m = 0;
+    int put = a->ops[from].kind == OP_PUT;
+    const char *verb = put ? "put" : "get";
+    tf_get_item *items = calloc(n, sizeof *items);
+    tf_put_item *pitems = put ? calloc(n, sizeof *pitems) : NULL;
+    size_t *item_of = calloc(n, sizeof *item_of); /* op -> item + 1, 0: not sent */
+    batch b = {.ops = a->ops + from, .cur = SIZE_MAX};
+    b.bytes = calloc(n, sizeof *b.bytes);
+    b.secs = calloc(n, sizeof *b.secs);
+    const op *batch_ops = NULL;
+    op *sent = calloc(n, sizeof *sent);
+    if (!items || !item_of || !b.bytes || !b.secs || !sent || (put && !pitems)) {
+        fprintf(stderr, PROG ": out of memory\n");
+        if (*status == EXIT_OK || a->keep_going)
+            *status = *status > EXIT_FAILED ? *status : EXIT_FAILED;
+        free(items);
+        free(pitems);
+        free(item_of);
+        free(b.bytes);
+        free(b.secs);
+        free(sent);
+        return to - 1;
+    }
+    /* Local refusals (--no-clobber, a read-only file) are known before
+       anything is asked; they are reported in their place below. */
+    for (size_t k = 0; k < n; k++) {
+        const op *o = &a->ops[from + k];
+        reset_outcome(out);
+        if (!put && check_clobber_local(a, o, out) != 0)
+            continue;
+        sent[m] = *o;
+        if (put)
+            pitems[m] = (tf_put_item){.local_path = o->local, .name = o->name, .fd = -1};
+        else
+            items[m] = (tf_get_item){.name = o->name, .local_path = o->local, .fd = -1};
+        item_of[k] = ++m;
+    }
+    batch_ops = sent;
+    b.ops = batch_ops;
+    *p = (progress){.bar_enabled = p->bar_enabled, .rate = a->rate, .label = verb,
+                    .what = verb, .batch = &b};
+    double start = now_seconds();
+    if (m > 0 && put)
+        tf_put_many(c, pitems, m);
+    else if (m > 0)
+        tf_get_many(c, items, m);
+    bar_erase(p);
+    if (a->verbosity >= VERBOSE)
+        fprintf(stderr, PROG ": %s: %zu names pipelined over one connection in %.3f s\n", verb,
+                m, now_seconds() - start);
+    p->batch = NULL;
+    size_t k;
+    for (k = 0; k < n; k++) {
+        const op *o = &a->ops[from + k];
+        reset_outcome(out);
+        progress one = {.what = verb};
+        if (!item_of[k]) {
+            check_clobber_local(a, o, out);
+        } else {
+            size_t it = item_of[k] - 1;
+            out->rc = put ? pitems[it].result : items[it].result;
+            const char *msg = put ? pitems[it].message : items[it].message;
+            out->msg = msg && msg[0] ? msg : NULL;
+            struct stat st;
+            if (put && stat(o->local, &st) == 0 && S_ISREG(st.st_mode))
+                out->src_size = st.st_size;
+            one.done = b.bytes[it];
+            one.started = b.cur != SIZE_MAX && it <= b.cur;
+            /* A put stored whole moved the file's size (a server without
+               pipelined puts takes them one by one, reporting through the
+               plain callback). */
+            if (put && out->rc == TF_OK && out->src_size >= 0)
+                one.done = (uint64_t)out->src_size;
+        }
+        if (finish_op(a, c, o, &one, out, item_of[k] ? b.secs[item_of[k] - 1] : 0, status,
+                      done))
+            *broken = 1;
+        if (out->rc == TF_ECANCELED && g_signal)
+            break;
+    }
+    free(items);
+    free(pitems);
+    free(item_of);
+    free(b.bytes);
+    free(b.secs);
+    free(sent);
+    return k < n ? from + k : to - 1;
+}
+
 static int run(client_args *a)
 {
     progress p = {0};
     p.bar_enabled = a->verbosity > QUIET && isatty(STDERR_FILENO);
     tf_options_set_progress(a->opt, on_progress, &p);
+    tf_options_set_item_progress(a->opt, on_item_progress, &p);
     set_handlers();
     double begin = now_seconds();
     int status = EXIT_OK;
@@ -1640,6 +2925,16 @@ static int run(client_args *a)
                 break;
             }
         }
+        size_t end = batch_end(a, i);
+        if (end - i >= 2) {
+            int broken = 0;
+            i = run_batch(a, c, i, end, &p, out, &status, &done, &broken);
+            if (broken) {
+                tf_close(c);
+                c = NULL;
+            }
+            continue;
+        }
         char label[8192];
         snprintf(label, sizeof label, "%s %s", o->kind == OP_GET ? "get" : "put",
                  o->kind == OP_LIST ? "" : o->name);
@@ -1654,8 +2949,9 @@ static int run(client_args *a)
         p = fresh;
         reset_outcome(out);
         double start = now_seconds();
-        int human = o->kind == OP_LIST && (a->human || stdout_tty);
-        run_op(a, c, o, human, &names, out);
+        int human = (o->kind == OP_LIST || o->kind == OP_LS || o->kind == OP_STAT) &&
+                    (a->human || stdout_tty);
+        run_op(a, c, o, human, &names, &p, out);
         if (out->rc == TF_ECHECKSUM && o->kind == OP_GET && p.first > 0 && !g_signal) {
             /* The whole file's checksum failed after resuming: the file
                changed on the server since the part was kept (the library
@@ -1669,7 +2965,7 @@ static int run(client_args *a)
             p = fresh;
             p.had = 0;
             reset_outcome(out);
-            run_op(a, c, o, human, &names, out);
+            run_op(a, c, o, human, &names, &p, out);
         }
         /* A put --resume retried right after an interruption may find the
            server still holding the old attempt (its connection not yet
@@ -1687,27 +2983,11 @@ static int run(client_args *a)
                 break;
             p = fresh;
             reset_outcome(out);
-            run_op(a, c, o, human, &names, out);
+            run_op(a, c, o, human, &names, &p, out);
         }
         double seconds = now_seconds() - start;
         bar_erase(&p);
-        if (out->rc == TF_OK) {
-            done++;
-            if (a->verbosity > QUIET)
-                report_success(a, o, &p, out, seconds);
-            continue;
-        }
-        if (!out->why[0])
-            out->local = failure_is_local(o, out->rc, &p, out);
-        int st = exit_status(out);
-        if (out->rc == TF_ECANCELED && g_signal)
-            report_interrupted(a, o, &p);
-        else
-            report_failure(a, c, o, out);
-        /* The first failure's status, or with --keep-going the highest. */
-        if (status == EXIT_OK || (a->keep_going && st > status))
-            status = st;
-        if (breaks_connection(out->rc)) {
+        if (finish_op(a, c, o, &p, out, seconds, &status, &done)) {
             tf_close(c);
             c = NULL;
         }
@@ -1731,6 +3011,8 @@ int main(int argc, char **argv)
     int status = parse_args(argc, argv, &a);
     if (status == PARSE_RUN)
         status = run(&a);
+    for (size_t i = 0; a.ops && i < a.nops; i++)
+        free(a.ops[i].owned);
     free(a.ops);
     tf_options_free(a.opt);
     return status;

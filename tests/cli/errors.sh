@@ -55,7 +55,8 @@ usage_case 'missing value for option "--bind"' "$SERVER" --bind
 pass "usage errors exit 2 with one line on stderr"
 
 # Names no server could accept are refused before anything is sent.
-for bad in ../x a/b .. . /etc/passwd; do
+# (a/b is a path, which a server with the tree takes; a//b and a/./b are not.)
+for bad in ../x a//b a/./b .. . /etc/passwd; do
   expect 2 "$CLIENT" $H 1 get "$bad"
   stderr_one_line_with "get \"$bad\"" 'bad name'
   expect 2 "$CLIENT" $H 1 put /etc/hostname --as "$bad"
@@ -63,7 +64,7 @@ for bad in ../x a/b .. . /etc/passwd; do
 done
 expect 2 "$CLIENT" $H 1 put "$TMP/"
 stderr_one_line_with 'bad remote name ""'
-pass "bad names (../x, a/b, .., ., absolute) exit 2 naming the name"
+pass "bad names (../x, a//b, a/./b, .., ., absolute) exit 2 naming the name"
 
 # ---- server start-up failures -------------------------------------------------
 expect 1 "$SERVER" -b $H 0 "$TMP/no-such-dir"

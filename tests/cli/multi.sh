@@ -96,6 +96,39 @@ expect 2 "$CLIENT" $H "$PORT" get a.txt --to local-a.txt list frob
 [[ ! -e local-a.txt ]] || fail "an operation ran despite an unknown operation later"
 pass "a usage error later on the line prevents every operation"
 
+# ---- the names of one get go pipelined (tf_get_many) ------------------------------
+# One request each, no round trip each: -v says so. A name that fails does
+# not stop the other names of the same get (they were on their way), only
+# the operations after it; each keeps its own line and the status is the
+# failure's.
+mkdir -p pipe
+expect 6 "$CLIENT" -v $H "$PORT" get a.txt missing.txt remote-b.txt --to pipe/ get notes.txt --to pipe/
+grep -q 'get: 3 names pipelined over one connection' "$TMP/err" ||
+  fail "get a b c was not pipelined: $(cat "$TMP/err")"
+cmp "$ROOT/a.txt" pipe/a.txt || fail "pipelined get: a.txt"
+cmp "$ROOT/remote-b.txt" pipe/remote-b.txt || fail "pipelined get: remote-b.txt after the failure"
+[[ ! -e pipe/missing.txt && ! -e pipe/notes.txt ]] || fail "pipelined get: missing.txt or notes.txt exists"
+grep -q '^tcpfile-client: get "missing.txt" to "pipe/": server: no such file' "$TMP/err" ||
+  fail "pipelined get: no line for missing.txt: $(cat "$TMP/err")"
+grep -qF 'not run (after the failure): get "notes.txt" to "pipe/"' "$TMP/err" ||
+  fail "pipelined get: the next operation ran: $(cat "$TMP/err")"
+rm -rf pipe && mkdir pipe
+expect 0 "$CLIENT" $H "$PORT" get a.txt remote-b.txt --to pipe/
+[[ $(grep -c '^tcpfile-client: get "\(a\|remote-b\).txt" to "pipe/": [0-9]* bytes in ' "$TMP/err") == 2 ]] ||
+  fail "pipelined get: expected one summary line per name: $(cat "$TMP/err")"
+pass "get NAME... is pipelined; per-name lines and statuses are kept"
+
+# put LOCAL... goes through tf_put_many the same way.
+printf 'p1\n' >p1.txt
+printf 'p22\n' >p2.txt
+expect 0 "$CLIENT" -v $H "$PORT" put p1.txt p2.txt
+grep -q 'put: 2 names pipelined over one connection' "$TMP/err" ||
+  fail "put a b was not pipelined: $(cat "$TMP/err")"
+cmp p1.txt "$ROOT/p1.txt" && cmp p2.txt "$ROOT/p2.txt" || fail "pipelined put: contents"
+grep -q '^tcpfile-client: put "p2.txt": 4 bytes' "$TMP/err" ||
+  fail "pipelined put: no summary line for p2.txt: $(cat "$TMP/err")"
+pass "put LOCAL... is pipelined, with a summary line per file"
+
 stop_server "$SERVER_PID"
 [[ $STOP_STATUS == 0 ]] || fail "server exit status $STOP_STATUS"
 echo "all $CHECKS checks passed"
