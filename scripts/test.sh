@@ -4,7 +4,7 @@
 # inlining brings out warnings -O2 hides), and with clang under
 # AddressSanitizer + UndefinedBehaviorSanitizer. Warnings are errors in both
 # builds (TF_WERROR, off in a plain cmake build). Then it
-# fuzzes every harness in fuzz/ for 20 s and runs the concurrency tests under
+# fuzzes every harness in fuzz/ for 10 s and runs the concurrency tests under
 # ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ run_suite build-test-gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Release \
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   run_suite build-test-clang-asan -DCMAKE_C_COMPILER=clang -DTF_SANITIZE=ON
 
-# Fuzzing: each libFuzzer harness for 20 s (fuzz/run.sh); then the
+# Fuzzing: each libFuzzer harness for 10 s (fuzz/run.sh); then the
 # concurrency tests under ThreadSanitizer (scripts/tsan.sh).
-fuzz/run.sh 20
+fuzz/run.sh 10
 scripts/tsan.sh
