@@ -22,7 +22,7 @@ if [ $# -lt 1 ] || ! [[ $1 =~ ^[0-9]+$ ]]; then
 fi
 secs=$1
 shift
-all=(client_hello server_hello request response trailer list names server)
+all=(client_hello server_hello request response trailer list names server auth tree)
 if [ $# -gt 0 ]; then harnesses=("$@"); else harnesses=("${all[@]}"); fi
 dir=${TF_FUZZ_BUILD_DIR:-build-fuzz}
 jobs=${TF_FUZZ_JOBS:-$(nproc)}
