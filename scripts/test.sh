@@ -11,6 +11,15 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 tf_install_missing "${TF_TEST_PACKAGES[@]}"
 
+# The S3 tests need a store: a single-node Ceph (scripts/ceph.sh) is started
+# here and removed at the end, unless one is up already (.ci/run starts its
+# own; so may you, to run the tests often) or TF_S3_TESTS=0 skips them.
+if [ "${TF_S3_TESTS:-1}" != 0 ] && [ ! -s "${TF_CEPH_DIR:-/tmp/tcpfile-ceph}/s3.env" ]; then
+  tf_install_missing "${TF_S3_PACKAGES[@]}"
+  trap 'scripts/ceph.sh down' EXIT
+  scripts/ceph.sh up
+fi
+
 jobs=$(nproc)
 # run_suite DIR CTEST_ARGS -- CMAKE_ARGS...
 run_suite() {
