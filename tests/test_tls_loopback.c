@@ -27,6 +27,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -388,6 +389,14 @@ static void test_tlsloop_ca_and_host_name(void **state)
 {
     fixture *f = *state;
     const char *d = f->dir;
+    /* The certificate names "localhost": a bare chroot may have no
+       /etc/hosts to resolve it, and then there is nothing to check. */
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo("localhost", NULL, &hints, &ai) != 0) {
+        print_message("skipped: \"localhost\" does not resolve here (no /etc/hosts?)\n");
+        skip();
+    }
+    freeaddrinfo(ai);
     assert_int_equal(
         sh("cd '%s' && "
            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
