@@ -856,63 +856,22 @@ static const char *basename_of(const char *path)
     return slash ? slash + 1 : path;
 }
 
+/* The plain puts are the extended ones without extensions: with no args,
+   put_ex sends the same request (no flags, so no extension fields) and
+   resumes in the same way. */
 int tf_put_fd(tf_client *c, int fd, uint64_t size, const char *name)
 {
-    if (!c)
-        return TF_EINVAL;
-    int rc = begin_fd_call(c, name, fd);
-    if (rc != TF_OK)
-        return rc;
-    source src = fd_source(fd);
-    rc = tf__client_break(c, put_from(c, &src, size, name, NULL, NULL, NULL));
-    if (src.seekable)
-        lseek(fd, (off_t)src.off, SEEK_SET); /* just past what was sent */
-    return rc;
+    return tf_put_fd_ex(c, fd, size, name, NULL, NULL);
 }
 
 int tf_put(tf_client *c, const char *local_path, const char *name)
 {
-    if (!c)
-        return TF_EINVAL;
-    int rc = tf__client_usable(c);
-    if (rc != TF_OK)
-        return rc;
-    if (!local_path)
-        return tf__fail(&c->err, TF_EINVAL, "no local path given");
-    if (!name)
-        name = basename_of(local_path);
-    rc = tf__client_check_name(c, name);
-    if (rc != TF_OK)
-        return rc;
-    int fd;
-    uint64_t size;
-    rc = tf__local_open_read(local_path, &fd, &size, &c->err);
-    if (rc != TF_OK)
-        return rc;
-    source src = fd_source(fd);
-    uint8_t key[TF_UPLOAD_KEY_SIZE];
-    int keyed = c->opt.value[TF_OPT_RESUME] && file_key(name, fd, key);
-    rc = tf__client_break(c, put_from(c, &src, size, name, keyed ? key : NULL, NULL, NULL));
-    close(fd);
-    return rc;
+    return tf_put_ex(c, local_path, name, NULL, NULL);
 }
 
 int tf_put_mem(tf_client *c, const void *data, size_t len, const char *name)
 {
-    if (!c)
-        return TF_EINVAL;
-    int rc = begin_call(c, name);
-    if (rc == TF_OK && !data && len)
-        rc = tf__fail(&c->err, TF_EINVAL, "no data given");
-    if (rc != TF_OK)
-        return rc;
-    source src = {.fd = -1, .mem = data ? data : (const uint8_t *)""};
-    uint8_t key[TF_UPLOAD_KEY_SIZE];
-    if (c->opt.value[TF_OPT_RESUME])
-        upload_key(name, src.mem, len, key);
-    return tf__client_break(c, put_from(c, &src, len, name,
-                                        c->opt.value[TF_OPT_RESUME] ? key : NULL, NULL,
-                                        NULL));
+    return tf_put_mem_ex(c, data, len, name, NULL, NULL);
 }
 
 /* ---- put extensions (PUTX) ------------------------------------------------ */

@@ -1,13 +1,33 @@
 /*
- * storage.c - what is built on any storage backend: the listing a list
- * request sends, read from the backend's paged listing through the
- * listing builder (listing.h).
+ * storage.c - what is built on any storage backend: the path check at a
+ * backend's edge, and the listing a list request sends, read from the
+ * backend's paged listing through the listing builder (listing.h).
  */
 #include "storage.h"
 
 #include <string.h>
 
 #include "listing.h"
+
+int tf__storage_check_path(const char *path, size_t max_len, tf__err *e)
+{
+    size_t len = strlen(path);
+    if (len == 0 || len > max_len)
+        return tf__fail(e, TF_EINVAL, "bad path \"%s\"", path);
+    const char *p = path;
+    for (int first = 1;; first = 0) {
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return tf__fail(e, TF_EINVAL, "bad path \"%s\"", path);
+        if (first && n == strlen(TF_TMP_DIR) && memcmp(p, TF_TMP_DIR, n) == 0)
+            return tf__fail(e, TF_EACCES, "\"%s\" is reserved for the server's uploads",
+                            TF_TMP_DIR);
+        if (!end)
+            return TF_OK;
+        p = end + 1;
+    }
+}
 
 int tf__storage_scan(tf__storage *st, size_t max_entries, size_t max_name, tf_listing **out,
                      tf__err *e)

@@ -210,6 +210,13 @@ typedef struct tf__storage_s3_config {
    (*out)->ops->close. */
 int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf__err *e);
 
+/* Checks a tree path's form at a backend's edge: 1 to max_len bytes,
+   components separated by single '/', none empty, "." or "..", and the
+   first not the staging directory (TF_TMP_DIR), which is never seen nor
+   touched through the tree calls. TF_EINVAL, or TF_EACCES for the staging
+   directory. Each backend passes its own length limit. */
+int tf__storage_check_path(const char *path, size_t max_len, tf__err *e);
+
 /* Builds the listing a list request sends from the root's paged listing
    (storage.c): regular files whose names pass the name check and fit
    max_name, sorted by name. More than max_entries: TF_ETOOBIG. */

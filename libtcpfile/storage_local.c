@@ -251,27 +251,10 @@ static void l_keep(tf__storage *st, tf__upload **up)
 
 /* ---- the tree --------------------------------------------------------- */
 
-/* Checks a path's form: components separated by single '/', none empty,
-   "." or "..", and the first not the staging directory, which is never
-   seen nor touched through these calls. */
+/* A path's form (tf__storage_check_path), shorter than PATH_MAX. */
 static int check_path(const char *path, tf__err *e)
 {
-    size_t len = strlen(path);
-    if (len == 0 || len >= PATH_MAX)
-        return tf__fail(e, TF_EINVAL, "bad path \"%s\"", path);
-    const char *p = path;
-    for (int first = 1;; first = 0) {
-        const char *end = strchr(p, '/');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-            return tf__fail(e, TF_EINVAL, "bad path \"%s\"", path);
-        if (first && n == strlen(TF_TMP_DIR) && memcmp(p, TF_TMP_DIR, n) == 0)
-            return tf__fail(e, TF_EACCES, "\"%s\" is reserved for the server's uploads",
-                            TF_TMP_DIR);
-        if (!end)
-            return TF_OK;
-        p = end + 1;
-    }
+    return tf__storage_check_path(path, PATH_MAX - 1, e);
 }
 
 /* The tree's codes for a file-system errno: POSIX's distinctions

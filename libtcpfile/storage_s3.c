@@ -151,26 +151,11 @@ static void give_s3(s3store *s, tf__s3 *h)
 
 /* ---- names ------------------------------------------------------------ */
 
-/* The same rules as the local backend: components separated by single
-   '/', none empty, "." or "..", the first not the staging directory. */
+/* The same rules as the local backend (tf__storage_check_path), short
+   enough to leave room in a key for the prefix and a suffix. */
 static int check_path(const char *path, tf__err *e)
 {
-    size_t len = strlen(path);
-    if (len == 0 || len > TF_S3_KEY_MAX - 64)
-        return tf__fail(e, TF_EINVAL, "bad path \"%s\"", path);
-    const char *p = path;
-    for (int first = 1;; first = 0) {
-        const char *end = strchr(p, '/');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-            return tf__fail(e, TF_EINVAL, "bad path \"%s\"", path);
-        if (first && n == strlen(TF_TMP_DIR) && memcmp(p, TF_TMP_DIR, n) == 0)
-            return tf__fail(e, TF_EACCES, "\"%s\" is reserved for the server's uploads",
-                            TF_TMP_DIR);
-        if (!end)
-            return TF_OK;
-        p = end + 1;
-    }
+    return tf__storage_check_path(path, TF_S3_KEY_MAX - 64, e);
 }
 
 /* PREFIX path SUFFIX into out (TF_S3_KEY_MAX + 1). */
