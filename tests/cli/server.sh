@@ -84,10 +84,14 @@ pass "the banner names every address, the root and its mode; warnings for open o
 # ---- a stop with a client connected but idle -------------------------------------
 start_server idle
 # The client connects, then waits for its standard input before sending
-# anything: an idle connection, which a stop closes at once.
-(sleep 4; echo late) | timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - --as late.txt \
+# anything: an idle connection, which a stop closes at once. Its input is a
+# FIFO this script writes to once the server has stopped (a subshell
+# writes: the client may be gone, and SIGPIPE must not end the script).
+mkfifo "$TMP/late.in"
+timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - --as late.txt <"$TMP/late.in" \
   >/dev/null 2>"$TMP/late.err" &
 LATE_PID=$!
+exec 4>"$TMP/late.in"
 wait_connected "$PORT"
 # Connected is not yet through the TLS handshake: a stop during it is a
 # failed connect (exit 4), not a cut-off (11). Slow builds (TSan) need time.
@@ -97,6 +101,8 @@ stop_server "$SERVER_PID" TERM
 ((SECONDS - start <= 5)) || fail "stopping with an idle client took $((SECONDS - start)) s"
 [[ $STOP_STATUS == 0 ]] || fail "exit status $STOP_STATUS after SIGTERM with a client"
 grep -qx 'server stopped' "$TMP/idle.out" || fail "no \"server stopped\""
+(echo late >&4) 2>/dev/null || true
+exec 4>&-
 late_status=0
 wait "$LATE_PID" || late_status=$?
 [[ $late_status == 11 ]] || fail "the cut-off client exited $late_status, not 11"
@@ -119,12 +125,18 @@ pass "--quiet prints no request lines"
 
 # ---- --max-connections ------------------------------------------------------------------
 start_server busy --max-connections 1
-(sleep 3; echo slow) | timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - --as slow.txt \
+# The admitted client waits for its input (a FIFO, as above) until the
+# second has been refused.
+mkfifo "$TMP/slow.in"
+timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - --as slow.txt <"$TMP/slow.in" \
   >/dev/null 2>"$TMP/slow.err" &
 SLOW_PID=$!
+exec 4>"$TMP/slow.in"
 wait_connected "$PORT"
 expect 5 "$CLIENT" $H "$PORT" list
 stderr_one_line_with "connect to $H port $PORT" 'server busy' 'try again later'
+(echo slow >&4) 2>/dev/null || true
+exec 4>&-
 slow_status=0
 wait "$SLOW_PID" || slow_status=$?
 [[ $slow_status == 0 ]] || fail "the admitted client failed: $(cat "$TMP/slow.err")"

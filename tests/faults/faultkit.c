@@ -1,8 +1,9 @@
 /*
  * faultkit - a small client for the fault scripts: what the CLI cannot do.
  *
- *   faultkit fill PATH SIZE SEED
+ *   faultkit fill PATH SIZE SEED [PATH SIZE SEED]...
  *       writes SIZE bytes of seeded pseudo-random data (fast, reproducible)
+ *       to each PATH (many in one process: a script's forks are its cost)
  *   faultkit put HOST PORT LOCAL NAME [--rate MIB_PER_S] [--hold-at BYTES] [--resume]
  *   faultkit get HOST PORT NAME LOCAL [--rate MIB_PER_S] [--hold-at BYTES] [--resume]
  *   faultkit putmany HOST PORT DIR COUNT [--hold-after INDEX]
@@ -223,15 +224,19 @@ static int putmany(int argc, char **argv)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (argc == 5 && strcmp(argv[1], "fill") == 0)
-        return fill(argv[2], argv[3], argv[4]);
+    if (argc >= 5 && (argc - 2) % 3 == 0 && strcmp(argv[1], "fill") == 0) {
+        for (int i = 2; i < argc; i += 3)
+            if (fill(argv[i], argv[i + 1], argv[i + 2]) != 0)
+                return 1;
+        return 0;
+    }
     if (argc == 4 && strcmp(argv[1], "mvloop") == 0)
         return mvloop(argv[2], argv[3]);
     if (argc >= 6 && strcmp(argv[1], "putmany") == 0)
         return putmany(argc, argv);
     if (argc < 6 || (strcmp(argv[1], "put") != 0 && strcmp(argv[1], "get") != 0)) {
         fprintf(stderr,
-                "usage: faultkit fill PATH SIZE SEED\n"
+                "usage: faultkit fill PATH SIZE SEED [PATH SIZE SEED]...\n"
                 "       faultkit mvloop HOST PORT\n"
                 "       faultkit put HOST PORT LOCAL NAME [--rate MIB] [--hold-at BYTES] "
                 "[--resume]\n"
