@@ -542,6 +542,16 @@ check_same() {
   cmp -s "$1" "$2" || die "$3: $2 differs from $1"
 }
 
+# timed_copy TEST TOOL BYTES SRC DST SERVER_PID CMD...: one program line of
+# a transfer test: times CMD (timed), checks that DST holds SRC's bytes
+# (check_same) and records BYTES over the time taken, in MB/s.
+timed_copy() {
+  local test=$1 tool=$2 bytes=$3 src=$4 dst=$5
+  shift 5
+  timed "$@" && check_same "$src" "$dst" "$tool" &&
+    record "$test" "$tool" "$(mbps "$bytes" "$WALL")" "$CCPU" "$SCPU"
+}
+
 # rotate N: the order of N tools for this repetition, so that none is
 # always first.
 order() {
@@ -601,29 +611,25 @@ t_get_file() {
     rm -f "$dst"
     case $i in
       4)
-        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
-          --checksum 0 get big.bin --out "$dst" &&
-          check_same "$D/big.bin" "$dst" libtcpfile-nocksum &&
-          record get_file libtcpfile-nocksum "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        timed_copy get_file libtcpfile-nocksum "$BIG_BYTES" "$D/big.bin" "$dst" \
+          "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          --checksum 0 get big.bin --out "$dst"
         ;;
       0)
-        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
-          get big.bin --out "$dst" &&
-          check_same "$D/big.bin" "$dst" libtcpfile &&
-          record get_file libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        timed_copy get_file libtcpfile "$BIG_BYTES" "$D/big.bin" "$dst" \
+          "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          get big.bin --out "$dst"
         ;;
       1 | 2 | 5)
         local port=$P_ON pid=$NGX_ON name=nginx-sendfile-on+curl
         [ "$i" -eq 2 ] && port=$P_OFF pid=$NGX_OFF name=nginx-sendfile-off+curl
         [ "$i" -eq 5 ] && port=$P_TUNED pid=$NGX_TUNED name=nginx-tuned+curl
-        timed "$pid" curl -sS -f -o "$dst" "http://127.0.0.1:$port/big.bin" &&
-          check_same "$D/big.bin" "$dst" "$name" &&
-          record get_file "$name" "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        timed_copy get_file "$name" "$BIG_BYTES" "$D/big.bin" "$dst" \
+          "$pid" curl -sS -f -o "$dst" "http://127.0.0.1:$port/big.bin"
         ;;
       3)
-        timed "$RSYNCD" rsync --whole-file "rsync://127.0.0.1:$P_RSYNC/data/big.bin" "$dst" &&
-          check_same "$D/big.bin" "$dst" rsync &&
-          record get_file rsyncd+rsync "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        timed_copy get_file rsyncd+rsync "$BIG_BYTES" "$D/big.bin" "$dst" \
+          "$RSYNCD" rsync --whole-file "rsync://127.0.0.1:$P_RSYNC/data/big.bin" "$dst"
         ;;
     esac
     rm -f "$dst"
@@ -637,25 +643,23 @@ t_put() {
     rm -f "$D/up.bin" "$WORK/dav/up/big.bin" "$WORK/rsup/big.bin"
     case $i in
       5)
-        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
-          --checksum 0 put "$D/big.bin" up.bin &&
-          check_same "$D/big.bin" "$D/up.bin" libtcpfile-nocksum &&
-          record put_durable libtcpfile-nocksum "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        timed_copy put_durable libtcpfile-nocksum "$BIG_BYTES" "$D/big.bin" "$D/up.bin" \
+          "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          --checksum 0 put "$D/big.bin" up.bin
         ;;
       0)
-        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
-          put "$D/big.bin" up.bin &&
-          check_same "$D/big.bin" "$D/up.bin" libtcpfile &&
-          record put_durable libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        timed_copy put_durable libtcpfile "$BIG_BYTES" "$D/big.bin" "$D/up.bin" \
+          "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          put "$D/big.bin" up.bin
         ;;
       1)
         # nginx answers before the data is on disk, so the sync (fsync of
         # the file and its directory) is timed too, to match libtcpfile,
         # whose server fsyncs the file and the directory before it replies.
-        timed "$NGX_ON" bash -c "curl -sS -f -T '$D/big.bin' -o /dev/null \
-          http://127.0.0.1:$P_ON/up/big.bin && sync '$WORK/dav/up/big.bin' '$WORK/dav/up'" &&
-          check_same "$D/big.bin" "$WORK/dav/up/big.bin" curl-T &&
-          record put_durable curl-T+nginx-dav+sync "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        timed_copy put_durable curl-T+nginx-dav+sync "$BIG_BYTES" "$D/big.bin" \
+          "$WORK/dav/up/big.bin" \
+          "$NGX_ON" bash -c "curl -sS -f -T '$D/big.bin' -o /dev/null \
+          http://127.0.0.1:$P_ON/up/big.bin && sync '$WORK/dav/up/big.bin' '$WORK/dav/up'"
         ;;
       2)
         # --fsync: the receiving rsync fsyncs the file before renaming it.
@@ -849,15 +853,12 @@ t_prog_get_file() {
     rm -f "$dst"
     case $i in
       0)
-        timed "$TF_MAIN" "$CLIENT" --plaintext -q "127.0.0.1:$P_TF" get big.bin --to "$dst" &&
-          check_same "$D/big.bin" "$dst" tcpfile-client &&
-          record get_file_prog libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        timed_copy get_file_prog libtcpfile "$BIG_BYTES" "$D/big.bin" "$dst" \
+          "$TF_MAIN" "$CLIENT" --plaintext -q "127.0.0.1:$P_TF" get big.bin --to "$dst"
         ;;
       *)
-        timed "${NGX_PIDOF[$i]}" curl -sS -f -o "$dst" "http://127.0.0.1:${NGX_PORT[$i]}/big.bin" &&
-          check_same "$D/big.bin" "$dst" "${NGX_NAME[$i]}" &&
-          record get_file_prog "${NGX_NAME[$i]}+curl" "$(mbps "$BIG_BYTES" "$WALL")" \
-            "$CCPU" "$SCPU"
+        timed_copy get_file_prog "${NGX_NAME[$i]}+curl" "$BIG_BYTES" "$D/big.bin" "$dst" \
+          "${NGX_PIDOF[$i]}" curl -sS -f -o "$dst" "http://127.0.0.1:${NGX_PORT[$i]}/big.bin"
         ;;
     esac
     rm -f "$dst"
@@ -872,16 +873,14 @@ t_prog_put() {
     case $i in
       0)
         # The server fsyncs the file and its directory before it answers.
-        timed "$TF_MAIN" "$CLIENT" --plaintext -q "127.0.0.1:$P_TF" put "$D/big.bin" --as up.bin &&
-          check_same "$D/big.bin" "$D/up.bin" tcpfile-client &&
-          record put_durable_prog libtcpfile "$(mbps "$BIG_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        timed_copy put_durable_prog libtcpfile "$BIG_BYTES" "$D/big.bin" "$D/up.bin" \
+          "$TF_MAIN" "$CLIENT" --plaintext -q "127.0.0.1:$P_TF" put "$D/big.bin" --as up.bin
         ;;
       1)
-        timed "$NGX_TUNED" bash -c "curl -sS -f -T '$D/big.bin' -o /dev/null \
-          http://127.0.0.1:$P_TUNED/up/big.bin && sync '$WORK/dav/up/big.bin' '$WORK/dav/up'" &&
-          check_same "$D/big.bin" "$WORK/dav/up/big.bin" curl-T &&
-          record put_durable_prog curl-T+nginx-dav+sync "$(mbps "$BIG_BYTES" "$WALL")" \
-            "$CCPU" "$SCPU"
+        timed_copy put_durable_prog curl-T+nginx-dav+sync "$BIG_BYTES" "$D/big.bin" \
+          "$WORK/dav/up/big.bin" \
+          "$NGX_TUNED" bash -c "curl -sS -f -T '$D/big.bin' -o /dev/null \
+          http://127.0.0.1:$P_TUNED/up/big.bin && sync '$WORK/dav/up/big.bin' '$WORK/dav/up'"
         ;;
     esac
     rm -f "$D/up.bin" "$WORK/dav/up/big.bin"
@@ -938,16 +937,14 @@ t_relay() {
           record relay_get_mid nginx-tuned+curl "$(mbps "$MID_BYTES" "$WALL")" "$CCPU" "$SCPU"
         ;;
       4)
-        timed "$TF_MAIN" "$CLIENT" --plaintext -q "127.0.0.1:$P_RELAY_TF" put "$D/mid.bin" --as up-mid.bin &&
-          check_same "$D/mid.bin" "$D/up-mid.bin" tcpfile-client &&
-          record relay_put_mid libtcpfile "$(mbps "$MID_BYTES" "$WALL")" "$CCPU" "$SCPU"
+        timed_copy relay_put_mid libtcpfile "$MID_BYTES" "$D/mid.bin" "$D/up-mid.bin" \
+          "$TF_MAIN" "$CLIENT" --plaintext -q "127.0.0.1:$P_RELAY_TF" put "$D/mid.bin" --as up-mid.bin
         ;;
       5)
-        timed "$NGX_TUNED" bash -c "curl -sS -f -T '$D/mid.bin' -o /dev/null \
-          http://127.0.0.1:$P_RELAY_NGX/up/mid.bin && sync '$WORK/dav/up/mid.bin' '$WORK/dav/up'" &&
-          check_same "$D/mid.bin" "$WORK/dav/up/mid.bin" curl-T &&
-          record relay_put_mid curl-T+nginx-dav+sync "$(mbps "$MID_BYTES" "$WALL")" \
-            "$CCPU" "$SCPU"
+        timed_copy relay_put_mid curl-T+nginx-dav+sync "$MID_BYTES" "$D/mid.bin" \
+          "$WORK/dav/up/mid.bin" \
+          "$NGX_TUNED" bash -c "curl -sS -f -T '$D/mid.bin' -o /dev/null \
+          http://127.0.0.1:$P_RELAY_NGX/up/mid.bin && sync '$WORK/dav/up/mid.bin' '$WORK/dav/up'"
         ;;
     esac
     rm -f "$D/up-mid.bin" "$WORK/dav/up/mid.bin"
