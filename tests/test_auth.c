@@ -224,9 +224,7 @@ static void test_auth_read_cannot_put(void **state)
     tf_options *o = server_opts();
     test_server t;
     tu_server_start(&t, o);
-    char path[512];
-    snprintf(path, sizeof path, "%s/f.txt", t.root);
-    tu_write_file(path, "data", 4);
+    tu_write_in(t.root, "f.txt", "data", 4);
 
     tf_client *c = login_ok(&t, "alice", tok_alice);
     assert_int_equal(tf_put_mem(c, "x", 1, "new.txt"), TF_EACCES);
@@ -243,6 +241,7 @@ static void test_auth_read_cannot_put(void **state)
     assert_int_equal(tf_listing_count(l), 1);
     tf_listing_free(l);
     tf_close(c);
+    char path[512];
     snprintf(path, sizeof path, "%s/new.txt", t.root);
     assert_int_equal(tu_file_size(path), -1);
     tu_server_stop(&t, 1);
@@ -342,9 +341,7 @@ static void test_auth_required_before_requests(void **state)
     tf_options *o = server_opts();
     test_server t;
     tu_server_start(&t, o);
-    char path[512];
-    snprintf(path, sizeof path, "%s/f.txt", t.root);
-    tu_write_file(path, "abc", 3);
+    tu_write_in(t.root, "f.txt", "abc", 3);
     for (int old = 0; old < 2; old++) {
         int fd = raw_connect(t.port, NULL);
         uint32_t f = raw_hello(fd, old ? 0 : 0x8);
@@ -634,9 +631,7 @@ static void test_auth_slow_checks_do_not_stall_the_worker(void **state)
     assert_int_equal(tf_options_set(o, TF_OPT_WORKERS, 1), TF_OK);
     test_server t;
     tu_server_start(&t, o);
-    char path[512];
-    snprintf(path, sizeof path, "%s/f.txt", t.root);
-    tu_write_file(path, "abc", 3);
+    tu_write_in(t.root, "f.txt", "abc", 3);
     tf_client *c = login_ok(&t, "alice", tok_alice);
 
     /* 24 connections, each with 2 logins of an unknown user (each a full
@@ -738,9 +733,7 @@ static void test_auth_log_names_the_user(void **state)
     assert_int_equal(tf_options_set_log(o, capture_log, NULL), TF_OK);
     test_server t;
     tu_server_start(&t, o);
-    char path[512];
-    snprintf(path, sizeof path, "%s/f.txt", t.root);
-    tu_write_file(path, "abc", 3);
+    tu_write_in(t.root, "f.txt", "abc", 3);
     char wrong[TF_TOKEN_SIZE];
     memcpy(wrong, tok_bob, sizeof wrong);
     wrong[5] = wrong[5] == 'x' ? 'y' : 'x';

@@ -207,6 +207,16 @@ static int readable(tf__pool_queue *q, int timeout_ms)
     return n == 1 && (pfd.revents & POLLIN);
 }
 
+/* A pool of `threads` threads and one queue for it (asserting success). */
+static tf__pool *pool_with_queue(int threads, tf__pool_queue *q)
+{
+    tf__err e = {{0}};
+    tf__pool *pool;
+    assert_int_equal(tf__pool_new(&pool, threads, &e), TF_OK);
+    assert_int_equal(tf__pool_queue_init(q, &e), TF_OK);
+    return pool;
+}
+
 /* ------------------------------------------------------------------------ */
 
 static void test_threadpool_new_arguments(void **state)
@@ -266,11 +276,8 @@ static void test_threadpool_new_arguments(void **state)
 static void test_threadpool_done_on_loop_thread(void **state)
 {
     (void)state;
-    tf__err e = {{0}};
-    tf__pool *pool;
-    assert_int_equal(tf__pool_new(&pool, 2, &e), TF_OK);
     tf__pool_queue q;
-    assert_int_equal(tf__pool_queue_init(&q, &e), TF_OK);
+    tf__pool *pool = pool_with_queue(2, &q);
     assert_true(tf__pool_queue_fd(&q) >= 0);
     assert_false(readable(&q, 0));
 
@@ -379,11 +386,8 @@ static void test_threadpool_ten_thousand_jobs(void **state)
 static void test_threadpool_resubmit_from_done(void **state)
 {
     (void)state;
-    tf__err e = {{0}};
-    tf__pool *pool;
-    assert_int_equal(tf__pool_new(&pool, 2, &e), TF_OK);
     tf__pool_queue q;
-    assert_int_equal(tf__pool_queue_init(&q, &e), TF_OK);
+    tf__pool *pool = pool_with_queue(2, &q);
     job j;
     job_init(&j);
     j.pool = pool;
@@ -405,11 +409,8 @@ static void test_threadpool_resubmit_from_done(void **state)
 static void test_threadpool_cancel_before_start(void **state)
 {
     (void)state;
-    tf__err e = {{0}};
-    tf__pool *pool;
-    assert_int_equal(tf__pool_new(&pool, 1, &e), TF_OK);
     tf__pool_queue q;
-    assert_int_equal(tf__pool_queue_init(&q, &e), TF_OK);
+    tf__pool *pool = pool_with_queue(1, &q);
     gate g;
     gate_init(&g);
 
@@ -464,11 +465,8 @@ static void *open_later(void *arg)
 static void test_threadpool_free_waits_and_cancels(void **state)
 {
     (void)state;
-    tf__err e = {{0}};
-    tf__pool *pool;
-    assert_int_equal(tf__pool_new(&pool, 2, &e), TF_OK);
     tf__pool_queue q;
-    assert_int_equal(tf__pool_queue_init(&q, &e), TF_OK);
+    tf__pool *pool = pool_with_queue(2, &q);
     gate g;
     gate_init(&g);
 

@@ -395,36 +395,13 @@ static void test_tls_known_hosts_file_detects_new_key(void **state)
     tf__tls_ctx_free(cctx);
 }
 
-static int sh(const char *fmt, ...) TF__PRINTF(1, 2);
-static int sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
 static void test_tls_ca_and_host_name(void **state)
 {
     fixture *f = *state;
     const char *d = f->dir;
     /* A CA, a server certificate it signs for right.example, and a second
        CA that signed nothing here. */
-    assert_int_equal(
-        sh("cd '%s' && "
-           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-           "-subj /CN=test-ca -keyout ca.key -out ca.pem 2>/dev/null && "
-           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-           "-subj /CN=other-ca -keyout other.key -out other.pem 2>/dev/null && "
-           "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-           "-subj /CN=right.example -addext subjectAltName=DNS:right.example "
-           "-keyout srv.key -out srv.csr 2>/dev/null && "
-           "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-           "-copy_extensions copy -out srv.pem 2>/dev/null",
-           d),
-        0);
+    tu_make_server_cert(d, "right.example");
     char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX], other[PATH_MAX];
     path_in(cert, sizeof cert, d, "srv.pem");
     path_in(key, sizeof key, d, "srv.key");
@@ -725,18 +702,18 @@ static void test_tls_client_certificate(void **state)
     fixture *f = *state;
     const char *d = f->dir;
     assert_int_equal(
-        sh("cd '%s' && "
-           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-           "-subj /CN=machines-ca -keyout mca.key -out mca.pem 2>/dev/null && "
-           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-           "-subj /CN=rogue-ca -keyout rca.key -out rca.pem 2>/dev/null && "
-           "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-           "-subj /CN=machine-1 -keyout m1.key -out m1.csr 2>/dev/null && "
-           "openssl x509 -req -in m1.csr -CA mca.pem -CAkey mca.key -CAcreateserial -days 2 "
-           "-out m1.pem 2>/dev/null && "
-           "openssl x509 -req -in m1.csr -CA rca.pem -CAkey rca.key -CAcreateserial -days 2 "
-           "-out m1-rogue.pem 2>/dev/null",
-           d),
+        tu_sh("cd '%s' && "
+              "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+              "-days 2 -subj /CN=machines-ca -keyout mca.key -out mca.pem 2>/dev/null && "
+              "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+              "-days 2 -subj /CN=rogue-ca -keyout rca.key -out rca.pem 2>/dev/null && "
+              "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+              "-subj /CN=machine-1 -keyout m1.key -out m1.csr 2>/dev/null && "
+              "openssl x509 -req -in m1.csr -CA mca.pem -CAkey mca.key -CAcreateserial "
+              "-days 2 -out m1.pem 2>/dev/null && "
+              "openssl x509 -req -in m1.csr -CA rca.pem -CAkey rca.key -CAcreateserial "
+              "-days 2 -out m1-rogue.pem 2>/dev/null",
+              d),
         0);
     char mca[PATH_MAX], m1[PATH_MAX], m1key[PATH_MAX], rogue[PATH_MAX];
     path_in(mca, sizeof mca, d, "mca.pem");

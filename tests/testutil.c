@@ -142,6 +142,13 @@ void tu_write_file(const char *path, const void *data, size_t len)
     assert_int_equal(close(fd), 0);
 }
 
+void tu_write_in(const char *dir, const char *name, const void *data, size_t len)
+{
+    char path[1024];
+    assert_true(snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path);
+    tu_write_file(path, data, len);
+}
+
 uint8_t *tu_read_file(const char *path, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -204,4 +211,32 @@ int64_t tu_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int tu_sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < sizeof cmd);
+    return system(cmd);
+}
+
+void tu_make_server_cert(const char *dir, const char *host)
+{
+    const char *req = "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    assert_int_equal(
+        tu_sh("cd '%s' && { "
+              "%s -x509 -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem && "
+              "%s -x509 -days 2 -subj /CN=other-ca -keyout other.key "
+              "-out other.pem && "
+              "%s -subj /CN=%s -addext subjectAltName=DNS:%s "
+              "-keyout srv.key -out srv.csr && "
+              "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key "
+              "-CAcreateserial -days 2 -copy_extensions copy -out srv.pem; "
+              "} 2>/dev/null",
+              dir, req, req, req, host, host),
+        0);
 }

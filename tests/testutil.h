@@ -44,10 +44,20 @@ tf_client *tu_connect(const test_server *t, const tf_options *opt);
    (asserting success); port receives the port's number as text. */
 int tu_listen_loopback(char *port, size_t len);
 
+/* Runs a shell command made with printf's format; returns system()'s status. */
+int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Makes, in dir, with the openssl command line (P-256 keys, valid 2 days):
+   a CA (ca.pem, ca.key), a second CA that signs nothing here (other.pem,
+   other.key) and a server certificate the first signs for the DNS name host
+   (srv.pem, srv.key). Asserts success. */
+void tu_make_server_cert(const char *dir, const char *host);
+
 /* Deterministic pseudo-random bytes (xorshift64), different per seed. */
 void tu_fill(uint8_t *p, size_t n, uint64_t seed);
 /* Creates or truncates path and writes all of data (asserting success). */
 void tu_write_file(const char *path, const void *data, size_t len);
+/* The same for dir/name. */
+void tu_write_in(const char *dir, const char *name, const void *data, size_t len);
 /* Reads a whole regular file, NUL-terminated one past the end; *len gets
    its size. NULL if it is missing, not a regular file, or cannot be read
    whole. free() it. */
