@@ -117,7 +117,15 @@ mkdir -p slow
 for i in $(seq -w 1 40); do head -c 20000 /dev/urandom >"slow/f$i.bin"; done
 "$CLIENT" -q --limit-rate 200K $H "$PORT" sync slow :slow >/dev/null 2>&1 &
 pid=$!
-sleep 1.5
+# Killed once two files are stored (of 40, at 200K/s: 4 s in all), rather
+# than after a fixed time, which a slow machine's start could outlast.
+for ((i = 0; i < 200; i++)); do
+  n=0
+  for f in "$ROOT"/slow/f*.bin; do [[ -e $f ]] && n=$((n + 1)); done
+  ((n >= 2)) && break
+  sleep 0.05
+done
+((n >= 2 && n < 40)) || fail "the slow push had $n of 40 files stored when it was to be killed"
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null || true
 expect 0 "$CLIENT" $H "$PORT" sync slow :slow
@@ -131,7 +139,11 @@ pass "an interrupted push, run again, completes and skips what was done"
 head -c 5000000 /dev/urandom >"$ROOT/slow/big.bin"
 "$CLIENT" -q --limit-rate 1M $H "$PORT" sync :slow slowcopy >/dev/null 2>&1 &
 pid=$!
-sleep 1.5
+# Killed once its part of big.bin holds 100 KB (of 5 MB, at 1M/s).
+for ((i = 0; i < 200; i++)); do
+  (($(stat -c %s slowcopy/.big.bin.tcpfile-part 2>/dev/null || echo 0) >= 100000)) && break
+  sleep 0.05
+done
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null || true
 [[ -s slowcopy/.big.bin.tcpfile-part ]] || fail "the interrupted pull kept no part of big.bin"
