@@ -30,8 +30,13 @@ cd "$(dirname "$0")/.."
 programs=(test_loopback test_integrity test_server test_getmany test_aclient test_digest
           test_threadpool test_tls_loopback test_auth)
 clis=(cli_server cli_tls cli_users)
+# Left out of it: test_integrity.hundred_thousand_files, the scale of one
+# directory listing (two thirds of a minute under TSan; the listing's
+# threads are the same for a thousand files, test_loopback.list_thousand_files).
+exclude='^test_integrity\.hundred_thousand_files$'
 if [ $# -ge 1 ]; then
   regex=$1
+  exclude='^$'
   targets=(all)
 else
   regex="^(($(IFS='|'; echo "${programs[*]}"))\\..+|$(IFS='|'; echo "${clis[*]}"))\$"
@@ -55,7 +60,7 @@ echo "== tsan: ctest -R '$regex'"
 rc=0
 opts=halt_on_error=0:second_deadlock_stack=1:log_path=$reports/tsan
 TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}$opts" \
-  ctest --test-dir "$dir" -R "$regex" --output-on-failure -j"$(nproc)" || rc=$?
+  ctest --test-dir "$dir" -R "$regex" -E "$exclude" --output-on-failure -j"$(nproc)" || rc=$?
 
 shopt -s nullglob
 found=("$reports"/tsan.*)
