@@ -105,7 +105,7 @@ pass "--no-clobber refuses (exit 12); a 444 file needs --force and stays 444; li
 head -c 16000000 /dev/zero >shrinking.bin
 "$CLIENT" --limit-rate 8M $H "$PORT" put shrinking.bin 2>"$TMP/shrink.err" &
 pid=$!
-sleep 0.5
+wait_bytes "$ROOT/.tcpfile-tmp" # the upload is under way
 truncate -s 1000000 shrinking.bin
 st=0
 wait "$pid" || st=$?

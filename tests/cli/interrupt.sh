@@ -27,31 +27,32 @@ wait_exit() {
   EXIT=0
   wait "$1" || EXIT=$?
 }
-# interrupt SIGNAL ARGS...: starts the client with ARGS in sig/, lets it
-# move some data, sends SIGNAL, and sets EXIT. Job control (set -m) gives
-# the background client SIGINT as a terminal would, instead of ignoring it.
+# interrupt SIGNAL DIR ARGS...: starts the client with ARGS in sig/, lets it
+# move some data (until a file in DIR, where it lands, holds some), sends
+# SIGNAL, and sets EXIT. Job control (set -m) gives the background client
+# SIGINT as a terminal would, instead of ignoring it.
 interrupt() {
-  local sig=$1 pid
-  shift
+  local sig=$1 dir=$2 pid
+  shift 2
   set -m
   (cd sig && exec "$CLIENT" "$@" 2>"$TMP/sig.err") &
   pid=$!
   set +m
-  sleep 0.5
+  wait_bytes "$dir"
   kill -"$sig" "$pid"
   wait_exit "$pid"
 }
-interrupt INT $H "$PORT" --limit-rate 8M get big.bin
+interrupt INT sig $H "$PORT" --limit-rate 8M get big.bin
 [[ $EXIT == 130 ]] || fail "Ctrl-C: exit $EXIT, not 130: $(cat "$TMP/sig.err")"
 grep -qF 'interrupted; the partial download was removed' "$TMP/sig.err" ||
   fail "Ctrl-C: $(cat "$TMP/sig.err")"
 [[ -z $(ls -A sig) ]] || fail "Ctrl-C left files behind: $(ls -A sig)"
-interrupt TERM $H "$PORT" --limit-rate 8M get big.bin
+interrupt TERM sig $H "$PORT" --limit-rate 8M get big.bin
 [[ $EXIT == 143 ]] || fail "SIGTERM: exit $EXIT, not 143"
 [[ -z $(ls -A sig) ]] || fail "SIGTERM left files behind: $(ls -A sig)"
 pass "Ctrl-C (130) and SIGTERM (143) during a get leave no partial file"
 
-interrupt INT $H "$PORT" --resume --limit-rate 8M get big.bin
+interrupt INT sig $H "$PORT" --resume --limit-rate 8M get big.bin
 [[ $EXIT == 130 ]] || fail "Ctrl-C with --resume: exit $EXIT"
 grep -qE 'interrupted; [0-9]+ bytes kept in "\.big\.bin\.tcpfile-part": the same get with --resume' \
   "$TMP/sig.err" || fail "Ctrl-C with --resume: $(cat "$TMP/sig.err")"
@@ -63,7 +64,7 @@ pass "Ctrl-C with --resume keeps the part file it names; --resume finishes it"
 
 # A put cut short without --resume stores nothing and leaves no temporary.
 head -c 16000000 /dev/zero >sig-up.bin
-interrupt INT $H "$PORT" --limit-rate 8M put ../sig-up.bin
+interrupt INT "$ROOT/.tcpfile-tmp" $H "$PORT" --limit-rate 8M put ../sig-up.bin
 [[ $EXIT == 130 ]] || fail "Ctrl-C during a put: exit $EXIT"
 grep -qE 'interrupted after [0-9]+ bytes; nothing was stored' "$TMP/sig.err" ||
   fail "Ctrl-C during a put: $(cat "$TMP/sig.err")"

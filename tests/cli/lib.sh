@@ -176,6 +176,22 @@ stop_server() {
   SERVER_PIDS=("${rest[@]}")
 }
 
+# wait_bytes DIR [MIN]: waits up to 10 s for a file in DIR (hidden ones
+# too) to hold at least MIN bytes (default 1): a transfer under way, before
+# a script interrupts it. A fixed sleep instead lets a loaded machine's
+# client not even start in time.
+wait_bytes() {
+  local dir=$1 min=${2:-1} f i
+  for ((i = 0; i < 500; i++)); do
+    for f in "$dir"/* "$dir"/.[!.]*; do
+      [[ -f $f && -s $f ]] || continue
+      ((min <= 1 || $(stat -c %s "$f") >= min)) && return 0
+    done
+    sleep 0.02
+  done
+  fail "no file in $dir reached $min bytes within 10 s: $(ls -la "$dir" 2>&1)"
+}
+
 # have_ipv6_loopback: whether ::1 is configured, so IPv6 checks can run.
 have_ipv6_loopback() {
   command -v ip >/dev/null && [[ $(ip -6 addr show lo 2>/dev/null) == *'inet6 ::1/'* ]]

@@ -74,7 +74,7 @@ set -m
 "$CLIENT" --resume --limit-rate 4M $H "$PORT" put up.bin 2>"$TMP/int.err" &
 pid=$!
 set +m
-sleep 0.5
+wait_bytes "$ROOT/.tcpfile-tmp" 65536 # the server has kept some of it
 kill -INT "$pid"
 st=0
 wait "$pid" || st=$?
