@@ -77,9 +77,10 @@ pass "Ctrl-C during a put stores nothing and says so"
 # ---- the server's log says when it cut a transfer off ---------------------------
 start_server stopping --stop-grace 0.2
 truncate -s 64M "$TMP/stopping/big.bin"
-"$CLIENT" -q $H "$PORT" --limit-rate 4M get big.bin --to /dev/null 2>"$TMP/cut.err" &
+mkdir -p "$TMP/cut"
+"$CLIENT" -q $H "$PORT" --limit-rate 4M get big.bin --to "$TMP/cut/big.bin" 2>"$TMP/cut.err" &
 cpid=$!
-sleep 0.6
+wait_bytes "$TMP/cut" # the get is under way
 stop_server "$SERVER_PID" TERM
 wait "$cpid" || true
 grep -q ' get "big.bin" ok ' "$TMP/stopping.out" && fail "a cut-off get was logged ok:

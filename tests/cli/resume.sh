@@ -99,11 +99,20 @@ for ((i = 0; i < 100; i++)); do
 done
 sleep 0.2
 kill -STOP "$holder"
-(sleep 1.2 && kill -KILL "$holder") &
-killer=$!
-expect 0 "$CLIENT" --resume $H "$PORT" put held.bin
-wait "$killer"
+# The holder dies once the second put says it waits (or after 10 s), not
+# after a fixed time, which a loaded machine's second client can outlast
+# before it even connects.
+timeout "$CALL_TIMEOUT" "$CLIENT" --resume $H "$PORT" put held.bin >"$TMP/out" 2>"$TMP/err" &
+second=$!
+for ((i = 0; i < 500; i++)); do
+  [[ $(<"$TMP/err") == *'waiting'* ]] && break
+  sleep 0.02
+done
+kill -KILL "$holder"
 wait "$holder" 2>/dev/null || true
+st=0
+wait "$second" || st=$?
+[[ $st == 0 ]] || fail "the put that waited exited $st: $(cat "$TMP/err")"
 cmp held.bin "$ROOT/held.bin" || fail "the put that waited stored the wrong data"
 grep -qF 'put "held.bin": the server is still busy with the interrupted attempt; waiting' \
   "$TMP/err" || fail "no waiting line: $(cat "$TMP/err")"
