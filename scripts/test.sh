@@ -69,10 +69,10 @@ cmake --build build-test-gcc -j"$jobs" >/dev/null
 # next), then the fuzzing harnesses and the TSan programs (needed last, so
 # at the lowest priority).
 configure build-test-clang-asan -DCMAKE_C_COMPILER=clang -DTF_SANITIZE=ON
-setsid nice -n 10 cmake --build build-test-clang-asan -j"$jobs" >"$logs/asan.log" 2>&1 &
+setsid -w nice -n 10 cmake --build build-test-clang-asan -j"$jobs" >"$logs/asan.log" 2>&1 &
 asan_pid=$!
 BG+=("$asan_pid")
-setsid nice -n 19 bash -c 'fuzz/run.sh 0 && TF_TSAN_BUILD_ONLY=1 scripts/tsan.sh' \
+setsid -w nice -n 19 bash -c 'fuzz/run.sh 0 && TF_TSAN_BUILD_ONLY=1 scripts/tsan.sh' \
   >"$logs/fuzz-tsan.log" 2>&1 &
 fuzz_tsan_pid=$!
 BG+=("$fuzz_tsan_pid")

@@ -36,6 +36,8 @@ done
 "$FAULTKIT" fill "${fills[@]}"
 
 # digests ARRAY DIR: ARRAY[fNNNN] = the MD5 of DIR/fNNNN, for every such file.
+# (SC2034: the arrays are filled and read through namerefs.)
+# shellcheck disable=SC2034
 digests() {
   local -n into=$1
   local sum path
@@ -44,6 +46,7 @@ digests() {
     into[${path##*/}]=$sum
   done < <(md5sum -- "$2"/f[0-9][0-9][0-9][0-9])
 }
+# shellcheck disable=SC2034
 declare -A V0 V1 NOW
 digests V0 "$TMP/v0"
 digests V1 "$TMP/v1"
