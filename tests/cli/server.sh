@@ -25,6 +25,24 @@ wait_connected() {
   fail "no client connected to port $1 within 5 s"
 }
 
+# held_put NAME: a client putting NAME from its standard input, a FIFO this
+# script holds open as fd 4 until release_held: a connected client that
+# sends nothing meanwhile. Sets HELD_PID; its stderr goes to $TMP/NAME.err.
+held_put() {
+  mkfifo "$TMP/$1.in"
+  timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - --as "$1" <"$TMP/$1.in" \
+    >/dev/null 2>"$TMP/$1.err" &
+  HELD_PID=$!
+  exec 4>"$TMP/$1.in"
+}
+# release_held TEXT: the held client's input is TEXT, then its end. (A
+# subshell writes: the client may be gone, and SIGPIPE must not end the
+# script.)
+release_held() {
+  (echo "$1" >&4) 2>/dev/null || true
+  exec 4>&-
+}
+
 # ---- ROOT defaults to the current directory -------------------------------------
 mkdir -p "$TMP/cwdroot"
 (cd "$TMP/cwdroot" && exec "$SERVER" -b $H 0) >"$TMP/cwd.out" 2>"$TMP/cwd.err" &
@@ -84,14 +102,10 @@ pass "the banner names every address, the root and its mode; warnings for open o
 # ---- a stop with a client connected but idle -------------------------------------
 start_server idle
 # The client connects, then waits for its standard input before sending
-# anything: an idle connection, which a stop closes at once. Its input is a
-# FIFO this script writes to once the server has stopped (a subshell
-# writes: the client may be gone, and SIGPIPE must not end the script).
-mkfifo "$TMP/late.in"
-timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - --as late.txt <"$TMP/late.in" \
-  >/dev/null 2>"$TMP/late.err" &
-LATE_PID=$!
-exec 4>"$TMP/late.in"
+# anything: an idle connection, which a stop closes at once. Its input
+# comes once the server has stopped.
+held_put late.txt
+LATE_PID=$HELD_PID
 wait_connected "$PORT"
 # Connected is not yet through the TLS handshake: a stop during it is a
 # failed connect (exit 4), not a cut-off (11). Slow builds (TSan) need time.
@@ -101,16 +115,15 @@ stop_server "$SERVER_PID" TERM
 ((SECONDS - start <= 5)) || fail "stopping with an idle client took $((SECONDS - start)) s"
 [[ $STOP_STATUS == 0 ]] || fail "exit status $STOP_STATUS after SIGTERM with a client"
 grep -qx 'server stopped' "$TMP/idle.out" || fail "no \"server stopped\""
-(echo late >&4) 2>/dev/null || true
-exec 4>&-
+release_held late
 late_status=0
 wait "$LATE_PID" || late_status=$?
 [[ $late_status == 11 ]] || fail "the cut-off client exited $late_status, not 11"
-[[ $(wc -l <"$TMP/late.err") == 1 ]] || fail "the cut-off client printed:
-$(cat "$TMP/late.err")"
+[[ $(wc -l <"$TMP/late.txt.err") == 1 ]] || fail "the cut-off client printed:
+$(cat "$TMP/late.txt.err")"
 [[ ! -e $TMP/idle/late.txt ]] || fail "an upload after the stop was stored"
 pass "SIGTERM with an idle client connected exits 0 promptly; the client fails:
-  $(cat "$TMP/late.err")"
+  $(cat "$TMP/late.txt.err")"
 
 # ---- --quiet ------------------------------------------------------------------------
 start_server quiet -q
@@ -125,21 +138,16 @@ pass "--quiet prints no request lines"
 
 # ---- --max-connections ------------------------------------------------------------------
 start_server busy --max-connections 1
-# The admitted client waits for its input (a FIFO, as above) until the
-# second has been refused.
-mkfifo "$TMP/slow.in"
-timeout "$CALL_TIMEOUT" "$CLIENT" -q $H "$PORT" put - --as slow.txt <"$TMP/slow.in" \
-  >/dev/null 2>"$TMP/slow.err" &
-SLOW_PID=$!
-exec 4>"$TMP/slow.in"
+# The admitted client waits for its input until the second has been refused.
+held_put slow.txt
+SLOW_PID=$HELD_PID
 wait_connected "$PORT"
 expect 5 "$CLIENT" $H "$PORT" list
 stderr_one_line_with "connect to $H port $PORT" 'server busy' 'try again later'
-(echo slow >&4) 2>/dev/null || true
-exec 4>&-
+release_held slow
 slow_status=0
 wait "$SLOW_PID" || slow_status=$?
-[[ $slow_status == 0 ]] || fail "the admitted client failed: $(cat "$TMP/slow.err")"
+[[ $slow_status == 0 ]] || fail "the admitted client failed: $(cat "$TMP/slow.txt.err")"
 [[ $(cat "$TMP/busy/slow.txt") == slow ]] || fail "the admitted client's upload is wrong"
 grep -qE '^\S+ 127\.0\.0\.1:[0-9]+ busy - failed ' "$TMP/busy.out" ||
   fail "the refusal is not logged: $(cat "$TMP/busy.out")"
