@@ -27,6 +27,7 @@ enum verify_mode { VERIFY_NONE, VERIFY_PIN, VERIFY_CA, VERIFY_CHECK };
 struct tf__tls_ctx {
     SSL_CTX *ssl;
     int server;
+    int client_ca; /* server: client certificates must verify against a CA */
     enum verify_mode mode;
     unsigned char pin[32];
     tf__tls_check_fn check;
@@ -736,6 +737,27 @@ int tf__tls_server_ctx_client_ca(tf__tls_ctx *ctx, const char *ca_file, tf__err 
        (it may authenticate with a token); one that presents a certificate
        the CA does not vouch for fails the handshake. */
     SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_PEER, NULL);
+    ctx->client_ca = 1;
+    return TF_OK;
+}
+
+/* Without a CA, any certificate passes the handshake: what it is worth is
+   decided after, by its key's fingerprint (a pin), and the handshake has
+   proved the client holds that key (CertificateVerify is checked whatever
+   this returns). */
+static int accept_any_cert(int preverify_ok, X509_STORE_CTX *x)
+{
+    (void)preverify_ok;
+    (void)x;
+    return 1;
+}
+
+int tf__tls_server_ctx_ask_client_cert(tf__tls_ctx *ctx, tf__err *e)
+{
+    if (!ctx || !ctx->server)
+        return tf__fail(e, TF_EINVAL, "a server context is needed");
+    if (!ctx->client_ca)
+        SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_PEER, accept_any_cert);
     return TF_OK;
 }
 
@@ -767,7 +789,7 @@ int tf__tls_peer_identity(const tf__tls *t, char fp[TF__FP_SIZE], char *cn, size
     if (!t || !t->established)
         return 0;
     X509 *peer = SSL_get0_peer_certificate(t->ssl);
-    if (!peer || SSL_get_verify_result(t->ssl) != X509_V_OK)
+    if (!peer || (t->ctx->client_ca && SSL_get_verify_result(t->ssl) != X509_V_OK))
         return 0;
     tf__err e = {{0}};
     if (fp && tf__tls_fingerprint(fp, peer, &e) != TF_OK)

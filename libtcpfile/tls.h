@@ -72,8 +72,14 @@ void tf__tls_ctx_free(tf__tls_ctx *ctx);
 int tf__tls_server_ctx_client_ca(tf__tls_ctx *ctx, const char *ca_file, tf__err *e);
 int tf__tls_client_ctx_cert(tf__tls_ctx *ctx, const char *cert_file, const char *key_file,
                             tf__err *e);
+/* Server without a client CA: asks every client for a certificate (not
+   requiring one) and accepts whichever is presented, for the caller to
+   judge by its fingerprint (tf__tls_peer_identity). With a client CA set,
+   it changes nothing. TF_EINVAL. */
+int tf__tls_server_ctx_ask_client_cert(tf__tls_ctx *ctx, tf__err *e);
 /* 1 when the peer presented a certificate that verified (server side: a
-   client certificate against the client CA), with its SPKI fingerprint in
+   client certificate against the client CA; without a CA, any certificate
+   asked for by tf__tls_server_ctx_ask_client_cert), with its SPKI fingerprint in
    fp and its subject CN (cut to cn_cap; "" when none) in cn; 0 otherwise.
    Either buffer may be NULL. */
 int tf__tls_peer_identity(const tf__tls *t, char fp[TF__FP_SIZE], char *cn, size_t cn_cap);
