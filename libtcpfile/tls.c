@@ -50,9 +50,11 @@ struct tf__tls {
     char *host;  /* client: the server's name as given */
     void *check_user;
     /* The peer's first bytes, seen by the read BIO's callback, to tell a
-       plaintext tcpfile peer from a broken TLS one. */
-    unsigned char first[4];
+       plaintext tcpfile peer from a broken TLS one (and to read a plaintext
+       server's refusal: OpenSSL takes 5 bytes of it before giving up). */
+    unsigned char first[TF__TLS_FIRST_MAX];
     size_t first_len;
+    size_t read_total; /* every byte the BIO read */
     /* The identity check's verdict, made inside the handshake. */
     int verify_code;
     tf__err verify_err;
@@ -298,7 +300,7 @@ void tf__tls_ctx_free(tf__tls_ctx *ctx)
 
 /* ---- connections ------------------------------------------------------ */
 
-/* Watches what the socket BIO reads until the first 4 bytes are seen. */
+/* Watches what the socket BIO reads: its first bytes are kept. */
 static long watch_first_bytes(BIO *b, int oper, const char *argp, size_t len, int argi,
                               long argl, int ret, size_t *processed)
 {
@@ -310,6 +312,8 @@ static long watch_first_bytes(BIO *b, int oper, const char *argp, size_t len, in
         size_t got = *processed;
         for (size_t i = 0; t && i < got && t->first_len < sizeof t->first; i++)
             t->first[t->first_len++] = (unsigned char)argp[i];
+        if (t)
+            t->read_total += got;
     }
     return ret;
 }
@@ -703,6 +707,14 @@ int tf__tls_ktls_send(const tf__tls *t)
 int tf__tls_peer_plaintext(const tf__tls *t)
 {
     return t && tf__tls_sniff(t->first, t->first_len) == TF__SNIFF_TCPF;
+}
+
+size_t tf__tls_peer_first(const tf__tls *t, void *buf, size_t cap)
+{
+    if (!t || t->read_total != t->first_len || t->first_len > cap)
+        return 0;
+    memcpy(buf, t->first, t->first_len);
+    return t->first_len;
 }
 
 void tf__tls_describe(const tf__tls *t, char *buf, size_t cap)

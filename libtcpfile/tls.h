@@ -120,6 +120,12 @@ int tf__tls_ktls_send(const tf__tls *t);
 /* 1 when the handshake failed because the peer spoke plaintext tcpfile:
    the server's adapter may answer with a plaintext hello saying so. */
 int tf__tls_peer_plaintext(const tf__tls *t);
+/* Every byte read from the socket so far, when they are few (at most
+   TF__TLS_FIRST_MAX, and cap): a client that met a plaintext peer reads
+   the rest of its hello itself (a busy server's refusal). Returns how many
+   were copied into buf, 0 when they are not all kept. */
+#define TF__TLS_FIRST_MAX 32
+size_t tf__tls_peer_first(const tf__tls *t, void *buf, size_t cap);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for logs; "" before the handshake. */
 void tf__tls_describe(const tf__tls *t, char *buf, size_t cap);
 
