@@ -246,7 +246,9 @@ typedef enum tf_string_option {
        client holding a copy) are freed. */
     TF_SOPT_USER = 8,
     TF_SOPT_TOKEN = 9,
-    /* client: a PEM certificate and key for mutual TLS. */
+    /* client: a PEM certificate and key for mutual TLS. A server with
+       users whose file maps the certificate to a user (tf_users_add_cert)
+       makes the connection that user without a token. */
     TF_SOPT_TLS_CLIENT_CERT = 10,
     TF_SOPT_TLS_CLIENT_KEY = 11
 } tf_string_option;
