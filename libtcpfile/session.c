@@ -1563,6 +1563,23 @@ static void jobs_unlink(tf__session_ctx *ctx, tf__auth_job *j)
     ctx->auth_inflight--;
 }
 
+/* s becomes the user j found, with the view of the storage j opened.
+   -1 when out of memory: j is freed and s failed. */
+static int take_user(session *s, tf__auth_job *j)
+{
+    struct session_user *u = malloc(sizeof *u);
+    if (!u) {
+        tf__auth_job_free(j);
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return -1;
+    }
+    u->info = j->info;
+    u->storage = j->storage;
+    j->storage = NULL;
+    s->user = u;
+    return 0;
+}
+
 /* A login's check is over (in the loop's thread, from the queue's drain). */
 static void auth_done(tf__work *w, int status)
 {
@@ -1581,16 +1598,8 @@ static void auth_done(tf__work *w, int status)
     }
     const struct sockaddr *peer = (const struct sockaddr *)&s->peer;
     if (j->rc == TF_OK) {
-        struct session_user *u = malloc(sizeof *u);
-        if (!u) {
-            tf__auth_job_free(j);
-            fail_session(s, TF_ENOMEM, "out of memory");
+        if (take_user(s, j) != 0)
             return;
-        }
-        u->info = j->info;
-        u->storage = j->storage;
-        j->storage = NULL;
-        s->user = u;
         tf__auth_job_free(j);
         tf__auth_succeeded(ctx->auth, peer);
         r->result = TF_OK;
@@ -1669,16 +1678,8 @@ static void cert_done(tf__work *w, int status)
     char fp[TF__FP_SIZE];
     tf__conn_peer_identity(&s->conn, fp, NULL, 0);
     if (j->rc == TF_OK) {
-        struct session_user *u = malloc(sizeof *u);
-        if (!u) {
-            tf__auth_job_free(j);
-            fail_session(s, TF_ENOMEM, "out of memory");
+        if (take_user(s, j) != 0)
             return;
-        }
-        u->info = j->info;
-        u->storage = j->storage;
-        j->storage = NULL;
-        s->user = u;
         log_entry(s, "auth", fp, 0, TF_OK, "", s->window_ms);
     } else if (j->rc != TF_ENOENT) {
         /* The certificate is a user's whose directory cannot be opened:
