@@ -900,7 +900,9 @@ static int secret_mode_ok(const char *flag, const char *what, const char *path,
 {
     if (!(st->st_mode & 077))
         return 0;
-    fprintf(stderr, PROG ": %s %s: readable by others (mode %04o); the %s is not used: chmod 600 %s\n",
+    fprintf(stderr,
+            PROG
+            ": %s %s: readable by others (mode %04o); the %s is not used: chmod 600 %s\n",
             flag, path, (unsigned)(st->st_mode & 07777), what, path);
     return -1;
 }

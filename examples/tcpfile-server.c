@@ -390,8 +390,8 @@ static int add_user(const server_args *a)
     if (a->client_cert) {
         /* A machine: its certificate's fingerprint on stdout, no token. */
         char fp[64];
-        int rc = tf_users_add_cert(a->opt, a->add_user, a->access, a->dir, a->client_cert, fp,
-                                   sizeof fp, err, sizeof err);
+        int rc = tf_users_add_cert(a->opt, a->add_user, a->access, a->dir, a->client_cert,
+                                   fp, sizeof fp, err, sizeof err);
         if (rc != TF_OK) {
             fprintf(stderr, PROG ": --add-user %s: %s (%s)\n", a->add_user, tf_strerror(rc),
                     err);
@@ -399,11 +399,12 @@ static int add_user(const server_args *a)
         }
         printf("%s\n", fp);
         fprintf(stderr,
-                PROG ": user %s (%s access%s%s) in %s logs in with the client certificate %s"
-                     " (fingerprint above), without a token. A running server uses it after"
-                     " SIGHUP or a restart.\n",
-                a->add_user, a->access, a->dir ? ", directory " : "", a->dir ? a->dir : "", path,
-                a->client_cert);
+                PROG
+                ": user %s (%s access%s%s) in %s logs in with the client certificate %s"
+                " (fingerprint above), without a token. A running server uses it after"
+                " SIGHUP or a restart.\n",
+                a->add_user, a->access, a->dir ? ", directory " : "", a->dir ? a->dir : "",
+                path, a->client_cert);
         return EXIT_OK;
     }
     int rc = tf_users_add(a->opt, a->add_user, a->access, a->dir, token, sizeof token, err,

@@ -131,7 +131,8 @@ void tf__auth_job_run(tf__work *w)
     if (j->by_cert)
         j->rc = tf__users_by_cert(r->users, j->spki, &j->info); /* TF_ENOENT: nobody's */
     else
-        j->rc = tf__users_verify(r->users, j->user, j->token, j->token_len, &j->info, &j->err);
+        j->rc =
+            tf__users_verify(r->users, j->user, j->token, j->token_len, &j->info, &j->err);
     users_unref(r);
     OPENSSL_cleanse(j->token, sizeof j->token);
     if (j->rc != TF_OK || !j->info.dir[0])

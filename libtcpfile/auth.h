@@ -76,8 +76,8 @@ typedef struct tf__auth_job {
     char user[TF_WIRE_USER_MAX + 1];  /* NUL-terminated; "" if it held a NUL */
     char token[TF_WIRE_TOKEN_MAX];
     size_t token_len;
-    int by_cert;                       /* a client certificate, not a token: */
-    unsigned char spki[TF__CERT_LEN];  /* its fingerprint (rc TF_ENOENT: nobody's) */
+    int by_cert;                      /* a client certificate, not a token: */
+    unsigned char spki[TF__CERT_LEN]; /* its fingerprint (rc TF_ENOENT: nobody's) */
     /* results */
     int rc;
     tf__err err;

@@ -2288,9 +2288,8 @@ static int reading(const session *s)
    after the handshake, a body after its head) reads again. */
 static void read_pending(session *s)
 {
-    for (int i = 0; i < PENDING_PASSES && !s->dead && reading(s) &&
-                    tf__conn_pending(&s->conn);
-         i++)
+    for (int i = 0;
+         i < PENDING_PASSES && !s->dead && reading(s) && tf__conn_pending(&s->conn); i++)
         on_events_once(s, EPOLLIN);
 }
 

@@ -45,8 +45,8 @@ typedef struct entry {
     unsigned ln, r, p;
     unsigned char salt[SALT_LEN];
     unsigned char hash[HASH_LEN];
-    int has_token;                  /* KDF SALT HASH are not "- - -" */
-    int has_cert;                   /* a CERT field */
+    int has_token;                    /* KDF SALT HASH are not "- - -" */
+    int has_cert;                     /* a CERT field */
     unsigned char cert[TF__CERT_LEN]; /* its SPKI SHA-256 */
 } entry;
 
@@ -421,7 +421,8 @@ static int line_names(const char *line, size_t len, const char *name)
    under the file's lock. The result is parsed before it is written: a
    file that would not load (a malformed one already, or a certificate
    that is another user's) is left as it was. */
-static int put_line(const char *path, const char *name, const char *line, size_t ll, tf__err *e)
+static int put_line(const char *path, const char *name, const char *line, size_t ll,
+                    tf__err *e)
 {
     int lock;
     int r = tf__secfile_lock(path, &lock, e);
@@ -530,8 +531,8 @@ static int add_check(const char *path, const char *name, int access, const char 
     return TF_OK;
 }
 
-int tf__users_add(const char *path, const char *name, int access, const char *dir, char *token,
-                  size_t cap, tf__err *e)
+int tf__users_add(const char *path, const char *name, int access, const char *dir,
+                  char *token, size_t cap, tf__err *e)
 {
     if (token && cap)
         token[0] = '\0';
@@ -568,8 +569,8 @@ int tf__users_add(const char *path, const char *name, int access, const char *di
     tf__b64_encode(hash, sizeof hash, en.hash, HASH_LEN, 1);
     char line[TF__USER_NAME_MAX + TF__USER_DIR_MAX + 200];
     int ll = snprintf(line, sizeof line, "%s %s %s scrypt:ln=%u,r=%u,p=%u %s %s\n", name,
-                      access == TF__ACCESS_WRITE ? "write" : "read", dir, en.ln, en.r, en.p, salt,
-                      hash);
+                      access == TF__ACCESS_WRITE ? "write" : "read", dir, en.ln, en.r, en.p,
+                      salt, hash);
     OPENSSL_cleanse(&en, sizeof en);
     r = put_line(path, name, line, (size_t)ll, e);
     OPENSSL_cleanse(line, sizeof line);
@@ -587,7 +588,8 @@ int tf__users_add_cert(const char *path, const char *name, int access, const cha
         return r;
     unsigned char spki[TF__CERT_LEN];
     if (!fingerprint || tf__tls_fingerprint_parse(spki, fingerprint, e) != TF_OK)
-        return tf__fail(e, TF_EINVAL, "the certificate's fingerprint is not \"SHA256:...\"");
+        return tf__fail(e, TF_EINVAL,
+                        "the certificate's fingerprint is not \"SHA256:...\"");
     if (!dir || !*dir)
         dir = "-";
     char line[TF__USER_NAME_MAX + TF__USER_DIR_MAX + 200];

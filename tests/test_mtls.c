@@ -38,7 +38,7 @@ typedef struct fixture {
     char dir[PATH_MAX];
     char state[PATH_MAX];
     char users[PATH_MAX];
-    char fp[64];            /* the server's */
+    char fp[64]; /* the server's */
     char tok_alice[TF_TOKEN_SIZE];
     test_server srv;
     tf_options *sopt;
@@ -67,8 +67,8 @@ static void on_log(void *user, const tf_request_log *entry)
     fixture *f = user;
     pthread_mutex_lock(&f->log_lock);
     size_t used = strlen(f->log);
-    snprintf(f->log + used, sizeof f->log - used, "%s user=%s %s %s\n", entry->op, entry->user,
-             entry->name, tf_errname(entry->result));
+    snprintf(f->log + used, sizeof f->log - used, "%s user=%s %s %s\n", entry->op,
+             entry->user, entry->name, tf_errname(entry->result));
     pthread_mutex_unlock(&f->log_lock);
 }
 
@@ -112,8 +112,8 @@ static int setup(void **state)
     tf_options *o = users_opts(f);
     char why[256], m1[PATH_MAX], fp[64];
     path_in(m1, sizeof m1, f->dir, "m1.pem");
-    assert_int_equal(tf_users_add(o, "alice", "read", NULL, f->tok_alice, sizeof f->tok_alice,
-                                  why, sizeof why),
+    assert_int_equal(tf_users_add(o, "alice", "read", NULL, f->tok_alice,
+                                  sizeof f->tok_alice, why, sizeof why),
                      TF_OK);
     int rc = tf_users_add_cert(o, "m1", "write", "machines/m1", m1, fp, sizeof fp, why,
                                sizeof why);
@@ -206,16 +206,19 @@ static void test_mtls_unknown_cert_needs_a_token(void **state)
     fixture *f = *state;
     tf_client *c;
     char why[512];
-    assert_int_equal(machine_connect(f, "m2.pem", "m2.key", NULL, NULL, &c, why, sizeof why),
-                     TF_EACCES);
+    assert_int_equal(
+        machine_connect(f, "m2.pem", "m2.key", NULL, NULL, &c, why, sizeof why), TF_EACCES);
     assert_non_null(strstr(why, "authentication required"));
-    int rc = machine_connect(f, "m2.pem", "m2.key", "alice", f->tok_alice, &c, why, sizeof why);
+    int rc =
+        machine_connect(f, "m2.pem", "m2.key", "alice", f->tok_alice, &c, why, sizeof why);
     assert_int_equal(rc, TF_OK);
     assert_int_equal(tf_put_mem(c, "x", 1, "x.txt"), TF_EACCES); /* alice reads only */
     tf_close(c);
     /* And a machine's user cannot be had with a token (it has none). */
-    assert_int_equal(machine_connect(f, NULL, NULL, "m1", "", &c, why, sizeof why), TF_EACCES);
-    assert_int_equal(machine_connect(f, NULL, NULL, "m1", "-", &c, why, sizeof why), TF_EACCES);
+    assert_int_equal(machine_connect(f, NULL, NULL, "m1", "", &c, why, sizeof why),
+                     TF_EACCES);
+    assert_int_equal(machine_connect(f, NULL, NULL, "m1", "-", &c, why, sizeof why),
+                     TF_EACCES);
 }
 
 /* m1's certificate with m2's key: refused before anything is sent (the

@@ -243,7 +243,8 @@ static void test_users_parse_errors_have_line_numbers(void **state)
         {"x read - pbkdf2:i=1000 AAAAAAAAAAAAAAAAAAAAAA "
          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
          "KDF"},
-        {"x read - scrypt:ln=14,r=8,p=1 AAAA AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "salt"},
+        {"x read - scrypt:ln=14,r=8,p=1 AAAA AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+         "salt"},
         {"x read - scrypt:ln=14,r=8,p=1 AAAAAAAAAAAAAAAAAAAAAA AAAA", "hash"},
         {"x read - scrypt:ln=14,r=8,p=1 AAAAAAAAAAAAAAAAAAAAAA "
          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA!",
@@ -293,10 +294,10 @@ static void test_users_client_cert(void **state)
     char t[TF__TOKEN_SIZE];
     static const char fp1[] = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE";
     static const char fp2[] = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAI";
-    assert_int_equal(tf__users_add(f->path, "alice", TF__ACCESS_READ, NULL, t, sizeof t, &e),
-                     TF_OK);
-    assert_int_equal(tf__users_add_cert(f->path, "m1", TF__ACCESS_WRITE, "machines/m1", fp1, &e),
-                     TF_OK);
+    assert_int_equal(
+        tf__users_add(f->path, "alice", TF__ACCESS_READ, NULL, t, sizeof t, &e), TF_OK);
+    assert_int_equal(
+        tf__users_add_cert(f->path, "m1", TF__ACCESS_WRITE, "machines/m1", fp1, &e), TF_OK);
     size_t len;
     char *text = (char *)tu_read_file(f->path, &len);
     assert_non_null(strstr(text, "\nm1 write machines/m1 - - - SHA256:"));
@@ -329,8 +330,8 @@ static void test_users_client_cert(void **state)
     assert_string_equal(before, after);
     free(after);
     /* A new certificate replaces the old one (rotation). */
-    assert_int_equal(tf__users_add_cert(f->path, "m1", TF__ACCESS_WRITE, "machines/m1", fp2, &e),
-                     TF_OK);
+    assert_int_equal(
+        tf__users_add_cert(f->path, "m1", TF__ACCESS_WRITE, "machines/m1", fp2, &e), TF_OK);
     assert_int_equal(tf__users_load(&u, f->path, &e), TF_OK);
     spki[31] = 1;
     assert_int_equal(tf__users_by_cert(u, spki, &info), TF_ENOENT);
@@ -338,8 +339,9 @@ static void test_users_client_cert(void **state)
     assert_int_equal(tf__users_by_cert(u, spki, &info), TF_OK);
     tf__users_free(u);
     free(before);
-    assert_int_equal(tf__users_add_cert(f->path, "m3", TF__ACCESS_READ, NULL, "SHA256:xx", &e),
-                     TF_EINVAL);
+    assert_int_equal(
+        tf__users_add_cert(f->path, "m3", TF__ACCESS_READ, NULL, "SHA256:xx", &e),
+        TF_EINVAL);
 }
 
 /* The thread's CPU time in microseconds: what the KDF costs, whatever else
@@ -396,12 +398,9 @@ int main(int argc, char **argv)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_users_add_verify),
-        T(test_users_replace_changes_token),
-        T(test_users_bad_arguments),
-        T(test_users_parse_errors_have_line_numbers),
-        T(test_users_client_cert),
-        T(test_users_unknown_name_costs_a_kdf),
+        T(test_users_add_verify),    T(test_users_replace_changes_token),
+        T(test_users_bad_arguments), T(test_users_parse_errors_have_line_numbers),
+        T(test_users_client_cert),   T(test_users_unknown_name_costs_a_kdf),
     };
 #undef T
     return TU_RUN_GROUP("users", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
