@@ -209,6 +209,7 @@ static void test_mtls_unknown_cert_needs_a_token(void **state)
     assert_int_equal(
         machine_connect(f, "m2.pem", "m2.key", NULL, NULL, &c, why, sizeof why), TF_EACCES);
     assert_non_null(strstr(why, "authentication required"));
+    assert_non_null(strstr(why, "maps the client certificate to no user"));
     int rc =
         machine_connect(f, "m2.pem", "m2.key", "alice", f->tok_alice, &c, why, sizeof why);
     assert_int_equal(rc, TF_OK);
