@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.."
 
 # The programs of the default selection: the regex's, and what they run.
 programs=(test_loopback test_integrity test_server test_getmany test_aclient test_digest
-          test_threadpool test_tls_loopback test_auth)
+          test_threadpool test_tls_loopback test_auth test_mtls)
 clis=(cli_server cli_tls cli_users)
 # Left out of it: test_integrity.hundred_thousand_files, the scale of one
 # directory listing (two thirds of a minute under TSan; the listing's
