@@ -174,14 +174,21 @@ static void log_request(void *user, const tf_request_log *e)
     }
     const char *shown = e->name[0] ? name : "-";
     int quote = e->name[0] != '\0';
+    /* A rename shows both paths: rename "a" -> "b". */
+    char to[4 * 4096 + 8] = "";
+    if (e->to && e->to[0]) {
+        memcpy(to, " -> \"", 5);
+        size_t k = 5 + tf_escape(to + 5, sizeof to - 6, e->to, strlen(e->to), 1);
+        memcpy(to + k, "\"", 2);
+    }
     /* One printf per line: stdio locks stdout for the whole call, so lines
        written by several worker threads at once never interleave. */
     if (e->result == TF_OK)
-        printf("%s %s%s %s %s%s%s ok %" PRIu64 " bytes %.3f s\n", when, e->peer, who, e->op,
-               quote ? "\"" : "", shown, quote ? "\"" : "", e->bytes, e->seconds);
+        printf("%s %s%s %s %s%s%s%s ok %" PRIu64 " bytes %.3f s\n", when, e->peer, who, e->op,
+               quote ? "\"" : "", shown, quote ? "\"" : "", to, e->bytes, e->seconds);
     else
-        printf("%s %s%s %s %s%s%s failed %" PRIu64 " bytes %.3f s: %s%s%s%s\n", when,
-               e->peer, who, e->op, quote ? "\"" : "", shown, quote ? "\"" : "", e->bytes,
+        printf("%s %s%s %s %s%s%s%s failed %" PRIu64 " bytes %.3f s: %s%s%s%s\n", when,
+               e->peer, who, e->op, quote ? "\"" : "", shown, quote ? "\"" : "", to, e->bytes,
                e->seconds,
                tf_strerror(e->result), message[0] ? " (" : "", message,
                message[0] ? ")" : "");

@@ -323,6 +323,9 @@ typedef struct tf_request_log {
        request's entry has op "auth" and the user name it tried as name;
        never the token. */
     const char *user;
+    /* Appended in 0.x (issue 12): a rename's new path (name is the old
+       one), "" for every other request. */
+    const char *to;
 } tf_request_log;
 
 /* A server created with opt calls fn(user, entry) once per request when it

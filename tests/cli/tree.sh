@@ -75,6 +75,10 @@ cmp x.txt "$ROOT/a/moved.txt" && cmp o.txt "$ROOT/a/other.txt" ||
   fail "mv --no-overwrite changed a file"
 expect 0 "$CLIENT" -q $H "$PORT" mv a/moved.txt a/other.txt
 cmp x.txt "$ROOT/a/other.txt" && [[ ! -e $ROOT/a/moved.txt ]] || fail "mv over a file"
+# The server's log names both paths of a rename (the refused one too).
+grep -q ' rename "a/b/x.txt" -> "a/moved.txt" ok ' "$TMP/root.out" &&
+  grep -q ' rename "a/moved.txt" -> "a/other.txt" failed ' "$TMP/root.out" ||
+  fail "the server's log lacks both names of a rename: $(grep rename "$TMP/root.out")"
 pass "mv FROM TO; --no-overwrite keeps both and exits 12"
 
 expect 0 "$CLIENT" -q $H "$PORT" rm a/other.txt
