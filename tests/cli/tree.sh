@@ -51,6 +51,27 @@ expect 0 "$CLIENT" $H "$PORT" stat a
 expect 6 "$CLIENT" $H "$PORT" stat nope
 pass "stat: TYPE SIZE MTIME DIGEST PATH; a missing path is 6"
 
+# ---- conditional puts ------------------------------------------------------------------
+expect 0 "$CLIENT" -q $H "$PORT" put -p x.txt --as cond/x.txt
+expect 0 "$CLIENT" $H "$PORT" stat cond/x.txt
+digest=$(cut -f4 "$TMP/out")
+[[ $digest =~ ^[0-9a-f]{32}$ ]] || fail "stat printed no digest: $(cat "$TMP/out")"
+printf 'second\n' >y.txt
+expect 12 "$CLIENT" $H "$PORT" put y.txt --as cond/x.txt --if-absent
+cmp x.txt "$ROOT/cond/x.txt" || fail "put --if-absent replaced a file"
+expect 0 "$CLIENT" -q $H "$PORT" put y.txt --as cond/fresh.txt --if-absent
+cmp y.txt "$ROOT/cond/fresh.txt" || fail "put --if-absent of a new name"
+expect 0 "$CLIENT" -q $H "$PORT" put y.txt --as cond/x.txt --if-match "$digest"
+cmp y.txt "$ROOT/cond/x.txt" || fail "put --if-match with the right digest did not replace"
+expect 12 "$CLIENT" $H "$PORT" put x.txt --as cond/x.txt --if-match "$digest"
+grep -q 'stat cond/x.txt' "$TMP/err" || fail "put --if-match conflict: $(cat "$TMP/err")"
+cmp y.txt "$ROOT/cond/x.txt" || fail "put --if-match with a stale digest replaced the file"
+expect 2 "$CLIENT" $H "$PORT" put y.txt --if-match 12345
+expect 2 "$CLIENT" $H "$PORT" get y.txt --if-absent
+expect 2 "$CLIENT" $H "$PORT" put -r src dst --if-absent
+expect 0 "$CLIENT" -q $H "$PORT" rm -r cond
+pass "put --if-absent and --if-match DIGEST (from stat): exit 12 and nothing replaced when they fail"
+
 expect 0 "$CLIENT" $H "$PORT" ls
 [[ $(cut -f1,4 "$TMP/out" | tr '\n' ' ') == "d	a d	nodir " ]] ||
   fail "ls of the root: $(cat "$TMP/out")"
