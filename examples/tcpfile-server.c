@@ -62,6 +62,9 @@ static void usage(FILE *to)
             "  -b, --bind ADDR          listen on ADDR only (default: every address,\n"
             "                           IPv4 and IPv6)\n"
             "      --max-name N         longest file name in bytes, 1..4096 (default 255)\n"
+            "      --max-depth N        most components of a path (a/b/c: 3), 1..2048\n"
+            "                           (default 64)\n"
+            "      --max-path N         longest path in bytes, 1..4096 (default 4096)\n"
             "      --max-connections N  clients served at once; more are told the\n"
             "                           server is busy (default 1024)\n"
             "      --max-upload BYTES   largest upload accepted; K, M, G, T suffixes\n"
@@ -198,6 +201,8 @@ static void log_request(void *user, const tf_request_log *e)
 
 enum {
     OPT_MAX_NAME = 256,
+    OPT_MAX_DEPTH,
+    OPT_MAX_PATH,
     OPT_MAX_CONNECTIONS,
     OPT_MAX_UPLOAD,
     OPT_WORKERS,
@@ -226,6 +231,8 @@ static int parse_args(int argc, char **argv, server_args *a)
     static const struct option longopts[] = {
         {"bind", required_argument, NULL, 'b'},
         {"max-name", required_argument, NULL, OPT_MAX_NAME},
+        {"max-depth", required_argument, NULL, OPT_MAX_DEPTH},
+        {"max-path", required_argument, NULL, OPT_MAX_PATH},
         {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
         {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
         {"workers", required_argument, NULL, OPT_WORKERS},
@@ -273,6 +280,12 @@ static int parse_args(int argc, char **argv, server_args *a)
             break;
         case OPT_MAX_NAME:
             status = set_number(a->opt, TF_OPT_MAX_NAME_LEN, "--max-name", optarg, COUNT);
+            break;
+        case OPT_MAX_DEPTH:
+            status = set_number(a->opt, TF_OPT_MAX_DEPTH, "--max-depth", optarg, COUNT);
+            break;
+        case OPT_MAX_PATH:
+            status = set_number(a->opt, TF_OPT_MAX_PATH, "--max-path", optarg, COUNT);
             break;
         case OPT_MAX_CONNECTIONS:
             status = set_number(a->opt, TF_OPT_MAX_CONNECTIONS, "--max-connections", optarg,

@@ -165,4 +165,17 @@ pass "a destination that is a file, on either side, and a linked directory are r
 
 stop_server "$SERVER_PID"
 [[ $STOP_STATUS == 0 ]] || fail "server exit status $STOP_STATUS"
+
+# ---- the server's path limits ---------------------------------------------------------------
+start_server limits --max-depth 2 --max-path 12
+expect 5 "$CLIENT" $H "$PORT" put -p x.txt --as a/b/c
+grep -q 'more than 2 levels' "$TMP/err" || fail "--max-depth 2: $(cat "$TMP/err")"
+expect 5 "$CLIENT" $H "$PORT" put -p x.txt --as a/bbbbbbbbbbbb
+grep -q 'at most 12 bytes' "$TMP/err" || fail "--max-path 12: $(cat "$TMP/err")"
+expect 0 "$CLIENT" -q $H "$PORT" put -p x.txt --as a/b
+cmp x.txt "$TMP/limits/a/b" || fail "a path within the limits"
+expect 2 "$SERVER" --max-depth 0 "$TMP/limits"
+expect 2 "$SERVER" --max-path 4097 "$TMP/limits"
+stop_server "$SERVER_PID"
+pass "--max-depth and --max-path: deeper or longer paths refused (5), 0 and 4097 are usage errors"
 echo "all $CHECKS checks passed"
