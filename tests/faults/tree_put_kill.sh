@@ -20,7 +20,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 
-RUNS=${FAULT_RUNS:-4}
+RUNS=${FAULT_RUNS:-3}
 SMALL=${FAULT_TREE_SMALL:-24}
 H=127.0.0.1
 ROOT=$TMP/root
@@ -91,8 +91,8 @@ resumed=0
 
 for ((run = 1; run <= RUNS; run++)); do
   version cur "$run"
-  # Runs 1, 2, 5, 6, ... sync, the others put -r (which sends every file).
-  if (((run - 1) % 4 < 2)); then cmd=(sync cur :dst); else cmd=(put -r cur dst); fi
+  # Runs 3, 6, ... put -r (which sends every file), the others sync.
+  if ((run % 3)); then cmd=(sync cur :dst); else cmd=(put -r cur dst); fi
   big_before=$(big_stored)
   "$CLIENT" --limit-rate $RATE $H "$PORT" "${cmd[@]}" >"$TMP/run.out" 2>"$TMP/run.err" &
   pid=$!
@@ -101,14 +101,19 @@ for ((run = 1; run <= RUNS; run++)); do
   # this machine): runs 1, 3, ... while the large file goes (it goes
   # first), runs 2, 4, ... once the server logged it, among the small ones.
   if ((run % 2)); then
-    at=$((push_ms / 20 + $(random_below $((push_ms / 2)))))
+    for ((i = 0; i < 1000; i++)); do # the large file's upload has begun
+      (($(temps "$ROOT" up-) + $(temps "$ROOT" resume-) > 0)) && break
+      running "$pid" || break
+      sleep 0.01
+    done
+    at=$(random_below $((push_ms / 2)))
   else
     for ((i = 0; i < 1000; i++)); do
       (($(big_stored) > big_before)) && break
       running "$pid" || break
       sleep 0.01
     done
-    at=$(random_below $((push_ms / 4)))
+    at=$(random_below 30)
   fi
   sleep_ms "$at"
   kill_server "$SERVER_PID"
