@@ -449,6 +449,15 @@ static void gen_tree(void)
     save("tree", "listdir", &b);
 }
 
+/* A pipelined put (PUTX) of data under name, its payload and a good
+   trailer without a digest right behind it. */
+static void putx_send(buf *b, uint8_t flags, const char *name, const char *data)
+{
+    putx_request(b, flags, name, strlen(data), NULL, NULL);
+    raw(b, data, strlen(data));
+    trailer(b, TF_OK, 0);
+}
+
 /* fuzz_server with TREE (control bit 7): every tree op, hostile paths,
    PUTX with paths, a directory renamed with the symlink inside it. */
 static void gen_server_tree(void)
@@ -496,15 +505,9 @@ static void gen_server_tree(void)
     rename_request(&b, 0, "sub/inner.txt", "sub/up/inner");
     rename_request(&b, 0, "a", "sub/up");
     rename_request(&b, 0, "sub", "sub/deeper");
-    putx_request(&b, TF_REQ_NO_GOAHEAD | TF_REQ_PARENTS, "sub/up/evil", 1, NULL, NULL);
-    raw(&b, "e", 1);
-    trailer(&b, TF_OK, 0);
-    putx_request(&b, TF_REQ_NO_GOAHEAD, "caf\xc3\xa9", 3, NULL, NULL);
-    raw(&b, "nfc", 3);
-    trailer(&b, TF_OK, 0);
-    putx_request(&b, TF_REQ_NO_GOAHEAD | TF_REQ_IF_ABSENT, "cafe\xcc\x81", 3, NULL, NULL);
-    raw(&b, "nfd", 3);
-    trailer(&b, TF_OK, 0);
+    putx_send(&b, TF_REQ_NO_GOAHEAD | TF_REQ_PARENTS, "sub/up/evil", "e");
+    putx_send(&b, TF_REQ_NO_GOAHEAD, "caf\xc3\xa9", "nfc");
+    putx_send(&b, TF_REQ_NO_GOAHEAD | TF_REQ_IF_ABSENT, "cafe\xcc\x81", "nfd");
     char deep[2100];
     size_t k = 0;
     while (k + 2 < sizeof deep - 1) { /* 1,000 levels of "a/" */
@@ -523,23 +526,14 @@ static void gen_server_tree(void)
     static const uint8_t ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     b.len = 0;
     u8(&b, 128 | 64);
-    putx_request(&b, TF_REQ_NO_GOAHEAD | TF_REQ_PARENTS | TF_REQ_MTIME, "x/y/z.txt", 2, NULL,
-                 NULL);
-    raw(&b, "zz", 2);
-    trailer(&b, TF_OK, 0);
+    putx_send(&b, TF_REQ_NO_GOAHEAD | TF_REQ_PARENTS | TF_REQ_MTIME, "x/y/z.txt", "zz");
     putx_request(&b, TF_REQ_IF_ABSENT, "sub/inner.txt", 1, NULL, NULL);
     putx_request(&b, TF_REQ_SKIP_SAME, "sub/inner.txt", 5, NULL, ones);
     raw(&b, "inner", 5);
     trailer(&b, TF_OK, 0);
-    putx_request(&b, TF_REQ_NO_GOAHEAD, "dir", 1, NULL, NULL);
-    raw(&b, "d", 1);
-    trailer(&b, TF_OK, 0);
-    putx_request(&b, TF_REQ_NO_GOAHEAD | TF_REQ_PARENTS, "hello.txt/x", 1, NULL, NULL);
-    raw(&b, "h", 1);
-    trailer(&b, TF_OK, 0);
-    putx_request(&b, TF_REQ_NO_GOAHEAD, "missing/x", 1, NULL, NULL);
-    raw(&b, "m", 1);
-    trailer(&b, TF_OK, 0);
+    putx_send(&b, TF_REQ_NO_GOAHEAD, "dir", "d");
+    putx_send(&b, TF_REQ_NO_GOAHEAD | TF_REQ_PARENTS, "hello.txt/x", "h");
+    putx_send(&b, TF_REQ_NO_GOAHEAD, "missing/x", "m");
     tree_request(&b, TF_OP_STAT, TF_REQ_STAT_DIGEST, "x/y/z.txt");
     save("server", "tree-putx", &b);
 
