@@ -122,7 +122,8 @@ typedef struct op {
     int push;          /* sync: local -> server */
     char *owned;       /* a name made up here (put -r's default), freed
                           at exit */
-    const uint8_t *if_match; /* put --if-match: the digest, 16 bytes */
+    int has_if_match;  /* put --if-match DIGEST: */
+    uint8_t if_match[16];
 } op;
 
 /* What the command line said before it is split into operations. */
@@ -668,8 +669,8 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
             op *o = &a->ops[a->nops++];
             const char *local = words[gr->first + i];
             *o = (op){.kind = OP_PUT, .local = local, .renamed = gr->as != NULL,
-                      .flags = gr->flags, .group = (int)k,
-                      .if_match = gr->has_if_match ? gr->if_match : NULL};
+                      .flags = gr->flags, .group = (int)k, .has_if_match = gr->has_if_match};
+            memcpy(o->if_match, gr->if_match, sizeof o->if_match); /* the groups are freed */
             o->name = gr->as ? gr->as : last_component(local);
             if (strcmp(local, "-") == 0) {
                 if (!gr->as)
@@ -2306,7 +2307,7 @@ static void run_op(const client_args *a, tf_client *c, const op *o, int human,
         if (strcmp(o->local, "-") != 0 && stat(o->local, &st) == 0 && S_ISREG(st.st_mode))
             out->src_size = st.st_size;
         const char *src = strcmp(o->local, "-") == 0 ? "/dev/stdin" : o->local;
-        if ((o->flags & F_IF_ABSENT) || o->if_match) { /* checked by the server, atomically */
+        if ((o->flags & F_IF_ABSENT) || o->has_if_match) { /* the server checks, atomically */
             if (!tf_client_can_putx(c)) {
                 out->rc = TF_EPROTO;
                 snprintf(out->why, sizeof out->why,
@@ -2316,8 +2317,8 @@ static void run_op(const client_args *a, tf_client *c, const op *o, int human,
             }
             tf_put_args args = {.flags = ((o->flags & F_PARENTS) ? TF_PUT_PARENTS : 0) |
                                          ((o->flags & F_IF_ABSENT) ? TF_PUT_IF_ABSENT : 0) |
-                                         (o->if_match ? TF_PUT_IF_MATCH : 0)};
-            if (o->if_match)
+                                         (o->has_if_match ? TF_PUT_IF_MATCH : 0)};
+            if (o->has_if_match)
                 memcpy(args.if_match, o->if_match, sizeof args.if_match);
             out->rc = tf_put_ex(c, src, o->name, &args, NULL);
             return;
@@ -2806,7 +2807,7 @@ static int batchable(const client_args *a, const op *o)
     if (o->kind == OP_GET)
         return !(o->local && strcmp(o->local, "-") == 0);
     return o->kind == OP_PUT && strcmp(o->local, "-") != 0 && !a->no_clobber &&
-           !(o->flags & (F_PARENTS | F_IF_ABSENT)) && !o->if_match;
+           !(o->flags & (F_PARENTS | F_IF_ABSENT)) && !o->has_if_match;
 }
 
 /* The end of the batch that starts at ops[i]: the gets of the same
