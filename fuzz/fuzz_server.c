@@ -388,6 +388,11 @@ static void reset_dir(int rootfd, const char *prefix)
             remove_made(dirfd(d), name, path); /* removed, and made again otherwise */
         } else if (is_seed(path)) {
             continue;
+        } else if (t && (st.st_mode & S_IFMT) != t->type && strchr(path, '/')) {
+            /* "sub" was renamed away (its link with it) and made again:
+               what is under the trap's name now was made by a request.
+               The link must then be found where "sub" went (up_moved). */
+            remove_made(dirfd(d), name, path);
         } else if (t) {
             if ((st.st_mode & S_IFMT) != t->type)
                 fprintf(stderr, "fuzz_server: \"%s\" was replaced\n", path);
