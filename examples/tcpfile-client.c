@@ -208,7 +208,6 @@ static void usage(FILE *to)
             "With a server that has directories, a NAME may be a path (a/b.txt):\n"
             "  stat PATH...              TYPE SIZE MTIME DIGEST PATH of each\n"
             "  ls [DIR] [-r]             TYPE SIZE MTIME PATH per entry; -r: the tree\n"
-            "                            (list DIR and list -r are the same)\n"
             "  mkdir [-p] DIR...         make directories (-p: parents too)\n"
             "  rm [-r] PATH...           remove a file or empty directory (-r: a tree)\n"
             "  mv FROM TO [--no-overwrite]  rename on the server, atomically\n"
@@ -610,14 +609,6 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
     int stdin_used = 0, get_before = 0;
     for (size_t k = 0; k < ngroups; k++) {
         const group *gr = &g[k];
-        group as_ls;
-        if (gr->kind == OP_LIST && (gr->n > 0 || (gr->flags & F_RECURSIVE))) {
-            /* list DIR, list -r: the tree's listing, as ls (issue 12 calls
-               it list [DIR] [-r]); a bare list keeps its flat output. */
-            as_ls = *gr;
-            as_ls.kind = OP_LS;
-            gr = &as_ls;
-        }
         if ((gr->flags & F_RECURSIVE) && ((gr->flags & F_IF_ABSENT) || gr->has_if_match))
             return usage_error("--if-absent and --if-match go with put of single files,"
                                " not put -r",
@@ -633,6 +624,8 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
                                                   : "--dry-run and --checksum need put -r",
                                NULL);
         if (gr->kind == OP_LIST) {
+            if (gr->n > 0)
+                return usage_error("list takes no operand, not", words[gr->first]);
             a->ops[a->nops++] = (op){.kind = OP_LIST};
             continue;
         }
@@ -783,9 +776,8 @@ static int apply_tree_flag(const optdef *d, group *cur)
         unsigned kinds; /* 1 << op_kind */
         const char *where;
     } rules[] = {
-        {OPT_RECURSIVE, F_RECURSIVE,
-         1u << OP_GET | 1u << OP_PUT | 1u << OP_LIST | 1u << OP_LS | 1u << OP_RM,
-         "-r goes after get, put, list, ls or rm"},
+        {OPT_RECURSIVE, F_RECURSIVE, 1u << OP_GET | 1u << OP_PUT | 1u << OP_LS | 1u << OP_RM,
+         "-r goes after get, put, ls or rm"},
         {OPT_PARENTS, F_PARENTS, 1u << OP_MKDIR | 1u << OP_PUT, "-p goes after mkdir or put"},
         {OPT_NO_OVERWRITE, F_NO_OVERWRITE, 1u << OP_MV, "--no-overwrite goes after mv"},
         {OPT_DELETE, F_DELETE, 1u << OP_SYNC, "--delete goes after sync"},
