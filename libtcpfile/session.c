@@ -1684,12 +1684,12 @@ static void cert_done(tf__work *w, int status)
     if (j->rc == TF_OK) {
         if (take_user(s, j) != 0)
             return;
-        log_entry(s, "auth", fp, 0, TF_OK, "", s->window_ms);
+        log_entry(s, "auth", fp, "", 0, TF_OK, "", s->window_ms);
     } else if (j->rc != TF_ENOENT) {
         /* The certificate is a user's whose directory cannot be opened:
            told at the hello, as a token login of that user would be told
            in its reply. */
-        log_entry(s, "auth", fp, 0, j->rc, j->err.msg, s->window_ms);
+        log_entry(s, "auth", fp, "", 0, j->rc, j->err.msg, s->window_ms);
         int sent = send_hello(s, j->rc, j->err.msg) == 0;
         tf__auth_job_free(j);
         if (sent)
