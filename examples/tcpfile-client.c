@@ -23,6 +23,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <ctype.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <inttypes.h>
@@ -101,7 +102,8 @@ enum {
     F_NO_OVERWRITE = 4, /* --no-overwrite: mv */
     F_DELETE = 8,       /* --delete: sync */
     F_DRY_RUN = 16,     /* --dry-run: sync, get -r, put -r */
-    F_CHECKSUM = 32     /* --checksum: sync, get -r, put -r */
+    F_CHECKSUM = 32,    /* --checksum: sync, get -r, put -r */
+    F_IF_ABSENT = 64    /* --if-absent: put */
 };
 
 /* One file to move, or one listing: "get a b --to d/" becomes two. */
@@ -120,6 +122,8 @@ typedef struct op {
     int push;          /* sync: local -> server */
     char *owned;       /* a name made up here (put -r's default), freed
                           at exit */
+    int has_if_match;  /* put --if-match DIGEST: */
+    uint8_t if_match[16];
 } op;
 
 /* What the command line said before it is split into operations. */
@@ -128,6 +132,8 @@ typedef struct group {
     int first, n;        /* its operands: words[first .. first + n) */
     const char *to, *as; /* --to PATH (get), --as NAME (put) */
     unsigned flags;      /* F_*, given after the operation word */
+    int has_if_match;    /* put --if-match DIGEST: */
+    uint8_t if_match[16];
 } group;
 
 typedef struct client_args {
@@ -208,6 +214,9 @@ static void usage(FILE *to)
             "  rm [-r] PATH...           remove a file or empty directory (-r: a tree)\n"
             "  mv FROM TO [--no-overwrite]  rename on the server, atomically\n"
             "  put -p LOCAL --as DIR/NAME   make the missing directories first\n"
+            "  put LOCAL --if-absent     store only if the name is free (else exit 12)\n"
+            "  put LOCAL --if-match DIGEST  replace only the version with that digest\n"
+            "                            (32 hex digits, as stat prints; else exit 12)\n"
             "  get -r DIR [LOCAL]        fetch a tree;  put -r LOCALDIR [DIR]: send one\n"
             "  sync SRC DST              push (sync photos :backup/photos) or pull\n"
             "                            (sync :backup/photos photos) only what\n"
@@ -275,7 +284,7 @@ static void usage(FILE *to)
             "permission, busy, authentication failed or required); 6 no such file; 7 local I/O error or disk full;\n"
             "8 the server's I/O error or full disk; 9 timed out; 10 checksum\n"
             "mismatch; 11 connection lost; 12 a file exists\n"
-            "and was not replaced; 13 the server's identity was rejected (TLS);\n"
+            "and was not replaced (or another version than --if-match names); 13 the server's identity was rejected (TLS);\n"
             "130 interrupted (143 for SIGTERM). After a\n"
             "failure the operations after it are not run (unless --keep-going:\n"
             "then the highest status of all is returned).\n");
@@ -606,6 +615,10 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
     int stdin_used = 0, get_before = 0;
     for (size_t k = 0; k < ngroups; k++) {
         const group *gr = &g[k];
+        if ((gr->flags & F_RECURSIVE) && ((gr->flags & F_IF_ABSENT) || gr->has_if_match))
+            return usage_error("--if-absent and --if-match go with put of single files,"
+                               " not put -r",
+                               NULL);
         if (gr->kind >= OP_STAT || (gr->flags & F_RECURSIVE)) {
             int st = expand_tree_group(gr, (int)k, words, a);
             if (st != PARSE_RUN)
@@ -655,7 +668,8 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
             op *o = &a->ops[a->nops++];
             const char *local = words[gr->first + i];
             *o = (op){.kind = OP_PUT, .local = local, .renamed = gr->as != NULL,
-                      .flags = gr->flags, .group = (int)k};
+                      .flags = gr->flags, .group = (int)k, .has_if_match = gr->has_if_match};
+            memcpy(o->if_match, gr->if_match, sizeof o->if_match); /* the groups are freed */
             o->name = gr->as ? gr->as : last_component(local);
             if (strcmp(local, "-") == 0) {
                 if (!gr->as)
@@ -713,7 +727,9 @@ enum {
     OPT_NO_OVERWRITE,
     OPT_DELETE,
     OPT_DRY_RUN,
-    OPT_CHECKSUM
+    OPT_CHECKSUM,
+    OPT_IF_ABSENT,
+    OPT_IF_MATCH
 };
 
 typedef struct optdef {
@@ -753,6 +769,8 @@ static const optdef optdefs[] = {
     {"delete", 0, 0, OPT_DELETE},
     {"dry-run", 'n', 0, OPT_DRY_RUN},
     {"checksum", 'c', 0, OPT_CHECKSUM},
+    {"if-absent", 0, 0, OPT_IF_ABSENT},
+    {"if-match", 0, 1, OPT_IF_MATCH},
     {"help", 'h', 0, OPT_HELP},
     {"version", 0, 0, OPT_VERSION},
 };
@@ -777,6 +795,7 @@ static int apply_tree_flag(const optdef *d, group *cur)
          "--dry-run goes after sync, get -r or put -r"},
         {OPT_CHECKSUM, F_CHECKSUM, 1u << OP_SYNC | 1u << OP_GET | 1u << OP_PUT,
          "--checksum goes after sync, get -r or put -r"},
+        {OPT_IF_ABSENT, F_IF_ABSENT, 1u << OP_PUT, "--if-absent goes after put"},
     };
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
         if (rules[i].id != d->id)
@@ -877,7 +896,23 @@ static int apply_option(const optdef *d, const char *val, group *cur, client_arg
     case OPT_DELETE:
     case OPT_DRY_RUN:
     case OPT_CHECKSUM:
+    case OPT_IF_ABSENT:
         return apply_tree_flag(d, cur);
+    case OPT_IF_MATCH: /* 32 hex digits, as stat prints them */
+        if (!cur || cur->kind != OP_PUT)
+            return usage_error("--if-match DIGEST goes after put LOCAL, not", val);
+        for (int i = 0; i < 16; i++) {
+            unsigned byte;
+            if (strlen(val) != 32 || !isxdigit((unsigned char)val[2 * i]) ||
+                !isxdigit((unsigned char)val[2 * i + 1]) ||
+                sscanf(val + 2 * i, "%2x", &byte) != 1)
+                return usage_error("--if-match takes the 32 hex digits of a digest"
+                                   " (as stat prints it), not",
+                                   val);
+            cur->if_match[i] = (uint8_t)byte;
+        }
+        cur->has_if_match = 1;
+        break;
     case OPT_HELP:
         usage(stdout);
         return EXIT_OK;
@@ -2135,7 +2170,7 @@ static void run_ls(treerun *t, const op *o, int human)
 static void run_stat(treerun *t, const op *o, int human)
 {
     tf_stat_info si;
-    int rc = tf_stat(t->c, o->name, &si);
+    int rc = tf_stat_ex(t->c, o->name, TF_STAT_DIGEST, &si); /* what --if-match takes */
     t->out->rc = rc;
     if (rc != TF_OK)
         return;
@@ -2315,6 +2350,22 @@ static void run_op(const client_args *a, tf_client *c, const op *o, int human,
         if (strcmp(o->local, "-") != 0 && stat(o->local, &st) == 0 && S_ISREG(st.st_mode))
             out->src_size = st.st_size;
         const char *src = strcmp(o->local, "-") == 0 ? "/dev/stdin" : o->local;
+        if ((o->flags & F_IF_ABSENT) || o->has_if_match) { /* the server checks, atomically */
+            if (!tf_client_can_putx(c)) {
+                out->rc = TF_EPROTO;
+                snprintf(out->why, sizeof out->why,
+                         "the server does not take conditional puts (--if-absent,"
+                         " --if-match: feature PUTX)");
+                return;
+            }
+            tf_put_args args = {.flags = ((o->flags & F_PARENTS) ? TF_PUT_PARENTS : 0) |
+                                         ((o->flags & F_IF_ABSENT) ? TF_PUT_IF_ABSENT : 0) |
+                                         (o->has_if_match ? TF_PUT_IF_MATCH : 0)};
+            if (o->has_if_match)
+                memcpy(args.if_match, o->if_match, sizeof args.if_match);
+            out->rc = tf_put_ex(c, src, o->name, &args, NULL);
+            return;
+        }
         if (o->flags & F_PARENTS) { /* put -p: make the missing directories */
             const char *slash = strrchr(o->name, '/');
             if (tf_client_can_putx(c)) {
@@ -2401,6 +2452,7 @@ static int exit_status(const outcome *out)
     case TF_ENOENT:
         return EXIT_NOENT;
     case TF_EEXIST:
+    case TF_ECONFLICT: /* --if-match: another version is there, not replaced */
         return EXIT_EXISTS;
     case TF_EACCES:
         return out->local ? EXIT_LOCAL_IO : EXIT_REFUSED;
@@ -2452,6 +2504,11 @@ static void failure_hint(const client_args *a, tf_client *c, const op *o, const 
         if (!out->why[0])
             snprintf(buf, len, "; the server does not overwrite files: choose another"
                                " name with --as NAME");
+        break;
+    case TF_ECONFLICT:
+        snprintf(buf, len, "; the file changed since its digest was taken: see its digest"
+                           " now with: " PROG " %s %s stat %s",
+                 a->host, a->port, o->name);
         break;
     case TF_EACCES:
         if (o->kind == OP_PUT && !out->local)
@@ -2793,7 +2850,7 @@ static int batchable(const client_args *a, const op *o)
     if (o->kind == OP_GET)
         return !(o->local && strcmp(o->local, "-") == 0);
     return o->kind == OP_PUT && strcmp(o->local, "-") != 0 && !a->no_clobber &&
-           !(o->flags & F_PARENTS);
+           !(o->flags & (F_PARENTS | F_IF_ABSENT)) && !o->has_if_match;
 }
 
 /* The end of the batch that starts at ops[i]: the gets of the same

@@ -63,6 +63,9 @@ static void usage(FILE *to)
             "  -b, --bind ADDR          listen on ADDR only (default: every address,\n"
             "                           IPv4 and IPv6)\n"
             "      --max-name N         longest file name in bytes, 1..4096 (default 255)\n"
+            "      --max-depth N        most components of a path (a/b/c: 3), 1..2048\n"
+            "                           (default 64)\n"
+            "      --max-path N         longest path in bytes, 1..4096 (default 4096)\n"
             "      --max-connections N  clients served at once; more are told the\n"
             "                           server is busy (default 1024)\n"
             "      --max-upload BYTES   largest upload accepted; K, M, G, T suffixes\n"
@@ -179,14 +182,21 @@ static void log_request(void *user, const tf_request_log *e)
     }
     const char *shown = e->name[0] ? name : "-";
     int quote = e->name[0] != '\0';
+    /* A rename shows both paths: rename "a" -> "b". */
+    char to[4 * 4096 + 8] = "";
+    if (e->to && e->to[0]) {
+        memcpy(to, " -> \"", 5);
+        size_t k = 5 + tf_escape(to + 5, sizeof to - 6, e->to, strlen(e->to), 1);
+        memcpy(to + k, "\"", 2);
+    }
     /* One printf per line: stdio locks stdout for the whole call, so lines
        written by several worker threads at once never interleave. */
     if (e->result == TF_OK)
-        printf("%s %s%s %s %s%s%s ok %" PRIu64 " bytes %.3f s\n", when, e->peer, who, e->op,
-               quote ? "\"" : "", shown, quote ? "\"" : "", e->bytes, e->seconds);
+        printf("%s %s%s %s %s%s%s%s ok %" PRIu64 " bytes %.3f s\n", when, e->peer, who, e->op,
+               quote ? "\"" : "", shown, quote ? "\"" : "", to, e->bytes, e->seconds);
     else
-        printf("%s %s%s %s %s%s%s failed %" PRIu64 " bytes %.3f s: %s%s%s%s\n", when,
-               e->peer, who, e->op, quote ? "\"" : "", shown, quote ? "\"" : "", e->bytes,
+        printf("%s %s%s %s %s%s%s%s failed %" PRIu64 " bytes %.3f s: %s%s%s%s\n", when,
+               e->peer, who, e->op, quote ? "\"" : "", shown, quote ? "\"" : "", to, e->bytes,
                e->seconds,
                tf_strerror(e->result), message[0] ? " (" : "", message,
                message[0] ? ")" : "");
@@ -196,6 +206,8 @@ static void log_request(void *user, const tf_request_log *e)
 
 enum {
     OPT_MAX_NAME = 256,
+    OPT_MAX_DEPTH,
+    OPT_MAX_PATH,
     OPT_MAX_CONNECTIONS,
     OPT_MAX_UPLOAD,
     OPT_WORKERS,
@@ -225,6 +237,8 @@ static int parse_args(int argc, char **argv, server_args *a)
     static const struct option longopts[] = {
         {"bind", required_argument, NULL, 'b'},
         {"max-name", required_argument, NULL, OPT_MAX_NAME},
+        {"max-depth", required_argument, NULL, OPT_MAX_DEPTH},
+        {"max-path", required_argument, NULL, OPT_MAX_PATH},
         {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
         {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
         {"workers", required_argument, NULL, OPT_WORKERS},
@@ -273,6 +287,12 @@ static int parse_args(int argc, char **argv, server_args *a)
             break;
         case OPT_MAX_NAME:
             status = set_number(a->opt, TF_OPT_MAX_NAME_LEN, "--max-name", optarg, COUNT);
+            break;
+        case OPT_MAX_DEPTH:
+            status = set_number(a->opt, TF_OPT_MAX_DEPTH, "--max-depth", optarg, COUNT);
+            break;
+        case OPT_MAX_PATH:
+            status = set_number(a->opt, TF_OPT_MAX_PATH, "--max-path", optarg, COUNT);
             break;
         case OPT_MAX_CONNECTIONS:
             status = set_number(a->opt, TF_OPT_MAX_CONNECTIONS, "--max-connections", optarg,

@@ -15,16 +15,22 @@
  *             RESUME (bit 4), STREAM (bit 5: size-less puts in chunks)
  *   bit 6     PUTX too (put extensions: conditions, mtime, parents,
  *             skip-if-same, no-go-ahead puts)
+ *   bit 7     TREE too (paths; stat, mkdir, remove, rename, listdir)
  *
  * The served roots hold a few files and traps: an empty file, a directory,
  * a symlink to a file inside the root, one to a file outside it, a FIFO,
- * and a file whose name breaks the name rules. After each input the
- * harness checks that the file outside the root was neither sent nor
- * changed, that no trap was replaced, that no upload temporary was left
- * behind and that the process's descriptors are the ones it had before
- * (none leaked, none closed or replaced); then it puts the root back as it
- * was, so that every input starts from the same state (and completed
- * uploads cannot pile up).
+ * a file whose name breaks the name rules, and a sub-directory "sub" with
+ * a file and a symlink "sub/up" to the directory outside the root that
+ * holds the secret (a path through it must never reach that directory).
+ * After each input the harness checks that the file outside the root was
+ * neither sent nor changed and that nothing appeared beside it, that no
+ * trap was replaced, moved or removed (the empty directory "dir" may be:
+ * it is made again), that only regular files and directories were
+ * created, that no upload temporary was left behind and that the
+ * process's descriptors are the ones it had before (none leaked, none
+ * closed or replaced); then it puts the root back as it was, so that every
+ * input starts from the same state (and completed uploads cannot pile
+ * up).
  *
  * Timeouts are short (the server never waits for this harness: it always
  * reads, and shuts its side once the input is out), so a server that makes
@@ -77,17 +83,22 @@ static const struct seed {
     {"empty", "", 0},
     {"a", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 64},
     {BAD_NAME, "listed by nobody", 16},
+    {"sub/inner.txt", "inner", 5},
 };
+
+/* Directories every root starts with (mkdir, rename and remove may
+   change them: they are made again). */
+static const char *const dirs[] = {"dir", "sub"};
 
 /* The traps: names the server must neither serve as files nor replace. */
 static const struct trap {
     const char *name;
     mode_t type;
 } traps[] = {
-    {"dir", S_IFDIR},
     {"link", S_IFLNK},
     {"outside", S_IFLNK},
     {"fifo", S_IFIFO},
+    {"sub/up", S_IFLNK},
 };
 
 /* Called from the connection thread: checks the entry is well formed. */
@@ -163,6 +174,25 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
+/* Nothing but the secret and the roots may be in the directory outside. */
+static void check_base(void)
+{
+    DIR *d = opendir(base);
+    FUZZ_CHECK(d != NULL);
+    struct dirent *de;
+    size_t n = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (strcmp(de->d_name, "secret") != 0 && strncmp(de->d_name, "root", 4) != 0)
+            fprintf(stderr, "fuzz_server: \"%s\" appeared outside the roots\n", de->d_name);
+        FUZZ_CHECK(strcmp(de->d_name, "secret") == 0 || strncmp(de->d_name, "root", 4) == 0);
+        n++;
+    }
+    closedir(d);
+    FUZZ_CHECK(n == 1 + NSERVERS);
+}
+
 static void cleanup(void)
 {
     for (int i = 0; i < NSERVERS; i++) {
@@ -210,9 +240,11 @@ static void init_once(void)
         FUZZ_CHECK(mkdir(roots[i], 0755) == 0);
         rootfds[i] = open(roots[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         FUZZ_CHECK(rootfds[i] >= 0);
-        FUZZ_CHECK(mkdirat(rootfds[i], "dir", 0755) == 0);
+        for (size_t k = 0; k < sizeof dirs / sizeof dirs[0]; k++)
+            FUZZ_CHECK(mkdirat(rootfds[i], dirs[k], 0755) == 0);
         FUZZ_CHECK(symlinkat("hello.txt", rootfds[i], "link") == 0);
         FUZZ_CHECK(symlinkat(path, rootfds[i], "outside") == 0);
+        FUZZ_CHECK(symlinkat(base, rootfds[i], "sub/up") == 0);
         FUZZ_CHECK(mkfifoat(rootfds[i], "fifo", 0644) == 0);
         for (size_t k = 0; k < sizeof seeds / sizeof seeds[0]; k++)
             write_file_at(rootfds[i], seeds[k].name, seeds[k].data, seeds[k].len);
@@ -243,18 +275,26 @@ static void init_once(void)
     fd_table(fds_before, sizeof fds_before);
 }
 
-static int is_seed(const char *name)
+static int is_seed(const char *path)
 {
     for (size_t k = 0; k < sizeof seeds / sizeof seeds[0]; k++)
-        if (strcmp(name, seeds[k].name) == 0)
+        if (strcmp(path, seeds[k].name) == 0)
             return 1;
     return 0;
 }
 
-static const struct trap *find_trap(const char *name)
+static int is_dir(const char *path)
+{
+    for (size_t k = 0; k < sizeof dirs / sizeof dirs[0]; k++)
+        if (strcmp(path, dirs[k]) == 0)
+            return 1;
+    return 0;
+}
+
+static const struct trap *find_trap(const char *path)
 {
     for (size_t k = 0; k < sizeof traps / sizeof traps[0]; k++)
-        if (strcmp(name, traps[k].name) == 0)
+        if (strcmp(path, traps[k].name) == 0)
             return &traps[k];
     return NULL;
 }
@@ -283,56 +323,140 @@ static void check_tmp_dir(int rootfd)
     closedir(d);
 }
 
+/* Whether "sub/up" went with a renamed "sub" (a directory is renamed with
+   its contents); it is made again then, and only then. */
+static int up_moved;
+
+/* Removes dirfd/path, made by a request: only regular files of at most
+   MAX_UPLOAD bytes and directories of them may have been made (and "sub"
+   renamed holds the link that was "sub/up"). */
+static void remove_made(int at, const char *name, const char *path)
+{
+    struct stat st;
+    FUZZ_CHECK(fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) == 0);
+    if (S_ISLNK(st.st_mode)) {
+        char target[300];
+        ssize_t n = readlinkat(at, name, target, sizeof target - 1);
+        if (n > 0 && (size_t)n == strlen(base) && memcmp(target, base, (size_t)n) == 0 &&
+            strcmp(name, "up") == 0) {
+            FUZZ_CHECK(unlinkat(at, name, 0) == 0);
+            up_moved = 1;
+            return;
+        }
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        fprintf(stderr, "fuzz_server: \"%s\" was made and is no file or directory\n", path);
+    FUZZ_CHECK(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode));
+    if (S_ISREG(st.st_mode)) {
+        FUZZ_CHECK(st.st_size <= MAX_UPLOAD);
+        FUZZ_CHECK(unlinkat(at, name, 0) == 0);
+        return;
+    }
+    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    FUZZ_CHECK(fd >= 0);
+    DIR *d = fdopendir(fd);
+    FUZZ_CHECK(d != NULL);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            remove_made(dirfd(d), de->d_name, path);
+    closedir(d);
+    FUZZ_CHECK(unlinkat(at, name, AT_REMOVEDIR) == 0);
+}
+
+/* Walks directory prefix ("" the root) of root rootfd: keeps the seeds,
+   checks the traps, recurses into the starting directories and removes
+   what requests made. */
+static void reset_dir(int rootfd, const char *prefix)
+{
+    int fd = openat(rootfd, prefix[0] ? prefix : ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                                                        O_CLOEXEC);
+    FUZZ_CHECK(fd >= 0);
+    DIR *d = fdopendir(fd);
+    FUZZ_CHECK(d != NULL);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *name = de->d_name;
+        char path[512];
+        snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "/" : "", name);
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strcmp(path, TF_TMP_DIR) == 0)
+            continue;
+        const struct trap *t = find_trap(path);
+        struct stat st;
+        FUZZ_CHECK(fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) == 0);
+        if (is_seed(path) && !S_ISREG(st.st_mode)) {
+            remove_made(dirfd(d), name, path); /* removed, and made again otherwise */
+        } else if (is_seed(path)) {
+            continue;
+        } else if (t && (st.st_mode & S_IFMT) != t->type && strchr(path, '/')) {
+            /* "sub" was renamed away (its link with it) and made again:
+               what is under the trap's name now was made by a request.
+               The link must then be found where "sub" went (up_moved). */
+            remove_made(dirfd(d), name, path);
+        } else if (t) {
+            if ((st.st_mode & S_IFMT) != t->type)
+                fprintf(stderr, "fuzz_server: \"%s\" was replaced\n", path);
+            FUZZ_CHECK((st.st_mode & S_IFMT) == t->type);
+        } else if (is_dir(path) && S_ISDIR(st.st_mode)) {
+            reset_dir(rootfd, path);
+        } else {
+            remove_made(dirfd(d), name, path);
+        }
+    }
+    closedir(d);
+}
+
 /* Puts root i back as init_once made it, checking on the way that the
    traps and the file outside the root are untouched. */
 static void reset_root(int i)
 {
     int rootfd = rootfds[i];
     check_tmp_dir(rootfd);
-    /* A new open, not a dup: a dup would share rootfd's offset, and the
-       next reset would start reading where this one ended. */
-    DIR *d = fdopendir(openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    FUZZ_CHECK(d != NULL);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        const char *name = de->d_name;
-        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-            strcmp(name, TF_TMP_DIR) == 0 || is_seed(name))
-            continue;
-        const struct trap *t = find_trap(name);
+    reset_dir(rootfd, "");
+    /* The starting directories (an empty one may have been removed or
+       renamed away), then the seeds. */
+    for (size_t k = 0; k < sizeof dirs / sizeof dirs[0]; k++) {
         struct stat st;
-        FUZZ_CHECK(fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0);
-        if (t) {
-            if ((st.st_mode & S_IFMT) != t->type)
-                fprintf(stderr, "fuzz_server: \"%s\" was replaced\n", name);
-            FUZZ_CHECK((st.st_mode & S_IFMT) == t->type);
-            continue;
-        }
-        /* A file some put stored: only regular files may appear. */
-        FUZZ_CHECK(S_ISREG(st.st_mode));
-        FUZZ_CHECK(st.st_size <= MAX_UPLOAD);
-        FUZZ_CHECK(unlinkat(rootfd, name, 0) == 0);
+        if (fstatat(rootfd, dirs[k], &st, AT_SYMLINK_NOFOLLOW) != 0)
+            FUZZ_CHECK(mkdirat(rootfd, dirs[k], 0755) == 0);
     }
-    closedir(d);
     for (size_t k = 0; k < sizeof seeds / sizeof seeds[0]; k++) {
         const struct seed *s = &seeds[k];
         if (!same_content(rootfd, s->name, s->data, s->len))
             write_file_at(rootfd, s->name, s->data, s->len);
     }
-    /* Now exactly the seeds, the traps and the upload directory. */
+    if (up_moved) {
+        struct stat st;
+        if (fstatat(rootfd, "sub/up", &st, AT_SYMLINK_NOFOLLOW) != 0)
+            FUZZ_CHECK(symlinkat(base, rootfd, "sub/up") == 0);
+        up_moved = 0;
+    }
+    /* Every trap still there (a symlink, a FIFO is never moved or removed). */
+    for (size_t k = 0; k < sizeof traps / sizeof traps[0]; k++) {
+        struct stat st;
+        int there = fstatat(rootfd, traps[k].name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (!there)
+            fprintf(stderr, "fuzz_server: \"%s\" was removed or moved\n", traps[k].name);
+        FUZZ_CHECK(there && (st.st_mode & S_IFMT) == traps[k].type);
+    }
+    /* Now exactly the seeds, the traps, the directories and the upload
+       directory ("dir" is empty, "sub" holds its seed and trap). */
     size_t entries = 0;
-    d = fdopendir(openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    DIR *d = fdopendir(openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     FUZZ_CHECK(d != NULL);
+    struct dirent *de;
     while ((de = readdir(d)) != NULL)
         entries += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
                    strcmp(de->d_name, TF_TMP_DIR) != 0;
     closedir(d);
-    FUZZ_CHECK(entries == sizeof seeds / sizeof seeds[0] + sizeof traps / sizeof traps[0]);
+    FUZZ_CHECK(entries == sizeof seeds / sizeof seeds[0] - 1 + sizeof traps / sizeof traps[0] -
+                              1 + sizeof dirs / sizeof dirs[0]);
 
     int basefd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     FUZZ_CHECK(basefd >= 0);
     FUZZ_CHECK(same_content(basefd, "secret", SECRET, strlen(SECRET)));
     close(basefd);
+    check_base();
 }
 
 /* Weak: present in sanitizer builds, which symbolize the stack. */
@@ -449,7 +573,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                               .features = (ctl & 8 ? TF_FEATURE_CHECKSUM : 0) |
                                           (ctl & 16 ? TF_FEATURE_RESUME : 0) |
                                           (ctl & 32 ? TF_FEATURE_STREAM : 0) |
-                                          (ctl & 64 ? TF_FEATURE_PUTX : 0)};
+                                          (ctl & 64 ? TF_FEATURE_PUTX : 0) |
+                                          (ctl & 128 ? TF_FEATURE_TREE : 0)};
     size_t hello_len = 0;
     if (!(ctl & 1))
         hello_len = (size_t)tf__wire_encode_client_hello(hello, sizeof hello, &h);

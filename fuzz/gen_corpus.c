@@ -141,6 +141,24 @@ static void putx_request(buf *b, uint8_t flags, const char *name, uint64_t size,
     b->len += (size_t)n;
 }
 
+/* A tree request (feature TREE): op 5..9 on path. */
+static void tree_request(buf *b, uint8_t op, uint8_t flags, const char *path)
+{
+    tf_wire_request r = {.op = op, .flags = flags, .name = path,
+                         .name_len = (uint16_t)strlen(path)};
+    long n = tf__wire_encode_request(b->data + b->len, sizeof b->data - b->len, &r);
+    need(n);
+    b->len += (size_t)n;
+}
+
+static void rename_request(buf *b, uint8_t flags, const char *from, const char *to)
+{
+    long n = tf__wire_encode_rename(b->data + b->len, sizeof b->data - b->len, flags, from,
+                                    strlen(from), to, strlen(to));
+    need(n);
+    b->len += (size_t)n;
+}
+
 /* One chunk of a streamed put: its head, then len bytes of data. */
 static void chunk(buf *b, const char *data, uint32_t len)
 {
@@ -431,6 +449,111 @@ static void gen_tree(void)
     save("tree", "listdir", &b);
 }
 
+/* A pipelined put (PUTX) of data under name, its payload and a good
+   trailer without a digest right behind it. */
+static void putx_send(buf *b, uint8_t flags, const char *name, const char *data)
+{
+    putx_request(b, flags, name, strlen(data), NULL, NULL);
+    raw(b, data, strlen(data));
+    trailer(b, TF_OK, 0);
+}
+
+/* fuzz_server with TREE (control bit 7): every tree op, hostile paths,
+   PUTX with paths, a directory renamed with the symlink inside it. */
+static void gen_server_tree(void)
+{
+    buf b = {.len = 0};
+    u8(&b, 128 | 8);
+    tree_request(&b, TF_OP_STAT, 0, "");
+    tree_request(&b, TF_OP_STAT, TF_REQ_STAT_DIGEST, "sub/inner.txt");
+    tree_request(&b, TF_OP_MKDIR, TF_REQ_MKDIR_PARENTS, "n/m");
+    tree_request(&b, TF_OP_MKDIR, 0, "dir");
+    tree_request(&b, TF_OP_LISTDIR, TF_REQ_LIST_RECURSIVE, "");
+    tree_request(&b, TF_OP_LISTDIR, 0, "sub");
+    rename_request(&b, 0, "hello.txt", "n/m/h.txt");
+    rename_request(&b, TF_REQ_RENAME_NOREPLACE, "n", "dir");
+    rename_request(&b, 0, "n", "dir");
+    request(&b, TF_OP_GET, "dir/m/h.txt", 0);
+    tree_request(&b, TF_OP_REMOVE, 0, "dir/m/h.txt");
+    tree_request(&b, TF_OP_REMOVE, 0, "dir/m");
+    tree_request(&b, TF_OP_REMOVE, 0, "sub");
+    tree_request(&b, TF_OP_REMOVE, 0, "dir");
+    request(&b, TF_OP_PUT, "sub/new.txt", 3);
+    raw(&b, "new", 3);
+    trailer_digest(&b, "new", 3);
+    save("server", "tree-ops", &b);
+
+    /* Hostile paths, each refused; the connection stays in step. */
+    static const char *const hostile[] = {
+        "a/../b", "a//b", "/etc/passwd", "a/./b", "sub/", "..", "sub/up/secret",
+        "sub/up", "sub/up/root0/hello.txt", "link/x", "outside", "fifo",
+        ".tcpfile-tmp/x", "sub/.tcpfile-tmp", "a\\b", "caf\xc3\xa9", "cafe\xcc\x81",
+        "bad\001name/x", "a/\xc0\xaf/b",
+    };
+    b.len = 0;
+    u8(&b, 128 | 64);
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        tree_request(&b, TF_OP_STAT, TF_REQ_STAT_DIGEST, hostile[i]);
+        request(&b, TF_OP_GET, hostile[i], 0);
+        tree_request(&b, TF_OP_LISTDIR, TF_REQ_LIST_RECURSIVE, hostile[i]);
+    }
+    tree_request(&b, TF_OP_MKDIR, TF_REQ_MKDIR_PARENTS, "sub/up/x");
+    tree_request(&b, TF_OP_REMOVE, 0, "sub/up");
+    tree_request(&b, TF_OP_REMOVE, 0, "fifo");
+    rename_request(&b, 0, "sub/up", "y");
+    rename_request(&b, 0, "link", "y");
+    rename_request(&b, 0, "sub/inner.txt", "sub/up/inner");
+    rename_request(&b, 0, "a", "sub/up");
+    rename_request(&b, 0, "sub", "sub/deeper");
+    putx_send(&b, TF_REQ_NO_GOAHEAD | TF_REQ_PARENTS, "sub/up/evil", "e");
+    putx_send(&b, TF_REQ_NO_GOAHEAD, "caf\xc3\xa9", "nfc");
+    putx_send(&b, TF_REQ_NO_GOAHEAD | TF_REQ_IF_ABSENT, "cafe\xcc\x81", "nfd");
+    char deep[2100];
+    size_t k = 0;
+    while (k + 2 < sizeof deep - 1) { /* 1,000 levels of "a/" */
+        deep[k++] = 'a';
+        deep[k++] = '/';
+    }
+    deep[k++] = 'a';
+    deep[k] = '\0';
+    tree_request(&b, TF_OP_MKDIR, TF_REQ_MKDIR_PARENTS, deep);
+    tree_request(&b, TF_OP_STAT, 0, deep);
+    tree_request(&b, TF_OP_LISTDIR, TF_REQ_LIST_RECURSIVE, "");
+    save("server", "tree-hostile", &b);
+
+    /* PUTX with paths: parents, conditions, a directory and a file on the
+       way. */
+    static const uint8_t ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    b.len = 0;
+    u8(&b, 128 | 64);
+    putx_send(&b, TF_REQ_NO_GOAHEAD | TF_REQ_PARENTS | TF_REQ_MTIME, "x/y/z.txt", "zz");
+    putx_request(&b, TF_REQ_IF_ABSENT, "sub/inner.txt", 1, NULL, NULL);
+    putx_request(&b, TF_REQ_SKIP_SAME, "sub/inner.txt", 5, NULL, ones);
+    raw(&b, "inner", 5);
+    trailer(&b, TF_OK, 0);
+    putx_send(&b, TF_REQ_NO_GOAHEAD, "dir", "d");
+    putx_send(&b, TF_REQ_NO_GOAHEAD | TF_REQ_PARENTS, "hello.txt/x", "h");
+    putx_send(&b, TF_REQ_NO_GOAHEAD, "missing/x", "m");
+    tree_request(&b, TF_OP_STAT, TF_REQ_STAT_DIGEST, "x/y/z.txt");
+    save("server", "tree-putx", &b);
+
+    /* A directory renamed with the symlink inside it, then looked through. */
+    b.len = 0;
+    u8(&b, 128);
+    rename_request(&b, 0, "sub", "moved");
+    tree_request(&b, TF_OP_LISTDIR, TF_REQ_LIST_RECURSIVE, "moved");
+    request(&b, TF_OP_GET, "moved/up/secret", 0);
+    tree_request(&b, TF_OP_STAT, 0, "moved/up");
+    save("server", "tree-rename-dir", &b);
+
+    /* A tree op without the feature: EPROTO and a close. */
+    b.len = 0;
+    u8(&b, 64);
+    tree_request(&b, TF_OP_STAT, 0, "a");
+    request(&b, TF_OP_LIST, NULL, 0);
+    save("server", "tree-without-feature", &b);
+}
+
 /* fuzz_server: a control byte (bit 0: no hello; bits 1-2: which server;
    bit 3: CHECKSUM, bit 4: RESUME asked for), then the client's side of a
    conversation. */
@@ -623,6 +746,7 @@ int main(int argc, char **argv)
     gen_list();
     gen_names();
     gen_server();
+    gen_server_tree();
     gen_tree();
     return 0;
 }

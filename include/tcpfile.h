@@ -325,6 +325,9 @@ typedef struct tf_request_log {
        request's entry has op "auth" and the user name it tried as name;
        never the token. */
     const char *user;
+    /* Appended in 0.x (issue 12): a rename's new path (name is the old
+       one), "" for every other request. */
+    const char *to;
 } tf_request_log;
 
 /* A server created with opt calls fn(user, entry) once per request when it
@@ -662,10 +665,11 @@ typedef struct tf_put_item {
  * Returns TF_OK when every item succeeded, else the result of the first
  * failed item in array order, with its message in tf_errmsg; TF_EINVAL
  * when c or items is NULL. No resuming. TF_PUT_SKIP_SAME in a batch hashes
- * the item's source first and the server compares; the payload still goes
- * out (the batch does not wait), is dropped unstored when the bytes are the
- * same, and the item reports skipped. Progress: as tf_get_many (the item
- * progress callback, else the plain one per item).
+ * the item's source first and offers the digest; that item waits for the
+ * server's first answer (one round trip, the answers owed before it are
+ * read meanwhile): when the server holds the same bytes no payload byte is
+ * sent and the item reports skipped, else its payload follows. Progress: as
+ * tf_get_many (the item progress callback, else the plain one per item).
  */
 TF_API int tf_put_many(tf_client *c, tf_put_item *items, size_t n);
 

@@ -3,7 +3,11 @@
  * server's PUTX feature each put goes out as request, payload and trailer
  * at once (NO_GOAHEAD, docs/protocol.md section 4b), up to TF_OPT_PIPELINE
  * of them before their answers, which are read as they come; without it,
- * the items are put one after the other.
+ * the items are put one after the other. An item with SKIP_SAME goes out
+ * without NO_GOAHEAD instead: its request alone, then the answers owed
+ * and its own first answer are read, and the payload follows only a
+ * go-ahead, so a file the server already holds costs a round trip but no
+ * payload byte.
  *
  * Why it cannot deadlock: the server answers a put only once it has read
  * its trailer, and stops reading while an answer waits for room, so puts
@@ -152,6 +156,8 @@ typedef struct sender {
     uint64_t off;        /* the source's start (fd offset) */
     uint64_t size, done; /* payload bytes, and those put in the buffer */
     int known;           /* SKIP_SAME: the digest was computed first */
+    int asks;            /* SKIP_SAME: the request waits for its first answer
+                            (SAME or a go-ahead) before any payload */
     tf__putx px;
     int src_rc;
     tf__err src_err;
@@ -235,7 +241,9 @@ static int sender_start(pipe_state *ps, size_t i)
         sd->known = 1;
     }
     if (rc == TF_OK) {
-        tf_wire_request r = {.op = TF_OP_PUT, .flags = sd->px.flags | TF_REQ_NO_GOAHEAD,
+        sd->asks = sd->known;
+        tf_wire_request r = {.op = TF_OP_PUT,
+                             .flags = sd->px.flags | (sd->asks ? 0 : TF_REQ_NO_GOAHEAD),
                              .name = name, .name_len = (uint16_t)strlen(name),
                              .size = sd->size, .if_match = sd->px.if_match,
                              .mtime_sec = sd->px.mtime_sec, .mtime_nsec = sd->px.mtime_nsec,
@@ -346,6 +354,38 @@ static int receive_one(pipe_state *ps)
     return TF_OK;
 }
 
+/* A SKIP_SAME request is out: reads the answers owed before it, then its
+   own first one. SAME or a refusal settles the item (no payload follows);
+   a go-ahead lets the payload go. Returns the connection's failure, else
+   TF_OK. */
+static int receive_first(pipe_state *ps)
+{
+    tf_client *c = ps->b->c;
+    sender *sd = &ps->snd;
+    int rc = TF_OK;
+    while (rc == TF_OK && ps->count > 0)
+        rc = receive_one(ps);
+    if (rc != TF_OK)
+        return rc;
+    tf_put_item *it = &ps->b->items[sd->index];
+    uint64_t size = 0;
+    uint8_t flags = 0;
+    rc = tf__client_read_response(c, TF_OP_PUT, item_name(it), &size, &flags);
+    if (rc == TF_OK && !(flags & TF_RESP_SAME) && size != 0)
+        rc = tf__fail(&c->err, TF_EPROTO, "a go-ahead at byte %llu for a put from byte 0",
+                      (unsigned long long)size);
+    if (tf__client_fatal(rc))
+        return rc;
+    if (rc == TF_OK && !(flags & TF_RESP_SAME)) {
+        sd->asks = 0; /* go ahead: the payload follows */
+        return TF_OK;
+    }
+    it->skipped = rc == TF_OK;
+    sender_close(sd);
+    resolve(ps->b, sd->index, rc);
+    return TF_OK;
+}
+
 /* Whether an answer can be read without waiting. */
 static int answer_ready(tf_client *c)
 {
@@ -400,6 +440,10 @@ static int put_pipelined(batch *b)
         }
         if (sd->active) {
             if (sd->pos == sd->len) {
+                if (sd->asks) {
+                    rc = receive_first(&ps);
+                    continue;
+                }
                 if (sd->trailer) {
                     /* Sent whole: its answer is owed now. */
                     owed *o = &ps.ring[(ps.head + ps.count) % ps.depth];

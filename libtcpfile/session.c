@@ -101,8 +101,9 @@ static const char *op_label(int op)
     }
 }
 
-static void log_entry(session *s, const char *op, const char *name, uint64_t bytes, int result,
-                      const char *message, int64_t started_ms)
+/* to: a rename's new path, "" otherwise. */
+static void log_entry(session *s, const char *op, const char *name, const char *to,
+                      uint64_t bytes, int result, const char *message, int64_t started_ms)
 {
     const tf_options *opt = opts(s);
     if (!opt->log)
@@ -118,6 +119,7 @@ static void log_entry(session *s, const char *op, const char *name, uint64_t byt
         .message = result == TF_OK ? "" : message,
         .seconds = (double)(tf__now_ms() - started_ms) / 1000.0,
         .user = s->user ? s->user->info.name : "",
+        .to = to,
     };
     opt->log(opt->log_user, &entry);
 }
@@ -138,6 +140,7 @@ static request *request_begin(session *s, uint8_t op)
     }
     /* Everything but the name, which is written whole before it is used. */
     memset(r, 0, offsetof(request, name));
+    r->to[0] = '\0'; /* a rename cut before its new path logs none */
     r->digest = digest;
     r->op = op;
     r->started_ms = tf__now_ms();
@@ -181,7 +184,8 @@ static void request_end(session *s, int keep_partial)
         result = TF_ENET;
         message = cut;
     }
-    log_entry(s, op_label(r->op), r->name, r->bytes, result, message, r->started_ms);
+    log_entry(s, op_label(r->op), r->name, r->op == TF_OP_RENAME ? r->to : "", r->bytes, result,
+              message, r->started_ms);
     if (r->body_fd >= 0)
         storage(s)->ops->close_read(storage(s), r->body_fd);
     if (r->up) {
@@ -263,7 +267,7 @@ static void fail_session(session *s, int code, const char *why)
         snprintf(s->req->err.msg, sizeof s->req->err.msg, "%s", why);
         request_end(s, 1);
     } else if (s->state == S_HELLO || s->state == S_TLS || s->in_len > 0) {
-        log_entry(s, s->state == S_HELLO || s->state == S_TLS ? "connect" : "request", "", 0,
+        log_entry(s, s->state == S_HELLO || s->state == S_TLS ? "connect" : "request", "", "", 0,
                   code, why,
                   s->timer.last_ms);
     }
@@ -1680,12 +1684,12 @@ static void cert_done(tf__work *w, int status)
     if (j->rc == TF_OK) {
         if (take_user(s, j) != 0)
             return;
-        log_entry(s, "auth", fp, 0, TF_OK, "", s->window_ms);
+        log_entry(s, "auth", fp, "", 0, TF_OK, "", s->window_ms);
     } else if (j->rc != TF_ENOENT) {
         /* The certificate is a user's whose directory cannot be opened:
            told at the hello, as a token login of that user would be told
            in its reply. */
-        log_entry(s, "auth", fp, 0, j->rc, j->err.msg, s->window_ms);
+        log_entry(s, "auth", fp, "", 0, j->rc, j->err.msg, s->window_ms);
         int sent = send_hello(s, j->rc, j->err.msg) == 0;
         tf__auth_job_free(j);
         if (sent)
@@ -2015,7 +2019,7 @@ static void on_hello(session *s)
     if (n < 0 && !s->ctx->tls && tf__tls_sniff(s->in, s->in_len) == TF__SNIFF_TLS) {
         /* A TLS client: it has our plaintext hello already and fails on
            it; we say why in the log and wait for it to close. */
-        log_entry(s, "connect", "", 0, TF_EPROTO, "a TLS client; this server runs --plaintext",
+        log_entry(s, "connect", "", "", 0, TF_EPROTO, "a TLS client; this server runs --plaintext",
                   s->timer.last_ms);
         s->in_len = 0;
         enter_closing(s);
@@ -2360,7 +2364,7 @@ void tf__refuse_conn(const tf_options *opt, tf__conn *c, const struct sockaddr *
 static void refuse_plaintext(session *s)
 {
     static const char why[] = "this server requires TLS (the client has --plaintext)";
-    log_entry(s, "connect", "", 0, TF_EPROTO, why, s->timer.last_ms);
+    log_entry(s, "connect", "", "", 0, TF_EPROTO, why, s->timer.last_ms);
     tf__conn_tls_to_tcp(&s->conn);
     /* Its hello is read first, so that our close is not a reset that could
        overtake the answer. */
@@ -2519,7 +2523,7 @@ void tf__session_refuse(session *s, int code, const char *message)
         snprintf(s->refuse_msg, sizeof s->refuse_msg, "%s", message ? message : "");
         return;
     }
-    log_entry(s, "busy", "", 0, code, message, s->timer.last_ms);
+    log_entry(s, "busy", "", "", 0, code, message, s->timer.last_ms);
     if (send_hello(s, code, message) != 0) {
         tf__session_close(s);
         return;

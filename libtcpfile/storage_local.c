@@ -359,6 +359,18 @@ static int stat_nolink(int dirfd, const char *base, const char *path, struct sta
     return TF_OK;
 }
 
+/* remove and rename touch only regular files and directories: a symbolic
+   link, FIFO, socket or device in the root is the operator's, never moved,
+   replaced or removed through the protocol (docs/protocol.md 3a). */
+static int file_or_dir(const struct stat *s, const char *path, tf__err *e)
+{
+    if (S_ISREG(s->st_mode) || S_ISDIR(s->st_mode))
+        return TF_OK;
+    if (S_ISLNK(s->st_mode))
+        return tf__fail(e, TF_EACCES, "\"%s\" is a symbolic link, which is not served", path);
+    return tf__fail(e, TF_EACCES, "\"%s\" is not a regular file or directory", path);
+}
+
 static int sync_dir(int dirfd, tf__err *e)
 {
     if (fsync(dirfd) != 0)
@@ -468,6 +480,8 @@ static int l_remove(tf__storage *st, const char *path, tf__err *e)
     if (rc != TF_OK)
         return rc;
     rc = stat_nolink(dirfd, base, path, &s, e);
+    if (rc == TF_OK)
+        rc = file_or_dir(&s, path, e);
     if (rc == TF_OK && unlinkat(dirfd, base, S_ISDIR(s.st_mode) ? AT_REMOVEDIR : 0) != 0)
         rc = errno == ENOTEMPTY || errno == EEXIST
                  ? tf__fail(e, TF_ENOTEMPTY, "the directory \"%s\" is not empty", path)
@@ -490,6 +504,12 @@ static int l_rename(tf__storage *st, const char *from, const char *to, unsigned 
         rc = open_parent(l, to, &tofd, &to_base, e);
     if (rc == TF_OK)
         rc = stat_nolink(fromfd, from_base, from, &s, e);
+    if (rc == TF_OK)
+        rc = file_or_dir(&s, from, e);
+    /* What would be replaced too (a program other than the server could
+       still plant one between this check and the rename). */
+    if (rc == TF_OK && fstatat(tofd, to_base, &s, AT_SYMLINK_NOFOLLOW) == 0)
+        rc = file_or_dir(&s, to, e);
     if (rc == TF_OK &&
         renameat2(fromfd, from_base, tofd, to_base,
                   (flags & TF_STORAGE_NOREPLACE) ? RENAME_NOREPLACE : 0) != 0)

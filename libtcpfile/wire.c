@@ -253,6 +253,7 @@ long tf__wire_decode_request(const uint8_t *buf, size_t len, size_t max_name,
     r->name_len = tf__get_u16(buf + 2);
     r->size = tf__get_u64(buf + 8);
     r->offset = tf__get_u64(buf + 16);
+    r->name = NULL; /* until it is there (not with TF_ETOOBIG) */
     r->key = NULL;
     r->if_match = NULL;
     r->same = NULL;
@@ -534,7 +535,7 @@ uint16_t tf__wire_server_hello_depth(const uint8_t *hello)
 const char *tf__wire_request_to(const tf_wire_request *r, size_t *len)
 {
     *len = rename_to_len(r);
-    return *len ? r->name + r->name_len : NULL;
+    return *len && r->name ? r->name + r->name_len : NULL;
 }
 
 long tf__wire_encode_rename(uint8_t *buf, size_t cap, uint8_t flags, const char *from,

@@ -174,7 +174,8 @@ typedef struct tf_wire_auth {
 /* A rename's new path travels right after the name, its length as the
    request's size (1..TF_WIRE_NAME_MAX; otherwise there is none and the
    request cannot be framed). For a decoded request: the new path (into the
-   decoded buffer) and *len, or NULL with *len 0 when it has none. */
+   decoded buffer) and *len, or NULL with *len 0 when it has none; after
+   TF_ETOOBIG (no name decoded) NULL, with *len still its length. */
 const char *tf__wire_request_to(const tf_wire_request *r, size_t *len);
 /* Encodes a rename request: from as its name, then to. TF_EINVAL when a
    path is empty or over TF_WIRE_NAME_MAX, or cap is too small. */

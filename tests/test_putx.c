@@ -37,6 +37,7 @@ typedef struct fixture {
     int puts;
     uint64_t last_bytes;
     int last_result;
+    uint64_t put_bytes; /* payload bytes of every put, summed */
 } fixture;
 
 static void on_log(void *user, const tf_request_log *e)
@@ -47,6 +48,7 @@ static void on_log(void *user, const tf_request_log *e)
     pthread_mutex_lock(&f->mu);
     f->puts++;
     f->last_bytes = e->bytes;
+    f->put_bytes += e->bytes;
     f->last_result = e->result;
     pthread_mutex_unlock(&f->mu);
 }
@@ -615,6 +617,73 @@ static void test_putx_many_skip_same(void **state)
     tf_close(c);
 }
 
+/* A batch of skip-if-same puts sends no payload for the files the server
+   already holds: its log counts the bytes of the one changed file only
+   (the payload of a pipelined put would be read and dropped, and counted). */
+static void test_putx_many_skip_same_no_payload(void **state)
+{
+    fixture *f = *state;
+    tf_client *c = tu_connect(&f->srv, NULL);
+    enum { N = 6, LEN = 100000 };
+    uint8_t *data = malloc((size_t)N * LEN);
+    assert_non_null(data);
+    tu_fill(data, (size_t)N * LEN, 7);
+    tf_put_item items[N];
+    tf_put_args a = {.flags = TF_PUT_SKIP_SAME | TF_PUT_MTIME, .mtime_sec = 1500000000};
+    char names[N][8];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "k%d", i);
+        items[i] = (tf_put_item){.name = names[i], .fd = -1, .data = data + (size_t)i * LEN,
+                                 .size = LEN};
+    }
+    assert_int_equal(tf_put_many(c, items, N), TF_OK); /* the first versions */
+    int puts;
+    uint64_t bytes;
+    int result;
+    logged_put(f, N, &bytes, &result);
+    pthread_mutex_lock(&f->mu);
+    puts = f->puts;
+    f->put_bytes = 0;
+    pthread_mutex_unlock(&f->mu);
+    data[3 * LEN + 5] ^= 1; /* k3 changes */
+    for (int i = 0; i < N; i++)
+        items[i].args = &a;
+    assert_int_equal(tf_put_many(c, items, N), TF_OK);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(items[i].skipped, i != 3);
+    logged_put(f, puts + N, &bytes, &result);
+    pthread_mutex_lock(&f->mu);
+    uint64_t moved = f->put_bytes;
+    pthread_mutex_unlock(&f->mu);
+    assert_int_equal(moved, LEN);
+    /* The stored bytes, and the time set on the skipped files too. */
+    char path[512];
+    struct stat st;
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof path, "%s/%s", f->srv.root, names[i]);
+        size_t got_len;
+        uint8_t *got = tu_read_file(path, &got_len);
+        assert_non_null(got);
+        assert_int_equal(got_len, LEN);
+        assert_memory_equal(got, data + (size_t)i * LEN, LEN);
+        free(got);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mtim.tv_sec, 1500000000);
+    }
+    /* Refused and stored items behind skipped ones keep their order. */
+    tf_put_args absent = {.flags = TF_PUT_SKIP_SAME | TF_PUT_IF_ABSENT};
+    items[0].args = &absent; /* exists: EEXIST before the comparison */
+    items[1].args = NULL;    /* pipelined, stored again */
+    assert_int_equal(tf_put_many(c, items, 3), TF_EEXIST);
+    assert_int_equal(items[0].result, TF_EEXIST);
+    assert_int_equal(items[1].result, TF_OK);
+    assert_int_equal(items[2].result, TF_OK);
+    assert_int_equal(items[2].skipped, 1);
+    put_text(c, "after", "ok"); /* still in step */
+    free(data);
+    tf_close(c);
+}
+
 /* PARENTS makes the missing directories (with paths: feature TREE); a file
    or a symbolic link on the way refuses the put and nothing appears. */
 static void test_putx_parents(void **state)
@@ -761,6 +830,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_putx_many_thousand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_many_refused_middle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_many_skip_same, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_putx_many_skip_same_no_payload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_parents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_raw_framing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_raw_no_goahead, setup, teardown),

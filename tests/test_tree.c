@@ -93,6 +93,15 @@ static char *read_local(const fixture *f, const char *rel)
     return (char *)tu_read_file(path, &n);
 }
 
+/* lstat type of root/rel (S_IFMT bits), 0 when missing. */
+static mode_t type_local(const fixture *f, const char *rel)
+{
+    char path[1024];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", f->srv.root, rel);
+    return lstat(path, &st) == 0 ? st.st_mode & S_IFMT : 0;
+}
+
 /* ---- negotiation --------------------------------------------------------- */
 
 static void test_tree_negotiated(void **state)
@@ -498,6 +507,36 @@ static void test_tree_hostile_paths_raw(void **state)
 }
 
 /* A symbolic link anywhere on the way is refused, never followed. */
+/* A symbolic link or special file in the root is never removed, moved or
+   replaced through the protocol (found by fuzz_server: remove took a FIFO,
+   and a rename replaced a symbolic link with a file). */
+static void test_tree_special_files_kept(void **state)
+{
+    fixture *f = *state;
+    char path[1024];
+    put_local(f, "file", "data");
+    mkdir_local(f, "d");
+    snprintf(path, sizeof path, "%s/fifo", f->srv.root);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    snprintf(path, sizeof path, "%s/d/link", f->srv.root);
+    assert_int_equal(symlink("../file", path), 0);
+    assert_int_equal(tf_remove(f->c, "fifo"), TF_EACCES);
+    assert_int_equal(tf_remove(f->c, "d/link"), TF_EACCES);
+    assert_int_equal(tf_rename(f->c, "fifo", "moved", 0), TF_EACCES);
+    assert_int_equal(tf_rename(f->c, "d/link", "moved", 0), TF_EACCES);
+    assert_int_equal(tf_rename(f->c, "file", "d/link", 0), TF_EACCES);
+    assert_int_equal(tf_rename(f->c, "file", "fifo", 0), TF_EACCES);
+    assert_int_equal(type_local(f, "fifo"), S_IFIFO);
+    assert_int_equal(type_local(f, "d/link"), S_IFLNK);
+    assert_int_equal(type_local(f, "file"), S_IFREG);
+    assert_false(exists_local(f, "moved"));
+    /* A directory moves with whatever it holds, and files still move. */
+    assert_int_equal(tf_rename(f->c, "d", "e", 0), TF_OK);
+    assert_int_equal(type_local(f, "e/link"), S_IFLNK);
+    assert_int_equal(tf_rename(f->c, "file", "e/file", 0), TF_OK);
+    assert_int_equal(tf_remove(f->c, "e/file"), TF_OK);
+}
+
 static void test_tree_symlink_in_the_middle(void **state)
 {
     fixture *f = *state;
@@ -913,6 +952,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_tree_put_stream_and_resumable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_hostile_paths_raw, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_symlink_in_the_middle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tree_special_files_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_dir_swapped_for_link_during_put, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_tree_nfc_nfd_distinct, setup, teardown),

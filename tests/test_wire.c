@@ -2121,6 +2121,12 @@ static void test_wire_tree_rename_request(void **state)
     assert_memory_equal(r.name, "a/b", 3);
     /* The new path counts against the limit like the name. */
     assert_int_equal(tf__wire_decode_request(buf, (size_t)n, 2, &r), TF_ETOOBIG);
+    /* Then the name is not there, but the new path's length still frames
+       the request (found by fuzz_server under UBSan: the server asked for
+       the new path of a skipped name, and got NULL + name_len). */
+    assert_null(r.name);
+    assert_null(tf__wire_request_to(&r, &to_len));
+    assert_int_equal(to_len, 2);
     /* A size that is no path length: no new path (refused by the server). */
     tf__put_u64(buf + 8, 5000);
     assert_int_equal(tf__wire_decode_request(buf, (size_t)n, 4096, &r),

@@ -51,6 +51,27 @@ expect 0 "$CLIENT" $H "$PORT" stat a
 expect 6 "$CLIENT" $H "$PORT" stat nope
 pass "stat: TYPE SIZE MTIME DIGEST PATH; a missing path is 6"
 
+# ---- conditional puts ------------------------------------------------------------------
+expect 0 "$CLIENT" -q $H "$PORT" put -p x.txt --as cond/x.txt
+expect 0 "$CLIENT" $H "$PORT" stat cond/x.txt
+digest=$(cut -f4 "$TMP/out")
+[[ $digest =~ ^[0-9a-f]{32}$ ]] || fail "stat printed no digest: $(cat "$TMP/out")"
+printf 'second\n' >y.txt
+expect 12 "$CLIENT" $H "$PORT" put y.txt --as cond/x.txt --if-absent
+cmp x.txt "$ROOT/cond/x.txt" || fail "put --if-absent replaced a file"
+expect 0 "$CLIENT" -q $H "$PORT" put y.txt --as cond/fresh.txt --if-absent
+cmp y.txt "$ROOT/cond/fresh.txt" || fail "put --if-absent of a new name"
+expect 0 "$CLIENT" -q $H "$PORT" put y.txt --as cond/x.txt --if-match "$digest"
+cmp y.txt "$ROOT/cond/x.txt" || fail "put --if-match with the right digest did not replace"
+expect 12 "$CLIENT" $H "$PORT" put x.txt --as cond/x.txt --if-match "$digest"
+grep -q 'stat cond/x.txt' "$TMP/err" || fail "put --if-match conflict: $(cat "$TMP/err")"
+cmp y.txt "$ROOT/cond/x.txt" || fail "put --if-match with a stale digest replaced the file"
+expect 2 "$CLIENT" $H "$PORT" put y.txt --if-match 12345
+expect 2 "$CLIENT" $H "$PORT" get y.txt --if-absent
+expect 2 "$CLIENT" $H "$PORT" put -r src dst --if-absent
+expect 0 "$CLIENT" -q $H "$PORT" rm -r cond
+pass "put --if-absent and --if-match DIGEST (from stat): exit 12 and nothing replaced when they fail"
+
 expect 0 "$CLIENT" $H "$PORT" ls
 [[ $(cut -f1,4 "$TMP/out" | tr '\n' ' ') == "d	a d	nodir " ]] ||
   fail "ls of the root: $(cat "$TMP/out")"
@@ -75,6 +96,10 @@ cmp x.txt "$ROOT/a/moved.txt" && cmp o.txt "$ROOT/a/other.txt" ||
   fail "mv --no-overwrite changed a file"
 expect 0 "$CLIENT" -q $H "$PORT" mv a/moved.txt a/other.txt
 cmp x.txt "$ROOT/a/other.txt" && [[ ! -e $ROOT/a/moved.txt ]] || fail "mv over a file"
+# The server's log names both paths of a rename (the refused one too).
+grep -q ' rename "a/b/x.txt" -> "a/moved.txt" ok ' "$TMP/root.out" &&
+  grep -q ' rename "a/moved.txt" -> "a/other.txt" failed ' "$TMP/root.out" ||
+  fail "the server's log lacks both names of a rename: $(grep rename "$TMP/root.out")"
 pass "mv FROM TO; --no-overwrite keeps both and exits 12"
 
 expect 0 "$CLIENT" -q $H "$PORT" rm a/other.txt
@@ -138,4 +163,17 @@ pass "a destination that is a file, on either side, and a linked directory are r
 
 stop_server "$SERVER_PID"
 [[ $STOP_STATUS == 0 ]] || fail "server exit status $STOP_STATUS"
+
+# ---- the server's path limits ---------------------------------------------------------------
+start_server limits --max-depth 2 --max-path 12
+expect 5 "$CLIENT" $H "$PORT" put -p x.txt --as a/b/c
+grep -q 'more than 2 levels' "$TMP/err" || fail "--max-depth 2: $(cat "$TMP/err")"
+expect 5 "$CLIENT" $H "$PORT" put -p x.txt --as a/bbbbbbbbbbbb
+grep -q 'at most 12 bytes' "$TMP/err" || fail "--max-path 12: $(cat "$TMP/err")"
+expect 0 "$CLIENT" -q $H "$PORT" put -p x.txt --as a/b
+cmp x.txt "$TMP/limits/a/b" || fail "a path within the limits"
+expect 2 "$SERVER" --max-depth 0 "$TMP/limits"
+expect 2 "$SERVER" --max-path 4097 "$TMP/limits"
+stop_server "$SERVER_PID"
+pass "--max-depth and --max-path: deeper or longer paths refused (5), 0 and 4097 are usage errors"
 echo "all $CHECKS checks passed"
