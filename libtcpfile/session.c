@@ -195,6 +195,7 @@ static void request_end(session *s, int keep_partial)
     }
     tf__digest_end(&r->cur);
     free(r->buf);
+    free(r->wbuf);
     free(r->list);
     if (r->list_held)
         atomic_fetch_sub(s->ctx->list_bytes, (uint64_t)r->list_held);
@@ -1312,6 +1313,9 @@ static void put_stage_work(session *s)
 static void put_staged(session *s)
 {
     request *r = s->req;
+    if (r->disk_rc == TF_OK && storage(s)->network && s->ctx->disk_queue.on &&
+        !(r->wbuf = malloc(XFER_BUF)))
+        r->disk_rc = tf__fail(&r->err, TF_ENOMEM, "out of memory");
     if (r->disk_rc != TF_OK) {
         put_refuse(s, r->disk_rc);
         return;
@@ -1520,8 +1524,12 @@ static void store(tf__storage *st, request *r, const uint8_t *p, size_t n)
        drained so the stream stays in step, and the client hears why. (The
        backend starts writing back as the data comes, so that the fsync
        before the reply, which blocks this worker, has only the tail left.) */
-    if (r->store_rc == TF_OK && !r->drain)
+    if (r->store_rc == TF_OK && !r->drain && r->wbuf) {
+        memcpy(r->wbuf + r->wlen, p, n); /* written on the disk pool: flush_writes */
+        r->wlen += n;
+    } else if (r->store_rc == TF_OK && !r->drain) {
         r->store_rc = st->ops->write(st, r->up, p, n, &r->store_err);
+    }
     if (!r->stream)
         r->left -= n;
     r->bytes += n;
@@ -1529,6 +1537,28 @@ static void store(tf__storage *st, request *r, const uint8_t *p, size_t n)
 
 static void put_commit_work(session *s);
 static void put_committed(session *s);
+
+static void receive_body(session *s);
+
+/* On the disk pool: the bytes store gathered for a network store. */
+static void write_work(session *s)
+{
+    request *r = s->req;
+    if (r->store_rc == TF_OK)
+        r->store_rc = storage(s)->ops->write(storage(s), r->up, r->wbuf, r->wlen, &r->store_err);
+    r->wlen = 0;
+}
+
+/* A network store's payload is written on the disk pool, the bytes of one
+   read at a time, handed over in wbuf (the socket is not read meanwhile).
+   Returns 1 when a job took them: receive_body runs again after it. */
+static int flush_writes(session *s)
+{
+    if (!s->req->wlen)
+        return 0;
+    disk_call(s, write_work, receive_body);
+    return 1;
+}
 
 static void finish_put(session *s, int verdict, const tf__err *verdict_err)
 {
@@ -1700,6 +1730,8 @@ static void receive_stream(session *s)
         if (k < 0)
             return;
         consume_input(s, (size_t)k);
+        if (flush_writes(s))
+            return;
     }
     size_t budget = EVENT_BUDGET;
     while (!r->stream_end && budget > 0) {
@@ -1719,7 +1751,7 @@ static void receive_stream(session *s)
         }
         if (stream_take(s, r->buf, (size_t)n) < 0)
             return;
-        if (progressed(s, (size_t)n))
+        if (progressed(s, (size_t)n) || flush_writes(s))
             return;
         budget -= (size_t)n < budget ? (size_t)n : budget;
     }
@@ -1741,6 +1773,8 @@ static void receive_body(session *s)
         size_t n = s->in_len < r->left ? s->in_len : (size_t)r->left;
         store(storage(s), r, s->in, n);
         consume_input(s, n);
+        if (flush_writes(s))
+            return;
     }
     size_t budget = EVENT_BUDGET;
     while (r->left > 0 && budget > 0) {
@@ -1757,7 +1791,7 @@ static void receive_body(session *s)
             return;
         }
         store(storage(s), r, r->buf, (size_t)n);
-        if (progressed(s, (size_t)n))
+        if (progressed(s, (size_t)n) || flush_writes(s))
             return;
         budget -= (size_t)n < budget ? (size_t)n : budget;
     }
