@@ -38,7 +38,7 @@
    fewer than head, sendfile and trailer, and no remembered checksum to
    look up. (Measured with bench/: 4 KiB gets are CPU-bound on calls.) */
 #define SMALL_BODY_MAX ((size_t)64 << 10)
-/* A resumed transfer's prefix is hashed this much per turn of the loop. */
+/* A resumed transfer's prefix is hashed this much per job of the disk pool. */
 #define HASH_SLICE ((uint64_t)1 << 20)
 /* Finished requests a loop keeps for the next ones. */
 #define REQUEST_POOL_MAX 64
