@@ -41,7 +41,8 @@ static struct {
     /* where writes ran (the network-store test) */
     pthread_t loop_thread;
     int writes_on_loop, writes_off_loop;
-} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, 0, 0, 0, 0, 0, 0};
+    int opens; /* open_read calls */
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, 0, 0, 0, 0, 0, 0, 0};
 
 static const tf__storage_ops *real_ops;
 static tf__storage_ops gated_ops;
@@ -53,6 +54,7 @@ static void gate_reset(void)
     gate.entered = gate.inside = 0;
     gate.opened_ms = 0;
     gate.writes_on_loop = gate.writes_off_loop = 0;
+    gate.opens = 0;
     pthread_mutex_unlock(&gate.mu);
 }
 
@@ -105,6 +107,9 @@ static void gate_wait_entered(int n)
 static int gated_open_read(tf__storage *st, const char *name, int *fd, uint64_t *size,
                            uint64_t id[TF_STORAGE_ID_LEN], tf__err *e)
 {
+    pthread_mutex_lock(&gate.mu);
+    gate.opens++;
+    pthread_mutex_unlock(&gate.mu);
     gate_pass(name);
     int rc = real_ops->open_read(st, name, fd, size, id, e);
     gate_left(name);
@@ -168,6 +173,7 @@ static void gs_start(gated_server *g, int disk_threads, int grace_ms, int networ
     real_ops = st->ops;
     gated_ops = *real_ops;
     gated_ops.open_read = gated_open_read;
+    gated_ops.read_cached = NULL; /* small gets through open_read too */
     gated_ops.stat = gated_stat;
     gated_ops.write = counted_write;
     st->ops = &gated_ops;
@@ -420,6 +426,52 @@ static void test_offloop_client_leaves_during_job(void **state)
     gs_stop(&g);
 }
 
+/* A small file whose pages are all in memory is read by the loop itself
+   (read_cached: nothing can block), not by a job of the pool; a large
+   one, or one not in memory, is opened on the pool (open_read). */
+static void test_offloop_small_cached_get_inline(void **state)
+{
+    (void)state;
+    gated_server g;
+    gs_start(&g, 2, 1000, 0);
+    gate_open();
+    tf__storage *st = tf__server_swap_storage(g.srv, NULL);
+    gated_ops.read_cached = real_ops->read_cached; /* as the local backend has it */
+    tf__server_swap_storage(g.srv, st);
+    gs_file(&g, "fast.txt", "fast");
+    char path[512];
+    snprintf(path, sizeof path, "%s/big.bin", g.root);
+    size_t n = (size_t)1 << 20; /* over the small-file limit */
+    uint8_t *blob = calloc(1, n);
+    assert_non_null(blob);
+    tu_write_file(path, blob, n);
+    tf_client *c = gs_connect(&g);
+    assert_non_null(c);
+    for (int i = 0; i < 3; i++) {
+        void *data = NULL;
+        size_t len = 0;
+        assert_int_equal(tf_get_mem(c, "fast.txt", &data, &len), TF_OK);
+        assert_int_equal(len, 4);
+        free(data);
+    }
+    pthread_mutex_lock(&gate.mu);
+    int opens = gate.opens;
+    pthread_mutex_unlock(&gate.mu);
+    assert_int_equal(opens, 0);
+    void *data = NULL;
+    size_t len = 0;
+    assert_int_equal(tf_get_mem(c, "big.bin", &data, &len), TF_OK);
+    assert_int_equal(len, n);
+    free(data);
+    pthread_mutex_lock(&gate.mu);
+    opens = gate.opens;
+    pthread_mutex_unlock(&gate.mu);
+    assert_int_equal(opens, 1);
+    tf_close(c);
+    free(blob);
+    gs_stop(&g);
+}
+
 /* The payload is written on the pool, the loop only reads the socket,
    whether the store says it is on the network or not (the local disk's
    write(2) stalls too, under dirty-page throttling). Both uploads arrive
@@ -475,6 +527,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_offloop_pipelined_behind_disk),
         cmocka_unit_test(test_offloop_stop_waits_for_jobs),
         cmocka_unit_test(test_offloop_client_leaves_during_job),
+        cmocka_unit_test(test_offloop_small_cached_get_inline),
         cmocka_unit_test(test_offloop_network_store_writes_on_pool),
         cmocka_unit_test(test_offloop_local_writes_on_pool),
     };
