@@ -17,6 +17,7 @@
 #include "cmocka_main.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -141,6 +142,8 @@ typedef struct gated_server {
     tf_server *srv;
     pthread_t thread;
     char root[256];
+    char state[300]; /* TLS: the server's identity, beside the root */
+    char fp[128];    /* and its fingerprint; "" when plaintext */
     char port[16];
     int run_rc;
     int64_t returned_ms; /* when tf_server_run returned */
@@ -156,8 +159,8 @@ static void *serve(void *arg)
 
 /* One worker (so that every connection shares its loop), disk_threads
    pool threads, grace_ms to stop; network: the storage says it is a
-   network store. */
-static void gs_start(gated_server *g, int disk_threads, int grace_ms, int network)
+   network store; tls: TLS with an identity of its own. */
+static void gs_start_ex(gated_server *g, int disk_threads, int grace_ms, int network, int tls)
 {
     tf_options *o = NULL;
     assert_int_equal(tf_options_new(&o), TF_OK);
@@ -165,8 +168,16 @@ static void gs_start(gated_server *g, int disk_threads, int grace_ms, int networ
     assert_int_equal(tf_options_set(o, TF_OPT_DISK_THREADS, disk_threads), TF_OK);
     assert_int_equal(tf_options_set(o, TF_OPT_STOP_GRACE_MS, grace_ms), TF_OK);
     tu_mkdtemp(g->root, sizeof g->root);
+    snprintf(g->state, sizeof g->state, "%s.state", g->root);
+    g->fp[0] = '\0';
+    if (tls) {
+        assert_int_equal(tf_options_set(o, TF_OPT_TLS, 1), TF_OK);
+        assert_int_equal(tf_options_set_string(o, TF_SOPT_STATE_DIR, g->state), TF_OK);
+    }
     assert_int_equal(tf_server_open(&g->srv, "127.0.0.1", "0", g->root, o), TF_OK);
     tf_options_free(o);
+    if (tls)
+        assert_int_equal(tf_server_fingerprint(g->srv, g->fp, sizeof g->fp), TF_OK);
     snprintf(g->port, sizeof g->port, "%d", tf_server_port(g->srv));
     /* The server's own storage, with gated entries. */
     tf__storage *st = tf__server_swap_storage(g->srv, NULL);
@@ -184,6 +195,11 @@ static void gs_start(gated_server *g, int disk_threads, int grace_ms, int networ
     gate.loop_thread = g->thread; /* the one worker runs in tf_server_run's thread */
 }
 
+static void gs_start(gated_server *g, int disk_threads, int grace_ms, int network)
+{
+    gs_start_ex(g, disk_threads, grace_ms, network, 0);
+}
+
 static void gs_stop(gated_server *g)
 {
     gate_open();
@@ -191,6 +207,7 @@ static void gs_stop(gated_server *g)
     pthread_join(g->thread, NULL);
     tf_server_close(g->srv);
     tu_rm_rf(g->root);
+    tu_rm_rf(g->state);
 }
 
 static void gs_file(const gated_server *g, const char *name, const char *content)
@@ -207,6 +224,10 @@ static tf_client *gs_connect(const gated_server *g)
     /* Short: a worker held by the disk fails the test, not hangs it. */
     assert_int_equal(tf_options_set(o, TF_OPT_CONNECT_TIMEOUT_MS, 3000), TF_OK);
     assert_int_equal(tf_options_set(o, TF_OPT_IO_TIMEOUT_MS, 3000), TF_OK);
+    if (g->fp[0]) {
+        assert_int_equal(tf_options_set(o, TF_OPT_TLS, 1), TF_OK);
+        assert_int_equal(tf_options_set_string(o, TF_SOPT_TLS_PIN, g->fp), TF_OK);
+    }
     tf_client *c = NULL;
     int rc = tf_connect(&c, "127.0.0.1", g->port, o);
     tf_options_free(o);
@@ -285,6 +306,24 @@ static void expect_get(int fd, const char *content)
 
 /* ---- tests ------------------------------------------------------------------------- */
 
+/* Opens the gate once the first gated call has started. */
+static void *open_gate_later(void *arg)
+{
+    (void)arg;
+    int64_t end = tu_now_ms() + 5000; /* no cmocka assert off the main thread */
+    for (;;) {
+        pthread_mutex_lock(&gate.mu);
+        int entered = gate.entered;
+        pthread_mutex_unlock(&gate.mu);
+        if (entered || tu_now_ms() > end)
+            break;
+        tu_sleep_ms(5);
+    }
+    tu_sleep_ms(100);
+    gate_open();
+    return NULL;
+}
+
 /* While one connection's storage call is stuck, another connection of the
    same worker is accepted and served. (Inline, the worker itself would be
    stuck: the second client's connect times out.) */
@@ -343,6 +382,38 @@ static void test_offloop_pipelined_behind_disk(void **state)
     expect_get(fd, "slow one");
     expect_get(fd, "fast one");
     close(fd);
+    gs_stop(&g);
+}
+
+/* The same over TLS, where the requests behind come in the same record:
+   OpenSSL holds them, epoll sees nothing, and only the session's own look
+   at its transport when it resumes (tf__conn_pending) finds them. */
+static void test_offloop_tls_pipelined_behind_disk(void **state)
+{
+    (void)state;
+    gated_server g;
+    gs_start_ex(&g, 2, 1000, 0, 1);
+    gs_file(&g, "slow.txt", "slow one");
+    gs_file(&g, "fast.txt", "fast one");
+    tf_client *c = gs_connect(&g);
+    assert_non_null(c);
+    enum { N = 8 };
+    tf_get_item items[N];
+    memset(items, 0, sizeof items);
+    for (int i = 0; i < N; i++) {
+        items[i].name = i == 0 ? "slow.txt" : "fast.txt";
+        items[i].fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        assert_true(items[i].fd >= 0);
+    }
+    pthread_t opener;
+    assert_int_equal(pthread_create(&opener, NULL, open_gate_later, NULL), 0);
+    assert_int_equal(tf_get_many(c, items, N), TF_OK);
+    pthread_join(opener, NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(items[i].result, TF_OK);
+        close(items[i].fd);
+    }
+    tf_close(c);
     gs_stop(&g);
 }
 
@@ -525,6 +596,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_offloop_other_connection_served),
         cmocka_unit_test(test_offloop_pipelined_behind_disk),
+        cmocka_unit_test(test_offloop_tls_pipelined_behind_disk),
         cmocka_unit_test(test_offloop_stop_waits_for_jobs),
         cmocka_unit_test(test_offloop_client_leaves_during_job),
         cmocka_unit_test(test_offloop_small_cached_get_inline),
