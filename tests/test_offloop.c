@@ -159,8 +159,11 @@ static void *serve(void *arg)
 
 /* One worker (so that every connection shares its loop), disk_threads
    pool threads, grace_ms to stop; network: the storage says it is a
-   network store; tls: TLS with an identity of its own. */
-static void gs_start_ex(gated_server *g, int disk_threads, int grace_ms, int network, int tls)
+   network store; tls: TLS with an identity of its own; cached: small
+   files in memory are read without open_read, as the local backend does
+   (else every get goes through the gate). */
+static void gs_start_ex(gated_server *g, int disk_threads, int grace_ms, int network, int tls,
+                        int cached)
 {
     tf_options *o = NULL;
     assert_int_equal(tf_options_new(&o), TF_OK);
@@ -184,7 +187,8 @@ static void gs_start_ex(gated_server *g, int disk_threads, int grace_ms, int net
     real_ops = st->ops;
     gated_ops = *real_ops;
     gated_ops.open_read = gated_open_read;
-    gated_ops.read_cached = NULL; /* small gets through open_read too */
+    if (!cached)
+        gated_ops.read_cached = NULL;
     gated_ops.stat = gated_stat;
     gated_ops.write = counted_write;
     st->ops = &gated_ops;
@@ -192,12 +196,14 @@ static void gs_start_ex(gated_server *g, int disk_threads, int grace_ms, int net
     tf__server_swap_storage(g->srv, st);
     gate_reset();
     assert_int_equal(pthread_create(&g->thread, NULL, serve, g), 0);
+    pthread_mutex_lock(&gate.mu);
     gate.loop_thread = g->thread; /* the one worker runs in tf_server_run's thread */
+    pthread_mutex_unlock(&gate.mu);
 }
 
 static void gs_start(gated_server *g, int disk_threads, int grace_ms, int network)
 {
-    gs_start_ex(g, disk_threads, grace_ms, network, 0);
+    gs_start_ex(g, disk_threads, grace_ms, network, 0, 0);
 }
 
 static void gs_stop(gated_server *g)
@@ -392,7 +398,7 @@ static void test_offloop_tls_pipelined_behind_disk(void **state)
 {
     (void)state;
     gated_server g;
-    gs_start_ex(&g, 2, 1000, 0, 1);
+    gs_start_ex(&g, 2, 1000, 0, 1, 0);
     gs_file(&g, "slow.txt", "slow one");
     gs_file(&g, "fast.txt", "fast one");
     tf_client *c = gs_connect(&g);
@@ -504,11 +510,8 @@ static void test_offloop_small_cached_get_inline(void **state)
 {
     (void)state;
     gated_server g;
-    gs_start(&g, 2, 1000, 0);
+    gs_start_ex(&g, 2, 1000, 0, 0, 1);
     gate_open();
-    tf__storage *st = tf__server_swap_storage(g.srv, NULL);
-    gated_ops.read_cached = real_ops->read_cached; /* as the local backend has it */
-    tf__server_swap_storage(g.srv, st);
     gs_file(&g, "fast.txt", "fast");
     char path[512];
     snprintf(path, sizeof path, "%s/big.bin", g.root);
