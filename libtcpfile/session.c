@@ -377,12 +377,12 @@ static void disk_done(tf__work *w, int status)
         close_now(s); /* closed while the job waited or ran */
         return;
     }
-    /* The time the disk took is not the peer's: its timeout and its
-       minimum rate start again. */
+    /* The time the disk took is not the peer's: its timeout starts again,
+       and its minimum rate's window leaves that time out (but keeps its
+       bytes: a peer trickling a payload is still measured). */
     int64_t now = tf__now_ms();
     s->state = s->disk_from;
-    s->window_ms = now;
-    s->window_bytes = 0;
+    s->window_ms += now - s->disk_since;
     list_move(s, &s->ctx->active, now);
     if (watch(s, s->disk_events) != 0) {
         fail_session(s, TF_ENET, "epoll failed");
@@ -417,6 +417,7 @@ static void disk_call(session *s, void (*work)(session *s), void (*then)(session
         s->disk.data = s;
         s->disk_from = s->state;
         s->disk_events = s->watch.events;
+        s->disk_since = tf__now_ms();
         s->state = S_DISK;
         list_move(s, &ctx->disk, tf__now_ms());
         (void)watch(s, 0); /* a failure leaves it watched: on_events ignores S_DISK */

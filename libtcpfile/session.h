@@ -229,6 +229,7 @@ struct session {
     void (*disk_then)(session *s); /* back in the loop's thread */
     session_state disk_from;
     uint32_t disk_events;
+    int64_t disk_since;            /* when the job was submitted */
     int disk_busy;                 /* submitted, its done not yet run */
 };
 
