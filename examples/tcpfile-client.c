@@ -143,6 +143,8 @@ typedef struct client_args {
     double rate;    /* --limit-rate, bytes per second; 0 = none */
     const char *user;       /* --user NAME */
     const char *token_file; /* --token-file FILE */
+    const char *cert_file;  /* --cert FILE */
+    const char *key_file;   /* --key FILE */
     op *ops;
     size_t nops;
     tf_options *opt;
@@ -255,6 +257,10 @@ static void usage(FILE *to)
             "                         the command line, where ps would show it)\n"
             "      --token-file FILE  read the token from FILE (its first line); FILE\n"
             "                         must not be readable by group or others\n"
+            "      --cert FILE        present the client certificate in FILE (PEM),\n"
+            "      --key FILE         with its key (which group and others must not\n"
+            "                         read): a machine whose certificate the server\n"
+            "                         maps to a user is that user, without a token\n"
             "  -h, --help             print this help and exit\n"
             "      --version          print the library version and exit\n"
             "\n"
@@ -700,6 +706,8 @@ enum {
     OPT_PLAINTEXT,
     OPT_USER,
     OPT_TOKEN_FILE,
+    OPT_CERT,
+    OPT_KEY,
     OPT_RECURSIVE,
     OPT_PARENTS,
     OPT_NO_OVERWRITE,
@@ -737,6 +745,8 @@ static const optdef optdefs[] = {
     {"plaintext", 0, 0, OPT_PLAINTEXT},
     {"user", 0, 1, OPT_USER},
     {"token-file", 0, 1, OPT_TOKEN_FILE},
+    {"cert", 0, 1, OPT_CERT},
+    {"key", 0, 1, OPT_KEY},
     {"recursive", 'r', 0, OPT_RECURSIVE},
     {"parents", 'p', 0, OPT_PARENTS},
     {"no-overwrite", 0, 0, OPT_NO_OVERWRITE},
@@ -855,6 +865,12 @@ static int apply_option(const optdef *d, const char *val, group *cur, client_arg
     case OPT_TOKEN_FILE:
         a->token_file = val;
         break;
+    case OPT_CERT:
+        a->cert_file = val;
+        break;
+    case OPT_KEY:
+        a->key_file = val;
+        break;
     case OPT_RECURSIVE:
     case OPT_PARENTS:
     case OPT_NO_OVERWRITE:
@@ -877,6 +893,20 @@ static int apply_option(const optdef *d, const char *val, group *cur, client_arg
 /* Reads the token from FILE's first line into buf. As ssh does with keys,
    a file that group or others may read is refused: the token would be as
    good as theirs. Returns PARSE_RUN, or the status after saying why. */
+/* 0 when a secret's file (what: "token", "key") is for its owner only;
+   else says why and returns -1. */
+static int secret_mode_ok(const char *flag, const char *what, const char *path,
+                          const struct stat *st)
+{
+    if (!(st->st_mode & 077))
+        return 0;
+    fprintf(stderr,
+            PROG
+            ": %s %s: readable by others (mode %04o); the %s is not used: chmod 600 %s\n",
+            flag, path, (unsigned)(st->st_mode & 07777), what, path);
+    return -1;
+}
+
 static int read_token_file(const char *path, char *buf, size_t cap)
 {
     FILE *f = fopen(path, "r");
@@ -887,11 +917,7 @@ static int read_token_file(const char *path, char *buf, size_t cap)
             fclose(f);
         return EXIT_FAILED;
     }
-    if (st.st_mode & 077) {
-        fprintf(stderr,
-                PROG ": --token-file %s: readable by others (mode %04o); the token is not"
-                     " used: chmod 600 %s\n",
-                path, (unsigned)(st.st_mode & 07777), path);
+    if (secret_mode_ok("--token-file", "token", path, &st) != 0) {
         fclose(f);
         return EXIT_FAILED;
     }
@@ -899,6 +925,29 @@ static int read_token_file(const char *path, char *buf, size_t cap)
         buf[0] = '\0';
     fclose(f);
     buf[strcspn(buf, "\r\n")] = '\0';
+    return PARSE_RUN;
+}
+
+/* --cert FILE --key FILE into the options: both or neither, and a key
+   that group and others cannot read (as the token file). */
+static int set_client_cert(client_args *a)
+{
+    if (!a->cert_file && !a->key_file)
+        return PARSE_RUN;
+    if (!a->cert_file || !a->key_file)
+        return usage_error(a->cert_file ? "--cert FILE needs --key FILE"
+                                        : "--key FILE needs --cert FILE",
+                           NULL);
+    struct stat st;
+    if (stat(a->key_file, &st) != 0) {
+        fprintf(stderr, PROG ": --key %s: %s\n", a->key_file, strerror(errno));
+        return EXIT_FAILED;
+    }
+    if (secret_mode_ok("--key", "key", a->key_file, &st) != 0)
+        return EXIT_FAILED;
+    if (tf_options_set_string(a->opt, TF_SOPT_TLS_CLIENT_CERT, a->cert_file) != TF_OK ||
+        tf_options_set_string(a->opt, TF_SOPT_TLS_CLIENT_KEY, a->key_file) != TF_OK)
+        return usage_error("--cert or --key: the path is too long:", a->cert_file);
     return PARSE_RUN;
 }
 
@@ -1094,6 +1143,8 @@ static int parse_args(int argc, char **argv, client_args *a)
         }
     if (status == PARSE_RUN)
         status = set_credentials(a);
+    if (status == PARSE_RUN)
+        status = set_client_cert(a);
     free(groups);
     free(words);
     return status;

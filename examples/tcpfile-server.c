@@ -45,6 +45,7 @@ typedef struct server_args {
     const char *add_user;
     const char *access;
     const char *dir;
+    const char *client_cert; /* --client-cert FILE: a machine, no token */
     int users_given;
 } server_args;
 
@@ -102,6 +103,10 @@ static void usage(FILE *to)
             "                           and exit; with --access read|write (required)\n"
             "                           and --dir SUBDIR (the part of ROOT that is the\n"
             "                           user's whole world; default: all of it)\n"
+            "      --client-cert FILE   with --add-user: the user is a machine that\n"
+            "                           logs in with the client certificate in FILE\n"
+            "                           (PEM; tcpfile-client --cert/--key) and gets no\n"
+            "                           token; its fingerprint is printed instead\n"
             "  -q, --quiet              do not print a line per request\n"
             "  -h, --help               print this help and exit\n"
             "      --version            print the library version and exit\n"
@@ -212,6 +217,7 @@ enum {
     OPT_ADD_USER,
     OPT_ACCESS,
     OPT_DIR,
+    OPT_CLIENT_CERT,
     OPT_HELP,
     OPT_VERSION
 };
@@ -241,6 +247,7 @@ static int parse_args(int argc, char **argv, server_args *a)
         {"add-user", required_argument, NULL, OPT_ADD_USER},
         {"access", required_argument, NULL, OPT_ACCESS},
         {"dir", required_argument, NULL, OPT_DIR},
+        {"client-cert", required_argument, NULL, OPT_CLIENT_CERT},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -334,6 +341,9 @@ static int parse_args(int argc, char **argv, server_args *a)
         case OPT_DIR:
             a->dir = optarg;
             break;
+        case OPT_CLIENT_CERT:
+            a->client_cert = optarg;
+            break;
         case 'h':
         case OPT_HELP:
             usage(stdout);
@@ -355,9 +365,10 @@ static int parse_args(int argc, char **argv, server_args *a)
             return usage_error("--add-user takes no PORT or ROOT, not", argv[optind]);
         return PARSE_RUN;
     }
-    if (a->access || a->dir)
+    if (a->access || a->dir || a->client_cert)
         return usage_error(a->access ? "--access goes with --add-user NAME"
-                                     : "--dir goes with --add-user NAME",
+                           : a->dir  ? "--dir goes with --add-user NAME"
+                                     : "--client-cert goes with --add-user NAME",
                            NULL);
     if (left < 1)
         return usage_error("missing PORT", NULL);
@@ -384,6 +395,26 @@ static int add_user(const server_args *a)
 {
     char token[TF_TOKEN_SIZE], path[4096] = "?", err[512];
     tf_users_file_path(a->opt, path, sizeof path);
+    if (a->client_cert) {
+        /* A machine: its certificate's fingerprint on stdout, no token. */
+        char fp[64];
+        int rc = tf_users_add_cert(a->opt, a->add_user, a->access, a->dir, a->client_cert,
+                                   fp, sizeof fp, err, sizeof err);
+        if (rc != TF_OK) {
+            fprintf(stderr, PROG ": --add-user %s: %s (%s)\n", a->add_user, tf_strerror(rc),
+                    err);
+            return rc == TF_EINVAL ? EXIT_USAGE : EXIT_FAILED;
+        }
+        printf("%s\n", fp);
+        fprintf(stderr,
+                PROG
+                ": user %s (%s access%s%s) in %s logs in with the client certificate %s"
+                " (fingerprint above), without a token. A running server uses it after"
+                " SIGHUP or a restart.\n",
+                a->add_user, a->access, a->dir ? ", directory " : "", a->dir ? a->dir : "",
+                path, a->client_cert);
+        return EXIT_OK;
+    }
     int rc = tf_users_add(a->opt, a->add_user, a->access, a->dir, token, sizeof token, err,
                           sizeof err);
     if (rc != TF_OK) {

@@ -252,7 +252,9 @@ typedef enum tf_string_option {
        client holding a copy) are freed. */
     TF_SOPT_USER = 8,
     TF_SOPT_TOKEN = 9,
-    /* client: a PEM certificate and key for mutual TLS. */
+    /* client: a PEM certificate and key for mutual TLS. A server with
+       users whose file maps the certificate to a user (tf_users_add_cert)
+       makes the connection that user without a token. */
     TF_SOPT_TLS_CLIENT_CERT = 10,
     TF_SOPT_TLS_CLIENT_KEY = 11
 } tf_string_option;
@@ -1139,6 +1141,20 @@ TF_API int tf_users_file_path(const tf_options *opt, char *buf, size_t cap);
    TF_ENOSPC, TF_ENOMEM; errbuf (may be NULL) receives why. */
 TF_API int tf_users_add(const tf_options *opt, const char *name, const char *access,
                         const char *dir, char *token, size_t cap, char *errbuf, size_t errlen);
+
+/* The same for a machine: the user logs in with the client certificate
+   in the PEM file cert_file (mutual TLS, TF_SOPT_TLS_CLIENT_CERT on the
+   client) and has no token. Only the fingerprint of the certificate's
+   public key (SPKI, "SHA256:...") is stored; it is written to fingerprint
+   (may be NULL; cap >= 51 holds it). A connection presenting that
+   certificate is this user from its first byte, without a login; a
+   certificate is one user's only. Adding the user again with another
+   certificate replaces it (rotation). Returns as tf_users_add, and
+   TF_ENOENT / TF_EINVAL for a missing or unreadable certificate file or a
+   certificate that is already another user's. */
+TF_API int tf_users_add_cert(const tf_options *opt, const char *name, const char *access,
+                             const char *dir, const char *cert_file, char *fingerprint,
+                             size_t cap, char *errbuf, size_t errlen);
 
 /* How many users the server serves: >= 0, or TF_ENOENT when it has no
    users file (everyone is served), TF_EINVAL for NULL. */

@@ -128,7 +128,11 @@ void tf__auth_job_run(tf__work *w)
 {
     tf__auth_job *j = (tf__auth_job *)w;
     tf__users_ref *r = users_get(j->auth);
-    j->rc = tf__users_verify(r->users, j->user, j->token, j->token_len, &j->info, &j->err);
+    if (j->by_cert)
+        j->rc = tf__users_by_cert(r->users, j->spki, &j->info); /* TF_ENOENT: nobody's */
+    else
+        j->rc =
+            tf__users_verify(r->users, j->user, j->token, j->token_len, &j->info, &j->err);
     users_unref(r);
     OPENSSL_cleanse(j->token, sizeof j->token);
     if (j->rc != TF_OK || !j->info.dir[0])
@@ -150,6 +154,25 @@ void tf__auth_job_run(tf__work *w)
                                                    "opened",
                                j->info.name);
     }
+}
+
+void tf__auth_sweep(tf__auth *a)
+{
+    tf__storage *root = a->root;
+    if (a->read_only || !root->ops->sub)
+        return;
+    tf__users_ref *r = users_get(a);
+    for (size_t i = 0; i < tf__users_count(r->users); i++) {
+        const char *dir = tf__users_dir(r->users, i);
+        tf__storage *view;
+        tf__err ignored = {{0}};
+        /* Not created: a user who never logged in has no staging. */
+        if (dir[0] && root->ops->sub(root, dir, 0, &view, &ignored) == TF_OK) {
+            view->ops->sweep(view, 1);
+            view->ops->close(view);
+        }
+    }
+    users_unref(r);
 }
 
 void tf__auth_job_free(tf__auth_job *j)

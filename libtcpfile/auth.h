@@ -76,12 +76,18 @@ typedef struct tf__auth_job {
     char user[TF_WIRE_USER_MAX + 1];  /* NUL-terminated; "" if it held a NUL */
     char token[TF_WIRE_TOKEN_MAX];
     size_t token_len;
+    int by_cert;                      /* a client certificate, not a token: */
+    unsigned char spki[TF__CERT_LEN]; /* its fingerprint (rc TF_ENOENT: nobody's) */
     /* results */
     int rc;
     tf__err err;
     tf__user_info info;
     tf__storage *storage; /* the user's view; NULL: the whole root, shared */
 } tf__auth_job;
+
+/* At start, before any connection: sweeps each user's sub-directory of
+   the uploads a crash left there (as the root's own sweep does). */
+void tf__auth_sweep(tf__auth *a);
 
 /* The pool's side of a job (tf__work.work). */
 void tf__auth_job_run(tf__work *w);

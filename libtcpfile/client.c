@@ -153,6 +153,12 @@ static int authenticate(tf_client *c)
         return TF_OK;
     const char *user = tf__opt_str(&c->opt, TF_SOPT_USER);
     const char *token = tf__opt_str(&c->opt, TF_SOPT_TOKEN);
+    if ((!user || !*user) && tf__opt_str(&c->opt, TF_SOPT_TLS_CLIENT_CERT))
+        /* The hello asks for a login although a certificate was shown:
+           it is no user's there (docs/protocol.md, 4c). */
+        return tf__fail(&c->err, TF_EACCES,
+                        "authentication required: the server maps the client certificate to "
+                        "no user (give a user and its token)");
     if (!user || !*user)
         return tf__fail(&c->err, TF_EACCES,
                         "authentication required: the server serves only its users (give a "

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "known_hosts.h"
 #include "tls.h"
 #include "transport_tls.h"
+#include "wire.h"
 
 /* ---- the context cache of one tf_options -------------------------------- */
 
@@ -181,6 +183,41 @@ static unsigned peer_port(int fd)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
+/* A plaintext tcpfile server's hello where TLS was expected: a server
+   out of descriptors refuses every client that way, TLS or not (it has no
+   descriptor left for a handshake). Its refusal is read and reported as
+   it is (TF_EBUSY "the server refused: ..."), as a plaintext client would.
+   0 when it is not such a refusal (a --plaintext server's greeting, or too
+   little of it within a second). */
+static int plaintext_refusal(tf_client *c, const tf__tls *t)
+{
+    uint8_t in[TF_WIRE_SERVER_HELLO_SIZE + TF_WIRE_MESSAGE_MAX];
+    size_t have = tf__tls_peer_first(t, in, sizeof in);
+    size_t want = TF_WIRE_SERVER_HELLO_SIZE;
+    tf_wire_server_hello sh;
+    long n = TF_WIRE_NEED_MORE;
+    while (have > 0 && n == TF_WIRE_NEED_MORE) {
+        if (have >= want) {
+            n = tf__wire_decode_server_hello(in, have, &sh);
+            if (n == TF_WIRE_NEED_MORE)
+                want = TF_WIRE_SERVER_HELLO_SIZE + sh.message_len;
+            continue;
+        }
+        struct pollfd p = {.fd = c->s.conn.fd, .events = POLLIN};
+        if (poll(&p, 1, 1000) != 1)
+            return 0;
+        ssize_t k = recv(c->s.conn.fd, in + have, want - have, MSG_DONTWAIT);
+        if (k <= 0)
+            return 0;
+        have += (size_t)k;
+    }
+    if (n < 0 || have == 0 || sh.status == 0)
+        return 0;
+    char why[TF_ERRMSG_MAX];
+    tf_escape(why, sizeof why, sh.message, sh.message_len, 0);
+    return tf__fail(&c->err, tf__wire_code(sh.status), "the server refused: %s", why);
+}
+
 int tf__client_tls_start(tf_client *c, const char *host)
 {
     tf__err *e = &c->err;
@@ -223,6 +260,10 @@ int tf__client_tls_start(tf_client *c, const char *host)
             continue;
         if (r == TF__IO_AGAIN)
             return tf__fail(e, TF_ETIMEDOUT, "the TLS handshake with %s timed out", host);
+        const tf__tls *tls = tf__conn_tls_of(&c->s.conn);
+        int refused = tf__tls_peer_plaintext(tls) ? plaintext_refusal(c, tls) : 0;
+        if (refused)
+            return refused;
         const char *msg;
         int code = tf__conn_tls_error(&c->s.conn, &msg);
         return tf__fail(e, code ? code : TF_EPROTO, "%s", msg[0] ? msg : "TLS handshake failed");

@@ -15,6 +15,7 @@
 #include "netio.h"
 #include "server_internal.h"
 #include "statedir.h"
+#include "tls.h"
 
 uint64_t tf__server_prefix_hashed(tf_server *srv)
 {
@@ -219,6 +220,10 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
     if (rc == TF_OK && users)
         rc = tf__auth_open(&s->auth, users, s->storage, s->opt.value[TF_OPT_READ_ONLY] != 0,
                            &s->err);
+    /* Machines log in with client certificates mapped to users: every
+       client is asked for one (a reload may add the first). */
+    if (rc == TF_OK && s->auth && s->tls)
+        rc = tf__tls_server_ctx_ask_client_cert(s->tls, &s->err);
     if (rc == TF_OK)
         rc = tf__pool_new(&s->disk_pool, (int)s->opt.value[TF_OPT_DISK_THREADS], &s->err);
     if (rc == TF_OK && make_pipe(s->stop_pipe) != 0)
@@ -227,8 +232,11 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
         rc = tf__listen(s->listen_fds, TF_MAX_LISTEN, &s->nlisten, host, port, &s->err);
     /* Uploads cut short by a crash are debris now: no connection owns them.
        (A read-only server writes nothing under its root, not even that.) */
-    if (rc == TF_OK && !s->opt.value[TF_OPT_READ_ONLY])
+    if (rc == TF_OK && !s->opt.value[TF_OPT_READ_ONLY]) {
         s->storage->ops->sweep(s->storage, 1);
+        if (s->auth)
+            tf__auth_sweep(s->auth); /* users' own staging, in their directories */
+    }
     if (rc != TF_OK) {
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "%s", s->err.msg);

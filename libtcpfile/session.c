@@ -356,7 +356,7 @@ static void queue_stop(tf__session_ctx *ctx, tf__session_queue *sq)
 /* ---- storage work on the disk pool (S_DISK) ---------------------------------------- */
 
 static void close_now(session *s);
-static void pump_pending(session *s);
+static void read_pending(session *s);
 
 static void disk_run(tf__work *w)
 {
@@ -394,7 +394,7 @@ static void disk_done(tf__work *w, int status)
     }
     s->disk_then(s);
     if (!s->dead)
-        pump_pending(s);
+        read_pending(s);
 }
 
 /*
@@ -1895,9 +1895,11 @@ static void delay_insert(session *s, int64_t due_ms)
     l->count++;
 }
 
+
 static void auth_delay_over(session *s)
 {
     reply_failure(s, s->req->result, AFTER_IDLE);
+    read_pending(s); /* resumed by a timer, not by epoll: see auth_done */
 }
 
 static void jobs_unlink(tf__session_ctx *ctx, tf__auth_job *j)
@@ -1910,6 +1912,23 @@ static void jobs_unlink(tf__session_ctx *ctx, tf__auth_job *j)
         j->next->prev = j->prev;
     j->prev = j->next = NULL;
     ctx->auth_inflight--;
+}
+
+/* s becomes the user j found, with the view of the storage j opened.
+   -1 when out of memory: j is freed and s failed. */
+static int take_user(session *s, tf__auth_job *j)
+{
+    struct session_user *u = malloc(sizeof *u);
+    if (!u) {
+        tf__auth_job_free(j);
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return -1;
+    }
+    u->info = j->info;
+    u->storage = j->storage;
+    j->storage = NULL;
+    s->user = u;
+    return 0;
 }
 
 /* A login's check is over (in the loop's thread, from the queue's drain). */
@@ -1930,21 +1949,17 @@ static void auth_done(tf__work *w, int status)
     }
     const struct sockaddr *peer = (const struct sockaddr *)&s->peer;
     if (j->rc == TF_OK) {
-        struct session_user *u = malloc(sizeof *u);
-        if (!u) {
-            tf__auth_job_free(j);
-            fail_session(s, TF_ENOMEM, "out of memory");
+        if (take_user(s, j) != 0)
             return;
-        }
-        u->info = j->info;
-        u->storage = j->storage;
-        j->storage = NULL;
-        s->user = u;
         tf__auth_job_free(j);
         tf__auth_succeeded(ctx->auth, peer);
         r->result = TF_OK;
         queue_head(s, TF_OK, 0, 0, NULL);
         start_send(s, AFTER_IDLE);
+        /* Resumed from the pool's queue, not by epoll: a request the
+           client sent right behind its AUTH may already be decrypted
+           inside TLS, where no event will announce it. */
+        read_pending(s);
         return;
     }
     int rc = j->rc;
@@ -1955,12 +1970,109 @@ static void auth_done(tf__work *w, int status)
     int64_t wait = guessed ? tf__auth_failed(ctx->auth, peer) : 0;
     if (wait <= 0) {
         reply_failure(s, rc, AFTER_IDLE);
+        read_pending(s);
         return;
     }
     /* Answered later, without holding the worker: the session waits on a
        timer of the loop, reading nothing from its peer meanwhile. */
     s->state = S_AUTH_DELAY;
     delay_insert(s, tf__now_ms() + wait);
+}
+
+/* Hands j to the auth pool; s waits in S_AUTH until done runs. On
+   failure j is freed and s left as it was. */
+static int auth_submit(session *s, tf__auth_job *j, void (*done)(tf__work *, int))
+{
+    tf__session_ctx *ctx = s->ctx;
+    j->auth = ctx->auth;
+    j->work.work = tf__auth_job_run;
+    j->work.done = done;
+    j->work.data = s;
+    int rc = tf__pool_submit(ctx->auth->pool, &ctx->auth_queue.q, &j->work);
+    if (rc != TF_OK) {
+        tf__auth_job_free(j);
+        return rc;
+    }
+    j->next = ctx->auth_jobs;
+    if (j->next)
+        j->next->prev = j;
+    ctx->auth_jobs = j;
+    ctx->auth_inflight++;
+    s->job = j;
+    /* Nothing may move or free s while a pool thread holds its job: no
+       events, no timeouts, until done. */
+    s->state = S_AUTH;
+    list_move(s, NULL, 0);
+    (void)watch(s, 0); /* a failure leaves it watched: on_events ignores S_AUTH */
+    return TF_OK;
+}
+
+static int greet_tls(session *s);
+static int send_hello(session *s, int code, const char *message);
+
+/* The client certificate's lookup is over (tls_step submitted it): the
+   session is that user from the start, or nobody yet; the hello follows. */
+static void cert_done(tf__work *w, int status)
+{
+    tf__auth_job *j = (tf__auth_job *)w;
+    session *s = w->data;
+    tf__session_ctx *ctx = s->ctx;
+    jobs_unlink(ctx, j);
+    s->job = NULL;
+    if (status != TF_OK || ctx->stopping) {
+        tf__auth_job_free(j);
+        tf__session_close(s);
+        return;
+    }
+    s->state = S_HELLO;
+    list_move(s, &ctx->active, tf__now_ms());
+    char fp[TF__FP_SIZE];
+    tf__conn_peer_identity(&s->conn, fp, NULL, 0);
+    if (j->rc == TF_OK) {
+        if (take_user(s, j) != 0)
+            return;
+        log_entry(s, "auth", fp, 0, TF_OK, "", s->window_ms);
+    } else if (j->rc != TF_ENOENT) {
+        /* The certificate is a user's whose directory cannot be opened:
+           told at the hello, as a token login of that user would be told
+           in its reply. */
+        log_entry(s, "auth", fp, 0, j->rc, j->err.msg, s->window_ms);
+        int sent = send_hello(s, j->rc, j->err.msg) == 0;
+        tf__auth_job_free(j);
+        if (sent)
+            enter_closing(s);
+        else
+            tf__session_close(s);
+        return;
+    }
+    tf__auth_job_free(j);
+    if (watch(s, EPOLLIN) != 0) {
+        fail_session(s, TF_ENET, "epoll failed");
+        return;
+    }
+    if (greet_tls(s) == 0)
+        read_pending(s);
+}
+
+/* After the handshake: a client certificate that is a user's makes the
+   session that user before the hello (a pool job: opening the user's
+   directory may block). 1 when a lookup was started, 0 when there is
+   none to make. */
+static int cert_login(session *s)
+{
+    if (!s->ctx->auth)
+        return 0;
+    char fp[TF__FP_SIZE];
+    if (!tf__conn_peer_identity(&s->conn, fp, NULL, 0))
+        return 0;
+    tf__auth_job *j = calloc(1, sizeof *j);
+    tf__err ignored = {{0}};
+    if (!j || tf__tls_fingerprint_parse(j->spki, fp, &ignored) != TF_OK) {
+        free(j);
+        return 0; /* no user then: the token login stays possible */
+    }
+    j->by_cert = 1;
+    return auth_submit(s, j, cert_done) == TF_OK;
 }
 
 static void on_auth(session *s)
@@ -2011,29 +2123,10 @@ static void on_auth(session *s)
         reply_failure(s, rc, AFTER_IDLE);
         return;
     }
-    tf__session_ctx *ctx = s->ctx;
-    j->auth = ctx->auth;
-    j->work.work = tf__auth_job_run;
-    j->work.done = auth_done;
-    j->work.data = s;
-    rc = tf__pool_submit(ctx->auth->pool, &ctx->auth_queue.q, &j->work);
-    if (rc != TF_OK) {
-        tf__auth_job_free(j);
+    if (auth_submit(s, j, auth_done) != TF_OK) {
         tf__fail(&r->err, TF_EBUSY, "the server is stopping");
         reply_failure(s, TF_EBUSY, AFTER_CLOSE);
-        return;
     }
-    j->next = ctx->auth_jobs;
-    if (j->next)
-        j->next->prev = j;
-    ctx->auth_jobs = j;
-    ctx->auth_inflight++;
-    s->job = j;
-    /* Nothing may move or free s while a pool thread holds its job: no
-       events, no timeouts, until auth_done. */
-    s->state = S_AUTH;
-    list_move(s, NULL, 0);
-    (void)watch(s, 0); /* a failure leaves it watched: on_events ignores S_AUTH */
 }
 
 /* Jobs not started yet are cancelled (their auth_done closes them); the
@@ -2585,15 +2678,14 @@ static int reading(const session *s)
    only happens when the parser is stuck, which this bounds. */
 #define PENDING_PASSES 64
 
-/* TLS decrypts a whole record while the reader takes part of it: the rest
-   waits inside the transport, where epoll does not see it, so whatever
-   state now reads (a pipelined request after a reply, the hello after the
-   handshake, a body after its head) reads again. */
-static void pump_pending(session *s)
+/* TLS decrypts a whole record while the reader takes part of it: the
+   rest waits inside the transport, where epoll does not see it, so
+   whatever state now reads (a pipelined request after a reply, the hello
+   after the handshake, a body after its head) reads again. */
+static void read_pending(session *s)
 {
-    for (int i = 0; i < PENDING_PASSES && !s->dead && reading(s) &&
-                    tf__conn_pending(&s->conn);
-         i++)
+    for (int i = 0;
+         i < PENDING_PASSES && !s->dead && reading(s) && tf__conn_pending(&s->conn); i++)
         on_events_once(s, EPOLLIN);
 }
 
@@ -2603,7 +2695,7 @@ static void on_events(tf__watcher *watch, uint32_t events)
     if (s->dead)
         return; /* closed earlier in this round of events */
     on_events_once(s, events);
-    pump_pending(s);
+    read_pending(s);
 }
 
 /* ---- life and death ------------------------------------------------------------- */
@@ -2632,9 +2724,10 @@ static int send_hello_conn(const tf_options *opt, tf__conn *c, int code, const c
 
 static int send_hello(session *s, int code, const char *message)
 {
-    /* AUTH is not negotiated: it says that this server wants a login. */
+    /* AUTH is not negotiated: it says that this server wants a login,
+       which a client certificate mapped to a user has made already. */
     return send_hello_conn(opts(s), &s->conn, code, message,
-                           s->ctx->auth ? TF_FEATURE_AUTH : 0);
+                           s->ctx->auth && !s->user ? TF_FEATURE_AUTH : 0);
 }
 
 void tf__refuse_conn(const tf_options *opt, tf__conn *c, const struct sockaddr *peer,
@@ -2708,10 +2801,19 @@ static void tls_step(session *s)
         tf__session_refuse(s, s->refuse_code, s->refuse_msg);
         return;
     }
+    if (cert_login(s))
+        return; /* cert_done greets */
+    greet_tls(s);
+}
+
+/* The hello, once the handshake (and a certificate's login) is over. */
+static int greet_tls(session *s)
+{
     if (tf__session_greet(s) != 0)
-        return;
+        return -1;
     /* The client's hello may have come with its last handshake flight. */
     on_events_once(s, EPOLLIN);
+    return 0;
 }
 
 static void free_session(tf__deferred *d)

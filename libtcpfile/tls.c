@@ -27,6 +27,7 @@ enum verify_mode { VERIFY_NONE, VERIFY_PIN, VERIFY_CA, VERIFY_CHECK };
 struct tf__tls_ctx {
     SSL_CTX *ssl;
     int server;
+    int client_ca; /* server: client certificates must verify against a CA */
     enum verify_mode mode;
     unsigned char pin[32];
     tf__tls_check_fn check;
@@ -49,9 +50,11 @@ struct tf__tls {
     char *host;  /* client: the server's name as given */
     void *check_user;
     /* The peer's first bytes, seen by the read BIO's callback, to tell a
-       plaintext tcpfile peer from a broken TLS one. */
-    unsigned char first[4];
+       plaintext tcpfile peer from a broken TLS one (and to read a plaintext
+       server's refusal: OpenSSL takes 5 bytes of it before giving up). */
+    unsigned char first[TF__TLS_FIRST_MAX];
     size_t first_len;
+    size_t read_total; /* every byte the BIO read */
     /* The identity check's verdict, made inside the handshake. */
     int verify_code;
     tf__err verify_err;
@@ -297,7 +300,7 @@ void tf__tls_ctx_free(tf__tls_ctx *ctx)
 
 /* ---- connections ------------------------------------------------------ */
 
-/* Watches what the socket BIO reads until the first 4 bytes are seen. */
+/* Watches what the socket BIO reads: its first bytes are kept. */
 static long watch_first_bytes(BIO *b, int oper, const char *argp, size_t len, int argi,
                               long argl, int ret, size_t *processed)
 {
@@ -309,6 +312,8 @@ static long watch_first_bytes(BIO *b, int oper, const char *argp, size_t len, in
         size_t got = *processed;
         for (size_t i = 0; t && i < got && t->first_len < sizeof t->first; i++)
             t->first[t->first_len++] = (unsigned char)argp[i];
+        if (t)
+            t->read_total += got;
     }
     return ret;
 }
@@ -704,6 +709,14 @@ int tf__tls_peer_plaintext(const tf__tls *t)
     return t && tf__tls_sniff(t->first, t->first_len) == TF__SNIFF_TCPF;
 }
 
+size_t tf__tls_peer_first(const tf__tls *t, void *buf, size_t cap)
+{
+    if (!t || t->read_total != t->first_len || t->first_len > cap)
+        return 0;
+    memcpy(buf, t->first, t->first_len);
+    return t->first_len;
+}
+
 void tf__tls_describe(const tf__tls *t, char *buf, size_t cap)
 {
     if (!buf || cap == 0)
@@ -736,6 +749,27 @@ int tf__tls_server_ctx_client_ca(tf__tls_ctx *ctx, const char *ca_file, tf__err 
        (it may authenticate with a token); one that presents a certificate
        the CA does not vouch for fails the handshake. */
     SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_PEER, NULL);
+    ctx->client_ca = 1;
+    return TF_OK;
+}
+
+/* Without a CA, any certificate passes the handshake: what it is worth is
+   decided after, by its key's fingerprint (a pin), and the handshake has
+   proved the client holds that key (CertificateVerify is checked whatever
+   this returns). */
+static int accept_any_cert(int preverify_ok, X509_STORE_CTX *x)
+{
+    (void)preverify_ok;
+    (void)x;
+    return 1;
+}
+
+int tf__tls_server_ctx_ask_client_cert(tf__tls_ctx *ctx, tf__err *e)
+{
+    if (!ctx || !ctx->server)
+        return tf__fail(e, TF_EINVAL, "a server context is needed");
+    if (!ctx->client_ca)
+        SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_PEER, accept_any_cert);
     return TF_OK;
 }
 
@@ -767,7 +801,7 @@ int tf__tls_peer_identity(const tf__tls *t, char fp[TF__FP_SIZE], char *cn, size
     if (!t || !t->established)
         return 0;
     X509 *peer = SSL_get0_peer_certificate(t->ssl);
-    if (!peer || SSL_get_verify_result(t->ssl) != X509_V_OK)
+    if (!peer || (t->ctx->client_ca && SSL_get_verify_result(t->ssl) != X509_V_OK))
         return 0;
     tf__err e = {{0}};
     if (fp && tf__tls_fingerprint(fp, peer, &e) != TF_OK)

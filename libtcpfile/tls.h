@@ -72,8 +72,14 @@ void tf__tls_ctx_free(tf__tls_ctx *ctx);
 int tf__tls_server_ctx_client_ca(tf__tls_ctx *ctx, const char *ca_file, tf__err *e);
 int tf__tls_client_ctx_cert(tf__tls_ctx *ctx, const char *cert_file, const char *key_file,
                             tf__err *e);
+/* Server without a client CA: asks every client for a certificate (not
+   requiring one) and accepts whichever is presented, for the caller to
+   judge by its fingerprint (tf__tls_peer_identity). With a client CA set,
+   it changes nothing. TF_EINVAL. */
+int tf__tls_server_ctx_ask_client_cert(tf__tls_ctx *ctx, tf__err *e);
 /* 1 when the peer presented a certificate that verified (server side: a
-   client certificate against the client CA), with its SPKI fingerprint in
+   client certificate against the client CA; without a CA, any certificate
+   asked for by tf__tls_server_ctx_ask_client_cert), with its SPKI fingerprint in
    fp and its subject CN (cut to cn_cap; "" when none) in cn; 0 otherwise.
    Either buffer may be NULL. */
 int tf__tls_peer_identity(const tf__tls *t, char fp[TF__FP_SIZE], char *cn, size_t cn_cap);
@@ -114,6 +120,12 @@ int tf__tls_ktls_send(const tf__tls *t);
 /* 1 when the handshake failed because the peer spoke plaintext tcpfile:
    the server's adapter may answer with a plaintext hello saying so. */
 int tf__tls_peer_plaintext(const tf__tls *t);
+/* Every byte read from the socket so far, when they are few (at most
+   TF__TLS_FIRST_MAX, and cap): a client that met a plaintext peer reads
+   the rest of its hello itself (a busy server's refusal). Returns how many
+   were copied into buf, 0 when they are not all kept. */
+#define TF__TLS_FIRST_MAX 32
+size_t tf__tls_peer_first(const tf__tls *t, void *buf, size_t cap);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for logs; "" before the handshake. */
 void tf__tls_describe(const tf__tls *t, char *buf, size_t cap);
 

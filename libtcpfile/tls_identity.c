@@ -190,6 +190,19 @@ static int load_cert(tf__tls_identity *id, const char *cert_file, tf__err *e)
     return TF_OK;
 }
 
+int tf__tls_cert_file_fingerprint(char out[TF__FP_SIZE], const char *cert_file, tf__err *e)
+{
+    out[0] = '\0';
+    tf__tls_identity *id = identity_new();
+    if (!id)
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    int r = load_cert(id, cert_file, e);
+    if (r == TF_OK)
+        r = tf__tls_fingerprint(out, id->cert, e);
+    tf__tls_identity_free(id);
+    return r;
+}
+
 static int load_key(EVP_PKEY **key, const char *key_file, tf__err *e)
 {
     BIO *b;

@@ -61,6 +61,9 @@ void tf__tls_identity_free(tf__tls_identity *id);
 int tf__tls_spki_sha256(unsigned char out[32], X509 *cert, tf__err *e);
 /* The same as text: "SHA256:" + unpadded base64, NUL-terminated. */
 int tf__tls_fingerprint(char out[TF__FP_SIZE], X509 *cert, tf__err *e);
+/* The fingerprint of the first certificate in a PEM file (no key needed).
+   TF_ENOENT, TF_EACCES, TF_EINVAL (no certificate), TF_ENOMEM. */
+int tf__tls_cert_file_fingerprint(char out[TF__FP_SIZE], const char *cert_file, tf__err *e);
 /* Reads a fingerprint as users type it ("SHA256:" + 43 base64 characters,
    an '=' of padding tolerated) into its 32 bytes. TF_EINVAL otherwise. */
 int tf__tls_fingerprint_parse(unsigned char out[32], const char *text, tf__err *e);

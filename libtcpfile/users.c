@@ -16,6 +16,7 @@
 #include "b64.h"
 #include "ossl.h"
 #include "secfile.h"
+#include "tls_identity.h"
 #include "users.h"
 
 #define USERS_FILE_MAX (4u * 1024 * 1024)
@@ -34,7 +35,7 @@
 #define SCRYPT_MAXMEM ((uint64_t)512 * 1024 * 1024)
 
 static const char users_header[] =
-    "# tcpfile users: NAME ACCESS DIR KDF SALT HASH (docs/security.md)\n"
+    "# tcpfile users: NAME ACCESS DIR KDF SALT HASH [CERT] (docs/security.md)\n"
     "# Managed by tcpfile-server --add-user; holds no token, only salted scrypt hashes.\n";
 
 typedef struct entry {
@@ -44,6 +45,9 @@ typedef struct entry {
     unsigned ln, r, p;
     unsigned char salt[SALT_LEN];
     unsigned char hash[HASH_LEN];
+    int has_token;                    /* KDF SALT HASH are not "- - -" */
+    int has_cert;                     /* a CERT field */
+    unsigned char cert[TF__CERT_LEN]; /* its SPKI SHA-256 */
 } entry;
 
 struct tf__users {
@@ -161,15 +165,15 @@ static int parse_kdf(entry *en, const char *s)
 /* Parses one non-comment line (modified in place) into en; NULL or why. */
 static const char *parse_entry(entry *en, char *line)
 {
-    char *save = NULL, *f[7];
+    char *save = NULL, *f[8];
     int nf = 0;
     for (char *tok = strtok_r(line, " \t\r", &save); tok; tok = strtok_r(NULL, " \t\r", &save)) {
-        if (nf == 7)
+        if (nf == 8)
             break;
         f[nf++] = tok;
     }
-    if (nf != 6)
-        return "expected NAME ACCESS DIR KDF SALT HASH";
+    if (nf != 6 && nf != 7)
+        return "expected NAME ACCESS DIR KDF SALT HASH [CERT]";
     memset(en, 0, sizeof *en);
     const char *why;
     if (tf__users_name_check(f[0], &why) != TF_OK)
@@ -185,6 +189,15 @@ static const char *parse_entry(entry *en, char *line)
         return why;
     if (strcmp(f[2], "-") != 0)
         strcpy(en->dir, f[2]);
+    if (nf == 7) {
+        tf__err ignored = {{0}};
+        if (tf__tls_fingerprint_parse(en->cert, f[6], &ignored) != TF_OK)
+            return "the certificate is \"SHA256:\" and 43 base64 characters";
+        en->has_cert = 1;
+    }
+    /* "- - -": no token; such a user gets in by certificate only. */
+    if (strcmp(f[3], "-") == 0 && strcmp(f[4], "-") == 0 && strcmp(f[5], "-") == 0)
+        return en->has_cert ? NULL : "a user without a token needs a certificate";
     if (parse_kdf(en, f[3]) != 0)
         return "the KDF is \"scrypt:ln=L,r=R,p=P\" within bounds (ln 10..20, r 1..32, p 1..16)";
     if (strlen(f[4]) != TF__B64_LEN(SALT_LEN) ||
@@ -193,6 +206,7 @@ static const char *parse_entry(entry *en, char *line)
     if (strlen(f[5]) != TF__B64_LEN(HASH_LEN) ||
         tf__b64_decode(en->hash, sizeof en->hash, f[5], strlen(f[5])) != HASH_LEN)
         return "the hash is 32 bytes in base64url (43 characters)";
+    en->has_token = 1;
     return NULL;
 }
 
@@ -230,9 +244,13 @@ static int parse_all(const char *path, char *text, entry **out, size_t *count, t
                 cap = ncap;
             }
             const char *why = parse_entry(&arr[*count], line);
-            for (size_t i = 0; !why && i < *count; i++)
+            for (size_t i = 0; !why && i < *count; i++) {
                 if (strcmp(arr[i].name, arr[*count].name) == 0)
                     why = "this user is already on an earlier line";
+                else if (arr[i].has_cert && arr[*count].has_cert &&
+                         memcmp(arr[i].cert, arr[*count].cert, TF__CERT_LEN) == 0)
+                    why = "this certificate is already another user's";
+            }
             if (why) {
                 OPENSSL_cleanse(arr, cap * sizeof *arr);
                 free(arr);
@@ -293,6 +311,11 @@ size_t tf__users_count(const tf__users *u)
     return u ? u->count : 0;
 }
 
+const char *tf__users_dir(const tf__users *u, size_t i)
+{
+    return u->entries[i].dir;
+}
+
 void tf__users_free(tf__users *u)
 {
     if (!u)
@@ -331,6 +354,12 @@ int tf__users_verify(const tf__users *u, const char *name, const char *token, si
         }
     }
     hit &= name_ok;
+    if (!found->has_token && found != &u->dummy) {
+        /* A certificate-only user: no token is right; the dummy's scrypt
+           keeps the time the same. */
+        found = &u->dummy;
+        hit = 0;
+    }
     size_t tlen = token ? token_len : 0;
     if (tlen > TOKEN_MAX)
         tlen = TOKEN_MAX; /* still derived, still refused below */
@@ -353,6 +382,25 @@ int tf__users_verify(const tf__users *u, const char *name, const char *token, si
     return TF_OK;
 }
 
+int tf__users_by_cert(const tf__users *u, const unsigned char spki[TF__CERT_LEN],
+                      tf__user_info *info)
+{
+    if (info)
+        memset(info, 0, sizeof *info);
+    for (size_t i = 0; u && spki && i < u->count; i++) {
+        const entry *en = &u->entries[i];
+        if (en->has_cert && CRYPTO_memcmp(en->cert, spki, TF__CERT_LEN) == 0) {
+            if (info) {
+                memcpy(info->name, en->name, sizeof info->name);
+                info->access = en->access;
+                memcpy(info->dir, en->dir, sizeof info->dir);
+            }
+            return TF_OK;
+        }
+    }
+    return TF_ENOENT;
+}
+
 /* ---- adding --------------------------------------------------------------- */
 
 /* The first field of a line, for finding the line to replace. */
@@ -368,22 +416,131 @@ static int line_names(const char *line, size_t len, const char *name)
     return i - start == n && memcmp(line + start, name, n) == 0 && line[start] != '#';
 }
 
-int tf__users_add(const char *path, const char *name, int access, const char *dir, char *token,
-                  size_t cap, tf__err *e)
+/* Writes line (ll bytes, the user's whole line) into the users file at
+   path, replacing name's line where it stood, through an atomic rewrite
+   under the file's lock. The result is parsed before it is written: a
+   file that would not load (a malformed one already, or a certificate
+   that is another user's) is left as it was. */
+static int put_line(const char *path, const char *name, const char *line, size_t ll,
+                    tf__err *e)
 {
-    if (token && cap)
-        token[0] = '\0';
+    int lock;
+    int r = tf__secfile_lock(path, &lock, e);
+    if (r != TF_OK)
+        return r;
+    char *text = NULL, *copy = NULL, *out = NULL;
+    size_t len = 0, total = 0, copy_len = 0;
+    r = tf__secfile_read(path, USERS_FILE_MAX, &text, &len, e);
+    if (r == TF_ENOENT) {
+        /* No file yet: the first user makes it. The record must not keep
+           the miss, since the first message of a failure wins. */
+        tf__err_clear(e);
+        r = TF_OK;
+        text = NULL;
+        len = 0;
+    }
+    if (r != TF_OK)
+        goto done;
+    if (text) {
+        copy_len = len;
+        /* A file that does not parse is left for a human to fix. */
+        entry *arr;
+        size_t count;
+        copy = strdup(text);
+        if (!copy) {
+            r = tf__fail(e, TF_ENOMEM, "out of memory");
+            goto done;
+        }
+        r = parse_all(path, copy, &arr, &count, e);
+        if (r != TF_OK)
+            goto done;
+        OPENSSL_cleanse(arr, count * sizeof *arr);
+        free(arr);
+        tf__secfile_free(copy, len);
+        copy = NULL;
+    }
+    total = (text ? len + 1 : sizeof users_header) + ll + 1;
+    out = malloc(total);
+    if (!out) {
+        r = tf__fail(e, TF_ENOMEM, "out of memory");
+        goto done;
+    }
+    size_t at = 0;
+    int replaced = 0;
+    if (!text) {
+        memcpy(out, users_header, sizeof users_header - 1);
+        at = sizeof users_header - 1;
+    }
+    /* Every line kept as it was, the user's own replaced where it stood. */
+    for (size_t i = 0; i < len;) {
+        const char *nl = memchr(text + i, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - (text + i)) : len - i;
+        if (!replaced && line_names(text + i, n, name)) {
+            memcpy(out + at, line, ll);
+            at += ll;
+            replaced = 1;
+        } else {
+            memcpy(out + at, text + i, n);
+            at += n;
+            out[at++] = '\n';
+        }
+        i += n + (nl ? 1 : 0);
+    }
+    if (!replaced) {
+        memcpy(out + at, line, ll);
+        at += ll;
+    }
+    out[at] = '\0';
+    entry *arr;
+    size_t count;
+    copy_len = at;
+    if (!(copy = strdup(out))) {
+        r = tf__fail(e, TF_ENOMEM, "out of memory");
+        goto done;
+    }
+    r = parse_all(path, copy, &arr, &count, e);
+    if (r == TF_OK) {
+        OPENSSL_cleanse(arr, count * sizeof *arr);
+        free(arr);
+        r = tf__secfile_write(path, out, at, e);
+    }
+done:
+    tf__secfile_unlock(lock);
+    if (text)
+        tf__secfile_free(text, len);
+    if (copy)
+        tf__secfile_free(copy, copy_len);
+    if (out)
+        tf__secfile_free(out, total);
+    return r;
+}
+
+/* The checks both ways of adding a user share. */
+static int add_check(const char *path, const char *name, int access, const char *dir,
+                     tf__err *e)
+{
     const char *why;
     if (!path || !*path)
         return tf__fail(e, TF_EINVAL, "no users file");
-    if (!token || cap < TF__TOKEN_SIZE)
-        return tf__fail(e, TF_EINVAL, "no room for the token");
     if (tf__users_name_check(name, &why) != TF_OK)
         return tf__fail(e, TF_EINVAL, "user name: %s", why);
     if (access != TF__ACCESS_READ && access != TF__ACCESS_WRITE)
         return tf__fail(e, TF_EINVAL, "the access is read or write");
     if (tf__users_dir_check(dir, &why) != TF_OK)
         return tf__fail(e, TF_EINVAL, "directory: %s", why);
+    return TF_OK;
+}
+
+int tf__users_add(const char *path, const char *name, int access, const char *dir,
+                  char *token, size_t cap, tf__err *e)
+{
+    if (token && cap)
+        token[0] = '\0';
+    if (!token || cap < TF__TOKEN_SIZE)
+        return tf__fail(e, TF_EINVAL, "no room for the token");
+    int r = add_check(path, name, access, dir, e);
+    if (r != TF_OK)
+        return r;
     if (!dir || !*dir)
         dir = "-";
 
@@ -402,7 +559,7 @@ int tf__users_add(const char *path, const char *name, int access, const char *di
     }
     tf__b64_encode(tok, sizeof tok, raw, sizeof raw, 1);
     OPENSSL_cleanse(raw, sizeof raw);
-    int r = derive(en.hash, &en, tok, TF__TOKEN_LEN, e);
+    r = derive(en.hash, &en, tok, TF__TOKEN_LEN, e);
     if (r != TF_OK) {
         OPENSSL_cleanse(tok, sizeof tok);
         return r;
@@ -412,87 +569,31 @@ int tf__users_add(const char *path, const char *name, int access, const char *di
     tf__b64_encode(hash, sizeof hash, en.hash, HASH_LEN, 1);
     char line[TF__USER_NAME_MAX + TF__USER_DIR_MAX + 200];
     int ll = snprintf(line, sizeof line, "%s %s %s scrypt:ln=%u,r=%u,p=%u %s %s\n", name,
-                      access == TF__ACCESS_WRITE ? "write" : "read", dir, en.ln, en.r, en.p, salt,
-                      hash);
+                      access == TF__ACCESS_WRITE ? "write" : "read", dir, en.ln, en.r, en.p,
+                      salt, hash);
     OPENSSL_cleanse(&en, sizeof en);
-
-    int lock;
-    r = tf__secfile_lock(path, &lock, e);
-    if (r != TF_OK) {
-        OPENSSL_cleanse(tok, sizeof tok);
-        return r;
-    }
-    char *text = NULL, *copy = NULL, *out = NULL;
-    size_t len = 0, total = 0;
-    r = tf__secfile_read(path, USERS_FILE_MAX, &text, &len, e);
-    if (r == TF_ENOENT) {
-        /* No file yet: the first user makes it. The record must not keep
-           the miss, since the first message of a failure wins. */
-        tf__err_clear(e);
-        r = TF_OK;
-        text = NULL;
-        len = 0;
-    }
-    if (r != TF_OK)
-        goto done;
-    if (text) {
-        /* A file that does not parse is left for a human to fix. */
-        entry *arr;
-        size_t count;
-        copy = strdup(text);
-        if (!copy) {
-            r = tf__fail(e, TF_ENOMEM, "out of memory");
-            goto done;
-        }
-        r = parse_all(path, copy, &arr, &count, e);
-        if (r != TF_OK)
-            goto done;
-        OPENSSL_cleanse(arr, count * sizeof *arr);
-        free(arr);
-    }
-    total = (text ? len + 1 : sizeof users_header) + (size_t)ll;
-    out = malloc(total);
-    if (!out) {
-        r = tf__fail(e, TF_ENOMEM, "out of memory");
-        goto done;
-    }
-    size_t at = 0;
-    int replaced = 0;
-    if (!text) {
-        memcpy(out, users_header, sizeof users_header - 1);
-        at = sizeof users_header - 1;
-    }
-    /* Every line kept as it was, the user's own replaced where it stood. */
-    for (size_t i = 0; i < len;) {
-        const char *nl = memchr(text + i, '\n', len - i);
-        size_t n = nl ? (size_t)(nl - (text + i)) : len - i;
-        if (!replaced && line_names(text + i, n, name)) {
-            memcpy(out + at, line, (size_t)ll);
-            at += (size_t)ll;
-            replaced = 1;
-        } else {
-            memcpy(out + at, text + i, n);
-            at += n;
-            out[at++] = '\n';
-        }
-        i += n + (nl ? 1 : 0);
-    }
-    if (!replaced) {
-        memcpy(out + at, line, (size_t)ll);
-        at += (size_t)ll;
-    }
-    r = tf__secfile_write(path, out, at, e);
-done:
-    tf__secfile_unlock(lock);
-    if (text)
-        tf__secfile_free(text, len);
-    if (copy)
-        tf__secfile_free(copy, len);
-    if (out)
-        tf__secfile_free(out, total);
+    r = put_line(path, name, line, (size_t)ll, e);
     OPENSSL_cleanse(line, sizeof line);
     if (r == TF_OK)
         memcpy(token, tok, TF__TOKEN_SIZE);
     OPENSSL_cleanse(tok, sizeof tok);
     return r;
+}
+
+int tf__users_add_cert(const char *path, const char *name, int access, const char *dir,
+                       const char *fingerprint, tf__err *e)
+{
+    int r = add_check(path, name, access, dir, e);
+    if (r != TF_OK)
+        return r;
+    unsigned char spki[TF__CERT_LEN];
+    if (!fingerprint || tf__tls_fingerprint_parse(spki, fingerprint, e) != TF_OK)
+        return tf__fail(e, TF_EINVAL,
+                        "the certificate's fingerprint is not \"SHA256:...\"");
+    if (!dir || !*dir)
+        dir = "-";
+    char line[TF__USER_NAME_MAX + TF__USER_DIR_MAX + 200];
+    int ll = snprintf(line, sizeof line, "%s %s %s - - - %s\n", name,
+                      access == TF__ACCESS_WRITE ? "write" : "read", dir, fingerprint);
+    return put_line(path, name, line, (size_t)ll, e);
 }

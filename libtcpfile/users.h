@@ -6,7 +6,7 @@
  * Format (text, one user a line, fields separated by spaces or tabs;
  * blank lines and lines starting with '#' are comments):
  *
- *     NAME ACCESS DIR KDF SALT HASH
+ *     NAME ACCESS DIR KDF SALT HASH [CERT]
  *
  *   NAME    1..32 of [A-Za-z0-9._-], not starting with '.' or '-'
  *   ACCESS  "read" (get, list) or "write" (also put and every change)
@@ -16,7 +16,12 @@
  *   KDF     "scrypt:ln=L,r=R,p=P": scrypt with N = 2^L (EVP_KDF "SCRYPT")
  *   SALT    16 random bytes, base64url without padding (22 characters)
  *   HASH    the 32-byte scrypt output for the token, base64url (43 chars)
+ *   CERT    optional: "SHA256:" and the base64 SHA-256 of a client
+ *           certificate's public key (SPKI), as the server prints its own;
+ *           a connection presenting it is this user from the start
+ *           (docs/security.md). At most one user per certificate.
  *
+ * KDF SALT HASH are "- - -" for a user without a token (certificate only).
  * A token is 24 random bytes (192 bits, RAND_bytes) printed as base64url
  * (32 characters); the hash is taken over those 32 characters as typed.
  */
@@ -39,6 +44,9 @@
 #define TF__SCRYPT_LN 13
 #define TF__SCRYPT_R 8
 #define TF__SCRYPT_P 1
+
+/* A client certificate as the users file keeps it: its SPKI SHA-256. */
+#define TF__CERT_LEN 32
 
 enum { TF__ACCESS_READ = 1, TF__ACCESS_WRITE = 2 };
 
@@ -63,6 +71,8 @@ int tf__users_dir_check(const char *dir, const char **why);
    is the caller's, freed with tf__users_free. */
 int tf__users_load(tf__users **out, const char *path, tf__err *e);
 size_t tf__users_count(const tf__users *u);
+/* The i-th user's sub-directory ("" for the whole root); i < count. */
+const char *tf__users_dir(const tf__users *u, size_t i);
 void tf__users_free(tf__users *u);
 
 /* Checks name and token (token_len bytes; token may be NULL: no token).
@@ -74,6 +84,12 @@ void tf__users_free(tf__users *u);
 int tf__users_verify(const tf__users *u, const char *name, const char *token, size_t token_len,
                      tf__user_info *info, tf__err *e);
 
+/* The user whose CERT is spki: TF_OK and *info filled (may be NULL), or
+   TF_ENOENT. No secret is involved (the TLS handshake proved the key), so
+   nothing here needs constant time. */
+int tf__users_by_cert(const tf__users *u, const unsigned char spki[TF__CERT_LEN],
+                      tf__user_info *info);
+
 /* Adds name, or replaces it (a new token: the old one stops working), in
    the users file at path (created 0600 when missing; its directory must
    exist), through an atomic rewrite under a lock. access is TF__ACCESS_*;
@@ -83,5 +99,10 @@ int tf__users_verify(const tf__users *u, const char *name, const char *token, si
    file, never rewritten), TF_EACCES, TF_EIO, TF_ENOSPC, TF_ENOMEM. */
 int tf__users_add(const char *path, const char *name, int access, const char *dir, char *token,
                   size_t cap, tf__err *e);
+/* The same for a user who logs in with the client certificate whose
+   fingerprint ("SHA256:...") is given, and has no token. A fingerprint
+   that is already another user's is TF_EINVAL (the file is unchanged). */
+int tf__users_add_cert(const char *path, const char *name, int access, const char *dir,
+                       const char *fingerprint, tf__err *e);
 
 #endif /* TF_USERS_H */

@@ -11,6 +11,7 @@
 #include "secfile.h"
 #include "server_internal.h"
 #include "statedir.h"
+#include "tls_identity.h"
 #include "users.h"
 
 _Static_assert(TF_TOKEN_LEN == TF__TOKEN_LEN && TF_TOKEN_SIZE == TF__TOKEN_SIZE,
@@ -44,6 +45,18 @@ int tf_users_file_path(const tf_options *opt, char *buf, size_t cap)
     return TF_OK;
 }
 
+/* The directory the users file lives in (the state directory by default). */
+static int users_dir_make(const char *path, tf__err *e)
+{
+    char parent[4096];
+    memcpy(parent, path, strlen(path) + 1);
+    char *slash = strrchr(parent, '/');
+    if (!slash || slash == parent)
+        return TF_OK;
+    *slash = '\0';
+    return tf__secfile_mkdirs(parent, e);
+}
+
 int tf_users_add(const tf_options *opt, const char *name, const char *access, const char *dir,
                  char *token, size_t cap, char *errbuf, size_t errlen)
 {
@@ -59,18 +72,41 @@ int tf_users_add(const tf_options *opt, const char *name, const char *access, co
         rc = tf__fail(&e, TF_EINVAL, "the access is \"read\" or \"write\"");
     else if (tf_users_file_path(opt, path, sizeof path) != TF_OK)
         rc = tf__fail(&e, TF_EINVAL, "no users file: set one, a state directory, or HOME");
-    /* The directory the file lives in (the state directory by default). */
-    if (rc == TF_OK) {
-        char parent[4096];
-        memcpy(parent, path, strlen(path) + 1);
-        char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) {
-            *slash = '\0';
-            rc = tf__secfile_mkdirs(parent, &e);
-        }
-    }
+    if (rc == TF_OK)
+        rc = users_dir_make(path, &e);
     if (rc == TF_OK)
         rc = tf__users_add(path, name, acc, dir, token, cap, &e);
+    if (errbuf && errlen)
+        snprintf(errbuf, errlen, "%s", rc == TF_OK ? "" : e.msg);
+    return rc;
+}
+
+int tf_users_add_cert(const tf_options *opt, const char *name, const char *access,
+                      const char *dir, const char *cert_file, char *fingerprint, size_t cap,
+                      char *errbuf, size_t errlen)
+{
+    tf__err e = {{0}};
+    char path[4096], fp[TF__FP_SIZE];
+    int rc = TF_OK;
+    int acc = access && strcmp(access, "read") == 0    ? TF__ACCESS_READ
+              : access && strcmp(access, "write") == 0 ? TF__ACCESS_WRITE
+                                                       : 0;
+    if (fingerprint && cap)
+        fingerprint[0] = '\0';
+    if (!name || !cert_file)
+        rc = tf__fail(&e, TF_EINVAL, "a name and a certificate file are needed");
+    else if (!acc)
+        rc = tf__fail(&e, TF_EINVAL, "the access is \"read\" or \"write\"");
+    else if (tf_users_file_path(opt, path, sizeof path) != TF_OK)
+        rc = tf__fail(&e, TF_EINVAL, "no users file: set one, a state directory, or HOME");
+    if (rc == TF_OK)
+        rc = tf__tls_cert_file_fingerprint(fp, cert_file, &e);
+    if (rc == TF_OK)
+        rc = users_dir_make(path, &e);
+    if (rc == TF_OK)
+        rc = tf__users_add_cert(path, name, acc, dir, fp, &e);
+    if (rc == TF_OK && fingerprint && cap)
+        snprintf(fingerprint, cap, "%s", fp);
     if (errbuf && errlen)
         snprintf(errbuf, errlen, "%s", rc == TF_OK ? "" : e.msg);
     return rc;

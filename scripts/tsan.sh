@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-regex=${1:-^((test_loopback|test_integrity|test_server|test_getmany|test_aclient|test_digest|test_threadpool|test_tls_loopback|test_auth|test_offloop)\\..+|cli_server|cli_tls|cli_users)$}
+regex=${1:-^((test_loopback|test_integrity|test_server|test_getmany|test_aclient|test_digest|test_threadpool|test_tls_loopback|test_auth|test_mtls|test_offloop)\..+|cli_server|cli_tls|cli_users)$}
 dir=${TF_TSAN_BUILD_DIR:-build-tsan}
 reports=$PWD/$dir/tsan-reports
 

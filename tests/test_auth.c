@@ -547,6 +547,36 @@ static void test_auth_partials_stay_in_user_dir(void **state)
     tf_options_free(o);
 }
 
+/* A crash's debris inside a user's directory is swept at start, as the
+   root's is: a plain upload cut short goes, a fresh resumable one stays. */
+static void test_auth_startup_sweeps_user_dirs(void **state)
+{
+    (void)state;
+    char root[256], tmp[512], path[600];
+    tu_mkdtemp(root, sizeof root);
+    snprintf(tmp, sizeof tmp, "%s/team", root);
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    snprintf(tmp, sizeof tmp, "%s/team/dave", root);
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    snprintf(tmp, sizeof tmp, "%s/team/dave/.tcpfile-tmp", root);
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    snprintf(path, sizeof path, "%s/up-0123456789abcdef", tmp);
+    tu_write_file(path, "half", 4);
+    snprintf(path, sizeof path, "%s/resume-new", tmp);
+    tu_write_file(path, "new", 3);
+    tf_options *o = server_opts();
+    test_server t;
+    tu_server_start_in(&t, root, o);
+    assert_int_equal(tu_count_prefix(tmp, "up-"), 0);
+    assert_int_equal(tu_count_prefix(tmp, "resume-new"), 1);
+    /* carol never logged in: her directory is not made by the sweep. */
+    snprintf(path, sizeof path, "%s/carol", root);
+    struct stat st;
+    assert_int_equal(lstat(path, &st), -1);
+    tu_server_stop(&t, 1);
+    tf_options_free(o);
+}
+
 /* ---- guessing ------------------------------------------------------------------- */
 
 /* 500 wrong tokens pipelined on one connection: after the first few, each
@@ -904,6 +934,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_auth_users_file_that_does_not_parse),
         cmocka_unit_test(test_auth_sub_directory_confines),
         cmocka_unit_test(test_auth_partials_stay_in_user_dir),
+        cmocka_unit_test(test_auth_startup_sweeps_user_dirs),
         cmocka_unit_test(test_auth_guessing_is_slowed),
         cmocka_unit_test(test_auth_slow_checks_do_not_stall_the_worker),
         cmocka_unit_test(test_auth_stop_with_logins_in_flight),

@@ -221,8 +221,13 @@ static void test_users_parse_errors_have_line_numbers(void **state)
     } rows[] = {
         {"x read -", "expected NAME"},
         {"x read - scrypt:ln=14,r=8,p=1 AAAAAAAAAAAAAAAAAAAAAA "
-         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA extra",
+         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA extra more",
          "expected NAME"},
+        {"x read - scrypt:ln=14,r=8,p=1 AAAAAAAAAAAAAAAAAAAAAA "
+         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA extra",
+         "certificate"},
+        {"x read - - - -", "needs a certificate"},
+        {"x read - - - - SHA256:AAAA", "certificate"},
         {"x admin - scrypt:ln=14,r=8,p=1 AAAAAAAAAAAAAAAAAAAAAA "
          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
          "access"},
@@ -238,7 +243,8 @@ static void test_users_parse_errors_have_line_numbers(void **state)
         {"x read - pbkdf2:i=1000 AAAAAAAAAAAAAAAAAAAAAA "
          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
          "KDF"},
-        {"x read - scrypt:ln=14,r=8,p=1 AAAA AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "salt"},
+        {"x read - scrypt:ln=14,r=8,p=1 AAAA AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+         "salt"},
         {"x read - scrypt:ln=14,r=8,p=1 AAAAAAAAAAAAAAAAAAAAAA AAAA", "hash"},
         {"x read - scrypt:ln=14,r=8,p=1 AAAAAAAAAAAAAAAAAAAAAA "
          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA!",
@@ -277,6 +283,65 @@ static void test_users_parse_errors_have_line_numbers(void **state)
     }
     (void)good_line;
     free(valid);
+}
+
+/* A user with a client certificate: found by its fingerprint, never by a
+   token; one certificate is one user's. */
+static void test_users_client_cert(void **state)
+{
+    fixture *f = *state;
+    tf__err e = {{0}};
+    char t[TF__TOKEN_SIZE];
+    static const char fp1[] = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE";
+    static const char fp2[] = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAI";
+    assert_int_equal(
+        tf__users_add(f->path, "alice", TF__ACCESS_READ, NULL, t, sizeof t, &e), TF_OK);
+    assert_int_equal(
+        tf__users_add_cert(f->path, "m1", TF__ACCESS_WRITE, "machines/m1", fp1, &e), TF_OK);
+    size_t len;
+    char *text = (char *)tu_read_file(f->path, &len);
+    assert_non_null(strstr(text, "\nm1 write machines/m1 - - - SHA256:"));
+    free(text);
+
+    tf__users *u = NULL;
+    assert_int_equal(tf__users_load(&u, f->path, &e), TF_OK);
+    unsigned char spki[TF__CERT_LEN] = {0};
+    spki[31] = 1; /* fp1's last byte */
+    tf__user_info info;
+    assert_int_equal(tf__users_by_cert(u, spki, &info), TF_OK);
+    assert_string_equal(info.name, "m1");
+    assert_int_equal(info.access, TF__ACCESS_WRITE);
+    assert_string_equal(info.dir, "machines/m1");
+    spki[31] = 2;
+    assert_int_equal(tf__users_by_cert(u, spki, &info), TF_ENOENT);
+    /* No token opens a certificate-only user. */
+    assert_int_equal(tf__users_verify(u, "m1", "", 0, &info, &e), TF_EACCES);
+    assert_int_equal(tf__users_verify(u, "m1", "-", 1, &info, &e), TF_EACCES);
+    assert_int_equal(tf__users_verify(u, "alice", t, strlen(t), &info, &e), TF_OK);
+    tf__users_free(u);
+
+    /* The same certificate for another user: refused, the file unchanged. */
+    char *before = (char *)tu_read_file(f->path, &len);
+    tf__err_clear(&e);
+    assert_int_equal(tf__users_add_cert(f->path, "m2", TF__ACCESS_READ, NULL, fp1, &e),
+                     TF_EINVAL);
+    assert_non_null(strstr(e.msg, "another user"));
+    char *after = (char *)tu_read_file(f->path, &len);
+    assert_string_equal(before, after);
+    free(after);
+    /* A new certificate replaces the old one (rotation). */
+    assert_int_equal(
+        tf__users_add_cert(f->path, "m1", TF__ACCESS_WRITE, "machines/m1", fp2, &e), TF_OK);
+    assert_int_equal(tf__users_load(&u, f->path, &e), TF_OK);
+    spki[31] = 1;
+    assert_int_equal(tf__users_by_cert(u, spki, &info), TF_ENOENT);
+    spki[31] = 2;
+    assert_int_equal(tf__users_by_cert(u, spki, &info), TF_OK);
+    tf__users_free(u);
+    free(before);
+    assert_int_equal(
+        tf__users_add_cert(f->path, "m3", TF__ACCESS_READ, NULL, "SHA256:xx", &e),
+        TF_EINVAL);
 }
 
 /* The thread's CPU time in microseconds: what the KDF costs, whatever else
@@ -333,11 +398,9 @@ int main(int argc, char **argv)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_users_add_verify),
-        T(test_users_replace_changes_token),
-        T(test_users_bad_arguments),
-        T(test_users_parse_errors_have_line_numbers),
-        T(test_users_unknown_name_costs_a_kdf),
+        T(test_users_add_verify),    T(test_users_replace_changes_token),
+        T(test_users_bad_arguments), T(test_users_parse_errors_have_line_numbers),
+        T(test_users_client_cert),   T(test_users_unknown_name_costs_a_kdf),
     };
 #undef T
     return TU_RUN_GROUP("users", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);

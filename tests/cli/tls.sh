@@ -61,4 +61,24 @@ grep -qF "a TLS client; this server runs --plaintext" "$TMP/plain.out" ||
 stop_server "$SERVER_PID"
 pass "plaintext against TLS both ways: exit 1, one line each side, no hang"
 
+# Out of descriptors, a TLS server has none for a handshake: it refuses in
+# plaintext, and the TLS client reports that refusal, not "does not speak
+# TLS". (A server limited to 24 descriptors, filled by idle connections.)
+printf '#!/bin/bash\nulimit -n 24\nexec %q "$@"\n' "$SERVER" >"$TMP/.server-24"
+chmod +x "$TMP/.server-24"
+REAL_SERVER=$SERVER
+SERVER=$TMP/.server-24 start_server fdless --workers 1
+SERVER=$REAL_SERVER
+held=()
+for ((i = 0; i < 24; i++)); do
+  exec {fd}<>"/dev/tcp/$H/$PORT"
+  held+=("$fd")
+done
+sleep 0.3
+expect 5 "$CLIENT" $H "$PORT" list
+stderr_one_line_with "the server refused: the server is out of file descriptors; try again later"
+for fd in "${held[@]}"; do exec {fd}>&-; done
+stop_server "$SERVER_PID"
+pass "a TLS server out of descriptors: the TLS client says so (exit 5), not \"not TLS\""
+
 echo "all $CHECKS checks passed"

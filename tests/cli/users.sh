@@ -4,7 +4,8 @@
 # users says how many and serves only them; tcpfile-client --user NAME logs
 # in with TCPFILE_TOKEN or --token-file (refused when others may read it);
 # a failed login exits 5 with one line; each log line names the user;
-# SIGHUP reads the users file again.
+# SIGHUP reads the users file again; a machine added with --client-cert
+# gets in with tcpfile-client --cert/--key, without a token.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
@@ -97,5 +98,43 @@ TCPFILE_TOKEN=$ALICE2 expect 0 "$CLIENT" --user alice $H "$PORT" list
 stop_server "$SERVER_PID"
 [[ $STOP_STATUS == 0 ]] || fail "the server exited $STOP_STATUS"
 pass "SIGHUP reads the users file again: the replaced token stops working"
+
+# Machines: a user with a client certificate instead of a token.
+for m in m1 m2; do
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=$m" -keyout "$TMP/$m.key" -out "$TMP/$m.pem" 2>/dev/null ||
+    fail "openssl could not make a certificate"
+  chmod 600 "$TMP/$m.key"
+done
+expect 0 "$SERVER" --add-user m1 --access write --dir m1 --client-cert "$TMP/m1.pem"
+[[ $(cat "$TMP/out") =~ ^SHA256:[A-Za-z0-9+/]{43}$ ]] ||
+  fail "--client-cert should print the fingerprint alone: $(cat "$TMP/out")"
+M1FP=$(cat "$TMP/out")
+grep -qF -- "$M1FP" "$TMP/state/tcpfile/users" || fail "the fingerprint is not in the users file"
+expect 2 "$SERVER" --client-cert "$TMP/m1.pem" 0 "$TMP/root"
+stderr_one_line_with '--client-cert goes with --add-user'
+pass "--add-user --client-cert records the certificate's fingerprint, prints it"
+
+start_server root
+echo reading >"$TMP/reading.txt"
+expect 0 "$CLIENT" --cert "$TMP/m1.pem" --key "$TMP/m1.key" $H "$PORT" put "$TMP/reading.txt"
+[[ -f $TMP/root/m1/reading.txt ]] || fail "m1's put did not land in m1/"
+grep -qE ' user m1 put "reading\.txt" ok ' "$TMP/root.out" || fail "no log line naming m1"
+expect 5 "$CLIENT" --cert "$TMP/m2.pem" --key "$TMP/m2.key" $H "$PORT" list
+stderr_one_line_with 'authentication required'
+TCPFILE_TOKEN=$ALICE2 expect 0 "$CLIENT" --cert "$TMP/m2.pem" --key "$TMP/m2.key" --user alice \
+  $H "$PORT" list
+pass "a machine with its certificate is its user without a token; another certificate is nobody"
+
+chmod 644 "$TMP/m1.key"
+expect 1 "$CLIENT" --cert "$TMP/m1.pem" --key "$TMP/m1.key" $H "$PORT" list
+stderr_one_line_with '--key' 'readable by others' 'chmod 600'
+chmod 600 "$TMP/m1.key"
+expect 2 "$CLIENT" --cert "$TMP/m1.pem" $H "$PORT" list
+stderr_one_line_with '--cert FILE needs --key FILE'
+expect 1 "$CLIENT" --cert "$TMP/m1.pem" --key "$TMP/m2.key" $H "$PORT" list
+[[ $(wc -l <"$TMP/err") == 1 ]] || fail "a key that does not match: $(cat "$TMP/err")"
+stop_server "$SERVER_PID"
+pass "the key must be private, come with its certificate, and match it"
 
 echo "all $CHECKS checks passed"
