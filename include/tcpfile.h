@@ -199,7 +199,13 @@ typedef enum tf_option {
        4096. Not announced: the server answers a longer path with
        TF_EINVAL, a client refuses to send one. (Each component is still
        limited by TF_OPT_MAX_NAME_LEN.) */
-    TF_OPT_MAX_PATH = 22
+    TF_OPT_MAX_PATH = 22,
+    /* server: threads that do the server's blocking storage work (open,
+       hash, fsync, rename, scans; every call to a network store), so that
+       a worker's event loop never waits for the disk. Shared by all
+       workers; 0 = 4 (the default), 1..64. Raise it for a slow or
+       network-bound store, where each call holds a thread. */
+    TF_OPT_DISK_THREADS = 23
 } tf_option;
 
 /* Creates an options object holding the defaults. *out is the caller's,
@@ -1079,7 +1085,9 @@ TF_API int tf_server_address_at(const tf_server *s, size_t i, char *buf, size_t 
 /* Serves clients on the calling thread and worker threads (TF_OPT_WORKERS)
    until tf_server_stop; then accepts no new connection, gives requests in
    flight up to TF_OPT_STOP_GRACE_MS to finish, closes its listening sockets
-   and returns. Call it once per server. Returns TF_OK after a stop,
+   and returns (after the storage calls still running, one file-system or
+   store call each, have returned: TF_OPT_DISK_THREADS). Call it once per
+   server. Returns TF_OK after a stop,
    TF_EINVAL when s is NULL, or a negative code (TF_ENOMEM, ...) if serving
    failed. */
 TF_API int tf_server_run(tf_server *s);

@@ -8,7 +8,8 @@
 # threads, parallel transfers, many connections, stops with requests in
 # flight), the thread pool's tests (jobs handed between threads), the users
 # tests (logins checked on the auth threads, delayed failures, a stop with
-# logins in flight) and the
+# logins in flight), the disk pool's tests (storage calls on the pool while
+# the loop serves others, stops and disconnects with jobs in flight) and the
 # CLI server tests (the server process with concurrent clients and signals).
 # CTEST_REGEX replaces that selection; each cmocka test is its own ctest
 # entry, named PROGRAM.TEST (test_server.io_timeout).
@@ -28,7 +29,7 @@ cd "$(dirname "$0")/.."
 
 # The programs of the default selection: the regex's, and what they run.
 programs=(test_loopback test_integrity test_server test_getmany test_aclient test_digest
-          test_threadpool test_tls_loopback test_auth test_mtls)
+          test_threadpool test_tls_loopback test_auth test_mtls test_offloop)
 clis=(cli_server cli_tls cli_users)
 # Left out of it: test_integrity.hundred_thousand_files, the scale of one
 # directory listing (two thirds of a minute under TSan; the listing's
