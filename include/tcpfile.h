@@ -199,7 +199,12 @@ typedef enum tf_option {
        4096. Not announced: the server answers a longer path with
        TF_EINVAL, a client refuses to send one. (Each component is still
        limited by TF_OPT_MAX_NAME_LEN.) */
-    TF_OPT_MAX_PATH = 22
+    TF_OPT_MAX_PATH = 22,
+    /* server: most pipelined puts (tf_put_many's) made durable together,
+       1..256: their data synced at once, then their names, before any of
+       them is answered (docs/protocol.md, 4b). 1 = each on its own, two
+       syncs each. Default 256. */
+    TF_OPT_GROUP_COMMIT = 26
 } tf_option;
 
 /* Creates an options object holding the defaults. *out is the caller's,

@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "groupcommit.h"
 #include "listing.h"
 #include "netio.h"
 #include "session.h"
@@ -181,7 +182,8 @@ static void request_end(session *s, int keep_partial)
         result = TF_ENET;
         message = cut;
     }
-    log_entry(s, op_label(r->op), r->name, r->bytes, result, message, r->started_ms);
+    if (!r->grouped)
+        log_entry(s, op_label(r->op), r->name, r->bytes, result, message, r->started_ms);
     if (r->body_fd >= 0)
         storage(s)->ops->close_read(storage(s), r->body_fd);
     if (r->up) {
@@ -569,7 +571,14 @@ static int send_some(session *s)
     size_t budget = EVENT_BUDGET;
     while (budget > 0) {
         ssize_t k;
-        if (r->head_pos < r->head_len) {
+        tf__group *g = s->group;
+        if (g && g->out_pos < g->out_len) {
+            /* The group's answers go before this request's own. */
+            k = send_bytes(s, g->out + g->out_pos, g->out_len - g->out_pos,
+                           r->head_pos < r->head_len);
+            if (k > 0)
+                g->out_pos += (size_t)k;
+        } else if (r->head_pos < r->head_len) {
             int more = r->body_left > 0 || r->has_trailer;
             k = send_bytes(s, r->head + r->head_pos, r->head_len - r->head_pos, more);
             if (k > 0)
@@ -768,14 +777,170 @@ static int push_gathered(session *s)
     return left > 0 && progressed(s, left) ? -1 : 0;
 }
 
+static int group_flush(session *s);
+
+/* A small response that was to go out in one sendmsg waits behind the
+   group's answers: its body moves to the request's own buffer (the
+   loop's is shared) and goes as any other. */
+static int ungather(session *s)
+{
+    request *r = s->req;
+    if (ensure_buf(r) != TF_OK)
+        return -1;
+    memcpy(r->buf, s->ctx->small_body, (size_t)r->body_left);
+    r->buf_pos = 0;
+    r->buf_end = (size_t)r->body_left;
+    r->copy_path = 1;
+    r->gathered = 0;
+    return 0;
+}
+
 static void start_send(session *s, after_send after)
 {
-    s->req->after = after;
+    request *r = s->req;
+    r->after = after;
     s->state = S_SEND;
     list_move(s, &s->ctx->active, tf__now_ms());
-    if (s->req->gathered && push_gathered(s) != 0)
+    /* Anything this request says comes after the answers of the puts
+       before it: the group is committed and answered first. (A pipelined
+       put going into its payload says nothing.) */
+    if ((r->head_len || r->body_left || r->has_trailer || r->stat_pending) &&
+        tf__group_pending(s->group) && group_flush(s) != 0)
+        return;
+    tf__group *g = s->group;
+    if (r->gathered && g && g->out_pos < g->out_len && ungather(s) != 0) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    if (r->gathered && push_gathered(s) != 0)
         return;
     continue_send(s);
+}
+
+/* ---- group commit (groupcommit.h) ------------------------------------------------- */
+
+/* Whether q may join the session's group: a pipelined put (NO_GOAHEAD)
+   of known size, small enough, while the group has room. */
+static int group_takes(const session *s, const tf_wire_request *q)
+{
+    int64_t max = opts(s)->value[TF_OPT_GROUP_COMMIT];
+    return max > 1 && q->op == TF_OP_PUT && (q->flags & TF_REQ_NO_GOAHEAD) &&
+           !(q->flags & TF_REQ_STREAM) && tf__group_fits(s->group, q->size) &&
+           tf__group_pending(s->group) < (size_t)max;
+}
+
+/* Commits the group's uploads (the disk's wait, once for all of them) and
+   queues their answers, in order, to go before anything else the session
+   sends (send_some); each is logged as it is answered. -1 when the
+   session failed (closed). */
+static int group_flush(session *s)
+{
+    tf__group *g = s->group;
+    tf__group_commit(g, storage(s));
+    int rc = TF_OK;
+    for (size_t i = 0; i < g->n; i++) {
+        const tf__group_entry *en = &g->v[i];
+        const char *msg = tf__group_message(g, i);
+        if (en->rc != TF_OK && !msg[0])
+            msg = tf_strerror(en->rc);
+        int code = code_for_peer(s, en->rc);
+        size_t mlen = en->rc != TF_OK ? strlen(msg) : 0;
+        if (mlen > TF_WIRE_MESSAGE_MAX)
+            mlen = TF_WIRE_MESSAGE_MAX;
+        tf_wire_response resp = {.op = TF_OP_PUT,
+                                 .flags = en->rc == TF_OK ? en->resp_flags : 0,
+                                 .status = tf__wire_status(code),
+                                 .size = en->rc == TF_OK ? en->size : 0,
+                                 .message = en->rc != TF_OK ? msg : NULL,
+                                 .message_len = (uint16_t)mlen};
+        uint8_t head[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
+        long n = tf__wire_encode_response(head, sizeof head, &resp);
+        if (rc == TF_OK)
+            rc = tf__group_out_append(g, head, (size_t)n);
+        log_entry(s, "put", tf__group_name(g, i), en->bytes, en->rc, msg, en->started_ms);
+    }
+    tf__group_clear(g);
+    if (rc != TF_OK) {
+        fail_session(s, TF_ENOMEM, "out of memory for the answers of pipelined puts");
+        return -1;
+    }
+    return 0;
+}
+
+/* The client's pipeline paused (or a request of another kind is next):
+   the group is committed and its answers sent, by a request that says
+   nothing of its own (not logged). */
+static void group_send(session *s)
+{
+    if (group_flush(s) != 0)
+        return;
+    request *r = request_begin(s, TF_OP_PUT);
+    if (!r) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    r->grouped = 1;
+    start_send(s, AFTER_IDLE);
+}
+
+/* A grouped put is over (its answer waits in the group): the next
+   request, which may be buffered already. */
+static void group_next(session *s)
+{
+    request_end(s, 0);
+    enter_idle(s);
+    if (watch(s, EPOLLIN) != 0) {
+        tf__session_close(s);
+        return;
+    }
+    parse_input(s);
+}
+
+/* Adds the current put's answer to the group: stored by the commit (up
+   not NULL), or decided now (rc, with the request's message). */
+static void group_put(session *s, int rc, uint8_t resp_flags)
+{
+    request *r = s->req;
+    int arc;
+    if (rc == TF_OK && r->up) {
+        tf__commit_cond cond = {
+            .overwrite = (r->putx & TF_REQ_IF_ABSENT) ? 0
+                                                      : (int)opts(s)->value[TF_OPT_OVERWRITE],
+            .expect_id = r->matched ? r->file_id : NULL,
+            .set_mtime = (r->putx & TF_REQ_MTIME) != 0,
+            .mtime_sec = r->mtime_sec,
+            .mtime_nsec = r->mtime_nsec,
+        };
+        arc = tf__group_add(&s->group, &r->up, r->name, &cond, r->size, r->bytes,
+                            r->started_ms);
+    } else {
+        storage(s)->ops->abort(storage(s), &r->up);
+        arc = tf__group_add_decided(&s->group, r->name, rc, &r->err, resp_flags, r->size,
+                                    r->bytes, r->started_ms);
+    }
+    if (arc != TF_OK) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    r->grouped = 1;
+    group_next(s);
+}
+
+/* The session ends with puts received and not answered: they are stored
+   all the same (their trailers came whole), as a put whose answer could
+   not be sent always was; the log says so. */
+static void group_close(session *s)
+{
+    tf__group *g = s->group;
+    if (tf__group_pending(g)) {
+        tf__group_commit(g, storage(s));
+        for (size_t i = 0; i < g->n; i++)
+            log_entry(s, "put", tf__group_name(g, i), g->v[i].bytes, g->v[i].rc,
+                      g->v[i].rc == TF_OK ? "" : tf__group_message(g, i), g->v[i].started_ms);
+        tf__group_clear(g);
+    }
+    tf__group_free(g, storage(s));
+    s->group = NULL;
 }
 
 /* ---- requests ------------------------------------------------------------------ */
@@ -1162,6 +1327,7 @@ static void handle_put(session *s, const tf_wire_request *q)
         memcpy(r->same, q->same, TF_DIGEST_SIZE);
     r->mtime_sec = q->mtime_sec;
     r->mtime_nsec = q->mtime_nsec;
+    r->grouped = group_takes(s, q);
     int rc = check_name(s, q);
     if (rc == TF_OK && (r->putx & TF_REQ_IF_ABSENT) && (r->putx & TF_REQ_IF_MATCH))
         rc = tf__fail(&r->err, TF_EINVAL, "if-absent and if-match exclude each other");
@@ -1265,6 +1431,11 @@ static void store(tf__storage *st, request *r, const uint8_t *p, size_t n)
 static void finish_put(session *s, int verdict, const tf__err *verdict_err)
 {
     request *r = s->req;
+    if (r->grouped && r->drain) {
+        r->grouped = 0;
+        group_put(s, r->same_hit ? TF_OK : r->drain_rc, r->same_hit ? TF_RESP_SAME : 0);
+        return;
+    }
     if (r->drain) {
         /* A pipelined put decided before its payload came: the payload was
            dropped, and the answer is that decision, whatever the trailer. */
@@ -1289,6 +1460,11 @@ static void finish_put(session *s, int verdict, const tf__err *verdict_err)
        the same size, would leave the same timestamps and a stale digest
        that every later get would fail on. The first get after it has
        settled remembers it (build_trailer). */
+    if (r->grouped) {
+        r->grouped = 0; /* set again once the group holds its answer */
+        group_put(s, rc, 0);
+        return;
+    }
     int overwrite = (int)opts(s)->value[TF_OPT_OVERWRITE];
     if (rc == TF_OK && r->putx) {
         tf__commit_cond cond = {
@@ -1963,6 +2139,10 @@ static int grow_input(session *s, size_t need)
 
 static void on_request(session *s)
 {
+    if (s->ctx->auth && s->in[0] == TF_OP_AUTH && tf__group_pending(s->group)) {
+        group_send(s);
+        return;
+    }
     if (s->ctx->auth && s->in[0] == TF_OP_AUTH) {
         on_auth(s); /* a frame of its own (docs/protocol.md, 4b) */
         return;
@@ -1988,6 +2168,12 @@ static void on_request(session *s)
         if (s->in_len >= TF_WIRE_REQUEST_SIZE &&
             grow_input(s, TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(&q)) != 0)
             fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    if (n > 0 && tf__group_pending(s->group) && !group_takes(s, &q)) {
+        /* The batch ends here: its answers first, then this request
+           (still buffered) from sent(). */
+        group_send(s);
         return;
     }
     request *r = request_begin(s, q.op);
@@ -2065,6 +2251,8 @@ static void on_request(session *s)
     }
 }
 
+static int fill_input(session *s);
+
 /* Acts on buffered input for as long as the state allows. */
 static void parse_input(session *s)
 {
@@ -2088,6 +2276,17 @@ static void parse_input(session *s)
         on_request(s);
     if (s->dead || s->state != S_IDLE)
         return;
+    if (tf__group_pending(s->group)) {
+        /* Between requests with puts to commit: if nothing more is coming
+           now, the client's pipeline has paused (it may be waiting for
+           these answers), and the batch ends. */
+        int more = fill_input(s);
+        if (more > 0)
+            parse_input(s);
+        else if (more == 0)
+            group_send(s);
+        return;
+    }
     if ((s->in_len > 0 || s->skip) && s->timer.list == &s->ctx->idle) {
         /* Part of a request is here, or the rest of a refused one's name
            is still to come: from now on it is timed as a request, so the
@@ -2426,6 +2625,7 @@ void tf__session_close(session *s)
     s->dead = 1;
     if (s->req)
         request_end(s, 1);
+    group_close(s);
     list_move(s, NULL, 0);
     tf__conn_close(&s->conn); /* also takes it out of the epoll set */
     atomic_fetch_sub(s->ctx->sessions, 1);

@@ -152,6 +152,8 @@ typedef struct request {
                                answer drain_rc (or SAME when same_hit) */
     int drain_rc;
     int same_hit;           /* SKIP_SAME: the bytes are already there */
+    int grouped;            /* answered (and logged) by the session's group
+                               commit (groupcommit.h), not by this request */
     /* the tree (docs/protocol.md section 3a) */
     struct tf__walk *walk;  /* listdir: produces the chunks; NULL otherwise */
     int walk_ended;         /* no more entries: the end marker is next */
@@ -200,6 +202,9 @@ struct session {
        servers that serve everyone. */
     struct session_user *user;
     struct tf__auth_job *job; /* a login being checked */
+    /* Pipelined puts received and not yet committed, and answers not yet
+       sent (groupcommit.h); NULL until the first. */
+    struct tf__group *group;
 };
 
 /* session.c */
