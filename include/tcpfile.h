@@ -200,6 +200,12 @@ typedef enum tf_option {
        TF_EINVAL, a client refuses to send one. (Each component is still
        limited by TF_OPT_MAX_NAME_LEN.) */
     TF_OPT_MAX_PATH = 22,
+    /* server: threads that do the server's blocking storage work (open,
+       hash, fsync, rename, scans; every call to a network store), so that
+       a worker's event loop never waits for the disk. Shared by all
+       workers; 0 = 4 (the default), 1..64. Raise it for a slow or
+       network-bound store, where each call holds a thread. */
+    TF_OPT_DISK_THREADS = 23,
     /* server: most pipelined puts (tf_put_many's) made durable together,
        1..256: their data synced at once, then their names, before any of
        them is answered (docs/protocol.md, 4b). 1 = each on its own, two

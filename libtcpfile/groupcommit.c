@@ -139,6 +139,7 @@ void tf__group_commit(tf__group *g, tf__storage *st)
     for (size_t i = 0; i < g->n; i++)
         if (g->v[i].item != SIZE_MAX)
             g->v[i].rc = g->items[g->v[i].item].rc;
+    g->committed = 1;
 }
 
 const char *tf__group_name(const tf__group *g, size_t i)
@@ -167,6 +168,7 @@ void tf__group_clear(tf__group *g)
 {
     g->n = g->nitems = 0;
     g->names_len = 0;
+    g->committed = 0;
     g->bytes = 0;
 }
 

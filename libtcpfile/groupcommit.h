@@ -50,6 +50,7 @@ typedef struct tf__group {
     char *names;
     size_t names_len, names_cap;
     uint64_t bytes;         /* payload bytes of the uploads */
+    int committed;          /* tf__group_commit ran on these entries */
     /* Answers encoded after the commit, not yet sent (out_pos of out_len). */
     uint8_t *out;
     size_t out_len, out_pos, out_cap;

@@ -3,8 +3,10 @@
  * state machine (see session_state in session.h). Every function here runs
  * on the thread of the connection's loop and never blocks on the peer:
  * when the transport has no room or no data it returns, and the loop calls
- * back. (Disk work - open, read, write, fsync, rename - is done inline, through
- * the server's storage interface, storage.h: never a file-system call here.)
+ * back. Storage work (open, hash, fsync, rename, scans, a network store's
+ * every call) goes through the server's storage interface, storage.h (never
+ * a file-system call here), and runs on the server's disk pool (disk_call:
+ * the session waits in S_DISK meanwhile), so that no call blocks the loop.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +39,7 @@
    fewer than head, sendfile and trailer, and no remembered checksum to
    look up. (Measured with bench/: 4 KiB gets are CPU-bound on calls.) */
 #define SMALL_BODY_MAX ((size_t)64 << 10)
-/* A resumed transfer's prefix is hashed this much per turn of the loop. */
+/* A resumed transfer's prefix is hashed this much per job of the disk pool. */
 #define HASH_SLICE ((uint64_t)1 << 20)
 /* Finished requests a loop keeps for the next ones. */
 #define REQUEST_POOL_MAX 64
@@ -130,20 +132,24 @@ static request *request_begin(session *s, uint8_t op)
     tf__session_ctx *w = s->ctx;
     request *r = w->spare_requests;
     tf__digest digest = {0};
+    uint8_t *small = NULL;
     if (r) {
         w->spare_requests = r->next_spare;
         w->nspare--;
         digest = r->digest; /* its state is reset, not allocated again */
+        small = r->small;
     } else if (!(r = malloc(sizeof *r))) {
         return NULL;
     }
     /* Everything but the name, which is written whole before it is used. */
     memset(r, 0, offsetof(request, name));
     r->digest = digest;
+    r->small = small;
     r->op = op;
     r->started_ms = tf__now_ms();
     r->body_fd = -1;
     if (tf__digest_begin(&r->digest, (s->features & TF_FEATURE_CHECKSUM) != 0) != TF_OK) {
+        free(r->small);
         free(r);
         return NULL;
     }
@@ -195,6 +201,7 @@ static void request_end(session *s, int keep_partial)
     }
     tf__digest_end(&r->cur);
     free(r->buf);
+    free(r->wbuf);
     free(r->list);
     if (r->list_held)
         atomic_fetch_sub(s->ctx->list_bytes, (uint64_t)r->list_held);
@@ -207,6 +214,7 @@ static void request_end(session *s, int keep_partial)
         w->nspare++;
     } else {
         tf__digest_end(&r->digest);
+        free(r->small);
         free(r);
     }
 }
@@ -314,6 +322,122 @@ static int progressed(session *s, size_t bytes)
     s->window_ms = now;
     s->window_bytes = 0;
     return 0;
+}
+
+/* ---- pools' completions, back in the loop ------------------------------------------ */
+
+static void drain_queue(tf__watcher *w, uint32_t events)
+{
+    (void)events;
+    tf__session_queue *sq = (tf__session_queue *)((char *)w - offsetof(tf__session_queue, watch));
+    tf__pool_queue_drain(&sq->q);
+}
+
+static int queue_start(tf__session_ctx *ctx, tf__session_queue *sq)
+{
+    tf__err e = {{0}};
+    int rc = tf__pool_queue_init(&sq->q, &e);
+    if (rc != TF_OK)
+        return rc;
+    sq->on = 1;
+    sq->watch.fd = tf__pool_queue_fd(&sq->q);
+    sq->watch.on_events = drain_queue;
+    return tf__loop_watch(ctx->loop, &sq->watch, EPOLLIN) == 0 ? TF_OK : TF_EIO;
+}
+
+/* Waits for the queue's jobs in flight, running their done callbacks. */
+static void queue_stop(tf__session_ctx *ctx, tf__session_queue *sq)
+{
+    if (!sq->on)
+        return;
+    tf__loop_watch(ctx->loop, &sq->watch, 0);
+    tf__pool_queue_fini(&sq->q);
+    sq->on = 0;
+}
+
+/* ---- storage work on the disk pool (S_DISK) ---------------------------------------- */
+
+static void close_now(session *s);
+static void pump_pending(session *s);
+
+static void disk_run(tf__work *w)
+{
+    session *s = SESSION_OF(w, disk);
+    s->disk_work(s);
+}
+
+/* The job is over (in the loop's thread, from the queue's drain): the
+   session gets back its state, its timer and its socket, goes on with
+   then, and reads the bytes its transport already holds (a pipelined
+   request inside a TLS record), for which no socket event would come. */
+static void disk_done(tf__work *w, int status)
+{
+    session *s = SESSION_OF(w, disk);
+    s->ctx->disk_inflight--;
+    s->disk_busy = 0;
+    if (s->dead) {
+        close_now(s); /* closed while the job waited or ran */
+        return;
+    }
+    /* The time the disk took is not the peer's: its timeout and its
+       minimum rate start again. */
+    int64_t now = tf__now_ms();
+    s->state = s->disk_from;
+    s->window_ms = now;
+    s->window_bytes = 0;
+    list_move(s, &s->ctx->active, now);
+    if (watch(s, s->disk_events) != 0) {
+        fail_session(s, TF_ENET, "epoll failed");
+        return;
+    }
+    if (status != TF_OK) { /* never ran: the pool is stopping */
+        fail_session(s, TF_ECANCELED, "the server is stopping");
+        return;
+    }
+    s->disk_then(s);
+    if (!s->dead)
+        pump_pending(s);
+}
+
+/*
+ * Runs work(s) on the disk pool, then then(s) back in the loop's thread.
+ * work makes storage calls for the request in flight and leaves its
+ * results in s->req; it must not touch the loop, the socket, the timers
+ * nor ctx (but its atomics). Meanwhile s is in S_DISK: neither its peer
+ * nor a timeout can move or free it. The caller returns at once after
+ * this, as it would after a reply (s may already be closed when there is
+ * no pool and then ran inline).
+ */
+static void disk_call(session *s, void (*work)(session *s), void (*then)(session *s))
+{
+    tf__session_ctx *ctx = s->ctx;
+    s->disk_work = work;
+    s->disk_then = then;
+    if (ctx->disk_pool && ctx->disk_queue.on) {
+        s->disk.work = disk_run;
+        s->disk.done = disk_done;
+        s->disk.data = s;
+        s->disk_from = s->state;
+        s->disk_events = s->watch.events;
+        s->state = S_DISK;
+        list_move(s, &ctx->disk, tf__now_ms());
+        (void)watch(s, 0); /* a failure leaves it watched: on_events ignores S_DISK */
+        s->disk_busy = 1;
+        ctx->disk_inflight++;
+        if (tf__pool_submit(ctx->disk_pool, &ctx->disk_queue.q, &s->disk) == TF_OK)
+            return;
+        /* The pool is stopping: inline, as without one. */
+        s->disk_busy = 0;
+        ctx->disk_inflight--;
+        s->state = s->disk_from;
+        list_move(s, &ctx->active, tf__now_ms());
+        if (watch(s, s->disk_events) != 0) {
+            fail_session(s, TF_ENET, "epoll failed");
+            return;
+        }
+    }
+    work(s);
+    then(s);
 }
 
 /* ---- output ------------------------------------------------------------------- */
@@ -452,10 +576,16 @@ static ssize_t send_zeros_step(session *s)
     return send_bytes(s, r->buf, n, 0);
 }
 
+/* send_body_step's answer when the next bytes must first be read on the
+   disk pool (a network store's read_at): continue_send starts the job. */
+#define SEND_NEEDS_READ ((ssize_t)-2)
+
 static ssize_t send_copy_step(session *s)
 {
     request *r = s->req;
     if (r->buf_pos == r->buf_end) {
+        if (storage(s)->network && s->ctx->disk_queue.on)
+            return SEND_NEEDS_READ;
         int got = read_chunk(storage(s), r);
         if (got <= 0)
             return got;
@@ -528,43 +658,41 @@ static ssize_t send_body_step(session *s)
 /* A listdir's entries per chunk, at most (the chunk is r->buf). */
 #define WALK_CHUNK ((size_t)64 << 10)
 
-/* Queues a listdir's next chunk as the body: entries from the walk, or
-   the end marker once it has ended (or failed: then no entries more, and
-   the trailer carries the failure). Called only when the previous chunk
-   is out, so a chunk is produced when the socket has taken the last one:
-   the listing is never ahead of the client by more than a chunk. Returns
-   the bytes of directory work done for nothing (entries all skipped). */
-static size_t walk_step(session *s)
+/* A listdir's next entries, read on the disk pool (walk_filled queues
+   them). Asked for only when the previous chunk is out, so a chunk is
+   produced when the socket has taken the last one: the listing is never
+   ahead of the client by more than a chunk. A failed walk lists no more,
+   and the trailer carries the failure. */
+static void walk_work(session *s)
 {
     request *r = s->req;
     size_t len = 0;
     int done = 1;
-    if (!r->walk_ended) {
-        int rc = tf__walk_fill(r->walk, r->buf + TF_WIRE_CHUNK_HEAD_SIZE, WALK_CHUNK, &len,
-                               &done, &r->err);
-        if (rc != TF_OK) {
-            r->walk_rc = rc;
-            len = 0;
-            done = 1;
-        }
-        r->walk_ended = done;
-        if (len == 0 && !done)
-            return WALK_CHUNK; /* directories read, nothing listed yet */
-        if (len == 0)
-            return 0; /* the end marker next time round */
-        tf__digest_update(&r->digest, r->buf + TF_WIRE_CHUNK_HEAD_SIZE, len);
-    } else {
-        r->walk_over = 1; /* the end marker */
+    int rc = tf__walk_fill(r->walk, r->buf + TF_WIRE_CHUNK_HEAD_SIZE, WALK_CHUNK, &len, &done,
+                           &r->err);
+    if (rc != TF_OK) {
+        r->walk_rc = rc;
+        len = 0;
+        done = 1;
     }
+    r->walk_ended = done;
+    if (len)
+        tf__digest_update(&r->digest, r->buf + TF_WIRE_CHUNK_HEAD_SIZE, len);
+    r->walk_len = len;
+}
+
+/* Queues len bytes of entries (0: the end marker) as the body. */
+static void walk_queue(request *r, size_t len)
+{
     tf__wire_encode_chunk_head(r->buf, TF_WIRE_CHUNK_HEAD_SIZE, (uint32_t)len);
     r->body_mem = r->buf;
     r->body_off = 0;
     r->body_left = TF_WIRE_CHUNK_HEAD_SIZE + len;
-    return 0;
 }
 
 /* Writes what it can. Returns 1 when the response is out, 0 when the
-   socket is full, -1 when the connection failed (s is closed). */
+   socket is full, -1 when the connection failed (s is closed), 2 when the
+   body's next bytes need the disk pool first (r->want: WANT_*). */
 static int send_some(session *s)
 {
     request *r = s->req;
@@ -585,14 +713,22 @@ static int send_some(session *s)
                 r->head_pos += (size_t)k;
         } else if (r->body_left > 0) {
             k = send_body_step(s);
+            if (k == SEND_NEEDS_READ) {
+                r->want = WANT_READ;
+                return 2;
+            }
             if (k > 0) {
                 r->body_off += (uint64_t)k;
                 r->body_left -= (uint64_t)k;
                 r->bytes += (uint64_t)k;
             }
         } else if (r->walk && !r->walk_over) {
-            size_t idle = walk_step(s);
-            budget -= idle < budget ? idle : budget;
+            if (!r->walk_ended) {
+                r->want = WANT_WALK; /* entries (or nothing yet) from walk_work */
+                return 2;
+            }
+            r->walk_over = 1;
+            walk_queue(r, 0); /* the end marker */
             continue;
         } else if (r->has_trailer && r->tail_len == 0) {
             if (r->walk)
@@ -660,8 +796,9 @@ static void sent(session *s)
 
 /* Hashes the next slice of the prefix a resumed transfer's digest needs
    before its response head goes out: a get's file before its offset, a
-   put's partial. One slice per turn keeps a whole file's hash (a get at
-   offset = size) from holding up the worker's other connections. */
+   put's partial (on the disk pool: hash_slice_work). One slice per job
+   lets a stop cancel a whole file's hash (a get at offset = size) between
+   slices. */
 static int hash_prefix_step(session *s)
 {
     request *r = s->req;
@@ -680,42 +817,56 @@ static int hash_prefix_step(session *s)
         return rc;
     r->hashed_to += n;
     atomic_fetch_add(s->ctx->prefix_hashed, n);
-    /* Work for this request: not an I/O timeout, and no bytes owed to the
-       minimum rate for the time spent. */
-    int64_t now = tf__now_ms();
-    list_move(s, s->timer.list, now);
-    s->window_ms = now;
-    s->window_bytes = 0;
     return TF_OK;
+}
+
+static void hash_slice_work(session *s)
+{
+    s->req->disk_rc = hash_prefix_step(s);
+}
+
+static void continue_send(session *s);
+
+/* Back from the disk pool: a chunk read (the copy path), entries of a
+   listdir, or a slice hashed. */
+static void read_work(session *s)
+{
+    request *r = s->req;
+    int got = read_chunk(storage(s), r);
+    r->disk_rc = got < 0 ? TF_ENOMEM : TF_OK;
+}
+
+static void walk_filled(session *s)
+{
+    request *r = s->req;
+    if (r->walk_len)
+        walk_queue(r, r->walk_len);
+    continue_send(s);
+}
+
+static void read_done(session *s)
+{
+    if (s->req->disk_rc != TF_OK) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    continue_send(s);
 }
 
 static void put_refuse(session *s, int rc);
 static void put_decide(session *s);
 static void stat_finish(session *s);
 
+static void hash_sliced(session *s);
+
 static void continue_send(session *s)
 {
     request *r = s->req;
     if (r->hashed_to < r->prefix_to) {
-        int hrc = hash_prefix_step(s);
-        if (hrc != TF_OK) {
-            r->prefix_to = r->hashed_to = 0;
-            if (r->cur_hashing) {
-                r->cur_hashing = 0;
-                put_refuse(s, hrc);
-                return;
-            }
-            r->stat_pending = 0;
-            reply_failure(s, hrc, AFTER_IDLE);
-            return;
-        }
-        if (r->hashed_to < r->prefix_to) {
-            /* More next turn, after the other connections' events: a socket
-               with room is reported writable again at once. */
-            if (watch(s, EPOLLOUT) != 0)
-                fail_session(s, TF_ENET, "epoll failed");
-            return;
-        }
+        /* Hashed on the disk pool, a slice per job; the head goes out once
+           the digest covers the prefix. */
+        disk_call(s, hash_slice_work, hash_sliced);
+        return;
     }
     if (r->cur_hashing) {
         /* The current version's digest is complete: remember it (so the
@@ -733,21 +884,43 @@ static void continue_send(session *s)
     int rc = send_some(s);
     if (rc == 1)
         sent(s);
+    else if (rc == 2 && r->want == WANT_WALK)
+        disk_call(s, walk_work, walk_filled);
+    else if (rc == 2)
+        disk_call(s, read_work, read_done);
     else if (rc == 0 && watch(s, EPOLLOUT) != 0)
         fail_session(s, TF_ENET, "epoll failed");
 }
 
+static void hash_sliced(session *s)
+{
+    request *r = s->req;
+    int hrc = r->disk_rc;
+    if (hrc != TF_OK) {
+        r->prefix_to = r->hashed_to = 0;
+        if (r->cur_hashing) {
+            r->cur_hashing = 0;
+            put_refuse(s, hrc);
+            return;
+        }
+        r->stat_pending = 0;
+        reply_failure(s, hrc, AFTER_IDLE);
+        return;
+    }
+    continue_send(s);
+}
+
 /* A small response goes out in one sendmsg: head, body (read into the
-   worker's buffer by read_small) and trailer. What the socket did not take
-   is left to send_some: the head and trailer are in the request already,
-   the rest of the body moves to the request's own buffer, since the
-   worker's is shared. Returns -1 when the connection failed (s is closed). */
+   request's small buffer by read_small) and trailer. What the socket did
+   not take is left to send_some: the head and trailer are in the request
+   already, the rest of the body moves to its transfer buffer (the copy
+   path). Returns -1 when the connection failed (s is closed). */
 static int push_gathered(session *s)
 {
     request *r = s->req;
     size_t body = (size_t)r->body_left;
     struct iovec iov[3] = {{r->head, r->head_len},
-                           {s->ctx->small_body, body},
+                           {r->small, body},
                            {r->tail, r->tail_len}};
     ssize_t k = tf__conn_writev(&s->conn, iov, 3, 0);
     if (k == TF__IO_ERROR) {
@@ -769,30 +942,12 @@ static int push_gathered(session *s)
             fail_session(s, TF_ENOMEM, "out of memory");
             return -1;
         }
-        memcpy(r->buf, s->ctx->small_body + data, body - data);
+        memcpy(r->buf, r->small + data, body - data);
         r->buf_pos = 0;
         r->buf_end = body - data;
         r->copy_path = 1;
     }
     return left > 0 && progressed(s, left) ? -1 : 0;
-}
-
-static int group_flush(session *s);
-
-/* A small response that was to go out in one sendmsg waits behind the
-   group's answers: its body moves to the request's own buffer (the
-   loop's is shared) and goes as any other. */
-static int ungather(session *s)
-{
-    request *r = s->req;
-    if (ensure_buf(r) != TF_OK)
-        return -1;
-    memcpy(r->buf, s->ctx->small_body, (size_t)r->body_left);
-    r->buf_pos = 0;
-    r->buf_end = (size_t)r->body_left;
-    r->copy_path = 1;
-    r->gathered = 0;
-    return 0;
 }
 
 static void start_send(session *s, after_send after)
@@ -801,15 +956,12 @@ static void start_send(session *s, after_send after)
     r->after = after;
     s->state = S_SEND;
     list_move(s, &s->ctx->active, tf__now_ms());
-    /* Anything this request says comes after the answers of the puts
-       before it: the group is committed and answered first. (A pipelined
-       put going into its payload says nothing.) */
-    if ((r->head_len || r->body_left || r->has_trailer || r->stat_pending) &&
-        tf__group_pending(s->group) && group_flush(s) != 0)
-        return;
-    tf__group *g = s->group;
-    if (r->gathered && g && g->out_pos < g->out_len && ungather(s) != 0) {
-        fail_session(s, TF_ENOMEM, "out of memory");
+    /* Answers go out in request order: puts still in the session's group
+       are answered first (group_send), before any other request is
+       begun. One that would speak before them is a bug, not a reorder. */
+    if ((r->head_len || r->body_left || r->has_trailer) && tf__group_pending(s->group) &&
+        !r->grouped) {
+        fail_session(s, TF_EINTERNAL, "an answer would overtake pipelined puts");
         return;
     }
     if (r->gathered && push_gathered(s) != 0)
@@ -829,14 +981,19 @@ static int group_takes(const session *s, const tf_wire_request *q)
            tf__group_pending(s->group) < (size_t)max;
 }
 
-/* Commits the group's uploads (the disk's wait, once for all of them) and
-   queues their answers, in order, to go before anything else the session
-   sends (send_some); each is logged as it is answered. -1 when the
-   session failed (closed). */
-static int group_flush(session *s)
+/* On the disk pool: the group's uploads made durable together (one job
+   for the whole batch, however many puts). */
+static void group_commit_work(session *s)
+{
+    tf__group_commit(s->group, storage(s));
+}
+
+/* Back in the loop: the answers, in order, to go before anything else
+   the session sends (send_some), each logged; then sent by the request
+   that waited for the commit (it says nothing of its own). */
+static void group_committed(session *s)
 {
     tf__group *g = s->group;
-    tf__group_commit(g, storage(s));
     int rc = TF_OK;
     for (size_t i = 0; i < g->n; i++) {
         const tf__group_entry *en = &g->v[i];
@@ -862,25 +1019,24 @@ static int group_flush(session *s)
     tf__group_clear(g);
     if (rc != TF_OK) {
         fail_session(s, TF_ENOMEM, "out of memory for the answers of pipelined puts");
-        return -1;
+        return;
     }
-    return 0;
+    start_send(s, AFTER_IDLE);
 }
 
-/* The client's pipeline paused (or a request of another kind is next):
-   the group is committed and its answers sent, by a request that says
-   nothing of its own (not logged). */
+/* The batch ends (the client's pipeline paused, a request of another kind
+   is next, or the group is full): one disk job commits it, then its
+   answers go out; a request still buffered waits for sent(). The request
+   begun here only carries them (not logged). */
 static void group_send(session *s)
 {
-    if (group_flush(s) != 0)
-        return;
     request *r = request_begin(s, TF_OP_PUT);
     if (!r) {
         fail_session(s, TF_ENOMEM, "out of memory");
         return;
     }
     r->grouped = 1;
-    start_send(s, AFTER_IDLE);
+    disk_call(s, group_commit_work, group_committed);
 }
 
 /* A grouped put is over (its answer waits in the group): the next
@@ -928,12 +1084,19 @@ static void group_put(session *s, int rc, uint8_t resp_flags)
 
 /* The session ends with puts received and not answered: they are stored
    all the same (their trailers came whole), as a put whose answer could
-   not be sent always was; the log says so. */
+   not be sent always was (tf__session_close commits them on the pool
+   first, group_close_work); the log says what became of each. */
+static void group_close_work(session *s)
+{
+    tf__group_commit(s->group, storage(s));
+}
+
 static void group_close(session *s)
 {
     tf__group *g = s->group;
     if (tf__group_pending(g)) {
-        tf__group_commit(g, storage(s));
+        if (!g->committed) /* the pool was stopping: no job ran it */
+            tf__group_commit(g, storage(s));
         for (size_t i = 0; i < g->n; i++)
             log_entry(s, "put", tf__group_name(g, i), g->v[i].bytes, g->v[i].rc,
                       g->v[i].rc == TF_OK ? "" : tf__group_message(g, i), g->v[i].started_ms);
@@ -1034,34 +1197,64 @@ static int request_valid(session *s, const tf_wire_request *q)
     return TF_OK;
 }
 
-/* Reads a whole small file into the worker's buffer and hashes it, for
-   push_gathered. Returns 0 when it cannot (no memory, the file changed
-   size): the general path then sends it, or says what went wrong. */
+/* Reads a whole small file into the request's small buffer (kept with the
+   request for the next one) and hashes it, for push_gathered. Returns 0
+   when it cannot (no memory, the file changed size): the general path
+   then sends it, or says what went wrong. */
 static int read_small(session *s, uint64_t size)
 {
     request *r = s->req;
-    tf__session_ctx *w = s->ctx;
-    if (!w->small_body && !(w->small_body = malloc(SMALL_BODY_MAX)))
+    if (!r->small && !(r->small = malloc(SMALL_BODY_MAX)))
         return 0;
     tf__storage *st = storage(s);
-    ssize_t n = size ? st->ops->read_at(st, r->body_fd, w->small_body, (size_t)size, 0) : 0;
+    ssize_t n = size ? st->ops->read_at(st, r->body_fd, r->small, (size_t)size, 0) : 0;
     if (n != (ssize_t)size)
         return 0;
-    tf__digest_update(&r->digest, w->small_body, (size_t)size);
+    tf__digest_update(&r->digest, r->small, (size_t)size);
     r->gathered = 1;
     return 1;
 }
 
-static void handle_get(session *s, const tf_wire_request *q)
+/* A get's storage work (on the disk pool): the file opened, a small one
+   read whole, a remembered digest looked up. */
+static void get_open_work(session *s)
 {
     request *r = s->req;
-    uint64_t size = 0, off = q->offset;
-    uint8_t flags = 0;
+    tf__storage *st = storage(s);
+    r->disk_rc = st->ops->open_read(st, r->name, &r->body_fd, &r->disk_size, r->file_id,
+                                    &r->err);
+    if (r->disk_rc != TF_OK)
+        return;
+    if (r->body_off == 0 && r->disk_size <= SMALL_BODY_MAX && read_small(s, r->disk_size))
+        return;
+    if (tf__digest_on(&r->digest)) {
+        r->cached = st->ops->digest_load(st, r->body_fd, r->file_id, r->cached_digest);
+        if (!r->cached)
+            r->disk_rc = ensure_buf(r);
+    }
+}
+
+static void get_opened(session *s);
+
+static void handle_get(session *s, const tf_wire_request *q)
+{
     int rc = check_name(s, q);
-    if (rc == TF_OK)
-        rc = storage(s)->ops->open_read(storage(s), r->name, &r->body_fd, &size, r->file_id,
-                                        &r->err);
-    if (rc == TF_OK && off == 0 && size <= SMALL_BODY_MAX && read_small(s, size)) {
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    s->req->body_off = q->offset;
+    disk_call(s, get_open_work, get_opened);
+}
+
+static void get_opened(session *s)
+{
+    request *r = s->req;
+    uint64_t size = r->disk_size, off = r->body_off;
+    uint8_t flags = 0;
+    int rc = r->disk_rc;
+    r->body_off = 0;
+    if (rc == TF_OK && r->gathered) {
         queue_head(s, TF_OK, size, 0, NULL);
         r->body_left = size;
         r->has_trailer = 1;
@@ -1073,12 +1266,6 @@ static void handle_get(session *s, const tf_wire_request *q)
         /* Shorter than the client's partial copy: it changed; send it whole. */
         flags |= TF_RESP_FROM_START;
         off = 0;
-    }
-    if (rc == TF_OK && tf__digest_on(&r->digest)) {
-        r->cached = storage(s)->ops->digest_load(storage(s), r->body_fd, r->file_id,
-                                                 r->cached_digest);
-        if (!r->cached)
-            rc = ensure_buf(r);
     }
     if (rc != TF_OK) {
         reply_failure(s, rc, AFTER_IDLE);
@@ -1188,11 +1375,15 @@ static int make_parents(session *s)
    (IF_MATCH, SKIP_SAME): the conditions, skip-if-same, the parents, the
    target and the staging, then the go-ahead (or straight into the payload
    with NO_GOAHEAD). */
+static void put_same(session *s);
+static void put_mtime_work(session *s);
+static void put_stage_work(session *s);
+static void put_staged(session *s);
+
 static void put_decide(session *s)
 {
     request *r = s->req;
     tf__storage *st = storage(s);
-    const tf_options *opt = opts(s);
     int rc = TF_OK;
     if (r->putx & TF_REQ_IF_MATCH) {
         if (!r->cur_exists)
@@ -1208,33 +1399,63 @@ static void put_decide(session *s)
         r->cur_size == r->size && memcmp(r->cur_digest, r->same, TF_DIGEST_SIZE) == 0) {
         storage(s)->ops->close_read(st, r->body_fd);
         r->body_fd = -1;
+        r->disk_rc = TF_OK;
         if (r->putx & TF_REQ_MTIME)
-            rc = st->ops->set_mtime(st, r->name, r->mtime_sec, r->mtime_nsec, &r->err);
-        if (rc != TF_OK) {
-            put_refuse(s, rc);
-            return;
-        }
-        r->same_hit = 1;
-        if (r->putx & TF_REQ_NO_GOAHEAD) {
-            r->drain = 1;
-            if (ensure_buf(r) != TF_OK) {
-                fail_session(s, TF_ENOMEM, "out of memory");
-                return;
-            }
-            put_receive(s, 0);
-            return;
-        }
-        /* Already there: this answer ends the put, no payload follows. */
-        r->result = TF_OK;
-        queue_head(s, TF_OK, r->size, TF_RESP_SAME, NULL);
-        start_send(s, AFTER_IDLE);
+            disk_call(s, put_mtime_work, put_same);
+        else
+            put_same(s);
         return;
     }
     if (r->body_fd >= 0) {
         st->ops->close_read(st, r->body_fd);
         r->body_fd = -1;
     }
-    if (rc == TF_OK && (r->putx & TF_REQ_PARENTS))
+    if (rc != TF_OK) {
+        put_refuse(s, rc);
+        return;
+    }
+    disk_call(s, put_stage_work, put_staged);
+}
+
+/* SKIP_SAME found the bytes there (MTIME: given their time first). */
+static void put_same(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        put_refuse(s, r->disk_rc);
+        return;
+    }
+    r->same_hit = 1;
+    if (r->putx & TF_REQ_NO_GOAHEAD) {
+        r->drain = 1;
+        if (ensure_buf(r) != TF_OK) {
+            fail_session(s, TF_ENOMEM, "out of memory");
+            return;
+        }
+        put_receive(s, 0);
+        return;
+    }
+    /* Already there: this answer ends the put, no payload follows. */
+    r->result = TF_OK;
+    queue_head(s, TF_OK, r->size, TF_RESP_SAME, NULL);
+    start_send(s, AFTER_IDLE);
+}
+
+static void put_mtime_work(session *s)
+{
+    request *r = s->req;
+    tf__storage *st = storage(s);
+    r->disk_rc = st->ops->set_mtime(st, r->name, r->mtime_sec, r->mtime_nsec, &r->err);
+}
+
+/* On the disk pool: the parents, the target, the staging. */
+static void put_stage_work(session *s)
+{
+    request *r = s->req;
+    tf__storage *st = storage(s);
+    const tf_options *opt = opts(s);
+    int rc = TF_OK;
+    if (r->putx & TF_REQ_PARENTS)
         rc = make_parents(s);
     /* Refuse before the data moves, not after. */
     if (rc == TF_OK)
@@ -1253,8 +1474,16 @@ static void put_decide(session *s)
     } else if (rc == TF_OK) {
         rc = st->ops->stage(st, &r->up, &r->err);
     }
-    if (rc != TF_OK) {
-        put_refuse(s, rc);
+    r->disk_rc = rc;
+}
+
+static void put_staged(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc == TF_OK && s->ctx->disk_queue.on && !(r->wbuf = malloc(XFER_BUF)))
+        r->disk_rc = tf__fail(&r->err, TF_ENOMEM, "out of memory");
+    if (r->disk_rc != TF_OK) {
+        put_refuse(s, r->disk_rc);
         return;
     }
     /* The partial's bytes go into the digest before the go-ahead, in
@@ -1307,6 +1536,9 @@ static int open_current(session *s, int *rc)
     return 1;
 }
 
+static void put_probe_work(session *s);
+static void put_probed(session *s);
+
 static void handle_put(session *s, const tf_wire_request *q)
 {
     request *r = s->req;
@@ -1341,16 +1573,38 @@ static void handle_put(session *s, const tf_wire_request *q)
     if (rc == TF_OK && max_upload && q->size > max_upload)
         rc = tf__fail(&r->err, TF_ETOOBIG, "%llu bytes is over the upload limit of %llu",
                       (unsigned long long)q->size, (unsigned long long)max_upload);
-    if (rc == TF_OK && (r->putx & TF_REQ_IF_ABSENT))
-        rc = check_absent(s);
-    int hashing = 0;
-    if (rc == TF_OK && (r->putx & (TF_REQ_IF_MATCH | TF_REQ_SKIP_SAME)))
-        hashing = open_current(s, &rc);
     if (rc != TF_OK) {
         put_refuse(s, rc);
         return;
     }
-    if (hashing) {
+    if (r->putx & (TF_REQ_IF_ABSENT | TF_REQ_IF_MATCH | TF_REQ_SKIP_SAME))
+        disk_call(s, put_probe_work, put_probed);
+    else
+        put_decide(s);
+}
+
+/* On the disk pool: IF_ABSENT's look, the current version for IF_MATCH
+   and SKIP_SAME. */
+static void put_probe_work(session *s)
+{
+    request *r = s->req;
+    int rc = TF_OK;
+    r->disk_size = 0; /* 1: the current version's digest is to be hashed */
+    if (r->putx & TF_REQ_IF_ABSENT)
+        rc = check_absent(s);
+    if (rc == TF_OK && (r->putx & (TF_REQ_IF_MATCH | TF_REQ_SKIP_SAME)))
+        r->disk_size = (uint64_t)open_current(s, &rc);
+    r->disk_rc = rc;
+}
+
+static void put_probed(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        put_refuse(s, r->disk_rc);
+        return;
+    }
+    if (r->disk_size) {
         /* The send state drives the slices (continue_send), one per turn of
            the loop; nothing is sent until put_decide. */
         start_send(s, AFTER_IDLE);
@@ -1379,15 +1633,14 @@ static int list_reserve(session *s, size_t len)
     return TF_OK;
 }
 
-static void handle_list(session *s, const tf_wire_request *q)
+/* On the disk pool: the root's listing, scanned and encoded into r->list. */
+static void list_work(session *s)
 {
     request *r = s->req;
     const tf_options *opt = opts(s);
     tf_listing *l = NULL;
     size_t len = 0;
-    int rc = q->name_len ? tf__fail(&r->err, TF_EINVAL, "list takes no name") : TF_OK;
-    if (rc == TF_OK)
-        rc = tf__storage_scan(storage(s), (size_t)opt->value[TF_OPT_MAX_LIST_ENTRIES],
+    int rc = tf__storage_scan(storage(s), (size_t)opt->value[TF_OPT_MAX_LIST_ENTRIES],
                               (size_t)opt->value[TF_OPT_MAX_NAME_LEN], &l, &r->err);
     if (rc == TF_OK) {
         len = tf__wire_list_size(l);
@@ -1401,15 +1654,32 @@ static void handle_list(session *s, const tf_wire_request *q)
             rc = tf__fail(&r->err, TF_EINTERNAL, "cannot encode the listing");
     }
     tf_listing_free(l);
-    if (rc != TF_OK) {
-        reply_failure(s, rc, AFTER_IDLE);
+    r->disk_rc = rc;
+    r->disk_size = len;
+}
+
+static void list_done(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        reply_failure(s, r->disk_rc, AFTER_IDLE);
         return;
     }
-    queue_head(s, TF_OK, len, 0, NULL);
+    queue_head(s, TF_OK, r->disk_size, 0, NULL);
     r->body_mem = r->list;
-    r->body_left = len;
+    r->body_left = r->disk_size;
     r->has_trailer = 1;
     start_send(s, AFTER_IDLE);
+}
+
+static void handle_list(session *s, const tf_wire_request *q)
+{
+    if (q->name_len) {
+        tf__fail(&s->req->err, TF_EINVAL, "list takes no name");
+        reply_failure(s, TF_EINVAL, AFTER_IDLE);
+        return;
+    }
+    disk_call(s, list_work, list_done);
 }
 
 /* ---- receiving a put ------------------------------------------------------------ */
@@ -1418,14 +1688,44 @@ static void store(tf__storage *st, request *r, const uint8_t *p, size_t n)
 {
     tf__digest_update(&r->digest, p, n);
     /* A write failure (a full disk) does not stop the reading: the rest is
-       drained so the stream stays in step, and the client hears why. (The
-       backend starts writing back as the data comes, so that the fsync
-       before the reply, which blocks this worker, has only the tail left.) */
-    if (r->store_rc == TF_OK && !r->drain)
+       drained so the stream stays in step, and the client hears why. The
+       bytes are written on the disk pool (flush_writes): even the local
+       disk's write(2) and its writeback start stall for tens of ms under
+       dirty-page throttling (README, "Where the disk work runs"). */
+    if (r->store_rc == TF_OK && !r->drain && r->wbuf) {
+        memcpy(r->wbuf + r->wlen, p, n);
+        r->wlen += n;
+    } else if (r->store_rc == TF_OK && !r->drain) {
         r->store_rc = st->ops->write(st, r->up, p, n, &r->store_err);
+    }
     if (!r->stream)
         r->left -= n;
     r->bytes += n;
+}
+
+static void put_commit_work(session *s);
+static void put_committed(session *s);
+
+static void receive_body(session *s);
+
+/* On the disk pool: the bytes store gathered. */
+static void write_work(session *s)
+{
+    request *r = s->req;
+    if (r->store_rc == TF_OK)
+        r->store_rc = storage(s)->ops->write(storage(s), r->up, r->wbuf, r->wlen, &r->store_err);
+    r->wlen = 0;
+}
+
+/* The payload is written on the disk pool, the bytes of one read at a
+   time, handed over in wbuf (the socket is not read meanwhile). Returns 1
+   when a job took them: receive_body runs again after it. */
+static int flush_writes(session *s)
+{
+    if (!s->req->wlen)
+        return 0;
+    disk_call(s, write_work, receive_body);
+    return 1;
 }
 
 static void finish_put(session *s, int verdict, const tf__err *verdict_err)
@@ -1455,16 +1755,26 @@ static void finish_put(session *s, int verdict, const tf__err *verdict_err)
     } else if (rc != TF_OK) {
         tf__err_take(&r->err, &r->store_err);
     }
-    /* The digest just verified is not remembered: the file was written a
-       moment ago, and an in-place change within the same clock tick, at
-       the same size, would leave the same timestamps and a stale digest
-       that every later get would fail on. The first get after it has
-       settled remembers it (build_trailer). */
     if (r->grouped) {
         r->grouped = 0; /* set again once the group holds its answer */
         group_put(s, rc, 0);
         return;
     }
+    r->disk_rc = rc;
+    disk_call(s, put_commit_work, put_committed);
+}
+
+/* On the disk pool: publishes the upload (fsync, rename), or removes it
+   when disk_rc says it failed. */
+static void put_commit_work(session *s)
+{
+    request *r = s->req;
+    int rc = r->disk_rc;
+    /* The digest just verified is not remembered: the file was written a
+       moment ago, and an in-place change within the same clock tick, at
+       the same size, would leave the same timestamps and a stale digest
+       that every later get would fail on. The first get after it has
+       settled remembers it (build_trailer). */
     int overwrite = (int)opts(s)->value[TF_OPT_OVERWRITE];
     if (rc == TF_OK && r->putx) {
         tf__commit_cond cond = {
@@ -1479,8 +1789,14 @@ static void finish_put(session *s, int verdict, const tf__err *verdict_err)
         rc = storage(s)->ops->commit(storage(s), &r->up, r->name, overwrite, &r->err);
     } else
         storage(s)->ops->abort(storage(s), &r->up);
-    if (rc != TF_OK) {
-        reply_failure(s, rc, AFTER_IDLE);
+    r->disk_rc = rc;
+}
+
+static void put_committed(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        reply_failure(s, r->disk_rc, AFTER_IDLE);
         return;
     }
     r->result = TF_OK;
@@ -1514,6 +1830,10 @@ static void receive_trailer(session *s)
         consume_input(s, (size_t)n);
         storage(s)->ops->abort(storage(s), &r->up);
         tf__fail(&r->err, TF_EPROTO, "the trailer does not carry the negotiated checksum");
+        if (r->grouped) { /* an answer now would overtake the group's */
+            fail_session(s, TF_EPROTO, r->err.msg);
+            return;
+        }
         reply_failure(s, TF_EPROTO, AFTER_CLOSE);
         return;
     } else if (t.digest_len) {
@@ -1592,6 +1912,8 @@ static void receive_stream(session *s)
         if (k < 0)
             return;
         consume_input(s, (size_t)k);
+        if (flush_writes(s))
+            return;
     }
     size_t budget = EVENT_BUDGET;
     while (!r->stream_end && budget > 0) {
@@ -1611,7 +1933,7 @@ static void receive_stream(session *s)
         }
         if (stream_take(s, r->buf, (size_t)n) < 0)
             return;
-        if (progressed(s, (size_t)n))
+        if (progressed(s, (size_t)n) || flush_writes(s))
             return;
         budget -= (size_t)n < budget ? (size_t)n : budget;
     }
@@ -1633,6 +1955,8 @@ static void receive_body(session *s)
         size_t n = s->in_len < r->left ? s->in_len : (size_t)r->left;
         store(storage(s), r, s->in, n);
         consume_input(s, n);
+        if (flush_writes(s))
+            return;
     }
     size_t budget = EVENT_BUDGET;
     while (r->left > 0 && budget > 0) {
@@ -1649,7 +1973,7 @@ static void receive_body(session *s)
             return;
         }
         store(storage(s), r, r->buf, (size_t)n);
-        if (progressed(s, (size_t)n))
+        if (progressed(s, (size_t)n) || flush_writes(s))
             return;
         budget -= (size_t)n < budget ? (size_t)n : budget;
     }
@@ -1840,7 +2164,7 @@ static void on_auth(session *s)
     j->work.work = tf__auth_job_run;
     j->work.done = auth_done;
     j->work.data = s;
-    rc = tf__pool_submit(ctx->auth->pool, &ctx->auth_queue, &j->work);
+    rc = tf__pool_submit(ctx->auth->pool, &ctx->auth_queue.q, &j->work);
     if (rc != TF_OK) {
         tf__auth_job_free(j);
         tf__fail(&r->err, TF_EBUSY, "the server is stopping");
@@ -1860,13 +2184,6 @@ static void on_auth(session *s)
     (void)watch(s, 0); /* a failure leaves it watched: on_events ignores S_AUTH */
 }
 
-static void drain_auth_queue(tf__watcher *w, uint32_t events)
-{
-    (void)events;
-    tf__session_ctx *ctx = (tf__session_ctx *)((char *)w - offsetof(tf__session_ctx, auth_watch));
-    tf__pool_queue_drain(&ctx->auth_queue);
-}
-
 /* Jobs not started yet are cancelled (their auth_done closes them); the
    running ones end on their own. */
 static void cancel_auth_jobs(tf__session_ctx *ctx)
@@ -1877,15 +2194,8 @@ static void cancel_auth_jobs(tf__session_ctx *ctx)
 
 int tf__session_ctx_auth(tf__session_ctx *ctx, struct tf__auth *auth)
 {
-    tf__err e = {{0}};
-    int rc = tf__pool_queue_init(&ctx->auth_queue, &e);
-    if (rc != TF_OK)
-        return rc;
-    ctx->auth_queue_on = 1;
     ctx->auth = auth;
-    ctx->auth_watch.fd = tf__pool_queue_fd(&ctx->auth_queue);
-    ctx->auth_watch.on_events = drain_auth_queue;
-    return tf__loop_watch(ctx->loop, &ctx->auth_watch, EPOLLIN) == 0 ? TF_OK : TF_EIO;
+    return queue_start(ctx, &ctx->auth_queue);
 }
 
 /* ---- the tree (section 3a) -------------------------------------------------------- */
@@ -1933,14 +2243,15 @@ static void stat_finish(session *s)
     r->has_trailer = 0;
 }
 
-static void handle_stat(session *s, const tf_wire_request *q)
+/* On the disk pool: the entry, and a file's remembered digest. */
+static void stat_work(session *s)
 {
     request *r = s->req;
     tf__storage *st = storage(s);
     tf__fstat fs = {TF__FT_DIR, 0, 0, 0};
     uint64_t size = 0;
-    int rc = q->name_len ? check_name(s, q) : TF_OK;
-    if (rc == TF_OK && q->name_len)
+    int rc = TF_OK;
+    if (r->name[0])
         rc = st->ops->stat(st, r->name, &fs, &r->err);
     if (rc == TF_OK && fs.type == TF__FT_OTHER)
         rc = tf__fail(&r->err, TF_EACCES, "\"%s\" is not a regular file or directory",
@@ -1952,7 +2263,7 @@ static void handle_stat(session *s, const tf_wire_request *q)
         if (rc == TF_OK) {
             fs.size = size;
             r->cached = st->ops->digest_load(st, r->body_fd, r->file_id, r->cached_digest);
-            if (!r->cached && (q->flags & TF_REQ_STAT_DIGEST)) {
+            if (!r->cached && (r->qflags & TF_REQ_STAT_DIGEST)) {
                 rc = tf__digest_begin(&r->digest, 1);
                 if (rc == TF_OK)
                     rc = ensure_buf(r);
@@ -1964,17 +2275,33 @@ static void handle_stat(session *s, const tf_wire_request *q)
             }
         }
     }
-    if (rc != TF_OK) {
-        reply_failure(s, rc, AFTER_IDLE);
-        return;
-    }
+    r->disk_rc = rc;
     r->stat_type = fs.type == TF__FT_DIR ? 2 : 1;
     r->stat_size = fs.type == TF__FT_DIR ? 0 : fs.size;
     r->stat_mtime = fs.mtime;
     r->stat_mtime_ns = fs.mtime_ns;
+}
+
+static void stat_done(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        reply_failure(s, r->disk_rc, AFTER_IDLE);
+        return;
+    }
     if (!r->stat_pending)
         stat_finish(s);
     start_send(s, AFTER_IDLE);
+}
+
+static void handle_stat(session *s, const tf_wire_request *q)
+{
+    int rc = q->name_len ? check_name(s, q) : TF_OK;
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    disk_call(s, stat_work, stat_done);
 }
 
 /* mkdir -p: each prefix in turn; one that exists as a directory is fine. */
@@ -2006,24 +2333,50 @@ static int mkdir_parents(session *s)
     return TF_OK;
 }
 
-static void handle_mkdir(session *s, const tf_wire_request *q)
+/* The tree's changes, each on the disk pool, answered by tree_done. */
+static void mkdir_work(session *s)
 {
     request *r = s->req;
+    s->req->disk_rc = (r->qflags & TF_REQ_MKDIR_PARENTS)
+                          ? mkdir_parents(s)
+                          : storage(s)->ops->mkdir(storage(s), r->name, &r->err);
+}
+
+static void remove_work(session *s)
+{
+    request *r = s->req;
+    r->disk_rc = storage(s)->ops->remove(storage(s), r->name, &r->err);
+}
+
+static void rename_work(session *s)
+{
+    request *r = s->req;
+    r->disk_rc = storage(s)->ops->rename(
+        storage(s), r->name, r->to,
+        (r->qflags & TF_REQ_RENAME_NOREPLACE) ? TF_STORAGE_NOREPLACE : 0, &r->err);
+}
+
+static void tree_done(session *s)
+{
+    reply_rc(s, s->req->disk_rc);
+}
+
+static void handle_mkdir(session *s, const tf_wire_request *q)
+{
     int rc = check_name(s, q);
-    if (rc == TF_OK)
-        rc = (q->flags & TF_REQ_MKDIR_PARENTS)
-                 ? mkdir_parents(s)
-                 : storage(s)->ops->mkdir(storage(s), r->name, &r->err);
-    reply_rc(s, rc);
+    if (rc != TF_OK)
+        reply_rc(s, rc);
+    else
+        disk_call(s, mkdir_work, tree_done);
 }
 
 static void handle_remove(session *s, const tf_wire_request *q)
 {
-    request *r = s->req;
     int rc = check_name(s, q);
-    if (rc == TF_OK)
-        rc = storage(s)->ops->remove(storage(s), r->name, &r->err);
-    reply_rc(s, rc);
+    if (rc != TF_OK)
+        reply_rc(s, rc);
+    else
+        disk_call(s, remove_work, tree_done);
 }
 
 static void handle_rename(session *s, const tf_wire_request *q)
@@ -2032,31 +2385,45 @@ static void handle_rename(session *s, const tf_wire_request *q)
     int rc = check_name(s, q);
     if (rc == TF_OK)
         rc = check_path(s, r->to, strlen(r->to), "new path");
-    if (rc == TF_OK)
-        rc = storage(s)->ops->rename(
-            storage(s), r->name, r->to,
-            (q->flags & TF_REQ_RENAME_NOREPLACE) ? TF_STORAGE_NOREPLACE : 0, &r->err);
-    reply_rc(s, rc);
+    if (rc != TF_OK)
+        reply_rc(s, rc);
+    else
+        disk_call(s, rename_work, tree_done);
 }
 
-static void handle_listdir(session *s, const tf_wire_request *q)
+/* On the disk pool: the walk's first directory opened. */
+static void listdir_work(session *s)
 {
     request *r = s->req;
     tf__path_limits lim = path_limits(s);
-    int rc = q->name_len ? check_name(s, q) : TF_OK;
-    if (rc == TF_OK)
-        rc = ensure_buf(r);
-    if (rc == TF_OK)
-        rc = tf__walk_open(storage(s), r->name, (q->flags & TF_REQ_LIST_RECURSIVE) != 0, &lim,
-                           &r->walk, &r->err);
-    if (rc != TF_OK) {
-        reply_failure(s, rc, AFTER_IDLE);
+    r->disk_rc = tf__walk_open(storage(s), r->name, (r->qflags & TF_REQ_LIST_RECURSIVE) != 0,
+                               &lim, &r->walk, &r->err);
+}
+
+static void listdir_opened(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        reply_failure(s, r->disk_rc, AFTER_IDLE);
         return;
     }
     queue_head(s, TF_OK, 0, 0, NULL);
     r->body_left = 0;
     r->has_trailer = 1;
     start_send(s, AFTER_IDLE);
+}
+
+static void handle_listdir(session *s, const tf_wire_request *q)
+{
+    request *r = s->req;
+    int rc = q->name_len ? check_name(s, q) : TF_OK;
+    if (rc == TF_OK)
+        rc = ensure_buf(r);
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    disk_call(s, listdir_work, listdir_opened);
 }
 
 static const tree_op tree_ops[] = {
@@ -2170,7 +2537,7 @@ static void on_request(session *s)
             fail_session(s, TF_ENOMEM, "out of memory");
         return;
     }
-    if (n > 0 && tf__group_pending(s->group) && !group_takes(s, &q)) {
+    if (tf__group_pending(s->group) && (n < 0 || !group_takes(s, &q))) {
         /* The batch ends here: its answers first, then this request
            (still buffered) from sent(). */
         group_send(s);
@@ -2235,6 +2602,7 @@ static void on_request(session *s)
         reply_failure(s, TF_EACCES, AFTER_IDLE);
         return;
     }
+    r->qflags = q.flags;
     switch (q.op) {
     case TF_OP_GET:
         handle_get(s, &q);
@@ -2347,8 +2715,9 @@ static void tls_step(session *s);
 
 static void on_events_once(session *s, uint32_t events)
 {
-    if (s->state == S_AUTH || s->state == S_AUTH_DELAY)
-        return; /* not reading while a login is checked or its answer waits */
+    if (s->state == S_AUTH || s->state == S_AUTH_DELAY || s->state == S_DISK)
+        return; /* not reading while a login is checked, its answer waits, or
+                   the disk works for the request */
     if (s->state == S_TLS) {
         tls_step(s);
         return;
@@ -2379,7 +2748,7 @@ static void on_events_once(session *s, uint32_t events)
 static int reading(const session *s)
 {
     return s->state != S_SEND && s->state != S_TLS && s->state != S_AUTH &&
-           s->state != S_AUTH_DELAY;
+           s->state != S_AUTH_DELAY && s->state != S_DISK;
 }
 
 /* Most extra passes over bytes a transport holds already, per event: the
@@ -2387,20 +2756,25 @@ static int reading(const session *s)
    only happens when the parser is stuck, which this bounds. */
 #define PENDING_PASSES 64
 
+/* TLS decrypts a whole record while the reader takes part of it: the rest
+   waits inside the transport, where epoll does not see it, so whatever
+   state now reads (a pipelined request after a reply, the hello after the
+   handshake, a body after its head) reads again. */
+static void pump_pending(session *s)
+{
+    for (int i = 0; i < PENDING_PASSES && !s->dead && reading(s) &&
+                    tf__conn_pending(&s->conn);
+         i++)
+        on_events_once(s, EPOLLIN);
+}
+
 static void on_events(tf__watcher *watch, uint32_t events)
 {
     session *s = SESSION_OF(watch, watch);
     if (s->dead)
         return; /* closed earlier in this round of events */
     on_events_once(s, events);
-    /* TLS decrypts a whole record while the reader takes part of it: the
-       rest waits inside the transport, where epoll does not see it, so
-       whatever state now reads (a pipelined request after a reply, the
-       hello after the handshake, a body after its head) reads again. */
-    for (int i = 0; i < PENDING_PASSES && !s->dead && reading(s) &&
-                    tf__conn_pending(&s->conn);
-         i++)
-        on_events_once(s, EPOLLIN);
+    pump_pending(s);
 }
 
 /* ---- life and death ------------------------------------------------------------- */
@@ -2618,18 +2992,39 @@ void tf__session_refuse(session *s, int code, const char *message)
     enter_closing(s);
 }
 
+/* What closing does, once no pool thread holds the session's request. */
+static void close_now(session *s)
+{
+    list_move(s, NULL, 0); /* off the disk list, after group_close_work */
+    if (s->req)
+        request_end(s, 1);
+    group_close(s);
+    tf__conn_close(&s->conn); /* also takes it out of the epoll set */
+    atomic_fetch_sub(s->ctx->sessions, 1);
+    tf__loop_defer(s->ctx->loop, &s->free_later);
+}
+
 void tf__session_close(session *s)
 {
     if (s->dead)
         return;
     s->dead = 1;
-    if (s->req)
-        request_end(s, 1);
-    group_close(s);
     list_move(s, NULL, 0);
-    tf__conn_close(&s->conn); /* also takes it out of the epoll set */
-    atomic_fetch_sub(s->ctx->sessions, 1);
-    tf__loop_defer(s->ctx->loop, &s->free_later);
+    if (!s->disk_busy && tf__group_pending(s->group) && !s->group->committed) {
+        /* Puts received whole are stored before the session goes; its
+           request (if any) is over first, as the job must not use it. */
+        if (s->req)
+            request_end(s, 1);
+        disk_call(s, group_close_work, close_now);
+        return;
+    }
+    if (s->disk_busy) {
+        /* Its job is cancelled if it has not started; either way the rest
+           waits for disk_done, as a running job uses the request. */
+        tf__pool_cancel(&s->disk);
+        return;
+    }
+    close_now(s);
 }
 
 /* ---- the sessions of one loop -------------------------------------------------- */
@@ -2643,6 +3038,7 @@ int tf__session_ctx_init(tf__session_ctx *ctx, tf__loop *loop, const tf_options 
     ctx->active.limit_ms = opt->value[TF_OPT_IO_TIMEOUT_MS];
     ctx->closing.limit_ms = CLOSING_LINGER_MS;
     ctx->auth_delay.limit_ms = 1; /* last_ms is set to one before the deadline */
+    ctx->disk.limit_ms = 0;       /* never expires: not the loop's to watch */
     int rc = tf__loop_add_list(loop, &ctx->idle);
     if (rc == TF_OK)
         rc = tf__loop_add_list(loop, &ctx->active);
@@ -2684,21 +3080,32 @@ void tf__session_ctx_close_all(tf__session_ctx *ctx)
     close_list(&ctx->idle);
     close_list(&ctx->closing);
     close_list(&ctx->auth_delay);
-    if (ctx->auth_queue_on) {
-        /* Logins still being checked: cancelled if not started, waited for
-           if running; either way their auth_done closes them here. */
-        ctx->stopping = 1;
-        cancel_auth_jobs(ctx);
-        tf__loop_watch(ctx->loop, &ctx->auth_watch, 0);
-        tf__pool_queue_fini(&ctx->auth_queue);
-        ctx->auth_queue_on = 0;
-    }
+    /* Storage calls: cancelled if not started, waited for if running;
+       either way disk_done finishes closing them (queue_stop). */
+    close_list(&ctx->disk);
+    /* Logins still being checked: the same; their auth_done closes them. */
+    ctx->stopping = 1;
+    cancel_auth_jobs(ctx);
+    tf__session_ctx_queues_fini(ctx);
+}
+
+void tf__session_ctx_queues_fini(tf__session_ctx *ctx)
+{
+    queue_stop(ctx, &ctx->auth_queue);
+    queue_stop(ctx, &ctx->disk_queue);
+}
+
+int tf__session_ctx_disk(tf__session_ctx *ctx, tf__pool *pool)
+{
+    ctx->disk_pool = pool;
+    return pool ? queue_start(ctx, &ctx->disk_queue) : TF_OK;
 }
 
 int tf__session_ctx_empty(const tf__session_ctx *ctx)
 {
     return !ctx->active.head && !ctx->idle.head && !ctx->closing.head &&
-           !ctx->auth_delay.head && ctx->auth_inflight == 0;
+           !ctx->auth_delay.head && ctx->auth_inflight == 0 && !ctx->disk.head &&
+           ctx->disk_inflight == 0;
 }
 
 void tf__session_ctx_release(tf__session_ctx *ctx)
@@ -2707,9 +3114,8 @@ void tf__session_ctx_release(tf__session_ctx *ctx)
         request *r = ctx->spare_requests;
         ctx->spare_requests = r->next_spare;
         tf__digest_end(&r->digest);
+        free(r->small);
         free(r);
     }
     ctx->nspare = 0;
-    free(ctx->small_body);
-    ctx->small_body = NULL;
 }

@@ -202,6 +202,11 @@ struct tf__storage {
     /* open_read hands out the backend's handles, not descriptors (0: the
        local backend's descriptors). */
     int read_handles;
+    /* Every call may wait on the network: the session makes even its
+       payload reads (read_at) on the disk pool, not only the calls that
+       may wait on a disk (0: the local backend, whose reads the session
+       makes inline or by sendfile, from the page cache mostly). */
+    int network;
     /* Durability calls made (fsync, syncfs): counted by the local backend,
        read by the tests (tf__server_syncs). */
     atomic_ulong syncs;
