@@ -16,6 +16,11 @@
 #include "server_internal.h"
 #include "statedir.h"
 
+uint64_t tf__server_syncs(tf_server *srv)
+{
+    return atomic_load(&srv->storage->syncs);
+}
+
 uint64_t tf__server_prefix_hashed(tf_server *srv)
 {
     return atomic_load(&srv->prefix_hashed);
