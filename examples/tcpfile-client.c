@@ -1101,6 +1101,10 @@ static int parse_args(int argc, char **argv, client_args *a)
        terminal, as ssh does. */
     tf_options_set(a->opt, TF_OPT_TLS, 1);
     tf_options_set_host_check(a->opt, ask_on_terminal, NULL);
+    /* A whole tree batch (TREE_BATCH) on the wire at once: the server
+       makes a pipelined batch durable together, so the deeper the
+       pipeline, the fewer syncs per file. */
+    tf_options_set(a->opt, TF_OPT_PIPELINE, 256);
     /* --resume by default, for those who want every interruption to be
        continued later; --no-resume overrides it. */
     const char *env = getenv("TCPFILE_RESUME");
@@ -1534,6 +1538,9 @@ static int breaks_connection(int rc);
    file cut off in the middle continues on the next run. Smaller ones go
    pipelined, and are whole or absent. */
 #define TREE_BIG ((uint64_t)4 << 20)
+/* Files to compare (same size, other mtime) below this size are pushed in
+   the batch with skip-if-same; larger ones ask first, one by one. */
+#define TREE_COMPARE_BATCHED ((uint64_t)64 << 10)
 
 /* One tree operation under way: its counts, its first failure and the
    state of its one progress bar. */
@@ -1734,12 +1741,15 @@ static void tree_print_plan(const tree_plan *pl)
     fflush(stdout);
 }
 
-/* A batch of pushes or pulls: the source and destination of each, and the
-   mtime to keep. */
+/* A batch of pushes or pulls: the source and destination of each, the
+   mtime to keep, the size listed, and whether to offer the digest first
+   (skip-if-same, for a file whose size matches but mtime differs). */
 typedef struct tree_batch {
     size_t n;
     char *from[TREE_BATCH], *to[TREE_BATCH];
     int64_t mtime[TREE_BATCH];
+    uint64_t size[TREE_BATCH];
+    int compare[TREE_BATCH];
     const char *path[TREE_BATCH]; /* relative, for messages */
 } tree_batch;
 
@@ -1754,7 +1764,7 @@ static void batch_clear(tree_batch *b)
 
 /* Queues root_from/rel -> root_to/rel. Returns 0 or -1 (out of memory). */
 static int batch_add(tree_batch *b, const char *root_from, const char *root_to, const char *rel,
-                     int64_t mtime)
+                     int64_t mtime, uint64_t size, int compare)
 {
     char x[8192], y[8192];
     if (tree_join(x, sizeof x, root_from, rel) != 0 || tree_join(y, sizeof y, root_to, rel) != 0)
@@ -1767,6 +1777,8 @@ static int batch_add(tree_batch *b, const char *root_from, const char *root_to, 
         return -1;
     }
     b->mtime[b->n] = mtime;
+    b->size[b->n] = size;
+    b->compare[b->n] = compare;
     b->path[b->n++] = rel;
     return 0;
 }
@@ -1783,7 +1795,8 @@ static void push_flush(treerun *t, tree_batch *b)
     tf_put_item items[TREE_BATCH];
     tf_put_args args[TREE_BATCH];
     for (size_t i = 0; i < b->n; i++) {
-        args[i] = (tf_put_args){.flags = TF_PUT_MTIME, .mtime_sec = b->mtime[i]};
+        args[i] = (tf_put_args){.flags = TF_PUT_MTIME | (b->compare[i] ? TF_PUT_SKIP_SAME : 0),
+                                .mtime_sec = b->mtime[i]};
         items[i] = (tf_put_item){.local_path = b->from[i], .name = b->to[i], .fd = -1,
                                  .args = putx ? &args[i] : NULL};
     }
@@ -1791,12 +1804,13 @@ static void push_flush(treerun *t, tree_batch *b)
     tf_put_many(t->c, items, b->n);
     tree_settle(t);
     for (size_t i = 0; i < b->n; i++) {
-        if (items[i].result == TF_OK) {
+        if (items[i].result == TF_OK && items[i].skipped) {
+            t->same++;
+            t->files_done++;
+        } else if (items[i].result == TF_OK) {
             t->sent++;
             t->files_done++;
-            struct stat st;
-            if (stat(b->from[i], &st) == 0)
-                t->bytes_sent += (uint64_t)st.st_size;
+            t->bytes_sent += b->size[i];
         } else if (!t->stop || items[i].result != TF_ECANCELED) {
             tree_fail(t, items[i].result, items[i].result == TF_ENOENT, "put", b->path[i],
                       items[i].message);
@@ -1864,9 +1878,7 @@ static void pull_flush(treerun *t, tree_batch *b)
     for (size_t i = 0; i < b->n; i++) {
         if (items[i].result == TF_OK) {
             set_local_mtime(b->to[i], b->mtime[i]);
-            struct stat st;
-            if (stat(b->to[i], &st) == 0)
-                t->bytes_sent += (uint64_t)st.st_size;
+            t->bytes_sent += b->size[i];
             t->sent++;
             t->files_done++;
         } else if (!t->stop || items[i].result != TF_ECANCELED) {
@@ -2048,15 +2060,20 @@ static void tree_transfer(treerun *t, int push, const char *local, const char *r
             continue;
         }
         int compare = x->kind == ACT_COMPARE;
-        if (compare || x->src->size >= TREE_BIG) {
+        /* A small file to compare goes in the pipelined batch, offering
+           its digest (skip-if-same): its bytes cost less than a round
+           trip of its own. */
+        int batch_compare = compare && push && x->src->size < TREE_COMPARE_BATCHED &&
+                            tf_client_can_putx(t->c);
+        if ((compare && !batch_compare) || x->src->size >= TREE_BIG) {
             if (push)
                 push_one(t, x->src, local, remote, compare);
             else
                 pull_one(t, x->src, remote, local, compare);
             continue;
         }
-        if (push ? batch_add(b, local, remote, rel, x->src->mtime)
-                 : batch_add(b, remote, local, rel, x->src->mtime)) {
+        if (push ? batch_add(b, local, remote, rel, x->src->mtime, x->src->size, batch_compare)
+                 : batch_add(b, remote, local, rel, x->src->mtime, x->src->size, 0)) {
             tree_fail(t, TF_ENOMEM, 1, push ? "put" : "get", rel, NULL);
             continue;
         }

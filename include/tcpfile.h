@@ -205,7 +205,12 @@ typedef enum tf_option {
        a worker's event loop never waits for the disk. Shared by all
        workers; 0 = 4 (the default), 1..64. Raise it for a slow or
        network-bound store, where each call holds a thread. */
-    TF_OPT_DISK_THREADS = 23
+    TF_OPT_DISK_THREADS = 23,
+    /* server: most pipelined puts (tf_put_many's) made durable together,
+       1..256: their data synced at once, then their names, before any of
+       them is answered (docs/protocol.md, 4b). 1 = each on its own, two
+       syncs each. Default 256. */
+    TF_OPT_GROUP_COMMIT = 26
 } tf_option;
 
 /* Creates an options object holding the defaults. *out is the caller's,

@@ -309,58 +309,64 @@ static int still_expected(int rootfd, const char *name, const uint64_t *expect_i
     return TF_OK;
 }
 
-int tf__upload_commit_locked(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
-                             pthread_mutex_t *lock, const uint64_t *expect_id, tf__err *e)
+int tf__upload_prepare(tf__tmpfile *t, const char *name, tf__err *e)
 {
-    int rc = TF_OK, locked = 0;
     /* Written private (SERVER_TMP_MODE); published as any new file is. */
-    if (fchmod(t->fd, publish_mode()) != 0) {
-        rc = tf__fail_fs(e, errno, "cannot set the mode of", name);
-        goto out;
-    }
-    if (fsync(t->fd) != 0) {
-        rc = tf__fail_errno(e, tf__code_from_errno(errno) == TF_ENOSPC ? TF_ENOSPC : TF_EIO,
-                            errno, "cannot flush \"%s\" to disk", name);
-        goto out;
-    }
-    if (lock) {
-        pthread_mutex_lock(lock);
-        locked = 1;
-    }
-    rc = tf__fs_check_target(rootfd, name, overwrite, e);
+    if (fchmod(t->fd, publish_mode()) != 0)
+        return tf__fail_fs(e, errno, "cannot set the mode of", name);
+    return TF_OK;
+}
+
+int tf__upload_sync(tf__tmpfile *t, const char *name, tf__err *e)
+{
+    if (fsync(t->fd) != 0)
+        return tf__fail_errno(e, tf__code_from_errno(errno) == TF_ENOSPC ? TF_ENOSPC : TF_EIO,
+                              errno, "cannot flush \"%s\" to disk", name);
+    return TF_OK;
+}
+
+int tf__upload_publish(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
+                       const uint64_t *expect_id, tf__err *e)
+{
+    int rc = tf__fs_check_target(rootfd, name, overwrite, e);
     if (rc == TF_OK && expect_id)
         rc = still_expected(rootfd, name, expect_id, e);
     if (rc != TF_OK)
-        goto out;
+        return rc;
     /* What is renamed is what we wrote: the staging directory is ours
        alone (open_tmp_dir), so this only states the promise. */
     struct stat mine, there;
     if (fstat(t->fd, &mine) != 0 ||
         fstatat(t->dirfd, t->name, &there, AT_SYMLINK_NOFOLLOW) != 0 ||
-        mine.st_dev != there.st_dev || mine.st_ino != there.st_ino) {
-        rc = tf__fail(e, TF_EIO, "the temporary of \"%s\" was replaced; not stored", name);
-        goto out;
-    }
+        mine.st_dev != there.st_dev || mine.st_ino != there.st_ino)
+        return tf__fail(e, TF_EIO, "the temporary of \"%s\" was replaced; not stored", name);
     if (overwrite)
         tf__keep_mode(rootfd, name, t->fd);
     int r = overwrite ? renameat(t->dirfd, t->name, rootfd, name)
                       : rename_noreplace(t->dirfd, t->name, rootfd, name);
-    if (r != 0) {
-        rc = errno == EEXIST ? tf__fail(e, TF_EEXIST, "\"%s\" already exists", name)
-                             : tf__fail_fs(e, errno, "cannot store", name);
-        goto out;
-    }
+    if (r != 0)
+        return errno == EEXIST ? tf__fail(e, TF_EEXIST, "\"%s\" already exists", name)
+                               : tf__fail_fs(e, errno, "cannot store", name);
     t->name[0] = '\0'; /* published: nothing left to remove */
-    if (locked) {
-        pthread_mutex_unlock(lock);
-        locked = 0;
+    return TF_OK;
+}
+
+int tf__upload_commit_locked(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
+                             pthread_mutex_t *lock, const uint64_t *expect_id, tf__err *e)
+{
+    int rc = tf__upload_prepare(t, name, e);
+    if (rc == TF_OK)
+        rc = tf__upload_sync(t, name, e);
+    if (rc == TF_OK) {
+        if (lock)
+            pthread_mutex_lock(lock);
+        rc = tf__upload_publish(rootfd, t, name, overwrite, expect_id, e);
+        if (lock)
+            pthread_mutex_unlock(lock);
     }
     /* The rename is durable only once the directory itself is on disk. */
-    if (fsync(rootfd) != 0)
+    if (rc == TF_OK && fsync(rootfd) != 0)
         rc = tf__fail_errno(e, TF_EIO, errno, "cannot flush the directory to disk");
-out:
-    if (locked)
-        pthread_mutex_unlock(lock);
     tf__tmpfile_abort(t);
     return rc;
 }

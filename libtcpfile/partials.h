@@ -49,4 +49,16 @@ int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrit
 int tf__upload_commit_locked(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
                              pthread_mutex_t *lock, const uint64_t *expect_id, tf__err *e);
 
+/* The commit in its three steps, for committing many uploads together
+   (group commit: storage_local.c, l_commit_many): prepare gives the
+   temporary its published mode; sync makes its data durable (fsync; a
+   group syncs its file system once instead); publish checks the target
+   (and expect_id, as above) and renames the temporary to root/name, the
+   caller holding the commit lock and making root durable afterwards. None
+   of them closes t: tf__tmpfile_abort does, removing it unless published. */
+int tf__upload_prepare(tf__tmpfile *t, const char *name, tf__err *e);
+int tf__upload_sync(tf__tmpfile *t, const char *name, tf__err *e);
+int tf__upload_publish(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
+                       const uint64_t *expect_id, tf__err *e);
+
 #endif /* TF_PARTIALS_H */

@@ -17,6 +17,11 @@
 #include "statedir.h"
 #include "tls.h"
 
+uint64_t tf__server_syncs(tf_server *srv)
+{
+    return atomic_load(&srv->storage->syncs);
+}
+
 uint64_t tf__server_prefix_hashed(tf_server *srv)
 {
     return atomic_load(&srv->prefix_hashed);

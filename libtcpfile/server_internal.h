@@ -94,6 +94,10 @@ void tf__worker_destroy(worker *w);
    get at its end), so tests can tell a remembered digest from a new one. */
 uint64_t tf__server_prefix_hashed(tf_server *srv);
 
+/* Durability calls (fsync, syncfs) srv's storage has made: for the tests
+   of the group commit. */
+uint64_t tf__server_syncs(tf_server *srv);
+
 /* For the tests: makes srv serve from st (before tf_server_run) and
    returns the storage it had, which the caller now owns. */
 tf__storage *tf__server_swap_storage(tf_server *srv, tf__storage *st);

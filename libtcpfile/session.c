@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "groupcommit.h"
 #include "listing.h"
 #include "netio.h"
 #include "session.h"
@@ -190,8 +191,9 @@ static void request_end(session *s, int keep_partial)
         result = TF_ENET;
         message = cut;
     }
-    log_entry(s, op_label(r->op), r->name, r->op == TF_OP_RENAME ? r->to : "", r->bytes, result,
-              message, r->started_ms);
+    if (!r->grouped)
+        log_entry(s, op_label(r->op), r->name, r->op == TF_OP_RENAME ? r->to : "", r->bytes,
+                  result, message, r->started_ms);
     if (r->body_fd >= 0)
         storage(s)->ops->close_read(storage(s), r->body_fd);
     if (r->up) {
@@ -702,7 +704,14 @@ static int send_some(session *s)
     size_t budget = EVENT_BUDGET;
     while (budget > 0) {
         ssize_t k;
-        if (r->head_pos < r->head_len) {
+        tf__group *g = s->group;
+        if (g && g->out_pos < g->out_len) {
+            /* The group's answers go before this request's own. */
+            k = send_bytes(s, g->out + g->out_pos, g->out_len - g->out_pos,
+                           r->head_pos < r->head_len);
+            if (k > 0)
+                g->out_pos += (size_t)k;
+        } else if (r->head_pos < r->head_len) {
             int more = r->body_left > 0 || r->has_trailer;
             k = send_bytes(s, r->head + r->head_pos, r->head_len - r->head_pos, more);
             if (k > 0)
@@ -948,12 +957,158 @@ static int push_gathered(session *s)
 
 static void start_send(session *s, after_send after)
 {
-    s->req->after = after;
+    request *r = s->req;
+    r->after = after;
     s->state = S_SEND;
     list_move(s, &s->ctx->active, tf__now_ms());
-    if (s->req->gathered && push_gathered(s) != 0)
+    /* Answers go out in request order: puts still in the session's group
+       are answered first (group_send), before any other request is
+       begun. One that would speak before them is a bug, not a reorder. */
+    if ((r->head_len || r->body_left || r->has_trailer) && tf__group_pending(s->group) &&
+        !r->grouped) {
+        fail_session(s, TF_EINTERNAL, "an answer would overtake pipelined puts");
+        return;
+    }
+    if (r->gathered && push_gathered(s) != 0)
         return;
     continue_send(s);
+}
+
+/* ---- group commit (groupcommit.h) ------------------------------------------------- */
+
+/* Whether q may join the session's group: a pipelined put (NO_GOAHEAD)
+   of known size, small enough, while the group has room. */
+static int group_takes(const session *s, const tf_wire_request *q)
+{
+    int64_t max = opts(s)->value[TF_OPT_GROUP_COMMIT];
+    return max > 1 && q->op == TF_OP_PUT && (q->flags & TF_REQ_NO_GOAHEAD) &&
+           !(q->flags & TF_REQ_STREAM) && tf__group_fits(s->group, q->size) &&
+           tf__group_pending(s->group) < (size_t)max;
+}
+
+/* On the disk pool: the group's uploads made durable together (one job
+   for the whole batch, however many puts). */
+static void group_commit_work(session *s)
+{
+    tf__group_commit(s->group, storage(s));
+}
+
+/* Back in the loop: the answers, in order, to go before anything else
+   the session sends (send_some), each logged; then sent by the request
+   that waited for the commit (it says nothing of its own). */
+static void group_committed(session *s)
+{
+    tf__group *g = s->group;
+    int rc = TF_OK;
+    for (size_t i = 0; i < g->n; i++) {
+        const tf__group_entry *en = &g->v[i];
+        const char *msg = tf__group_message(g, i);
+        if (en->rc != TF_OK && !msg[0])
+            msg = tf_strerror(en->rc);
+        int code = code_for_peer(s, en->rc);
+        size_t mlen = en->rc != TF_OK ? strlen(msg) : 0;
+        if (mlen > TF_WIRE_MESSAGE_MAX)
+            mlen = TF_WIRE_MESSAGE_MAX;
+        tf_wire_response resp = {.op = TF_OP_PUT,
+                                 .flags = en->rc == TF_OK ? en->resp_flags : 0,
+                                 .status = tf__wire_status(code),
+                                 .size = en->rc == TF_OK ? en->size : 0,
+                                 .message = en->rc != TF_OK ? msg : NULL,
+                                 .message_len = (uint16_t)mlen};
+        uint8_t head[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
+        long n = tf__wire_encode_response(head, sizeof head, &resp);
+        if (rc == TF_OK)
+            rc = tf__group_out_append(g, head, (size_t)n);
+        log_entry(s, "put", tf__group_name(g, i), "", en->bytes, en->rc, msg, en->started_ms);
+    }
+    tf__group_clear(g);
+    if (rc != TF_OK) {
+        fail_session(s, TF_ENOMEM, "out of memory for the answers of pipelined puts");
+        return;
+    }
+    start_send(s, AFTER_IDLE);
+}
+
+/* The batch ends (the client's pipeline paused, a request of another kind
+   is next, or the group is full): one disk job commits it, then its
+   answers go out; a request still buffered waits for sent(). The request
+   begun here only carries them (not logged). */
+static void group_send(session *s)
+{
+    request *r = request_begin(s, TF_OP_PUT);
+    if (!r) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    r->grouped = 1;
+    disk_call(s, group_commit_work, group_committed);
+}
+
+/* A grouped put is over (its answer waits in the group): the next
+   request, which may be buffered already. */
+static void group_next(session *s)
+{
+    request_end(s, 0);
+    enter_idle(s);
+    if (watch(s, EPOLLIN) != 0) {
+        tf__session_close(s);
+        return;
+    }
+    parse_input(s);
+}
+
+/* Adds the current put's answer to the group: stored by the commit (up
+   not NULL), or decided now (rc, with the request's message). */
+static void group_put(session *s, int rc, uint8_t resp_flags)
+{
+    request *r = s->req;
+    int arc;
+    if (rc == TF_OK && r->up) {
+        tf__commit_cond cond = {
+            .overwrite = (r->putx & TF_REQ_IF_ABSENT) ? 0
+                                                      : (int)opts(s)->value[TF_OPT_OVERWRITE],
+            .expect_id = r->matched ? r->file_id : NULL,
+            .set_mtime = (r->putx & TF_REQ_MTIME) != 0,
+            .mtime_sec = r->mtime_sec,
+            .mtime_nsec = r->mtime_nsec,
+        };
+        arc = tf__group_add(&s->group, &r->up, r->name, &cond, r->size, r->bytes,
+                            r->started_ms);
+    } else {
+        storage(s)->ops->abort(storage(s), &r->up);
+        arc = tf__group_add_decided(&s->group, r->name, rc, &r->err, resp_flags, r->size,
+                                    r->bytes, r->started_ms);
+    }
+    if (arc != TF_OK) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    r->grouped = 1;
+    group_next(s);
+}
+
+/* The session ends with puts received and not answered: they are stored
+   all the same (their trailers came whole), as a put whose answer could
+   not be sent always was (tf__session_close commits them on the pool
+   first, group_close_work); the log says what became of each. */
+static void group_close_work(session *s)
+{
+    tf__group_commit(s->group, storage(s));
+}
+
+static void group_close(session *s)
+{
+    tf__group *g = s->group;
+    if (tf__group_pending(g)) {
+        if (!g->committed) /* the pool was stopping: no job ran it */
+            tf__group_commit(g, storage(s));
+        for (size_t i = 0; i < g->n; i++)
+            log_entry(s, "put", tf__group_name(g, i), "", g->v[i].bytes, g->v[i].rc,
+                      g->v[i].rc == TF_OK ? "" : tf__group_message(g, i), g->v[i].started_ms);
+        tf__group_clear(g);
+    }
+    tf__group_free(g, storage(s));
+    s->group = NULL;
 }
 
 /* ---- requests ------------------------------------------------------------------ */
@@ -1430,6 +1585,7 @@ static void handle_put(session *s, const tf_wire_request *q)
         memcpy(r->same, q->same, TF_DIGEST_SIZE);
     r->mtime_sec = q->mtime_sec;
     r->mtime_nsec = q->mtime_nsec;
+    r->grouped = group_takes(s, q);
     int rc = check_name(s, q);
     if (rc == TF_OK && (r->putx & TF_REQ_IF_ABSENT) && (r->putx & TF_REQ_IF_MATCH))
         rc = tf__fail(&r->err, TF_EINVAL, "if-absent and if-match exclude each other");
@@ -1601,6 +1757,11 @@ static int flush_writes(session *s)
 static void finish_put(session *s, int verdict, const tf__err *verdict_err)
 {
     request *r = s->req;
+    if (r->grouped && r->drain) {
+        r->grouped = 0;
+        group_put(s, r->same_hit ? TF_OK : r->drain_rc, r->same_hit ? TF_RESP_SAME : 0);
+        return;
+    }
     if (r->drain) {
         /* A pipelined put decided before its payload came: the payload was
            dropped, and the answer is that decision, whatever the trailer. */
@@ -1619,6 +1780,11 @@ static void finish_put(session *s, int verdict, const tf__err *verdict_err)
         tf__err_take(&r->err, verdict_err);
     } else if (rc != TF_OK) {
         tf__err_take(&r->err, &r->store_err);
+    }
+    if (r->grouped) {
+        r->grouped = 0; /* set again once the group holds its answer */
+        group_put(s, rc, 0);
+        return;
     }
     r->disk_rc = rc;
     disk_call(s, put_commit_work, put_committed);
@@ -1690,6 +1856,10 @@ static void receive_trailer(session *s)
         consume_input(s, (size_t)n);
         storage(s)->ops->abort(storage(s), &r->up);
         tf__fail(&r->err, TF_EPROTO, "the trailer does not carry the negotiated checksum");
+        if (r->grouped) { /* an answer now would overtake the group's */
+            fail_session(s, TF_EPROTO, r->err.msg);
+            return;
+        }
         reply_failure(s, TF_EPROTO, AFTER_CLOSE);
         return;
     } else if (t.digest_len) {
@@ -2455,6 +2625,10 @@ static int grow_input(session *s, size_t need)
 
 static void on_request(session *s)
 {
+    if (s->ctx->auth && s->in[0] == TF_OP_AUTH && tf__group_pending(s->group)) {
+        group_send(s);
+        return;
+    }
     if (s->ctx->auth && s->in[0] == TF_OP_AUTH) {
         on_auth(s); /* a frame of its own (docs/protocol.md, 4b) */
         return;
@@ -2480,6 +2654,12 @@ static void on_request(session *s)
         if (s->in_len >= TF_WIRE_REQUEST_SIZE &&
             grow_input(s, TF_WIRE_REQUEST_SIZE + tf__wire_request_tail(&q)) != 0)
             fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    if (tf__group_pending(s->group) && (n < 0 || !group_takes(s, &q))) {
+        /* The batch ends here: its answers first, then this request
+           (still buffered) from sent(). */
+        group_send(s);
         return;
     }
     request *r = request_begin(s, q.op);
@@ -2558,6 +2738,8 @@ static void on_request(session *s)
     }
 }
 
+static int fill_input(session *s);
+
 /* Acts on buffered input for as long as the state allows. */
 static void parse_input(session *s)
 {
@@ -2581,6 +2763,17 @@ static void parse_input(session *s)
         on_request(s);
     if (s->dead || s->state != S_IDLE)
         return;
+    if (tf__group_pending(s->group)) {
+        /* Between requests with puts to commit: if nothing more is coming
+           now, the client's pipeline has paused (it may be waiting for
+           these answers), and the batch ends. */
+        int more = fill_input(s);
+        if (more > 0)
+            parse_input(s);
+        else if (more == 0)
+            group_send(s);
+        return;
+    }
     if ((s->in_len > 0 || s->skip) && s->timer.list == &s->ctx->idle) {
         /* Part of a request is here, or the rest of a refused one's name
            is still to come: from now on it is timed as a request, so the
@@ -2930,8 +3123,10 @@ void tf__session_refuse(session *s, int code, const char *message)
 /* What closing does, once no pool thread holds the session's request. */
 static void close_now(session *s)
 {
+    list_move(s, NULL, 0); /* off the disk list, after group_close_work */
     if (s->req)
         request_end(s, 1);
+    group_close(s);
     tf__conn_close(&s->conn); /* also takes it out of the epoll set */
     atomic_fetch_sub(s->ctx->sessions, 1);
     tf__loop_defer(s->ctx->loop, &s->free_later);
@@ -2943,6 +3138,14 @@ void tf__session_close(session *s)
         return;
     s->dead = 1;
     list_move(s, NULL, 0);
+    if (!s->disk_busy && tf__group_pending(s->group) && !s->group->committed) {
+        /* Puts received whole are stored before the session goes; its
+           request (if any) is over first, as the job must not use it. */
+        if (s->req)
+            request_end(s, 1);
+        disk_call(s, group_close_work, close_now);
+        return;
+    }
     if (s->disk_busy) {
         /* Its job is cancelled if it has not started; either way the rest
            waits for disk_done, as a running job uses the request. */

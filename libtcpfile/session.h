@@ -163,6 +163,8 @@ typedef struct request {
                                answer drain_rc (or SAME when same_hit) */
     int drain_rc;
     int same_hit;           /* SKIP_SAME: the bytes are already there */
+    int grouped;            /* answered (and logged) by the session's group
+                               commit (groupcommit.h), not by this request */
     /* the tree (docs/protocol.md section 3a) */
     struct tf__walk *walk;  /* listdir: produces the chunks; NULL otherwise */
     int walk_ended;         /* no more entries: the end marker is next */
@@ -231,6 +233,9 @@ struct session {
     uint32_t disk_events;
     int64_t disk_since;            /* when the job was submitted */
     int disk_busy;                 /* submitted, its done not yet run */
+    /* Pipelined puts received and not yet committed, and answers not yet
+       sent (groupcommit.h); NULL until the first. */
+    struct tf__group *group;
 };
 
 /* session.c */

@@ -1,7 +1,8 @@
 /*
  * storage.c - what is built on any storage backend: the path check at a
- * backend's edge, and the listing a list request sends, read from the
- * backend's paged listing through the listing builder (listing.h).
+ * backend's edge, the listing a list request sends, read from the
+ * backend's paged listing through the listing builder (listing.h), and
+ * the group commit's fallback.
  */
 #include "storage.h"
 
@@ -61,4 +62,20 @@ int tf__storage_scan(tf__storage *st, size_t max_entries, size_t max_name, tf_li
         rc = tf__fail(e, TF_ENOMEM, "out of memory listing the directory");
     tf__listing_builder_abort(&b);
     return rc;
+}
+
+void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n)
+{
+    if (st->ops->commit_many) {
+        st->ops->commit_many(st, items, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tf__commit_item *it = &items[i];
+        tf__err_clear(&it->err);
+        if (st->ops->commit_cond)
+            it->rc = st->ops->commit_cond(st, &it->up, it->name, &it->cond, &it->err);
+        else
+            it->rc = st->ops->commit(st, &it->up, it->name, it->cond.overwrite, &it->err);
+    }
 }

@@ -21,6 +21,7 @@
 #ifndef TF_STORAGE_H
 #define TF_STORAGE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -67,6 +68,17 @@ typedef struct tf__commit_cond {
     int64_t mtime_sec;
     uint32_t mtime_nsec;
 } tf__commit_cond;
+
+/* One upload of a group commit (commit_many): the upload, its name and
+   conditions (as commit_cond's; a plain commit is overwrite alone), and
+   what became of it. */
+typedef struct tf__commit_item {
+    tf__upload *up;        /* ended (NULL) by commit_many, whatever the result */
+    const char *name;
+    tf__commit_cond cond;
+    int rc;                /* out: TF_OK when published durably */
+    tf__err err;           /* out: why not */
+} tf__commit_item;
 
 /* rename's flags */
 #define TF_STORAGE_NOREPLACE 1u /* fail with TF_EEXIST if `to` exists */
@@ -127,6 +139,17 @@ typedef struct tf__storage_ops {
        All three end the upload and set *up to NULL (NULL: no-op). */
     int (*commit)(tf__storage *, tf__upload **up, const char *name, int overwrite,
                   tf__err *e);
+    /* Group commit: publishes n uploads as commit_cond would one after
+       the other, with their durability shared. The local backend syncs
+       the data of all (one syncfs, or one fsync for a single upload),
+       then renames each in order under the commit lock, then syncs the
+       directories once; so a name shows a whole version or none, and an
+       item with rc TF_OK is on disk when this returns. Each item fails
+       alone (a target check, a conflict) except a sync, which fails every
+       item it covers (TF_EIO, TF_ENOSPC). NULL: tf__storage_commit_many
+       commits the items one by one (the S3 backend, whose commit is one
+       request each). */
+    void (*commit_many)(tf__storage *, tf__commit_item *items, size_t n);
     void (*abort)(tf__storage *, tf__upload **up);
     /* Cut off: keeps a resumable upload's bytes for the next attempt if it
        has room among the partials, else removes it. */
@@ -197,6 +220,9 @@ struct tf__storage {
        may wait on a disk (0: the local backend, whose reads the session
        makes inline or by sendfile, from the page cache mostly). */
     int network;
+    /* Durability calls made (fsync, syncfs): counted by the local backend,
+       read by the tests (tf__server_syncs). */
+    atomic_ulong syncs;
 };
 
 /* What the local backend needs of the server's options. */
@@ -234,6 +260,10 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
    touched through the tree calls. TF_EINVAL, or TF_EACCES for the staging
    directory. Each backend passes its own length limit. */
 int tf__storage_check_path(const char *path, size_t max_len, tf__err *e);
+
+/* Commits items[0..n) through st's commit_many, or one by one with
+   commit_cond (commit where there is none) on a backend without it. */
+void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n);
 
 /* Builds the listing a list request sends from the root's paged listing
    (storage.c): regular files whose names pass the name check and fit

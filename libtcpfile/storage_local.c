@@ -113,6 +113,8 @@ static void l_digest_store(tf__storage *st, int fd, const uint8_t digest[TF_DIGE
 
 static int open_parent(local *l, const char *path, int *dirfd, const char **base, tf__err *e);
 static void close_parent(local *l, int dirfd);
+static int sync_dir(local *l, int dirfd, tf__err *e);
+static void l_abort(tf__storage *st, tf__upload **up);
 
 /* A path's directories are opened beneath the root (open_parent), so that
    a symbolic link on the way, or one swapped in for a directory while the
@@ -199,12 +201,25 @@ static int l_commit(tf__storage *st, tf__upload **up, const char *name, int over
         rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, overwrite, &l->commit_lock,
                                       NULL, e);
         close_parent(l, dirfd);
+        atomic_fetch_add(&l->base.syncs, 2); /* the data's and the directory's */
     } else {
         tf__tmpfile_abort(&(*up)->tmp);
     }
     free(*up);
     *up = NULL;
     return rc;
+}
+
+/* An upload's mtime, set before it is published (MTIME). */
+static int set_upload_mtime(tf__upload *up, const tf__commit_cond *c, const char *name,
+                            tf__err *e)
+{
+    struct timespec ts[2] = {{.tv_sec = (time_t)c->mtime_sec, .tv_nsec = c->mtime_nsec},
+                             {.tv_sec = (time_t)c->mtime_sec, .tv_nsec = c->mtime_nsec}};
+    if (futimens(up->tmp.fd, ts) != 0)
+        return tf__fail_errno(e, errno == EINVAL || errno == EOVERFLOW ? TF_EINVAL : TF_EIO,
+                              errno, "cannot set the time of \"%s\"", name);
+    return TF_OK;
 }
 
 static int l_commit_cond(tf__storage *st, tf__upload **up, const char *name,
@@ -216,26 +231,126 @@ static int l_commit_cond(tf__storage *st, tf__upload **up, const char *name,
     int dirfd = -1;
     const char *base = name;
     int rc = TF_OK;
-    if (c->set_mtime) {
-        /* Before the rename, so the file appears with its time. */
-        struct timespec ts[2] = {{.tv_sec = (time_t)c->mtime_sec, .tv_nsec = c->mtime_nsec},
-                                 {.tv_sec = (time_t)c->mtime_sec, .tv_nsec = c->mtime_nsec}};
-        if (futimens((*up)->tmp.fd, ts) != 0)
-            rc = tf__fail_errno(e, errno == EINVAL || errno == EOVERFLOW ? TF_EINVAL : TF_EIO,
-                                errno, "cannot set the time of \"%s\"", name);
-    }
+    if (c->set_mtime) /* before the rename, so the file appears with its time */
+        rc = set_upload_mtime(*up, c, name, e);
     if (rc == TF_OK)
         rc = open_parent(l, name, &dirfd, &base, e);
     if (rc == TF_OK) {
         rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, c->overwrite, &l->commit_lock,
                                       c->expect_id, e);
         close_parent(l, dirfd);
+        atomic_fetch_add(&l->base.syncs, 2); /* the data's and the directory's */
     } else {
         tf__tmpfile_abort(&(*up)->tmp);
     }
     free(*up);
     *up = NULL;
     return rc;
+}
+
+/* Syncs the root's file system (every staged upload and every rename of
+   the batch with it): one call for the whole group, where a file and a
+   directory at a time would each wait for their own journal commit. */
+static int sync_all(local *l, tf__err *e)
+{
+    atomic_fetch_add(&l->base.syncs, 1);
+    if (syncfs(l->rootfd) != 0)
+        return tf__fail_errno(e, tf__code_from_errno(errno) == TF_ENOSPC ? TF_ENOSPC : TF_EIO,
+                              errno, "cannot flush the uploads to disk");
+    return TF_OK;
+}
+
+/* Fails every item still live (dirfd set, rc TF_OK) with e's failure. */
+static void fail_live(tf__commit_item *items, const int *dirfd, size_t n, int rc,
+                      const tf__err *e)
+{
+    for (size_t i = 0; i < n; i++)
+        if (dirfd[i] >= 0 && items[i].rc == TF_OK) {
+            items[i].rc = rc;
+            items[i].err = *e;
+        }
+}
+
+/* The group commit (storage.h): prepare each, make the data durable (a
+   single upload: its fsync; more: one syncfs), publish each in order
+   under the commit lock, make the renames durable (its directory's fsync;
+   more: one syncfs). The directory descriptors stay open until then. */
+static void l_commit_many(tf__storage *st, tf__commit_item *items, size_t n)
+{
+    local *l = L(st);
+    int dirfd_small[64];
+    int *dirfd = n <= 64 ? dirfd_small : malloc(n * sizeof *dirfd);
+    size_t live = 0;
+    if (!dirfd) {
+        for (size_t i = 0; i < n; i++) {
+            items[i].rc = tf__fail(&items[i].err, TF_ENOMEM, "out of memory");
+            l_abort(st, &items[i].up);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tf__commit_item *it = &items[i];
+        const char *base;
+        dirfd[i] = -1;
+        tf__err_clear(&it->err);
+        it->rc = it->up ? TF_OK : tf__fail(&it->err, TF_EINTERNAL, "no upload to commit");
+        if (it->rc == TF_OK && it->cond.set_mtime)
+            it->rc = set_upload_mtime(it->up, &it->cond, it->name, &it->err);
+        if (it->rc == TF_OK)
+            it->rc = tf__upload_prepare(&it->up->tmp, it->name, &it->err);
+        if (it->rc == TF_OK)
+            it->rc = open_parent(l, it->name, &dirfd[i], &base, &it->err);
+        if (it->rc == TF_OK)
+            live++;
+        else
+            dirfd[i] = -1;
+    }
+    /* The data first: a name must never show a version not yet on disk. */
+    tf__err e = {{0}};
+    int rc = TF_OK;
+    if (live == 1) {
+        for (size_t i = 0; i < n; i++)
+            if (dirfd[i] >= 0 && items[i].rc == TF_OK) {
+                atomic_fetch_add(&l->base.syncs, 1);
+                rc = tf__upload_sync(&items[i].up->tmp, items[i].name, &e);
+            }
+    } else if (live > 1) {
+        rc = sync_all(l, &e);
+    }
+    if (rc != TF_OK)
+        fail_live(items, dirfd, n, rc, &e);
+    size_t published = 0;
+    int last_dir = -1;
+    pthread_mutex_lock(&l->commit_lock);
+    for (size_t i = 0; i < n; i++) {
+        tf__commit_item *it = &items[i];
+        if (dirfd[i] < 0 || it->rc != TF_OK)
+            continue;
+        const char *slash = strrchr(it->name, '/');
+        it->rc = tf__upload_publish(dirfd[i], &it->up->tmp, slash ? slash + 1 : it->name,
+                                    it->cond.overwrite, it->cond.expect_id, &it->err);
+        if (it->rc == TF_OK) {
+            published++;
+            last_dir = dirfd[i];
+        }
+    }
+    pthread_mutex_unlock(&l->commit_lock);
+    /* Then the renames: acknowledged only once their directories are on
+       disk. */
+    rc = TF_OK;
+    if (published == 1) {
+        rc = sync_dir(l, last_dir, &e);
+    } else if (published > 1) {
+        rc = sync_all(l, &e);
+    }
+    if (rc != TF_OK)
+        fail_live(items, dirfd, n, rc, &e);
+    for (size_t i = 0; i < n; i++) {
+        close_parent(l, dirfd[i]);
+        l_abort(st, &items[i].up); /* closes; removes what was not published */
+    }
+    if (dirfd != dirfd_small)
+        free(dirfd);
 }
 
 static void l_abort(tf__storage *st, tf__upload **up)
@@ -380,8 +495,9 @@ static int file_or_dir(const struct stat *s, const char *path, tf__err *e)
     return tf__fail(e, TF_EACCES, "\"%s\" is not a regular file or directory", path);
 }
 
-static int sync_dir(int dirfd, tf__err *e)
+static int sync_dir(local *l, int dirfd, tf__err *e)
 {
+    atomic_fetch_add(&l->base.syncs, 1);
     if (fsync(dirfd) != 0)
         return tf__fail_errno(e, TF_EIO, errno, "cannot flush the directory to disk");
     return TF_OK;
@@ -496,7 +612,7 @@ static int l_remove(tf__storage *st, const char *path, tf__err *e)
                  ? tf__fail(e, TF_ENOTEMPTY, "the directory \"%s\" is not empty", path)
                  : fail_tree(e, errno, "cannot remove", path);
     if (rc == TF_OK)
-        rc = sync_dir(dirfd, e);
+        rc = sync_dir(l, dirfd, e);
     close_parent(l, dirfd);
     return rc;
 }
@@ -528,9 +644,9 @@ static int l_rename(tf__storage *st, const char *from, const char *to, unsigned 
                  ? tf__fail(e, TF_ENOTEMPTY, "the directory \"%s\" is not empty", to)
                  : fail_tree(e, errno, "cannot rename", from);
     if (rc == TF_OK)
-        rc = sync_dir(tofd, e);
+        rc = sync_dir(l, tofd, e);
     if (rc == TF_OK && fromfd != tofd)
-        rc = sync_dir(fromfd, e);
+        rc = sync_dir(l, fromfd, e);
     close_parent(l, fromfd);
     close_parent(l, tofd);
     return rc;
@@ -567,7 +683,7 @@ static int l_mkdir(tf__storage *st, const char *path, tf__err *e)
         rc = errno == EEXIST ? tf__fail(e, TF_EEXIST, "\"%s\" already exists", path)
                              : fail_tree(e, errno, "cannot create the directory", path);
     if (rc == TF_OK)
-        rc = sync_dir(dirfd, e);
+        rc = sync_dir(l, dirfd, e);
     close_parent(l, dirfd);
     return rc;
 }
@@ -680,6 +796,7 @@ static const tf__storage_ops local_ops = {
     .stage_resumable = l_stage_resumable,
     .write = l_write,
     .commit = l_commit,
+    .commit_many = l_commit_many,
     .abort = l_abort,
     .keep = l_keep,
     .stat = l_stat,

@@ -2,10 +2,12 @@
 # putmany_kill.sh - the server killed with SIGKILL in the middle of a
 # pipelined batch of puts (tf_put_many, NO_GOAHEAD), then started again.
 #
-# COUNT files are put in one batch over an earlier version of each. The
-# client holds (faultkit --hold-after) once a random item's payload has gone
-# out, with earlier puts in flight and later ones not sent; the server is
-# killed meanwhile. Then:
+# COUNT files are put in one batch over an earlier version of each. In odd
+# runs the client holds (faultkit --hold-after) once a random item's payload
+# has gone out, with earlier puts in flight and later ones not sent, and
+# the server is killed meanwhile; in even runs the server is killed at a
+# random moment of the flowing batch (during the group commit of some
+# puts, the receiving of others, or the answers). Then:
 #  - every name holds a whole version, the old or the new, never a mix or
 #    a part (the payloads of the puts in flight were being written when the
 #    server died);
@@ -69,16 +71,29 @@ for ((run = 1; run <= RUNS; run++)); do
   if [[ $cur == v0 ]]; then new=v1; else new=v0; fi
   hold=$((COUNT / 4 + $(random_below $((COUNT / 2)))))
   rm -f "$TMP/fk.out"
-  "$FAULTKIT" putmany $H "$PORT" "$TMP/$new" "$COUNT" --hold-after "$hold" \
-    >"$TMP/fk.out" 2>"$TMP/fk.err" &
-  pid=$!
-  BG_PIDS+=("$pid")
-  wait_for_hold "$pid"
+  if ((run % 2)); then
+    "$FAULTKIT" putmany $H "$PORT" "$TMP/$new" "$COUNT" --hold-after "$hold" \
+      >"$TMP/fk.out" 2>"$TMP/fk.err" &
+    pid=$!
+    BG_PIDS+=("$pid")
+    wait_for_hold "$pid"
+    how="SIGKILL with item $hold sent"
+  else
+    "$FAULTKIT" putmany $H "$PORT" "$TMP/$new" "$COUNT" >"$TMP/fk.out" 2>"$TMP/fk.err" &
+    pid=$!
+    BG_PIDS+=("$pid")
+    delay=$((10 + $(random_below 250)))
+    sleep_ms "$delay"
+    hold=$COUNT
+    how="SIGKILL ${delay} ms into the batch"
+  fi
   kill_server "$SERVER_PID"
   kill -USR1 "$pid" 2>/dev/null || true
   reap_bg "$pid"
-  [[ $BG_STATUS == 1 ]] || fail "run $run: the batch exited with $BG_STATUS when the server died"
-  grep -q 'TF_ENET' "$TMP/fk.err" || fail "run $run: no TF_ENET: $(cat "$TMP/fk.err")"
+  if ((run % 2)) || [[ $BG_STATUS != 0 ]]; then
+    [[ $BG_STATUS == 1 ]] || fail "run $run: the batch exited with $BG_STATUS when the server died"
+    grep -q 'TF_ENET' "$TMP/fk.err" || fail "run $run: no TF_ENET: $(cat "$TMP/fk.err")"
+  fi
 
   declare -n NEW=V${new#v} CUR=V${cur#v} # the digests of the new and the current version
   stored=0 old=0 fresh=0
@@ -111,7 +126,7 @@ for ((run = 1; run <= RUNS; run++)); do
   done
   unset -n NEW CUR
   cur=$new
-  pass "run $run (SIGKILL with item $hold sent): $fresh new and $old old, all whole" \
+  pass "run $run ($how): $fresh new and $old old, all whole" \
     "($stored answered as stored); the batch again stores all $COUNT"
 done
 stop_server "$SERVER_PID"

@@ -1,0 +1,189 @@
+/*
+ * groupcommit.c - the puts of one pipelined batch, committed together
+ * (see groupcommit.h).
+ */
+#include "groupcommit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Grows *p (of *cap elements of size each) to hold need; 0 or -1. */
+static int grow(void **p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, c * size);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+int tf__group_fits(const tf__group *g, uint64_t size)
+{
+    if (size > TF__GROUP_PUT_MAX)
+        return 0;
+    return !g || (g->n < TF__GROUP_COUNT_MAX && g->bytes + size <= TF__GROUP_BYTES_MAX);
+}
+
+/* A new entry for name at the end of *g (made on first use); NULL
+   without memory. */
+static tf__group_entry *entry_new(tf__group **gp, const char *name)
+{
+    tf__group *g = *gp;
+    if (!g && !(g = *gp = calloc(1, sizeof *g)))
+        return NULL;
+    size_t len = strlen(name) + 1;
+    size_t cap = g->cap;
+    if (grow((void **)&g->v, &cap, g->n + 1, sizeof *g->v) != 0)
+        return NULL;
+    size_t ecap = g->cap;
+    if (grow((void **)&g->decided_err, &ecap, g->n + 1, sizeof *g->decided_err) != 0)
+        return NULL;
+    g->cap = cap < ecap ? cap : ecap;
+    if (g->n + 1 > g->cap)
+        return NULL;
+    if (grow((void **)&g->names, &g->names_cap, g->names_len + len, 1) != 0)
+        return NULL;
+    tf__group_entry *en = &g->v[g->n];
+    memset(en, 0, sizeof *en);
+    en->item = SIZE_MAX;
+    en->name_at = g->names_len;
+    memcpy(g->names + g->names_len, name, len);
+    tf__err_clear(&g->decided_err[g->n]);
+    return en;
+}
+
+/* The entry made by entry_new is kept (its name too). */
+static void entry_keep(tf__group *g, size_t name_len)
+{
+    g->names_len += name_len + 1;
+    g->n++;
+}
+
+int tf__group_add(tf__group **gp, tf__upload **up, const char *name, const tf__commit_cond *cond,
+                  uint64_t size, uint64_t bytes, int64_t started_ms)
+{
+    tf__group_entry *en = entry_new(gp, name);
+    if (!en)
+        return TF_ENOMEM;
+    tf__group *g = *gp;
+    size_t icap = g->items_cap;
+    if (grow((void **)&g->items, &icap, g->nitems + 1, sizeof *g->items) != 0)
+        return TF_ENOMEM;
+    size_t idcap = g->items_cap;
+    if (grow((void **)&g->ids, &idcap, g->nitems + 1, sizeof *g->ids) != 0)
+        return TF_ENOMEM;
+    g->items_cap = icap < idcap ? icap : idcap;
+    if (g->nitems + 1 > g->items_cap)
+        return TF_ENOMEM;
+    tf__commit_item *it = &g->items[g->nitems];
+    memset(it, 0, sizeof *it);
+    it->up = *up;
+    it->cond = *cond;
+    if (cond->expect_id) {
+        memcpy(g->ids[g->nitems], cond->expect_id, sizeof g->ids[0]);
+        it->cond.expect_id = g->ids[g->nitems]; /* made valid again at the commit */
+    }
+    *up = NULL;
+    en->item = g->nitems++;
+    en->size = size;
+    en->bytes = bytes;
+    en->started_ms = started_ms;
+    g->bytes += size;
+    entry_keep(g, strlen(name));
+    return TF_OK;
+}
+
+int tf__group_add_decided(tf__group **gp, const char *name, int rc, const tf__err *e,
+                          uint8_t resp_flags, uint64_t size, uint64_t bytes, int64_t started_ms)
+{
+    tf__group_entry *en = entry_new(gp, name);
+    if (!en)
+        return TF_ENOMEM;
+    tf__group *g = *gp;
+    en->rc = rc;
+    en->resp_flags = resp_flags;
+    en->size = size;
+    en->bytes = bytes;
+    en->started_ms = started_ms;
+    if (rc != TF_OK && e)
+        g->decided_err[g->n] = *e;
+    entry_keep(g, strlen(name));
+    return TF_OK;
+}
+
+size_t tf__group_pending(const tf__group *g)
+{
+    return g ? g->n : 0;
+}
+
+void tf__group_commit(tf__group *g, tf__storage *st)
+{
+    /* The arrays may have moved since the entries were added. */
+    for (size_t i = 0; i < g->n; i++) {
+        tf__group_entry *en = &g->v[i];
+        if (en->item == SIZE_MAX)
+            continue;
+        tf__commit_item *it = &g->items[en->item];
+        it->name = g->names + en->name_at;
+        if (it->cond.expect_id)
+            it->cond.expect_id = g->ids[en->item];
+    }
+    if (g->nitems)
+        tf__storage_commit_many(st, g->items, g->nitems);
+    for (size_t i = 0; i < g->n; i++)
+        if (g->v[i].item != SIZE_MAX)
+            g->v[i].rc = g->items[g->v[i].item].rc;
+    g->committed = 1;
+}
+
+const char *tf__group_name(const tf__group *g, size_t i)
+{
+    return g->names + g->v[i].name_at;
+}
+
+const char *tf__group_message(const tf__group *g, size_t i)
+{
+    const tf__group_entry *en = &g->v[i];
+    return en->item == SIZE_MAX ? g->decided_err[i].msg : g->items[en->item].err.msg;
+}
+
+int tf__group_out_append(tf__group *g, const void *p, size_t n)
+{
+    if (g->out_pos == g->out_len)
+        g->out_pos = g->out_len = 0;
+    if (grow((void **)&g->out, &g->out_cap, g->out_len + n, 1) != 0)
+        return TF_ENOMEM;
+    memcpy(g->out + g->out_len, p, n);
+    g->out_len += n;
+    return TF_OK;
+}
+
+void tf__group_clear(tf__group *g)
+{
+    g->n = g->nitems = 0;
+    g->names_len = 0;
+    g->committed = 0;
+    g->bytes = 0;
+}
+
+void tf__group_free(tf__group *g, tf__storage *st)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->nitems; i++)
+        if (g->items[i].up)
+            st->ops->abort(st, &g->items[i].up);
+    free(g->v);
+    free(g->items);
+    free(g->ids);
+    free(g->decided_err);
+    free(g->names);
+    free(g->out);
+    free(g);
+}
