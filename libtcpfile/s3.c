@@ -646,8 +646,34 @@ static int meta_headers(struct curl_slist **h, const tf__s3_meta *meta, size_t n
 int tf__s3_put(tf__s3 *s3, const char *key, const tf__s3_body *body, const tf__s3_meta *meta,
                size_t n_meta, tf__err *e)
 {
+    return tf__s3_put_if(s3, key, body, meta, n_meta, NULL, e);
+}
+
+int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
+                  const tf__s3_meta *meta, size_t n_meta, const char *if_match, tf__err *e)
+{
     struct curl_slist *h = NULL;
     int rc = meta_headers(&h, meta, n_meta, e);
+    if (rc == TF_OK && if_match) {
+        /* "*" as If-None-Match; an ETag bare, as radosgw 16 compares it
+           (quoted, it never matches there). */
+        char line[TF_S3_ID_MAX + 32];
+        size_t n = strlen(if_match);
+        const char *v = if_match;
+        if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+            v++;
+            n -= 2;
+        }
+        if (strcmp(if_match, "*") == 0)
+            snprintf(line, sizeof line, "If-None-Match: *");
+        else
+            snprintf(line, sizeof line, "If-Match: %.*s", (int)n, v);
+        struct curl_slist *t = curl_slist_append(h, line);
+        if (t)
+            h = t;
+        else
+            rc = tf__fail(e, TF_ENOMEM, "out of memory");
+    }
     req r;
     req_init(&r, s3);
     r.body = body;

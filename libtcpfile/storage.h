@@ -210,6 +210,17 @@ typedef struct tf__storage_s3_config {
    (*out)->ops->close. */
 int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf__err *e);
 
+/* Whether the store answers for the bucket (one listing request): TF_OK,
+   TF_EACCES (credentials refused), TF_ENOENT (no such bucket), TF_EIO
+   (unreachable, failing), with the store's words. */
+int tf__storage_s3_check(tf__storage *st, tf__err *e);
+/* tf__storage_s3_open of "s3://BUCKET[/PREFIX]" with base's other settings
+   (its bucket and prefix ignored), then tf__storage_s3_check: a server
+   that starts serves a bucket it can reach. TF_EINVAL (no endpoint, a bad
+   URL) and the codes of both. */
+int tf__storage_s3_open_url(tf__storage **out, const char *url,
+                            const tf__storage_s3_config *base, tf__err *e);
+
 /* Builds the listing a list request sends from the root's paged listing
    (storage.c): regular files whose names pass the name check and fit
    max_name, sorted by name. More than max_entries: TF_ETOOBIG. */

@@ -41,6 +41,9 @@
 #define PART_SIZE ((size_t)8 << 20)
 /* Read-ahead of a read handle: one ranged GET fetches this much. */
 #define READ_AHEAD ((size_t)4 << 20)
+/* Age after which a plain staged upload left in the bucket is debris
+   (sweep): its server has surely given up on it. */
+#define PLAIN_STALE_S 3600
 /* Parts an upload may have: PART_SIZE * this is the largest file. */
 #define MAX_PARTS TF_S3_PARTS_MAX
 
@@ -67,6 +70,8 @@ typedef struct s3store {
     char *prefix;     /* "" or "dir/" */
     char *endpoint, *bucket, *region, *access_key, *secret_key;
     pthread_mutex_t mu;
+    /* held across a multipart commit's check and copy (commit_with) */
+    pthread_mutex_t commit_mu;
     pooled *free_handles;
     reader **readers;
     size_t n_readers;
@@ -623,40 +628,121 @@ static void drop(s3store *s, tf__upload *up)
     free_upload(up);
 }
 
-static int s_commit(tf__storage *st, tf__upload **upp, const char *name, int overwrite,
-                    tf__err *e)
+/* The metadata every published object carries: its digest and its time
+   (seconds, or "SEC.NSEC"), which stat and list report. */
+typedef struct pub_meta {
+    char digest[2 * TF_DIGEST_SIZE + 1];
+    char mtime[48];
+    tf__s3_meta meta[2];
+} pub_meta;
+
+static void pub_meta_init(pub_meta *m, const uint8_t digest[TF_DIGEST_SIZE], int64_t sec,
+                          uint32_t nsec)
 {
-    s3store *s = S(st);
+    hex(digest, TF_DIGEST_SIZE, m->digest);
+    if (nsec)
+        snprintf(m->mtime, sizeof m->mtime, "%lld.%09u", (long long)sec, (unsigned)nsec);
+    else
+        snprintf(m->mtime, sizeof m->mtime, "%lld", (long long)sec);
+    m->meta[0] = (tf__s3_meta){"xxh3", m->digest};
+    m->meta[1] = (tf__s3_meta){"mtime", m->mtime};
+}
+
+/* An object's time: its x-amz-meta-mtime when it has one (set by a put
+   with a time, or set_mtime), else when the store last wrote it. */
+static void object_mtime(const tf__s3_info *h, int64_t *sec, uint32_t *nsec)
+{
+    *sec = h->mtime;
+    *nsec = 0;
+    const char *m = tf__s3_head_meta(h, "mtime");
+    if (!m)
+        return;
+    char *end;
+    errno = 0;
+    long long v = strtoll(m, &end, 10);
+    if (errno || end == m || (*end && *end != '.'))
+        return;
+    unsigned long ns = 0;
+    if (*end == '.') {
+        char *e2;
+        ns = strtoul(end + 1, &e2, 10);
+        if (*e2 || e2 - (end + 1) != 9 || ns > 999999999ul)
+            return;
+    }
+    *sec = (int64_t)v;
+    *nsec = (uint32_t)ns;
+}
+
+/* Checks c's condition on key before publishing: *if_match gets what the
+   store is to check again at the PUT ("*": still absent; an ETag: still
+   that version), so that for a single PUT check and publish are one step. */
+static int precondition(tf__s3 *h, const char *key, const char *name,
+                        const tf__commit_cond *c, char *if_match, tf__err *e)
+{
+    if_match[0] = '\0';
+    if (!c->expect_id && c->overwrite)
+        return TF_OK;
+    tf__s3_info info;
+    tf__err mine = {{0}};
+    int rc = tf__s3_head(h, key, &info, &mine);
+    if (rc != TF_OK && rc != TF_ENOENT)
+        return tf__fail(e, rc, "%s", mine.msg);
+    if (c->expect_id) {
+        uint64_t id[TF_STORAGE_ID_LEN];
+        if (rc == TF_ENOENT)
+            return tf__fail(e, TF_ECONFLICT,
+                            "\"%s\" changed while it was uploaded (it is gone); not stored",
+                            name);
+        version_of(&info, id);
+        if (memcmp(id, c->expect_id, sizeof id) != 0)
+            return tf__fail(e, TF_ECONFLICT, "\"%s\" changed while it was uploaded; not stored",
+                            name);
+        snprintf(if_match, TF_S3_ID_MAX, "%s", info.etag);
+        return TF_OK;
+    }
+    if (rc == TF_OK)
+        return tf__fail(e, TF_EEXIST, "\"%s\" already exists", name);
+    snprintf(if_match, TF_S3_ID_MAX, "*");
+    return TF_OK;
+}
+
+/* Publishes up as name under c: a single PUT (conditional on the store's
+   side: If-None-Match / If-Match), or a multipart upload completed and
+   copied onto its name (the store cannot make a copy conditional: the
+   check and the copy are one step only among this server's commits). */
+static int commit_with(s3store *s, tf__upload **upp, const char *name,
+                       const tf__commit_cond *c, tf__err *e)
+{
     tf__upload *up = *upp;
     *upp = NULL;
     if (!up)
         return tf__fail(e, TF_EINTERNAL, "no upload to commit");
-    char key[TF_S3_KEY_MAX + 1];
+    char key[TF_S3_KEY_MAX + 1], if_match[TF_S3_ID_MAX];
     int rc = check_path(name, e);
     if (rc == TF_OK)
         rc = key_for(s, key, name, "", e);
     tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
     if (rc == TF_OK && !h)
         rc = TF_EIO;
-    if (rc == TF_OK && !overwrite) {
-        /* Not atomic: another server may put the name between the two. */
-        tf__s3_info info;
-        tf__err mine = {{0}};
-        int hrc = tf__s3_head(h, key, &info, &mine);
-        if (hrc == TF_OK)
-            rc = tf__fail(e, TF_EEXIST, "\"%s\" already exists", name);
-        else if (hrc != TF_ENOENT)
-            rc = tf__fail(e, hrc, "%s", mine.msg);
-    }
     uint8_t digest[TF_DIGEST_SIZE];
-    char digest_hex[2 * TF_DIGEST_SIZE + 1], mtime[32];
     tf__digest_final(&up->digest, digest);
-    hex(digest, sizeof digest, digest_hex);
-    snprintf(mtime, sizeof mtime, "%lld", (long long)time(NULL));
-    tf__s3_meta meta[] = {{"xxh3", digest_hex}, {"mtime", mtime}};
+    pub_meta m;
+    pub_meta_init(&m, digest, c->set_mtime ? c->mtime_sec : (int64_t)time(NULL),
+                  c->set_mtime ? c->mtime_nsec : 0);
     if (rc == TF_OK && !up->upload_id[0]) {
+        rc = precondition(h, key, name, c, if_match, e);
         tf__s3_body body = {.buf = up->buf ? up->buf : (const uint8_t *)"", .len = up->buf_len};
-        rc = tf__s3_put(h, key, &body, meta, 2, e);
+        tf__err mine = {{0}};
+        if (rc == TF_OK)
+            rc = tf__s3_put_if(h, key, &body, m.meta, 2, if_match[0] ? if_match : NULL, &mine);
+        /* The store's 412: it changed (or appeared) since the check. */
+        if (rc == TF_EEXIST && c->expect_id)
+            rc = tf__fail(e, TF_ECONFLICT, "\"%s\" changed while it was uploaded; not stored",
+                          name);
+        else if (rc == TF_EEXIST)
+            rc = tf__fail(e, TF_EEXIST, "\"%s\" already exists", name);
+        else if (rc != TF_OK && mine.msg[0])
+            rc = tf__fail(e, rc, "%s", mine.msg);
     } else if (rc == TF_OK) {
         if (up->buf_len > 0)
             rc = flush_part(s, h, up, e);
@@ -665,13 +751,69 @@ static int s_commit(tf__storage *st, tf__upload **upp, const char *name, int ove
                                      e);
         if (rc == TF_OK) {
             up->upload_id[0] = '\0'; /* completed: nothing to abort */
-            rc = tf__s3_copy_meta(h, up->stage_key, key, meta, 2, e);
+            pthread_mutex_lock(&s->commit_mu);
+            rc = precondition(h, key, name, c, if_match, e);
+            if (rc == TF_OK)
+                rc = tf__s3_copy_meta(h, up->stage_key, key, m.meta, 2, e);
+            pthread_mutex_unlock(&s->commit_mu);
             tf__err ignored = {{0}};
             tf__s3_delete(h, up->stage_key, &ignored);
         }
     }
     give_s3(s, h);
     drop(s, up);
+    return rc;
+}
+
+static int s_commit(tf__storage *st, tf__upload **upp, const char *name, int overwrite,
+                    tf__err *e)
+{
+    tf__commit_cond c = {.overwrite = overwrite};
+    return commit_with(S(st), upp, name, &c, e);
+}
+
+static int s_commit_cond(tf__storage *st, tf__upload **upp, const char *name,
+                         const tf__commit_cond *c, tf__err *e)
+{
+    return commit_with(S(st), upp, name, c, e);
+}
+
+/* A new time is new metadata, and S3 changes an object's metadata only by
+   copying it onto itself (its bytes stay; its ETag too, for one put
+   whole). */
+static int s_set_mtime(tf__storage *st, const char *path, int64_t sec, uint32_t nsec,
+                       tf__err *e)
+{
+    s3store *s = S(st);
+    char key[TF_S3_KEY_MAX + 1];
+    int rc = check_path(path, e);
+    if (rc == TF_OK)
+        rc = key_for(s, key, path, "", e);
+    if (rc != TF_OK)
+        return rc;
+    if (nsec > 999999999u)
+        return tf__fail(e, TF_EINVAL, "a time with %u nanoseconds", (unsigned)nsec);
+    tf__s3 *h = take_s3(s, e);
+    if (!h)
+        return TF_EIO;
+    tf__s3_info info;
+    rc = tf__s3_head(h, key, &info, e);
+    if (rc == TF_OK) {
+        char mtime[48];
+        if (nsec)
+            snprintf(mtime, sizeof mtime, "%lld.%09u", (long long)sec, (unsigned)nsec);
+        else
+            snprintf(mtime, sizeof mtime, "%lld", (long long)sec);
+        /* Every other pair kept as it was (the digest first of all). */
+        tf__s3_meta meta[TF_S3_META_MAX + 1];
+        size_t n = 0;
+        for (size_t i = 0; i < info.n_meta; i++)
+            if (strcmp(info.meta[i].name, "mtime") != 0)
+                meta[n++] = (tf__s3_meta){info.meta[i].name, info.meta[i].value};
+        meta[n++] = (tf__s3_meta){"mtime", mtime};
+        rc = tf__s3_copy_meta(h, key, key, meta, n, e);
+    }
+    give_s3(s, h);
     return rc;
 }
 
@@ -861,7 +1003,7 @@ static int s_stat(tf__storage *st, const char *path, tf__fstat *out, tf__err *e)
     if (rc == TF_OK) {
         out->type = TF__FT_FILE;
         out->size = info.size;
-        out->mtime = info.mtime;
+        object_mtime(&info, &out->mtime, &out->mtime_ns);
     } else if (rc == TF_ENOENT) {
         any a;
         rc = dir_probe(s, h, path, &a, e);
@@ -869,6 +1011,7 @@ static int s_stat(tf__storage *st, const char *path, tf__fstat *out, tf__err *e)
             out->type = TF__FT_DIR;
             out->size = 0;
             out->mtime = 0;
+            out->mtime_ns = 0;
         } else if (rc == TF_OK) {
             rc = tf__fail(e, TF_ENOENT, "no file named \"%s\"", path);
         }
@@ -927,6 +1070,7 @@ static int add_entry(void *user, const char *key, int is_prefix, uint64_t size, 
     d->st.type = is_prefix ? TF__FT_DIR : TF__FT_FILE;
     d->st.size = is_prefix ? 0 : size;
     d->st.mtime = is_prefix ? 0 : mtime;
+    d->st.mtime_ns = 0;
     return 0;
 }
 
@@ -949,6 +1093,19 @@ static int s_list_next(tf__storage *st, tf__lister *li, const tf__dirent **batch
             return rc;
         }
         li->done = li->page.token[0] == '\0';
+    }
+    /* A file's time may be in its metadata (a put with a time, set_mtime),
+       which ListObjectsV2 does not return: one HEAD per file, so that a
+       listing says what stat says (sync compares them). */
+    for (size_t i = 0; i < li->n; i++) {
+        tf__dirent *d = &li->batch[i];
+        char key[TF_S3_KEY_MAX + 1];
+        tf__s3_info info;
+        tf__err ignored = {{0}};
+        if (d->st.type == TF__FT_FILE &&
+            snprintf(key, sizeof key, "%s%s", li->prefix, d->name) < (int)sizeof key &&
+            tf__s3_head(h, key, &info, &ignored) == TF_OK)
+            object_mtime(&info, &d->st.mtime, &d->st.mtime_ns);
     }
     give_s3(s, h);
     *n = li->n;
@@ -1076,7 +1233,10 @@ static int sweep_one(void *user, const char *key, const char *id, int64_t initia
     tf__err e = {{0}};
     int plain = strncmp(key + c->plain_len - 2, "u/", 2) == 0;
     int expired = c->s->cfg.resume_ttl_s > 0 && c->now - initiated > c->s->cfg.resume_ttl_s;
-    if ((plain && c->all_plain) || expired) {
+    /* Other servers may share the bucket: a plain upload is debris only
+       when no server can still be sending it, an hour after it began. */
+    int stale = c->now - initiated > PLAIN_STALE_S;
+    if ((plain && c->all_plain && stale) || expired) {
         tf__s3_mpu_abort(c->h, key, id, &e);
         if (!plain) {
             char state[TF_S3_KEY_MAX + 1];
@@ -1088,9 +1248,10 @@ static int sweep_one(void *user, const char *key, const char *id, int64_t initia
     return 0;
 }
 
-/* Aborts the plain uploads (at start, when no connection owns one) and
-   the resumable ones older than the resume TTL (by their start: S3 keeps
-   no time of the last part). */
+/* Aborts the plain uploads at start (those over an hour old: other
+   servers over the same bucket may own the others) and the resumable ones
+   older than the resume TTL (by their start: S3 keeps no time of the last
+   part). */
 static void s_sweep(tf__storage *st, int all_plain)
 {
     s3store *s = S(st);
@@ -1133,8 +1294,12 @@ static void s_close(tf__storage *st)
     free(s->region);
     tf__s3_creds_free(s->access_key, s->secret_key);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->commit_mu);
     free(s);
 }
+
+static int s_sub(tf__storage *st, const char *dir, int create, tf__storage **child,
+                 tf__err *e);
 
 static const tf__storage_ops s3_ops = {
     .name = "s3",
@@ -1158,6 +1323,9 @@ static const tf__storage_ops s3_ops = {
     .remove = s_remove,
     .rename = s_rename,
     .mkdir = s_mkdir,
+    .commit_cond = s_commit_cond,
+    .set_mtime = s_set_mtime,
+    .sub = s_sub,
     .sweep = s_sweep,
     .close = s_close,
 };
@@ -1181,6 +1349,7 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
     if (!s)
         return tf__fail(e, TF_ENOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->commit_mu, NULL);
     s->base.ops = &s3_ops;
     s->base.reserved = TF_TMP_DIR;
     s->base.read_handles = 1;
@@ -1230,4 +1399,93 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
     s->base.name_max = room < 255 ? room : 255;
     *out = &s->base;
     return TF_OK;
+}
+
+/* ---- views: a user's part is a key prefix ------------------------------ */
+
+static int s_sub(tf__storage *st, const char *dir, int create, tf__storage **child,
+                 tf__err *e)
+{
+    s3store *s = S(st);
+    *child = NULL;
+    int rc = check_path(dir, e);
+    if (rc != TF_OK)
+        return rc;
+    /* Each missing component made (as mkdir -p), or the whole must be a
+       directory already. */
+    char part[TF_S3_KEY_MAX + 1];
+    for (const char *p = dir; rc == TF_OK && create;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - dir) : strlen(dir);
+        snprintf(part, sizeof part, "%.*s", (int)n, dir);
+        tf__err mine = {{0}};
+        rc = s_mkdir(st, part, &mine);
+        if (rc == TF_EEXIST)
+            rc = TF_OK;
+        else if (rc != TF_OK)
+            rc = tf__fail(e, rc, "%s", mine.msg);
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    tf__fstat fs;
+    if (rc == TF_OK)
+        rc = s_stat(st, dir, &fs, e);
+    if (rc == TF_OK && fs.type != TF__FT_DIR)
+        rc = tf__fail(e, TF_EACCES, "\"%s\" is not a directory", dir);
+    char prefix[TF_S3_KEY_MAX + 1];
+    if (rc == TF_OK)
+        rc = key_for(s, prefix, dir, "", e);
+    if (rc != TF_OK)
+        return rc;
+    tf__storage_s3_config c = s->cfg;
+    c.endpoint = s->endpoint;
+    c.bucket = s->bucket;
+    c.region = s->region;
+    c.prefix = prefix;
+    c.access_key = s->access_key;
+    c.secret_key = s->secret_key;
+    return tf__storage_s3_open(child, &c, e);
+}
+
+int tf__storage_s3_check(tf__storage *st, tf__err *e)
+{
+    s3store *s = S(st);
+    tf__s3 *h = take_s3(s, e);
+    if (!h)
+        return TF_EIO;
+    tf__s3_page page = {.prefix = s->prefix, .max_keys = 1};
+    int rc = tf__s3_list(h, &page, count_any, &(any){0}, e);
+    give_s3(s, h);
+    return rc;
+}
+
+int tf__storage_s3_open_url(tf__storage **out, const char *url,
+                            const tf__storage_s3_config *base, tf__err *e)
+{
+    *out = NULL;
+    if (strncmp(url, "s3://", 5) != 0 || url[5] == '\0' || url[5] == '/')
+        return tf__fail(e, TF_EINVAL, "the store is s3://BUCKET or s3://BUCKET/PREFIX, not \"%s\"",
+                        url);
+    const char *b = url + 5, *slash = strchr(b, '/');
+    size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+    char bucket[256];
+    if (blen >= sizeof bucket)
+        return tf__fail(e, TF_EINVAL, "the bucket name in \"%s\" is too long", url);
+    memcpy(bucket, b, blen);
+    bucket[blen] = '\0';
+    tf__storage_s3_config c = *base;
+    c.bucket = bucket;
+    c.prefix = slash ? slash + 1 : "";
+    if (!c.endpoint || !*c.endpoint)
+        return tf__fail(e, TF_EINVAL, "serving %s needs the store's endpoint (--s3-endpoint "
+                                      "URL, TF_SOPT_S3_ENDPOINT)", url);
+    int rc = tf__storage_s3_open(out, &c, e);
+    tf__err mine = {{0}};
+    if (rc == TF_OK && (rc = tf__storage_s3_check(*out, &mine)) != TF_OK) {
+        (*out)->ops->close(*out);
+        *out = NULL;
+        rc = tf__fail(e, rc, "%s", mine.msg);
+    }
+    return rc;
 }
