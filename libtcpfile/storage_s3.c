@@ -84,6 +84,9 @@ struct tf__upload {
     char stage_key[TF_S3_KEY_MAX + 1]; /* the multipart upload's key */
     char upload_id[TF_S3_ID_MAX];      /* "" until one is started */
     int resumable;
+    /* a part could not be stored (the store is down): the parts before
+       it stay for the retry, abort keeps them (see s_abort) */
+    int store_failed;
     char stem[80];
     tf__s3_part *parts;
     size_t n_parts;
@@ -593,8 +596,10 @@ static int s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf_
                 return TF_EIO;
             int rc = flush_part(s, h, up, e);
             give_s3(s, h);
-            if (rc != TF_OK)
+            if (rc != TF_OK) {
+                up->store_failed = rc == TF_EIO;
                 return rc;
+            }
         }
     }
     return TF_OK;
@@ -817,10 +822,19 @@ static int s_set_mtime(tf__storage *st, const char *path, int64_t sec, uint32_t 
     return rc;
 }
 
+static void s_keep(tf__storage *st, tf__upload **upp);
+
+/* A resumable upload cut short by the store (a part it could not take) is
+   kept, not dropped: the parts before it are good, and the client's retry
+   takes up from them once the store is back - from any server. */
 static void s_abort(tf__storage *st, tf__upload **up)
 {
     if (!*up)
         return;
+    if ((*up)->resumable && (*up)->store_failed) {
+        s_keep(st, up);
+        return;
+    }
     drop(S(st), *up);
     *up = NULL;
 }
@@ -1134,7 +1148,7 @@ static int s_remove(tf__storage *st, const char *path, tf__err *e)
     if (rc == TF_OK && fs.type == TF__FT_DIR) {
         rc = dir_probe(s, h, path, &a, e);
         if (rc == TF_OK && a.other)
-            rc = tf__fail(e, TF_EEXIST, "the directory \"%s\" is not empty", path);
+            rc = tf__fail(e, TF_ENOTEMPTY, "the directory \"%s\" is not empty", path);
     }
     if (rc == TF_OK)
         rc = tf__s3_delete(h, key, e);
@@ -1455,7 +1469,8 @@ int tf__storage_s3_check(tf__storage *st, tf__err *e)
     if (!h)
         return TF_EIO;
     tf__s3_page page = {.prefix = s->prefix, .max_keys = 1};
-    int rc = tf__s3_list(h, &page, count_any, &(any){0}, e);
+    any a = {.marker = ""}; /* counts what it finds; nothing is needed */
+    int rc = tf__s3_list(h, &page, count_any, &a, e);
     give_s3(s, h);
     return rc;
 }

@@ -809,7 +809,7 @@ static void test_s3_storage_tree(void **state)
     assert_int_equal(fs.type, TF__FT_FILE);
     assert_int_equal(fs.size, 8);
     assert_true(fs.mtime > 1600000000);
-    assert_int_equal(st->ops->remove(st, "d", &e), TF_EEXIST);
+    assert_int_equal(st->ops->remove(st, "d", &e), TF_ENOTEMPTY);
     tf__err_clear(&e);
     /* rename = copy + delete; NOREPLACE */
     store_file(st, "g", (const uint8_t *)"g", 1);
