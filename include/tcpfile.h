@@ -199,7 +199,13 @@ typedef enum tf_option {
        4096. Not announced: the server answers a longer path with
        TF_EINVAL, a client refuses to send one. (Each component is still
        limited by TF_OPT_MAX_NAME_LEN.) */
-    TF_OPT_MAX_PATH = 22
+    TF_OPT_MAX_PATH = 22,
+    /* server: threads that do the server's blocking storage work (open,
+       hash, fsync, rename, scans; every call to a network store), so that
+       a worker's event loop never waits for the disk. Shared by all
+       workers; 0 = 4 (the default), 1..64. Raise it for a slow or
+       network-bound store, where each call holds a thread. */
+    TF_OPT_DISK_THREADS = 23
 } tf_option;
 
 /* Creates an options object holding the defaults. *out is the caller's,

@@ -37,6 +37,7 @@ static const option_spec specs[TF__OPT_COUNT] = {
     [TF_OPT_TLS_ACCEPT_NEW] = {0, 0, 1},
     [TF_OPT_MAX_DEPTH] = {TF_DEFAULT_MAX_DEPTH, 1, 2048},
     [TF_OPT_MAX_PATH] = {TF_DEFAULT_MAX_PATH, 1, 4096},
+    [TF_OPT_DISK_THREADS] = {0, 0, 64},
 };
 
 /* Text keys this version knows (indexed by tf_string_option). */

@@ -21,6 +21,13 @@ uint64_t tf__server_prefix_hashed(tf_server *srv)
     return atomic_load(&srv->prefix_hashed);
 }
 
+tf__storage *tf__server_swap_storage(tf_server *srv, tf__storage *st)
+{
+    tf__storage *old = srv->storage;
+    srv->storage = st;
+    return old;
+}
+
 /* The one connection runs in the calling thread through a worker's loop
    in its serve_one mode: done when the session is. */
 int tf__server_serve_fd(tf_server *srv, int fd, const char *peer)
@@ -222,6 +229,8 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
     if (rc == TF_OK && users)
         rc = tf__auth_open(&s->auth, users, s->storage, s->opt.value[TF_OPT_READ_ONLY] != 0,
                            &s->err);
+    if (rc == TF_OK)
+        rc = tf__pool_new(&s->disk_pool, (int)s->opt.value[TF_OPT_DISK_THREADS], &s->err);
     if (rc == TF_OK && make_pipe(s->stop_pipe) != 0)
         rc = tf__fail_errno(&s->err, TF_EIO, errno, "cannot create a pipe");
     if (rc == TF_OK)
@@ -287,6 +296,7 @@ void tf_server_close(tf_server *s)
     /* The workers have drained their login queues (tf_server_run): the
        pool has nothing left to post. Before the storage its views hang on. */
     tf__auth_free(s->auth);
+    tf__pool_free(s->disk_pool); /* idle: every worker's queue is drained */
     if (s->storage)
         s->storage->ops->close(s->storage);
     free(s->workers);

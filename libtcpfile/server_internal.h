@@ -57,6 +57,10 @@ struct tf_server {
     worker *workers;
     /* Users (issue 13): NULL when the server serves everyone. */
     struct tf__auth *auth;
+    /* The sessions' blocking storage work (TF_OPT_DISK_THREADS), shared by
+       every worker: each worker's loop takes its completions through its
+       own queue (session.h, tf__session_ctx_disk). */
+    tf__pool *disk_pool;
     /* Bytes hashed ahead of a resumed get's offset: for the tests. */
     atomic_ullong prefix_hashed;
     /* Why tf_server_open or tf_server_run failed (tf_server_errmsg). Written
@@ -89,5 +93,9 @@ void tf__worker_destroy(worker *w);
 /* Bytes srv has hashed ahead of resumed gets' offsets (a whole file for a
    get at its end), so tests can tell a remembered digest from a new one. */
 uint64_t tf__server_prefix_hashed(tf_server *srv);
+
+/* For the tests: makes srv serve from st (before tf_server_run) and
+   returns the storage it had, which the caller now owns. */
+tf__storage *tf__server_swap_storage(tf_server *srv, tf__storage *st);
 
 #endif /* TF_SERVER_INTERNAL_H */

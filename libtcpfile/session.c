@@ -3,8 +3,10 @@
  * state machine (see session_state in session.h). Every function here runs
  * on the thread of the connection's loop and never blocks on the peer:
  * when the transport has no room or no data it returns, and the loop calls
- * back. (Disk work - open, read, write, fsync, rename - is done inline, through
- * the server's storage interface, storage.h: never a file-system call here.)
+ * back. Storage work (open, hash, fsync, rename, scans, a network store's
+ * every call) goes through the server's storage interface, storage.h (never
+ * a file-system call here), and runs on the server's disk pool (disk_call:
+ * the session waits in S_DISK meanwhile), so that no call blocks the loop.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -312,6 +314,122 @@ static int progressed(session *s, size_t bytes)
     s->window_ms = now;
     s->window_bytes = 0;
     return 0;
+}
+
+/* ---- pools' completions, back in the loop ------------------------------------------ */
+
+static void drain_queue(tf__watcher *w, uint32_t events)
+{
+    (void)events;
+    tf__session_queue *sq = (tf__session_queue *)((char *)w - offsetof(tf__session_queue, watch));
+    tf__pool_queue_drain(&sq->q);
+}
+
+static int queue_start(tf__session_ctx *ctx, tf__session_queue *sq)
+{
+    tf__err e = {{0}};
+    int rc = tf__pool_queue_init(&sq->q, &e);
+    if (rc != TF_OK)
+        return rc;
+    sq->on = 1;
+    sq->watch.fd = tf__pool_queue_fd(&sq->q);
+    sq->watch.on_events = drain_queue;
+    return tf__loop_watch(ctx->loop, &sq->watch, EPOLLIN) == 0 ? TF_OK : TF_EIO;
+}
+
+/* Waits for the queue's jobs in flight, running their done callbacks. */
+static void queue_stop(tf__session_ctx *ctx, tf__session_queue *sq)
+{
+    if (!sq->on)
+        return;
+    tf__loop_watch(ctx->loop, &sq->watch, 0);
+    tf__pool_queue_fini(&sq->q);
+    sq->on = 0;
+}
+
+/* ---- storage work on the disk pool (S_DISK) ---------------------------------------- */
+
+static void close_now(session *s);
+static void pump_pending(session *s);
+
+static void disk_run(tf__work *w)
+{
+    session *s = SESSION_OF(w, disk);
+    s->disk_work(s);
+}
+
+/* The job is over (in the loop's thread, from the queue's drain): the
+   session gets back its state, its timer and its socket, goes on with
+   then, and reads the bytes its transport already holds (a pipelined
+   request inside a TLS record), for which no socket event would come. */
+static void disk_done(tf__work *w, int status)
+{
+    session *s = SESSION_OF(w, disk);
+    s->ctx->disk_inflight--;
+    s->disk_busy = 0;
+    if (s->dead) {
+        close_now(s); /* closed while the job waited or ran */
+        return;
+    }
+    /* The time the disk took is not the peer's: its timeout and its
+       minimum rate start again. */
+    int64_t now = tf__now_ms();
+    s->state = s->disk_from;
+    s->window_ms = now;
+    s->window_bytes = 0;
+    list_move(s, &s->ctx->active, now);
+    if (watch(s, s->disk_events) != 0) {
+        fail_session(s, TF_ENET, "epoll failed");
+        return;
+    }
+    if (status != TF_OK) { /* never ran: the pool is stopping */
+        fail_session(s, TF_ECANCELED, "the server is stopping");
+        return;
+    }
+    s->disk_then(s);
+    if (!s->dead)
+        pump_pending(s);
+}
+
+/*
+ * Runs work(s) on the disk pool, then then(s) back in the loop's thread.
+ * work makes storage calls for the request in flight and leaves its
+ * results in s->req; it must not touch the loop, the socket, the timers
+ * nor ctx (but its atomics). Meanwhile s is in S_DISK: neither its peer
+ * nor a timeout can move or free it. The caller returns at once after
+ * this, as it would after a reply (s may already be closed when there is
+ * no pool and then ran inline).
+ */
+static void disk_call(session *s, void (*work)(session *s), void (*then)(session *s))
+{
+    tf__session_ctx *ctx = s->ctx;
+    s->disk_work = work;
+    s->disk_then = then;
+    if (ctx->disk_pool && ctx->disk_queue.on) {
+        s->disk.work = disk_run;
+        s->disk.done = disk_done;
+        s->disk.data = s;
+        s->disk_from = s->state;
+        s->disk_events = s->watch.events;
+        s->state = S_DISK;
+        list_move(s, &ctx->disk, tf__now_ms());
+        (void)watch(s, 0); /* a failure leaves it watched: on_events ignores S_DISK */
+        s->disk_busy = 1;
+        ctx->disk_inflight++;
+        if (tf__pool_submit(ctx->disk_pool, &ctx->disk_queue.q, &s->disk) == TF_OK)
+            return;
+        /* The pool is stopping: inline, as without one. */
+        s->disk_busy = 0;
+        ctx->disk_inflight--;
+        s->state = s->disk_from;
+        list_move(s, &ctx->active, tf__now_ms());
+        if (watch(s, s->disk_events) != 0) {
+            fail_session(s, TF_ENET, "epoll failed");
+            return;
+        }
+    }
+    work(s);
+    then(s);
 }
 
 /* ---- output ------------------------------------------------------------------- */
@@ -729,16 +847,15 @@ static void continue_send(session *s)
 }
 
 /* A small response goes out in one sendmsg: head, body (read into the
-   worker's buffer by read_small) and trailer. What the socket did not take
-   is left to send_some: the head and trailer are in the request already,
-   the rest of the body moves to the request's own buffer, since the
-   worker's is shared. Returns -1 when the connection failed (s is closed). */
+   request's buffer by read_small) and trailer. What the socket did not take
+   is left to send_some, from the same buffer (the copy path). Returns -1
+   when the connection failed (s is closed). */
 static int push_gathered(session *s)
 {
     request *r = s->req;
     size_t body = (size_t)r->body_left;
     struct iovec iov[3] = {{r->head, r->head_len},
-                           {s->ctx->small_body, body},
+                           {r->buf, body},
                            {r->tail, r->tail_len}};
     ssize_t k = tf__conn_writev(&s->conn, iov, 3, 0);
     if (k == TF__IO_ERROR) {
@@ -756,13 +873,8 @@ static int push_gathered(session *s)
     r->bytes += data;
     r->tail_pos = left - head - data;
     if (r->body_left > 0) {
-        if (ensure_buf(r) != TF_OK) {
-            fail_session(s, TF_ENOMEM, "out of memory");
-            return -1;
-        }
-        memcpy(r->buf, s->ctx->small_body + data, body - data);
-        r->buf_pos = 0;
-        r->buf_end = body - data;
+        r->buf_pos = data;
+        r->buf_end = body;
         r->copy_path = 1;
     }
     return left > 0 && progressed(s, left) ? -1 : 0;
@@ -869,34 +981,63 @@ static int request_valid(session *s, const tf_wire_request *q)
     return TF_OK;
 }
 
-/* Reads a whole small file into the worker's buffer and hashes it, for
+/* Reads a whole small file into the request's buffer and hashes it, for
    push_gathered. Returns 0 when it cannot (no memory, the file changed
    size): the general path then sends it, or says what went wrong. */
 static int read_small(session *s, uint64_t size)
 {
     request *r = s->req;
-    tf__session_ctx *w = s->ctx;
-    if (!w->small_body && !(w->small_body = malloc(SMALL_BODY_MAX)))
+    if (ensure_buf(r) != TF_OK)
         return 0;
     tf__storage *st = storage(s);
-    ssize_t n = size ? st->ops->read_at(st, r->body_fd, w->small_body, (size_t)size, 0) : 0;
+    ssize_t n = size ? st->ops->read_at(st, r->body_fd, r->buf, (size_t)size, 0) : 0;
     if (n != (ssize_t)size)
         return 0;
-    tf__digest_update(&r->digest, w->small_body, (size_t)size);
+    tf__digest_update(&r->digest, r->buf, (size_t)size);
     r->gathered = 1;
     return 1;
 }
 
-static void handle_get(session *s, const tf_wire_request *q)
+/* A get's storage work (on the disk pool): the file opened, a small one
+   read whole, a remembered digest looked up. */
+static void get_open_work(session *s)
 {
     request *r = s->req;
-    uint64_t size = 0, off = q->offset;
-    uint8_t flags = 0;
+    tf__storage *st = storage(s);
+    r->disk_rc = st->ops->open_read(st, r->name, &r->body_fd, &r->disk_size, r->file_id,
+                                    &r->err);
+    if (r->disk_rc != TF_OK)
+        return;
+    if (r->body_off == 0 && r->disk_size <= SMALL_BODY_MAX && read_small(s, r->disk_size))
+        return;
+    if (tf__digest_on(&r->digest)) {
+        r->cached = st->ops->digest_load(st, r->body_fd, r->file_id, r->cached_digest);
+        if (!r->cached)
+            r->disk_rc = ensure_buf(r);
+    }
+}
+
+static void get_opened(session *s);
+
+static void handle_get(session *s, const tf_wire_request *q)
+{
     int rc = check_name(s, q);
-    if (rc == TF_OK)
-        rc = storage(s)->ops->open_read(storage(s), r->name, &r->body_fd, &size, r->file_id,
-                                        &r->err);
-    if (rc == TF_OK && off == 0 && size <= SMALL_BODY_MAX && read_small(s, size)) {
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    s->req->body_off = q->offset;
+    disk_call(s, get_open_work, get_opened);
+}
+
+static void get_opened(session *s)
+{
+    request *r = s->req;
+    uint64_t size = r->disk_size, off = r->body_off;
+    uint8_t flags = 0;
+    int rc = r->disk_rc;
+    r->body_off = 0;
+    if (rc == TF_OK && r->gathered) {
         queue_head(s, TF_OK, size, 0, NULL);
         r->body_left = size;
         r->has_trailer = 1;
@@ -908,12 +1049,6 @@ static void handle_get(session *s, const tf_wire_request *q)
         /* Shorter than the client's partial copy: it changed; send it whole. */
         flags |= TF_RESP_FROM_START;
         off = 0;
-    }
-    if (rc == TF_OK && tf__digest_on(&r->digest)) {
-        r->cached = storage(s)->ops->digest_load(storage(s), r->body_fd, r->file_id,
-                                                 r->cached_digest);
-        if (!r->cached)
-            rc = ensure_buf(r);
     }
     if (rc != TF_OK) {
         reply_failure(s, rc, AFTER_IDLE);
@@ -1666,7 +1801,7 @@ static void on_auth(session *s)
     j->work.work = tf__auth_job_run;
     j->work.done = auth_done;
     j->work.data = s;
-    rc = tf__pool_submit(ctx->auth->pool, &ctx->auth_queue, &j->work);
+    rc = tf__pool_submit(ctx->auth->pool, &ctx->auth_queue.q, &j->work);
     if (rc != TF_OK) {
         tf__auth_job_free(j);
         tf__fail(&r->err, TF_EBUSY, "the server is stopping");
@@ -1686,13 +1821,6 @@ static void on_auth(session *s)
     (void)watch(s, 0); /* a failure leaves it watched: on_events ignores S_AUTH */
 }
 
-static void drain_auth_queue(tf__watcher *w, uint32_t events)
-{
-    (void)events;
-    tf__session_ctx *ctx = (tf__session_ctx *)((char *)w - offsetof(tf__session_ctx, auth_watch));
-    tf__pool_queue_drain(&ctx->auth_queue);
-}
-
 /* Jobs not started yet are cancelled (their auth_done closes them); the
    running ones end on their own. */
 static void cancel_auth_jobs(tf__session_ctx *ctx)
@@ -1703,15 +1831,8 @@ static void cancel_auth_jobs(tf__session_ctx *ctx)
 
 int tf__session_ctx_auth(tf__session_ctx *ctx, struct tf__auth *auth)
 {
-    tf__err e = {{0}};
-    int rc = tf__pool_queue_init(&ctx->auth_queue, &e);
-    if (rc != TF_OK)
-        return rc;
-    ctx->auth_queue_on = 1;
     ctx->auth = auth;
-    ctx->auth_watch.fd = tf__pool_queue_fd(&ctx->auth_queue);
-    ctx->auth_watch.on_events = drain_auth_queue;
-    return tf__loop_watch(ctx->loop, &ctx->auth_watch, EPOLLIN) == 0 ? TF_OK : TF_EIO;
+    return queue_start(ctx, &ctx->auth_queue);
 }
 
 /* ---- the tree (section 3a) -------------------------------------------------------- */
@@ -2150,8 +2271,9 @@ static void tls_step(session *s);
 
 static void on_events_once(session *s, uint32_t events)
 {
-    if (s->state == S_AUTH || s->state == S_AUTH_DELAY)
-        return; /* not reading while a login is checked or its answer waits */
+    if (s->state == S_AUTH || s->state == S_AUTH_DELAY || s->state == S_DISK)
+        return; /* not reading while a login is checked, its answer waits, or
+                   the disk works for the request */
     if (s->state == S_TLS) {
         tls_step(s);
         return;
@@ -2182,7 +2304,7 @@ static void on_events_once(session *s, uint32_t events)
 static int reading(const session *s)
 {
     return s->state != S_SEND && s->state != S_TLS && s->state != S_AUTH &&
-           s->state != S_AUTH_DELAY;
+           s->state != S_AUTH_DELAY && s->state != S_DISK;
 }
 
 /* Most extra passes over bytes a transport holds already, per event: the
@@ -2190,20 +2312,25 @@ static int reading(const session *s)
    only happens when the parser is stuck, which this bounds. */
 #define PENDING_PASSES 64
 
+/* TLS decrypts a whole record while the reader takes part of it: the rest
+   waits inside the transport, where epoll does not see it, so whatever
+   state now reads (a pipelined request after a reply, the hello after the
+   handshake, a body after its head) reads again. */
+static void pump_pending(session *s)
+{
+    for (int i = 0; i < PENDING_PASSES && !s->dead && reading(s) &&
+                    tf__conn_pending(&s->conn);
+         i++)
+        on_events_once(s, EPOLLIN);
+}
+
 static void on_events(tf__watcher *watch, uint32_t events)
 {
     session *s = SESSION_OF(watch, watch);
     if (s->dead)
         return; /* closed earlier in this round of events */
     on_events_once(s, events);
-    /* TLS decrypts a whole record while the reader takes part of it: the
-       rest waits inside the transport, where epoll does not see it, so
-       whatever state now reads (a pipelined request after a reply, the
-       hello after the handshake, a body after its head) reads again. */
-    for (int i = 0; i < PENDING_PASSES && !s->dead && reading(s) &&
-                    tf__conn_pending(&s->conn);
-         i++)
-        on_events_once(s, EPOLLIN);
+    pump_pending(s);
 }
 
 /* ---- life and death ------------------------------------------------------------- */
@@ -2421,17 +2548,29 @@ void tf__session_refuse(session *s, int code, const char *message)
     enter_closing(s);
 }
 
+/* What closing does, once no pool thread holds the session's request. */
+static void close_now(session *s)
+{
+    if (s->req)
+        request_end(s, 1);
+    tf__conn_close(&s->conn); /* also takes it out of the epoll set */
+    atomic_fetch_sub(s->ctx->sessions, 1);
+    tf__loop_defer(s->ctx->loop, &s->free_later);
+}
+
 void tf__session_close(session *s)
 {
     if (s->dead)
         return;
     s->dead = 1;
-    if (s->req)
-        request_end(s, 1);
     list_move(s, NULL, 0);
-    tf__conn_close(&s->conn); /* also takes it out of the epoll set */
-    atomic_fetch_sub(s->ctx->sessions, 1);
-    tf__loop_defer(s->ctx->loop, &s->free_later);
+    if (s->disk_busy) {
+        /* Its job is cancelled if it has not started; either way the rest
+           waits for disk_done, as a running job uses the request. */
+        tf__pool_cancel(&s->disk);
+        return;
+    }
+    close_now(s);
 }
 
 /* ---- the sessions of one loop -------------------------------------------------- */
@@ -2445,6 +2584,7 @@ int tf__session_ctx_init(tf__session_ctx *ctx, tf__loop *loop, const tf_options 
     ctx->active.limit_ms = opt->value[TF_OPT_IO_TIMEOUT_MS];
     ctx->closing.limit_ms = CLOSING_LINGER_MS;
     ctx->auth_delay.limit_ms = 1; /* last_ms is set to one before the deadline */
+    ctx->disk.limit_ms = 0;       /* never expires: not the loop's to watch */
     int rc = tf__loop_add_list(loop, &ctx->idle);
     if (rc == TF_OK)
         rc = tf__loop_add_list(loop, &ctx->active);
@@ -2486,21 +2626,32 @@ void tf__session_ctx_close_all(tf__session_ctx *ctx)
     close_list(&ctx->idle);
     close_list(&ctx->closing);
     close_list(&ctx->auth_delay);
-    if (ctx->auth_queue_on) {
-        /* Logins still being checked: cancelled if not started, waited for
-           if running; either way their auth_done closes them here. */
-        ctx->stopping = 1;
-        cancel_auth_jobs(ctx);
-        tf__loop_watch(ctx->loop, &ctx->auth_watch, 0);
-        tf__pool_queue_fini(&ctx->auth_queue);
-        ctx->auth_queue_on = 0;
-    }
+    /* Storage calls: cancelled if not started, waited for if running;
+       either way disk_done finishes closing them (queue_stop). */
+    close_list(&ctx->disk);
+    /* Logins still being checked: the same; their auth_done closes them. */
+    ctx->stopping = 1;
+    cancel_auth_jobs(ctx);
+    tf__session_ctx_queues_fini(ctx);
+}
+
+void tf__session_ctx_queues_fini(tf__session_ctx *ctx)
+{
+    queue_stop(ctx, &ctx->auth_queue);
+    queue_stop(ctx, &ctx->disk_queue);
+}
+
+int tf__session_ctx_disk(tf__session_ctx *ctx, tf__pool *pool)
+{
+    ctx->disk_pool = pool;
+    return pool ? queue_start(ctx, &ctx->disk_queue) : TF_OK;
 }
 
 int tf__session_ctx_empty(const tf__session_ctx *ctx)
 {
     return !ctx->active.head && !ctx->idle.head && !ctx->closing.head &&
-           !ctx->auth_delay.head && ctx->auth_inflight == 0;
+           !ctx->auth_delay.head && ctx->auth_inflight == 0 && !ctx->disk.head &&
+           ctx->disk_inflight == 0;
 }
 
 void tf__session_ctx_release(tf__session_ctx *ctx)
@@ -2512,6 +2663,4 @@ void tf__session_ctx_release(tf__session_ctx *ctx)
         free(r);
     }
     ctx->nspare = 0;
-    free(ctx->small_body);
-    ctx->small_body = NULL;
 }

@@ -27,6 +27,14 @@ typedef struct session session;
 struct tf__auth;
 struct tf__auth_job;
 
+/* Where a pool's finished jobs come back into one loop: its completion
+   queue, watched for reading (session.c drains it). */
+typedef struct tf__session_queue {
+    tf__pool_queue q;
+    tf__watcher watch;
+    int on; /* initialised: to be finished */
+} tf__session_queue;
+
 /* What the sessions of one loop share: the loop, the server's settings and
    counters, their timer lists and the pools they reuse. */
 typedef struct tf__session_ctx {
@@ -44,24 +52,26 @@ typedef struct tf__session_ctx {
        keeps its checksum state). At most REQUEST_POOL_MAX. */
     struct request *spare_requests;
     int nspare;
-    /* Where a small file is read before it goes out in one sendmsg with
-       its head and trailer; allocated on first use. Shared by the loop's
-       sessions: it is only used within one call. */
-    uint8_t *small_body;
     /* The server's TLS context (TF_OPT_TLS), shared by every loop; NULL:
        plaintext. */
     struct tf__tls_ctx *tls;
     /* Users (issue 13): NULL when the server serves everyone. Logins are
        checked on auth's pool; their completions come back through
-       auth_queue, watched by auth_watch. A failed login waits on
-       auth_delay, ordered by when it is to be answered. */
+       auth_queue. A failed login waits on auth_delay, ordered by when it
+       is to be answered. */
     struct tf__auth *auth;
-    tf__pool_queue auth_queue;
-    tf__watcher auth_watch;
-    int auth_queue_on;
+    tf__session_queue auth_queue;
     tf__timer_list auth_delay;
     struct tf__auth_job *auth_jobs; /* in flight, for cancelling at a stop */
     size_t auth_inflight;
+    /* Storage work (S_DISK): run on the server's disk pool, completions
+       through disk_queue. Sessions waiting for their job sit on disk, a
+       list that never expires (so that a stop finds them). NULL pool: the
+       work runs inline (a context without a server). */
+    tf__pool *disk_pool;
+    tf__session_queue disk_queue;
+    tf__timer_list disk;
+    size_t disk_inflight;
 } tf__session_ctx;
 
 /* Where a session is; decides which events it waits for and what a stop,
@@ -75,7 +85,8 @@ typedef enum session_state {
     S_CLOSING,      /* last reply sent: draining until the peer closes */
     S_TLS,          /* the TLS handshake, before the hello (TF_OPT_TLS) */
     S_AUTH,         /* a token is being checked on the auth pool */
-    S_AUTH_DELAY    /* a failed login waits to be answered (authlimit.h) */
+    S_AUTH_DELAY,   /* a failed login waits to be answered (authlimit.h) */
+    S_DISK          /* a storage call runs on the disk pool (disk_call) */
 } session_state;
 
 /* What comes after a response has been sent. */
@@ -158,6 +169,9 @@ typedef struct request {
     int walk_over;          /* the end marker is queued: the trailer is next */
     int walk_rc;            /* the walk failed: the trailer's status */
     int stat_pending;       /* stat: the digest is hashed before the head */
+    /* storage work on the disk pool (disk_call): its result */
+    int disk_rc;
+    uint64_t disk_size;     /* get: the file's size */
     uint8_t stat_rec[TF_WIRE_STAT_SIZE];
     uint8_t stat_type;
     uint64_t stat_size;
@@ -200,6 +214,14 @@ struct session {
        servers that serve everyone. */
     struct session_user *user;
     struct tf__auth_job *job; /* a login being checked */
+    /* Storage work on the disk pool (disk_call in session.c): the job, its
+       two halves, and what the session was doing before (restored after). */
+    tf__work disk;
+    void (*disk_work)(session *s); /* on a pool thread */
+    void (*disk_then)(session *s); /* back in the loop's thread */
+    session_state disk_from;
+    uint32_t disk_events;
+    int disk_busy;                 /* submitted, its done not yet run */
 };
 
 /* session.c */
@@ -216,9 +238,15 @@ void tf__session_ctx_stop(tf__session_ctx *ctx);
    is created). TF_ENOMEM / TF_EIO when the completion queue cannot be
    made. */
 int tf__session_ctx_auth(tf__session_ctx *ctx, struct tf__auth *auth);
-/* Closes every session of ctx at once (logins being checked: once their
-   check is over, which this waits for). */
+/* Makes ctx's sessions do their storage work on pool (NULL: inline).
+   TF_ENOMEM / TF_EIO when the completion queue cannot be made. */
+int tf__session_ctx_disk(tf__session_ctx *ctx, tf__pool *pool);
+/* Closes every session of ctx at once (logins being checked and storage
+   calls running: once they are over, which this waits for). */
 void tf__session_ctx_close_all(tf__session_ctx *ctx);
+/* Finishes ctx's completion queues (waiting for their jobs in flight);
+   again is a no-op. */
+void tf__session_ctx_queues_fini(tf__session_ctx *ctx);
 /* Whether ctx has no session left. */
 int tf__session_ctx_empty(const tf__session_ctx *ctx);
 

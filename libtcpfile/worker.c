@@ -202,6 +202,8 @@ int tf__worker_init(worker *w, tf_server *srv, int listen)
     w->ctx.prefix_hashed = &srv->prefix_hashed;
     if (srv->auth && (rc = tf__session_ctx_auth(&w->ctx, srv->auth)) != TF_OK)
         return rc;
+    if ((rc = tf__session_ctx_disk(&w->ctx, srv->disk_pool)) != TF_OK)
+        return rc;
     w->stop_watch.fd = srv->stop_pipe[0];
     w->stop_watch.on_events = on_stop_pipe;
     if (tf__loop_watch(&w->loop, &w->stop_watch, EPOLLIN) != 0)
@@ -220,10 +222,7 @@ void tf__worker_destroy(worker *w)
 {
     if (!w->srv)
         return; /* never initialised (calloc) */
-    if (w->ctx.auth_queue_on) { /* never run: no login was ever queued */
-        tf__pool_queue_fini(&w->ctx.auth_queue);
-        w->ctx.auth_queue_on = 0;
-    }
+    tf__session_ctx_queues_fini(&w->ctx); /* never run: nothing was ever queued */
     tf__loop_close(&w->loop);
     if (w->spare_fd >= 0)
         close(w->spare_fd);

@@ -267,6 +267,7 @@ static void test_errors_options_ranges(void **state)
         {TF_OPT_MAX_PARTIALS, 0, 1000000, -1, 1000001},
         {TF_OPT_TLS, 0, 1, -1, 2},
         {TF_OPT_TLS_ACCEPT_NEW, 0, 1, -1, 2},
+        {TF_OPT_DISK_THREADS, 0, 64, -1, 65},
     };
     tf_options *opt = NULL;
     assert_int_equal(tf_options_new(&opt), TF_OK);
