@@ -202,6 +202,9 @@ typedef struct tf__storage_s3_config {
     const char *region;   /* NULL: "us-east-1" */
     const char *access_key, *secret_key; /* NULL: tf__s3_creds_load's */
     int64_t resume_ttl_s; /* sweep aborts resumable uploads older */
+    /* sweep at start aborts plain uploads older (other servers over the
+       bucket may be sending the younger); 0: an hour; < 0: every one */
+    int64_t stale_plain_s;
     long timeout_s;       /* per request; 0: 60 */
 } tf__storage_s3_config;
 

@@ -1249,7 +1249,8 @@ static int sweep_one(void *user, const char *key, const char *id, int64_t initia
     int expired = c->s->cfg.resume_ttl_s > 0 && c->now - initiated > c->s->cfg.resume_ttl_s;
     /* Other servers may share the bucket: a plain upload is debris only
        when no server can still be sending it, an hour after it began. */
-    int stale = c->now - initiated > PLAIN_STALE_S;
+    int64_t age = c->s->cfg.stale_plain_s ? c->s->cfg.stale_plain_s : PLAIN_STALE_S;
+    int stale = age < 0 || c->now - initiated > age;
     if ((plain && c->all_plain && stale) || expired) {
         tf__s3_mpu_abort(c->h, key, id, &e);
         if (!plain) {
