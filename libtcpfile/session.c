@@ -195,6 +195,7 @@ static void request_end(session *s, int keep_partial)
     }
     tf__digest_end(&r->cur);
     free(r->buf);
+    free(r->wbuf);
     free(r->list);
     if (r->list_held)
         atomic_fetch_sub(s->ctx->list_bytes, (uint64_t)r->list_held);
@@ -568,10 +569,16 @@ static ssize_t send_zeros_step(session *s)
     return send_bytes(s, r->buf, n, 0);
 }
 
+/* send_body_step's answer when the next bytes must first be read on the
+   disk pool (a network store's read_at): continue_send starts the job. */
+#define SEND_NEEDS_READ ((ssize_t)-2)
+
 static ssize_t send_copy_step(session *s)
 {
     request *r = s->req;
     if (r->buf_pos == r->buf_end) {
+        if (storage(s)->network && s->ctx->disk_queue.on)
+            return SEND_NEEDS_READ;
         int got = read_chunk(storage(s), r);
         if (got <= 0)
             return got;
@@ -644,43 +651,41 @@ static ssize_t send_body_step(session *s)
 /* A listdir's entries per chunk, at most (the chunk is r->buf). */
 #define WALK_CHUNK ((size_t)64 << 10)
 
-/* Queues a listdir's next chunk as the body: entries from the walk, or
-   the end marker once it has ended (or failed: then no entries more, and
-   the trailer carries the failure). Called only when the previous chunk
-   is out, so a chunk is produced when the socket has taken the last one:
-   the listing is never ahead of the client by more than a chunk. Returns
-   the bytes of directory work done for nothing (entries all skipped). */
-static size_t walk_step(session *s)
+/* A listdir's next entries, read on the disk pool (walk_filled queues
+   them). Asked for only when the previous chunk is out, so a chunk is
+   produced when the socket has taken the last one: the listing is never
+   ahead of the client by more than a chunk. A failed walk lists no more,
+   and the trailer carries the failure. */
+static void walk_work(session *s)
 {
     request *r = s->req;
     size_t len = 0;
     int done = 1;
-    if (!r->walk_ended) {
-        int rc = tf__walk_fill(r->walk, r->buf + TF_WIRE_CHUNK_HEAD_SIZE, WALK_CHUNK, &len,
-                               &done, &r->err);
-        if (rc != TF_OK) {
-            r->walk_rc = rc;
-            len = 0;
-            done = 1;
-        }
-        r->walk_ended = done;
-        if (len == 0 && !done)
-            return WALK_CHUNK; /* directories read, nothing listed yet */
-        if (len == 0)
-            return 0; /* the end marker next time round */
-        tf__digest_update(&r->digest, r->buf + TF_WIRE_CHUNK_HEAD_SIZE, len);
-    } else {
-        r->walk_over = 1; /* the end marker */
+    int rc = tf__walk_fill(r->walk, r->buf + TF_WIRE_CHUNK_HEAD_SIZE, WALK_CHUNK, &len, &done,
+                           &r->err);
+    if (rc != TF_OK) {
+        r->walk_rc = rc;
+        len = 0;
+        done = 1;
     }
+    r->walk_ended = done;
+    if (len)
+        tf__digest_update(&r->digest, r->buf + TF_WIRE_CHUNK_HEAD_SIZE, len);
+    r->walk_len = len;
+}
+
+/* Queues len bytes of entries (0: the end marker) as the body. */
+static void walk_queue(request *r, size_t len)
+{
     tf__wire_encode_chunk_head(r->buf, TF_WIRE_CHUNK_HEAD_SIZE, (uint32_t)len);
     r->body_mem = r->buf;
     r->body_off = 0;
     r->body_left = TF_WIRE_CHUNK_HEAD_SIZE + len;
-    return 0;
 }
 
 /* Writes what it can. Returns 1 when the response is out, 0 when the
-   socket is full, -1 when the connection failed (s is closed). */
+   socket is full, -1 when the connection failed (s is closed), 2 when the
+   body's next bytes need the disk pool first (r->want: WANT_*). */
 static int send_some(session *s)
 {
     request *r = s->req;
@@ -694,14 +699,22 @@ static int send_some(session *s)
                 r->head_pos += (size_t)k;
         } else if (r->body_left > 0) {
             k = send_body_step(s);
+            if (k == SEND_NEEDS_READ) {
+                r->want = WANT_READ;
+                return 2;
+            }
             if (k > 0) {
                 r->body_off += (uint64_t)k;
                 r->body_left -= (uint64_t)k;
                 r->bytes += (uint64_t)k;
             }
         } else if (r->walk && !r->walk_over) {
-            size_t idle = walk_step(s);
-            budget -= idle < budget ? idle : budget;
+            if (!r->walk_ended) {
+                r->want = WANT_WALK; /* entries (or nothing yet) from walk_work */
+                return 2;
+            }
+            r->walk_over = 1;
+            walk_queue(r, 0); /* the end marker */
             continue;
         } else if (r->has_trailer && r->tail_len == 0) {
             if (r->walk)
@@ -769,8 +782,9 @@ static void sent(session *s)
 
 /* Hashes the next slice of the prefix a resumed transfer's digest needs
    before its response head goes out: a get's file before its offset, a
-   put's partial. One slice per turn keeps a whole file's hash (a get at
-   offset = size) from holding up the worker's other connections. */
+   put's partial (on the disk pool: hash_slice_work). One slice per job
+   lets a stop cancel a whole file's hash (a get at offset = size) between
+   slices. */
 static int hash_prefix_step(session *s)
 {
     request *r = s->req;
@@ -789,42 +803,56 @@ static int hash_prefix_step(session *s)
         return rc;
     r->hashed_to += n;
     atomic_fetch_add(s->ctx->prefix_hashed, n);
-    /* Work for this request: not an I/O timeout, and no bytes owed to the
-       minimum rate for the time spent. */
-    int64_t now = tf__now_ms();
-    list_move(s, s->timer.list, now);
-    s->window_ms = now;
-    s->window_bytes = 0;
     return TF_OK;
+}
+
+static void hash_slice_work(session *s)
+{
+    s->req->disk_rc = hash_prefix_step(s);
+}
+
+static void continue_send(session *s);
+
+/* Back from the disk pool: a chunk read (the copy path), entries of a
+   listdir, or a slice hashed. */
+static void read_work(session *s)
+{
+    request *r = s->req;
+    int got = read_chunk(storage(s), r);
+    r->disk_rc = got < 0 ? TF_ENOMEM : TF_OK;
+}
+
+static void walk_filled(session *s)
+{
+    request *r = s->req;
+    if (r->walk_len)
+        walk_queue(r, r->walk_len);
+    continue_send(s);
+}
+
+static void read_done(session *s)
+{
+    if (s->req->disk_rc != TF_OK) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    continue_send(s);
 }
 
 static void put_refuse(session *s, int rc);
 static void put_decide(session *s);
 static void stat_finish(session *s);
 
+static void hash_sliced(session *s);
+
 static void continue_send(session *s)
 {
     request *r = s->req;
     if (r->hashed_to < r->prefix_to) {
-        int hrc = hash_prefix_step(s);
-        if (hrc != TF_OK) {
-            r->prefix_to = r->hashed_to = 0;
-            if (r->cur_hashing) {
-                r->cur_hashing = 0;
-                put_refuse(s, hrc);
-                return;
-            }
-            r->stat_pending = 0;
-            reply_failure(s, hrc, AFTER_IDLE);
-            return;
-        }
-        if (r->hashed_to < r->prefix_to) {
-            /* More next turn, after the other connections' events: a socket
-               with room is reported writable again at once. */
-            if (watch(s, EPOLLOUT) != 0)
-                fail_session(s, TF_ENET, "epoll failed");
-            return;
-        }
+        /* Hashed on the disk pool, a slice per job; the head goes out once
+           the digest covers the prefix. */
+        disk_call(s, hash_slice_work, hash_sliced);
+        return;
     }
     if (r->cur_hashing) {
         /* The current version's digest is complete: remember it (so the
@@ -842,8 +870,30 @@ static void continue_send(session *s)
     int rc = send_some(s);
     if (rc == 1)
         sent(s);
+    else if (rc == 2 && r->want == WANT_WALK)
+        disk_call(s, walk_work, walk_filled);
+    else if (rc == 2)
+        disk_call(s, read_work, read_done);
     else if (rc == 0 && watch(s, EPOLLOUT) != 0)
         fail_session(s, TF_ENET, "epoll failed");
+}
+
+static void hash_sliced(session *s)
+{
+    request *r = s->req;
+    int hrc = r->disk_rc;
+    if (hrc != TF_OK) {
+        r->prefix_to = r->hashed_to = 0;
+        if (r->cur_hashing) {
+            r->cur_hashing = 0;
+            put_refuse(s, hrc);
+            return;
+        }
+        r->stat_pending = 0;
+        reply_failure(s, hrc, AFTER_IDLE);
+        return;
+    }
+    continue_send(s);
 }
 
 /* A small response goes out in one sendmsg: head, body (read into the
@@ -1160,11 +1210,15 @@ static int make_parents(session *s)
    (IF_MATCH, SKIP_SAME): the conditions, skip-if-same, the parents, the
    target and the staging, then the go-ahead (or straight into the payload
    with NO_GOAHEAD). */
+static void put_same(session *s);
+static void put_mtime_work(session *s);
+static void put_stage_work(session *s);
+static void put_staged(session *s);
+
 static void put_decide(session *s)
 {
     request *r = s->req;
     tf__storage *st = storage(s);
-    const tf_options *opt = opts(s);
     int rc = TF_OK;
     if (r->putx & TF_REQ_IF_MATCH) {
         if (!r->cur_exists)
@@ -1180,33 +1234,63 @@ static void put_decide(session *s)
         r->cur_size == r->size && memcmp(r->cur_digest, r->same, TF_DIGEST_SIZE) == 0) {
         storage(s)->ops->close_read(st, r->body_fd);
         r->body_fd = -1;
+        r->disk_rc = TF_OK;
         if (r->putx & TF_REQ_MTIME)
-            rc = st->ops->set_mtime(st, r->name, r->mtime_sec, r->mtime_nsec, &r->err);
-        if (rc != TF_OK) {
-            put_refuse(s, rc);
-            return;
-        }
-        r->same_hit = 1;
-        if (r->putx & TF_REQ_NO_GOAHEAD) {
-            r->drain = 1;
-            if (ensure_buf(r) != TF_OK) {
-                fail_session(s, TF_ENOMEM, "out of memory");
-                return;
-            }
-            put_receive(s, 0);
-            return;
-        }
-        /* Already there: this answer ends the put, no payload follows. */
-        r->result = TF_OK;
-        queue_head(s, TF_OK, r->size, TF_RESP_SAME, NULL);
-        start_send(s, AFTER_IDLE);
+            disk_call(s, put_mtime_work, put_same);
+        else
+            put_same(s);
         return;
     }
     if (r->body_fd >= 0) {
         st->ops->close_read(st, r->body_fd);
         r->body_fd = -1;
     }
-    if (rc == TF_OK && (r->putx & TF_REQ_PARENTS))
+    if (rc != TF_OK) {
+        put_refuse(s, rc);
+        return;
+    }
+    disk_call(s, put_stage_work, put_staged);
+}
+
+/* SKIP_SAME found the bytes there (MTIME: given their time first). */
+static void put_same(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        put_refuse(s, r->disk_rc);
+        return;
+    }
+    r->same_hit = 1;
+    if (r->putx & TF_REQ_NO_GOAHEAD) {
+        r->drain = 1;
+        if (ensure_buf(r) != TF_OK) {
+            fail_session(s, TF_ENOMEM, "out of memory");
+            return;
+        }
+        put_receive(s, 0);
+        return;
+    }
+    /* Already there: this answer ends the put, no payload follows. */
+    r->result = TF_OK;
+    queue_head(s, TF_OK, r->size, TF_RESP_SAME, NULL);
+    start_send(s, AFTER_IDLE);
+}
+
+static void put_mtime_work(session *s)
+{
+    request *r = s->req;
+    tf__storage *st = storage(s);
+    r->disk_rc = st->ops->set_mtime(st, r->name, r->mtime_sec, r->mtime_nsec, &r->err);
+}
+
+/* On the disk pool: the parents, the target, the staging. */
+static void put_stage_work(session *s)
+{
+    request *r = s->req;
+    tf__storage *st = storage(s);
+    const tf_options *opt = opts(s);
+    int rc = TF_OK;
+    if (r->putx & TF_REQ_PARENTS)
         rc = make_parents(s);
     /* Refuse before the data moves, not after. */
     if (rc == TF_OK)
@@ -1225,8 +1309,17 @@ static void put_decide(session *s)
     } else if (rc == TF_OK) {
         rc = st->ops->stage(st, &r->up, &r->err);
     }
-    if (rc != TF_OK) {
-        put_refuse(s, rc);
+    r->disk_rc = rc;
+}
+
+static void put_staged(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc == TF_OK && storage(s)->network && s->ctx->disk_queue.on &&
+        !(r->wbuf = malloc(XFER_BUF)))
+        r->disk_rc = tf__fail(&r->err, TF_ENOMEM, "out of memory");
+    if (r->disk_rc != TF_OK) {
+        put_refuse(s, r->disk_rc);
         return;
     }
     /* The partial's bytes go into the digest before the go-ahead, in
@@ -1279,6 +1372,9 @@ static int open_current(session *s, int *rc)
     return 1;
 }
 
+static void put_probe_work(session *s);
+static void put_probed(session *s);
+
 static void handle_put(session *s, const tf_wire_request *q)
 {
     request *r = s->req;
@@ -1312,16 +1408,38 @@ static void handle_put(session *s, const tf_wire_request *q)
     if (rc == TF_OK && max_upload && q->size > max_upload)
         rc = tf__fail(&r->err, TF_ETOOBIG, "%llu bytes is over the upload limit of %llu",
                       (unsigned long long)q->size, (unsigned long long)max_upload);
-    if (rc == TF_OK && (r->putx & TF_REQ_IF_ABSENT))
-        rc = check_absent(s);
-    int hashing = 0;
-    if (rc == TF_OK && (r->putx & (TF_REQ_IF_MATCH | TF_REQ_SKIP_SAME)))
-        hashing = open_current(s, &rc);
     if (rc != TF_OK) {
         put_refuse(s, rc);
         return;
     }
-    if (hashing) {
+    if (r->putx & (TF_REQ_IF_ABSENT | TF_REQ_IF_MATCH | TF_REQ_SKIP_SAME))
+        disk_call(s, put_probe_work, put_probed);
+    else
+        put_decide(s);
+}
+
+/* On the disk pool: IF_ABSENT's look, the current version for IF_MATCH
+   and SKIP_SAME. */
+static void put_probe_work(session *s)
+{
+    request *r = s->req;
+    int rc = TF_OK;
+    r->disk_size = 0; /* 1: the current version's digest is to be hashed */
+    if (r->putx & TF_REQ_IF_ABSENT)
+        rc = check_absent(s);
+    if (rc == TF_OK && (r->putx & (TF_REQ_IF_MATCH | TF_REQ_SKIP_SAME)))
+        r->disk_size = (uint64_t)open_current(s, &rc);
+    r->disk_rc = rc;
+}
+
+static void put_probed(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        put_refuse(s, r->disk_rc);
+        return;
+    }
+    if (r->disk_size) {
         /* The send state drives the slices (continue_send), one per turn of
            the loop; nothing is sent until put_decide. */
         start_send(s, AFTER_IDLE);
@@ -1350,15 +1468,14 @@ static int list_reserve(session *s, size_t len)
     return TF_OK;
 }
 
-static void handle_list(session *s, const tf_wire_request *q)
+/* On the disk pool: the root's listing, scanned and encoded into r->list. */
+static void list_work(session *s)
 {
     request *r = s->req;
     const tf_options *opt = opts(s);
     tf_listing *l = NULL;
     size_t len = 0;
-    int rc = q->name_len ? tf__fail(&r->err, TF_EINVAL, "list takes no name") : TF_OK;
-    if (rc == TF_OK)
-        rc = tf__storage_scan(storage(s), (size_t)opt->value[TF_OPT_MAX_LIST_ENTRIES],
+    int rc = tf__storage_scan(storage(s), (size_t)opt->value[TF_OPT_MAX_LIST_ENTRIES],
                               (size_t)opt->value[TF_OPT_MAX_NAME_LEN], &l, &r->err);
     if (rc == TF_OK) {
         len = tf__wire_list_size(l);
@@ -1372,15 +1489,32 @@ static void handle_list(session *s, const tf_wire_request *q)
             rc = tf__fail(&r->err, TF_EINTERNAL, "cannot encode the listing");
     }
     tf_listing_free(l);
-    if (rc != TF_OK) {
-        reply_failure(s, rc, AFTER_IDLE);
+    r->disk_rc = rc;
+    r->disk_size = len;
+}
+
+static void list_done(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        reply_failure(s, r->disk_rc, AFTER_IDLE);
         return;
     }
-    queue_head(s, TF_OK, len, 0, NULL);
+    queue_head(s, TF_OK, r->disk_size, 0, NULL);
     r->body_mem = r->list;
-    r->body_left = len;
+    r->body_left = r->disk_size;
     r->has_trailer = 1;
     start_send(s, AFTER_IDLE);
+}
+
+static void handle_list(session *s, const tf_wire_request *q)
+{
+    if (q->name_len) {
+        tf__fail(&s->req->err, TF_EINVAL, "list takes no name");
+        reply_failure(s, TF_EINVAL, AFTER_IDLE);
+        return;
+    }
+    disk_call(s, list_work, list_done);
 }
 
 /* ---- receiving a put ------------------------------------------------------------ */
@@ -1392,11 +1526,40 @@ static void store(tf__storage *st, request *r, const uint8_t *p, size_t n)
        drained so the stream stays in step, and the client hears why. (The
        backend starts writing back as the data comes, so that the fsync
        before the reply, which blocks this worker, has only the tail left.) */
-    if (r->store_rc == TF_OK && !r->drain)
+    if (r->store_rc == TF_OK && !r->drain && r->wbuf) {
+        memcpy(r->wbuf + r->wlen, p, n); /* written on the disk pool: flush_writes */
+        r->wlen += n;
+    } else if (r->store_rc == TF_OK && !r->drain) {
         r->store_rc = st->ops->write(st, r->up, p, n, &r->store_err);
+    }
     if (!r->stream)
         r->left -= n;
     r->bytes += n;
+}
+
+static void put_commit_work(session *s);
+static void put_committed(session *s);
+
+static void receive_body(session *s);
+
+/* On the disk pool: the bytes store gathered for a network store. */
+static void write_work(session *s)
+{
+    request *r = s->req;
+    if (r->store_rc == TF_OK)
+        r->store_rc = storage(s)->ops->write(storage(s), r->up, r->wbuf, r->wlen, &r->store_err);
+    r->wlen = 0;
+}
+
+/* A network store's payload is written on the disk pool, the bytes of one
+   read at a time, handed over in wbuf (the socket is not read meanwhile).
+   Returns 1 when a job took them: receive_body runs again after it. */
+static int flush_writes(session *s)
+{
+    if (!s->req->wlen)
+        return 0;
+    disk_call(s, write_work, receive_body);
+    return 1;
 }
 
 static void finish_put(session *s, int verdict, const tf__err *verdict_err)
@@ -1421,6 +1584,16 @@ static void finish_put(session *s, int verdict, const tf__err *verdict_err)
     } else if (rc != TF_OK) {
         tf__err_take(&r->err, &r->store_err);
     }
+    r->disk_rc = rc;
+    disk_call(s, put_commit_work, put_committed);
+}
+
+/* On the disk pool: publishes the upload (fsync, rename), or removes it
+   when disk_rc says it failed. */
+static void put_commit_work(session *s)
+{
+    request *r = s->req;
+    int rc = r->disk_rc;
     /* The digest just verified is not remembered: the file was written a
        moment ago, and an in-place change within the same clock tick, at
        the same size, would leave the same timestamps and a stale digest
@@ -1440,8 +1613,14 @@ static void finish_put(session *s, int verdict, const tf__err *verdict_err)
         rc = storage(s)->ops->commit(storage(s), &r->up, r->name, overwrite, &r->err);
     } else
         storage(s)->ops->abort(storage(s), &r->up);
-    if (rc != TF_OK) {
-        reply_failure(s, rc, AFTER_IDLE);
+    r->disk_rc = rc;
+}
+
+static void put_committed(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        reply_failure(s, r->disk_rc, AFTER_IDLE);
         return;
     }
     r->result = TF_OK;
@@ -1553,6 +1732,8 @@ static void receive_stream(session *s)
         if (k < 0)
             return;
         consume_input(s, (size_t)k);
+        if (flush_writes(s))
+            return;
     }
     size_t budget = EVENT_BUDGET;
     while (!r->stream_end && budget > 0) {
@@ -1572,7 +1753,7 @@ static void receive_stream(session *s)
         }
         if (stream_take(s, r->buf, (size_t)n) < 0)
             return;
-        if (progressed(s, (size_t)n))
+        if (progressed(s, (size_t)n) || flush_writes(s))
             return;
         budget -= (size_t)n < budget ? (size_t)n : budget;
     }
@@ -1594,6 +1775,8 @@ static void receive_body(session *s)
         size_t n = s->in_len < r->left ? s->in_len : (size_t)r->left;
         store(storage(s), r, s->in, n);
         consume_input(s, n);
+        if (flush_writes(s))
+            return;
     }
     size_t budget = EVENT_BUDGET;
     while (r->left > 0 && budget > 0) {
@@ -1610,7 +1793,7 @@ static void receive_body(session *s)
             return;
         }
         store(storage(s), r, r->buf, (size_t)n);
-        if (progressed(s, (size_t)n))
+        if (progressed(s, (size_t)n) || flush_writes(s))
             return;
         budget -= (size_t)n < budget ? (size_t)n : budget;
     }
@@ -1880,14 +2063,15 @@ static void stat_finish(session *s)
     r->has_trailer = 0;
 }
 
-static void handle_stat(session *s, const tf_wire_request *q)
+/* On the disk pool: the entry, and a file's remembered digest. */
+static void stat_work(session *s)
 {
     request *r = s->req;
     tf__storage *st = storage(s);
     tf__fstat fs = {TF__FT_DIR, 0, 0, 0};
     uint64_t size = 0;
-    int rc = q->name_len ? check_name(s, q) : TF_OK;
-    if (rc == TF_OK && q->name_len)
+    int rc = TF_OK;
+    if (r->name[0])
         rc = st->ops->stat(st, r->name, &fs, &r->err);
     if (rc == TF_OK && fs.type == TF__FT_OTHER)
         rc = tf__fail(&r->err, TF_EACCES, "\"%s\" is not a regular file or directory",
@@ -1899,7 +2083,7 @@ static void handle_stat(session *s, const tf_wire_request *q)
         if (rc == TF_OK) {
             fs.size = size;
             r->cached = st->ops->digest_load(st, r->body_fd, r->file_id, r->cached_digest);
-            if (!r->cached && (q->flags & TF_REQ_STAT_DIGEST)) {
+            if (!r->cached && (r->qflags & TF_REQ_STAT_DIGEST)) {
                 rc = tf__digest_begin(&r->digest, 1);
                 if (rc == TF_OK)
                     rc = ensure_buf(r);
@@ -1911,17 +2095,33 @@ static void handle_stat(session *s, const tf_wire_request *q)
             }
         }
     }
-    if (rc != TF_OK) {
-        reply_failure(s, rc, AFTER_IDLE);
-        return;
-    }
+    r->disk_rc = rc;
     r->stat_type = fs.type == TF__FT_DIR ? 2 : 1;
     r->stat_size = fs.type == TF__FT_DIR ? 0 : fs.size;
     r->stat_mtime = fs.mtime;
     r->stat_mtime_ns = fs.mtime_ns;
+}
+
+static void stat_done(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        reply_failure(s, r->disk_rc, AFTER_IDLE);
+        return;
+    }
     if (!r->stat_pending)
         stat_finish(s);
     start_send(s, AFTER_IDLE);
+}
+
+static void handle_stat(session *s, const tf_wire_request *q)
+{
+    int rc = q->name_len ? check_name(s, q) : TF_OK;
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    disk_call(s, stat_work, stat_done);
 }
 
 /* mkdir -p: each prefix in turn; one that exists as a directory is fine. */
@@ -1953,24 +2153,50 @@ static int mkdir_parents(session *s)
     return TF_OK;
 }
 
-static void handle_mkdir(session *s, const tf_wire_request *q)
+/* The tree's changes, each on the disk pool, answered by tree_done. */
+static void mkdir_work(session *s)
 {
     request *r = s->req;
+    s->req->disk_rc = (r->qflags & TF_REQ_MKDIR_PARENTS)
+                          ? mkdir_parents(s)
+                          : storage(s)->ops->mkdir(storage(s), r->name, &r->err);
+}
+
+static void remove_work(session *s)
+{
+    request *r = s->req;
+    r->disk_rc = storage(s)->ops->remove(storage(s), r->name, &r->err);
+}
+
+static void rename_work(session *s)
+{
+    request *r = s->req;
+    r->disk_rc = storage(s)->ops->rename(
+        storage(s), r->name, r->to,
+        (r->qflags & TF_REQ_RENAME_NOREPLACE) ? TF_STORAGE_NOREPLACE : 0, &r->err);
+}
+
+static void tree_done(session *s)
+{
+    reply_rc(s, s->req->disk_rc);
+}
+
+static void handle_mkdir(session *s, const tf_wire_request *q)
+{
     int rc = check_name(s, q);
-    if (rc == TF_OK)
-        rc = (q->flags & TF_REQ_MKDIR_PARENTS)
-                 ? mkdir_parents(s)
-                 : storage(s)->ops->mkdir(storage(s), r->name, &r->err);
-    reply_rc(s, rc);
+    if (rc != TF_OK)
+        reply_rc(s, rc);
+    else
+        disk_call(s, mkdir_work, tree_done);
 }
 
 static void handle_remove(session *s, const tf_wire_request *q)
 {
-    request *r = s->req;
     int rc = check_name(s, q);
-    if (rc == TF_OK)
-        rc = storage(s)->ops->remove(storage(s), r->name, &r->err);
-    reply_rc(s, rc);
+    if (rc != TF_OK)
+        reply_rc(s, rc);
+    else
+        disk_call(s, remove_work, tree_done);
 }
 
 static void handle_rename(session *s, const tf_wire_request *q)
@@ -1979,31 +2205,45 @@ static void handle_rename(session *s, const tf_wire_request *q)
     int rc = check_name(s, q);
     if (rc == TF_OK)
         rc = check_path(s, r->to, strlen(r->to), "new path");
-    if (rc == TF_OK)
-        rc = storage(s)->ops->rename(
-            storage(s), r->name, r->to,
-            (q->flags & TF_REQ_RENAME_NOREPLACE) ? TF_STORAGE_NOREPLACE : 0, &r->err);
-    reply_rc(s, rc);
+    if (rc != TF_OK)
+        reply_rc(s, rc);
+    else
+        disk_call(s, rename_work, tree_done);
 }
 
-static void handle_listdir(session *s, const tf_wire_request *q)
+/* On the disk pool: the walk's first directory opened. */
+static void listdir_work(session *s)
 {
     request *r = s->req;
     tf__path_limits lim = path_limits(s);
-    int rc = q->name_len ? check_name(s, q) : TF_OK;
-    if (rc == TF_OK)
-        rc = ensure_buf(r);
-    if (rc == TF_OK)
-        rc = tf__walk_open(storage(s), r->name, (q->flags & TF_REQ_LIST_RECURSIVE) != 0, &lim,
-                           &r->walk, &r->err);
-    if (rc != TF_OK) {
-        reply_failure(s, rc, AFTER_IDLE);
+    r->disk_rc = tf__walk_open(storage(s), r->name, (r->qflags & TF_REQ_LIST_RECURSIVE) != 0,
+                               &lim, &r->walk, &r->err);
+}
+
+static void listdir_opened(session *s)
+{
+    request *r = s->req;
+    if (r->disk_rc != TF_OK) {
+        reply_failure(s, r->disk_rc, AFTER_IDLE);
         return;
     }
     queue_head(s, TF_OK, 0, 0, NULL);
     r->body_left = 0;
     r->has_trailer = 1;
     start_send(s, AFTER_IDLE);
+}
+
+static void handle_listdir(session *s, const tf_wire_request *q)
+{
+    request *r = s->req;
+    int rc = q->name_len ? check_name(s, q) : TF_OK;
+    if (rc == TF_OK)
+        rc = ensure_buf(r);
+    if (rc != TF_OK) {
+        reply_failure(s, rc, AFTER_IDLE);
+        return;
+    }
+    disk_call(s, listdir_work, listdir_opened);
 }
 
 static const tree_op tree_ops[] = {
@@ -2172,6 +2412,7 @@ static void on_request(session *s)
         reply_failure(s, TF_EACCES, AFTER_IDLE);
         return;
     }
+    r->qflags = q.flags;
     switch (q.op) {
     case TF_OP_GET:
         handle_get(s, &q);

@@ -172,6 +172,11 @@ typedef struct request {
     /* storage work on the disk pool (disk_call): its result */
     int disk_rc;
     uint64_t disk_size;     /* get: the file's size */
+    enum { WANT_WALK = 1, WANT_READ } want; /* what the body waits for */
+    size_t walk_len;        /* listdir: entries walk_work put in buf */
+    uint8_t qflags;         /* the request's flags, for what runs after a job */
+    uint8_t *wbuf;          /* a network store's payload, written on the pool */
+    size_t wlen;
     uint8_t stat_rec[TF_WIRE_STAT_SIZE];
     uint8_t stat_type;
     uint64_t stat_size;

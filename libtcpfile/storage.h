@@ -179,6 +179,10 @@ struct tf__storage {
     /* open_read hands out the backend's handles, not descriptors (0: the
        local backend's descriptors). */
     int read_handles;
+    /* Every call may wait on the network: the session makes even its
+       payload reads (read_at) and writes on the disk pool, not only the
+       calls that wait on a disk (0: the local backend). */
+    int network;
 };
 
 /* What the local backend needs of the server's options. */

@@ -1368,6 +1368,7 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
     s->base.ops = &s3_ops;
     s->base.reserved = TF_TMP_DIR;
     s->base.read_handles = 1;
+    s->base.network = 1; /* the session keeps every call off its loop */
     s->cfg = *cfg;
     int oom = 0;
     /* The prefix as "dir/" (or ""), whatever slashes it was given with. */
