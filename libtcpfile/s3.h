@@ -103,6 +103,10 @@ int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
    object's end, 0 past it). */
 int tf__s3_get(tf__s3 *s3, const char *key, uint64_t off, size_t len, void *buf, size_t *got,
                tf__err *e);
+/* What head tells (out) and the object's first len bytes (*got of them)
+   in one request: a small file's open and read at once. */
+int tf__s3_get_head(tf__s3 *s3, const char *key, size_t len, void *buf, size_t *got,
+                    tf__s3_info *out, tf__err *e);
 /* The same range written to the descriptor fd (len UINT64_MAX: to the end). */
 int tf__s3_get_fd(tf__s3 *s3, const char *key, uint64_t off, uint64_t len, int fd,
                   uint64_t *got, tf__err *e);

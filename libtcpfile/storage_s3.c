@@ -41,6 +41,9 @@
 #define PART_SIZE ((size_t)8 << 20)
 /* Read-ahead of a read handle: one ranged GET fetches this much. */
 #define READ_AHEAD ((size_t)4 << 20)
+/* What open_read fetches with the object's head, in the same GET: a small
+   file whole (one request per small get, not a HEAD and a GET). */
+#define OPEN_AHEAD ((size_t)64 << 10)
 /* Age after which a plain staged upload left in the bucket is debris
    (sweep): its server has surely given up on it. */
 #define PLAIN_STALE_S 3600
@@ -60,6 +63,7 @@ typedef struct reader {
     int has_digest;
     uint8_t digest[TF_DIGEST_SIZE];
     uint8_t *ra; /* read-ahead: bytes [ra_off, ra_off + ra_len) */
+    size_t ra_cap;
     uint64_t ra_off;
     size_t ra_len;
 } reader;
@@ -283,10 +287,14 @@ static int s_open_read(tf__storage *st, const char *name, int *fd, uint64_t *siz
     tf__s3_info info;
     if (rc == TF_OK && !h)
         rc = TF_EIO;
+    if (rc == TF_OK && !(r->ra = malloc(OPEN_AHEAD)))
+        rc = tf__fail(e, TF_ENOMEM, "out of memory");
+    r->ra_cap = OPEN_AHEAD;
     if (rc == TF_OK)
-        rc = tf__s3_head(h, r->key, &info, e);
+        rc = tf__s3_get_head(h, r->key, OPEN_AHEAD, r->ra, &r->ra_len, &info, e);
     give_s3(s, h);
     if (rc != TF_OK) {
+        free(r->ra);
         free(r);
         return rc;
     }
@@ -366,10 +374,17 @@ static ssize_t s_read_at(tf__storage *st, int fd, void *buf, size_t len, uint64_
             }
             return (ssize_t)got;
         }
-        if (!r->ra && !(r->ra = malloc(READ_AHEAD))) {
-            give_s3(s, h);
-            errno = ENOMEM;
-            return -1;
+        if (r->ra_cap < READ_AHEAD) {
+            uint8_t *big = malloc(READ_AHEAD);
+            if (!big) {
+                give_s3(s, h);
+                errno = ENOMEM;
+                return -1;
+            }
+            free(r->ra);
+            r->ra = big;
+            r->ra_cap = READ_AHEAD;
+            r->ra_len = 0;
         }
         rc = tf__s3_get(h, r->key, off, want < READ_AHEAD ? (size_t)want : READ_AHEAD, r->ra,
                         &got, &e);
