@@ -3,7 +3,7 @@
 # bucket (--store s3://BUCKET/PREFIX): put (small, and multipart), get,
 # list, stat (with the digest kept as object metadata), mkdir, rm, mv (and
 # mv --no-overwrite), sync (mtimes carried as metadata: a second sync
-# sends nothing), and a user confined to a key prefix. What the server
+# sends nothing), and a user confined to a key prefix (--users). What the server
 # says it did is checked against the objects in the store.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -83,6 +83,17 @@ expect 0 "$CLIENT" $H "$PORT" sync tree :backup --delete
 expect 0 "$CLIENT" $H "$PORT" sync :backup pulled
 diff -r tree pulled || fail "pull: the trees differ"
 pass "sync: push keeps mtimes (object metadata), a second push sends nothing, --delete, pull"
+
+# A user confined to team/bob: a key prefix, made at its first login.
+expect 0 "$SERVER" --users "$TMP/users" --add-user bob --access write --dir team/bob
+BOB=$(cat "$TMP/out")
+stop_server "$SERVER_PID"
+start_s3 users --users "$TMP/users"
+TCPFILE_TOKEN=$BOB expect 0 "$CLIENT" -q --user bob $H "$PORT" put small.txt --as mine.txt
+TCPFILE_TOKEN=$BOB expect 0 "$CLIENT" -q --user bob $H "$PORT" list
+[[ $(cut -f3 "$TMP/out") == mine.txt ]] || fail "bob sees more than his part: $(cat "$TMP/out")"
+s3_keys | grep -qx 'team/bob/mine.txt' || fail "bob's file is not under team/bob/: $(s3_keys)"
+pass "a user confined to a directory is a key prefix on S3, and sees only it"
 
 stop_server "$SERVER_PID"
 [[ $(s3_keys | grep -c '^\.tcpfile-tmp/') == 0 ]] ||
