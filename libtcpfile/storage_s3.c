@@ -194,6 +194,22 @@ static int key_for(s3store *s, char *out, const char *path, const char *suffix, 
     return TF_OK;
 }
 
+/* The key of the file path: a path that passes check_path, as key_for. */
+static int file_key(s3store *s, char *out, const char *path, tf__err *e)
+{
+    int rc = check_path(path, e);
+    return rc == TF_OK ? key_for(s, out, path, "", e) : rc;
+}
+
+/* A time as x-amz-meta-mtime holds it: "SEC", or "SEC.NNNNNNNNN". */
+static void format_mtime(char out[48], int64_t sec, uint32_t nsec)
+{
+    if (nsec)
+        snprintf(out, 48, "%lld.%09u", (long long)sec, (unsigned)nsec);
+    else
+        snprintf(out, 48, "%lld", (long long)sec);
+}
+
 static void hex(const uint8_t *p, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
@@ -280,9 +296,7 @@ static int s_open_read(tf__storage *st, const char *name, int *fd, uint64_t *siz
     reader *r = calloc(1, sizeof *r);
     if (!r)
         return tf__fail(e, TF_ENOMEM, "out of memory");
-    int rc = check_path(name, e);
-    if (rc == TF_OK)
-        rc = key_for(s, r->key, name, "", e);
+    int rc = file_key(s, r->key, name, e);
     tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
     tf__s3_info info;
     if (rc == TF_OK && !h)
@@ -459,9 +473,7 @@ static int s_check_target(tf__storage *st, const char *name, int overwrite, tf__
 {
     s3store *s = S(st);
     char key[TF_S3_KEY_MAX + 1];
-    int rc = check_path(name, e);
-    if (rc == TF_OK)
-        rc = key_for(s, key, name, "", e);
+    int rc = file_key(s, key, name, e);
     if (rc != TF_OK)
         return rc;
     tf__s3 *h = take_s3(s, e);
@@ -660,10 +672,7 @@ static void pub_meta_init(pub_meta *m, const uint8_t digest[TF_DIGEST_SIZE], int
                           uint32_t nsec)
 {
     hex(digest, TF_DIGEST_SIZE, m->digest);
-    if (nsec)
-        snprintf(m->mtime, sizeof m->mtime, "%lld.%09u", (long long)sec, (unsigned)nsec);
-    else
-        snprintf(m->mtime, sizeof m->mtime, "%lld", (long long)sec);
+    format_mtime(m->mtime, sec, nsec);
     m->meta[0] = (tf__s3_meta){"xxh3", m->digest};
     m->meta[1] = (tf__s3_meta){"mtime", m->mtime};
 }
@@ -738,9 +747,7 @@ static int commit_with(s3store *s, tf__upload **upp, const char *name,
     if (!up)
         return tf__fail(e, TF_EINTERNAL, "no upload to commit");
     char key[TF_S3_KEY_MAX + 1], if_match[TF_S3_ID_MAX];
-    int rc = check_path(name, e);
-    if (rc == TF_OK)
-        rc = key_for(s, key, name, "", e);
+    int rc = file_key(s, key, name, e);
     tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
     if (rc == TF_OK && !h)
         rc = TF_EIO;
@@ -806,9 +813,7 @@ static int s_set_mtime(tf__storage *st, const char *path, int64_t sec, uint32_t 
 {
     s3store *s = S(st);
     char key[TF_S3_KEY_MAX + 1];
-    int rc = check_path(path, e);
-    if (rc == TF_OK)
-        rc = key_for(s, key, path, "", e);
+    int rc = file_key(s, key, path, e);
     if (rc != TF_OK)
         return rc;
     if (nsec > 999999999u)
@@ -820,10 +825,7 @@ static int s_set_mtime(tf__storage *st, const char *path, int64_t sec, uint32_t 
     rc = tf__s3_head(h, key, &info, e);
     if (rc == TF_OK) {
         char mtime[48];
-        if (nsec)
-            snprintf(mtime, sizeof mtime, "%lld.%09u", (long long)sec, (unsigned)nsec);
-        else
-            snprintf(mtime, sizeof mtime, "%lld", (long long)sec);
+        format_mtime(mtime, sec, nsec);
         /* Every other pair kept as it was (the digest first of all). */
         tf__s3_meta meta[TF_S3_META_MAX + 1];
         size_t n = 0;
@@ -1018,9 +1020,7 @@ static int s_stat(tf__storage *st, const char *path, tf__fstat *out, tf__err *e)
 {
     s3store *s = S(st);
     char key[TF_S3_KEY_MAX + 1];
-    int rc = check_path(path, e);
-    if (rc == TF_OK)
-        rc = key_for(s, key, path, "", e);
+    int rc = file_key(s, key, path, e);
     if (rc != TF_OK)
         return rc;
     tf__s3 *h = take_s3(s, e);

@@ -107,6 +107,24 @@ start_haproxy() {
   wait_port "$port"
 }
 
+# hold_transfer FAULTKIT_ARGS...: starts faultkit in the background (its
+# output in $TMP/fk.out and .err) with --hold-at among its arguments, and
+# waits (20 s at most) until the transfer waits at its hold point,
+# mid-payload; sets FK_PID. Release it with kill -USR1.
+hold_transfer() {
+  local i
+  rm -f "$TMP/fk.out" # the background shell truncates it only when it gets to run
+  "$FAULTKIT" "$@" >"$TMP/fk.out" 2>"$TMP/fk.err" &
+  FK_PID=$!
+  BG_PIDS+=("$FK_PID")
+  for ((i = 0; i < 2000; i++)); do
+    grep -q '^held ' "$TMP/fk.out" 2>/dev/null && return 0
+    running "$FK_PID" || fail "the transfer ended before its hold point: $(cat "$TMP/fk.err")"
+    sleep 0.01
+  done
+  fail "the transfer did not reach its hold point within 20 s"
+}
+
 # free_port: a loopback port that is free now.
 free_port() {
   "$S3TOOL" freeport

@@ -28,25 +28,9 @@ expect 0 "$FAULTKIT" get $H "$P2" a.bin "$TMP/a.got"
 same "$TMP/A" "$TMP/a.got" || fail "got through two: not what was put through one"
 pass "put through one server, got whole through the other"
 
-# wait_for_hold PID: until the transfer of faultkit PID waits at its
-# hold point.
-wait_for_hold() {
-  local i
-  for ((i = 0; i < 2000; i++)); do
-    grep -q '^held ' "$TMP/fk.out" && return 0
-    running "$1" || fail "the transfer ended before its hold point: $(cat "$TMP/fk.err")"
-    sleep 0.01
-  done
-  fail "the transfer did not reach its hold point within 20 s"
-}
-
 # ---- an upload cut off on one, resumed on the other ----------------------------------
-rm -f "$TMP/fk.out"
-"$FAULTKIT" put $H "$P1" "$TMP/B" b.bin --resume --hold-at $((30 << 20)) \
-  >"$TMP/fk.out" 2>"$TMP/fk.err" &
-pid=$!
-BG_PIDS+=("$pid")
-wait_for_hold "$pid"
+hold_transfer put $H "$P1" "$TMP/B" b.bin --resume --hold-at $((30 << 20))
+pid=$FK_PID
 sleep 0.5 # the server sends its third part (24 MiB) to the store
 kill_server "$S1"
 kill -USR1 "$pid" 2>/dev/null || true
@@ -67,12 +51,8 @@ LB=$(free_port)
 start_haproxy lb "$LB" first "$P1" "$P2"
 
 # The put: every client goes to the first server while it is up.
-rm -f "$TMP/fk.out"
-"$FAULTKIT" put $H "$LB" "$TMP/A" c.bin --resume --hold-at $((30 << 20)) \
-  >"$TMP/fk.out" 2>"$TMP/fk.err" &
-pid=$!
-BG_PIDS+=("$pid")
-wait_for_hold "$pid"
+hold_transfer put $H "$LB" "$TMP/A" c.bin --resume --hold-at $((30 << 20))
+pid=$FK_PID
 sleep 0.5
 kill_server "$S1"
 kill -USR1 "$pid" 2>/dev/null || true
@@ -91,12 +71,8 @@ S1=$SERVER_PID
 # (on a new port: the balancer is started again with it)
 kill_bg "$HAPROXY_PID"
 start_haproxy lb "$LB" first "$PORT" "$P2"
-rm -f "$TMP/fk.out"
-"$FAULTKIT" get $H "$LB" c.bin "$TMP/c.got" --resume --hold-at $((20 << 20)) \
-  >"$TMP/fk.out" 2>"$TMP/fk.err" &
-pid=$!
-BG_PIDS+=("$pid")
-wait_for_hold "$pid"
+hold_transfer get $H "$LB" c.bin "$TMP/c.got" --resume --hold-at $((20 << 20))
+pid=$FK_PID
 kill_server "$S1"
 kill -USR1 "$pid" 2>/dev/null || true
 reap_bg "$pid"

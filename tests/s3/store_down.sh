@@ -60,17 +60,8 @@ expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/small" --as small.txt
 
 SIZE=$((40 << 20))
 "$FAULTKIT" fill "$TMP/B" "$SIZE" 31
-rm -f "$TMP/fk.out"
-"$FAULTKIT" put $H "$PORT" "$TMP/B" big.bin --resume --hold-at $((20 << 20)) \
-  >"$TMP/fk.out" 2>"$TMP/fk.err" &
-pid=$!
-BG_PIDS+=("$pid")
-for ((i = 0; i < 2000; i++)); do
-  grep -q '^held ' "$TMP/fk.out" && break
-  running "$pid" || fail "the upload ended before its hold point: $(cat "$TMP/fk.err")"
-  sleep 0.01
-done
-grep -q '^held ' "$TMP/fk.out" || fail "the upload did not reach its hold point"
+hold_transfer put $H "$PORT" "$TMP/B" big.bin --resume --hold-at $((20 << 20))
+pid=$FK_PID
 sleep 0.5 # the first two parts (16 MiB) reach the store
 kill_bg "$HAPROXY_PID" # the store is gone
 kill -USR1 "$pid" 2>/dev/null || true
