@@ -73,6 +73,9 @@ static void usage(FILE *to)
             "                           multiply by 1024 (default: no limit)\n"
             "      --workers N          worker threads, 0..1024; 0 = one per online\n"
             "                           CPU (default 0)\n"
+            "      --disk-threads N     threads for the storage's blocking work\n"
+            "                           (open, hash, fsync, rename, scans), shared\n"
+            "                           by the workers, 0..64; 0 = 4 (default 0)\n"
             "      --idle-timeout SECONDS\n"
             "                           close a connection that sends no request for\n"
             "                           SECONDS (decimals allowed); 0 = never\n"
@@ -208,6 +211,7 @@ enum {
     OPT_MAX_CONNECTIONS,
     OPT_MAX_UPLOAD,
     OPT_WORKERS,
+    OPT_DISK_THREADS,
     OPT_IDLE_TIMEOUT,
     OPT_MIN_RATE,
     OPT_MAX_PARTIALS,
@@ -239,6 +243,7 @@ static int parse_args(int argc, char **argv, server_args *a)
         {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
         {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
         {"workers", required_argument, NULL, OPT_WORKERS},
+        {"disk-threads", required_argument, NULL, OPT_DISK_THREADS},
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"min-rate", required_argument, NULL, OPT_MIN_RATE},
         {"max-partials", required_argument, NULL, OPT_MAX_PARTIALS},
@@ -296,6 +301,9 @@ static int parse_args(int argc, char **argv, server_args *a)
             break;
         case OPT_WORKERS:
             status = set_number(a->opt, TF_OPT_WORKERS, "--workers", optarg, COUNT);
+            break;
+        case OPT_DISK_THREADS:
+            status = set_number(a->opt, TF_OPT_DISK_THREADS, "--disk-threads", optarg, COUNT);
             break;
         case OPT_IDLE_TIMEOUT:
             status = set_number(a->opt, TF_OPT_IDLE_TIMEOUT_MS, "--idle-timeout", optarg,

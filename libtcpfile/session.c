@@ -38,7 +38,7 @@
    fewer than head, sendfile and trailer, and no remembered checksum to
    look up. (Measured with bench/: 4 KiB gets are CPU-bound on calls.) */
 #define SMALL_BODY_MAX ((size_t)64 << 10)
-/* A resumed transfer's prefix is hashed this much per turn of the loop. */
+/* A resumed transfer's prefix is hashed this much per job of the disk pool. */
 #define HASH_SLICE ((uint64_t)1 << 20)
 /* Finished requests a loop keeps for the next ones. */
 #define REQUEST_POOL_MAX 64
@@ -131,20 +131,24 @@ static request *request_begin(session *s, uint8_t op)
     tf__session_ctx *w = s->ctx;
     request *r = w->spare_requests;
     tf__digest digest = {0};
+    uint8_t *small = NULL;
     if (r) {
         w->spare_requests = r->next_spare;
         w->nspare--;
         digest = r->digest; /* its state is reset, not allocated again */
+        small = r->small;
     } else if (!(r = malloc(sizeof *r))) {
         return NULL;
     }
     /* Everything but the name, which is written whole before it is used. */
     memset(r, 0, offsetof(request, name));
     r->digest = digest;
+    r->small = small;
     r->op = op;
     r->started_ms = tf__now_ms();
     r->body_fd = -1;
     if (tf__digest_begin(&r->digest, (s->features & TF_FEATURE_CHECKSUM) != 0) != TF_OK) {
+        free(r->small);
         free(r);
         return NULL;
     }
@@ -208,6 +212,7 @@ static void request_end(session *s, int keep_partial)
         w->nspare++;
     } else {
         tf__digest_end(&r->digest);
+        free(r->small);
         free(r);
     }
 }
@@ -897,15 +902,16 @@ static void hash_sliced(session *s)
 }
 
 /* A small response goes out in one sendmsg: head, body (read into the
-   request's buffer by read_small) and trailer. What the socket did not take
-   is left to send_some, from the same buffer (the copy path). Returns -1
-   when the connection failed (s is closed). */
+   request's small buffer by read_small) and trailer. What the socket did
+   not take is left to send_some: the head and trailer are in the request
+   already, the rest of the body moves to its transfer buffer (the copy
+   path). Returns -1 when the connection failed (s is closed). */
 static int push_gathered(session *s)
 {
     request *r = s->req;
     size_t body = (size_t)r->body_left;
     struct iovec iov[3] = {{r->head, r->head_len},
-                           {r->buf, body},
+                           {r->small, body},
                            {r->tail, r->tail_len}};
     ssize_t k = tf__conn_writev(&s->conn, iov, 3, 0);
     if (k == TF__IO_ERROR) {
@@ -923,8 +929,13 @@ static int push_gathered(session *s)
     r->bytes += data;
     r->tail_pos = left - head - data;
     if (r->body_left > 0) {
-        r->buf_pos = data;
-        r->buf_end = body;
+        if (ensure_buf(r) != TF_OK) {
+            fail_session(s, TF_ENOMEM, "out of memory");
+            return -1;
+        }
+        memcpy(r->buf, r->small + data, body - data);
+        r->buf_pos = 0;
+        r->buf_end = body - data;
         r->copy_path = 1;
     }
     return left > 0 && progressed(s, left) ? -1 : 0;
@@ -1031,19 +1042,20 @@ static int request_valid(session *s, const tf_wire_request *q)
     return TF_OK;
 }
 
-/* Reads a whole small file into the request's buffer and hashes it, for
-   push_gathered. Returns 0 when it cannot (no memory, the file changed
-   size): the general path then sends it, or says what went wrong. */
+/* Reads a whole small file into the request's small buffer (kept with the
+   request for the next one) and hashes it, for push_gathered. Returns 0
+   when it cannot (no memory, the file changed size): the general path
+   then sends it, or says what went wrong. */
 static int read_small(session *s, uint64_t size)
 {
     request *r = s->req;
-    if (ensure_buf(r) != TF_OK)
+    if (!r->small && !(r->small = malloc(SMALL_BODY_MAX)))
         return 0;
     tf__storage *st = storage(s);
-    ssize_t n = size ? st->ops->read_at(st, r->body_fd, r->buf, (size_t)size, 0) : 0;
+    ssize_t n = size ? st->ops->read_at(st, r->body_fd, r->small, (size_t)size, 0) : 0;
     if (n != (ssize_t)size)
         return 0;
-    tf__digest_update(&r->digest, r->buf, (size_t)size);
+    tf__digest_update(&r->digest, r->small, (size_t)size);
     r->gathered = 1;
     return 1;
 }
@@ -1315,8 +1327,7 @@ static void put_stage_work(session *s)
 static void put_staged(session *s)
 {
     request *r = s->req;
-    if (r->disk_rc == TF_OK && storage(s)->network && s->ctx->disk_queue.on &&
-        !(r->wbuf = malloc(XFER_BUF)))
+    if (r->disk_rc == TF_OK && s->ctx->disk_queue.on && !(r->wbuf = malloc(XFER_BUF)))
         r->disk_rc = tf__fail(&r->err, TF_ENOMEM, "out of memory");
     if (r->disk_rc != TF_OK) {
         put_refuse(s, r->disk_rc);
@@ -1523,11 +1534,12 @@ static void store(tf__storage *st, request *r, const uint8_t *p, size_t n)
 {
     tf__digest_update(&r->digest, p, n);
     /* A write failure (a full disk) does not stop the reading: the rest is
-       drained so the stream stays in step, and the client hears why. (The
-       backend starts writing back as the data comes, so that the fsync
-       before the reply, which blocks this worker, has only the tail left.) */
+       drained so the stream stays in step, and the client hears why. The
+       bytes are written on the disk pool (flush_writes): even the local
+       disk's write(2) and its writeback start stall for tens of ms under
+       dirty-page throttling (README, "Where the disk work runs"). */
     if (r->store_rc == TF_OK && !r->drain && r->wbuf) {
-        memcpy(r->wbuf + r->wlen, p, n); /* written on the disk pool: flush_writes */
+        memcpy(r->wbuf + r->wlen, p, n);
         r->wlen += n;
     } else if (r->store_rc == TF_OK && !r->drain) {
         r->store_rc = st->ops->write(st, r->up, p, n, &r->store_err);
@@ -1542,7 +1554,7 @@ static void put_committed(session *s);
 
 static void receive_body(session *s);
 
-/* On the disk pool: the bytes store gathered for a network store. */
+/* On the disk pool: the bytes store gathered. */
 static void write_work(session *s)
 {
     request *r = s->req;
@@ -1551,9 +1563,9 @@ static void write_work(session *s)
     r->wlen = 0;
 }
 
-/* A network store's payload is written on the disk pool, the bytes of one
-   read at a time, handed over in wbuf (the socket is not read meanwhile).
-   Returns 1 when a job took them: receive_body runs again after it. */
+/* The payload is written on the disk pool, the bytes of one read at a
+   time, handed over in wbuf (the socket is not read meanwhile). Returns 1
+   when a job took them: receive_body runs again after it. */
 static int flush_writes(session *s)
 {
     if (!s->req->wlen)
@@ -2901,6 +2913,7 @@ void tf__session_ctx_release(tf__session_ctx *ctx)
         request *r = ctx->spare_requests;
         ctx->spare_requests = r->next_spare;
         tf__digest_end(&r->digest);
+        free(r->small);
         free(r);
     }
     ctx->nspare = 0;

@@ -175,8 +175,11 @@ typedef struct request {
     enum { WANT_WALK = 1, WANT_READ } want; /* what the body waits for */
     size_t walk_len;        /* listdir: entries walk_work put in buf */
     uint8_t qflags;         /* the request's flags, for what runs after a job */
-    uint8_t *wbuf;          /* a network store's payload, written on the pool */
+    uint8_t *wbuf;          /* the payload, handed to the pool to write */
     size_t wlen;
+    /* A small file read whole (read_small, on the pool): kept with the
+       request when it goes back to the loop's spares. */
+    uint8_t *small;
     uint8_t stat_rec[TF_WIRE_STAT_SIZE];
     uint8_t stat_type;
     uint64_t stat_size;

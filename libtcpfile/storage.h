@@ -180,8 +180,9 @@ struct tf__storage {
        local backend's descriptors). */
     int read_handles;
     /* Every call may wait on the network: the session makes even its
-       payload reads (read_at) and writes on the disk pool, not only the
-       calls that wait on a disk (0: the local backend). */
+       payload reads (read_at) on the disk pool, not only the calls that
+       may wait on a disk (0: the local backend, whose reads the session
+       makes inline or by sendfile, from the page cache mostly). */
     int network;
 };
 

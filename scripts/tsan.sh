@@ -8,7 +8,8 @@
 # threads, parallel transfers, many connections, stops with requests in
 # flight), the thread pool's tests (jobs handed between threads), the users
 # tests (logins checked on the auth threads, delayed failures, a stop with
-# logins in flight) and the
+# logins in flight), the disk pool's tests (storage calls on the pool while
+# the loop serves others, stops and disconnects with jobs in flight) and the
 # CLI server tests (the server process with concurrent clients and signals).
 # CTEST_REGEX replaces that selection; each cmocka test is its own ctest
 # entry, named PROGRAM.TEST (test_server.io_timeout).
@@ -20,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-regex=${1:-^((test_loopback|test_integrity|test_server|test_getmany|test_aclient|test_digest|test_threadpool|test_tls_loopback|test_auth)\\..+|cli_server|cli_tls|cli_users)$}
+regex=${1:-^((test_loopback|test_integrity|test_server|test_getmany|test_aclient|test_digest|test_threadpool|test_tls_loopback|test_auth|test_offloop)\\..+|cli_server|cli_tls|cli_users)$}
 dir=${TF_TSAN_BUILD_DIR:-build-tsan}
 reports=$PWD/$dir/tsan-reports
 

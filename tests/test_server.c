@@ -42,12 +42,7 @@ static tf_options *opts_with(tf_option k1, int64_t v1, tf_option k2, int64_t v2)
 
 static int raw_connect(const char *port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port)),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
+    return tu_raw_connect(port);
 }
 
 /* Sends a client hello and reads the server's; returns the hello status. */

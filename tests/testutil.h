@@ -40,6 +40,10 @@ void tu_server_stop(test_server *t, int remove_root);
 /* Connects a client to t (asserting success). */
 tf_client *tu_connect(const test_server *t, const tf_options *opt);
 
+/* A TCP socket connected to 127.0.0.1 at port (asserting success), for a
+   test that speaks the wire protocol itself. */
+int tu_raw_connect(const char *port);
+
 /* A TCP socket listening on 127.0.0.1 at a free port, for a fake server
    (asserting success); port receives the port's number as text. */
 int tu_listen_loopback(char *port, size_t len);
