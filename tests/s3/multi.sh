@@ -2,6 +2,7 @@
 # multi.sh - two tcpfile-servers over one bucket behind HAProxy (TCP mode,
 # loopback, started here on ports picked here):
 #  - a file put through one server is got through the other;
+#  - a server starting over the bucket leaves another's upload alone;
 #  - a resumable upload cut off on one (its server killed) resumes on the
 #    other, from the parts the first left in the bucket;
 #  - through the balancer, the server carrying a put and then one carrying
@@ -27,6 +28,20 @@ expect 0 "$FAULTKIT" put $H "$P1" "$TMP/A" a.bin
 expect 0 "$FAULTKIT" get $H "$P2" a.bin "$TMP/a.got"
 same "$TMP/A" "$TMP/a.got" || fail "got through two: not what was put through one"
 pass "put through one server, got whole through the other"
+
+# ---- a server starting while another uploads --------------------------------------
+# Its start sweeps staged uploads left by crashes, but not one that another
+# server is sending now.
+hold_transfer put $H "$P1" "$TMP/B" plain.bin --hold-at $((20 << 20))
+sleep 0.5 # its first parts are in the bucket, staged
+start_s3 three
+stop_server "$SERVER_PID"
+kill -USR1 "$FK_PID" 2>/dev/null || true
+reap_bg "$FK_PID"
+[[ $BG_STATUS == 0 ]] || fail "an upload failed when another server started: $(cat "$TMP/fk.err")"
+expect 0 "$FAULTKIT" get $H "$P2" plain.bin "$TMP/plain.got"
+same "$TMP/B" "$TMP/plain.got" || fail "plain.bin is not whole"
+pass "a server starting over the bucket leaves another server's upload in progress alone"
 
 # ---- an upload cut off on one, resumed on the other ----------------------------------
 hold_transfer put $H "$P1" "$TMP/B" b.bin --resume --hold-at $((30 << 20))
@@ -91,6 +106,6 @@ sort "$TMP/out" >"$TMP/ls1"
 expect 0 "$CLIENT" -q $H "$P2" ls -r
 sort "$TMP/out" >"$TMP/ls2"
 diff "$TMP/ls1" "$TMP/ls2" || fail "the two servers list differently"
-[[ $(awk '{print $NF}' "$TMP/ls1" | tr '\n' ' ') == "a.bin b.bin c.bin " ]] ||
+[[ $(awk '{print $NF}' "$TMP/ls1" | sort | tr '\n' ' ') == "a.bin b.bin c.bin plain.bin " ]] ||
   fail "the listing: $(cat "$TMP/ls1")"
-pass "both servers list the same three files"
+pass "both servers list the same four files"
