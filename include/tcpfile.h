@@ -1093,7 +1093,9 @@ TF_API int tf_server_address_at(const tf_server *s, size_t i, char *buf, size_t 
 /* Serves clients on the calling thread and worker threads (TF_OPT_WORKERS)
    until tf_server_stop; then accepts no new connection, gives requests in
    flight up to TF_OPT_STOP_GRACE_MS to finish, closes its listening sockets
-   and returns. Call it once per server. Returns TF_OK after a stop,
+   and returns (after the storage calls still running, one file-system or
+   store call each, have returned: TF_OPT_DISK_THREADS). Call it once per
+   server. Returns TF_OK after a stop,
    TF_EINVAL when s is NULL, or a negative code (TF_ENOMEM, ...) if serving
    failed. */
 TF_API int tf_server_run(tf_server *s);

@@ -28,6 +28,13 @@ int tf__fail_fs(tf__err *e, int errnum, const char *what, const char *name);
    RESOLVE_NO_MAGICLINKS, else openat O_NOFOLLOW). -1 with errno. */
 int tf__open_beneath(int dirfd, const char *name, int flags, mode_t mode);
 
+/* Reads the whole regular file name beneath dirfd into buf (at most cap
+   bytes) only if that needs no disk: every component in the dentry cache
+   (openat2 RESOLVE_CACHED, Linux 5.12+) and every byte in the page cache
+   (preadv2 RWF_NOWAIT). The size read, or -1 when it cannot be done so
+   (not cached, too large, not a regular file, a link, any error). */
+ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t cap);
+
 /* Writes len bytes to fd; ENOSPC and friends become TF_ENOSPC / TF_EIO. */
 int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e);
 

@@ -1081,6 +1081,24 @@ static void get_open_work(session *s)
 
 static void get_opened(session *s);
 
+/* A small file whose every byte is in memory already is sent at once: a
+   job of the disk pool would cost more than the read (two thread hand-offs
+   and ten system calls more per 4 KiB get). Returns 1 when it was. */
+static int get_small_cached(session *s)
+{
+    request *r = s->req;
+    tf__storage *st = storage(s);
+    size_t len;
+    if (!st->ops->read_cached || (!r->small && !(r->small = malloc(SMALL_BODY_MAX))) ||
+        !st->ops->read_cached(st, r->name, r->small, SMALL_BODY_MAX, &len))
+        return 0;
+    tf__digest_update(&r->digest, r->small, len);
+    r->gathered = 1;
+    r->disk_size = len;
+    r->disk_rc = TF_OK;
+    return 1;
+}
+
 static void handle_get(session *s, const tf_wire_request *q)
 {
     int rc = check_name(s, q);
@@ -1089,7 +1107,10 @@ static void handle_get(session *s, const tf_wire_request *q)
         return;
     }
     s->req->body_off = q->offset;
-    disk_call(s, get_open_work, get_opened);
+    if (q->offset == 0 && get_small_cached(s))
+        get_opened(s);
+    else
+        disk_call(s, get_open_work, get_opened);
 }
 
 static void get_opened(session *s)

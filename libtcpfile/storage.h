@@ -10,6 +10,13 @@
  * the tree issue needs no new interface: a backend resolves every
  * component beneath its root and refuses a symbolic link anywhere on the
  * way. Every call returns 0 or a negative TF_E* code with the detail in e.
+ *
+ * The session makes its calls from the server's disk pool (session.c,
+ * disk_call), never from a worker's event loop, except the few that never
+ * block (read_cached) or that it keeps there on purpose (close_read,
+ * digest_store, abort and keep at a request's end; a local file's reads
+ * while it is sent). So a backend's calls may block, and run in many
+ * threads at once.
  */
 #ifndef TF_STORAGE_H
 #define TF_STORAGE_H
@@ -78,6 +85,12 @@ typedef struct tf__storage_ops {
     int (*open_read)(tf__storage *, const char *name, int *fd, uint64_t *size,
                      uint64_t id[TF_STORAGE_ID_LEN], tf__err *e);
     void (*close_read)(tf__storage *, int fd);
+    /* A whole small file (at most cap bytes) into buf, but only if no
+       disk or network is needed for it (the local backend: every path
+       component and byte already in memory): 1 and *len; 0 when it cannot
+       be done so, for any reason - the caller then asks open_read, on the
+       disk pool, which has the last word. Never blocks; may be NULL. */
+    int (*read_cached)(tf__storage *, const char *name, void *buf, size_t cap, size_t *len);
     /* Reads up to len bytes at off of an open_read file: bytes read, 0 at
        its end, -1 with errno. */
     ssize_t (*read_at)(tf__storage *, int fd, void *buf, size_t len, uint64_t off);

@@ -61,6 +61,15 @@ static int l_open_read(tf__storage *st, const char *name, int *fd, uint64_t *siz
     return tf__fs_open_read(L(st)->rootfd, name, fd, size, id, e);
 }
 
+static int l_read_cached(tf__storage *st, const char *name, void *buf, size_t cap, size_t *len)
+{
+    ssize_t n = tf__read_beneath_cached(L(st)->rootfd, name, buf, cap);
+    if (n < 0)
+        return 0;
+    *len = (size_t)n;
+    return 1;
+}
+
 static void l_close_read(tf__storage *st, int fd)
 {
     (void)st;
@@ -658,6 +667,7 @@ static const tf__storage_ops local_ops = {
     .name = "local",
     .open_read = l_open_read,
     .close_read = l_close_read,
+    .read_cached = l_read_cached,
     .read_at = l_read_at,
     .hash_range = l_hash_range,
     .digest_load = l_digest_load,

@@ -17,6 +17,7 @@
 #include "cmocka_main.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -41,7 +42,8 @@ static struct {
     /* where writes ran (the network-store test) */
     pthread_t loop_thread;
     int writes_on_loop, writes_off_loop;
-} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, 0, 0, 0, 0, 0, 0};
+    int opens; /* open_read calls */
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, 0, 0, 0, 0, 0, 0, 0};
 
 static const tf__storage_ops *real_ops;
 static tf__storage_ops gated_ops;
@@ -53,6 +55,7 @@ static void gate_reset(void)
     gate.entered = gate.inside = 0;
     gate.opened_ms = 0;
     gate.writes_on_loop = gate.writes_off_loop = 0;
+    gate.opens = 0;
     pthread_mutex_unlock(&gate.mu);
 }
 
@@ -105,6 +108,9 @@ static void gate_wait_entered(int n)
 static int gated_open_read(tf__storage *st, const char *name, int *fd, uint64_t *size,
                            uint64_t id[TF_STORAGE_ID_LEN], tf__err *e)
 {
+    pthread_mutex_lock(&gate.mu);
+    gate.opens++;
+    pthread_mutex_unlock(&gate.mu);
     gate_pass(name);
     int rc = real_ops->open_read(st, name, fd, size, id, e);
     gate_left(name);
@@ -136,6 +142,8 @@ typedef struct gated_server {
     tf_server *srv;
     pthread_t thread;
     char root[256];
+    char state[300]; /* TLS: the server's identity, beside the root */
+    char fp[128];    /* and its fingerprint; "" when plaintext */
     char port[16];
     int run_rc;
     int64_t returned_ms; /* when tf_server_run returned */
@@ -151,8 +159,8 @@ static void *serve(void *arg)
 
 /* One worker (so that every connection shares its loop), disk_threads
    pool threads, grace_ms to stop; network: the storage says it is a
-   network store. */
-static void gs_start(gated_server *g, int disk_threads, int grace_ms, int network)
+   network store; tls: TLS with an identity of its own. */
+static void gs_start_ex(gated_server *g, int disk_threads, int grace_ms, int network, int tls)
 {
     tf_options *o = NULL;
     assert_int_equal(tf_options_new(&o), TF_OK);
@@ -160,14 +168,23 @@ static void gs_start(gated_server *g, int disk_threads, int grace_ms, int networ
     assert_int_equal(tf_options_set(o, TF_OPT_DISK_THREADS, disk_threads), TF_OK);
     assert_int_equal(tf_options_set(o, TF_OPT_STOP_GRACE_MS, grace_ms), TF_OK);
     tu_mkdtemp(g->root, sizeof g->root);
+    snprintf(g->state, sizeof g->state, "%s.state", g->root);
+    g->fp[0] = '\0';
+    if (tls) {
+        assert_int_equal(tf_options_set(o, TF_OPT_TLS, 1), TF_OK);
+        assert_int_equal(tf_options_set_string(o, TF_SOPT_STATE_DIR, g->state), TF_OK);
+    }
     assert_int_equal(tf_server_open(&g->srv, "127.0.0.1", "0", g->root, o), TF_OK);
     tf_options_free(o);
+    if (tls)
+        assert_int_equal(tf_server_fingerprint(g->srv, g->fp, sizeof g->fp), TF_OK);
     snprintf(g->port, sizeof g->port, "%d", tf_server_port(g->srv));
     /* The server's own storage, with gated entries. */
     tf__storage *st = tf__server_swap_storage(g->srv, NULL);
     real_ops = st->ops;
     gated_ops = *real_ops;
     gated_ops.open_read = gated_open_read;
+    gated_ops.read_cached = NULL; /* small gets through open_read too */
     gated_ops.stat = gated_stat;
     gated_ops.write = counted_write;
     st->ops = &gated_ops;
@@ -178,6 +195,11 @@ static void gs_start(gated_server *g, int disk_threads, int grace_ms, int networ
     gate.loop_thread = g->thread; /* the one worker runs in tf_server_run's thread */
 }
 
+static void gs_start(gated_server *g, int disk_threads, int grace_ms, int network)
+{
+    gs_start_ex(g, disk_threads, grace_ms, network, 0);
+}
+
 static void gs_stop(gated_server *g)
 {
     gate_open();
@@ -185,6 +207,7 @@ static void gs_stop(gated_server *g)
     pthread_join(g->thread, NULL);
     tf_server_close(g->srv);
     tu_rm_rf(g->root);
+    tu_rm_rf(g->state);
 }
 
 static void gs_file(const gated_server *g, const char *name, const char *content)
@@ -201,6 +224,10 @@ static tf_client *gs_connect(const gated_server *g)
     /* Short: a worker held by the disk fails the test, not hangs it. */
     assert_int_equal(tf_options_set(o, TF_OPT_CONNECT_TIMEOUT_MS, 3000), TF_OK);
     assert_int_equal(tf_options_set(o, TF_OPT_IO_TIMEOUT_MS, 3000), TF_OK);
+    if (g->fp[0]) {
+        assert_int_equal(tf_options_set(o, TF_OPT_TLS, 1), TF_OK);
+        assert_int_equal(tf_options_set_string(o, TF_SOPT_TLS_PIN, g->fp), TF_OK);
+    }
     tf_client *c = NULL;
     int rc = tf_connect(&c, "127.0.0.1", g->port, o);
     tf_options_free(o);
@@ -279,6 +306,24 @@ static void expect_get(int fd, const char *content)
 
 /* ---- tests ------------------------------------------------------------------------- */
 
+/* Opens the gate once the first gated call has started. */
+static void *open_gate_later(void *arg)
+{
+    (void)arg;
+    int64_t end = tu_now_ms() + 5000; /* no cmocka assert off the main thread */
+    for (;;) {
+        pthread_mutex_lock(&gate.mu);
+        int entered = gate.entered;
+        pthread_mutex_unlock(&gate.mu);
+        if (entered || tu_now_ms() > end)
+            break;
+        tu_sleep_ms(5);
+    }
+    tu_sleep_ms(100);
+    gate_open();
+    return NULL;
+}
+
 /* While one connection's storage call is stuck, another connection of the
    same worker is accepted and served. (Inline, the worker itself would be
    stuck: the second client's connect times out.) */
@@ -337,6 +382,38 @@ static void test_offloop_pipelined_behind_disk(void **state)
     expect_get(fd, "slow one");
     expect_get(fd, "fast one");
     close(fd);
+    gs_stop(&g);
+}
+
+/* The same over TLS, where the requests behind come in the same record:
+   OpenSSL holds them, epoll sees nothing, and only the session's own look
+   at its transport when it resumes (tf__conn_pending) finds them. */
+static void test_offloop_tls_pipelined_behind_disk(void **state)
+{
+    (void)state;
+    gated_server g;
+    gs_start_ex(&g, 2, 1000, 0, 1);
+    gs_file(&g, "slow.txt", "slow one");
+    gs_file(&g, "fast.txt", "fast one");
+    tf_client *c = gs_connect(&g);
+    assert_non_null(c);
+    enum { N = 8 };
+    tf_get_item items[N];
+    memset(items, 0, sizeof items);
+    for (int i = 0; i < N; i++) {
+        items[i].name = i == 0 ? "slow.txt" : "fast.txt";
+        items[i].fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        assert_true(items[i].fd >= 0);
+    }
+    pthread_t opener;
+    assert_int_equal(pthread_create(&opener, NULL, open_gate_later, NULL), 0);
+    assert_int_equal(tf_get_many(c, items, N), TF_OK);
+    pthread_join(opener, NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(items[i].result, TF_OK);
+        close(items[i].fd);
+    }
+    tf_close(c);
     gs_stop(&g);
 }
 
@@ -420,6 +497,52 @@ static void test_offloop_client_leaves_during_job(void **state)
     gs_stop(&g);
 }
 
+/* A small file whose pages are all in memory is read by the loop itself
+   (read_cached: nothing can block), not by a job of the pool; a large
+   one, or one not in memory, is opened on the pool (open_read). */
+static void test_offloop_small_cached_get_inline(void **state)
+{
+    (void)state;
+    gated_server g;
+    gs_start(&g, 2, 1000, 0);
+    gate_open();
+    tf__storage *st = tf__server_swap_storage(g.srv, NULL);
+    gated_ops.read_cached = real_ops->read_cached; /* as the local backend has it */
+    tf__server_swap_storage(g.srv, st);
+    gs_file(&g, "fast.txt", "fast");
+    char path[512];
+    snprintf(path, sizeof path, "%s/big.bin", g.root);
+    size_t n = (size_t)1 << 20; /* over the small-file limit */
+    uint8_t *blob = calloc(1, n);
+    assert_non_null(blob);
+    tu_write_file(path, blob, n);
+    tf_client *c = gs_connect(&g);
+    assert_non_null(c);
+    for (int i = 0; i < 3; i++) {
+        void *data = NULL;
+        size_t len = 0;
+        assert_int_equal(tf_get_mem(c, "fast.txt", &data, &len), TF_OK);
+        assert_int_equal(len, 4);
+        free(data);
+    }
+    pthread_mutex_lock(&gate.mu);
+    int opens = gate.opens;
+    pthread_mutex_unlock(&gate.mu);
+    assert_int_equal(opens, 0);
+    void *data = NULL;
+    size_t len = 0;
+    assert_int_equal(tf_get_mem(c, "big.bin", &data, &len), TF_OK);
+    assert_int_equal(len, n);
+    free(data);
+    pthread_mutex_lock(&gate.mu);
+    opens = gate.opens;
+    pthread_mutex_unlock(&gate.mu);
+    assert_int_equal(opens, 1);
+    tf_close(c);
+    free(blob);
+    gs_stop(&g);
+}
+
 /* The payload is written on the pool, the loop only reads the socket,
    whether the store says it is on the network or not (the local disk's
    write(2) stalls too, under dirty-page throttling). Both uploads arrive
@@ -473,8 +596,10 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_offloop_other_connection_served),
         cmocka_unit_test(test_offloop_pipelined_behind_disk),
+        cmocka_unit_test(test_offloop_tls_pipelined_behind_disk),
         cmocka_unit_test(test_offloop_stop_waits_for_jobs),
         cmocka_unit_test(test_offloop_client_leaves_during_job),
+        cmocka_unit_test(test_offloop_small_cached_get_inline),
         cmocka_unit_test(test_offloop_network_store_writes_on_pool),
         cmocka_unit_test(test_offloop_local_writes_on_pool),
     };
