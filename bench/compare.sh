@@ -8,6 +8,7 @@
 #                    [-b BUILD_DIR] [-p PORT_BASE] [-B BIG_BYTES] [-m SMALL_N]
 #                    [-c TLS_CONNS] [--tls-only] [--no-install] [--keep]
 #                    [--tree-only] [--tree-files N] [--list-entries N]
+#                    [--s3-only]
 #
 # Debian 12, as root (or with sudo for the installs). It installs what is
 # missing, builds libtcpfile (Release, TF_BUILD_BENCH=ON) into BUILD_DIR,
@@ -87,9 +88,20 @@ Options:
   --tree-files N files of 4 KiB in the tree (default $TREE_FILES, in
                  $TREE_DIRS directories)
   --list-entries N  entries listed by ls -r (default $LIST_ENTRIES)
+  --s3-only      only the S3 lines (bench/s3_compare.sh: tcpfile-server on
+                 the Ceph of scripts/ceph.sh against curl --aws-sigv4; -r, -B,
+                 -m, -d, -b apply; -B defaults to 1 GiB, -m there to 1000)
 EOF
 }
 
+# --s3-only: its own script, with the options that apply there.
+for a in "$@"; do
+  if [ "$a" = --s3-only ]; then
+    args=()
+    for b in "$@"; do [ "$b" = --s3-only ] || args+=("$b"); done
+    exec "$(dirname "${BASH_SOURCE[0]}")/s3_compare.sh" "${args[@]}"
+  fi
+done
 while [ $# -gt 0 ]; do
   case $1 in
     -r) REPS=$2; shift 2 ;;

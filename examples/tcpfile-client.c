@@ -2428,6 +2428,8 @@ static int failure_is_local(const op *o, int rc, const progress *p, const outcom
     case TF_EIO:
         if (o->kind == OP_GET)
             return 1; /* the server only reads on a get */
+        if (o->kind != OP_PUT || !o->local)
+            return 0; /* list, stat, ls...: the server's storage failed */
         /* A put: standard input spooled before any byte moved, or a
            source that changed or cannot be read any more, is ours. */
         if (strcmp(o->local, "-") == 0)

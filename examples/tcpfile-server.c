@@ -2,6 +2,7 @@
  * tcpfile-server - serves one directory to tcpfile clients.
  *
  *   tcpfile-server [OPTIONS] PORT [ROOT]
+ *   tcpfile-server [OPTIONS] --store s3://BUCKET[/PREFIX] --s3-endpoint URL PORT
  *
  * A thin user of the public API (tcpfile.h only): parse the command line
  * into tf_options, open the server, print where it listens, log each
@@ -38,6 +39,8 @@ typedef struct server_args {
     const char *bind; /* NULL: every address, IPv4 and IPv6 */
     const char *port;
     const char *root;
+    const char *store; /* --store s3://...: served instead of root */
+    const char *endpoint;
     int quiet;
     tf_options *opt;
     /* Users: --add-user NAME --access read|write [--dir SUBDIR] adds one and
@@ -56,8 +59,10 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "Usage: " PROG " [OPTIONS] PORT [ROOT]\n"
+            "       " PROG " [OPTIONS] --store s3://BUCKET[/PREFIX] --s3-endpoint URL PORT\n"
             "Serve the regular files of directory ROOT (default: the current\n"
-            "directory) to tcpfile-client over TCP. PORT 0 picks a free port.\n"
+            "directory), or of an S3 bucket, to tcpfile-client over TCP. PORT 0\n"
+            "picks a free port.\n"
             "\n"
             "Options (anywhere on the line; \"--\" ends them):\n"
             "  -b, --bind ADDR          listen on ADDR only (default: every address,\n"
@@ -96,6 +101,15 @@ static void usage(FILE *to)
             "                           ~/.local/state/tcpfile)\n"
             "      --plaintext          no TLS: for loopback and trusted networks\n"
             "                           only; clients need --plaintext too\n"
+            "      --store s3://BUCKET[/PREFIX]\n"
+            "                           serve that bucket (under PREFIX) of an\n"
+            "                           S3-compatible store instead of a directory;\n"
+            "                           credentials from AWS_ACCESS_KEY_ID and\n"
+            "                           AWS_SECRET_ACCESS_KEY, else AWS_PROFILE in\n"
+            "                           AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials)\n"
+            "      --s3-endpoint URL    the store's address, http://HOST:PORT or https://\n"
+            "      --s3-region R        the region requests are signed for (default\n"
+            "                           us-east-1)\n"
             "      --read-only          refuse every upload\n"
             "      --no-overwrite       refuse uploads over an existing file\n"
             "      --users FILE         serve only the users in FILE (default: the file\n"
@@ -230,6 +244,9 @@ enum {
     OPT_ACCESS,
     OPT_DIR,
     OPT_CLIENT_CERT,
+    OPT_STORE,
+    OPT_S3_ENDPOINT,
+    OPT_S3_REGION,
     OPT_HELP,
     OPT_VERSION
 };
@@ -262,6 +279,9 @@ static int parse_args(int argc, char **argv, server_args *a)
         {"access", required_argument, NULL, OPT_ACCESS},
         {"dir", required_argument, NULL, OPT_DIR},
         {"client-cert", required_argument, NULL, OPT_CLIENT_CERT},
+        {"store", required_argument, NULL, OPT_STORE},
+        {"s3-endpoint", required_argument, NULL, OPT_S3_ENDPOINT},
+        {"s3-region", required_argument, NULL, OPT_S3_REGION},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -364,6 +384,22 @@ static int parse_args(int argc, char **argv, server_args *a)
         case OPT_CLIENT_CERT:
             a->client_cert = optarg;
             break;
+        case OPT_STORE:
+        case OPT_S3_ENDPOINT:
+        case OPT_S3_REGION:
+            if (ch == OPT_STORE && strncmp(optarg, "s3://", 5) != 0)
+                return usage_error("--store takes s3://BUCKET[/PREFIX], not", optarg);
+            if (tf_options_set_string(a->opt,
+                                      ch == OPT_STORE         ? TF_SOPT_S3_STORE
+                                      : ch == OPT_S3_ENDPOINT ? TF_SOPT_S3_ENDPOINT
+                                                              : TF_SOPT_S3_REGION,
+                                      optarg) != TF_OK)
+                return usage_error("value too long:", optarg);
+            if (ch == OPT_STORE)
+                a->store = optarg;
+            else if (ch == OPT_S3_ENDPOINT)
+                a->endpoint = optarg;
+            break;
         case 'h':
         case OPT_HELP:
             usage(stdout);
@@ -400,6 +436,10 @@ static int parse_args(int argc, char **argv, server_args *a)
     int64_t port;
     if (cli_parse_int(a->port, 0, 65535, &port) != 0)
         return usage_error("PORT must be a number from 0 to 65535, not", a->port);
+    if (left == 2 && a->store)
+        return usage_error("--store serves a bucket, not a directory too:", argv[optind + 1]);
+    if (a->store && !a->endpoint)
+        return usage_error("--store needs --s3-endpoint URL", NULL);
     if (left == 2)
         a->root = argv[optind + 1];
     if (!a->quiet)
@@ -520,8 +560,12 @@ static const char *open_hint(int rc, const char *err)
         return "; --bind needs an address of this machine";
     if (rc == TF_ENET && strstr(err, strerror(EACCES)))
         return "; ports below 1024 need privileges: choose PORT 1024 or above";
+    if (rc == TF_ENOENT && strstr(err, "no such bucket"))
+        return "; create the bucket, or name an existing one";
     if (rc == TF_ENOENT)
         return "; create the directory, or name an existing ROOT";
+    if (rc == TF_EACCES && strstr(err, "S3"))
+        return "; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)";
     return "";
 }
 
@@ -555,7 +599,9 @@ static void banner(const server_args *a, const tf_server *s)
     int64_t read_only = 0, overwrite = 1;
     tf_options_get(a->opt, TF_OPT_READ_ONLY, &read_only);
     tf_options_get(a->opt, TF_OPT_OVERWRITE, &overwrite);
-    if (!realpath(a->root, root))
+    if (a->store)
+        snprintf(root, sizeof root, "%s", a->store);
+    else if (!realpath(a->root, root))
         snprintf(root, sizeof root, "%s", a->root);
     tf_server_address(s, addr, sizeof addr);
     printf("server up and running on IP: %s port %d\n", addr, port);
@@ -572,6 +618,10 @@ static void banner(const server_args *a, const tf_server *s)
         printf("also listening on IP: %s port %d\n", addr, port);
         open_to_all |= !is_loopback(addr);
     }
+    if (a->store)
+        printf("store: S3 bucket at %s (uploads whole or not at all; a rename is a copy\n"
+               "  and a delete, not atomic)\n",
+               a->endpoint);
     printf("serving \"%s\": %s\n", root,
            read_only   ? "get and list only (--read-only)"
            : overwrite ? "get, list and put; a put replaces a file of the same name"
@@ -588,7 +638,7 @@ static void banner(const server_args *a, const tf_server *s)
     }
     if (read_only)
         return;
-    if (access(a->root, W_OK) != 0)
+    if (!a->store && access(a->root, W_OK) != 0)
         fprintf(stderr, PROG ": warning: uploads will fail: \"%s\" is not writable (%s)\n",
                 root, strerror(errno));
     else if (open_to_all && nusers < 0)
@@ -608,7 +658,8 @@ static int serve(const server_args *a)
     struct stat st;
     /* The library would say it cannot open the directory; a file given
        by mistake deserves its own sentence. */
-    if (stat(a->root, &st) == 0 && !S_ISDIR(st.st_mode)) {
+    const char *what = a->store ? a->store : a->root;
+    if (!a->store && stat(a->root, &st) == 0 && !S_ISDIR(st.st_mode)) {
         fprintf(stderr, PROG ": serve \"%s\": it is not a directory; name the directory to"
                         " serve\n",
                 a->root);
@@ -616,7 +667,7 @@ static int serve(const server_args *a)
     }
     int rc = tf_server_open_ex(&s, a->bind, a->port, a->root, a->opt, err, sizeof err);
     if (rc != TF_OK) {
-        fprintf(stderr, PROG ": serve \"%s\" on %s port %s: %s%s%s%s%s\n", a->root, where,
+        fprintf(stderr, PROG ": serve \"%s\" on %s port %s: %s%s%s%s%s\n", what, where,
                 a->port, tf_strerror(rc), err[0] ? " (" : "", err, err[0] ? ")" : "",
                 open_hint(rc, err));
         return EXIT_FAILED;
@@ -652,7 +703,7 @@ static int serve(const server_args *a)
     g_server = NULL;
     tf_server_close(s);
     if (rc != TF_OK) {
-        fprintf(stderr, PROG ": serve \"%s\" on %s port %s: %s\n", a->root, where, a->port,
+        fprintf(stderr, PROG ": serve \"%s\" on %s port %s: %s\n", what, where, a->port,
                 tf_strerror(rc));
         return EXIT_FAILED;
     }

@@ -261,7 +261,21 @@ typedef enum tf_string_option {
        users whose file maps the certificate to a user (tf_users_add_cert)
        makes the connection that user without a token. */
     TF_SOPT_TLS_CLIENT_CERT = 10,
-    TF_SOPT_TLS_CLIENT_KEY = 11
+    TF_SOPT_TLS_CLIENT_KEY = 11,
+    /* server: serve a bucket of an S3-compatible store (Ceph's RADOS
+       Gateway, MinIO, AWS S3) instead of a directory: "s3://BUCKET" or
+       "s3://BUCKET/PREFIX"; tf_server_open's root is then ignored (NULL is
+       fine). TF_SOPT_S3_ENDPOINT is required with it ("http://host:port",
+       "https://..."); TF_SOPT_S3_REGION is the signing region (default
+       "us-east-1"). Credentials are never options: AWS_ACCESS_KEY_ID and
+       AWS_SECRET_ACCESS_KEY, else profile AWS_PROFILE (default "default")
+       of AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials). The
+       bucket is checked at open: TF_EACCES (credentials refused), TF_ENOENT
+       (no such bucket), TF_EIO (the store cannot be reached; the reason in
+       the message). */
+    TF_SOPT_S3_STORE = 12,
+    TF_SOPT_S3_ENDPOINT = 13,
+    TF_SOPT_S3_REGION = 14
 } tf_string_option;
 
 /* Sets a text setting to a copy of value (NULL: back to unset). Returns

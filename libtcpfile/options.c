@@ -47,6 +47,7 @@ static const unsigned char string_known[TF__SOPT_COUNT] = {
     [TF_SOPT_TLS_PIN] = 1,    [TF_SOPT_KNOWN_HOSTS] = 1,     [TF_SOPT_STATE_DIR] = 1,
     [TF_SOPT_USERS_FILE] = 1, [TF_SOPT_USER] = 1,            [TF_SOPT_TOKEN] = 1,
     [TF_SOPT_TLS_CLIENT_CERT] = 1, [TF_SOPT_TLS_CLIENT_KEY] = 1,
+    [TF_SOPT_S3_STORE] = 1,   [TF_SOPT_S3_ENDPOINT] = 1,     [TF_SOPT_S3_REGION] = 1,
 };
 
 static int string_key_known(int key)

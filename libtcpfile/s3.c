@@ -310,6 +310,7 @@ struct req {
     /* headers */
     tf__s3_info *head;
     char etag[TF_S3_ID_MAX];
+    uint64_t range_total; /* Content-Range's "/TOTAL"; UINT64_MAX: none */
 };
 
 static void XMLCALL x_start(void *user, const XML_Char *name, const XML_Char **attrs)
@@ -465,6 +466,11 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *user)
     char *name = line, *value = trim(colon + 1);
     if (strcasecmp(name, "ETag") == 0)
         scopy(r->etag, sizeof r->etag, value);
+    if (strcasecmp(name, "Content-Range") == 0) {
+        const char *slash = strchr(value, '/');
+        if (slash && slash[1] >= '0' && slash[1] <= '9')
+            r->range_total = strtoull(slash + 1, NULL, 10);
+    }
     if (!r->head)
         return n;
     tf__s3_info *h = r->head;
@@ -488,6 +494,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *user)
 static void req_init(req *r, tf__s3 *s3)
 {
     memset(r, 0, sizeof *r);
+    r->range_total = UINT64_MAX;
     r->s3 = s3;
     r->fd = -1;
 }
@@ -646,8 +653,34 @@ static int meta_headers(struct curl_slist **h, const tf__s3_meta *meta, size_t n
 int tf__s3_put(tf__s3 *s3, const char *key, const tf__s3_body *body, const tf__s3_meta *meta,
                size_t n_meta, tf__err *e)
 {
+    return tf__s3_put_if(s3, key, body, meta, n_meta, NULL, e);
+}
+
+int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
+                  const tf__s3_meta *meta, size_t n_meta, const char *if_match, tf__err *e)
+{
     struct curl_slist *h = NULL;
     int rc = meta_headers(&h, meta, n_meta, e);
+    if (rc == TF_OK && if_match) {
+        /* "*" as If-None-Match; an ETag bare, as radosgw 16 compares it
+           (quoted, it never matches there). */
+        char line[TF_S3_ID_MAX + 32];
+        size_t n = strlen(if_match);
+        const char *v = if_match;
+        if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+            v++;
+            n -= 2;
+        }
+        if (strcmp(if_match, "*") == 0)
+            snprintf(line, sizeof line, "If-None-Match: *");
+        else
+            snprintf(line, sizeof line, "If-Match: %.*s", (int)n, v);
+        struct curl_slist *t = curl_slist_append(h, line);
+        if (t)
+            h = t;
+        else
+            rc = tf__fail(e, TF_ENOMEM, "out of memory");
+    }
     req r;
     req_init(&r, s3);
     r.body = body;
@@ -698,6 +731,29 @@ int tf__s3_get(tf__s3 *s3, const char *key, uint64_t off, size_t len, void *buf,
     int rc = get_range(&r, key, off, len, e);
     *got = (size_t)r.got;
     req_done(&r);
+    return rc;
+}
+
+int tf__s3_get_head(tf__s3 *s3, const char *key, size_t len, void *buf, size_t *got,
+                    tf__s3_info *out, tf__err *e)
+{
+    *got = 0;
+    req r;
+    req_init(&r, s3);
+    memset(out, 0, sizeof *out);
+    r.head = out;
+    r.sink = SINK_BUF;
+    r.buf = buf;
+    r.cap = len;
+    int rc = len ? get_range(&r, key, 0, len, e) : TF_OK;
+    int whole = rc == TF_OK && len && r.status != 416;
+    *got = whole ? (size_t)r.got : 0;
+    if (whole && r.range_total != UINT64_MAX)
+        out->size = r.range_total; /* not the range's Content-Length */
+    req_done(&r);
+    /* An empty object has no range to give (416): its head alone. */
+    if (rc == TF_OK && !whole)
+        rc = tf__s3_head(s3, key, out, e);
     return rc;
 }
 

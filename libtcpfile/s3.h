@@ -93,10 +93,20 @@ typedef struct tf__s3_body {
 /* Stores key whole (one PUT) with the metadata given, replacing it. */
 int tf__s3_put(tf__s3 *s3, const char *key, const tf__s3_body *body, const tf__s3_meta *meta,
                size_t n_meta, tf__err *e);
+/* The same, only if key is still there as the version whose ETag is
+   if_match, or (if_match "*") only if key does not exist: the store
+   checks and stores in one step. Otherwise TF_EEXIST ("already exists",
+   from the store's 412). if_match NULL: as tf__s3_put. */
+int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
+                  const tf__s3_meta *meta, size_t n_meta, const char *if_match, tf__err *e);
 /* Bytes [off, off + len) of key into buf (*got: how many; fewer at the
    object's end, 0 past it). */
 int tf__s3_get(tf__s3 *s3, const char *key, uint64_t off, size_t len, void *buf, size_t *got,
                tf__err *e);
+/* What head tells (out) and the object's first len bytes (*got of them)
+   in one request: a small file's open and read at once. */
+int tf__s3_get_head(tf__s3 *s3, const char *key, size_t len, void *buf, size_t *got,
+                    tf__s3_info *out, tf__err *e);
 /* The same range written to the descriptor fd (len UINT64_MAX: to the end). */
 int tf__s3_get_fd(tf__s3 *s3, const char *key, uint64_t off, uint64_t len, int fd,
                   uint64_t *got, tf__err *e);

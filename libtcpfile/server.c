@@ -197,9 +197,19 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
     atomic_init(&s->list_bytes, 0);
     atomic_init(&s->prefix_hashed, 0);
 
-    if (!root || !*root)
+    const char *s3_store = tf__opt_str(&s->opt, TF_SOPT_S3_STORE);
+    if (s3_store) {
+        /* A bucket instead of a directory (issue 15); root unused. */
+        tf__storage_s3_config cfg = {
+            .endpoint = tf__opt_str(&s->opt, TF_SOPT_S3_ENDPOINT),
+            .region = tf__opt_str(&s->opt, TF_SOPT_S3_REGION),
+            .resume_ttl_s = s->opt.value[TF_OPT_RESUME_TTL_S],
+        };
+        rc = tf__storage_s3_open_url(&s->storage, s3_store, &cfg, &s->err);
+        root = NULL;
+    } else if (!root || !*root) {
         rc = tf__fail(&s->err, TF_EINVAL, "a root directory is required");
-    if (rc == TF_OK) {
+    } else {
         /* Every file-system call of the server goes through this. */
         tf__storage_local_config cfg = {
             .read_only = s->opt.value[TF_OPT_READ_ONLY] != 0,
@@ -216,7 +226,7 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
         if (fs_max > 0 && (int64_t)fs_max < s->opt.value[TF_OPT_MAX_NAME_LEN])
             s->opt.value[TF_OPT_MAX_NAME_LEN] = (int64_t)fs_max;
     }
-    if (rc == TF_OK)
+    if (rc == TF_OK && root)
         rc = secrets_outside_root(s, root);
     if (rc == TF_OK)
         rc = tf__server_tls_open(s);

@@ -1307,6 +1307,8 @@ static void get_opened(session *s)
         r->hashed_to = off;
     r->body_left = size - off;
     r->has_trailer = 1;
+    /* A backend's own read handles (S3) are no descriptors: never sendfile. */
+    r->copy_path = storage(s)->read_handles;
     start_send(s, AFTER_IDLE);
 }
 

@@ -246,6 +246,9 @@ typedef struct tf__storage_s3_config {
     const char *region;   /* NULL: "us-east-1" */
     const char *access_key, *secret_key; /* NULL: tf__s3_creds_load's */
     int64_t resume_ttl_s; /* sweep aborts resumable uploads older */
+    /* sweep at start aborts plain uploads older (other servers over the
+       bucket may be sending the younger); 0: an hour; < 0: every one */
+    int64_t stale_plain_s;
     long timeout_s;       /* per request; 0: 60 */
 } tf__storage_s3_config;
 
@@ -264,6 +267,17 @@ int tf__storage_check_path(const char *path, size_t max_len, tf__err *e);
 /* Commits items[0..n) through st's commit_many, or one by one with
    commit_cond (commit where there is none) on a backend without it. */
 void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n);
+
+/* Whether the store answers for the bucket (one listing request): TF_OK,
+   TF_EACCES (credentials refused), TF_ENOENT (no such bucket), TF_EIO
+   (unreachable, failing), with the store's words. */
+int tf__storage_s3_check(tf__storage *st, tf__err *e);
+/* tf__storage_s3_open of "s3://BUCKET[/PREFIX]" with base's other settings
+   (its bucket and prefix ignored), then tf__storage_s3_check: a server
+   that starts serves a bucket it can reach. TF_EINVAL (no endpoint, a bad
+   URL) and the codes of both. */
+int tf__storage_s3_open_url(tf__storage **out, const char *url,
+                            const tf__storage_s3_config *base, tf__err *e);
 
 /* Builds the listing a list request sends from the root's paged listing
    (storage.c): regular files whose names pass the name check and fit

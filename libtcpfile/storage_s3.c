@@ -41,6 +41,12 @@
 #define PART_SIZE ((size_t)8 << 20)
 /* Read-ahead of a read handle: one ranged GET fetches this much. */
 #define READ_AHEAD ((size_t)4 << 20)
+/* What open_read fetches with the object's head, in the same GET: a small
+   file whole (one request per small get, not a HEAD and a GET). */
+#define OPEN_AHEAD ((size_t)64 << 10)
+/* Age after which a plain staged upload left in the bucket is debris
+   (sweep): its server has surely given up on it. */
+#define PLAIN_STALE_S 3600
 /* Parts an upload may have: PART_SIZE * this is the largest file. */
 #define MAX_PARTS TF_S3_PARTS_MAX
 
@@ -57,6 +63,7 @@ typedef struct reader {
     int has_digest;
     uint8_t digest[TF_DIGEST_SIZE];
     uint8_t *ra; /* read-ahead: bytes [ra_off, ra_off + ra_len) */
+    size_t ra_cap;
     uint64_t ra_off;
     size_t ra_len;
 } reader;
@@ -67,6 +74,8 @@ typedef struct s3store {
     char *prefix;     /* "" or "dir/" */
     char *endpoint, *bucket, *region, *access_key, *secret_key;
     pthread_mutex_t mu;
+    /* held across a multipart commit's check and copy (commit_with) */
+    pthread_mutex_t commit_mu;
     pooled *free_handles;
     reader **readers;
     size_t n_readers;
@@ -79,6 +88,9 @@ struct tf__upload {
     char stage_key[TF_S3_KEY_MAX + 1]; /* the multipart upload's key */
     char upload_id[TF_S3_ID_MAX];      /* "" until one is started */
     int resumable;
+    /* a part could not be stored (the store is down): the parts before
+       it stay for the retry, abort keeps them (see s_abort) */
+    int store_failed;
     char stem[80];
     tf__s3_part *parts;
     size_t n_parts;
@@ -167,6 +179,22 @@ static int key_for(s3store *s, char *out, const char *path, const char *suffix, 
     return TF_OK;
 }
 
+/* The key of the file path: a path that passes check_path, as key_for. */
+static int file_key(s3store *s, char *out, const char *path, tf__err *e)
+{
+    int rc = check_path(path, e);
+    return rc == TF_OK ? key_for(s, out, path, "", e) : rc;
+}
+
+/* A time as x-amz-meta-mtime holds it: "SEC", or "SEC.NNNNNNNNN". */
+static void format_mtime(char out[48], int64_t sec, uint32_t nsec)
+{
+    if (nsec)
+        snprintf(out, 48, "%lld.%09u", (long long)sec, (unsigned)nsec);
+    else
+        snprintf(out, 48, "%lld", (long long)sec);
+}
+
 static void hex(const uint8_t *p, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
@@ -253,17 +281,19 @@ static int s_open_read(tf__storage *st, const char *name, int *fd, uint64_t *siz
     reader *r = calloc(1, sizeof *r);
     if (!r)
         return tf__fail(e, TF_ENOMEM, "out of memory");
-    int rc = check_path(name, e);
-    if (rc == TF_OK)
-        rc = key_for(s, r->key, name, "", e);
+    int rc = file_key(s, r->key, name, e);
     tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
     tf__s3_info info;
     if (rc == TF_OK && !h)
         rc = TF_EIO;
+    if (rc == TF_OK && !(r->ra = malloc(OPEN_AHEAD)))
+        rc = tf__fail(e, TF_ENOMEM, "out of memory");
+    r->ra_cap = OPEN_AHEAD;
     if (rc == TF_OK)
-        rc = tf__s3_head(h, r->key, &info, e);
+        rc = tf__s3_get_head(h, r->key, OPEN_AHEAD, r->ra, &r->ra_len, &info, e);
     give_s3(s, h);
     if (rc != TF_OK) {
+        free(r->ra);
         free(r);
         return rc;
     }
@@ -343,10 +373,17 @@ static ssize_t s_read_at(tf__storage *st, int fd, void *buf, size_t len, uint64_
             }
             return (ssize_t)got;
         }
-        if (!r->ra && !(r->ra = malloc(READ_AHEAD))) {
-            give_s3(s, h);
-            errno = ENOMEM;
-            return -1;
+        if (r->ra_cap < READ_AHEAD) {
+            uint8_t *big = malloc(READ_AHEAD);
+            if (!big) {
+                give_s3(s, h);
+                errno = ENOMEM;
+                return -1;
+            }
+            free(r->ra);
+            r->ra = big;
+            r->ra_cap = READ_AHEAD;
+            r->ra_len = 0;
         }
         rc = tf__s3_get(h, r->key, off, want < READ_AHEAD ? (size_t)want : READ_AHEAD, r->ra,
                         &got, &e);
@@ -421,9 +458,7 @@ static int s_check_target(tf__storage *st, const char *name, int overwrite, tf__
 {
     s3store *s = S(st);
     char key[TF_S3_KEY_MAX + 1];
-    int rc = check_path(name, e);
-    if (rc == TF_OK)
-        rc = key_for(s, key, name, "", e);
+    int rc = file_key(s, key, name, e);
     if (rc != TF_OK)
         return rc;
     tf__s3 *h = take_s3(s, e);
@@ -573,8 +608,10 @@ static int s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf_
                 return TF_EIO;
             int rc = flush_part(s, h, up, e);
             give_s3(s, h);
-            if (rc != TF_OK)
+            if (rc != TF_OK) {
+                up->store_failed = rc == TF_EIO;
                 return rc;
+            }
         }
     }
     return TF_OK;
@@ -608,40 +645,116 @@ static void drop(s3store *s, tf__upload *up)
     free_upload(up);
 }
 
-static int s_commit(tf__storage *st, tf__upload **upp, const char *name, int overwrite,
-                    tf__err *e)
+/* The metadata every published object carries: its digest and its time
+   (seconds, or "SEC.NSEC"), which stat and list report. */
+typedef struct pub_meta {
+    char digest[2 * TF_DIGEST_SIZE + 1];
+    char mtime[48];
+    tf__s3_meta meta[2];
+} pub_meta;
+
+static void pub_meta_init(pub_meta *m, const uint8_t digest[TF_DIGEST_SIZE], int64_t sec,
+                          uint32_t nsec)
 {
-    s3store *s = S(st);
+    hex(digest, TF_DIGEST_SIZE, m->digest);
+    format_mtime(m->mtime, sec, nsec);
+    m->meta[0] = (tf__s3_meta){"xxh3", m->digest};
+    m->meta[1] = (tf__s3_meta){"mtime", m->mtime};
+}
+
+/* An object's time: its x-amz-meta-mtime when it has one (set by a put
+   with a time, or set_mtime), else when the store last wrote it. */
+static void object_mtime(const tf__s3_info *h, int64_t *sec, uint32_t *nsec)
+{
+    *sec = h->mtime;
+    *nsec = 0;
+    const char *m = tf__s3_head_meta(h, "mtime");
+    if (!m)
+        return;
+    char *end;
+    errno = 0;
+    long long v = strtoll(m, &end, 10);
+    if (errno || end == m || (*end && *end != '.'))
+        return;
+    unsigned long ns = 0;
+    if (*end == '.') {
+        char *e2;
+        ns = strtoul(end + 1, &e2, 10);
+        if (*e2 || e2 - (end + 1) != 9 || ns > 999999999ul)
+            return;
+    }
+    *sec = (int64_t)v;
+    *nsec = (uint32_t)ns;
+}
+
+/* Checks c's condition on key before publishing: *if_match gets what the
+   store is to check again at the PUT ("*": still absent; an ETag: still
+   that version), so that for a single PUT check and publish are one step. */
+static int precondition(tf__s3 *h, const char *key, const char *name,
+                        const tf__commit_cond *c, char *if_match, tf__err *e)
+{
+    if_match[0] = '\0';
+    if (!c->expect_id && c->overwrite)
+        return TF_OK;
+    tf__s3_info info;
+    tf__err mine = {{0}};
+    int rc = tf__s3_head(h, key, &info, &mine);
+    if (rc != TF_OK && rc != TF_ENOENT)
+        return tf__fail(e, rc, "%s", mine.msg);
+    if (c->expect_id) {
+        uint64_t id[TF_STORAGE_ID_LEN];
+        if (rc == TF_ENOENT)
+            return tf__fail(e, TF_ECONFLICT,
+                            "\"%s\" changed while it was uploaded (it is gone); not stored",
+                            name);
+        version_of(&info, id);
+        if (memcmp(id, c->expect_id, sizeof id) != 0)
+            return tf__fail(e, TF_ECONFLICT, "\"%s\" changed while it was uploaded; not stored",
+                            name);
+        snprintf(if_match, TF_S3_ID_MAX, "%s", info.etag);
+        return TF_OK;
+    }
+    if (rc == TF_OK)
+        return tf__fail(e, TF_EEXIST, "\"%s\" already exists", name);
+    snprintf(if_match, TF_S3_ID_MAX, "*");
+    return TF_OK;
+}
+
+/* Publishes up as name under c: a single PUT (conditional on the store's
+   side: If-None-Match / If-Match), or a multipart upload completed and
+   copied onto its name (the store cannot make a copy conditional: the
+   check and the copy are one step only among this server's commits). */
+static int commit_with(s3store *s, tf__upload **upp, const char *name,
+                       const tf__commit_cond *c, tf__err *e)
+{
     tf__upload *up = *upp;
     *upp = NULL;
     if (!up)
         return tf__fail(e, TF_EINTERNAL, "no upload to commit");
-    char key[TF_S3_KEY_MAX + 1];
-    int rc = check_path(name, e);
-    if (rc == TF_OK)
-        rc = key_for(s, key, name, "", e);
+    char key[TF_S3_KEY_MAX + 1], if_match[TF_S3_ID_MAX];
+    int rc = file_key(s, key, name, e);
     tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
     if (rc == TF_OK && !h)
         rc = TF_EIO;
-    if (rc == TF_OK && !overwrite) {
-        /* Not atomic: another server may put the name between the two. */
-        tf__s3_info info;
-        tf__err mine = {{0}};
-        int hrc = tf__s3_head(h, key, &info, &mine);
-        if (hrc == TF_OK)
-            rc = tf__fail(e, TF_EEXIST, "\"%s\" already exists", name);
-        else if (hrc != TF_ENOENT)
-            rc = tf__fail(e, hrc, "%s", mine.msg);
-    }
     uint8_t digest[TF_DIGEST_SIZE];
-    char digest_hex[2 * TF_DIGEST_SIZE + 1], mtime[32];
     tf__digest_final(&up->digest, digest);
-    hex(digest, sizeof digest, digest_hex);
-    snprintf(mtime, sizeof mtime, "%lld", (long long)time(NULL));
-    tf__s3_meta meta[] = {{"xxh3", digest_hex}, {"mtime", mtime}};
+    pub_meta m;
+    pub_meta_init(&m, digest, c->set_mtime ? c->mtime_sec : (int64_t)time(NULL),
+                  c->set_mtime ? c->mtime_nsec : 0);
     if (rc == TF_OK && !up->upload_id[0]) {
+        rc = precondition(h, key, name, c, if_match, e);
         tf__s3_body body = {.buf = up->buf ? up->buf : (const uint8_t *)"", .len = up->buf_len};
-        rc = tf__s3_put(h, key, &body, meta, 2, e);
+        tf__err mine = {{0}};
+        if (rc == TF_OK)
+            rc = tf__s3_put_if(h, key, &body, m.meta, 2, if_match[0] ? if_match : NULL, &mine);
+        /* The store's 412: it changed (or appeared) since the check. */
+        if (rc == TF_EEXIST && c->expect_id)
+            rc = tf__fail(e, TF_ECONFLICT, "\"%s\" changed while it was uploaded; not stored",
+                          name);
+        else if (rc == TF_EEXIST)
+            rc = tf__fail(e, TF_EEXIST, "\"%s\" already exists", name);
+        else if (rc != TF_OK && mine.msg[0])
+            rc = tf__fail(e, rc, "%s", mine.msg);
     } else if (rc == TF_OK) {
         if (up->buf_len > 0)
             rc = flush_part(s, h, up, e);
@@ -650,7 +763,11 @@ static int s_commit(tf__storage *st, tf__upload **upp, const char *name, int ove
                                      e);
         if (rc == TF_OK) {
             up->upload_id[0] = '\0'; /* completed: nothing to abort */
-            rc = tf__s3_copy_meta(h, up->stage_key, key, meta, 2, e);
+            pthread_mutex_lock(&s->commit_mu);
+            rc = precondition(h, key, name, c, if_match, e);
+            if (rc == TF_OK)
+                rc = tf__s3_copy_meta(h, up->stage_key, key, m.meta, 2, e);
+            pthread_mutex_unlock(&s->commit_mu);
             tf__err ignored = {{0}};
             tf__s3_delete(h, up->stage_key, &ignored);
         }
@@ -660,10 +777,66 @@ static int s_commit(tf__storage *st, tf__upload **upp, const char *name, int ove
     return rc;
 }
 
+static int s_commit(tf__storage *st, tf__upload **upp, const char *name, int overwrite,
+                    tf__err *e)
+{
+    tf__commit_cond c = {.overwrite = overwrite};
+    return commit_with(S(st), upp, name, &c, e);
+}
+
+static int s_commit_cond(tf__storage *st, tf__upload **upp, const char *name,
+                         const tf__commit_cond *c, tf__err *e)
+{
+    return commit_with(S(st), upp, name, c, e);
+}
+
+/* A new time is new metadata, and S3 changes an object's metadata only by
+   copying it onto itself (its bytes stay; its ETag too, for one put
+   whole). */
+static int s_set_mtime(tf__storage *st, const char *path, int64_t sec, uint32_t nsec,
+                       tf__err *e)
+{
+    s3store *s = S(st);
+    char key[TF_S3_KEY_MAX + 1];
+    int rc = file_key(s, key, path, e);
+    if (rc != TF_OK)
+        return rc;
+    if (nsec > 999999999u)
+        return tf__fail(e, TF_EINVAL, "a time with %u nanoseconds", (unsigned)nsec);
+    tf__s3 *h = take_s3(s, e);
+    if (!h)
+        return TF_EIO;
+    tf__s3_info info;
+    rc = tf__s3_head(h, key, &info, e);
+    if (rc == TF_OK) {
+        char mtime[48];
+        format_mtime(mtime, sec, nsec);
+        /* Every other pair kept as it was (the digest first of all). */
+        tf__s3_meta meta[TF_S3_META_MAX + 1];
+        size_t n = 0;
+        for (size_t i = 0; i < info.n_meta; i++)
+            if (strcmp(info.meta[i].name, "mtime") != 0)
+                meta[n++] = (tf__s3_meta){info.meta[i].name, info.meta[i].value};
+        meta[n++] = (tf__s3_meta){"mtime", mtime};
+        rc = tf__s3_copy_meta(h, key, key, meta, n, e);
+    }
+    give_s3(s, h);
+    return rc;
+}
+
+static void s_keep(tf__storage *st, tf__upload **upp);
+
+/* A resumable upload cut short by the store (a part it could not take) is
+   kept, not dropped: the parts before it are good, and the client's retry
+   takes up from them once the store is back - from any server. */
 static void s_abort(tf__storage *st, tf__upload **up)
 {
     if (!*up)
         return;
+    if ((*up)->resumable && (*up)->store_failed) {
+        s_keep(st, up);
+        return;
+    }
     drop(S(st), *up);
     *up = NULL;
 }
@@ -832,9 +1005,7 @@ static int s_stat(tf__storage *st, const char *path, tf__fstat *out, tf__err *e)
 {
     s3store *s = S(st);
     char key[TF_S3_KEY_MAX + 1];
-    int rc = check_path(path, e);
-    if (rc == TF_OK)
-        rc = key_for(s, key, path, "", e);
+    int rc = file_key(s, key, path, e);
     if (rc != TF_OK)
         return rc;
     tf__s3 *h = take_s3(s, e);
@@ -846,7 +1017,7 @@ static int s_stat(tf__storage *st, const char *path, tf__fstat *out, tf__err *e)
     if (rc == TF_OK) {
         out->type = TF__FT_FILE;
         out->size = info.size;
-        out->mtime = info.mtime;
+        object_mtime(&info, &out->mtime, &out->mtime_ns);
     } else if (rc == TF_ENOENT) {
         any a;
         rc = dir_probe(s, h, path, &a, e);
@@ -854,6 +1025,7 @@ static int s_stat(tf__storage *st, const char *path, tf__fstat *out, tf__err *e)
             out->type = TF__FT_DIR;
             out->size = 0;
             out->mtime = 0;
+            out->mtime_ns = 0;
         } else if (rc == TF_OK) {
             rc = tf__fail(e, TF_ENOENT, "no file named \"%s\"", path);
         }
@@ -912,6 +1084,7 @@ static int add_entry(void *user, const char *key, int is_prefix, uint64_t size, 
     d->st.type = is_prefix ? TF__FT_DIR : TF__FT_FILE;
     d->st.size = is_prefix ? 0 : size;
     d->st.mtime = is_prefix ? 0 : mtime;
+    d->st.mtime_ns = 0;
     return 0;
 }
 
@@ -934,6 +1107,19 @@ static int s_list_next(tf__storage *st, tf__lister *li, const tf__dirent **batch
             return rc;
         }
         li->done = li->page.token[0] == '\0';
+    }
+    /* A file's time may be in its metadata (a put with a time, set_mtime),
+       which ListObjectsV2 does not return: one HEAD per file, so that a
+       listing says what stat says (sync compares them). */
+    for (size_t i = 0; i < li->n; i++) {
+        tf__dirent *d = &li->batch[i];
+        char key[TF_S3_KEY_MAX + 1];
+        tf__s3_info info;
+        tf__err ignored = {{0}};
+        if (d->st.type == TF__FT_FILE &&
+            snprintf(key, sizeof key, "%s%s", li->prefix, d->name) < (int)sizeof key &&
+            tf__s3_head(h, key, &info, &ignored) == TF_OK)
+            object_mtime(&info, &d->st.mtime, &d->st.mtime_ns);
     }
     give_s3(s, h);
     *n = li->n;
@@ -962,7 +1148,7 @@ static int s_remove(tf__storage *st, const char *path, tf__err *e)
     if (rc == TF_OK && fs.type == TF__FT_DIR) {
         rc = dir_probe(s, h, path, &a, e);
         if (rc == TF_OK && a.other)
-            rc = tf__fail(e, TF_EEXIST, "the directory \"%s\" is not empty", path);
+            rc = tf__fail(e, TF_ENOTEMPTY, "the directory \"%s\" is not empty", path);
     }
     if (rc == TF_OK)
         rc = tf__s3_delete(h, key, e);
@@ -1061,7 +1247,11 @@ static int sweep_one(void *user, const char *key, const char *id, int64_t initia
     tf__err e = {{0}};
     int plain = strncmp(key + c->plain_len - 2, "u/", 2) == 0;
     int expired = c->s->cfg.resume_ttl_s > 0 && c->now - initiated > c->s->cfg.resume_ttl_s;
-    if ((plain && c->all_plain) || expired) {
+    /* Other servers may share the bucket: a plain upload is debris only
+       when no server can still be sending it, an hour after it began. */
+    int64_t age = c->s->cfg.stale_plain_s ? c->s->cfg.stale_plain_s : PLAIN_STALE_S;
+    int stale = age < 0 || c->now - initiated > age;
+    if ((plain && c->all_plain && stale) || expired) {
         tf__s3_mpu_abort(c->h, key, id, &e);
         if (!plain) {
             char state[TF_S3_KEY_MAX + 1];
@@ -1073,9 +1263,10 @@ static int sweep_one(void *user, const char *key, const char *id, int64_t initia
     return 0;
 }
 
-/* Aborts the plain uploads (at start, when no connection owns one) and
-   the resumable ones older than the resume TTL (by their start: S3 keeps
-   no time of the last part). */
+/* Aborts the plain uploads at start (those over an hour old: other
+   servers over the same bucket may own the others) and the resumable ones
+   older than the resume TTL (by their start: S3 keeps no time of the last
+   part). */
 static void s_sweep(tf__storage *st, int all_plain)
 {
     s3store *s = S(st);
@@ -1118,8 +1309,12 @@ static void s_close(tf__storage *st)
     free(s->region);
     tf__s3_creds_free(s->access_key, s->secret_key);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->commit_mu);
     free(s);
 }
+
+static int s_sub(tf__storage *st, const char *dir, int create, tf__storage **child,
+                 tf__err *e);
 
 static const tf__storage_ops s3_ops = {
     .name = "s3",
@@ -1143,6 +1338,9 @@ static const tf__storage_ops s3_ops = {
     .remove = s_remove,
     .rename = s_rename,
     .mkdir = s_mkdir,
+    .commit_cond = s_commit_cond,
+    .set_mtime = s_set_mtime,
+    .sub = s_sub,
     .sweep = s_sweep,
     .close = s_close,
 };
@@ -1166,6 +1364,7 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
     if (!s)
         return tf__fail(e, TF_ENOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->commit_mu, NULL);
     s->base.ops = &s3_ops;
     s->base.reserved = TF_TMP_DIR;
     s->base.read_handles = 1;
@@ -1216,4 +1415,94 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
     s->base.name_max = room < 255 ? room : 255;
     *out = &s->base;
     return TF_OK;
+}
+
+/* ---- views: a user's part is a key prefix ------------------------------ */
+
+static int s_sub(tf__storage *st, const char *dir, int create, tf__storage **child,
+                 tf__err *e)
+{
+    s3store *s = S(st);
+    *child = NULL;
+    int rc = check_path(dir, e);
+    if (rc != TF_OK)
+        return rc;
+    /* Each missing component made (as mkdir -p), or the whole must be a
+       directory already. */
+    char part[TF_S3_KEY_MAX + 1];
+    for (const char *p = dir; rc == TF_OK && create;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - dir) : strlen(dir);
+        snprintf(part, sizeof part, "%.*s", (int)n, dir);
+        tf__err mine = {{0}};
+        rc = s_mkdir(st, part, &mine);
+        if (rc == TF_EEXIST)
+            rc = TF_OK;
+        else if (rc != TF_OK)
+            rc = tf__fail(e, rc, "%s", mine.msg);
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    tf__fstat fs;
+    if (rc == TF_OK)
+        rc = s_stat(st, dir, &fs, e);
+    if (rc == TF_OK && fs.type != TF__FT_DIR)
+        rc = tf__fail(e, TF_EACCES, "\"%s\" is not a directory", dir);
+    char prefix[TF_S3_KEY_MAX + 1];
+    if (rc == TF_OK)
+        rc = key_for(s, prefix, dir, "", e);
+    if (rc != TF_OK)
+        return rc;
+    tf__storage_s3_config c = s->cfg;
+    c.endpoint = s->endpoint;
+    c.bucket = s->bucket;
+    c.region = s->region;
+    c.prefix = prefix;
+    c.access_key = s->access_key;
+    c.secret_key = s->secret_key;
+    return tf__storage_s3_open(child, &c, e);
+}
+
+int tf__storage_s3_check(tf__storage *st, tf__err *e)
+{
+    s3store *s = S(st);
+    tf__s3 *h = take_s3(s, e);
+    if (!h)
+        return TF_EIO;
+    tf__s3_page page = {.prefix = s->prefix, .max_keys = 1};
+    any a = {.marker = ""}; /* counts what it finds; nothing is needed */
+    int rc = tf__s3_list(h, &page, count_any, &a, e);
+    give_s3(s, h);
+    return rc;
+}
+
+int tf__storage_s3_open_url(tf__storage **out, const char *url,
+                            const tf__storage_s3_config *base, tf__err *e)
+{
+    *out = NULL;
+    if (strncmp(url, "s3://", 5) != 0 || url[5] == '\0' || url[5] == '/')
+        return tf__fail(e, TF_EINVAL, "the store is s3://BUCKET or s3://BUCKET/PREFIX, not \"%s\"",
+                        url);
+    const char *b = url + 5, *slash = strchr(b, '/');
+    size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+    char bucket[256];
+    if (blen >= sizeof bucket)
+        return tf__fail(e, TF_EINVAL, "the bucket name in \"%s\" is too long", url);
+    memcpy(bucket, b, blen);
+    bucket[blen] = '\0';
+    tf__storage_s3_config c = *base;
+    c.bucket = bucket;
+    c.prefix = slash ? slash + 1 : "";
+    if (!c.endpoint || !*c.endpoint)
+        return tf__fail(e, TF_EINVAL, "serving %s needs the store's endpoint (--s3-endpoint "
+                                      "URL, TF_SOPT_S3_ENDPOINT)", url);
+    int rc = tf__storage_s3_open(out, &c, e);
+    tf__err mine = {{0}};
+    if (rc == TF_OK && (rc = tf__storage_s3_check(*out, &mine)) != TF_OK) {
+        (*out)->ops->close(*out);
+        *out = NULL;
+        rc = tf__fail(e, rc, "%s", mine.msg);
+    }
+    return rc;
 }

@@ -28,6 +28,7 @@ TF_TEST_PACKAGES=("${TF_BUILD_PACKAGES[@]}" libcmocka-dev clang libclang-rt-14-d
   groff-base openssl)
 # The S3 tests' single-node Ceph (scripts/ceph.sh): a monitor, an OSD and
 # the RADOS Gateway from Debian 12 (ceph 16.2), plus the ceph command line
-# and curl. Installed by .ci/run, not by the quick start: about a minute of
-# apt and 300 MB on disk.
-TF_S3_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common curl)
+# and curl; HAProxy for the multi-server and store-down tests (tests/s3/).
+# Installed by .ci/run, not by the quick start: about a minute of apt and
+# 300 MB on disk.
+TF_S3_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common curl haproxy)

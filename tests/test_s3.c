@@ -809,7 +809,7 @@ static void test_s3_storage_tree(void **state)
     assert_int_equal(fs.type, TF__FT_FILE);
     assert_int_equal(fs.size, 8);
     assert_true(fs.mtime > 1600000000);
-    assert_int_equal(st->ops->remove(st, "d", &e), TF_EEXIST);
+    assert_int_equal(st->ops->remove(st, "d", &e), TF_ENOTEMPTY);
     tf__err_clear(&e);
     /* rename = copy + delete; NOREPLACE */
     store_file(st, "g", (const uint8_t *)"g", 1);
@@ -871,22 +871,36 @@ static void test_s3_storage_tree(void **state)
     st->ops->close(st);
 }
 
-/* sweep aborts the plain uploads left at start, and keeps a fresh
-   resumable one. */
+/* sweep at start aborts the stale plain uploads and keeps a fresh
+   resumable one; a fresh plain upload is kept too: another server over
+   the same bucket may still be sending it. */
 static void test_s3_storage_sweep(void **state)
 {
     fixture *f = fixture_of(state);
     tf__storage *st = open_store(f);
     tf__err e = {{0}};
-    char key[256], id[TF_S3_ID_MAX];
-    snprintf(key, sizeof key, "%s.tcpfile-tmp/u/left", f->prefix);
-    assert_int_equal(tf__s3_mpu_create(f->s3, key, NULL, 0, id, &e), TF_OK);
+    char key[256], plain[256], id[TF_S3_ID_MAX];
+    snprintf(plain, sizeof plain, "%s.tcpfile-tmp/u/left", f->prefix);
+    assert_int_equal(tf__s3_mpu_create(f->s3, plain, NULL, 0, id, &e), TF_OK);
     snprintf(key, sizeof key, "%s.tcpfile-tmp/p/stem", f->prefix);
     assert_int_equal(tf__s3_mpu_create(f->s3, key, NULL, 0, id, &e), TF_OK);
-    st->ops->sweep(st, 1);
     found fd = {0};
     char tmp[128];
     snprintf(tmp, sizeof tmp, "%s.tcpfile-tmp/", f->prefix);
+    st->ops->sweep(st, 1); /* both fresh: both kept */
+    assert_int_equal(tf__s3_mpu_list(f->s3, tmp, find_upload, &fd, &e), TF_OK);
+    assert_int_equal(fd.n, 2);
+    st->ops->close(st);
+    /* A server whose plain uploads are stale at once. */
+    tf__storage_s3_config c = {.endpoint = f->cfg.endpoint,
+                               .bucket = f->cfg.bucket,
+                               .prefix = f->prefix,
+                               .region = f->cfg.region,
+                               .resume_ttl_s = 3600,
+                               .stale_plain_s = -1};
+    assert_int_equal(tf__storage_s3_open(&st, &c, &e), TF_OK);
+    st->ops->sweep(st, 1);
+    memset(&fd, 0, sizeof fd);
     assert_int_equal(tf__s3_mpu_list(f->s3, tmp, find_upload, &fd, &e), TF_OK);
     assert_int_equal(fd.n, 1);
     assert_string_equal(fd.key, key);
@@ -947,6 +961,132 @@ static void test_s3_storage_store_down(void **state)
     st->ops->close(st);
 }
 
+/* An upload of bytes, staged and written, for commit_cond. */
+static tf__upload *staged(tf__storage *st, const void *p, size_t n)
+{
+    tf__err e = {{0}};
+    tf__upload *up;
+    assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, p, n, &e), TF_OK);
+    return up;
+}
+
+/* PUTX's conditions: if-absent refused over an object, if-match refused
+   once the object changed (the store's own If-Match on the PUT), a time
+   given with the upload reported back by stat and list. */
+static void test_s3_storage_commit_cond(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    store_file(st, "c.txt", (const uint8_t *)"first", 5);
+    tf__upload *up = staged(st, "second", 6);
+    tf__commit_cond absent = {.overwrite = 0};
+    assert_int_equal(st->ops->commit_cond(st, &up, "c.txt", &absent, &e), TF_EEXIST);
+    assert_null(up);
+    tf__err_clear(&e);
+    check_file(st, "c.txt", (const uint8_t *)"first", 5);
+    up = staged(st, "fresh", 5);
+    assert_int_equal(st->ops->commit_cond(st, &up, "new.txt", &absent, &e), TF_OK);
+    check_file(st, "new.txt", (const uint8_t *)"fresh", 5);
+    /* if-match: the version read, then someone else's put in between */
+    int h;
+    uint64_t size, id[TF_STORAGE_ID_LEN];
+    assert_int_equal(st->ops->open_read(st, "c.txt", &h, &size, id, &e), TF_OK);
+    st->ops->close_read(st, h);
+    tf__commit_cond match = {.overwrite = 1, .expect_id = id};
+    up = staged(st, "mine", 4);
+    assert_int_equal(st->ops->commit_cond(st, &up, "c.txt", &match, &e), TF_OK);
+    check_file(st, "c.txt", (const uint8_t *)"mine", 4);
+    up = staged(st, "late", 4); /* id is the version before "mine" */
+    assert_int_equal(st->ops->commit_cond(st, &up, "c.txt", &match, &e), TF_ECONFLICT);
+    tf__err_clear(&e);
+    check_file(st, "c.txt", (const uint8_t *)"mine", 4);
+    /* a time with the upload */
+    tf__commit_cond timed = {.overwrite = 1, .set_mtime = 1, .mtime_sec = 1000000000,
+                             .mtime_nsec = 250};
+    up = staged(st, "timed", 5);
+    assert_int_equal(st->ops->commit_cond(st, &up, "t.txt", &timed, &e), TF_OK);
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "t.txt", &fs, &e), TF_OK);
+    assert_int_equal(fs.mtime, 1000000000);
+    assert_int_equal(fs.mtime_ns, 250);
+    st->ops->close(st);
+}
+
+/* set_mtime: metadata copied onto the object, its bytes and digest kept;
+   stat and the listing report the new time. */
+static void test_s3_storage_set_mtime(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    store_file(st, "m.txt", (const uint8_t *)"timed bytes", 11);
+    assert_int_equal(st->ops->set_mtime(st, "m.txt", 1234567890, 0, &e), TF_OK);
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "m.txt", &fs, &e), TF_OK);
+    assert_int_equal(fs.mtime, 1234567890);
+    check_file(st, "m.txt", (const uint8_t *)"timed bytes", 11);
+    int h;
+    uint64_t size, id[TF_STORAGE_ID_LEN];
+    uint8_t digest[TF_DIGEST_SIZE];
+    assert_int_equal(st->ops->open_read(st, "m.txt", &h, &size, id, &e), TF_OK);
+    assert_int_equal(st->ops->digest_load(st, h, id, digest), 1); /* still there */
+    st->ops->close_read(st, h);
+    tf__lister *li;
+    const tf__dirent *batch;
+    size_t n;
+    assert_int_equal(st->ops->list_open(st, "", &li, &e), TF_OK);
+    assert_int_equal(st->ops->list_next(st, li, &batch, &n, &e), TF_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(batch[0].name, "m.txt");
+    assert_int_equal(batch[0].st.mtime, 1234567890);
+    st->ops->list_close(st, li);
+    assert_int_equal(st->ops->set_mtime(st, "none", 1, 0, &e), TF_ENOENT);
+    st->ops->close(st);
+}
+
+/* sub: a user's part is a key prefix, made on demand, nothing above it
+   visible. */
+static void test_s3_storage_sub(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    tf__storage *child = NULL;
+    assert_int_equal(st->ops->sub(st, "team/alice", 0, &child, &e), TF_ENOENT);
+    tf__err_clear(&e);
+    store_file(st, "top.txt", (const uint8_t *)"top", 3);
+    assert_int_equal(st->ops->sub(st, "team/alice", 1, &child, &e), TF_OK);
+    store_file(child, "a.txt", (const uint8_t *)"alice's", 7);
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "team/alice/a.txt", &fs, &e), TF_OK);
+    assert_int_equal(child->ops->stat(child, "top.txt", &fs, &e), TF_ENOENT);
+    tf__err_clear(&e);
+    child->ops->close(child);
+    assert_int_equal(st->ops->sub(st, "top.txt", 0, &child, &e), TF_EACCES);
+    st->ops->close(st);
+}
+
+/* The check a server makes at start. */
+static void test_s3_storage_check(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage_s3_config c = {.endpoint = f->cfg.endpoint, .region = f->cfg.region};
+    tf__storage *st;
+    tf__err e = {{0}};
+    char url[256];
+    snprintf(url, sizeof url, "s3://%s/%s", f->cfg.bucket, f->prefix);
+    assert_int_equal(tf__storage_s3_open_url(&st, url, &c, &e), TF_OK);
+    st->ops->close(st);
+    assert_int_equal(tf__storage_s3_open_url(&st, "s3://no-such-bucket-here", &c, &e),
+                     TF_ENOENT);
+    assert_non_null(strstr(e.msg, "no such bucket"));
+    assert_int_equal(tf__storage_s3_open_url(&st, "http://x", &c, &e), TF_EINVAL);
+    c.endpoint = NULL;
+    assert_int_equal(tf__storage_s3_open_url(&st, url, &c, &e), TF_EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -966,6 +1106,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_s3_storage_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_store_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_commit_cond, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_set_mtime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_sub, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_check, setup, teardown),
     };
     return TU_RUN_GROUP("s3", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

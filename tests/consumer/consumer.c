@@ -43,6 +43,16 @@ int main(void)
         fprintf(stderr, "tf_options_new/set/get failed\n");
         bad = 1;
     }
+    /* A server too: tf_server_open reaches the S3 backend, so a static
+       link needs libcurl and expat from the .pc file. Asked for a bucket
+       without an endpoint it fails at once, making no request. */
+    tf_server *srv = NULL;
+    if (opt && (tf_options_set_string(opt, TF_SOPT_S3_STORE, "s3://bucket") != TF_OK ||
+                tf_server_open(&srv, "127.0.0.1", "0", NULL, opt) != TF_EINVAL)) {
+        fprintf(stderr, "tf_server_open on S3 without an endpoint did not fail with EINVAL\n");
+        bad = 1;
+    }
+    tf_server_close(srv);
     tf_options_free(opt);
     tf_options_free(NULL);
     if (!bad)
