@@ -2872,20 +2872,24 @@ static int reading(const session *s)
            s->state != S_AUTH_DELAY && s->state != S_DISK;
 }
 
-/* Most extra passes over bytes a transport holds already, per event: the
-   input buffer fills at least once per pass, so a pass without progress
-   only happens when the parser is stuck, which this bounds. */
-#define PENDING_PASSES 64
-
 /* TLS decrypts a whole record while the reader takes part of it: the
    rest waits inside the transport, where epoll does not see it, so
    whatever state now reads (a pipelined request after a reply, the hello
-   after the handshake, a body after its head) reads again. */
+   after the handshake, a body after its head) reads again, for as long as
+   each pass takes some of those bytes. A record holds at most 16 KiB, so
+   this ends; a pass that takes nothing (a parser stuck on a frame larger
+   than its buffer) ends it too. A fixed number of passes instead left
+   the rest of a record of many small pipelined requests unread, with no
+   event ever to come for it (cli_sync's pull of 180 files over TLS
+   stalled after 130). */
 static void read_pending(session *s)
 {
-    for (int i = 0;
-         i < PENDING_PASSES && !s->dead && reading(s) && tf__conn_pending(&s->conn); i++)
+    int held;
+    while (!s->dead && reading(s) && (held = tf__conn_pending(&s->conn)) > 0) {
         on_events_once(s, EPOLLIN);
+        if (!s->dead && tf__conn_pending(&s->conn) >= held)
+            break;
+    }
 }
 
 static void on_events(tf__watcher *watch, uint32_t events)

@@ -543,7 +543,7 @@ int tf__tls_read(tf__tls *t, void *buf, size_t len, size_t *n, tf__err *e)
 
 int tf__tls_pending(const tf__tls *t)
 {
-    return t && !t->failed && SSL_pending(t->ssl) > 0;
+    return t && !t->failed ? SSL_pending(t->ssl) : 0;
 }
 
 int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e)
