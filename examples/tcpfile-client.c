@@ -2858,16 +2858,23 @@ typedef struct batch {
     char label[8192];
 } batch;
 
-/* Whether o can go in a tf_get_many / tf_put_many batch: a get into a
-   file (not standard output), a put of a file (not standard input, not
-   --no-clobber: that asks the server first, nor -p), neither resumed (the
-   batches do not resume). */
+/* Whether a get writes to standard output (--to -). */
+static int to_stdout(const op *o)
+{
+    return o->kind == OP_GET && o->local && strcmp(o->local, "-") == 0;
+}
+
+/* Whether o can go in a tf_get_many / tf_put_many batch: a get (into a
+   file, or to standard output: the answers come in order, so the bytes
+   do too), a put of a file (not standard input, not --no-clobber: that
+   asks the server first, nor -p), neither resumed (the batches do not
+   resume). */
 static int batchable(const client_args *a, const op *o)
 {
     if (a->resume || o->no_match)
         return 0;
     if (o->kind == OP_GET)
-        return !(o->local && strcmp(o->local, "-") == 0);
+        return 1;
     return o->kind == OP_PUT && strcmp(o->local, "-") != 0 && !a->no_clobber &&
            !(o->flags & (F_PARENTS | F_IF_ABSENT)) && !o->has_if_match;
 }
@@ -2952,11 +2959,13 @@ static size_t run_batch(const client_args *a, tf_client *c, size_t from, size_t 
     for (size_t k = 0; k < n; k++) {
         const op *o = &a->ops[from + k];
         reset_outcome(out);
-        if (!put && check_clobber_local(a, o, out) != 0)
+        if (!put && !to_stdout(o) && check_clobber_local(a, o, out) != 0)
             continue;
         sent[m] = *o;
         if (put)
             pitems[m] = (tf_put_item){.local_path = o->local, .name = o->name, .fd = -1};
+        else if (to_stdout(o))
+            items[m] = (tf_get_item){.name = o->name, .fd = STDOUT_FILENO};
         else
             items[m] = (tf_get_item){.name = o->name, .local_path = o->local, .fd = -1};
         item_of[k] = ++m;
@@ -2966,6 +2975,10 @@ static size_t run_batch(const client_args *a, tf_client *c, size_t from, size_t 
     *p = (progress){.bar_enabled = p->bar_enabled, .rate = a->rate, .label = verb,
                     .what = verb, .batch = &b};
     double start = now_seconds();
+    /* Earlier list output must come out before these bytes (if stdout
+       cannot take it, the items' own writes fail and say so). */
+    if (!put && m > 0)
+        (void)fflush(stdout);
     if (m > 0 && put)
         tf_put_many(c, pitems, m);
     else if (m > 0)

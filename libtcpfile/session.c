@@ -976,14 +976,21 @@ static void start_send(session *s, after_send after)
 
 /* ---- group commit (groupcommit.h) ------------------------------------------------- */
 
+/* A group is committed once its first put has waited this long, even
+   while the client's pipeline keeps flowing: a slow link's puts are
+   answered (and durable) as they go, not all at the end of the stream. */
+#define GROUP_AGE_MS 200
+
 /* Whether q may join the session's group: a pipelined put (NO_GOAHEAD)
-   of known size, small enough, while the group has room. */
+   of known size, small enough, while the group has room and is young. */
 static int group_takes(const session *s, const tf_wire_request *q)
 {
     int64_t max = opts(s)->value[TF_OPT_GROUP_COMMIT];
+    const tf__group *g = s->group;
     return max > 1 && q->op == TF_OP_PUT && (q->flags & TF_REQ_NO_GOAHEAD) &&
-           !(q->flags & TF_REQ_STREAM) && tf__group_fits(s->group, q->size) &&
-           tf__group_pending(s->group) < (size_t)max;
+           !(q->flags & TF_REQ_STREAM) && tf__group_fits(g, q->size) &&
+           tf__group_pending(g) < (size_t)max &&
+           (!tf__group_pending(g) || tf__now_ms() - g->v[0].started_ms < GROUP_AGE_MS);
 }
 
 /* On the disk pool: the group's uploads made durable together (one job
