@@ -34,6 +34,7 @@ done
 shift $((OPTIND - 1))
 [ $# -eq 2 ] || { echo "usage: $0 [-b BUILD_DIR] [-n REPS] [-p PORT] [-m put|hash|both] DIR BIG_FILE" >&2; exit 2; }
 DIR=$1 BIG=$2
+BUILD=$(cd "$BUILD" && pwd) # the hash mode runs the client from another directory
 SERVER=$BUILD/examples/tcpfile-server BENCH=$BUILD/bench/tcpfile-bench
 CLIENT=$BUILD/examples/tcpfile-client
 for f in "$SERVER" "$BENCH" "$CLIENT"; do [ -x "$f" ] || { echo "missing $f" >&2; exit 1; }; done
