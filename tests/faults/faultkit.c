@@ -202,8 +202,13 @@ static int putmany(int argc, char **argv)
     int rc = tf_connect_ex(&c, argv[2], argv[3], opt, err, sizeof err);
     if (rc != TF_OK) {
         fprintf(stderr, "faultkit: connect: %s: %s\n", tf_errname(rc), err);
+        tf_options_free(opt);
+        free(items);
+        free(paths);
+        free(names);
         return 1;
     }
+    printf("connected\n"); /* the script's kill waits for this line */
     rc = tf_put_many(c, items, (size_t)count);
     for (long i = 0; i < count; i++) {
         if (items[i].result == TF_OK)

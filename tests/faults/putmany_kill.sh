@@ -57,14 +57,17 @@ start_server root
 expect 0 "$FAULTKIT" putmany $H "$PORT" "$TMP/v0" "$COUNT"
 cur=v0
 
-wait_for_hold() {
+# wait_for_line PID PATTERN WHAT: until the batch prints a line matching
+# PATTERN (its hold point, or "connected": a kill before the connection is
+# made would test nothing, and a slow start under ASan made that happen).
+wait_for_line() {
   local i
   for ((i = 0; i < 2000; i++)); do
-    grep -q '^held ' "$TMP/fk.out" && return 0
-    running "$1" || fail "the batch ended before its hold point: $(cat "$TMP/fk.err")"
+    grep -q "$2" "$TMP/fk.out" && return 0
+    running "$1" || fail "the batch ended before $3: $(cat "$TMP/fk.err")"
     sleep 0.01
   done
-  fail "the batch did not reach its hold point within 20 s"
+  fail "the batch did not reach $3 within 20 s"
 }
 
 for ((run = 1; run <= RUNS; run++)); do
@@ -76,12 +79,13 @@ for ((run = 1; run <= RUNS; run++)); do
       >"$TMP/fk.out" 2>"$TMP/fk.err" &
     pid=$!
     BG_PIDS+=("$pid")
-    wait_for_hold "$pid"
+    wait_for_line "$pid" '^held ' "its hold point"
     how="SIGKILL with item $hold sent"
   else
     "$FAULTKIT" putmany $H "$PORT" "$TMP/$new" "$COUNT" >"$TMP/fk.out" 2>"$TMP/fk.err" &
     pid=$!
     BG_PIDS+=("$pid")
+    wait_for_line "$pid" '^connected$' "its connection"
     delay=$((10 + $(random_below 250)))
     sleep_ms "$delay"
     hold=$COUNT
@@ -93,7 +97,8 @@ for ((run = 1; run <= RUNS; run++)); do
   if ((run % 2)); then kill -USR1 "$pid" 2>/dev/null || true; fi
   reap_bg "$pid"
   if ((run % 2)) || [[ $BG_STATUS != 0 ]]; then
-    [[ $BG_STATUS == 1 ]] || fail "run $run: the batch exited with $BG_STATUS when the server died"
+    [[ $BG_STATUS == 1 ]] ||
+      fail "run $run: the batch exited with $BG_STATUS when the server died: $(cat "$TMP/fk.err")"
     grep -q 'TF_ENET' "$TMP/fk.err" || fail "run $run: no TF_ENET: $(cat "$TMP/fk.err")"
   fi
 
