@@ -206,6 +206,20 @@ typedef enum tf_option {
        workers; 0 = 4 (the default), 1..64. Raise it for a slow or
        network-bound store, where each call holds a thread. */
     TF_OPT_DISK_THREADS = 23,
+    /* client: 1 = tf_connect sends its hello and returns without waiting
+       for the server's; the first request goes right behind the hello, so
+       a connection's first answer costs one round trip instead of two
+       (docs/protocol.md, 1). The server's hello is read by the first call
+       that needs an answer (or a tf_client_* query): a refusal (TF_EBUSY),
+       no common version (TF_EPROTO) or a login demanded (TF_EACCES) is
+       then that call's result, with the message tf_connect_ex would have
+       given, and every later call on c returns the same. Requests that
+       need a feature or a limit of the server (a path, a name over the
+       client's TF_OPT_MAX_NAME_LEN, resuming, put extensions, streamed and
+       pipelined puts, the tree calls) wait for its hello first. Ignored
+       when TF_SOPT_USER is set: an auth request may only follow a hello
+       that asks for it. Default 0. */
+    TF_OPT_EARLY_REQUESTS = 24,
     /* server: most pipelined puts (tf_put_many's) made durable together,
        1..256: their data synced at once, then their names, before any of
        them is answered (docs/protocol.md, 4b). 1 = each on its own, two
