@@ -740,8 +740,18 @@ TF_API void tf_listing_free(tf_listing *l);
    after a success or when c is NULL. Valid until the next call on c. */
 TF_API const char *tf_errmsg(const tf_client *c);
 
+/* How the handshake went. With TF_OPT_EARLY_REQUESTS, reads the server's
+   hello now if no call has read it yet; returns TF_OK, or what tf_connect
+   would have returned (TF_EBUSY, TF_EPROTO, TF_EACCES, TF_ENET, ...; the
+   message in tf_errmsg), the same every time after. Without early
+   requests: TF_OK (tf_connect did it). TF_EINVAL when c is NULL. A program
+   that reports a refusal apart from a failed request asks this after a
+   call fails. */
+TF_API int tf_client_handshake(tf_client *c);
+
 /* The longest name, in bytes, that the server announced in the handshake
-   it accepts; TF_EINVAL when c is NULL. */
+   it accepts; TF_EINVAL when c is NULL. (This and the other tf_client_*
+   queries read a pending hello first, see TF_OPT_EARLY_REQUESTS.) */
 TF_API int tf_client_max_name(const tf_client *c);
 
 /* Closes the connection and frees c (and the strings tf_errmsg returned).

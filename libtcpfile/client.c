@@ -324,6 +324,16 @@ const char *tf_errmsg(const tf_client *c)
     return c ? c->err.msg : "";
 }
 
+int tf_client_handshake(tf_client *c)
+{
+    if (!c)
+        return TF_EINVAL;
+    int rc = tf__client_hello(c);
+    if (rc == TF_OK && c->hello_rc)
+        rc = tf__fail(&c->err, c->hello_rc, "%s", c->hello_msg ? c->hello_msg : "");
+    return rc;
+}
+
 int tf_client_max_name(const tf_client *c)
 {
     if (!c)
@@ -373,6 +383,12 @@ int tf__client_read_response(tf_client *c, int op, const char *name, uint64_t *s
         return tf__fail(&c->err, TF_EPROTO, "malformed response to %s", op_name(op));
     if (r.status != 0) {
         int code = tf__wire_code(r.status);
+        /* A name sent before the server's hello (TF_OPT_EARLY_REQUESTS)
+           and refused for its limits: the client's own words, as when the
+           limits were known before sending. */
+        if (code == TF_EINVAL && name && (op == TF_OP_GET || op == TF_OP_PUT) &&
+            tf__client_check_name(c, name) != TF_OK)
+            return TF_EINVAL;
         char why[TF_ERRMSG_MAX]; /* escaped, as the refusal in handshake() */
         why[0] = '\0';
         if (r.message_len)
