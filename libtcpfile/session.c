@@ -926,12 +926,16 @@ static size_t request_max_name(const session *s)
    answer follows at once (pipelined small gets), so this one may wait in
    the socket to share a segment with it (MSG_MORE). The last answer of a
    burst goes without, and pushes them all out; a get whose file needs the
-   disk pool holds the ones before it for that one job. */
+   disk pool holds the ones before it for that one job. Only where small
+   files are served from memory without the pool (read_cached): on a store
+   where every get waits for it (S3), each answer would come a job late. */
 static int get_follows(session *s)
 {
     tf_wire_request q;
-    return s->in_len >= TF_WIRE_REQUEST_SIZE && s->in[0] == TF_OP_GET &&
-           tf__wire_decode_request(s->in, s->in_len, request_max_name(s), &q) > 0 && q.offset == 0;
+    return storage(s)->ops->read_cached && s->in_len >= TF_WIRE_REQUEST_SIZE &&
+           s->in[0] == TF_OP_GET &&
+           tf__wire_decode_request(s->in, s->in_len, request_max_name(s), &q) > 0 &&
+           q.offset == 0;
 }
 
 /* A small response goes out in one sendmsg: head, body (read into the

@@ -1,8 +1,9 @@
 /*
  * test_server.c - the event-driven server's own promises: the connection
  * limit, the idle and I/O timeouts, many idle connections held while others
- * are served, pipelined requests (their answers sharing segments), and a stop that lets transfers in flight
- * finish within the grace period (and cuts them after it).
+ * are served, pipelined requests (their answers sharing segments), and a
+ * stop that lets transfers in flight finish within the grace period (and
+ * cuts them after it).
  */
 #include <setjmp.h>
 #include <stdarg.h>
