@@ -1374,14 +1374,14 @@ static int on_progress(void *user, uint64_t done, uint64_t total)
         p->start = now;
         p->first = done;
         /* A resumed transfer's first report starts at what was there. */
-        char at[32], of[32];
-        format_size(done, at, sizeof at);
-        format_size(total, of, sizeof of);
-        if (p->talk && done > 0 && done == total)
+        if (p->talk && done > 0 && done == total) {
             fprintf(stderr, PROG ": %s: already complete\n", p->what);
-        else if (p->talk && done > 0)
+        } else if (p->talk && done > 0) {
+            char at[32], of[32];
+            format_size(done, at, sizeof at);
+            format_size(total, of, sizeof of);
             fprintf(stderr, PROG ": %s: resuming at %s of %s\n", p->what, at, of);
-        else if (p->talk && p->had > 0)
+        } else if (p->talk && p->had > 0)
             fprintf(stderr, PROG ": %s: changed on the server (shorter than the %" PRIu64
                                 " bytes kept), starting over\n",
                     p->what, p->had);
@@ -2955,7 +2955,10 @@ static int on_item_progress(void *user, size_t index, uint64_t done, uint64_t to
             b->secs[b->cur] = now - b->mark;
         b->cur = index;
         b->mark = now;
-        describe(&b->ops[index], b->label, sizeof b->label);
+        /* The label is for the bar alone (a batch's items do not talk):
+           naming 10,000 small gets nobody sees cost a fifth of the CPU. */
+        if (p->bar_enabled)
+            describe(&b->ops[index], b->label, sizeof b->label);
         int drawn = p->drawn;
         double last = p->last_draw;
         *p = (progress){.bar_enabled = p->bar_enabled,

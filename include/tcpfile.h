@@ -506,7 +506,10 @@ typedef struct tf_get_item {
  * earliest in time - with its message in tf_errmsg; TF_EINVAL when c or
  * items is NULL. No resuming (TF_OPT_RESUME is ignored here). Progress:
  * see tf_options_set_item_progress (without it the plain progress callback
- * is called for each item in turn).
+ * is called for each item in turn). Small files (up to 16 KiB) bound for
+ * a descriptor are written to it several to a write, in order, and always
+ * before the batch waits for the network or returns; when such a write
+ * fails, each item it carried fails with TF_EIO.
  */
 TF_API int tf_get_many(tf_client *c, tf_get_item *items, size_t n);
 

@@ -484,15 +484,20 @@ static int receive_payload(tf_client *c, tf__xfer *x, int fd, uint8_t *mem, uint
     return TF_OK;
 }
 
-int tf__client_receive_fd(tf_client *c, int fd, uint64_t size, long index)
+int tf__client_receive_to(tf_client *c, int fd, uint8_t *mem, uint64_t size, long index)
 {
     tf__xfer x;
     progress_ctx p = {.total = size, .index = index};
     int rc = xfer_begin(c, &x, index >= 0 ? &p : NULL);
     if (rc == TF_OK)
-        rc = receive_payload(c, &x, fd, NULL, size);
+        rc = receive_payload(c, &x, fd, mem, size);
     xfer_end(c, &x);
     return rc;
+}
+
+int tf__client_receive_fd(tf_client *c, int fd, uint64_t size, long index)
+{
+    return tf__client_receive_to(c, fd, NULL, size, index);
 }
 
 /* Reads and drops a payload and its trailer, to keep the stream in step. */

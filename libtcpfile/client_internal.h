@@ -103,6 +103,8 @@ int tf__client_read_response(tf_client *c, int op, const char *name, uint64_t *s
    trailer; the result ranks as receive_payload in client.c says. index >= 0:
    reports progress as tf_get_many's item index; -1: no progress reports. */
 int tf__client_receive_fd(tf_client *c, int fd, uint64_t size, long index);
+/* The same into fd or, with fd -1, into mem (size bytes of room). */
+int tf__client_receive_to(tf_client *c, int fd, uint8_t *mem, uint64_t size, long index);
 
 /* client_tls.c: the TLS handshake on c's connected stream, before the
    hello, checking the server as the options say (pin, CA, known_hosts).

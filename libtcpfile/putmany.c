@@ -389,7 +389,8 @@ static int receive_first(pipe_state *ps)
 /* Whether an answer can be read without waiting. */
 static int answer_ready(tf_client *c)
 {
-    if (c->s.rpos < c->s.rlen)
+    /* Bytes in the read buffer or held by TLS: poll cannot see them. */
+    if (c->s.rpos < c->s.rlen || tf__conn_pending(&c->s.conn))
         return 1;
     struct pollfd p = {.fd = c->s.conn.fd, .events = POLLIN};
     return poll(&p, 1, 0) > 0;
