@@ -424,7 +424,9 @@ typedef struct tf_entry {
  * TF_EBUSY (server full), TF_ENOMEM. On success *out is the caller's,
  * closed and freed with tf_close. On failure *out is NULL; the reason is
  * not kept anywhere, so callers wanting the detail use tf_connect_ex.
- * opt NULL means the defaults; it is copied, see tf_options_free.
+ * opt NULL means the defaults; it is copied, see tf_options_free. With
+ * TF_OPT_EARLY_REQUESTS the server's answer (TF_EBUSY, TF_EPROTO for no
+ * common version, TF_EACCES for a login) comes from the first call instead.
  */
 TF_API int tf_connect(tf_client **out, const char *host, const char *port,
                       const tf_options *opt);
