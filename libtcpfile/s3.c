@@ -18,11 +18,14 @@
 #include <errno.h>
 #include <expat.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +37,9 @@ struct tf__s3 {
     char sigv4[160];
     long timeout_s;
     char curl_err[CURL_ERROR_SIZE];
+    /* The socket of the connection to the store (-1: none), for
+       ack_now. */
+    curl_socket_t sock;
 };
 
 /* Copies src into dst (cap bytes), cut to fit. */
@@ -196,6 +202,7 @@ int tf__s3_open(tf__s3 **out, const tf__s3_config *cfg, tf__err *e)
     snprintf(s3->sigv4, sizeof s3->sigv4, "aws:amz:%s:s3",
              cfg->region && *cfg->region ? cfg->region : "us-east-1");
     s3->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 60;
+    s3->sock = CURL_SOCKET_BAD;
     *out = s3;
     return TF_OK;
 }
@@ -442,6 +449,43 @@ static int on_seek(void *user, curl_off_t off, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
+/* The store's socket, kept for ack_now (curl makes it, or closes it, as
+   it sees fit; a reused connection calls neither). */
+static int on_sockopt(void *user, curl_socket_t fd, curlsocktype purpose)
+{
+    tf__s3 *s3 = user;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        s3->sock = fd;
+    return CURL_SOCKOPT_OK;
+}
+
+static int on_close_socket(void *user, curl_socket_t fd)
+{
+    tf__s3 *s3 = user;
+    if (s3->sock == fd)
+        s3->sock = CURL_SOCKET_BAD;
+    return close(fd);
+}
+
+/* Acknowledges at once what the store has sent so far. radosgw's beast
+   sends an answer's headers and its body in two writes without
+   TCP_NODELAY: Nagle holds the body until the headers are acknowledged,
+   and Linux, seeing a request-answer exchange, delays that
+   acknowledgement (up to 40 ms). Every small GET took 44 ms, curl's own
+   too. TCP_QUICKACK sends the pending acknowledgement now; it does not
+   last (the next request turns the delay back on), hence once per
+   answer. */
+static void ack_now(tf__s3 *s3)
+{
+#ifdef TCP_QUICKACK
+    int one = 1;
+    if (s3->sock != CURL_SOCKET_BAD)
+        (void)setsockopt(s3->sock, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+#else
+    (void)s3;
+#endif
+}
+
 static size_t on_header(char *p, size_t size, size_t nmemb, void *user)
 {
     req *r = user;
@@ -453,6 +497,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *user)
     while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
         line[--len] = '\0';
     if (strncmp(line, "HTTP/", 5) == 0) { /* a new answer (after a 100) */
+        ack_now(r->s3);
         if (r->head) {
             memset(r->head, 0, sizeof *r->head);
         }
@@ -586,6 +631,10 @@ static int perform(req *r, const char *method, const char *key, const char *quer
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+    curl_easy_setopt(c, CURLOPT_SOCKOPTDATA, s3);
+    curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, s3);
     if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (strcmp(method, "PUT") == 0) {
@@ -606,6 +655,10 @@ static int perform(req *r, const char *method, const char *key, const char *quer
 
     CURLcode cc = curl_easy_perform(c);
     curl_slist_free_all(h);
+    curl_socket_t live = CURL_SOCKET_BAD;
+    if (cc == CURLE_OK && curl_easy_getinfo(c, CURLINFO_ACTIVESOCKET, &live) == CURLE_OK &&
+        live != CURL_SOCKET_BAD)
+        s3->sock = live; /* the one kept of several tried (IPv6 and IPv4) */
     if (cc == CURLE_OK || r->status == 0)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
     if (r->xml_started)
