@@ -39,8 +39,17 @@
 
 /* A multipart upload's part: every one but the last this size. */
 #define PART_SIZE ((size_t)8 << 20)
-/* Read-ahead of a read handle: one ranged GET fetches this much. */
+/* Read-ahead of a read handle: one ranged GET fetches this much, so that
+   a large get pays a request's latency once per 4 MiB... */
 #define READ_AHEAD ((size_t)4 << 20)
+/* ...as long as the read-aheads of all readers (a store and its views)
+   fit in this budget; a reader that finds it spent reads with ranged GETs
+   of what the session asks (256 KiB) straight into the session's buffer,
+   holding nothing. So the memory of N readers at once is at most
+   RA_BUDGET + N * OPEN_AHEAD, not N * READ_AHEAD (100 clients: 440 MiB). */
+#define RA_BUDGET TF_S3_READAHEAD_BUDGET
+/* Less than this left in the budget: no read-ahead. */
+#define RA_MIN ((size_t)1 << 20)
 /* What open_read fetches with the object's head, in the same GET: a small
    file whole (one request per small get, not a HEAD and a GET). */
 #define OPEN_AHEAD ((size_t)64 << 10)
@@ -49,6 +58,13 @@
 #define PLAIN_STALE_S 3600
 /* Parts an upload may have: PART_SIZE * this is the largest file. */
 #define MAX_PARTS TF_S3_PARTS_MAX
+
+/* The read-ahead budget, shared by a store and its views (s_sub). */
+typedef struct tf__ra_budget {
+    pthread_mutex_t mu;
+    size_t used;
+    int refs;
+} ra_budget;
 
 typedef struct pooled {
     tf__s3 *s3;
@@ -64,6 +80,7 @@ typedef struct reader {
     uint8_t digest[TF_DIGEST_SIZE];
     uint8_t *ra; /* read-ahead: bytes [ra_off, ra_off + ra_len) */
     size_t ra_cap;
+    size_t ra_charged; /* of ra_cap, what the budget lent */
     uint64_t ra_off;
     size_t ra_len;
 } reader;
@@ -77,6 +94,7 @@ typedef struct s3store {
     /* held across a multipart commit's check and copy (commit_with) */
     pthread_mutex_t commit_mu;
     pooled *free_handles;
+    ra_budget *budget;
     reader **readers;
     size_t n_readers;
     /* stems of resumable uploads in progress here */
@@ -265,6 +283,57 @@ static int dir_probe(s3store *s, tf__s3 *h, const char *path, any *a, tf__err *e
 
 /* ---- reading ---------------------------------------------------------- */
 
+/* Up to want bytes of the budget (at least RA_MIN): how many, or 0. */
+static size_t budget_take(ra_budget *b, size_t want)
+{
+    pthread_mutex_lock(&b->mu);
+    size_t left = RA_BUDGET - b->used;
+    size_t n = left < want ? left : want;
+    if (n < RA_MIN)
+        n = 0;
+    b->used += n;
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+static void budget_give(ra_budget *b, size_t n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&b->mu);
+    b->used -= n;
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void budget_unref(ra_budget *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->mu);
+    int last = --b->refs == 0;
+    pthread_mutex_unlock(&b->mu);
+    if (last) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+    }
+}
+
+size_t tf__storage_s3_readahead_held(tf__storage *st)
+{
+    ra_budget *b = S(st)->budget;
+    pthread_mutex_lock(&b->mu);
+    size_t n = b->used;
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+static void reader_free(s3store *s, reader *r)
+{
+    budget_give(s->budget, r->ra_charged);
+    free(r->ra);
+    free(r);
+}
+
 static reader *reader_at(s3store *s, int fd)
 {
     pthread_mutex_lock(&s->mu);
@@ -336,10 +405,8 @@ static void s_close_read(tf__storage *st, int fd)
     if (r)
         s->readers[fd] = NULL;
     pthread_mutex_unlock(&s->mu);
-    if (r) {
-        free(r->ra);
-        free(r);
-    }
+    if (r)
+        reader_free(s, r);
 }
 
 static ssize_t s_read_at(tf__storage *st, int fd, void *buf, size_t len, uint64_t off)
@@ -364,7 +431,22 @@ static ssize_t s_read_at(tf__storage *st, int fd, void *buf, size_t len, uint64_
         }
         size_t got = 0;
         int rc;
-        if (len >= READ_AHEAD) {
+        if (r->ra_cap < READ_AHEAD && !r->ra_charged && len < READ_AHEAD) {
+            size_t lent = budget_take(s->budget, want < READ_AHEAD ? (size_t)want : READ_AHEAD);
+            uint8_t *big = lent ? malloc(lent) : NULL;
+            if (big) {
+                free(r->ra);
+                r->ra = big;
+                r->ra_cap = lent;
+                r->ra_charged = lent;
+                r->ra_len = 0;
+            } else {
+                budget_give(s->budget, lent);
+            }
+        }
+        if (len >= r->ra_cap) {
+            /* No read-ahead (a large read, or the budget spent): the
+               session's buffer is the only one. */
             rc = tf__s3_get(h, r->key, off, want < len ? (size_t)want : len, buf, &got, &e);
             give_s3(s, h);
             if (rc != TF_OK) {
@@ -373,19 +455,7 @@ static ssize_t s_read_at(tf__storage *st, int fd, void *buf, size_t len, uint64_
             }
             return (ssize_t)got;
         }
-        if (r->ra_cap < READ_AHEAD) {
-            uint8_t *big = malloc(READ_AHEAD);
-            if (!big) {
-                give_s3(s, h);
-                errno = ENOMEM;
-                return -1;
-            }
-            free(r->ra);
-            r->ra = big;
-            r->ra_cap = READ_AHEAD;
-            r->ra_len = 0;
-        }
-        rc = tf__s3_get(h, r->key, off, want < READ_AHEAD ? (size_t)want : READ_AHEAD, r->ra,
+        rc = tf__s3_get(h, r->key, off, want < r->ra_cap ? (size_t)want : r->ra_cap, r->ra,
                         &got, &e);
         give_s3(s, h);
         if (rc != TF_OK) {
@@ -1295,11 +1365,10 @@ static void s_close(tf__storage *st)
         free(p);
     }
     for (size_t i = 0; i < s->n_readers; i++)
-        if (s->readers[i]) {
-            free(s->readers[i]->ra);
-            free(s->readers[i]);
-        }
+        if (s->readers[i])
+            reader_free(s, s->readers[i]);
     free(s->readers);
+    budget_unref(s->budget);
     for (size_t i = 0; i < s->n_busy; i++)
         free(s->busy[i]);
     free(s->busy);
@@ -1365,6 +1434,20 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
         return tf__fail(e, TF_ENOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->commit_mu, NULL);
+    if (cfg->shared_budget) {
+        s->budget = cfg->shared_budget;
+        pthread_mutex_lock(&s->budget->mu);
+        s->budget->refs++;
+        pthread_mutex_unlock(&s->budget->mu);
+    } else if ((s->budget = calloc(1, sizeof *s->budget)) != NULL) {
+        pthread_mutex_init(&s->budget->mu, NULL);
+        s->budget->refs = 1;
+    } else {
+        pthread_mutex_destroy(&s->mu);
+        pthread_mutex_destroy(&s->commit_mu);
+        free(s);
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    }
     s->base.ops = &s3_ops;
     s->base.reserved = TF_TMP_DIR;
     s->base.read_handles = 1;
@@ -1461,6 +1544,7 @@ static int s_sub(tf__storage *st, const char *dir, int create, tf__storage **chi
     c.prefix = prefix;
     c.access_key = s->access_key;
     c.secret_key = s->secret_key;
+    c.shared_budget = s->budget; /* one budget for the whole server */
     return tf__storage_s3_open(child, &c, e);
 }
 

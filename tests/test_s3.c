@@ -1068,6 +1068,48 @@ static void test_s3_storage_sub(void **state)
     st->ops->close(st);
 }
 
+/* Many readers at once (100 clients getting a file): their read-aheads
+   together stay within the budget, the store's and its views' alike;
+   those beyond it read straight into the caller's buffer, as right. */
+static void test_s3_storage_readahead_budget(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    tf__storage *child = NULL;
+    assert_int_equal(st->ops->sub(st, "v", 1, &child, &e), TF_OK);
+    size_t n = 2u << 20; /* one PUT; each reader would hold ~2 MiB */
+    uint8_t *data = malloc(n), *back = malloc(n);
+    assert_non_null(data);
+    assert_non_null(back);
+    fill_pattern(data, n, 5);
+    store_file(child, "f.bin", data, n);
+    enum { READERS = 48 };
+    int h[READERS];
+    tf__storage *of[READERS];
+    for (int i = 0; i < READERS; i++) {
+        uint64_t size, id[TF_STORAGE_ID_LEN];
+        of[i] = i % 2 ? child : st;
+        assert_int_equal(of[i]->ops->open_read(of[i], i % 2 ? "f.bin" : "v/f.bin", &h[i], &size,
+                                               id, &e),
+                         TF_OK);
+        assert_int_equal(size, n);
+        /* past what open_read fetched: a read-ahead, if the budget lends */
+        size_t off = 100000 + (size_t)i * 1000;
+        assert_int_equal(of[i]->ops->read_at(of[i], h[i], back, 256 << 10, off), 256 << 10);
+        assert_memory_equal(back, data + off, 256 << 10);
+        assert_true(tf__storage_s3_readahead_held(st) <= TF_S3_READAHEAD_BUDGET);
+    }
+    assert_true(tf__storage_s3_readahead_held(st) > TF_S3_READAHEAD_BUDGET / 2);
+    for (int i = 0; i < READERS; i++)
+        of[i]->ops->close_read(of[i], h[i]);
+    assert_int_equal(tf__storage_s3_readahead_held(st), 0);
+    child->ops->close(child);
+    st->ops->close(st);
+    free(data);
+    free(back);
+}
+
 /* The check a server makes at start. */
 static void test_s3_storage_check(void **state)
 {
@@ -1109,6 +1151,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_s3_storage_commit_cond, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_set_mtime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_sub, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_readahead_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_check, setup, teardown),
     };
     return TU_RUN_GROUP("s3", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
