@@ -62,10 +62,10 @@ B=$TF_S3_ENDPOINT/$TF_S3_BUCKET
 PFX=bench-$$
 # curl straight to the store: SigV4 by curl itself, the same unsigned
 # payload as libtcpfile's requests.
-s3curl() {
-  curl -sSf --aws-sigv4 "$SIGV4" -u "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
-}
+# (an array, not a function: timeout runs it)
+S3CURL=(curl -sSf --aws-sigv4 "$SIGV4" -u "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
+  -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
+s3curl() { "${S3CURL[@]}" "$@"; }
 
 PIDS=()
 WORK=
@@ -76,6 +76,7 @@ cleanup() {
   if [ -n "$WORK" ]; then
     # Every key this run made: one curl process, one connection.
     { echo "tf/big.bin"; echo "tf/mid.bin"; echo "curl/big.bin"
+      echo "tf/.tcpfile-tmp/d/big.bin"; echo "tf/.tcpfile-tmp/d/mid.bin"
       awk -v n="$SMALL_N" 'BEGIN { for (i = 0; i < n; i++) printf "tf/s%05d\n", i }'
     } | awk -v b="$B" -v p="$PFX" '{ printf "url = \"%s/%s/%s\"\nrequest = \"DELETE\"\noutput = \"/dev/null\"\n", b, p, $0 }' \
       >"$WORK/delete.cfg"
@@ -164,13 +165,13 @@ for ((REP = 1; REP <= REPS; REP++)); do
       t=$(cd "$WORK/got" && wall "${TF[@]}" get "${NAMES[@]}")
       record "$SMALL_N x 4 KiB gets" tcpfile "$t"
     else
-      t=$(wall s3curl -T "$D/big.bin" "$B/$PFX/curl/big.bin")
+      t=$(wall "${S3CURL[@]}" -T "$D/big.bin" "$B/$PFX/curl/big.bin")
       record "put $((BIG_BYTES >> 20)) MiB" curl "$t"
-      t=$(wall s3curl -o "$WORK/got/curl.bin" "$B/$PFX/curl/big.bin")
+      t=$(wall "${S3CURL[@]}" -o "$WORK/got/curl.bin" "$B/$PFX/curl/big.bin")
       record "get $((BIG_BYTES >> 20)) MiB" curl "$t"
       same "$t" "$D/big.bin" "$WORK/got/curl.bin" curl
       CUT=$LIMIT
-      t=$(wall s3curl -K "$WORK/small.cfg")
+      t=$(wall "${S3CURL[@]}" -K "$WORK/small.cfg")
       record "$SMALL_N x 4 KiB gets" curl "$t"
     fi
   done

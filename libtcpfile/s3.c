@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <expat.h>
+#include <openssl/evp.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1060,9 +1061,59 @@ int tf__s3_mpu_part(tf__s3 *s3, const char *key, const char *upload_id, unsigned
     return rc;
 }
 
-int tf__s3_mpu_complete(tf__s3 *s3, const char *key, const char *upload_id,
-                        const tf__s3_part *parts, size_t n, tf__err *e)
+static void complete_end(req *r, const char *parent, const char *name, const char *text)
 {
+    if (strcmp(parent, "CompleteMultipartUploadResult") == 0 && strcmp(name, "ETag") == 0)
+        scopy(r->op, TF_S3_ID_MAX, text);
+}
+
+/* The ETag S3 gives a multipart object, "MD5-N", MD5 that of the parts'
+   MD5s (their ETags) end to end; "" when a part's ETag is no MD5 (an
+   encrypted store's). radosgw 16 answers a completion with an empty
+   <ETag/>, yet its HEAD gives this. */
+static void multipart_etag(const tf__s3_part *parts, size_t n, char *out)
+{
+    out[0] = '\0';
+    uint8_t *md5s = malloc(n * 16 + 1);
+    if (!md5s || n == 0) {
+        free(md5s);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *t = parts[i].etag;
+        size_t len = strlen(t);
+        if (len == 34 && t[0] == '"' && t[33] == '"')
+            t++, len -= 2;
+        for (size_t j = 0; j < 32; j++) {
+            int c = len == 32 ? tolower((unsigned char)t[j]) : -1;
+            int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (v < 0) {
+                free(md5s);
+                return;
+            }
+            md5s[i * 16 + j / 2] = (uint8_t)(j % 2 ? (md5s[i * 16 + j / 2] | v) : v << 4);
+        }
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int ok = EVP_Digest(md5s, n * 16, md, &mdlen, EVP_md5(), NULL) == 1 && mdlen == 16;
+    free(md5s);
+    if (!ok)
+        return;
+    size_t at = 0;
+    out[at++] = '"';
+    for (unsigned i = 0; i < 16; i++)
+        at += (size_t)snprintf(out + at, TF_S3_ID_MAX - at, "%02x", md[i]);
+    snprintf(out + at, TF_S3_ID_MAX - at, "-%zu\"", n);
+}
+
+int tf__s3_mpu_complete(tf__s3 *s3, const char *key, const char *upload_id,
+                        const tf__s3_part *parts, size_t n, char *etag, tf__err *e)
+{
+    char ignored[TF_S3_ID_MAX];
+    if (!etag)
+        etag = ignored;
+    etag[0] = '\0';
     char q[TF_S3_ID_MAX * 3 + 32];
     size_t len = 0;
     if (app(q, sizeof q, &len, "uploadId=") || enc(q, sizeof q, &len, upload_id, 0))
@@ -1087,8 +1138,12 @@ int tf__s3_mpu_complete(tf__s3 *s3, const char *key, const char *upload_id,
     req r;
     req_init(&r, s3);
     r.sink = SINK_XML; /* a 200 may still carry an <Error> */
+    r.on_end = complete_end;
+    r.op = etag;
     int rc = perform(&r, "POST", key, q, NULL, xml, at, "complete the multipart upload of", e);
     req_done(&r);
+    if (rc == TF_OK && !etag[0])
+        multipart_etag(parts, n, etag);
     free(xml);
     return rc;
 }

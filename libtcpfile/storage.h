@@ -127,6 +127,11 @@ typedef struct tf__storage_ops {
     int (*check_target)(tf__storage *, const char *name, int overwrite, tf__err *e);
     /* A new upload. */
     int (*stage)(tf__storage *, tf__upload **out, tf__err *e);
+    /* The same for an upload to be committed as name, and only as name
+       (another name at commit: TF_EINTERNAL), which lets a backend stage
+       it in place (S3: a multipart upload of name itself, which completing
+       publishes, with no copy). NULL: stage. */
+    int (*stage_named)(tf__storage *, const char *name, tf__upload **out, tf__err *e);
     /* A resumable upload named by stem (the caller's digest of key, name and
        size): taken up where it was left, *have bytes already there, locked
        against a second connection (TF_EBUSY). *resumable 0: no room for

@@ -445,7 +445,7 @@ static void test_s3_multipart_complete(void **state)
     assert_int_equal(n, 2);
     assert_int_equal(listed[0].size, PART);
     assert_string_equal(listed[1].etag, parts[1].etag);
-    assert_int_equal(tf__s3_mpu_complete(f->s3, key, id, parts, 2, &e), TF_OK);
+    assert_int_equal(tf__s3_mpu_complete(f->s3, key, id, parts, 2, NULL, &e), TF_OK);
     assert_int_equal(tf__s3_head(f->s3, key, &h, &e), TF_OK);
     assert_int_equal(h.size, PART + 1000);
     assert_string_equal(tf__s3_head_meta(&h, "xxh3"), "feed");
@@ -510,7 +510,7 @@ static void test_s3_multipart_resume_elsewhere(void **state)
     tf__s3_body b = {.buf = data + PART, .len = PART};
     parts[1].number = 2;
     assert_int_equal(tf__s3_mpu_part(second, key, fd.id, 2, &b, parts[1].etag, &e), TF_OK);
-    assert_int_equal(tf__s3_mpu_complete(second, key, fd.id, parts, 2, &e), TF_OK);
+    assert_int_equal(tf__s3_mpu_complete(second, key, fd.id, parts, 2, NULL, &e), TF_OK);
     uint8_t buf[64];
     size_t got;
     assert_int_equal(tf__s3_get(second, key, 2 * PART - 64, 64, buf, &got, &e), TF_OK);
@@ -696,6 +696,62 @@ static void test_s3_storage_multipart(void **state)
     keys ks = {0};
     tf__s3_page page = {.prefix = tmp};
     assert_int_equal(tf__s3_list(f->s3, &page, collect_key, &ks, &e), TF_OK);
+    assert_int_equal(ks.n, 0);
+    free(ks.k);
+    st->ops->close(st);
+    free(data);
+}
+
+/* Staged for its name (stage_named, as the server does): the multipart
+   upload is of the name itself, and completing it publishes it - no copy
+   at commit (a copy would have set the digest as metadata). The digest
+   is kept beside, found at open, moved by rename, dropped by remove. */
+static void test_s3_storage_in_place(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    size_t n = SPART + 70000;
+    uint8_t *data = malloc(n);
+    assert_non_null(data);
+    fill_pattern(data, n, 9);
+    tf__upload *up;
+    assert_int_equal(st->ops->stage_named(st, "d.bin", &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data, n, &e), TF_OK);
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "d.bin", &fs, &e), TF_ENOENT); /* not before */
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->commit(st, &up, "d.bin", 0, &e), TF_OK);
+    tf__s3_info h;
+    assert_int_equal(tf__s3_head(f->s3, key_of(f, "d.bin"), &h, &e), TF_OK);
+    assert_null(tf__s3_head_meta(&h, "xxh3"));
+    assert_non_null(strchr(h.etag, '-'));
+    check_file(st, "d.bin", data, n); /* the digest too */
+    /* overwrite off: refused, the upload dropped, the file as it was */
+    assert_int_equal(st->ops->stage_named(st, "d.bin", &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data + 1, n - 1, &e), TF_OK);
+    assert_int_equal(st->ops->commit(st, &up, "d.bin", 0, &e), TF_EEXIST);
+    tf__err_clear(&e);
+    found fd = {0};
+    assert_int_equal(tf__s3_mpu_list(f->s3, key_of(f, "d.bin"), find_upload, &fd, &e), TF_OK);
+    assert_int_equal(fd.n, 0);
+    check_file(st, "d.bin", data, n);
+    /* staged for one name, committed as another: refused */
+    assert_int_equal(st->ops->stage_named(st, "x.bin", &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data, n, &e), TF_OK);
+    assert_int_equal(st->ops->commit(st, &up, "y.bin", 1, &e), TF_EINTERNAL);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->stat(st, "x.bin", &fs, &e), TF_ENOENT);
+    tf__err_clear(&e);
+    /* rename takes the digest along; remove leaves nothing behind */
+    assert_int_equal(st->ops->rename(st, "d.bin", "e.bin", 0, &e), TF_OK);
+    check_file(st, "e.bin", data, n);
+    assert_int_equal(st->ops->remove(st, "e.bin", &e), TF_OK);
+    keys ks = {0};
+    tf__s3_page page = {.prefix = f->prefix};
+    assert_int_equal(tf__s3_list(f->s3, &page, collect_key, &ks, &e), TF_OK);
+    for (size_t i = 0; i < ks.n; i++)
+        print_error("left: %s\n", ks.k[i]);
     assert_int_equal(ks.n, 0);
     free(ks.k);
     st->ops->close(st);
@@ -1143,6 +1199,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_s3_copy_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_small, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_multipart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_resume_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_sweep, setup, teardown),
