@@ -57,6 +57,18 @@ eval "$("$REPO/scripts/ceph.sh" env 2>/dev/null)" ||
   die "no Ceph: run scripts/ceph.sh up first"
 [ -n "${TF_S3_ENDPOINT:-}" ] || die "no Ceph: run scripts/ceph.sh up first"
 command -v curl >/dev/null || die "curl is missing"
+# Room in the store: every run puts the big file twice (tcpfile's, curl's),
+# and radosgw frees what is overwritten or deleted only at its garbage
+# collection (2 h by default). scripts/ceph.sh's OSD is a 4 GiB file:
+# filled, it stops taking writes for everyone, and at ENOSPC the OSD dies
+# (it did, with -B 1 GiB -r 3). Needed: at most half of it.
+need=$((2 * REPS * BIG_BYTES + MID_BYTES + SMALL_N * 4096))
+osd=$(awk -F' *= *' '$1 == "bluestore block size" { print $2 }' \
+  "${TF_CEPH_DIR:-/tmp/tcpfile-ceph}/ceph.conf" 2>/dev/null || true)
+if [ -n "$osd" ] && [ "$need" -gt $((osd / 2)) ]; then
+  die "$((need >> 20)) MiB to put, over half of the store's $((osd >> 20)) MiB OSD:" \
+    "-B $((osd / 4 / REPS)) (bytes) at most, or a larger store"
+fi
 SIGV4="aws:amz:${TF_S3_REGION:-us-east-1}:s3"
 B=$TF_S3_ENDPOINT/$TF_S3_BUCKET
 PFX=bench-$$

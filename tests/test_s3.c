@@ -185,6 +185,15 @@ static void fill_pattern(uint8_t *p, size_t n, uint64_t from)
         p[i] = (uint8_t)((from + i) * 2654435761u >> 13);
 }
 
+/* n bytes of fill_pattern's, the caller's to free. */
+static uint8_t *patterned(size_t n, uint64_t from)
+{
+    uint8_t *p = malloc(n);
+    assert_non_null(p);
+    fill_pattern(p, n, from);
+    return p;
+}
+
 static void test_s3_roundtrip_meta(void **state)
 {
     fixture *f = fixture_of(state);
@@ -675,9 +684,7 @@ static void test_s3_storage_multipart(void **state)
     tf__storage *st = open_store(f);
     tf__err e = {{0}};
     size_t n = SPART + 300000;
-    uint8_t *data = malloc(n);
-    assert_non_null(data);
-    fill_pattern(data, n, 3);
+    uint8_t *data = patterned(n, 3);
     tf__upload *up;
     assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
     assert_int_equal(st->ops->write(st, up, data, SPART + 10, &e), TF_OK);
@@ -712,9 +719,7 @@ static void test_s3_storage_in_place(void **state)
     tf__storage *st = open_store(f);
     tf__err e = {{0}};
     size_t n = SPART + 70000;
-    uint8_t *data = malloc(n);
-    assert_non_null(data);
-    fill_pattern(data, n, 9);
+    uint8_t *data = patterned(n, 9);
     tf__upload *up;
     assert_int_equal(st->ops->stage_named(st, "d.bin", &up, &e), TF_OK);
     assert_int_equal(st->ops->write(st, up, data, n, &e), TF_OK);
@@ -767,9 +772,7 @@ static void test_s3_storage_resume_elsewhere(void **state)
     tf__storage *one = open_store(f), *two = open_store(f);
     tf__err e = {{0}};
     size_t n = 2 * SPART + 5000;
-    uint8_t *data = malloc(n);
-    assert_non_null(data);
-    fill_pattern(data, n, 11);
+    uint8_t *data = patterned(n, 11);
     const char *stem = "00112233445566778899aabbccddeeff";
     tf__upload *up;
     uint64_t have;
@@ -1135,10 +1138,8 @@ static void test_s3_storage_readahead_budget(void **state)
     tf__storage *child = NULL;
     assert_int_equal(st->ops->sub(st, "v", 1, &child, &e), TF_OK);
     size_t n = 2u << 20; /* one PUT; each reader would hold ~2 MiB */
-    uint8_t *data = malloc(n), *back = malloc(n);
-    assert_non_null(data);
+    uint8_t *data = patterned(n, 5), *back = malloc(n);
     assert_non_null(back);
-    fill_pattern(data, n, 5);
     store_file(child, "f.bin", data, n);
     enum { READERS = 48 };
     int h[READERS];
