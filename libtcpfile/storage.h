@@ -281,6 +281,10 @@ void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n);
 /* Bytes of read-ahead the S3 store st and its views hold now (at most
    their shared budget): for tests. */
 size_t tf__storage_s3_readahead_held(tf__storage *st);
+/* The most parts of uploads to st sent at once so far (storage_s3.c sends
+   up to 2 of an upload in the background, within that budget): for
+   tests. */
+size_t tf__storage_s3_parts_overlap(tf__storage *st);
 
 /* Whether the store answers for the bucket (one listing request): TF_OK,
    TF_EACCES (credentials refused), TF_ENOENT (no such bucket), TF_EIO

@@ -68,6 +68,10 @@
 #define PLAIN_STALE_S 3600
 /* Parts an upload may have: PART_SIZE * this is the largest file. */
 #define MAX_PARTS TF_S3_PARTS_MAX
+/* Parts of one upload sent in the background at once, while the session
+   fills the next: each holds PART_SIZE of the read-ahead budget (none
+   left: the part is sent while the caller waits, as the first one). */
+#define PARTS_AHEAD 2
 
 /* The read-ahead budget, shared by a store and its views (s_sub). */
 typedef struct tf__ra_budget {
@@ -110,7 +114,28 @@ typedef struct s3store {
     /* stems of resumable uploads in progress here */
     char **busy;
     size_t n_busy;
+    /* parts being sent in the background now, and the most at once (for
+       the tests: tf__storage_s3_parts_overlap); under mu */
+    size_t parts_flying, parts_flying_max;
 } s3store;
+
+/* A full part sent by a thread of its own (send_part) while the caller
+   goes on filling the next. Its results are taken up in order
+   (finish_part), so that parts, and a resumable upload's state, are
+   recorded as if sent one after the other. */
+typedef struct flying_part {
+    pthread_t thread;
+    s3store *s;
+    const char *key, *upload_id; /* the upload's, stable while it flies */
+    unsigned number;
+    uint8_t *buf;
+    uint64_t written;            /* the upload's bytes up to this part's end */
+    uint8_t state[TF_DIGEST_STATE_MAX]; /* its digest there (resumable) */
+    size_t state_len;
+    char etag[TF_S3_ID_MAX];
+    int rc;
+    tf__err e;
+} flying_part;
 
 struct tf__upload {
     char stage_key[TF_S3_KEY_MAX + 1]; /* the multipart upload's key */
@@ -123,6 +148,8 @@ struct tf__upload {
     char stem[80];
     tf__s3_part *parts;
     size_t n_parts;
+    flying_part *flying[PARTS_AHEAD]; /* after parts, oldest first */
+    size_t n_flying;
     uint8_t *buf; /* the part being filled */
     size_t buf_len;
     uint64_t written; /* bytes in parts and buf */
@@ -713,12 +740,17 @@ static int state_key(s3store *s, const tf__upload *up, char *out, tf__err *e)
     return key_for(s, out, rel, "", e);
 }
 
-/* Saves what a resumed upload needs: "BYTES PARTS\n" and the digest. */
-static int save_state(s3store *s, tf__s3 *h, tf__upload *up, tf__err *e)
+/* Saves what a resumed upload needs: "BYTES PARTS\n" and the digest of
+   those bytes (state, n bytes of tf__digest_save; NULL: up's own now). */
+static int save_state(s3store *s, tf__s3 *h, tf__upload *up, uint64_t written,
+                      const uint8_t *state, size_t n, tf__err *e)
 {
     uint8_t blob[64 + TF_DIGEST_STATE_MAX];
-    int head = snprintf((char *)blob, 64, "%" PRIu64 " %zu\n", up->written, up->n_parts);
-    size_t n = tf__digest_save(&up->digest, blob + head, sizeof blob - (size_t)head);
+    int head = snprintf((char *)blob, 64, "%" PRIu64 " %zu\n", written, up->n_parts);
+    if (state && n <= TF_DIGEST_STATE_MAX)
+        memcpy(blob + head, state, n);
+    else
+        n = tf__digest_save(&up->digest, blob + head, sizeof blob - (size_t)head);
     if (n == 0)
         return tf__fail(e, TF_EINTERNAL, "cannot save the upload's digest");
     char key[TF_S3_KEY_MAX + 1];
@@ -756,8 +788,124 @@ static int flush_part(s3store *s, tf__s3 *h, tf__upload *up, tf__err *e)
     up->n_parts++;
     up->buf_len = 0;
     if (up->resumable)
-        rc = save_state(s, h, up, e);
+        rc = save_state(s, h, up, up->written, NULL, 0, e);
     return rc;
+}
+
+static void *send_part(void *arg)
+{
+    flying_part *f = arg;
+    tf__s3 *h = take_s3(f->s, &f->e);
+    tf__s3_body body = {.buf = f->buf, .len = PART_SIZE};
+    f->rc = h ? tf__s3_mpu_part(h, f->key, f->upload_id, f->number, &body, f->etag, &f->e)
+              : TF_EIO;
+    give_s3(f->s, h);
+    pthread_mutex_lock(&f->s->mu);
+    f->s->parts_flying--;
+    pthread_mutex_unlock(&f->s->mu);
+    return NULL;
+}
+
+/* Waits for the oldest part in flight and records it (and a resumable
+   upload's state after it); its error is the upload's. */
+static int finish_part(s3store *s, tf__upload *up, tf__err *e)
+{
+    flying_part *f = up->flying[0];
+    memmove(up->flying, up->flying + 1, --up->n_flying * sizeof *up->flying);
+    pthread_join(f->thread, NULL);
+    int rc = f->rc;
+    if (rc != TF_OK)
+        tf__fail(e, rc, "%s", f->e.msg);
+    tf__s3_part *grown = NULL;
+    if (rc == TF_OK && !(grown = realloc(up->parts, (up->n_parts + 1) * sizeof *grown)))
+        rc = tf__fail(e, TF_ENOMEM, "out of memory");
+    if (rc == TF_OK) {
+        up->parts = grown;
+        up->parts[up->n_parts] = (tf__s3_part){.number = f->number, .size = PART_SIZE};
+        memcpy(up->parts[up->n_parts].etag, f->etag, sizeof f->etag);
+        up->n_parts++;
+    }
+    if (rc == TF_OK && up->resumable) {
+        tf__s3 *h = take_s3(s, e);
+        rc = h ? save_state(s, h, up, f->written, f->state, f->state_len, e) : TF_EIO;
+        give_s3(s, h);
+    }
+    if (rc == TF_EIO)
+        up->store_failed = 1;
+    budget_give(s->budget, PART_SIZE);
+    free(f->buf);
+    free(f);
+    return rc;
+}
+
+/* Waits for every part in flight: the first error, if any. */
+static int land_parts(s3store *s, tf__upload *up, tf__err *e)
+{
+    int rc = TF_OK;
+    while (up->n_flying > 0) {
+        tf__err mine = {{0}};
+        int r = finish_part(s, up, &mine);
+        if (r != TF_OK && rc == TF_OK)
+            rc = tf__fail(e, r, "%s", mine.msg);
+    }
+    return rc;
+}
+
+/* Sends the full buffer as the next part in the background: 1 when it
+   went, 0 when it is to be sent while the caller waits (no budget, no
+   thread, the last part allowed), or an error. */
+static int fly_part(s3store *s, tf__upload *up, tf__err *e)
+{
+    int rc = TF_OK;
+    if (up->n_flying == PARTS_AHEAD && (rc = finish_part(s, up, e)) != TF_OK)
+        return rc;
+    if (up->n_parts + up->n_flying + 1 >= MAX_PARTS)
+        return 0;
+    if (!up->upload_id[0]) {
+        tf__s3 *h = take_s3(s, e);
+        rc = h ? tf__s3_mpu_create(h, up->stage_key, NULL, 0, up->upload_id, e) : TF_EIO;
+        give_s3(s, h);
+        if (rc != TF_OK)
+            return rc;
+    }
+    flying_part *f = calloc(1, sizeof *f);
+    size_t lent = f ? budget_take(s->budget, PART_SIZE) : 0;
+    if (lent < PART_SIZE) {
+        budget_give(s->budget, lent);
+        free(f);
+        return 0;
+    }
+    *f = (flying_part){.s = s, .key = up->stage_key, .upload_id = up->upload_id,
+                       .number = (unsigned)(up->n_parts + up->n_flying + 1), .buf = up->buf,
+                       .written = up->written};
+    if (up->resumable)
+        f->state_len = tf__digest_save(&up->digest, f->state, sizeof f->state);
+    pthread_mutex_lock(&s->mu);
+    s->parts_flying++;
+    if (s->parts_flying > s->parts_flying_max)
+        s->parts_flying_max = s->parts_flying;
+    pthread_mutex_unlock(&s->mu);
+    if (pthread_create(&f->thread, NULL, send_part, f) != 0) {
+        pthread_mutex_lock(&s->mu);
+        s->parts_flying--;
+        pthread_mutex_unlock(&s->mu);
+        budget_give(s->budget, PART_SIZE);
+        free(f);
+        return 0;
+    }
+    up->flying[up->n_flying++] = f;
+    up->buf = NULL;
+    up->buf_len = 0;
+    return 1;
+}
+
+size_t tf__storage_s3_parts_overlap(tf__storage *st)
+{
+    s3store *s = S(st);
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->parts_flying_max;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 static int s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__err *e)
@@ -775,15 +923,18 @@ static int s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf_
         in += k;
         n -= k;
         if (up->buf_len == PART_SIZE) {
-            tf__s3 *h = take_s3(s, e);
-            if (!h)
-                return TF_EIO;
-            int rc = flush_part(s, h, up, e);
-            give_s3(s, h);
-            if (rc != TF_OK) {
+            int rc = fly_part(s, up, e);
+            if (rc == 0 && (rc = land_parts(s, up, e)) == TF_OK) {
+                tf__s3 *h = take_s3(s, e);
+                rc = h ? flush_part(s, h, up, e) : TF_EIO;
+                give_s3(s, h);
+            }
+            if (rc < 0) {
                 up->store_failed = rc == TF_EIO;
                 return rc;
             }
+            if (!up->buf && !(up->buf = malloc(PART_SIZE)))
+                return tf__fail(e, TF_ENOMEM, "out of memory");
         }
     }
     return TF_OK;
@@ -805,6 +956,7 @@ static void unbusy(s3store *s, const char *stem)
 static void drop(s3store *s, tf__upload *up)
 {
     tf__err e = {{0}};
+    land_parts(s, up, &e);
     tf__s3 *h = take_s3(s, &e);
     if (h && up->upload_id[0])
         tf__s3_mpu_abort(h, up->stage_key, up->upload_id, &e);
@@ -892,6 +1044,8 @@ static int precondition(tf__s3 *h, const char *key, const char *name,
     return TF_OK;
 }
 
+static void s_keep(tf__storage *st, tf__upload **upp);
+
 /* Publishes up as name under c: a single PUT (conditional on the store's
    side: If-None-Match / If-Match), or a multipart upload completed and
    copied onto its name (the store cannot make a copy conditional: the
@@ -904,7 +1058,13 @@ static int commit_with(s3store *s, tf__upload **upp, const char *name,
     if (!up)
         return tf__fail(e, TF_EINTERNAL, "no upload to commit");
     char key[TF_S3_KEY_MAX + 1], if_match[TF_S3_ID_MAX];
-    int rc = file_key(s, key, name, e);
+    int rc = land_parts(s, up, e);
+    if (rc != TF_OK && up->resumable && up->store_failed) {
+        s_keep(&s->base, &up); /* its good parts stay for the retry */
+        return rc;
+    }
+    if (rc == TF_OK)
+        rc = file_key(s, key, name, e);
     tf__s3 *h = rc == TF_OK ? take_s3(s, e) : NULL;
     if (rc == TF_OK && !h)
         rc = TF_EIO;
@@ -1021,8 +1181,6 @@ static int s_set_mtime(tf__storage *st, const char *path, int64_t sec, uint32_t 
     return rc;
 }
 
-static void s_keep(tf__storage *st, tf__upload **upp);
-
 /* A resumable upload cut short by the store (a part it could not take) is
    kept, not dropped: the parts before it are good, and the client's retry
    takes up from them once the store is back - from any server. */
@@ -1030,6 +1188,8 @@ static void s_abort(tf__storage *st, tf__upload **up)
 {
     if (!*up)
         return;
+    tf__err ignored = {{0}};
+    land_parts(S(st), *up, &ignored); /* a part that failed sets store_failed */
     if ((*up)->resumable && (*up)->store_failed) {
         s_keep(st, up);
         return;
@@ -1045,6 +1205,8 @@ static void s_keep(tf__storage *st, tf__upload **upp)
     if (!up)
         return;
     *upp = NULL;
+    tf__err ignored = {{0}};
+    land_parts(s, up, &ignored);
     if (!up->resumable || up->n_parts == 0) {
         drop(s, up);
         return;

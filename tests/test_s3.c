@@ -1167,6 +1167,71 @@ static void test_s3_storage_readahead_budget(void **state)
     free(back);
 }
 
+/* Writes data[from, to) in the session's 64 KiB steps. */
+static void write_steps(tf__storage *st, tf__upload *up, const uint8_t *data, size_t from,
+                        size_t to)
+{
+    tf__err e = {{0}};
+    for (size_t at = from; at < to;) {
+        size_t k = to - at < 65536 ? to - at : 65536;
+        assert_int_equal(st->ops->write(st, up, data + at, k, &e), TF_OK);
+        at += k;
+    }
+}
+
+/* Full parts go in the background, two of an upload at once, while the
+   next is filled (within the read-ahead budget, given back after); they
+   are recorded in order: a resumable upload cut off after three parts
+   resumes on another server from all three, with the digest of exactly
+   those bytes. (Sent while the writer waits, the most at once is 1.) */
+static void test_s3_storage_parts_overlap(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *one = open_store(f), *two = open_store(f);
+    tf__err e = {{0}};
+    size_t n = 3 * (size_t)SPART + 4321;
+    uint8_t *data = patterned(n, 13);
+    const char *stem = "ffeeddccbbaa99887766554433221100";
+    tf__upload *up;
+    uint64_t have;
+    int resumable;
+    assert_int_equal(one->ops->stage_resumable(one, stem, n, &up, &have, &resumable, &e),
+                     TF_OK);
+    assert_int_equal(resumable, 1);
+    write_steps(one, up, data, 0, 3 * (size_t)SPART + 100);
+    assert_int_equal(tf__storage_s3_parts_overlap(one), 2);
+    one->ops->keep(one, &up);
+    assert_int_equal(tf__storage_s3_readahead_held(one), 0);
+    one->ops->close(one);
+
+    assert_int_equal(two->ops->stage_resumable(two, stem, n, &up, &have, &resumable, &e),
+                     TF_OK);
+    assert_int_equal(have, 3 * (uint64_t)SPART);
+    tf__digest d = {0};
+    uint8_t buf[64], got[TF_DIGEST_SIZE], want[TF_DIGEST_SIZE];
+    assert_int_equal(tf__digest_begin(&d, 1), TF_OK);
+    assert_int_equal(two->ops->hash_range(two, -1, up, 0, have, &d, buf, sizeof buf, &e), TF_OK);
+    tf__digest_final(&d, got);
+    tf__digest_end(&d);
+    digest_of(data, (size_t)have, want);
+    assert_memory_equal(got, want, TF_DIGEST_SIZE);
+    write_steps(two, up, data, (size_t)have, n);
+    assert_int_equal(two->ops->commit(two, &up, "resumed3.bin", 0, &e), TF_OK);
+    check_file(two, "resumed3.bin", data, n);
+    /* a plain upload of four parts and a tail, in place, as the server's */
+    size_t m = 4 * (size_t)SPART + 99;
+    uint8_t *more = patterned(m, 17);
+    assert_int_equal(two->ops->stage_named(two, "four.bin", &up, &e), TF_OK);
+    write_steps(two, up, more, 0, m);
+    assert_int_equal(two->ops->commit(two, &up, "four.bin", 0, &e), TF_OK);
+    assert_int_equal(tf__storage_s3_parts_overlap(two), 2);
+    assert_int_equal(tf__storage_s3_readahead_held(two), 0);
+    check_file(two, "four.bin", more, m);
+    two->ops->close(two);
+    free(data);
+    free(more);
+}
+
 /* The check a server makes at start. */
 static void test_s3_storage_check(void **state)
 {
@@ -1210,6 +1275,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_s3_storage_set_mtime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_sub, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_readahead_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_parts_overlap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_check, setup, teardown),
     };
     return TU_RUN_GROUP("s3", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
