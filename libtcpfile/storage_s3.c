@@ -119,13 +119,14 @@ typedef struct s3store {
     size_t parts_flying, parts_flying_max;
 } s3store;
 
-/* A full part sent by a thread of its own (send_part) while the caller
-   goes on filling the next. Its results are taken up in order
-   (finish_part), so that parts, and a resumable upload's state, are
+/* A full part sent by a thread of its own (send_part), with a resumable
+   upload's state after it, while the caller goes on filling the next. Its
+   results are taken up in order (finish_part), so that the parts are
    recorded as if sent one after the other. */
 typedef struct flying_part {
     pthread_t thread;
     s3store *s;
+    tf__upload *up;              /* read only: its stem (save_state) */
     const char *key, *upload_id; /* the upload's, stable while it flies */
     unsigned number;
     uint8_t *buf;
@@ -741,12 +742,13 @@ static int state_key(s3store *s, const tf__upload *up, char *out, tf__err *e)
 }
 
 /* Saves what a resumed upload needs: "BYTES PARTS\n" and the digest of
-   those bytes (state, n bytes of tf__digest_save; NULL: up's own now). */
-static int save_state(s3store *s, tf__s3 *h, tf__upload *up, uint64_t written,
+   those bytes (state, n bytes of tf__digest_save; NULL: up's own now).
+   Reads only up's stem and, without state, its digest. */
+static int save_state(s3store *s, tf__s3 *h, tf__upload *up, uint64_t written, size_t parts,
                       const uint8_t *state, size_t n, tf__err *e)
 {
     uint8_t blob[64 + TF_DIGEST_STATE_MAX];
-    int head = snprintf((char *)blob, 64, "%" PRIu64 " %zu\n", written, up->n_parts);
+    int head = snprintf((char *)blob, 64, "%" PRIu64 " %zu\n", written, parts);
     if (state && n <= TF_DIGEST_STATE_MAX)
         memcpy(blob + head, state, n);
     else
@@ -788,7 +790,7 @@ static int flush_part(s3store *s, tf__s3 *h, tf__upload *up, tf__err *e)
     up->n_parts++;
     up->buf_len = 0;
     if (up->resumable)
-        rc = save_state(s, h, up, up->written, NULL, 0, e);
+        rc = save_state(s, h, up, up->written, up->n_parts, NULL, 0, e);
     return rc;
 }
 
@@ -799,6 +801,12 @@ static void *send_part(void *arg)
     tf__s3_body body = {.buf = f->buf, .len = PART_SIZE};
     f->rc = h ? tf__s3_mpu_part(h, f->key, f->upload_id, f->number, &body, f->etag, &f->e)
               : TF_EIO;
+    /* The state at once, while the store answers: two threads may save
+       theirs out of order, which resume takes (the parts past the state's
+       are sent again). */
+    if (f->rc == TF_OK && f->up->resumable)
+        f->rc = save_state(f->s, h, f->up, f->written, f->number, f->state, f->state_len,
+                           &f->e);
     give_s3(f->s, h);
     pthread_mutex_lock(&f->s->mu);
     f->s->parts_flying--;
@@ -806,8 +814,8 @@ static void *send_part(void *arg)
     return NULL;
 }
 
-/* Waits for the oldest part in flight and records it (and a resumable
-   upload's state after it); its error is the upload's. */
+/* Waits for the oldest part in flight and records it; its error is the
+   upload's. */
 static int finish_part(s3store *s, tf__upload *up, tf__err *e)
 {
     flying_part *f = up->flying[0];
@@ -816,6 +824,9 @@ static int finish_part(s3store *s, tf__upload *up, tf__err *e)
     int rc = f->rc;
     if (rc != TF_OK)
         tf__fail(e, rc, "%s", f->e.msg);
+    /* After a part that failed, none is recorded: the parts stay 1..n. */
+    else if (f->number != up->n_parts + 1)
+        rc = tf__fail(e, TF_EIO, "part %u of the upload was not stored", f->number - 1);
     tf__s3_part *grown = NULL;
     if (rc == TF_OK && !(grown = realloc(up->parts, (up->n_parts + 1) * sizeof *grown)))
         rc = tf__fail(e, TF_ENOMEM, "out of memory");
@@ -824,11 +835,6 @@ static int finish_part(s3store *s, tf__upload *up, tf__err *e)
         up->parts[up->n_parts] = (tf__s3_part){.number = f->number, .size = PART_SIZE};
         memcpy(up->parts[up->n_parts].etag, f->etag, sizeof f->etag);
         up->n_parts++;
-    }
-    if (rc == TF_OK && up->resumable) {
-        tf__s3 *h = take_s3(s, e);
-        rc = h ? save_state(s, h, up, f->written, f->state, f->state_len, e) : TF_EIO;
-        give_s3(s, h);
     }
     if (rc == TF_EIO)
         up->store_failed = 1;
@@ -875,7 +881,7 @@ static int fly_part(s3store *s, tf__upload *up, tf__err *e)
         free(f);
         return 0;
     }
-    *f = (flying_part){.s = s, .key = up->stage_key, .upload_id = up->upload_id,
+    *f = (flying_part){.s = s, .up = up, .key = up->stage_key, .upload_id = up->upload_id,
                        .number = (unsigned)(up->n_parts + up->n_flying + 1), .buf = up->buf,
                        .written = up->written};
     if (up->resumable)
@@ -1263,17 +1269,22 @@ static int resume(s3store *s, tf__s3 *h, tf__upload *up, tf__err *e)
     if (rc != TF_OK)
         return rc;
     uint64_t bytes = 0, state_bytes = 0;
-    size_t state_parts = 0;
+    size_t state_parts = 0, whole = 0;
     int ok = got > 0 && got < sizeof blob;
-    for (size_t i = 0; ok && i < n; i++) {
-        ok = up->parts[i].number == i + 1 && up->parts[i].size == PART_SIZE;
-        bytes += up->parts[i].size;
-    }
+    while (whole < n && up->parts[whole].number == whole + 1 &&
+           up->parts[whole].size == PART_SIZE)
+        whole++;
     char *nl = ok ? memchr(blob, '\n', got < 64 ? got : 64) : NULL;
+    /* Parts after the state's were in flight when the upload was cut off
+       (sent in the background): they are sent again, under the same
+       numbers, and completing names only those recorded. */
     if (nl) {
         *nl = '\0';
         ok = sscanf((char *)blob, "%" SCNu64 " %zu", &state_bytes, &state_parts) == 2 &&
-             state_bytes == bytes && state_parts == n && n > 0;
+             state_parts > 0 && state_parts <= whole &&
+             state_bytes == (uint64_t)state_parts * PART_SIZE;
+        n = state_parts;
+        bytes = state_bytes;
     } else {
         ok = 0;
     }
