@@ -1232,6 +1232,49 @@ static void test_s3_storage_parts_overlap(void **state)
     free(more);
 }
 
+/* Cut off with parts past its state (they were in flight: two threads
+   saved their states out of order, or the server died before saving):
+   resumed from the state's parts, the later ones sent again. */
+static void test_s3_storage_resume_past_state(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *one = open_store(f), *two = open_store(f);
+    tf__err e = {{0}};
+    size_t n = 3 * (size_t)SPART + 999;
+    uint8_t *data = patterned(n, 19);
+    const char *stem = "0123456789abcdef0123456789abcdef";
+    tf__upload *up;
+    uint64_t have;
+    int resumable;
+    assert_int_equal(one->ops->stage_resumable(one, stem, n, &up, &have, &resumable, &e),
+                     TF_OK);
+    write_steps(one, up, data, 0, 3 * (size_t)SPART);
+    one->ops->keep(one, &up);
+    one->ops->close(one);
+    /* the state of two parts over the three */
+    tf__digest d = {0};
+    assert_int_equal(tf__digest_begin(&d, 1), TF_OK);
+    tf__digest_update(&d, data, 2 * (size_t)SPART);
+    uint8_t blob[64 + TF_DIGEST_STATE_MAX];
+    int head = snprintf((char *)blob, 64, "%zu 2\n", 2 * (size_t)SPART);
+    size_t k = tf__digest_save(&d, blob + head, sizeof blob - (size_t)head);
+    tf__digest_end(&d);
+    assert_true(k > 0);
+    char skey[256];
+    snprintf(skey, sizeof skey, "%s/p/%s.state", TF_TMP_DIR, stem);
+    tf__s3_body body = {.buf = blob, .len = (size_t)head + k};
+    assert_int_equal(tf__s3_put(f->s3, key_of(f, skey), &body, NULL, 0, &e), TF_OK);
+
+    assert_int_equal(two->ops->stage_resumable(two, stem, n, &up, &have, &resumable, &e),
+                     TF_OK);
+    assert_int_equal(have, 2 * (uint64_t)SPART);
+    write_steps(two, up, data, (size_t)have, n);
+    assert_int_equal(two->ops->commit(two, &up, "past.bin", 0, &e), TF_OK);
+    check_file(two, "past.bin", data, n);
+    two->ops->close(two);
+    free(data);
+}
+
 /* The check a server makes at start. */
 static void test_s3_storage_check(void **state)
 {
@@ -1276,6 +1319,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_s3_storage_sub, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_readahead_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_parts_overlap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_resume_past_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_check, setup, teardown),
     };
     return TU_RUN_GROUP("s3", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
