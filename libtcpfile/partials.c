@@ -266,10 +266,7 @@ static int rename_noreplace(int olddir, const char *old, int newdir, const char 
     return 0;
 }
 
-/* The mode a published upload gets: what a file created by this process
-   would have had (0666 and the umask), read without changing the umask,
-   which umask() would do for every thread at once. */
-static mode_t publish_mode(void)
+mode_t tf__publish_mode(void)
 {
     mode_t mask = 022;
     FILE *f = fopen("/proc/self/status", "re");
@@ -289,7 +286,8 @@ static mode_t publish_mode(void)
 int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
                       tf__err *e)
 {
-    return tf__upload_commit_locked(rootfd, t, name, overwrite, NULL, NULL, e);
+    return tf__upload_commit_locked(rootfd, t, name, overwrite, tf__publish_mode(), NULL, NULL,
+                                    e);
 }
 
 /* Under the commit lock: whether root/name is still the version a
@@ -309,10 +307,10 @@ static int still_expected(int rootfd, const char *name, const uint64_t *expect_i
     return TF_OK;
 }
 
-int tf__upload_prepare(tf__tmpfile *t, const char *name, tf__err *e)
+int tf__upload_prepare(tf__tmpfile *t, mode_t mode, const char *name, tf__err *e)
 {
     /* Written private (SERVER_TMP_MODE); published as any new file is. */
-    if (fchmod(t->fd, publish_mode()) != 0)
+    if (fchmod(t->fd, mode) != 0)
         return tf__fail_fs(e, errno, "cannot set the mode of", name);
     return TF_OK;
 }
@@ -352,9 +350,10 @@ int tf__upload_publish(int rootfd, tf__tmpfile *t, const char *name, int overwri
 }
 
 int tf__upload_commit_locked(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
-                             pthread_mutex_t *lock, const uint64_t *expect_id, tf__err *e)
+                             mode_t mode, pthread_mutex_t *lock, const uint64_t *expect_id,
+                             tf__err *e)
 {
-    int rc = tf__upload_prepare(t, name, e);
+    int rc = tf__upload_prepare(t, mode, name, e);
     if (rc == TF_OK)
         rc = tf__upload_sync(t, name, e);
     if (rc == TF_OK) {

@@ -34,6 +34,7 @@ typedef struct local {
     /* Held across the target check and the rename of every commit, so that
        a conditional put's check and publishing are one step (PUTX). */
     pthread_mutex_t commit_lock;
+    mode_t publish_mode; /* tf__publish_mode, read once at open */
 } local;
 
 struct tf__upload {
@@ -198,8 +199,8 @@ static int l_commit(tf__storage *st, tf__upload **up, const char *name, int over
        lock (conditional puts, l_commit_cond). */
     int rc = open_parent(l, name, &dirfd, &base, e);
     if (rc == TF_OK) {
-        rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, overwrite, &l->commit_lock,
-                                      NULL, e);
+        rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, overwrite, l->publish_mode,
+                                      &l->commit_lock, NULL, e);
         close_parent(l, dirfd);
         atomic_fetch_add(&l->base.syncs, 2); /* the data's and the directory's */
     } else {
@@ -236,8 +237,8 @@ static int l_commit_cond(tf__storage *st, tf__upload **up, const char *name,
     if (rc == TF_OK)
         rc = open_parent(l, name, &dirfd, &base, e);
     if (rc == TF_OK) {
-        rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, c->overwrite, &l->commit_lock,
-                                      c->expect_id, e);
+        rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, c->overwrite, l->publish_mode,
+                                      &l->commit_lock, c->expect_id, e);
         close_parent(l, dirfd);
         atomic_fetch_add(&l->base.syncs, 2); /* the data's and the directory's */
     } else {
@@ -297,7 +298,7 @@ static void l_commit_many(tf__storage *st, tf__commit_item *items, size_t n)
         if (it->rc == TF_OK && it->cond.set_mtime)
             it->rc = set_upload_mtime(it->up, &it->cond, it->name, &it->err);
         if (it->rc == TF_OK)
-            it->rc = tf__upload_prepare(&it->up->tmp, it->name, &it->err);
+            it->rc = tf__upload_prepare(&it->up->tmp, l->publish_mode, it->name, &it->err);
         if (it->rc == TF_OK)
             it->rc = open_parent(l, it->name, &dirfd[i], &base, &it->err);
         if (it->rc == TF_OK)
@@ -825,6 +826,7 @@ int tf__storage_local_open(tf__storage **out, const char *root,
     l->cfg = *cfg;
     tf__digest_cache_init(&l->mem);
     pthread_mutex_init(&l->commit_lock, NULL);
+    l->publish_mode = tf__publish_mode();
     int rc = tf__root_open(root, &l->rootfd, e);
     if (rc != TF_OK) {
         l->rootfd = -1;
