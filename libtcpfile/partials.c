@@ -74,6 +74,20 @@ static int open_tmp_dir(int rootfd, int create, tf__err *e)
     return dirfd;
 }
 
+int tf__upload_tmpdir_open(int rootfd, tf__err *e)
+{
+    return open_tmp_dir(rootfd, 1, e);
+}
+
+int tf__upload_begin_in(int tmpdirfd, tf__tmpfile *t, tf__err *e)
+{
+    tf__tmpfile_init(t);
+    int rc = tf__tmpfile_create(tmpdirfd, TF_TMP_PLAIN_PREFIX, SERVER_TMP_MODE, t, e);
+    if (rc != TF_OK)
+        t->dirfd = -1;
+    return rc;
+}
+
 int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e)
 {
     tf__tmpfile_init(t);

@@ -15,6 +15,13 @@
 
 /* Server side: a new temporary under root/TF_TMP_DIR. */
 int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e);
+/* Opens root/TF_TMP_DIR, creating it, and checks it is the server's own
+   and private: a descriptor to keep for tf__upload_begin_in, or a negative
+   TF_E* code. */
+int tf__upload_tmpdir_open(int rootfd, tf__err *e);
+/* tf__upload_begin in the staging directory tmpdirfd (kept by the
+   caller: t does not close it). */
+int tf__upload_begin_in(int tmpdirfd, tf__tmpfile *t, tf__err *e);
 
 /* Server side, resumable: opens (or creates) root/TF_TMP_DIR/<stem>, locked
    against a second connection (TF_EBUSY), positioned at its end; *have is
