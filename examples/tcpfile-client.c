@@ -97,7 +97,7 @@ typedef enum op_kind {
 
 /* Flags of the tree operations (op.flags, group.flags). */
 enum {
-    F_RECURSIVE = 1,    /* -r: get, put, ls, rm */
+    F_RECURSIVE = 1,    /* -r: get, put, list, ls, rm */
     F_PARENTS = 2,      /* -p: mkdir, put */
     F_NO_OVERWRITE = 4, /* --no-overwrite: mv */
     F_DELETE = 8,       /* --delete: sync */
@@ -210,6 +210,7 @@ static void usage(FILE *to)
             "With a server that has directories, a NAME may be a path (a/b.txt):\n"
             "  stat PATH...              TYPE SIZE MTIME DIGEST PATH of each\n"
             "  ls [DIR] [-r]             TYPE SIZE MTIME PATH per entry; -r: the tree\n"
+            "                            (list DIR and list -r are the same)\n"
             "  mkdir [-p] DIR...         make directories (-p: parents too)\n"
             "  rm [-r] PATH...           remove a file or empty directory (-r: a tree)\n"
             "  mv FROM TO [--no-overwrite]  rename on the server, atomically\n"
@@ -556,7 +557,7 @@ static int expand_tree_group(const group *gr, int k, char **words, client_args *
         break;
     case OP_LS:
         if (gr->n > 1)
-            return usage_error("ls takes at most one DIR, not also", w1);
+            return usage_error("ls and list take at most one DIR, not also", w1);
         base.name = w0 ? w0 : "";
         if (check_path("ls", base.name, 1) != PARSE_RUN)
             return EXIT_USAGE;
@@ -619,6 +620,14 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
             return usage_error("--if-absent and --if-match go with put of single files,"
                                " not put -r",
                                NULL);
+        group as_ls;
+        if (gr->kind == OP_LIST && (gr->n > 0 || (gr->flags & F_RECURSIVE))) {
+            /* list DIR, list -r: the tree's listing (ls); a bare list keeps
+               the root's files in the old format */
+            as_ls = *gr;
+            as_ls.kind = OP_LS;
+            gr = &as_ls;
+        }
         if (gr->kind >= OP_STAT || (gr->flags & F_RECURSIVE)) {
             int st = expand_tree_group(gr, (int)k, words, a);
             if (st != PARSE_RUN)
@@ -630,8 +639,6 @@ static int expand_groups(const group *g, size_t ngroups, char **words, client_ar
                                                   : "--dry-run and --checksum need put -r",
                                NULL);
         if (gr->kind == OP_LIST) {
-            if (gr->n > 0)
-                return usage_error("list takes no operand, not", words[gr->first]);
             a->ops[a->nops++] = (op){.kind = OP_LIST};
             continue;
         }
@@ -786,8 +793,9 @@ static int apply_tree_flag(const optdef *d, group *cur)
         unsigned kinds; /* 1 << op_kind */
         const char *where;
     } rules[] = {
-        {OPT_RECURSIVE, F_RECURSIVE, 1u << OP_GET | 1u << OP_PUT | 1u << OP_LS | 1u << OP_RM,
-         "-r goes after get, put, ls or rm"},
+        {OPT_RECURSIVE, F_RECURSIVE,
+         1u << OP_GET | 1u << OP_PUT | 1u << OP_LIST | 1u << OP_LS | 1u << OP_RM,
+         "-r goes after get, put, list, ls or rm"},
         {OPT_PARENTS, F_PARENTS, 1u << OP_MKDIR | 1u << OP_PUT, "-p goes after mkdir or put"},
         {OPT_NO_OVERWRITE, F_NO_OVERWRITE, 1u << OP_MV, "--no-overwrite goes after mv"},
         {OPT_DELETE, F_DELETE, 1u << OP_SYNC, "--delete goes after sync"},

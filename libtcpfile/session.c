@@ -43,6 +43,12 @@
 #define HASH_SLICE ((uint64_t)1 << 20)
 /* Finished requests a loop keeps for the next ones. */
 #define REQUEST_POOL_MAX 64
+/* The input buffer a session takes when bytes come: a hello, a request
+   head with a short name, a trailer. */
+#define INPUT_SMALL 96
+/* Input buffers and storage-call blocks a loop keeps for reuse. */
+#define INPUT_POOL_MAX 64
+#define DISK_POOL_MAX 64
 /* How long a session that has sent its last reply waits for the peer to
    close first. */
 #define CLOSING_LINGER_MS 1000
@@ -256,17 +262,66 @@ static void enter_closing(session *s)
         tf__session_close(s);
 }
 
+/* ---- the input buffer ------------------------------------------------------ */
+
+/* Gives the input buffer b (of cap bytes) back to the loop's spares, or to
+   the heap when it is a long name's or the spares are full. */
+static void input_free(tf__session_ctx *ctx, uint8_t *b, size_t cap)
+{
+    if (cap == INPUT_SMALL && ctx->nspare_in < INPUT_POOL_MAX) {
+        memcpy(b, &ctx->spare_in, sizeof ctx->spare_in);
+        ctx->spare_in = b;
+        ctx->nspare_in++;
+    } else {
+        free(b);
+    }
+}
+
+/* Gives s an input buffer, if it has none, before a read. 0, or -1 when
+   out of memory. */
+static int input_take(session *s)
+{
+    if (s->in)
+        return 0;
+    tf__session_ctx *ctx = s->ctx;
+    uint8_t *b = ctx->spare_in;
+    if (b) {
+        memcpy(&ctx->spare_in, b, sizeof ctx->spare_in);
+        ctx->nspare_in--;
+    } else if (!(b = malloc(INPUT_SMALL))) {
+        return -1;
+    }
+    s->in = b;
+    s->in_cap = INPUT_SMALL;
+    return 0;
+}
+
+/* Between requests: an empty input buffer goes back to the spares (an
+   idle connection holds none), and a long name's big one is traded for a
+   small one when what is left fits. */
+static void input_shrink(session *s)
+{
+    if (!s->in || (s->in_cap == INPUT_SMALL && s->in_len > 0))
+        return;
+    uint8_t *old = s->in;
+    size_t cap = s->in_cap;
+    s->in = NULL;
+    s->in_cap = 0;
+    if (s->in_len > 0 && (s->in_len > INPUT_SMALL || input_take(s) != 0)) {
+        s->in = old; /* still needed whole */
+        s->in_cap = cap;
+        return;
+    }
+    if (s->in_len > 0)
+        memcpy(s->in, old, s->in_len);
+    input_free(s->ctx, old, cap);
+}
+
 static void enter_idle(session *s)
 {
     s->state = S_IDLE;
     list_move(s, &s->ctx->idle, tf__now_ms());
-    if (s->in != s->small && s->in_len <= sizeof s->small) {
-        /* A long name needed a big buffer; an idle connection gives it back. */
-        memcpy(s->small, s->in, s->in_len);
-        free(s->in);
-        s->in = s->small;
-        s->in_cap = sizeof s->small;
-    }
+    input_shrink(s);
 }
 
 /* Ends the session because the connection failed or timed out. */
@@ -366,8 +421,33 @@ static void read_pending(session *s);
 
 static void disk_run(tf__work *w)
 {
-    session *s = SESSION_OF(w, disk);
-    s->disk_work(s);
+    session_disk *d = (session_disk *)w;
+    d->fn(w->data);
+}
+
+/* A block for a storage call: one of the loop's spares, or a new one. */
+static session_disk *disk_take(tf__session_ctx *ctx)
+{
+    session_disk *d = ctx->spare_disk;
+    if (d) {
+        ctx->spare_disk = d->next_spare;
+        ctx->nspare_disk--;
+        memset(&d->work, 0, sizeof d->work);
+    } else if (!(d = calloc(1, sizeof *d))) {
+        return NULL;
+    }
+    return d;
+}
+
+static void disk_give_back(tf__session_ctx *ctx, session_disk *d)
+{
+    if (ctx->nspare_disk < DISK_POOL_MAX) {
+        d->next_spare = ctx->spare_disk;
+        ctx->spare_disk = d;
+        ctx->nspare_disk++;
+    } else {
+        free(d);
+    }
 }
 
 /* The job is over (in the loop's thread, from the queue's drain): the
@@ -376,9 +456,15 @@ static void disk_run(tf__work *w)
    request inside a TLS record), for which no socket event would come. */
 static void disk_done(tf__work *w, int status)
 {
-    session *s = SESSION_OF(w, disk);
+    session_disk *d = (session_disk *)w;
+    session *s = w->data;
+    session_state from = d->from;
+    uint32_t events = d->events;
+    int64_t since = d->since;
+    void (*then)(session *s) = d->then;
     s->ctx->disk_inflight--;
-    s->disk_busy = 0;
+    s->disk = NULL;
+    disk_give_back(s->ctx, d);
     if (s->dead) {
         close_now(s); /* closed while the job waited or ran */
         return;
@@ -387,10 +473,10 @@ static void disk_done(tf__work *w, int status)
        and its minimum rate's window leaves that time out (but keeps its
        bytes: a peer trickling a payload is still measured). */
     int64_t now = tf__now_ms();
-    s->state = s->disk_from;
-    s->window_ms += now - s->disk_since;
+    s->state = from;
+    s->window_ms += now - since;
     list_move(s, &s->ctx->active, now);
-    if (watch(s, s->disk_events) != 0) {
+    if (watch(s, events) != 0) {
         fail_session(s, TF_ENET, "epoll failed");
         return;
     }
@@ -398,7 +484,7 @@ static void disk_done(tf__work *w, int status)
         fail_session(s, TF_ECANCELED, "the server is stopping");
         return;
     }
-    s->disk_then(s);
+    then(s);
     if (!s->dead)
         read_pending(s);
 }
@@ -410,33 +496,37 @@ static void disk_done(tf__work *w, int status)
  * nor ctx (but its atomics). Meanwhile s is in S_DISK: neither its peer
  * nor a timeout can move or free it. The caller returns at once after
  * this, as it would after a reply (s may already be closed when there is
- * no pool and then ran inline).
+ * no pool and then ran inline). Out of memory for the job's block, the
+ * work runs inline too.
  */
 static void disk_call(session *s, void (*work)(session *s), void (*then)(session *s))
 {
     tf__session_ctx *ctx = s->ctx;
-    s->disk_work = work;
-    s->disk_then = then;
-    if (ctx->disk_pool && ctx->disk_queue.on) {
-        s->disk.work = disk_run;
-        s->disk.done = disk_done;
-        s->disk.data = s;
-        s->disk_from = s->state;
-        s->disk_events = s->watch.events;
-        s->disk_since = tf__now_ms();
+    session_disk *d = ctx->disk_pool && ctx->disk_queue.on ? disk_take(ctx) : NULL;
+    if (d) {
+        d->work.work = disk_run;
+        d->work.done = disk_done;
+        d->work.data = s;
+        d->fn = work;
+        d->then = then;
+        d->from = s->state;
+        d->events = s->watch.events;
+        d->since = tf__now_ms();
         s->state = S_DISK;
         list_move(s, &ctx->disk, tf__now_ms());
         (void)watch(s, 0); /* a failure leaves it watched: on_events ignores S_DISK */
-        s->disk_busy = 1;
+        s->disk = d;
         ctx->disk_inflight++;
-        if (tf__pool_submit(ctx->disk_pool, &ctx->disk_queue.q, &s->disk) == TF_OK)
+        if (tf__pool_submit(ctx->disk_pool, &ctx->disk_queue.q, &d->work) == TF_OK)
             return;
         /* The pool is stopping: inline, as without one. */
-        s->disk_busy = 0;
+        uint32_t events = d->events;
+        s->disk = NULL;
         ctx->disk_inflight--;
-        s->state = s->disk_from;
+        s->state = d->from;
+        disk_give_back(ctx, d);
         list_move(s, &ctx->active, tf__now_ms());
-        if (watch(s, s->disk_events) != 0) {
+        if (watch(s, events) != 0) {
             fail_session(s, TF_ENET, "epoll failed");
             return;
         }
@@ -2621,8 +2711,7 @@ static int grow_input(session *s, size_t need)
     if (!big)
         return -1;
     memcpy(big, s->in, s->in_len);
-    if (s->in != s->small)
-        free(s->in);
+    input_free(s->ctx, s->in, s->in_cap);
     s->in = big;
     s->in_cap = need;
     return 0;
@@ -2789,6 +2878,7 @@ static void parse_input(session *s)
     } else if (!s->in_len && !s->skip && !s->req && s->timer.list == &s->ctx->active) {
         /* A skipped name is over: back to waiting between requests. */
         list_move(s, &s->ctx->idle, tf__now_ms());
+        input_shrink(s);
     }
 }
 
@@ -2798,6 +2888,10 @@ static int fill_input(session *s)
 {
     if (s->skip && s->in_len)
         drop_skipped(s);
+    if (input_take(s) != 0) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return -1;
+    }
     if (s->in_len == s->in_cap)
         return 1; /* full: let the parser make room */
     uint8_t *to = s->in + s->in_len;
@@ -3003,8 +3097,8 @@ static void tls_step(session *s)
         fail_session(s, TF_ENET, "epoll failed");
         return;
     }
-    if (s->refuse_code) {
-        tf__session_refuse(s, s->refuse_code, s->refuse_msg);
+    if (s->refusal) {
+        tf__session_refuse(s, s->refusal->code, s->refusal->msg);
         return;
     }
     if (cert_login(s))
@@ -3025,8 +3119,8 @@ static int greet_tls(session *s)
 static void free_session(tf__deferred *d)
 {
     session *s = SESSION_OF(d, free_later);
-    if (s->in != s->small)
-        free(s->in);
+    free(s->in);
+    free(s->refusal);
     if (s->user && s->user->storage)
         s->user->storage->ops->close(s->user->storage);
     free(s->user);
@@ -3086,8 +3180,6 @@ session *tf__session_new(tf__session_ctx *ctx, int fd, const struct sockaddr *pe
     s->timer.expired = expired;
     s->free_later.fn = free_session;
     s->ctx = ctx;
-    s->in = s->small;
-    s->in_cap = sizeof s->small;
     s->state = ctx->tls ? S_TLS : S_HELLO;
     s->window_ms = tf__now_ms();
     if (peer && peer->sa_family == AF_INET6)
@@ -3116,9 +3208,16 @@ int tf__session_greet(session *s)
 void tf__session_refuse(session *s, int code, const char *message)
 {
     if (s->state == S_TLS) {
-        /* A TLS client can only read a refusal inside TLS. */
-        s->refuse_code = code;
-        snprintf(s->refuse_msg, sizeof s->refuse_msg, "%s", message ? message : "");
+        /* A TLS client can only read a refusal inside TLS. Out of
+           memory, it is told nothing and closed. */
+        size_t len = message ? strlen(message) : 0;
+        free(s->refusal);
+        if (!(s->refusal = malloc(sizeof *s->refusal + len + 1))) {
+            tf__session_close(s);
+            return;
+        }
+        s->refusal->code = code;
+        memcpy(s->refusal->msg, message ? message : "", len + 1);
         return;
     }
     log_entry(s, "busy", "", "", 0, code, message, s->timer.last_ms);
@@ -3147,7 +3246,7 @@ void tf__session_close(session *s)
         return;
     s->dead = 1;
     list_move(s, NULL, 0);
-    if (!s->disk_busy && tf__group_pending(s->group) && !s->group->committed) {
+    if (!s->disk && tf__group_pending(s->group) && !s->group->committed) {
         /* Puts received whole are stored before the session goes; its
            request (if any) is over first, as the job must not use it. */
         if (s->req)
@@ -3155,10 +3254,10 @@ void tf__session_close(session *s)
         disk_call(s, group_close_work, close_now);
         return;
     }
-    if (s->disk_busy) {
+    if (s->disk) {
         /* Its job is cancelled if it has not started; either way the rest
            waits for disk_done, as a running job uses the request. */
-        tf__pool_cancel(&s->disk);
+        tf__pool_cancel(&s->disk->work);
         return;
     }
     close_now(s);
@@ -3255,4 +3354,16 @@ void tf__session_ctx_release(tf__session_ctx *ctx)
         free(r);
     }
     ctx->nspare = 0;
+    while (ctx->spare_in) {
+        uint8_t *b = ctx->spare_in;
+        memcpy(&ctx->spare_in, b, sizeof ctx->spare_in);
+        free(b);
+    }
+    ctx->nspare_in = 0;
+    while (ctx->spare_disk) {
+        session_disk *d = ctx->spare_disk;
+        ctx->spare_disk = d->next_spare;
+        free(d);
+    }
+    ctx->nspare_disk = 0;
 }

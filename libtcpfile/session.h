@@ -52,6 +52,13 @@ typedef struct tf__session_ctx {
        keeps its checksum state). At most REQUEST_POOL_MAX. */
     struct request *spare_requests;
     int nspare;
+    /* The same for input buffers (INPUT_SMALL bytes, linked through their
+       first bytes) and storage calls: at most INPUT_POOL_MAX, DISK_POOL_MAX
+       (session.c). Idle sessions hold neither. */
+    uint8_t *spare_in;
+    int nspare_in;
+    struct session_disk *spare_disk;
+    int nspare_disk;
     /* The server's TLS context (TF_OPT_TLS), shared by every loop; NULL:
        plaintext. */
     struct tf__tls_ctx *tls;
@@ -195,49 +202,67 @@ typedef struct request {
     char to[TF_WIRE_NAME_MAX + 1]; /* rename: the new path */
 } request;
 
+/* A storage call on the disk pool (disk_call in session.c): the job, its
+   two halves, and what the session was doing before (restored after).
+   Taken from the loop's spares when the call starts and given back when it
+   is over, so that an idle session holds none. */
+typedef struct session_disk {
+    tf__work work;                  /* data: the session */
+    struct session_disk *next_spare;
+    void (*fn)(session *s);         /* on a pool thread */
+    void (*then)(session *s);       /* back in the loop's thread */
+    session_state from;
+    uint32_t events;
+    int64_t since;                  /* when the job was submitted */
+} session_disk;
+
+/* A refusal (server full) decided during the TLS handshake, sent once it
+   is done (tf__session_refuse). */
+typedef struct session_refusal {
+    int code;
+    char msg[]; /* NUL-terminated */
+} session_refusal;
+
+/* What a session holds while idle, kept small: 10,000 idle connections
+   must cost at most half of nginx's memory (issue 14), one 256-byte malloc
+   chunk each. What only a request, a storage call, a login or a TLS
+   refusal needs lives in an allocation of its own, made when needed; the
+   input buffer is taken from the loop's spares when bytes come and given
+   back once they have all been used (tests/test_idle.c holds the line). */
+#define TF__SESSION_IDLE_MAX 248
+
 struct session {
     tf__conn conn;
     tf__watcher watch;      /* conn's fd in the loop */
     tf__timer timer;        /* on one of ctx's lists: last progress */
     tf__deferred free_later;
-    session_state state;
-    uint32_t features;
     tf__session_ctx *ctx;
+    request *req;
     int64_t window_ms;      /* minimum-rate window start */
     uint64_t window_bytes;
-    int shut;               /* SHUT_WR done (closing) */
-    int dead;               /* closed; freed after the loop's round */
     size_t skip;            /* bytes of an over-long name still to drop */
-    request *req;
-    union {
-        struct sockaddr_in v4;
-        struct sockaddr_in6 v6;
-    } peer;
     /* Input: hellos, request heads and names, trailers. Pipelined bytes wait
-       here too. Points at small[] unless a long name needed more. */
+       here too. NULL while nothing is buffered (in_cap 0); INPUT_SMALL
+       bytes from the loop's spares, or more for a long name. */
     uint8_t *in;
     size_t in_len, in_cap;
-    uint8_t small[96];
-    /* A refusal (server full) decided during the TLS handshake, sent once
-       it is done: code 0 when none. */
-    int refuse_code;
-    char refuse_msg[128];
     /* Who is logged in (servers with users): NULL until then, and on
        servers that serve everyone. */
     struct session_user *user;
     struct tf__auth_job *job; /* a login being checked */
-    /* Storage work on the disk pool (disk_call in session.c): the job, its
-       two halves, and what the session was doing before (restored after). */
-    tf__work disk;
-    void (*disk_work)(session *s); /* on a pool thread */
-    void (*disk_then)(session *s); /* back in the loop's thread */
-    session_state disk_from;
-    uint32_t disk_events;
-    int64_t disk_since;            /* when the job was submitted */
-    int disk_busy;                 /* submitted, its done not yet run */
+    session_disk *disk;       /* the storage call in flight; NULL: none */
     /* Pipelined puts received and not yet committed, and answers not yet
        sent (groupcommit.h); NULL until the first. */
     struct tf__group *group;
+    session_refusal *refusal; /* NULL: none */
+    session_state state;
+    uint32_t features;
+    uint8_t shut;           /* SHUT_WR done (closing) */
+    uint8_t dead;           /* closed; freed after the loop's round */
+    union {
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } peer;
 };
 
 /* session.c */

@@ -3,7 +3,8 @@
  * a batch sent in one write costs a few syncs, not two per file; answers
  * keep the order of the requests when some puts are refused in the middle;
  * a request of another kind ends the batch and sees the puts before it;
- * with TF_OPT_GROUP_COMMIT 1 every put pays its own two syncs.
+ * with TF_OPT_GROUP_COMMIT 1 every put pays its own two syncs; a slow
+ * steady pipeline is answered as it goes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 
 #include "cmocka_main.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +218,55 @@ static void test_group_stat_sees_puts(void **state)
     close(fd);
 }
 
+/* A slow, steady pipeline (each write ends in the middle of a put, so the
+   server never sees it pause) is still answered as it goes: a group ends
+   once its first put has waited GROUP_AGE_MS (200 ms), not after 256 puts
+   or at the end of the stream. 16 puts, one every 60 ms: the first answer
+   must come before the last put is sent. */
+static void test_group_age_bound(void **state)
+{
+    fixture *f = *state;
+    enum { SLOW = 16 };
+    static uint8_t out[SLOW][1200];
+    static char text[1001]; /* long enough that half a put ends in its payload */
+    memset(text, 'x', sizeof text - 1);
+    size_t len[SLOW];
+    for (int i = 0; i < SLOW; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "slow%02d", i);
+        len[i] = put_frame(out[i], sizeof out[i], name, text, 0, 0);
+    }
+    int fd = connect_raw(f);
+    int answered_early = 0;
+    static uint8_t buf[2 * sizeof out[0]];
+    for (int i = 0; i < SLOW; i++) {
+        /* the rest of the previous put and half of this one, in one write */
+        size_t n = 0;
+        if (i > 0) {
+            memcpy(buf, out[i - 1] + len[i - 1] / 2, len[i - 1] - len[i - 1] / 2);
+            n = len[i - 1] - len[i - 1] / 2;
+        }
+        memcpy(buf + n, out[i], len[i] / 2);
+        assert_int_equal(rp_send(fd, buf, n + len[i] / 2), 0);
+        usleep(60 * 1000);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (!answered_early && poll(&p, 1, 0) == 1)
+            answered_early = i + 1;
+    }
+    assert_int_equal(rp_send(fd, out[SLOW - 1] + len[SLOW - 1] / 2,
+                             len[SLOW - 1] - len[SLOW - 1] / 2), 0);
+    print_message("# first answer seen after %d of %d puts\n", answered_early, SLOW);
+    assert_true(answered_early > 0);
+    for (int i = 0; i < SLOW; i++) {
+        tf_wire_response r;
+        char msg[1100];
+        assert_int_equal(rp_read_response(fd, &r, msg, sizeof msg), 0);
+        assert_int_equal(r.status, 0);
+    }
+    close(fd);
+    expect_file(f, "slow15", text);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +274,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_group_off_two_each, setup_alone, teardown),
         cmocka_unit_test_setup_teardown(test_group_order_with_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_stat_sees_puts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_age_bound, setup, teardown),
     };
     return TU_RUN_GROUP("groupcommit", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

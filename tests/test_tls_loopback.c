@@ -455,6 +455,28 @@ static void test_tlsloop_tls_client_plaintext_server(void **state)
     tf_options_free(so);
 }
 
+/* A full server's refusal is decided during the handshake and sent inside
+   TLS once it is over (the session keeps it only until then). */
+static void test_tlsloop_full_server_refuses_inside_tls(void **state)
+{
+    fixture *f = *state;
+    tf_options *so = server_options(f, 1);
+    assert_int_equal(tf_options_set(so, TF_OPT_MAX_CONNECTIONS, 1), TF_OK);
+    test_server s2;
+    tu_server_start(&s2, so);
+    tf_options *o = pinned(f);
+    tf_client *held = tu_connect(&s2, o);
+    tf_client *c = NULL;
+    char err[512];
+    assert_int_equal(try_connect(&c, "127.0.0.1", s2.port, o, err, sizeof err), TF_EBUSY);
+    assert_non_null(strstr(err, "the server is full (1 connection)"));
+    assert_true(log_has(f, "TF_EBUSY the server is full (1 connection)"));
+    tf_close(held);
+    tf_options_free(o);
+    tu_server_stop(&s2, 1);
+    tf_options_free(so);
+}
+
 /* ---- handshake timeout ---------------------------------------------------- */
 
 static int connect_raw(const char *port)
@@ -677,6 +699,7 @@ int main(int argc, char **argv)
         T(test_tlsloop_ca_and_host_name),
         T(test_tlsloop_plaintext_client_tls_server),
         T(test_tlsloop_tls_client_plaintext_server),
+        T(test_tlsloop_full_server_refuses_inside_tls),
         T(test_tlsloop_silent_client_dropped),
         T(test_tlsloop_capture_sees_no_content),
         T(test_tlsloop_openssl_s_client),

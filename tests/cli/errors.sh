@@ -30,7 +30,7 @@ usage_case 'missing HOST' "$CLIENT"
 usage_case 'missing operation' "$CLIENT" $H
 usage_case 'missing operation' "$CLIENT" $H 1
 usage_case '"frob"' "$CLIENT" $H 1 frob
-usage_case '"frob"' "$CLIENT" $H 1 list frob
+usage_case 'at most one DIR, not also "frob"' "$CLIENT" $H 1 list a frob
 usage_case 'unknown option "--bogus"' "$CLIENT" --bogus $H 1 list
 usage_case 'unknown option "--bogus"' "$CLIENT" $H 1 list --bogus
 usage_case 'unknown option "-z"' "$CLIENT" -z $H 1 list

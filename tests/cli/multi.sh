@@ -92,7 +92,7 @@ pass "--keep-going runs every operation and exits with the highest status (12 > 
 rm -f a.txt
 expect 2 "$CLIENT" $H "$PORT" get a.txt get ../x
 [[ ! -e a.txt ]] || fail "an operation ran despite a usage error later on the line"
-expect 2 "$CLIENT" $H "$PORT" get a.txt --to local-a.txt list frob
+expect 2 "$CLIENT" $H "$PORT" get a.txt --to local-a.txt list a frob
 [[ ! -e local-a.txt ]] || fail "an operation ran despite an unknown operation later"
 pass "a usage error later on the line prevents every operation"
 
@@ -116,7 +116,14 @@ rm -rf pipe && mkdir pipe
 expect 0 "$CLIENT" $H "$PORT" get a.txt remote-b.txt --to pipe/
 [[ $(grep -c '^tcpfile-client: get "\(a\|remote-b\).txt" to "pipe/": [0-9]* bytes in ' "$TMP/err") == 2 ]] ||
   fail "pipelined get: expected one summary line per name: $(cat "$TMP/err")"
-pass "get NAME... is pipelined; per-name lines and statuses are kept"
+# To standard output too: the answers in the order of the names, the bytes
+# of each whole and in place.
+expect 0 "$CLIENT" -v $H "$PORT" get a.txt remote-b.txt a.txt --to -
+grep -q 'get: 3 names pipelined over one connection' "$TMP/err" ||
+  fail "get a b a --to - was not pipelined: $(cat "$TMP/err")"
+cat "$ROOT/a.txt" "$ROOT/remote-b.txt" "$ROOT/a.txt" | cmp - "$TMP/out" ||
+  fail "pipelined get to stdout: the bytes differ from a.txt remote-b.txt a.txt"
+pass "get NAME... is pipelined; per-name lines and statuses are kept; to stdout in order"
 
 # put LOCAL... goes through tf_put_many the same way.
 printf 'p1\n' >p1.txt

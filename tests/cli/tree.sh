@@ -81,7 +81,9 @@ cut -f1,2,4 "$TMP/out" | LC_ALL=C sort >"$TMP/ls-r"
 printf 'd\t0\tb\nd\t0\tb/c\nf\t11\tb/x.txt\n' | cmp - "$TMP/ls-r" || fail "ls a -r: $(cat "$TMP/out")"
 expect 0 "$CLIENT" -H $H "$PORT" ls a/b
 grep -q 'x\.txt$' "$TMP/out" && grep -q 'c/$' "$TMP/out" || fail "ls -H: $(cat "$TMP/out")"
-pass "ls [DIR] [-r]: TYPE SIZE MTIME PATH, -H for people"
+expect 0 "$CLIENT" $H "$PORT" list a -r # the issue's spelling: list [DIR] [-r]
+cut -f1,2,4 "$TMP/out" | LC_ALL=C sort | cmp - "$TMP/ls-r" || fail "list a -r: $(cat "$TMP/out")"
+pass "ls [DIR] [-r] (and list DIR, list -r): TYPE SIZE MTIME PATH, -H for people"
 
 # ---- mv, rm ---------------------------------------------------------------------------
 expect 0 "$CLIENT" -q $H "$PORT" get a/b/x.txt --to got.txt

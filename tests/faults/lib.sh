@@ -136,3 +136,17 @@ restart_server() {
 running() {
   kill -0 "$1" 2>/dev/null && [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z* ]]
 }
+
+# wait_for_line PID PATTERN WHAT: until faultkit (PID, its stdout in
+# $TMP/fk.out, its stderr in $TMP/fk.err) prints a line matching PATTERN:
+# its hold point, or "connected" (a kill before the connection is made
+# would test nothing). Fails if it ends first or takes over 20 s.
+wait_for_line() {
+  local i
+  for ((i = 0; i < 2000; i++)); do
+    grep -q "$2" "$TMP/fk.out" && return 0
+    running "$1" || fail "faultkit ended before $3: $(cat "$TMP/fk.err")"
+    sleep 0.01
+  done
+  fail "faultkit did not reach $3 within 20 s"
+}

@@ -57,19 +57,6 @@ start_server root
 expect 0 "$FAULTKIT" putmany $H "$PORT" "$TMP/v0" "$COUNT"
 cur=v0
 
-# wait_for_line PID PATTERN WHAT: until the batch prints a line matching
-# PATTERN (its hold point, or "connected": a kill before the connection is
-# made would test nothing, and a slow start under ASan made that happen).
-wait_for_line() {
-  local i
-  for ((i = 0; i < 2000; i++)); do
-    grep -q "$2" "$TMP/fk.out" && return 0
-    running "$1" || fail "the batch ended before $3: $(cat "$TMP/fk.err")"
-    sleep 0.01
-  done
-  fail "the batch did not reach $3 within 20 s"
-}
-
 for ((run = 1; run <= RUNS; run++)); do
   if [[ $cur == v0 ]]; then new=v1; else new=v0; fi
   hold=$((COUNT / 4 + $(random_below $((COUNT / 2)))))

@@ -32,17 +32,6 @@ start_server root
 expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/A" --as data.bin
 cur=A
 
-# wait_for_hold PID: until the upload stops at its hold point, mid-payload.
-wait_for_hold() {
-  local i
-  for ((i = 0; i < 2000; i++)); do
-    grep -q '^held ' "$TMP/fk.out" && return 0
-    running "$1" || fail "the upload ended before its hold point: $(cat "$TMP/fk.err")"
-    sleep 0.01
-  done
-  fail "the upload did not reach its hold point within 20 s"
-}
-
 swept=0 resumed=0 min_kept=-1 max_kept=0
 for ((run = 1; run <= RUNS; run++)); do
   if [[ $cur == A ]]; then new=B; else new=A; fi
@@ -58,7 +47,7 @@ for ((run = 1; run <= RUNS; run++)); do
     "${args[@]}" >"$TMP/fk.out" 2>"$TMP/fk.err" &
   pid=$!
   BG_PIDS+=("$pid")
-  wait_for_hold "$pid"
+  wait_for_line "$pid" '^held ' "its hold point (mid-payload)"
   kill_server "$SERVER_PID"
   kill -USR1 "$pid" 2>/dev/null || true
   reap_bg "$pid"
