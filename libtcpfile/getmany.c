@@ -22,6 +22,12 @@
 
 /* An item's result before it is known (results are 0 or negative). */
 #define PENDING 1
+/* Small answers bound for one descriptor (tcpfile-client get ... --to -
+   writes thousands to a pipe) are gathered and written many to a write:
+   one write per 4 KiB answer cost the program as much CPU as the rest of
+   the get. An answer up to STAGE_ITEM bytes goes through the stage. */
+#define STAGE_CAP ((size_t)64 << 10)
+#define STAGE_ITEM ((size_t)16 << 10)
 
 typedef struct pipeline {
     tf_client *c;
@@ -42,6 +48,10 @@ typedef struct pipeline {
     size_t *msg_at;     /* per item: where its message starts in
                            c->item_msgs (NULL: no memory for them) */
     size_t msgs_len;
+    uint8_t *stage;     /* STAGE_CAP bytes (NULL: none, written directly) */
+    size_t stage_len;
+    int stage_fd;       /* where the staged bytes go */
+    size_t stage_from;  /* the first item whose bytes may be staged */
 } pipeline;
 
 /* Used when there was no memory to keep an item's own message. */
@@ -113,6 +123,8 @@ static void encode_more(pipeline *p, size_t depth)
     while (p->next_encode < p->n && p->inflight + p->nends < depth) {
         tf_get_item *it = &p->items[p->next_encode];
         if (tf__client_check_name(c, it->name) != TF_OK) {
+            if (c->hello_rc)
+                return; /* the server's hello, read for this name, failed */
             resolve(p, it, TF_EINVAL);
             p->next_encode++;
             continue;
@@ -170,15 +182,63 @@ static int send_some(pipeline *p)
     return TF_OK;
 }
 
-/* Reads the response to it and its payload, into its fd or, through a
-   temporary renamed when complete, its local_path (NULL with no fd:
-   ./name, as tf_get). index is the item's, for progress. */
-static int receive_item(tf_client *c, tf_get_item *it, long index)
+/* Writes the staged bytes. A failure is that of every item before upto
+   whose bytes were staged, as a direct write's would have been. */
+static void flush_stage(pipeline *p, size_t upto)
 {
+    if (!p->stage_len)
+        return;
+    tf__err e = {{0}};
+    int rc = tf__fs_write_all(p->stage_fd, p->stage, p->stage_len, &e);
+    p->stage_len = 0;
+    for (size_t i = p->stage_from; rc != TF_OK && i < upto; i++) {
+        tf_get_item *it = &p->items[i];
+        if (it->result == TF_OK && !it->local_path && it->fd == p->stage_fd) {
+            p->c->err = e;
+            resolve(p, it, rc);
+        }
+    }
+}
+
+/* Whether the next answer is all in the read buffer already: if not,
+   reading it may wait for the network, and staged bytes go out first so
+   that a reader of the descriptor never waits on us. */
+static int next_buffered(const tf_client *c)
+{
+    const tf__stream *s = &c->s;
+    tf_wire_response r;
+    size_t have = s->rlen - s->rpos;
+    long n = have ? tf__wire_decode_response(s->rbuf + s->rpos, have, &r) : -1;
+    return n > 0 && r.size <= have &&
+           (size_t)n + r.size + TF_WIRE_TRAILER_SIZE + TF_WIRE_DIGEST_MAX <= have;
+}
+
+/* Reads the response to it and its payload, into its fd (a small one
+   through the stage) or, through a temporary renamed when complete, its
+   local_path (NULL with no fd: ./name, as tf_get). index is the item's,
+   for progress. */
+static int receive_item(pipeline *p, tf_get_item *it, size_t index)
+{
+    tf_client *c = p->c;
     uint64_t size;
     int rc = tf__client_read_response(c, TF_OP_GET, it->name, &size, NULL);
+    if (rc == TF_OK && !it->local_path && it->fd >= 0 && p->stage && size <= STAGE_ITEM) {
+        if (p->stage_len && (p->stage_fd != it->fd || p->stage_len + size > STAGE_CAP))
+            flush_stage(p, index);
+        if (!p->stage_len) {
+            p->stage_fd = it->fd;
+            p->stage_from = index;
+        }
+        rc = tf__client_receive_to(c, -1, p->stage + p->stage_len, size, (long)index);
+        /* Written whatever the trailer said, as a direct write is; a
+           broken connection's partial payload is not. */
+        if (!tf__client_fatal(rc))
+            p->stage_len += (size_t)size;
+        return rc;
+    }
+    flush_stage(p, index); /* bytes go out in the items' order */
     if (rc != TF_OK || (!it->local_path && it->fd >= 0))
-        return rc != TF_OK ? rc : tf__client_receive_fd(c, it->fd, size, index);
+        return rc != TF_OK ? rc : tf__client_receive_fd(c, it->fd, size, (long)index);
     tf__tmpfile t;
     char final[4096];
     const char *path = it->local_path ? it->local_path : tf__path_leaf(it->name);
@@ -208,6 +268,9 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
     pipeline p = {.c = c, .items = items, .n = n, .first = n, .first_rc = TF_OK};
     p.msg_at = n ? malloc(n * sizeof *p.msg_at) : NULL;
     p.out = c->buf + IO_BUF + READ_BUF;
+    for (size_t i = 0; n > 1 && i < n && !p.stage; i++)
+        if (!items[i].local_path && items[i].fd >= 0)
+            p.stage = malloc(STAGE_CAP); /* none: each is written directly */
     size_t depth = (size_t)c->opt.value[TF_OPT_PIPELINE];
     while (rc == TF_OK && p.next_recv < n) {
         tf_get_item *it = &items[p.next_recv];
@@ -219,17 +282,23 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
            many to a send. */
         if (p.len == 0 && p.inflight <= depth / 2)
             encode_more(&p, depth);
+        if (c->hello_rc) {
+            rc = c->hello_rc;
+            break;
+        }
         if (p.pos < p.len && (rc = send_some(&p)) != TF_OK)
             break;
         if (p.inflight == 0)
             continue; /* it was refused locally, or its request is still going out */
-        rc = receive_item(c, it, (long)p.next_recv);
+        rc = receive_item(&p, it, p.next_recv);
         p.inflight--;
         p.next_recv++;
-        if (tf__client_fatal(rc))
+        if (tf__client_fatal(rc) || c->hello_rc) /* the connection failed, or its hello */
             break;
         resolve(&p, it, rc);
         rc = TF_OK;
+        if (p.stage_len && !next_buffered(c))
+            flush_stage(&p, p.next_recv);
     }
     if (rc != TF_OK) {
         /* The connection failed: what is not finished fails with it. */
@@ -241,6 +310,8 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
                 resolve(&p, &items[i], rc);
             }
     }
+    flush_stage(&p, p.next_recv);
+    free(p.stage);
     /* The buffer has stopped moving: the items can point into it. */
     for (size_t i = 0; i < n; i++) {
         if (items[i].result == TF_OK || items[i].result == PENDING)

@@ -396,7 +396,8 @@ static int receive_first(pipe_state *ps)
 /* Whether an answer can be read without waiting. */
 static int answer_ready(tf_client *c)
 {
-    if (c->s.rpos < c->s.rlen)
+    /* Bytes in the read buffer or held by TLS: poll cannot see them. */
+    if (c->s.rpos < c->s.rlen || tf__conn_pending(&c->s.conn))
         return 1;
     struct pollfd p = {.fd = c->s.conn.fd, .events = POLLIN};
     return poll(&p, 1, 0) > 0;
@@ -492,6 +493,8 @@ int tf_put_many(tf_client *c, tf_put_item *items, size_t n)
     batch b = {.c = c, .items = items, .n = n, .first = n, .first_rc = TF_OK};
     b.msg_at = n ? malloc(n * sizeof *b.msg_at) : NULL;
     int rc = tf__client_usable(c);
+    if (rc == TF_OK)
+        rc = tf__client_hello(c); /* puts sent ahead need PUTX confirmed */
     if (rc == TF_OK)
         rc = (c->features & TF_FEATURE_PUTX) ? put_pipelined(&b) : put_sequential(&b);
     if (rc != TF_OK) {

@@ -1005,6 +1005,29 @@ static void hash_sliced(session *s)
     continue_send(s);
 }
 
+/* The longest name a request may carry: a path with the tree feature. */
+static size_t request_max_name(const session *s)
+{
+    return (size_t)opts(s)->value[(s->features & TF_FEATURE_TREE) ? TF_OPT_MAX_PATH
+                                                                   : TF_OPT_MAX_NAME_LEN];
+}
+
+/* Whether a whole get is buffered behind the request being answered: its
+   answer follows at once (pipelined small gets), so this one may wait in
+   the socket to share a segment with it (MSG_MORE). The last answer of a
+   burst goes without, and pushes them all out; a get whose file needs the
+   disk pool holds the ones before it for that one job. Only where small
+   files are served from memory without the pool (read_cached): on a store
+   where every get waits for it (S3), each answer would come a job late. */
+static int get_follows(session *s)
+{
+    tf_wire_request q;
+    return storage(s)->ops->read_cached && s->in_len >= TF_WIRE_REQUEST_SIZE &&
+           s->in[0] == TF_OP_GET &&
+           tf__wire_decode_request(s->in, s->in_len, request_max_name(s), &q) > 0 &&
+           q.offset == 0;
+}
+
 /* A small response goes out in one sendmsg: head, body (read into the
    request's small buffer by read_small) and trailer. What the socket did
    not take is left to send_some: the head and trailer are in the request
@@ -1017,7 +1040,7 @@ static int push_gathered(session *s)
     struct iovec iov[3] = {{r->head, r->head_len},
                            {r->small, body},
                            {r->tail, r->tail_len}};
-    ssize_t k = tf__conn_writev(&s->conn, iov, 3, 0);
+    ssize_t k = tf__conn_writev(&s->conn, iov, 3, get_follows(s) ? TF__IO_MORE : 0);
     if (k == TF__IO_ERROR) {
         char why[128];
         snprintf(why, sizeof why, "send failed: %s", strerror(errno));
@@ -2727,8 +2750,7 @@ static void on_request(session *s)
         on_auth(s); /* a frame of its own (docs/protocol.md, 4b) */
         return;
     }
-    size_t max_name = (size_t)opts(s)->value[(s->features & TF_FEATURE_TREE) ? TF_OPT_MAX_PATH
-                                                                             : TF_OPT_MAX_NAME_LEN];
+    size_t max_name = request_max_name(s);
     tf_wire_request q;
     long n = tf__wire_decode_request(s->in, s->in_len, max_name, &q);
     if (n == TF_WIRE_NEED_MORE && s->in_len >= TF_WIRE_REQUEST_SIZE && q.op == TF_OP_PUT &&

@@ -22,6 +22,12 @@
 /* The plaintext hello's magic (docs/protocol.md, both hellos). */
 static const unsigned char tcpf_magic[4] = {0x54, 0x43, 0x50, 0x46};
 
+/* sendfile without kTLS reads the file this much at a time (one pread for
+   16 records), and a bulk reader's OpenSSL reads the socket this much at a
+   time (read-ahead) instead of a record's header and body apart. */
+#define FILE_BUF ((size_t)256 << 10)
+#define BULK_READ_BUF ((size_t)256 << 10)
+
 enum verify_mode { VERIFY_NONE, VERIFY_PIN, VERIFY_CA, VERIFY_CHECK };
 
 struct tf__tls_ctx {
@@ -58,12 +64,18 @@ struct tf__tls {
     /* The identity check's verdict, made inside the handshake. */
     int verify_code;
     tf__err verify_err;
-    /* sendfile without kTLS: the record read from the file, kept until
-       SSL_write takes it (a retry must offer the same bytes). */
+    /* sendfile without kTLS: the file's next FILE_BUF bytes (fb_len of
+       them from fb_off, sent up to fb_pos), kept until SSL_write has taken
+       them all (a retry must offer the same bytes). */
     unsigned char *fbuf;
     size_t fb_len;
+    size_t fb_pos;
     off_t fb_off;
     int fb_valid;
+    size_t fb_blocked; /* a record of this many bytes waits for a retry */
+    /* A blocking client's connection, for bulk reads: read-ahead into a
+       large buffer once the handshake is done (see tf__tls_bulk_reads). */
+    int bulk;
     /* writev: small pieces gathered into one record. */
     unsigned char *gbuf;
 };
@@ -407,7 +419,7 @@ void tf__tls_free(tf__tls *t)
     tf__tls_ctx_free(t->ctx);
     free(t->host);
     if (t->fbuf) {
-        OPENSSL_cleanse(t->fbuf, TF__TLS_RECORD);
+        OPENSSL_cleanse(t->fbuf, FILE_BUF);
         free(t->fbuf);
     }
     if (t->gbuf) {
@@ -516,6 +528,10 @@ int tf__tls_handshake(tf__tls *t, tf__err *e)
         t->established = 1;
         /* Only the first bytes matter; later reads skip the callback. */
         BIO_set_callback_ex(SSL_get_rbio(t->ssl), NULL);
+        /* Not before: the first bytes are read as they come, to tell a
+           plaintext peer's refusal apart. */
+        if (t->bulk)
+            SSL_set_read_ahead(t->ssl, 1);
         return TF_OK;
     }
     return result(t, ret, errnum, 1, "handshake", e);
@@ -534,16 +550,34 @@ int tf__tls_read(tf__tls *t, void *buf, size_t len, size_t *n, tf__err *e)
     errno = 0;
     int ret = SSL_read_ex(t->ssl, buf, len, n);
     int errnum = errno;
-    if (ret == 1) {
-        t->established = 1; /* a read may have run the handshake itself */
-        return TF_OK;
+    if (ret != 1)
+        return result(t, ret, errnum, 0, "read", e);
+    t->established = 1; /* a read may have run the handshake itself */
+    /* SSL_read gives one record (16 KiB) at a time: take the ones already
+       received too, so that a bulk reader's hash and write see large
+       pieces. A failure here is left for the next call to report. */
+    while (*n < len && SSL_has_pending(t->ssl)) {
+        size_t more = 0;
+        if (SSL_read_ex(t->ssl, (unsigned char *)buf + *n, len - *n, &more) != 1)
+            break;
+        *n += more;
     }
-    return result(t, ret, errnum, 0, "read", e);
+    tf__ossl_clear();
+    return TF_OK;
 }
 
 int tf__tls_pending(const tf__tls *t)
 {
-    return t && !t->failed ? SSL_pending(t->ssl) : 0;
+    if (!t || t->failed)
+        return 0;
+    /* With read-ahead, records not decrypted yet wait in OpenSSL too. */
+    return t->bulk ? SSL_has_pending(t->ssl) : SSL_pending(t->ssl);
+}
+
+void tf__tls_bulk_reads(tf__tls *t)
+{
+    t->bulk = 1;
+    SSL_set_default_read_buffer_len(t->ssl, BULK_READ_BUF);
 }
 
 int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e)
@@ -621,17 +655,19 @@ int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *
                             (long long)offset, len);
         return result(t, (int)w, errnum, 0, "sendfile", e);
     }
-    if (!t->fbuf && !(t->fbuf = malloc(TF__TLS_RECORD)))
+    if (!t->fbuf && !(t->fbuf = malloc(FILE_BUF)))
         return tf__fail(e, TF_ENOMEM, "out of memory");
     size_t done = 0;
     while (done < len) {
         off_t at = offset + (off_t)done;
-        if (t->fb_valid && t->fb_off != at)
+        if (t->fb_blocked && t->fb_off + (off_t)t->fb_pos != at)
             return tf__fail(e, TF_EINVAL,
                             "sendfile retried at offset %lld after blocking at %lld",
-                            (long long)at, (long long)t->fb_off);
+                            (long long)at, (long long)(t->fb_off + (off_t)t->fb_pos));
+        if (t->fb_valid && t->fb_off + (off_t)t->fb_pos != at)
+            t->fb_valid = 0; /* another part of the file: read it */
         if (!t->fb_valid) {
-            size_t want = len - done < TF__TLS_RECORD ? len - done : TF__TLS_RECORD;
+            size_t want = len - done < FILE_BUF ? len - done : FILE_BUF;
             ssize_t r;
             do
                 r = pread(file_fd, t->fbuf, want, at);
@@ -643,15 +679,22 @@ int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *
                 return tf__fail(e, TF_EIO, "the file ends at %lld, before %lld", (long long)at,
                                 (long long)(offset + (off_t)len));
             t->fb_len = (size_t)r;
+            t->fb_pos = 0;
             t->fb_off = at;
             t->fb_valid = 1;
         }
-        if (t->fb_len > len - done) {
-            /* A retry with a shorter length than the blocked one. */
+        /* One record per SSL_write, so that a retry after WANT_WRITE
+           offers the same bytes as long as the caller asks for as many. */
+        size_t chunk = t->fb_len - t->fb_pos;
+        if (chunk > TF__TLS_RECORD)
+            chunk = TF__TLS_RECORD;
+        if (chunk > len - done)
+            chunk = len - done;
+        if (chunk < t->fb_blocked)
             return tf__fail(e, TF_EINVAL, "sendfile retried with a shorter length");
-        }
         size_t w = 0;
-        int r = tf__tls_write(t, t->fbuf, t->fb_len, &w, e);
+        int r = tf__tls_write(t, t->fbuf + t->fb_pos, chunk, &w, e);
+        t->fb_blocked = r == TF__TLS_WANT_READ || r == TF__TLS_WANT_WRITE ? chunk : 0;
         if (r != TF_OK) {
             if (r < 0)
                 t->fb_valid = 0;
@@ -661,10 +704,10 @@ int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *
             }
             return r;
         }
-        /* The record went (a partial one cannot happen below one record's
-           size; were it to, the rest is simply read again). */
         done += w;
-        t->fb_valid = 0;
+        t->fb_pos += w;
+        if (t->fb_pos == t->fb_len)
+            t->fb_valid = 0;
     }
     *n = done;
     return TF_OK;

@@ -94,11 +94,17 @@ void tf__tls_free(tf__tls *t);
 
 /* Advances the handshake: TF_OK once done, WANT_*, or an error. */
 int tf__tls_handshake(tf__tls *t, tf__err *e);
-/* Up to len bytes into buf: TF_OK with *n > 0, WANT_*, TF__TLS_EOF, error. */
+/* Up to len bytes into buf: TF_OK with *n > 0, WANT_*, TF__TLS_EOF, error.
+   Takes every record already received, not only the first. */
 int tf__tls_read(tf__tls *t, void *buf, size_t len, size_t *n, tf__err *e);
-/* Bytes already decrypted and waiting: epoll will not report them, so an
-   event loop reads again while this is non-zero. */
+/* Bytes already received and waiting in OpenSSL: epoll will not report
+   them, so an event loop reads again while this is non-zero. */
 int tf__tls_pending(const tf__tls *t);
+/* For a blocking connection that reads large payloads (the client's):
+   once the handshake is done, OpenSSL reads the socket ahead into a large
+   buffer, one read for many records instead of two per record. Call
+   before the handshake. */
+void tf__tls_bulk_reads(tf__tls *t);
 /* Writes from buf: TF_OK with 0 < *n <= len (one record or more), WANT_*. */
 int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e);
 /* Writes from iov (a frame header and its payload): small pieces are

@@ -144,6 +144,8 @@ int tf__conn_tls(tf__conn *c, int fd, int nowait, tf__tls *tls)
     if (!t)
         return TF_ENOMEM;
     t->tls = tls;
+    if (!nowait)
+        tf__tls_bulk_reads(tls); /* the blocking client's payloads */
     c->nowait = nowait;
     c->t = &tf__transport_tls;
     c->fd = fd;

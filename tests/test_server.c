@@ -1,8 +1,9 @@
 /*
  * test_server.c - the event-driven server's own promises: the connection
  * limit, the idle and I/O timeouts, many idle connections held while others
- * are served, pipelined requests, and a stop that lets transfers in flight
- * finish within the grace period (and cuts them after it).
+ * are served, pipelined requests (their answers sharing segments), and a
+ * stop that lets transfers in flight finish within the grace period (and
+ * cuts them after it).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -225,6 +227,41 @@ static void test_server_pipelined_gets(void **state)
     tu_server_stop(&s, 1);
 }
 
+/* Answers to gets already buffered behind each other leave in shared
+   segments (MSG_MORE), not one segment each: TCP_INFO counts the data
+   segments that reached the client. */
+static void test_server_pipelined_answers_share_segments(void **state)
+{
+    (void)state;
+    test_server s;
+    tu_server_start(&s, NULL);
+    char path[512];
+    snprintf(path, sizeof path, "%s/p.txt", s.root);
+    tu_write_file(path, "pipelined", 9);
+    int fd = raw_connect(s.port);
+    assert_int_equal(raw_handshake(fd), 0);
+    enum { N = 20 };
+    uint8_t req[N * (TF_WIRE_REQUEST_SIZE + 5)];
+    size_t len = 0;
+    for (int i = 0; i < N; i++) {
+        tf_wire_request r = {.op = TF_OP_GET, .name = "p.txt", .name_len = 5};
+        len += (size_t)tf__wire_encode_request(req + len, sizeof req - len, &r);
+    }
+    struct tcp_info before, after;
+    socklen_t ilen = sizeof before;
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &before, &ilen), 0);
+    assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+    uint8_t buf[N * (TF_WIRE_RESPONSE_SIZE + 9 + TF_WIRE_TRAILER_SIZE)];
+    assert_int_equal(recv(fd, buf, sizeof buf, MSG_WAITALL), (ssize_t)sizeof buf);
+    ilen = sizeof after;
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &after, &ilen), 0);
+    /* One segment each before; one or two now (the server may take the
+       requests in more than one read on a loaded machine). */
+    assert_true(after.tcpi_data_segs_in - before.tcpi_data_segs_in < N / 2);
+    close(fd);
+    tu_server_stop(&s, 1);
+}
+
 /* A client that downloads slowly, from its own thread. */
 typedef struct slow_get {
     const test_server *s;
@@ -390,6 +427,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_server_io_timeout),
         cmocka_unit_test(test_server_many_idle_connections),
         cmocka_unit_test(test_server_pipelined_gets),
+        cmocka_unit_test(test_server_pipelined_answers_share_segments),
         cmocka_unit_test(test_server_stop_lets_transfers_finish),
         cmocka_unit_test(test_server_stop_cuts_after_grace),
         cmocka_unit_test(test_server_errmsg_after_failed_run),

@@ -278,6 +278,49 @@ static void test_tls_sendfile_fallback_1mib(void **state)
     free(back);
 }
 
+/* A bulk reader (the blocking client's connection): one read takes every
+   record already received, not one record of 16 KiB; and records read
+   ahead but not decrypted yet count as pending, since epoll cannot see
+   them. Fails with one record per read, or with SSL_pending alone. */
+static void test_tls_bulk_reads_take_every_record(void **state)
+{
+    fixture *f = *state;
+    tf__tls_ctx *cctx = client_pin(tf__tls_identity_fingerprint(f->a));
+    conn k;
+    memset(&k, 0, sizeof k);
+    pair(k.sv);
+    assert_int_equal(tf__tls_server_new(&k.s, f->server_a, k.sv[0], &k.es), TF_OK);
+    assert_int_equal(tf__tls_client_new(&k.c, cctx, k.sv[1], "a.example", NULL, &k.ec), TF_OK);
+    tf__tls_bulk_reads(k.c);
+    pump(k.s, k.c, &k.rs, &k.rc, &k.es, &k.ec);
+    assert_int_equal(k.rs, TF_OK);
+    assert_int_equal(k.rc, TF_OK);
+
+    enum { RECORDS = 4, SIZE = RECORDS * TF__TLS_RECORD };
+    static uint8_t data[SIZE], back[SIZE];
+    tu_fill(data, SIZE, 7);
+    size_t off = 0, n;
+    while (off < SIZE) { /* one record per write: partial writes are on */
+        assert_int_equal(tf__tls_write(k.s, data + off, SIZE - off, &n, &k.es), TF_OK);
+        off += n;
+    }
+    /* Exactly the first record: the other three wait, read ahead. */
+    size_t got = 0;
+    for (int i = 0; i < 1000 && got == 0; i++) {
+        int r = tf__tls_read(k.c, back, TF__TLS_RECORD, &got, &k.ec);
+        assert_true(r == TF_OK || r == TF__TLS_WANT_READ);
+    }
+    assert_int_equal(got, TF__TLS_RECORD);
+    assert_true(tf__tls_pending(k.c) > 0);
+    /* The rest in one call. */
+    assert_int_equal(tf__tls_read(k.c, back + got, SIZE - got, &n, &k.ec), TF_OK);
+    assert_int_equal(n, SIZE - got);
+    assert_memory_equal(data, back, SIZE);
+    assert_int_equal(tf__tls_pending(k.c), 0);
+    conn_close(&k);
+    tf__tls_ctx_free(cctx);
+}
+
 static void test_tls_pin_mismatch_refused(void **state)
 {
     fixture *f = *state;
@@ -864,6 +907,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         T(test_tls_handshake_nonblocking_round_trip),
         T(test_tls_sendfile_fallback_1mib),
+        T(test_tls_bulk_reads_take_every_record),
         T(test_tls_pin_mismatch_refused),
         T(test_tls_known_hosts_hook),
         T(test_tls_known_hosts_file_detects_new_key),
