@@ -73,10 +73,10 @@ SIGV4="aws:amz:${TF_S3_REGION:-us-east-1}:s3"
 B=$TF_S3_ENDPOINT/$TF_S3_BUCKET
 PFX=bench-$$
 # curl straight to the store: SigV4 by curl itself, the same unsigned
-# payload as libtcpfile's requests.
-# (an array, not a function: timeout runs it)
-S3CURL=(curl -sSf --aws-sigv4 "$SIGV4" -u "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
-  -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
+# payload as libtcpfile's requests. The keys go in a config file of mode
+# 600 (-K), never on curl's command line, where ps shows them; S3CURL is
+# set once WORK exists. (An array, not a function: timeout runs it.)
+S3CURL=()
 s3curl() { "${S3CURL[@]}" "$@"; }
 
 PIDS=()
@@ -107,6 +107,10 @@ SERVER=$BUILD/examples/tcpfile-server
 CLIENT=$BUILD/examples/tcpfile-client
 
 WORK=$(mktemp -d "$PARENT/tcpfile-s3bench.XXXXXX")
+(umask 077 && printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" \
+  >"$WORK/keys.cfg")
+S3CURL=(curl -sSf -K "$WORK/keys.cfg" --aws-sigv4 "$SIGV4"
+  -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
 D=$WORK/data
 mkdir -p "$D" "$WORK/got"
 head -c "$BIG_BYTES" /dev/urandom >"$D/big.bin"

@@ -271,6 +271,11 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
    directory. Each backend passes its own length limit. */
 int tf__storage_check_path(const char *path, size_t max_len, tf__err *e);
 
+/* A put's PARENTS: makes each missing directory on the way to path's last
+   component, as mkdir -p. One that exists must be a directory (never a
+   link: the backend refuses those on the way): else TF_ENOTDIR. */
+int tf__storage_make_parents(tf__storage *st, const char *path, tf__err *e);
+
 /* Commits items[0..n) through st's commit_many, or one by one with
    commit_cond (commit where there is none) on a backend without it. */
 void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n);
