@@ -280,8 +280,9 @@ int tf__storage_make_parents(tf__storage *st, const char *path, tf__err *e);
    commit_cond (commit where there is none) on a backend without it. */
 void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n);
 
-/* What the read-aheads of an S3 store's readers may hold at once, its
-   views' included (storage_s3.c). */
+/* What the read-aheads of an S3 store's readers, and the upload parts it
+   sends in the background, may hold at once, its views' included
+   (storage_s3.c). */
 #define TF_S3_READAHEAD_BUDGET ((size_t)64 << 20)
 /* Bytes of read-ahead the S3 store st and its views hold now (at most
    their shared budget): for tests. */

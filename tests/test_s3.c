@@ -1179,6 +1179,25 @@ static void write_steps(tf__storage *st, tf__upload *up, const uint8_t *data, si
     }
 }
 
+/* A resumable upload of n bytes through a store of its own, cut off
+   after upto: the most parts that store sent at once. */
+static size_t cut_off(fixture *f, const char *stem, const uint8_t *data, size_t n, size_t upto)
+{
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    tf__upload *up;
+    uint64_t have;
+    int resumable;
+    assert_int_equal(st->ops->stage_resumable(st, stem, n, &up, &have, &resumable, &e), TF_OK);
+    assert_int_equal(resumable, 1);
+    write_steps(st, up, data, 0, upto);
+    size_t most = tf__storage_s3_parts_overlap(st);
+    st->ops->keep(st, &up);
+    assert_int_equal(tf__storage_s3_readahead_held(st), 0);
+    st->ops->close(st);
+    return most;
+}
+
 /* Full parts go in the background, two of an upload at once, while the
    next is filled (within the read-ahead budget, given back after); they
    are recorded in order: a resumable upload cut off after three parts
@@ -1187,7 +1206,7 @@ static void write_steps(tf__storage *st, tf__upload *up, const uint8_t *data, si
 static void test_s3_storage_parts_overlap(void **state)
 {
     fixture *f = fixture_of(state);
-    tf__storage *one = open_store(f), *two = open_store(f);
+    tf__storage *two = open_store(f);
     tf__err e = {{0}};
     size_t n = 3 * (size_t)SPART + 4321;
     uint8_t *data = patterned(n, 13);
@@ -1195,15 +1214,7 @@ static void test_s3_storage_parts_overlap(void **state)
     tf__upload *up;
     uint64_t have;
     int resumable;
-    assert_int_equal(one->ops->stage_resumable(one, stem, n, &up, &have, &resumable, &e),
-                     TF_OK);
-    assert_int_equal(resumable, 1);
-    write_steps(one, up, data, 0, 3 * (size_t)SPART + 100);
-    assert_int_equal(tf__storage_s3_parts_overlap(one), 2);
-    one->ops->keep(one, &up);
-    assert_int_equal(tf__storage_s3_readahead_held(one), 0);
-    one->ops->close(one);
-
+    assert_int_equal(cut_off(f, stem, data, n, 3 * (size_t)SPART + 100), 2);
     assert_int_equal(two->ops->stage_resumable(two, stem, n, &up, &have, &resumable, &e),
                      TF_OK);
     assert_int_equal(have, 3 * (uint64_t)SPART);
@@ -1238,7 +1249,7 @@ static void test_s3_storage_parts_overlap(void **state)
 static void test_s3_storage_resume_past_state(void **state)
 {
     fixture *f = fixture_of(state);
-    tf__storage *one = open_store(f), *two = open_store(f);
+    tf__storage *two = open_store(f);
     tf__err e = {{0}};
     size_t n = 3 * (size_t)SPART + 999;
     uint8_t *data = patterned(n, 19);
@@ -1246,11 +1257,7 @@ static void test_s3_storage_resume_past_state(void **state)
     tf__upload *up;
     uint64_t have;
     int resumable;
-    assert_int_equal(one->ops->stage_resumable(one, stem, n, &up, &have, &resumable, &e),
-                     TF_OK);
-    write_steps(one, up, data, 0, 3 * (size_t)SPART);
-    one->ops->keep(one, &up);
-    one->ops->close(one);
+    cut_off(f, stem, data, n, 3 * (size_t)SPART);
     /* the state of two parts over the three */
     tf__digest d = {0};
     assert_int_equal(tf__digest_begin(&d, 1), TF_OK);
