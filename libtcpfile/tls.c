@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -41,6 +42,9 @@ struct tf__tls_ctx {
        reference (a client's context outlives the tf_options cache entry
        that made it while connections still use it). */
     int refs;
+    /* The MSG_NOSIGNAL write filter every connection sends through (see
+       nosig_write); per context, not per process: no global state. */
+    BIO_METHOD *nosig;
     /* The last session ticket a server gave, for resuming with that host. */
     pthread_mutex_t lock;
     SSL_SESSION *cached;
@@ -98,6 +102,76 @@ int tf__tls_sniff(const void *buf, size_t len)
     return n == sizeof tcpf_magic ? TF__SNIFF_TCPF : TF__SNIFF_MORE;
 }
 
+/* ---- the socket's write side ------------------------------------------ */
+
+/* OpenSSL's socket BIO sends with write(2), which raises SIGPIPE when the
+   peer has gone. Guarding each call with the signal mask costs four system
+   calls (rt_sigprocmask, rt_sigpending, twice), more than the write itself
+   for a small answer. So every connection writes through this filter over
+   its socket BIO, which sends with MSG_NOSIGNAL; reads go to the socket BIO
+   directly (they raise nothing). Everything else, the descriptor and the
+   kTLS controls included, is the socket BIO's. With kTLS sending, writes
+   are the socket BIO's too (the kernel takes the record type as a control
+   message): then the caller keeps the guard (tf__tls_sigpipe_safe). */
+static int nosig_write(BIO *b, const char *buf, size_t len, size_t *written)
+{
+    BIO *next = BIO_next(b);
+    *written = 0;
+    BIO_clear_retry_flags(b);
+    if (!next)
+        return 0;
+    if (BIO_get_ktls_send(next)) {
+        int r = BIO_write_ex(next, buf, len, written);
+        BIO_copy_next_retry(b);
+        return r;
+    }
+    int fd = -1;
+    if (BIO_get_fd(next, &fd) < 0 || fd < 0)
+        return 0;
+    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+    if (n < 0) {
+        /* The socket BIO's own rule: EAGAIN (a blocking socket's
+           SO_SNDTIMEO too) and EINTR are "try again". errno is kept for
+           the caller's message. */
+        if (BIO_sock_should_retry(-1))
+            BIO_set_retry_write(b);
+        return 0;
+    }
+    *written = (size_t)n;
+    return 1;
+}
+
+static long nosig_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    BIO *next = BIO_next(b);
+    return next ? BIO_ctrl(next, cmd, num, ptr) : 0;
+}
+
+static int nosig_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int nosig_destroy(BIO *b)
+{
+    (void)b;
+    return 1;
+}
+
+static BIO_METHOD *nosig_method(void)
+{
+    /* A fixed type: nothing looks this filter up by type, and
+       BIO_get_new_index would spend one of OpenSSL's 128 numbers per
+       context. */
+    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_FILTER | 0xff, "tcpfile MSG_NOSIGNAL");
+    if (m && BIO_meth_set_write_ex(m, nosig_write) && BIO_meth_set_ctrl(m, nosig_ctrl) &&
+        BIO_meth_set_create(m, nosig_create) && BIO_meth_set_destroy(m, nosig_destroy))
+        return m;
+    BIO_meth_free(m);
+    return NULL;
+}
+
 /* ---- contexts -------------------------------------------------------- */
 
 static int common_ctx(tf__tls_ctx **out, int server, tf__err *e)
@@ -110,7 +184,8 @@ static int common_ctx(tf__tls_ctx **out, int server, tf__err *e)
     c->refs = 1;
     pthread_mutex_init(&c->lock, NULL);
     c->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-    if (!c->ssl) {
+    c->nosig = nosig_method();
+    if (!c->ssl || !c->nosig) {
         tf__tls_ctx_free(c);
         return tf__ossl_fail(e, TF_ENOMEM, "cannot make a TLS context");
     }
@@ -303,6 +378,7 @@ void tf__tls_ctx_free(tf__tls_ctx *ctx)
     if (!ctx || __atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     SSL_CTX_free(ctx->ssl);
+    BIO_meth_free(ctx->nosig);
     SSL_SESSION_free(ctx->cached);
     free(ctx->cached_host);
     OPENSSL_cleanse(ctx->pin, sizeof ctx->pin);
@@ -342,14 +418,20 @@ static int conn_new(tf__tls **out, tf__tls_ctx *ctx, int fd, tf__err *e)
     tf__tls_ctx_ref(ctx);
     t->fd = fd;
     t->ssl = SSL_new(ctx->ssl);
-    /* SSL_set_fd makes a socket BIO (BIO_NOCLOSE: the fd stays ours),
-       the kind kTLS works on. */
-    if (!t->ssl || SSL_set_fd(t->ssl, fd) != 1) {
+    /* A socket BIO (BIO_NOCLOSE: the fd stays ours), the kind kTLS works
+       on, read directly and written through the MSG_NOSIGNAL filter. */
+    BIO *rb = BIO_new_socket(fd, BIO_NOCLOSE);
+    BIO *wb = BIO_new(ctx->nosig);
+    if (!t->ssl || !rb || !wb || !BIO_up_ref(rb)) {
+        BIO_free(rb);
+        BIO_free(wb);
         tf__tls_free(t);
         return tf__ossl_fail(e, TF_ENOMEM, "cannot make a TLS connection");
     }
+    /* rb's two references: the SSL's as its read BIO, the filter's below
+       it (SSL_free's BIO_free_all on the filter stops there). */
+    SSL_set_bio(t->ssl, rb, BIO_push(wb, rb));
     SSL_set_app_data(t->ssl, t);
-    BIO *rb = SSL_get_rbio(t->ssl);
     BIO_set_callback_arg(rb, (char *)t);
     BIO_set_callback_ex(rb, watch_first_bytes);
     *out = t;
@@ -745,6 +827,11 @@ int tf__tls_resumed(const tf__tls *t)
 int tf__tls_ktls_send(const tf__tls *t)
 {
     return t && BIO_get_ktls_send(SSL_get_wbio(t->ssl)) ? 1 : 0;
+}
+
+int tf__tls_sigpipe_safe(const tf__tls *t)
+{
+    return t && t->established && !tf__tls_ktls_send(t);
 }
 
 int tf__tls_peer_plaintext(const tf__tls *t)

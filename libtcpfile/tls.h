@@ -123,6 +123,11 @@ int tf__tls_shutdown(tf__tls *t, tf__err *e);
 int tf__tls_resumed(const tf__tls *t);
 /* 1 when the kernel encrypts what this connection sends (kTLS). */
 int tf__tls_ktls_send(const tf__tls *t);
+/* 1 when no call on this connection can raise SIGPIPE: every write goes
+   out with MSG_NOSIGNAL. 0 during the handshake (kTLS may start in it)
+   and with kTLS sending (write, sendmsg and sendfile to the socket):
+   then a caller whose thread does not block SIGPIPE guards each call. */
+int tf__tls_sigpipe_safe(const tf__tls *t);
 /* 1 when the handshake failed because the peer spoke plaintext tcpfile:
    the server's adapter may answer with a plaintext hello saying so. */
 int tf__tls_peer_plaintext(const tf__tls *t);
