@@ -80,8 +80,14 @@ struct tf__tls {
     /* A blocking client's connection, for bulk reads: read-ahead into a
        large buffer once the handshake is done (see tf__tls_bulk_reads). */
     int bulk;
-    /* writev: small pieces gathered into one record. */
+    /* writev: small pieces gathered into one record. When that record
+       blocks, the caller may offer the same bytes again cut otherwise (a
+       frame's pieces one at a time), which OpenSSL refuses as a "bad write
+       retry": tls.c repeats the record itself (g_blocked of its bytes) and
+       owes the caller g_owed bytes of progress, paid on the next writes. */
     unsigned char *gbuf;
+    size_t g_blocked;
+    size_t g_owed;
 };
 
 int tf__tls_sniff(const void *buf, size_t len)
@@ -662,15 +668,9 @@ void tf__tls_bulk_reads(tf__tls *t)
     SSL_set_default_read_buffer_len(t->ssl, BULK_READ_BUF);
 }
 
-int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e)
+/* One SSL_write_ex of buf (t live, len > 0). */
+static int write_raw(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e)
 {
-    *n = 0;
-    if (!t || (!buf && len))
-        return tf__fail(e, TF_EINVAL, "no connection or no buffer");
-    if (t->failed)
-        return dead(t, e);
-    if (len == 0)
-        return TF_OK;
     tf__ossl_clear();
     errno = 0;
     int ret = SSL_write_ex(t->ssl, buf, len, n);
@@ -680,6 +680,38 @@ int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e
         return TF_OK;
     }
     return result(t, ret, errnum, 0, "write", e);
+}
+
+/* A gathered record blocked (or sent, not yet all reported): the caller's
+   next len bytes are its bytes again. Sends it if still blocked, then
+   reports up to len of it as written. */
+static int settle_gathered(tf__tls *t, size_t len, size_t *n, tf__err *e)
+{
+    if (t->g_blocked) {
+        size_t w = 0;
+        /* One record (<= TF__TLS_RECORD): written whole or not at all. */
+        int r = write_raw(t, t->gbuf, t->g_blocked, &w, e);
+        if (r != TF_OK)
+            return r;
+        t->g_blocked = 0;
+    }
+    *n = len < t->g_owed ? len : t->g_owed;
+    t->g_owed -= *n;
+    return TF_OK;
+}
+
+int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e)
+{
+    *n = 0;
+    if (!t || (!buf && len))
+        return tf__fail(e, TF_EINVAL, "no connection or no buffer");
+    if (t->failed)
+        return dead(t, e);
+    if (len == 0)
+        return TF_OK;
+    if (t->g_owed)
+        return settle_gathered(t, len, n, e);
+    return write_raw(t, buf, len, n, e);
 }
 
 int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, tf__err *e)
@@ -694,7 +726,7 @@ int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, t
     }
     if (iovcnt == 0)
         return t->failed ? dead(t, e) : TF_OK;
-    if (iovcnt == 1 || iov[0].iov_len >= TF__TLS_RECORD)
+    if (iovcnt == 1 || iov[0].iov_len >= TF__TLS_RECORD || t->g_owed || t->failed)
         return tf__tls_write(t, iov[0].iov_base, iov[0].iov_len, n, e);
     if (!t->gbuf && !(t->gbuf = malloc(TF__TLS_RECORD)))
         return tf__fail(e, TF_ENOMEM, "out of memory");
@@ -710,7 +742,10 @@ int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, t
         memcpy(t->gbuf + used, iov[i].iov_base, take);
         used += take;
     }
-    return tf__tls_write(t, t->gbuf, used, n, e);
+    int r = write_raw(t, t->gbuf, used, n, e);
+    if (r == TF__TLS_WANT_READ || r == TF__TLS_WANT_WRITE)
+        t->g_blocked = t->g_owed = used;
+    return r;
 }
 
 int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *n, tf__err *e)
@@ -722,6 +757,8 @@ int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *
         return dead(t, e);
     if (len == 0)
         return TF_OK;
+    if (t->g_owed)
+        return settle_gathered(t, len, n, e);
     if (BIO_get_ktls_send(SSL_get_wbio(t->ssl))) {
         /* The kernel encrypts: the file's pages go to the socket as they are. */
         tf__ossl_clear();
@@ -775,7 +812,7 @@ int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *
         if (chunk < t->fb_blocked)
             return tf__fail(e, TF_EINVAL, "sendfile retried with a shorter length");
         size_t w = 0;
-        int r = tf__tls_write(t, t->fbuf + t->fb_pos, chunk, &w, e);
+        int r = write_raw(t, t->fbuf + t->fb_pos, chunk, &w, e);
         t->fb_blocked = r == TF__TLS_WANT_READ || r == TF__TLS_WANT_WRITE ? chunk : 0;
         if (r != TF_OK) {
             if (r < 0)

@@ -108,7 +108,9 @@ void tf__tls_bulk_reads(tf__tls *t);
 /* Writes from buf: TF_OK with 0 < *n <= len (one record or more), WANT_*. */
 int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e);
 /* Writes from iov (a frame header and its payload): small pieces are
-   gathered into one record of up to TF__TLS_RECORD bytes. As write. */
+   gathered into one record of up to TF__TLS_RECORD bytes. As write, except
+   that after WANT_* the same bytes may come again cut otherwise (each piece
+   by itself, through write or writev): they are the gathered record's. */
 int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, tf__err *e);
 /* Sends len bytes of file_fd from offset: SSL_sendfile when the kernel
    does TLS for this socket (kTLS), else pread + SSL_write through an
