@@ -1109,6 +1109,9 @@ static int parse_args(int argc, char **argv, client_args *a)
        terminal, as ssh does. */
     tf_options_set(a->opt, TF_OPT_TLS, 1);
     tf_options_set_host_check(a->opt, ask_on_terminal, NULL);
+    /* The first request goes right behind the hello, one round trip
+       sooner (the library waits for the hello itself with --user). */
+    tf_options_set(a->opt, TF_OPT_EARLY_REQUESTS, 1);
     /* A whole tree batch (TREE_BATCH) on the wire at once: the server
        makes a pipelined batch durable together, so the deeper the
        pipeline, the fewer syncs per file. */
@@ -2712,11 +2715,44 @@ static int connect_status(int rc)
     }
 }
 
+/* The client whose failed handshake has been reported (once, however
+   many operations it fails). */
+static const tf_client *g_hello_told;
+
+/* Reports a failed connect or handshake as such; its exit status. */
+static int report_connect(const client_args *a, int rc, const char *err)
+{
+    char hint[512];
+    connect_hint(a, rc, hint, sizeof hint);
+    fprintf(stderr, PROG ": connect to %s port %s: %s%s%s%s%s\n", a->host, a->port,
+            tf_strerror(rc), err[0] ? " (" : "", err, err[0] ? ")" : "", hint);
+    return g_signal ? 128 + g_signal : connect_status(rc);
+}
+
+/* With early requests the server's refusal comes back from the first
+   operation: reported as the connect failure it is. Returns 1 then. */
+static int hello_failed(const client_args *a, tf_client *c, int *status)
+{
+    if (!c)
+        return 0;
+    int rc = tf_client_handshake(c);
+    if (rc == TF_OK)
+        return 0;
+    if (g_hello_told != c) {
+        g_hello_told = c;
+        int st = report_connect(a, rc, tf_errmsg(c));
+        if (*status == EXIT_OK || (a->keep_going && st > *status))
+            *status = st;
+    }
+    return 1;
+}
+
 /* Connects; on failure reports it and sets *status. */
 static tf_client *connect_or_report(const client_args *a, int *status)
 {
-    char err[512], hint[512];
+    char err[512];
     tf_client *c;
+    g_hello_told = NULL;
     double start = now_seconds();
     if (a->verbosity >= VERBOSE) {
         int64_t cto = 0, ito = 0;
@@ -2729,6 +2765,11 @@ static tf_client *connect_or_report(const client_args *a, int *status)
                 (double)ito / 1000);
     }
     int rc = tf_connect_ex(&c, a->host, a->port, a->opt, err, sizeof err);
+    if (rc == TF_OK && a->verbosity >= VERBOSE && (rc = tf_client_handshake(c)) != TF_OK) {
+        /* Verbose: the server's limits are printed, so its hello is read. */
+        snprintf(err, sizeof err, "%s", tf_errmsg(c));
+        tf_close(c);
+    }
     if (rc == TF_OK) {
         if (a->verbosity >= VERBOSE)
             fprintf(stderr,
@@ -2737,10 +2778,7 @@ static tf_client *connect_or_report(const client_args *a, int *status)
                     now_seconds() - start, tf_client_max_name(c));
         return c;
     }
-    connect_hint(a, rc, hint, sizeof hint);
-    fprintf(stderr, PROG ": connect to %s port %s: %s%s%s%s%s\n", a->host, a->port,
-            tf_strerror(rc), err[0] ? " (" : "", err, err[0] ? ")" : "", hint);
-    *status = g_signal ? 128 + g_signal : connect_status(rc);
+    *status = report_connect(a, rc, err);
     return NULL;
 }
 
@@ -2784,6 +2822,9 @@ static int expand_wildcards(client_args *a, tf_client *c, tf_listing **names)
     if (!extra)
         return PARSE_RUN;
     int rc = tf_list(c, names);
+    int st = EXIT_OK;
+    if (rc != TF_OK && hello_failed(a, c, &st))
+        return st;
     if (rc != TF_OK) {
         fprintf(stderr, PROG ": list, to match the wildcards: %s (%s)\n", tf_strerror(rc),
                 tf_errmsg(c));
@@ -2840,6 +2881,8 @@ static int finish_op(const client_args *a, tf_client *c, const op *o, const prog
             report_success(a, o, p, out, seconds);
         return 0;
     }
+    if (hello_failed(a, c, status))
+        return 1;
     if (!out->why[0])
         out->local = failure_is_local(o, out->rc, p, out);
     int st = exit_status(out);
@@ -3145,7 +3188,8 @@ static int run(client_args *a)
     }
     if (g_signal && status < 128)
         status = 128 + g_signal;
-    report_not_run(a, i, g_signal ? "interrupted" : "after the failure");
+    if (!g_hello_told) /* a refused connection, as a failed connect, lists nothing */
+        report_not_run(a, i, g_signal ? "interrupted" : "after the failure");
     free(out);
     tf_listing_free(names);
     tf_listing_free(matched);

@@ -206,6 +206,20 @@ typedef enum tf_option {
        workers; 0 = 4 (the default), 1..64. Raise it for a slow or
        network-bound store, where each call holds a thread. */
     TF_OPT_DISK_THREADS = 23,
+    /* client: 1 = tf_connect sends its hello and returns without waiting
+       for the server's; the first request goes right behind the hello, so
+       a connection's first answer costs one round trip instead of two
+       (docs/protocol.md, 1). The server's hello is read by the first call
+       that needs an answer (or a tf_client_* query): a refusal (TF_EBUSY),
+       no common version (TF_EPROTO) or a login demanded (TF_EACCES) is
+       then that call's result, with the message tf_connect_ex would have
+       given, and every later call on c returns the same. Requests that
+       need a feature or a limit of the server (a path, a name over the
+       client's TF_OPT_MAX_NAME_LEN, resuming, put extensions, streamed and
+       pipelined puts, the tree calls) wait for its hello first. Ignored
+       when TF_SOPT_USER is set: an auth request may only follow a hello
+       that asks for it. Default 0. */
+    TF_OPT_EARLY_REQUESTS = 24,
     /* server: most pipelined puts (tf_put_many's) made durable together,
        1..256: their data synced at once, then their names, before any of
        them is answered (docs/protocol.md, 4b). 1 = each on its own, two
@@ -410,7 +424,9 @@ typedef struct tf_entry {
  * TF_EBUSY (server full), TF_ENOMEM. On success *out is the caller's,
  * closed and freed with tf_close. On failure *out is NULL; the reason is
  * not kept anywhere, so callers wanting the detail use tf_connect_ex.
- * opt NULL means the defaults; it is copied, see tf_options_free.
+ * opt NULL means the defaults; it is copied, see tf_options_free. With
+ * TF_OPT_EARLY_REQUESTS the server's answer (TF_EBUSY, TF_EPROTO for no
+ * common version, TF_EACCES for a login) comes from the first call instead.
  */
 TF_API int tf_connect(tf_client **out, const char *host, const char *port,
                       const tf_options *opt);
@@ -729,8 +745,18 @@ TF_API void tf_listing_free(tf_listing *l);
    after a success or when c is NULL. Valid until the next call on c. */
 TF_API const char *tf_errmsg(const tf_client *c);
 
+/* How the handshake went. With TF_OPT_EARLY_REQUESTS, reads the server's
+   hello now if no call has read it yet; returns TF_OK, or what tf_connect
+   would have returned (TF_EBUSY, TF_EPROTO, TF_EACCES, TF_ENET, ...; the
+   message in tf_errmsg), the same every time after. Without early
+   requests: TF_OK (tf_connect did it). TF_EINVAL when c is NULL. A program
+   that reports a refusal apart from a failed request asks this after a
+   call fails. */
+TF_API int tf_client_handshake(tf_client *c);
+
 /* The longest name, in bytes, that the server announced in the handshake
-   it accepts; TF_EINVAL when c is NULL. */
+   it accepts; TF_EINVAL when c is NULL. (This and the other tf_client_*
+   queries read a pending hello first, see TF_OPT_EARLY_REQUESTS.) */
 TF_API int tf_client_max_name(const tf_client *c);
 
 /* Closes the connection and frees c (and the strings tf_errmsg returned).

@@ -39,6 +39,16 @@ int tf__client_fatal(int rc)
    be trusted: close it, so later calls fail fast and clearly. */
 int tf__client_break(tf_client *c, int rc)
 {
+    if (c->hello_pending && tf__client_fatal(rc)) {
+        /* An early request failed to go out or come back: a server that
+           refused and closed said why in its hello, which beats
+           "connection reset". */
+        tf__err net = c->err;
+        int said = tf__client_hello(c);
+        if (said != TF_OK)
+            return said;
+        c->err = net;
+    }
     if (tf__client_fatal(rc)) {
         tf__stream_close(&c->s);
         c->broken = 1;
@@ -49,6 +59,8 @@ int tf__client_break(tf_client *c, int rc)
 int tf__client_usable(tf_client *c)
 {
     tf__err_clear(&c->err);
+    if (c->hello_rc)
+        return tf__fail(&c->err, c->hello_rc, "%s", c->hello_msg ? c->hello_msg : "");
     if (c->broken)
         return tf__fail(&c->err, TF_ENET,
                         "the connection was closed after an earlier failure; reconnect");
@@ -61,7 +73,14 @@ int tf__client_usable(tf_client *c)
 
 int tf__client_check_name(tf_client *c, const char *name)
 {
-    if (tf_client_has_tree(c))
+    /* Before the server's hello only a plain name within the client's own
+       limit goes out: a path needs TREE, a longer name its max_name. */
+    if (c->hello_pending && tf_name_check(name, c->max_name, NULL) != TF_OK) {
+        int rc = tf__client_hello(c);
+        if (rc != TF_OK)
+            return rc;
+    }
+    if (c->features & TF_FEATURE_TREE) /* not the query: it would wait for the hello */
         return tf__client_check_path(c, name, "name");
     const char *why;
     if (tf_name_check(name, c->max_name, &why) != TF_OK)
@@ -83,19 +102,35 @@ int tf__client_buffers(tf_client *c)
 
 /* ---- handshake -------------------------------------------------------- */
 
-static int handshake(tf_client *c)
+static int send_hello(tf_client *c)
 {
     uint8_t out[TF_WIRE_CLIENT_HELLO_SIZE];
-    uint32_t wanted = TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_AUTH | TF_FEATURE_TREE |
-                      TF_FEATURE_PUTX;
+    c->wanted = TF_FEATURE_RESUME | TF_FEATURE_STREAM | TF_FEATURE_AUTH | TF_FEATURE_TREE |
+                TF_FEATURE_PUTX;
     if (c->opt.value[TF_OPT_CHECKSUM])
-        wanted |= TF_FEATURE_CHECKSUM;
-    tf_wire_client_hello ch = {TF_WIRE_VERSION, TF_WIRE_VERSION, wanted};
+        c->wanted |= TF_FEATURE_CHECKSUM;
+    tf_wire_client_hello ch = {TF_WIRE_VERSION, TF_WIRE_VERSION, c->wanted};
     tf__wire_encode_client_hello(out, sizeof out, &ch);
-    int rc = tf__stream_write(&c->s, out, sizeof out, &c->err);
-    if (rc != TF_OK)
-        return rc;
+    return tf__stream_write(&c->s, out, sizeof out, &c->err);
+}
 
+/* Until the server's hello is read (TF_OPT_EARLY_REQUESTS), the client
+   works with what it asked for and its own limits; no AUTH, since no
+   login is sent before a hello asks for one. */
+static void assume_hello(tf_client *c)
+{
+    c->version = TF_WIRE_VERSION;
+    c->features = c->wanted & ~(uint32_t)TF_FEATURE_AUTH;
+    c->max_name = (uint16_t)c->opt.value[TF_OPT_MAX_NAME_LEN];
+    c->max_upload = 0;
+    c->max_depth = (uint16_t)c->opt.value[TF_OPT_MAX_DEPTH];
+    c->max_path = (uint16_t)c->opt.value[TF_OPT_MAX_PATH];
+}
+
+static int read_hello(tf_client *c)
+{
+    uint32_t wanted = c->wanted;
+    int rc;
     uint8_t in[TF_WIRE_SERVER_HELLO_SIZE + TF_WIRE_MESSAGE_MAX];
     tf_wire_server_hello sh;
     size_t have = TF_WIRE_SERVER_HELLO_SIZE;
@@ -206,11 +241,19 @@ int tf_connect_ex(tf_client **out, const char *host, const char *port,
     if (rc == TF_OK && c->opt.value[TF_OPT_TLS])
         rc = tf__client_tls_start(c, host);
     if (rc == TF_OK)
-        rc = handshake(c);
+        rc = send_hello(c);
+    /* With a user to log in as, the hello must be read first: an auth
+       request goes only to a server whose hello asks for one. */
+    const char *user = tf__opt_str(&c->opt, TF_SOPT_USER);
+    c->hello_pending = rc == TF_OK && c->opt.value[TF_OPT_EARLY_REQUESTS] && !(user && *user);
+    if (c->hello_pending)
+        assume_hello(c);
+    else if (rc == TF_OK)
+        rc = read_hello(c);
     if (rc == TF_OK)
         rc = tf__stream_set_timeout(&c->s, (int)c->opt.value[TF_OPT_IO_TIMEOUT_MS], &c->err);
     /* Under the I/O timeout: a failed login may be answered seconds late. */
-    if (rc == TF_OK)
+    if (rc == TF_OK && !c->hello_pending)
         rc = authenticate(c);
     if (rc != TF_OK) {
         if (errbuf && errlen)
@@ -220,6 +263,38 @@ int tf_connect_ex(tf_client **out, const char *host, const char *port,
     }
     *out = c;
     return TF_OK;
+}
+
+int tf__client_hello(tf_client *c)
+{
+    if (!c->hello_pending)
+        return TF_OK;
+    c->hello_pending = 0;
+    int rc = read_hello(c);
+    if (rc == TF_OK)
+        rc = authenticate(c); /* no user here: only says why a login is wanted */
+    if (rc != TF_OK) {
+        /* The connection is over, as a failed tf_connect's would be; each
+           later call says why, not "closed after an earlier failure". */
+        c->hello_rc = rc;
+        c->hello_msg = strdup(c->err.msg);
+        tf__stream_close(&c->s);
+        c->broken = 1;
+        c->features = 0;
+    }
+    return rc;
+}
+
+void tf__client_settle(const tf_client *cc)
+{
+    if (!cc->hello_pending)
+        return;
+    /* Every handle comes from tf_connect's calloc: only the queries'
+       signatures are const. A failure is kept for the next call. */
+    tf_client *c = (tf_client *)(uintptr_t)cc;
+    tf__err before = c->err;
+    tf__client_hello(c);
+    c->err = before;
 }
 
 int tf_connect(tf_client **out, const char *host, const char *port, const tf_options *opt)
@@ -239,6 +314,7 @@ void tf_close(tf_client *c)
     tf__digest_end(&c->digest);
     free(c->buf);
     free(c->item_msgs);
+    free(c->hello_msg);
     tf__options_release(&c->opt);
     free(c);
 }
@@ -248,9 +324,22 @@ const char *tf_errmsg(const tf_client *c)
     return c ? c->err.msg : "";
 }
 
+int tf_client_handshake(tf_client *c)
+{
+    if (!c)
+        return TF_EINVAL;
+    int rc = tf__client_hello(c);
+    if (rc == TF_OK && c->hello_rc)
+        rc = tf__fail(&c->err, c->hello_rc, "%s", c->hello_msg ? c->hello_msg : "");
+    return rc;
+}
+
 int tf_client_max_name(const tf_client *c)
 {
-    return c ? c->max_name : TF_EINVAL;
+    if (!c)
+        return TF_EINVAL;
+    tf__client_settle(c);
+    return c->max_name;
 }
 
 void tf_free(void *p)
@@ -277,7 +366,10 @@ int tf__client_read_response(tf_client *c, int op, const char *name, uint64_t *s
 {
     uint8_t buf[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
     tf_wire_response r;
-    int rc = tf__stream_read(&c->s, buf, TF_WIRE_RESPONSE_SIZE, &c->err);
+    int rc = tf__client_hello(c); /* the server's hello comes first on the wire */
+    if (rc != TF_OK)
+        return rc;
+    rc = tf__stream_read(&c->s, buf, TF_WIRE_RESPONSE_SIZE, &c->err);
     if (rc != TF_OK)
         return rc;
     long n = tf__wire_decode_response(buf, TF_WIRE_RESPONSE_SIZE, &r);
@@ -291,6 +383,12 @@ int tf__client_read_response(tf_client *c, int op, const char *name, uint64_t *s
         return tf__fail(&c->err, TF_EPROTO, "malformed response to %s", op_name(op));
     if (r.status != 0) {
         int code = tf__wire_code(r.status);
+        /* A name sent before the server's hello (TF_OPT_EARLY_REQUESTS)
+           and refused for its limits: the client's own words, as when the
+           limits were known before sending. */
+        if (code == TF_EINVAL && name && (op == TF_OP_GET || op == TF_OP_PUT) &&
+            tf__client_check_name(c, name) != TF_OK)
+            return TF_EINVAL;
         char why[TF_ERRMSG_MAX]; /* escaped, as the refusal in handshake() */
         why[0] = '\0';
         if (r.message_len)
@@ -427,11 +525,14 @@ static int get_into(tf_client *c, const char *name, int fd, uint8_t **mem, size_
                          .offset = offset};
     uint64_t size;
     uint8_t flags = 0;
-    int rc = xfer_begin(c, &x, &p);
-    if (rc == TF_OK)
-        rc = send_request(c, &r);
+    memset(&x, 0, sizeof x);
+    int rc = send_request(c, &r);
     if (rc == TF_OK)
         rc = tf__client_read_response(c, TF_OP_GET, name, &size, &flags);
+    /* After the response: with early requests, only the server's hello
+       (read with it) says whether the payload has a checksum. */
+    if (rc == TF_OK)
+        rc = xfer_begin(c, &x, &p);
     if (rc == TF_OK && offset && (flags & TF_RESP_FROM_START)) {
         p.base = offset = 0;
         rc = tf__tmpfile_restart(restart, &c->err);
@@ -521,6 +622,9 @@ int tf_get(tf_client *c, const char *name, const char *local_path)
     tf__tmpfile t;
     char final[4096];
     uint64_t have = 0;
+    /* An offset needs RESUME, which only the server's hello confirms. */
+    if (c->opt.value[TF_OPT_RESUME] && (rc = tf__client_hello(c)) != TF_OK)
+        return rc;
     int resume = c->opt.value[TF_OPT_RESUME] && (c->features & TF_FEATURE_RESUME);
     const char *path = local_path ? local_path : tf__path_leaf(name);
     if (resume)
@@ -622,6 +726,9 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
 {
     uint64_t from = 0, stored;
     uint8_t rflags = 0;
+    int rc = key ? tf__client_hello(c) : TF_OK; /* an upload key needs RESUME */
+    if (rc != TF_OK)
+        return rc;
     if (c->max_upload && size > c->max_upload)
         return tf__fail(&c->err, TF_ETOOBIG,
                         "\"%s\" is %llu bytes; the server accepts at most %llu", name,
@@ -641,7 +748,7 @@ static int put_from(tf_client *c, source *src, uint64_t size, const char *name,
         r.same = px->same;
         known = (px->flags & TF_REQ_SKIP_SAME) != 0;
     }
-    int rc = send_request(c, &r);
+    rc = send_request(c, &r);
     if (rc == TF_OK) /* go-ahead, refusal, or "already there" */
         rc = tf__client_read_response(c, TF_OP_PUT, name, &from, &rflags);
     if (rc == TF_OK && (rflags & TF_RESP_SAME)) {
@@ -805,6 +912,8 @@ int tf_put_stream(tf_client *c, int fd, const char *name)
     if (!c)
         return TF_EINVAL;
     int rc = begin_fd_call(c, name, fd);
+    if (rc == TF_OK)
+        rc = tf__client_hello(c); /* STREAM must be confirmed */
     if (rc == TF_OK && !(c->features & TF_FEATURE_STREAM))
         rc = tf__fail(&c->err, TF_EPROTO, "the server does not take streamed uploads "
                                           "(an older version)");
@@ -818,6 +927,8 @@ int tf_put_stream(tf_client *c, int fd, const char *name)
 
 int tf_client_can_stream(const tf_client *c)
 {
+    if (c)
+        tf__client_settle(c);
     return c && !c->broken && (c->features & TF_FEATURE_STREAM) ? 1 : 0;
 }
 
@@ -900,6 +1011,9 @@ int tf__putx_from_args(tf_client *c, const tf_put_args *a, int fd, tf__putx *px)
     if (a->flags & ~known)
         return tf__fail(&c->err, TF_EINVAL, "unknown put flags 0x%x",
                         (unsigned)(a->flags & ~known));
+    int rc = a->flags ? tf__client_hello(c) : TF_OK; /* they need PUTX */
+    if (rc != TF_OK)
+        return rc;
     if ((a->flags & TF_PUT_IF_ABSENT) && (a->flags & TF_PUT_IF_MATCH))
         return tf__fail(&c->err, TF_EINVAL, "if-absent and if-match exclude each other");
     if (a->flags & TF_PUT_KEEP_MTIME) {
@@ -1055,6 +1169,8 @@ int tf_digest(const void *data, size_t len, uint8_t out[16])
 
 int tf_client_can_putx(const tf_client *c)
 {
+    if (c)
+        tf__client_settle(c);
     return c && !c->broken && (c->features & TF_FEATURE_PUTX) ? 1 : 0;
 }
 
@@ -1073,11 +1189,12 @@ int tf_list(tf_client *c, tf_listing **out)
     tf_wire_request r = {.op = TF_OP_LIST};
     tf__xfer x;
     uint64_t size;
-    rc = xfer_begin(c, &x, NULL);
-    if (rc == TF_OK)
-        rc = send_request(c, &r);
+    memset(&x, 0, sizeof x);
+    rc = send_request(c, &r);
     if (rc == TF_OK)
         rc = tf__client_read_response(c, TF_OP_LIST, NULL, &size, NULL);
+    if (rc == TF_OK) /* after the response, as in get_into */
+        rc = xfer_begin(c, &x, NULL);
     if (rc == TF_OK && size > (uint64_t)c->opt.value[TF_OPT_MAX_MEMORY]) {
         rc = receive_payload(c, &x, -1, NULL, size);
         if (rc == TF_OK)

@@ -32,6 +32,13 @@ struct tf_client {
     struct tf_dir *dir;   /* a tf_dir_open listing in progress: other calls
                              get TF_EBUSY */
     int broken;           /* the stream lost sync: every call fails */
+    int hello_pending;    /* TF_OPT_EARLY_REQUESTS: the server's hello is
+                             still unread; features and limits are what
+                             was asked for (tf__client_hello) */
+    uint32_t wanted;      /* the features the client's hello asked for */
+    int hello_rc;         /* the server's hello failed (read late): every
+                             call returns this, with hello_msg */
+    char *hello_msg;
     tf__digest digest;    /* checksum state kept between transfers */
     uint8_t *buf;         /* IO_BUF bytes, the stream's READ_BUF bytes, then
                              OUT_BUF for pipelined requests; allocated on
@@ -62,6 +69,15 @@ int tf__putx_from_args(tf_client *c, const tf_put_args *a, int fd, tf__putx *px)
 int tf__putx_hash(tf_client *c, tf__putx *px, int fd, uint64_t off, const uint8_t *mem,
                   uint64_t size);
 
+/* With TF_OPT_EARLY_REQUESTS, reads the server's hello if it is still
+   unread (and is a no-op otherwise): TF_OK, or what tf_connect would have
+   returned, with its message; after a failure the connection is closed
+   and every later call returns the same. */
+int tf__client_hello(tf_client *c);
+/* For the tf_client_* queries (const handles): reads a pending hello, so
+   that they tell the server's features and limits; a failure is kept for
+   the next call, tf_errmsg is left as it was. */
+void tf__client_settle(const tf_client *c);
 /* Closes the connection after a failure that leaves the stream out of
    step (TF_ENET, TF_ETIMEDOUT, TF_EPROTO, TF_ECANCELED, TF_ENOMEM); returns
    rc either way. */

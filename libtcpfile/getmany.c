@@ -123,6 +123,8 @@ static void encode_more(pipeline *p, size_t depth)
     while (p->next_encode < p->n && p->inflight + p->nends < depth) {
         tf_get_item *it = &p->items[p->next_encode];
         if (tf__client_check_name(c, it->name) != TF_OK) {
+            if (c->hello_rc)
+                return; /* the server's hello, read for this name, failed */
             resolve(p, it, TF_EINVAL);
             p->next_encode++;
             continue;
@@ -280,6 +282,10 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
            many to a send. */
         if (p.len == 0 && p.inflight <= depth / 2)
             encode_more(&p, depth);
+        if (c->hello_rc) {
+            rc = c->hello_rc;
+            break;
+        }
         if (p.pos < p.len && (rc = send_some(&p)) != TF_OK)
             break;
         if (p.inflight == 0)
@@ -287,7 +293,7 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
         rc = receive_item(&p, it, p.next_recv);
         p.inflight--;
         p.next_recv++;
-        if (tf__client_fatal(rc))
+        if (tf__client_fatal(rc) || c->hello_rc) /* the connection failed, or its hello */
             break;
         resolve(&p, it, rc);
         rc = TF_OK;

@@ -38,6 +38,7 @@ static const option_spec specs[TF__OPT_COUNT] = {
     [TF_OPT_MAX_DEPTH] = {TF_DEFAULT_MAX_DEPTH, 1, 2048},
     [TF_OPT_MAX_PATH] = {TF_DEFAULT_MAX_PATH, 1, 4096},
     [TF_OPT_DISK_THREADS] = {0, 0, 64},
+    [TF_OPT_EARLY_REQUESTS] = {0, 0, 1},
     [TF_OPT_GROUP_COMMIT] = {256, 1, 256},
 };
 

@@ -487,6 +487,8 @@ int tf_put_many(tf_client *c, tf_put_item *items, size_t n)
     b.msg_at = n ? malloc(n * sizeof *b.msg_at) : NULL;
     int rc = tf__client_usable(c);
     if (rc == TF_OK)
+        rc = tf__client_hello(c); /* puts sent ahead need PUTX confirmed */
+    if (rc == TF_OK)
         rc = (c->features & TF_FEATURE_PUTX) ? put_pipelined(&b) : put_sequential(&b);
     if (rc != TF_OK) {
         /* The connection failed: what is not finished fails with it. */

@@ -34,6 +34,8 @@ int tf__client_check_path(tf_client *c, const char *path, const char *what)
 
 int tf_client_has_tree(const tf_client *c)
 {
+    if (c)
+        tf__client_settle(c);
     return c && (c->features & TF_FEATURE_TREE) ? 1 : 0;
 }
 
@@ -67,11 +69,12 @@ static int begin_tree_call(tf_client *c)
 {
     if (!c)
         return TF_EINVAL;
-    tf__err_clear(&c->err);
-    if (!tf_client_has_tree(c))
+    int rc = tf__client_usable(c);
+    if (rc == TF_OK)
+        rc = tf__client_hello(c); /* TREE must be confirmed */
+    if (rc == TF_OK && !(c->features & TF_FEATURE_TREE))
         return tf__fail(&c->err, TF_EPROTO,
                         "the server does not offer the tree operations (feature TREE)");
-    int rc = tf__client_usable(c);
     return rc == TF_OK ? tf__client_buffers(c) : rc;
 }
 
