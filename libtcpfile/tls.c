@@ -700,18 +700,29 @@ static int settle_gathered(tf__tls *t, size_t len, size_t *n, tf__err *e)
     return TF_OK;
 }
 
+/* What write and sendfile do first: 1 with the call's result in *r when
+   it is over already (a dead connection, nothing to send, or a gathered
+   record's bytes offered again). */
+static int write_done_early(tf__tls *t, size_t len, size_t *n, tf__err *e, int *r)
+{
+    if (t->failed)
+        *r = dead(t, e);
+    else if (len == 0)
+        *r = TF_OK;
+    else if (t->g_owed)
+        *r = settle_gathered(t, len, n, e);
+    else
+        return 0;
+    return 1;
+}
+
 int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e)
 {
     *n = 0;
     if (!t || (!buf && len))
         return tf__fail(e, TF_EINVAL, "no connection or no buffer");
-    if (t->failed)
-        return dead(t, e);
-    if (len == 0)
-        return TF_OK;
-    if (t->g_owed)
-        return settle_gathered(t, len, n, e);
-    return write_raw(t, buf, len, n, e);
+    int r;
+    return write_done_early(t, len, n, e, &r) ? r : write_raw(t, buf, len, n, e);
 }
 
 int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, tf__err *e)
@@ -753,12 +764,9 @@ int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *
     *n = 0;
     if (!t || file_fd < 0 || offset < 0)
         return tf__fail(e, TF_EINVAL, "no connection, no file or a negative offset");
-    if (t->failed)
-        return dead(t, e);
-    if (len == 0)
-        return TF_OK;
-    if (t->g_owed)
-        return settle_gathered(t, len, n, e);
+    int early;
+    if (write_done_early(t, len, n, e, &early))
+        return early;
     if (BIO_get_ktls_send(SSL_get_wbio(t->ssl))) {
         /* The kernel encrypts: the file's pages go to the socket as they are. */
         tf__ossl_clear();
