@@ -2,7 +2,7 @@
 # s3_compare.sh - the S3 lines of issue 15, side by side, one table:
 #
 #   bench/compare.sh --s3-only [-r REPS] [-B BIG_BYTES] [-m SMALL_N]
-#                    [-d PARENT_DIR] [-b BUILD_DIR] [-p PORT]
+#                    [-d PARENT_DIR] [-b BUILD_DIR] [-p PORT] [-t SECONDS]
 #
 # (compare.sh passes its options on; this file can be run the same way.)
 # Against the single-node Ceph of scripts/ceph.sh, which must be up
@@ -17,7 +17,9 @@
 #   - the server's peak memory (VmHWM) while 100 clients get a file of
 #     MID_BYTES (16 MiB) from S3 at once: stated.
 # Each transfer is timed as the wall-clock time of the client process;
-# the table shows medians of REPS runs and tcpfile's ratio to curl.
+# the table shows medians of REPS runs and tcpfile's ratio to curl. Each
+# line is cut off after SECONDS (default 120, and 10 s more per 100 MiB
+# moved): a line cut off is shown as such and the run goes on.
 # Everything put in the bucket (under bench-PID/) is deleted on exit.
 set -euo pipefail
 
@@ -31,6 +33,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 BUILD=$REPO/build-bench
 PORT=0
+LIMIT=120
 while [ $# -gt 0 ]; do
   case $1 in
     -r) REPS=$2; shift 2 ;;
@@ -39,6 +42,7 @@ while [ $# -gt 0 ]; do
     -d) PARENT=$2; shift 2 ;;
     -b) BUILD=$2; shift 2 ;;
     -p) PORT=$2; shift 2 ;;
+    -t) LIMIT=$2; shift 2 ;;
     --no-install | --keep) shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "s3_compare.sh: unknown argument: $1" >&2; exit 2 ;;
@@ -53,15 +57,27 @@ eval "$("$REPO/scripts/ceph.sh" env 2>/dev/null)" ||
   die "no Ceph: run scripts/ceph.sh up first"
 [ -n "${TF_S3_ENDPOINT:-}" ] || die "no Ceph: run scripts/ceph.sh up first"
 command -v curl >/dev/null || die "curl is missing"
+# Room in the store: every run puts the big file twice (tcpfile's, curl's),
+# and radosgw frees what is overwritten or deleted only at its garbage
+# collection (2 h by default). scripts/ceph.sh's OSD is a 4 GiB file:
+# filled, it stops taking writes for everyone, and at ENOSPC the OSD dies
+# (it did, with -B 1 GiB -r 3). Needed: at most half of it.
+need=$((2 * REPS * BIG_BYTES + MID_BYTES + SMALL_N * 4096))
+osd=$(awk -F' *= *' '$1 == "bluestore block size" { print $2 }' \
+  "${TF_CEPH_DIR:-/tmp/tcpfile-ceph}/ceph.conf" 2>/dev/null || true)
+if [ -n "$osd" ] && [ "$need" -gt $((osd / 2)) ]; then
+  die "$((need >> 20)) MiB to put, over half of the store's $((osd >> 20)) MiB OSD:" \
+    "-B $((osd / 4 / REPS)) (bytes) at most, or a larger store"
+fi
 SIGV4="aws:amz:${TF_S3_REGION:-us-east-1}:s3"
 B=$TF_S3_ENDPOINT/$TF_S3_BUCKET
 PFX=bench-$$
 # curl straight to the store: SigV4 by curl itself, the same unsigned
-# payload as libtcpfile's requests.
-s3curl() {
-  curl -sSf --aws-sigv4 "$SIGV4" -u "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
-}
+# payload as libtcpfile's requests. The keys go in a config file of mode
+# 600 (-K), never on curl's command line, where ps shows them; S3CURL is
+# set once WORK exists. (An array, not a function: timeout runs it.)
+S3CURL=()
+s3curl() { "${S3CURL[@]}" "$@"; }
 
 PIDS=()
 WORK=
@@ -72,6 +88,7 @@ cleanup() {
   if [ -n "$WORK" ]; then
     # Every key this run made: one curl process, one connection.
     { echo "tf/big.bin"; echo "tf/mid.bin"; echo "curl/big.bin"
+      echo "tf/.tcpfile-tmp/d/big.bin"; echo "tf/.tcpfile-tmp/d/mid.bin"
       awk -v n="$SMALL_N" 'BEGIN { for (i = 0; i < n; i++) printf "tf/s%05d\n", i }'
     } | awk -v b="$B" -v p="$PFX" '{ printf "url = \"%s/%s/%s\"\nrequest = \"DELETE\"\noutput = \"/dev/null\"\n", b, p, $0 }' \
       >"$WORK/delete.cfg"
@@ -90,6 +107,10 @@ SERVER=$BUILD/examples/tcpfile-server
 CLIENT=$BUILD/examples/tcpfile-client
 
 WORK=$(mktemp -d "$PARENT/tcpfile-s3bench.XXXXXX")
+(umask 077 && printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" \
+  >"$WORK/keys.cfg")
+S3CURL=(curl -sSf -K "$WORK/keys.cfg" --aws-sigv4 "$SIGV4"
+  -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
 D=$WORK/data
 mkdir -p "$D" "$WORK/got"
 head -c "$BIG_BYTES" /dev/urandom >"$D/big.bin"
@@ -114,14 +135,25 @@ say "tcpfile-server on port $TPORT serving s3://$TF_S3_BUCKET/$PFX/tf at $TF_S3_
 
 RES=$WORK/results
 : >"$RES"
-# wall CMD...: the wall-clock seconds of CMD (its output in $WORK/out).
+# wall CMD...: the wall-clock seconds of CMD (its output in $WORK/out), or
+# "cut" when it ran past the line's limit ($CUT seconds).
+BIG_CUT=$((LIMIT + (BIG_BYTES >> 20) / 10))
+CUT=$LIMIT
 wall() {
   local TIMEFORMAT='%3R' rc=0
-  { time "$@" >"$WORK/out" 2>&1; } 2>"$WORK/time" || rc=$?
+  { time timeout -k 5 "$CUT" "$@" >"$WORK/out" 2>&1; } 2>"$WORK/time" || rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    say "cut off after $CUT s: $*" >&2
+    echo cut
+    return
+  fi
   [ "$rc" -eq 0 ] || die "failed ($rc): $* -- $(tail -3 "$WORK/out")"
   cat "$WORK/time"
 }
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RES"; printf '    %-24s %-8s %8s s\n' "$@"; }
+# same FILE_A FILE_B: dies unless both hold the same bytes (a line cut off
+# leaves nothing to compare).
+same() { [ "$1" = cut ] || cmp -s "$2" "$3" || die "$4's get differs"; }
 
 # The small objects, put once through tcpfile (so both tools read the
 # same keys): one pipelined put.
@@ -137,20 +169,26 @@ for ((REP = 1; REP <= REPS; REP++)); do
   say "repetition $REP of $REPS"
   # Alternate which tool goes first.
   for tool in $( ((REP % 2)) && echo "tcpfile curl" || echo "curl tcpfile"); do
+    CUT=$BIG_CUT
     if [ "$tool" = tcpfile ]; then
-      record "put $((BIG_BYTES >> 20)) MiB" tcpfile "$(wall "${TF[@]}" put "$D/big.bin")"
+      t=$(wall "${TF[@]}" put "$D/big.bin")
+      record "put $((BIG_BYTES >> 20)) MiB" tcpfile "$t"
       rm -f "$WORK/got/big.bin"
-      record "get $((BIG_BYTES >> 20)) MiB" tcpfile \
-        "$(wall "${TF[@]}" get big.bin --to "$WORK/got/big.bin")"
-      cmp -s "$D/big.bin" "$WORK/got/big.bin" || die "tcpfile's get differs"
-      record "$SMALL_N x 4 KiB gets" tcpfile \
-        "$(cd "$WORK/got" && wall "${TF[@]}" get "${NAMES[@]}")"
+      t=$(wall "${TF[@]}" get big.bin --to "$WORK/got/big.bin")
+      record "get $((BIG_BYTES >> 20)) MiB" tcpfile "$t"
+      same "$t" "$D/big.bin" "$WORK/got/big.bin" tcpfile
+      CUT=$LIMIT
+      t=$(cd "$WORK/got" && wall "${TF[@]}" get "${NAMES[@]}")
+      record "$SMALL_N x 4 KiB gets" tcpfile "$t"
     else
-      record "put $((BIG_BYTES >> 20)) MiB" curl "$(wall s3curl -T "$D/big.bin" "$B/$PFX/curl/big.bin")"
-      record "get $((BIG_BYTES >> 20)) MiB" curl \
-        "$(wall s3curl -o "$WORK/got/curl.bin" "$B/$PFX/curl/big.bin")"
-      cmp -s "$D/big.bin" "$WORK/got/curl.bin" || die "curl's get differs"
-      record "$SMALL_N x 4 KiB gets" curl "$(wall s3curl -K "$WORK/small.cfg")"
+      t=$(wall "${S3CURL[@]}" -T "$D/big.bin" "$B/$PFX/curl/big.bin")
+      record "put $((BIG_BYTES >> 20)) MiB" curl "$t"
+      t=$(wall "${S3CURL[@]}" -o "$WORK/got/curl.bin" "$B/$PFX/curl/big.bin")
+      record "get $((BIG_BYTES >> 20)) MiB" curl "$t"
+      same "$t" "$D/big.bin" "$WORK/got/curl.bin" curl
+      CUT=$LIMIT
+      t=$(wall "${S3CURL[@]}" -K "$WORK/small.cfg")
+      record "$SMALL_N x 4 KiB gets" curl "$t"
     fi
   done
 done
@@ -164,7 +202,11 @@ for ((i = 0; i < CONC; i++)); do
   cpids+=($!)
 done
 fails=0
+# (a client still running after the limit is ended, and counted as failed)
+( sleep "$BIG_CUT"; kill "${cpids[@]}" 2>/dev/null ) &
+watchdog=$!
 for p in "${cpids[@]}"; do wait "$p" || fails=$((fails + 1)); done
+kill "$watchdog" 2>/dev/null || true
 peak=$(awk '/^VmHWM/ { print $2 }' "/proc/$SPID/status")
 rm -f "$WORK"/got/m*
 
@@ -172,15 +214,20 @@ echo
 echo "S3 lines (medians of $REPS; wall-clock seconds of the client process; store: radosgw"
 echo "at $TF_S3_ENDPOINT; this machine: $(nproc) CPUs, $(uptime | sed 's/.*load/load/'))"
 printf '%-24s %10s %10s %8s   %s\n' line tcpfile curl ratio target
+# The median of a line's runs, a run cut off counting as the longest.
+median() {
+  awk -F'\t' -v l="$1" -v w="$2" '$1 == l && $2 == w { print ($3 == "cut" ? 1e9 : $3) }' "$RES" |
+    sort -g | awk '{ a[NR] = $1 } END { m = a[int((NR + 1) / 2)]; print (m == 1e9 ? "cut" : m) }'
+}
 for line in "put $((BIG_BYTES >> 20)) MiB" "get $((BIG_BYTES >> 20)) MiB" "$SMALL_N x 4 KiB gets"; do
-  t=$(awk -F'\t' -v l="$line" '$1 == l && $2 == "tcpfile" { print $3 }' "$RES" | sort -n |
-    awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-  c=$(awk -F'\t' -v l="$line" '$1 == l && $2 == "curl" { print $3 }' "$RES" | sort -n |
-    awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  t=$(median "$line" tcpfile)
+  c=$(median "$line" curl)
   target=">= 0.9x"
   [[ $line == *gets ]] && target=">= 3x"
+  ratio=$(awk -v t="$t" -v c="$c" 'BEGIN {
+    if (t == "cut" || c == "cut") print "-"; else printf "%.2f", c / t }')
   printf '%-24s %9ss %9ss %7sx   %s (curl time / tcpfile time)\n' "$line" "$t" "$c" \
-    "$(awk -v t="$t" -v c="$c" 'BEGIN { printf "%.2f", c / t }')" "$target"
+    "$ratio" "$target"
 done
 echo "server memory, $CONC clients getting $((MID_BYTES >> 20)) MiB from S3 at once: peak RSS" \
   "$((peak / 1024)) MiB (idle $((base / 1024)) MiB); $fails clients failed"

@@ -709,10 +709,13 @@ typedef struct tf_put_item {
  * Returns TF_OK when every item succeeded, else the result of the first
  * failed item in array order, with its message in tf_errmsg; TF_EINVAL
  * when c or items is NULL. No resuming. TF_PUT_SKIP_SAME in a batch hashes
- * the item's source first and offers the digest; that item waits for the
- * server's first answer (one round trip, the answers owed before it are
- * read meanwhile): when the server holds the same bytes no payload byte is
- * sent and the item reports skipped, else its payload follows. Progress: as
+ * the item's source first and offers the digest; an item over 64 KiB waits
+ * for the server's first answer (one round trip, the answers owed before
+ * it are read meanwhile): when the server holds the same bytes no payload
+ * byte is sent and the item reports skipped, else its payload follows. A
+ * smaller one sends its payload right behind, pipelined (cheaper than the
+ * round trip), which the server drops when it holds the same bytes: the
+ * item reports skipped all the same. Progress: as
  * tf_get_many (the item progress callback, else the plain one per item).
  */
 TF_API int tf_put_many(tf_client *c, tf_put_item *items, size_t n);

@@ -14,7 +14,7 @@
 #include "internal.h"
 
 /* Modes of new temporaries. The server's are private until published
-   (partials.c, publish_mode), so that even a staging directory that was
+   (partials.c, tf__publish_mode), so that even a staging directory that was
    briefly open to others exposes nothing; the client's get the usual 0666
    and umask, being renamed into place as they are. */
 #define SERVER_TMP_MODE 0600

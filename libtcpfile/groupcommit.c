@@ -99,6 +99,29 @@ int tf__group_add(tf__group **gp, tf__upload **up, const char *name, const tf__c
     return TF_OK;
 }
 
+int tf__group_can_hold(const tf__group *g, uint64_t size)
+{
+    return size <= TF__GROUP_HOLD_PUT_MAX && (!g || g->held + size <= TF__GROUP_HOLD_MAX);
+}
+
+int tf__group_add_held(tf__group **gp, uint8_t **data, size_t len, int parents, const char *name,
+                       const tf__commit_cond *cond, uint64_t size, uint64_t bytes,
+                       int64_t started_ms)
+{
+    tf__upload *none = NULL;
+    int rc = tf__group_add(gp, &none, name, cond, size, bytes, started_ms);
+    if (rc != TF_OK)
+        return rc;
+    tf__group *g = *gp;
+    tf__group_entry *en = &g->v[g->n - 1];
+    en->held = *data;
+    en->held_len = len;
+    en->parents = parents;
+    g->held += len;
+    *data = NULL;
+    return TF_OK;
+}
+
 int tf__group_add_decided(tf__group **gp, const char *name, int rc, const tf__err *e,
                           uint8_t resp_flags, uint64_t size, uint64_t bytes, int64_t started_ms)
 {
@@ -122,8 +145,61 @@ size_t tf__group_pending(const tf__group *g)
     return g ? g->n : 0;
 }
 
+/* The held payloads staged and written, each in a file of its own as a
+   put not held would have been; one that fails becomes a decided answer,
+   and the commit items are packed again without it. Consecutive puts into
+   one directory make its parents once. */
+static void stage_held(tf__group *g, tf__storage *st)
+{
+    const char *made = NULL; /* the directory whose parents were made last */
+    size_t made_len = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        tf__group_entry *en = &g->v[i];
+        if (!en->held)
+            continue;
+        const char *name = g->names + en->name_at;
+        const char *slash = strrchr(name, '/');
+        size_t dir_len = slash ? (size_t)(slash - name) : 0;
+        tf__commit_item *it = &g->items[en->item];
+        tf__err e = {{0}};
+        int rc = TF_OK;
+        if (en->parents && slash &&
+            !(made && made_len == dir_len && memcmp(made, name, dir_len) == 0)) {
+            rc = tf__storage_make_parents(st, name, &e);
+            made = rc == TF_OK ? name : NULL;
+            made_len = dir_len;
+        }
+        if (rc == TF_OK)
+            rc = st->ops->stage(st, &it->up, &e);
+        if (rc == TF_OK)
+            rc = st->ops->write(st, it->up, en->held, en->held_len, &e);
+        free(en->held);
+        en->held = NULL;
+        if (rc != TF_OK) {
+            st->ops->abort(st, &it->up);
+            en->item = SIZE_MAX;
+            en->rc = rc;
+            g->decided_err[i] = e;
+        }
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        tf__group_entry *en = &g->v[i];
+        if (en->item == SIZE_MAX)
+            continue;
+        if (en->item != k) { /* items run in entry order: k < en->item */
+            g->items[k] = g->items[en->item];
+            memcpy(g->ids[k], g->ids[en->item], sizeof g->ids[0]);
+        }
+        en->item = k++;
+    }
+    g->nitems = k;
+    g->held = 0;
+}
+
 void tf__group_commit(tf__group *g, tf__storage *st)
 {
+    stage_held(g, st);
     /* The arrays may have moved since the entries were added. */
     for (size_t i = 0; i < g->n; i++) {
         tf__group_entry *en = &g->v[i];
@@ -164,8 +240,19 @@ int tf__group_out_append(tf__group *g, const void *p, size_t n)
     return TF_OK;
 }
 
+/* Frees the payloads still held (a group never committed). */
+static void free_held(tf__group *g)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        free(g->v[i].held);
+        g->v[i].held = NULL;
+    }
+    g->held = 0;
+}
+
 void tf__group_clear(tf__group *g)
 {
+    free_held(g);
     g->n = g->nitems = 0;
     g->names_len = 0;
     g->committed = 0;
@@ -176,6 +263,7 @@ void tf__group_free(tf__group *g, tf__storage *st)
 {
     if (!g)
         return;
+    free_held(g);
     for (size_t i = 0; i < g->nitems; i++)
         if (g->items[i].up)
             st->ops->abort(st, &g->items[i].up);

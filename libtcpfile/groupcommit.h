@@ -28,6 +28,13 @@
 #define TF__GROUP_COUNT_MAX 256
 #define TF__GROUP_BYTES_MAX ((uint64_t)32 << 20)
 #define TF__GROUP_PUT_MAX ((uint64_t)1 << 20)
+/* A small put's payload may wait in the group's memory instead of in a
+   staged file (tf__group_add_held): its staging and writing then happen in
+   the group's commit job, so the put costs no disk job of its own. At most
+   TF__GROUP_HOLD_PUT_MAX bytes each and TF__GROUP_HOLD_MAX in all, per
+   session. */
+#define TF__GROUP_HOLD_PUT_MAX ((uint64_t)64 << 10)
+#define TF__GROUP_HOLD_MAX ((uint64_t)4 << 20)
 
 /* One answer owed, in request order. */
 typedef struct tf__group_entry {
@@ -38,6 +45,10 @@ typedef struct tf__group_entry {
     uint64_t size;        /* the answer's size field */
     uint64_t bytes;       /* payload bytes received, for the log */
     int64_t started_ms;   /* for the log */
+    uint8_t *held;        /* a held payload (tf__group_add_held), to stage at the
+                             commit; NULL: staged already, or decided */
+    size_t held_len;
+    int parents;          /* held: make the missing parents first (PARENTS) */
 } tf__group_entry;
 
 typedef struct tf__group {
@@ -50,6 +61,7 @@ typedef struct tf__group {
     char *names;
     size_t names_len, names_cap;
     uint64_t bytes;         /* payload bytes of the uploads */
+    uint64_t held;          /* of which held in memory */
     int committed;          /* tf__group_commit ran on these entries */
     /* Answers encoded after the commit, not yet sent (out_pos of out_len). */
     uint8_t *out;
@@ -64,15 +76,25 @@ int tf__group_fits(const tf__group *g, uint64_t size);
    made on first use. */
 int tf__group_add(tf__group **g, tf__upload **up, const char *name, const tf__commit_cond *cond,
                   uint64_t size, uint64_t bytes, int64_t started_ms);
+/* Whether a put of size bytes may be held in memory (tf__group_add_held):
+   small enough, and g (NULL: none yet) has memory left for it. */
+int tf__group_can_hold(const tf__group *g, uint64_t size);
+/* As tf__group_add, for an upload not staged yet: its len payload bytes
+   at *data (malloc'd; taken, *data set to NULL, on success), staged and
+   written by tf__group_commit, after making name's missing parents when
+   parents is set. */
+int tf__group_add_held(tf__group **g, uint8_t **data, size_t len, int parents, const char *name,
+                       const tf__commit_cond *cond, uint64_t size, uint64_t bytes,
+                       int64_t started_ms);
 /* Adds an answer decided already: rc with message e (may be NULL), or
    TF_OK with resp_flags. TF_ENOMEM. */
 int tf__group_add_decided(tf__group **g, const char *name, int rc, const tf__err *e,
                           uint8_t resp_flags, uint64_t size, uint64_t bytes, int64_t started_ms);
 /* Answers owed (0 for NULL). */
 size_t tf__group_pending(const tf__group *g);
-/* Commits the group's uploads (tf__storage_commit_many): may block on the
-   disk, touches nothing but g and st (a pool thread may run it). Each
-   entry's rc is then its answer. */
+/* Commits the group's uploads (tf__storage_commit_many), staging the held
+   ones first: may block on the disk, touches nothing but g and st (a pool
+   thread may run it). Each entry's rc is then its answer. */
 void tf__group_commit(tf__group *g, tf__storage *st);
 /* Entry i's name and message (after the commit; "" for none). */
 const char *tf__group_name(const tf__group *g, size_t i);

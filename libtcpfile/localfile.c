@@ -32,13 +32,15 @@ static int resolve_target(const char *path, const char *name, char *final, size_
     struct stat st;
     if (snprintf(final, final_len, "%s", path) >= (int)final_len)
         return tf__fail(e, TF_EINVAL, "the local path is too long");
-    if (stat(final, &st) == 0 && S_ISDIR(st.st_mode)) {
+    int there = stat(final, &st) == 0;
+    if (there && S_ISDIR(st.st_mode)) {
         size_t n = strlen(final);
         const char *sep = n && final[n - 1] == '/' ? "" : "/";
         if (snprintf(final + n, final_len - n, "%s%s", sep, name) >= (int)(final_len - n))
             return tf__fail(e, TF_EINVAL, "the local path is too long");
+        there = stat(final, &st) == 0; /* the file inside it */
     }
-    return stat(final, &st) == 0 && !S_ISREG(st.st_mode);
+    return there && !S_ISREG(st.st_mode);
 }
 
 /* Opens the directory that holds final. */

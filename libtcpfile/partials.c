@@ -74,6 +74,20 @@ static int open_tmp_dir(int rootfd, int create, tf__err *e)
     return dirfd;
 }
 
+int tf__upload_tmpdir_open(int rootfd, tf__err *e)
+{
+    return open_tmp_dir(rootfd, 1, e);
+}
+
+int tf__upload_begin_in(int tmpdirfd, tf__tmpfile *t, tf__err *e)
+{
+    tf__tmpfile_init(t);
+    int rc = tf__tmpfile_create(tmpdirfd, TF_TMP_PLAIN_PREFIX, SERVER_TMP_MODE, t, e);
+    if (rc != TF_OK)
+        t->dirfd = -1;
+    return rc;
+}
+
 int tf__upload_begin(int rootfd, tf__tmpfile *t, tf__err *e)
 {
     tf__tmpfile_init(t);
@@ -266,10 +280,7 @@ static int rename_noreplace(int olddir, const char *old, int newdir, const char 
     return 0;
 }
 
-/* The mode a published upload gets: what a file created by this process
-   would have had (0666 and the umask), read without changing the umask,
-   which umask() would do for every thread at once. */
-static mode_t publish_mode(void)
+mode_t tf__publish_mode(void)
 {
     mode_t mask = 022;
     FILE *f = fopen("/proc/self/status", "re");
@@ -289,7 +300,8 @@ static mode_t publish_mode(void)
 int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
                       tf__err *e)
 {
-    return tf__upload_commit_locked(rootfd, t, name, overwrite, NULL, NULL, e);
+    return tf__upload_commit_locked(rootfd, t, name, overwrite, tf__publish_mode(), NULL, NULL,
+                                    e);
 }
 
 /* Under the commit lock: whether root/name is still the version a
@@ -309,10 +321,10 @@ static int still_expected(int rootfd, const char *name, const uint64_t *expect_i
     return TF_OK;
 }
 
-int tf__upload_prepare(tf__tmpfile *t, const char *name, tf__err *e)
+int tf__upload_prepare(tf__tmpfile *t, mode_t mode, const char *name, tf__err *e)
 {
     /* Written private (SERVER_TMP_MODE); published as any new file is. */
-    if (fchmod(t->fd, publish_mode()) != 0)
+    if (fchmod(t->fd, mode) != 0)
         return tf__fail_fs(e, errno, "cannot set the mode of", name);
     return TF_OK;
 }
@@ -352,9 +364,10 @@ int tf__upload_publish(int rootfd, tf__tmpfile *t, const char *name, int overwri
 }
 
 int tf__upload_commit_locked(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
-                             pthread_mutex_t *lock, const uint64_t *expect_id, tf__err *e)
+                             mode_t mode, pthread_mutex_t *lock, const uint64_t *expect_id,
+                             tf__err *e)
 {
-    int rc = tf__upload_prepare(t, name, e);
+    int rc = tf__upload_prepare(t, mode, name, e);
     if (rc == TF_OK)
         rc = tf__upload_sync(t, name, e);
     if (rc == TF_OK) {

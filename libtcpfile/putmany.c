@@ -3,11 +3,14 @@
  * server's PUTX feature each put goes out as request, payload and trailer
  * at once (NO_GOAHEAD, docs/protocol.md section 4b), up to TF_OPT_PIPELINE
  * of them before their answers, which are read as they come; without it,
- * the items are put one after the other. An item with SKIP_SAME goes out
- * without NO_GOAHEAD instead: its request alone, then the answers owed
- * and its own first answer are read, and the payload follows only a
- * go-ahead, so a file the server already holds costs a round trip but no
- * payload byte.
+ * the items are put one after the other. An item with SKIP_SAME larger
+ * than SAME_INLINE_MAX goes out without NO_GOAHEAD instead: its request
+ * alone, then the answers owed and its own first answer are read, and the
+ * payload follows only a go-ahead, so a file the server already holds
+ * costs a round trip but no payload byte. A smaller one offers its digest
+ * and sends its payload straight behind, as any pipelined put: the server
+ * drops the payload when it holds those bytes (answer SAME), and its
+ * bytes cost less than the round trip.
  *
  * Why it cannot deadlock: the server answers a put only once it has read
  * its trailer, and stops reading while an answer waits for room, so puts
@@ -137,6 +140,10 @@ static int put_sequential(batch *b)
 
 /* ---- pipelined (PUTX, NO_GOAHEAD) ------------------------------------ */
 
+/* SKIP_SAME items up to this size do not wait for the server's first
+   answer: their payload follows at once (see the top of this file). */
+#define SAME_INLINE_MAX ((uint64_t)64 << 10)
+
 /* A put sent whole whose answer has not come: its item, and how its source
    fared (a source that failed mid-way made the sender pad with zeros and
    send a failing trailer: that failure is the item's result). */
@@ -241,7 +248,7 @@ static int sender_start(pipe_state *ps, size_t i)
         sd->known = 1;
     }
     if (rc == TF_OK) {
-        sd->asks = sd->known;
+        sd->asks = sd->known && sd->size > SAME_INLINE_MAX;
         tf_wire_request r = {.op = TF_OP_PUT,
                              .flags = sd->px.flags | (sd->asks ? 0 : TF_REQ_NO_GOAHEAD),
                              .name = name, .name_len = (uint16_t)strlen(name),

@@ -17,12 +17,16 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <expat.h>
+#include <openssl/evp.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +38,9 @@ struct tf__s3 {
     char sigv4[160];
     long timeout_s;
     char curl_err[CURL_ERROR_SIZE];
+    /* The socket of the connection to the store (-1: none), for
+       ack_now. */
+    curl_socket_t sock;
 };
 
 /* Copies src into dst (cap bytes), cut to fit. */
@@ -196,6 +203,7 @@ int tf__s3_open(tf__s3 **out, const tf__s3_config *cfg, tf__err *e)
     snprintf(s3->sigv4, sizeof s3->sigv4, "aws:amz:%s:s3",
              cfg->region && *cfg->region ? cfg->region : "us-east-1");
     s3->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 60;
+    s3->sock = CURL_SOCKET_BAD;
     *out = s3;
     return TF_OK;
 }
@@ -442,6 +450,43 @@ static int on_seek(void *user, curl_off_t off, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
+/* The store's socket, kept for ack_now (curl makes it, or closes it, as
+   it sees fit; a reused connection calls neither). */
+static int on_sockopt(void *user, curl_socket_t fd, curlsocktype purpose)
+{
+    tf__s3 *s3 = user;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        s3->sock = fd;
+    return CURL_SOCKOPT_OK;
+}
+
+static int on_close_socket(void *user, curl_socket_t fd)
+{
+    tf__s3 *s3 = user;
+    if (s3->sock == fd)
+        s3->sock = CURL_SOCKET_BAD;
+    return close(fd);
+}
+
+/* Acknowledges at once what the store has sent so far. radosgw's beast
+   sends an answer's headers and its body in two writes without
+   TCP_NODELAY: Nagle holds the body until the headers are acknowledged,
+   and Linux, seeing a request-answer exchange, delays that
+   acknowledgement (up to 40 ms). Every small GET took 44 ms, curl's own
+   too. TCP_QUICKACK sends the pending acknowledgement now; it does not
+   last (the next request turns the delay back on), hence once per
+   answer. */
+static void ack_now(tf__s3 *s3)
+{
+#ifdef TCP_QUICKACK
+    int one = 1;
+    if (s3->sock != CURL_SOCKET_BAD)
+        (void)setsockopt(s3->sock, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+#else
+    (void)s3;
+#endif
+}
+
 static size_t on_header(char *p, size_t size, size_t nmemb, void *user)
 {
     req *r = user;
@@ -453,6 +498,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *user)
     while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
         line[--len] = '\0';
     if (strncmp(line, "HTTP/", 5) == 0) { /* a new answer (after a 100) */
+        ack_now(r->s3);
         if (r->head) {
             memset(r->head, 0, sizeof *r->head);
         }
@@ -586,6 +632,10 @@ static int perform(req *r, const char *method, const char *key, const char *quer
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+    curl_easy_setopt(c, CURLOPT_SOCKOPTDATA, s3);
+    curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, s3);
     if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (strcmp(method, "PUT") == 0) {
@@ -606,6 +656,10 @@ static int perform(req *r, const char *method, const char *key, const char *quer
 
     CURLcode cc = curl_easy_perform(c);
     curl_slist_free_all(h);
+    curl_socket_t live = CURL_SOCKET_BAD;
+    if (cc == CURLE_OK && curl_easy_getinfo(c, CURLINFO_ACTIVESOCKET, &live) == CURLE_OK &&
+        live != CURL_SOCKET_BAD)
+        s3->sock = live; /* the one kept of several tried (IPv6 and IPv4) */
     if (cc == CURLE_OK || r->status == 0)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
     if (r->xml_started)
@@ -1007,9 +1061,59 @@ int tf__s3_mpu_part(tf__s3 *s3, const char *key, const char *upload_id, unsigned
     return rc;
 }
 
-int tf__s3_mpu_complete(tf__s3 *s3, const char *key, const char *upload_id,
-                        const tf__s3_part *parts, size_t n, tf__err *e)
+static void complete_end(req *r, const char *parent, const char *name, const char *text)
 {
+    if (strcmp(parent, "CompleteMultipartUploadResult") == 0 && strcmp(name, "ETag") == 0)
+        scopy(r->op, TF_S3_ID_MAX, text);
+}
+
+/* The ETag S3 gives a multipart object, "MD5-N", MD5 that of the parts'
+   MD5s (their ETags) end to end; "" when a part's ETag is no MD5 (an
+   encrypted store's). radosgw 16 answers a completion with an empty
+   <ETag/>, yet its HEAD gives this. */
+static void multipart_etag(const tf__s3_part *parts, size_t n, char *out)
+{
+    out[0] = '\0';
+    uint8_t *md5s = malloc(n * 16 + 1);
+    if (!md5s || n == 0) {
+        free(md5s);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *t = parts[i].etag;
+        size_t len = strlen(t);
+        if (len == 34 && t[0] == '"' && t[33] == '"')
+            t++, len -= 2;
+        for (size_t j = 0; j < 32; j++) {
+            int c = len == 32 ? tolower((unsigned char)t[j]) : -1;
+            int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (v < 0) {
+                free(md5s);
+                return;
+            }
+            md5s[i * 16 + j / 2] = (uint8_t)(j % 2 ? (md5s[i * 16 + j / 2] | v) : v << 4);
+        }
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int ok = EVP_Digest(md5s, n * 16, md, &mdlen, EVP_md5(), NULL) == 1 && mdlen == 16;
+    free(md5s);
+    if (!ok)
+        return;
+    size_t at = 0;
+    out[at++] = '"';
+    for (unsigned i = 0; i < 16; i++)
+        at += (size_t)snprintf(out + at, TF_S3_ID_MAX - at, "%02x", md[i]);
+    snprintf(out + at, TF_S3_ID_MAX - at, "-%zu\"", n);
+}
+
+int tf__s3_mpu_complete(tf__s3 *s3, const char *key, const char *upload_id,
+                        const tf__s3_part *parts, size_t n, char *etag, tf__err *e)
+{
+    char ignored[TF_S3_ID_MAX];
+    if (!etag)
+        etag = ignored;
+    etag[0] = '\0';
     char q[TF_S3_ID_MAX * 3 + 32];
     size_t len = 0;
     if (app(q, sizeof q, &len, "uploadId=") || enc(q, sizeof q, &len, upload_id, 0))
@@ -1034,8 +1138,12 @@ int tf__s3_mpu_complete(tf__s3 *s3, const char *key, const char *upload_id,
     req r;
     req_init(&r, s3);
     r.sink = SINK_XML; /* a 200 may still carry an <Error> */
+    r.on_end = complete_end;
+    r.op = etag;
     int rc = perform(&r, "POST", key, q, NULL, xml, at, "complete the multipart upload of", e);
     req_done(&r);
+    if (rc == TF_OK && !etag[0])
+        multipart_etag(parts, n, etag);
     free(xml);
     return rc;
 }

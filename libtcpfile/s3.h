@@ -158,9 +158,10 @@ typedef struct tf__s3_part {
     char etag[TF_S3_ID_MAX];
 } tf__s3_part;
 
-/* Publishes the parts (in increasing number) as key, whole. */
+/* Publishes the parts (in increasing number) as key, whole; the new
+   object's ETag into etag (TF_S3_ID_MAX; NULL: not wanted). */
 int tf__s3_mpu_complete(tf__s3 *s3, const char *key, const char *upload_id,
-                        const tf__s3_part *parts, size_t n, tf__err *e);
+                        const tf__s3_part *parts, size_t n, char *etag, tf__err *e);
 /* Drops an upload and its parts. TF_ENOENT when it is not (or no longer)
    there. */
 int tf__s3_mpu_abort(tf__s3 *s3, const char *key, const char *upload_id, tf__err *e);

@@ -1183,7 +1183,7 @@ static void group_put(session *s, int rc, uint8_t resp_flags)
 {
     request *r = s->req;
     int arc;
-    if (rc == TF_OK && r->up) {
+    if (rc == TF_OK && (r->up || r->held)) {
         tf__commit_cond cond = {
             .overwrite = (r->putx & TF_REQ_IF_ABSENT) ? 0
                                                       : (int)opts(s)->value[TF_OPT_OVERWRITE],
@@ -1192,8 +1192,13 @@ static void group_put(session *s, int rc, uint8_t resp_flags)
             .mtime_sec = r->mtime_sec,
             .mtime_nsec = r->mtime_nsec,
         };
-        arc = tf__group_add(&s->group, &r->up, r->name, &cond, r->size, r->bytes,
-                            r->started_ms);
+        if (r->held)
+            arc = tf__group_add_held(&s->group, &r->wbuf, r->wlen,
+                                     (r->putx & TF_REQ_PARENTS) != 0, r->name, &cond, r->size,
+                                     r->bytes, r->started_ms);
+        else
+            arc = tf__group_add(&s->group, &r->up, r->name, &cond, r->size, r->bytes,
+                                r->started_ms);
     } else {
         storage(s)->ops->abort(storage(s), &r->up);
         arc = tf__group_add_decided(&s->group, r->name, rc, &r->err, resp_flags, r->size,
@@ -1490,35 +1495,6 @@ static void put_refuse(session *s, int rc)
     put_receive(s, 0);
 }
 
-/* PARENTS: makes each missing directory on the way to name, as mkdir -p.
-   One that exists must be a directory (never a link: the storage refuses
-   those on the way). */
-static int make_parents(session *s)
-{
-    request *r = s->req;
-    tf__storage *st = storage(s);
-    char path[TF_WIRE_NAME_MAX + 1];
-    for (const char *p = strchr(r->name, '/'); p; p = strchr(p + 1, '/')) {
-        size_t len = (size_t)(p - r->name);
-        memcpy(path, r->name, len);
-        path[len] = '\0';
-        tf__err quiet = {{0}};
-        int rc = st->ops->mkdir(st, path, &quiet);
-        if (rc == TF_EEXIST) {
-            tf__fstat fs;
-            rc = st->ops->stat(st, path, &fs, &r->err);
-            if (rc == TF_OK && fs.type != TF__FT_DIR)
-                rc = tf__fail(&r->err, TF_ENOTDIR, "\"%s\" exists and is not a directory",
-                              path);
-        } else if (rc != TF_OK) {
-            tf__err_take(&r->err, &quiet);
-        }
-        if (rc != TF_OK)
-            return rc;
-    }
-    return TF_OK;
-}
-
 /* The second half of a put, once the current version's digest is known
    (IF_MATCH, SKIP_SAME): the conditions, skip-if-same, the parents, the
    target and the staging, then the go-ahead (or straight into the payload
@@ -1527,6 +1503,7 @@ static void put_same(session *s);
 static void put_mtime_work(session *s);
 static void put_stage_work(session *s);
 static void put_staged(session *s);
+static void put_hold(session *s);
 
 static void put_decide(session *s)
 {
@@ -1562,7 +1539,26 @@ static void put_decide(session *s)
         put_refuse(s, rc);
         return;
     }
+    if (r->grouped && !r->keyed && tf__group_can_hold(s->group, r->size)) {
+        put_hold(s);
+        return;
+    }
     disk_call(s, put_stage_work, put_staged);
+}
+
+/* A small grouped put: no job of its own. Its payload is kept whole in
+   memory and given to the group, whose commit job stages, writes and
+   publishes it with the others (tf__group_commit); the target is checked
+   there, at the publishing, as it always is. */
+static void put_hold(session *s)
+{
+    request *r = s->req;
+    if (ensure_buf(r) != TF_OK || !(r->wbuf = malloc(r->size ? (size_t)r->size : 1))) {
+        fail_session(s, TF_ENOMEM, "out of memory");
+        return;
+    }
+    r->held = 1;
+    put_receive(s, 0);
 }
 
 /* SKIP_SAME found the bytes there (MTIME: given their time first). */
@@ -1604,7 +1600,7 @@ static void put_stage_work(session *s)
     const tf_options *opt = opts(s);
     int rc = TF_OK;
     if (r->putx & TF_REQ_PARENTS)
-        rc = make_parents(s);
+        rc = tf__storage_make_parents(st, r->name, &r->err);
     /* Refuse before the data moves, not after. */
     if (rc == TF_OK)
         rc = st->ops->check_target(st, r->name,
@@ -1620,7 +1616,8 @@ static void put_stage_work(session *s)
         rc = st->ops->stage_resumable(st, stem, r->size, &r->up, &r->have, &r->has_key,
                                       &r->err);
     } else if (rc == TF_OK) {
-        rc = st->ops->stage(st, &r->up, &r->err);
+        rc = st->ops->stage_named ? st->ops->stage_named(st, r->name, &r->up, &r->err)
+                                  : st->ops->stage(st, &r->up, &r->err);
     }
     r->disk_rc = rc;
 }
@@ -1870,7 +1867,7 @@ static void write_work(session *s)
    when a job took them: receive_body runs again after it. */
 static int flush_writes(session *s)
 {
-    if (!s->req->wlen)
+    if (!s->req->wlen || s->req->held)
         return 0;
     disk_call(s, write_work, receive_body);
     return 1;

@@ -186,6 +186,8 @@ typedef struct request {
     uint8_t qflags;         /* the request's flags, for what runs after a job */
     uint8_t *wbuf;          /* the payload, handed to the pool to write */
     size_t wlen;
+    int held;               /* grouped and small: the whole payload stays in
+                               wbuf, staged by the group's commit job */
     /* A small file read whole (read_small, on the pool): kept with the
        request when it goes back to the loop's spares. */
     uint8_t *small;

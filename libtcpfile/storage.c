@@ -2,10 +2,11 @@
  * storage.c - what is built on any storage backend: the path check at a
  * backend's edge, the listing a list request sends, read from the
  * backend's paged listing through the listing builder (listing.h), and
- * the group commit's fallback.
+ * the group commit's fallback, a put's missing parents.
  */
 #include "storage.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "listing.h"
@@ -62,6 +63,31 @@ int tf__storage_scan(tf__storage *st, size_t max_entries, size_t max_name, tf_li
         rc = tf__fail(e, TF_ENOMEM, "out of memory listing the directory");
     tf__listing_builder_abort(&b);
     return rc;
+}
+
+int tf__storage_make_parents(tf__storage *st, const char *path, tf__err *e)
+{
+    char dir[PATH_MAX];
+    for (const char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
+        size_t len = (size_t)(p - path);
+        if (len >= sizeof dir)
+            return tf__fail(e, TF_EINVAL, "the path is too long");
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+        tf__err quiet = {{0}};
+        int rc = st->ops->mkdir(st, dir, &quiet);
+        if (rc == TF_EEXIST) {
+            tf__fstat fs;
+            rc = st->ops->stat(st, dir, &fs, e);
+            if (rc == TF_OK && fs.type != TF__FT_DIR)
+                rc = tf__fail(e, TF_ENOTDIR, "\"%s\" exists and is not a directory", dir);
+        } else if (rc != TF_OK) {
+            tf__err_take(e, &quiet);
+        }
+        if (rc != TF_OK)
+            return rc;
+    }
+    return TF_OK;
 }
 
 void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n)

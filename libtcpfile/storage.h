@@ -127,6 +127,11 @@ typedef struct tf__storage_ops {
     int (*check_target)(tf__storage *, const char *name, int overwrite, tf__err *e);
     /* A new upload. */
     int (*stage)(tf__storage *, tf__upload **out, tf__err *e);
+    /* The same for an upload to be committed as name, and only as name
+       (another name at commit: TF_EINTERNAL), which lets a backend stage
+       it in place (S3: a multipart upload of name itself, which completing
+       publishes, with no copy). NULL: stage. */
+    int (*stage_named)(tf__storage *, const char *name, tf__upload **out, tf__err *e);
     /* A resumable upload named by stem (the caller's digest of key, name and
        size): taken up where it was left, *have bytes already there, locked
        against a second connection (TF_EBUSY). *resumable 0: no room for
@@ -250,6 +255,8 @@ typedef struct tf__storage_s3_config {
        bucket may be sending the younger); 0: an hour; < 0: every one */
     int64_t stale_plain_s;
     long timeout_s;       /* per request; 0: 60 */
+    /* A view (sub) shares its parent's read-ahead budget; NULL: its own. */
+    struct tf__ra_budget *shared_budget;
 } tf__storage_s3_config;
 
 /* TF_EINVAL, TF_ENOMEM, TF_EACCES (no credentials). No request is made:
@@ -264,9 +271,21 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
    directory. Each backend passes its own length limit. */
 int tf__storage_check_path(const char *path, size_t max_len, tf__err *e);
 
+/* A put's PARENTS: makes each missing directory on the way to path's last
+   component, as mkdir -p. One that exists must be a directory (never a
+   link: the backend refuses those on the way): else TF_ENOTDIR. */
+int tf__storage_make_parents(tf__storage *st, const char *path, tf__err *e);
+
 /* Commits items[0..n) through st's commit_many, or one by one with
    commit_cond (commit where there is none) on a backend without it. */
 void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n);
+
+/* What the read-aheads of an S3 store's readers may hold at once, its
+   views' included (storage_s3.c). */
+#define TF_S3_READAHEAD_BUDGET ((size_t)64 << 20)
+/* Bytes of read-ahead the S3 store st and its views hold now (at most
+   their shared budget): for tests. */
+size_t tf__storage_s3_readahead_held(tf__storage *st);
 
 /* Whether the store answers for the bucket (one listing request): TF_OK,
    TF_EACCES (credentials refused), TF_ENOENT (no such bucket), TF_EIO

@@ -34,6 +34,11 @@ typedef struct local {
     /* Held across the target check and the rename of every commit, so that
        a conditional put's check and publishing are one step (PUTX). */
     pthread_mutex_t commit_lock;
+    mode_t publish_mode; /* tf__publish_mode, read once at open */
+    /* The staging directory, opened and checked once (tf__upload_tmpdir_open)
+       rather than for every upload; -1 until the first. */
+    int tmpfd;
+    pthread_mutex_t tmp_lock;
 } local;
 
 struct tf__upload {
@@ -133,13 +138,51 @@ static int l_check_target(tf__storage *st, const char *name, int overwrite, tf__
     return rc;
 }
 
+/* A descriptor of the staging directory, the caller's to close: a
+   duplicate of the one opened and checked on first use, opened again when
+   stale (the directory was removed: creating in it is ENOENT). Each upload
+   holds its own duplicate, so that reopening never closes one in use. */
+static int staging_dir(local *l, int stale, tf__err *e)
+{
+    pthread_mutex_lock(&l->tmp_lock);
+    if (stale && l->tmpfd >= 0) {
+        close(l->tmpfd);
+        l->tmpfd = -1;
+    }
+    if (l->tmpfd < 0)
+        l->tmpfd = tf__upload_tmpdir_open(l->rootfd, e);
+    int fd = l->tmpfd;
+    if (fd >= 0 && (fd = fcntl(l->tmpfd, F_DUPFD_CLOEXEC, 0)) < 0)
+        fd = tf__fail_errno(e, TF_EIO, errno, "cannot duplicate the directory for uploads");
+    pthread_mutex_unlock(&l->tmp_lock);
+    return fd;
+}
+
+/* A new temporary in the staging directory, which it owns a descriptor of. */
+static int stage_in(local *l, int stale, tf__tmpfile *t, tf__err *e)
+{
+    int dirfd = staging_dir(l, stale, e);
+    if (dirfd < 0)
+        return dirfd;
+    int rc = tf__upload_begin_in(dirfd, t, e);
+    if (rc != TF_OK) {
+        close(dirfd);
+        return rc;
+    }
+    t->owns_dirfd = 1;
+    return TF_OK;
+}
+
 static int l_stage(tf__storage *st, tf__upload **out, tf__err *e)
 {
+    local *l = L(st);
     tf__upload *up = calloc(1, sizeof *up);
     *out = NULL;
     if (!up)
         return tf__fail(e, TF_ENOMEM, "out of memory");
-    int rc = tf__upload_begin(L(st)->rootfd, &up->tmp, e);
+    int rc = stage_in(l, 0, &up->tmp, e);
+    if (rc == TF_ENOENT) /* removed under us: open it anew, once */
+        rc = stage_in(l, 1, &up->tmp, e);
     if (rc != TF_OK) {
         free(up);
         return rc;
@@ -198,8 +241,8 @@ static int l_commit(tf__storage *st, tf__upload **up, const char *name, int over
        lock (conditional puts, l_commit_cond). */
     int rc = open_parent(l, name, &dirfd, &base, e);
     if (rc == TF_OK) {
-        rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, overwrite, &l->commit_lock,
-                                      NULL, e);
+        rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, overwrite, l->publish_mode,
+                                      &l->commit_lock, NULL, e);
         close_parent(l, dirfd);
         atomic_fetch_add(&l->base.syncs, 2); /* the data's and the directory's */
     } else {
@@ -236,8 +279,8 @@ static int l_commit_cond(tf__storage *st, tf__upload **up, const char *name,
     if (rc == TF_OK)
         rc = open_parent(l, name, &dirfd, &base, e);
     if (rc == TF_OK) {
-        rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, c->overwrite, &l->commit_lock,
-                                      c->expect_id, e);
+        rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, c->overwrite, l->publish_mode,
+                                      &l->commit_lock, c->expect_id, e);
         close_parent(l, dirfd);
         atomic_fetch_add(&l->base.syncs, 2); /* the data's and the directory's */
     } else {
@@ -271,6 +314,14 @@ static void fail_live(tf__commit_item *items, const int *dirfd, size_t n, int rc
         }
 }
 
+/* Whether paths a and b name entries of the same directory. */
+static int same_parent(const char *a, const char *b)
+{
+    const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+    size_t la = sa ? (size_t)(sa - a) : 0, lb = sb ? (size_t)(sb - b) : 0;
+    return !sa == !sb && la == lb && memcmp(a, b, la) == 0;
+}
+
 /* The group commit (storage.h): prepare each, make the data durable (a
    single upload: its fsync; more: one syncfs), publish each in order
    under the commit lock, make the renames durable (its directory's fsync;
@@ -297,8 +348,11 @@ static void l_commit_many(tf__storage *st, tf__commit_item *items, size_t n)
         if (it->rc == TF_OK && it->cond.set_mtime)
             it->rc = set_upload_mtime(it->up, &it->cond, it->name, &it->err);
         if (it->rc == TF_OK)
-            it->rc = tf__upload_prepare(&it->up->tmp, it->name, &it->err);
-        if (it->rc == TF_OK)
+            it->rc = tf__upload_prepare(&it->up->tmp, l->publish_mode, it->name, &it->err);
+        if (it->rc == TF_OK && i > 0 && dirfd[i - 1] >= 0 &&
+            same_parent(items[i - 1].name, it->name))
+            dirfd[i] = dirfd[i - 1]; /* a run into one directory opens it once */
+        else if (it->rc == TF_OK)
             it->rc = open_parent(l, it->name, &dirfd[i], &base, &it->err);
         if (it->rc == TF_OK)
             live++;
@@ -346,7 +400,8 @@ static void l_commit_many(tf__storage *st, tf__commit_item *items, size_t n)
     if (rc != TF_OK)
         fail_live(items, dirfd, n, rc, &e);
     for (size_t i = 0; i < n; i++) {
-        close_parent(l, dirfd[i]);
+        if (i + 1 == n || dirfd[i + 1] != dirfd[i]) /* the last of its run */
+            close_parent(l, dirfd[i]);
         l_abort(st, &items[i].up); /* closes; removes what was not published */
     }
     if (dirfd != dirfd_small)
@@ -749,6 +804,10 @@ static int l_sub(tf__storage *st, const char *dir, int create, tf__storage **out
     }
     c->base = l->base;
     c->cfg = l->cfg;
+    c->publish_mode = l->publish_mode;
+    c->tmpfd = -1;
+    pthread_mutex_init(&c->commit_lock, NULL);
+    pthread_mutex_init(&c->tmp_lock, NULL);
     tf__digest_cache_init(&c->mem);
     /* "" is the whole root: a view of its own all the same, so that the
        caller closes what it was given whatever dir was. */
@@ -777,8 +836,11 @@ static void l_close(tf__storage *st)
         return;
     if (l->rootfd >= 0)
         close(l->rootfd);
+    if (l->tmpfd >= 0)
+        close(l->tmpfd);
     tf__digest_cache_destroy(&l->mem);
     pthread_mutex_destroy(&l->commit_lock);
+    pthread_mutex_destroy(&l->tmp_lock);
     free(l);
 }
 
@@ -825,6 +887,9 @@ int tf__storage_local_open(tf__storage **out, const char *root,
     l->cfg = *cfg;
     tf__digest_cache_init(&l->mem);
     pthread_mutex_init(&l->commit_lock, NULL);
+    pthread_mutex_init(&l->tmp_lock, NULL);
+    l->tmpfd = -1;
+    l->publish_mode = tf__publish_mode();
     int rc = tf__root_open(root, &l->rootfd, e);
     if (rc != TF_OK) {
         l->rootfd = -1;

@@ -6,14 +6,24 @@
  * directory is every key under "a/", plus the zero-byte marker "a/" that
  * mkdir leaves so that an empty directory exists; the reserved TF_TMP_DIR
  * holds the backend's own staging:
- *   TF_TMP_DIR/u/RANDOM        a plain upload over 8 MiB (multipart)
+ *   a/b (in progress)          a plain upload over 8 MiB staged for its
+ *                              name (stage_named): a multipart upload of
+ *                              the name itself
+ *   TF_TMP_DIR/u/RANDOM        the same staged without a name (stage)
  *   TF_TMP_DIR/p/STEM          a resumable upload (multipart), and
  *   TF_TMP_DIR/p/STEM.state    its running digest after its last part
+ *   TF_TMP_DIR/d/a/b           "ETAG\nDIGEST\n": the digest of a/b when
+ *                              it was completed in place (below)
  * Uploads become visible whole or not at all: a small one is one PUT, a
- * large one a multipart upload completed at commit and copied (server
- * side, with the digest as metadata) onto its name. Reads are ranged GETs
+ * large one a multipart upload completed at commit - in place, or copied
+ * (server side) onto its name from the staging. Reads are ranged GETs
  * through a read-ahead buffer (storage.h: read_handles). The XXH3-128
- * digest of every upload travels as the object's metadata x-amz-meta-xxh3.
+ * digest of every upload travels as the object's metadata x-amz-meta-xxh3,
+ * except for an upload completed in place: its metadata is set when it
+ * starts, before its digest is known, so the digest goes in the small
+ * object TF_TMP_DIR/d/NAME, valid while NAME's ETag is the one it names.
+ * (Setting the metadata afterwards would copy the object onto itself:
+ * twice the store's work for every large put.)
  *
  * Not atomic on S3, and said so in the docs: rename (copy + delete), a
  * commit's check that the name is free when overwriting is off (a HEAD,
@@ -39,8 +49,17 @@
 
 /* A multipart upload's part: every one but the last this size. */
 #define PART_SIZE ((size_t)8 << 20)
-/* Read-ahead of a read handle: one ranged GET fetches this much. */
+/* Read-ahead of a read handle: one ranged GET fetches this much, so that
+   a large get pays a request's latency once per 4 MiB... */
 #define READ_AHEAD ((size_t)4 << 20)
+/* ...as long as the read-aheads of all readers (a store and its views)
+   fit in this budget; a reader that finds it spent reads with ranged GETs
+   of what the session asks (256 KiB) straight into the session's buffer,
+   holding nothing. So the memory of N readers at once is at most
+   RA_BUDGET + N * OPEN_AHEAD, not N * READ_AHEAD (100 clients: 440 MiB). */
+#define RA_BUDGET TF_S3_READAHEAD_BUDGET
+/* Less than this left in the budget: no read-ahead. */
+#define RA_MIN ((size_t)1 << 20)
 /* What open_read fetches with the object's head, in the same GET: a small
    file whole (one request per small get, not a HEAD and a GET). */
 #define OPEN_AHEAD ((size_t)64 << 10)
@@ -49,6 +68,13 @@
 #define PLAIN_STALE_S 3600
 /* Parts an upload may have: PART_SIZE * this is the largest file. */
 #define MAX_PARTS TF_S3_PARTS_MAX
+
+/* The read-ahead budget, shared by a store and its views (s_sub). */
+typedef struct tf__ra_budget {
+    pthread_mutex_t mu;
+    size_t used;
+    int refs;
+} ra_budget;
 
 typedef struct pooled {
     tf__s3 *s3;
@@ -64,6 +90,7 @@ typedef struct reader {
     uint8_t digest[TF_DIGEST_SIZE];
     uint8_t *ra; /* read-ahead: bytes [ra_off, ra_off + ra_len) */
     size_t ra_cap;
+    size_t ra_charged; /* of ra_cap, what the budget lent */
     uint64_t ra_off;
     size_t ra_len;
 } reader;
@@ -77,6 +104,7 @@ typedef struct s3store {
     /* held across a multipart commit's check and copy (commit_with) */
     pthread_mutex_t commit_mu;
     pooled *free_handles;
+    ra_budget *budget;
     reader **readers;
     size_t n_readers;
     /* stems of resumable uploads in progress here */
@@ -88,6 +116,7 @@ struct tf__upload {
     char stage_key[TF_S3_KEY_MAX + 1]; /* the multipart upload's key */
     char upload_id[TF_S3_ID_MAX];      /* "" until one is started */
     int resumable;
+    int in_place; /* stage_key is the name's own key (stage_named) */
     /* a part could not be stored (the store is down): the parts before
        it stay for the retry, abort keeps them (see s_abort) */
     int store_failed;
@@ -263,7 +292,128 @@ static int dir_probe(s3store *s, tf__s3 *h, const char *path, any *a, tf__err *e
     return tf__s3_list(h, &page, count_any, a, e);
 }
 
+/* ---- digests of uploads completed in place ---- */
+
+/* The key of the object that holds path's digest (TF_TMP_DIR/d/path). */
+static int digest_key(s3store *s, const char *path, char *out, tf__err *e)
+{
+    char rel[64];
+    snprintf(rel, sizeof rel, "%s/d/", TF_TMP_DIR);
+    char key[TF_S3_KEY_MAX + 1];
+    int rc = key_for(s, key, rel, path, e);
+    if (rc == TF_OK)
+        memcpy(out, key, strlen(key) + 1);
+    return rc;
+}
+
+/* An ETag without its quotes, as radosgw's headers and XML differ. */
+static int same_etag(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la >= 2 && a[0] == '"' && a[la - 1] == '"')
+        a++, la -= 2;
+    if (lb >= 2 && b[0] == '"' && b[lb - 1] == '"')
+        b++, lb -= 2;
+    return la > 0 && la == lb && memcmp(a, b, la) == 0;
+}
+
+/* Records path's digest for its version etag (best effort: without it
+   the file is hashed at each get, as one put by other means). */
+static void digest_put(s3store *s, tf__s3 *h, const char *path, const char *etag,
+                       const uint8_t digest[TF_DIGEST_SIZE])
+{
+    char key[TF_S3_KEY_MAX + 1], text[TF_S3_ID_MAX + 2 * TF_DIGEST_SIZE + 4];
+    tf__err e = {{0}};
+    if (!etag[0] || digest_key(s, path, key, &e) != TF_OK)
+        return;
+    char hx[2 * TF_DIGEST_SIZE + 1];
+    hex(digest, TF_DIGEST_SIZE, hx);
+    int n = snprintf(text, sizeof text, "%s\n%s\n", etag, hx);
+    tf__s3_body body = {.buf = text, .len = (size_t)n};
+    tf__s3_put(h, key, &body, NULL, 0, &e);
+}
+
+static void digest_drop(s3store *s, tf__s3 *h, const char *path)
+{
+    char key[TF_S3_KEY_MAX + 1];
+    tf__err e = {{0}};
+    if (digest_key(s, path, key, &e) == TF_OK)
+        tf__s3_delete(h, key, &e);
+}
+
+/* path's recorded digest: 1 when there is one for the version etag. */
+static int digest_get(s3store *s, tf__s3 *h, const char *path, const char *etag,
+                      uint8_t digest[TF_DIGEST_SIZE])
+{
+    char key[TF_S3_KEY_MAX + 1], text[TF_S3_ID_MAX + 2 * TF_DIGEST_SIZE + 4];
+    size_t got = 0;
+    tf__err e = {{0}};
+    if (digest_key(s, path, key, &e) != TF_OK ||
+        tf__s3_get(h, key, 0, sizeof text - 1, text, &got, &e) != TF_OK || got == 0)
+        return 0;
+    text[got] = '\0';
+    char *nl = strchr(text, '\n');
+    if (!nl)
+        return 0;
+    *nl = '\0';
+    char *hx = nl + 1, *end = strchr(hx, '\n');
+    if (end)
+        *end = '\0';
+    return same_etag(text, etag) && unhex(hx, digest, TF_DIGEST_SIZE) == 0;
+}
+
 /* ---- reading ---------------------------------------------------------- */
+
+/* Up to want bytes of the budget (at least RA_MIN): how many, or 0. */
+static size_t budget_take(ra_budget *b, size_t want)
+{
+    pthread_mutex_lock(&b->mu);
+    size_t left = RA_BUDGET - b->used;
+    size_t n = left < want ? left : want;
+    if (n < RA_MIN)
+        n = 0;
+    b->used += n;
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+static void budget_give(ra_budget *b, size_t n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&b->mu);
+    b->used -= n;
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void budget_unref(ra_budget *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->mu);
+    int last = --b->refs == 0;
+    pthread_mutex_unlock(&b->mu);
+    if (last) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+    }
+}
+
+size_t tf__storage_s3_readahead_held(tf__storage *st)
+{
+    ra_budget *b = S(st)->budget;
+    pthread_mutex_lock(&b->mu);
+    size_t n = b->used;
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+static void reader_free(s3store *s, reader *r)
+{
+    budget_give(s->budget, r->ra_charged);
+    free(r->ra);
+    free(r);
+}
 
 static reader *reader_at(s3store *s, int fd)
 {
@@ -291,8 +441,8 @@ static int s_open_read(tf__storage *st, const char *name, int *fd, uint64_t *siz
     r->ra_cap = OPEN_AHEAD;
     if (rc == TF_OK)
         rc = tf__s3_get_head(h, r->key, OPEN_AHEAD, r->ra, &r->ra_len, &info, e);
-    give_s3(s, h);
     if (rc != TF_OK) {
+        give_s3(s, h);
         free(r->ra);
         free(r);
         return rc;
@@ -301,6 +451,10 @@ static int s_open_read(tf__storage *st, const char *name, int *fd, uint64_t *siz
     version_of(&info, r->id);
     const char *d = tf__s3_head_meta(&info, "xxh3");
     r->has_digest = d && unhex(d, r->digest, TF_DIGEST_SIZE) == 0;
+    /* Completed in place (a multipart ETag, "...-N"): its digest beside. */
+    if (!r->has_digest && strchr(info.etag, '-'))
+        r->has_digest = digest_get(s, h, name, info.etag, r->digest);
+    give_s3(s, h);
     /* A slot in the table: its index is the handle. */
     pthread_mutex_lock(&s->mu);
     size_t i = 0;
@@ -336,10 +490,8 @@ static void s_close_read(tf__storage *st, int fd)
     if (r)
         s->readers[fd] = NULL;
     pthread_mutex_unlock(&s->mu);
-    if (r) {
-        free(r->ra);
-        free(r);
-    }
+    if (r)
+        reader_free(s, r);
 }
 
 static ssize_t s_read_at(tf__storage *st, int fd, void *buf, size_t len, uint64_t off)
@@ -364,7 +516,22 @@ static ssize_t s_read_at(tf__storage *st, int fd, void *buf, size_t len, uint64_
         }
         size_t got = 0;
         int rc;
-        if (len >= READ_AHEAD) {
+        if (r->ra_cap < READ_AHEAD && !r->ra_charged && len < READ_AHEAD) {
+            size_t lent = budget_take(s->budget, want < READ_AHEAD ? (size_t)want : READ_AHEAD);
+            uint8_t *big = lent ? malloc(lent) : NULL;
+            if (big) {
+                free(r->ra);
+                r->ra = big;
+                r->ra_cap = lent;
+                r->ra_charged = lent;
+                r->ra_len = 0;
+            } else {
+                budget_give(s->budget, lent);
+            }
+        }
+        if (len >= r->ra_cap) {
+            /* No read-ahead (a large read, or the budget spent): the
+               session's buffer is the only one. */
             rc = tf__s3_get(h, r->key, off, want < len ? (size_t)want : len, buf, &got, &e);
             give_s3(s, h);
             if (rc != TF_OK) {
@@ -373,19 +540,7 @@ static ssize_t s_read_at(tf__storage *st, int fd, void *buf, size_t len, uint64_
             }
             return (ssize_t)got;
         }
-        if (r->ra_cap < READ_AHEAD) {
-            uint8_t *big = malloc(READ_AHEAD);
-            if (!big) {
-                give_s3(s, h);
-                errno = ENOMEM;
-                return -1;
-            }
-            free(r->ra);
-            r->ra = big;
-            r->ra_cap = READ_AHEAD;
-            r->ra_len = 0;
-        }
-        rc = tf__s3_get(h, r->key, off, want < READ_AHEAD ? (size_t)want : READ_AHEAD, r->ra,
+        rc = tf__s3_get(h, r->key, off, want < r->ra_cap ? (size_t)want : r->ra_cap, r->ra,
                         &got, &e);
         give_s3(s, h);
         if (rc != TF_OK) {
@@ -529,6 +684,23 @@ static int s_stage(tf__storage *st, tf__upload **out, tf__err *e)
         free_upload(up);
         return rc;
     }
+    *out = up;
+    return TF_OK;
+}
+
+static int s_stage_named(tf__storage *st, const char *name, tf__upload **out, tf__err *e)
+{
+    s3store *s = S(st);
+    *out = NULL;
+    tf__upload *up = new_upload(e);
+    if (!up)
+        return TF_ENOMEM;
+    int rc = file_key(s, up->stage_key, name, e);
+    if (rc != TF_OK) {
+        free_upload(up);
+        return rc;
+    }
+    up->in_place = 1;
     *out = up;
     return TF_OK;
 }
@@ -755,12 +927,37 @@ static int commit_with(s3store *s, tf__upload **upp, const char *name,
             rc = tf__fail(e, TF_EEXIST, "\"%s\" already exists", name);
         else if (rc != TF_OK && mine.msg[0])
             rc = tf__fail(e, rc, "%s", mine.msg);
+    } else if (rc == TF_OK && up->in_place) {
+        /* Completing publishes it: the check and the completion are one
+           step among this server's commits, as a copy's below. */
+        char etag[TF_S3_ID_MAX];
+        if (strcmp(key, up->stage_key) != 0)
+            rc = tf__fail(e, TF_EINTERNAL, "an upload staged for another name committed as "
+                                           "\"%s\"", name);
+        if (rc == TF_OK && up->buf_len > 0)
+            rc = flush_part(s, h, up, e);
+        if (rc == TF_OK) {
+            pthread_mutex_lock(&s->commit_mu);
+            rc = precondition(h, key, name, c, if_match, e);
+            if (rc == TF_OK)
+                rc = tf__s3_mpu_complete(h, key, up->upload_id, up->parts, up->n_parts, etag,
+                                         e);
+            pthread_mutex_unlock(&s->commit_mu);
+        }
+        if (rc == TF_OK) {
+            up->upload_id[0] = '\0'; /* completed: nothing to abort */
+            /* A time of the client's is metadata: that needs the copy. */
+            if (c->set_mtime)
+                rc = tf__s3_copy_meta(h, key, key, m.meta, 2, e);
+            else
+                digest_put(s, h, name, etag, digest);
+        }
     } else if (rc == TF_OK) {
         if (up->buf_len > 0)
             rc = flush_part(s, h, up, e);
         if (rc == TF_OK)
             rc = tf__s3_mpu_complete(h, up->stage_key, up->upload_id, up->parts, up->n_parts,
-                                     e);
+                                     NULL, e);
         if (rc == TF_OK) {
             up->upload_id[0] = '\0'; /* completed: nothing to abort */
             pthread_mutex_lock(&s->commit_mu);
@@ -1152,6 +1349,8 @@ static int s_remove(tf__storage *st, const char *path, tf__err *e)
     }
     if (rc == TF_OK)
         rc = tf__s3_delete(h, key, e);
+    if (rc == TF_OK && fs.type == TF__FT_FILE)
+        digest_drop(s, h, path);
     give_s3(s, h);
     return rc;
 }
@@ -1190,6 +1389,16 @@ static int s_rename(tf__storage *st, const char *from, const char *to, unsigned 
     rc = tf__s3_copy(h, kfrom, kto, e);
     if (rc == TF_OK)
         rc = tf__s3_delete(h, kfrom, e);
+    /* A digest kept beside goes along (used only if the copy kept the
+       ETag it names); a stale one at `to` goes. */
+    char dfrom[TF_S3_KEY_MAX + 1], dto[TF_S3_KEY_MAX + 1];
+    tf__err ignored = {{0}};
+    if (rc == TF_OK && digest_key(s, from, dfrom, &ignored) == TF_OK &&
+        digest_key(s, to, dto, &ignored) == TF_OK &&
+        tf__s3_copy(h, dfrom, dto, &ignored) == TF_ENOENT)
+        tf__s3_delete(h, dto, &ignored);
+    else if (rc == TF_OK)
+        tf__s3_delete(h, dfrom, &ignored);
     give_s3(s, h);
     return rc;
 }
@@ -1238,14 +1447,28 @@ typedef struct sweep_ctx {
     tf__s3 *h;
     int all_plain;
     int64_t now;
-    size_t plain_len; /* "PREFIX TF_TMP_DIR/u/" */
+    size_t prefix_len; /* the store's PREFIX */
 } sweep_ctx;
+
+/* Whether an upload's key (below the store's prefix) is a resumable one's,
+   the store's or a view's: TF_TMP_DIR/p/... */
+static int resumable_key(const char *rel)
+{
+    char mark[64];
+    int n = snprintf(mark, sizeof mark, "%s/p/", TF_TMP_DIR);
+    if (strncmp(rel, mark, (size_t)n) == 0)
+        return 1;
+    for (const char *at = strstr(rel, mark); at; at = strstr(at + 1, mark))
+        if (at[-1] == '/')
+            return 1;
+    return 0;
+}
 
 static int sweep_one(void *user, const char *key, const char *id, int64_t initiated)
 {
     sweep_ctx *c = user;
     tf__err e = {{0}};
-    int plain = strncmp(key + c->plain_len - 2, "u/", 2) == 0;
+    int plain = !resumable_key(key + c->prefix_len);
     int expired = c->s->cfg.resume_ttl_s > 0 && c->now - initiated > c->s->cfg.resume_ttl_s;
     /* Other servers may share the bucket: a plain upload is debris only
        when no server can still be sending it, an hour after it began. */
@@ -1266,20 +1489,17 @@ static int sweep_one(void *user, const char *key, const char *id, int64_t initia
 /* Aborts the plain uploads at start (those over an hour old: other
    servers over the same bucket may own the others) and the resumable ones
    older than the resume TTL (by their start: S3 keeps no time of the last
-   part). */
+   part). Plain uploads staged in place are under their names, anywhere in
+   the store: the whole prefix is listed. */
 static void s_sweep(tf__storage *st, int all_plain)
 {
     s3store *s = S(st);
     tf__err e = {{0}};
-    char prefix[TF_S3_KEY_MAX + 1], rel[64];
-    snprintf(rel, sizeof rel, "%s/", TF_TMP_DIR);
-    if (key_for(s, prefix, rel, "", &e) != TF_OK)
-        return;
     tf__s3 *h = take_s3(s, &e);
     if (!h)
         return;
-    sweep_ctx c = {s, h, all_plain, (int64_t)time(NULL), strlen(prefix) + 2};
-    tf__s3_mpu_list(h, prefix, sweep_one, &c, &e);
+    sweep_ctx c = {s, h, all_plain, (int64_t)time(NULL), strlen(s->prefix)};
+    tf__s3_mpu_list(h, s->prefix, sweep_one, &c, &e);
     give_s3(s, h);
 }
 
@@ -1295,11 +1515,10 @@ static void s_close(tf__storage *st)
         free(p);
     }
     for (size_t i = 0; i < s->n_readers; i++)
-        if (s->readers[i]) {
-            free(s->readers[i]->ra);
-            free(s->readers[i]);
-        }
+        if (s->readers[i])
+            reader_free(s, s->readers[i]);
     free(s->readers);
+    budget_unref(s->budget);
     for (size_t i = 0; i < s->n_busy; i++)
         free(s->busy[i]);
     free(s->busy);
@@ -1326,6 +1545,7 @@ static const tf__storage_ops s3_ops = {
     .digest_store = s_digest_store,
     .check_target = s_check_target,
     .stage = s_stage,
+    .stage_named = s_stage_named,
     .stage_resumable = s_stage_resumable,
     .write = s_write,
     .commit = s_commit,
@@ -1365,6 +1585,20 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
         return tf__fail(e, TF_ENOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->commit_mu, NULL);
+    if (cfg->shared_budget) {
+        s->budget = cfg->shared_budget;
+        pthread_mutex_lock(&s->budget->mu);
+        s->budget->refs++;
+        pthread_mutex_unlock(&s->budget->mu);
+    } else if ((s->budget = calloc(1, sizeof *s->budget)) != NULL) {
+        pthread_mutex_init(&s->budget->mu, NULL);
+        s->budget->refs = 1;
+    } else {
+        pthread_mutex_destroy(&s->mu);
+        pthread_mutex_destroy(&s->commit_mu);
+        free(s);
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    }
     s->base.ops = &s3_ops;
     s->base.reserved = TF_TMP_DIR;
     s->base.read_handles = 1;
@@ -1461,6 +1695,7 @@ static int s_sub(tf__storage *st, const char *dir, int create, tf__storage **chi
     c.prefix = prefix;
     c.access_key = s->access_key;
     c.secret_key = s->secret_key;
+    c.shared_budget = s->budget; /* one budget for the whole server */
     return tf__storage_s3_open(child, &c, e);
 }
 

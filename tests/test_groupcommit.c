@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "faults/rawpeer.h"
@@ -184,6 +185,70 @@ static void test_group_order_with_refusals(void **state)
     assert_int_equal(tu_file_size(path), -1);
 }
 
+/* Small puts wait in the group's memory and are staged by its commit:
+   PARENTS made once per directory, a directory or a file in the way failing
+   only its own put, and the puts after a failed one still stored under
+   their own names (the commit's items packed without it). */
+static void test_group_held_parents_and_failures(void **state)
+{
+    fixture *f = *state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/adir", f->srv.root);
+    assert_int_equal(mkdir(path, 0755), 0);
+    tu_write_in(f->srv.root, "file", "x", 1);
+    uint8_t out[4096];
+    size_t len = 0;
+    len += put_frame(out + len, sizeof out - len, "p/q/one", "1", TF_REQ_PARENTS, 0);
+    len += put_frame(out + len, sizeof out - len, "adir", "in the way", 0, 0);
+    len += put_frame(out + len, sizeof out - len, "p/q/two", "22", TF_REQ_PARENTS, 0);
+    len += put_frame(out + len, sizeof out - len, "file/x", "not a dir", TF_REQ_PARENTS, 0);
+    len += put_frame(out + len, sizeof out - len, "p/r/three", "333", TF_REQ_PARENTS, 0);
+    len += put_frame(out + len, sizeof out - len, "top", "4444", 0, 0);
+    int fd = connect_raw(f);
+    assert_int_equal(rp_send(fd, out, len), 0);
+    static const int want[] = {0, TF_EISDIR, 0, TF_ENOTDIR, 0, 0};
+    static const uint64_t size[] = {1, 0, 2, 0, 3, 4};
+    for (int i = 0; i < 6; i++) {
+        tf_wire_response r;
+        char msg[1100];
+        assert_int_equal(rp_read_response(fd, &r, msg, sizeof msg), 0);
+        assert_int_equal(r.status, (uint16_t)-want[i]);
+        assert_int_equal(r.size, size[i]);
+    }
+    assert_int_equal(rp_list_ok(fd), 0); /* still in step */
+    close(fd);
+    expect_file(f, "p/q/one", "1");
+    expect_file(f, "p/q/two", "22");
+    expect_file(f, "p/r/three", "333");
+    expect_file(f, "top", "4444");
+    expect_file(f, "file", "x");
+}
+
+/* The staging directory is opened once and kept: removed while the server
+   runs, it is made again for the next upload. */
+static void test_group_staging_dir_removed(void **state)
+{
+    fixture *f = *state;
+    uint8_t out[1024];
+    size_t len = put_frame(out, sizeof out, "a", "before", 0, 0);
+    int fd = connect_raw(f);
+    tf_wire_response r;
+    char msg[1100];
+    assert_int_equal(rp_send(fd, out, len), 0);
+    assert_int_equal(rp_read_response(fd, &r, msg, sizeof msg), 0);
+    assert_int_equal(r.status, 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/" TF_TMP_DIR, f->srv.root);
+    assert_int_equal(rmdir(path), 0);
+    len = put_frame(out, sizeof out, "b", "after", 0, 0);
+    assert_int_equal(rp_send(fd, out, len), 0);
+    assert_int_equal(rp_read_response(fd, &r, msg, sizeof msg), 0);
+    assert_int_equal(r.status, 0);
+    close(fd);
+    expect_file(f, "a", "before");
+    expect_file(f, "b", "after");
+}
+
 /* A stat right behind puts, in the same write, ends the batch: it is
    answered after them and sees the file they stored. */
 static void test_group_stat_sees_puts(void **state)
@@ -274,6 +339,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_group_off_two_each, setup_alone, teardown),
         cmocka_unit_test_setup_teardown(test_group_order_with_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_stat_sees_puts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_held_parents_and_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_staging_dir_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_age_bound, setup, teardown),
     };
     return TU_RUN_GROUP("groupcommit", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);

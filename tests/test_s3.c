@@ -185,6 +185,15 @@ static void fill_pattern(uint8_t *p, size_t n, uint64_t from)
         p[i] = (uint8_t)((from + i) * 2654435761u >> 13);
 }
 
+/* n bytes of fill_pattern's, the caller's to free. */
+static uint8_t *patterned(size_t n, uint64_t from)
+{
+    uint8_t *p = malloc(n);
+    assert_non_null(p);
+    fill_pattern(p, n, from);
+    return p;
+}
+
 static void test_s3_roundtrip_meta(void **state)
 {
     fixture *f = fixture_of(state);
@@ -445,7 +454,7 @@ static void test_s3_multipart_complete(void **state)
     assert_int_equal(n, 2);
     assert_int_equal(listed[0].size, PART);
     assert_string_equal(listed[1].etag, parts[1].etag);
-    assert_int_equal(tf__s3_mpu_complete(f->s3, key, id, parts, 2, &e), TF_OK);
+    assert_int_equal(tf__s3_mpu_complete(f->s3, key, id, parts, 2, NULL, &e), TF_OK);
     assert_int_equal(tf__s3_head(f->s3, key, &h, &e), TF_OK);
     assert_int_equal(h.size, PART + 1000);
     assert_string_equal(tf__s3_head_meta(&h, "xxh3"), "feed");
@@ -510,7 +519,7 @@ static void test_s3_multipart_resume_elsewhere(void **state)
     tf__s3_body b = {.buf = data + PART, .len = PART};
     parts[1].number = 2;
     assert_int_equal(tf__s3_mpu_part(second, key, fd.id, 2, &b, parts[1].etag, &e), TF_OK);
-    assert_int_equal(tf__s3_mpu_complete(second, key, fd.id, parts, 2, &e), TF_OK);
+    assert_int_equal(tf__s3_mpu_complete(second, key, fd.id, parts, 2, NULL, &e), TF_OK);
     uint8_t buf[64];
     size_t got;
     assert_int_equal(tf__s3_get(second, key, 2 * PART - 64, 64, buf, &got, &e), TF_OK);
@@ -675,9 +684,7 @@ static void test_s3_storage_multipart(void **state)
     tf__storage *st = open_store(f);
     tf__err e = {{0}};
     size_t n = SPART + 300000;
-    uint8_t *data = malloc(n);
-    assert_non_null(data);
-    fill_pattern(data, n, 3);
+    uint8_t *data = patterned(n, 3);
     tf__upload *up;
     assert_int_equal(st->ops->stage(st, &up, &e), TF_OK);
     assert_int_equal(st->ops->write(st, up, data, SPART + 10, &e), TF_OK);
@@ -702,6 +709,60 @@ static void test_s3_storage_multipart(void **state)
     free(data);
 }
 
+/* Staged for its name (stage_named, as the server does): the multipart
+   upload is of the name itself, and completing it publishes it - no copy
+   at commit (a copy would have set the digest as metadata). The digest
+   is kept beside, found at open, moved by rename, dropped by remove. */
+static void test_s3_storage_in_place(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    size_t n = SPART + 70000;
+    uint8_t *data = patterned(n, 9);
+    tf__upload *up;
+    assert_int_equal(st->ops->stage_named(st, "d.bin", &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data, n, &e), TF_OK);
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "d.bin", &fs, &e), TF_ENOENT); /* not before */
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->commit(st, &up, "d.bin", 0, &e), TF_OK);
+    tf__s3_info h;
+    assert_int_equal(tf__s3_head(f->s3, key_of(f, "d.bin"), &h, &e), TF_OK);
+    assert_null(tf__s3_head_meta(&h, "xxh3"));
+    assert_non_null(strchr(h.etag, '-'));
+    check_file(st, "d.bin", data, n); /* the digest too */
+    /* overwrite off: refused, the upload dropped, the file as it was */
+    assert_int_equal(st->ops->stage_named(st, "d.bin", &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data + 1, n - 1, &e), TF_OK);
+    assert_int_equal(st->ops->commit(st, &up, "d.bin", 0, &e), TF_EEXIST);
+    tf__err_clear(&e);
+    found fd = {0};
+    assert_int_equal(tf__s3_mpu_list(f->s3, key_of(f, "d.bin"), find_upload, &fd, &e), TF_OK);
+    assert_int_equal(fd.n, 0);
+    check_file(st, "d.bin", data, n);
+    /* staged for one name, committed as another: refused */
+    assert_int_equal(st->ops->stage_named(st, "x.bin", &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data, n, &e), TF_OK);
+    assert_int_equal(st->ops->commit(st, &up, "y.bin", 1, &e), TF_EINTERNAL);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->stat(st, "x.bin", &fs, &e), TF_ENOENT);
+    tf__err_clear(&e);
+    /* rename takes the digest along; remove leaves nothing behind */
+    assert_int_equal(st->ops->rename(st, "d.bin", "e.bin", 0, &e), TF_OK);
+    check_file(st, "e.bin", data, n);
+    assert_int_equal(st->ops->remove(st, "e.bin", &e), TF_OK);
+    keys ks = {0};
+    tf__s3_page page = {.prefix = f->prefix};
+    assert_int_equal(tf__s3_list(f->s3, &page, collect_key, &ks, &e), TF_OK);
+    for (size_t i = 0; i < ks.n; i++)
+        print_error("left: %s\n", ks.k[i]);
+    assert_int_equal(ks.n, 0);
+    free(ks.k);
+    st->ops->close(st);
+    free(data);
+}
+
 /* A resumable upload cut off on one server, taken up on another: the
    parts are found by listing the uploads, the digest of what is there is
    carried beside them. */
@@ -711,9 +772,7 @@ static void test_s3_storage_resume_elsewhere(void **state)
     tf__storage *one = open_store(f), *two = open_store(f);
     tf__err e = {{0}};
     size_t n = 2 * SPART + 5000;
-    uint8_t *data = malloc(n);
-    assert_non_null(data);
-    fill_pattern(data, n, 11);
+    uint8_t *data = patterned(n, 11);
     const char *stem = "00112233445566778899aabbccddeeff";
     tf__upload *up;
     uint64_t have;
@@ -1068,6 +1127,46 @@ static void test_s3_storage_sub(void **state)
     st->ops->close(st);
 }
 
+/* Many readers at once (100 clients getting a file): their read-aheads
+   together stay within the budget, the store's and its views' alike;
+   those beyond it read straight into the caller's buffer, as right. */
+static void test_s3_storage_readahead_budget(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    tf__storage *child = NULL;
+    assert_int_equal(st->ops->sub(st, "v", 1, &child, &e), TF_OK);
+    size_t n = 2u << 20; /* one PUT; each reader would hold ~2 MiB */
+    uint8_t *data = patterned(n, 5), *back = malloc(n);
+    assert_non_null(back);
+    store_file(child, "f.bin", data, n);
+    enum { READERS = 48 };
+    int h[READERS];
+    tf__storage *of[READERS];
+    for (int i = 0; i < READERS; i++) {
+        uint64_t size, id[TF_STORAGE_ID_LEN];
+        of[i] = i % 2 ? child : st;
+        assert_int_equal(of[i]->ops->open_read(of[i], i % 2 ? "f.bin" : "v/f.bin", &h[i], &size,
+                                               id, &e),
+                         TF_OK);
+        assert_int_equal(size, n);
+        /* past what open_read fetched: a read-ahead, if the budget lends */
+        size_t off = 100000 + (size_t)i * 1000;
+        assert_int_equal(of[i]->ops->read_at(of[i], h[i], back, 256 << 10, off), 256 << 10);
+        assert_memory_equal(back, data + off, 256 << 10);
+        assert_true(tf__storage_s3_readahead_held(st) <= TF_S3_READAHEAD_BUDGET);
+    }
+    assert_true(tf__storage_s3_readahead_held(st) > TF_S3_READAHEAD_BUDGET / 2);
+    for (int i = 0; i < READERS; i++)
+        of[i]->ops->close_read(of[i], h[i]);
+    assert_int_equal(tf__storage_s3_readahead_held(st), 0);
+    child->ops->close(child);
+    st->ops->close(st);
+    free(data);
+    free(back);
+}
+
 /* The check a server makes at start. */
 static void test_s3_storage_check(void **state)
 {
@@ -1101,6 +1200,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_s3_copy_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_small, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_multipart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_resume_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_sweep, setup, teardown),
@@ -1109,6 +1209,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_s3_storage_commit_cond, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_set_mtime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_sub, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_readahead_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_check, setup, teardown),
     };
     return TU_RUN_GROUP("s3", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
