@@ -411,9 +411,12 @@ void tf__sigpipe_restore(const tf__sigpipe_guard *g)
 /* sendfile has no MSG_NOSIGNAL: writing to a socket the peer has closed
    raises SIGPIPE, which kills a program that never asked for signals. The
    signal can come with a partial success, not only with EPIPE, hence the
-   guard around every call. */
+   guard around every call. The TLS table guards itself, only when it must
+   (kTLS: tls.c's filter sends with MSG_NOSIGNAL otherwise). */
 static ssize_t sendfile_nosignal(tf__stream *s, int file_fd, uint64_t off, size_t count)
 {
+    if (s->conn.t != &tf__transport_tcp)
+        return tf__conn_sendfile(&s->conn, file_fd, off, count);
     tf__sigpipe_guard g;
     tf__sigpipe_block(&g);
     ssize_t n = tf__conn_sendfile(&s->conn, file_fd, off, count);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -41,6 +42,9 @@ struct tf__tls_ctx {
        reference (a client's context outlives the tf_options cache entry
        that made it while connections still use it). */
     int refs;
+    /* The MSG_NOSIGNAL write filter every connection sends through (see
+       nosig_write); per context, not per process: no global state. */
+    BIO_METHOD *nosig;
     /* The last session ticket a server gave, for resuming with that host. */
     pthread_mutex_t lock;
     SSL_SESSION *cached;
@@ -76,8 +80,14 @@ struct tf__tls {
     /* A blocking client's connection, for bulk reads: read-ahead into a
        large buffer once the handshake is done (see tf__tls_bulk_reads). */
     int bulk;
-    /* writev: small pieces gathered into one record. */
+    /* writev: small pieces gathered into one record. When that record
+       blocks, the caller may offer the same bytes again cut otherwise (a
+       frame's pieces one at a time), which OpenSSL refuses as a "bad write
+       retry": tls.c repeats the record itself (g_blocked of its bytes) and
+       owes the caller g_owed bytes of progress, paid on the next writes. */
     unsigned char *gbuf;
+    size_t g_blocked;
+    size_t g_owed;
 };
 
 int tf__tls_sniff(const void *buf, size_t len)
@@ -98,6 +108,76 @@ int tf__tls_sniff(const void *buf, size_t len)
     return n == sizeof tcpf_magic ? TF__SNIFF_TCPF : TF__SNIFF_MORE;
 }
 
+/* ---- the socket's write side ------------------------------------------ */
+
+/* OpenSSL's socket BIO sends with write(2), which raises SIGPIPE when the
+   peer has gone. Guarding each call with the signal mask costs four system
+   calls (rt_sigprocmask, rt_sigpending, twice), more than the write itself
+   for a small answer. So every connection writes through this filter over
+   its socket BIO, which sends with MSG_NOSIGNAL; reads go to the socket BIO
+   directly (they raise nothing). Everything else, the descriptor and the
+   kTLS controls included, is the socket BIO's. With kTLS sending, writes
+   are the socket BIO's too (the kernel takes the record type as a control
+   message): then the caller keeps the guard (tf__tls_sigpipe_safe). */
+static int nosig_write(BIO *b, const char *buf, size_t len, size_t *written)
+{
+    BIO *next = BIO_next(b);
+    *written = 0;
+    BIO_clear_retry_flags(b);
+    if (!next)
+        return 0;
+    if (BIO_get_ktls_send(next)) {
+        int r = BIO_write_ex(next, buf, len, written);
+        BIO_copy_next_retry(b);
+        return r;
+    }
+    int fd = -1;
+    if (BIO_get_fd(next, &fd) < 0 || fd < 0)
+        return 0;
+    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+    if (n < 0) {
+        /* The socket BIO's own rule: EAGAIN (a blocking socket's
+           SO_SNDTIMEO too) and EINTR are "try again". errno is kept for
+           the caller's message. */
+        if (BIO_sock_should_retry(-1))
+            BIO_set_retry_write(b);
+        return 0;
+    }
+    *written = (size_t)n;
+    return 1;
+}
+
+static long nosig_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    BIO *next = BIO_next(b);
+    return next ? BIO_ctrl(next, cmd, num, ptr) : 0;
+}
+
+static int nosig_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int nosig_destroy(BIO *b)
+{
+    (void)b;
+    return 1;
+}
+
+static BIO_METHOD *nosig_method(void)
+{
+    /* A fixed type: nothing looks this filter up by type, and
+       BIO_get_new_index would spend one of OpenSSL's 128 numbers per
+       context. */
+    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_FILTER | 0xff, "tcpfile MSG_NOSIGNAL");
+    if (m && BIO_meth_set_write_ex(m, nosig_write) && BIO_meth_set_ctrl(m, nosig_ctrl) &&
+        BIO_meth_set_create(m, nosig_create) && BIO_meth_set_destroy(m, nosig_destroy))
+        return m;
+    BIO_meth_free(m);
+    return NULL;
+}
+
 /* ---- contexts -------------------------------------------------------- */
 
 static int common_ctx(tf__tls_ctx **out, int server, tf__err *e)
@@ -110,7 +190,8 @@ static int common_ctx(tf__tls_ctx **out, int server, tf__err *e)
     c->refs = 1;
     pthread_mutex_init(&c->lock, NULL);
     c->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-    if (!c->ssl) {
+    c->nosig = nosig_method();
+    if (!c->ssl || !c->nosig) {
         tf__tls_ctx_free(c);
         return tf__ossl_fail(e, TF_ENOMEM, "cannot make a TLS context");
     }
@@ -303,6 +384,7 @@ void tf__tls_ctx_free(tf__tls_ctx *ctx)
     if (!ctx || __atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     SSL_CTX_free(ctx->ssl);
+    BIO_meth_free(ctx->nosig);
     SSL_SESSION_free(ctx->cached);
     free(ctx->cached_host);
     OPENSSL_cleanse(ctx->pin, sizeof ctx->pin);
@@ -342,14 +424,20 @@ static int conn_new(tf__tls **out, tf__tls_ctx *ctx, int fd, tf__err *e)
     tf__tls_ctx_ref(ctx);
     t->fd = fd;
     t->ssl = SSL_new(ctx->ssl);
-    /* SSL_set_fd makes a socket BIO (BIO_NOCLOSE: the fd stays ours),
-       the kind kTLS works on. */
-    if (!t->ssl || SSL_set_fd(t->ssl, fd) != 1) {
+    /* A socket BIO (BIO_NOCLOSE: the fd stays ours), the kind kTLS works
+       on, read directly and written through the MSG_NOSIGNAL filter. */
+    BIO *rb = BIO_new_socket(fd, BIO_NOCLOSE);
+    BIO *wb = BIO_new(ctx->nosig);
+    if (!t->ssl || !rb || !wb || !BIO_up_ref(rb)) {
+        BIO_free(rb);
+        BIO_free(wb);
         tf__tls_free(t);
         return tf__ossl_fail(e, TF_ENOMEM, "cannot make a TLS connection");
     }
+    /* rb's two references: the SSL's as its read BIO, the filter's below
+       it (SSL_free's BIO_free_all on the filter stops there). */
+    SSL_set_bio(t->ssl, rb, BIO_push(wb, rb));
     SSL_set_app_data(t->ssl, t);
-    BIO *rb = SSL_get_rbio(t->ssl);
     BIO_set_callback_arg(rb, (char *)t);
     BIO_set_callback_ex(rb, watch_first_bytes);
     *out = t;
@@ -580,15 +668,9 @@ void tf__tls_bulk_reads(tf__tls *t)
     SSL_set_default_read_buffer_len(t->ssl, BULK_READ_BUF);
 }
 
-int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e)
+/* One SSL_write_ex of buf (t live, len > 0). */
+static int write_raw(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e)
 {
-    *n = 0;
-    if (!t || (!buf && len))
-        return tf__fail(e, TF_EINVAL, "no connection or no buffer");
-    if (t->failed)
-        return dead(t, e);
-    if (len == 0)
-        return TF_OK;
     tf__ossl_clear();
     errno = 0;
     int ret = SSL_write_ex(t->ssl, buf, len, n);
@@ -598,6 +680,49 @@ int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e
         return TF_OK;
     }
     return result(t, ret, errnum, 0, "write", e);
+}
+
+/* A gathered record blocked (or sent, not yet all reported): the caller's
+   next len bytes are its bytes again. Sends it if still blocked, then
+   reports up to len of it as written. */
+static int settle_gathered(tf__tls *t, size_t len, size_t *n, tf__err *e)
+{
+    if (t->g_blocked) {
+        size_t w = 0;
+        /* One record (<= TF__TLS_RECORD): written whole or not at all. */
+        int r = write_raw(t, t->gbuf, t->g_blocked, &w, e);
+        if (r != TF_OK)
+            return r;
+        t->g_blocked = 0;
+    }
+    *n = len < t->g_owed ? len : t->g_owed;
+    t->g_owed -= *n;
+    return TF_OK;
+}
+
+/* What write and sendfile do first: 1 with the call's result in *r when
+   it is over already (a dead connection, nothing to send, or a gathered
+   record's bytes offered again). */
+static int write_done_early(tf__tls *t, size_t len, size_t *n, tf__err *e, int *r)
+{
+    if (t->failed)
+        *r = dead(t, e);
+    else if (len == 0)
+        *r = TF_OK;
+    else if (t->g_owed)
+        *r = settle_gathered(t, len, n, e);
+    else
+        return 0;
+    return 1;
+}
+
+int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e)
+{
+    *n = 0;
+    if (!t || (!buf && len))
+        return tf__fail(e, TF_EINVAL, "no connection or no buffer");
+    int r;
+    return write_done_early(t, len, n, e, &r) ? r : write_raw(t, buf, len, n, e);
 }
 
 int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, tf__err *e)
@@ -612,7 +737,7 @@ int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, t
     }
     if (iovcnt == 0)
         return t->failed ? dead(t, e) : TF_OK;
-    if (iovcnt == 1 || iov[0].iov_len >= TF__TLS_RECORD)
+    if (iovcnt == 1 || iov[0].iov_len >= TF__TLS_RECORD || t->g_owed || t->failed)
         return tf__tls_write(t, iov[0].iov_base, iov[0].iov_len, n, e);
     if (!t->gbuf && !(t->gbuf = malloc(TF__TLS_RECORD)))
         return tf__fail(e, TF_ENOMEM, "out of memory");
@@ -628,7 +753,10 @@ int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, t
         memcpy(t->gbuf + used, iov[i].iov_base, take);
         used += take;
     }
-    return tf__tls_write(t, t->gbuf, used, n, e);
+    int r = write_raw(t, t->gbuf, used, n, e);
+    if (r == TF__TLS_WANT_READ || r == TF__TLS_WANT_WRITE)
+        t->g_blocked = t->g_owed = used;
+    return r;
 }
 
 int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *n, tf__err *e)
@@ -636,10 +764,9 @@ int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *
     *n = 0;
     if (!t || file_fd < 0 || offset < 0)
         return tf__fail(e, TF_EINVAL, "no connection, no file or a negative offset");
-    if (t->failed)
-        return dead(t, e);
-    if (len == 0)
-        return TF_OK;
+    int early;
+    if (write_done_early(t, len, n, e, &early))
+        return early;
     if (BIO_get_ktls_send(SSL_get_wbio(t->ssl))) {
         /* The kernel encrypts: the file's pages go to the socket as they are. */
         tf__ossl_clear();
@@ -693,7 +820,7 @@ int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *
         if (chunk < t->fb_blocked)
             return tf__fail(e, TF_EINVAL, "sendfile retried with a shorter length");
         size_t w = 0;
-        int r = tf__tls_write(t, t->fbuf + t->fb_pos, chunk, &w, e);
+        int r = write_raw(t, t->fbuf + t->fb_pos, chunk, &w, e);
         t->fb_blocked = r == TF__TLS_WANT_READ || r == TF__TLS_WANT_WRITE ? chunk : 0;
         if (r != TF_OK) {
             if (r < 0)
@@ -745,6 +872,11 @@ int tf__tls_resumed(const tf__tls *t)
 int tf__tls_ktls_send(const tf__tls *t)
 {
     return t && BIO_get_ktls_send(SSL_get_wbio(t->ssl)) ? 1 : 0;
+}
+
+int tf__tls_sigpipe_safe(const tf__tls *t)
+{
+    return t && t->established && !tf__tls_ktls_send(t);
 }
 
 int tf__tls_peer_plaintext(const tf__tls *t)

@@ -108,7 +108,9 @@ void tf__tls_bulk_reads(tf__tls *t);
 /* Writes from buf: TF_OK with 0 < *n <= len (one record or more), WANT_*. */
 int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e);
 /* Writes from iov (a frame header and its payload): small pieces are
-   gathered into one record of up to TF__TLS_RECORD bytes. As write. */
+   gathered into one record of up to TF__TLS_RECORD bytes. As write, except
+   that after WANT_* the same bytes may come again cut otherwise (each piece
+   by itself, through write or writev): they are the gathered record's. */
 int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, tf__err *e);
 /* Sends len bytes of file_fd from offset: SSL_sendfile when the kernel
    does TLS for this socket (kTLS), else pread + SSL_write through an
@@ -123,6 +125,11 @@ int tf__tls_shutdown(tf__tls *t, tf__err *e);
 int tf__tls_resumed(const tf__tls *t);
 /* 1 when the kernel encrypts what this connection sends (kTLS). */
 int tf__tls_ktls_send(const tf__tls *t);
+/* 1 when no call on this connection can raise SIGPIPE: every write goes
+   out with MSG_NOSIGNAL. 0 during the handshake (kTLS may start in it)
+   and with kTLS sending (write, sendmsg and sendfile to the socket):
+   then a caller whose thread does not block SIGPIPE guards each call. */
+int tf__tls_sigpipe_safe(const tf__tls *t);
 /* 1 when the handshake failed because the peer spoke plaintext tcpfile:
    the server's adapter may answer with a plaintext hello saying so. */
 int tf__tls_peer_plaintext(const tf__tls *t);

@@ -43,17 +43,20 @@ static ssize_t outcome(tf__conn *c, int r)
     return TF__IO_ERROR;
 }
 
-/* OpenSSL writes with write(2), which has no MSG_NOSIGNAL: a peer gone
-   would raise SIGPIPE. The server's workers keep it blocked for their
-   whole life (tf_server_run); the client's blocking calls block it around
-   each write, as netio.c does around sendfile. */
+/* tls.c sends through a MSG_NOSIGNAL filter, so once the handshake is
+   done no call raises SIGPIPE, unless the kernel does TLS (kTLS: writes,
+   control messages and sendfile go to the socket as they are). Then, and
+   during the handshake, the client's blocking calls block SIGPIPE around
+   each call, as the TCP table does around sendfile; the server's workers
+   keep it blocked for their whole life (tf_server_run). */
 #define NO_SIGPIPE(c, call)                                                                \
     do {                                                                                   \
         tf__sigpipe_guard g_;                                                              \
-        if (!(c)->nowait)                                                                  \
+        int guard_ = !(c)->nowait && !tf__tls_sigpipe_safe(impl(c)->tls);                  \
+        if (guard_)                                                                        \
             tf__sigpipe_block(&g_);                                                        \
         call;                                                                              \
-        if (!(c)->nowait)                                                                  \
+        if (guard_)                                                                        \
             tf__sigpipe_restore(&g_);                                                      \
     } while (0)
 

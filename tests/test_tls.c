@@ -4,7 +4,8 @@
  * 1 MiB file through the sendfile fallback, the three ways a client checks
  * the server (pin, CA + host name, a known-hosts hook), TLS 1.2 refused,
  * plaintext tcpfile peers recognised on both sides, resumption, truncation,
- * and interoperability with the openssl command line (s_client).
+ * no SIGPIPE from a peer that has gone, and interoperability with the
+ * openssl command line (s_client).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -899,6 +901,114 @@ static void test_tls_openssl_s_client_tls12_refused(void **state)
     assert_null(strstr(out, "hello from tcpfile"));
 }
 
+/* A small frame gathered into one record that blocks may be retried cut
+   otherwise (the server's session falls back from one writev of head, body
+   and trailer to each piece alone): every byte arrives once, in order,
+   instead of OpenSSL's "bad write retry". */
+static void test_tls_gathered_write_retried_in_pieces(void **state)
+{
+    fixture *f = *state;
+    tf__tls_ctx *cctx = client_pin(tf__tls_identity_fingerprint(f->a));
+    conn k;
+    conn_open(&k, f->server_a, cctx, "a.example", NULL);
+    assert_int_equal(k.rs, TF_OK);
+    static uint8_t sent[8 << 20], got[8 << 20];
+    tu_fill(sent, sizeof sent, 5);
+    /* Frames of 24 + 4096 + 8 bytes until one blocks (nobody reads). */
+    size_t off = 0, n = 0;
+    int r = TF_OK;
+    const size_t head = 24, body = 4096, tail = 8, frame = head + body + tail;
+    while (off + frame <= sizeof sent) {
+        struct iovec iov[3] = {{sent + off, head},
+                               {sent + off + head, body},
+                               {sent + off + head + body, tail}};
+        r = tf__tls_writev(k.s, iov, 3, &n, &k.es);
+        if (r != TF_OK)
+            break;
+        assert_int_equal(n, frame);
+        off += frame;
+    }
+    assert_int_equal(r, TF__TLS_WANT_WRITE);
+    /* The same frame again, a piece at a time, while the client reads. */
+    size_t pieces[3] = {head, body, tail}, have = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t left = pieces[i];
+        for (int spins = 0; left > 0 && spins < 100000; spins++) {
+            r = tf__tls_write(k.s, sent + off, left, &n, &k.es);
+            if (r == TF_OK) {
+                assert_true(n > 0 && n <= left);
+                off += n;
+                left -= n;
+            } else {
+                assert_int_equal(r, TF__TLS_WANT_WRITE);
+            }
+            size_t m = 0;
+            if (have < off && tf__tls_read(k.c, got + have, off - have, &m, &k.ec) == TF_OK)
+                have += m;
+        }
+        assert_int_equal(left, 0);
+    }
+    read_all(k.c, got + have, off - have);
+    assert_memory_equal(got, sent, off);
+    conn_close(&k);
+    tf__tls_ctx_free(cctx);
+}
+
+static volatile sig_atomic_t sigpipes;
+
+static void count_sigpipe(int sig)
+{
+    (void)sig;
+    sigpipes++;
+}
+
+/* Writing to a peer that has gone raises no SIGPIPE, with no signal mask
+   changed around the call (tls.c's MSG_NOSIGNAL filter): a write, the
+   sendfile fallback and close_notify, each on its own connection. */
+static void test_tls_gone_peer_raises_no_sigpipe(void **state)
+{
+    fixture *f = *state;
+    tf__tls_ctx *cctx = client_pin(tf__tls_identity_fingerprint(f->a));
+    char path[PATH_MAX];
+    path_in(path, sizeof path, f->dir, "sigpipe-src");
+    static uint8_t data[65536];
+    tu_fill(data, sizeof data, 3);
+    tu_write_file(path, data, sizeof data);
+    int file = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(file >= 0);
+
+    struct sigaction count = {.sa_handler = count_sigpipe}, old;
+    sigemptyset(&count.sa_mask);
+    assert_int_equal(sigaction(SIGPIPE, &count, &old), 0);
+    sigset_t pipe_set, old_mask;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    assert_int_equal(pthread_sigmask(SIG_UNBLOCK, &pipe_set, &old_mask), 0);
+    sigpipes = 0;
+    for (int how = 0; how < 3; how++) {
+        conn k;
+        conn_open(&k, f->server_a, cctx, "a.example", NULL);
+        assert_int_equal(k.rc, TF_OK);
+        assert_true(tf__tls_sigpipe_safe(k.c));
+        tf__tls_free(k.s);
+        k.s = NULL;
+        close(k.sv[0]);
+        k.sv[0] = -1;
+        size_t n = 0;
+        int r = how == 0   ? tf__tls_write(k.c, data, sizeof data, &n, &k.ec)
+              : how == 1 ? tf__tls_sendfile(k.c, file, 0, sizeof data, &n, &k.ec)
+                         : tf__tls_shutdown(k.c, &k.ec);
+        assert_int_equal(sigpipes, 0);
+        assert_int_equal(r, TF_ENET);
+        conn_close(&k);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    sigaction(SIGPIPE, &old, NULL);
+    close(file);
+    unlink(path);
+    tf__tls_ctx_free(cctx);
+}
+
 int main(int argc, char **argv)
 {
     /* A peer that goes away must not kill the test with SIGPIPE. */
@@ -922,6 +1032,8 @@ int main(int argc, char **argv)
         T(test_tls_client_certificate),
         T(test_tls_openssl_s_client_tls13),
         T(test_tls_openssl_s_client_tls12_refused),
+        T(test_tls_gone_peer_raises_no_sigpipe),
+        T(test_tls_gathered_write_retried_in_pieces),
     };
 #undef T
     return TU_RUN_GROUP("tls", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
