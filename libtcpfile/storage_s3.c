@@ -31,7 +31,9 @@
  * within one server.
  *
  * Thread safety: every call may come from any thread; each takes an S3
- * handle (a connection) from a pool for its duration.
+ * handle (a connection) from a pool for its duration. An upload's full
+ * parts are sent by threads of their own (send_part), at most PARTS_AHEAD
+ * at once, which every call that ends the upload waits for.
  */
 #include "storage.h"
 
