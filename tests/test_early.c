@@ -272,7 +272,7 @@ static void test_early_get_many(void **state)
     tu_mkdtemp(local, sizeof local);
     char path[N][300];
     for (int i = 0; i < N; i++) {
-        snprintf(path[i], sizeof path[i], "%s/%s", local, name[i]);
+        snprintf(path[i], sizeof path[i], "%s/%.15s", local, name[i]);
         items[i].local_path = path[i];
     }
     tf_options *early = early_options(1);
