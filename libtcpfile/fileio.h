@@ -60,6 +60,11 @@ void tf__tmpfile_init(tf__tmpfile *t);
 /* Creates an unused "<prefix><16 random hex digits>" in dirfd. */
 int tf__tmpfile_create(int dirfd, const char *prefix, mode_t mode, tf__tmpfile *t,
                        tf__err *e);
+/* Names an unnamed t->fd (O_TMPFILE) "<prefix><16 random hex digits>" in
+   dirfd, which t->dirfd becomes (its owns_dirfd untouched). TF_ENOENT when
+   dirfd was removed, or /proc is missing to a process without
+   CAP_DAC_READ_SEARCH. */
+int tf__tmpfile_link(int dirfd, const char *prefix, tf__tmpfile *t, tf__err *e);
 /* Opens (creating) dirfd/t->name, locked against a second user (TF_EBUSY),
    positioned at its end; *have is what it holds, at most size (a longer one
    is emptied). With SERVER_TMP_MODE, a file there that is not our own or

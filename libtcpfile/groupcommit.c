@@ -170,7 +170,7 @@ static void stage_held(tf__group *g, tf__storage *st)
             made_len = dir_len;
         }
         if (rc == TF_OK)
-            rc = st->ops->stage(st, &it->up, &e);
+            rc = tf__storage_stage_for(st, name, &it->up, &e);
         if (rc == TF_OK)
             rc = st->ops->write(st, it->up, en->held, en->held_len, &e);
         free(en->held);

@@ -130,7 +130,8 @@ typedef struct tf__storage_ops {
     /* The same for an upload to be committed as name, and only as name
        (another name at commit: TF_EINTERNAL), which lets a backend stage
        it in place (S3: a multipart upload of name itself, which completing
-       publishes, with no copy). NULL: stage. */
+       publishes, with no copy; the local backend: an unnamed file in name's
+       directory, which must exist). NULL: stage. */
     int (*stage_named)(tf__storage *, const char *name, tf__upload **out, tf__err *e);
     /* A resumable upload named by stem (the caller's digest of key, name and
        size): taken up where it was left, *have bytes already there, locked
@@ -275,6 +276,10 @@ int tf__storage_check_path(const char *path, size_t max_len, tf__err *e);
    component, as mkdir -p. One that exists must be a directory (never a
    link: the backend refuses those on the way): else TF_ENOTDIR. */
 int tf__storage_make_parents(tf__storage *st, const char *path, tf__err *e);
+
+/* A plain upload to be committed as name: stage_named where the backend
+   has it (staged in place), else stage. */
+int tf__storage_stage_for(tf__storage *st, const char *name, tf__upload **out, tf__err *e);
 
 /* Commits items[0..n) through st's commit_many, or one by one with
    commit_cond (commit where there is none) on a backend without it. */
