@@ -211,13 +211,10 @@ void tf__sess_enter_closing(session *s)
    the heap when it is a long name's or the spares are full. */
 static void input_free(tf__session_ctx *ctx, uint8_t *b, size_t cap)
 {
-    if (cap == INPUT_SMALL && ctx->nspare_in < INPUT_POOL_MAX) {
-        memcpy(b, &ctx->spare_in, sizeof ctx->spare_in);
-        ctx->spare_in = b;
-        ctx->nspare_in++;
-    } else {
+    if (cap == INPUT_SMALL)
+        tf__spares_give(&ctx->spare_in, b, INPUT_POOL_MAX);
+    else
         free(b);
-    }
 }
 
 /* Gives s an input buffer, if it has none, before a read. 0, or -1 when
@@ -227,13 +224,9 @@ static int input_take(session *s)
     if (s->in)
         return 0;
     tf__session_ctx *ctx = s->ctx;
-    uint8_t *b = ctx->spare_in;
-    if (b) {
-        memcpy(&ctx->spare_in, b, sizeof ctx->spare_in);
-        ctx->nspare_in--;
-    } else if (!(b = malloc(INPUT_SMALL))) {
+    uint8_t *b = tf__spares_take(&ctx->spare_in);
+    if (!b && !(b = malloc(INPUT_SMALL)))
         return -1;
-    }
     s->in = b;
     s->in_cap = INPUT_SMALL;
     return 0;

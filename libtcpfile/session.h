@@ -19,6 +19,7 @@
 #include "storage.h"
 #include "internal.h"
 #include "loop.h"
+#include "spares.h"
 #include "transport.h"
 #include "threadpool.h"
 #include "wire.h"
@@ -52,13 +53,11 @@ typedef struct tf__session_ctx {
        keeps its checksum state). At most REQUEST_POOL_MAX. */
     struct request *spare_requests;
     int nspare;
-    /* The same for input buffers (INPUT_SMALL bytes, linked through their
-       first bytes) and storage calls: at most INPUT_POOL_MAX, DISK_POOL_MAX
-       (session.c). Idle sessions hold neither. */
-    uint8_t *spare_in;
-    int nspare_in;
-    struct session_disk *spare_disk;
-    int nspare_disk;
+    /* The same for input buffers (INPUT_SMALL bytes) and storage calls
+       (session_disk): at most INPUT_POOL_MAX (session.c) and DISK_POOL_MAX
+       (session_disk.c). Idle sessions hold neither. */
+    tf__spares spare_in;
+    tf__spares spare_disk;
     /* The server's TLS context (TF_OPT_TLS), shared by every loop; NULL:
        plaintext. */
     struct tf__tls_ctx *tls;
@@ -207,8 +206,8 @@ typedef struct request {
    Taken from the loop's spares when the call starts and given back when it
    is over, so that an idle session holds none. */
 typedef struct session_disk {
-    tf__work work;                  /* data: the session */
-    struct session_disk *next_spare;
+    tf__work work;                  /* data: the session. First: a
+                                       spare's link (spares.h) lands here */
     void (*fn)(session *s);         /* on a pool thread */
     void (*then)(session *s);       /* back in the loop's thread */
     session_state from;

@@ -408,16 +408,6 @@ void tf__session_ctx_release(tf__session_ctx *ctx)
         free(r);
     }
     ctx->nspare = 0;
-    while (ctx->spare_in) {
-        uint8_t *b = ctx->spare_in;
-        memcpy(&ctx->spare_in, b, sizeof ctx->spare_in);
-        free(b);
-    }
-    ctx->nspare_in = 0;
-    while (ctx->spare_disk) {
-        session_disk *d = ctx->spare_disk;
-        ctx->spare_disk = d->next_spare;
-        free(d);
-    }
-    ctx->nspare_disk = 0;
+    tf__spares_free(&ctx->spare_in);
+    tf__spares_free(&ctx->spare_disk);
 }

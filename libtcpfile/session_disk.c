@@ -23,10 +23,8 @@ static void disk_run(tf__work *w)
 /* A block for a storage call: one of the loop's spares, or a new one. */
 static session_disk *disk_take(tf__session_ctx *ctx)
 {
-    session_disk *d = ctx->spare_disk;
+    session_disk *d = tf__spares_take(&ctx->spare_disk);
     if (d) {
-        ctx->spare_disk = d->next_spare;
-        ctx->nspare_disk--;
         memset(&d->work, 0, sizeof d->work);
     } else if (!(d = calloc(1, sizeof *d))) {
         return NULL;
@@ -36,13 +34,7 @@ static session_disk *disk_take(tf__session_ctx *ctx)
 
 static void disk_give_back(tf__session_ctx *ctx, session_disk *d)
 {
-    if (ctx->nspare_disk < DISK_POOL_MAX) {
-        d->next_spare = ctx->spare_disk;
-        ctx->spare_disk = d;
-        ctx->nspare_disk++;
-    } else {
-        free(d);
-    }
+    tf__spares_give(&ctx->spare_disk, d, DISK_POOL_MAX);
 }
 
 /* The job is over (in the loop's thread, from the queue's drain): the
