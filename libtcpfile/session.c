@@ -91,8 +91,14 @@ request *tf__sess_request_begin(session *s, uint8_t op)
     } else if (!(r = malloc(sizeof *r))) {
         return NULL;
     }
-    /* Everything but the name, which is written whole before it is used. */
-    memset(r, 0, offsetof(request, name));
+    /* Everything before err: the 2 KiB of messages and head and the 8 KiB
+       of names after it are not cleared, as none is read before written.
+       A tf__err is empty when its first byte is (internal.h) and is only
+       read as a string; the head is sent up to head_len, which queue_head
+       sets as it writes it; the name is written whole before it is used. */
+    memset(r, 0, offsetof(request, err));
+    r->err.msg[0] = '\0';
+    r->store_err.msg[0] = '\0';
     r->to[0] = '\0'; /* a rename cut before its new path logs none */
     r->digest = digest;
     r->small = small;

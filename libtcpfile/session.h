@@ -107,12 +107,10 @@ typedef struct request {
     int64_t started_ms;
     uint64_t bytes;         /* payload bytes moved, for the log */
     int result;             /* for the log */
-    tf__err err;            /* detail of a failure */
     tf__digest digest;
     after_send after;
 
-    /* output: head, then a body (file or memory), then a trailer */
-    uint8_t head[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
+    /* output: head (below), then a body (file or memory), then a trailer */
     size_t head_len, head_pos;
     int body_fd;            /* file sent, -1 if none */
     const uint8_t *body_mem;
@@ -143,7 +141,6 @@ typedef struct request {
     tf__upload *up;         /* the backend's; NULL when none */
     uint64_t size, have, left;
     int store_rc;
-    tf__err store_err;
     /* a streamed put (TF_REQ_STREAM): size is unknown until the last chunk */
     int stream, stream_end;
     uint32_t chunk_left;    /* bytes of the current chunk still to come */
@@ -196,7 +193,11 @@ typedef struct request {
     int64_t stat_mtime;
     uint32_t stat_mtime_ns;
 
-    /* Last, and not cleared between uses (request_begin): 4 KiB each. */
+    /* Last, and not cleared between uses (request_begin): 2 KiB of
+       messages and head, then 8 KiB of names. */
+    tf__err err;            /* detail of a failure */
+    tf__err store_err;      /* put: the backend's failure */
+    uint8_t head[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
     char name[TF_WIRE_NAME_MAX + 1];
     char to[TF_WIRE_NAME_MAX + 1]; /* rename: the new path */
 } request;
