@@ -1,5 +1,5 @@
 /*
- * session.h - one connection of the server (session.c): its state machine
+ * session.h - one connection of the server (session*.c): its state machine
  * and its requests, driven by an event loop (loop.h) through a transport
  * (transport.h). It knows nothing of workers or the server: what it needs
  * from them is in a tf__session_ctx, one per loop.
@@ -29,7 +29,7 @@ struct tf__auth;
 struct tf__auth_job;
 
 /* Where a pool's finished jobs come back into one loop: its completion
-   queue, watched for reading (session.c drains it). */
+   queue, watched for reading (session_conn.c drains it). */
 typedef struct tf__session_queue {
     tf__pool_queue q;
     tf__watcher watch;
@@ -202,7 +202,7 @@ typedef struct request {
     char to[TF_WIRE_NAME_MAX + 1]; /* rename: the new path */
 } request;
 
-/* A storage call on the disk pool (disk_call in session.c): the job, its
+/* A storage call on the disk pool (disk_call in session_disk.c): the job, its
    two halves, and what the session was doing before (restored after).
    Taken from the loop's spares when the call starts and given back when it
    is over, so that an idle session holds none. */
@@ -265,7 +265,7 @@ struct session {
     } peer;
 };
 
-/* session.c */
+/* session_conn.c (tf__session_ctx_auth: session_auth.c) */
 /* Sets up ctx for loop with the server's options; the caller fills in the
    counters and the storage. Registers ctx's timer lists with loop. */
 int tf__session_ctx_init(tf__session_ctx *ctx, tf__loop *loop, const tf_options *opt);
