@@ -7,7 +7,8 @@
  * stay under the bound.
  *
  * The files are made "settled" at once (tf__small_cache_set_settle 0)
- * except where the settling rule itself is tested.
+ * except where the settling rule itself is tested, and in the one test
+ * through a server, which waits for its file to settle.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +31,7 @@
 #include "internal.h"
 #include "smallcache.h"
 #include "storage.h"
+#include "testutil.h"
 
 typedef struct fixture {
     char base[64];
@@ -306,6 +308,54 @@ static void test_smallcache_bounded(void **state)
     assert_true(hits(f) > 0);
 }
 
+static void expect_get(tf_client *c, const char *name, const uint8_t *want, size_t len)
+{
+    void *data = NULL;
+    size_t got = 0;
+    assert_int_equal(tf_get_mem(c, name, &data, &got), TF_OK);
+    assert_int_equal(got, len);
+    assert_memory_equal(data, want, len);
+    tf_free(data);
+}
+
+/* Through a server, with checksums (a wrong kept digest would fail the
+   get): a settled file is served again from memory, then replaced behind
+   the server's back and by a put, each time with the same size and mtime,
+   and every get has the new bytes. */
+static void test_smallcache_server_serves_fresh(void **state)
+{
+    (void)state;
+    test_server t;
+    tu_server_start(&t, NULL);
+    uint8_t a[4096], b[4096], c3[4096];
+    tu_fill(a, sizeof a, 1);
+    tu_fill(b, sizeof b, 2);
+    tu_fill(c3, sizeof c3, 3);
+    tu_write_in(t.root, "f", a, sizeof a);
+    struct timespec old = mtime_of(t.root, "f");
+    tu_sleep_ms(TF_SMALL_CACHE_SETTLE_S * 1000 + 50);
+    tf_client *c = tu_connect(&t, NULL);
+    expect_get(c, "f", a, sizeof a);
+    expect_get(c, "f", a, sizeof a); /* kept by now */
+
+    char from[512], to[512];
+    tu_write_in(t.root, "f.new", b, sizeof b);
+    set_mtime(t.root, "f.new", &old);
+    path_of(from, sizeof from, t.root, "f.new");
+    path_of(to, sizeof to, t.root, "f");
+    assert_int_equal(rename(from, to), 0);
+    expect_get(c, "f", b, sizeof b);
+
+    char local[512];
+    path_of(local, sizeof local, t.root, "local.tmp");
+    tu_write_file(local, c3, sizeof c3);
+    assert_int_equal(tf_put(c, local, "f"), TF_OK);
+    set_mtime(t.root, "f", &old);
+    expect_get(c, "f", c3, sizeof c3);
+    tf_close(c);
+    tu_server_stop(&t, 1);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -316,6 +366,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_smallcache_unsettled_not_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smallcache_links_are_not_a_way_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smallcache_bounded, setup, teardown),
+        cmocka_unit_test(test_smallcache_server_serves_fresh),
     };
     return TU_RUN_GROUP("smallcache", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }
