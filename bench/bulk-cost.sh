@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bulk-cost.sh - what one large plain-TCP get costs each side, in counts that
 # survive a shared machine better than wall time: the client's CPU time
-# (user + system, from the shell's `times`), the server's (the sum of its
+# (user + system, from GNU time), the server's (the sum of its
 # threads' run time in /proc/PID/task/*/schedstat, nanoseconds) and both
 # sides' context switches, per run of `tcpfile-client get FILE --to
 # /dev/null`. Two variants A and B run in alternating pairs (A B A B ...),
@@ -9,7 +9,7 @@
 # summary gives the medians. Wall time is printed too: trust it only on an
 # idle machine (say so when quoting it).
 #
-#   bench/bulk-cost.sh [-n PAIRS] [-B BYTES] [-c A|B|AB] [-a "ENV..."] [-b "ENV..."] BUILD_A [BUILD_B]
+#   bench/bulk-cost.sh [-n PAIRS] [-B BYTES] [-c A|B|AB] BUILD_A [BUILD_B]
 #
 #   -n PAIRS   alternating pairs (default 7)
 #   -B BYTES   size of the file served (default 1 GiB); each variant serves
@@ -19,23 +19,19 @@
 #              from disk is (in large folios where the kernel makes them),
 #              not as written (small ones). The server's sendfile and the
 #              client's copy work per folio, so this alone moves the counts
-#   -a, -b     environment (VAR=VALUE ...) for variant A's / B's server and
-#              client, to compare knobs within one build
 # BUILD_B defaults to BUILD_A. Needs -DTF_BUILD_EXAMPLES=ON builds.
 set -euo pipefail
-PAIRS=7 BYTES=1073741824 COLD="" ENV_A="" ENV_B=""
-while getopts n:B:c:a:b: o; do
+PAIRS=7 BYTES=1073741824 COLD=""
+while getopts n:B:c: o; do
   case $o in
     n) PAIRS=$OPTARG ;;
     B) BYTES=$OPTARG ;;
     c) COLD=$OPTARG ;;
-    a) ENV_A=$OPTARG ;;
-    b) ENV_B=$OPTARG ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 [-n PAIRS] [-B BYTES] [-c A|B|AB] [-a ENV] [-b ENV] BUILD_A [BUILD_B]" >&2; exit 2; }
+[ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 [-n PAIRS] [-B BYTES] [-c A|B|AB] BUILD_A [BUILD_B]" >&2; exit 2; }
 A=$(cd "$1" && pwd) B=$(cd "${2:-$1}" && pwd)
 for d in "$A" "$B"; do
   for p in tcpfile-server tcpfile-client; do
@@ -56,9 +52,9 @@ for v in A B; do
   cat "$WORK/root$v/f.bin" >/dev/null
 done
 
-# start NAME BUILD ENV: a server on a free port; sets PORT_<NAME>, SPID_<NAME>.
+# start NAME BUILD: a server on a free port; sets PORT_<NAME>, SPID_<NAME>.
 start() {
-  env $3 "$2/examples/tcpfile-server" --plaintext --bind 127.0.0.1 0 "$WORK/root$1" \
+  "$2/examples/tcpfile-server" --plaintext --bind 127.0.0.1 0 "$WORK/root$1" \
     >"$WORK/$1.log" 2>&1 &
   SPIDS+=($!)
   printf -v "SPID_$1" %s $!
@@ -85,13 +81,13 @@ server_counts() {
   echo "$ns $cs"
 }
 
-# one NAME BUILD ENV: one get; prints "wall_ms client_ms client_cs server_ms server_cs".
+# one NAME BUILD: one get; prints "wall_ms client_ms client_cs server_ms server_cs".
 one() {
   local spid port s0 c0 s1 c1 t0 t1
   spid=SPID_$1 port=PORT_$1
   read -r s0 c0 < <(server_counts "${!spid}")
   t0=$(date +%s%N)
-  env $3 /usr/bin/time -f '%e %U %S %c %w' -o "$WORK/time" \
+  /usr/bin/time -f '%e %U %S %c %w' -o "$WORK/time" \
     "$2/examples/tcpfile-client" --plaintext -q "127.0.0.1:${!port}" get f.bin --to /dev/null
   t1=$(date +%s%N)
   read -r s1 c1 < <(server_counts "${!spid}")
@@ -99,15 +95,15 @@ one() {
     '{ printf "%d %d %d %d %d\n", w, ($2 + $3) * 1000, $4 + $5, s, sc }' "$WORK/time"
 }
 
-start A "$A" "$ENV_A"
-start B "$B" "$ENV_B"
-one A "$A" "$ENV_A" >/dev/null # the first get of a file hashes it on the server
-one B "$B" "$ENV_B" >/dev/null
+start A "$A"
+start B "$B"
+one A "$A" >/dev/null # the first get of a file hashes it on the server
+one B "$B" >/dev/null
 printf '%-4s %8s %10s %10s %10s %10s   (per run of %d bytes; load %s)\n' run wall_ms \
   client_ms client_cs server_ms server_cs "$BYTES" "$(cut -d' ' -f1 /proc/loadavg)"
 for i in $(seq "$PAIRS"); do
   for v in A B; do
-    if [ $v = A ]; then r=$(one A "$A" "$ENV_A"); else r=$(one B "$B" "$ENV_B"); fi
+    if [ $v = A ]; then r=$(one A "$A"); else r=$(one B "$B"); fi
     echo "$v $r" >>"$WORK/runs"
     printf '%-4s %8s %10s %10s %10s %10s\n' "$v$i" $r
   done
