@@ -263,6 +263,10 @@ typedef struct tf__storage_s3_config {
        bucket may be sending the younger); 0: an hour; < 0: every one */
     int64_t stale_plain_s;
     long timeout_s;       /* per request; 0: 60 */
+    /* A multipart upload's part (every one but the last); 0:
+       TF_S3_PART_SIZE, else at least S3's least, 5 MiB (the tests' are
+       smaller than the default, to move less). */
+    size_t part_size;
     /* A view (sub) shares its parent's read-ahead budget; NULL: its own. */
     struct tf__ra_budget *shared_budget;
 } tf__storage_s3_config;
@@ -296,6 +300,10 @@ void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n);
    sends in the background, may hold at once, its views' included
    (storage_s3.c). */
 #define TF_S3_READAHEAD_BUDGET ((size_t)64 << 20)
+/* A multipart upload's part by default (every one but the last): 16 MiB,
+   not 8, as radosgw's cost per part made 8 MiB parts the slowest put
+   (bench/RESULTS.md, "S3 put"). Two in flight hold half the budget. */
+#define TF_S3_PART_SIZE ((size_t)16 << 20)
 /* Bytes of read-ahead the S3 store st and its views hold now (at most
    their shared budget): for tests. */
 size_t tf__storage_s3_readahead_held(tf__storage *st);

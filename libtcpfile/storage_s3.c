@@ -6,7 +6,7 @@
  * directory is every key under "a/", plus the zero-byte marker "a/" that
  * mkdir leaves so that an empty directory exists; the reserved TF_TMP_DIR
  * holds the backend's own staging:
- *   a/b (in progress)          a plain upload over 8 MiB staged for its
+ *   a/b (in progress)          a plain upload over a part staged for its
  *                              name (stage_named): a multipart upload of
  *                              the name itself
  *   TF_TMP_DIR/u/RANDOM        the same staged without a name (stage)
@@ -169,6 +169,9 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
     *out = NULL;
     if (!cfg->endpoint || !cfg->bucket)
         return tf__fail(e, TF_EINVAL, "an S3 store needs an endpoint and a bucket");
+    if (cfg->part_size && cfg->part_size < PART_MIN)
+        return tf__fail(e, TF_EINVAL, "an S3 part of %zu bytes is under S3's least, %zu",
+                        cfg->part_size, PART_MIN);
     s3store *s = calloc(1, sizeof *s);
     if (!s)
         return tf__fail(e, TF_ENOMEM, "out of memory");
@@ -193,6 +196,8 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
     s->base.read_handles = 1;
     s->base.network = 1; /* the session keeps every call off its loop */
     s->cfg = *cfg;
+    if (!s->cfg.part_size)
+        s->cfg.part_size = TF_S3_PART_SIZE;
     int oom = 0;
     /* The prefix as "dir/" (or ""), whatever slashes it was given with. */
     const char *p = cfg->prefix ? cfg->prefix : "";

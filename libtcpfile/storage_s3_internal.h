@@ -12,8 +12,8 @@
 
 #include "s3.h"
 
-/* A multipart upload's part: every one but the last this size. */
-#define PART_SIZE ((size_t)8 << 20)
+/* S3's smallest part (but the last): the least part_size taken. */
+#define PART_MIN ((size_t)5 << 20)
 /* Read-ahead of a read handle: one ranged GET fetches this much, so that
    a large get pays a request's latency once per 4 MiB... */
 #define READ_AHEAD ((size_t)4 << 20)
@@ -31,10 +31,10 @@
 /* Age after which a plain staged upload left in the bucket is debris
    (sweep): its server has surely given up on it. */
 #define PLAIN_STALE_S 3600
-/* Parts an upload may have: PART_SIZE * this is the largest file. */
+/* Parts an upload may have: cfg.part_size * this is the largest file. */
 #define MAX_PARTS TF_S3_PARTS_MAX
 /* Parts of one upload sent in the background at once, while the session
-   fills the next: each holds PART_SIZE of the read-ahead budget (none
+   fills the next: each holds a part's size of the read-ahead budget (none
    left: the part is sent while the caller waits, as the first one). */
 #define PARTS_AHEAD 2
 

@@ -59,7 +59,7 @@ static int resume(s3store *s, tf__s3 *h, tf__upload *up, tf__err *e)
     size_t state_parts = 0, whole = 0;
     int ok = got > 0 && got < sizeof blob;
     while (whole < n && up->parts[whole].number == whole + 1 &&
-           up->parts[whole].size == PART_SIZE)
+           up->parts[whole].size == s->cfg.part_size)
         whole++;
     char *nl = ok ? memchr(blob, '\n', got < 64 ? got : 64) : NULL;
     /* Parts after the state's were in flight when the upload was cut off
@@ -69,7 +69,7 @@ static int resume(s3store *s, tf__s3 *h, tf__upload *up, tf__err *e)
         *nl = '\0';
         ok = sscanf((char *)blob, "%" SCNu64 " %zu", &state_bytes, &state_parts) == 2 &&
              state_parts > 0 && state_parts <= whole &&
-             state_bytes == (uint64_t)state_parts * PART_SIZE;
+             state_bytes == (uint64_t)state_parts * s->cfg.part_size;
         n = state_parts;
         bytes = state_bytes;
     } else {
@@ -107,7 +107,7 @@ int tf__s3s_stage_resumable(tf__storage *st, const char *stem, uint64_t size,
     *have = 0;
     *resumable = 0;
     /* One part or less: a single PUT, nothing to keep when cut off. */
-    if (size <= PART_SIZE || strlen(stem) >= sizeof((tf__upload *)0)->stem)
+    if (size <= s->cfg.part_size || strlen(stem) >= sizeof((tf__upload *)0)->stem)
         return tf__s3s_stage(st, out, e);
     pthread_mutex_lock(&s->mu);
     int busy = 0;

@@ -151,7 +151,7 @@ int tf__s3s_flush_part(s3store *s, tf__s3 *h, tf__upload *up, tf__err *e)
         return rc;
     if (up->n_parts == MAX_PARTS)
         return tf__fail(e, TF_ETOOBIG, "the upload is over %d parts of %zu bytes",
-                        MAX_PARTS, PART_SIZE);
+                        MAX_PARTS, s->cfg.part_size);
     tf__s3_part *grown = realloc(up->parts, (up->n_parts + 1) * sizeof *grown);
     if (!grown)
         return tf__fail(e, TF_ENOMEM, "out of memory");
@@ -175,7 +175,7 @@ static void *send_part(void *arg)
 {
     flying_part *f = arg;
     tf__s3 *h = tf__s3s_take_s3(f->s, &f->e);
-    tf__s3_body body = {.buf = f->buf, .len = PART_SIZE};
+    tf__s3_body body = {.buf = f->buf, .len = f->s->cfg.part_size};
     f->rc = h ? tf__s3_mpu_part(h, f->key, f->upload_id, f->number, &body, f->etag, &f->e)
               : TF_EIO;
     /* The state at once, while the store answers: two threads may save
@@ -209,13 +209,14 @@ static int finish_part(s3store *s, tf__upload *up, tf__err *e)
         rc = tf__fail(e, TF_ENOMEM, "out of memory");
     if (rc == TF_OK) {
         up->parts = grown;
-        up->parts[up->n_parts] = (tf__s3_part){.number = f->number, .size = PART_SIZE};
+        up->parts[up->n_parts] =
+            (tf__s3_part){.number = f->number, .size = s->cfg.part_size};
         memcpy(up->parts[up->n_parts].etag, f->etag, sizeof f->etag);
         up->n_parts++;
     }
     if (rc == TF_EIO)
         up->store_failed = 1;
-    tf__s3s_budget_give(s->budget, PART_SIZE);
+    tf__s3s_budget_give(s->budget, s->cfg.part_size);
     free(f->buf);
     free(f);
     return rc;
@@ -252,8 +253,8 @@ static int fly_part(s3store *s, tf__upload *up, tf__err *e)
             return rc;
     }
     flying_part *f = calloc(1, sizeof *f);
-    size_t lent = f ? tf__s3s_budget_take(s->budget, PART_SIZE) : 0;
-    if (lent < PART_SIZE) {
+    size_t lent = f ? tf__s3s_budget_take(s->budget, s->cfg.part_size) : 0;
+    if (lent < s->cfg.part_size) {
         tf__s3s_budget_give(s->budget, lent);
         free(f);
         return 0;
@@ -276,7 +277,7 @@ static int fly_part(s3store *s, tf__upload *up, tf__err *e)
         pthread_mutex_lock(&s->mu);
         s->parts_flying--;
         pthread_mutex_unlock(&s->mu);
-        tf__s3s_budget_give(s->budget, PART_SIZE);
+        tf__s3s_budget_give(s->budget, s->cfg.part_size);
         free(f);
         return 0;
     }
@@ -299,17 +300,17 @@ int tf__s3s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__
 {
     s3store *s = S(st);
     const uint8_t *in = p;
-    if (!up->buf && !(up->buf = malloc(PART_SIZE)))
+    if (!up->buf && !(up->buf = malloc(s->cfg.part_size)))
         return tf__fail(e, TF_ENOMEM, "out of memory");
     while (n > 0) {
-        size_t k = PART_SIZE - up->buf_len < n ? PART_SIZE - up->buf_len : n;
+        size_t k = s->cfg.part_size - up->buf_len < n ? s->cfg.part_size - up->buf_len : n;
         memcpy(up->buf + up->buf_len, in, k);
         tf__digest_update(&up->digest, in, k);
         up->buf_len += k;
         up->written += k;
         in += k;
         n -= k;
-        if (up->buf_len == PART_SIZE) {
+        if (up->buf_len == s->cfg.part_size) {
             int rc = fly_part(s, up, e);
             if (rc == 0 && (rc = tf__s3s_land_parts(s, up, e)) == TF_OK) {
                 tf__s3 *h = tf__s3s_take_s3(s, e);
@@ -320,7 +321,7 @@ int tf__s3s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__
                 up->store_failed = rc == TF_EIO;
                 return rc;
             }
-            if (!up->buf && !(up->buf = malloc(PART_SIZE)))
+            if (!up->buf && !(up->buf = malloc(s->cfg.part_size)))
                 return tf__fail(e, TF_ENOMEM, "out of memory");
         }
     }

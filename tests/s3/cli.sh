@@ -18,7 +18,7 @@ mkdir -p "$TMP/work"
 cd "$TMP/work"
 
 printf 'hello s3\n' >small.txt
-"$FAULTKIT" fill big.bin $((20 << 20)) 7 # three parts of a multipart upload
+"$FAULTKIT" fill big.bin $((20 << 20)) 7 # two parts of a multipart upload (16 MiB)
 expect 0 "$CLIENT" -q $H "$PORT" put small.txt big.bin
 # (big.bin, over 8 MiB, is completed in place: its digest is kept beside)
 [[ $(s3_keys) == $'.tcpfile-tmp/d/big.bin\nbig.bin\nsmall.txt' ]] ||

@@ -65,6 +65,17 @@ s3_keys() {
   "$S3TOOL" keys "$S3_PREFIX/" | sed "s|^$S3_PREFIX/||" | sort
 }
 
+# wait_state: until a resumable upload's state (saved as each of its parts
+# lands) is in the bucket, 10 s at most: its first part is stored.
+wait_state() {
+  local i
+  for ((i = 0; i < 200; i++)); do
+    s3_keys | grep -q '\.state$' && return 0
+    sleep 0.05
+  done
+  fail "no part of the upload reached the store within 10 s"
+}
+
 # wait_port PORT: until something accepts on 127.0.0.1:PORT (5 s).
 wait_port() {
   local i

@@ -46,7 +46,7 @@ pass "a server starting over the bucket leaves another server's upload in progre
 # ---- an upload cut off on one, resumed on the other ----------------------------------
 hold_transfer put $H "$P1" "$TMP/B" b.bin --resume --hold-at $((30 << 20))
 pid=$FK_PID
-sleep 0.5 # the server sends its third part (24 MiB) to the store
+wait_state # the server sends its first part (16 MiB) to the store
 kill_server "$S1"
 kill -USR1 "$pid" 2>/dev/null || true
 reap_bg "$pid"
@@ -68,7 +68,7 @@ start_haproxy lb "$LB" first "$P1" "$P2"
 # The put: every client goes to the first server while it is up.
 hold_transfer put $H "$LB" "$TMP/A" c.bin --resume --hold-at $((30 << 20))
 pid=$FK_PID
-sleep 0.5
+wait_state
 kill_server "$S1"
 kill -USR1 "$pid" 2>/dev/null || true
 reap_bg "$pid"

@@ -58,11 +58,11 @@ S3_ENDPOINT=http://127.0.0.1:$PROXY start_s3 srv --workers 2
 printf 'small\n' >"$TMP/small"
 expect 0 "$CLIENT" -q $H "$PORT" put "$TMP/small" --as small.txt
 
-SIZE=$((40 << 20))
+SIZE=$((48 << 20))
 "$FAULTKIT" fill "$TMP/B" "$SIZE" 31
-hold_transfer put $H "$PORT" "$TMP/B" big.bin --resume --hold-at $((20 << 20))
+hold_transfer put $H "$PORT" "$TMP/B" big.bin --resume --hold-at $((40 << 20))
 pid=$FK_PID
-sleep 0.5 # the first two parts (16 MiB) reach the store
+wait_state # the first part (16 MiB) reaches the store
 kill_bg "$HAPROXY_PID" # the store is gone
 kill -USR1 "$pid" 2>/dev/null || true
 reap_bg "$pid"
@@ -86,7 +86,7 @@ pass "the server stays up and answers other clients with an error in $((t1 - t0)
 start_haproxy store "$PROXY" roundrobin "$STORE_PORT" # the store is back
 expect 0 "$FAULTKIT" put $H "$PORT" "$TMP/B" big.bin --resume
 first=$(awk '$1 == "first" { print $2 }' "$TMP/out")
-((first >= (8 << 20))) || fail "the upload started again at byte $first, not from its parts"
+((first >= (16 << 20))) || fail "the upload started again at byte $first, not from its parts"
 expect 0 "$FAULTKIT" get $H "$PORT" big.bin "$TMP/got"
 same "$TMP/B" "$TMP/got" || fail "the resumed upload is not whole"
 [[ $(s3_keys | grep -vc '^\.tcpfile-tmp/') == 2 ]] || fail "objects: $(s3_keys)"
