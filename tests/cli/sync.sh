@@ -134,6 +134,27 @@ grep -qE ': [0-9]+ files? sent .* [1-9][0-9]* unchanged' "$TMP/err" ||
   fail "the rerun sent everything again: $(cat "$TMP/err")"
 pass "an interrupted push, run again, completes and skips what was done"
 
+# A get -r names its small files a batch at a time (256 files at most):
+# killed once the first batch is named, run again, it fetches the rest.
+mkdir -p "$ROOT/many"
+for i in $(seq -w 1 600); do head -c 4000 /dev/urandom >"$ROOT/many/f$i"; done
+"$CLIENT" -q --limit-rate 500K $H "$PORT" get -r many manycopy >/dev/null 2>&1 &
+pid=$!
+for ((i = 0; i < 400; i++)); do
+  n=$( (find manycopy -type f 2>/dev/null || true) | wc -l)
+  ((n >= 1)) && break
+  sleep 0.05
+done
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+n=$(find manycopy -type f | wc -l)
+((n >= 1 && n < 600)) || fail "the slow get -r had $n of 600 files when it was killed"
+expect 0 "$CLIENT" $H "$PORT" get -r many manycopy
+same_tree "$ROOT/many" manycopy || fail "the rerun of an interrupted get -r did not complete it"
+grep -qE ": $((600 - n)) files sent .* $n unchanged" "$TMP/err" ||
+  fail "the rerun of get -r did not skip the $n files it had: $(cat "$TMP/err")"
+pass "an interrupted get -r, run again, fetches only what it lacked"
+
 # A big file goes on its own and resumable: a pull killed in its middle
 # keeps the part, and the rerun continues it.
 head -c 5000000 /dev/urandom >"$ROOT/slow/big.bin"
