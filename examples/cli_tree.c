@@ -296,7 +296,7 @@ int tree_local_safe(const char *root, const char *rel, int mkdirs, char *err, si
 int tree_tmpfile(int dirfd)
 {
 #ifdef O_TMPFILE
-    return openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+    return openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
 #else
     (void)dirfd;
     errno = EOPNOTSUPP;

@@ -77,7 +77,8 @@ int tree_local_safe(const char *root, const char *rel, int mkdirs, char *err, si
 int tree_open_dir(int rootfd, const char *rel, size_t len, int mkdirs, char *err,
                   size_t errlen);
 
-/* An unnamed file in the directory dirfd, open for writing (O_TMPFILE):
+/* An unnamed file in the directory dirfd, open to write and read back
+   (O_TMPFILE):
    nothing shows under any name until tree_tmpfile_link, and nothing is
    left if the program dies first. Returns the descriptor, or -1 with
    errno (EOPNOTSUPP, EISDIR or EINVAL where the file system or kernel

@@ -1654,24 +1654,25 @@ static void tree_fail(treerun *t, int rc, int local, const char *verb, const cha
         t->stop = 1;
 }
 
-/* XXH3-128 of a local file, canonical (big-endian) form: what tf_stat
-   reports, to compare without moving the bytes. Returns 0 or -1. */
-static int local_digest(const char *path, uint8_t out[16])
+/* XXH3-128 of what fd holds from offset 0, canonical (big-endian) form:
+   what tf_stat reports, to compare without moving the bytes. Returns 0 or
+   -1. */
+static int fd_digest(int fd, uint8_t out[16])
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
     XXH3_state_t *st = XXH3_createState();
     int rc = st ? 0 : -1;
     if (st)
         XXH3_128bits_reset(st);
     static char buf[1 << 16];
     ssize_t n;
-    while (rc == 0 && (n = read(fd, buf, sizeof buf)) != 0) {
-        if (n < 0)
+    off_t at = 0;
+    while (rc == 0 && (n = pread(fd, buf, sizeof buf, at)) != 0) {
+        if (n < 0) {
             rc = -1;
-        else
+        } else {
             XXH3_128bits_update(st, buf, (size_t)n);
+            at += n;
+        }
     }
     if (rc == 0) {
         XXH128_canonical_t can;
@@ -1679,6 +1680,16 @@ static int local_digest(const char *path, uint8_t out[16])
         memcpy(out, can.digest, 16);
     }
     XXH3_freeState(st);
+    return rc;
+}
+
+/* The same of a local file, by its path. */
+static int local_digest(const char *path, uint8_t out[16])
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fd_digest(fd, out);
     close(fd);
     return rc;
 }
@@ -1871,11 +1882,14 @@ static int local_code(int e)
 
 /* Queues the pull of a file the destination lacks, into an unnamed file
    in its directory, named once whole (pull_name): no walk from the top,
-   no temporary name, no rename. Returns 1 when queued, 0 when this file
-   system has no unnamed files (the caller takes the library's way), -1
-   on a failure (reported). */
-static int pull_add_new(treerun *t, tree_batch *b, const char *remote, const char *local,
-                        const tree_ent *e)
+   no temporary name, no rename. compare: a small file the destination
+   has, with the same size and another mtime, fetched to be compared
+   (pull_replace) rather than asked for its digest first, a round trip
+   each. Returns 1 when queued, 0 when this file system has no unnamed
+   files (the caller takes the library's way), -1 on a failure
+   (reported). */
+static int pull_add(treerun *t, tree_batch *b, const char *remote, const char *local,
+                    const tree_ent *e, int compare)
 {
     char err[8448];
     const char *slash = strrchr(e->path, '/');
@@ -1894,7 +1908,7 @@ static int pull_add_new(treerun *t, tree_batch *b, const char *remote, const cha
         tree_fail(t, local_code(errno), 1, "get", e->path, strerror(errno));
         return -1;
     }
-    if (batch_add(b, remote, local, e->path, e->mtime, e->size, 0) != 0) {
+    if (batch_add(b, remote, local, e->path, e->mtime, e->size, compare) != 0) {
         close(fd);
         tree_fail(t, TF_ENOMEM, 1, "get", e->path, NULL);
         return -1;
@@ -1929,6 +1943,58 @@ static int pull_name(treerun *t, tree_batch *b, size_t i, char *msg, size_t len)
     else
         snprintf(msg, len, "it appeared here during the get: not replaced");
     return e == EEXIST ? TF_EEXIST : local_code(e);
+}
+
+/* Pulled item i (a file to compare, whole in its unnamed file): when its
+   bytes are the local file's, only the local mtime is set (*same); else
+   it replaces the local file, keeping its mode, under a temporary name
+   renamed over it. Returns TF_OK, or the failure with why in msg. */
+static int pull_replace(treerun *t, tree_batch *b, size_t i, int *same, char *msg, size_t len)
+{
+    int fd = b->fd[i], dir = b->dir_fd[i];
+    const char *leaf = b->leaf[i];
+    struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = (time_t)b->mtime[i]}};
+    struct stat st;
+    uint8_t got[16], mine[16];
+    *same = 0;
+    int old = openat(dir, leaf, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (old < 0 || fstat(old, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = old < 0 ? errno : EISDIR;
+        snprintf(msg, len, "%s", e == ELOOP ? "a symbolic link here: not written through"
+                                 : old < 0  ? strerror(e)
+                                            : "not a regular file here: not replaced");
+        if (old >= 0)
+            close(old);
+        return local_code(e);
+    }
+    if (fd_digest(fd, got) == 0 && fd_digest(old, mine) == 0 && memcmp(got, mine, 16) == 0) {
+        *same = 1;
+        futimens(old, ts);
+        close(old);
+        return TF_OK;
+    }
+    close(old);
+    if (fchmod(fd, st.st_mode & 07777) != 0 || futimens(fd, ts) != 0) {
+        snprintf(msg, len, "%s", strerror(errno));
+        return local_code(errno);
+    }
+    char tmp[64];
+    for (unsigned k = 0;; k++) {
+        snprintf(tmp, sizeof tmp, ".tcpfile-part-%ld-%zu-%u", (long)getpid(), i, k);
+        if (tree_tmpfile_link(fd, dir, tmp, &t->link_proc) == 0)
+            break;
+        if (errno != EEXIST || k == 99) {
+            snprintf(msg, len, "%s", strerror(errno));
+            return local_code(errno);
+        }
+    }
+    if (renameat(dir, tmp, dir, leaf) != 0) {
+        int e = errno;
+        unlinkat(dir, tmp, 0);
+        snprintf(msg, len, "%s", strerror(e));
+        return local_code(e);
+    }
+    return TF_OK;
 }
 
 /* Whether the batch goes now: full, or (a pull) holding enough bytes or
@@ -2038,15 +2104,19 @@ static void pull_flush(treerun *t, tree_batch *b)
         int r = items[i].result;
         char msg[256];
         const char *why = items[i].message;
-        int local = r == TF_EIO || r == TF_ENOSPC;
+        int local = r == TF_EIO || r == TF_ENOSPC, same = 0;
         if (r == TF_OK && b->fd[i] >= 0) {
-            r = pull_name(t, b, i, msg, sizeof msg);
+            r = b->compare[i] ? pull_replace(t, b, i, &same, msg, sizeof msg)
+                              : pull_name(t, b, i, msg, sizeof msg);
             why = msg;
             local = 1;
         } else if (r == TF_OK) {
             set_local_mtime(b->to[i], b->mtime[i]);
         }
-        if (r == TF_OK) {
+        if (r == TF_OK && same) {
+            t->same++;
+            t->files_done++;
+        } else if (r == TF_OK) {
             t->bytes_sent += b->size[i];
             t->sent++;
             t->files_done++;
@@ -2241,11 +2311,13 @@ static void tree_transfer(treerun *t, int push, const char *local, const char *r
             t->made += rc == 0;
             continue;
         }
-        /* A file to send, or to compare first. One the destination lacks
-           is written into its directory, kept open, and named once whole. */
-        if (!push && x->kind == ACT_SEND && !x->dst && !t->no_tmpfile &&
+        /* A file to send, or to compare first. A pull of one the
+           destination lacks, or of a small one to compare, is written into
+           its directory, kept open, and named (or compared) once whole. */
+        int pull_compare = x->kind == ACT_COMPARE && x->src->size < TREE_COMPARE_BATCHED;
+        if (!push && ((x->kind == ACT_SEND && !x->dst) || pull_compare) && !t->no_tmpfile &&
             x->src->size < TREE_BIG) {
-            int queued = pull_add_new(t, b, remote, local, x->src);
+            int queued = pull_add(t, b, remote, local, x->src, pull_compare);
             if (queued > 0 && batch_full(t, b, 0))
                 pull_flush(t, b);
             if (queued != 0)

@@ -110,6 +110,24 @@ expect 0 "$CLIENT" $H "$PORT" sync :backup/photos copy --delete
 same_tree photos copy || fail "pull --delete: trees differ"
 pass "pull: everything, then nothing; --delete removes local extras"
 
+# Pull, 1 % changed: a file with new bytes of the same size replaces the
+# local one (its mode kept); one only touched is compared, not replaced.
+printf 'PHOTO 2/12\n' >"$ROOT/backup/photos/d2/p12.txt"
+touch -d '2003-03-03 UTC' "$ROOT/backup/photos/d2/p12.txt" "$ROOT/backup/photos/d3/p03.txt"
+chmod 600 copy/d2/p12.txt
+ino=$(stat -c %i copy/d3/p03.txt)
+expect 0 "$CLIENT" $H "$PORT" sync :backup/photos copy
+sent 1
+cmp "$ROOT/backup/photos/d2/p12.txt" copy/d2/p12.txt || fail "1 % pull: the changed file"
+[[ $(stat -c %a copy/d2/p12.txt) == 600 ]] || fail "1 % pull: the replaced file lost its mode"
+[[ $(stat -c %i copy/d3/p03.txt) == "$ino" ]] || fail "1 % pull: the touched file was replaced"
+for f in d2/p12.txt d3/p03.txt; do
+  [[ $(stat -c %Y "copy/$f") == $(stat -c %Y "$ROOT/backup/photos/$f") ]] || fail "mtime of $f"
+done
+same_tree "$ROOT/backup/photos" copy || fail "1 % pull: trees differ"
+[[ -z $(find copy -name '.tcpfile-part*') ]] || fail "1 % pull left a temporary"
+pass "1 % pull: the changed file replaced (mode kept), the touched one compared, not replaced"
+
 # ---- interrupted, then run again ---------------------------------------------------------
 # Small files go pipelined, each stored whole or not at all: a push killed
 # mid-way, run again, skips those done and completes.
