@@ -205,7 +205,7 @@ static void say_not_dir(int fd, const char *comp, const char *rel, size_t n, int
     struct stat st;
     int there = fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (there && S_ISLNK(st.st_mode))
-        say(err, errlen, "\"%.*s\" is a symbolic link here: not written through", (int)n, rel);
+        say(err, errlen, "\"%.*s\" is a symbolic link here: not followed", (int)n, rel);
     else if (there && !S_ISDIR(st.st_mode))
         say(err, errlen, "\"%.*s\" is a file here, not a directory", (int)n, rel);
     else
@@ -253,17 +253,25 @@ int tree_open_dir(int rootfd, const char *rel, size_t len, int mkdirs, char *err
     return fd;
 }
 
-int tree_local_safe(const char *root, const char *rel, int mkdirs, char *err, size_t errlen)
+/* Checks rel and opens the destination root (not a link). Returns the
+   descriptor, or -1 with the reason in err. */
+static int open_root(const char *root, const char *rel, char *err, size_t errlen)
 {
     if (!tree_rel_ok(rel)) {
         say(err, errlen, "refused the unsafe path \"%s\"", rel);
         return -1;
     }
-    int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (rootfd < 0) {
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
         say(err, errlen, "\"%s\": %s", root, errno == ELOOP ? "a symbolic link" : strerror(errno));
+    return fd;
+}
+
+int tree_local_safe(const char *root, const char *rel, int mkdirs, char *err, size_t errlen)
+{
+    int rootfd = open_root(root, rel, err, errlen);
+    if (rootfd < 0)
         return -1;
-    }
     const char *slash = strrchr(rel, '/');
     const char *last = slash ? slash + 1 : rel;
     int fd = tree_open_dir(rootfd, rel, slash ? (size_t)(slash - rel) : 0, mkdirs, err, errlen);
@@ -324,38 +332,15 @@ int tree_tmpfile_link(int fd, int dirfd, const char *name, int *via_proc)
 
 int tree_local_remove(const char *root, const char *rel, int dir, char *err, size_t errlen)
 {
-    if (!tree_rel_ok(rel)) {
-        say(err, errlen, "refused the unsafe path \"%s\"", rel);
+    int rootfd = open_root(root, rel, err, errlen);
+    if (rootfd < 0)
         return -1;
-    }
-    int fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        say(err, errlen, "\"%s\": %s", root, errno == ELOOP ? "a symbolic link" : strerror(errno));
+    const char *slash = strrchr(rel, '/');
+    int fd = tree_open_dir(rootfd, rel, slash ? (size_t)(slash - rel) : 0, 0, err, errlen);
+    close(rootfd);
+    if (fd < 0)
         return -1;
-    }
-    char comp[4096];
-    const char *s = rel;
-    const char *slash;
-    while ((slash = strchr(s, '/')) != NULL) {
-        size_t n = (size_t)(slash - s);
-        if (n >= sizeof comp) {
-            close(fd);
-            say(err, errlen, "\"%s\": a component is too long", rel);
-            return -1;
-        }
-        memcpy(comp, s, n);
-        comp[n] = '\0';
-        int next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        close(fd);
-        if (next < 0) {
-            say(err, errlen, "\"%.*s\": %s", (int)(slash - rel), rel,
-                errno == ELOOP ? "a symbolic link here: not followed" : strerror(errno));
-            return -1;
-        }
-        fd = next;
-        s = slash + 1;
-    }
-    int rc = unlinkat(fd, s, dir ? AT_REMOVEDIR : 0);
+    int rc = unlinkat(fd, slash ? slash + 1 : rel, dir ? AT_REMOVEDIR : 0);
     if (rc != 0)
         say(err, errlen, "\"%s\": %s", rel, strerror(errno));
     close(fd);
