@@ -1788,7 +1788,7 @@ typedef struct tree_batch {
     uint64_t size[TREE_BATCH];
     int compare[TREE_BATCH];
     const char *path[TREE_BATCH]; /* relative, for messages */
-    /* A pull of a new file (pull_add_new): the unnamed file it is written
+    /* A pull into an unnamed file (pull_add): the unnamed file it is written
        into, and the directory and name it gets once whole; fd -1: a pull
        through the library's temporary (to), or a push. */
     int fd[TREE_BATCH], dir_fd[TREE_BATCH];
