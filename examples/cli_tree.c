@@ -8,7 +8,9 @@
  * by the library, and checked again here, because a local link can point
  * anywhere.
  */
-#define _POSIX_C_SOURCE 200809L
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* O_TMPFILE, AT_EMPTY_PATH */
+#endif
 
 #include "cli_tree.h"
 
@@ -195,120 +197,150 @@ int tree_rel_ok(const char *rel)
     }
 }
 
-int tree_local_safe(const char *root, const char *rel, int mkdirs, char *err, size_t errlen)
+/* The message for a component of rel (its first n bytes) that could not
+   be opened as a directory from fd, errno e: what is there says why. */
+static void say_not_dir(int fd, const char *comp, const char *rel, size_t n, int e, char *err,
+                        size_t errlen)
+{
+    struct stat st;
+    int there = fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (there && S_ISLNK(st.st_mode))
+        say(err, errlen, "\"%.*s\" is a symbolic link here: not followed", (int)n, rel);
+    else if (there && !S_ISDIR(st.st_mode))
+        say(err, errlen, "\"%.*s\" is a file here, not a directory", (int)n, rel);
+    else
+        say(err, errlen, "\"%.*s\": %s", (int)n, rel,
+            e == ENOENT ? "no such directory" : strerror(e));
+}
+
+int tree_open_dir(int rootfd, const char *rel, size_t len, int mkdirs, char *err,
+                  size_t errlen)
+{
+    int fd = rootfd;
+    char comp[4096];
+    const char *s = rel, *end = rel + len;
+    while (s < end) {
+        const char *slash = memchr(s, '/', (size_t)(end - s));
+        size_t n = slash ? (size_t)(slash - s) : (size_t)(end - s);
+        if (n >= sizeof comp) {
+            say(err, errlen, "\"%.*s\": a component is too long", (int)len, rel);
+            break;
+        }
+        memcpy(comp, s, n);
+        comp[n] = '\0';
+        /* No stat first: the open says what is there (a link: ELOOP, a
+           file: ENOTDIR), and a stat is made only to word a refusal. */
+        int next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0 && errno == ENOENT && mkdirs &&
+            (mkdirat(fd, comp, 0777) == 0 || errno == EEXIST))
+            next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0) {
+            say_not_dir(fd, comp, rel, (size_t)(s - rel) + n, errno, err, errlen);
+            break;
+        }
+        if (fd != rootfd)
+            close(fd);
+        fd = next;
+        s = slash ? slash + 1 : end;
+    }
+    if (s < end) {
+        if (fd != rootfd)
+            close(fd);
+        return -1;
+    }
+    if (fd == rootfd && (fd = fcntl(rootfd, F_DUPFD_CLOEXEC, 0)) < 0)
+        say(err, errlen, "\"%s\": %s", rel, strerror(errno));
+    return fd;
+}
+
+/* Checks rel and opens the destination root (not a link). Returns the
+   descriptor, or -1 with the reason in err. */
+static int open_root(const char *root, const char *rel, char *err, size_t errlen)
 {
     if (!tree_rel_ok(rel)) {
         say(err, errlen, "refused the unsafe path \"%s\"", rel);
         return -1;
     }
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
+    if (fd < 0)
         say(err, errlen, "\"%s\": %s", root, errno == ELOOP ? "a symbolic link" : strerror(errno));
+    return fd;
+}
+
+int tree_local_safe(const char *root, const char *rel, int mkdirs, char *err, size_t errlen)
+{
+    int rootfd = open_root(root, rel, err, errlen);
+    if (rootfd < 0)
         return -1;
+    const char *slash = strrchr(rel, '/');
+    const char *last = slash ? slash + 1 : rel;
+    int fd = tree_open_dir(rootfd, rel, slash ? (size_t)(slash - rel) : 0, mkdirs, err, errlen);
+    close(rootfd);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    int there = fstatat(fd, last, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    int rc = -1;
+    if (!there && errno != ENOENT)
+        say(err, errlen, "\"%s\": %s", rel, strerror(errno));
+    else if (there && S_ISLNK(st.st_mode))
+        say(err, errlen, "\"%s\" is a symbolic link here: not written through", rel);
+    else if (mkdirs == 2) { /* a directory, made if missing */
+        rc = there ? (S_ISDIR(st.st_mode) ? 0 : -1) : mkdirat(fd, last, 0777);
+        if (rc != 0 && !there && errno == EEXIST)
+            rc = 0;
+        if (rc != 0)
+            say(err, errlen, "\"%s\": %s", rel,
+                there ? "is a file here, not a directory" : strerror(errno));
+    } else if (there && S_ISDIR(st.st_mode)) { /* the file itself */
+        say(err, errlen, "\"%s\" is a directory here", rel);
+    } else {
+        rc = 0;
     }
-    char comp[4096];
-    const char *s = rel;
-    for (;;) {
-        const char *slash = strchr(s, '/');
-        size_t n = slash ? (size_t)(slash - s) : strlen(s);
-        if (n >= sizeof comp) {
-            close(fd);
-            say(err, errlen, "\"%s\": a component is too long", rel);
-            return -1;
-        }
-        memcpy(comp, s, n);
-        comp[n] = '\0';
-        struct stat st;
-        int there = fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0;
-        if (!there && errno != ENOENT) {
-            say(err, errlen, "\"%.*s\": %s", (int)(s - rel + (ptrdiff_t)n), rel, strerror(errno));
-            close(fd);
-            return -1;
-        }
-        if (there && S_ISLNK(st.st_mode)) {
-            say(err, errlen, "\"%.*s\" is a symbolic link here: not written through",
-                (int)(s - rel + (ptrdiff_t)n), rel);
-            close(fd);
-            return -1;
-        }
-        if (!slash && mkdirs == 2) { /* a directory, made if missing */
-            int rc = there ? (S_ISDIR(st.st_mode) ? 0 : -1) : mkdirat(fd, comp, 0777);
-            if (rc != 0 && !there && errno == EEXIST)
-                rc = 0;
-            if (rc != 0)
-                say(err, errlen, "\"%s\": %s", rel,
-                    there ? "is a file here, not a directory" : strerror(errno));
-            close(fd);
-            return rc;
-        }
-        if (!slash) { /* the file itself */
-            close(fd);
-            if (there && S_ISDIR(st.st_mode)) {
-                say(err, errlen, "\"%s\" is a directory here", rel);
-                return -1;
-            }
+    close(fd);
+    return rc;
+}
+
+int tree_tmpfile(int dirfd)
+{
+#ifdef O_TMPFILE
+    return openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+#else
+    (void)dirfd;
+    errno = EOPNOTSUPP;
+    return -1;
+#endif
+}
+
+int tree_tmpfile_link(int fd, int dirfd, const char *name, int *via_proc)
+{
+#ifdef AT_EMPTY_PATH
+    /* Allowed without privilege since Linux 6.10 for the opener's own
+       file; before, it needs CAP_DAC_READ_SEARCH (ENOENT otherwise). */
+    if (!*via_proc) {
+        if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
             return 0;
-        }
-        if (there && !S_ISDIR(st.st_mode)) {
-            say(err, errlen, "\"%.*s\" is a file here, not a directory",
-                (int)(s - rel + (ptrdiff_t)n), rel);
-            close(fd);
+        if (errno != ENOENT && errno != EPERM)
             return -1;
-        }
-        if (!there) {
-            if (!mkdirs || (mkdirat(fd, comp, 0777) != 0 && errno != EEXIST)) {
-                say(err, errlen, "\"%.*s\": %s", (int)(s - rel + (ptrdiff_t)n), rel,
-                    mkdirs ? strerror(errno) : "no such directory");
-                close(fd);
-                return -1;
-            }
-        }
-        int next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        close(fd);
-        if (next < 0) {
-            say(err, errlen, "\"%.*s\": %s", (int)(s - rel + (ptrdiff_t)n), rel,
-                errno == ELOOP ? "a symbolic link" : strerror(errno));
-            return -1;
-        }
-        fd = next;
-        s = slash + 1;
+        *via_proc = 1;
     }
+#endif
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW);
 }
 
 int tree_local_remove(const char *root, const char *rel, int dir, char *err, size_t errlen)
 {
-    if (!tree_rel_ok(rel)) {
-        say(err, errlen, "refused the unsafe path \"%s\"", rel);
+    int rootfd = open_root(root, rel, err, errlen);
+    if (rootfd < 0)
         return -1;
-    }
-    int fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        say(err, errlen, "\"%s\": %s", root, errno == ELOOP ? "a symbolic link" : strerror(errno));
+    const char *slash = strrchr(rel, '/');
+    int fd = tree_open_dir(rootfd, rel, slash ? (size_t)(slash - rel) : 0, 0, err, errlen);
+    close(rootfd);
+    if (fd < 0)
         return -1;
-    }
-    char comp[4096];
-    const char *s = rel;
-    const char *slash;
-    while ((slash = strchr(s, '/')) != NULL) {
-        size_t n = (size_t)(slash - s);
-        if (n >= sizeof comp) {
-            close(fd);
-            say(err, errlen, "\"%s\": a component is too long", rel);
-            return -1;
-        }
-        memcpy(comp, s, n);
-        comp[n] = '\0';
-        int next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        close(fd);
-        if (next < 0) {
-            say(err, errlen, "\"%.*s\": %s", (int)(slash - rel), rel,
-                errno == ELOOP ? "a symbolic link here: not followed" : strerror(errno));
-            return -1;
-        }
-        fd = next;
-        s = slash + 1;
-    }
-    int rc = unlinkat(fd, s, dir ? AT_REMOVEDIR : 0);
+    int rc = unlinkat(fd, slash ? slash + 1 : rel, dir ? AT_REMOVEDIR : 0);
     if (rc != 0)
         say(err, errlen, "\"%s\": %s", rel, strerror(errno));
     close(fd);

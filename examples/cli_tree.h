@@ -65,6 +65,31 @@ int tree_rel_ok(const char *rel);
 int tree_local_safe(const char *root, const char *rel, int mkdirs, char *err, size_t errlen);
 /* (mkdirs 2: rel itself is a directory, made when missing.) */
 
+/*
+ * Opens the directory made of the first len bytes of rel ("" or len 0: a
+ * new descriptor of rootfd itself) one component at a time from rootfd,
+ * each with O_NOFOLLOW, making a missing one (mode 0777 less the umask)
+ * when mkdirs is set. A get -r keeps the descriptor while it writes that
+ * directory's files, rather than walking from the top for each. Returns
+ * the descriptor, or -1 with the reason in err (a symbolic link, a file,
+ * no such directory).
+ */
+int tree_open_dir(int rootfd, const char *rel, size_t len, int mkdirs, char *err,
+                  size_t errlen);
+
+/* An unnamed file in the directory dirfd, open to write and read back
+   (O_TMPFILE):
+   nothing shows under any name until tree_tmpfile_link, and nothing is
+   left if the program dies first. Returns the descriptor, or -1 with
+   errno (EOPNOTSUPP, EISDIR or EINVAL where the file system or kernel
+   cannot). */
+int tree_tmpfile(int dirfd);
+/* Gives the unnamed file fd the name dirfd/name: never over anything (an
+   existing name, a link among them, fails with EEXIST). *via_proc starts
+   at 0 and remembers that this kernel wants the /proc/self/fd path.
+   Returns 0, or -1 with errno. */
+int tree_tmpfile_link(int fd, int dirfd, const char *name, int *via_proc);
+
 /* Whether a local name is one of the client's own temporaries (a get's
    ".tcpfile-part-XXXXXX", a kept ".NAME.tcpfile-part"): walks leave them
    out, so they are never uploaded nor deleted. */

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1552,6 +1553,10 @@ static int breaks_connection(int rc);
 /* Files to compare (same size, other mtime) below this size are pushed in
    the batch with skip-if-same; larger ones ask first, one by one. */
 #define TREE_COMPARE_BATCHED ((uint64_t)64 << 10)
+/* A pull batch is fetched when it holds this many bytes: its new files
+   are named once the batch is over, so this is the most a killed client
+   fetches again. */
+#define TREE_PULL_BATCH_BYTES ((uint64_t)16 << 20)
 
 /* One tree operation under way: its counts, its first failure and the
    state of its one progress bar. */
@@ -1570,6 +1575,14 @@ typedef struct treerun {
     int stop;          /* a failure that ends the operation (connection, Ctrl-C) */
     unsigned parents;  /* TF_PUT_PARENTS once a directory is left to the puts
                           into it (push_dir_by_puts), else 0 */
+    /* A pull's local destination: its root and the directory files are
+       being written into, kept open (pull_dir). */
+    int root_fd, dir_fd; /* -1: not open */
+    char dir_rel[4096];  /* dir_fd's path under the root */
+    int dir_used;        /* a queued file goes into dir_fd */
+    int no_tmpfile;      /* O_TMPFILE refused: the library's temporaries */
+    int link_proc;       /* see tree_tmpfile_link */
+    size_t fd_budget;    /* descriptors a pull batch may hold */
 } treerun;
 
 /* The progress callbacks' tree mode: one bar for the whole tree (files
@@ -1641,24 +1654,25 @@ static void tree_fail(treerun *t, int rc, int local, const char *verb, const cha
         t->stop = 1;
 }
 
-/* XXH3-128 of a local file, canonical (big-endian) form: what tf_stat
-   reports, to compare without moving the bytes. Returns 0 or -1. */
-static int local_digest(const char *path, uint8_t out[16])
+/* XXH3-128 of what fd holds from offset 0, canonical (big-endian) form:
+   what tf_stat reports, to compare without moving the bytes. Returns 0 or
+   -1. */
+static int fd_digest(int fd, uint8_t out[16])
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
     XXH3_state_t *st = XXH3_createState();
     int rc = st ? 0 : -1;
     if (st)
         XXH3_128bits_reset(st);
     static char buf[1 << 16];
     ssize_t n;
-    while (rc == 0 && (n = read(fd, buf, sizeof buf)) != 0) {
-        if (n < 0)
+    off_t at = 0;
+    while (rc == 0 && (n = pread(fd, buf, sizeof buf, at)) != 0) {
+        if (n < 0) {
             rc = -1;
-        else
+        } else {
             XXH3_128bits_update(st, buf, (size_t)n);
+            at += n;
+        }
     }
     if (rc == 0) {
         XXH128_canonical_t can;
@@ -1666,6 +1680,16 @@ static int local_digest(const char *path, uint8_t out[16])
         memcpy(out, can.digest, 16);
     }
     XXH3_freeState(st);
+    return rc;
+}
+
+/* The same of a local file, by its path. */
+static int local_digest(const char *path, uint8_t out[16])
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fd_digest(fd, out);
     close(fd);
     return rc;
 }
@@ -1764,6 +1788,14 @@ typedef struct tree_batch {
     uint64_t size[TREE_BATCH];
     int compare[TREE_BATCH];
     const char *path[TREE_BATCH]; /* relative, for messages */
+    /* A pull into an unnamed file (pull_add): the unnamed file it is written
+       into, and the directory and name it gets once whole; fd -1: a pull
+       through the library's temporary (to), or a push. */
+    int fd[TREE_BATCH], dir_fd[TREE_BATCH];
+    const char *leaf[TREE_BATCH];
+    int retired[TREE_BATCH]; /* directories left behind, closed after */
+    size_t nretired, nfds;   /* nfds: fd[] and retired[] open */
+    uint64_t bytes;
 } tree_batch;
 
 static void batch_clear(tree_batch *b)
@@ -1771,8 +1803,13 @@ static void batch_clear(tree_batch *b)
     for (size_t i = 0; i < b->n; i++) {
         free(b->from[i]);
         free(b->to[i]);
+        if (b->fd[i] >= 0)
+            close(b->fd[i]);
     }
-    b->n = 0;
+    for (size_t i = 0; i < b->nretired; i++)
+        close(b->retired[i]);
+    b->n = b->nretired = b->nfds = 0;
+    b->bytes = 0;
 }
 
 /* Queues root_from/rel -> root_to/rel. Returns 0 or -1 (out of memory). */
@@ -1792,8 +1829,180 @@ static int batch_add(tree_batch *b, const char *root_from, const char *root_to, 
     b->mtime[b->n] = mtime;
     b->size[b->n] = size;
     b->compare[b->n] = compare;
+    b->fd[b->n] = b->dir_fd[b->n] = -1;
+    b->bytes += size;
     b->path[b->n++] = rel;
     return 0;
+}
+
+/* The open directory rel's first len bytes name under the pull's local
+   root (made when missing), for the files that go into it: the one kept
+   open when it is the same, else walked to from the root without
+   following a link. The one it replaces is closed, or after the batch
+   when a queued file still goes into it. Returns it, or -1 with the
+   reason in err. */
+static int pull_dir(treerun *t, tree_batch *b, const char *local, const char *rel, size_t len,
+                    char *err, size_t errlen)
+{
+    if (t->dir_fd >= 0 && strlen(t->dir_rel) == len && memcmp(t->dir_rel, rel, len) == 0)
+        return t->dir_fd;
+    if (t->dir_fd >= 0 && t->dir_used) {
+        b->retired[b->nretired++] = t->dir_fd;
+        b->nfds++;
+    } else if (t->dir_fd >= 0) {
+        close(t->dir_fd);
+    }
+    t->dir_fd = -1;
+    t->dir_used = 0;
+    if (len >= sizeof t->dir_rel) {
+        snprintf(err, errlen, "\"%s\": the path is too long", rel);
+        return -1;
+    }
+    if (t->root_fd < 0) {
+        t->root_fd = open(local, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (t->root_fd < 0) {
+            snprintf(err, errlen, "\"%s\": %s", local,
+                     errno == ELOOP ? "a symbolic link" : strerror(errno));
+            return -1;
+        }
+    }
+    t->dir_fd = tree_open_dir(t->root_fd, rel, len, 1, err, errlen);
+    if (t->dir_fd >= 0)
+        snprintf(t->dir_rel, sizeof t->dir_rel, "%.*s", (int)len, rel);
+    return t->dir_fd;
+}
+
+/* A local failure's code, from errno. */
+static int local_code(int e)
+{
+    return e == ENOSPC || e == EDQUOT               ? TF_ENOSPC
+           : e == EACCES || e == EPERM || e == EROFS ? TF_EACCES
+                                                     : TF_EIO;
+}
+
+/* Queues the pull of a file the destination lacks, into an unnamed file
+   in its directory, named once whole (pull_name): no walk from the top,
+   no temporary name, no rename. compare: a small file the destination
+   has, with the same size and another mtime, fetched to be compared
+   (pull_replace) rather than asked for its digest first, a round trip
+   each. Returns 1 when queued, 0 when this file system has no unnamed
+   files (the caller takes the library's way), -1 on a failure
+   (reported). */
+static int pull_add(treerun *t, tree_batch *b, const char *remote, const char *local,
+                    const tree_ent *e, int compare)
+{
+    char err[8448];
+    const char *slash = strrchr(e->path, '/');
+    int dir = pull_dir(t, b, local, e->path, slash ? (size_t)(slash - e->path) : 0, err,
+                       sizeof err);
+    if (dir < 0) {
+        tree_fail(t, TF_EACCES, 1, "get", e->path, err);
+        return -1;
+    }
+    int fd = tree_tmpfile(dir);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        t->no_tmpfile = 1;
+        return 0;
+    }
+    if (fd < 0) {
+        tree_fail(t, local_code(errno), 1, "get", e->path, strerror(errno));
+        return -1;
+    }
+    if (batch_add(b, remote, local, e->path, e->mtime, e->size, compare) != 0) {
+        close(fd);
+        tree_fail(t, TF_ENOMEM, 1, "get", e->path, NULL);
+        return -1;
+    }
+    size_t i = b->n - 1;
+    b->fd[i] = fd;
+    b->dir_fd[i] = dir;
+    b->leaf[i] = slash ? slash + 1 : e->path;
+    b->nfds++;
+    t->dir_used = 1;
+    return 1;
+}
+
+/* Gives pulled item i (an unnamed file, whole) its mtime and its name.
+   Returns TF_OK, or the failure with why in msg. */
+static int pull_name(treerun *t, tree_batch *b, size_t i, char *msg, size_t len)
+{
+    struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = (time_t)b->mtime[i]}};
+    if (futimens(b->fd[i], ts) != 0) {
+        snprintf(msg, len, "cannot set its mtime: %s", strerror(errno));
+        return local_code(errno);
+    }
+    if (tree_tmpfile_link(b->fd[i], b->dir_fd[i], b->leaf[i], &t->link_proc) == 0)
+        return TF_OK;
+    int e = errno;
+    struct stat st;
+    if (e != EEXIST)
+        snprintf(msg, len, "%s", strerror(e));
+    else if (fstatat(b->dir_fd[i], b->leaf[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+             S_ISLNK(st.st_mode))
+        snprintf(msg, len, "a symbolic link here: not written through");
+    else
+        snprintf(msg, len, "it appeared here during the get: not replaced");
+    return e == EEXIST ? TF_EEXIST : local_code(e);
+}
+
+/* Pulled item i (a file to compare, whole in its unnamed file): when its
+   bytes are the local file's, only the local mtime is set (*same); else
+   it replaces the local file, keeping its mode, under a temporary name
+   renamed over it. Returns TF_OK, or the failure with why in msg. */
+static int pull_replace(treerun *t, tree_batch *b, size_t i, int *same, char *msg, size_t len)
+{
+    int fd = b->fd[i], dir = b->dir_fd[i];
+    const char *leaf = b->leaf[i];
+    struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = (time_t)b->mtime[i]}};
+    struct stat st;
+    uint8_t got[16], mine[16];
+    *same = 0;
+    int old = openat(dir, leaf, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (old < 0 || fstat(old, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = old < 0 ? errno : EISDIR;
+        snprintf(msg, len, "%s", e == ELOOP ? "a symbolic link here: not written through"
+                                 : old < 0  ? strerror(e)
+                                            : "not a regular file here: not replaced");
+        if (old >= 0)
+            close(old);
+        return local_code(e);
+    }
+    if (fd_digest(fd, got) == 0 && fd_digest(old, mine) == 0 && memcmp(got, mine, 16) == 0) {
+        *same = 1;
+        futimens(old, ts);
+        close(old);
+        return TF_OK;
+    }
+    close(old);
+    if (fchmod(fd, st.st_mode & 07777) != 0 || futimens(fd, ts) != 0) {
+        snprintf(msg, len, "%s", strerror(errno));
+        return local_code(errno);
+    }
+    char tmp[64];
+    for (unsigned k = 0;; k++) {
+        snprintf(tmp, sizeof tmp, ".tcpfile-part-%ld-%zu-%u", (long)getpid(), i, k);
+        if (tree_tmpfile_link(fd, dir, tmp, &t->link_proc) == 0)
+            break;
+        if (errno != EEXIST || k == 99) {
+            snprintf(msg, len, "%s", strerror(errno));
+            return local_code(errno);
+        }
+    }
+    if (renameat(dir, tmp, dir, leaf) != 0) {
+        int e = errno;
+        unlinkat(dir, tmp, 0);
+        snprintf(msg, len, "%s", strerror(e));
+        return local_code(e);
+    }
+    return TF_OK;
+}
+
+/* Whether the batch goes now: full, or (a pull) holding enough bytes or
+   descriptors. */
+static int batch_full(const treerun *t, const tree_batch *b, int push)
+{
+    return b->n == TREE_BATCH ||
+           (!push && (b->bytes >= TREE_PULL_BATCH_BYTES || b->nfds + 2 >= t->fd_budget));
 }
 
 /* Sends the queued pushes with tf_put_many, each carrying its mtime when
@@ -1885,21 +2094,37 @@ static void pull_flush(treerun *t, tree_batch *b)
     }
     tf_get_item items[TREE_BATCH];
     for (size_t i = 0; i < b->n; i++)
-        items[i] = (tf_get_item){.name = b->from[i], .local_path = b->to[i], .fd = -1};
+        items[i] = (tf_get_item){.name = b->from[i],
+                                 .local_path = b->fd[i] >= 0 ? NULL : b->to[i],
+                                 .fd = b->fd[i]};
     t->cur = SIZE_MAX;
     tf_get_many(t->c, items, b->n);
     tree_settle(t);
     for (size_t i = 0; i < b->n; i++) {
-        if (items[i].result == TF_OK) {
+        int r = items[i].result;
+        char msg[256];
+        const char *why = items[i].message;
+        int local = r == TF_EIO || r == TF_ENOSPC, same = 0;
+        if (r == TF_OK && b->fd[i] >= 0) {
+            r = b->compare[i] ? pull_replace(t, b, i, &same, msg, sizeof msg)
+                              : pull_name(t, b, i, msg, sizeof msg);
+            why = msg;
+            local = 1;
+        } else if (r == TF_OK) {
             set_local_mtime(b->to[i], b->mtime[i]);
+        }
+        if (r == TF_OK && same) {
+            t->same++;
+            t->files_done++;
+        } else if (r == TF_OK) {
             t->bytes_sent += b->size[i];
             t->sent++;
             t->files_done++;
-        } else if (!t->stop || items[i].result != TF_ECANCELED) {
-            int r = items[i].result;
-            tree_fail(t, r, r == TF_EIO || r == TF_ENOSPC, "get", b->path[i], items[i].message);
+        } else if (!t->stop || r != TF_ECANCELED) {
+            tree_fail(t, r, local, "get", b->path[i], why);
         }
     }
+    t->dir_used = 0; /* none of the batch's files is left to name */
     batch_clear(b);
 }
 
@@ -2079,14 +2304,25 @@ static void tree_transfer(treerun *t, int push, const char *local, const char *r
                     rc = TF_OK;
                 if (rc != TF_OK)
                     tree_fail(t, rc, 0, "mkdir", rel, tf_errmsg(t->c));
-            } else if (tree_local_safe(local, rel, 2, err, sizeof err) != 0) {
+            } else if (pull_dir(t, b, local, rel, strlen(rel), err, sizeof err) < 0) {
                 tree_fail(t, TF_EACCES, 1, "mkdir", rel, err);
                 rc = -1;
             }
             t->made += rc == 0;
             continue;
         }
-        /* A file to send, or to compare first. */
+        /* A file to send, or to compare first. A pull of one the
+           destination lacks, or of a small one to compare, is written into
+           its directory, kept open, and named (or compared) once whole. */
+        int pull_compare = x->kind == ACT_COMPARE && x->src->size < TREE_COMPARE_BATCHED;
+        if (!push && ((x->kind == ACT_SEND && !x->dst) || pull_compare) && !t->no_tmpfile &&
+            x->src->size < TREE_BIG) {
+            int queued = pull_add(t, b, remote, local, x->src, pull_compare);
+            if (queued > 0 && batch_full(t, b, 0))
+                pull_flush(t, b);
+            if (queued != 0)
+                continue;
+        }
         if (!push && tree_local_safe(local, rel, 1, err, sizeof err) != 0) {
             tree_fail(t, TF_EACCES, 1, "get", rel, err);
             continue;
@@ -2109,7 +2345,7 @@ static void tree_transfer(treerun *t, int push, const char *local, const char *r
             tree_fail(t, TF_ENOMEM, 1, push ? "put" : "get", rel, NULL);
             continue;
         }
-        if (b->n == TREE_BATCH)
+        if (batch_full(t, b, push))
             (push ? push_flush : pull_flush)(t, b);
     }
     (push ? push_flush : pull_flush)(t, b);
@@ -2119,6 +2355,11 @@ static void tree_transfer(treerun *t, int push, const char *local, const char *r
     }
 done:
     bar_erase(t->p);
+    if (t->dir_fd >= 0)
+        close(t->dir_fd);
+    if (t->root_fd >= 0)
+        close(t->root_fd);
+    t->dir_fd = t->root_fd = -1;
     tree_plan_free(&pl);
     tree_list_free(&loc);
     tree_list_free(&rem);
@@ -2271,11 +2512,23 @@ static void tree_summary(const treerun *t, double seconds)
             t->made == 1 ? "y" : "ies", t->deleted, t->failed, seconds);
 }
 
+/* The descriptors a pull batch may hold open (its unnamed files and the
+   directories they go into): the limit, less room for the rest. */
+static size_t fd_budget(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur > 4 * TREE_BATCH)
+        return 4 * TREE_BATCH;
+    return rl.rlim_cur > 48 ? (size_t)rl.rlim_cur - 32 : 16;
+}
+
 /* Runs one tree operation into *out. */
 static void run_tree_op(const client_args *a, tf_client *c, const op *o, int human,
                         progress *p, outcome *out)
 {
-    treerun t = {.a = a, .c = c, .o = o, .p = p, .out = out, .cur = SIZE_MAX};
+    treerun t = {.a = a, .c = c, .o = o, .p = p, .out = out, .cur = SIZE_MAX, .root_fd = -1,
+                 .dir_fd = -1, .fd_budget = fd_budget()};
     describe(o, t.what, sizeof t.what);
     snprintf(t.label, sizeof t.label, "%s", t.what);
     double start = now_seconds();

@@ -110,6 +110,24 @@ expect 0 "$CLIENT" $H "$PORT" sync :backup/photos copy --delete
 same_tree photos copy || fail "pull --delete: trees differ"
 pass "pull: everything, then nothing; --delete removes local extras"
 
+# Pull, 1 % changed: a file with new bytes of the same size replaces the
+# local one (its mode kept); one only touched is compared, not replaced.
+printf 'PHOTO 2/12\n' >"$ROOT/backup/photos/d2/p12.txt"
+touch -d '2003-03-03 UTC' "$ROOT/backup/photos/d2/p12.txt" "$ROOT/backup/photos/d3/p03.txt"
+chmod 600 copy/d2/p12.txt
+ino=$(stat -c %i copy/d3/p03.txt)
+expect 0 "$CLIENT" $H "$PORT" sync :backup/photos copy
+sent 1
+cmp "$ROOT/backup/photos/d2/p12.txt" copy/d2/p12.txt || fail "1 % pull: the changed file"
+[[ $(stat -c %a copy/d2/p12.txt) == 600 ]] || fail "1 % pull: the replaced file lost its mode"
+[[ $(stat -c %i copy/d3/p03.txt) == "$ino" ]] || fail "1 % pull: the touched file was replaced"
+for f in d2/p12.txt d3/p03.txt; do
+  [[ $(stat -c %Y "copy/$f") == $(stat -c %Y "$ROOT/backup/photos/$f") ]] || fail "mtime of $f"
+done
+same_tree "$ROOT/backup/photos" copy || fail "1 % pull: trees differ"
+[[ -z $(find copy -name '.tcpfile-part*') ]] || fail "1 % pull left a temporary"
+pass "1 % pull: the changed file replaced (mode kept), the touched one compared, not replaced"
+
 # ---- interrupted, then run again ---------------------------------------------------------
 # Small files go pipelined, each stored whole or not at all: a push killed
 # mid-way, run again, skips those done and completes.
@@ -133,6 +151,30 @@ same_tree slow "$ROOT/slow" || fail "the rerun of an interrupted push did not co
 grep -qE ': [0-9]+ files? sent .* [1-9][0-9]* unchanged' "$TMP/err" ||
   fail "the rerun sent everything again: $(cat "$TMP/err")"
 pass "an interrupted push, run again, completes and skips what was done"
+
+# A get -r names its small files a batch at a time (256 files at most):
+# killed once the first batch (256 small files) is named, while the
+# second (one 3 MB file) comes, run again, it fetches only that one.
+mkdir -p "$ROOT/many"
+head -c $((256 * 4000)) /dev/urandom | split -b 4000 -a 3 -d - "$ROOT/many/f"
+head -c 3000000 /dev/urandom >"$ROOT/many/g"
+"$CLIENT" -q --limit-rate 1M $H "$PORT" get -r many manycopy >/dev/null 2>&1 &
+pid=$!
+for ((i = 0; i < 400; i++)); do
+  n=$( (ls -A manycopy 2>/dev/null || true) | wc -l)
+  ((n >= 1)) && break
+  sleep 0.05
+done
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+n=$( (ls -A manycopy 2>/dev/null || true) | wc -l) # (it may have been naming them)
+((n >= 1 && n <= 256)) && [[ ! -e manycopy/g ]] ||
+  fail "the slow get -r had $n files (g among them?) when killed: $(ls -A manycopy | tail -3)"
+expect 0 "$CLIENT" $H "$PORT" get -r many manycopy
+same_tree "$ROOT/many" manycopy || fail "the rerun of an interrupted get -r did not complete it"
+grep -qE ": $((257 - n)) files? sent .* $n unchanged" "$TMP/err" ||
+  fail "the rerun of get -r did not skip the $n files it had: $(cat "$TMP/err")"
+pass "an interrupted get -r, run again, fetches only what it lacked"
 
 # A big file goes on its own and resumable: a pull killed in its middle
 # keeps the part, and the rerun continues it.

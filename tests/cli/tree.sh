@@ -163,6 +163,22 @@ grep -q 'symbolic link' "$TMP/err" || fail "get -r through a link: $(cat "$TMP/e
 cmp src/f1.bin dst/f1.bin || fail "get -r: the files beside the link were not fetched"
 pass "a destination that is a file, on either side, and a linked directory are refused"
 
+# A link planted as a file of the destination, where the tree has a new
+# file: that file is refused (never written through, the link kept), the
+# others arrive, with their mtimes.
+mkdir -p dst2
+ln -s ../outside/planted dst2/f2.bin
+status=0
+timeout "$CALL_TIMEOUT" "$CLIENT" $H "$PORT" get -r tree/src dst2 >"$TMP/out" 2>"$TMP/err" ||
+  status=$?
+((status != 0)) || fail "get -r over a planted link succeeded"
+grep -q 'f2.bin.*symbolic link' "$TMP/err" || fail "get -r over a planted link: $(cat "$TMP/err")"
+[[ ! -e outside/planted && -L dst2/f2.bin ]] || fail "get -r wrote through or replaced the link"
+cmp src/f1.bin dst2/f1.bin && cmp src/d1/n1.txt dst2/d1/n1.txt ||
+  fail "get -r: the files beside the planted link were not fetched"
+[[ $(stat -c %Y src/f1.bin) == $(stat -c %Y dst2/f1.bin) ]] || fail "get -r: mtime of f1.bin"
+pass "a link planted as a file of the destination is refused, the rest fetched"
+
 stop_server "$SERVER_PID"
 [[ $STOP_STATUS == 0 ]] || fail "server exit status $STOP_STATUS"
 
