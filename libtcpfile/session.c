@@ -1022,6 +1022,13 @@ static size_t request_max_name(const session *s)
 static int get_follows(session *s)
 {
     tf_wire_request q;
+    /* TLS decrypts a client's record of many requests at once, and the
+       input buffer holds a few: what waits in the transport tops it up
+       (no system call), so that a burst is one pack, not one per buffer. */
+    ssize_t k;
+    if (s->in && s->in_len < s->in_cap && !s->skip && tf__conn_pending(&s->conn) > 0 &&
+        (k = tf__conn_read(&s->conn, s->in + s->in_len, s->in_cap - s->in_len)) > 0)
+        s->in_len += (size_t)k;
     return storage(s)->ops->read_cached && s->in_len >= TF_WIRE_REQUEST_SIZE &&
            s->in[0] == TF_OP_GET &&
            tf__wire_decode_request(s->in, s->in_len, request_max_name(s), &q) > 0 &&

@@ -851,8 +851,8 @@ static int pack(tf__tls *t, const struct iovec *iov, int iovcnt, int more, size_
     if (t->p_blocked && (r = seal(t, e)) != TF_OK)
         return r;
     /* A full pack still held (the socket was full): nothing more is taken
-       until it goes; a write without more waits for all of it. */
-    if (t->o_len - t->o_pos >= (more ? TF__TLS_PACK_SEND : 1) && (r = held_flush(t, e)) != TF_OK)
+       until it goes. */
+    if (t->o_len - t->o_pos >= TF__TLS_PACK_SEND && (r = held_flush(t, e)) != TF_OK)
         return r;
     if (!t->pbuf && !(t->pbuf = malloc(TF__TLS_RECORD)))
         return tf__fail(e, TF_ENOMEM, "out of memory");
