@@ -121,15 +121,6 @@ int tf__tls_sniff(const void *buf, size_t len)
 
 /* ---- the socket's write side ------------------------------------------ */
 
-/* OpenSSL's socket BIO sends with write(2), which raises SIGPIPE when the
-   peer has gone. Guarding each call with the signal mask costs four system
-   calls (rt_sigprocmask, rt_sigpending, twice), more than the write itself
-   for a small answer. So every connection writes through this filter over
-   its socket BIO, which sends with MSG_NOSIGNAL; reads go to the socket BIO
-   directly (they raise nothing). Everything else, the descriptor and the
-   kTLS controls included, is the socket BIO's. With kTLS sending, writes
-   are the socket BIO's too (the kernel takes the record type as a control
-   message): then the caller keeps the guard (tf__tls_sigpipe_safe). */
 /* Sends the held ciphertext (obuf): 1 when all of it is out, 0 when the
    socket is full, -1 on failure (errno set). */
 static int held_send(tf__tls *t)
@@ -168,6 +159,15 @@ static int held_add(tf__tls *t, const char *buf, size_t len)
     return 1;
 }
 
+/* OpenSSL's socket BIO sends with write(2), which raises SIGPIPE when the
+   peer has gone. Guarding each call with the signal mask costs four system
+   calls (rt_sigprocmask, rt_sigpending, twice), more than the write itself
+   for a small answer. So every connection writes through this filter over
+   its socket BIO, which sends with MSG_NOSIGNAL; reads go to the socket BIO
+   directly (they raise nothing). Everything else, the descriptor and the
+   kTLS controls included, is the socket BIO's. With kTLS sending, writes
+   are the socket BIO's too (the kernel takes the record type as a control
+   message): then the caller keeps the guard (tf__tls_sigpipe_safe). */
 static int nosig_write(BIO *b, const char *buf, size_t len, size_t *written)
 {
     BIO *next = BIO_next(b);
@@ -731,6 +731,18 @@ int tf__tls_pending(const tf__tls *t)
         return 0;
     /* With read-ahead, records not decrypted yet wait in OpenSSL too. */
     return t->bulk ? SSL_has_pending(t->ssl) : SSL_pending(t->ssl);
+}
+
+size_t tf__tls_peek(tf__tls *t, void *buf, size_t len)
+{
+    size_t n = 0;
+    /* SSL_pending first: SSL_peek would read the socket when it is 0. */
+    if (!t || t->failed || !buf || len == 0 || SSL_pending(t->ssl) <= 0)
+        return 0;
+    if (SSL_peek_ex(t->ssl, buf, len, &n) != 1)
+        n = 0;
+    tf__ossl_clear();
+    return n;
 }
 
 void tf__tls_bulk_reads(tf__tls *t)

@@ -100,6 +100,9 @@ int tf__tls_read(tf__tls *t, void *buf, size_t len, size_t *n, tf__err *e);
 /* Bytes already received and waiting in OpenSSL: epoll will not report
    them, so an event loop reads again while this is non-zero. */
 int tf__tls_pending(const tf__tls *t);
+/* Copies up to len of those decrypted bytes (one record's) into buf
+   without taking them: how many, 0 when none. Never touches the socket. */
+size_t tf__tls_peek(tf__tls *t, void *buf, size_t len);
 /* For a blocking connection that reads large payloads (the client's):
    once the handshake is done, OpenSSL reads the socket ahead into a large
    buffer, one read for many records instead of two per record. Call

@@ -138,6 +138,12 @@ static int tls_pending(const tf__conn *c)
     return t ? tf__tls_pending(t->tls) : 0;
 }
 
+static size_t tls_peek(tf__conn *c, void *buf, size_t len)
+{
+    const tls_impl *t = c->impl;
+    return t ? tf__tls_peek(t->tls, buf, len) : 0;
+}
+
 const tf__transport tf__transport_tls = {
     .name = "tls",
     .read = tls_read,
@@ -147,6 +153,7 @@ const tf__transport tf__transport_tls = {
     .shutdown = tls_shutdown,
     .close = tls_close,
     .pending = tls_pending,
+    .peek = tls_peek,
 };
 
 int tf__conn_tls(tf__conn *c, int fd, int nowait, tf__tls *tls)
