@@ -146,8 +146,11 @@ static int held_add(tf__tls *t, const char *buf, size_t len)
         t->o_pos = 0;
     }
     if (t->o_len + len > t->o_cap) {
-        /* A pack and a record or two of its overhead: grown once or twice. */
-        size_t cap = t->o_len + len + TF__TLS_PACK_SEND / 4;
+        /* Less than a pack is held when a record is added: one allocation
+           per burst (drain gives it back). */
+        size_t cap = TF__TLS_PACK_SEND + TF__TLS_RECORD + 1024;
+        if (cap < t->o_len + len)
+            cap = t->o_len + len;
         unsigned char *nb = realloc(t->obuf, cap);
         if (!nb)
             return 0;
@@ -799,11 +802,25 @@ static int seal(tf__tls *t, tf__err *e)
     return TF_OK;
 }
 
-/* Everything packed, sealed and sent: TF_OK, WANT_*, or an error. */
+/* Everything packed, sealed and sent: TF_OK, WANT_*, or an error. The
+   buffers go back once the burst is out: a connection between bursts (an
+   idle one) holds none. */
 static int drain(tf__tls *t, tf__err *e)
 {
     int r = seal(t, e);
-    return r == TF_OK ? held_flush(t, e) : r;
+    if (r == TF_OK)
+        r = held_flush(t, e);
+    if (r == TF_OK && t->obuf) {
+        free(t->obuf); /* ciphertext only */
+        t->obuf = NULL;
+        t->o_cap = 0;
+    }
+    if (r == TF_OK && t->pbuf) {
+        OPENSSL_cleanse(t->pbuf, TF__TLS_RECORD);
+        free(t->pbuf);
+        t->pbuf = NULL;
+    }
+    return r;
 }
 
 /* A gathered record blocked, or a packed write's last byte was taken but
