@@ -97,7 +97,8 @@ int tf__open_beneath(int dirfd, const char *name, int flags, mode_t mode)
 #define RESOLVE_CACHED 0x20
 #endif
 
-ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t cap)
+ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t cap,
+                                struct stat *out)
 {
 #if defined(SYS_openat2) && defined(RWF_NOWAIT)
     struct open_how how = {
@@ -115,6 +116,8 @@ ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t c
         n = st.st_size ? preadv2((int)fd, &v, 1, 0, RWF_NOWAIT) : 0;
         if (n != (ssize_t)st.st_size)
             n = -1; /* EAGAIN (a page not cached), or the file changed */
+        if (out)
+            *out = st;
     }
     close((int)fd);
     return n;
@@ -123,6 +126,34 @@ ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t c
     (void)name;
     (void)buf;
     (void)cap;
+    (void)out;
+    return -1;
+#endif
+}
+
+int tf__stat_beneath_cached(int dirfd, const char *name, struct stat *st)
+{
+    /* A single component: nothing to pass through, and ".." and the like
+       are refused by the name rules before this. */
+    if (!strchr(name, '/'))
+        return fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW);
+#ifdef SYS_openat2
+    struct open_how how = {
+        .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+                   RESOLVE_CACHED,
+    };
+    long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof how);
+    if (fd < 0)
+        return -1;
+    int rc = fstat((int)fd, st);
+    int err = errno;
+    close((int)fd);
+    errno = err;
+    return rc;
+#else
+    (void)st;
+    errno = ENOSYS;
     return -1;
 #endif
 }

@@ -32,8 +32,20 @@ int tf__open_beneath(int dirfd, const char *name, int flags, mode_t mode);
    bytes) only if that needs no disk: every component in the dentry cache
    (openat2 RESOLVE_CACHED, Linux 5.12+) and every byte in the page cache
    (preadv2 RWF_NOWAIT). The size read, or -1 when it cannot be done so
-   (not cached, too large, not a regular file, a link, any error). */
-ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t cap);
+   (not cached, too large, not a regular file, a link, any error). st, when
+   not NULL, gets the file's fstat, the version of what was read. */
+struct stat;
+ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t cap,
+                                struct stat *st);
+
+/* The stat of name beneath dirfd (a regular file or not, a link itself),
+   resolved as tf__open_beneath resolves it: 0, or -1 with errno. For a
+   single component one fstatat, which has no directory to pass through and
+   does not follow the last (AT_SYMLINK_NOFOLLOW); it may wait for the disk
+   should the entry have left the dentry cache. For a path an O_PATH
+   openat2 beneath, without links, only from the dentry cache (EAGAIN),
+   then fstat. */
+int tf__stat_beneath_cached(int dirfd, const char *name, struct stat *st);
 
 /* Writes len bytes to fd; ENOSPC and friends become TF_ENOSPC / TF_EIO. */
 int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e);

@@ -78,6 +78,9 @@ typedef struct tf__session_ctx {
     tf__session_queue disk_queue;
     tf__timer_list disk;
     size_t disk_inflight;
+    /* Small files kept by this loop (smallcache.h); NULL: none. The
+       worker's. */
+    struct tf__small_cache *small_cache;
 } tf__session_ctx;
 
 /* Where a session is; decides which events it waits for and what a stop,

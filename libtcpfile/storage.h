@@ -102,7 +102,14 @@ typedef struct tf__storage_ops {
        component and byte already in memory): 1 and *len; 0 when it cannot
        be done so, for any reason - the caller then asks open_read, on the
        disk pool, which has the last word. Never blocks; may be NULL. */
-    int (*read_cached)(tf__storage *, const char *name, void *buf, size_t cap, size_t *len);
+    int (*read_cached)(tf__storage *, const char *name, void *buf, size_t cap, size_t *len,
+                       uint64_t id[TF_STORAGE_ID_LEN]);
+    /* name's version now (as open_read's id, of what read_cached read), by
+       one stat under the same confinement as open_read: 1 for a regular
+       file, 0 otherwise (none, a link on the way, not regular, would
+       block). What the loop's small-file cache (smallcache.h) checks on
+       every hit. Does not wait for the network; may be NULL. */
+    int (*version)(tf__storage *, const char *name, uint64_t id[TF_STORAGE_ID_LEN]);
     /* Reads up to len bytes at off of an open_read file: bytes read, 0 at
        its end, -1 with errno. */
     ssize_t (*read_at)(tf__storage *, int fd, void *buf, size_t len, uint64_t off);

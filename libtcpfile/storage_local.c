@@ -66,12 +66,24 @@ static int l_open_read(tf__storage *st, const char *name, int *fd, uint64_t *siz
     return tf__fs_open_read(L(st)->rootfd, name, fd, size, id, e);
 }
 
-static int l_read_cached(tf__storage *st, const char *name, void *buf, size_t cap, size_t *len)
+static int l_read_cached(tf__storage *st, const char *name, void *buf, size_t cap, size_t *len,
+                         uint64_t id[TF_STORAGE_ID_LEN])
 {
-    ssize_t n = tf__read_beneath_cached(L(st)->rootfd, name, buf, cap);
+    struct stat sb;
+    ssize_t n = tf__read_beneath_cached(L(st)->rootfd, name, buf, cap, &sb);
     if (n < 0)
         return 0;
     *len = (size_t)n;
+    tf__fs_identity_of(&sb, id);
+    return 1;
+}
+
+static int l_version(tf__storage *st, const char *name, uint64_t id[TF_STORAGE_ID_LEN])
+{
+    struct stat sb;
+    if (tf__stat_beneath_cached(L(st)->rootfd, name, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return 0;
+    tf__fs_identity_of(&sb, id);
     return 1;
 }
 
@@ -849,6 +861,7 @@ static const tf__storage_ops local_ops = {
     .open_read = l_open_read,
     .close_read = l_close_read,
     .read_cached = l_read_cached,
+    .version = l_version,
     .read_at = l_read_at,
     .hash_range = l_hash_range,
     .digest_load = l_digest_load,
