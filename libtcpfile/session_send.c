@@ -494,11 +494,22 @@ static void hash_sliced(session *s)
 static int get_follows(session *s)
 {
     tf_wire_request q;
-    return storage(s)->ops->read_cached && s->in_len >= TF_WIRE_REQUEST_SIZE &&
-           s->in[0] == TF_OP_GET &&
-           tf__wire_decode_request(s->in, s->in_len, tf__sess_request_max_name(s), &q) >
-               0 &&
-           q.offset == 0;
+    size_t max = tf__sess_request_max_name(s), len = s->in_len;
+    const uint8_t *in = s->in;
+    /* TLS decrypts a client's record of many requests at once, and the
+       input buffer holds a few: the next may wait in the transport, looked
+       at there without being taken (no system call; taking it here would
+       answer the whole record in one chain of calls). */
+    uint8_t ahead[1024];
+    if (storage(s)->ops->read_cached && len < sizeof ahead && tf__conn_pending(&s->conn) > 0 &&
+        (len < TF_WIRE_REQUEST_SIZE || tf__wire_decode_request(in, len, max, &q) <= 0)) {
+        if (len)
+            memcpy(ahead, in, len);
+        len += tf__conn_peek(&s->conn, ahead + len, sizeof ahead - len);
+        in = ahead;
+    }
+    return storage(s)->ops->read_cached && len >= TF_WIRE_REQUEST_SIZE && in[0] == TF_OP_GET &&
+           tf__wire_decode_request(in, len, max, &q) > 0 && q.offset == 0;
 }
 
 /* A small response goes out in one sendmsg: head, body (read into the

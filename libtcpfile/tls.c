@@ -88,6 +88,17 @@ struct tf__tls {
     unsigned char *gbuf;
     size_t g_blocked;
     size_t g_owed;
+    /* Packed writes (tf__tls_writev_more): plaintext gathered into one
+       record (p_len bytes of pbuf), sealed while hold is set into
+       ciphertext the write filter keeps (obuf, o_pos to o_len) instead of
+       sending, and sent with one send for many records. OpenSSL never
+       sees a sealed record blocked, so no retry of it is owed to it. */
+    unsigned char *pbuf;
+    size_t p_len;
+    int p_blocked; /* kTLS (no hold): pbuf's SSL_write blocked; retried as is */
+    int hold;
+    unsigned char *obuf;
+    size_t o_pos, o_len, o_cap;
 };
 
 int tf__tls_sniff(const void *buf, size_t len)
@@ -110,6 +121,47 @@ int tf__tls_sniff(const void *buf, size_t len)
 
 /* ---- the socket's write side ------------------------------------------ */
 
+/* Sends the held ciphertext (obuf): 1 when all of it is out, 0 when the
+   socket is full, -1 on failure (errno set). */
+static int held_send(tf__tls *t)
+{
+    while (t->o_pos < t->o_len) {
+        ssize_t n = send(t->fd, t->obuf + t->o_pos, t->o_len - t->o_pos, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        t->o_pos += (size_t)n;
+    }
+    t->o_pos = t->o_len = 0;
+    return 1;
+}
+
+/* While sealing packed records: keeps them, to go out together. */
+static int held_add(tf__tls *t, const char *buf, size_t len)
+{
+    if (t->o_pos && t->o_len + len > t->o_cap) {
+        memmove(t->obuf, t->obuf + t->o_pos, t->o_len - t->o_pos);
+        t->o_len -= t->o_pos;
+        t->o_pos = 0;
+    }
+    if (t->o_len + len > t->o_cap) {
+        /* Less than a pack is held when a record is added: one allocation
+           per burst (drain gives it back). */
+        size_t cap = TF__TLS_PACK_SEND + TF__TLS_RECORD + 1024;
+        if (cap < t->o_len + len)
+            cap = t->o_len + len;
+        unsigned char *nb = realloc(t->obuf, cap);
+        if (!nb)
+            return 0;
+        t->obuf = nb;
+        t->o_cap = cap;
+    }
+    memcpy(t->obuf + t->o_len, buf, len);
+    t->o_len += len;
+    return 1;
+}
+
 /* OpenSSL's socket BIO sends with write(2), which raises SIGPIPE when the
    peer has gone. Guarding each call with the signal mask costs four system
    calls (rt_sigprocmask, rt_sigpending, twice), more than the write itself
@@ -122,10 +174,26 @@ int tf__tls_sniff(const void *buf, size_t len)
 static int nosig_write(BIO *b, const char *buf, size_t len, size_t *written)
 {
     BIO *next = BIO_next(b);
+    tf__tls *t = BIO_get_data(b);
     *written = 0;
     BIO_clear_retry_flags(b);
     if (!next)
         return 0;
+    if (t && t->hold) {
+        if (!held_add(t, buf, len))
+            return 0;
+        *written = len;
+        return 1;
+    }
+    if (t && t->o_pos < t->o_len) {
+        /* Held records go first, whoever writes next (a key update, a
+           close_notify, a record not packed). */
+        int sent = held_send(t);
+        if (sent == 0)
+            BIO_set_retry_write(b);
+        if (sent <= 0)
+            return 0;
+    }
     if (BIO_get_ktls_send(next)) {
         int r = BIO_write_ex(next, buf, len, written);
         BIO_copy_next_retry(b);
@@ -438,6 +506,7 @@ static int conn_new(tf__tls **out, tf__tls_ctx *ctx, int fd, tf__err *e)
        it (SSL_free's BIO_free_all on the filter stops there). */
     SSL_set_bio(t->ssl, rb, BIO_push(wb, rb));
     SSL_set_app_data(t->ssl, t);
+    BIO_set_data(wb, t);
     BIO_set_callback_arg(rb, (char *)t);
     BIO_set_callback_ex(rb, watch_first_bytes);
     *out = t;
@@ -514,6 +583,11 @@ void tf__tls_free(tf__tls *t)
         OPENSSL_cleanse(t->gbuf, TF__TLS_RECORD);
         free(t->gbuf);
     }
+    if (t->pbuf) {
+        OPENSSL_cleanse(t->pbuf, TF__TLS_RECORD);
+        free(t->pbuf);
+    }
+    free(t->obuf); /* ciphertext only */
     free(t);
 }
 
@@ -662,6 +736,18 @@ int tf__tls_pending(const tf__tls *t)
     return t->bulk ? SSL_has_pending(t->ssl) : SSL_pending(t->ssl);
 }
 
+size_t tf__tls_peek(tf__tls *t, void *buf, size_t len)
+{
+    size_t n = 0;
+    /* SSL_pending first: SSL_peek would read the socket when it is 0. */
+    if (!t || t->failed || !buf || len == 0 || SSL_pending(t->ssl) <= 0)
+        return 0;
+    if (SSL_peek_ex(t->ssl, buf, len, &n) != 1)
+        n = 0;
+    tf__ossl_clear();
+    return n;
+}
+
 void tf__tls_bulk_reads(tf__tls *t)
 {
     t->bulk = 1;
@@ -682,9 +768,65 @@ static int write_raw(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err
     return result(t, ret, errnum, 0, "write", e);
 }
 
-/* A gathered record blocked (or sent, not yet all reported): the caller's
-   next len bytes are its bytes again. Sends it if still blocked, then
-   reports up to len of it as written. */
+/* Sends the held ciphertext: TF_OK when none is left, WANT_WRITE, error. */
+static int held_flush(tf__tls *t, tf__err *e)
+{
+    int sent = held_send(t);
+    if (sent > 0)
+        return TF_OK;
+    if (sent == 0)
+        return TF__TLS_WANT_WRITE;
+    t->failed = 1;
+    return tf__fail_errno(e, TF_ENET, errno, "TLS write failed");
+}
+
+/* Seals the packed plaintext into records: held (sent later, together)
+   unless the kernel does TLS, where SSL_write sends them and may block.
+   TF_OK once pbuf is empty, WANT_* (kTLS: pbuf is kept as it is for the
+   retry), or an error. */
+static int seal(tf__tls *t, tf__err *e)
+{
+    while (t->p_len > 0) {
+        size_t w = 0;
+        t->hold = !BIO_get_ktls_send(SSL_get_wbio(t->ssl));
+        int r = write_raw(t, t->pbuf, t->p_len, &w, e);
+        t->hold = 0;
+        t->p_blocked = r == TF__TLS_WANT_READ || r == TF__TLS_WANT_WRITE;
+        if (r != TF_OK)
+            return r;
+        /* A record smaller than TF__TLS_RECORD (the peer's record size
+           limit): partial write mode returns after it. */
+        memmove(t->pbuf, t->pbuf + w, t->p_len - w);
+        t->p_len -= w;
+    }
+    return TF_OK;
+}
+
+/* Everything packed, sealed and sent: TF_OK, WANT_*, or an error. The
+   buffers go back once the burst is out: a connection between bursts (an
+   idle one) holds none. */
+static int drain(tf__tls *t, tf__err *e)
+{
+    int r = seal(t, e);
+    if (r == TF_OK)
+        r = held_flush(t, e);
+    if (r == TF_OK && t->obuf) {
+        free(t->obuf); /* ciphertext only */
+        t->obuf = NULL;
+        t->o_cap = 0;
+    }
+    if (r == TF_OK && t->pbuf) {
+        OPENSSL_cleanse(t->pbuf, TF__TLS_RECORD);
+        free(t->pbuf);
+        t->pbuf = NULL;
+    }
+    return r;
+}
+
+/* A gathered record blocked, or a packed write's last byte was taken but
+   not yet sent (or sent, not yet all reported): the caller's next len
+   bytes are its bytes again. Sends what is still due, then reports up to
+   len of them as written. */
 static int settle_gathered(tf__tls *t, size_t len, size_t *n, tf__err *e)
 {
     if (t->g_blocked) {
@@ -695,6 +837,9 @@ static int settle_gathered(tf__tls *t, size_t len, size_t *n, tf__err *e)
             return r;
         t->g_blocked = 0;
     }
+    int r = drain(t, e);
+    if (r != TF_OK)
+        return r;
     *n = len < t->g_owed ? len : t->g_owed;
     t->g_owed -= *n;
     return TF_OK;
@@ -716,13 +861,103 @@ static int write_done_early(tf__tls *t, size_t len, size_t *n, tf__err *e, int *
     return 1;
 }
 
+/* Whether packed bytes wait: then every write goes behind them. */
+static int packed(const tf__tls *t)
+{
+    return t->p_len > 0 || t->o_pos < t->o_len;
+}
+
+/* Packs iov after what is packed already (t live, nothing owed, at least
+   one byte): see tf__tls_writev_more. Without more, the pack is sent at
+   the end, and the last byte is reported only once it is out. */
+static int pack(tf__tls *t, const struct iovec *iov, int iovcnt, int more, size_t *n,
+                tf__err *e)
+{
+    int r;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (t->p_blocked && (r = seal(t, e)) != TF_OK)
+        return r;
+    /* A full pack still held (the socket was full): nothing more is taken
+       until it goes. */
+    if (t->o_len - t->o_pos >= TF__TLS_PACK_SEND && (r = held_flush(t, e)) != TF_OK)
+        return r;
+    if (!t->pbuf && !(t->pbuf = malloc(TF__TLS_RECORD)))
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    size_t taken = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t off = 0;
+        while (off < iov[i].iov_len) {
+            if (t->p_len == TF__TLS_RECORD) {
+                if (t->o_len - t->o_pos >= TF__TLS_PACK_SEND)
+                    goto full;
+                if ((r = seal(t, e)) != TF_OK)
+                    return r < 0 || taken == 0 ? r : (*n = taken, TF_OK);
+            }
+            size_t take = iov[i].iov_len - off;
+            if (take > TF__TLS_RECORD - t->p_len)
+                take = TF__TLS_RECORD - t->p_len;
+            memcpy(t->pbuf + t->p_len, (const unsigned char *)iov[i].iov_base + off, take);
+            t->p_len += take;
+            off += take;
+            taken += take;
+        }
+    }
+full:
+    *n = taken;
+    if (more && t->o_len - t->o_pos < TF__TLS_PACK_SEND)
+        return TF_OK;
+    /* A pack's worth held (the rest of iov, if any, joins the next), or
+       the end: sealed and sent. */
+    r = more || taken < total ? held_flush(t, e) : drain(t, e);
+    if (r < 0) {
+        *n = 0;
+        return r;
+    }
+    if (r != TF_OK && !more && taken == total) {
+        /* Not all out: the caller must come back, with the last byte. */
+        *n = taken - 1;
+        t->g_owed = 1;
+    }
+    return TF_OK;
+}
+
 int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e)
 {
     *n = 0;
     if (!t || (!buf && len))
         return tf__fail(e, TF_EINVAL, "no connection or no buffer");
     int r;
-    return write_done_early(t, len, n, e, &r) ? r : write_raw(t, buf, len, n, e);
+    if (write_done_early(t, len, n, e, &r))
+        return r;
+    if (packed(t)) {
+        struct iovec one = {(void *)buf, len};
+        return pack(t, &one, 1, 0, n, e);
+    }
+    return write_raw(t, buf, len, n, e);
+}
+
+int tf__tls_writev_more(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n,
+                        tf__err *e)
+{
+    *n = 0;
+    if (!t || (!iov && iovcnt > 0) || iovcnt < 0)
+        return tf__fail(e, TF_EINVAL, "no connection or no vector");
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    int r;
+    if (write_done_early(t, total, n, e, &r))
+        return r;
+    return pack(t, iov, iovcnt, 1, n, e);
+}
+
+int tf__tls_flush(tf__tls *t, tf__err *e)
+{
+    if (!t || t->failed)
+        return TF_OK;
+    return drain(t, e);
 }
 
 int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, tf__err *e)
@@ -737,6 +972,8 @@ int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, t
     }
     if (iovcnt == 0)
         return t->failed ? dead(t, e) : TF_OK;
+    if (!t->failed && !t->g_owed && packed(t))
+        return pack(t, iov, iovcnt, 0, n, e);
     if (iovcnt == 1 || iov[0].iov_len >= TF__TLS_RECORD || t->g_owed || t->failed)
         return tf__tls_write(t, iov[0].iov_base, iov[0].iov_len, n, e);
     if (!t->gbuf && !(t->gbuf = malloc(TF__TLS_RECORD)))
@@ -766,6 +1003,10 @@ int tf__tls_sendfile(tf__tls *t, int file_fd, off_t offset, size_t len, size_t *
         return tf__fail(e, TF_EINVAL, "no connection, no file or a negative offset");
     int early;
     if (write_done_early(t, len, n, e, &early))
+        return early;
+    /* Packed answers go before the file (kTLS's sendfile passes by the
+       filter that holds them). */
+    if ((early = drain(t, e)) != TF_OK)
         return early;
     if (BIO_get_ktls_send(SSL_get_wbio(t->ssl))) {
         /* The kernel encrypts: the file's pages go to the socket as they are. */
@@ -847,6 +1088,10 @@ int tf__tls_shutdown(tf__tls *t, tf__err *e)
     /* After a fatal error OpenSSL must not send anything more. */
     if (t->failed || !SSL_is_init_finished(t->ssl))
         return TF_OK;
+    /* Packed bytes before close_notify (the filter sends held ones first). */
+    int r = seal(t, e);
+    if (r != TF_OK)
+        return r;
     tf__ossl_clear();
     errno = 0;
     int ret = SSL_shutdown(t->ssl);

@@ -100,6 +100,9 @@ int tf__tls_read(tf__tls *t, void *buf, size_t len, size_t *n, tf__err *e);
 /* Bytes already received and waiting in OpenSSL: epoll will not report
    them, so an event loop reads again while this is non-zero. */
 int tf__tls_pending(const tf__tls *t);
+/* Copies up to len of those decrypted bytes (one record's) into buf
+   without taking them: how many, 0 when none. Never touches the socket. */
+size_t tf__tls_peek(tf__tls *t, void *buf, size_t len);
 /* For a blocking connection that reads large payloads (the client's):
    once the handshake is done, OpenSSL reads the socket ahead into a large
    buffer, one read for many records instead of two per record. Call
@@ -112,6 +115,20 @@ int tf__tls_write(tf__tls *t, const void *buf, size_t len, size_t *n, tf__err *e
    that after WANT_* the same bytes may come again cut otherwise (each piece
    by itself, through write or writev): they are the gathered record's. */
 int tf__tls_writev(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n, tf__err *e);
+/* As writev, for bytes that more bytes follow at once (a server's
+   pipelined small answers; TCP's MSG_MORE): they are packed into full
+   records (TF__TLS_RECORD bytes of plaintext), and the records into one
+   send of up to TF__TLS_PACK_SEND bytes. Packed bytes count as written;
+   they leave at the next write without more (its bytes join them), and
+   before sendfile, shutdown, flush or free: the caller must make one of
+   those calls. A write without more reports its last byte only once all
+   of it has been sent (after WANT_*, the same byte comes again). */
+#define TF__TLS_PACK_SEND ((size_t)64 << 10)
+int tf__tls_writev_more(tf__tls *t, const struct iovec *iov, int iovcnt, size_t *n,
+                        tf__err *e);
+/* Sends what packed writes hold: TF_OK when nothing is left, WANT_WRITE,
+   or an error. A failed connection has nothing to send: TF_OK. */
+int tf__tls_flush(tf__tls *t, tf__err *e);
 /* Sends len bytes of file_fd from offset: SSL_sendfile when the kernel
    does TLS for this socket (kTLS), else pread + SSL_write through an
    internal record buffer. TF_OK with 0 < *n <= len, WANT_*, TF_EIO (the

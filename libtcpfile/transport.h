@@ -49,6 +49,9 @@ typedef struct tf__transport {
        record decrypted in part). epoll cannot see them, so an event loop
        reads again while this is non-zero. NULL: never any (TCP). */
     int (*pending)(const tf__conn *c);
+    /* Copies up to len of those bytes without taking them; returns how
+       many. NULL: none (TCP). */
+    size_t (*peek)(tf__conn *c, void *buf, size_t len);
 } tf__transport;
 
 struct tf__conn {
@@ -91,6 +94,11 @@ static inline ssize_t tf__conn_sendfile(tf__conn *c, int file_fd, uint64_t off, 
 static inline int tf__conn_pending(const tf__conn *c)
 {
     return c->t && c->fd >= 0 && c->t->pending ? c->t->pending(c) : 0;
+}
+
+static inline size_t tf__conn_peek(tf__conn *c, void *buf, size_t len)
+{
+    return c->t && c->fd >= 0 && c->t->peek ? c->t->peek(c, buf, len) : 0;
 }
 
 /* The transport's setup after connect / accept: 0, TF__IO_AGAIN (conn->want

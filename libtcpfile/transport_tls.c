@@ -68,12 +68,16 @@ static ssize_t tls_read(tf__conn *c, void *buf, size_t len)
     return r == TF_OK ? (ssize_t)n : outcome(c, r);
 }
 
+/* TF__IO_MORE: packed with what follows into full records, sent together
+   (tls.h); nowait is the socket's mode. */
 static ssize_t tls_writev(tf__conn *c, const struct iovec *iov, int iovcnt, unsigned flags)
 {
-    (void)flags; /* records are cut by tls.c; nowait is the socket's mode */
     size_t n = 0;
     int r;
-    NO_SIGPIPE(c, r = tf__tls_writev(impl(c)->tls, iov, iovcnt, &n, &impl(c)->e));
+    if (flags & TF__IO_MORE)
+        NO_SIGPIPE(c, r = tf__tls_writev_more(impl(c)->tls, iov, iovcnt, &n, &impl(c)->e));
+    else
+        NO_SIGPIPE(c, r = tf__tls_writev(impl(c)->tls, iov, iovcnt, &n, &impl(c)->e));
     return r == TF_OK ? (ssize_t)n : outcome(c, r);
 }
 
@@ -116,6 +120,10 @@ static void tls_close(tf__conn *c)
 {
     tls_impl *t = impl(c);
     if (t) {
+        /* Packed bytes are sent if the socket takes them now (a session
+           closed by a stopping server after a pipelined answer), as the
+           kernel would send TCP's; never waited for. */
+        NO_SIGPIPE(c, (void)tf__tls_flush(t->tls, &t->e));
         tf__tls_free(t->tls);
         free(t);
     }
@@ -130,6 +138,12 @@ static int tls_pending(const tf__conn *c)
     return t ? tf__tls_pending(t->tls) : 0;
 }
 
+static size_t tls_peek(tf__conn *c, void *buf, size_t len)
+{
+    const tls_impl *t = c->impl;
+    return t ? tf__tls_peek(t->tls, buf, len) : 0;
+}
+
 const tf__transport tf__transport_tls = {
     .name = "tls",
     .read = tls_read,
@@ -139,6 +153,7 @@ const tf__transport tf__transport_tls = {
     .shutdown = tls_shutdown,
     .close = tls_close,
     .pending = tls_pending,
+    .peek = tls_peek,
 };
 
 int tf__conn_tls(tf__conn *c, int fd, int nowait, tf__tls *tls)

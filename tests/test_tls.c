@@ -954,6 +954,59 @@ static void test_tls_gathered_write_retried_in_pieces(void **state)
     tf__tls_ctx_free(cctx);
 }
 
+/* Frames packed with more following (tf__tls_writev_more) while nobody
+   reads: the socket fills, the pack waits (WANT_WRITE, nothing taken),
+   and a last write without more is reported whole only once every byte
+   is out, so the reader gets them all, once, in order, with no further
+   call on the server's side. */
+static void test_tls_packed_writes_wait_for_room(void **state)
+{
+    fixture *f = *state;
+    tf__tls_ctx *cctx = client_pin(tf__tls_identity_fingerprint(f->a));
+    conn k;
+    conn_open(&k, f->server_a, cctx, "a.example", NULL);
+    assert_int_equal(k.rs, TF_OK);
+    static uint8_t sent[8 << 20], got[8 << 20];
+    tu_fill(sent, sizeof sent, 6);
+    /* The bytes as a stream of 16 + 4096 + 4 byte pieces (a partial
+       write shifts them; the stream is what counts). */
+    const size_t head = 16, body = 4096, tail = 4, frame = head + body + tail;
+    size_t off = 0, n = 0, have = 0;
+    int r = TF_OK;
+    while (off + 2 * frame <= sizeof sent) {
+        struct iovec iov[3] = {{sent + off, head},
+                               {sent + off + head, body},
+                               {sent + off + head + body, tail}};
+        r = tf__tls_writev_more(k.s, iov, 3, &n, &k.es);
+        if (r != TF_OK)
+            break;
+        assert_true(n > 0 && n <= frame);
+        off += n;
+    }
+    assert_int_equal(r, TF__TLS_WANT_WRITE);
+    assert_int_equal(n, 0);
+    /* The last frame, without more, while the client reads. */
+    size_t left = frame;
+    for (int spins = 0; left > 0 && spins < 1000000; spins++) {
+        struct iovec iov[1] = {{sent + off, left}};
+        r = tf__tls_writev(k.s, iov, 1, &n, &k.es);
+        if (r == TF_OK) {
+            off += n;
+            left -= n;
+        } else {
+            assert_int_equal(r, TF__TLS_WANT_WRITE);
+        }
+        size_t m = 0;
+        if (have < off && tf__tls_read(k.c, got + have, sizeof got - have, &m, &k.ec) == TF_OK)
+            have += m;
+    }
+    assert_int_equal(left, 0);
+    read_all(k.c, got + have, off - have);
+    assert_memory_equal(got, sent, off);
+    conn_close(&k);
+    tf__tls_ctx_free(cctx);
+}
+
 static volatile sig_atomic_t sigpipes;
 
 static void count_sigpipe(int sig)
@@ -1034,6 +1087,7 @@ int main(int argc, char **argv)
         T(test_tls_openssl_s_client_tls12_refused),
         T(test_tls_gone_peer_raises_no_sigpipe),
         T(test_tls_gathered_write_retried_in_pieces),
+        T(test_tls_packed_writes_wait_for_room),
     };
 #undef T
     return TU_RUN_GROUP("tls", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
