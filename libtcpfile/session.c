@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "getahead.h"
 #include "groupcommit.h"
 #include "listing.h"
 #include "netio.h"
@@ -499,24 +500,36 @@ static void disk_done(tf__work *w, int status)
  * no pool and then ran inline). Out of memory for the job's block, the
  * work runs inline too.
  */
+/* Puts s in S_DISK until disk_done(d) (d is s->disk): NULL when out of
+   memory. A d without fn is a wait for a get opened ahead, whose job's
+   end calls disk_done (ahead_done). */
+static session_disk *disk_enter(session *s, void (*work)(session *s), void (*then)(session *s))
+{
+    tf__session_ctx *ctx = s->ctx;
+    session_disk *d = disk_take(ctx);
+    if (!d)
+        return NULL;
+    d->work.work = disk_run;
+    d->work.done = disk_done;
+    d->work.data = s;
+    d->fn = work;
+    d->then = then;
+    d->from = s->state;
+    d->events = s->watch.events;
+    d->since = tf__now_ms();
+    s->state = S_DISK;
+    list_move(s, &ctx->disk, tf__now_ms());
+    (void)watch(s, 0); /* a failure leaves it watched: on_events ignores S_DISK */
+    s->disk = d;
+    ctx->disk_inflight++;
+    return d;
+}
+
 static void disk_call(session *s, void (*work)(session *s), void (*then)(session *s))
 {
     tf__session_ctx *ctx = s->ctx;
-    session_disk *d = ctx->disk_pool && ctx->disk_queue.on ? disk_take(ctx) : NULL;
+    session_disk *d = ctx->disk_pool && ctx->disk_queue.on ? disk_enter(s, work, then) : NULL;
     if (d) {
-        d->work.work = disk_run;
-        d->work.done = disk_done;
-        d->work.data = s;
-        d->fn = work;
-        d->then = then;
-        d->from = s->state;
-        d->events = s->watch.events;
-        d->since = tf__now_ms();
-        s->state = S_DISK;
-        list_move(s, &ctx->disk, tf__now_ms());
-        (void)watch(s, 0); /* a failure leaves it watched: on_events ignores S_DISK */
-        s->disk = d;
-        ctx->disk_inflight++;
         if (tf__pool_submit(ctx->disk_pool, &ctx->disk_queue.q, &d->work) == TF_OK)
             return;
         /* The pool is stopping: inline, as without one. */
@@ -1249,33 +1262,44 @@ static tf__path_limits path_limits(const session *s)
 
 /* A path of a TREE request (what = "path", "new path"): the path rules,
    TF_EACCES for the staging directory as any component. */
-static int check_path(session *s, const char *p, size_t len, const char *what)
+static int path_check(session *s, const char *p, size_t len, const char *what, tf__err *e)
 {
     char why[TF__PATH_WHY_MAX];
     tf__path_limits lim = path_limits(s);
     int rc = tf__path_check_bytes(p, len, &lim, why, sizeof why);
     if (rc == TF_EINVAL)
-        return tf__fail(&s->req->err, rc, "bad %s: %s", what, why);
+        return tf__fail(e, rc, "bad %s: %s", what, why);
     if (rc != TF_OK)
-        return tf__fail(&s->req->err, rc, "%s", why);
+        return tf__fail(e, rc, "%s", why);
+    return TF_OK;
+}
+
+static int check_path(session *s, const char *p, size_t len, const char *what)
+{
+    return path_check(s, p, len, what, &s->req->err);
+}
+
+/* check_name's rules, with the reason in e (a get looked at ahead of its
+   turn has no request of its own yet). */
+static int name_check(session *s, const tf_wire_request *q, tf__err *e)
+{
+    if (s->features & TF_FEATURE_TREE)
+        return path_check(s, q->name, q->name_len, "path", e);
+    const char *why;
+    size_t max = (size_t)opts(s)->value[TF_OPT_MAX_NAME_LEN];
+    if (tf__name_check_bytes(q->name, q->name_len, max, &why) != TF_OK)
+        return tf__fail(e, TF_EINVAL, "bad name: %s (at most %zu bytes)", why, max);
+    /* A valid name, but the storage's own: never served nor replaced. */
+    const char *own = storage(s)->reserved;
+    if (own && q->name_len == strlen(own) && memcmp(q->name, own, q->name_len) == 0)
+        return tf__fail(e, TF_EACCES,
+                        "\"%s\" is reserved for the server's uploads in progress", own);
     return TF_OK;
 }
 
 static int check_name(session *s, const tf_wire_request *q)
 {
-    if (s->features & TF_FEATURE_TREE)
-        return check_path(s, q->name, q->name_len, "path");
-    const char *why;
-    size_t max = (size_t)opts(s)->value[TF_OPT_MAX_NAME_LEN];
-    if (tf__name_check_bytes(q->name, q->name_len, max, &why) != TF_OK)
-        return tf__fail(&s->req->err, TF_EINVAL, "bad name: %s (at most %zu bytes)", why,
-                        max);
-    /* A valid name, but the storage's own: never served nor replaced. */
-    const char *own = storage(s)->reserved;
-    if (own && q->name_len == strlen(own) && memcmp(q->name, own, q->name_len) == 0)
-        return tf__fail(&s->req->err, TF_EACCES,
-                        "\"%s\" is reserved for the server's uploads in progress", own);
-    return TF_OK;
+    return name_check(s, q, &s->req->err);
 }
 
 /* Whether a decoded request is one this version can serve. Anything else
@@ -1366,6 +1390,126 @@ static void get_open_work(session *s)
 
 static void get_opened(session *s);
 
+/* ---- gets opened ahead (getahead.h) ---- */
+
+static int grow_input(session *s, size_t need);
+
+/* The input a session looks ahead into while it serves a get: the small
+   buffer holds about three pipelined gets. */
+#define AHEAD_INPUT ((size_t)4 << 10)
+
+/* A job of s's gets ahead is over (see disk_enter): the session waiting
+   for it goes on; a closed one finishes closing after the last. */
+static void ahead_done(void *user, int head_ready)
+{
+    session *s = user;
+    s->ctx->disk_inflight--;
+    if (head_ready && s->disk && !s->disk->fn)
+        disk_done(&s->disk->work, TF_OK);
+    else if (s->dead && !s->disk && !tf__ahead_busy(s->ahead))
+        close_now(s);
+}
+
+/* Opens ahead (tf__ahead_submit) the plain gets that follow in s's input
+   buffer, up to the bounds: only on a store whose calls wait on the
+   network (the local backend's opens cost less than a job), and only
+   what the client has sent. */
+static void ahead_fill(session *s)
+{
+    tf__session_ctx *ctx = s->ctx;
+    if (!storage(s)->network || !ctx->ahead_held || !ctx->disk_queue.on || !s->in_len ||
+        opts(s)->value[TF_OPT_GET_AHEAD] <= 0)
+        return;
+    if (!s->ahead) {
+        tf__ahead_config cfg = {.pool = ctx->disk_pool,
+                                .queue = &ctx->disk_queue.q,
+                                .per_conn = (size_t)opts(s)->value[TF_OPT_GET_AHEAD],
+                                .held = ctx->ahead_held,
+                                .held_max = ctx->ahead_max,
+                                .small_max = SMALL_BODY_MAX,
+                                .on_done = ahead_done,
+                                .user = s};
+        if (tf__ahead_new(&s->ahead, &cfg) != TF_OK)
+            return;
+    }
+    if (s->in_cap < AHEAD_INPUT && grow_input(s, AHEAD_INPUT) != 0)
+        return;
+    if (s->in_len < s->in_cap) {
+        /* The peer's end or an error: found again by the next read. */
+        ssize_t n = tf__conn_read(&s->conn, s->in + s->in_len, s->in_cap - s->in_len);
+        if (n > 0) {
+            s->in_len += (size_t)n;
+            s->window_bytes += (size_t)n;
+        }
+    }
+    size_t off = 0, seen = 0, max_name = request_max_name(s);
+    while (off < s->in_len) {
+        tf_wire_request q;
+        tf__err e;
+        long n = tf__wire_decode_request(s->in + off, s->in_len - off, max_name, &q);
+        if (n <= 0 || q.op != TF_OP_GET || q.flags || q.offset || q.size ||
+            name_check(s, &q, &e) != TF_OK)
+            break;
+        off += (size_t)n;
+        if (seen++ < tf__ahead_count(s->ahead))
+            continue; /* ahead already */
+        if (!tf__ahead_submit(s->ahead, storage(s), q.name, q.name_len,
+                              (s->features & TF_FEATURE_CHECKSUM) != 0))
+            break;
+        ctx->disk_inflight++;
+    }
+}
+
+/* What get_open_work leaves in the request, from the get opened ahead. */
+static void ahead_opened(session *s)
+{
+    request *r = s->req;
+    tf__ahead_got g;
+    tf__ahead_take(s->ahead, &g);
+    r->disk_rc = g.rc;
+    if (g.rc != TF_OK)
+        r->err = g.err;
+    r->body_fd = g.fd;
+    r->disk_size = g.size;
+    memcpy(r->file_id, g.id, sizeof r->file_id);
+    if (g.data) {
+        if (r->small || (r->small = malloc(SMALL_BODY_MAX))) {
+            memcpy(r->small, g.data, (size_t)g.size);
+            tf__digest_update(&r->digest, r->small, (size_t)g.size);
+            r->gathered = 1;
+        } else {
+            r->disk_rc = tf__fail(&r->err, TF_ENOMEM, "out of memory");
+        }
+        free(g.data);
+    } else if (g.rc == TF_OK && tf__digest_on(&r->digest)) {
+        r->cached = g.cached;
+        memcpy(r->cached_digest, g.digest, sizeof r->cached_digest);
+        if (!r->cached)
+            r->disk_rc = ensure_buf(r);
+    }
+    get_opened(s);
+}
+
+/* The get in flight, if it was opened ahead: answered from there, now or
+   once its job is over (1), else 0 (every get ahead is forgotten when it
+   is not the one foreseen). */
+static int ahead_use(session *s)
+{
+    request *r = s->req;
+    int head = tf__ahead_head(s->ahead, r->name);
+    if (head == 0 || r->body_off != 0) {
+        if (tf__ahead_count(s->ahead))
+            tf__ahead_drop(s->ahead);
+        return 0;
+    }
+    ahead_fill(s); /* the window moves on */
+    if (head == 1)
+        ahead_opened(s);
+    else if (!disk_enter(s, NULL, ahead_opened))
+        fail_session(s, TF_ENOMEM, "out of memory");
+    return 1;
+}
+
 /* A small file whose every byte is in memory already is sent at once: a
    job of the disk pool would cost more than the read (two thread hand-offs
    and ten system calls more per 4 KiB get). Returns 1 when it was. */
@@ -1392,10 +1536,15 @@ static void handle_get(session *s, const tf_wire_request *q)
         return;
     }
     s->req->body_off = q->offset;
-    if (q->offset == 0 && get_small_cached(s))
+    if (ahead_use(s))
+        return;
+    if (q->offset == 0 && get_small_cached(s)) {
         get_opened(s);
-    else
-        disk_call(s, get_open_work, get_opened);
+        return;
+    }
+    disk_call(s, get_open_work, get_opened);
+    if (s->disk)
+        ahead_fill(s); /* after the job of the get in flight: first in the queue */
 }
 
 static void get_opened(session *s)
@@ -3254,6 +3403,13 @@ void tf__session_refuse(session *s, int code, const char *message)
 /* What closing does, once no pool thread holds the session's request. */
 static void close_now(session *s)
 {
+    if (s->ahead) {
+        tf__ahead_drop(s->ahead);
+        if (tf__ahead_busy(s->ahead))
+            return; /* the last one's ahead_done comes back here */
+        tf__ahead_free(s->ahead);
+        s->ahead = NULL;
+    }
     list_move(s, NULL, 0); /* off the disk list, after group_close_work */
     if (s->req)
         request_end(s, 1);

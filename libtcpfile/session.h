@@ -79,6 +79,10 @@ typedef struct tf__session_ctx {
     tf__session_queue disk_queue;
     tf__timer_list disk;
     size_t disk_inflight;
+    /* Gets opened ahead (TF_OPT_GET_AHEAD), of every connection of the
+       server, and at most (getahead.h); NULL: none (no server). */
+    atomic_long *ahead_held;
+    long ahead_max;
 } tf__session_ctx;
 
 /* Where a session is; decides which events it waits for and what a stop,
@@ -254,7 +258,13 @@ struct session {
     /* Pipelined puts received and not yet committed, and answers not yet
        sent (groupcommit.h); NULL until the first. */
     struct tf__group *group;
-    session_refusal *refusal; /* NULL: none */
+    union {
+        session_refusal *refusal; /* NULL: none */
+        /* Pipelined gets opened ahead (getahead.h; NULL: none): only a
+           session that serves requests has them, and it is refused
+           nothing. */
+        struct tf__ahead *ahead;
+    };
     session_state state;
     uint32_t features;
     uint8_t shut;           /* SHUT_WR done (closing) */

@@ -199,6 +199,8 @@ int tf__worker_init(worker *w, tf_server *srv, int listen)
     w->ctx.tls = srv->tls;
     w->ctx.sessions = &srv->sessions;
     w->ctx.list_bytes = &srv->list_bytes;
+    w->ctx.ahead_held = &srv->ahead_held;
+    w->ctx.ahead_max = srv->ahead_max;
     w->ctx.prefix_hashed = &srv->prefix_hashed;
     if (srv->auth && (rc = tf__session_ctx_auth(&w->ctx, srv->auth)) != TF_OK)
         return rc;
