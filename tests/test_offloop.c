@@ -666,6 +666,21 @@ static int ahead_send(gated_server *g, uint8_t *big)
     return fd;
 }
 
+/* Reads the answers to ahead_send's gets, in order. */
+static void ahead_expect(int fd, const uint8_t *big)
+{
+    for (int i = 0; i < AHEAD_N; i++) {
+        char content[32];
+        snprintf(content, sizeof content, "file number %d", i);
+        if (i == AHEAD_MISSING)
+            expect_failure(fd, TF_ENOENT);
+        else if (i == AHEAD_BIG)
+            expect_body(fd, big, AHEAD_BIG_LEN);
+        else
+            expect_get(fd, content);
+    }
+}
+
 /* Waits (at most 5 s) until the server holds no get opened ahead. */
 static void ahead_wait_freed(gated_server *g)
 {
@@ -695,16 +710,7 @@ static void test_offloop_ahead_in_order(void **state)
     assert_int_equal(gate.entered, 9); /* no more than asked for */
     pthread_mutex_unlock(&gate.mu);
     gate_open();
-    for (int i = 0; i < AHEAD_N; i++) {
-        char content[32];
-        snprintf(content, sizeof content, "file number %d", i);
-        if (i == AHEAD_MISSING)
-            expect_failure(fd, TF_ENOENT);
-        else if (i == AHEAD_BIG)
-            expect_body(fd, big, AHEAD_BIG_LEN);
-        else
-            expect_get(fd, content);
-    }
+    ahead_expect(fd, big);
     close(fd);
     ahead_wait_freed(&g);
     free(big);
@@ -729,16 +735,7 @@ static void test_offloop_ahead_bound(void **state)
     pthread_mutex_unlock(&gate.mu);
     assert_int_equal(tf__server_ahead_held(g.srv), 2);
     gate_open();
-    for (int i = 0; i < AHEAD_N; i++) {
-        char content[32];
-        snprintf(content, sizeof content, "file number %d", i);
-        if (i == AHEAD_MISSING)
-            expect_failure(fd, TF_ENOENT);
-        else if (i == AHEAD_BIG)
-            expect_body(fd, big, AHEAD_BIG_LEN);
-        else
-            expect_get(fd, content);
-    }
+    ahead_expect(fd, big);
     close(fd);
     free(big);
     gs_stop(&g);
