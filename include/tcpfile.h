@@ -210,7 +210,9 @@ typedef enum tf_option {
        for the server's; the first request goes right behind the hello, so
        a connection's first answer costs one round trip instead of two
        (docs/protocol.md, 1). The server's hello is read by the first call
-       that needs an answer (or a tf_client_* query): a refusal (TF_EBUSY),
+       that needs an answer (or a tf_client_* query), within
+       TF_OPT_IO_TIMEOUT_MS since requests may already be in flight (not
+       the connect timeout): a refusal (TF_EBUSY),
        no common version (TF_EPROTO) or a login demanded (TF_EACCES) is
        then that call's result, with the message tf_connect_ex would have
        given, and every later call on c returns the same. Requests that

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "batchoutcome.h"
 #include "client_internal.h"
 #include "localfile.h"
 #include "wire.h"
@@ -42,12 +43,7 @@ typedef struct pipeline {
     size_t pos, len;
     size_t ends[TF__PIPELINE_MAX];
     size_t first_end, nends;
-    size_t first;       /* the first item (in order) that failed, n if none: */
-    int first_rc;       /* its result, the return value, ... */
-    tf__err first_err;  /* ... and its message for tf_errmsg */
-    size_t *msg_at;     /* per item: where its message starts in
-                           c->item_msgs (NULL: no memory for them) */
-    size_t msgs_len;
+    tf__outcomes outcomes; /* the items' messages, the first failure */
     uint8_t *stage;     /* STAGE_CAP bytes (NULL: none, written directly) */
     size_t stage_len;
     int stage_fd;       /* where the staged bytes go */
@@ -55,53 +51,12 @@ typedef struct pipeline {
 } pipeline;
 
 /* Used when there was no memory to keep an item's own message. */
-static const char no_room[] = "(no memory to keep this item's message)";
-
-/* Keeps c->err as the item's message. The messages are copied one after
-   the other into one buffer that the items point into only at the end,
-   since growing it moves it. */
-static void keep_message(pipeline *p, size_t index, int rc)
-{
-    tf_client *c = p->c;
-    if (!p->msg_at)
-        return;
-    if (!c->err.msg[0]) /* a failure without its own words */
-        tf__fail(&c->err, rc, "%s", tf_strerror(rc));
-    size_t len = strlen(c->err.msg) + 1;
-    if (p->msgs_len + len > c->item_msgs_cap) {
-        size_t cap = c->item_msgs_cap ? c->item_msgs_cap : 4096;
-        while (cap < p->msgs_len + len)
-            cap *= 2;
-        char *m = realloc(c->item_msgs, cap);
-        if (!m) {
-            p->msg_at[index] = SIZE_MAX;
-            return;
-        }
-        c->item_msgs = m;
-        c->item_msgs_cap = cap;
-    }
-    memcpy(c->item_msgs + p->msgs_len, c->err.msg, len);
-    p->msg_at[index] = p->msgs_len;
-    p->msgs_len += len;
-}
-
 /* Items can fail out of order (a bad name before the responses ahead of
-   it), so the first failure is the lowest index, not the earliest. */
+   it): batchoutcome.c keeps the first in item order. */
 static void resolve(pipeline *p, tf_get_item *it, int rc)
 {
-    size_t index = (size_t)(it - p->items);
     it->result = rc;
-    if (rc != TF_OK)
-        keep_message(p, index, rc);
-    if (rc != TF_OK && index < p->first) {
-        p->first = index;
-        p->first_rc = rc;
-        p->first_err = p->c->err;
-    }
-    /* Each item's failure is its own: the next one's first message must
-       not be found already taken by this one's. */
-    if (rc != TF_OK)
-        tf__err_clear(&p->c->err);
+    tf__outcomes_record(&p->outcomes, (size_t)(it - p->items), rc);
 }
 
 /* The room a later version may give meaning to must be zero today, so
@@ -265,8 +220,8 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
     int rc = tf__client_usable(c);
     if (rc == TF_OK)
         rc = tf__client_buffers(c);
-    pipeline p = {.c = c, .items = items, .n = n, .first = n, .first_rc = TF_OK};
-    p.msg_at = n ? malloc(n * sizeof *p.msg_at) : NULL;
+    pipeline p = {.c = c, .items = items, .n = n};
+    tf__outcomes_init(&p.outcomes, c, n);
     p.out = c->buf + IO_BUF + READ_BUF;
     for (size_t i = 0; n > 1 && i < n && !p.stage; i++)
         if (!items[i].local_path && items[i].fd >= 0)
@@ -313,16 +268,7 @@ int tf_get_many(tf_client *c, tf_get_item *items, size_t n)
     flush_stage(&p, p.next_recv);
     free(p.stage);
     /* The buffer has stopped moving: the items can point into it. */
-    for (size_t i = 0; i < n; i++) {
-        if (items[i].result == TF_OK || items[i].result == PENDING)
-            items[i].message = "";
-        else if (!p.msg_at || p.msg_at[i] == SIZE_MAX)
-            items[i].message = no_room;
-        else
-            items[i].message = c->item_msgs + p.msg_at[i];
-    }
-    free(p.msg_at);
-    if (p.first_rc != TF_OK)
-        tf__err_take(&c->err, &p.first_err);
-    return p.first_rc;
+    for (size_t i = 0; i < n; i++)
+        items[i].message = tf__outcomes_message(&p.outcomes, i, items[i].result);
+    return tf__outcomes_finish(&p.outcomes);
 }

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batchoutcome.h"
 #include "client_internal.h"
 #include "localfile.h"
 #include "wire.h"
@@ -36,57 +37,14 @@ typedef struct batch {
     tf_client *c;
     tf_put_item *items;
     size_t n;
-    size_t first;       /* the first item (in order) that failed, n if none: */
-    int first_rc;       /* its result, the return value, ... */
-    tf__err first_err;  /* ... and its message for tf_errmsg */
-    size_t *msg_at;     /* per item: where its message starts in
-                           c->item_msgs (NULL: no memory for them) */
-    size_t msgs_len;
+    tf__outcomes outcomes; /* the items' messages, the first failure */
 } batch;
 
-static const char no_room[] = "(no memory to keep this item's message)";
-
-/* Keeps c->err as the item's message (as getmany.c does: copied one after
-   the other, pointed at only at the end, since the buffer moves). */
-static void keep_message(batch *b, size_t index, int rc)
-{
-    tf_client *c = b->c;
-    if (!b->msg_at)
-        return;
-    if (!c->err.msg[0])
-        tf__fail(&c->err, rc, "%s", tf_strerror(rc));
-    size_t len = strlen(c->err.msg) + 1;
-    if (b->msgs_len + len > c->item_msgs_cap) {
-        size_t cap = c->item_msgs_cap ? c->item_msgs_cap : 4096;
-        while (cap < b->msgs_len + len)
-            cap *= 2;
-        char *m = realloc(c->item_msgs, cap);
-        if (!m) {
-            b->msg_at[index] = SIZE_MAX;
-            return;
-        }
-        c->item_msgs = m;
-        c->item_msgs_cap = cap;
-    }
-    memcpy(c->item_msgs + b->msgs_len, c->err.msg, len);
-    b->msg_at[index] = b->msgs_len;
-    b->msgs_len += len;
-}
-
-/* The first failure is the lowest index, not the earliest. Each item's
-   failure is its own: the record is cleared for the next one. */
+/* The first failure in item order wins (batchoutcome.c). */
 static void resolve(batch *b, size_t index, int rc)
 {
     b->items[index].result = rc;
-    if (rc != TF_OK)
-        keep_message(b, index, rc);
-    if (rc != TF_OK && index < b->first) {
-        b->first = index;
-        b->first_rc = rc;
-        b->first_err = b->c->err;
-    }
-    if (rc != TF_OK)
-        tf__err_clear(&b->c->err);
+    tf__outcomes_record(&b->outcomes, index, rc);
 }
 
 static int item_reserved_zero(const tf_put_item *it)
@@ -490,8 +448,8 @@ int tf_put_many(tf_client *c, tf_put_item *items, size_t n)
         items[i].result = PENDING;
         items[i].skipped = 0;
     }
-    batch b = {.c = c, .items = items, .n = n, .first = n, .first_rc = TF_OK};
-    b.msg_at = n ? malloc(n * sizeof *b.msg_at) : NULL;
+    batch b = {.c = c, .items = items, .n = n};
+    tf__outcomes_init(&b.outcomes, c, n);
     int rc = tf__client_usable(c);
     if (rc == TF_OK)
         rc = tf__client_hello(c); /* puts sent ahead need PUTX confirmed */
@@ -507,16 +465,7 @@ int tf_put_many(tf_client *c, tf_put_item *items, size_t n)
                 resolve(&b, i, rc);
             }
     }
-    for (size_t i = 0; i < n; i++) {
-        if (items[i].result == TF_OK || items[i].result == PENDING)
-            items[i].message = "";
-        else if (!b.msg_at || b.msg_at[i] == SIZE_MAX)
-            items[i].message = no_room;
-        else
-            items[i].message = c->item_msgs + b.msg_at[i];
-    }
-    free(b.msg_at);
-    if (b.first_rc != TF_OK)
-        tf__err_take(&c->err, &b.first_err);
-    return b.first_rc;
+    for (size_t i = 0; i < n; i++)
+        items[i].message = tf__outcomes_message(&b.outcomes, i, items[i].result);
+    return tf__outcomes_finish(&b.outcomes);
 }

@@ -13,15 +13,15 @@
  */
 #include "s3.h"
 
+#include "curlapi.h"
+
 #include <ctype.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <expat.h>
 #include <openssl/evp.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +31,8 @@
 #include <unistd.h>
 
 struct tf__s3 {
-    CURL *curl; /* one easy handle: its connection cache is the keep-alive */
+    tf__curl api;   /* libcurl, loaded for this handle (curlapi.h) */
+    CURL *curl;     /* one easy handle: its connection cache is the keep-alive */
     char *endpoint; /* without a trailing '/' */
     char *bucket;
     char *userpwd;  /* "access:secret", wiped on close */
@@ -51,12 +52,6 @@ static void scopy(char *dst, size_t cap, const char *src)
         n = cap - 1;
     memcpy(dst, src, n);
     dst[n] = '\0';
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
 static void wipe_free(char *s)
@@ -167,10 +162,14 @@ int tf__s3_open(tf__s3 **out, const tf__s3_config *cfg, tf__err *e)
         (strncmp(cfg->endpoint, "http://", 7) != 0 && strncmp(cfg->endpoint, "https://", 8) != 0))
         return tf__fail(e, TF_EINVAL, "an S3 store needs an http:// or https:// endpoint "
                                       "and a bucket name");
-    pthread_once(&curl_once, curl_init_once);
     tf__s3 *s3 = calloc(1, sizeof *s3);
     if (!s3)
         return tf__fail(e, TF_ENOMEM, "out of memory");
+    int loaded = tf__curl_load(&s3->api, e);
+    if (loaded != TF_OK) {
+        free(s3);
+        return loaded;
+    }
     char *ak = NULL, *sk = NULL;
     int rc = TF_OK;
     if (cfg->access_key && cfg->secret_key) {
@@ -185,7 +184,7 @@ int tf__s3_open(tf__s3 **out, const tf__s3_config *cfg, tf__err *e)
             n--;
         s3->endpoint = strndup(cfg->endpoint, n);
         s3->bucket = strdup(cfg->bucket);
-        s3->curl = curl_easy_init();
+        s3->curl = s3->api.easy_init();
         if (ak && sk) {
             size_t len = strlen(ak) + strlen(sk) + 2;
             s3->userpwd = malloc(len);
@@ -213,7 +212,8 @@ void tf__s3_close(tf__s3 *s3)
     if (!s3)
         return;
     if (s3->curl)
-        curl_easy_cleanup(s3->curl);
+        s3->api.easy_cleanup(s3->curl);
+    tf__curl_unload(&s3->api);
     free(s3->endpoint);
     free(s3->bucket);
     wipe_free(s3->userpwd);
@@ -390,7 +390,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *user)
     req *r = user;
     size_t n = size * nmemb;
     if (r->status == 0)
-        curl_easy_getinfo(r->s3->curl, CURLINFO_RESPONSE_CODE, &r->status);
+        r->s3->api.easy_getinfo(r->s3->curl, CURLINFO_RESPONSE_CODE, &r->status);
     if (r->status >= 300 || r->sink == SINK_XML)
         return xml_feed(r, p, n, 0) == 0 ? n : 0;
     if (r->sink == SINK_BUF) {
@@ -523,7 +523,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *user)
     if (strcasecmp(name, "Content-Length") == 0) {
         h->size = strtoull(value, NULL, 10);
     } else if (strcasecmp(name, "Last-Modified") == 0) {
-        time_t t = curl_getdate(value, NULL);
+        time_t t = r->s3->api.getdate(value, NULL);
         h->mtime = t > 0 ? (int64_t)t : 0;
     } else if (strcasecmp(name, "ETag") == 0) {
         scopy(h->etag, sizeof h->etag, value);
@@ -588,6 +588,7 @@ static int perform(req *r, const char *method, const char *key, const char *quer
 {
     tf__s3 *s3 = r->s3;
     CURL *c = s3->curl;
+    const tf__curl *cu = &s3->api;
     char url[TF_S3_KEY_MAX * 3 + 2048];
     size_t len = 0;
     if (app(url, sizeof url, &len, s3->endpoint) != 0 || app(url, sizeof url, &len, "/") != 0 ||
@@ -600,7 +601,7 @@ static int perform(req *r, const char *method, const char *key, const char *quer
     int oom = 0;
 #define ADD(s)                                                                                \
     do {                                                                                      \
-        t = curl_slist_append(h, s);                                                          \
+        t = cu->slist_append(h, s);                                                            \
         if (t)                                                                                \
             h = t;                                                                            \
         else                                                                                  \
@@ -613,55 +614,55 @@ static int perform(req *r, const char *method, const char *key, const char *quer
         ADD(x->data);
 #undef ADD
     if (oom) {
-        curl_slist_free_all(h);
+        cu->slist_free_all(h);
         return tf__fail(e, TF_ENOMEM, "out of memory");
     }
 
-    curl_easy_reset(c);
+    cu->easy_reset(c);
     s3->curl_err[0] = '\0';
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https"); /* and no redirects */
-    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s3->sigv4);
-    curl_easy_setopt(c, CURLOPT_USERPWD, s3->userpwd);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, s3->timeout_s);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s3->curl_err);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
-    curl_easy_setopt(c, CURLOPT_SOCKOPTDATA, s3);
-    curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
-    curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, s3);
+    cu->easy_setopt(c, CURLOPT_URL, url);
+    cu->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    cu->easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https"); /* and no redirects */
+    cu->easy_setopt(c, CURLOPT_AWS_SIGV4, s3->sigv4);
+    cu->easy_setopt(c, CURLOPT_USERPWD, s3->userpwd);
+    cu->easy_setopt(c, CURLOPT_TIMEOUT, s3->timeout_s);
+    cu->easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+    cu->easy_setopt(c, CURLOPT_ERRORBUFFER, s3->curl_err);
+    cu->easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    cu->easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    cu->easy_setopt(c, CURLOPT_WRITEDATA, r);
+    cu->easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    cu->easy_setopt(c, CURLOPT_HEADERDATA, r);
+    cu->easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+    cu->easy_setopt(c, CURLOPT_SOCKOPTDATA, s3);
+    cu->easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    cu->easy_setopt(c, CURLOPT_CLOSESOCKETDATA, s3);
     if (strcmp(method, "HEAD") == 0) {
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        cu->easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (strcmp(method, "PUT") == 0) {
-        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(c, CURLOPT_READDATA, r);
-        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
-        curl_easy_setopt(c, CURLOPT_SEEKDATA, r);
-        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
+        cu->easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        cu->easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        cu->easy_setopt(c, CURLOPT_READDATA, r);
+        cu->easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
+        cu->easy_setopt(c, CURLOPT_SEEKDATA, r);
+        cu->easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
                          (curl_off_t)(r->body ? r->body->len : 0));
     } else if (strcmp(method, "POST") == 0) {
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, post ? post : "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)post_len);
+        cu->easy_setopt(c, CURLOPT_POST, 1L);
+        cu->easy_setopt(c, CURLOPT_POSTFIELDS, post ? post : "");
+        cu->easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)post_len);
     } else if (strcmp(method, "GET") != 0) {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+        cu->easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     }
 
-    CURLcode cc = curl_easy_perform(c);
-    curl_slist_free_all(h);
+    CURLcode cc = cu->easy_perform(c);
+    cu->slist_free_all(h);
     curl_socket_t live = CURL_SOCKET_BAD;
-    if (cc == CURLE_OK && curl_easy_getinfo(c, CURLINFO_ACTIVESOCKET, &live) == CURLE_OK &&
+    if (cc == CURLE_OK && cu->easy_getinfo(c, CURLINFO_ACTIVESOCKET, &live) == CURLE_OK &&
         live != CURL_SOCKET_BAD)
         s3->sock = live; /* the one kept of several tried (IPv6 and IPv4) */
     if (cc == CURLE_OK || r->status == 0)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+        cu->easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
     if (r->xml_started)
         xml_feed(r, "", 0, 1);
     if (cc != CURLE_OK) {
@@ -676,7 +677,7 @@ static int perform(req *r, const char *method, const char *key, const char *quer
                             key ? key : "");
         return tf__fail(e, TF_EIO, "%s \"%s\": cannot reach the S3 store at %s: %s", what,
                         key ? key : "", s3->endpoint,
-                        s3->curl_err[0] ? s3->curl_err : curl_easy_strerror(cc));
+                        s3->curl_err[0] ? s3->curl_err : cu->easy_strerror(cc));
     }
     if (r->status < 200 || r->status >= 300 || r->err_code[0])
         return fail_status(r, what, key ? key : "", e);
@@ -686,7 +687,8 @@ static int perform(req *r, const char *method, const char *key, const char *quer
 }
 
 /* Headers x-amz-meta-NAME: VALUE for meta. */
-static int meta_headers(struct curl_slist **h, const tf__s3_meta *meta, size_t n, tf__err *e)
+static int meta_headers(const tf__curl *cu, struct curl_slist **h, const tf__s3_meta *meta,
+                        size_t n, tf__err *e)
 {
     char line[TF_S3_META_NAME_MAX + TF_S3_META_VALUE_MAX + 16];
     for (size_t i = 0; i < n; i++) {
@@ -694,7 +696,7 @@ static int meta_headers(struct curl_slist **h, const tf__s3_meta *meta, size_t n
             strlen(meta[i].value) >= TF_S3_META_VALUE_MAX)
             return tf__fail(e, TF_EINVAL, "S3 metadata too long");
         snprintf(line, sizeof line, "x-amz-meta-%s: %s", meta[i].name, meta[i].value);
-        struct curl_slist *t = curl_slist_append(*h, line);
+        struct curl_slist *t = cu->slist_append(*h, line);
         if (!t)
             return tf__fail(e, TF_ENOMEM, "out of memory");
         *h = t;
@@ -713,8 +715,9 @@ int tf__s3_put(tf__s3 *s3, const char *key, const tf__s3_body *body, const tf__s
 int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
                   const tf__s3_meta *meta, size_t n_meta, const char *if_match, tf__err *e)
 {
+    const tf__curl *cu = &s3->api;
     struct curl_slist *h = NULL;
-    int rc = meta_headers(&h, meta, n_meta, e);
+    int rc = meta_headers(cu, &h, meta, n_meta, e);
     if (rc == TF_OK && if_match) {
         /* "*" as If-None-Match; an ETag bare, as radosgw 16 compares it
            (quoted, it never matches there). */
@@ -729,7 +732,7 @@ int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
             snprintf(line, sizeof line, "If-None-Match: *");
         else
             snprintf(line, sizeof line, "If-Match: %.*s", (int)n, v);
-        struct curl_slist *t = curl_slist_append(h, line);
+        struct curl_slist *t = cu->slist_append(h, line);
         if (t)
             h = t;
         else
@@ -740,7 +743,7 @@ int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
     r.body = body;
     if (rc == TF_OK)
         rc = perform(&r, "PUT", key, NULL, h, NULL, 0, "put", e);
-    curl_slist_free_all(h);
+    cu->slist_free_all(h);
     req_done(&r);
     return rc;
 }
@@ -748,6 +751,7 @@ int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
 /* GET of a range into r's sink (len UINT64_MAX: to the end). */
 static int get_range(req *r, const char *key, uint64_t off, uint64_t len, tf__err *e)
 {
+    const tf__curl *cu = &r->s3->api;
     char range[80];
     struct curl_slist *h = NULL;
     if (off > 0 || len != UINT64_MAX) {
@@ -756,13 +760,13 @@ static int get_range(req *r, const char *key, uint64_t off, uint64_t len, tf__er
         else
             snprintf(range, sizeof range, "Range: bytes=%" PRIu64 "-%" PRIu64, off,
                      off + len - 1);
-        h = curl_slist_append(NULL, range);
+        h = cu->slist_append(NULL, range);
         if (!h)
             return tf__fail(e, TF_ENOMEM, "out of memory");
     }
     tf__err mine = {{0}};
     int rc = perform(r, "GET", key, NULL, h, NULL, 0, "get", &mine);
-    curl_slist_free_all(h);
+    cu->slist_free_all(h);
     /* A range past the end (or any range of an empty object): no bytes. */
     if (rc != TF_OK && r->status == 416)
         return TF_OK;
@@ -855,23 +859,24 @@ int tf__s3_copy(tf__s3 *s3, const char *from, const char *to, tf__err *e)
 int tf__s3_copy_meta(tf__s3 *s3, const char *from, const char *to, const tf__s3_meta *meta,
                      size_t n_meta, tf__err *e)
 {
+    const tf__curl *cu = &s3->api;
     char line[TF_S3_KEY_MAX * 3 + 512];
     size_t len = 0;
     if (app(line, sizeof line, &len, "x-amz-copy-source: /") != 0 ||
         enc(line, sizeof line, &len, s3->bucket, 0) != 0 || app(line, sizeof line, &len, "/") ||
         enc(line, sizeof line, &len, from, 1) != 0)
         return tf__fail(e, TF_EINVAL, "copy: the key is too long");
-    struct curl_slist *h = curl_slist_append(NULL, line);
+    struct curl_slist *h = cu->slist_append(NULL, line);
     if (!h)
         return tf__fail(e, TF_ENOMEM, "out of memory");
     int rc = TF_OK;
     if (meta) {
-        struct curl_slist *t = curl_slist_append(h, "x-amz-metadata-directive: REPLACE");
+        struct curl_slist *t = cu->slist_append(h, "x-amz-metadata-directive: REPLACE");
         if (t)
             h = t;
-        rc = t ? meta_headers(&h, meta, n_meta, e) : tf__fail(e, TF_ENOMEM, "out of memory");
+        rc = t ? meta_headers(cu, &h, meta, n_meta, e) : tf__fail(e, TF_ENOMEM, "out of memory");
         if (rc != TF_OK) {
-            curl_slist_free_all(h);
+            cu->slist_free_all(h);
             return rc;
         }
     }
@@ -880,7 +885,7 @@ int tf__s3_copy_meta(tf__s3 *s3, const char *from, const char *to, const tf__s3_
     r.sink = SINK_XML; /* a 200 may still carry an <Error> */
     tf__err mine = {{0}};
     rc = perform(&r, "PUT", to, NULL, h, NULL, 0, "copy", &mine);
-    curl_slist_free_all(h);
+    cu->slist_free_all(h);
     req_done(&r);
     if (rc == TF_ENOENT && strstr(mine.msg, "no such bucket") == NULL)
         return tf__fail(e, rc, "no object \"%s\" in the bucket \"%s\" to copy", from,
@@ -1016,12 +1021,13 @@ static void create_end(req *r, const char *parent, const char *name, const char 
 int tf__s3_mpu_create(tf__s3 *s3, const char *key, const tf__s3_meta *meta, size_t n_meta,
                       char *upload_id, tf__err *e)
 {
+    const tf__curl *cu = &s3->api;
     struct curl_slist *h = NULL;
     mpu_op op;
     memset(&op, 0, sizeof op);
     upload_id[0] = '\0';
     op.id = upload_id;
-    int rc = meta_headers(&h, meta, n_meta, e);
+    int rc = meta_headers(cu, &h, meta, n_meta, e);
     req r;
     req_init(&r, s3);
     r.sink = SINK_XML;
@@ -1030,7 +1036,7 @@ int tf__s3_mpu_create(tf__s3 *s3, const char *key, const tf__s3_meta *meta, size
     if (rc == TF_OK)
         rc = perform(&r, "POST", key, "uploads=", h, NULL, 0, "start a multipart upload of",
                      e);
-    curl_slist_free_all(h);
+    cu->slist_free_all(h);
     req_done(&r);
     if (rc == TF_OK && !upload_id[0])
         rc = tf__fail(e, TF_EIO, "the S3 store gave no upload id for \"%s\"", key);
