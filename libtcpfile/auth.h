@@ -3,7 +3,7 @@
  * (issue 13): the users (users.h), the threads that check tokens, the
  * table that slows guessing down (authlimit.h), and the job one login is.
  * The sessions' side (the auth request, the rights, the delays) is in
- * session.c; this file keeps what is shared by all of a server's workers.
+ * session_auth.c; this file keeps what is shared by all of a server's workers.
  *
  * Why one table of failures per server, under a lock, rather than one per
  * worker: connections are spread over the workers (EPOLLEXCLUSIVE), so an

@@ -51,7 +51,7 @@ struct tf_server {
     atomic_int stopping;
     atomic_long sessions; /* open connections, for the connection limit */
     /* Bytes of encoded listings held by connections still sending them,
-       bounded by TF_OPT_MAX_MEMORY (session.c, list_reserve). */
+       bounded by TF_OPT_MAX_MEMORY (session_get.c, list_reserve). */
     _Atomic uint64_t list_bytes;
     /* Gets opened ahead by all connections, and at most
        (TF_OPT_GET_AHEAD_MAX; getahead.h). */

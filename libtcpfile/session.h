@@ -1,5 +1,5 @@
 /*
- * session.h - one connection of the server (session.c): its state machine
+ * session.h - one connection of the server (session*.c): its state machine
  * and its requests, driven by an event loop (loop.h) through a transport
  * (transport.h). It knows nothing of workers or the server: what it needs
  * from them is in a tf__session_ctx, one per loop.
@@ -19,6 +19,7 @@
 #include "storage.h"
 #include "internal.h"
 #include "loop.h"
+#include "spares.h"
 #include "transport.h"
 #include "threadpool.h"
 #include "wire.h"
@@ -28,7 +29,7 @@ struct tf__auth;
 struct tf__auth_job;
 
 /* Where a pool's finished jobs come back into one loop: its completion
-   queue, watched for reading (session.c drains it). */
+   queue, watched for reading (session_conn.c drains it). */
 typedef struct tf__session_queue {
     tf__pool_queue q;
     tf__watcher watch;
@@ -52,13 +53,11 @@ typedef struct tf__session_ctx {
        keeps its checksum state). At most REQUEST_POOL_MAX. */
     struct request *spare_requests;
     int nspare;
-    /* The same for input buffers (INPUT_SMALL bytes, linked through their
-       first bytes) and storage calls: at most INPUT_POOL_MAX, DISK_POOL_MAX
-       (session.c). Idle sessions hold neither. */
-    uint8_t *spare_in;
-    int nspare_in;
-    struct session_disk *spare_disk;
-    int nspare_disk;
+    /* The same for input buffers (INPUT_SMALL bytes) and storage calls
+       (session_disk): at most INPUT_POOL_MAX (session.c) and DISK_POOL_MAX
+       (session_disk.c). Idle sessions hold neither. */
+    tf__spares spare_in;
+    tf__spares spare_disk;
     /* The server's TLS context (TF_OPT_TLS), shared by every loop; NULL:
        plaintext. */
     struct tf__tls_ctx *tls;
@@ -112,12 +111,10 @@ typedef struct request {
     int64_t started_ms;
     uint64_t bytes;         /* payload bytes moved, for the log */
     int result;             /* for the log */
-    tf__err err;            /* detail of a failure */
     tf__digest digest;
     after_send after;
 
-    /* output: head, then a body (file or memory), then a trailer */
-    uint8_t head[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
+    /* output: head (below), then a body (file or memory), then a trailer */
     size_t head_len, head_pos;
     int body_fd;            /* file sent, -1 if none */
     const uint8_t *body_mem;
@@ -148,7 +145,6 @@ typedef struct request {
     tf__upload *up;         /* the backend's; NULL when none */
     uint64_t size, have, left;
     int store_rc;
-    tf__err store_err;
     /* a streamed put (TF_REQ_STREAM): size is unknown until the last chunk */
     int stream, stream_end;
     uint32_t chunk_left;    /* bytes of the current chunk still to come */
@@ -201,18 +197,22 @@ typedef struct request {
     int64_t stat_mtime;
     uint32_t stat_mtime_ns;
 
-    /* Last, and not cleared between uses (request_begin): 4 KiB each. */
+    /* Last, and not cleared between uses (request_begin): 2 KiB of
+       messages and head, then 8 KiB of names. */
+    tf__err err;            /* detail of a failure */
+    tf__err store_err;      /* put: the backend's failure */
+    uint8_t head[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
     char name[TF_WIRE_NAME_MAX + 1];
     char to[TF_WIRE_NAME_MAX + 1]; /* rename: the new path */
 } request;
 
-/* A storage call on the disk pool (disk_call in session.c): the job, its
+/* A storage call on the disk pool (disk_call in session_disk.c): the job, its
    two halves, and what the session was doing before (restored after).
    Taken from the loop's spares when the call starts and given back when it
    is over, so that an idle session holds none. */
 typedef struct session_disk {
-    tf__work work;                  /* data: the session */
-    struct session_disk *next_spare;
+    tf__work work;                  /* data: the session. First: a
+                                       spare's link (spares.h) lands here */
     void (*fn)(session *s);         /* on a pool thread */
     void (*then)(session *s);       /* back in the loop's thread */
     session_state from;
@@ -275,7 +275,7 @@ struct session {
     } peer;
 };
 
-/* session.c */
+/* session_conn.c (tf__session_ctx_auth: session_auth.c) */
 /* Sets up ctx for loop with the server's options; the caller fills in the
    counters and the storage. Registers ctx's timer lists with loop. */
 int tf__session_ctx_init(tf__session_ctx *ctx, tf__loop *loop, const tf_options *opt);

@@ -11,7 +11,7 @@
  * component beneath its root and refuses a symbolic link anywhere on the
  * way. Every call returns 0 or a negative TF_E* code with the detail in e.
  *
- * The session makes its calls from the server's disk pool (session.c,
+ * The session makes its calls from the server's disk pool (session_disk.c,
  * disk_call), never from a worker's event loop, except the few that never
  * block (read_cached) or that it keeps there on purpose (close_read,
  * digest_store, abort and keep at a request's end; a local file's reads
