@@ -260,8 +260,8 @@ struct session {
     struct tf__group *group;
     union {
         session_refusal *refusal; /* NULL: none */
-        /* Pipelined gets opened ahead (getahead.h; NULL: none): only a
-           session that serves requests has them, and it is refused
+        /* Pipelined gets opened ahead (getahead.h), when has_ahead: only
+           a session that serves requests has them, and it is refused
            nothing. */
         struct tf__ahead *ahead;
     };
@@ -269,6 +269,7 @@ struct session {
     uint32_t features;
     uint8_t shut;           /* SHUT_WR done (closing) */
     uint8_t dead;           /* closed; freed after the loop's round */
+    uint8_t has_ahead;      /* the union above holds ahead, not refusal */
     union {
         struct sockaddr_in v4;
         struct sockaddr_in6 v6;

@@ -34,7 +34,7 @@ void tf__sess_ahead_fill(session *s)
     if (!storage(s)->network || !ctx->ahead_held || !ctx->disk_queue.on || !s->in_len ||
         opts(s)->value[TF_OPT_GET_AHEAD] <= 0)
         return;
-    if (!s->ahead) {
+    if (!s->has_ahead) {
         tf__ahead_config cfg = {.pool = ctx->disk_pool,
                                 .queue = &ctx->disk_queue.q,
                                 .per_conn = (size_t)opts(s)->value[TF_OPT_GET_AHEAD],
@@ -43,8 +43,9 @@ void tf__sess_ahead_fill(session *s)
                                 .small_max = SMALL_BODY_MAX,
                                 .on_done = ahead_done,
                                 .user = s};
-        if (tf__ahead_new(&s->ahead, &cfg) != TF_OK)
+        if (s->refusal || tf__ahead_new(&s->ahead, &cfg) != TF_OK)
             return;
+        s->has_ahead = 1;
     }
     if (s->in_cap < AHEAD_INPUT && tf__sess_grow_input(s, AHEAD_INPUT) != 0)
         return;
@@ -109,6 +110,8 @@ static void ahead_opened(session *s)
    foreseen. */
 int tf__sess_ahead_use(session *s)
 {
+    if (!s->has_ahead)
+        return 0;
     request *r = s->req;
     int head = tf__ahead_head(s->ahead, r->name);
     if (head == 0 || r->body_off != 0) {
@@ -126,12 +129,13 @@ int tf__sess_ahead_use(session *s)
 
 int tf__sess_ahead_close(session *s)
 {
-    if (!s->ahead)
+    if (!s->has_ahead)
         return 0;
     tf__ahead_drop(s->ahead);
     if (tf__ahead_busy(s->ahead))
         return 1;
     tf__ahead_free(s->ahead);
     s->ahead = NULL;
+    s->has_ahead = 0;
     return 0;
 }
