@@ -84,6 +84,10 @@ static void usage(FILE *to)
             "      --get-ahead N        with --store s3://: pipelined gets of one\n"
             "                           connection opened at once, ahead of their\n"
             "                           turn (answers stay in order), 0..64 (default 8)\n"
+            "      --small-cache BYTES  memory each worker keeps files of 16 KiB or\n"
+            "                           less in, with their checksums, checked by a\n"
+            "                           stat on every use; K, M, G suffixes; 0 = off\n"
+            "                           (default 4M)\n"
             "      --idle-timeout SECONDS\n"
             "                           close a connection that sends no request for\n"
             "                           SECONDS (decimals allowed); 0 = never\n"
@@ -234,6 +238,7 @@ enum {
     OPT_WORKERS,
     OPT_DISK_THREADS,
     OPT_GET_AHEAD,
+    OPT_SMALL_CACHE,
     OPT_IDLE_TIMEOUT,
     OPT_MIN_RATE,
     OPT_MAX_PARTIALS,
@@ -270,6 +275,7 @@ static int parse_args(int argc, char **argv, server_args *a)
         {"workers", required_argument, NULL, OPT_WORKERS},
         {"disk-threads", required_argument, NULL, OPT_DISK_THREADS},
         {"get-ahead", required_argument, NULL, OPT_GET_AHEAD},
+        {"small-cache", required_argument, NULL, OPT_SMALL_CACHE},
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"min-rate", required_argument, NULL, OPT_MIN_RATE},
         {"max-partials", required_argument, NULL, OPT_MAX_PARTIALS},
@@ -340,6 +346,9 @@ static int parse_args(int argc, char **argv, server_args *a)
             break;
         case OPT_GET_AHEAD:
             status = set_number(a->opt, TF_OPT_GET_AHEAD, "--get-ahead", optarg, COUNT);
+            break;
+        case OPT_SMALL_CACHE:
+            status = set_number(a->opt, TF_OPT_SMALL_CACHE, "--small-cache", optarg, BYTES);
             break;
         case OPT_IDLE_TIMEOUT:
             status = set_number(a->opt, TF_OPT_IDLE_TIMEOUT_MS, "--idle-timeout", optarg,

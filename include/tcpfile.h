@@ -227,6 +227,13 @@ typedef enum tf_option {
        them is answered (docs/protocol.md, 4b). 1 = each on its own, two
        syncs each. Default 256. */
     TF_OPT_GROUP_COMMIT = 26,
+    /* server: bytes of small files (16 KiB or less) each worker keeps in
+       memory with their checksums, so that a repeated get costs one stat
+       of the name instead of open, read and hashing. A copy is served only
+       while the file's inode, size, mtime and ctime are those it was read
+       with, and only files left alone for two seconds are kept. 0 = off;
+       default 4 MiB (4194304) per worker. */
+    TF_OPT_SMALL_CACHE = 28,
     /* server: on a store whose every call waits on the network (S3), most
        pipelined gets of one connection whose files are opened (a small
        file read whole, up to 64 KiB) on the disk pool at once, ahead of

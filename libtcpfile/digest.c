@@ -47,6 +47,13 @@ void tf__digest_final(const tf__digest *d, uint8_t out[TF_DIGEST_SIZE])
         out[i] = canon.digest[i];
 }
 
+void tf__digest_once(const void *data, size_t len, uint8_t out[TF_DIGEST_SIZE])
+{
+    XXH128_canonical_t canon;
+    XXH128_canonicalFromHash(&canon, XXH3_128bits(data, len));
+    memcpy(out, canon.digest, TF_DIGEST_SIZE);
+}
+
 void tf__digest_end(tf__digest *d)
 {
     if (d->state)

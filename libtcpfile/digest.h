@@ -27,6 +27,9 @@ void tf__digest_update(tf__digest *d, const void *data, size_t len);
 /* The digest so far, in XXH3's canonical (big-endian) byte order. Only
    while tf__digest_on(d). */
 void tf__digest_final(const tf__digest *d, uint8_t out[TF_DIGEST_SIZE]);
+/* The digest of len bytes at data, as begin, update and final would give
+   it, with no state. */
+void tf__digest_once(const void *data, size_t len, uint8_t out[TF_DIGEST_SIZE]);
 /* Frees the state; d is zeroed, ready for another begin. */
 void tf__digest_end(tf__digest *d);
 

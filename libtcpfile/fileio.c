@@ -97,7 +97,8 @@ int tf__open_beneath(int dirfd, const char *name, int flags, mode_t mode)
 #define RESOLVE_CACHED 0x20
 #endif
 
-ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t cap)
+ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t cap,
+                                struct stat *out)
 {
 #if defined(SYS_openat2) && defined(RWF_NOWAIT)
     struct open_how how = {
@@ -115,6 +116,8 @@ ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t c
         n = st.st_size ? preadv2((int)fd, &v, 1, 0, RWF_NOWAIT) : 0;
         if (n != (ssize_t)st.st_size)
             n = -1; /* EAGAIN (a page not cached), or the file changed */
+        if (out)
+            *out = st;
     }
     close((int)fd);
     return n;
@@ -123,6 +126,34 @@ ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t c
     (void)name;
     (void)buf;
     (void)cap;
+    (void)out;
+    return -1;
+#endif
+}
+
+int tf__stat_beneath_cached(int dirfd, const char *name, struct stat *st)
+{
+    /* A single component: nothing to pass through, and ".." and the like
+       are refused by the name rules before this. */
+    if (!strchr(name, '/'))
+        return fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW);
+#ifdef SYS_openat2
+    struct open_how how = {
+        .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+                   RESOLVE_CACHED,
+    };
+    long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof how);
+    if (fd < 0)
+        return -1;
+    int rc = fstat((int)fd, st);
+    int err = errno;
+    close((int)fd);
+    errno = err;
+    return rc;
+#else
+    (void)st;
+    errno = ENOSYS;
     return -1;
 #endif
 }
@@ -170,6 +201,15 @@ void tf__keep_mode(int dirfd, const char *name, int fd)
         (void)fchmod(fd, st.st_mode & 07777);
 }
 
+/* The attempt-th candidate "<prefix><16 random hex digits>" for t->name. */
+static void tmp_name(tf__tmpfile *t, const char *prefix, int attempt)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = (uint64_t)tf__now_ms() * 2654435761u + (uint64_t)attempt;
+    snprintf(t->name, sizeof t->name, "%s%016llx", prefix, (unsigned long long)r);
+}
+
 /* Creates an unused "<prefix><16 random hex digits>" in dirfd. */
 int tf__tmpfile_create(int dirfd, const char *prefix, mode_t mode, tf__tmpfile *t,
                        tf__err *e)
@@ -177,10 +217,7 @@ int tf__tmpfile_create(int dirfd, const char *prefix, mode_t mode, tf__tmpfile *
     t->dirfd = dirfd;
     t->direct = 0;
     for (int attempt = 0; attempt < 16; attempt++) {
-        uint64_t r = 0;
-        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-            r = (uint64_t)tf__now_ms() * 2654435761u + (uint64_t)attempt;
-        snprintf(t->name, sizeof t->name, "%s%016llx", prefix, (unsigned long long)r);
+        tmp_name(t, prefix, attempt);
         t->fd = tf__open_beneath(dirfd, t->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
         if (t->fd >= 0)
             return TF_OK;
@@ -188,6 +225,39 @@ int tf__tmpfile_create(int dirfd, const char *prefix, mode_t mode, tf__tmpfile *
             return tf__fail_errno(e, tf__code_from_errno(errno), errno,
                                   "cannot create a temporary file");
     }
+    return tf__fail(e, TF_EIO, "cannot find an unused temporary name");
+}
+
+/* linkat of the unnamed file fd as dirfd/name. AT_EMPTY_PATH needs
+   CAP_DAC_READ_SEARCH (ENOENT without it); the /proc/self/fd form, which
+   open(2) gives for O_TMPFILE and systemd's link_tmpfile_at falls back
+   to, needs only /proc. */
+static int link_fd(int fd, int dirfd, const char *name)
+{
+    if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
+        return 0;
+    if (errno != ENOENT)
+        return -1;
+    char proc[32];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW);
+}
+
+int tf__tmpfile_link(int dirfd, const char *prefix, tf__tmpfile *t, tf__err *e)
+{
+    for (int attempt = 0; attempt < 16; attempt++) {
+        tmp_name(t, prefix, attempt);
+        if (link_fd(t->fd, dirfd, t->name) == 0) {
+            t->dirfd = dirfd;
+            return TF_OK;
+        }
+        if (errno != EEXIST) {
+            t->name[0] = '\0';
+            return tf__fail_errno(e, tf__code_from_errno(errno), errno,
+                                  "cannot name the staged upload");
+        }
+    }
+    t->name[0] = '\0';
     return tf__fail(e, TF_EIO, "cannot find an unused temporary name");
 }
 

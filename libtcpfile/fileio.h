@@ -32,8 +32,20 @@ int tf__open_beneath(int dirfd, const char *name, int flags, mode_t mode);
    bytes) only if that needs no disk: every component in the dentry cache
    (openat2 RESOLVE_CACHED, Linux 5.12+) and every byte in the page cache
    (preadv2 RWF_NOWAIT). The size read, or -1 when it cannot be done so
-   (not cached, too large, not a regular file, a link, any error). */
-ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t cap);
+   (not cached, too large, not a regular file, a link, any error). st, when
+   not NULL, gets the file's fstat, the version of what was read. */
+struct stat;
+ssize_t tf__read_beneath_cached(int dirfd, const char *name, void *buf, size_t cap,
+                                struct stat *st);
+
+/* The stat of name beneath dirfd (a regular file or not, a link itself),
+   resolved as tf__open_beneath resolves it: 0, or -1 with errno. For a
+   single component one fstatat, which has no directory to pass through and
+   does not follow the last (AT_SYMLINK_NOFOLLOW); it may wait for the disk
+   should the entry have left the dentry cache. For a path an O_PATH
+   openat2 beneath, without links, only from the dentry cache (EAGAIN),
+   then fstat. */
+int tf__stat_beneath_cached(int dirfd, const char *name, struct stat *st);
 
 /* Writes len bytes to fd; ENOSPC and friends become TF_ENOSPC / TF_EIO. */
 int tf__fs_write_all(int fd, const void *buf, size_t len, tf__err *e);
@@ -60,6 +72,11 @@ void tf__tmpfile_init(tf__tmpfile *t);
 /* Creates an unused "<prefix><16 random hex digits>" in dirfd. */
 int tf__tmpfile_create(int dirfd, const char *prefix, mode_t mode, tf__tmpfile *t,
                        tf__err *e);
+/* Names an unnamed t->fd (O_TMPFILE) "<prefix><16 random hex digits>" in
+   dirfd, which t->dirfd becomes (its owns_dirfd untouched). TF_ENOENT when
+   dirfd was removed, or /proc is missing to a process without
+   CAP_DAC_READ_SEARCH. */
+int tf__tmpfile_link(int dirfd, const char *prefix, tf__tmpfile *t, tf__err *e);
 /* Opens (creating) dirfd/t->name, locked against a second user (TF_EBUSY),
    positioned at its end; *have is what it holds, at most size (a longer one
    is emptied). With SERVER_TMP_MODE, a file there that is not our own or

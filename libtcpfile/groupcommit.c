@@ -23,6 +23,19 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
     return 0;
 }
 
+/* Grows two arrays that run in step (*a of asize-byte elements, *b of
+   bsize) to hold need each, *cap counting both; 0 or -1. Either may have
+   grown when the other failed: *cap stays what both hold. */
+static int grow_in_step(void **a, size_t asize, void **b, size_t bsize, size_t *cap,
+                        size_t need)
+{
+    size_t acap = *cap, bcap = *cap;
+    if (grow(a, &acap, need, asize) != 0 || grow(b, &bcap, need, bsize) != 0)
+        return -1;
+    *cap = acap < bcap ? acap : bcap;
+    return 0;
+}
+
 int tf__group_fits(const tf__group *g, uint64_t size)
 {
     if (size > TF__GROUP_PUT_MAX)
@@ -38,14 +51,8 @@ static tf__group_entry *entry_new(tf__group **gp, const char *name)
     if (!g && !(g = *gp = calloc(1, sizeof *g)))
         return NULL;
     size_t len = strlen(name) + 1;
-    size_t cap = g->cap;
-    if (grow((void **)&g->v, &cap, g->n + 1, sizeof *g->v) != 0)
-        return NULL;
-    size_t ecap = g->cap;
-    if (grow((void **)&g->decided_err, &ecap, g->n + 1, sizeof *g->decided_err) != 0)
-        return NULL;
-    g->cap = cap < ecap ? cap : ecap;
-    if (g->n + 1 > g->cap)
+    if (grow_in_step((void **)&g->v, sizeof *g->v, (void **)&g->decided_err,
+                     sizeof *g->decided_err, &g->cap, g->n + 1) != 0)
         return NULL;
     if (grow((void **)&g->names, &g->names_cap, g->names_len + len, 1) != 0)
         return NULL;
@@ -72,14 +79,8 @@ int tf__group_add(tf__group **gp, tf__upload **up, const char *name, const tf__c
     if (!en)
         return TF_ENOMEM;
     tf__group *g = *gp;
-    size_t icap = g->items_cap;
-    if (grow((void **)&g->items, &icap, g->nitems + 1, sizeof *g->items) != 0)
-        return TF_ENOMEM;
-    size_t idcap = g->items_cap;
-    if (grow((void **)&g->ids, &idcap, g->nitems + 1, sizeof *g->ids) != 0)
-        return TF_ENOMEM;
-    g->items_cap = icap < idcap ? icap : idcap;
-    if (g->nitems + 1 > g->items_cap)
+    if (grow_in_step((void **)&g->items, sizeof *g->items, (void **)&g->ids, sizeof *g->ids,
+                     &g->items_cap, g->nitems + 1) != 0)
         return TF_ENOMEM;
     tf__commit_item *it = &g->items[g->nitems];
     memset(it, 0, sizeof *it);
@@ -170,7 +171,7 @@ static void stage_held(tf__group *g, tf__storage *st)
             made_len = dir_len;
         }
         if (rc == TF_OK)
-            rc = st->ops->stage(st, &it->up, &e);
+            rc = tf__storage_stage_for(st, name, &it->up, &e);
         if (rc == TF_OK)
             rc = st->ops->write(st, it->up, en->held, en->held_len, &e);
         free(en->held);

@@ -28,7 +28,7 @@ int tf__root_open(const char *root, int *dirfd, tf__err *e)
     return TF_OK;
 }
 
-static void identity_of(const struct stat *st, uint64_t id[TF_FS_ID_LEN])
+void tf__fs_identity_of(const struct stat *st, uint64_t id[TF_FS_ID_LEN])
 {
     id[0] = (uint64_t)st->st_ino;
     id[1] = (uint64_t)st->st_size;
@@ -75,7 +75,7 @@ int tf__fs_open_read(int rootfd, const char *name, int *fd, uint64_t *size,
     }
     *size = (uint64_t)st.st_size;
     if (id)
-        identity_of(&st, id);
+        tf__fs_identity_of(&st, id);
     return TF_OK;
 }
 
@@ -105,6 +105,6 @@ int tf__fs_identity(int fd, uint64_t id[TF_FS_ID_LEN])
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return -1;
-    identity_of(&st, id);
+    tf__fs_identity_of(&st, id);
     return 0;
 }

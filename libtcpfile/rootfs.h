@@ -35,6 +35,9 @@ int tf__fs_check_target(int rootfd, const char *name, int overwrite, tf__err *e)
 
 /* What a remembered digest is tied to (see TF_FS_ID_LEN). */
 int tf__fs_identity(int fd, uint64_t id[TF_FS_ID_LEN]);
+/* The same from a stat already made. */
+struct stat;
+void tf__fs_identity_of(const struct stat *st, uint64_t id[TF_FS_ID_LEN]);
 /* Whether two identities are the same version: inode, size, mtime and
    device. The change time is left out: remembering a digest (an extended
    attribute) moves it without changing a byte. */

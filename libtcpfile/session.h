@@ -82,6 +82,9 @@ typedef struct tf__session_ctx {
        server, and at most (getahead.h); NULL: none (no server). */
     atomic_long *ahead_held;
     long ahead_max;
+    /* Small files kept by this loop (smallcache.h); NULL: none. The
+       worker's. */
+    struct tf__small_cache *small_cache;
 } tf__session_ctx;
 
 /* Where a session is; decides which events it waits for and what a stop,

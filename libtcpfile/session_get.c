@@ -7,6 +7,7 @@
 
 #include "listing.h"
 #include "session_internal.h"
+#include "smallcache.h"
 
 /* ---- get ------------------------------------------------------------------------ */
 
@@ -49,16 +50,18 @@ static void get_open_work(session *s)
 
 /* A small file whose every byte is in memory already is sent at once: a
    job of the disk pool would cost more than the read (two thread hand-offs
-   and ten system calls more per 4 KiB get). Returns 1 when it was. */
+   and ten system calls more per 4 KiB get). Its digest comes with it (the
+   loop's small-file cache, smallcache.h). Returns 1 when it was. */
 static int get_small_cached(session *s)
 {
     request *r = s->req;
     tf__storage *st = storage(s);
     size_t len;
+    uint8_t *digest = tf__digest_on(&r->digest) ? r->cached_digest : NULL;
     if (!st->ops->read_cached || (!r->small && !(r->small = malloc(SMALL_BODY_MAX))) ||
-        !st->ops->read_cached(st, r->name, r->small, SMALL_BODY_MAX, &len))
+        !tf__small_get(s->ctx->small_cache, st, r->name, r->small, SMALL_BODY_MAX, &len, digest))
         return 0;
-    tf__digest_update(&r->digest, r->small, len);
+    r->cached = digest != NULL;
     r->gathered = 1;
     r->disk_size = len;
     r->disk_rc = TF_OK;

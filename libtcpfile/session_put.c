@@ -192,8 +192,7 @@ static void put_stage_work(session *s)
         rc = st->ops->stage_resumable(st, stem, r->size, &r->up, &r->have, &r->has_key,
                                       &r->err);
     } else if (rc == TF_OK) {
-        rc = st->ops->stage_named ? st->ops->stage_named(st, r->name, &r->up, &r->err)
-                                  : st->ops->stage(st, &r->up, &r->err);
+        rc = tf__storage_stage_for(st, r->name, &r->up, &r->err);
     }
     r->disk_rc = rc;
 }

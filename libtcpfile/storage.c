@@ -2,7 +2,8 @@
  * storage.c - what is built on any storage backend: the path check at a
  * backend's edge, the listing a list request sends, read from the
  * backend's paged listing through the listing builder (listing.h), and
- * the group commit's fallback, a put's missing parents.
+ * the group commit's fallback, a put's missing parents, the staging of
+ * a plain upload.
  */
 #include "storage.h"
 
@@ -88,6 +89,12 @@ int tf__storage_make_parents(tf__storage *st, const char *path, tf__err *e)
             return rc;
     }
     return TF_OK;
+}
+
+int tf__storage_stage_for(tf__storage *st, const char *name, tf__upload **out, tf__err *e)
+{
+    return st->ops->stage_named ? st->ops->stage_named(st, name, out, e)
+                                : st->ops->stage(st, out, e);
 }
 
 void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n)

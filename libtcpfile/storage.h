@@ -102,7 +102,14 @@ typedef struct tf__storage_ops {
        component and byte already in memory): 1 and *len; 0 when it cannot
        be done so, for any reason - the caller then asks open_read, on the
        disk pool, which has the last word. Never blocks; may be NULL. */
-    int (*read_cached)(tf__storage *, const char *name, void *buf, size_t cap, size_t *len);
+    int (*read_cached)(tf__storage *, const char *name, void *buf, size_t cap, size_t *len,
+                       uint64_t id[TF_STORAGE_ID_LEN]);
+    /* name's version now (as open_read's id, of what read_cached read), by
+       one stat under the same confinement as open_read: 1 for a regular
+       file, 0 otherwise (none, a link on the way, not regular, would
+       block). What the loop's small-file cache (smallcache.h) checks on
+       every hit. Does not wait for the network; may be NULL. */
+    int (*version)(tf__storage *, const char *name, uint64_t id[TF_STORAGE_ID_LEN]);
     /* Reads up to len bytes at off of an open_read file: bytes read, 0 at
        its end, -1 with errno. */
     ssize_t (*read_at)(tf__storage *, int fd, void *buf, size_t len, uint64_t off);
@@ -130,7 +137,8 @@ typedef struct tf__storage_ops {
     /* The same for an upload to be committed as name, and only as name
        (another name at commit: TF_EINTERNAL), which lets a backend stage
        it in place (S3: a multipart upload of name itself, which completing
-       publishes, with no copy). NULL: stage. */
+       publishes, with no copy; the local backend: an unnamed file in name's
+       directory, which must exist). NULL: stage. */
     int (*stage_named)(tf__storage *, const char *name, tf__upload **out, tf__err *e);
     /* A resumable upload named by stem (the caller's digest of key, name and
        size): taken up where it was left, *have bytes already there, locked
@@ -275,6 +283,10 @@ int tf__storage_check_path(const char *path, size_t max_len, tf__err *e);
    component, as mkdir -p. One that exists must be a directory (never a
    link: the backend refuses those on the way): else TF_ENOTDIR. */
 int tf__storage_make_parents(tf__storage *st, const char *path, tf__err *e);
+
+/* A plain upload to be committed as name: stage_named where the backend
+   has it (staged in place), else stage. */
+int tf__storage_stage_for(tf__storage *st, const char *name, tf__upload **out, tf__err *e);
 
 /* Commits items[0..n) through st's commit_many, or one by one with
    commit_cond (commit where there is none) on a backend without it. */

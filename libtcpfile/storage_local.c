@@ -1,7 +1,9 @@
 /*
  * storage_local.c - the local directory as a storage backend: a directory
- * descriptor of the root, staging in root/TF_TMP_DIR (partials.c),
- * digests beside the files or, read-only, in memory (digestcache.c).
+ * descriptor of the root, staging in root/TF_TMP_DIR (partials.c) or,
+ * for an upload staged for its name, an unnamed file in its directory
+ * (l_stage_named), digests beside the files or, read-only, in memory
+ * (digestcache.c).
  */
 #include "storage.h"
 
@@ -10,6 +12,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,12 +42,16 @@ typedef struct local {
        rather than for every upload; -1 until the first. */
     int tmpfd;
     pthread_mutex_t tmp_lock;
+    /* O_TMPFILE was refused here (a file system or kernel without it):
+       every upload is staged in the staging directory. */
+    atomic_int no_tmpfile;
 } local;
 
 struct tf__upload {
     tf__tmpfile tmp;
     uint64_t written;    /* bytes in the file */
     uint64_t flushed_to; /* writeback started up to here */
+    int unnamed;         /* an O_TMPFILE, named at its commit (link_staged) */
 };
 
 struct tf__lister {
@@ -66,12 +73,24 @@ static int l_open_read(tf__storage *st, const char *name, int *fd, uint64_t *siz
     return tf__fs_open_read(L(st)->rootfd, name, fd, size, id, e);
 }
 
-static int l_read_cached(tf__storage *st, const char *name, void *buf, size_t cap, size_t *len)
+static int l_read_cached(tf__storage *st, const char *name, void *buf, size_t cap, size_t *len,
+                         uint64_t id[TF_STORAGE_ID_LEN])
 {
-    ssize_t n = tf__read_beneath_cached(L(st)->rootfd, name, buf, cap);
+    struct stat sb;
+    ssize_t n = tf__read_beneath_cached(L(st)->rootfd, name, buf, cap, &sb);
     if (n < 0)
         return 0;
     *len = (size_t)n;
+    tf__fs_identity_of(&sb, id);
+    return 1;
+}
+
+static int l_version(tf__storage *st, const char *name, uint64_t id[TF_STORAGE_ID_LEN])
+{
+    struct stat sb;
+    if (tf__stat_beneath_cached(L(st)->rootfd, name, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return 0;
+    tf__fs_identity_of(&sb, id);
     return 1;
 }
 
@@ -118,6 +137,7 @@ static void l_digest_store(tf__storage *st, int fd, const uint8_t digest[TF_DIGE
 
 static int open_parent(local *l, const char *path, int *dirfd, const char **base, tf__err *e);
 static void close_parent(local *l, int dirfd);
+static int fail_tree(tf__err *e, int err, const char *what, const char *path);
 static int sync_dir(local *l, int dirfd, tf__err *e);
 static void l_abort(tf__storage *st, tf__upload **up);
 
@@ -191,6 +211,77 @@ static int l_stage(tf__storage *st, tf__upload **out, tf__err *e)
     return TF_OK;
 }
 
+/* Staged where it will be published: an unnamed file (O_TMPFILE) in the
+   name's directory, opened beneath the root. ext4 allocates a new inode
+   in its directory's group, so that creating a tree spreads over its
+   directories' groups as rsync's temporaries do, instead of every upload
+   scanning the one staging directory's group (where a removed tree's
+   inodes wait, "recently deleted", to be reused). Nothing has a name
+   until the commit (link_staged), and a crash leaves nothing behind.
+   Without O_TMPFILE: stage. */
+static int l_stage_named(tf__storage *st, const char *name, tf__upload **out, tf__err *e)
+{
+    local *l = L(st);
+    *out = NULL;
+    if (atomic_load_explicit(&l->no_tmpfile, memory_order_relaxed))
+        return l_stage(st, out, e);
+    int dirfd;
+    const char *base;
+    int rc = open_parent(l, name, &dirfd, &base, e);
+    if (rc != TF_OK)
+        return rc;
+    int fd = openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, SERVER_TMP_MODE);
+    int err = errno;
+    close_parent(l, dirfd);
+    if (fd < 0 && (err == EOPNOTSUPP || err == EISDIR || err == EINVAL)) {
+        /* EISDIR: a kernel before 3.11, which takes it for O_DIRECTORY */
+        atomic_store_explicit(&l->no_tmpfile, 1, memory_order_relaxed);
+        return l_stage(st, out, e);
+    }
+    if (fd < 0)
+        return fail_tree(e, err, "cannot stage an upload in the directory of", name);
+    tf__upload *up = calloc(1, sizeof *up);
+    if (!up) {
+        close(fd);
+        return tf__fail(e, TF_ENOMEM, "out of memory");
+    }
+    tf__tmpfile_init(&up->tmp);
+    up->tmp.fd = fd;
+    up->unnamed = 1;
+    *out = up;
+    return TF_OK;
+}
+
+/* An unnamed upload linked into the staging directory under a temporary
+   name, so that it is published (and its debris swept) as any other:
+   renamed from there over its name (RENAME_NOREPLACE without overwrite).
+   A name in the staging directory is a directory entry only: the inode
+   stays where l_stage_named allocated it. */
+static int link_in(local *l, int stale, tf__upload *up, tf__err *e)
+{
+    int dirfd = staging_dir(l, stale, e);
+    if (dirfd < 0)
+        return dirfd;
+    int rc = tf__tmpfile_link(dirfd, TF_TMP_PLAIN_PREFIX, &up->tmp, e);
+    if (rc != TF_OK) {
+        close(dirfd);
+        return rc;
+    }
+    up->tmp.owns_dirfd = 1;
+    up->unnamed = 0;
+    return TF_OK;
+}
+
+static int link_staged(local *l, tf__upload *up, tf__err *e)
+{
+    if (!up->unnamed)
+        return TF_OK;
+    int rc = link_in(l, 0, up, e);
+    if (rc == TF_ENOENT) /* the staging directory removed under us */
+        rc = link_in(l, 1, up, e);
+    return rc;
+}
+
 static int l_stage_resumable(tf__storage *st, const char *stem, uint64_t size,
                              tf__upload **out, uint64_t *have, int *resumable, tf__err *e)
 {
@@ -239,7 +330,9 @@ static int l_commit(tf__storage *st, tf__upload **up, const char *name, int over
     /* Staged in root/TF_TMP_DIR, on the root's file system, and renamed
        into the path's directory, opened beneath the root; under the commit
        lock (conditional puts, l_commit_cond). */
-    int rc = open_parent(l, name, &dirfd, &base, e);
+    int rc = link_staged(l, *up, e);
+    if (rc == TF_OK)
+        rc = open_parent(l, name, &dirfd, &base, e);
     if (rc == TF_OK) {
         rc = tf__upload_commit_locked(dirfd, &(*up)->tmp, base, overwrite, l->publish_mode,
                                       &l->commit_lock, NULL, e);
@@ -276,6 +369,8 @@ static int l_commit_cond(tf__storage *st, tf__upload **up, const char *name,
     int rc = TF_OK;
     if (c->set_mtime) /* before the rename, so the file appears with its time */
         rc = set_upload_mtime(*up, c, name, e);
+    if (rc == TF_OK)
+        rc = link_staged(l, *up, e);
     if (rc == TF_OK)
         rc = open_parent(l, name, &dirfd, &base, e);
     if (rc == TF_OK) {
@@ -347,6 +442,8 @@ static void l_commit_many(tf__storage *st, tf__commit_item *items, size_t n)
         it->rc = it->up ? TF_OK : tf__fail(&it->err, TF_EINTERNAL, "no upload to commit");
         if (it->rc == TF_OK && it->cond.set_mtime)
             it->rc = set_upload_mtime(it->up, &it->cond, it->name, &it->err);
+        if (it->rc == TF_OK)
+            it->rc = link_staged(l, it->up, &it->err);
         if (it->rc == TF_OK)
             it->rc = tf__upload_prepare(&it->up->tmp, l->publish_mode, it->name, &it->err);
         if (it->rc == TF_OK && i > 0 && dirfd[i - 1] >= 0 &&
@@ -849,12 +946,14 @@ static const tf__storage_ops local_ops = {
     .open_read = l_open_read,
     .close_read = l_close_read,
     .read_cached = l_read_cached,
+    .version = l_version,
     .read_at = l_read_at,
     .hash_range = l_hash_range,
     .digest_load = l_digest_load,
     .digest_store = l_digest_store,
     .check_target = l_check_target,
     .stage = l_stage,
+    .stage_named = l_stage_named,
     .stage_resumable = l_stage_resumable,
     .write = l_write,
     .commit = l_commit,

@@ -15,6 +15,7 @@
 
 #include "netio.h"
 #include "server_internal.h"
+#include "smallcache.h"
 
 #define ACCEPT_BATCH 64
 /* Refused clients waiting to read their refusal, beyond the limit, before
@@ -202,6 +203,8 @@ int tf__worker_init(worker *w, tf_server *srv, int listen)
     w->ctx.ahead_held = &srv->ahead_held;
     w->ctx.ahead_max = srv->ahead_max;
     w->ctx.prefix_hashed = &srv->prefix_hashed;
+    /* NULL (none) when turned off or without memory: gets still work. */
+    w->ctx.small_cache = tf__small_cache_new((size_t)srv->opt.value[TF_OPT_SMALL_CACHE]);
     if (srv->auth && (rc = tf__session_ctx_auth(&w->ctx, srv->auth)) != TF_OK)
         return rc;
     if ((rc = tf__session_ctx_disk(&w->ctx, srv->disk_pool)) != TF_OK)
@@ -230,4 +233,6 @@ void tf__worker_destroy(worker *w)
         close(w->spare_fd);
     w->spare_fd = -1;
     tf__session_ctx_release(&w->ctx);
+    tf__small_cache_free(w->ctx.small_cache);
+    w->ctx.small_cache = NULL;
 }

@@ -18,6 +18,7 @@
 
 #include "cmocka_main.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -463,6 +464,197 @@ static void test_storage_sub_view(void **state)
     assert_outside_untouched(f);
 }
 
+/* Entries of root/dir, "." and ".." aside (0 when it is missing). */
+static int entries_in(fixture *f, const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", f->root, dir);
+    DIR *d = opendir(path);
+    int n = 0;
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static void assert_holds(fixture *f, const char *name, const char *text)
+{
+    char path[512], buf[64] = {0};
+    snprintf(path, sizeof path, "%s/%s", f->root, name);
+    FILE *in = fopen(path, "r");
+    assert_non_null(in);
+    size_t n = fread(buf, 1, sizeof buf - 1, in);
+    fclose(in);
+    assert_int_equal(n, strlen(text));
+    assert_string_equal(buf, text);
+}
+
+/* Stages name in place with text, checking that nothing has a name yet:
+   neither a staging directory nor a new entry in name's directory. */
+static tf__upload *stage_text(fixture *f, const char *name, const char *dir, const char *text)
+{
+    tf__storage *st = f->st;
+    tf__err e = {{0}};
+    tf__upload *up = NULL;
+    int before = entries_in(f, dir);
+    assert_int_equal(st->ops->stage_named(st, name, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, text, strlen(text), &e), TF_OK);
+    assert_int_equal(entries_in(f, dir), before);
+    assert_int_equal(entries_in(f, ".tcpfile-tmp"), 0);
+    return up;
+}
+
+/* Uploads staged for their names (stage_named) are unnamed files
+   (O_TMPFILE) in their directories until the commit: no name anywhere
+   while written, none left by an abort or a refused commit, and the
+   commit's conditions hold as for any upload. */
+static void test_storage_stage_in_place(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = f->st;
+    tf__err e = {{0}};
+    assert_int_equal(st->ops->mkdir(st, "d", &e), TF_OK);
+    tf__upload *up = stage_text(f, "d/a", "d", "first");
+    assert_int_equal(st->ops->commit(st, &up, "d/a", 0, &e), TF_OK);
+    assert_holds(f, "d/a", "first");
+    assert_int_equal(entries_in(f, "d"), 1);
+    assert_int_equal(entries_in(f, ".tcpfile-tmp"), 0);
+
+    /* Without overwrite (if-absent): refused, the old version kept. */
+    up = stage_text(f, "d/a", "d", "second");
+    assert_int_equal(st->ops->commit(st, &up, "d/a", 0, &e), TF_EEXIST);
+    assert_null(up);
+    assert_holds(f, "d/a", "first");
+    /* If-match: a stale version is a conflict; the current one replaces. */
+    int fd;
+    uint64_t size, id[TF_STORAGE_ID_LEN], stale[TF_STORAGE_ID_LEN];
+    assert_int_equal(st->ops->open_read(st, "d/a", &fd, &size, id, &e), TF_OK);
+    st->ops->close_read(st, fd);
+    memcpy(stale, id, sizeof id);
+    stale[0]++;
+    tf__commit_cond c = {.overwrite = 1, .expect_id = stale};
+    up = stage_text(f, "d/a", "d", "third");
+    assert_int_equal(st->ops->commit_cond(st, &up, "d/a", &c, &e), TF_ECONFLICT);
+    assert_holds(f, "d/a", "first");
+    c.expect_id = id;
+    c.set_mtime = 1;
+    c.mtime_sec = 1000000000;
+    up = stage_text(f, "d/a", "d", "fourth");
+    assert_int_equal(st->ops->commit_cond(st, &up, "d/a", &c, &e), TF_OK);
+    assert_holds(f, "d/a", "fourth");
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "d/a", &fs, &e), TF_OK);
+    assert_int_equal(fs.mtime, 1000000000);
+    /* Aborted, and cut off (keep): nothing left. */
+    up = stage_text(f, "d/b", "d", "gone");
+    st->ops->abort(st, &up);
+    up = stage_text(f, "d/b", "d", "gone");
+    st->ops->keep(st, &up);
+    assert_null(up);
+    assert_int_equal(entries_in(f, "d"), 1);
+    assert_int_equal(entries_in(f, ".tcpfile-tmp"), 0);
+    /* Its directory must exist; a link on the way is refused. */
+    assert_int_equal(st->ops->stage_named(st, "none/x", &up, &e), TF_ENOENT);
+    assert_int_equal(st->ops->stage_named(st, "out/x", &up, &e), TF_EACCES);
+    assert_null(up);
+    assert_outside_untouched(f);
+}
+
+/* A group commit of uploads staged in place, into two directories and the
+   root: each item fails alone, the others are published whole. */
+static void test_storage_stage_in_place_group(void **state)
+{
+    fixture *f = *state;
+    tf__storage *st = f->st;
+    tf__err e = {{0}};
+    assert_int_equal(st->ops->mkdir(st, "d", &e), TF_OK);
+    assert_int_equal(st->ops->mkdir(st, "e", &e), TF_OK);
+    put_file(f->root, "e/kept", "old");
+    tf__commit_item items[4] = {
+        {.up = stage_text(f, "d/one", "d", "1"), .name = "d/one", .cond = {.overwrite = 1}},
+        {.up = stage_text(f, "d/two", "d", "2"), .name = "d/two", .cond = {.overwrite = 1}},
+        {.up = stage_text(f, "e/kept", "e", "new"), .name = "e/kept", .cond = {.overwrite = 0}},
+        {.up = stage_text(f, "top", "", "3"), .name = "top", .cond = {.overwrite = 1}},
+    };
+    st->ops->commit_many(st, items, 4);
+    assert_int_equal(items[0].rc, TF_OK);
+    assert_int_equal(items[1].rc, TF_OK);
+    assert_int_equal(items[2].rc, TF_EEXIST);
+    assert_int_equal(items[3].rc, TF_OK);
+    for (int i = 0; i < 4; i++)
+        assert_null(items[i].up);
+    assert_holds(f, "d/one", "1");
+    assert_holds(f, "d/two", "2");
+    assert_holds(f, "e/kept", "old");
+    assert_holds(f, "top", "3");
+    assert_int_equal(entries_in(f, "d"), 2);
+    assert_int_equal(entries_in(f, "e"), 1);
+    assert_int_equal(entries_in(f, ".tcpfile-tmp"), 0);
+}
+
+/* Installs a seccomp filter (for good: each ctest entry is a process of
+   its own) that fails syscall nr with err when its argument arg has any
+   of bits set. */
+static int fail_syscall_with_bits(int nr, int arg, uint32_t bits, int err)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[arg])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, bits, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((uint32_t)err & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof filter / sizeof filter[0], filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        return -1;
+    return 0;
+}
+
+/* Where O_TMPFILE is refused (EOPNOTSUPP, as on a file system without
+   it), an upload staged for its name is staged in the staging directory
+   as before, and committed the same. */
+static void test_storage_stage_in_place_fallback(void **state)
+{
+    fixture *f = *state;
+    /* O_TMPFILE's own bit (O_TMPFILE includes O_DIRECTORY, which opendir
+       sets too). */
+    if (fail_syscall_with_bits(SYS_openat, 2, O_TMPFILE & ~O_DIRECTORY, EOPNOTSUPP) != 0)
+        skip();
+    tf__storage *st = f->st;
+    tf__err e = {{0}};
+    tf__upload *up = NULL;
+    assert_int_equal(st->ops->mkdir(st, "d", &e), TF_OK);
+    for (int i = 0; i < 2; i++) { /* the second without trying O_TMPFILE again */
+        assert_int_equal(st->ops->stage_named(st, "d/a", &up, &e), TF_OK);
+        assert_int_equal(st->ops->write(st, up, "fallback", 8, &e), TF_OK);
+        assert_int_equal(entries_in(f, ".tcpfile-tmp"), 1);
+        assert_int_equal(st->ops->commit(st, &up, "d/a", 1, &e), TF_OK);
+        assert_holds(f, "d/a", "fallback");
+        assert_int_equal(entries_in(f, ".tcpfile-tmp"), 0);
+    }
+}
+
+/* A process without CAP_DAC_READ_SEARCH cannot linkat(AT_EMPTY_PATH)
+   (ENOENT): the commit names the file through /proc/self/fd instead. */
+static void test_storage_stage_in_place_unprivileged_link(void **state)
+{
+    fixture *f = *state;
+    if (fail_syscall_with_bits(SYS_linkat, 4, AT_EMPTY_PATH, ENOENT) != 0)
+        skip();
+    tf__storage *st = f->st;
+    tf__err e = {{0}};
+    assert_int_equal(st->ops->mkdir(st, "d", &e), TF_OK);
+    tf__upload *up = stage_text(f, "d/a", "d", "via proc");
+    assert_int_equal(st->ops->commit(st, &up, "d/a", 1, &e), TF_OK);
+    assert_holds(f, "d/a", "via proc");
+    assert_int_equal(entries_in(f, ".tcpfile-tmp"), 0);
+}
+
 /* Makes openat2 fail with ENOSYS in this process from now on, as on a
    kernel older than 5.6 (each ctest entry runs one test in its own
    process, so no other test is affected). */
@@ -527,6 +719,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_storage_stage_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_sub_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_paths_without_openat2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_stage_in_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_stage_in_place_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_stage_in_place_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_stage_in_place_unprivileged_link, setup,
+                                        teardown),
     };
     return TU_RUN_GROUP("storage", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

@@ -209,6 +209,30 @@ int tu_count_prefix(const char *dir, const char *prefix)
     return n;
 }
 
+int tu_count_unnamed(const char *root)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (!d)
+        return 0;
+    size_t rl = strlen(root);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char link[300], target[1024];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", de->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        /* An O_TMPFILE shows as "DIR/#INODE (deleted)". */
+        const char *hash = strrchr(target, '/');
+        n += strncmp(target, root, rl) == 0 && target[rl] == '/' && hash && hash[1] == '#' &&
+             len > 10 && strcmp(target + len - 10, " (deleted)") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
 void tu_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};

@@ -70,6 +70,9 @@ uint8_t *tu_read_file(const char *path, size_t *len);
 long long tu_file_size(const char *path);
 /* Number of entries in a directory whose names start with prefix. */
 int tu_count_prefix(const char *dir, const char *prefix);
+/* Unnamed files (O_TMPFILE: uploads staged in place) this process holds
+   open beneath root. */
+int tu_count_unnamed(const char *root);
 void tu_sleep_ms(int ms);
 int64_t tu_now_ms(void);
 

@@ -180,13 +180,26 @@ stop_server() {
 # too) to hold at least MIN bytes (default 1): a transfer under way, before
 # a script interrupts it. A fixed sleep instead lets a loaded machine's
 # client not even start in time.
+# A server's staging directory (ROOT/.tcpfile-tmp) counts the unnamed
+# uploads (O_TMPFILE) its servers hold open beneath ROOT too.
 wait_bytes() {
-  local dir=$1 min=${2:-1} f i
+  local dir=$1 min=${2:-1} f i size pid
+  local root=${dir%/.tcpfile-tmp}
   for ((i = 0; i < 500; i++)); do
     for f in "$dir"/* "$dir"/.[!.]*; do
       [[ -f $f && -s $f ]] || continue
-      ((min <= 1 || $(stat -c %s "$f") >= min)) && return 0
+      size=$(stat -c %s "$f" 2>/dev/null) || continue # committed meanwhile
+      ((min <= 1 || size >= min)) && return 0
     done
+    if [[ $root != "$dir" ]]; then
+      for pid in "${SERVER_PIDS[@]}"; do
+        for f in /proc/"$pid"/fd/*; do
+          [[ $(readlink "$f" 2>/dev/null) == "$root"/*"#"*" (deleted)" ]] || continue
+          size=$(stat -L -c %s "$f" 2>/dev/null) || continue
+          ((size > 0 && (min <= 1 || size >= min))) && return 0
+        done
+      done
+    fi
     sleep 0.02
   done
   fail "no file in $dir reached $min bytes within 10 s: $(ls -la "$dir" 2>&1)"

@@ -12,6 +12,7 @@
 #    a part (the payloads of the puts in flight were being written when the
 #    server died);
 #  - every item the client saw stored ("ok") holds the new version;
+#  - nothing else is in the root (no temporary under a name of its own);
 #  - the client got TF_ENET for the batch, never a false success;
 #  - a restarted server has swept the stale temporaries, and the same batch
 #    run again stores every new version.
@@ -109,6 +110,10 @@ for ((run = 1; run <= RUNS; run++)); do
     stored=$((stored + 1))
   done <"$TMP/fk.out"
   ((stored <= hold + 1)) || fail "run $run: $stored stored, past the hold at item $hold"
+  # Nothing but the files (and the staging directory): an upload staged in
+  # place (O_TMPFILE) has no name until it is published.
+  extra=$(find "$ROOT" -mindepth 1 -maxdepth 1 ! -name 'f[0-9][0-9][0-9][0-9]' ! -name .tcpfile-tmp)
+  [[ -z $extra ]] || fail "run $run: more than the files in the root: $extra"
 
   restart_server root
   [[ $(temps "$ROOT" up-) == 0 ]] || fail "run $run: stale temporaries survived a restart"
