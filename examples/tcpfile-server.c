@@ -79,7 +79,11 @@ static void usage(FILE *to)
             "                           CPU (default 0)\n"
             "      --disk-threads N     threads for the storage's blocking work\n"
             "                           (open, hash, fsync, rename, scans), shared\n"
-            "                           by the workers, 0..64; 0 = 4 (default 0)\n"
+            "                           by the workers, 0..64; 0 = 4, 16 with\n"
+            "                           --store s3:// (default 0)\n"
+            "      --get-ahead N        with --store s3://: pipelined gets of one\n"
+            "                           connection opened at once, ahead of their\n"
+            "                           turn (answers stay in order), 0..64 (default 8)\n"
             "      --small-cache BYTES  memory each worker keeps files of 16 KiB or\n"
             "                           less in, with their checksums, checked by a\n"
             "                           stat on every use; K, M, G suffixes; 0 = off\n"
@@ -233,6 +237,7 @@ enum {
     OPT_MAX_UPLOAD,
     OPT_WORKERS,
     OPT_DISK_THREADS,
+    OPT_GET_AHEAD,
     OPT_SMALL_CACHE,
     OPT_IDLE_TIMEOUT,
     OPT_MIN_RATE,
@@ -269,6 +274,7 @@ static int parse_args(int argc, char **argv, server_args *a)
         {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
         {"workers", required_argument, NULL, OPT_WORKERS},
         {"disk-threads", required_argument, NULL, OPT_DISK_THREADS},
+        {"get-ahead", required_argument, NULL, OPT_GET_AHEAD},
         {"small-cache", required_argument, NULL, OPT_SMALL_CACHE},
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"min-rate", required_argument, NULL, OPT_MIN_RATE},
@@ -337,6 +343,9 @@ static int parse_args(int argc, char **argv, server_args *a)
             break;
         case OPT_DISK_THREADS:
             status = set_number(a->opt, TF_OPT_DISK_THREADS, "--disk-threads", optarg, COUNT);
+            break;
+        case OPT_GET_AHEAD:
+            status = set_number(a->opt, TF_OPT_GET_AHEAD, "--get-ahead", optarg, COUNT);
             break;
         case OPT_SMALL_CACHE:
             status = set_number(a->opt, TF_OPT_SMALL_CACHE, "--small-cache", optarg, BYTES);

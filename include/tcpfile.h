@@ -203,8 +203,8 @@ typedef enum tf_option {
     /* server: threads that do the server's blocking storage work (open,
        hash, fsync, rename, scans; every call to a network store), so that
        a worker's event loop never waits for the disk. Shared by all
-       workers; 0 = 4 (the default), 1..64. Raise it for a slow or
-       network-bound store, where each call holds a thread. */
+       workers; 0 = 4 (the default; 16 for a network store, S3, where each
+       call holds a thread while it waits), 1..64. */
     TF_OPT_DISK_THREADS = 23,
     /* client: 1 = tf_connect sends its hello and returns without waiting
        for the server's; the first request goes right behind the hello, so
@@ -233,7 +233,19 @@ typedef enum tf_option {
        while the file's inode, size, mtime and ctime are those it was read
        with, and only files left alone for two seconds are kept. 0 = off;
        default 4 MiB (4194304) per worker. */
-    TF_OPT_SMALL_CACHE = 28
+    TF_OPT_SMALL_CACHE = 28,
+    /* server: on a store whose every call waits on the network (S3), most
+       pipelined gets of one connection whose files are opened (a small
+       file read whole, up to 64 KiB) on the disk pool at once, ahead of
+       their turn, while earlier answers are fetched and sent; answers
+       still go in request order. Only gets the client has sent count.
+       0 = one get at a time. 0..64. Default 8. */
+    TF_OPT_GET_AHEAD = 32,
+    /* server: most gets opened ahead (TF_OPT_GET_AHEAD) of all
+       connections together, fetched or waiting for their turn, so that
+       they hold at most this many small files and the disk pool is not
+       filled with them. 0 = the disk pool's threads (the default). */
+    TF_OPT_GET_AHEAD_MAX = 33
 } tf_option;
 
 /* Creates an options object holding the defaults. *out is the caller's,

@@ -62,7 +62,7 @@ int tf__code_from_errno(int errnum);
 void tf__err_clear(tf__err *e);
 
 /* tf_options: values indexed by tf_option key, plus callbacks. */
-#define TF__OPT_COUNT 29 /* 24: early requests, 26: group commit, 28: small cache (alloc.md) */
+#define TF__OPT_COUNT 34 /* 24: early requests, 26: group commit, 28: small cache, 32-33: gets ahead (alloc.md) */
 /* tf_string_option keys are below this (0 unused). */
 #define TF__SOPT_COUNT 16
 /* Longest text setting, bytes. */

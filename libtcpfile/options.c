@@ -41,6 +41,8 @@ static const option_spec specs[TF__OPT_COUNT] = {
     [TF_OPT_EARLY_REQUESTS] = {0, 0, 1},
     [TF_OPT_GROUP_COMMIT] = {256, 1, 256},
     [TF_OPT_SMALL_CACHE] = {(int64_t)4 << 20, 0, (int64_t)1 << 30},
+    [TF_OPT_GET_AHEAD] = {8, 0, 64},
+    [TF_OPT_GET_AHEAD_MAX] = {0, 0, 1000000},
 };
 
 /* Text keys this version knows (indexed by tf_string_option). */

@@ -17,6 +17,9 @@
 #include "statedir.h"
 #include "tls.h"
 
+/* Disk threads by default for a store whose calls wait on the network. */
+#define NETWORK_DISK_THREADS 16
+
 uint64_t tf__server_syncs(tf_server *srv)
 {
     return atomic_load(&srv->storage->syncs);
@@ -25,6 +28,11 @@ uint64_t tf__server_syncs(tf_server *srv)
 uint64_t tf__server_prefix_hashed(tf_server *srv)
 {
     return atomic_load(&srv->prefix_hashed);
+}
+
+long tf__server_ahead_held(tf_server *srv)
+{
+    return atomic_load(&srv->ahead_held);
 }
 
 tf__storage *tf__server_swap_storage(tf_server *srv, tf__storage *st)
@@ -195,6 +203,7 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
     atomic_init(&s->stopping, 0);
     atomic_init(&s->sessions, 0);
     atomic_init(&s->list_bytes, 0);
+    atomic_init(&s->ahead_held, 0);
     atomic_init(&s->prefix_hashed, 0);
 
     const char *s3_store = tf__opt_str(&s->opt, TF_SOPT_S3_STORE);
@@ -239,8 +248,16 @@ int tf_server_open_ex(tf_server **out, const char *host, const char *port, const
        client is asked for one (a reload may add the first). */
     if (rc == TF_OK && s->auth && s->tls)
         rc = tf__tls_server_ctx_ask_client_cert(s->tls, &s->err);
+    /* A network store's every call holds a thread while it waits: more of
+       them, so that gets opened ahead run side by side (getahead.h). */
+    int threads = (int)s->opt.value[TF_OPT_DISK_THREADS];
+    if (rc == TF_OK && threads == 0 && s->storage->network)
+        threads = NETWORK_DISK_THREADS;
     if (rc == TF_OK)
-        rc = tf__pool_new(&s->disk_pool, (int)s->opt.value[TF_OPT_DISK_THREADS], &s->err);
+        rc = tf__pool_new(&s->disk_pool, threads, &s->err);
+    if (rc == TF_OK)
+        s->ahead_max = s->opt.value[TF_OPT_GET_AHEAD_MAX] ? (long)s->opt.value[TF_OPT_GET_AHEAD_MAX]
+                                                          : tf__pool_size(s->disk_pool);
     if (rc == TF_OK && make_pipe(s->stop_pipe) != 0)
         rc = tf__fail_errno(&s->err, TF_EIO, errno, "cannot create a pipe");
     if (rc == TF_OK)

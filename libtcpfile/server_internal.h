@@ -53,6 +53,10 @@ struct tf_server {
     /* Bytes of encoded listings held by connections still sending them,
        bounded by TF_OPT_MAX_MEMORY (session_get.c, list_reserve). */
     _Atomic uint64_t list_bytes;
+    /* Gets opened ahead by all connections, and at most
+       (TF_OPT_GET_AHEAD_MAX; getahead.h). */
+    atomic_long ahead_held;
+    long ahead_max;
     int nworkers;
     worker *workers;
     /* Users (issue 13): NULL when the server serves everyone. */
@@ -93,6 +97,10 @@ void tf__worker_destroy(worker *w);
 /* Bytes srv has hashed ahead of resumed gets' offsets (a whole file for a
    get at its end), so tests can tell a remembered digest from a new one. */
 uint64_t tf__server_prefix_hashed(tf_server *srv);
+
+/* Gets opened ahead and not yet answered nor freed, all connections
+   together (getahead.h): for the tests. */
+long tf__server_ahead_held(tf_server *srv);
 
 /* Durability calls (fsync, syncfs) srv's storage has made: for the tests
    of the group commit. */

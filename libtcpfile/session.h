@@ -78,6 +78,10 @@ typedef struct tf__session_ctx {
     tf__session_queue disk_queue;
     tf__timer_list disk;
     size_t disk_inflight;
+    /* Gets opened ahead (TF_OPT_GET_AHEAD), of every connection of the
+       server, and at most (getahead.h); NULL: none (no server). */
+    atomic_long *ahead_held;
+    long ahead_max;
     /* Small files kept by this loop (smallcache.h); NULL: none. The
        worker's. */
     struct tf__small_cache *small_cache;
@@ -257,11 +261,18 @@ struct session {
     /* Pipelined puts received and not yet committed, and answers not yet
        sent (groupcommit.h); NULL until the first. */
     struct tf__group *group;
-    session_refusal *refusal; /* NULL: none */
+    union {
+        session_refusal *refusal; /* NULL: none */
+        /* Pipelined gets opened ahead (getahead.h), when has_ahead: only
+           a session that serves requests has them, and it is refused
+           nothing. */
+        struct tf__ahead *ahead;
+    };
     session_state state;
     uint32_t features;
     uint8_t shut;           /* SHUT_WR done (closing) */
     uint8_t dead;           /* closed; freed after the loop's round */
+    uint8_t has_ahead;      /* the union above holds ahead, not refusal */
     union {
         struct sockaddr_in v4;
         struct sockaddr_in6 v6;

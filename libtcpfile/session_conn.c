@@ -285,6 +285,8 @@ void tf__session_refuse(session *s, int code, const char *message)
 /* What closing does, once no pool thread holds the session's request. */
 void tf__sess_close_now(session *s)
 {
+    if (tf__sess_ahead_close(s))
+        return; /* the last get ahead's end comes back here */
     tf__sess_list_move(s, NULL, 0); /* off the disk list, after group_close_work */
     if (s->req)
         tf__sess_request_end(s, 1);

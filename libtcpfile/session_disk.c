@@ -86,25 +86,41 @@ static void disk_done(tf__work *w, int status)
  * no pool and then ran inline). Out of memory for the job's block, the
  * work runs inline too.
  */
+session_disk *tf__sess_disk_enter(session *s, void (*work)(session *s),
+                                 void (*then)(session *s))
+{
+    tf__session_ctx *ctx = s->ctx;
+    session_disk *d = disk_take(ctx);
+    if (!d)
+        return NULL;
+    d->work.work = disk_run;
+    d->work.done = disk_done;
+    d->work.data = s;
+    d->fn = work;
+    d->then = then;
+    d->from = s->state;
+    d->events = s->watch.events;
+    d->since = tf__now_ms();
+    s->state = S_DISK;
+    tf__sess_list_move(s, &ctx->disk, tf__now_ms());
+    /* a failure leaves it watched: on_events ignores S_DISK */
+    (void)tf__sess_watch(s, 0);
+    s->disk = d;
+    ctx->disk_inflight++;
+    return d;
+}
+
+void tf__sess_disk_wait_over(session *s)
+{
+    disk_done(&s->disk->work, TF_OK);
+}
+
 void tf__sess_disk_call(session *s, void (*work)(session *s), void (*then)(session *s))
 {
     tf__session_ctx *ctx = s->ctx;
-    session_disk *d = ctx->disk_pool && ctx->disk_queue.on ? disk_take(ctx) : NULL;
+    session_disk *d =
+        ctx->disk_pool && ctx->disk_queue.on ? tf__sess_disk_enter(s, work, then) : NULL;
     if (d) {
-        d->work.work = disk_run;
-        d->work.done = disk_done;
-        d->work.data = s;
-        d->fn = work;
-        d->then = then;
-        d->from = s->state;
-        d->events = s->watch.events;
-        d->since = tf__now_ms();
-        s->state = S_DISK;
-        tf__sess_list_move(s, &ctx->disk, tf__now_ms());
-        /* a failure leaves it watched: on_events ignores S_DISK */
-        (void)tf__sess_watch(s, 0);
-        s->disk = d;
-        ctx->disk_inflight++;
         if (tf__pool_submit(ctx->disk_pool, &ctx->disk_queue.q, &d->work) == TF_OK)
             return;
         /* The pool is stopping: inline, as without one. */

@@ -9,12 +9,6 @@
 #include "session_internal.h"
 #include "smallcache.h"
 
-/* Files up to this size are read with one pread and go out with their
-   head and trailer in one sendmsg, hashed on the spot: three system calls
-   fewer than head, sendfile and trailer, and no remembered checksum to
-   look up. (Measured with bench/: 4 KiB gets are CPU-bound on calls.) */
-#define SMALL_BODY_MAX ((size_t)64 << 10)
-
 /* ---- get ------------------------------------------------------------------------ */
 
 /* Reads a whole small file into the request's small buffer (kept with the
@@ -54,8 +48,6 @@ static void get_open_work(session *s)
     }
 }
 
-static void get_opened(session *s);
-
 /* A small file whose every byte is in memory already is sent at once: a
    job of the disk pool would cost more than the read (two thread hand-offs
    and ten system calls more per 4 KiB get). Its digest comes with it (the
@@ -84,13 +76,18 @@ void tf__sess_handle_get(session *s, const tf_wire_request *q)
         return;
     }
     s->req->body_off = q->offset;
-    if (q->offset == 0 && get_small_cached(s))
-        get_opened(s);
-    else
-        tf__sess_disk_call(s, get_open_work, get_opened);
+    if (tf__sess_ahead_use(s))
+        return;
+    if (q->offset == 0 && get_small_cached(s)) {
+        tf__sess_get_opened(s);
+        return;
+    }
+    tf__sess_disk_call(s, get_open_work, tf__sess_get_opened);
+    if (s->disk)
+        tf__sess_ahead_fill(s); /* after the get in flight's job: first in the queue */
 }
 
-static void get_opened(session *s)
+void tf__sess_get_opened(session *s)
 {
     request *r = s->req;
     uint64_t size = r->disk_size, off = r->body_off;

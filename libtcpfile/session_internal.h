@@ -9,6 +9,7 @@
  *   session_send.c     output: heads, bodies, trailers
  *   session_disk.c     storage work on the disk pool (S_DISK)
  *   session_get.c      get and list
+ *   session_ahead.c    pipelined gets opened ahead (getahead.h)
  *   session_put.c      put: decide, stage, receive, commit
  *   session_group.c    group commit of pipelined puts
  *   session_auth.c     users: rights and logins
@@ -29,6 +30,11 @@
 /* Most bytes one session moves per event, so that one fast peer cannot
    starve the others on its worker. */
 #define EVENT_BUDGET ((size_t)8 << 20)
+/* Files up to this size are read with one pread and go out with their
+   head and trailer in one sendmsg, hashed on the spot: three system calls
+   fewer than head, sendfile and trailer, and no remembered checksum to
+   look up. (Measured with bench/: 4 KiB gets are CPU-bound on calls.) */
+#define SMALL_BODY_MAX ((size_t)64 << 10)
 
 #define SESSION_OF(p, field) ((session *)((char *)(p) - offsetof(session, field)))
 
@@ -93,6 +99,9 @@ size_t tf__sess_request_max_name(const session *s);
 tf__path_limits tf__sess_path_limits(const session *s);
 int tf__sess_check_path(session *s, const char *p, size_t len, const char *what);
 int tf__sess_check_name(session *s, const tf_wire_request *q);
+/* check_name's rules, with the reason in e (a get looked at ahead of its
+   turn has no request of its own yet). */
+int tf__sess_name_check(session *s, const tf_wire_request *q, tf__err *e);
 void tf__sess_on_request(session *s);
 
 /* session_send.c */
@@ -107,9 +116,26 @@ void tf__sess_start_send(session *s, after_send after);
 
 /* session_disk.c */
 void tf__sess_disk_call(session *s, void (*work)(session *s), void (*then)(session *s));
+/* Puts s in S_DISK until its disk_done (d is s->disk): NULL when out of
+   memory. A d without work is a wait for a get opened ahead
+   (session_ahead.c), ended by tf__sess_disk_wait_over. */
+session_disk *tf__sess_disk_enter(session *s, void (*work)(session *s),
+                                  void (*then)(session *s));
+void tf__sess_disk_wait_over(session *s);
 
 /* session_get.c */
 void tf__sess_handle_get(session *s, const tf_wire_request *q);
+/* What a get does once its file is opened (r->disk_rc, body_fd...). */
+void tf__sess_get_opened(session *s);
+
+/* session_ahead.c: pipelined gets opened ahead (getahead.h) */
+/* Opens ahead the plain gets that follow in s's input buffer. */
+void tf__sess_ahead_fill(session *s);
+/* The get in flight, if it was opened ahead: answered from there, now or
+   once its job is over (1); else 0. */
+int tf__sess_ahead_use(session *s);
+/* Closing: 1 while gets ahead still run (the last one's end closes s). */
+int tf__sess_ahead_close(session *s);
 void tf__sess_handle_list(session *s, const tf_wire_request *q);
 
 /* session_put.c */

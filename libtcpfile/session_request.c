@@ -28,33 +28,42 @@ tf__path_limits tf__sess_path_limits(const session *s)
 
 /* A path of a TREE request (what = "path", "new path"): the path rules,
    TF_EACCES for the staging directory as any component. */
-int tf__sess_check_path(session *s, const char *p, size_t len, const char *what)
+static int path_check(session *s, const char *p, size_t len, const char *what, tf__err *e)
 {
     char why[TF__PATH_WHY_MAX];
     tf__path_limits lim = tf__sess_path_limits(s);
     int rc = tf__path_check_bytes(p, len, &lim, why, sizeof why);
     if (rc == TF_EINVAL)
-        return tf__fail(&s->req->err, rc, "bad %s: %s", what, why);
+        return tf__fail(e, rc, "bad %s: %s", what, why);
     if (rc != TF_OK)
-        return tf__fail(&s->req->err, rc, "%s", why);
+        return tf__fail(e, rc, "%s", why);
+    return TF_OK;
+}
+
+int tf__sess_check_path(session *s, const char *p, size_t len, const char *what)
+{
+    return path_check(s, p, len, what, &s->req->err);
+}
+
+int tf__sess_name_check(session *s, const tf_wire_request *q, tf__err *e)
+{
+    if (s->features & TF_FEATURE_TREE)
+        return path_check(s, q->name, q->name_len, "path", e);
+    const char *why;
+    size_t max = (size_t)opts(s)->value[TF_OPT_MAX_NAME_LEN];
+    if (tf__name_check_bytes(q->name, q->name_len, max, &why) != TF_OK)
+        return tf__fail(e, TF_EINVAL, "bad name: %s (at most %zu bytes)", why, max);
+    /* A valid name, but the storage's own: never served nor replaced. */
+    const char *own = storage(s)->reserved;
+    if (own && q->name_len == strlen(own) && memcmp(q->name, own, q->name_len) == 0)
+        return tf__fail(e, TF_EACCES,
+                        "\"%s\" is reserved for the server's uploads in progress", own);
     return TF_OK;
 }
 
 int tf__sess_check_name(session *s, const tf_wire_request *q)
 {
-    if (s->features & TF_FEATURE_TREE)
-        return tf__sess_check_path(s, q->name, q->name_len, "path");
-    const char *why;
-    size_t max = (size_t)opts(s)->value[TF_OPT_MAX_NAME_LEN];
-    if (tf__name_check_bytes(q->name, q->name_len, max, &why) != TF_OK)
-        return tf__fail(&s->req->err, TF_EINVAL, "bad name: %s (at most %zu bytes)", why,
-                        max);
-    /* A valid name, but the storage's own: never served nor replaced. */
-    const char *own = storage(s)->reserved;
-    if (own && q->name_len == strlen(own) && memcmp(q->name, own, q->name_len) == 0)
-        return tf__fail(&s->req->err, TF_EACCES,
-                        "\"%s\" is reserved for the server's uploads in progress", own);
-    return TF_OK;
+    return tf__sess_name_check(s, q, &s->req->err);
 }
 
 /* Whether a decoded request is one this version can serve. Anything else

@@ -200,6 +200,8 @@ int tf__worker_init(worker *w, tf_server *srv, int listen)
     w->ctx.tls = srv->tls;
     w->ctx.sessions = &srv->sessions;
     w->ctx.list_bytes = &srv->list_bytes;
+    w->ctx.ahead_held = &srv->ahead_held;
+    w->ctx.ahead_max = srv->ahead_max;
     w->ctx.prefix_hashed = &srv->prefix_hashed;
     /* NULL (none) when turned off or without memory: gets still work. */
     w->ctx.small_cache = tf__small_cache_new((size_t)srv->opt.value[TF_OPT_SMALL_CACHE]);

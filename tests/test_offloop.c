@@ -45,6 +45,9 @@ static struct {
     int opens; /* open_read calls */
 } gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, 0, 0, 0, 0, 0, 0, 0};
 
+/* TF_OPT_GET_AHEAD of the next gs_start (-1: the default). */
+static int get_ahead = -1;
+
 static const tf__storage_ops *real_ops;
 static tf__storage_ops gated_ops;
 
@@ -170,6 +173,8 @@ static void gs_start_ex(gated_server *g, int disk_threads, int grace_ms, int net
     assert_int_equal(tf_options_set(o, TF_OPT_WORKERS, 1), TF_OK);
     assert_int_equal(tf_options_set(o, TF_OPT_DISK_THREADS, disk_threads), TF_OK);
     assert_int_equal(tf_options_set(o, TF_OPT_STOP_GRACE_MS, grace_ms), TF_OK);
+    if (get_ahead >= 0)
+        assert_int_equal(tf_options_set(o, TF_OPT_GET_AHEAD, get_ahead), TF_OK);
     tu_mkdtemp(g->root, sizeof g->root);
     snprintf(g->state, sizeof g->state, "%s.state", g->root);
     g->fp[0] = '\0';
@@ -308,6 +313,40 @@ static void expect_get(int fd, const char *content)
     assert_int_equal(resp.status, 0);
     assert_int_equal(resp.size, len);
     assert_memory_equal(buf + TF_WIRE_RESPONSE_SIZE, content, len);
+}
+
+/* Reads one get's answer of len bytes (no checksum). */
+static void expect_body(int fd, const uint8_t *content, size_t len)
+{
+    uint8_t head[TF_WIRE_RESPONSE_SIZE];
+    assert_int_equal(recv(fd, head, sizeof head, MSG_WAITALL), (ssize_t)sizeof head);
+    tf_wire_response resp;
+    assert_int_equal(tf__wire_decode_response(head, sizeof head, &resp), TF_WIRE_RESPONSE_SIZE);
+    assert_int_equal(resp.status, 0);
+    assert_int_equal(resp.size, len);
+    uint8_t *got = malloc(len + TF_WIRE_TRAILER_SIZE);
+    assert_non_null(got);
+    assert_int_equal(recv(fd, got, len + TF_WIRE_TRAILER_SIZE, MSG_WAITALL),
+                     (ssize_t)(len + TF_WIRE_TRAILER_SIZE));
+    assert_memory_equal(got, content, len);
+    assert_int_equal(tf__get_u16(got + len), 0); /* the trailer's status */
+    free(got);
+}
+
+/* Reads a failed answer: its status is code's. */
+static void expect_failure(int fd, int code)
+{
+    uint8_t buf[TF_WIRE_RESPONSE_SIZE + TF_WIRE_MESSAGE_MAX];
+    assert_int_equal(recv(fd, buf, TF_WIRE_RESPONSE_SIZE, MSG_WAITALL), TF_WIRE_RESPONSE_SIZE);
+    size_t mlen = tf__get_u16(buf + 4);
+    assert_true(mlen <= TF_WIRE_MESSAGE_MAX);
+    if (mlen)
+        assert_int_equal(recv(fd, buf + TF_WIRE_RESPONSE_SIZE, mlen, MSG_WAITALL),
+                         (ssize_t)mlen);
+    tf_wire_response resp;
+    assert_int_equal(tf__wire_decode_response(buf, TF_WIRE_RESPONSE_SIZE + mlen, &resp),
+                     (long)(TF_WIRE_RESPONSE_SIZE + mlen));
+    assert_int_equal(resp.status, tf__wire_status(code));
 }
 
 /* ---- tests ------------------------------------------------------------------------- */
@@ -594,6 +633,149 @@ static void test_offloop_local_writes_on_pool(void **state)
     check_put_writes(0);
 }
 
+/* Pipelined gets on a network store: AHEAD_N small files, one missing
+   and one large (over the 64 KiB read whole) among them, sent at once. */
+#define AHEAD_N 12
+#define AHEAD_MISSING 4
+#define AHEAD_BIG 6
+#define AHEAD_BIG_LEN ((size_t)100 << 10)
+
+static void ahead_name(char *out, size_t cap, int i)
+{
+    snprintf(out, cap, i == AHEAD_MISSING ? "slow-gone%02d" : "slow%02d", i);
+}
+
+/* Makes the files and sends the AHEAD_N gets on a new connection. */
+static int ahead_send(gated_server *g, uint8_t *big)
+{
+    uint8_t req[AHEAD_N * (TF_WIRE_REQUEST_SIZE + 16)];
+    size_t len = 0;
+    for (int i = 0; i < AHEAD_N; i++) {
+        char name[32], content[32], path[512];
+        ahead_name(name, sizeof name, i);
+        snprintf(path, sizeof path, "%s/%s", g->root, name);
+        snprintf(content, sizeof content, "file number %d", i);
+        if (i == AHEAD_BIG)
+            tu_write_file(path, big, AHEAD_BIG_LEN);
+        else if (i != AHEAD_MISSING)
+            tu_write_file(path, content, strlen(content));
+        len += encode_get(req + len, sizeof req - len, name);
+    }
+    int fd = raw_connect(g->port);
+    assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+    return fd;
+}
+
+/* Reads the answers to ahead_send's gets, in order. */
+static void ahead_expect(int fd, const uint8_t *big)
+{
+    for (int i = 0; i < AHEAD_N; i++) {
+        char content[32];
+        snprintf(content, sizeof content, "file number %d", i);
+        if (i == AHEAD_MISSING)
+            expect_failure(fd, TF_ENOENT);
+        else if (i == AHEAD_BIG)
+            expect_body(fd, big, AHEAD_BIG_LEN);
+        else
+            expect_get(fd, content);
+    }
+}
+
+/* Waits (at most 5 s) until the server holds no get opened ahead. */
+static void ahead_wait_freed(gated_server *g)
+{
+    int64_t end = tu_now_ms() + 5000;
+    while (tf__server_ahead_held(g->srv) != 0 && tu_now_ms() < end)
+        tu_sleep_ms(5);
+    assert_int_equal(tf__server_ahead_held(g->srv), 0);
+}
+
+/* The gets behind the one in flight are opened at once (the first and
+   the 8 of TF_OPT_GET_AHEAD's default wait in the gate together: one at
+   a time, only the first would), and answered in request order: the
+   missing one with its error, the large one whole. */
+static void test_offloop_ahead_in_order(void **state)
+{
+    (void)state;
+    gated_server g;
+    gs_start(&g, 16, 1000, 1);
+    uint8_t *big = malloc(AHEAD_BIG_LEN);
+    assert_non_null(big);
+    for (size_t i = 0; i < AHEAD_BIG_LEN; i++)
+        big[i] = (uint8_t)(i * 7 + 3);
+    int fd = ahead_send(&g, big);
+    gate_wait_entered(9);
+    tu_sleep_ms(50);
+    pthread_mutex_lock(&gate.mu);
+    assert_int_equal(gate.entered, 9); /* no more than asked for */
+    pthread_mutex_unlock(&gate.mu);
+    gate_open();
+    ahead_expect(fd, big);
+    close(fd);
+    ahead_wait_freed(&g);
+    free(big);
+    gs_stop(&g);
+}
+
+/* TF_OPT_GET_AHEAD bounds what one connection has opened ahead. */
+static void test_offloop_ahead_bound(void **state)
+{
+    (void)state;
+    gated_server g;
+    get_ahead = 2;
+    gs_start(&g, 16, 1000, 1);
+    get_ahead = -1;
+    uint8_t *big = calloc(1, AHEAD_BIG_LEN);
+    assert_non_null(big);
+    int fd = ahead_send(&g, big);
+    gate_wait_entered(3);
+    tu_sleep_ms(100);
+    pthread_mutex_lock(&gate.mu);
+    assert_int_equal(gate.entered, 3); /* the get in flight and 2 ahead */
+    pthread_mutex_unlock(&gate.mu);
+    assert_int_equal(tf__server_ahead_held(g.srv), 2);
+    gate_open();
+    ahead_expect(fd, big);
+    close(fd);
+    free(big);
+    gs_stop(&g);
+}
+
+/* A client that closes (or resets) while its gets ahead are in the gate:
+   they are cancelled or finished and freed (ASan finds a leak), and the
+   server goes on serving. */
+static void test_offloop_ahead_client_leaves(void **state)
+{
+    (void)state;
+    gated_server g;
+    gs_start(&g, 16, 1000, 1);
+    uint8_t *big = calloc(1, AHEAD_BIG_LEN);
+    assert_non_null(big);
+    for (int reset = 0; reset < 2; reset++) {
+        int fd = ahead_send(&g, big);
+        gate_wait_entered(9 * (reset + 1));
+        if (reset)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){1, 0},
+                       sizeof(struct linger));
+        close(fd);
+        tu_sleep_ms(50);
+        gate_open();
+        ahead_wait_freed(&g);
+        pthread_mutex_lock(&gate.mu);
+        gate.open = 0;
+        pthread_mutex_unlock(&gate.mu);
+    }
+    gate_open();
+    int fd = raw_connect(g.port);
+    uint8_t req[TF_WIRE_REQUEST_SIZE + 16];
+    size_t len = encode_get(req, sizeof req, "slow00");
+    assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+    expect_get(fd, "file number 0");
+    close(fd);
+    free(big);
+    gs_stop(&g);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -605,6 +787,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_offloop_small_cached_get_inline),
         cmocka_unit_test(test_offloop_network_store_writes_on_pool),
         cmocka_unit_test(test_offloop_local_writes_on_pool),
+        cmocka_unit_test(test_offloop_ahead_in_order),
+        cmocka_unit_test(test_offloop_ahead_bound),
+        cmocka_unit_test(test_offloop_ahead_client_leaves),
     };
     return TU_RUN_GROUP("offloop", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }

@@ -35,6 +35,20 @@ expect 0 "$CLIENT" -q $H "$PORT" get big.bin small.txt --to got/
 same big.bin got/big.bin && same small.txt got/small.txt || fail "get: not the same bytes"
 pass "get returns the same bytes (end-to-end digest checked)"
 
+# Pipelined gets, opened ahead on the store (TF_OPT_GET_AHEAD): a missing
+# object and a large one among small ones, each answered in its turn.
+names=()
+for i in 01 02 03 04 05 06 07 08 09 10; do printf 'piece %s\n' $i >"p$i.txt"; names+=("p$i.txt"); done
+expect 0 "$CLIENT" -q $H "$PORT" put "${names[@]}"
+mkdir got2
+expect 6 "$CLIENT" -q $H "$PORT" get p01.txt p02.txt p03.txt gone.txt p04.txt big.bin \
+  p05.txt p06.txt p07.txt p08.txt p09.txt p10.txt --to got2/
+grep -q 'gone.txt' "$TMP/err" || fail "the missing object is not named: $(cat "$TMP/err")"
+[[ ! -e got2/gone.txt ]] || fail "a missing object was written"
+for f in "${names[@]}" big.bin; do same "$f" "got2/$f" || fail "pipelined get: $f differs"; done
+expect 0 "$CLIENT" -q $H "$PORT" rm "${names[@]}"
+pass "pipelined gets: each answered in order, a missing one with its error, a large one whole"
+
 expect 0 "$CLIENT" -q $H "$PORT" stat big.bin
 read -r type size _ digest name <"$TMP/out"
 [[ $type == f && $size == 20971520 && $name == big.bin && $digest =~ ^[0-9a-f]{32}$ ]] ||
