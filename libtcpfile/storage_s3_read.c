@@ -57,7 +57,10 @@ size_t tf__storage_s3_readahead_held(tf__storage *st)
 void tf__s3s_reader_free(s3store *s, reader *r)
 {
     tf__s3s_budget_give(s->budget, r->ra_charged);
-    free(r->ra);
+    if (r->ra_charged) /* the read-ahead, mapped; else OPEN_AHEAD's malloc */
+        tf__s3s_big_free(r->ra, r->ra_cap);
+    else
+        free(r->ra);
     free(r);
 }
 
@@ -165,7 +168,7 @@ ssize_t tf__s3s_read_at(tf__storage *st, int fd, void *buf, size_t len, uint64_t
         if (r->ra_cap < READ_AHEAD && !r->ra_charged && len < READ_AHEAD) {
             size_t lent = tf__s3s_budget_take(s->budget, want < READ_AHEAD ? (size_t)want
                                                                            : READ_AHEAD);
-            uint8_t *big = lent ? malloc(lent) : NULL;
+            uint8_t *big = lent ? tf__s3s_big_alloc(lent) : NULL;
             if (big) {
                 free(r->ra);
                 r->ra = big;

@@ -59,7 +59,7 @@ void tf__s3s_free_upload(tf__upload *up)
 {
     tf__digest_end(&up->digest);
     free(up->parts);
-    free(up->buf);
+    tf__s3s_big_free(up->buf, up->buf_cap);
     free(up->saved_state);
     free(up);
 }
@@ -217,7 +217,7 @@ static int finish_part(s3store *s, tf__upload *up, tf__err *e)
     if (rc == TF_EIO)
         up->store_failed = 1;
     tf__s3s_budget_give(s->budget, s->cfg.part_size);
-    free(f->buf);
+    tf__s3s_big_free(f->buf, s->cfg.part_size);
     free(f);
     return rc;
 }
@@ -296,11 +296,19 @@ size_t tf__storage_s3_parts_overlap(tf__storage *st)
     return n;
 }
 
+/* A new part buffer for up: 0 without memory. */
+static int part_buffer(const s3store *s, tf__upload *up)
+{
+    up->buf = tf__s3s_big_alloc(s->cfg.part_size);
+    up->buf_cap = up->buf ? s->cfg.part_size : 0;
+    return up->buf != NULL;
+}
+
 int tf__s3s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__err *e)
 {
     s3store *s = S(st);
     const uint8_t *in = p;
-    if (!up->buf && !(up->buf = malloc(s->cfg.part_size)))
+    if (!up->buf && !part_buffer(s, up))
         return tf__fail(e, TF_ENOMEM, "out of memory");
     while (n > 0) {
         size_t k = s->cfg.part_size - up->buf_len < n ? s->cfg.part_size - up->buf_len : n;
@@ -321,7 +329,7 @@ int tf__s3s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__
                 up->store_failed = rc == TF_EIO;
                 return rc;
             }
-            if (!up->buf && !(up->buf = malloc(s->cfg.part_size)))
+            if (!up->buf && !part_buffer(s, up))
                 return tf__fail(e, TF_ENOMEM, "out of memory");
         }
     }
