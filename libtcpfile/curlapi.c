@@ -28,13 +28,10 @@ static int resolve(void *lib, const char *name, void (**slot)(void))
     return u.object != NULL;
 }
 
-int tf__curl_load(tf__curl *api, tf__err *e)
+/* Fills api from lib, checks the version and starts libcurl; on failure
+   the caller closes lib. */
+static int bind_and_start(void *lib, tf__curl *api, tf__err *e)
 {
-    memset(api, 0, sizeof *api);
-    void *lib = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-    if (!lib)
-        return tf__fail(e, TF_EINVAL, "an S3 store needs libcurl (%s): %s", CURL_SONAME,
-                        dlerror());
     static const struct {
         const char *name;
         size_t offset;
@@ -54,31 +51,34 @@ int tf__curl_load(tf__curl *api, tf__err *e)
     };
     for (size_t i = 0; i < sizeof symbols / sizeof symbols[0]; i++) {
         void (**slot)(void) = (void (**)(void))(void *)((char *)api + symbols[i].offset);
-        if (!resolve(lib, symbols[i].name, slot)) {
-            dlclose(lib);
-            memset(api, 0, sizeof *api);
+        if (!resolve(lib, symbols[i].name, slot))
             return tf__fail(e, TF_EINVAL, "%s has no %s", CURL_SONAME, symbols[i].name);
-        }
     }
     curl_version_info_data *(*version)(CURLversion);
-    if (!resolve(lib, "curl_version_info", (void (**)(void))(void *)&version)) {
-        dlclose(lib);
-        memset(api, 0, sizeof *api);
+    if (!resolve(lib, "curl_version_info", (void (**)(void))(void *)&version))
         return tf__fail(e, TF_EINVAL, "%s has no curl_version_info", CURL_SONAME);
-    }
     /* SigV4 signing came in 7.75, a thread-safe curl_global_init in 7.84. */
     const curl_version_info_data *v = version(CURLVERSION_NOW);
-    if (!v || v->version_num < 0x075400 || !(v->features & CURL_VERSION_THREADSAFE)) {
-        dlclose(lib);
-        memset(api, 0, sizeof *api);
-        return tf__fail(e, TF_EINVAL,
-                        "libcurl %s is too old for an S3 store (7.84 or later)",
+    if (!v || v->version_num < 0x075400 || !(v->features & CURL_VERSION_THREADSAFE))
+        return tf__fail(e, TF_EINVAL, "libcurl %s is too old for an S3 store (7.84 or later)",
                         v && v->version ? v->version : "?");
-    }
-    if (api->global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    if (api->global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return tf__fail(e, TF_ENOMEM, "libcurl could not start (curl_global_init)");
+    return TF_OK;
+}
+
+int tf__curl_load(tf__curl *api, tf__err *e)
+{
+    memset(api, 0, sizeof *api);
+    void *lib = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    if (!lib)
+        return tf__fail(e, TF_EINVAL, "an S3 store needs libcurl (%s): %s", CURL_SONAME,
+                        dlerror());
+    int rc = bind_and_start(lib, api, e);
+    if (rc != TF_OK) {
         dlclose(lib);
         memset(api, 0, sizeof *api);
-        return tf__fail(e, TF_ENOMEM, "libcurl could not start (curl_global_init)");
+        return rc;
     }
     api->lib = lib;
     return TF_OK;
