@@ -768,15 +768,19 @@ int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
     return rc;
 }
 
-int tf__s3_put_stream(tf__s3 *s3, const char *key, const tf__s3_body *body, char *etag,
-                      tf__err *e)
+int tf__s3_put_stream(tf__s3 *s3, const char *key, const tf__s3_body *body,
+                      const tf__s3_meta *meta, size_t n_meta, char *etag, tf__err *e)
 {
+    struct curl_slist *h = NULL;
+    int rc = meta_headers(&s3->api, &h, meta, n_meta, e);
     req r;
     req_init(&r, s3);
     r.body = body;
-    int rc = perform(&r, "PUT", key, NULL, NULL, NULL, 0, "put", e);
+    if (rc == TF_OK)
+        rc = perform(&r, "PUT", key, NULL, h, NULL, 0, "put", e);
     if (rc == TF_OK)
         scopy(etag, TF_S3_ID_MAX, r.etag);
+    s3->api.slist_free_all(h);
     req_done(&r);
     return rc;
 }

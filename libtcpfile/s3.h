@@ -115,9 +115,10 @@ int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
 /* A put of body->len bytes from body->src as they come, with no limit on
    its time (the source sets the pace; its cut ends it): one request
    however long, which the store publishes only once the last byte is in.
-   The new object's ETag into etag (TF_S3_ID_MAX). */
-int tf__s3_put_stream(tf__s3 *s3, const char *key, const tf__s3_body *body, char *etag,
-                      tf__err *e);
+   With the metadata given; the new object's ETag into etag
+   (TF_S3_ID_MAX). */
+int tf__s3_put_stream(tf__s3 *s3, const char *key, const tf__s3_body *body,
+                      const tf__s3_meta *meta, size_t n_meta, char *etag, tf__err *e);
 /* Bytes [off, off + len) of key into buf (*got: how many; fewer at the
    object's end, 0 past it). */
 int tf__s3_get(tf__s3 *s3, const char *key, uint64_t off, size_t len, void *buf, size_t *got,

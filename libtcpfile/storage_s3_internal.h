@@ -49,6 +49,9 @@ static inline void tf__s3s_big_free(uint8_t *p, size_t n)
 /* The ring a streamed upload's PUT is fed from (storage_s3_stream.c), of
    the read-ahead budget: the session writes while curl sends. */
 #define STREAM_RING ((size_t)8 << 20)
+/* The metadata of an object put by one streaming PUT: its digest is
+   beside it (TF_TMP_DIR/d/NAME), as for a multipart upload in place. */
+#define DIGEST_BESIDE "xxh3-beside"
 /* S3's largest single PUT: beyond it an upload of known size is
    multipart (single_put_max's default and ceiling). */
 #define SINGLE_PUT_MAX ((uint64_t)5 << 30)

@@ -86,7 +86,9 @@ static void *run_put(void *arg)
     char etag[TF_S3_ID_MAX] = "";
     tf__s3 *h = tf__s3s_take_s3(st->s, &e);
     tf__s3_body body = {.len = st->size, .src = &st->src};
-    int rc = h ? tf__s3_put_stream(h, st->key, &body, etag, &e) : TF_EIO;
+    /* Its digest is known at the end only: it goes beside (commit). */
+    static const tf__s3_meta beside = {DIGEST_BESIDE, "1"};
+    int rc = h ? tf__s3_put_stream(h, st->key, &body, &beside, 1, etag, &e) : TF_EIO;
     tf__s3s_give_s3(st->s, h);
     pthread_mutex_lock(&st->mu);
     st->rc = rc;

@@ -110,7 +110,7 @@ int tf__s3s_stage_named(tf__storage *st, const char *name, tf__upload **out, tf_
     return TF_OK;
 }
 
-/* Of a size more than a part (less is one PUT at commit already) and
+/* Of a size of a part or more (less is one PUT at commit already) and
    within single_put_max: one streaming PUT of name, started now; else
    (or with no room in the budget for its ring) multipart in place. */
 int tf__s3s_stage_sized(tf__storage *st, const char *name, uint64_t size, tf__upload **out,
@@ -118,7 +118,7 @@ int tf__s3s_stage_sized(tf__storage *st, const char *name, uint64_t size, tf__up
 {
     s3store *s = S(st);
     int rc = tf__s3s_stage_named(st, name, out, e);
-    if (rc != TF_OK || size <= s->cfg.part_size || size > s->cfg.single_put_max)
+    if (rc != TF_OK || size < s->cfg.part_size || size > s->cfg.single_put_max)
         return rc;
     rc = tf__s3s_stream_start(s, *out, size, e);
     if (rc < 0) {
