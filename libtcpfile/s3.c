@@ -662,7 +662,11 @@ static int perform(req *r, const char *method, const char *key, const char *quer
         cu->easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
                          (curl_off_t)(r->body ? r->body->len : 0));
         if (r->body && r->body->src) {
+            /* No limit on the whole, as long as bytes move: a store that
+               takes none for the request timeout ends it. */
             cu->easy_setopt(c, CURLOPT_TIMEOUT, 0L);
+            cu->easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+            cu->easy_setopt(c, CURLOPT_LOW_SPEED_TIME, s3->timeout_s);
             cu->easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
             cu->easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
             cu->easy_setopt(c, CURLOPT_XFERINFODATA, (void *)r->body->src);

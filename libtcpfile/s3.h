@@ -113,7 +113,8 @@ int tf__s3_put(tf__s3 *s3, const char *key, const tf__s3_body *body, const tf__s
 int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
                   const tf__s3_meta *meta, size_t n_meta, const char *if_match, tf__err *e);
 /* A put of body->len bytes from body->src as they come, with no limit on
-   its time (the source sets the pace; its cut ends it): one request
+   its time as long as bytes move (the source sets the pace; its cut ends
+   it; nothing moving for the request timeout ends it too): one request
    however long, which the store publishes only once the last byte is in.
    With the metadata given; the new object's ETag into etag
    (TF_S3_ID_MAX). */
