@@ -184,6 +184,15 @@ static inline s3store *S(tf__storage *st)
     return (s3store *)st;
 }
 
+/* One of the store's counters (under mu), for the tests. */
+static inline size_t tf__s3s_counter(s3store *s, const size_t *c)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = *c;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 /* storage_s3.c: the store, its pool of S3 handles (one per call) */
 void tf__s3s_give_s3(s3store *s, tf__s3 *h);
 tf__s3 *tf__s3s_take_s3(s3store *s, tf__err *e);

@@ -214,9 +214,5 @@ void tf__s3s_stream_end(s3store *s, tf__s3s_stream *st)
 
 size_t tf__storage_s3_streams(tf__storage *st)
 {
-    s3store *s = S(st);
-    pthread_mutex_lock(&s->mu);
-    size_t n = s->streams;
-    pthread_mutex_unlock(&s->mu);
-    return n;
+    return tf__s3s_counter(S(st), &S(st)->streams);
 }

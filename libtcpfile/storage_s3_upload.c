@@ -308,11 +308,7 @@ static int fly_part(s3store *s, tf__upload *up, tf__err *e)
 
 size_t tf__storage_s3_parts_overlap(tf__storage *st)
 {
-    s3store *s = S(st);
-    pthread_mutex_lock(&s->mu);
-    size_t n = s->parts_flying_max;
-    pthread_mutex_unlock(&s->mu);
-    return n;
+    return tf__s3s_counter(S(st), &S(st)->parts_flying_max);
 }
 
 /* A new part buffer for up: 0 without memory. */
