@@ -1360,7 +1360,7 @@ static tf__upload *streamed(tf__storage *st, const char *name, const uint8_t *da
 
 /* Over a part, with its size known: one PUT (an ETag without "-"), sent
    while written, yet nothing under the name before the commit; its digest
-   kept beside it; if-absent and a time honoured. */
+   kept beside it; if-absent, if-match and a time honoured. */
 static void test_s3_storage_stream(void **state)
 {
     fixture *f = fixture_of(state);
@@ -1394,7 +1394,19 @@ static void test_s3_storage_stream(void **state)
     assert_int_equal(st->ops->stat(st, "s.bin", &fs, &e), TF_OK);
     assert_int_equal(fs.mtime, 1000000000);
     check_file(st, "s.bin", data + 1, n - 1);
-    assert_int_equal(tf__storage_s3_streams(st), 3);
+    /* if-match: the version read goes through, a stale one is refused */
+    int fd;
+    uint64_t size, id[TF_STORAGE_ID_LEN];
+    assert_int_equal(st->ops->open_read(st, "s.bin", &fd, &size, id, &e), TF_OK);
+    st->ops->close_read(st, fd);
+    tf__commit_cond match = {.overwrite = 1, .expect_id = id};
+    up = streamed(st, "s.bin", data, n);
+    assert_int_equal(st->ops->commit_cond(st, &up, "s.bin", &match, &e), TF_OK);
+    up = streamed(st, "s.bin", data + 2, n - 2);
+    assert_int_equal(st->ops->commit_cond(st, &up, "s.bin", &match, &e), TF_ECONFLICT);
+    tf__err_clear(&e);
+    check_file(st, "s.bin", data, n);
+    assert_int_equal(tf__storage_s3_streams(st), 5);
     assert_int_equal(tf__storage_s3_readahead_held(st), 0);
     st->ops->close(st);
     free(data);
