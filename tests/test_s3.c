@@ -1487,8 +1487,9 @@ static void test_s3_storage_stream_killed(void **state)
     free(data);
 }
 
-/* What goes as one PUT: a size of a part or more, up to single_put_max;
-   less than a part is one PUT at commit, over the maximum multipart. */
+/* What goes as one PUT: a size of a part or more, up to single_put_max,
+   while the budget has room for its ring; less than a part is one PUT at
+   commit, over the maximum (or with no room) multipart. */
 static void test_s3_storage_stream_threshold(void **state)
 {
     fixture *f = fixture_of(state);
@@ -1509,6 +1510,17 @@ static void test_s3_storage_stream_threshold(void **state)
         assert_int_equal(h.size, sizes[i]);
         assert_int_equal(strchr(h.etag, '-') != NULL, multipart[i]);
     }
+    check_file(st, "t.bin", data, max + 1);
+    /* No room left in the budget for a ring: multipart, as before. */
+    enum { RINGS = TF_S3_READAHEAD_BUDGET / (8 << 20) };
+    tf__upload *ups[RINGS + 1];
+    for (size_t i = 0; i <= RINGS; i++)
+        assert_int_equal(st->ops->stage_sized(st, "t.bin", SPART, &ups[i], &e), TF_OK);
+    assert_int_equal(tf__storage_s3_streams(st), 2 + RINGS);
+    assert_int_equal(tf__storage_s3_readahead_held(st), TF_S3_READAHEAD_BUDGET);
+    for (size_t i = 0; i <= RINGS; i++)
+        st->ops->abort(st, &ups[i]);
+    assert_int_equal(tf__storage_s3_readahead_held(st), 0);
     check_file(st, "t.bin", data, max + 1);
     st->ops->close(st);
     free(data);
