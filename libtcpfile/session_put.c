@@ -192,7 +192,9 @@ static void put_stage_work(session *s)
         rc = st->ops->stage_resumable(st, stem, r->size, &r->up, &r->have, &r->has_key,
                                       &r->err);
     } else if (rc == TF_OK && !r->stream) {
-        rc = tf__storage_stage_sized(st, r->name, r->size, &r->up, &r->err);
+        rc = tf__storage_stage_sized(st, r->name, r->size,
+                                     tf__digest_on(&r->digest) && !r->grouped, &r->up,
+                                     &r->err);
     } else if (rc == TF_OK) {
         rc = tf__storage_stage_for(st, r->name, &r->up, &r->err);
     }
@@ -429,13 +431,20 @@ static void put_commit_work(session *s)
        that every later get would fail on. The first get after it has
        settled remembers it (build_trailer). */
     int overwrite = (int)opts(s)->value[TF_OPT_OVERWRITE];
-    if (rc == TF_OK && r->putx) {
+    /* The digest the trailer matched goes with the commit: a backend that
+       stores it (S3) need not hash the body again (stage_sized). */
+    uint8_t verified[TF_DIGEST_SIZE];
+    int given = rc == TF_OK && tf__digest_on(&r->digest) && storage(s)->ops->commit_cond;
+    if (given)
+        tf__digest_final(&r->digest, verified);
+    if (rc == TF_OK && (r->putx || given)) {
         tf__commit_cond cond = {
             .overwrite = (r->putx & TF_REQ_IF_ABSENT) ? 0 : overwrite,
             .expect_id = r->matched ? r->file_id : NULL,
             .set_mtime = (r->putx & TF_REQ_MTIME) != 0,
             .mtime_sec = r->mtime_sec,
             .mtime_nsec = r->mtime_nsec,
+            .digest = given ? verified : NULL,
         };
         rc = storage(s)->ops->commit_cond(storage(s), &r->up, r->name, &cond, &r->err);
     } else if (rc == TF_OK) {

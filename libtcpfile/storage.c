@@ -98,9 +98,9 @@ int tf__storage_stage_for(tf__storage *st, const char *name, tf__upload **out, t
 }
 
 int tf__storage_stage_sized(tf__storage *st, const char *name, uint64_t size,
-                            tf__upload **out, tf__err *e)
+                            int digest_given, tf__upload **out, tf__err *e)
 {
-    return st->ops->stage_sized ? st->ops->stage_sized(st, name, size, out, e)
+    return st->ops->stage_sized ? st->ops->stage_sized(st, name, size, digest_given, out, e)
                                 : tf__storage_stage_for(st, name, out, e);
 }
 

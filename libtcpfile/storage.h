@@ -67,6 +67,9 @@ typedef struct tf__commit_cond {
     int set_mtime;            /* MTIME: give the file this time first */
     int64_t mtime_sec;
     uint32_t mtime_nsec;
+    const uint8_t *digest;    /* the body's XXH3-128, verified end to end by
+                                 the caller: the backend stores it as is;
+                                 NULL: the backend's own (see stage_sized) */
 } tf__commit_cond;
 
 /* One upload of a group commit (commit_many): the upload, its name and
@@ -143,9 +146,11 @@ typedef struct tf__storage_ops {
     /* stage_named for an upload of exactly size bytes that is not to be
        resumed, which lets a backend send it while it comes (S3: one
        streaming PUT, its last byte held back until commit). Fewer or more
-       bytes written fail the upload. NULL: stage_named. */
-    int (*stage_sized)(tf__storage *, const char *name, uint64_t size, tf__upload **out,
-                       tf__err *e);
+       bytes written fail the upload. digest_given: its commit will carry
+       the body's digest (commit_cond's digest), so the backend need not
+       hash it again. NULL: stage_named. */
+    int (*stage_sized)(tf__storage *, const char *name, uint64_t size, int digest_given,
+                       tf__upload **out, tf__err *e);
     /* A resumable upload named by stem (the caller's digest of key, name and
        size): taken up where it was left, *have bytes already there, locked
        against a second connection (TF_EBUSY). *resumable 0: no room for
@@ -304,7 +309,7 @@ int tf__storage_stage_for(tf__storage *st, const char *name, tf__upload **out, t
 /* A plain upload of exactly size bytes to be committed as name:
    stage_sized where the backend has it, else tf__storage_stage_for. */
 int tf__storage_stage_sized(tf__storage *st, const char *name, uint64_t size,
-                            tf__upload **out, tf__err *e);
+                            int digest_given, tf__upload **out, tf__err *e);
 
 /* Commits items[0..n) through st's commit_many, or one by one with
    commit_cond (commit where there is none) on a backend without it. */

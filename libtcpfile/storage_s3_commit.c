@@ -133,7 +133,12 @@ static int commit_with(s3store *s, tf__upload **upp, const char *name,
     if (rc == TF_OK && !h)
         rc = TF_EIO;
     uint8_t digest[TF_DIGEST_SIZE];
-    tf__digest_final(&up->digest, digest);
+    if (c->digest)
+        memcpy(digest, c->digest, TF_DIGEST_SIZE);
+    else
+        tf__digest_final(&up->digest, digest);
+    if (rc == TF_OK && up->digest_given && !c->digest)
+        rc = tf__fail(e, TF_EINTERNAL, "the digest promised for \"%s\" was not given", name);
     pub_meta m;
     pub_meta_init(&m, digest, c->set_mtime ? c->mtime_sec : (int64_t)time(NULL),
                   c->set_mtime ? c->mtime_nsec : 0);

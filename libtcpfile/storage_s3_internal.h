@@ -140,6 +140,7 @@ struct tf__upload {
     char upload_id[TF_S3_ID_MAX];      /* "" until one is started */
     int resumable;
     int in_place; /* stage_key is the name's own key (stage_named) */
+    int digest_given; /* the commit carries the digest: digest not kept */
     /* sent as one streaming PUT of stage_key (stage_sized): no parts */
     tf__s3s_stream *stream;
     /* a part could not be stored (the store is down): the parts before
@@ -274,7 +275,8 @@ int tf__s3s_check_target(tf__storage *st, const char *name, int overwrite, tf__e
 void tf__s3s_keep(tf__storage *st, tf__upload **upp);
 int tf__s3s_stage(tf__storage *st, tf__upload **out, tf__err *e);
 int tf__s3s_stage_named(tf__storage *st, const char *name, tf__upload **out, tf__err *e);
-int tf__s3s_stage_sized(tf__storage *st, const char *name, uint64_t size, tf__upload **out,
+int tf__s3s_stage_sized(tf__storage *st, const char *name, uint64_t size, int digest_given,
+                        tf__upload **out,
                         tf__err *e);
 int tf__s3s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__err *e);
 int tf__s3s_state_key(s3store *s, const tf__upload *up, char *out, tf__err *e);

@@ -113,11 +113,13 @@ int tf__s3s_stage_named(tf__storage *st, const char *name, tf__upload **out, tf_
 /* Of a size of a part or more (less is one PUT at commit already) and
    within single_put_max: one streaming PUT of name, started now; else
    (or with no room in the budget for its ring) multipart in place. */
-int tf__s3s_stage_sized(tf__storage *st, const char *name, uint64_t size, tf__upload **out,
-                        tf__err *e)
+int tf__s3s_stage_sized(tf__storage *st, const char *name, uint64_t size, int digest_given,
+                        tf__upload **out, tf__err *e)
 {
     s3store *s = S(st);
     int rc = tf__s3s_stage_named(st, name, out, e);
+    if (rc == TF_OK)
+        (*out)->digest_given = digest_given; /* the session hashed it already */
     if (rc != TF_OK || size < s->cfg.part_size || size > s->cfg.single_put_max)
         return rc;
     rc = tf__s3s_stream_start(s, *out, size, e);
@@ -324,7 +326,8 @@ int tf__s3s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__
     s3store *s = S(st);
     const uint8_t *in = p;
     if (up->stream) {
-        tf__digest_update(&up->digest, in, n);
+        if (!up->digest_given)
+            tf__digest_update(&up->digest, in, n);
         up->written += n;
         return tf__s3s_stream_write(up->stream, in, n, e);
     }
@@ -333,7 +336,8 @@ int tf__s3s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__
     while (n > 0) {
         size_t k = s->cfg.part_size - up->buf_len < n ? s->cfg.part_size - up->buf_len : n;
         memcpy(up->buf + up->buf_len, in, k);
-        tf__digest_update(&up->digest, in, k);
+        if (!up->digest_given)
+            tf__digest_update(&up->digest, in, k);
         up->buf_len += k;
         up->written += k;
         in += k;

@@ -1346,7 +1346,7 @@ static tf__upload *streamed(tf__storage *st, const char *name, const uint8_t *da
 {
     tf__err e = {{0}};
     tf__upload *up;
-    assert_int_equal(st->ops->stage_sized(st, name, n, &up, &e), TF_OK);
+    assert_int_equal(st->ops->stage_sized(st, name, n, 0, &up, &e), TF_OK);
     for (size_t at = 0; at < n;) {
         size_t k = n - at < 262144 ? n - at : 262144;
         int rc = st->ops->write(st, up, data + at, k, &e);
@@ -1432,7 +1432,7 @@ static void test_s3_storage_stream_abort(void **state)
     tf__err_clear(&e);
     only_keys(f, NULL);
     /* cut off half way, then put whole */
-    assert_int_equal(st->ops->stage_sized(st, "a.bin", n, &up, &e), TF_OK);
+    assert_int_equal(st->ops->stage_sized(st, "a.bin", n, 0, &up, &e), TF_OK);
     assert_int_equal(st->ops->write(st, up, data, n / 2, &e), TF_OK);
     st->ops->abort(st, &up);
     up = streamed(st, "a.bin", data, n);
@@ -1445,16 +1445,72 @@ static void test_s3_storage_stream_abort(void **state)
     usleep(200000);
     check_file(st, "a.bin", data, n);
     /* fewer or more bytes than announced: the upload fails */
-    assert_int_equal(st->ops->stage_sized(st, "b.bin", n, &up, &e), TF_OK);
+    assert_int_equal(st->ops->stage_sized(st, "b.bin", n, 0, &up, &e), TF_OK);
     assert_int_equal(st->ops->write(st, up, data, n - 1, &e), TF_OK);
     assert_int_equal(st->ops->commit(st, &up, "b.bin", 1, &e), TF_EIO);
     tf__err_clear(&e);
-    assert_int_equal(st->ops->stage_sized(st, "b.bin", n, &up, &e), TF_OK);
+    assert_int_equal(st->ops->stage_sized(st, "b.bin", n, 0, &up, &e), TF_OK);
     assert_int_equal(st->ops->write(st, up, data, n, &e), TF_OK);
     assert_int_equal(st->ops->write(st, up, data, 1, &e), TF_EIO);
     st->ops->abort(st, &up);
     assert_int_equal(st->ops->stat(st, "b.bin", &fs, &e), TF_ENOENT);
     only_keys(f, "a.bin");
+    assert_int_equal(tf__storage_s3_readahead_held(st), 0);
+    st->ops->close(st);
+    free(data);
+}
+
+/* The digest of name as stored beside it (digest_load). */
+static void stored_digest(tf__storage *st, const char *name, uint8_t out[TF_DIGEST_SIZE])
+{
+    tf__err e = {{0}};
+    int h;
+    uint64_t size, id[TF_STORAGE_ID_LEN];
+    assert_int_equal(st->ops->open_read(st, name, &h, &size, id, &e), TF_OK);
+    assert_int_equal(st->ops->digest_load(st, h, id, out), 1);
+    st->ops->close_read(st, h);
+}
+
+/* Staged with its digest to be given (the session's, verified end to
+   end): the commit stores that digest, not one of the store's own (a
+   digest unlike the body's shows which); promised but not given, the
+   commit fails; aborted (the session's digest mismatch), nothing shows. */
+static void test_s3_storage_stream_digest_given(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    size_t n = SPART + 77;
+    uint8_t *data = patterned(n, 9);
+    uint8_t given[TF_DIGEST_SIZE], got[TF_DIGEST_SIZE];
+    memset(given, 0x5a, sizeof given);
+    tf__upload *up;
+    tf__commit_cond c = {.overwrite = 1, .digest = given};
+    for (int in_place = 0; in_place < 2; in_place++) { /* streamed, then one PUT */
+        size_t len = in_place ? 1000 : n;
+        assert_int_equal(st->ops->stage_sized(st, "g.bin", len, 1, &up, &e), TF_OK);
+        assert_int_equal(st->ops->write(st, up, data, len, &e), TF_OK);
+        assert_int_equal(st->ops->commit_cond(st, &up, "g.bin", &c, &e), TF_OK);
+        stored_digest(st, "g.bin", got);
+        assert_memory_equal(got, given, TF_DIGEST_SIZE);
+    }
+    /* promised, not given: refused, the file as it was */
+    assert_int_equal(st->ops->stage_sized(st, "g.bin", n, 1, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data, n, &e), TF_OK);
+    tf__commit_cond bare = {.overwrite = 1};
+    assert_int_equal(st->ops->commit_cond(st, &up, "g.bin", &bare, &e), TF_EINTERNAL);
+    tf__err_clear(&e);
+    stored_digest(st, "g.bin", got);
+    assert_memory_equal(got, given, TF_DIGEST_SIZE);
+    /* the session's check failed: aborted, nothing under a new name */
+    assert_int_equal(st->ops->stage_sized(st, "h.bin", n, 1, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data, n, &e), TF_OK);
+    st->ops->abort(st, &up);
+    usleep(200000);
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "h.bin", &fs, &e), TF_ENOENT);
+    tf__err_clear(&e);
+    only_keys(f, "g.bin");
     assert_int_equal(tf__storage_s3_readahead_held(st), 0);
     st->ops->close(st);
     free(data);
@@ -1515,7 +1571,7 @@ static void test_s3_storage_stream_threshold(void **state)
     enum { RINGS = TF_S3_READAHEAD_BUDGET / (8 << 20) };
     tf__upload *ups[RINGS + 1];
     for (size_t i = 0; i <= RINGS; i++)
-        assert_int_equal(st->ops->stage_sized(st, "t.bin", SPART, &ups[i], &e), TF_OK);
+        assert_int_equal(st->ops->stage_sized(st, "t.bin", SPART, 0, &ups[i], &e), TF_OK);
     assert_int_equal(tf__storage_s3_streams(st), 2 + RINGS);
     assert_int_equal(tf__storage_s3_readahead_held(st), TF_S3_READAHEAD_BUDGET);
     for (size_t i = 0; i <= RINGS; i++)
@@ -1574,6 +1630,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_s3_storage_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_stream_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_stream_digest_given, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_stream_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_stream_threshold, setup, teardown),
     };
