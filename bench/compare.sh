@@ -748,8 +748,16 @@ t_small() {
 
 t_conc() {
   local i
-  for i in $(order 5); do
+  for i in $(order 6); do
     case $i in
+      5)
+        # For information: the event-driven client in one thread per CPU,
+        # the connections dealt out among them, as wrk -t $(nproc) does.
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          concurrent --async --threads "$(nproc)" --conns 64 --seconds "$WRK_SECONDS" \
+          --prefix s --files "$SMALL_N" --digits 5 &&
+          record conc_64 libtcpfile-async-threads "$(result_field reqps)" "$CCPU" "$SCPU"
+        ;;
       3)
         # The same with tf_get_many, 8 requests in flight per connection:
         # for information (wrk has one in flight per connection).
