@@ -1030,6 +1030,7 @@ typedef struct aloop {
     aconn *k;
     unsigned n;
     int ep;
+    int depth; /* requests in flight per connection */
     result r;
     cpu used;
     pthread_t tid;
@@ -1040,11 +1041,8 @@ static void *aloop_main(void *p)
     aloop *l = p;
     cpu c0 = cpu_now(RUSAGE_THREAD);
     unsigned live = 0;
-    int depth = l->k[0].a->pipeline > 1 ? (int)l->k[0].a->pipeline : 1;
-    if (depth > TF__BENCH_MAX_DEPTH)
-        depth = TF__BENCH_MAX_DEPTH;
     for (unsigned i = 0; i < l->n; i++) {
-        for (int d = 0; d < depth; d++)
+        for (int d = 0; d < l->depth; d++)
             aqueue(&l->k[i]);
         awatch(l->ep, EPOLL_CTL_ADD, &l->k[i]);
         live++;
@@ -1107,7 +1105,7 @@ static int run_aconcurrent(const args *a, const target *t)
        mode's barrier does. Thread j drives connections j*n/nt onwards. */
     for (unsigned j = 0; j < nt; j++) {
         l[j] = (aloop){.k = k + j * n / nt, .n = (j + 1) * n / nt - j * n / nt,
-                       .ep = epoll_create1(EPOLL_CLOEXEC)};
+                       .ep = epoll_create1(EPOLL_CLOEXEC), .depth = depth};
         begin_result(&l[j].r, "concurrent", t);
         if (l[j].ep < 0) {
             fprintf(stderr, PROG ": epoll_create1: %s\n", strerror(errno));
