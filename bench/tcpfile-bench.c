@@ -540,16 +540,30 @@ static void target_close(target *t)
 
 /* ---- client helpers ----------------------------------------------------- */
 
-/* Counts payload bytes through the progress callback: each transfer
-   reports its total. */
+/* Counts payload bytes through the progress callbacks: a transfer reports
+   its total; a tf_get_many batch reports each item's, which add up. Reset
+   (x = (xfer){0}) before each call. */
 typedef struct xfer {
-    uint64_t total;
+    uint64_t total;  /* the call's bytes so far */
+    uint64_t before; /* a batch: the bytes of the items before this one */
+    size_t item;     /* a batch: this item's index + 1 (0: none yet) */
 } xfer;
 
 static int on_progress(void *user, uint64_t done, uint64_t total)
 {
     xfer *x = user;
     x->total = total > done ? total : done;
+    return 0;
+}
+
+static int on_item_progress(void *user, size_t index, uint64_t done, uint64_t total)
+{
+    xfer *x = user;
+    if (x->item != index + 1) {
+        x->before = x->total;
+        x->item = index + 1;
+    }
+    x->total = x->before + (total > done ? total : done);
     return 0;
 }
 
@@ -571,6 +585,7 @@ static int make_client_options(tf_options **opt, xfer *x, const args *a)
     if (tf_options_new(opt) != TF_OK)
         return -1;
     tf_options_set_progress(*opt, on_progress, x);
+    tf_options_set_item_progress(*opt, on_item_progress, x);
     if (a->checksum >= 0)
         tf_options_set(*opt, TF_OPT_CHECKSUM, a->checksum);
     if (a->pipeline > 1)
@@ -674,7 +689,7 @@ static int run_transfer(const args *a, const target *t, int is_put)
     int status = EXIT_OK;
     double connect_s = now() - t0;
     for (int64_t i = 0; c && i < count; i++) {
-        x.total = 0;
+        x = (xfer){0};
         double s = now();
         int rc = is_put ? tf_put(c, a->arg1, name) : tf_get(c, name, a->out);
         double e = now();
@@ -735,7 +750,7 @@ static int run_small(const args *a, const target *t)
     for (int64_t i = 0; c && i < count;) {
         char err[600];
         int rc;
-        x.total = 0;
+        x = (xfer){0};
         double s = now();
         int64_t got = get_some(&local, c, &next, count - i, devnull, &rc, err, sizeof err);
         double e = now();
@@ -791,7 +806,7 @@ static int run_connections(const args *a, const target *t)
             r.errors++;
             break;
         }
-        x.total = 0;
+        x = (xfer){0};
         int rc = tf_get_fd(c, a->name, devnull);
         tf_close(c);
         if (rc != TF_OK) {
@@ -867,7 +882,7 @@ static void *worker_main(void *p)
             }
             s = now();
         }
-        x.total = 0;
+        x = (xfer){0};
         int rc;
         char err[600];
         int64_t got = get_some(&local, c, &i, INT64_MAX, w->devnull, &rc, err, sizeof err);
@@ -1278,7 +1293,7 @@ static int run_idle(const args *a, const target *t)
             continue;
         }
         double s2 = now();
-        x.total = 0;
+        x = (xfer){0};
         rc = tf_get(c, a->name, "/dev/null");
         double e2 = now();
         tf_close(c);
