@@ -57,6 +57,13 @@ IDLE_GETS=20
 # an rsync daemon; then ls -r of LIST_ENTRIES entries with both sides' peak
 # memory. --tree-only runs just these (the servers all start as usual).
 TREE_ONLY=0
+# Where the tree lines write: "image", a new ext4 file system with a journal
+# (mkfs.ext4's default, as on users' machines) in a file, loop-mounted for
+# the run; or "parent", the data directory's own file system. On an ext4
+# without a journal every new inode's search skips those deleted in the
+# last 30-180 s (ext4's recently_deleted), so each run there pays for the
+# rm -rf before it, and the runs of every tool spread by up to 3x.
+TREE_FS=image
 TREE_FILES=10000
 TREE_DIRS=100
 LIST_ENTRIES=100000
@@ -85,6 +92,10 @@ Options:
   --keep         keep the data directory (and its logs) at the end
   --tree-only    only the tree lines (push, push after 1 % changed, get -r
                  against an rsync daemon; ls -r memory)
+  --tree-fs image|parent  where the tree lines write: a loop-mounted ext4
+                 image with a journal, new for the run (default; falls back
+                 to parent where it cannot be mounted), or the data
+                 directory's own file system
   --tree-files N files of 4 KiB in the tree (default $TREE_FILES, in
                  $TREE_DIRS directories)
   --list-entries N  entries listed by ls -r (default $LIST_ENTRIES)
@@ -118,11 +129,13 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift ;;
     --tree-only) TREE_ONLY=1; shift ;;
     --tree-files) TREE_FILES=$2; shift 2 ;;
+    --tree-fs) TREE_FS=$2; shift 2 ;;
     --list-entries) LIST_ENTRIES=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "compare.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case $TREE_FS in image | parent) ;; *) echo "compare.sh: --tree-fs is image or parent" >&2; exit 2 ;; esac
 for v in REPS IDLE_N WRK_SECONDS PORT_BASE BIG_BYTES SMALL_N TLS_CONNS TREE_FILES LIST_ENTRIES; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: $v must be a positive number" >&2; exit 2; }
 done
@@ -151,6 +164,8 @@ die() { say "FAILED: $*" >&2; exit 1; }
 # ---- cleanup: everything we start is listed here ----------------------------
 PIDS=()
 WORK=
+TW=      # the tree lines' directory (on the image when TREE_FS=image)
+TW_MOUNTED=0
 POLICY_CREATED=0
 cleanup() {
   local pid
@@ -165,6 +180,7 @@ cleanup() {
   done
   PIDS=()
   [ "$POLICY_CREATED" -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+  if [ "$TW_MOUNTED" -eq 1 ]; then umount "$TW" && TW_MOUNTED=0; fi
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
     if [ "$KEEP" -eq 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
   fi
@@ -257,8 +273,22 @@ avail=$(df -Pk "$PARENT" | awk 'NR == 2 { print $4 }')
   die "need $((5 * BIG_BYTES >> 20)) MiB free in $PARENT"
 WORK=$(mktemp -d "$PARENT/tcpfile-bench.XXXXXX")
 D=$WORK/data
-mkdir -p "$D" "$WORK/dst" "$WORK/dav/up" "$WORK/rsup" "$WORK/tftree" "$WORK/rstree"
+mkdir -p "$D" "$WORK/dst" "$WORK/dav/up" "$WORK/rsup"
 say "data in $WORK ($(findmnt -no FSTYPE -T "$WORK" 2>/dev/null || echo ?))"
+TW=$WORK
+if [ "$TREE_FS" = image ]; then
+  mkdir -p "$WORK/treefs"
+  if truncate -s 2G "$WORK/treefs.img" && mkfs.ext4 -q -F "$WORK/treefs.img" &&
+    mount -o loop "$WORK/treefs.img" "$WORK/treefs" 2>"$WORK/treefs.err"; then
+    TW=$WORK/treefs
+    TW_MOUNTED=1
+    say "tree lines on a new ext4 with a journal: $TW"
+  else
+    say "warning: cannot mount an ext4 image ($(cat "$WORK/treefs.err" 2>/dev/null));" \
+      "the tree lines run in $WORK"
+  fi
+fi
+mkdir -p "$TW/tftree" "$TW/rstree" "$TW/dst"
 head -c "$BIG_BYTES" /dev/urandom >"$D/big.bin"
 head -c $((1 << 20)) /dev/urandom >"$D/m1.bin"
 head -c "$MID_BYTES" /dev/urandom >"$D/mid.bin"
@@ -267,7 +297,13 @@ head -c $((SMALL_N * 4096)) /dev/urandom >"$WORK/small.all"
 split -b 4096 -a 5 -d "$WORK/small.all" "$D/s"
 rm -f "$WORK/small.all"
 sync
-# Page-cache warm: every file read once before anything is timed.
+# Page-cache warm: every file read once before anything is timed. The large
+# ones are first dropped from the cache (written by head, they sit in 4 KiB
+# pages) and read back, as a served file is read from disk: in the large
+# folios of readahead, which make every server's page lookups cheaper.
+for f in "$D/big.bin" "$D/mid.bin" "$D/par.bin"; do
+  dd if="$f" iflag=nocache count=0 status=none
+done
 cat "$D/big.bin" "$D/m1.bin" "$D/mid.bin" "$D/par.bin" >/dev/null
 find "$D" -name 's*' -type f -exec cat {} + >/dev/null
 
@@ -364,7 +400,7 @@ EOF
 start_tcpfile "$P_TF"
 TF_MAIN=$TF_PID
 # The tree's server: its own root, so the flat tests' names stay alone.
-"$TFSERVER" --plaintext -q --bind 127.0.0.1 "$P_TF_TREE" "$WORK/tftree" >"$WORK/tcpfile-tree.log" 2>&1 &
+"$TFSERVER" --plaintext -q --bind 127.0.0.1 "$P_TF_TREE" "$TW/tftree" >"$WORK/tcpfile-tree.log" 2>&1 &
 TF_TREE=$!
 PIDS+=("$TF_TREE")
 wait_listen "$P_TF_TREE" "$TF_TREE" "tcpfile-server (tree)"
@@ -402,7 +438,7 @@ gid = root
   path = $WORK/rsup
   read only = no
 [tree]
-  path = $WORK/rstree
+  path = $TW/rstree
   read only = no
 EOF
 rsync --daemon --no-detach --config="$WORK/rsyncd.conf" --address=127.0.0.1 \
@@ -993,7 +1029,7 @@ t_parallel() { # N
 }
 
 # ---- the tree (issue 12) -------------------------------------------------------
-TREE=$WORK/tree
+TREE=$TW/tree
 # make_tree DIR N DIRS: N files of 4 KiB of random bytes in DIRS directories.
 make_tree() {
   local dir=$1 n=$2 dirs=$3 d per
@@ -1019,7 +1055,9 @@ same_tree() { # the first repetition checks what arrived
   diff -r -q -x '.tcpfile-tmp*' "$1" "$2" >/dev/null || die "$3: $2 differs from $1"
 }
 # The push lines: each tool into an empty destination, then (untimed) in
-# step, 1 % changed, pushed again (timed).
+# step, 1 % changed, pushed again (timed). rsync -a never syncs to disk;
+# rsync -a --fsync does, each file, as tcpfile-server's acknowledged puts
+# are (a group at a time): the like-for-like line.
 tf_push() { timed "$TF_TREE" "$TFCLIENT" --plaintext -q 127.0.0.1 "$P_TF_TREE" sync "$TREE" ":$1"; }
 rs_push() { # NAME DEST RSYNC-OPTIONS...
   local dest=$2
@@ -1028,24 +1066,25 @@ rs_push() { # NAME DEST RSYNC-OPTIONS...
 }
 t_tree_push() {
   local i files=$TREE_FILES changed=$(((TREE_FILES + 99) / 100))
-  for i in $(order 3); do
+  for i in $(order 4); do
     case $i in
       0)
-        rm -rf "$WORK/tftree/t"
-        tf_push t && same_tree "$TREE" "$WORK/tftree/t" libtcpfile &&
+        rm -rf "$TW/tftree/t"
+        tf_push t && same_tree "$TREE" "$TW/tftree/t" libtcpfile &&
           record tree_push_first libtcpfile "$(rate "$files" "$WALL")" "$CCPU" "$SCPU"
         change_1pct
-        tf_push t && same_tree "$TREE" "$WORK/tftree/t" libtcpfile &&
+        tf_push t && same_tree "$TREE" "$TW/tftree/t" libtcpfile &&
           record tree_push_1pct libtcpfile "$(rate "$changed" "$WALL")" "$CCPU" "$SCPU"
         ;;
-      1 | 2)
+      1 | 2 | 3)
         local name=rsync-a opts=(-a)
         [ "$i" -eq 2 ] && name=rsync-a-W-inplace opts=(-a -W --inplace)
-        rm -rf "$WORK/rstree/$name"
-        rs_push "$name" "$name" "${opts[@]}" && same_tree "$TREE" "$WORK/rstree/$name" "$name" &&
+        [ "$i" -eq 3 ] && name=rsync-a-fsync opts=(-a --fsync)
+        rm -rf "$TW/rstree/$name"
+        rs_push "$name" "$name" "${opts[@]}" && same_tree "$TREE" "$TW/rstree/$name" "$name" &&
           record tree_push_first "$name" "$(rate "$files" "$WALL")" "$CCPU" "$SCPU"
         change_1pct
-        rs_push "$name" "$name" "${opts[@]}" && same_tree "$TREE" "$WORK/rstree/$name" "$name" &&
+        rs_push "$name" "$name" "${opts[@]}" && same_tree "$TREE" "$TW/rstree/$name" "$name" &&
           record tree_push_1pct "$name" "$(rate "$changed" "$WALL")" "$CCPU" "$SCPU"
         ;;
     esac
@@ -1054,20 +1093,20 @@ t_tree_push() {
 }
 # get -r of the pushed tree against an rsync pull of the same tree.
 t_tree_get() {
-  local i dst=$WORK/dst/tree
+  local i dst=$TW/dst/tree
   for i in $(order 3); do
     rm -rf "$dst"
     case $i in
       0)
         timed "$TF_TREE" "$TFCLIENT" --plaintext -q 127.0.0.1 "$P_TF_TREE" get -r t "$dst" &&
-          same_tree "$WORK/tftree/t" "$dst" libtcpfile &&
+          same_tree "$TW/tftree/t" "$dst" libtcpfile &&
           record tree_get libtcpfile "$(rate "$TREE_FILES" "$WALL")" "$CCPU" "$SCPU"
         ;;
       1 | 2)
         local name=rsync-a opts=(-a)
         [ "$i" -eq 2 ] && name=rsync-a-W-inplace opts=(-a -W --inplace)
         timed "$RSYNCD" rsync "${opts[@]}" "rsync://127.0.0.1:$P_RSYNC/tree/rsync-a/" "$dst/" &&
-          same_tree "$WORK/rstree/rsync-a" "$dst" "$name" &&
+          same_tree "$TW/rstree/rsync-a" "$dst" "$name" &&
           record tree_get "$name" "$(rate "$TREE_FILES" "$WALL")" "$CCPU" "$SCPU"
         ;;
     esac
@@ -1282,6 +1321,8 @@ echo "|---|---|---|---|---|---|---|"
 echo "| **the tree** (tcpfile-client vs rsync to an rsync daemon) | | | | | | |"
 row "push, $TREE_FILES × 4 KiB in $TREE_DIRS dirs, first" files/s tree_push_first '^rsync' hi "≥" 2.0
 row "the same push, 1 % changed" "changed files/s" tree_push_1pct '^rsync' hi "≥" 3.0
+row "first push, both durable (peer: rsync -a --fsync)" files/s tree_push_first '^rsync-a-fsync$' hi "≥" 2.0
+row "1 % changed, both durable (peer: rsync -a --fsync)" "changed files/s" tree_push_1pct '^rsync-a-fsync$' hi "≥" 3.0
 row "get -r of that tree (rsync: pull)" files/s tree_get '^rsync' hi "≥" 2.0
 for n in $((LIST_ENTRIES / 10)) "$LIST_ENTRIES"; do
   echo "| ls -r of $n entries: client max RSS / server peak RSS (KiB) |" \

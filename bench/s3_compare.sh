@@ -159,9 +159,17 @@ same() { [ "$1" = cut ] || cmp -s "$2" "$3" || die "$4's get differs"; }
 # same keys): one pipelined put.
 (cd "$D" && "${TF[@]}" put s0*) >/dev/null
 "${TF[@]}" put "$D/mid.bin" >/dev/null
-awk -v b="$B" -v p="$PFX" -v n="$SMALL_N" -v o="$WORK/got" 'BEGIN {
-  for (i = 0; i < n; i++) printf "url = \"%s/%s/tf/s%05d\"\noutput = \"%s/c%05d\"\n", b, p, i, o, i
-}' >"$WORK/small.cfg"
+# Each run of either tool writes its small files into a directory of its
+# own, new, and nothing is deleted before the end: both create new files
+# (curl over an existing file truncates it in place; tcpfile-client
+# replaces it whole with a new inode), and neither meets the inodes the
+# last run freed (ext4 without a journal skips those freed in the last
+# 30-180 s on every create: on this host it tripled our client's CPU).
+small_cfg() { # DIR
+  awk -v b="$B" -v p="$PFX" -v n="$SMALL_N" -v o="$1" 'BEGIN {
+    for (i = 0; i < n; i++) printf "url = \"%s/%s/tf/s%05d\"\noutput = \"%s/c%05d\"\n", b, p, i, o, i
+  }' >"$WORK/small.cfg"
+}
 NAMES=()
 for ((i = 0; i < SMALL_N; i++)); do NAMES+=("$(printf 's%05d' "$i")"); done
 
@@ -178,7 +186,8 @@ for ((REP = 1; REP <= REPS; REP++)); do
       record "get $((BIG_BYTES >> 20)) MiB" tcpfile "$t"
       same "$t" "$D/big.bin" "$WORK/got/big.bin" tcpfile
       CUT=$LIMIT
-      t=$(cd "$WORK/got" && wall "${TF[@]}" get "${NAMES[@]}")
+      mkdir "$WORK/got/tf$REP"
+      t=$(cd "$WORK/got/tf$REP" && wall "${TF[@]}" get "${NAMES[@]}")
       record "$SMALL_N x 4 KiB gets" tcpfile "$t"
     else
       t=$(wall "${S3CURL[@]}" -T "$D/big.bin" "$B/$PFX/curl/big.bin")
@@ -187,6 +196,8 @@ for ((REP = 1; REP <= REPS; REP++)); do
       record "get $((BIG_BYTES >> 20)) MiB" curl "$t"
       same "$t" "$D/big.bin" "$WORK/got/curl.bin" curl
       CUT=$LIMIT
+      mkdir "$WORK/got/curl$REP"
+      small_cfg "$WORK/got/curl$REP"
       t=$(wall "${S3CURL[@]}" -K "$WORK/small.cfg")
       record "$SMALL_N x 4 KiB gets" curl "$t"
     fi

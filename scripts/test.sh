@@ -5,7 +5,7 @@
 # UndefinedBehaviorSanitizer; every test runs in at least one of the two
 # (below: which where, and why). Warnings are errors in both builds
 # (TF_WERROR, off in a plain cmake build). Then it fuzzes every harness in
-# fuzz/ for 10 s and runs the concurrency tests under ThreadSanitizer. The
+# fuzz/ for 6 s and runs the concurrency tests under ThreadSanitizer. The
 # budget of the whole run is 8 minutes on 2 cores (CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,21 +85,23 @@ BG+=("$fuzz_tsan_pid")
 #   files or none, temporaries swept, resumes that continue) is the file
 #   protocol, the same in both builds; run under ASan+UBSan they also check
 #   the memory of the recovery paths they alone reach, so they run there.
-#   Each takes seconds of large transfers and restarts.
+#   Each takes seconds of large transfers and restarts. So does label
+#   onesuite: slow tests of sizes and counts (100,000 files), whose memory
+#   is what is worth checking.
 # - The sanitizer suite leaves out the install tests (label install: the
 #   packaged library as a user builds against it; a sanitized library is
 #   never installed) and the documentation checks (label docs: the text,
 #   and the programs' --help, which the gcc build answers the same).
-ctest --test-dir build-test-gcc --output-on-failure -j"$jobs" -LE 's3|faultscript'
+ctest --test-dir build-test-gcc --output-on-failure -j"$jobs" -LE 's3|faultscript|onesuite'
 
 ahead "$asan_pid" asan
 echo "== build-test-clang-asan: ctest"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-test-clang-asan --output-on-failure -j"$jobs" -LE 'install|docs'
 
-# Fuzzing: each libFuzzer harness for 10 s (fuzz/run.sh); then the
+# Fuzzing: each libFuzzer harness for 6 s (fuzz/run.sh); then the
 # concurrency tests under ThreadSanitizer (scripts/tsan.sh). Both were
 # built ahead: here they only check that nothing changed.
 ahead "$fuzz_tsan_pid" fuzz-tsan
-fuzz/run.sh 10
+fuzz/run.sh 6
 scripts/tsan.sh

@@ -20,7 +20,6 @@
 #include "cmocka_main.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,20 +94,12 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_one(const char *path, const struct stat *s, int flag, struct FTW *ftw)
-{
-    (void)s;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     fixture *f = *state;
     tf__small_cache_free(f->c);
     f->st->ops->close(f->st);
-    nftw(f->base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_rf(f->base);
     free(f);
     return 0;
 }

@@ -21,7 +21,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
@@ -34,6 +33,7 @@
 
 #include "internal.h"
 #include "storage.h"
+#include "testutil.h"
 
 typedef struct fixture {
     char base[64];
@@ -84,19 +84,11 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_one(const char *path, const struct stat *s, int flag, struct FTW *ftw)
-{
-    (void)s;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     fixture *f = *state;
     f->st->ops->close(f->st);
-    nftw(f->base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_rf(f->base);
     free(f);
     return 0;
 }
