@@ -423,7 +423,11 @@ static size_t on_read(char *p, size_t size, size_t nmemb, void *user)
         return 0;
     if (n > b->len - r->sent)
         n = (size_t)(b->len - r->sent);
-    if (b->buf) {
+    if (b->src) {
+        n = b->src->pull(b->src->user, p, n);
+        if (n == 0)
+            return CURL_READFUNC_ABORT;
+    } else if (b->buf) {
         memcpy(p, (const uint8_t *)b->buf + r->sent, n);
     } else {
         ssize_t got;
@@ -444,10 +448,20 @@ static size_t on_read(char *p, size_t size, size_t nmemb, void *user)
 static int on_seek(void *user, curl_off_t off, int origin)
 {
     req *r = user;
-    if (origin != SEEK_SET || off < 0)
-        return CURL_SEEKFUNC_CANTSEEK;
+    if (origin != SEEK_SET || off < 0 || (r->body && r->body->src && (uint64_t)off != r->sent))
+        return CURL_SEEKFUNC_CANTSEEK; /* a stream's bytes are gone once sent */
     r->sent = (uint64_t)off;
     return CURL_SEEKFUNC_OK;
+}
+
+/* A stream's cut, seen while curl waits on the store (it calls this at
+   least once a second). */
+static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    const tf__s3_source *src = user;
+    return src->cut(src->user);
 }
 
 /* The store's socket, kept for ack_now (curl makes it, or closes it, as
@@ -647,6 +661,16 @@ static int perform(req *r, const char *method, const char *key, const char *quer
         cu->easy_setopt(c, CURLOPT_SEEKDATA, r);
         cu->easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
                          (curl_off_t)(r->body ? r->body->len : 0));
+        if (r->body && r->body->src) {
+            /* No limit on the whole, as long as bytes move: a store that
+               takes none for the request timeout ends it. */
+            cu->easy_setopt(c, CURLOPT_TIMEOUT, 0L);
+            cu->easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+            cu->easy_setopt(c, CURLOPT_LOW_SPEED_TIME, s3->timeout_s);
+            cu->easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+            cu->easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+            cu->easy_setopt(c, CURLOPT_XFERINFODATA, (void *)r->body->src);
+        }
     } else if (strcmp(method, "POST") == 0) {
         cu->easy_setopt(c, CURLOPT_POST, 1L);
         cu->easy_setopt(c, CURLOPT_POSTFIELDS, post ? post : "");
@@ -744,6 +768,23 @@ int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
     if (rc == TF_OK)
         rc = perform(&r, "PUT", key, NULL, h, NULL, 0, "put", e);
     cu->slist_free_all(h);
+    req_done(&r);
+    return rc;
+}
+
+int tf__s3_put_stream(tf__s3 *s3, const char *key, const tf__s3_body *body,
+                      const tf__s3_meta *meta, size_t n_meta, char *etag, tf__err *e)
+{
+    struct curl_slist *h = NULL;
+    int rc = meta_headers(&s3->api, &h, meta, n_meta, e);
+    req r;
+    req_init(&r, s3);
+    r.body = body;
+    if (rc == TF_OK)
+        rc = perform(&r, "PUT", key, NULL, h, NULL, 0, "put", e);
+    if (rc == TF_OK)
+        scopy(etag, TF_S3_ID_MAX, r.etag);
+    s3->api.slist_free_all(h);
     req_done(&r);
     return rc;
 }

@@ -81,13 +81,26 @@ typedef struct tf__s3_info {
 /* The value of the metadata NAME, or NULL. */
 const char *tf__s3_head_meta(const tf__s3_info *h, const char *name);
 
+/* A put's bytes as they come (tf__s3_put_stream): pull copies up to max
+   of the next bytes to dst, waiting for them, and returns how many; 0 cuts
+   the request (the store drops what it got: nothing shows). cut says,
+   while curl waits on the store, whether to cut it now. Both are called
+   from the thread of the put. */
+typedef struct tf__s3_source {
+    size_t (*pull)(void *user, void *dst, size_t max);
+    int (*cut)(void *user);
+    void *user;
+} tf__s3_source;
+
 /* Where the bytes of a put or an upload_part come from: len bytes of buf,
-   or (buf NULL) len bytes of the descriptor fd from offset off (pread). */
+   or (buf NULL) len bytes of the descriptor fd from offset off (pread), or
+   (src set) len bytes of src. */
 typedef struct tf__s3_body {
     const void *buf;
     int fd;
     uint64_t off;
     uint64_t len;
+    const tf__s3_source *src;
 } tf__s3_body;
 
 /* Stores key whole (one PUT) with the metadata given, replacing it. */
@@ -99,6 +112,14 @@ int tf__s3_put(tf__s3 *s3, const char *key, const tf__s3_body *body, const tf__s
    from the store's 412). if_match NULL: as tf__s3_put. */
 int tf__s3_put_if(tf__s3 *s3, const char *key, const tf__s3_body *body,
                   const tf__s3_meta *meta, size_t n_meta, const char *if_match, tf__err *e);
+/* A put of body->len bytes from body->src as they come, with no limit on
+   its time as long as bytes move (the source sets the pace; its cut ends
+   it; nothing moving for the request timeout ends it too): one request
+   however long, which the store publishes only once the last byte is in.
+   With the metadata given; the new object's ETag into etag
+   (TF_S3_ID_MAX). */
+int tf__s3_put_stream(tf__s3 *s3, const char *key, const tf__s3_body *body,
+                      const tf__s3_meta *meta, size_t n_meta, char *etag, tf__err *e);
 /* Bytes [off, off + len) of key into buf (*got: how many; fewer at the
    object's end, 0 past it). */
 int tf__s3_get(tf__s3 *s3, const char *key, uint64_t off, size_t len, void *buf, size_t *got,

@@ -191,6 +191,8 @@ static void put_stage_work(session *s)
         resume_stem(r, stem, sizeof stem);
         rc = st->ops->stage_resumable(st, stem, r->size, &r->up, &r->have, &r->has_key,
                                       &r->err);
+    } else if (rc == TF_OK && !r->stream) {
+        rc = tf__storage_stage_sized(st, r->name, r->size, &r->up, &r->err);
     } else if (rc == TF_OK) {
         rc = tf__storage_stage_for(st, r->name, &r->up, &r->err);
     }

@@ -97,6 +97,13 @@ int tf__storage_stage_for(tf__storage *st, const char *name, tf__upload **out, t
                                 : st->ops->stage(st, out, e);
 }
 
+int tf__storage_stage_sized(tf__storage *st, const char *name, uint64_t size,
+                            tf__upload **out, tf__err *e)
+{
+    return st->ops->stage_sized ? st->ops->stage_sized(st, name, size, out, e)
+                                : tf__storage_stage_for(st, name, out, e);
+}
+
 void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n)
 {
     if (st->ops->commit_many) {

@@ -140,6 +140,12 @@ typedef struct tf__storage_ops {
        publishes, with no copy; the local backend: an unnamed file in name's
        directory, which must exist). NULL: stage. */
     int (*stage_named)(tf__storage *, const char *name, tf__upload **out, tf__err *e);
+    /* stage_named for an upload of exactly size bytes that is not to be
+       resumed, which lets a backend send it while it comes (S3: one
+       streaming PUT, its last byte held back until commit). Fewer or more
+       bytes written fail the upload. NULL: stage_named. */
+    int (*stage_sized)(tf__storage *, const char *name, uint64_t size, tf__upload **out,
+                       tf__err *e);
     /* A resumable upload named by stem (the caller's digest of key, name and
        size): taken up where it was left, *have bytes already there, locked
        against a second connection (TF_EBUSY). *resumable 0: no room for
@@ -267,6 +273,9 @@ typedef struct tf__storage_s3_config {
        TF_S3_PART_SIZE, else at least S3's least, 5 MiB (the tests' are
        smaller than the default, to move less). */
     size_t part_size;
+    /* An upload of known size above part_size and up to this is one
+       streaming PUT, not multipart; 0 (and the most): S3's limit, 5 GiB. */
+    uint64_t single_put_max;
     /* A view (sub) shares its parent's read-ahead budget; NULL: its own. */
     struct tf__ra_budget *shared_budget;
 } tf__storage_s3_config;
@@ -292,6 +301,11 @@ int tf__storage_make_parents(tf__storage *st, const char *path, tf__err *e);
    has it (staged in place), else stage. */
 int tf__storage_stage_for(tf__storage *st, const char *name, tf__upload **out, tf__err *e);
 
+/* A plain upload of exactly size bytes to be committed as name:
+   stage_sized where the backend has it, else tf__storage_stage_for. */
+int tf__storage_stage_sized(tf__storage *st, const char *name, uint64_t size,
+                            tf__upload **out, tf__err *e);
+
 /* Commits items[0..n) through st's commit_many, or one by one with
    commit_cond (commit where there is none) on a backend without it. */
 void tf__storage_commit_many(tf__storage *st, tf__commit_item *items, size_t n);
@@ -311,6 +325,9 @@ size_t tf__storage_s3_readahead_held(tf__storage *st);
    up to 2 of an upload in the background, within that budget): for
    tests. */
 size_t tf__storage_s3_parts_overlap(tf__storage *st);
+/* Uploads to st sent as one streaming PUT so far (stage_sized): for
+   tests. */
+size_t tf__storage_s3_streams(tf__storage *st);
 
 /* Whether the store answers for the bucket (one listing request): TF_OK,
    TF_EACCES (credentials refused), TF_ENOENT (no such bucket), TF_EIO

@@ -15,8 +15,10 @@
  *   TF_TMP_DIR/d/a/b           "ETAG\nDIGEST\n": the digest of a/b when
  *                              it was completed in place (below)
  * Uploads become visible whole or not at all: a small one is one PUT, a
- * large one a multipart upload completed at commit - in place, or copied
- * (server side) onto its name from the staging. Reads are ranged GETs
+ * large one of known size one streaming PUT whose last byte waits for the
+ * commit (storage_s3_stream.c), any other a multipart upload completed at
+ * commit - in place, or copied (server side) onto its name from the
+ * staging. Reads are ranged GETs
  * through a read-ahead buffer (storage.h: read_handles). The XXH3-128
  * digest of every upload travels as the object's metadata x-amz-meta-xxh3,
  * except for an upload completed in place: its metadata is set when it
@@ -40,6 +42,7 @@
  *   storage_s3_keys.c     names to keys, versions, digests kept beside
  *   storage_s3_read.c     read handles and the read-ahead budget
  *   storage_s3_upload.c   staging, filling and sending the parts
+ *   storage_s3_stream.c   an upload of known size as one streaming PUT
  *   storage_s3_commit.c   publishing an upload under its name, times
  *   storage_s3_resume.c   resumable uploads left in the bucket, the sweep
  *   storage_s3_tree.c     stat, list, remove, rename, mkdir
@@ -135,6 +138,7 @@ static const tf__storage_ops s3_ops = {
     .check_target = tf__s3s_check_target,
     .stage = tf__s3s_stage,
     .stage_named = tf__s3s_stage_named,
+    .stage_sized = tf__s3s_stage_sized,
     .stage_resumable = tf__s3s_stage_resumable,
     .write = tf__s3s_write,
     .commit = tf__s3s_commit,
@@ -198,6 +202,8 @@ int tf__storage_s3_open(tf__storage **out, const tf__storage_s3_config *cfg, tf_
     s->cfg = *cfg;
     if (!s->cfg.part_size)
         s->cfg.part_size = TF_S3_PART_SIZE;
+    if (!s->cfg.single_put_max || s->cfg.single_put_max > SINGLE_PUT_MAX)
+        s->cfg.single_put_max = SINGLE_PUT_MAX;
     int oom = 0;
     /* The prefix as "dir/" (or ""), whatever slashes it was given with. */
     const char *p = cfg->prefix ? cfg->prefix : "";

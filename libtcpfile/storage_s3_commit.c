@@ -86,6 +86,30 @@ static int precondition(tf__s3 *h, const char *key, const char *name,
     return TF_OK;
 }
 
+/* Completes a streamed upload (stage_sized) as name: its last byte goes
+   once c's condition holds, with the check and the completion one step
+   among this server's commits (as for a multipart upload in place); its
+   digest then goes beside it, its time as a copy onto itself. */
+static int commit_stream(s3store *s, tf__s3 *h, tf__upload *up, const char *key,
+                         const char *name, const tf__commit_cond *c, const pub_meta *m,
+                         const uint8_t digest[TF_DIGEST_SIZE], tf__err *e)
+{
+    char etag[TF_S3_ID_MAX], if_match[TF_S3_ID_MAX];
+    if (strcmp(key, up->stage_key) != 0)
+        return tf__fail(e, TF_EINTERNAL,
+                        "an upload staged for another name committed as \"%s\"", name);
+    pthread_mutex_lock(&s->commit_mu);
+    int rc = precondition(h, key, name, c, if_match, e);
+    if (rc == TF_OK)
+        rc = tf__s3s_stream_finish(up->stream, etag, e);
+    pthread_mutex_unlock(&s->commit_mu);
+    if (rc == TF_OK && c->set_mtime)
+        rc = tf__s3_copy_meta(h, key, key, m->meta, 2, e);
+    else if (rc == TF_OK)
+        tf__s3s_digest_put(s, h, name, etag, digest);
+    return rc;
+}
+
 /* Publishes up as name under c: a single PUT (conditional on the store's
    side: If-None-Match / If-Match), or a multipart upload completed and
    copied onto its name (the store cannot make a copy conditional: the
@@ -113,7 +137,9 @@ static int commit_with(s3store *s, tf__upload **upp, const char *name,
     pub_meta m;
     pub_meta_init(&m, digest, c->set_mtime ? c->mtime_sec : (int64_t)time(NULL),
                   c->set_mtime ? c->mtime_nsec : 0);
-    if (rc == TF_OK && !up->upload_id[0]) {
+    if (rc == TF_OK && up->stream) {
+        rc = commit_stream(s, h, up, key, name, c, &m, digest, e);
+    } else if (rc == TF_OK && !up->upload_id[0]) {
         rc = precondition(h, key, name, c, if_match, e);
         tf__s3_body body = {.buf = up->buf ? up->buf : (const uint8_t *)"",
                             .len = up->buf_len};

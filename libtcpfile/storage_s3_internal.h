@@ -46,6 +46,15 @@ static inline void tf__s3s_big_free(uint8_t *p, size_t n)
     if (p)
         munmap(p, n);
 }
+/* The ring a streamed upload's PUT is fed from (storage_s3_stream.c), of
+   the read-ahead budget: the session writes while curl sends. */
+#define STREAM_RING ((size_t)8 << 20)
+/* The metadata of an object put by one streaming PUT: its digest is
+   beside it (TF_TMP_DIR/d/NAME), as for a multipart upload in place. */
+#define DIGEST_BESIDE "xxh3-beside"
+/* S3's largest single PUT: beyond it an upload of known size is
+   multipart (single_put_max's default and ceiling). */
+#define SINGLE_PUT_MAX ((uint64_t)5 << 30)
 /* Age after which a plain staged upload left in the bucket is debris
    (sweep): its server has surely given up on it. */
 #define PLAIN_STALE_S 3600
@@ -62,6 +71,9 @@ typedef struct tf__ra_budget {
     size_t used;
     int refs;
 } ra_budget;
+
+/* One streaming PUT in progress (storage_s3_stream.c). */
+typedef struct tf__s3s_stream tf__s3s_stream;
 
 typedef struct pooled {
     tf__s3 *s3;
@@ -100,6 +112,8 @@ typedef struct s3store {
     /* parts being sent in the background now, and the most at once (for
        the tests: tf__storage_s3_parts_overlap); under mu */
     size_t parts_flying, parts_flying_max;
+    /* uploads sent as one streaming PUT so far (tf__storage_s3_streams) */
+    size_t streams;
 } s3store;
 
 /* A full part sent by a thread of its own (send_part), with a resumable
@@ -126,6 +140,8 @@ struct tf__upload {
     char upload_id[TF_S3_ID_MAX];      /* "" until one is started */
     int resumable;
     int in_place; /* stage_key is the name's own key (stage_named) */
+    /* sent as one streaming PUT of stage_key (stage_sized): no parts */
+    tf__s3s_stream *stream;
     /* a part could not be stored (the store is down): the parts before
        it stay for the retry, abort keeps them (see tf__s3s_abort) */
     int store_failed;
@@ -166,6 +182,15 @@ typedef struct any {
 static inline s3store *S(tf__storage *st)
 {
     return (s3store *)st;
+}
+
+/* One of the store's counters (under mu), for the tests. */
+static inline size_t tf__s3s_counter(s3store *s, const size_t *c)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = *c;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 /* storage_s3.c: the store, its pool of S3 handles (one per call) */
@@ -221,6 +246,12 @@ int tf__s3s_stage_resumable(tf__storage *st, const char *stem, uint64_t size,
                             tf__upload **out, uint64_t *have, int *resumable, tf__err *e);
 void tf__s3s_sweep(tf__storage *st, int all_plain);
 
+/* storage_s3_stream.c: an upload of known size as one streaming PUT */
+int tf__s3s_stream_start(s3store *s, tf__upload *up, uint64_t size, tf__err *e);
+int tf__s3s_stream_write(tf__s3s_stream *st, const uint8_t *p, size_t n, tf__err *e);
+int tf__s3s_stream_finish(tf__s3s_stream *st, char *etag, tf__err *e);
+void tf__s3s_stream_end(s3store *s, tf__s3s_stream *st);
+
 /* storage_s3_tree.c: stat, list, remove, rename, mkdir */
 void tf__s3s_list_close(tf__storage *st, tf__lister *li);
 int tf__s3s_list_next(tf__storage *st, tf__lister *li, const tf__dirent **batch, size_t *n,
@@ -243,6 +274,8 @@ int tf__s3s_check_target(tf__storage *st, const char *name, int overwrite, tf__e
 void tf__s3s_keep(tf__storage *st, tf__upload **upp);
 int tf__s3s_stage(tf__storage *st, tf__upload **out, tf__err *e);
 int tf__s3s_stage_named(tf__storage *st, const char *name, tf__upload **out, tf__err *e);
+int tf__s3s_stage_sized(tf__storage *st, const char *name, uint64_t size, tf__upload **out,
+                        tf__err *e);
 int tf__s3s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__err *e);
 int tf__s3s_state_key(s3store *s, const tf__upload *up, char *out, tf__err *e);
 void tf__s3s_unbusy(s3store *s, const char *stem);

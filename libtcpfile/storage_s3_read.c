@@ -100,8 +100,9 @@ int tf__s3s_open_read(tf__storage *st, const char *name, int *fd, uint64_t *size
     tf__s3s_version_of(&info, r->id);
     const char *d = tf__s3_head_meta(&info, "xxh3");
     r->has_digest = d && tf__s3s_unhex(d, r->digest, TF_DIGEST_SIZE) == 0;
-    /* Completed in place (a multipart ETag, "...-N"): its digest beside. */
-    if (!r->has_digest && strchr(info.etag, '-'))
+    /* Completed in place (a multipart ETag, "...-N") or streamed: its
+       digest beside. */
+    if (!r->has_digest && (strchr(info.etag, '-') || tf__s3_head_meta(&info, DIGEST_BESIDE)))
         r->has_digest = tf__s3s_digest_get(s, h, name, info.etag, r->digest);
     tf__s3s_give_s3(s, h);
     /* A slot in the table: its index is the handle. */

@@ -110,6 +110,25 @@ int tf__s3s_stage_named(tf__storage *st, const char *name, tf__upload **out, tf_
     return TF_OK;
 }
 
+/* Of a size of a part or more (less is one PUT at commit already) and
+   within single_put_max: one streaming PUT of name, started now; else
+   (or with no room in the budget for its ring) multipart in place. */
+int tf__s3s_stage_sized(tf__storage *st, const char *name, uint64_t size, tf__upload **out,
+                        tf__err *e)
+{
+    s3store *s = S(st);
+    int rc = tf__s3s_stage_named(st, name, out, e);
+    if (rc != TF_OK || size < s->cfg.part_size || size > s->cfg.single_put_max)
+        return rc;
+    rc = tf__s3s_stream_start(s, *out, size, e);
+    if (rc < 0) {
+        tf__s3s_free_upload(*out);
+        *out = NULL;
+        return rc;
+    }
+    return TF_OK;
+}
+
 /* The state object of a resumable upload: its digest after its parts. */
 int tf__s3s_state_key(s3store *s, const tf__upload *up, char *out, tf__err *e)
 {
@@ -289,11 +308,7 @@ static int fly_part(s3store *s, tf__upload *up, tf__err *e)
 
 size_t tf__storage_s3_parts_overlap(tf__storage *st)
 {
-    s3store *s = S(st);
-    pthread_mutex_lock(&s->mu);
-    size_t n = s->parts_flying_max;
-    pthread_mutex_unlock(&s->mu);
-    return n;
+    return tf__s3s_counter(S(st), &S(st)->parts_flying_max);
 }
 
 /* A new part buffer for up: 0 without memory. */
@@ -308,6 +323,11 @@ int tf__s3s_write(tf__storage *st, tf__upload *up, const void *p, size_t n, tf__
 {
     s3store *s = S(st);
     const uint8_t *in = p;
+    if (up->stream) {
+        tf__digest_update(&up->digest, in, n);
+        up->written += n;
+        return tf__s3s_stream_write(up->stream, in, n, e);
+    }
     if (!up->buf && !part_buffer(s, up))
         return tf__fail(e, TF_ENOMEM, "out of memory");
     while (n > 0) {
@@ -352,6 +372,9 @@ void tf__s3s_unbusy(s3store *s, const char *stem)
 void tf__s3s_drop(s3store *s, tf__upload *up)
 {
     tf__err e = {{0}};
+    if (up->stream) /* cut, unless it was completed */
+        tf__s3s_stream_end(s, up->stream);
+    up->stream = NULL;
     tf__s3s_land_parts(s, up, &e);
     tf__s3 *h = tf__s3s_take_s3(s, &e);
     if (h && up->upload_id[0])

@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -563,14 +565,16 @@ static void test_s3_copy_delete(void **state)
    and storage_parts_overlap saw one part in flight, not two.) */
 #define SPART ((size_t)8 << 20)
 
-static tf__storage *open_store(fixture *f)
+/* single_put_max: its config's (0: the default, S3's 5 GiB). */
+static tf__storage *open_store_max(fixture *f, uint64_t single_put_max)
 {
     tf__storage_s3_config c = {.endpoint = f->cfg.endpoint,
                                .bucket = f->cfg.bucket,
                                .prefix = f->prefix,
                                .region = f->cfg.region,
                                .resume_ttl_s = 3600,
-                               .part_size = SPART};
+                               .part_size = SPART,
+                               .single_put_max = single_put_max};
     tf__storage *st;
     tf__err e = {{0}};
     int rc = tf__storage_s3_open(&st, &c, &e);
@@ -580,6 +584,11 @@ static tf__storage *open_store(fixture *f)
     assert_true(st->read_handles);
     assert_string_equal(st->ops->name, "s3");
     return st;
+}
+
+static tf__storage *open_store(fixture *f)
+{
+    return open_store_max(f, 0);
 }
 
 static void digest_of(const void *p, size_t n, uint8_t out[TF_DIGEST_SIZE])
@@ -1307,6 +1316,216 @@ static void test_s3_storage_resume_past_state(void **state)
 }
 
 /* The check a server makes at start. */
+/* ---- an upload of known size as one streaming PUT (stage_sized) ---- */
+
+/* Nothing under the prefix but what the test names (NULL: nothing at
+   all), and no multipart upload. */
+static void only_keys(fixture *f, const char *name)
+{
+    tf__err e = {{0}};
+    keys ks = {0};
+    tf__s3_page page = {.prefix = f->prefix};
+    assert_int_equal(tf__s3_list(f->s3, &page, collect_key, &ks, &e), TF_OK);
+    size_t want = 0;
+    for (size_t i = 0; i < ks.n; i++) {
+        if (name && strcmp(ks.k[i], key_of(f, name)) == 0)
+            want++;
+        else if (!strstr(ks.k[i], "/.tcpfile-tmp/d/"))
+            print_error("left: %s\n", ks.k[i]);
+    }
+    assert_int_equal(want, name ? 1 : 0);
+    free(ks.k);
+    found fd = {0};
+    assert_int_equal(tf__s3_mpu_list(f->s3, f->prefix, find_upload, &fd, &e), TF_OK);
+    assert_int_equal(fd.n, 0);
+}
+
+/* Stages n bytes of data for name with stage_sized and writes them all,
+   in pieces as the session does; not committed. */
+static tf__upload *streamed(tf__storage *st, const char *name, const uint8_t *data, size_t n)
+{
+    tf__err e = {{0}};
+    tf__upload *up;
+    assert_int_equal(st->ops->stage_sized(st, name, n, &up, &e), TF_OK);
+    for (size_t at = 0; at < n;) {
+        size_t k = n - at < 262144 ? n - at : 262144;
+        int rc = st->ops->write(st, up, data + at, k, &e);
+        if (rc != TF_OK)
+            print_error("write: %s\n", e.msg);
+        assert_int_equal(rc, TF_OK);
+        at += k;
+    }
+    return up;
+}
+
+/* Over a part, with its size known: one PUT (an ETag without "-"), sent
+   while written, yet nothing under the name before the commit; its digest
+   kept beside it; if-absent, if-match and a time honoured. */
+static void test_s3_storage_stream(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    size_t n = SPART + 300001;
+    uint8_t *data = patterned(n, 21);
+    tf__upload *up = streamed(st, "s.bin", data, n);
+    assert_int_equal(tf__storage_s3_streams(st), 1);
+    usleep(300000); /* all but the last byte may be at the store by now */
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "s.bin", &fs, &e), TF_ENOENT);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->commit(st, &up, "s.bin", 0, &e), TF_OK);
+    assert_null(up);
+    tf__s3_info h;
+    assert_int_equal(tf__s3_head(f->s3, key_of(f, "s.bin"), &h, &e), TF_OK);
+    assert_null(strchr(h.etag, '-'));
+    check_file(st, "s.bin", data, n);
+    only_keys(f, "s.bin");
+    /* if-absent over it: refused, the file as it was */
+    up = streamed(st, "s.bin", data + 1, n - 1);
+    tf__commit_cond absent = {.overwrite = 0};
+    assert_int_equal(st->ops->commit_cond(st, &up, "s.bin", &absent, &e), TF_EEXIST);
+    tf__err_clear(&e);
+    check_file(st, "s.bin", data, n);
+    /* a time with it: the copy onto itself carries digest and time */
+    up = streamed(st, "s.bin", data + 1, n - 1);
+    tf__commit_cond timed = {.overwrite = 1, .set_mtime = 1, .mtime_sec = 1000000000};
+    assert_int_equal(st->ops->commit_cond(st, &up, "s.bin", &timed, &e), TF_OK);
+    assert_int_equal(st->ops->stat(st, "s.bin", &fs, &e), TF_OK);
+    assert_int_equal(fs.mtime, 1000000000);
+    check_file(st, "s.bin", data + 1, n - 1);
+    /* if-match: the version read goes through, a stale one is refused */
+    int fd;
+    uint64_t size, id[TF_STORAGE_ID_LEN];
+    assert_int_equal(st->ops->open_read(st, "s.bin", &fd, &size, id, &e), TF_OK);
+    st->ops->close_read(st, fd);
+    tf__commit_cond match = {.overwrite = 1, .expect_id = id};
+    up = streamed(st, "s.bin", data, n);
+    assert_int_equal(st->ops->commit_cond(st, &up, "s.bin", &match, &e), TF_OK);
+    up = streamed(st, "s.bin", data + 2, n - 2);
+    assert_int_equal(st->ops->commit_cond(st, &up, "s.bin", &match, &e), TF_ECONFLICT);
+    tf__err_clear(&e);
+    check_file(st, "s.bin", data, n);
+    assert_int_equal(tf__storage_s3_streams(st), 5);
+    assert_int_equal(tf__storage_s3_readahead_held(st), 0);
+    st->ops->close(st);
+    free(data);
+}
+
+/* Aborted (a digest mismatch, a client gone: the session aborts) with
+   every byte written, or half: nothing under the name, or the old file
+   still whole; and the next put of the name goes through. */
+static void test_s3_storage_stream_abort(void **state)
+{
+    fixture *f = fixture_of(state);
+    tf__storage *st = open_store(f);
+    tf__err e = {{0}};
+    size_t n = SPART + 123457;
+    uint8_t *data = patterned(n, 5);
+    tf__upload *up = streamed(st, "a.bin", data, n);
+    usleep(300000);
+    st->ops->abort(st, &up);
+    assert_null(up);
+    usleep(200000);
+    tf__fstat fs;
+    assert_int_equal(st->ops->stat(st, "a.bin", &fs, &e), TF_ENOENT);
+    tf__err_clear(&e);
+    only_keys(f, NULL);
+    /* cut off half way, then put whole */
+    assert_int_equal(st->ops->stage_sized(st, "a.bin", n, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data, n / 2, &e), TF_OK);
+    st->ops->abort(st, &up);
+    up = streamed(st, "a.bin", data, n);
+    assert_int_equal(st->ops->commit(st, &up, "a.bin", 1, &e), TF_OK);
+    check_file(st, "a.bin", data, n);
+    /* a new version aborted whole: the old one stays */
+    up = streamed(st, "a.bin", data + 7, n - 7);
+    usleep(300000);
+    st->ops->abort(st, &up);
+    usleep(200000);
+    check_file(st, "a.bin", data, n);
+    /* fewer or more bytes than announced: the upload fails */
+    assert_int_equal(st->ops->stage_sized(st, "b.bin", n, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data, n - 1, &e), TF_OK);
+    assert_int_equal(st->ops->commit(st, &up, "b.bin", 1, &e), TF_EIO);
+    tf__err_clear(&e);
+    assert_int_equal(st->ops->stage_sized(st, "b.bin", n, &up, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data, n, &e), TF_OK);
+    assert_int_equal(st->ops->write(st, up, data, 1, &e), TF_EIO);
+    st->ops->abort(st, &up);
+    assert_int_equal(st->ops->stat(st, "b.bin", &fs, &e), TF_ENOENT);
+    only_keys(f, "a.bin");
+    assert_int_equal(tf__storage_s3_readahead_held(st), 0);
+    st->ops->close(st);
+    free(data);
+}
+
+/* The sender killed with every byte written but the commit not made (a
+   server killed mid-put): the store drops the PUT, nothing shows. */
+static void test_s3_storage_stream_killed(void **state)
+{
+    fixture *f = fixture_of(state);
+    size_t n = SPART + 4097;
+    uint8_t *data = patterned(n, 17);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        tf__storage *st = open_store(f);
+        tf__upload *up = streamed(st, "k.bin", data, n);
+        (void)up;
+        usleep(500000); /* the ring sent, all but the last byte */
+        raise(SIGKILL);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    usleep(200000);
+    tf__s3_info h;
+    tf__err e = {{0}};
+    assert_int_equal(tf__s3_head(f->s3, key_of(f, "k.bin"), &h, &e), TF_ENOENT);
+    only_keys(f, NULL);
+    free(data);
+}
+
+/* What goes as one PUT: a size of a part or more, up to single_put_max,
+   while the budget has room for its ring; less than a part is one PUT at
+   commit, over the maximum (or with no room) multipart. */
+static void test_s3_storage_stream_threshold(void **state)
+{
+    fixture *f = fixture_of(state);
+    size_t max = SPART + 100000;
+    tf__storage *st = open_store_max(f, max);
+    tf__err e = {{0}};
+    uint8_t *data = patterned(max + 1, 2);
+    static const size_t sizes[] = {(size_t)SPART - 1, (size_t)SPART, (size_t)SPART + 100000,
+                                   (size_t)SPART + 100001};
+    static const size_t streams[] = {0, 1, 2, 2};
+    static const int multipart[] = {0, 0, 0, 1};
+    for (size_t i = 0; i < 4; i++) {
+        tf__upload *up = streamed(st, "t.bin", data, sizes[i]);
+        assert_int_equal(tf__storage_s3_streams(st), streams[i]);
+        assert_int_equal(st->ops->commit(st, &up, "t.bin", 1, &e), TF_OK);
+        tf__s3_info h;
+        assert_int_equal(tf__s3_head(f->s3, key_of(f, "t.bin"), &h, &e), TF_OK);
+        assert_int_equal(h.size, sizes[i]);
+        assert_int_equal(strchr(h.etag, '-') != NULL, multipart[i]);
+    }
+    check_file(st, "t.bin", data, max + 1);
+    /* No room left in the budget for a ring: multipart, as before. */
+    enum { RINGS = TF_S3_READAHEAD_BUDGET / (8 << 20) };
+    tf__upload *ups[RINGS + 1];
+    for (size_t i = 0; i <= RINGS; i++)
+        assert_int_equal(st->ops->stage_sized(st, "t.bin", SPART, &ups[i], &e), TF_OK);
+    assert_int_equal(tf__storage_s3_streams(st), 2 + RINGS);
+    assert_int_equal(tf__storage_s3_readahead_held(st), TF_S3_READAHEAD_BUDGET);
+    for (size_t i = 0; i <= RINGS; i++)
+        st->ops->abort(st, &ups[i]);
+    assert_int_equal(tf__storage_s3_readahead_held(st), 0);
+    check_file(st, "t.bin", data, max + 1);
+    st->ops->close(st);
+    free(data);
+}
+
 static void test_s3_storage_check(void **state)
 {
     fixture *f = fixture_of(state);
@@ -1353,6 +1572,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_s3_storage_parts_overlap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_resume_past_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_storage_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_stream_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_stream_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_storage_stream_threshold, setup, teardown),
     };
     return TU_RUN_GROUP("s3", tests, NULL, NULL, argc > 1 ? argv[1] : NULL);
 }
