@@ -784,8 +784,16 @@ t_small() {
 
 t_conc() {
   local i
-  for i in $(order 5); do
+  for i in $(order 6); do
     case $i in
+      5)
+        # For information: the same client in a single thread (the line
+        # before 2026-12-08, second session).
+        timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
+          concurrent --async --threads 1 --conns 64 --seconds "$WRK_SECONDS" \
+          --prefix s --files "$SMALL_N" --digits 5 &&
+          record conc_64 libtcpfile-async-1-thread "$(result_field reqps)" "$CCPU" "$SCPU"
+        ;;
       3)
         # The same with tf_get_many, 8 requests in flight per connection:
         # for information (wrk has one in flight per connection).
@@ -795,11 +803,12 @@ t_conc() {
           record conc_64 libtcpfile-pipelined "$(result_field reqps)" "$CCPU" "$SCPU"
         ;;
       0)
-        # The event-driven client (tf_aclient): one thread, 64 connections
-        # on one epoll set, one request in flight each, as wrk does.
+        # The event-driven client (tf_aclient): 64 connections, one request
+        # in flight each, dealt out among one event loop per CPU, as wrk
+        # -t $(nproc) deals them among its threads.
         timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
-          concurrent --async --conns 64 --seconds "$WRK_SECONDS" --prefix s --files "$SMALL_N" \
-          --digits 5 &&
+          concurrent --async --threads "$(nproc)" --conns 64 --seconds "$WRK_SECONDS" \
+          --prefix s --files "$SMALL_N" --digits 5 &&
           record conc_64 libtcpfile "$(result_field reqps)" "$CCPU" "$SCPU" &&
           grep -E 'latency|failures' "$WORK/out" | sed 's/^/      /'
         ;;

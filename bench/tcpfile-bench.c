@@ -68,6 +68,7 @@ typedef struct args {
     int64_t settle_ms;
     int64_t pipeline; /* >1: small and concurrent use tf_get_many */
     int async;        /* concurrent: one thread, tf_aclient over epoll */
+    int64_t threads;  /* concurrent --async: event loops (1) */
     const char *tls_pin; /* the client speaks TLS, pinning this key */
 } args;
 
@@ -143,6 +144,7 @@ enum {
     OPT_SETTLE,
     OPT_PIPELINE,
     OPT_ASYNC,
+    OPT_THREADS,
     OPT_TLS_PIN,
     OPT_HELP,
     OPT_VERSION
@@ -169,6 +171,7 @@ static int parse_args(int argc, char **argv, args *a)
         {"settle-ms", required_argument, NULL, OPT_SETTLE},
         {"pipeline", required_argument, NULL, OPT_PIPELINE},
         {"async", no_argument, NULL, OPT_ASYNC},
+        {"threads", required_argument, NULL, OPT_THREADS},
         {"tls-pin", required_argument, NULL, OPT_TLS_PIN},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -259,6 +262,10 @@ static int parse_args(int argc, char **argv, args *a)
             break;
         case OPT_ASYNC:
             a->async = 1;
+            break;
+        case OPT_THREADS:
+            if (cli_parse_int(optarg, 1, 64, &a->threads) != 0)
+                return usage_error("--threads needs 1..64, not", optarg);
             break;
         case OPT_TLS_PIN:
             a->tls_pin = optarg;
@@ -533,16 +540,30 @@ static void target_close(target *t)
 
 /* ---- client helpers ----------------------------------------------------- */
 
-/* Counts payload bytes through the progress callback: each transfer
-   reports its total. */
+/* Counts payload bytes through the progress callbacks: a transfer reports
+   its total; a tf_get_many batch reports each item's, which add up. Reset
+   (x = (xfer){0}) before each call. */
 typedef struct xfer {
-    uint64_t total;
+    uint64_t total;  /* the call's bytes so far */
+    uint64_t before; /* a batch: the bytes of the items before this one */
+    size_t item;     /* a batch: this item's index + 1 (0: none yet) */
 } xfer;
 
 static int on_progress(void *user, uint64_t done, uint64_t total)
 {
     xfer *x = user;
     x->total = total > done ? total : done;
+    return 0;
+}
+
+static int on_item_progress(void *user, size_t index, uint64_t done, uint64_t total)
+{
+    xfer *x = user;
+    if (x->item != index + 1) {
+        x->before = x->total;
+        x->item = index + 1;
+    }
+    x->total = x->before + (total > done ? total : done);
     return 0;
 }
 
@@ -564,6 +585,7 @@ static int make_client_options(tf_options **opt, xfer *x, const args *a)
     if (tf_options_new(opt) != TF_OK)
         return -1;
     tf_options_set_progress(*opt, on_progress, x);
+    tf_options_set_item_progress(*opt, on_item_progress, x);
     if (a->checksum >= 0)
         tf_options_set(*opt, TF_OPT_CHECKSUM, a->checksum);
     if (a->pipeline > 1)
@@ -667,7 +689,7 @@ static int run_transfer(const args *a, const target *t, int is_put)
     int status = EXIT_OK;
     double connect_s = now() - t0;
     for (int64_t i = 0; c && i < count; i++) {
-        x.total = 0;
+        x = (xfer){0};
         double s = now();
         int rc = is_put ? tf_put(c, a->arg1, name) : tf_get(c, name, a->out);
         double e = now();
@@ -728,7 +750,7 @@ static int run_small(const args *a, const target *t)
     for (int64_t i = 0; c && i < count;) {
         char err[600];
         int rc;
-        x.total = 0;
+        x = (xfer){0};
         double s = now();
         int64_t got = get_some(&local, c, &next, count - i, devnull, &rc, err, sizeof err);
         double e = now();
@@ -784,7 +806,7 @@ static int run_connections(const args *a, const target *t)
             r.errors++;
             break;
         }
-        x.total = 0;
+        x = (xfer){0};
         int rc = tf_get_fd(c, a->name, devnull);
         tf_close(c);
         if (rc != TF_OK) {
@@ -860,7 +882,7 @@ static void *worker_main(void *p)
             }
             s = now();
         }
-        x.total = 0;
+        x = (xfer){0};
         int rc;
         char err[600];
         int64_t got = get_some(&local, c, &i, INT64_MAX, w->devnull, &rc, err, sizeof err);
@@ -1017,24 +1039,77 @@ static void awatch(int ep, int op, aconn *k)
     (void)epoll_ctl(ep, op, tf_aclient_fd(k->c), &ev);
 }
 
+/* One event loop of concurrent --async: its connections on its epoll set,
+   its own result (merged after the join, no lock). */
+typedef struct aloop {
+    aconn *k;
+    unsigned n;
+    int ep;
+    int depth; /* requests in flight per connection */
+    result r;
+    cpu used;
+    pthread_t tid;
+} aloop;
+
+static void *aloop_main(void *p)
+{
+    aloop *l = p;
+    cpu c0 = cpu_now(RUSAGE_THREAD);
+    unsigned live = 0;
+    for (unsigned i = 0; i < l->n; i++) {
+        for (int d = 0; d < l->depth; d++)
+            aqueue(&l->k[i]);
+        awatch(l->ep, EPOLL_CTL_ADD, &l->k[i]);
+        live++;
+    }
+    struct epoll_event evs[256];
+    while (live > 0) {
+        int m = epoll_wait(l->ep, evs, 256, 100);
+        if (m < 0 && errno != EINTR)
+            break;
+        for (int j = 0; j < m; j++) {
+            aconn *x = evs[j].data.ptr;
+            int fd = tf_aclient_fd(x->c);
+            int rc = tf_aclient_step(x->c);
+            if (rc == TF_INPROGRESS && !x->dead) {
+                awatch(l->ep, EPOLL_CTL_MOD, x);
+                continue;
+            }
+            /* Done (its last answer came after the deadline), or failed. */
+            (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, fd, NULL);
+            live--;
+            if (rc != TF_OK && rc != TF_INPROGRESS && !x->first_error[0])
+                snprintf(x->first_error, sizeof x->first_error, "connection: %s (%s)",
+                         tf_strerror(rc), tf_aclient_errmsg(x->c));
+            if (rc != TF_OK)
+                l->r.errors++;
+        }
+    }
+    l->used = cpu_since(RUSAGE_THREAD, c0);
+    return NULL;
+}
+
 static int run_aconcurrent(const args *a, const target *t)
 {
     unsigned n = (unsigned)(a->conns > 0 ? a->conns : 64);
+    unsigned nt = (unsigned)(a->threads > 0 ? a->threads : 1);
     int depth = a->pipeline > 1 ? (int)a->pipeline : 1;
     if (depth > TF__BENCH_MAX_DEPTH)
         depth = TF__BENCH_MAX_DEPTH;
+    if (nt > n)
+        nt = n;
     aconn *k = calloc(n, sizeof *k);
-    int ep = epoll_create1(EPOLL_CLOEXEC);
+    aloop *l = calloc(nt, sizeof *l);
     tf_options *opt = NULL;
-    if (!k || ep < 0 || tf_options_new(&opt) != TF_OK) {
+    if (!k || !l || tf_options_new(&opt) != TF_OK) {
         fprintf(stderr, PROG ": out of memory\n");
         return EXIT_FAILED;
     }
     if (a->checksum >= 0)
         tf_options_set(opt, TF_OPT_CHECKSUM, a->checksum);
-    printf("concurrent --async: %u connections in one thread for %.1f s, %d in flight "
+    printf("concurrent --async: %u connections in %u thread%s for %.1f s, %d in flight "
            "each, server %s port %s\n",
-           n, a->seconds, depth, t->host, t->port);
+           n, nt, nt == 1 ? "" : "s", a->seconds, depth, t->host, t->port);
     result r;
     begin_result(&r, "concurrent", t);
     uint64_t files = (uint64_t)(a->files > 0 ? a->files : 10000);
@@ -1042,7 +1117,16 @@ static int run_aconcurrent(const args *a, const target *t)
     local.files = (int64_t)files;
     int status = EXIT_OK;
     /* Connected (handshake done) before the clock starts, as the threaded
-       mode's barrier does. */
+       mode's barrier does. Thread j drives connections j*n/nt onwards. */
+    for (unsigned j = 0; j < nt; j++) {
+        l[j] = (aloop){.k = k + j * n / nt, .n = (j + 1) * n / nt - j * n / nt,
+                       .ep = epoll_create1(EPOLL_CLOEXEC), .depth = depth};
+        begin_result(&l[j].r, "concurrent", t);
+        if (l[j].ep < 0) {
+            fprintf(stderr, PROG ": epoll_create1: %s\n", strerror(errno));
+            return EXIT_FAILED;
+        }
+    }
     for (unsigned i = 0; i < n; i++) {
         char err[512];
         int rc = tf_aclient_connect_start(&k[i].c, t->host, t->port, opt, err, sizeof err);
@@ -1054,7 +1138,6 @@ static int run_aconcurrent(const args *a, const target *t)
             break;
         }
         k[i].a = &local;
-        k[i].r = &r;
         k[i].next = files * i / n;
         while ((rc = tf_aclient_step(k[i].c)) == TF_INPROGRESS) {
             int want = tf_aclient_events(k[i].c);
@@ -1071,43 +1154,35 @@ static int run_aconcurrent(const args *a, const target *t)
             break;
         }
     }
+    for (unsigned j = 0; j < nt; j++)
+        for (unsigned i = 0; i < l[j].n; i++)
+            l[j].k[i].r = &l[j].r;
     double scpu0 = server_cpu_start(t);
-    cpu c0 = cpu_now(RUSAGE_THREAD), p0 = cpu_now(RUSAGE_SELF);
+    cpu p0 = cpu_now(RUSAGE_SELF);
     double t0 = now();
     g_adeadline = t0 + a->seconds;
-    unsigned live = 0;
-    for (unsigned i = 0; status == EXIT_OK && i < n; i++) {
-        for (int d = 0; d < depth; d++)
-            aqueue(&k[i]);
-        awatch(ep, EPOLL_CTL_ADD, &k[i]);
-        live++;
-    }
-    struct epoll_event evs[256];
-    while (live > 0) {
-        int m = epoll_wait(ep, evs, 256, 100);
-        if (m < 0 && errno != EINTR)
+    unsigned started = 0;
+    for (; status == EXIT_OK && started < nt; started++)
+        if (pthread_create(&l[started].tid, NULL, aloop_main, &l[started]) != 0) {
+            fprintf(stderr, PROG ": could start only %u of %u threads\n", started, nt);
+            status = EXIT_FAILED;
             break;
-        for (int j = 0; j < m; j++) {
-            aconn *x = evs[j].data.ptr;
-            int fd = tf_aclient_fd(x->c);
-            int rc = tf_aclient_step(x->c);
-            if (rc == TF_INPROGRESS && !x->dead) {
-                awatch(ep, EPOLL_CTL_MOD, x);
-                continue;
-            }
-            /* Done (its last answer came after the deadline), or failed. */
-            (void)epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
-            live--;
-            if (rc != TF_OK && rc != TF_INPROGRESS && !x->first_error[0])
-                snprintf(x->first_error, sizeof x->first_error, "connection: %s (%s)",
-                         tf_strerror(rc), tf_aclient_errmsg(x->c));
-            if (rc != TF_OK)
-                r.errors++;
         }
-    }
+    for (unsigned j = 0; j < started; j++)
+        pthread_join(l[j].tid, NULL);
     r.seconds = now() - t0;
-    r.client = cpu_since(RUSAGE_THREAD, c0);
     r.process = cpu_since(RUSAGE_SELF, p0);
+    for (unsigned j = 0; j < nt; j++) {
+        for (size_t s = 0; s < l[j].r.lat.n; s++)
+            samples_add(&r.lat, l[j].r.lat.v[s]);
+        free(l[j].r.lat.v);
+        r.bytes += l[j].r.bytes;
+        r.requests += l[j].r.requests;
+        r.errors += l[j].r.errors;
+        r.client.user += l[j].used.user;
+        r.client.sys += l[j].used.sys;
+        close(l[j].ep);
+    }
     for (unsigned i = 0; i < n; i++) {
         if (k[i].first_error[0] && status == EXIT_OK)
             fprintf(stderr, PROG ": first failure: %s\n", k[i].first_error);
@@ -1116,10 +1191,10 @@ static int run_aconcurrent(const args *a, const target *t)
         tf_aclient_close(k[i].c);
     }
     end_result(&r, t, scpu0);
-    snprintf(r.extra, sizeof r.extra, "conns=%u async=1 depth=%d", n, depth);
+    snprintf(r.extra, sizeof r.extra, "conns=%u async=1 depth=%d threads=%u", n, depth, nt);
     report(&r);
-    close(ep);
     free(k);
+    free(l);
     tf_options_free(opt);
     return r.errors ? EXIT_FAILED : status;
 }
@@ -1218,7 +1293,7 @@ static int run_idle(const args *a, const target *t)
             continue;
         }
         double s2 = now();
-        x.total = 0;
+        x = (xfer){0};
         rc = tf_get(c, a->name, "/dev/null");
         double e2 = now();
         tf_close(c);

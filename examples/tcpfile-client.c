@@ -1114,9 +1114,11 @@ static int parse_args(int argc, char **argv, client_args *a)
        sooner (the library waits for the hello itself with --user). */
     tf_options_set(a->opt, TF_OPT_EARLY_REQUESTS, 1);
     /* A whole tree batch (TREE_BATCH) on the wire at once: the server
-       makes a pipelined batch durable together, so the deeper the
-       pipeline, the fewer syncs per file. */
-    tf_options_set(a->opt, TF_OPT_PIPELINE, 256);
+       makes a pipelined batch durable together, at most 256 puts a group,
+       and reads the next group's puts as soon as one is committed, so the
+       window must hold several groups (with one group's worth, each
+       commit waited for the client and the client for the commit). */
+    tf_options_set(a->opt, TF_OPT_PIPELINE, 1024);
     /* --resume by default, for those who want every interruption to be
        continued later; --no-resume overrides it. */
     const char *env = getenv("TCPFILE_RESUME");
@@ -1545,7 +1547,9 @@ static int breaks_connection(int rc);
 
 /* Files per tf_get_many / tf_put_many batch: a huge tree never holds more
    than this many requests, names and argument blocks at once. */
-#define TREE_BATCH 256
+#define TREE_BATCH 1024
+/* A pull batch's most files: its files are named when it ends. */
+#define TREE_PULL_BATCH 256
 /* Files from this size go one by one, each resumable (TF_OPT_RESUME): a
    file cut off in the middle continues on the next run. Smaller ones go
    pipelined, and are whole or absent. */
@@ -2002,7 +2006,8 @@ static int pull_replace(treerun *t, tree_batch *b, size_t i, int *same, char *ms
 static int batch_full(const treerun *t, const tree_batch *b, int push)
 {
     return b->n == TREE_BATCH ||
-           (!push && (b->bytes >= TREE_PULL_BATCH_BYTES || b->nfds + 2 >= t->fd_budget));
+           (!push && (b->n >= TREE_PULL_BATCH || b->bytes >= TREE_PULL_BATCH_BYTES ||
+                      b->nfds + 2 >= t->fd_budget));
 }
 
 /* Sends the queued pushes with tf_put_many, each carrying its mtime when
@@ -2518,8 +2523,8 @@ static size_t fd_budget(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
-        rl.rlim_cur > 4 * TREE_BATCH)
-        return 4 * TREE_BATCH;
+        rl.rlim_cur > 4 * TREE_PULL_BATCH)
+        return 4 * TREE_PULL_BATCH;
     return rl.rlim_cur > 48 ? (size_t)rl.rlim_cur - 32 : 16;
 }
 

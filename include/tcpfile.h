@@ -171,7 +171,7 @@ typedef enum tf_option {
        0 = one per online CPU (the default). */
     TF_OPT_WORKERS = 16,
     /* client: most requests tf_get_many has on the wire before their
-       responses have come back, 1..256. 1 = one at a time. Default 32. */
+       responses have come back, 1..1024. 1 = one at a time. Default 32. */
     TF_OPT_PIPELINE = 17,
     /* server: most partial uploads kept for resuming at once (those in
        progress included), 0..1000000. When a keyed put starts and the

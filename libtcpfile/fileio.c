@@ -82,7 +82,7 @@ int tf__open_beneath(int dirfd, const char *name, int flags, mode_t mode)
 #ifdef SYS_openat2
     struct open_how how = {
         .flags = (uint64_t)(flags | O_NOFOLLOW),
-        .mode = (flags & O_CREAT) ? mode : 0,
+        .mode = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? mode : 0,
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
     long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof how);
@@ -228,11 +228,11 @@ int tf__tmpfile_create(int dirfd, const char *prefix, mode_t mode, tf__tmpfile *
     return tf__fail(e, TF_EIO, "cannot find an unused temporary name");
 }
 
-/* linkat of the unnamed file fd as dirfd/name. AT_EMPTY_PATH needs
+/* linkat of the unnamed file fd as dirfd/name (fileio.h). AT_EMPTY_PATH needs
    CAP_DAC_READ_SEARCH (ENOENT without it); the /proc/self/fd form, which
    open(2) gives for O_TMPFILE and systemd's link_tmpfile_at falls back
    to, needs only /proc. */
-static int link_fd(int fd, int dirfd, const char *name)
+int tf__fs_link_fd(int fd, int dirfd, const char *name)
 {
     if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
         return 0;
@@ -247,7 +247,7 @@ int tf__tmpfile_link(int dirfd, const char *prefix, tf__tmpfile *t, tf__err *e)
 {
     for (int attempt = 0; attempt < 16; attempt++) {
         tmp_name(t, prefix, attempt);
-        if (link_fd(t->fd, dirfd, t->name) == 0) {
+        if (tf__fs_link_fd(t->fd, dirfd, t->name) == 0) {
             t->dirfd = dirfd;
             return TF_OK;
         }

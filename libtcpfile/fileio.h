@@ -77,6 +77,10 @@ int tf__tmpfile_create(int dirfd, const char *prefix, mode_t mode, tf__tmpfile *
    dirfd was removed, or /proc is missing to a process without
    CAP_DAC_READ_SEARCH. */
 int tf__tmpfile_link(int dirfd, const char *prefix, tf__tmpfile *t, tf__err *e);
+/* Links the unnamed file fd (O_TMPFILE) as dirfd/name: never replaces
+   (EEXIST, whatever is there, a symbolic link included, is left alone).
+   0, or -1 with errno. */
+int tf__fs_link_fd(int fd, int dirfd, const char *name);
 /* Opens (creating) dirfd/t->name, locked against a second user (TF_EBUSY),
    positioned at its end; *have is what it holds, at most size (a longer one
    is emptied). With SERVER_TMP_MODE, a file there that is not our own or

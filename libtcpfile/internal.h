@@ -68,7 +68,7 @@ void tf__err_clear(tf__err *e);
 /* Longest text setting, bytes. */
 #define TF__SOPT_MAX 4096
 /* Largest TF_OPT_PIPELINE. */
-#define TF__PIPELINE_MAX 256
+#define TF__PIPELINE_MAX 1024
 struct tf_options {
     int64_t value[TF__OPT_COUNT];
     char *str[TF__SOPT_COUNT]; /* owned copies; NULL = unset */

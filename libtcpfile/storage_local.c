@@ -136,6 +136,8 @@ static void l_digest_store(tf__storage *st, int fd, const uint8_t digest[TF_DIGE
 /* ---- writing ---------------------------------------------------------- */
 
 static int open_parent(local *l, const char *path, int *dirfd, const char **base, tf__err *e);
+static int passes_link(int rootfd, const char *path, int err);
+static int check_path(const char *path, tf__err *e);
 static void close_parent(local *l, int dirfd);
 static int fail_tree(tf__err *e, int err, const char *what, const char *path);
 static int sync_dir(local *l, int dirfd, tf__err *e);
@@ -217,7 +219,9 @@ static int l_stage(tf__storage *st, tf__upload **out, tf__err *e)
    directories' groups as rsync's temporaries do, instead of every upload
    scanning the one staging directory's group (where a removed tree's
    inodes wait, "recently deleted", to be reused). Nothing has a name
-   until the commit (link_staged), and a crash leaves nothing behind.
+   until the commit (publish_unnamed), and a crash leaves nothing behind.
+   One openat2 of the directory itself, confined as open_parent's, makes
+   it; with the mode it is published with, as no one else can open it.
    Without O_TMPFILE: stage. */
 static int l_stage_named(tf__storage *st, const char *name, tf__upload **out, tf__err *e)
 {
@@ -225,21 +229,27 @@ static int l_stage_named(tf__storage *st, const char *name, tf__upload **out, tf
     *out = NULL;
     if (atomic_load_explicit(&l->no_tmpfile, memory_order_relaxed))
         return l_stage(st, out, e);
-    int dirfd;
-    const char *base;
-    int rc = open_parent(l, name, &dirfd, &base, e);
+    int rc = check_path(name, e);
     if (rc != TF_OK)
         return rc;
-    int fd = openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, SERVER_TMP_MODE);
+    const char *slash = strrchr(name, '/');
+    char parent[PATH_MAX] = ".";
+    if (slash) {
+        memcpy(parent, name, (size_t)(slash - name));
+        parent[slash - name] = '\0';
+    }
+    int fd = tf__open_beneath(l->rootfd, parent, O_TMPFILE | O_RDWR | O_CLOEXEC, l->publish_mode);
     int err = errno;
-    close_parent(l, dirfd);
     if (fd < 0 && (err == EOPNOTSUPP || err == EISDIR || err == EINVAL)) {
         /* EISDIR: a kernel before 3.11, which takes it for O_DIRECTORY */
         atomic_store_explicit(&l->no_tmpfile, 1, memory_order_relaxed);
         return l_stage(st, out, e);
     }
+    if (fd < 0 && slash && passes_link(l->rootfd, parent, err))
+        return tf__fail(e, TF_EACCES, "\"%s\" passes a symbolic link, which is not followed",
+                        name);
     if (fd < 0)
-        return fail_tree(e, err, "cannot stage an upload in the directory of", name);
+        return fail_tree(e, err, "cannot open the directory of", name);
     tf__upload *up = calloc(1, sizeof *up);
     if (!up) {
         close(fd);
@@ -417,6 +427,25 @@ static int same_parent(const char *a, const char *b)
     return !sa == !sb && la == lb && memcmp(a, b, la) == 0;
 }
 
+/* Publishes an unnamed upload as dirfd/base (under the commit lock). A
+   new name, nothing there, is the upload linked straight to it: linkat
+   never replaces, nor follows a link planted at the name, so there is
+   nothing to check first, and no temporary name to rename. Something
+   there (EEXIST): the way of a named upload, through the staging
+   directory, which checks it and replaces it or not as c says. */
+static int publish_unnamed(local *l, int dirfd, tf__upload *up, const char *base,
+                           const tf__commit_cond *c, tf__err *e)
+{
+    if (tf__fs_link_fd(up->tmp.fd, dirfd, base) == 0)
+        return TF_OK;
+    if (errno != EEXIST)
+        return tf__fail_fs(e, errno, "cannot store", base);
+    int rc = link_staged(l, up, e);
+    if (rc == TF_OK)
+        rc = tf__upload_publish(dirfd, &up->tmp, base, c->overwrite, c->expect_id, e);
+    return rc;
+}
+
 /* The group commit (storage.h): prepare each, make the data durable (a
    single upload: its fsync; more: one syncfs), publish each in order
    under the commit lock, make the renames durable (its directory's fsync;
@@ -442,9 +471,11 @@ static void l_commit_many(tf__storage *st, tf__commit_item *items, size_t n)
         it->rc = it->up ? TF_OK : tf__fail(&it->err, TF_EINTERNAL, "no upload to commit");
         if (it->rc == TF_OK && it->cond.set_mtime)
             it->rc = set_upload_mtime(it->up, &it->cond, it->name, &it->err);
-        if (it->rc == TF_OK)
+        /* An unnamed upload has its mode; it is linked at its publishing
+           (publish_unnamed), unless IF_MATCH must look at the name first. */
+        if (it->rc == TF_OK && it->up->unnamed && it->cond.expect_id)
             it->rc = link_staged(l, it->up, &it->err);
-        if (it->rc == TF_OK)
+        else if (it->rc == TF_OK && !it->up->unnamed)
             it->rc = tf__upload_prepare(&it->up->tmp, l->publish_mode, it->name, &it->err);
         if (it->rc == TF_OK && i > 0 && dirfd[i - 1] >= 0 &&
             same_parent(items[i - 1].name, it->name))
@@ -478,8 +509,11 @@ static void l_commit_many(tf__storage *st, tf__commit_item *items, size_t n)
         if (dirfd[i] < 0 || it->rc != TF_OK)
             continue;
         const char *slash = strrchr(it->name, '/');
-        it->rc = tf__upload_publish(dirfd[i], &it->up->tmp, slash ? slash + 1 : it->name,
-                                    it->cond.overwrite, it->cond.expect_id, &it->err);
+        const char *base = slash ? slash + 1 : it->name;
+        it->rc = it->up->unnamed ? publish_unnamed(l, dirfd[i], it->up, base, &it->cond, &it->err)
+                                 : tf__upload_publish(dirfd[i], &it->up->tmp, base,
+                                                      it->cond.overwrite, it->cond.expect_id,
+                                                      &it->err);
         if (it->rc == TF_OK) {
             published++;
             last_dir = dirfd[i];

@@ -263,7 +263,7 @@ static void test_errors_options_ranges(void **state)
         {TF_OPT_MAX_LIST_ENTRIES, 1, UINT32_MAX, 0, (int64_t)UINT32_MAX + 1},
         {TF_OPT_STOP_GRACE_MS, 0, day_ms, -1, none},
         {TF_OPT_WORKERS, 0, 1024, -1, 1025},
-        {TF_OPT_PIPELINE, 1, 256, 0, 257},
+        {TF_OPT_PIPELINE, 1, 1024, 0, 1025},
         {TF_OPT_MAX_PARTIALS, 0, 1000000, -1, 1000001},
         {TF_OPT_TLS, 0, 1, -1, 2},
         {TF_OPT_TLS_ACCEPT_NEW, 0, 1, -1, 2},

@@ -494,27 +494,27 @@ static void test_putx_resume_and_checksum(void **state)
     tf_close(c);
 }
 
-static void test_putx_many_thousand(void **state)
+/* n pipelined puts of up to size bytes each with options opt (NULL: the
+   defaults): each stored whole under its name, the connection in step. */
+static void put_many_check(fixture *f, const tf_options *opt, int n, size_t size)
 {
-    fixture *f = *state;
-    enum { N = 1000 };
-    tf_client *c = tu_connect(&f->srv, NULL);
-    tf_put_item *items = calloc(N, sizeof *items);
-    uint8_t(*data)[512] = calloc(N, sizeof *data);
-    char(*names)[16] = calloc(N, sizeof *names);
+    tf_client *c = tu_connect(&f->srv, opt);
+    tf_put_item *items = calloc((size_t)n, sizeof *items);
+    uint8_t *data = calloc((size_t)n, size);
+    char(*names)[16] = calloc((size_t)n, sizeof *names);
     assert_non_null(items);
     assert_non_null(data);
     assert_non_null(names);
-    for (int i = 0; i < N; i++) {
-        tu_fill(data[i], sizeof data[i], (uint64_t)i + 100);
+    for (int i = 0; i < n; i++) {
+        tu_fill(data + (size_t)i * size, size, (uint64_t)i + 100);
         snprintf(names[i], sizeof names[i], "m%04d", i);
-        items[i] = (tf_put_item){.name = names[i], .fd = -1, .data = data[i],
-                                 .size = (uint64_t)(i % 512)};
+        items[i] = (tf_put_item){.name = names[i], .fd = -1, .data = data + (size_t)i * size,
+                                 .size = (uint64_t)((size_t)i % size)};
     }
     int64_t t0 = tu_now_ms();
-    assert_int_equal(tf_put_many(c, items, N), TF_OK);
+    assert_int_equal(tf_put_many(c, items, (size_t)n), TF_OK);
     int64_t ms = tu_now_ms() - t0;
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < n; i++) {
         assert_int_equal(items[i].result, TF_OK);
         assert_string_equal(items[i].message, "");
         char path[512];
@@ -522,17 +522,35 @@ static void test_putx_many_thousand(void **state)
         snprintf(path, sizeof path, "%s/%s", f->srv.root, names[i]);
         uint8_t *got = tu_read_file(path, &len);
         assert_non_null(got);
-        assert_int_equal(len, (size_t)(i % 512));
-        assert_memory_equal(got, data[i], len);
+        assert_int_equal(len, (size_t)i % size);
+        assert_memory_equal(got, data + (size_t)i * size, len);
         free(got);
     }
-    print_message("1000 pipelined puts: %lld ms\n", (long long)ms);
+    print_message("%d pipelined puts: %lld ms\n", n, (long long)ms);
     /* The connection is in step afterwards. */
     put_text(c, "after", "ok");
     free(items);
     free(data);
     free(names);
     tf_close(c);
+}
+
+static void test_putx_many_thousand(void **state)
+{
+    put_many_check(*state, NULL, 1000, 512);
+}
+
+/* A window of several groups (tcpfile-client's push: 1024 puts; a group
+   holds 256): the client keeps sending while the server, committing a
+   group, does not read, and reads the answers as they come, so neither
+   side waits on the other for good. */
+static void test_putx_many_window_of_groups(void **state)
+{
+    tf_options *opt;
+    assert_int_equal(tf_options_new(&opt), TF_OK);
+    assert_int_equal(tf_options_set(opt, TF_OPT_PIPELINE, 1024), TF_OK);
+    put_many_check(*state, opt, 1024, 8192);
+    tf_options_free(opt);
 }
 
 /* A bad name, an existing name under if-absent, a wrong if-match and a
@@ -832,6 +850,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_putx_bad_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_resume_and_checksum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_many_thousand, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_putx_many_window_of_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_many_refused_middle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_many_skip_same, setup, teardown),
         cmocka_unit_test_setup_teardown(test_putx_many_skip_same_no_payload, setup, teardown),
