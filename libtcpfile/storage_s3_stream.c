@@ -31,6 +31,7 @@ struct tf__s3s_stream {
     int released;     /* the commit's go: the last byte may go */
     int cut;
     int pull_waits, write_waits; /* a side asleep on cv, waiting for the other */
+    int64_t pull_slept_ms;       /* when curl's side went to sleep */
     int done; /* the PUT has ended: rc, e, etag */
     int rc;
     tf__err e;
@@ -47,8 +48,11 @@ static uint64_t ready(const tf__s3s_stream *st)
 
 /* A side asleep is woken only when it has WAKE bytes (or room) to work
    with, or nothing more is coming: one wake-up per chunk written or taken
-   cost the server more CPU than the bytes' copies (bench/RESULTS.md). */
+   cost the server more CPU than the bytes' copies (bench/RESULTS.md).
+   curl's side is woken for less after WAKE_MS, so that a slow client's
+   bytes still reach the store (curl's low-speed limit). */
 #define WAKE ((uint64_t)1 << 20)
+#define WAKE_MS 1000
 
 static void wake(tf__s3s_stream *st, int *waits)
 {
@@ -63,6 +67,8 @@ static size_t pull(void *user, void *dst, size_t max)
     tf__s3s_stream *st = user;
     pthread_mutex_lock(&st->mu);
     while (!st->cut && ready(st) == 0) {
+        if (!st->pull_waits)
+            st->pull_slept_ms = tf__now_ms();
         st->pull_waits = 1;
         pthread_cond_wait(&st->cv, &st->mu);
     }
@@ -188,7 +194,8 @@ int tf__s3s_stream_write(tf__s3s_stream *st, const uint8_t *p, size_t n, tf__err
         memcpy(st->ring + at, p, k);
         pthread_mutex_lock(&st->mu);
         st->in += k;
-        if (ready(st) >= WAKE || st->in == st->size)
+        if (st->pull_waits && (ready(st) >= WAKE || st->in == st->size ||
+                               tf__now_ms() - st->pull_slept_ms >= WAKE_MS))
             wake(st, &st->pull_waits);
         p += k;
         n -= k;
