@@ -787,12 +787,14 @@ t_conc() {
   for i in $(order 6); do
     case $i in
       5)
-        # For information: the same client in a single thread (the line
-        # before 2026-12-08, second session).
+        # For information: the same client with one event loop per CPU, the
+        # connections dealt out among them, as wrk -t $(nproc) deals them
+        # among its threads (slower than one loop on 2 CPUs, 2026-12-08:
+        # the loops and the server's workers take turns on the CPUs).
         timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
-          concurrent --async --threads 1 --conns 64 --seconds "$WRK_SECONDS" \
+          concurrent --async --threads "$(nproc)" --conns 64 --seconds "$WRK_SECONDS" \
           --prefix s --files "$SMALL_N" --digits 5 &&
-          record conc_64 libtcpfile-async-1-thread "$(result_field reqps)" "$CCPU" "$SCPU"
+          record conc_64 libtcpfile-async-threads "$(result_field reqps)" "$CCPU" "$SCPU"
         ;;
       3)
         # The same with tf_get_many, 8 requests in flight per connection:
@@ -803,12 +805,11 @@ t_conc() {
           record conc_64 libtcpfile-pipelined "$(result_field reqps)" "$CCPU" "$SCPU"
         ;;
       0)
-        # The event-driven client (tf_aclient): 64 connections, one request
-        # in flight each, dealt out among one event loop per CPU, as wrk
-        # -t $(nproc) deals them among its threads.
+        # The event-driven client (tf_aclient): one thread, 64 connections
+        # on one epoll set, one request in flight each, as wrk does.
         timed "$TF_MAIN" "$BENCH" --host 127.0.0.1 --port "$P_TF" --server-pid "$TF_MAIN" \
-          concurrent --async --threads "$(nproc)" --conns 64 --seconds "$WRK_SECONDS" \
-          --prefix s --files "$SMALL_N" --digits 5 &&
+          concurrent --async --conns 64 --seconds "$WRK_SECONDS" --prefix s --files "$SMALL_N" \
+          --digits 5 &&
           record conc_64 libtcpfile "$(result_field reqps)" "$CCPU" "$SCPU" &&
           grep -E 'latency|failures' "$WORK/out" | sed 's/^/      /'
         ;;
