@@ -297,13 +297,6 @@ mode_t tf__publish_mode(void)
     return 0666 & ~mask;
 }
 
-int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
-                      tf__err *e)
-{
-    return tf__upload_commit_locked(rootfd, t, name, overwrite, tf__publish_mode(), NULL, NULL,
-                                    e);
-}
-
 /* Under the commit lock: whether root/name is still the version a
    conditional put was checked against. */
 static int still_expected(int rootfd, const char *name, const uint64_t *expect_id, tf__err *e)

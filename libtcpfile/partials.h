@@ -44,21 +44,19 @@ void tf__upload_keep(tf__tmpfile *t, int64_t ttl_s, size_t max_partials);
    set, resumable ones untouched for ttl_s seconds, and the least recently
    written resumable ones beyond max_partials (never one in use). */
 void tf__upload_sweep(int rootfd, int all_plain, int64_t ttl_s, size_t max_partials);
-/* fsyncs the data, renames it to root/name (refusing an existing name when
-   overwrite is 0, and any name that is not a regular file), fsyncs root. On
-   failure the temporary is removed. */
-int tf__upload_commit(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
-                      tf__err *e);
 /* The mode a published upload gets: what a file created by this process
    would have had (0666 and the umask), read from /proc without changing
    the umask (umask() would, for every thread at once). A storage reads it
    once, when it opens, and passes it to every commit. */
 mode_t tf__publish_mode(void);
-/* The same, with the check of the target and the rename done holding lock
-   (NULL: none), so that they are one step with respect to every other
-   commit taking it; and with expect_id (NULL: none), publishing only if
-   root/name is still that version (tf__fs_ids_same), else TF_ECONFLICT. The
-   data's fsync stays outside the lock. */
+/* fsyncs the data, renames it to root/name with the given mode (refusing
+   an existing name when overwrite is 0, and any name that is not a regular
+   file), fsyncs root; on failure the temporary is removed. The check of
+   the target and the rename are done holding lock (NULL: none), so that
+   they are one step with respect to every other commit taking it; with
+   expect_id (NULL: none), it publishes only if root/name is still that
+   version (tf__fs_ids_same), else TF_ECONFLICT. The data's fsync stays
+   outside the lock. */
 int tf__upload_commit_locked(int rootfd, tf__tmpfile *t, const char *name, int overwrite,
                              mode_t mode, pthread_mutex_t *lock, const uint64_t *expect_id,
                              tf__err *e);
